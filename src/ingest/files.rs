@@ -1,0 +1,102 @@
+//! Reading files once (`tokwatch report`): discovery and chunked reads.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use super::Ingestor;
+use super::lines::{Line, LineSplitter};
+
+/// Default `--max-line-bytes`: 1 MiB.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 1024 * 1024;
+
+const CHUNK_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoverError {
+    #[error("'{0}': no such file or directory")]
+    Missing(PathBuf),
+    #[error("'{path}': {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// Files named on the command line, and `*.jsonl` files found recursively
+/// under directories, in a stable (sorted) order, without duplicates.
+///
+/// # Errors
+/// A path that does not exist or a directory that cannot be read.
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, DiscoverError> {
+    let mut found = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => DiscoverError::Missing(path.clone()),
+            _ => DiscoverError::Io { path: path.clone(), source: e },
+        })?;
+        if meta.is_dir() {
+            let walker = walkdir::WalkDir::new(path).follow_links(true).sort_by_file_name();
+            for entry in walker {
+                let entry = entry.map_err(|e| DiscoverError::Io {
+                    path: e.path().map_or_else(|| path.clone(), Path::to_path_buf),
+                    source: e.into(),
+                })?;
+                if entry.file_type().is_file() && entry.path().extension().is_some_and(|x| x == "jsonl") {
+                    found.push(entry.into_path());
+                }
+            }
+        } else {
+            found.push(path.clone());
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    found.retain(|p| seen.insert(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())));
+    Ok(found)
+}
+
+/// Short name of a file for synthetic run ids.
+#[must_use]
+pub fn origin_of(path: &Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+/// Reads `reader` to its end into the ingestor as source `source`.
+///
+/// # Errors
+/// A read error; lines read before it are kept.
+pub fn read_stream(reader: &mut impl Read, source: usize, max_line_bytes: usize, ingestor: &mut Ingestor<'_>) -> io::Result<()> {
+    let mut splitter = LineSplitter::new(max_line_bytes);
+    let mut buffer = vec![0_u8; CHUNK_BYTES];
+    let mut line_no = 0_u64;
+    let mut handle = |line: Line<'_>, ingestor: &mut Ingestor<'_>| {
+        line_no += 1;
+        match line {
+            Line::Complete(bytes) => ingestor.line(source, line_no, bytes),
+            Line::Oversized(len) => ingestor.oversized(source, line_no, len, max_line_bytes),
+        }
+    };
+    loop {
+        let read = match reader.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        splitter.feed(&buffer[..read], |line| handle(line, ingestor));
+    }
+    splitter.finish(|line| handle(line, ingestor));
+    Ok(())
+}
+
+/// Reads each file once into the ingestor.
+///
+/// # Errors
+/// A file that cannot be opened or read, named in the message.
+pub fn read_files(files: &[PathBuf], max_line_bytes: usize, ingestor: &mut Ingestor<'_>) -> Result<(), DiscoverError> {
+    for path in files {
+        let source = ingestor.stats.add_source(path.display().to_string(), origin_of(path));
+        ingestor.stats.files += 1;
+        let io_error = |source: io::Error| DiscoverError::Io { path: path.clone(), source };
+        let mut file = File::open(path).map_err(io_error)?;
+        read_stream(&mut file, source, max_line_bytes, ingestor).map_err(io_error)?;
+    }
+    Ok(())
+}

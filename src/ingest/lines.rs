@@ -1,0 +1,192 @@
+//! Splitting a byte stream into lines: `\n` or `\r\n` terminated, partial
+//! tails held until their newline, over-long lines skipped without being
+//! buffered so memory stays flat.
+
+/// One line as it leaves the splitter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Line<'a> {
+    /// Without its `\n` / `\r\n`.
+    Complete(&'a [u8]),
+    /// Longer than the limit; only its length was kept.
+    Oversized(u64),
+}
+
+#[derive(Debug)]
+pub struct LineSplitter {
+    partial: Vec<u8>,
+    max_line_bytes: usize,
+    /// Bytes of an over-long line being skipped, when one is in progress.
+    skipping: Option<u64>,
+}
+
+fn trim_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+impl LineSplitter {
+    #[must_use]
+    pub fn new(max_line_bytes: usize) -> Self {
+        LineSplitter {
+            partial: Vec::new(),
+            max_line_bytes,
+            skipping: None,
+        }
+    }
+
+    #[must_use]
+    pub fn max_line_bytes(&self) -> usize {
+        self.max_line_bytes
+    }
+
+    /// Bytes held for a line whose newline has not arrived.
+    #[must_use]
+    pub fn pending(&self) -> u64 {
+        self.skipping.unwrap_or(self.partial.len() as u64)
+    }
+
+    /// Forgets any partial line (after a truncation).
+    pub fn reset(&mut self) {
+        self.partial = Vec::new();
+        self.skipping = None;
+    }
+
+    /// Splits `chunk`, calling `emit` for every line it completes.
+    pub fn feed(&mut self, chunk: &[u8], mut emit: impl FnMut(Line<'_>)) {
+        let mut rest = chunk;
+        while let Some(pos) = memchr::memchr(b'\n', rest) {
+            let piece = &rest[..pos];
+            rest = &rest[pos + 1..];
+            if let Some(skipped) = self.skipping.take() {
+                emit(Line::Oversized(skipped + piece.len() as u64));
+            } else if self.partial.is_empty() {
+                self.emit_checked(piece, &mut emit);
+            } else {
+                let mut joined = std::mem::take(&mut self.partial);
+                joined.extend_from_slice(piece);
+                self.emit_checked(&joined, &mut emit);
+                joined.clear();
+                // keep the allocation unless an unusually long line grew it
+                if joined.capacity() <= 64 * 1024 {
+                    self.partial = joined;
+                }
+            }
+        }
+        self.hold(rest);
+    }
+
+    /// Ends the stream: an unterminated last line counts as a line (a file
+    /// read once is complete even without a final newline).
+    pub fn finish(&mut self, mut emit: impl FnMut(Line<'_>)) {
+        if let Some(skipped) = self.skipping.take() {
+            emit(Line::Oversized(skipped));
+        } else if !self.partial.is_empty() {
+            let partial = std::mem::take(&mut self.partial);
+            self.emit_checked(&partial, &mut emit);
+        }
+    }
+
+    fn emit_checked(&self, line: &[u8], emit: &mut impl FnMut(Line<'_>)) {
+        let line = trim_cr(line);
+        if line.len() > self.max_line_bytes {
+            emit(Line::Oversized(line.len() as u64));
+        } else {
+            emit(Line::Complete(line));
+        }
+    }
+
+    fn hold(&mut self, rest: &[u8]) {
+        if rest.is_empty() {
+            return;
+        }
+        if let Some(skipped) = &mut self.skipping {
+            *skipped += rest.len() as u64;
+        } else if self.partial.len() + rest.len() > self.max_line_bytes + 1 {
+            // +1 leaves room for a CR that will be trimmed.
+            self.skipping = Some((self.partial.len() + rest.len()) as u64);
+            self.partial = Vec::new();
+        } else {
+            self.partial.extend_from_slice(rest);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq)]
+    enum Out {
+        L(String),
+        Big(u64),
+    }
+
+    fn run(max: usize, chunks: &[&[u8]], finish: bool) -> (Vec<Out>, u64) {
+        let mut splitter = LineSplitter::new(max);
+        let mut out = Vec::new();
+        let mut push = |line: Line<'_>| {
+            out.push(match line {
+                Line::Complete(b) => Out::L(String::from_utf8_lossy(b).into_owned()),
+                Line::Oversized(n) => Out::Big(n),
+            });
+        };
+        for chunk in chunks {
+            splitter.feed(chunk, &mut push);
+        }
+        let pending = splitter.pending();
+        if finish {
+            splitter.finish(&mut push);
+        }
+        (out, pending)
+    }
+
+    fn l(s: &str) -> Out {
+        Out::L(s.into())
+    }
+
+    #[test]
+    fn splits_lf_and_crlf_and_holds_partial_tails() {
+        let (out, pending) = run(100, &[b"a\nb\r\nc", b"d\n", b"tail"], false);
+        assert_eq!(out, vec![l("a"), l("b"), l("cd")]);
+        assert_eq!(pending, 4);
+    }
+
+    #[test]
+    fn finish_emits_an_unterminated_last_line() {
+        let (out, _) = run(100, &[b"a\nlast"], true);
+        assert_eq!(out, vec![l("a"), l("last")]);
+    }
+
+    #[test]
+    fn a_line_split_byte_by_byte_is_reassembled() {
+        let text = b"{\"x\":1}\r\n{\"y\":2}\n";
+        let chunks: Vec<&[u8]> = text.chunks(1).collect();
+        let (out, pending) = run(100, &chunks, false);
+        assert_eq!(out, vec![l("{\"x\":1}"), l("{\"y\":2}")]);
+        assert_eq!(pending, 0);
+    }
+
+    #[test]
+    fn oversized_lines_are_skipped_without_buffering() {
+        let big = vec![b'x'; 50];
+        let (out, _) = run(10, &[b"ok\n", &big, &big, b"\nnext\n"], false);
+        assert_eq!(out, vec![l("ok"), Out::Big(100), l("next")]);
+        let (out, _) = run(10, &[b"0123456789\n01234567890\n"], false);
+        assert_eq!(out, vec![l("0123456789"), Out::Big(11)]);
+        let (out, _) = run(10, &[b"0123456789\r\n"], false);
+        assert_eq!(out, vec![l("0123456789")], "the CR does not count");
+    }
+
+    #[test]
+    fn oversized_partial_is_reported_at_finish() {
+        let big = vec![b'x'; 50];
+        let (out, pending) = run(10, &[b"a\n", &big], true);
+        assert_eq!(out, vec![l("a"), Out::Big(50)]);
+        assert_eq!(pending, 50);
+    }
+
+    #[test]
+    fn empty_lines_pass_through() {
+        let (out, _) = run(10, &[b"\n\r\n"], false);
+        assert_eq!(out, vec![l(""), l("")]);
+    }
+}

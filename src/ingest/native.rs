@@ -1,0 +1,404 @@
+//! tokwatch's native JSONL telemetry schema (`docs/schema.md`).
+//!
+//! Usage follows the OpenTelemetry GenAI convention: `input_tokens` is all
+//! prompt input and the cache fields are subsets of it; `output_tokens`
+//! includes `reasoning_tokens`. Strings are borrowed from the line.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+use crate::model::event::{EventKind, TelemetryEvent, UNKNOWN, Usage};
+use crate::model::money::Usd;
+
+/// Why a line is not a valid record. Never fatal: counted and located.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("invalid UTF-8")]
+    InvalidUtf8,
+    #[error("invalid JSON: {0}")]
+    Json(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Where a line came from, for synthetic run ids.
+#[derive(Debug, Clone, Copy)]
+pub struct LineOrigin<'s> {
+    /// A short, stable name for the source (a file name, `stdin`, `socket`).
+    pub source: &'s str,
+}
+
+#[derive(Deserialize)]
+struct RawRecord<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Text<'a>>,
+    #[serde(default)]
+    ts: Option<TsMillis>,
+    #[serde(borrow, default)]
+    run_id: Option<Text<'a>>,
+    #[serde(default)]
+    hop: Option<u32>,
+    #[serde(borrow, default)]
+    agent: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    parent_agent: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    user: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    segment: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    task: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    tool: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    provider: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    model: Option<Text<'a>>,
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_tokens: Option<u64>,
+    #[serde(default)]
+    cache_write_tokens: Option<u64>,
+    #[serde(default)]
+    cache_write_1h_tokens: Option<u64>,
+    #[serde(default)]
+    reasoning_tokens: Option<u64>,
+    #[serde(default)]
+    cost_usd: Option<CostUsd>,
+    #[serde(default)]
+    latency_ms: Option<u64>,
+    #[serde(borrow, default)]
+    status: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    prompt: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    completion: Option<Text<'a>>,
+    // budget_exceeded
+    #[serde(borrow, default)]
+    limit_kind: Option<Text<'a>>,
+    #[serde(default)]
+    limit: Option<u64>,
+    #[serde(default)]
+    tokens: Option<u64>,
+    #[serde(borrow, default)]
+    action: Option<Text<'a>>,
+}
+
+/// A string borrowed from the line when it has no escapes. (serde's own
+/// `Cow<str>` only borrows as a direct field, never inside `Option`.)
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for TextVisitor<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(TextVisitor(std::marker::PhantomData))
+    }
+}
+
+/// Parses one line (without its newline). Blank lines are the caller's job.
+///
+/// # Errors
+/// Invalid JSON, wrong field types, subsets larger than their totals,
+/// missing token counts with no text to estimate from, an unknown `type`.
+pub fn parse_line<'a>(line: &'a [u8], origin: LineOrigin<'_>) -> Result<TelemetryEvent<'a>, ParseError> {
+    // serde_json validates UTF-8 inside strings as it goes (JSON outside
+    // strings is ASCII), so the separate check runs only on the error path.
+    let raw: RawRecord<'a> = serde_json::from_slice(line).map_err(|e| {
+        if std::str::from_utf8(line).is_err() {
+            ParseError::InvalidUtf8
+        } else {
+            ParseError::Json(json_reason(&e))
+        }
+    })?;
+    normalize(raw, origin)
+}
+
+/// [`parse_line`] for text already known to be UTF-8.
+///
+/// # Errors
+/// As [`parse_line`].
+pub fn parse_str<'a>(text: &'a str, origin: LineOrigin<'_>) -> Result<TelemetryEvent<'a>, ParseError> {
+    let raw: RawRecord<'a> = serde_json::from_str(text).map_err(|e| ParseError::Json(json_reason(&e)))?;
+    normalize(raw, origin)
+}
+
+fn json_reason(error: &serde_json::Error) -> String {
+    // serde_json appends "at line 1 column N"; the line is ours to report.
+    let message = error.to_string();
+    match message.rfind(" at line ") {
+        Some(pos) => format!("{} (column {})", &message[..pos], error.column()),
+        None => message,
+    }
+}
+
+fn non_empty(text: Option<Text<'_>>) -> Option<Cow<'_, str>> {
+    text.map(|t| t.0).filter(|t| !t.bytes().all(|b| b.is_ascii_whitespace()))
+}
+
+fn normalize<'a>(raw: RawRecord<'a>, origin: LineOrigin<'_>) -> Result<TelemetryEvent<'a>, ParseError> {
+    let invalid = |message: String| Err(ParseError::Invalid(message));
+    let ts_ms = raw.ts.map(|t| t.0);
+    let run_id = match non_empty(raw.run_id) {
+        Some(id) => id,
+        None => Cow::Owned(synthetic_run_id(origin.source, ts_ms)),
+    };
+    let agent = non_empty(raw.agent).unwrap_or(Cow::Borrowed(UNKNOWN));
+    let model = non_empty(raw.model).unwrap_or(Cow::Borrowed(UNKNOWN));
+    let kind = match raw.kind.as_ref().map(|t| t.0.as_ref()) {
+        None | Some("hop") => EventKind::Hop,
+        Some("budget_exceeded") => EventKind::BudgetExceeded {
+            limit_kind: raw.limit_kind.map(|t| t.0.into_owned()),
+            limit: raw.limit,
+            observed: raw.tokens,
+            action: raw.action.map(|t| t.0.into_owned()),
+        },
+        Some("run_end") => EventKind::RunEnd,
+        Some(other) => {
+            return invalid(format!(
+                "unknown type '{}' (expected hop, budget_exceeded or run_end)",
+                other.chars().take(40).collect::<String>()
+            ));
+        }
+    };
+    let mut estimated = false;
+    let usage = if kind == EventKind::Hop {
+        let input = match (raw.input_tokens, raw.prompt.as_ref().map(|t| t.0.as_ref())) {
+            (Some(n), _) => n,
+            (None, Some(text)) => {
+                estimated = true;
+                estimate_tokens(&model, text)
+            }
+            (None, None) => return invalid("missing input_tokens (and no prompt text to estimate from)".into()),
+        };
+        let output = match (raw.output_tokens, raw.completion.as_ref().map(|t| t.0.as_ref())) {
+            (Some(n), _) => n,
+            (None, Some(text)) => {
+                estimated = true;
+                estimate_tokens(&model, text)
+            }
+            (None, None) => return invalid("missing output_tokens (and no completion text to estimate from)".into()),
+        };
+        let cache_read = raw.cache_read_tokens.unwrap_or(0);
+        let cache_write_5m = raw.cache_write_tokens.unwrap_or(0);
+        let cache_write_1h = raw.cache_write_1h_tokens.unwrap_or(0);
+        let cached = cache_read.saturating_add(cache_write_5m).saturating_add(cache_write_1h);
+        if cached > input {
+            return invalid(format!(
+                "cache_read_tokens ({cache_read}) + cache_write_tokens ({cache_write_5m}) + cache_write_1h_tokens ({cache_write_1h}) exceed input_tokens ({input}); input_tokens must include cached tokens"
+            ));
+        }
+        let reasoning = raw.reasoning_tokens.unwrap_or(0);
+        if reasoning > output {
+            return invalid(format!(
+                "reasoning_tokens ({reasoning}) exceed output_tokens ({output}); output_tokens must include reasoning"
+            ));
+        }
+        Usage {
+            input_uncached: input - cached,
+            cache_read,
+            cache_write_5m,
+            cache_write_1h,
+            output,
+            reasoning,
+        }
+    } else {
+        Usage::default()
+    };
+    Ok(TelemetryEvent {
+        kind,
+        ts_ms,
+        run_id,
+        hop: raw.hop,
+        agent,
+        parent_agent: non_empty(raw.parent_agent),
+        user: non_empty(raw.user),
+        segment: non_empty(raw.segment),
+        task: non_empty(raw.task),
+        tool: non_empty(raw.tool),
+        provider: non_empty(raw.provider),
+        model,
+        usage,
+        reported_cost: raw.cost_usd.map(|c| c.0),
+        latency_ms: raw.latency_ms,
+        status: non_empty(raw.status),
+        estimated,
+    })
+}
+
+/// Records without a `run_id` from one source and one UTC day form one run.
+fn synthetic_run_id(source: &str, ts_ms: Option<i64>) -> String {
+    let day = ts_ms
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| t.format("%Y-%m-%d").to_string());
+    match day {
+        Some(day) => format!("auto:{source}:{day}"),
+        None => format!("auto:{source}"),
+    }
+}
+
+/// Counts tokens of text with the model's tokenizer (o200k for models
+/// tiktoken does not know). Only used when a record has no counts.
+fn estimate_tokens(model: &str, text: &str) -> u64 {
+    let bpe = tiktoken_rs::bpe_for_model(model).unwrap_or_else(|_| tiktoken_rs::o200k_base_singleton());
+    u64::try_from(bpe.encode_ordinary(text).len()).unwrap_or(u64::MAX)
+}
+
+/// Epoch milliseconds from an RFC 3339 string or an integer.
+struct TsMillis(i64);
+
+/// Integers below this are almost surely epoch *seconds* (1973 in ms).
+const MIN_EPOCH_MS: i64 = 100_000_000_000;
+
+impl<'de> Deserialize<'de> for TsMillis {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TsVisitor;
+        impl Visitor<'_> for TsVisitor {
+            type Value = TsMillis;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an RFC 3339 timestamp or epoch milliseconds")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<TsMillis, E> {
+                if v < MIN_EPOCH_MS {
+                    return Err(E::custom(format!("ts {v} looks like epoch seconds; expected epoch milliseconds")));
+                }
+                Ok(TsMillis(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<TsMillis, E> {
+                let v = i64::try_from(v).map_err(|_| E::custom("ts is out of range"))?;
+                self.visit_i64(v)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<TsMillis, E> {
+                if let Some(ms) = fast_rfc3339_millis(v) {
+                    return Ok(TsMillis(ms));
+                }
+                chrono::DateTime::parse_from_rfc3339(v)
+                    .map(|t| TsMillis(t.timestamp_millis()))
+                    .map_err(|e| E::custom(format!("ts '{}' is not RFC 3339: {e}", v.chars().take(40).collect::<String>())))
+            }
+        }
+        deserializer.deserialize_any(TsVisitor)
+    }
+}
+
+/// The common `YYYY-MM-DDTHH:MM:SS[.fff…](Z|±HH:MM)` form without chrono's
+/// general parser (a hot path: one per record). Anything else, including
+/// leap seconds, returns `None` and goes to chrono.
+fn fast_rfc3339_millis(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| -> Option<i64> {
+        b[range].iter().try_fold(0_i64, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0')))
+    };
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let days_in_month = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month[usize::try_from(month - 1).ok()?] || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let mut pos = 19;
+    let mut millis = 0;
+    if b[pos] == b'.' {
+        let start = pos + 1;
+        pos = start;
+        while pos < b.len() && b[pos].is_ascii_digit() {
+            pos += 1;
+        }
+        if pos == start {
+            return None;
+        }
+        // Milliseconds truncate the fraction, as chrono's timestamp_millis does.
+        for i in 0..3 {
+            millis = millis * 10 + b.get(start + i).filter(|_| start + i < pos).map_or(0, |c| i64::from(c - b'0'));
+        }
+    }
+    let offset_minutes = match b.get(pos..)? {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let digits = [*h1, *h2, *m1, *m2];
+            if !digits.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            let value = |hi: u8, lo: u8| i64::from(hi - b'0') * 10 + i64::from(lo - b'0');
+            let (h, m) = (value(*h1, *h2), value(*m1, *m2));
+            if h > 23 || m > 59 {
+                return None;
+            }
+            if *sign == b'-' { -(h * 60 + m) } else { h * 60 + m }
+        }
+        _ => return None,
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let month_index = (month + 9) % 12;
+    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
+    Some(seconds * 1_000 + millis)
+}
+
+/// A non-negative USD amount, kept exact.
+struct CostUsd(Usd);
+
+impl<'de> Deserialize<'de> for CostUsd {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CostVisitor;
+        impl Visitor<'_> for CostVisitor {
+            type Value = CostUsd;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a non-negative number of US dollars")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<CostUsd, E> {
+                Ok(CostUsd(Usd::from_picos(i128::from(v) * crate::model::money::PICOS_PER_USD)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<CostUsd, E> {
+                u64::try_from(v).map_err(|_| E::custom("cost_usd must not be negative")).and_then(|v| self.visit_u64(v))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<CostUsd, E> {
+                if !v.is_finite() || v < 0.0 {
+                    return Err(E::custom("cost_usd must be a non-negative number"));
+                }
+                // The shortest decimal that round-trips is what the sender wrote;
+                // anything finer than a picodollar is rounded.
+                Usd::parse_decimal(&v.to_string())
+                    .or_else(|_| Usd::parse_decimal(&format!("{v:.12}")))
+                    .map(CostUsd)
+                    .map_err(E::custom)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<CostUsd, E> {
+                let amount = Usd::parse_decimal(v).map_err(E::custom)?;
+                if amount < Usd::ZERO {
+                    return Err(E::custom("cost_usd must not be negative"));
+                }
+                Ok(CostUsd(amount))
+            }
+        }
+        deserializer.deserialize_any(CostVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,153 @@
+//! tokwatch: exact per-hop, per-run, per-agent, per-segment and per-model
+//! tokens and dollars for multi-agent LLM workflows.
+//!
+//! Module groups (data flows top to bottom; see ARCHITECTURE.md):
+//! - Ingest: [`ingest`] reads files and parses the native JSONL schema into
+//!   [`model::TelemetryEvent`]s, counting and locating rejected lines.
+//! - Model (pure): [`model`] (events, exact money, the [`model::Ledger`] and
+//!   its immutable [`model::Snapshot`]) and [`pricing`] (price tables and the
+//!   cost rules).
+//! - Output: [`report`] renders a snapshot as a table, JSON, CSV or Markdown.
+//! - Glue: [`cli`], [`when`] (time arguments), [`workload`] (deterministic
+//!   sample and benchmark workloads), [`sanitize`] (untrusted text).
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod ingest;
+pub mod model;
+pub mod pricing;
+pub mod report;
+pub mod sanitize;
+pub mod when;
+pub mod workload;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use cli::{Cli, Command, GenerateWhat, GroupBy, ReportArgs};
+use ingest::{IngestStats, Ingestor, TimeWindow};
+use model::{Ledger, LedgerConfig, PeriodSpec, PeriodUnit, Snapshot};
+use pricing::PriceBook;
+use report::{Filters, ReportOptions};
+use when::{Bound, parse_when};
+
+/// Runs a parsed command line.
+///
+/// # Errors
+/// Bad arguments, missing paths, unreadable price files, I/O errors.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Report(args) => {
+            let text = report_text(&args, now_ms())?;
+            print_stdout(&text)?;
+        }
+        Command::Generate(args) => match args.what {
+            GenerateWhat::Samples { out } => {
+                let written = workload::write_samples(&out)?;
+                for (path, lines) in written {
+                    eprintln!("wrote {lines} lines to {}", path.display());
+                }
+            }
+            GenerateWhat::Bench { out, events, seed } => {
+                let bytes = workload::write_bench_corpus(&out, events, seed)?;
+                eprintln!("wrote {events} events ({bytes} bytes) to {}", out.display());
+            }
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+fn print_stdout(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// The time zone named by `--timezone`, else the system's, else UTC.
+///
+/// # Errors
+/// A name that is not an IANA zone.
+pub fn resolve_timezone(name: Option<&str>) -> anyhow::Result<chrono_tz::Tz> {
+    match name {
+        Some(name) => name
+            .parse()
+            .map_err(|_| anyhow::anyhow!("'{name}' is not an IANA time zone (e.g. Europe/Paris, America/New_York, UTC)")),
+        None => Ok(iana_time_zone::get_timezone()
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(chrono_tz::UTC)),
+    }
+}
+
+/// Loads `--prices` on top of the embedded table.
+///
+/// # Errors
+/// The file cannot be read or is neither format.
+pub fn load_prices(path: Option<&Path>) -> anyhow::Result<PriceBook> {
+    let book = PriceBook::embedded();
+    let Some(path) = path else { return Ok(book) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read price file '{}'", path.display()))?;
+    let label = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let table = PriceBook::parse_override(&text, &label).with_context(|| format!("price file '{}'", path.display()))?;
+    Ok(book.with_override(table))
+}
+
+/// Reads the report's inputs once and returns what it shows.
+///
+/// # Errors
+/// As [`run`].
+pub fn build_report(args: &ReportArgs, now_ms: i64) -> anyhow::Result<(Snapshot, IngestStats, ReportOptions)> {
+    let prices = load_prices(args.prices.as_deref())?;
+    let tz = resolve_timezone(args.timezone.as_deref())?;
+    let window = TimeWindow {
+        since_ms: args.since.as_deref().map(|s| parse_when(s, now_ms, tz, Bound::Since)).transpose()?,
+        until_ms: args.until.as_deref().map(|s| parse_when(s, now_ms, tz, Bound::Until)).transpose()?,
+    };
+    let period = args.group_by.map(|g| PeriodSpec {
+        unit: match g {
+            GroupBy::Day => PeriodUnit::Day,
+            GroupBy::Week => PeriodUnit::Week,
+            GroupBy::Month => PeriodUnit::Month,
+        },
+        timezone: tz,
+    });
+    let files = ingest::files::discover(&args.paths)?;
+    // A report never shows the live tail, so it keeps no recent events.
+    let mut ledger = Ledger::new(prices, LedgerConfig { period, recent_capacity: 0 });
+    let mut ingestor = Ingestor::new(&mut ledger, window);
+    ingest::files::read_files(&files, args.max_line_bytes, &mut ingestor)?;
+    let stats = ingestor.stats;
+    let options = ReportOptions {
+        format: args.format,
+        hops: args.hops,
+        top_runs: args.top,
+        filters: Filters {
+            since: args.since.clone(),
+            until: args.until.clone(),
+            group_by: args.group_by.map(|g| format!("{g:?}").to_lowercase()),
+            timezone: (args.group_by.is_some() || window != TimeWindow::default()).then(|| tz.name().to_owned()),
+            prices: args.prices.as_ref().map(|p: &PathBuf| p.display().to_string()),
+        },
+    };
+    Ok((ledger.snapshot(), stats, options))
+}
+
+/// The report as text.
+///
+/// # Errors
+/// As [`run`].
+pub fn report_text(args: &ReportArgs, now_ms: i64) -> anyhow::Result<String> {
+    let (snapshot, stats, options) = build_report(args, now_ms)?;
+    Ok(report::render(&snapshot, &stats, &options))
+}

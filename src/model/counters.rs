@@ -1,0 +1,150 @@
+//! Additive token and cost counters shared by every aggregate.
+
+use serde::Serialize;
+
+use super::event::Usage;
+use super::money::Usd;
+
+/// How a hop's cost was obtained. Ordered from most to least trustworthy;
+/// an aggregate of several calls takes the least trustworthy one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Provenance {
+    /// The record's own `cost_usd` (provider or gateway).
+    Reported,
+    /// Computed from exact token counts and the price table.
+    #[default]
+    Computed,
+    /// Computed from token counts estimated from prompt/completion text.
+    Estimated,
+    /// The model has no price and the record reported no cost.
+    Unpriced,
+}
+
+impl Provenance {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provenance::Reported => "reported",
+            Provenance::Computed => "computed",
+            Provenance::Estimated => "estimated",
+            Provenance::Unpriced => "unpriced",
+        }
+    }
+}
+
+/// The cost side of one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Costing {
+    /// Reported cost when present, else computed; `None` when unpriced.
+    pub effective: Option<Usd>,
+    pub computed: Option<Usd>,
+    pub reported: Option<Usd>,
+    pub provenance: Provenance,
+    pub long_context: bool,
+}
+
+/// Sums of disjoint token buckets and costs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    pub events: u64,
+    /// All prompt input, cache reads and writes included.
+    pub input_tokens: u64,
+    pub uncached_input_tokens: u64,
+    pub cache_read_tokens: u64,
+    /// 5-minute and 1-hour writes.
+    pub cache_write_tokens: u64,
+    pub cache_write_1h_tokens: u64,
+    /// All output, reasoning included.
+    pub output_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub total_tokens: u64,
+    /// Reported where a record had a cost, computed otherwise.
+    #[serde(rename = "cost_usd")]
+    pub cost: Usd,
+    /// Over events whose model has a price.
+    #[serde(rename = "computed_cost_usd")]
+    pub computed_cost: Usd,
+    /// Over events that reported a cost.
+    #[serde(rename = "reported_cost_usd")]
+    pub reported_cost: Usd,
+    pub reported_events: u64,
+    /// Events the price table priced (whatever they reported).
+    pub computed_events: u64,
+    pub estimated_events: u64,
+    pub unpriced_events: u64,
+    pub unpriced_tokens: u64,
+    pub long_context_events: u64,
+}
+
+impl Counters {
+    pub fn add(&mut self, usage: &Usage, costing: &Costing) {
+        self.events += 1;
+        self.input_tokens += usage.input_total();
+        self.uncached_input_tokens += usage.input_uncached;
+        self.cache_read_tokens += usage.cache_read;
+        self.cache_write_tokens += usage.cache_write();
+        self.cache_write_1h_tokens += usage.cache_write_1h;
+        self.output_tokens += usage.output;
+        self.reasoning_tokens += usage.reasoning;
+        self.total_tokens += usage.total();
+        if let Some(cost) = costing.effective {
+            self.cost += cost;
+        } else {
+            self.unpriced_events += 1;
+            self.unpriced_tokens += usage.total();
+        }
+        if let Some(cost) = costing.computed {
+            self.computed_cost += cost;
+            self.computed_events += 1;
+        }
+        if let Some(cost) = costing.reported {
+            self.reported_cost += cost;
+            self.reported_events += 1;
+        }
+        if costing.provenance == Provenance::Estimated {
+            self.estimated_events += 1;
+        }
+        if costing.long_context {
+            self.long_context_events += 1;
+        }
+    }
+
+    pub fn merge(&mut self, other: &Counters) {
+        self.events += other.events;
+        self.input_tokens += other.input_tokens;
+        self.uncached_input_tokens += other.uncached_input_tokens;
+        self.cache_read_tokens += other.cache_read_tokens;
+        self.cache_write_tokens += other.cache_write_tokens;
+        self.cache_write_1h_tokens += other.cache_write_1h_tokens;
+        self.output_tokens += other.output_tokens;
+        self.reasoning_tokens += other.reasoning_tokens;
+        self.total_tokens += other.total_tokens;
+        self.cost += other.cost;
+        self.computed_cost += other.computed_cost;
+        self.reported_cost += other.reported_cost;
+        self.reported_events += other.reported_events;
+        self.computed_events += other.computed_events;
+        self.estimated_events += other.estimated_events;
+        self.unpriced_events += other.unpriced_events;
+        self.unpriced_tokens += other.unpriced_tokens;
+        self.long_context_events += other.long_context_events;
+    }
+
+    /// Share of input served from cache, 0–1.
+    #[must_use]
+    #[allow(clippy::cast_precision_loss)]
+    pub fn cache_hit_ratio(&self) -> f64 {
+        if self.input_tokens == 0 {
+            0.0
+        } else {
+            self.cache_read_tokens as f64 / self.input_tokens as f64
+        }
+    }
+
+    /// Every event both reported a cost and was priced, and the sums differ.
+    #[must_use]
+    pub fn cost_mismatch(&self) -> bool {
+        self.reported_events == self.events && self.computed_events == self.events && self.reported_cost != self.computed_cost
+    }
+}

@@ -1,0 +1,184 @@
+//! The normalized telemetry record every input format is turned into.
+//!
+//! Token buckets are disjoint (see `docs/schema.md` and formats.md §0):
+//! `input_uncached + cache_read + cache_write_5m + cache_write_1h` is all
+//! prompt input; `output` includes `reasoning`, which is informational only.
+
+use std::borrow::Cow;
+
+use super::money::Usd;
+
+/// Disjoint token buckets of one model call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Prompt tokens neither read from nor written to a cache.
+    pub input_uncached: u64,
+    pub cache_read: u64,
+    /// Tokens written to a 5-minute cache.
+    pub cache_write_5m: u64,
+    /// Tokens written to a 1-hour cache (billed at about 2× input).
+    pub cache_write_1h: u64,
+    /// All output tokens, reasoning included.
+    pub output: u64,
+    /// Hidden reasoning tokens: a subset of `output`, never billed twice.
+    pub reasoning: u64,
+}
+
+impl Usage {
+    /// All prompt tokens, cached or not.
+    #[must_use]
+    pub fn input_total(&self) -> u64 {
+        self.input_uncached
+            .saturating_add(self.cache_read)
+            .saturating_add(self.cache_write_5m)
+            .saturating_add(self.cache_write_1h)
+    }
+
+    /// Cache writes of either lifetime.
+    #[must_use]
+    pub fn cache_write(&self) -> u64 {
+        self.cache_write_5m.saturating_add(self.cache_write_1h)
+    }
+
+    /// Input plus output (reasoning is inside output).
+    #[must_use]
+    pub fn total(&self) -> u64 {
+        self.input_total().saturating_add(self.output)
+    }
+}
+
+/// What a record says happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKind {
+    /// One model call at a position in a run.
+    Hop,
+    /// The runtime enforced a budget on this run (and hop, when known).
+    BudgetExceeded {
+        limit_kind: Option<String>,
+        limit: Option<u64>,
+        observed: Option<u64>,
+        action: Option<String>,
+    },
+    /// The run finished.
+    RunEnd,
+}
+
+/// One normalized record. Strings borrow from the input line where they can,
+/// so the one-shot report path does not allocate per field; `into_owned`
+/// detaches an event to cross a channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryEvent<'a> {
+    pub kind: EventKind,
+    /// Milliseconds since the Unix epoch, when the record has a timestamp.
+    pub ts_ms: Option<i64>,
+    pub run_id: Cow<'a, str>,
+    /// Position in the run; `None` means "next in arrival order".
+    pub hop: Option<u32>,
+    pub agent: Cow<'a, str>,
+    pub parent_agent: Option<Cow<'a, str>>,
+    pub user: Option<Cow<'a, str>>,
+    pub segment: Option<Cow<'a, str>>,
+    pub task: Option<Cow<'a, str>>,
+    pub tool: Option<Cow<'a, str>>,
+    pub provider: Option<Cow<'a, str>>,
+    pub model: Cow<'a, str>,
+    pub usage: Usage,
+    /// Cost as reported by the provider or a gateway.
+    pub reported_cost: Option<Usd>,
+    pub latency_ms: Option<u64>,
+    pub status: Option<Cow<'a, str>>,
+    /// Token counts were estimated from prompt/completion text.
+    pub estimated: bool,
+}
+
+/// Placeholder for a missing agent or model name.
+pub const UNKNOWN: &str = "unknown";
+
+fn own(text: Cow<'_, str>) -> Cow<'static, str> {
+    Cow::Owned(text.into_owned())
+}
+
+fn own_opt(text: Option<Cow<'_, str>>) -> Option<Cow<'static, str>> {
+    text.map(own)
+}
+
+impl TelemetryEvent<'_> {
+    /// Detaches the event from the buffer it was parsed from.
+    #[must_use]
+    pub fn into_owned(self) -> TelemetryEvent<'static> {
+        TelemetryEvent {
+            kind: self.kind,
+            ts_ms: self.ts_ms,
+            run_id: own(self.run_id),
+            hop: self.hop,
+            agent: own(self.agent),
+            parent_agent: own_opt(self.parent_agent),
+            user: own_opt(self.user),
+            segment: own_opt(self.segment),
+            task: own_opt(self.task),
+            tool: own_opt(self.tool),
+            provider: own_opt(self.provider),
+            model: own(self.model),
+            usage: self.usage,
+            reported_cost: self.reported_cost,
+            latency_ms: self.latency_ms,
+            status: own_opt(self.status),
+            estimated: self.estimated,
+        }
+    }
+}
+
+/// The provider a model name implies, when the record does not say.
+#[must_use]
+pub fn infer_provider(model: &str) -> Option<&'static str> {
+    let bare = model.rsplit('/').next().unwrap_or(model);
+    let bare = bare.to_ascii_lowercase();
+    if bare.starts_with("claude") {
+        Some("anthropic")
+    } else if bare.starts_with("gpt-")
+        || bare.starts_with("chatgpt")
+        || bare.starts_with("codex")
+        || bare.starts_with("text-embedding")
+        || (bare.starts_with('o') && bare[1..].starts_with(|c: char| c.is_ascii_digit()))
+    {
+        Some("openai")
+    } else if bare.starts_with("gemini") || bare.starts_with("gemma") {
+        Some("google")
+    } else if bare.starts_with("mistral") || bare.starts_with("codestral") {
+        Some("mistral")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_disjoint_and_reasoning_is_inside_output() {
+        let usage = Usage {
+            input_uncached: 100,
+            cache_read: 50,
+            cache_write_5m: 20,
+            cache_write_1h: 10,
+            output: 40,
+            reasoning: 30,
+        };
+        assert_eq!(usage.input_total(), 180);
+        assert_eq!(usage.cache_write(), 30);
+        assert_eq!(usage.total(), 220);
+    }
+
+    #[test]
+    fn infers_providers_from_model_names() {
+        assert_eq!(infer_provider("gpt-4o-mini"), Some("openai"));
+        assert_eq!(infer_provider("o3"), Some("openai"));
+        assert_eq!(infer_provider("o4-mini"), Some("openai"));
+        assert_eq!(infer_provider("openai/gpt-4.1"), Some("openai"));
+        assert_eq!(infer_provider("claude-sonnet-4-20250514"), Some("anthropic"));
+        assert_eq!(infer_provider("gemini-2.5-pro"), Some("google"));
+        assert_eq!(infer_provider("ollama-llama"), None);
+        assert_eq!(infer_provider("omni"), None);
+    }
+}

@@ -1,0 +1,71 @@
+//! An immutable, cheaply cloned view of the ledger that reports and views read.
+
+use std::sync::Arc;
+
+use super::counters::Counters;
+use super::ledger::{KeyedAgg, Ledger, ModelAgg, RecentEvent, RunAgg};
+
+/// Aggregate rows sorted by cost (highest first), then name.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub price_version: String,
+    pub first_ts_ms: Option<i64>,
+    pub last_ts_ms: Option<i64>,
+    pub totals: Counters,
+    pub budget_events: u64,
+    pub run_ends: u64,
+    pub by_agent: Vec<KeyedAgg>,
+    pub by_segment: Vec<KeyedAgg>,
+    pub by_user: Vec<KeyedAgg>,
+    pub by_model: Vec<ModelAgg>,
+    /// Highest cost first, then run id.
+    pub runs: Vec<Arc<RunAgg>>,
+    /// (minute since the epoch, counters), oldest first.
+    pub per_minute: Vec<(i64, Counters)>,
+    /// (period label, counters), oldest first; empty unless grouping was asked for.
+    pub periods: Vec<(String, Counters)>,
+    /// Oldest first.
+    pub recent: Vec<RecentEvent>,
+}
+
+fn by_cost_then_name<T>(rows: &mut [T], key: impl Fn(&T) -> (&Counters, &str)) {
+    rows.sort_by(|a, b| {
+        let (ca, na) = key(a);
+        let (cb, nb) = key(b);
+        cb.cost.cmp(&ca.cost).then(cb.total_tokens.cmp(&ca.total_tokens)).then_with(|| na.cmp(nb))
+    });
+}
+
+impl Snapshot {
+    pub(crate) fn from_ledger(ledger: &Ledger) -> Self {
+        let keyed = |map: &hashbrown::HashMap<Arc<str>, KeyedAgg>| {
+            let mut rows: Vec<KeyedAgg> = map.values().cloned().collect();
+            by_cost_then_name(&mut rows, |r| (&r.counters, &r.name));
+            rows
+        };
+        let mut by_model: Vec<ModelAgg> = ledger.models.values().filter(|m| m.counters.events > 0).cloned().collect();
+        by_cost_then_name(&mut by_model, |r| (&r.counters, &r.name));
+        let mut runs: Vec<Arc<RunAgg>> = ledger.runs.values().cloned().collect();
+        by_cost_then_name(&mut runs, |r| (&r.counters, &r.run_id));
+        let periods = match ledger.config().period {
+            Some(spec) => ledger.periods.iter().map(|(start, c)| (spec.label(*start), *c)).collect(),
+            None => Vec::new(),
+        };
+        Snapshot {
+            price_version: ledger.prices().version(),
+            first_ts_ms: ledger.first_ts_ms,
+            last_ts_ms: ledger.last_ts_ms,
+            totals: ledger.totals,
+            budget_events: ledger.budget_events,
+            run_ends: ledger.run_ends,
+            by_agent: keyed(&ledger.agents),
+            by_segment: keyed(&ledger.segments),
+            by_user: keyed(&ledger.users),
+            by_model,
+            runs,
+            per_minute: ledger.minutes.iter().map(|(m, c)| (*m, *c)).collect(),
+            periods,
+            recent: ledger.recent.iter().cloned().collect(),
+        }
+    }
+}

@@ -1,0 +1,720 @@
+//! Headless reports of a [`Snapshot`]: a human table, JSON (stable, see
+//! `docs/report-schema.md`), CSV and Markdown. Pure: returns text.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+use comfy_table::presets::{ASCII_MARKDOWN, UTF8_FULL_CONDENSED};
+use comfy_table::{CellAlignment, ContentArrangement, Table};
+use serde::Serialize;
+
+use crate::ingest::IngestStats;
+use crate::model::ledger::{BudgetHit, HopAgg, KeyedAgg, ModelAgg, RunAgg};
+use crate::model::{Counters, Snapshot, Usd};
+use crate::sanitize::sanitize;
+
+/// Version of the JSON document; bumped only on incompatible changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Json,
+    Csv,
+    Markdown,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    pub format: ReportFormat,
+    /// Per-hop detail for each run.
+    pub hops: bool,
+    /// Runs shown in table and Markdown output (0 = all). JSON and CSV have all.
+    pub top_runs: usize,
+    /// Echoed in the JSON `filters` object.
+    pub filters: Filters,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Filters {
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub group_by: Option<String>,
+    pub timezone: Option<String>,
+    pub prices: Option<String>,
+}
+
+/// Renders the report in the chosen format.
+#[must_use]
+pub fn render(snapshot: &Snapshot, ingest: &IngestStats, options: &ReportOptions) -> String {
+    match options.format {
+        ReportFormat::Json => render_json(snapshot, ingest, options),
+        ReportFormat::Csv => render_csv(snapshot, options),
+        ReportFormat::Table => render_text(snapshot, ingest, options, false),
+        ReportFormat::Markdown => render_text(snapshot, ingest, options, true),
+    }
+}
+
+fn iso(ts_ms: Option<i64>) -> Option<String> {
+    ts_ms
+        .and_then(DateTime::<Utc>::from_timestamp_millis)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+// ---------------------------------------------------------------- JSON
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    schema_version: u32,
+    generator: String,
+    price_table: &'a str,
+    filters: &'a Filters,
+    time_range: TimeRange,
+    totals: JsonTotals<'a>,
+    by_agent: Vec<JsonAgent<'a>>,
+    by_segment: Vec<JsonSegment<'a>>,
+    by_user: Vec<JsonUser<'a>>,
+    by_model: Vec<JsonModel<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    by_period: Option<Vec<JsonPeriod<'a>>>,
+    runs: Vec<JsonRun<'a>>,
+    ingest: &'a IngestStats,
+}
+
+#[derive(Serialize)]
+struct TimeRange {
+    first: Option<String>,
+    last: Option<String>,
+}
+
+#[derive(Serialize)]
+struct JsonTotals<'a> {
+    runs: usize,
+    #[serde(flatten)]
+    counters: &'a Counters,
+    cache_hit_ratio: f64,
+    budget_exceeded_events: u64,
+    run_end_events: u64,
+}
+
+/// Rows of `by_agent`, `by_segment`, `by_user`: the key field is named after the grouping.
+macro_rules! keyed_row {
+    ($name:ident, $field:literal) => {
+        #[derive(Serialize)]
+        struct $name<'a> {
+            #[serde(rename = $field)]
+            name: &'a str,
+            #[serde(flatten)]
+            counters: &'a Counters,
+        }
+        impl<'a> From<&'a KeyedAgg> for $name<'a> {
+            fn from(row: &'a KeyedAgg) -> Self {
+                $name { name: &row.name, counters: &row.counters }
+            }
+        }
+    };
+}
+keyed_row!(JsonAgent, "agent");
+keyed_row!(JsonSegment, "segment");
+keyed_row!(JsonUser, "user");
+
+#[derive(Serialize)]
+struct JsonModel<'a> {
+    model: &'a str,
+    provider: Option<&'a str>,
+    priced: bool,
+    priced_as: Option<&'a str>,
+    #[serde(flatten)]
+    counters: &'a Counters,
+}
+
+#[derive(Serialize)]
+struct JsonPeriod<'a> {
+    period: &'a str,
+    #[serde(flatten)]
+    counters: &'a Counters,
+}
+
+#[derive(Serialize)]
+struct JsonRun<'a> {
+    run_id: &'a str,
+    hops: usize,
+    total_tokens: u64,
+    cost_usd: Usd,
+    multiplier: Option<f64>,
+    segment: Option<&'a str>,
+    user: Option<&'a str>,
+    agent_path: Vec<&'a str>,
+    first_ts: Option<String>,
+    last_ts: Option<String>,
+    status: Option<&'a str>,
+    budget_exceeded: Vec<JsonBudgetHit<'a>>,
+    counters: &'a Counters,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hop_details: Option<Vec<JsonHop<'a>>>,
+}
+
+#[derive(Serialize)]
+struct JsonBudgetHit<'a> {
+    hop: Option<u32>,
+    limit_kind: Option<&'a str>,
+    limit: Option<u64>,
+    tokens: Option<u64>,
+    action: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct JsonHop<'a> {
+    hop: u32,
+    agent: &'a str,
+    parent_agent: Option<&'a str>,
+    model: &'a str,
+    task: Option<&'a str>,
+    tool: Option<&'a str>,
+    ts: Option<String>,
+    calls: u64,
+    input_tokens: u64,
+    uncached_input_tokens: u64,
+    cache_read_tokens: u64,
+    cache_write_tokens: u64,
+    cache_write_1h_tokens: u64,
+    output_tokens: u64,
+    reasoning_tokens: u64,
+    total_tokens: u64,
+    /// Input growth over the previous hop of the run.
+    input_growth: Option<i64>,
+    cost_usd: Option<Usd>,
+    computed_cost_usd: Option<Usd>,
+    reported_cost_usd: Option<Usd>,
+    provenance: &'static str,
+    price_table: Option<&'a str>,
+    long_context: bool,
+    latency_ms: Option<u64>,
+    status: Option<&'a str>,
+    budget_exceeded: Option<JsonBudgetHit<'a>>,
+}
+
+fn json_keyed<'a, T: From<&'a KeyedAgg>>(rows: &'a [KeyedAgg]) -> Vec<T> {
+    rows.iter().map(T::from).collect()
+}
+
+fn json_budget(hit: &BudgetHit) -> JsonBudgetHit<'_> {
+    JsonBudgetHit {
+        hop: hit.hop,
+        limit_kind: hit.limit_kind.as_deref(),
+        limit: hit.limit,
+        tokens: hit.observed,
+        action: hit.action.as_deref(),
+    }
+}
+
+fn json_hop<'a>(hop: &'a HopAgg, previous: Option<&HopAgg>) -> JsonHop<'a> {
+    let c = &hop.counters();
+    JsonHop {
+        hop: hop.hop,
+        agent: &hop.agent,
+        parent_agent: hop.labels.parent_agent.as_deref(),
+        model: &hop.model,
+        task: hop.labels.task.as_deref(),
+        tool: hop.labels.tool.as_deref(),
+        ts: iso(hop.first_ts_ms),
+        calls: c.events,
+        input_tokens: c.input_tokens,
+        uncached_input_tokens: c.uncached_input_tokens,
+        cache_read_tokens: c.cache_read_tokens,
+        cache_write_tokens: c.cache_write_tokens,
+        cache_write_1h_tokens: c.cache_write_1h_tokens,
+        output_tokens: c.output_tokens,
+        reasoning_tokens: c.reasoning_tokens,
+        total_tokens: c.total_tokens,
+        input_growth: previous.map(|p| saturating_i64(c.input_tokens) - saturating_i64(p.usage.input_total())),
+        cost_usd: hop.complete_cost(),
+        computed_cost_usd: (c.computed_events == c.events).then_some(c.computed_cost),
+        reported_cost_usd: (c.reported_events > 0).then_some(c.reported_cost),
+        provenance: hop.provenance.as_str(),
+        price_table: hop.price_version.as_deref(),
+        long_context: c.long_context_events > 0,
+        latency_ms: hop.latency_ms,
+        status: hop.labels.status.as_deref(),
+        budget_exceeded: hop.budget_hit.as_deref().map(json_budget),
+    }
+}
+
+fn saturating_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn json_run<'a>(run: &'a RunAgg, hops: bool) -> JsonRun<'a> {
+    JsonRun {
+        run_id: &run.run_id,
+        hops: run.hops.len(),
+        total_tokens: run.counters.total_tokens,
+        cost_usd: run.counters.cost,
+        multiplier: run.multiplier().map(|m| (m * 100.0).round() / 100.0),
+        segment: run.segment.as_deref(),
+        user: run.user.as_deref(),
+        agent_path: run.hops.iter().fold(Vec::new(), |mut path: Vec<&str>, h| {
+            if path.last() != Some(&&*h.agent) {
+                path.push(&h.agent);
+            }
+            path
+        }),
+        first_ts: iso(run.first_ts_ms),
+        last_ts: iso(run.last_ts_ms),
+        status: run.ended.as_deref(),
+        budget_exceeded: run.budget_hits.iter().map(json_budget).collect(),
+        counters: &run.counters,
+        hop_details: hops.then(|| {
+            run.hops
+                .iter()
+                .enumerate()
+                .map(|(i, h)| json_hop(h, i.checked_sub(1).map(|p| &run.hops[p])))
+                .collect()
+        }),
+    }
+}
+
+fn render_json(snapshot: &Snapshot, ingest: &IngestStats, options: &ReportOptions) -> String {
+    let report = JsonReport {
+        schema_version: SCHEMA_VERSION,
+        generator: format!("tokwatch {}", env!("CARGO_PKG_VERSION")),
+        price_table: &snapshot.price_version,
+        filters: &options.filters,
+        time_range: TimeRange {
+            first: iso(snapshot.first_ts_ms),
+            last: iso(snapshot.last_ts_ms),
+        },
+        totals: JsonTotals {
+            runs: snapshot.runs.len(),
+            counters: &snapshot.totals,
+            cache_hit_ratio: (snapshot.totals.cache_hit_ratio() * 10_000.0).round() / 10_000.0,
+            budget_exceeded_events: snapshot.budget_events,
+            run_end_events: snapshot.run_ends,
+        },
+        by_agent: json_keyed(&snapshot.by_agent),
+        by_segment: json_keyed(&snapshot.by_segment),
+        by_user: json_keyed(&snapshot.by_user),
+        by_model: snapshot.by_model.iter().map(json_model).collect(),
+        by_period: options.filters.group_by.as_ref().map(|_| {
+            snapshot.periods.iter().map(|(p, c)| JsonPeriod { period: p, counters: c }).collect()
+        }),
+        runs: snapshot.runs.iter().map(|r| json_run(r, options.hops)).collect(),
+        ingest,
+    };
+    let mut text = serde_json::to_string_pretty(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    text.push('\n');
+    text
+}
+
+fn json_model(model: &ModelAgg) -> JsonModel<'_> {
+    JsonModel {
+        model: &model.name,
+        provider: model.provider.as_deref(),
+        priced: model.priced_as.is_some(),
+        priced_as: model.priced_as.as_deref(),
+        counters: &model.counters,
+    }
+}
+
+// ---------------------------------------------------------------- CSV
+
+const CSV_HEADER: [&str; 22] = [
+    "section",
+    "key",
+    "run_id",
+    "hop",
+    "agent",
+    "model",
+    "segment",
+    "events",
+    "input_tokens",
+    "uncached_input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+    "cost_usd",
+    "computed_cost_usd",
+    "reported_cost_usd",
+    "unpriced_events",
+    "hops",
+    "multiplier",
+    "provenance",
+];
+
+#[derive(Default)]
+struct CsvRow<'a> {
+    section: &'a str,
+    key: &'a str,
+    run_id: &'a str,
+    hop: Option<u32>,
+    agent: &'a str,
+    model: &'a str,
+    segment: &'a str,
+    hops: Option<usize>,
+    multiplier: Option<f64>,
+    provenance: &'a str,
+}
+
+fn csv_record(row: &CsvRow<'_>, c: &Counters) -> Vec<String> {
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    vec![
+        row.section.to_owned(),
+        row.key.to_owned(),
+        row.run_id.to_owned(),
+        opt(row.hop.map(|h| h.to_string())),
+        row.agent.to_owned(),
+        row.model.to_owned(),
+        row.segment.to_owned(),
+        c.events.to_string(),
+        c.input_tokens.to_string(),
+        c.uncached_input_tokens.to_string(),
+        c.cache_read_tokens.to_string(),
+        c.cache_write_tokens.to_string(),
+        c.output_tokens.to_string(),
+        c.reasoning_tokens.to_string(),
+        c.total_tokens.to_string(),
+        c.cost.to_string(),
+        c.computed_cost.to_string(),
+        c.reported_cost.to_string(),
+        c.unpriced_events.to_string(),
+        opt(row.hops.map(|h| h.to_string())),
+        opt(row.multiplier.map(|m| format!("{m:.2}"))),
+        row.provenance.to_owned(),
+    ]
+}
+
+/// One long table with a `section` column (totals, agent, segment, user,
+/// model, period, run, hop) so it loads into any spreadsheet; money is exact.
+fn render_csv(snapshot: &Snapshot, options: &ReportOptions) -> String {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let mut rows: Vec<Vec<String>> = vec![CSV_HEADER.iter().map(|s| (*s).to_owned()).collect()];
+    rows.push(csv_record(&CsvRow { section: "totals", ..CsvRow::default() }, &snapshot.totals));
+    for (section, list) in [("agent", &snapshot.by_agent), ("segment", &snapshot.by_segment), ("user", &snapshot.by_user)] {
+        for r in list {
+            rows.push(csv_record(&CsvRow { section, key: &r.name, ..CsvRow::default() }, &r.counters));
+        }
+    }
+    for m in &snapshot.by_model {
+        rows.push(csv_record(&CsvRow { section: "model", key: &m.name, model: &m.name, ..CsvRow::default() }, &m.counters));
+    }
+    for (period, c) in &snapshot.periods {
+        rows.push(csv_record(&CsvRow { section: "period", key: period, ..CsvRow::default() }, c));
+    }
+    for run in &snapshot.runs {
+        let segment = run.segment.as_deref().unwrap_or("");
+        rows.push(csv_record(
+            &CsvRow {
+                section: "run",
+                key: &run.run_id,
+                run_id: &run.run_id,
+                segment,
+                hops: Some(run.hops.len()),
+                multiplier: run.multiplier(),
+                ..CsvRow::default()
+            },
+            &run.counters,
+        ));
+        if options.hops {
+            for hop in &run.hops {
+                rows.push(csv_record(
+                    &CsvRow {
+                        section: "hop",
+                        key: &run.run_id,
+                        run_id: &run.run_id,
+                        hop: Some(hop.hop),
+                        agent: &hop.agent,
+                        model: &hop.model,
+                        segment,
+                        provenance: hop.provenance.as_str(),
+                        ..CsvRow::default()
+                    },
+                    &hop.counters(),
+                ));
+            }
+        }
+    }
+    for row in rows {
+        // Writing to a Vec cannot fail.
+        let _ = writer.write_record(&row);
+    }
+    String::from_utf8(writer.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+// ---------------------------------------------------------------- table / Markdown
+
+fn tokens(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+fn dollars(amount: Usd) -> String {
+    format!("${}", amount.display_rounded(4))
+}
+
+/// Cost cell: marks partial totals where some events had no price.
+fn cost_cell(c: &Counters) -> String {
+    if c.unpriced_events == c.events && c.events > 0 {
+        "unpriced".to_owned()
+    } else if c.unpriced_events > 0 {
+        format!("{}+?", dollars(c.cost))
+    } else {
+        dollars(c.cost)
+    }
+}
+
+fn new_table(markdown: bool, header: &[&str]) -> Table {
+    let mut table = Table::new();
+    table
+        .load_style(if markdown { ASCII_MARKDOWN } else { UTF8_FULL_CONDENSED })
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(header.to_vec());
+    table
+}
+
+fn align_numbers(table: &mut Table, from: usize) {
+    for i in from..table.column_count() {
+        if let Some(column) = table.column_mut(i) {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+}
+
+const COUNTER_HEADER: [&str; 8] = ["events", "input", "cache read", "cache write", "output", "reasoning", "cost", "share"];
+
+#[allow(clippy::cast_precision_loss)]
+fn counter_cells(c: &Counters, total: &Counters) -> Vec<String> {
+    let share = if total.cost > Usd::ZERO {
+        format!("{:.1}%", c.cost.to_f64() / total.cost.to_f64() * 100.0)
+    } else {
+        "-".to_owned()
+    };
+    vec![
+        tokens(c.events),
+        tokens(c.input_tokens),
+        tokens(c.cache_read_tokens),
+        tokens(c.cache_write_tokens),
+        tokens(c.output_tokens),
+        tokens(c.reasoning_tokens),
+        cost_cell(c),
+        share,
+    ]
+}
+
+fn section(out: &mut String, markdown: bool, title: &str, table: &Table) {
+    if markdown {
+        let _ = write!(out, "\n## {title}\n\n{table}\n");
+    } else {
+        let _ = write!(out, "\n{title}\n{table}\n");
+    }
+}
+
+fn keyed_table(markdown: bool, label: &str, rows: &[KeyedAgg], total: &Counters) -> Table {
+    let mut header = vec![label];
+    header.extend(COUNTER_HEADER);
+    let mut table = new_table(markdown, &header);
+    for r in rows {
+        let mut cells = vec![sanitize(&r.name).into_owned()];
+        cells.extend(counter_cells(&r.counters, total));
+        table.add_row(cells);
+    }
+    align_numbers(&mut table, 1);
+    table
+}
+
+fn render_text(snapshot: &Snapshot, ingest: &IngestStats, options: &ReportOptions, markdown: bool) -> String {
+    let mut out = String::new();
+    let t = &snapshot.totals;
+    let range = match (iso(snapshot.first_ts_ms), iso(snapshot.last_ts_ms)) {
+        (Some(a), Some(b)) => format!("{a} → {b}"),
+        _ => "no timestamps".to_owned(),
+    };
+    let heading = if markdown { "# tokwatch report\n\n" } else { "tokwatch report\n" };
+    out.push_str(heading);
+    let _ = writeln!(
+        out,
+        "{} events in {} runs from {} files · {range} · prices {}",
+        tokens(ingest.events),
+        tokens(snapshot.runs.len() as u64),
+        ingest.files,
+        sanitize(&snapshot.price_version)
+    );
+
+    let mut totals = new_table(markdown, &["", "tokens", "cost"]);
+    totals.add_row(vec!["input (all)".to_owned(), tokens(t.input_tokens), String::new()]);
+    totals.add_row(vec!["  uncached".to_owned(), tokens(t.uncached_input_tokens), String::new()]);
+    totals.add_row(vec![
+        "  cache read".to_owned(),
+        tokens(t.cache_read_tokens),
+        format!("{:.1}% of input", t.cache_hit_ratio() * 100.0),
+    ]);
+    totals.add_row(vec!["  cache write".to_owned(), tokens(t.cache_write_tokens), String::new()]);
+    totals.add_row(vec!["output (all)".to_owned(), tokens(t.output_tokens), String::new()]);
+    totals.add_row(vec!["  reasoning".to_owned(), tokens(t.reasoning_tokens), String::new()]);
+    totals.add_row(vec!["total".to_owned(), tokens(t.total_tokens), cost_cell(t)]);
+    if t.reported_events > 0 {
+        totals.add_row(vec![
+            format!("reported by {} events", tokens(t.reported_events)),
+            String::new(),
+            dollars(t.reported_cost),
+        ]);
+        totals.add_row(vec!["computed from prices".to_owned(), String::new(), dollars(t.computed_cost)]);
+    }
+    if t.unpriced_events > 0 {
+        totals.add_row(vec![
+            format!("UNPRICED: {} events", tokens(t.unpriced_events)),
+            tokens(t.unpriced_tokens),
+            "not in total".to_owned(),
+        ]);
+    }
+    if t.estimated_events > 0 {
+        totals.add_row(vec![format!("estimated from text: {} events", tokens(t.estimated_events)), String::new(), String::new()]);
+    }
+    align_numbers(&mut totals, 1);
+    section(&mut out, markdown, "Totals", &totals);
+
+    if !snapshot.periods.is_empty() {
+        let label = options.filters.group_by.as_deref().unwrap_or("period");
+        let rows: Vec<KeyedAgg> = snapshot
+            .periods
+            .iter()
+            .map(|(p, c)| KeyedAgg { name: p.as_str().into(), counters: *c })
+            .collect();
+        section(&mut out, markdown, "By period", &keyed_table(markdown, label, &rows, t));
+    }
+    section(&mut out, markdown, "By agent", &keyed_table(markdown, "agent", &snapshot.by_agent, t));
+    if !snapshot.by_segment.is_empty() {
+        section(&mut out, markdown, "By segment", &keyed_table(markdown, "segment", &snapshot.by_segment, t));
+    }
+
+    let mut header = vec!["model", "provider"];
+    header.extend(COUNTER_HEADER);
+    let mut models = new_table(markdown, &header);
+    for m in &snapshot.by_model {
+        let name = match &m.priced_as {
+            Some(p) if **p != *m.name => format!("{} (as {})", sanitize(&m.name), sanitize(p)),
+            Some(_) => sanitize(&m.name).into_owned(),
+            None => format!("{} [unpriced]", sanitize(&m.name)),
+        };
+        let mut cells = vec![name, sanitize(m.provider.as_deref().unwrap_or("?")).into_owned()];
+        cells.extend(counter_cells(&m.counters, t));
+        models.add_row(cells);
+    }
+    align_numbers(&mut models, 2);
+    section(&mut out, markdown, "By model", &models);
+
+    render_runs(&mut out, snapshot, options, markdown);
+    render_ingest(&mut out, ingest, markdown);
+    out
+}
+
+fn render_runs(out: &mut String, snapshot: &Snapshot, options: &ReportOptions, markdown: bool) {
+    let shown = if options.top_runs == 0 { snapshot.runs.len() } else { options.top_runs.min(snapshot.runs.len()) };
+    let mut runs = new_table(markdown, &["run", "segment", "agents", "hops", "tokens", "×first hop", "cost", "status"]);
+    for run in &snapshot.runs[..shown] {
+        let path: Vec<String> = run.agent_path().iter().map(|a| sanitize(a).into_owned()).collect();
+        let status = match (&run.ended, run.budget_hits.is_empty()) {
+            (Some(s), true) => sanitize(s).into_owned(),
+            (Some(s), false) => format!("{} ! budget", sanitize(s)),
+            (None, false) => "! budget".to_owned(),
+            (None, true) => String::new(),
+        };
+        runs.add_row(vec![
+            sanitize(&run.run_id).into_owned(),
+            sanitize(run.segment.as_deref().unwrap_or("")).into_owned(),
+            path.join("→"),
+            run.hops.len().to_string(),
+            tokens(run.counters.total_tokens),
+            run.multiplier().map_or_else(|| "-".to_owned(), |m| format!("{m:.1}×")),
+            cost_cell(&run.counters),
+            status,
+        ]);
+    }
+    align_numbers(&mut runs, 3);
+    if let Some(column) = runs.column_mut(7) {
+        column.set_cell_alignment(CellAlignment::Left);
+    }
+    let title = if shown < snapshot.runs.len() {
+        format!("Runs (top {shown} of {} by cost; --top 0 for all)", snapshot.runs.len())
+    } else {
+        "Runs (by cost)".to_owned()
+    };
+    section(out, markdown, &title, &runs);
+
+    if options.hops {
+        for run in &snapshot.runs[..shown] {
+            let mut hops = new_table(
+                markdown,
+                &["hop", "agent", "model", "uncached", "cache read", "cache write", "output", "reasoning", "Δ input", "cost", "source"],
+            );
+            let mut previous: Option<&HopAgg> = None;
+            for hop in &run.hops {
+                let c = &hop.counters();
+                let growth = previous.map_or_else(String::new, |p| {
+                    let delta = saturating_i64(c.input_tokens) - saturating_i64(p.usage.input_total());
+                    format!("{delta:+}")
+                });
+                let mut cost = hop.complete_cost().map_or_else(|| "unpriced".to_owned(), dollars);
+                if c.cost_mismatch() {
+                    let _ = write!(cost, " (computed {})", dollars(c.computed_cost));
+                }
+                if hop.budget_hit.is_some() {
+                    cost.push_str(" ! budget");
+                }
+                hops.add_row(vec![
+                    hop.hop.to_string(),
+                    sanitize(&hop.agent).into_owned(),
+                    sanitize(&hop.model).into_owned(),
+                    tokens(c.uncached_input_tokens),
+                    tokens(c.cache_read_tokens),
+                    tokens(c.cache_write_tokens),
+                    tokens(c.output_tokens),
+                    tokens(c.reasoning_tokens),
+                    growth,
+                    cost,
+                    hop.provenance.as_str().to_owned(),
+                ]);
+                previous = Some(hop);
+            }
+            align_numbers(&mut hops, 3);
+            if let Some(column) = hops.column_mut(10) {
+                column.set_cell_alignment(CellAlignment::Left);
+            }
+            section(out, markdown, &format!("Run {} hops", sanitize(&run.run_id)), &hops);
+        }
+    }
+}
+
+fn render_ingest(out: &mut String, ingest: &IngestStats, markdown: bool) {
+    let mut line = format!(
+        "{} lines, {} events, {} malformed",
+        tokens(ingest.lines),
+        tokens(ingest.events),
+        tokens(ingest.malformed)
+    );
+    if ingest.invalid_utf8 > 0 || ingest.oversized > 0 {
+        let _ = write!(line, " ({} invalid UTF-8, {} oversized)", ingest.invalid_utf8, ingest.oversized);
+    }
+    if ingest.filtered > 0 {
+        let _ = write!(line, ", {} outside the time filter", tokens(ingest.filtered));
+    }
+    if markdown {
+        let _ = writeln!(out, "\n## Ingest\n\n{line}");
+    } else {
+        let _ = writeln!(out, "\nIngest: {line}");
+    }
+    for sample in &ingest.malformed_samples {
+        let _ = writeln!(out, "  {}: {}", sanitize(&sample.location), sanitize(&sample.reason));
+    }
+    if ingest.malformed > ingest.malformed_samples.len() as u64 {
+        let _ = writeln!(out, "  … and {} more", ingest.malformed - ingest.malformed_samples.len() as u64);
+    }
+}
