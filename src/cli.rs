@@ -8,7 +8,11 @@ use crate::ingest::files::DEFAULT_MAX_LINE_BYTES;
 use crate::report::ReportFormat;
 
 #[derive(Debug, Parser)]
-#[command(name = "tokwatch", version, about = "See, live, which hop of which agent loop is burning tokens and dollars.")]
+#[command(
+    name = "tokwatch",
+    version,
+    about = "See, live, which hop of which agent loop is burning tokens and dollars."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -68,7 +68,10 @@ fn now_ms() -> i64 {
 /// Writes to stdout; a closed pipe (`| head`) is not an error.
 fn print_stdout(text: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
     }
@@ -80,9 +83,11 @@ fn print_stdout(text: &str) -> anyhow::Result<()> {
 /// A name that is not an IANA zone.
 pub fn resolve_timezone(name: Option<&str>) -> anyhow::Result<chrono_tz::Tz> {
     match name {
-        Some(name) => name
-            .parse()
-            .map_err(|_| anyhow::anyhow!("'{name}' is not an IANA time zone (e.g. Europe/Paris, America/New_York, UTC)")),
+        Some(name) => name.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "'{name}' is not an IANA time zone (e.g. Europe/Paris, America/New_York, UTC)"
+            )
+        }),
         None => Ok(iana_time_zone::get_timezone()
             .ok()
             .and_then(|n| n.parse().ok())
@@ -97,9 +102,14 @@ pub fn resolve_timezone(name: Option<&str>) -> anyhow::Result<chrono_tz::Tz> {
 pub fn load_prices(path: Option<&Path>) -> anyhow::Result<PriceBook> {
     let book = PriceBook::embedded();
     let Some(path) = path else { return Ok(book) };
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read price file '{}'", path.display()))?;
-    let label = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
-    let table = PriceBook::parse_override(&text, &label).with_context(|| format!("price file '{}'", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read price file '{}'", path.display()))?;
+    let label = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let table = PriceBook::parse_override(&text, &label)
+        .with_context(|| format!("price file '{}'", path.display()))?;
     Ok(book.with_override(table))
 }
 
@@ -107,12 +117,23 @@ pub fn load_prices(path: Option<&Path>) -> anyhow::Result<PriceBook> {
 ///
 /// # Errors
 /// As [`run`].
-pub fn build_report(args: &ReportArgs, now_ms: i64) -> anyhow::Result<(Snapshot, IngestStats, ReportOptions)> {
+pub fn build_report(
+    args: &ReportArgs,
+    now_ms: i64,
+) -> anyhow::Result<(Snapshot, IngestStats, ReportOptions)> {
     let prices = load_prices(args.prices.as_deref())?;
     let tz = resolve_timezone(args.timezone.as_deref())?;
     let window = TimeWindow {
-        since_ms: args.since.as_deref().map(|s| parse_when(s, now_ms, tz, Bound::Since)).transpose()?,
-        until_ms: args.until.as_deref().map(|s| parse_when(s, now_ms, tz, Bound::Until)).transpose()?,
+        since_ms: args
+            .since
+            .as_deref()
+            .map(|s| parse_when(s, now_ms, tz, Bound::Since))
+            .transpose()?,
+        until_ms: args
+            .until
+            .as_deref()
+            .map(|s| parse_when(s, now_ms, tz, Bound::Until))
+            .transpose()?,
     };
     let period = args.group_by.map(|g| PeriodSpec {
         unit: match g {
@@ -124,7 +145,13 @@ pub fn build_report(args: &ReportArgs, now_ms: i64) -> anyhow::Result<(Snapshot,
     });
     let files = ingest::files::discover(&args.paths)?;
     // A report never shows the live tail, so it keeps no recent events.
-    let mut ledger = Ledger::new(prices, LedgerConfig { period, recent_capacity: 0 });
+    let mut ledger = Ledger::new(
+        prices,
+        LedgerConfig {
+            period,
+            recent_capacity: 0,
+        },
+    );
     let mut ingestor = Ingestor::new(&mut ledger, window);
     ingest::files::read_files(&files, args.max_line_bytes, &mut ingestor)?;
     let stats = ingestor.stats;
@@ -136,8 +163,12 @@ pub fn build_report(args: &ReportArgs, now_ms: i64) -> anyhow::Result<(Snapshot,
             since: args.since.clone(),
             until: args.until.clone(),
             group_by: args.group_by.map(|g| format!("{g:?}").to_lowercase()),
-            timezone: (args.group_by.is_some() || window != TimeWindow::default()).then(|| tz.name().to_owned()),
-            prices: args.prices.as_ref().map(|p: &PathBuf| p.display().to_string()),
+            timezone: (args.group_by.is_some() || window != TimeWindow::default())
+                .then(|| tz.name().to_owned()),
+            prices: args
+                .prices
+                .as_ref()
+                .map(|p: &PathBuf| p.display().to_string()),
         },
     };
     Ok((ledger.snapshot(), stats, options))

@@ -51,7 +51,9 @@ impl PriceBook {
     #[allow(clippy::expect_used)]
     pub fn embedded() -> Self {
         let table = PriceTable::from_toml(EMBEDDED_TABLE).expect("embedded price table is valid");
-        PriceBook { tables: vec![table] }
+        PriceBook {
+            tables: vec![table],
+        }
     }
 
     /// A book with `first` consulted before the tables already here.
@@ -185,7 +187,11 @@ fn strip_date(name: &str) -> Option<&str> {
     if bytes.len() > 11 && bytes[bytes.len() - 11] == b'-' {
         let tail = &name[name.len() - 10..];
         let parts: Vec<&str> = tail.split('-').collect();
-        if parts.len() == 3 && is_digits(parts[0], 4) && is_digits(parts[1], 2) && is_digits(parts[2], 2) {
+        if parts.len() == 3
+            && is_digits(parts[0], 4)
+            && is_digits(parts[1], 2)
+            && is_digits(parts[2], 2)
+        {
             return Some(&name[..name.len() - 11]);
         }
     }

@@ -109,7 +109,10 @@ macro_rules! keyed_row {
         }
         impl<'a> From<&'a KeyedAgg> for $name<'a> {
             fn from(row: &'a KeyedAgg) -> Self {
-                $name { name: &row.name, counters: &row.counters }
+                $name {
+                    name: &row.name,
+                    counters: &row.counters,
+                }
             }
         }
     };
@@ -139,8 +142,6 @@ struct JsonPeriod<'a> {
 struct JsonRun<'a> {
     run_id: &'a str,
     hops: usize,
-    total_tokens: u64,
-    cost_usd: Usd,
     multiplier: Option<f64>,
     segment: Option<&'a str>,
     user: Option<&'a str>,
@@ -149,6 +150,7 @@ struct JsonRun<'a> {
     last_ts: Option<String>,
     status: Option<&'a str>,
     budget_exceeded: Vec<JsonBudgetHit<'a>>,
+    #[serde(flatten)]
     counters: &'a Counters,
     #[serde(skip_serializing_if = "Option::is_none")]
     hop_details: Option<Vec<JsonHop<'a>>>,
@@ -227,7 +229,8 @@ fn json_hop<'a>(hop: &'a HopAgg, previous: Option<&HopAgg>) -> JsonHop<'a> {
         output_tokens: c.output_tokens,
         reasoning_tokens: c.reasoning_tokens,
         total_tokens: c.total_tokens,
-        input_growth: previous.map(|p| saturating_i64(c.input_tokens) - saturating_i64(p.usage.input_total())),
+        input_growth: previous
+            .map(|p| saturating_i64(c.input_tokens) - saturating_i64(p.usage.input_total())),
         cost_usd: hop.complete_cost(),
         computed_cost_usd: (c.computed_events == c.events).then_some(c.computed_cost),
         reported_cost_usd: (c.reported_events > 0).then_some(c.reported_cost),
@@ -248,8 +251,6 @@ fn json_run<'a>(run: &'a RunAgg, hops: bool) -> JsonRun<'a> {
     JsonRun {
         run_id: &run.run_id,
         hops: run.hops.len(),
-        total_tokens: run.counters.total_tokens,
-        cost_usd: run.counters.cost,
         multiplier: run.multiplier().map(|m| (m * 100.0).round() / 100.0),
         segment: run.segment.as_deref(),
         user: run.user.as_deref(),
@@ -296,12 +297,24 @@ fn render_json(snapshot: &Snapshot, ingest: &IngestStats, options: &ReportOption
         by_user: json_keyed(&snapshot.by_user),
         by_model: snapshot.by_model.iter().map(json_model).collect(),
         by_period: options.filters.group_by.as_ref().map(|_| {
-            snapshot.periods.iter().map(|(p, c)| JsonPeriod { period: p, counters: c }).collect()
+            snapshot
+                .periods
+                .iter()
+                .map(|(p, c)| JsonPeriod {
+                    period: p,
+                    counters: c,
+                })
+                .collect()
         }),
-        runs: snapshot.runs.iter().map(|r| json_run(r, options.hops)).collect(),
+        runs: snapshot
+            .runs
+            .iter()
+            .map(|r| json_run(r, options.hops))
+            .collect(),
         ingest,
     };
-    let mut text = serde_json::to_string_pretty(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    let mut text =
+        serde_json::to_string_pretty(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
     text.push('\n');
     text
 }
@@ -390,17 +403,49 @@ fn csv_record(row: &CsvRow<'_>, c: &Counters) -> Vec<String> {
 fn render_csv(snapshot: &Snapshot, options: &ReportOptions) -> String {
     let mut writer = csv::Writer::from_writer(Vec::new());
     let mut rows: Vec<Vec<String>> = vec![CSV_HEADER.iter().map(|s| (*s).to_owned()).collect()];
-    rows.push(csv_record(&CsvRow { section: "totals", ..CsvRow::default() }, &snapshot.totals));
-    for (section, list) in [("agent", &snapshot.by_agent), ("segment", &snapshot.by_segment), ("user", &snapshot.by_user)] {
+    rows.push(csv_record(
+        &CsvRow {
+            section: "totals",
+            ..CsvRow::default()
+        },
+        &snapshot.totals,
+    ));
+    for (section, list) in [
+        ("agent", &snapshot.by_agent),
+        ("segment", &snapshot.by_segment),
+        ("user", &snapshot.by_user),
+    ] {
         for r in list {
-            rows.push(csv_record(&CsvRow { section, key: &r.name, ..CsvRow::default() }, &r.counters));
+            rows.push(csv_record(
+                &CsvRow {
+                    section,
+                    key: &r.name,
+                    ..CsvRow::default()
+                },
+                &r.counters,
+            ));
         }
     }
     for m in &snapshot.by_model {
-        rows.push(csv_record(&CsvRow { section: "model", key: &m.name, model: &m.name, ..CsvRow::default() }, &m.counters));
+        rows.push(csv_record(
+            &CsvRow {
+                section: "model",
+                key: &m.name,
+                model: &m.name,
+                ..CsvRow::default()
+            },
+            &m.counters,
+        ));
     }
     for (period, c) in &snapshot.periods {
-        rows.push(csv_record(&CsvRow { section: "period", key: period, ..CsvRow::default() }, c));
+        rows.push(csv_record(
+            &CsvRow {
+                section: "period",
+                key: period,
+                ..CsvRow::default()
+            },
+            c,
+        ));
     }
     for run in &snapshot.runs {
         let segment = run.segment.as_deref().unwrap_or("");
@@ -474,7 +519,11 @@ fn cost_cell(c: &Counters) -> String {
 fn new_table(markdown: bool, header: &[&str]) -> Table {
     let mut table = Table::new();
     table
-        .load_style(if markdown { ASCII_MARKDOWN } else { UTF8_FULL_CONDENSED })
+        .load_style(if markdown {
+            ASCII_MARKDOWN
+        } else {
+            UTF8_FULL_CONDENSED
+        })
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(header.to_vec());
     table
@@ -488,7 +537,16 @@ fn align_numbers(table: &mut Table, from: usize) {
     }
 }
 
-const COUNTER_HEADER: [&str; 8] = ["events", "input", "cache read", "cache write", "output", "reasoning", "cost", "share"];
+const COUNTER_HEADER: [&str; 8] = [
+    "calls",
+    "input",
+    "cache read",
+    "cache write",
+    "output",
+    "reasoning",
+    "cost",
+    "share",
+];
 
 #[allow(clippy::cast_precision_loss)]
 fn counter_cells(c: &Counters, total: &Counters) -> Vec<String> {
@@ -530,53 +588,95 @@ fn keyed_table(markdown: bool, label: &str, rows: &[KeyedAgg], total: &Counters)
     table
 }
 
-fn render_text(snapshot: &Snapshot, ingest: &IngestStats, options: &ReportOptions, markdown: bool) -> String {
+fn render_text(
+    snapshot: &Snapshot,
+    ingest: &IngestStats,
+    options: &ReportOptions,
+    markdown: bool,
+) -> String {
     let mut out = String::new();
     let t = &snapshot.totals;
     let range = match (iso(snapshot.first_ts_ms), iso(snapshot.last_ts_ms)) {
         (Some(a), Some(b)) => format!("{a} → {b}"),
         _ => "no timestamps".to_owned(),
     };
-    let heading = if markdown { "# tokwatch report\n\n" } else { "tokwatch report\n" };
+    let heading = if markdown {
+        "# tokwatch report\n\n"
+    } else {
+        "tokwatch report\n"
+    };
     out.push_str(heading);
     let _ = writeln!(
         out,
-        "{} events in {} runs from {} files · {range} · prices {}",
-        tokens(ingest.events),
+        "{} model calls in {} runs ({} records from {} files) · {range} · prices {}",
+        tokens(t.events),
         tokens(snapshot.runs.len() as u64),
+        tokens(ingest.events),
         ingest.files,
         sanitize(&snapshot.price_version)
     );
 
     let mut totals = new_table(markdown, &["", "tokens", "cost"]);
-    totals.add_row(vec!["input (all)".to_owned(), tokens(t.input_tokens), String::new()]);
-    totals.add_row(vec!["  uncached".to_owned(), tokens(t.uncached_input_tokens), String::new()]);
+    totals.add_row(vec![
+        "input (all)".to_owned(),
+        tokens(t.input_tokens),
+        String::new(),
+    ]);
+    totals.add_row(vec![
+        "  uncached".to_owned(),
+        tokens(t.uncached_input_tokens),
+        String::new(),
+    ]);
     totals.add_row(vec![
         "  cache read".to_owned(),
         tokens(t.cache_read_tokens),
         format!("{:.1}% of input", t.cache_hit_ratio() * 100.0),
     ]);
-    totals.add_row(vec!["  cache write".to_owned(), tokens(t.cache_write_tokens), String::new()]);
-    totals.add_row(vec!["output (all)".to_owned(), tokens(t.output_tokens), String::new()]);
-    totals.add_row(vec!["  reasoning".to_owned(), tokens(t.reasoning_tokens), String::new()]);
-    totals.add_row(vec!["total".to_owned(), tokens(t.total_tokens), cost_cell(t)]);
+    totals.add_row(vec![
+        "  cache write".to_owned(),
+        tokens(t.cache_write_tokens),
+        String::new(),
+    ]);
+    totals.add_row(vec![
+        "output (all)".to_owned(),
+        tokens(t.output_tokens),
+        String::new(),
+    ]);
+    totals.add_row(vec![
+        "  reasoning".to_owned(),
+        tokens(t.reasoning_tokens),
+        String::new(),
+    ]);
+    totals.add_row(vec![
+        "total".to_owned(),
+        tokens(t.total_tokens),
+        cost_cell(t),
+    ]);
     if t.reported_events > 0 {
         totals.add_row(vec![
-            format!("reported by {} events", tokens(t.reported_events)),
+            format!("  as reported ({} calls)", tokens(t.reported_events)),
             String::new(),
             dollars(t.reported_cost),
         ]);
-        totals.add_row(vec!["computed from prices".to_owned(), String::new(), dollars(t.computed_cost)]);
+        totals.add_row(vec![
+            format!("  at list prices ({} calls)", tokens(t.computed_events)),
+            String::new(),
+            dollars(t.computed_cost),
+        ]);
     }
     if t.unpriced_events > 0 {
         totals.add_row(vec![
-            format!("UNPRICED: {} events", tokens(t.unpriced_events)),
+            format!("UNPRICED: {} calls", tokens(t.unpriced_events)),
             tokens(t.unpriced_tokens),
             "not in total".to_owned(),
         ]);
     }
     if t.estimated_events > 0 {
-        totals.add_row(vec![format!("estimated from text: {} events", tokens(t.estimated_events)), String::new(), String::new()]);
+        totals.add_row(vec![
+            format!("estimated from text: {} calls", tokens(t.estimated_events)),
+            String::new(),
+            String::new(),
+        ]);
     }
     align_numbers(&mut totals, 1);
     section(&mut out, markdown, "Totals", &totals);
@@ -586,13 +686,31 @@ fn render_text(snapshot: &Snapshot, ingest: &IngestStats, options: &ReportOption
         let rows: Vec<KeyedAgg> = snapshot
             .periods
             .iter()
-            .map(|(p, c)| KeyedAgg { name: p.as_str().into(), counters: *c })
+            .map(|(p, c)| KeyedAgg {
+                name: p.as_str().into(),
+                counters: *c,
+            })
             .collect();
-        section(&mut out, markdown, "By period", &keyed_table(markdown, label, &rows, t));
+        section(
+            &mut out,
+            markdown,
+            "By period",
+            &keyed_table(markdown, label, &rows, t),
+        );
     }
-    section(&mut out, markdown, "By agent", &keyed_table(markdown, "agent", &snapshot.by_agent, t));
+    section(
+        &mut out,
+        markdown,
+        "By agent",
+        &keyed_table(markdown, "agent", &snapshot.by_agent, t),
+    );
     if !snapshot.by_segment.is_empty() {
-        section(&mut out, markdown, "By segment", &keyed_table(markdown, "segment", &snapshot.by_segment, t));
+        section(
+            &mut out,
+            markdown,
+            "By segment",
+            &keyed_table(markdown, "segment", &snapshot.by_segment, t),
+        );
     }
 
     let mut header = vec!["model", "provider"];
@@ -604,7 +722,10 @@ fn render_text(snapshot: &Snapshot, ingest: &IngestStats, options: &ReportOption
             Some(_) => sanitize(&m.name).into_owned(),
             None => format!("{} [unpriced]", sanitize(&m.name)),
         };
-        let mut cells = vec![name, sanitize(m.provider.as_deref().unwrap_or("?")).into_owned()];
+        let mut cells = vec![
+            name,
+            sanitize(m.provider.as_deref().unwrap_or("?")).into_owned(),
+        ];
         cells.extend(counter_cells(&m.counters, t));
         models.add_row(cells);
     }
@@ -617,10 +738,30 @@ fn render_text(snapshot: &Snapshot, ingest: &IngestStats, options: &ReportOption
 }
 
 fn render_runs(out: &mut String, snapshot: &Snapshot, options: &ReportOptions, markdown: bool) {
-    let shown = if options.top_runs == 0 { snapshot.runs.len() } else { options.top_runs.min(snapshot.runs.len()) };
-    let mut runs = new_table(markdown, &["run", "segment", "agents", "hops", "tokens", "×first hop", "cost", "status"]);
+    let shown = if options.top_runs == 0 {
+        snapshot.runs.len()
+    } else {
+        options.top_runs.min(snapshot.runs.len())
+    };
+    let mut runs = new_table(
+        markdown,
+        &[
+            "run",
+            "segment",
+            "agents",
+            "hops",
+            "tokens",
+            "×first hop",
+            "cost",
+            "status",
+        ],
+    );
     for run in &snapshot.runs[..shown] {
-        let path: Vec<String> = run.agent_path().iter().map(|a| sanitize(a).into_owned()).collect();
+        let path: Vec<String> = run
+            .agent_path()
+            .iter()
+            .map(|a| sanitize(a).into_owned())
+            .collect();
         let status = match (&run.ended, run.budget_hits.is_empty()) {
             (Some(s), true) => sanitize(s).into_owned(),
             (Some(s), false) => format!("{} ! budget", sanitize(s)),
@@ -633,7 +774,8 @@ fn render_runs(out: &mut String, snapshot: &Snapshot, options: &ReportOptions, m
             path.join("→"),
             run.hops.len().to_string(),
             tokens(run.counters.total_tokens),
-            run.multiplier().map_or_else(|| "-".to_owned(), |m| format!("{m:.1}×")),
+            run.multiplier()
+                .map_or_else(|| "-".to_owned(), |m| format!("{m:.1}×")),
             cost_cell(&run.counters),
             status,
         ]);
@@ -643,7 +785,10 @@ fn render_runs(out: &mut String, snapshot: &Snapshot, options: &ReportOptions, m
         column.set_cell_alignment(CellAlignment::Left);
     }
     let title = if shown < snapshot.runs.len() {
-        format!("Runs (top {shown} of {} by cost; --top 0 for all)", snapshot.runs.len())
+        format!(
+            "Runs (top {shown} of {} by cost; --top 0 for all)",
+            snapshot.runs.len()
+        )
     } else {
         "Runs (by cost)".to_owned()
     };
@@ -653,16 +798,31 @@ fn render_runs(out: &mut String, snapshot: &Snapshot, options: &ReportOptions, m
         for run in &snapshot.runs[..shown] {
             let mut hops = new_table(
                 markdown,
-                &["hop", "agent", "model", "uncached", "cache read", "cache write", "output", "reasoning", "Δ input", "cost", "source"],
+                &[
+                    "hop",
+                    "agent",
+                    "model",
+                    "uncached",
+                    "cache read",
+                    "cache write",
+                    "output",
+                    "reasoning",
+                    "Δ input",
+                    "cost",
+                    "source",
+                ],
             );
             let mut previous: Option<&HopAgg> = None;
             for hop in &run.hops {
                 let c = &hop.counters();
                 let growth = previous.map_or_else(String::new, |p| {
-                    let delta = saturating_i64(c.input_tokens) - saturating_i64(p.usage.input_total());
+                    let delta =
+                        saturating_i64(c.input_tokens) - saturating_i64(p.usage.input_total());
                     format!("{delta:+}")
                 });
-                let mut cost = hop.complete_cost().map_or_else(|| "unpriced".to_owned(), dollars);
+                let mut cost = hop
+                    .complete_cost()
+                    .map_or_else(|| "unpriced".to_owned(), dollars);
                 if c.cost_mismatch() {
                     let _ = write!(cost, " (computed {})", dollars(c.computed_cost));
                 }
@@ -688,7 +848,12 @@ fn render_runs(out: &mut String, snapshot: &Snapshot, options: &ReportOptions, m
             if let Some(column) = hops.column_mut(10) {
                 column.set_cell_alignment(CellAlignment::Left);
             }
-            section(out, markdown, &format!("Run {} hops", sanitize(&run.run_id)), &hops);
+            section(
+                out,
+                markdown,
+                &format!("Run {} hops", sanitize(&run.run_id)),
+                &hops,
+            );
         }
     }
 }
@@ -701,10 +866,18 @@ fn render_ingest(out: &mut String, ingest: &IngestStats, markdown: bool) {
         tokens(ingest.malformed)
     );
     if ingest.invalid_utf8 > 0 || ingest.oversized > 0 {
-        let _ = write!(line, " ({} invalid UTF-8, {} oversized)", ingest.invalid_utf8, ingest.oversized);
+        let _ = write!(
+            line,
+            " ({} invalid UTF-8, {} oversized)",
+            ingest.invalid_utf8, ingest.oversized
+        );
     }
     if ingest.filtered > 0 {
-        let _ = write!(line, ", {} outside the time filter", tokens(ingest.filtered));
+        let _ = write!(
+            line,
+            ", {} outside the time filter",
+            tokens(ingest.filtered)
+        );
     }
     if markdown {
         let _ = writeln!(out, "\n## Ingest\n\n{line}");
@@ -712,9 +885,18 @@ fn render_ingest(out: &mut String, ingest: &IngestStats, markdown: bool) {
         let _ = writeln!(out, "\nIngest: {line}");
     }
     for sample in &ingest.malformed_samples {
-        let _ = writeln!(out, "  {}: {}", sanitize(&sample.location), sanitize(&sample.reason));
+        let _ = writeln!(
+            out,
+            "  {}: {}",
+            sanitize(&sample.location),
+            sanitize(&sample.reason)
+        );
     }
     if ingest.malformed > ingest.malformed_samples.len() as u64 {
-        let _ = writeln!(out, "  … and {} more", ingest.malformed - ingest.malformed_samples.len() as u64);
+        let _ = writeln!(
+            out,
+            "  … and {} more",
+            ingest.malformed - ingest.malformed_samples.len() as u64
+        );
     }
 }

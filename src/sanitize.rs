@@ -12,7 +12,7 @@ fn is_unsafe(c: char) -> bool {
             | '\u{202A}'..='\u{202E}'          // LRE RLE PDF LRO RLO
             | '\u{2066}'..='\u{2069}'          // LRI RLI FSI PDI
             | '\u{061C}'                       // ALM
-            | '\u{FEFF}')                      // BOM / zero-width no-break space
+            | '\u{FEFF}') // BOM / zero-width no-break space
 }
 
 /// Replaces every unsafe character with U+FFFD; borrows when nothing changes.
@@ -21,7 +21,11 @@ pub fn sanitize(text: &str) -> Cow<'_, str> {
     if !text.chars().any(is_unsafe) {
         return Cow::Borrowed(text);
     }
-    Cow::Owned(text.chars().map(|c| if is_unsafe(c) { '\u{FFFD}' } else { c }).collect())
+    Cow::Owned(
+        text.chars()
+            .map(|c| if is_unsafe(c) { '\u{FFFD}' } else { c })
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -35,7 +39,10 @@ mod tests {
 
     #[test]
     fn escape_sequences_and_controls_are_neutralized() {
-        assert_eq!(sanitize("evil\x1b[2J\x1b]0;title\x07"), "evil\u{FFFD}[2J\u{FFFD}]0;title\u{FFFD}");
+        assert_eq!(
+            sanitize("evil\x1b[2J\x1b]0;title\x07"),
+            "evil\u{FFFD}[2J\u{FFFD}]0;title\u{FFFD}"
+        );
         assert_eq!(sanitize("a\rb\nc\td"), "a\u{FFFD}b\u{FFFD}c\u{FFFD}d");
         assert_eq!(sanitize("csi\u{9b}31m"), "csi\u{FFFD}31m");
         assert_eq!(sanitize("del\u{7f}"), "del\u{FFFD}");

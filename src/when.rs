@@ -3,7 +3,9 @@
 use chrono::{DateTime, NaiveDate, TimeZone};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("'{0}' is not a time: use RFC 3339 (2026-11-28T09:00:00Z), a date (2026-11-28 or 20261128), or a duration ago (90m, 24h, 7d)")]
+#[error(
+    "'{0}' is not a time: use RFC 3339 (2026-11-28T09:00:00Z), a date (2026-11-28 or 20261128), or a duration ago (90m, 24h, 7d)"
+)]
 pub struct WhenError(pub String);
 
 /// Which end of a range a value bounds: a bare date as `until` includes the whole day.
@@ -17,13 +19,19 @@ pub enum Bound {
 ///
 /// # Errors
 /// A value in none of the accepted forms, or a date that does not exist in `tz`.
-pub fn parse_when(text: &str, now_ms: i64, tz: chrono_tz::Tz, bound: Bound) -> Result<i64, WhenError> {
+pub fn parse_when(
+    text: &str,
+    now_ms: i64,
+    tz: chrono_tz::Tz,
+    bound: Bound,
+) -> Result<i64, WhenError> {
     let err = || WhenError(text.to_owned());
     let text = text.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.timestamp_millis());
     }
-    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").or_else(|_| NaiveDate::parse_from_str(text, "%Y%m%d"));
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .or_else(|_| NaiveDate::parse_from_str(text, "%Y%m%d"));
     if let Ok(date) = date {
         let day = match bound {
             Bound::Since => date,
@@ -31,7 +39,11 @@ pub fn parse_when(text: &str, now_ms: i64, tz: chrono_tz::Tz, bound: Bound) -> R
         };
         let midnight = day.and_hms_opt(0, 0, 0).ok_or_else(err)?;
         // `earliest` resolves a DST gap or overlap at midnight.
-        return tz.from_local_datetime(&midnight).earliest().map(|t| t.timestamp_millis()).ok_or_else(err);
+        return tz
+            .from_local_datetime(&midnight)
+            .earliest()
+            .map(|t| t.timestamp_millis())
+            .ok_or_else(err);
     }
     let ago = humantime::parse_duration(text).map_err(|_| err())?;
     let ago_ms = i64::try_from(ago.as_millis()).map_err(|_| err())?;
@@ -47,18 +59,40 @@ mod tests {
     #[test]
     fn accepts_rfc3339_dates_and_durations() {
         let utc = chrono_tz::UTC;
-        assert_eq!(parse_when("2026-11-28T12:00:00Z", NOW, utc, Bound::Since), Ok(NOW));
-        assert_eq!(parse_when("2026-11-28", NOW, utc, Bound::Since), Ok(NOW - 12 * 3_600_000));
-        assert_eq!(parse_when("20261128", NOW, utc, Bound::Since), Ok(NOW - 12 * 3_600_000));
-        assert_eq!(parse_when("2026-11-28", NOW, utc, Bound::Until), Ok(NOW + 12 * 3_600_000), "whole day");
-        assert_eq!(parse_when("2h", NOW, utc, Bound::Since), Ok(NOW - 7_200_000));
-        assert_eq!(parse_when("7d", NOW, utc, Bound::Since), Ok(NOW - 7 * 86_400_000));
+        assert_eq!(
+            parse_when("2026-11-28T12:00:00Z", NOW, utc, Bound::Since),
+            Ok(NOW)
+        );
+        assert_eq!(
+            parse_when("2026-11-28", NOW, utc, Bound::Since),
+            Ok(NOW - 12 * 3_600_000)
+        );
+        assert_eq!(
+            parse_when("20261128", NOW, utc, Bound::Since),
+            Ok(NOW - 12 * 3_600_000)
+        );
+        assert_eq!(
+            parse_when("2026-11-28", NOW, utc, Bound::Until),
+            Ok(NOW + 12 * 3_600_000),
+            "whole day"
+        );
+        assert_eq!(
+            parse_when("2h", NOW, utc, Bound::Since),
+            Ok(NOW - 7_200_000)
+        );
+        assert_eq!(
+            parse_when("7d", NOW, utc, Bound::Since),
+            Ok(NOW - 7 * 86_400_000)
+        );
     }
 
     #[test]
     fn dates_are_midnight_in_the_given_zone() {
         let paris = chrono_tz::Europe::Paris;
-        assert_eq!(parse_when("2026-11-28", NOW, paris, Bound::Since), Ok(NOW - 13 * 3_600_000));
+        assert_eq!(
+            parse_when("2026-11-28", NOW, paris, Bound::Since),
+            Ok(NOW - 13 * 3_600_000)
+        );
     }
 
     #[test]

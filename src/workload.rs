@@ -98,14 +98,86 @@ struct Step {
 }
 
 const WORKFLOW: [Step; 8] = [
-    Step { agent: "planner", task: "plan", tool: None, system_prompt: 2_200, output: 900, tool_result: 0, lean_model: "claude-haiku-4-5", reasoning: 0 },
-    Step { agent: "researcher", task: "search", tool: Some("web_search"), system_prompt: 2_600, output: 450, tool_result: 9_000, lean_model: "gpt-4.1-mini", reasoning: 0 },
-    Step { agent: "researcher", task: "read", tool: Some("fetch_page"), system_prompt: 2_600, output: 450, tool_result: 12_000, lean_model: "gpt-4.1-mini", reasoning: 0 },
-    Step { agent: "researcher", task: "read", tool: Some("fetch_page"), system_prompt: 2_600, output: 600, tool_result: 10_000, lean_model: "gpt-4.1-mini", reasoning: 0 },
-    Step { agent: "writer", task: "draft", tool: None, system_prompt: 3_400, output: 2_600, tool_result: 0, lean_model: "claude-sonnet-4-5", reasoning: 0 },
-    Step { agent: "critic", task: "review", tool: None, system_prompt: 1_800, output: 1_400, tool_result: 0, lean_model: "o4-mini", reasoning: 1_000 },
-    Step { agent: "writer", task: "revise", tool: None, system_prompt: 3_400, output: 2_600, tool_result: 0, lean_model: "claude-sonnet-4-5", reasoning: 0 },
-    Step { agent: "critic", task: "review", tool: None, system_prompt: 1_800, output: 900, tool_result: 0, lean_model: "o4-mini", reasoning: 600 },
+    Step {
+        agent: "planner",
+        task: "plan",
+        tool: None,
+        system_prompt: 2_200,
+        output: 900,
+        tool_result: 0,
+        lean_model: "claude-haiku-4-5",
+        reasoning: 0,
+    },
+    Step {
+        agent: "researcher",
+        task: "search",
+        tool: Some("web_search"),
+        system_prompt: 2_600,
+        output: 450,
+        tool_result: 9_000,
+        lean_model: "gpt-4.1-mini",
+        reasoning: 0,
+    },
+    Step {
+        agent: "researcher",
+        task: "read",
+        tool: Some("fetch_page"),
+        system_prompt: 2_600,
+        output: 450,
+        tool_result: 12_000,
+        lean_model: "gpt-4.1-mini",
+        reasoning: 0,
+    },
+    Step {
+        agent: "researcher",
+        task: "read",
+        tool: Some("fetch_page"),
+        system_prompt: 2_600,
+        output: 600,
+        tool_result: 10_000,
+        lean_model: "gpt-4.1-mini",
+        reasoning: 0,
+    },
+    Step {
+        agent: "writer",
+        task: "draft",
+        tool: None,
+        system_prompt: 3_400,
+        output: 2_600,
+        tool_result: 0,
+        lean_model: "claude-sonnet-4-5",
+        reasoning: 0,
+    },
+    Step {
+        agent: "critic",
+        task: "review",
+        tool: None,
+        system_prompt: 1_800,
+        output: 1_400,
+        tool_result: 0,
+        lean_model: "o4-mini",
+        reasoning: 1_000,
+    },
+    Step {
+        agent: "writer",
+        task: "revise",
+        tool: None,
+        system_prompt: 3_400,
+        output: 2_600,
+        tool_result: 0,
+        lean_model: "claude-sonnet-4-5",
+        reasoning: 0,
+    },
+    Step {
+        agent: "critic",
+        task: "review",
+        tool: None,
+        system_prompt: 1_800,
+        output: 900,
+        tool_result: 0,
+        lean_model: "o4-mini",
+        reasoning: 600,
+    },
 ];
 
 const NAIVE_MODEL: &str = "claude-opus-4-6";
@@ -156,8 +228,16 @@ pub fn workflow_run(style: Style, spec: &RunSpec<'_>, rng: &mut ChaCha8Rng) -> V
         let (model, input, cache_read, cache_write, reasoning) = match style {
             Style::Naive => (NAIVE_MODEL, system + history, 0, 0, 0),
             Style::Lean => {
-                let carried = if index == 0 { TASK_TOKENS } else { TASK_TOKENS + jitter(rng, LEAN_SUMMARY) };
-                let tool_context = if step.tool.is_some() && index > 1 { jitter(rng, LEAN_TOOL_KEEP) } else { 0 };
+                let carried = if index == 0 {
+                    TASK_TOKENS
+                } else {
+                    TASK_TOKENS + jitter(rng, LEAN_SUMMARY)
+                };
+                let tool_context = if step.tool.is_some() && index > 1 {
+                    jitter(rng, LEAN_TOOL_KEEP)
+                } else {
+                    0
+                };
                 let input = system + carried + tool_context;
                 let (read, write) = if step.lean_model.starts_with("claude") {
                     if cache_warm { (system, 0) } else { (0, system) }
@@ -195,7 +275,9 @@ pub fn workflow_run(style: Style, spec: &RunSpec<'_>, rng: &mut ChaCha8Rng) -> V
             run_id: Some(spec.run_id.clone()),
             hop: Some(hop),
             agent: Some(step.agent),
-            parent_agent: (index > 0).then_some("planner").filter(|_| step.agent != "planner"),
+            parent_agent: (index > 0)
+                .then_some("planner")
+                .filter(|_| step.agent != "planner"),
             user: Some(spec.user.clone()),
             segment: Some(segment.clone()),
             task: Some(step.task),
@@ -203,14 +285,19 @@ pub fn workflow_run(style: Style, spec: &RunSpec<'_>, rng: &mut ChaCha8Rng) -> V
             model: Some(model),
             input_tokens: Some(input),
             cache_read_tokens: (cache_read > 0).then_some(cache_read.min(input)),
-            cache_write_tokens: (cache_write > 0).then_some(cache_write.min(input - cache_read.min(input))),
+            cache_write_tokens: (cache_write > 0)
+                .then_some(cache_write.min(input - cache_read.min(input))),
             output_tokens: Some(output),
             reasoning_tokens: (reasoning > 0).then_some(reasoning),
             latency_ms: Some(latency),
             status: Some("ok"),
             ..NativeRecord::default()
         });
-        let tool_result = if step.tool_result > 0 { jitter(rng, step.tool_result) } else { 0 };
+        let tool_result = if step.tool_result > 0 {
+            jitter(rng, step.tool_result)
+        } else {
+            0
+        };
         history += output + tool_result;
     }
     records.push(NativeRecord {
@@ -235,7 +322,8 @@ pub fn team_runs(style: Style, team: &str, seed: u64) -> Vec<NativeRecord> {
     for run in 0..RUNS_PER_TEAM {
         let day = i64::try_from(run / 8).unwrap_or(0);
         let slot = i64::try_from(run % 8).unwrap_or(0);
-        let start_ms = SAMPLE_START_MS + day * 86_400_000 + slot * 55 * 60_000 + rng.random_range(0..600_000);
+        let start_ms =
+            SAMPLE_START_MS + day * 86_400_000 + slot * 55 * 60_000 + rng.random_range(0..600_000);
         let user_no = rng.random_range(1..=6_usize);
         let spec = RunSpec {
             run_id: format!("{team}-{:04}", run + 1),
@@ -273,7 +361,13 @@ pub fn loop_versus_single() -> Vec<NativeRecord> {
     for step in 0..5_u32 {
         // hop k re-sends everything before it: 1,400 + 1,800·(k-1) tokens in.
         let input = 1_400 + 1_800 * u64::from(step);
-        records.push(base("loop-5-step", step + 1, start + i64::from(step) * 2_000, input, 400));
+        records.push(base(
+            "loop-5-step",
+            step + 1,
+            start + i64::from(step) * 2_000,
+            input,
+            400,
+        ));
     }
     records.push(base("single-call", 1, start + 60_000, 1_600, 400));
     records
@@ -284,27 +378,44 @@ pub fn loop_versus_single() -> Vec<NativeRecord> {
 #[must_use]
 pub fn gateway_and_self_hosted() -> Vec<NativeRecord> {
     let start = SAMPLE_START_MS + 4 * 86_400_000 + 3_600_000;
-    let hop = |run: &str, n: u32, model: &'static str, input: u64, output: u64, cost: Option<f64>| NativeRecord {
-        ts: rfc3339(start + i64::from(n) * 1_500),
-        run_id: Some(run.to_owned()),
-        hop: Some(n),
-        agent: Some("support-bot"),
-        user: Some("ops-u01".to_owned()),
-        segment: Some("ops/enterprise".to_owned()),
-        task: Some("triage"),
-        model: Some(model),
-        input_tokens: Some(input),
-        output_tokens: Some(output),
-        cost_usd: cost,
-        status: Some("ok"),
-        ..NativeRecord::default()
-    };
+    let hop =
+        |run: &str, n: u32, model: &'static str, input: u64, output: u64, cost: Option<f64>| {
+            NativeRecord {
+                ts: rfc3339(start + i64::from(n) * 1_500),
+                run_id: Some(run.to_owned()),
+                hop: Some(n),
+                agent: Some("support-bot"),
+                user: Some("ops-u01".to_owned()),
+                segment: Some("ops/enterprise".to_owned()),
+                task: Some("triage"),
+                model: Some(model),
+                input_tokens: Some(input),
+                output_tokens: Some(output),
+                cost_usd: cost,
+                status: Some("ok"),
+                ..NativeRecord::default()
+            }
+        };
     vec![
         // LiteLLM proxy reports cost; 0.0071 differs from list price (a negotiated discount).
         hop("gw-0001", 1, "openai/gpt-4o", 2_000, 300, Some(0.0071)),
         hop("gw-0001", 2, "openai/gpt-4o", 2_600, 250, Some(0.0082)),
-        hop("selfhost-0001", 1, "llama-3.1-70b-instruct", 3_000, 500, None),
-        hop("selfhost-0001", 2, "llama-3.1-70b-instruct", 3_800, 450, None),
+        hop(
+            "selfhost-0001",
+            1,
+            "llama-3.1-70b-instruct",
+            3_000,
+            500,
+            None,
+        ),
+        hop(
+            "selfhost-0001",
+            2,
+            "llama-3.1-70b-instruct",
+            3_800,
+            450,
+            None,
+        ),
         NativeRecord {
             ts: rfc3339(start + 30_000),
             run_id: Some("estimate-0001".to_owned()),
@@ -313,7 +424,9 @@ pub fn gateway_and_self_hosted() -> Vec<NativeRecord> {
             segment: Some("ops/enterprise".to_owned()),
             model: Some("gpt-4o-mini"),
             prompt: Some("Summarize the customer's last three tickets and suggest a next step."),
-            completion: Some("All three tickets concern failed CSV exports; suggest upgrading the export worker."),
+            completion: Some(
+                "All three tickets concern failed CSV exports; suggest upgrading the export worker.",
+            ),
             ..NativeRecord::default()
         },
         NativeRecord {
@@ -334,10 +447,19 @@ pub fn gateway_and_self_hosted() -> Vec<NativeRecord> {
 pub fn sample_files() -> Vec<(&'static str, Vec<String>)> {
     let lines = |records: Vec<NativeRecord>| records.iter().map(NativeRecord::to_line).collect();
     vec![
-        ("teams/naive-team.jsonl", lines(team_runs(Style::Naive, "naive", 11))),
-        ("teams/lean-team.jsonl", lines(team_runs(Style::Lean, "lean", 22))),
+        (
+            "teams/naive-team.jsonl",
+            lines(team_runs(Style::Naive, "naive", 11)),
+        ),
+        (
+            "teams/lean-team.jsonl",
+            lines(team_runs(Style::Lean, "lean", 22)),
+        ),
         ("loop-vs-single.jsonl", lines(loop_versus_single())),
-        ("misc/gateway-and-self-hosted.jsonl", lines(gateway_and_self_hosted())),
+        (
+            "misc/gateway-and-self-hosted.jsonl",
+            lines(gateway_and_self_hosted()),
+        ),
     ]
 }
 
@@ -371,8 +493,16 @@ pub fn write_bench_corpus(out: &Path, events: u64, seed: u64) -> io::Result<u64>
     let (mut written, mut bytes, mut run) = (0_u64, 0_u64, 0_u64);
     while written < events {
         run += 1;
-        let style = if run % 3 == 0 { Style::Naive } else { Style::Lean };
-        let team = if style == Style::Naive { "naive" } else { "lean" };
+        let style = if run % 3 == 0 {
+            Style::Naive
+        } else {
+            Style::Lean
+        };
+        let team = if style == Style::Naive {
+            "naive"
+        } else {
+            "lean"
+        };
         let user_no = rng.random_range(1..=500_usize);
         let spec = RunSpec {
             run_id: format!("bench-{run:08}"),

@@ -176,7 +176,10 @@ mod tests {
         assert_eq!(infer_provider("o3"), Some("openai"));
         assert_eq!(infer_provider("o4-mini"), Some("openai"));
         assert_eq!(infer_provider("openai/gpt-4.1"), Some("openai"));
-        assert_eq!(infer_provider("claude-sonnet-4-20250514"), Some("anthropic"));
+        assert_eq!(
+            infer_provider("claude-sonnet-4-20250514"),
+            Some("anthropic")
+        );
         assert_eq!(infer_provider("gemini-2.5-pro"), Some("google"));
         assert_eq!(infer_provider("ollama-llama"), None);
         assert_eq!(infer_provider("omni"), None);

@@ -120,7 +120,8 @@ pub(crate) fn parse_scaled(text: &str, scale: i32) -> Result<i128, MoneyError> {
     if int_part.is_empty() && frac_part.is_empty() {
         return Err(err());
     }
-    if !int_part.bytes().all(|b| b.is_ascii_digit()) || !frac_part.bytes().all(|b| b.is_ascii_digit())
+    if !int_part.bytes().all(|b| b.is_ascii_digit())
+        || !frac_part.bytes().all(|b| b.is_ascii_digit())
     {
         return Err(err());
     }
@@ -200,26 +201,50 @@ mod tests {
 
     #[test]
     fn parses_plain_and_exponent_decimals_exactly() {
-        assert_eq!(Usd::parse_decimal("0.00064965").unwrap().picos(), 649_650_000);
+        assert_eq!(
+            Usd::parse_decimal("0.00064965").unwrap().picos(),
+            649_650_000
+        );
         assert_eq!(Usd::parse_decimal("1.5e-07").unwrap().picos(), 150_000);
         assert_eq!(Usd::parse_decimal("7.5E-8").unwrap().picos(), 75_000);
         assert_eq!(Usd::parse_decimal("3").unwrap().picos(), 3 * PICOS_PER_USD);
-        assert_eq!(Usd::parse_decimal("-0.5").unwrap().picos(), -PICOS_PER_USD / 2);
-        assert_eq!(Usd::parse_decimal("12.50000000000000").unwrap().picos(), 12_500_000_000_000);
+        assert_eq!(
+            Usd::parse_decimal("-0.5").unwrap().picos(),
+            -PICOS_PER_USD / 2
+        );
+        assert_eq!(
+            Usd::parse_decimal("12.50000000000000").unwrap().picos(),
+            12_500_000_000_000
+        );
         assert_eq!(Usd::parse_decimal("0").unwrap(), Usd::ZERO);
-        assert_eq!(Usd::parse_decimal("1e3").unwrap().picos(), 1000 * PICOS_PER_USD);
+        assert_eq!(
+            Usd::parse_decimal("1e3").unwrap().picos(),
+            1000 * PICOS_PER_USD
+        );
     }
 
     #[test]
     fn rejects_garbage_and_sub_picodollar_precision() {
-        assert!(matches!(Usd::parse_decimal("abc"), Err(MoneyError::NotANumber(_))));
-        assert!(matches!(Usd::parse_decimal(""), Err(MoneyError::NotANumber(_))));
-        assert!(matches!(Usd::parse_decimal("1.2.3"), Err(MoneyError::NotANumber(_))));
+        assert!(matches!(
+            Usd::parse_decimal("abc"),
+            Err(MoneyError::NotANumber(_))
+        ));
+        assert!(matches!(
+            Usd::parse_decimal(""),
+            Err(MoneyError::NotANumber(_))
+        ));
+        assert!(matches!(
+            Usd::parse_decimal("1.2.3"),
+            Err(MoneyError::NotANumber(_))
+        ));
         assert!(matches!(
             Usd::parse_decimal("0.0000000000001"),
             Err(MoneyError::TooPrecise(_))
         ));
-        assert!(matches!(Usd::parse_decimal("1e40"), Err(MoneyError::OutOfRange(_))));
+        assert!(matches!(
+            Usd::parse_decimal("1e40"),
+            Err(MoneyError::OutOfRange(_))
+        ));
     }
 
     #[test]
@@ -227,8 +252,14 @@ mod tests {
         let amount = Usd::from_picos(649_650_000);
         assert_eq!(amount.to_string(), "0.00064965");
         assert_eq!(amount.display_rounded(4), "0.0006");
-        assert_eq!(Usd::from_picos(1_235_000_000_000).display_rounded(2), "1.24");
-        assert_eq!(Usd::from_picos(-1_235_000_000_000).display_rounded(2), "-1.24");
+        assert_eq!(
+            Usd::from_picos(1_235_000_000_000).display_rounded(2),
+            "1.24"
+        );
+        assert_eq!(
+            Usd::from_picos(-1_235_000_000_000).display_rounded(2),
+            "-1.24"
+        );
         assert_eq!(Usd::from_picos(2 * PICOS_PER_USD).to_string(), "2");
         assert_eq!(Usd::from_picos(2 * PICOS_PER_USD).display_rounded(0), "2");
     }
@@ -237,7 +268,10 @@ mod tests {
     fn f64_view_round_trips_short_decimals() {
         assert_eq!(Usd::parse_decimal("0.9585").unwrap().to_f64(), 0.9585);
         assert_eq!(Usd::parse_decimal("0.535254").unwrap().to_f64(), 0.535254);
-        assert_eq!(serde_json::to_string(&Usd::parse_decimal("0.00064965").unwrap()).unwrap(), "0.00064965");
+        assert_eq!(
+            serde_json::to_string(&Usd::parse_decimal("0.00064965").unwrap()).unwrap(),
+            "0.00064965"
+        );
     }
 
     #[test]

@@ -56,7 +56,11 @@ pub enum PriceTableError {
 }
 
 impl PriceTable {
-    fn new(version: String, models: Vec<ModelPrice>, aliases: Vec<(String, usize)>) -> Result<Self, PriceTableError> {
+    fn new(
+        version: String,
+        models: Vec<ModelPrice>,
+        aliases: Vec<(String, usize)>,
+    ) -> Result<Self, PriceTableError> {
         if models.is_empty() {
             return Err(PriceTableError::Empty);
         }
@@ -108,8 +112,16 @@ impl PriceTable {
                 output: per_mtok(entry.output)?,
                 // No cache-read price means no discount (e.g. OpenAI *-pro models).
                 cache_read: entry.cache_read.map(per_mtok).transpose()?.unwrap_or(input),
-                cache_write_5m: entry.cache_write_5m.map(per_mtok).transpose()?.unwrap_or(input),
-                cache_write_1h: entry.cache_write_1h.map(per_mtok).transpose()?.unwrap_or(input * 2),
+                cache_write_5m: entry
+                    .cache_write_5m
+                    .map(per_mtok)
+                    .transpose()?
+                    .unwrap_or(input),
+                cache_write_1h: entry
+                    .cache_write_1h
+                    .map(per_mtok)
+                    .transpose()?
+                    .unwrap_or(input * 2),
             };
             let long_context = match entry.long_context {
                 None => None,
@@ -121,9 +133,21 @@ impl PriceTable {
                         rates: Rates {
                             input: tier_input,
                             output: per_mtok(tier.output)?,
-                            cache_read: tier.cache_read.map(per_mtok).transpose()?.unwrap_or_else(|| scaled(rates.cache_read)),
-                            cache_write_5m: tier.cache_write_5m.map(per_mtok).transpose()?.unwrap_or_else(|| scaled(rates.cache_write_5m)),
-                            cache_write_1h: tier.cache_write_1h.map(per_mtok).transpose()?.unwrap_or_else(|| scaled(rates.cache_write_1h)),
+                            cache_read: tier
+                                .cache_read
+                                .map(per_mtok)
+                                .transpose()?
+                                .unwrap_or_else(|| scaled(rates.cache_read)),
+                            cache_write_5m: tier
+                                .cache_write_5m
+                                .map(per_mtok)
+                                .transpose()?
+                                .unwrap_or_else(|| scaled(rates.cache_write_5m)),
+                            cache_write_1h: tier
+                                .cache_write_1h
+                                .map(per_mtok)
+                                .transpose()?
+                                .unwrap_or_else(|| scaled(rates.cache_write_1h)),
                         },
                     })
                 }
@@ -153,9 +177,14 @@ impl PriceTable {
             if name == "sample_spec" {
                 continue;
             }
-            let Some(fields) = entry.as_object() else { continue };
+            let Some(fields) = entry.as_object() else {
+                continue;
+            };
             let field = |key: &str| fields.get(key).and_then(per_token_to_picos);
-            let (Some(input), Some(output)) = (field("input_cost_per_token"), field("output_cost_per_token")) else {
+            let (Some(input), Some(output)) = (
+                field("input_cost_per_token"),
+                field("output_cost_per_token"),
+            ) else {
                 continue;
             };
             let cache_write_5m = field("cache_creation_input_token_cost").unwrap_or(input);
@@ -171,28 +200,38 @@ impl PriceTable {
                 cache_write_5m,
                 cache_write_1h,
             };
-            let long_context = [("above_128k_tokens", 128_000), ("above_200k_tokens", 200_000), ("above_272k_tokens", 272_000)]
-                .into_iter()
-                .find_map(|(suffix, threshold)| {
-                    let tier_input = field(&format!("input_cost_per_token_{suffix}"))?;
-                    let scaled = |standard: u64| scale_rate(standard, input, tier_input);
-                    Some(LongContext {
-                        threshold,
-                        rates: Rates {
-                            input: tier_input,
-                            output: field(&format!("output_cost_per_token_{suffix}")).unwrap_or(output),
-                            cache_read: field(&format!("cache_read_input_token_cost_{suffix}")).unwrap_or_else(|| scaled(rates.cache_read)),
-                            cache_write_5m: field(&format!("cache_creation_input_token_cost_{suffix}"))
-                                .unwrap_or_else(|| scaled(rates.cache_write_5m)),
-                            cache_write_1h: field(&format!("cache_creation_input_token_cost_above_1hr_{suffix}"))
-                                .filter(|&v| plausible_one_hour(v, tier_input))
-                                .unwrap_or_else(|| scaled(rates.cache_write_1h)),
-                        },
-                    })
-                });
+            let long_context = [
+                ("above_128k_tokens", 128_000),
+                ("above_200k_tokens", 200_000),
+                ("above_272k_tokens", 272_000),
+            ]
+            .into_iter()
+            .find_map(|(suffix, threshold)| {
+                let tier_input = field(&format!("input_cost_per_token_{suffix}"))?;
+                let scaled = |standard: u64| scale_rate(standard, input, tier_input);
+                Some(LongContext {
+                    threshold,
+                    rates: Rates {
+                        input: tier_input,
+                        output: field(&format!("output_cost_per_token_{suffix}")).unwrap_or(output),
+                        cache_read: field(&format!("cache_read_input_token_cost_{suffix}"))
+                            .unwrap_or_else(|| scaled(rates.cache_read)),
+                        cache_write_5m: field(&format!("cache_creation_input_token_cost_{suffix}"))
+                            .unwrap_or_else(|| scaled(rates.cache_write_5m)),
+                        cache_write_1h: field(&format!(
+                            "cache_creation_input_token_cost_above_1hr_{suffix}"
+                        ))
+                        .filter(|&v| plausible_one_hour(v, tier_input))
+                        .unwrap_or_else(|| scaled(rates.cache_write_1h)),
+                    },
+                })
+            });
             models.push(ModelPrice {
                 name: name.to_ascii_lowercase(),
-                provider: fields.get("litellm_provider").and_then(|v| v.as_str()).map(str::to_owned),
+                provider: fields
+                    .get("litellm_provider")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned),
                 rates,
                 long_context,
             });
@@ -341,15 +380,19 @@ output = 0.3
 
     #[test]
     fn own_format_rejects_unknown_keys_negative_prices_and_duplicates() {
-        let unknown = "version = \"v\"\n[[model]]\nname = \"a\"\ninput = 1.0\noutput = 2.0\ncolour = 3\n";
+        let unknown =
+            "version = \"v\"\n[[model]]\nname = \"a\"\ninput = 1.0\noutput = 2.0\ncolour = 3\n";
         let err = PriceTable::from_toml(unknown).unwrap_err().to_string();
         assert!(err.contains("colour"), "{err}");
         let negative = "version = \"v\"\n[[model]]\nname = \"a\"\ninput = -1.0\noutput = 2.0\n";
         let err = PriceTable::from_toml(negative).unwrap_err().to_string();
         assert!(err.contains("'a'") && err.contains("non-negative"), "{err}");
         let dup = "version = \"v\"\n[[model]]\nname = \"a\"\ninput = 1.0\noutput = 2.0\n[[model]]\nname = \"b\"\naliases = [\"A\"]\ninput = 1.0\noutput = 2.0\n";
-        assert!(matches!(PriceTable::from_toml(dup), Err(PriceTableError::Duplicate(n)) if n == "a"));
-        let too_fine = "version = \"v\"\n[[model]]\nname = \"a\"\ninput = 0.0000001\noutput = 2.0\n";
+        assert!(
+            matches!(PriceTable::from_toml(dup), Err(PriceTableError::Duplicate(n)) if n == "a")
+        );
+        let too_fine =
+            "version = \"v\"\n[[model]]\nname = \"a\"\ninput = 0.0000001\noutput = 2.0\n";
         assert!(PriceTable::from_toml(too_fine).is_err());
     }
 
@@ -387,19 +430,31 @@ output = 0.3
     fn litellm_implausible_one_hour_rate_falls_back_to_twice_input() {
         let table = PriceTable::from_litellm_json(LITELLM, "t".into()).unwrap();
         let haiku = &table.models[table.get("claude-3-haiku-20240307").unwrap()];
-        assert_eq!(haiku.rates.cache_write_1h, 500_000, "6e-06 is a copy-paste value; 2 × 2.5e-07");
+        assert_eq!(
+            haiku.rates.cache_write_1h, 500_000,
+            "6e-06 is a copy-paste value; 2 × 2.5e-07"
+        );
         let sonnet = &table.models[table.get("claude-sonnet-4-20250514").unwrap()];
         assert_eq!(sonnet.rates.cache_write_1h, 6_000_000);
         let tier = sonnet.long_context.unwrap();
         assert_eq!(tier.threshold, 200_000);
         assert_eq!(tier.rates.input, 6_000_000);
         assert_eq!(tier.rates.cache_read, 600_000);
-        assert_eq!(tier.rates.cache_write_1h, 12_000_000, "scaled from the standard 1h rate");
+        assert_eq!(
+            tier.rates.cache_write_1h, 12_000_000,
+            "scaled from the standard 1h rate"
+        );
     }
 
     #[test]
     fn litellm_rejects_non_objects_and_empty_files() {
-        assert!(matches!(PriceTable::from_litellm_json("[1,2]", "t".into()), Err(PriceTableError::Json(_))));
-        assert!(matches!(PriceTable::from_litellm_json("{}", "t".into()), Err(PriceTableError::Empty)));
+        assert!(matches!(
+            PriceTable::from_litellm_json("[1,2]", "t".into()),
+            Err(PriceTableError::Json(_))
+        ));
+        assert!(matches!(
+            PriceTable::from_litellm_json("{}", "t".into()),
+            Err(PriceTableError::Empty)
+        ));
     }
 }

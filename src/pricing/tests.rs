@@ -27,40 +27,79 @@ fn cost(book: &PriceBook, model: &str, usage: &Usage) -> Usd {
 fn embedded_table_parses_and_is_dated() {
     let book = PriceBook::embedded();
     assert!(!book.version().is_empty());
-    assert!(book.version().starts_with("20"), "version is a date: {}", book.version());
+    assert!(
+        book.version().starts_with("20"),
+        "version is a date: {}",
+        book.version()
+    );
 }
 
 #[test]
 fn embedded_table_covers_the_required_families() {
     let book = PriceBook::embedded();
     for model in [
-        "gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o3", "o4-mini", "gpt-5",
-        "gpt-5-mini", "gpt-5-nano", "claude-3-5-haiku", "claude-3-5-sonnet", "claude-3-7-sonnet",
-        "claude-sonnet-4", "claude-opus-4", "claude-opus-4-1", "claude-sonnet-4-5", "claude-haiku-4-5",
-        "claude-opus-4-5", "claude-opus-4-6", "claude-sonnet-4-6", "gemini-2.5-pro", "gemini-2.5-flash",
+        "gpt-4o",
+        "gpt-4o-mini",
+        "gpt-4.1",
+        "gpt-4.1-mini",
+        "gpt-4.1-nano",
+        "o3",
+        "o4-mini",
+        "gpt-5",
+        "gpt-5-mini",
+        "gpt-5-nano",
+        "claude-3-5-haiku",
+        "claude-3-5-sonnet",
+        "claude-3-7-sonnet",
+        "claude-sonnet-4",
+        "claude-opus-4",
+        "claude-opus-4-1",
+        "claude-sonnet-4-5",
+        "claude-haiku-4-5",
+        "claude-opus-4-5",
+        "claude-opus-4-6",
+        "claude-sonnet-4-6",
+        "gemini-2.5-pro",
+        "gemini-2.5-flash",
         "gemini-2.5-flash-lite",
     ] {
-        assert!(book.resolve(model).is_some(), "{model} missing from the embedded table");
+        assert!(
+            book.resolve(model).is_some(),
+            "{model} missing from the embedded table"
+        );
     }
 }
 
 #[test]
 fn oracle_a_gpt_4o_mini_with_cache_reads() {
     let book = PriceBook::embedded();
-    assert_eq!(cost(&book, "gpt-4o-mini", &usage(4263 - 4096, 4096, 0, 0, 529)), usd("0.00064965"));
+    assert_eq!(
+        cost(&book, "gpt-4o-mini", &usage(4263 - 4096, 4096, 0, 0, 529)),
+        usd("0.00064965")
+    );
 }
 
 #[test]
 fn oracle_b_gpt_5_2_codex_responses() {
     let book = PriceBook::embedded();
-    assert_eq!(cost(&book, "gpt-5.2-codex", &usage(16909 - 15744, 15744, 0, 0, 54)), usd("0.00554995"));
+    assert_eq!(
+        cost(
+            &book,
+            "gpt-5.2-codex",
+            &usage(16909 - 15744, 15744, 0, 0, 54)
+        ),
+        usd("0.00554995")
+    );
 }
 
 #[test]
 fn oracle_c_sonnet_cache_write_5m() {
     let book = PriceBook::embedded();
     let u = usage(3, 0, 141_272, 0, 365);
-    assert_eq!(cost(&book, "claude-sonnet-4-5-20250929", &u), usd("0.535254"));
+    assert_eq!(
+        cost(&book, "claude-sonnet-4-5-20250929", &u),
+        usd("0.535254")
+    );
     assert_eq!(cost(&book, "claude-sonnet-4", &u), usd("0.535254"));
 }
 
@@ -68,21 +107,35 @@ fn oracle_c_sonnet_cache_write_5m() {
 fn oracle_d_one_hour_writes_bill_at_twice_input() {
     let litellm = r#"{"test-model": {"input_cost_per_token": 1.0, "output_cost_per_token": 2.0,
         "cache_creation_input_token_cost": 1.25, "cache_read_input_token_cost": 0.1}}"#;
-    let book = PriceBook::embedded().with_override(PriceBook::parse_override(litellm, "t.json").unwrap());
-    assert_eq!(cost(&book, "test-model", &usage(0, 30, 10, 20, 0)), usd("55.5"));
+    let book =
+        PriceBook::embedded().with_override(PriceBook::parse_override(litellm, "t.json").unwrap());
+    assert_eq!(
+        cost(&book, "test-model", &usage(0, 30, 10, 20, 0)),
+        usd("55.5")
+    );
 }
 
 #[test]
 fn oracle_e_gpt_5_codex() {
     let book = PriceBook::embedded();
-    assert_eq!(cost(&book, "gpt-5-codex", &usage(24763 - 24448, 24448, 0, 0, 122)), usd("0.00466975"));
+    assert_eq!(
+        cost(
+            &book,
+            "gpt-5-codex",
+            &usage(24763 - 24448, 24448, 0, 0, 122)
+        ),
+        usd("0.00466975")
+    );
 }
 
 #[test]
 fn oracle_f_long_context_is_all_or_nothing_on_total_input() {
     let book = PriceBook::embedded();
     let quote = book
-        .price("claude-sonnet-4-20250514", &usage(150_000, 60_000, 0, 0, 1000))
+        .price(
+            "claude-sonnet-4-20250514",
+            &usage(150_000, 60_000, 0, 0, 1000),
+        )
         .unwrap();
     assert!(quote.long_context);
     assert_eq!(quote.cost, usd("0.9585"));
@@ -91,10 +144,14 @@ fn oracle_f_long_context_is_all_or_nothing_on_total_input() {
 #[test]
 fn long_context_threshold_is_exclusive_and_counts_cache_writes() {
     let book = PriceBook::embedded();
-    let at = book.price("claude-sonnet-4", &usage(200_000, 0, 0, 0, 0)).unwrap();
+    let at = book
+        .price("claude-sonnet-4", &usage(200_000, 0, 0, 0, 0))
+        .unwrap();
     assert!(!at.long_context, "exactly the threshold is standard");
     assert_eq!(at.cost, usd("0.6"));
-    let over = book.price("claude-sonnet-4", &usage(1, 0, 200_000, 0, 0)).unwrap();
+    let over = book
+        .price("claude-sonnet-4", &usage(1, 0, 200_000, 0, 0))
+        .unwrap();
     assert!(over.long_context, "cache writes count toward the threshold");
     assert_eq!(over.cost, usd("0.000006") + usd("1.5"));
 }
@@ -126,8 +183,14 @@ fn names_match_with_provider_prefix_date_suffix_and_case() {
     assert_eq!(book.resolve("gpt-4o-mini-2024-07-18"), Some(base));
     assert_eq!(book.resolve("openrouter/openai/gpt-4o-mini"), Some(base));
     let sonnet = book.resolve("claude-sonnet-4").unwrap();
-    assert_eq!(book.resolve("anthropic/claude-sonnet-4-20250514"), Some(sonnet));
-    assert_eq!(book.resolve("us.anthropic.claude-sonnet-4-20250514"), Some(sonnet));
+    assert_eq!(
+        book.resolve("anthropic/claude-sonnet-4-20250514"),
+        Some(sonnet)
+    );
+    assert_eq!(
+        book.resolve("us.anthropic.claude-sonnet-4-20250514"),
+        Some(sonnet)
+    );
     assert_eq!(book.resolve("claude-sonnet-4@20250514"), Some(sonnet));
 }
 
@@ -149,9 +212,15 @@ fn never_falls_back_to_another_model() {
 
 #[test]
 fn date_stripping_only_removes_real_dates() {
-    assert_eq!(strip_date("claude-sonnet-4-20250514"), Some("claude-sonnet-4"));
+    assert_eq!(
+        strip_date("claude-sonnet-4-20250514"),
+        Some("claude-sonnet-4")
+    );
     assert_eq!(strip_date("gpt-4o-2024-08-06"), Some("gpt-4o"));
-    assert_eq!(strip_date("claude-3-5-sonnet-v2@20241022"), Some("claude-3-5-sonnet-v2"));
+    assert_eq!(
+        strip_date("claude-3-5-sonnet-v2@20241022"),
+        Some("claude-3-5-sonnet-v2")
+    );
     assert_eq!(strip_date("gpt-4o"), None);
     assert_eq!(strip_date("gpt-5.2-codex"), None);
     assert_eq!(strip_date("model-1234567"), None);
@@ -165,7 +234,10 @@ fn override_wins_and_records_its_own_version() {
     let book = PriceBook::embedded().with_override(table);
     let price = book.resolve("openai/gpt-4o-mini").unwrap();
     assert!(book.version_of(price).starts_with("team-2026-11"));
-    assert_eq!(book.quote(price, &usage(1_000_000, 0, 0, 0, 0)).cost, usd("1"));
+    assert_eq!(
+        book.quote(price, &usage(1_000_000, 0, 0, 0, 0)).cost,
+        usd("1")
+    );
     // models the override lacks still come from the embedded table
     let sonnet = book.resolve("claude-sonnet-4").unwrap();
     assert_eq!(book.version_of(sonnet), PriceBook::embedded().version());
@@ -174,8 +246,16 @@ fn override_wins_and_records_its_own_version() {
 
 #[test]
 fn override_versions_differ_by_content() {
-    let a = PriceBook::parse_override(r#"{"m": {"input_cost_per_token": 1e-6, "output_cost_per_token": 1e-6}}"#, "p.json").unwrap();
-    let b = PriceBook::parse_override(r#"{"m": {"input_cost_per_token": 2e-6, "output_cost_per_token": 1e-6}}"#, "p.json").unwrap();
+    let a = PriceBook::parse_override(
+        r#"{"m": {"input_cost_per_token": 1e-6, "output_cost_per_token": 1e-6}}"#,
+        "p.json",
+    )
+    .unwrap();
+    let b = PriceBook::parse_override(
+        r#"{"m": {"input_cost_per_token": 2e-6, "output_cost_per_token": 1e-6}}"#,
+        "p.json",
+    )
+    .unwrap();
     assert_ne!(a.version, b.version);
     assert!(a.version.starts_with("litellm:p.json#"));
 }
@@ -189,5 +269,8 @@ fn unreadable_override_is_an_error_not_an_empty_table() {
 #[test]
 fn zero_usage_costs_zero_but_is_still_priced() {
     let book = PriceBook::embedded();
-    assert_eq!(book.price("gpt-4o", &Usage::default()).map(|q| q.cost), Some(Usd::ZERO));
+    assert_eq!(
+        book.price("gpt-4o", &Usage::default()).map(|q| q.cost),
+        Some(Usd::ZERO)
+    );
 }

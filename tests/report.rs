@@ -1,0 +1,393 @@
+//! Golden reports on `sample_logs/` in every format, and whole-pipeline
+//! checks (oracles, malformed input, filters) through the library entry point.
+
+use clap::Parser;
+use serde_json::Value;
+use tokwatch::cli::{Cli, Command};
+
+/// 2026-11-28T12:00:00Z: a pinned "now" for relative time filters.
+const NOW_MS: i64 = 1_795_867_200_000;
+
+fn report(args: &[&str]) -> String {
+    let mut argv = vec!["tokwatch", "report"];
+    argv.extend_from_slice(args);
+    let cli = Cli::try_parse_from(argv).expect("valid arguments");
+    let Command::Report(args) = cli.command else {
+        panic!("report command")
+    };
+    tokwatch::report_text(&args, NOW_MS).expect("report succeeds")
+}
+
+fn report_json(args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--format", "json"]);
+    serde_json::from_str(&report(&all)).expect("valid JSON")
+}
+
+fn usd(value: &Value) -> tokwatch::model::Usd {
+    tokwatch::model::Usd::parse_decimal(&value.to_string()).expect("a decimal")
+}
+
+#[test]
+fn golden_table() {
+    insta::assert_snapshot!(
+        "table",
+        report(&["sample_logs", "--top", "8", "--timezone", "UTC"])
+    );
+}
+
+#[test]
+fn golden_table_with_hops_for_top_runs() {
+    insta::assert_snapshot!(
+        "table_hops",
+        report(&["sample_logs", "--top", "2", "--hops"])
+    );
+}
+
+#[test]
+fn golden_json_with_hops() {
+    insta::assert_snapshot!(
+        "json_hops",
+        report(&["sample_logs", "--format", "json", "--hops"])
+    );
+}
+
+#[test]
+fn golden_csv_with_hops() {
+    insta::assert_snapshot!(
+        "csv_hops",
+        report(&["sample_logs", "--format", "csv", "--hops"])
+    );
+}
+
+#[test]
+fn golden_markdown() {
+    insta::assert_snapshot!(
+        "markdown",
+        report(&["sample_logs", "--format", "markdown", "--top", "5"])
+    );
+}
+
+#[test]
+fn golden_json_grouped_by_day() {
+    let text = report(&[
+        "sample_logs",
+        "--format",
+        "json",
+        "--group-by",
+        "day",
+        "--timezone",
+        "UTC",
+    ]);
+    let json: Value = serde_json::from_str(&text).unwrap();
+    insta::assert_json_snapshot!("by_day", json["by_period"]);
+}
+
+#[test]
+fn totals_equal_the_sum_of_every_breakdown() {
+    let json = report_json(&["sample_logs", "--hops"]);
+    let totals = &json["totals"];
+    for key in ["by_agent", "by_model"] {
+        for field in [
+            "events",
+            "input_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "output_tokens",
+            "reasoning_tokens",
+            "unpriced_events",
+        ] {
+            let sum: u64 = json[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r[field].as_u64().unwrap())
+                .sum();
+            assert_eq!(sum, totals[field].as_u64().unwrap(), "{key}.{field}");
+        }
+        let cost: tokwatch::model::Usd = json[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| usd(&r["cost_usd"]))
+            .sum();
+        assert_eq!(cost, usd(&totals["cost_usd"]), "{key} cost");
+    }
+    let runs = json["runs"].as_array().unwrap();
+    assert_eq!(runs.len() as u64, totals["runs"].as_u64().unwrap());
+    let run_cost: tokwatch::model::Usd = runs.iter().map(|r| usd(&r["cost_usd"])).sum();
+    assert_eq!(run_cost, usd(&totals["cost_usd"]));
+    for run in runs {
+        let hops = run["hop_details"].as_array().unwrap();
+        let tokens: u64 = hops
+            .iter()
+            .map(|h| h["total_tokens"].as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            tokens,
+            run["total_tokens"].as_u64().unwrap(),
+            "{}",
+            run["run_id"]
+        );
+        for hop in hops {
+            let input = hop["input_tokens"].as_u64().unwrap();
+            let parts = hop["uncached_input_tokens"].as_u64().unwrap()
+                + hop["cache_read_tokens"].as_u64().unwrap()
+                + hop["cache_write_tokens"].as_u64().unwrap();
+            assert_eq!(input, parts, "disjoint buckets in {}", run["run_id"]);
+        }
+    }
+}
+
+#[test]
+fn the_story_the_samples_tell() {
+    let json = report_json(&["sample_logs"]);
+    let runs = json["runs"].as_array().unwrap();
+    let mean_cost = |prefix: &str| {
+        let costs: Vec<f64> = runs
+            .iter()
+            .filter(|r| r["run_id"].as_str().unwrap().starts_with(prefix))
+            .map(|r| r["cost_usd"].as_f64().unwrap())
+            .collect();
+        costs.iter().sum::<f64>() / costs.len() as f64
+    };
+    let naive = mean_cost("naive-");
+    let lean = mean_cost("lean-");
+    assert!(
+        (1.25..=1.55).contains(&naive),
+        "naive team ≈ $1.40 per run, got {naive}"
+    );
+    assert!(
+        (0.09..=0.15).contains(&lean),
+        "lean team ≈ $0.12 per run, got {lean}"
+    );
+    let run = |id: &str| runs.iter().find(|r| r["run_id"] == id).unwrap().clone();
+    let looped = run("loop-5-step");
+    assert_eq!(looped["total_tokens"], 27_000);
+    assert_eq!(looped["multiplier"], 15.0);
+    assert_eq!(run("single-call")["total_tokens"], 2_000);
+}
+
+#[test]
+fn oracles_through_the_whole_pipeline() {
+    let json = report_json(&["tests/fixtures/oracles.jsonl", "--hops"]);
+    let run_cost = |id: &str| {
+        let run = json["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["run_id"] == id)
+            .unwrap();
+        run["hop_details"][0]["cost_usd"].clone()
+    };
+    assert_eq!(run_cost("oracle-a").to_string(), "0.00064965");
+    assert_eq!(run_cost("oracle-b").to_string(), "0.00554995");
+    assert_eq!(run_cost("oracle-c").to_string(), "0.535254");
+    assert_eq!(run_cost("oracle-e").to_string(), "0.00466975");
+    assert_eq!(run_cost("oracle-f").to_string(), "0.9585");
+    assert_eq!(
+        run_cost("oracle-u"),
+        Value::Null,
+        "unpriced is null, never 0"
+    );
+    let totals = &json["totals"];
+    assert_eq!(totals["cost_usd"].to_string(), "1.50462335");
+    assert_eq!(totals["unpriced_events"], 1);
+    assert_eq!(totals["unpriced_tokens"], 1010);
+    assert_eq!(totals["long_context_events"], 1);
+    let llama = json["by_model"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["model"] == "llama-local")
+        .unwrap();
+    assert_eq!(llama["priced"], false);
+    assert_eq!(llama["cost_usd"].to_string(), "0.0");
+    assert_eq!(llama["unpriced_events"], 1);
+}
+
+#[test]
+fn malformed_lines_are_counted_located_and_never_fatal() {
+    let json = report_json(&[
+        "tests/fixtures/malformed.jsonl",
+        "--max-line-bytes",
+        "2048",
+        "--hops",
+    ]);
+    let ingest = &json["ingest"];
+    assert_eq!(ingest["lines"], 16);
+    assert_eq!(ingest["blank"], 1);
+    assert_eq!(
+        ingest["events"], 4,
+        "hops 1, 4, 5 (CRLF) and 6 (no final newline)"
+    );
+    assert_eq!(ingest["malformed"], 11);
+    assert_eq!(ingest["invalid_utf8"], 1);
+    assert_eq!(ingest["oversized"], 1);
+    let samples: Vec<(String, String)> = ingest["malformed_samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["location"].as_str().unwrap().to_owned(),
+                s["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let reason_at = |line: u32| {
+        let location = format!("tests/fixtures/malformed.jsonl:{line}");
+        samples
+            .iter()
+            .find(|(l, _)| *l == location)
+            .map(|(_, r)| r.clone())
+            .unwrap_or_else(|| panic!("{location} not reported"))
+    };
+    assert!(reason_at(3).contains("exceed input_tokens (100)"));
+    assert!(reason_at(4).contains("reasoning_tokens (6) exceed output_tokens (5)"));
+    assert!(reason_at(5).contains("epoch seconds"));
+    assert!(reason_at(6).contains("missing input_tokens"));
+    assert!(reason_at(7).contains("unknown type 'heartbeat'"));
+    assert!(reason_at(8).starts_with("invalid JSON"));
+    assert!(reason_at(9).contains("invalid type"));
+    assert!(reason_at(10).contains("invalid value"));
+    assert!(reason_at(11).contains("EOF"), "{}", reason_at(11));
+    assert_eq!(reason_at(13), "invalid UTF-8");
+    assert!(reason_at(15).contains("exceeds --max-line-bytes 2048"));
+    let hops: Vec<u64> = json["runs"][0]["hop_details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["hop"].as_u64().unwrap())
+        .collect();
+    assert_eq!(hops, vec![1, 4, 5, 6]);
+}
+
+#[test]
+fn time_filters_keep_the_window_and_count_the_rest() {
+    let all = report_json(&["sample_logs"]);
+    let day = report_json(&[
+        "sample_logs",
+        "--since",
+        "2026-11-24",
+        "--until",
+        "2026-11-24",
+        "--timezone",
+        "UTC",
+    ]);
+    assert_eq!(day["filters"]["timezone"], "UTC");
+    let kept = day["ingest"]["events"].as_u64().unwrap();
+    let filtered = day["ingest"]["filtered"].as_u64().unwrap();
+    assert!(kept > 0 && filtered > 0);
+    assert_eq!(kept + filtered, all["ingest"]["events"].as_u64().unwrap());
+    for run in day["runs"].as_array().unwrap() {
+        assert!(
+            run["first_ts"].as_str().unwrap().starts_with("2026-11-24"),
+            "{}",
+            run["run_id"]
+        );
+    }
+    // relative: "3d" before the pinned now (2026-11-28T12:00Z) keeps 2026-11-25T12:00Z onwards
+    let recent = report_json(&["sample_logs", "--since", "3d"]);
+    assert!(recent["ingest"]["filtered"].as_u64().unwrap() > 0);
+    assert_eq!(
+        recent["time_range"]["first"].as_str().unwrap() >= "2026-11-25T12:00:00.000Z",
+        true
+    );
+}
+
+#[test]
+fn week_and_month_buckets_use_iso_weeks_and_the_time_zone() {
+    let weeks = report_json(&["sample_logs", "--group-by", "week", "--timezone", "UTC"]);
+    let labels: Vec<&str> = weeks["by_period"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["period"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, vec!["2026-W48"]);
+    let months = report_json(&[
+        "sample_logs",
+        "--group-by",
+        "month",
+        "--timezone",
+        "Pacific/Kiritimati",
+    ]);
+    let labels: Vec<&str> = months["by_period"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["period"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, vec!["2026-11"]);
+    let period_events: u64 = months["by_period"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["events"].as_u64().unwrap())
+        .sum();
+    assert_eq!(period_events, months["totals"]["events"].as_u64().unwrap());
+}
+
+#[test]
+fn committed_samples_equal_the_generator_output() {
+    let dir = tempfile::tempdir().unwrap();
+    tokwatch::workload::write_samples(dir.path()).unwrap();
+    for (name, _) in tokwatch::workload::sample_files() {
+        let generated = std::fs::read_to_string(dir.path().join(name)).unwrap();
+        let committed =
+            std::fs::read_to_string(std::path::Path::new("sample_logs").join(name)).unwrap();
+        assert!(
+            generated == committed,
+            "sample_logs/{name} is stale: run `cargo run -- generate samples`"
+        );
+    }
+}
+
+#[test]
+fn litellm_price_override_applies_before_the_embedded_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let prices = dir.path().join("model_prices_and_context_window.json");
+    std::fs::write(
+        &prices,
+        r#"{"sample_spec": {"input_cost_per_token": "doc"}, "gpt-4o-mini": {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06, "litellm_provider": "openai"}}"#,
+    )
+    .unwrap();
+    let json = report_json(&[
+        "tests/fixtures/oracles.jsonl",
+        "--hops",
+        "--prices",
+        prices.to_str().unwrap(),
+    ]);
+    assert!(
+        json["price_table"]
+            .as_str()
+            .unwrap()
+            .starts_with("litellm:model_prices_and_context_window.json#")
+    );
+    let a = json["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["run_id"] == "oracle-a")
+        .unwrap();
+    // 4263 × 1e-6 (no cache-read price: no discount) + 529 × 2e-6
+    assert_eq!(a["hop_details"][0]["cost_usd"].to_string(), "0.005321");
+    assert!(
+        a["hop_details"][0]["price_table"]
+            .as_str()
+            .unwrap()
+            .starts_with("litellm:")
+    );
+    let c = json["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["run_id"] == "oracle-c")
+        .unwrap();
+    assert_eq!(
+        c["hop_details"][0]["cost_usd"].to_string(),
+        "0.535254",
+        "others keep embedded prices"
+    );
+}
