@@ -177,10 +177,10 @@ fn strip_provider(name: &str) -> &str {
 /// `gpt-4o`; `claude-3-5-sonnet-v2@20241022` → `claude-3-5-sonnet-v2`.
 fn strip_date(name: &str) -> Option<&str> {
     let is_digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
-    if let Some((head, tail)) = name.rsplit_once(['-', '@']) {
-        if is_digits(tail, 8) {
-            return Some(head);
-        }
+    if let Some((head, tail)) = name.rsplit_once(['-', '@'])
+        && is_digits(tail, 8)
+    {
+        return Some(head);
     }
     // -YYYY-MM-DD
     let bytes = name.as_bytes();

@@ -1,5 +1,7 @@
 //! The real binary: exit codes and messages.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::process::Command;
 
 fn tokwatch(args: &[&str]) -> std::process::Output {
