@@ -30,16 +30,23 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, DiscoverError> {
     for path in paths {
         let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => DiscoverError::Missing(path.clone()),
-            _ => DiscoverError::Io { path: path.clone(), source: e },
+            _ => DiscoverError::Io {
+                path: path.clone(),
+                source: e,
+            },
         })?;
         if meta.is_dir() {
-            let walker = walkdir::WalkDir::new(path).follow_links(true).sort_by_file_name();
+            let walker = walkdir::WalkDir::new(path)
+                .follow_links(true)
+                .sort_by_file_name();
             for entry in walker {
                 let entry = entry.map_err(|e| DiscoverError::Io {
                     path: e.path().map_or_else(|| path.clone(), Path::to_path_buf),
                     source: e.into(),
                 })?;
-                if entry.file_type().is_file() && entry.path().extension().is_some_and(|x| x == "jsonl") {
+                if entry.file_type().is_file()
+                    && entry.path().extension().is_some_and(|x| x == "jsonl")
+                {
                     found.push(entry.into_path());
                 }
             }
@@ -55,23 +62,29 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, DiscoverError> {
 /// Short name of a file for synthetic run ids.
 #[must_use]
 pub fn origin_of(path: &Path) -> String {
-    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
-/// Reads `reader` to its end into the ingestor as source `source`.
+/// Splits `reader` into lines read in 1 MiB chunks, calling `handle` with
+/// each line's 1-based number. The one reading loop every file goes through
+/// (the benchmark's baseline uses it too, so both sides read alike).
 ///
 /// # Errors
-/// A read error; lines read before it are kept.
-pub fn read_stream(reader: &mut impl Read, source: usize, max_line_bytes: usize, ingestor: &mut Ingestor<'_>) -> io::Result<()> {
+/// A read error; lines read before it were handled.
+pub fn for_each_line(
+    reader: &mut impl Read,
+    max_line_bytes: usize,
+    mut handle: impl FnMut(u64, Line<'_>),
+) -> io::Result<()> {
     let mut splitter = LineSplitter::new(max_line_bytes);
     let mut buffer = vec![0_u8; CHUNK_BYTES];
     let mut line_no = 0_u64;
-    let mut handle = |line: Line<'_>, ingestor: &mut Ingestor<'_>| {
+    let mut numbered = |line: Line<'_>| {
         line_no += 1;
-        match line {
-            Line::Complete(bytes) => ingestor.line(source, line_no, bytes),
-            Line::Oversized(len) => ingestor.oversized(source, line_no, len, max_line_bytes),
-        }
+        handle(line_no, line);
     };
     loop {
         let read = match reader.read(&mut buffer) {
@@ -80,21 +93,46 @@ pub fn read_stream(reader: &mut impl Read, source: usize, max_line_bytes: usize,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        splitter.feed(&buffer[..read], |line| handle(line, ingestor));
+        splitter.feed(&buffer[..read], &mut numbered);
     }
-    splitter.finish(|line| handle(line, ingestor));
+    splitter.finish(&mut numbered);
     Ok(())
+}
+
+/// Reads `reader` to its end into the ingestor as source `source`.
+///
+/// # Errors
+/// A read error; lines read before it are kept.
+pub fn read_stream(
+    reader: &mut impl Read,
+    source: usize,
+    max_line_bytes: usize,
+    ingestor: &mut Ingestor<'_>,
+) -> io::Result<()> {
+    for_each_line(reader, max_line_bytes, |line_no, line| match line {
+        Line::Complete(bytes) => ingestor.line(source, line_no, bytes),
+        Line::Oversized(len) => ingestor.oversized(source, line_no, len, max_line_bytes),
+    })
 }
 
 /// Reads each file once into the ingestor.
 ///
 /// # Errors
 /// A file that cannot be opened or read, named in the message.
-pub fn read_files(files: &[PathBuf], max_line_bytes: usize, ingestor: &mut Ingestor<'_>) -> Result<(), DiscoverError> {
+pub fn read_files(
+    files: &[PathBuf],
+    max_line_bytes: usize,
+    ingestor: &mut Ingestor<'_>,
+) -> Result<(), DiscoverError> {
     for path in files {
-        let source = ingestor.stats.add_source(path.display().to_string(), origin_of(path));
+        let source = ingestor
+            .stats
+            .add_source(path.display().to_string(), origin_of(path));
         ingestor.stats.files += 1;
-        let io_error = |source: io::Error| DiscoverError::Io { path: path.clone(), source };
+        let io_error = |source: io::Error| DiscoverError::Io {
+            path: path.clone(),
+            source,
+        };
         let mut file = File::open(path).map_err(io_error)?;
         read_stream(&mut file, source, max_line_bytes, ingestor).map_err(io_error)?;
     }
