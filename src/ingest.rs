@@ -5,6 +5,7 @@ pub mod files;
 pub mod lines;
 pub mod native;
 pub mod stats;
+pub mod tail;
 
 use crate::model::Ledger;
 pub use native::{LineOrigin, ParseError};
@@ -69,9 +70,17 @@ impl<'l> Ingestor<'l> {
             }
             Ok(_) => self.stats.count_filtered(source),
             Err(ParseError::InvalidUtf8) => {
-                self.stats.reject(source, line_no, RejectKind::InvalidUtf8, "invalid UTF-8".into());
+                self.stats.reject(
+                    source,
+                    line_no,
+                    RejectKind::InvalidUtf8,
+                    "invalid UTF-8".into(),
+                );
             }
-            Err(error) => self.stats.reject(source, line_no, RejectKind::Malformed, error.to_string()),
+            Err(error) => {
+                self.stats
+                    .reject(source, line_no, RejectKind::Malformed, error.to_string())
+            }
         }
     }
 

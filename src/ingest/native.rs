@@ -7,8 +7,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 
 use crate::model::event::{EventKind, TelemetryEvent, UNKNOWN, Usage};
 use crate::model::money::Usd;
@@ -118,7 +118,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
 /// # Errors
 /// Invalid JSON, wrong field types, subsets larger than their totals,
 /// missing token counts with no text to estimate from, an unknown `type`.
-pub fn parse_line<'a>(line: &'a [u8], origin: LineOrigin<'_>) -> Result<TelemetryEvent<'a>, ParseError> {
+pub fn parse_line<'a>(
+    line: &'a [u8],
+    origin: LineOrigin<'_>,
+) -> Result<TelemetryEvent<'a>, ParseError> {
     // serde_json validates UTF-8 inside strings as it goes (JSON outside
     // strings is ASCII), so the separate check runs only on the error path.
     let raw: RawRecord<'a> = serde_json::from_slice(line).map_err(|e| {
@@ -135,8 +138,12 @@ pub fn parse_line<'a>(line: &'a [u8], origin: LineOrigin<'_>) -> Result<Telemetr
 ///
 /// # Errors
 /// As [`parse_line`].
-pub fn parse_str<'a>(text: &'a str, origin: LineOrigin<'_>) -> Result<TelemetryEvent<'a>, ParseError> {
-    let raw: RawRecord<'a> = serde_json::from_str(text).map_err(|e| ParseError::Json(json_reason(&e)))?;
+pub fn parse_str<'a>(
+    text: &'a str,
+    origin: LineOrigin<'_>,
+) -> Result<TelemetryEvent<'a>, ParseError> {
+    let raw: RawRecord<'a> =
+        serde_json::from_str(text).map_err(|e| ParseError::Json(json_reason(&e)))?;
     normalize(raw, origin)
 }
 
@@ -150,10 +157,14 @@ fn json_reason(error: &serde_json::Error) -> String {
 }
 
 fn non_empty(text: Option<Text<'_>>) -> Option<Cow<'_, str>> {
-    text.map(|t| t.0).filter(|t| !t.bytes().all(|b| b.is_ascii_whitespace()))
+    text.map(|t| t.0)
+        .filter(|t| !t.bytes().all(|b| b.is_ascii_whitespace()))
 }
 
-fn normalize<'a>(raw: RawRecord<'a>, origin: LineOrigin<'_>) -> Result<TelemetryEvent<'a>, ParseError> {
+fn normalize<'a>(
+    raw: RawRecord<'a>,
+    origin: LineOrigin<'_>,
+) -> Result<TelemetryEvent<'a>, ParseError> {
     let invalid = |message: String| Err(ParseError::Invalid(message));
     let ts_ms = raw.ts.map(|t| t.0);
     let run_id = match non_empty(raw.run_id) {
@@ -186,20 +197,33 @@ fn normalize<'a>(raw: RawRecord<'a>, origin: LineOrigin<'_>) -> Result<Telemetry
                 estimated = true;
                 estimate_tokens(&model, text)
             }
-            (None, None) => return invalid("missing input_tokens (and no prompt text to estimate from)".into()),
+            (None, None) => {
+                return invalid(
+                    "missing input_tokens (and no prompt text to estimate from)".into(),
+                );
+            }
         };
-        let output = match (raw.output_tokens, raw.completion.as_ref().map(|t| t.0.as_ref())) {
+        let output = match (
+            raw.output_tokens,
+            raw.completion.as_ref().map(|t| t.0.as_ref()),
+        ) {
             (Some(n), _) => n,
             (None, Some(text)) => {
                 estimated = true;
                 estimate_tokens(&model, text)
             }
-            (None, None) => return invalid("missing output_tokens (and no completion text to estimate from)".into()),
+            (None, None) => {
+                return invalid(
+                    "missing output_tokens (and no completion text to estimate from)".into(),
+                );
+            }
         };
         let cache_read = raw.cache_read_tokens.unwrap_or(0);
         let cache_write_5m = raw.cache_write_tokens.unwrap_or(0);
         let cache_write_1h = raw.cache_write_1h_tokens.unwrap_or(0);
-        let cached = cache_read.saturating_add(cache_write_5m).saturating_add(cache_write_1h);
+        let cached = cache_read
+            .saturating_add(cache_write_5m)
+            .saturating_add(cache_write_1h);
         if cached > input {
             return invalid(format!(
                 "cache_read_tokens ({cache_read}) + cache_write_tokens ({cache_write_5m}) + cache_write_1h_tokens ({cache_write_1h}) exceed input_tokens ({input}); input_tokens must include cached tokens"
@@ -257,7 +281,8 @@ fn synthetic_run_id(source: &str, ts_ms: Option<i64>) -> String {
 /// Counts tokens of text with the model's tokenizer (o200k for models
 /// tiktoken does not know). Only used when a record has no counts.
 fn estimate_tokens(model: &str, text: &str) -> u64 {
-    let bpe = tiktoken_rs::bpe_for_model(model).unwrap_or_else(|_| tiktoken_rs::o200k_base_singleton());
+    let bpe =
+        tiktoken_rs::bpe_for_model(model).unwrap_or_else(|_| tiktoken_rs::o200k_base_singleton());
     u64::try_from(bpe.encode_ordinary(text).len()).unwrap_or(u64::MAX)
 }
 
@@ -277,7 +302,9 @@ impl<'de> Deserialize<'de> for TsMillis {
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<TsMillis, E> {
                 if v < MIN_EPOCH_MS {
-                    return Err(E::custom(format!("ts {v} looks like epoch seconds; expected epoch milliseconds")));
+                    return Err(E::custom(format!(
+                        "ts {v} looks like epoch seconds; expected epoch milliseconds"
+                    )));
                 }
                 Ok(TsMillis(v))
             }
@@ -291,7 +318,12 @@ impl<'de> Deserialize<'de> for TsMillis {
                 }
                 chrono::DateTime::parse_from_rfc3339(v)
                     .map(|t| TsMillis(t.timestamp_millis()))
-                    .map_err(|e| E::custom(format!("ts '{}' is not RFC 3339: {e}", v.chars().take(40).collect::<String>())))
+                    .map_err(|e| {
+                        E::custom(format!(
+                            "ts '{}' is not RFC 3339: {e}",
+                            v.chars().take(40).collect::<String>()
+                        ))
+                    })
             }
         }
         deserializer.deserialize_any(TsVisitor)
@@ -303,17 +335,44 @@ impl<'de> Deserialize<'de> for TsMillis {
 /// leap seconds, returns `None` and goes to chrono.
 fn fast_rfc3339_millis(text: &str) -> Option<i64> {
     let b = text.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let number = |range: std::ops::Range<usize>| -> Option<i64> {
-        b[range].iter().try_fold(0_i64, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0')))
+        b[range].iter().try_fold(0_i64, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+        })
     };
     let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
     let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
     let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    let days_in_month = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month[usize::try_from(month - 1).ok()?] || hour > 23 || minute > 59 || second > 59 {
+    let days_in_month = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month[usize::try_from(month - 1).ok()?]
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
         return None;
     }
     let mut pos = 19;
@@ -329,7 +388,10 @@ fn fast_rfc3339_millis(text: &str) -> Option<i64> {
         }
         // Milliseconds truncate the fraction, as chrono's timestamp_millis does.
         for i in 0..3 {
-            millis = millis * 10 + b.get(start + i).filter(|_| start + i < pos).map_or(0, |c| i64::from(c - b'0'));
+            millis = millis * 10
+                + b.get(start + i)
+                    .filter(|_| start + i < pos)
+                    .map_or(0, |c| i64::from(c - b'0'));
         }
     }
     let offset_minutes = match b.get(pos..)? {
@@ -344,7 +406,11 @@ fn fast_rfc3339_millis(text: &str) -> Option<i64> {
             if h > 23 || m > 59 {
                 return None;
             }
-            if *sign == b'-' { -(h * 60 + m) } else { h * 60 + m }
+            if *sign == b'-' {
+                -(h * 60 + m)
+            } else {
+                h * 60 + m
+            }
         }
         _ => return None,
     };
@@ -372,10 +438,14 @@ impl<'de> Deserialize<'de> for CostUsd {
                 f.write_str("a non-negative number of US dollars")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<CostUsd, E> {
-                Ok(CostUsd(Usd::from_picos(i128::from(v) * crate::model::money::PICOS_PER_USD)))
+                Ok(CostUsd(Usd::from_picos(
+                    i128::from(v) * crate::model::money::PICOS_PER_USD,
+                )))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<CostUsd, E> {
-                u64::try_from(v).map_err(|_| E::custom("cost_usd must not be negative")).and_then(|v| self.visit_u64(v))
+                u64::try_from(v)
+                    .map_err(|_| E::custom("cost_usd must not be negative"))
+                    .and_then(|v| self.visit_u64(v))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<CostUsd, E> {
                 if !v.is_finite() || v < 0.0 {

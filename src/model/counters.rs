@@ -145,6 +145,8 @@ impl Counters {
     /// Every event both reported a cost and was priced, and the sums differ.
     #[must_use]
     pub fn cost_mismatch(&self) -> bool {
-        self.reported_events == self.events && self.computed_events == self.events && self.reported_cost != self.computed_cost
+        self.reported_events == self.events
+            && self.computed_events == self.events
+            && self.reported_cost != self.computed_cost
     }
 }

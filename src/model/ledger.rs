@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate, TimeZone};
-use hashbrown::{HashMap, HashSet};
 use hashbrown::hash_map::EntryRef;
+use hashbrown::{HashMap, HashSet};
 
 use super::counters::{Costing, Counters, Provenance};
 use super::event::{EventKind, TelemetryEvent, Usage, infer_provider};
@@ -38,7 +38,9 @@ impl PeriodSpec {
         let day = local.date_naive();
         Some(match self.unit {
             PeriodUnit::Day => day,
-            PeriodUnit::Week => day - chrono::Days::new(u64::from(day.weekday().num_days_from_monday())),
+            PeriodUnit::Week => {
+                day - chrono::Days::new(u64::from(day.weekday().num_days_from_monday()))
+            }
             PeriodUnit::Month => day.with_day(1)?,
         })
     }
@@ -125,7 +127,10 @@ struct InternedLabels(Arc<HopLabels>);
 impl hashbrown::Equivalent<InternedLabels> for HopLabelsRef<'_> {
     fn equivalent(&self, key: &InternedLabels) -> bool {
         let other = key.0.borrowed();
-        self.parent_agent == other.parent_agent && self.task == other.task && self.tool == other.tool && self.status == other.status
+        self.parent_agent == other.parent_agent
+            && self.task == other.task
+            && self.tool == other.tool
+            && self.status == other.status
     }
 }
 
@@ -210,7 +215,8 @@ impl RunAgg {
 
     /// The hop at `hop` (or the next position), created from `make` when new.
     fn hop_slot(&mut self, hop: Option<u32>, make: impl FnOnce(u32) -> HopAgg) -> &mut HopAgg {
-        let position = hop.unwrap_or_else(|| self.hops.last().map_or(1, |h| h.hop.saturating_add(1)));
+        let position =
+            hop.unwrap_or_else(|| self.hops.last().map_or(1, |h| h.hop.saturating_add(1)));
         // Hops usually arrive in order: check the end before searching.
         let index = match self.hops.last() {
             Some(last) if last.hop == position => self.hops.len() - 1,
@@ -281,7 +287,11 @@ impl HopAgg {
         }
         self.estimated_calls += u32::from(costing.provenance == Provenance::Estimated);
         self.long_context_calls += u32::from(costing.long_context);
-        self.provenance = if self.calls == 1 { costing.provenance } else { self.provenance.max(costing.provenance) };
+        self.provenance = if self.calls == 1 {
+            costing.provenance
+        } else {
+            self.provenance.max(costing.provenance)
+        };
     }
 
     /// The hop as [`Counters`], like every other aggregate.
@@ -409,7 +419,11 @@ pub struct Ledger {
 }
 
 /// Finds or creates the entry for `key`, allocating the shared name once.
-fn slot<'m, V>(map: &'m mut HashMap<Arc<str>, V>, key: &str, make: impl FnOnce(Arc<str>) -> V) -> &'m mut V {
+fn slot<'m, V>(
+    map: &'m mut HashMap<Arc<str>, V>,
+    key: &str,
+    make: impl FnOnce(Arc<str>) -> V,
+) -> &'m mut V {
     match map.entry_ref(key) {
         EntryRef::Occupied(entry) => entry.into_mut(),
         EntryRef::Vacant(entry) => {
@@ -492,7 +506,9 @@ impl Ledger {
     }
 
     fn label(&mut self, text: &str) -> Arc<str> {
-        self.labels.get_or_insert_with(text, |t| Arc::from(t)).clone()
+        self.labels
+            .get_or_insert_with(text, |t| Arc::from(t))
+            .clone()
     }
 
     /// Folds one event in.
@@ -517,36 +533,56 @@ impl Ledger {
                     action: action.clone(),
                     hop: event.hop,
                 };
-                let run = Arc::make_mut(slot(&mut self.runs, &event.run_id, |id| Arc::new(RunAgg::new(id))));
+                let run = Arc::make_mut(slot(&mut self.runs, &event.run_id, |id| {
+                    Arc::new(RunAgg::new(id))
+                }));
                 touch_run_time(run, event.ts_ms);
-                if let Some(hop) = event.hop {
-                    if let Ok(i) = run.hops.binary_search_by_key(&hop, |h| h.hop) {
-                        run.hops[i].budget_hit = Some(Box::new(hit.clone()));
-                    }
+                if let Some(hop) = event.hop
+                    && let Ok(i) = run.hops.binary_search_by_key(&hop, |h| h.hop)
+                {
+                    run.hops[i].budget_hit = Some(Box::new(hit.clone()));
                 }
                 run.budget_hits.push(hit);
                 let run_id = run.run_id.clone();
-                self.push_recent(event, run_id, event.hop.unwrap_or(0), None, Provenance::Reported, RecentKind::BudgetExceeded);
+                self.push_recent(
+                    event,
+                    run_id,
+                    event.hop.unwrap_or(0),
+                    None,
+                    Provenance::Reported,
+                    RecentKind::BudgetExceeded,
+                );
             }
             EventKind::RunEnd => {
                 self.run_ends += 1;
                 let status = self.label(event.status.as_deref().unwrap_or("ok"));
-                let run = Arc::make_mut(slot(&mut self.runs, &event.run_id, |id| Arc::new(RunAgg::new(id))));
+                let run = Arc::make_mut(slot(&mut self.runs, &event.run_id, |id| {
+                    Arc::new(RunAgg::new(id))
+                }));
                 touch_run_time(run, event.ts_ms);
                 run.ended = Some(status);
                 let run_id = run.run_id.clone();
-                self.push_recent(event, run_id, event.hop.unwrap_or(0), None, Provenance::Reported, RecentKind::RunEnd);
+                self.push_recent(
+                    event,
+                    run_id,
+                    event.hop.unwrap_or(0),
+                    None,
+                    Provenance::Reported,
+                    RecentKind::RunEnd,
+                );
             }
         }
     }
 
     fn costing(&mut self, event: &TelemetryEvent<'_>) -> (Costing, Option<Arc<str>>, Arc<str>) {
         let prices = &self.prices;
-        let model = slot(&mut self.models, &event.model, |name| ModelAgg::new(name, prices));
-        if model.provider.is_none() {
-            if let Some(provider) = &event.provider {
-                model.provider = Some(Arc::from(provider.as_ref()));
-            }
+        let model = slot(&mut self.models, &event.model, |name| {
+            ModelAgg::new(name, prices)
+        });
+        if model.provider.is_none()
+            && let Some(provider) = &event.provider
+        {
+            model.provider = Some(Arc::from(provider.as_ref()));
         }
         let quote = model.price.map(|p| prices.quote(p, &event.usage));
         let computed = quote.map(|q| q.cost);
@@ -586,14 +622,19 @@ impl Ledger {
             entry.name.clone()
         });
         if let Some(ts) = event.ts_ms {
-            self.minutes.entry(ts.div_euclid(60_000)).or_default().add(usage, &costing);
+            self.minutes
+                .entry(ts.div_euclid(60_000))
+                .or_default()
+                .add(usage, &costing);
             if let Some(start) = self.config.period.and_then(|p| p.start_of(ts)) {
                 self.periods.entry(start).or_default().add(usage, &costing);
             }
         }
         let labels = self.hop_labels(event);
 
-        let run = Arc::make_mut(slot(&mut self.runs, &event.run_id, |id| Arc::new(RunAgg::new(id))));
+        let run = Arc::make_mut(slot(&mut self.runs, &event.run_id, |id| {
+            Arc::new(RunAgg::new(id))
+        }));
         touch_run_time(run, event.ts_ms);
         run.counters.add(usage, &costing);
         if segment.is_some() {
@@ -602,7 +643,9 @@ impl Ledger {
         if user.is_some() {
             run.user = user;
         }
-        let hop = run.hop_slot(event.hop, |position| HopAgg::new(position, agent_name.clone(), model.clone(), labels.clone()));
+        let hop = run.hop_slot(event.hop, |position| {
+            HopAgg::new(position, agent_name.clone(), model.clone(), labels.clone())
+        });
         if hop.calls > 0 && *hop.labels != *labels && *labels != HopLabels::default() {
             hop.labels = labels;
         }
@@ -621,7 +664,15 @@ impl Ledger {
         self.push_recent_hop(event, run_id, hop_number, agent_name, model, &costing);
     }
 
-    fn push_recent_hop(&mut self, event: &TelemetryEvent<'_>, run_id: Arc<str>, hop: u32, agent: Arc<str>, model: Arc<str>, costing: &Costing) {
+    fn push_recent_hop(
+        &mut self,
+        event: &TelemetryEvent<'_>,
+        run_id: Arc<str>,
+        hop: u32,
+        agent: Arc<str>,
+        model: Arc<str>,
+        costing: &Costing,
+    ) {
         if self.config.recent_capacity == 0 {
             return;
         }
@@ -641,7 +692,15 @@ impl Ledger {
         });
     }
 
-    fn push_recent(&mut self, event: &TelemetryEvent<'_>, run_id: Arc<str>, hop: u32, cost: Option<Usd>, provenance: Provenance, kind: RecentKind) {
+    fn push_recent(
+        &mut self,
+        event: &TelemetryEvent<'_>,
+        run_id: Arc<str>,
+        hop: u32,
+        cost: Option<Usd>,
+        provenance: Provenance,
+        kind: RecentKind,
+    ) {
         if self.config.recent_capacity == 0 {
             return;
         }

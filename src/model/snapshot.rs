@@ -32,7 +32,10 @@ fn by_cost_then_name<T>(rows: &mut [T], key: impl Fn(&T) -> (&Counters, &str)) {
     rows.sort_by(|a, b| {
         let (ca, na) = key(a);
         let (cb, nb) = key(b);
-        cb.cost.cmp(&ca.cost).then(cb.total_tokens.cmp(&ca.total_tokens)).then_with(|| na.cmp(nb))
+        cb.cost
+            .cmp(&ca.cost)
+            .then(cb.total_tokens.cmp(&ca.total_tokens))
+            .then_with(|| na.cmp(nb))
     });
 }
 
@@ -43,12 +46,21 @@ impl Snapshot {
             by_cost_then_name(&mut rows, |r| (&r.counters, &r.name));
             rows
         };
-        let mut by_model: Vec<ModelAgg> = ledger.models.values().filter(|m| m.counters.events > 0).cloned().collect();
+        let mut by_model: Vec<ModelAgg> = ledger
+            .models
+            .values()
+            .filter(|m| m.counters.events > 0)
+            .cloned()
+            .collect();
         by_cost_then_name(&mut by_model, |r| (&r.counters, &r.name));
         let mut runs: Vec<Arc<RunAgg>> = ledger.runs.values().cloned().collect();
         by_cost_then_name(&mut runs, |r| (&r.counters, &r.run_id));
         let periods = match ledger.config().period {
-            Some(spec) => ledger.periods.iter().map(|(start, c)| (spec.label(*start), *c)).collect(),
+            Some(spec) => ledger
+                .periods
+                .iter()
+                .map(|(start, c)| (spec.label(*start), *c))
+                .collect(),
             None => Vec::new(),
         };
         Snapshot {
