@@ -6,7 +6,6 @@ pub mod lines;
 pub mod native;
 pub mod stats;
 pub mod tail;
-pub mod tail;
 
 use crate::model::Ledger;
 pub use native::{LineOrigin, ParseError};
