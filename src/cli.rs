@@ -1,21 +1,92 @@
 //! Command-line interface (clap derive; every option also reads `TOKWATCH_*`).
 
 use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::ingest::files::DEFAULT_MAX_LINE_BYTES;
+use crate::ingest::socket::ListenAddr;
 use crate::report::ReportFormat;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "tokwatch",
     version,
-    about = "See, live, which hop of which agent loop is burning tokens and dollars."
+    about = "See, live, which hop of which agent loop is burning tokens and dollars.",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    /// Live mode (no subcommand): follow files and listen on sockets.
+    #[command(flatten)]
+    pub live: LiveArgs,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("'{text}' is not a duration like 200ms, 1s, 5m: {e}"))
+}
+
+/// Live mode: `tokwatch --follow logs/ --listen unix:/tmp/tw.sock --jsonl`.
+#[derive(Debug, Args)]
+pub struct LiveArgs {
+    /// A file, a directory (recursive, `*.jsonl`, new files picked up) or a
+    /// glob to follow; `-` reads standard input. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub follow: Vec<String>,
+    /// Accept JSONL from agents on `unix:PATH` or `tcp:HOST:PORT`. Repeatable.
+    #[arg(long, value_name = "ADDR", value_parser = ListenAddr::from_str)]
+    pub listen: Vec<ListenAddr>,
+    /// Token TCP clients send as their first line; required for a non-loopback address.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "TOKWATCH_LISTEN_TOKEN",
+        hide_env_values = true
+    )]
+    pub listen_token: Option<String>,
+    /// Most socket clients at once; more are turned away.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub max_clients: u64,
+    /// Print one JSON snapshot per interval to stdout instead of the dashboard.
+    #[arg(long)]
+    pub jsonl: bool,
+    /// Snapshot interval for --jsonl.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub interval: Duration,
+    /// Exit (after a last snapshot) once this much time has passed.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub exit_after: Option<Duration>,
+    /// Poll files instead of using file-system events (network mounts, containers).
+    #[arg(long)]
+    pub poll: bool,
+    /// How often files are checked (the safety net with events; the only trigger with --poll).
+    #[arg(long, default_value = "500ms", value_parser = parse_duration, value_name = "DURATION")]
+    pub poll_interval: Duration,
+    /// Skip what followed files already hold; files created later are read whole.
+    #[arg(long)]
+    pub from_end: bool,
+    /// Only count events at or after: a duration ago (`2h`) or a time (RFC 3339, YYYY-MM-DD).
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Append every line received on sockets to this JSONL file before counting it.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Include per-hop detail in snapshots.
+    #[arg(long)]
+    pub hops: bool,
+    /// Price override: tokwatch TOML or LiteLLM JSON.
+    #[arg(long, value_name = "FILE", env = "TOKWATCH_PRICES")]
+    pub prices: Option<PathBuf>,
+    /// IANA time zone for bare dates in --since (default: local).
+    #[arg(long, value_name = "TZ", env = "TOKWATCH_TIMEZONE")]
+    pub timezone: Option<String>,
+    /// Lines longer than this are skipped and counted.
+    #[arg(long, default_value_t = DEFAULT_MAX_LINE_BYTES, value_name = "BYTES", env = "TOKWATCH_MAX_LINE_BYTES")]
+    pub max_line_bytes: usize,
 }
 
 #[derive(Debug, Subcommand)]

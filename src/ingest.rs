@@ -4,6 +4,8 @@
 pub mod files;
 pub mod lines;
 pub mod native;
+pub mod socket;
+pub mod source;
 pub mod stats;
 pub mod tail;
 
@@ -55,6 +57,19 @@ impl<'l> Ingestor<'l> {
     /// Handles one complete line (newline and CR removed) of source number
     /// `source` (an index into `stats.sources`).
     pub fn line(&mut self, source: usize, line_no: u64, bytes: &[u8]) {
+        self.line_at(source, bytes, |stats| {
+            format!("{}:{line_no}", stats.sources[source].name)
+        });
+    }
+
+    /// [`Ingestor::line`] with the location of a rejected line given by
+    /// `location` (sockets say which client: `unix:/x.sock#3:12`).
+    pub fn line_at(
+        &mut self,
+        source: usize,
+        bytes: &[u8],
+        location: impl FnOnce(&IngestStats) -> String,
+    ) {
         self.stats.count_line(source);
         if bytes.trim_ascii().is_empty() {
             self.stats.count_blank(source);
@@ -70,16 +85,18 @@ impl<'l> Ingestor<'l> {
             }
             Ok(_) => self.stats.count_filtered(source),
             Err(ParseError::InvalidUtf8) => {
-                self.stats.reject(
+                let location = location(&self.stats);
+                self.stats.reject_at(
                     source,
-                    line_no,
+                    location,
                     RejectKind::InvalidUtf8,
                     "invalid UTF-8".into(),
                 );
             }
             Err(error) => {
+                let location = location(&self.stats);
                 self.stats
-                    .reject(source, line_no, RejectKind::Malformed, error.to_string())
+                    .reject_at(source, location, RejectKind::Malformed, error.to_string());
             }
         }
     }

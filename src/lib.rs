@@ -15,6 +15,7 @@
 
 pub mod cli;
 pub mod ingest;
+pub mod live;
 pub mod model;
 pub mod pricing;
 pub mod report;
@@ -28,7 +29,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use cli::{Cli, Command, GenerateWhat, GroupBy, ReportArgs};
+use cli::{Cli, Command, GenerateWhat, GroupBy, LiveArgs, ReportArgs};
 use ingest::{IngestStats, Ingestor, TimeWindow};
 use model::{Ledger, LedgerConfig, PeriodSpec, PeriodUnit, Snapshot};
 use pricing::PriceBook;
@@ -41,11 +42,12 @@ use when::{Bound, parse_when};
 /// Bad arguments, missing paths, unreadable price files, I/O errors.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Report(args) => {
+        None => run_live(cli.live)?,
+        Some(Command::Report(args)) => {
             let text = report_text(&args, now_ms())?;
             print_stdout(&text)?;
         }
-        Command::Generate(args) => match args.what {
+        Some(Command::Generate(args)) => match args.what {
             GenerateWhat::Samples { out } => {
                 let written = workload::write_samples(&out)?;
                 for (path, lines) in written {
@@ -59,6 +61,56 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Live mode: sources → aggregator → snapshots.
+fn run_live(args: LiveArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !args.follow.is_empty() || !args.listen.is_empty(),
+        "nothing to watch: pass --follow PATH and/or --listen ADDR (or use `tokwatch report PATH`)"
+    );
+    anyhow::ensure!(
+        args.jsonl,
+        "the dashboard is not built yet: add --jsonl for headless live snapshots"
+    );
+    let prices = load_prices(args.prices.as_deref())?;
+    let tz = resolve_timezone(args.timezone.as_deref())?;
+    let window = TimeWindow {
+        since_ms: args
+            .since
+            .as_deref()
+            .map(|s| parse_when(s, now_ms(), tz, Bound::Since))
+            .transpose()?,
+        until_ms: None,
+    };
+    let settings = live::LiveSettings {
+        filters: Filters {
+            since: args.since.clone(),
+            until: None,
+            group_by: None,
+            timezone: args.since.as_ref().map(|_| tz.name().to_owned()),
+            prices: args.prices.as_ref().map(|p| p.display().to_string()),
+        },
+        follow: args.follow,
+        listen: args.listen,
+        listen_token: args.listen_token,
+        max_clients: args.max_clients,
+        poll: args.poll,
+        poll_interval: args.poll_interval,
+        from_end: args.from_end,
+        window,
+        max_line_bytes: args.max_line_bytes,
+        record: args.record,
+        interval: args.interval,
+        exit_after: args.exit_after,
+        hops: args.hops,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(live::run_headless(settings, prices))
 }
 
 fn now_ms() -> i64 {

@@ -9,6 +9,7 @@ use comfy_table::{CellAlignment, ContentArrangement, Table};
 use serde::Serialize;
 
 use crate::ingest::IngestStats;
+use crate::ingest::stats::LiveStats;
 use crate::model::ledger::{BudgetHit, HopAgg, KeyedAgg, ModelAgg, RunAgg};
 use crate::model::{Counters, Snapshot, Usd};
 use crate::sanitize::sanitize;
@@ -78,7 +79,29 @@ struct JsonReport<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     by_period: Option<Vec<JsonPeriod<'a>>>,
     runs: Vec<JsonRun<'a>>,
-    ingest: &'a IngestStats,
+    ingest: JsonIngest<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    live: Option<LiveInfo>,
+}
+
+/// Ingest statistics with the live counters summed over sources.
+#[derive(Serialize)]
+struct JsonIngest<'a> {
+    #[serde(flatten)]
+    stats: &'a IngestStats,
+    #[serde(flatten)]
+    live: LiveStats,
+}
+
+/// Where a live snapshot stands in its stream (`tokwatch --jsonl`).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct LiveInfo {
+    /// 1, 2, 3 … per printed snapshot.
+    pub sequence: u64,
+    /// Milliseconds since tokwatch started.
+    pub uptime_ms: u64,
+    /// The final snapshot, printed on exit.
+    pub last: bool,
 }
 
 #[derive(Serialize)]
@@ -276,7 +299,35 @@ fn json_run<'a>(run: &'a RunAgg, hops: bool) -> JsonRun<'a> {
 }
 
 fn render_json(snapshot: &Snapshot, ingest: &IngestStats, options: &ReportOptions) -> String {
-    let report = JsonReport {
+    let report = json_report(snapshot, ingest, options, None);
+    let mut text =
+        serde_json::to_string_pretty(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    text.push('\n');
+    text
+}
+
+/// The report JSON on one line (live snapshots: one per line).
+#[must_use]
+pub fn render_json_line(
+    snapshot: &Snapshot,
+    ingest: &IngestStats,
+    options: &ReportOptions,
+    live: Option<LiveInfo>,
+) -> String {
+    let report = json_report(snapshot, ingest, options, live);
+    let mut text =
+        serde_json::to_string(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    text.push('\n');
+    text
+}
+
+fn json_report<'a>(
+    snapshot: &'a Snapshot,
+    ingest: &'a IngestStats,
+    options: &'a ReportOptions,
+    live: Option<LiveInfo>,
+) -> JsonReport<'a> {
+    JsonReport {
         schema_version: SCHEMA_VERSION,
         generator: format!("tokwatch {}", env!("CARGO_PKG_VERSION")),
         price_table: &snapshot.price_version,
@@ -311,12 +362,12 @@ fn render_json(snapshot: &Snapshot, ingest: &IngestStats, options: &ReportOption
             .iter()
             .map(|r| json_run(r, options.hops))
             .collect(),
-        ingest,
-    };
-    let mut text =
-        serde_json::to_string_pretty(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
-    text.push('\n');
-    text
+        ingest: JsonIngest {
+            stats: ingest,
+            live: ingest.live_totals(),
+        },
+        live,
+    }
 }
 
 fn json_model(model: &ModelAgg) -> JsonModel<'_> {

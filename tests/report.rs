@@ -14,7 +14,7 @@ fn report(args: &[&str]) -> String {
     let mut argv = vec!["tokwatch", "report"];
     argv.extend_from_slice(args);
     let cli = Cli::try_parse_from(argv).expect("valid arguments");
-    let Command::Report(args) = cli.command else {
+    let Some(Command::Report(args)) = cli.command else {
         panic!("report command")
     };
     tokwatch::report_text(&args, NOW_MS).expect("report succeeds")

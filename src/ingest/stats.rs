@@ -38,6 +38,51 @@ pub struct SourceStats {
     pub malformed: u64,
     pub invalid_utf8: u64,
     pub oversized: u64,
+    /// Live sources only (absent from one-shot reports' meaning: always 0 there).
+    #[serde(flatten)]
+    pub live: LiveStats,
+}
+
+/// What happens to live sources: files that rotate, sockets that connect.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LiveStats {
+    /// The path started naming a new file (rename + create).
+    pub rotations: u64,
+    /// The file shrank (copy-truncate) and was read again from 0.
+    pub truncations: u64,
+    /// An editor replaced the file with one starting with what was read.
+    pub replacements: u64,
+    /// New files recognized as copies of what was already read (not re-read).
+    pub copies_skipped: u64,
+    /// Partial last lines dropped when a file closed or a client hung up.
+    pub incomplete: u64,
+    /// Events dropped. tokwatch applies backpressure instead, so this stays
+    /// 0; it is here so that a drop could never be silent.
+    pub dropped: u64,
+    /// Clients connected now / ever (sockets).
+    pub clients_connected: u64,
+    pub clients_total: u64,
+    /// Connections closed before any event: an HTTP request, a bad token.
+    pub clients_rejected: u64,
+    /// Read errors (the last one is in `last_error`).
+    pub errors: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl LiveStats {
+    fn merge_counts(&mut self, other: &LiveStats) {
+        self.rotations += other.rotations;
+        self.truncations += other.truncations;
+        self.replacements += other.replacements;
+        self.copies_skipped += other.copies_skipped;
+        self.incomplete += other.incomplete;
+        self.dropped += other.dropped;
+        self.clients_connected += other.clients_connected;
+        self.clients_total += other.clients_total;
+        self.clients_rejected += other.clients_rejected;
+        self.errors += other.errors;
+    }
 }
 
 /// Totals over all sources plus the first rejected locations.
@@ -57,6 +102,24 @@ pub struct IngestStats {
 }
 
 impl IngestStats {
+    /// Totals of the live counters over all sources.
+    #[must_use]
+    pub fn live_totals(&self) -> LiveStats {
+        let mut total = LiveStats::default();
+        for source in &self.sources {
+            total.merge_counts(&source.live);
+        }
+        total
+    }
+
+    /// The index of the source named `name`, registering it when new.
+    pub fn source_named(&mut self, name: &str, origin: &str) -> usize {
+        match self.sources.iter().position(|s| s.name == name) {
+            Some(index) => index,
+            None => self.add_source(name.to_owned(), origin.to_owned()),
+        }
+    }
+
     /// Registers a source and returns its index.
     pub fn add_source(&mut self, name: String, origin: String) -> usize {
         self.sources.push(SourceStats {
@@ -87,7 +150,19 @@ impl IngestStats {
         self.sources[source].filtered += 1;
     }
 
+    /// Records a rejected line at `location` (`path:line`, or `unix:…#client:line`).
     pub(crate) fn reject(&mut self, source: usize, line_no: u64, kind: RejectKind, reason: String) {
+        let location = format!("{}:{line_no}", self.sources[source].name);
+        self.reject_at(source, location, kind, reason);
+    }
+
+    pub(crate) fn reject_at(
+        &mut self,
+        source: usize,
+        location: String,
+        kind: RejectKind,
+        reason: String,
+    ) {
         let stats = &mut self.sources[source];
         stats.malformed += 1;
         self.malformed += 1;
@@ -103,8 +178,11 @@ impl IngestStats {
             RejectKind::Malformed => {}
         }
         if self.malformed_samples.len() < MAX_REJECT_SAMPLES {
-            let location = format!("{}:{line_no}", stats.name);
-            self.malformed_samples.push(Rejected { location, kind, reason });
+            self.malformed_samples.push(Rejected {
+                location,
+                kind,
+                reason,
+            });
         }
     }
 }

@@ -1,0 +1,131 @@
+//! What live sources (followed files, sockets, standard input) send to the
+//! aggregator, over one bounded channel: a full channel makes sources wait
+//! (file reads pause; sockets stop reading, so the kernel pushes back on
+//! agents) — nothing is dropped.
+
+use std::sync::Arc;
+
+use super::tail::FileEvent;
+
+/// Capacity of the source → aggregator channel, in messages. Each message
+/// carries up to [`BATCH_BYTES`] of lines, so at most ~64 MiB are in flight.
+pub const CHANNEL_CAPACITY: usize = 256;
+
+/// Lines are sent in batches of about this many bytes.
+pub const BATCH_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    File,
+    Stdin,
+    Unix,
+    Tcp,
+}
+
+/// Which source (and which client of a listener) a message is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRef {
+    /// As shown to the user: a path, `stdin`, `unix:/run/x.sock`, `tcp:127.0.0.1:7700`.
+    pub name: Arc<str>,
+    /// Short stable name for synthetic run ids (`file name`, `stdin`, `socket`).
+    pub origin: Arc<str>,
+    pub kind: SourceKind,
+    /// Connection number on a listener; locations read `name#client:line`.
+    pub client: Option<u64>,
+}
+
+impl SourceRef {
+    /// Where line `line_no` of this source is, for error messages.
+    #[must_use]
+    pub fn location(&self, line_no: u64) -> String {
+        match self.client {
+            Some(client) => format!("{}#{client}:{line_no}", self.name),
+            None => format!("{}:{line_no}", self.name),
+        }
+    }
+}
+
+/// One message from a source.
+#[derive(Debug)]
+pub enum IngestMsg {
+    /// Complete lines, each followed by `\n`, numbered from `first_line`.
+    Lines {
+        source: SourceRef,
+        first_line: u64,
+        data: Vec<u8>,
+    },
+    /// A line over `--max-line-bytes`, skipped.
+    Oversized {
+        source: SourceRef,
+        line_no: u64,
+        bytes: u64,
+    },
+    /// Something happened to a followed file.
+    File { source: SourceRef, event: FileEvent },
+    /// A client connected or hung up (`incomplete` bytes of a last line lost),
+    /// or was turned away before sending events.
+    Client {
+        source: SourceRef,
+        change: ClientChange,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientChange {
+    Connected,
+    Disconnected { incomplete: u64 },
+    Rejected { reason: String },
+}
+
+/// Accumulates consecutive lines of one source into a batch.
+#[derive(Debug)]
+pub struct LineBatch {
+    pub first_line: u64,
+    pub next_line: u64,
+    pub data: Vec<u8>,
+}
+
+impl LineBatch {
+    #[must_use]
+    pub fn new() -> Self {
+        LineBatch {
+            first_line: 1,
+            next_line: 1,
+            data: Vec::new(),
+        }
+    }
+
+    /// Adds line `line_no`; a gap in numbering (an oversized line was
+    /// reported in between) must be flushed first by the caller.
+    pub fn push(&mut self, line_no: u64, line: &[u8]) {
+        if self.data.is_empty() {
+            self.first_line = line_no;
+        }
+        self.data.extend_from_slice(line);
+        self.data.push(b'\n');
+        self.next_line = line_no + 1;
+    }
+
+    #[must_use]
+    pub fn is_full(&self) -> bool {
+        self.data.len() >= BATCH_BYTES
+    }
+
+    /// Takes the batch as a message, if it holds anything.
+    pub fn take(&mut self, source: &SourceRef) -> Option<IngestMsg> {
+        if self.data.is_empty() {
+            return None;
+        }
+        Some(IngestMsg::Lines {
+            source: source.clone(),
+            first_line: self.first_line,
+            data: std::mem::replace(&mut self.data, Vec::with_capacity(BATCH_BYTES / 4)),
+        })
+    }
+}
+
+impl Default for LineBatch {
+    fn default() -> Self {
+        LineBatch::new()
+    }
+}

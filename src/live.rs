@@ -1,0 +1,571 @@
+//! Live mode: sources (followed files, sockets, standard input) feed one
+//! aggregator through a bounded channel; the aggregator owns the ledger and
+//! publishes snapshots. `--jsonl` prints one JSON snapshot per interval.
+//!
+//! ```text
+//!  follower thread (notify hint + stat tick) ─┐
+//!  socket listeners (task per client)        ├─► mpsc(256 batches) ─► Aggregator ─► snapshot ─► stdout (--jsonl)
+//!  stdin thread                              ─┘        backpressure      Ledger          (later: the TUI)
+//! ```
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use notify::Watcher as _;
+use tokio::sync::{mpsc, watch};
+
+use crate::ingest::lines::{Line, LineSplitter};
+use crate::ingest::socket::{ListenAddr, ListenConfig, Listener};
+use crate::ingest::source::{
+    CHANNEL_CAPACITY, ClientChange, IngestMsg, LineBatch, SourceKind, SourceRef,
+};
+use crate::ingest::tail::{FileEvent, FollowConfig, Follower, StartAt, TailSink, Target};
+use crate::ingest::{IngestStats, Ingestor, RejectKind, TimeWindow};
+use crate::model::{Ledger, LedgerConfig, Snapshot};
+use crate::pricing::PriceBook;
+use crate::report::{self, Filters, LiveInfo, ReportFormat, ReportOptions};
+
+/// Everything live mode needs, resolved from the command line.
+#[derive(Debug, Clone)]
+pub struct LiveSettings {
+    /// `--follow` arguments; `-` is standard input.
+    pub follow: Vec<String>,
+    pub listen: Vec<ListenAddr>,
+    pub listen_token: Option<String>,
+    pub max_clients: u64,
+    pub poll: bool,
+    pub poll_interval: Duration,
+    pub from_end: bool,
+    pub window: TimeWindow,
+    pub max_line_bytes: usize,
+    pub record: Option<PathBuf>,
+    pub interval: Duration,
+    pub exit_after: Option<Duration>,
+    pub hops: bool,
+    pub filters: Filters,
+}
+
+/// Owns the ledger: applies what sources send, in order per source.
+pub struct Aggregator {
+    ledger: Ledger,
+    stats: IngestStats,
+    window: TimeWindow,
+    max_line_bytes: usize,
+    record: Option<io::BufWriter<File>>,
+    /// Something changed since the last snapshot.
+    pub dirty: bool,
+}
+
+impl Aggregator {
+    #[must_use]
+    pub fn new(
+        prices: PriceBook,
+        window: TimeWindow,
+        max_line_bytes: usize,
+        record: Option<File>,
+    ) -> Self {
+        Aggregator {
+            ledger: Ledger::new(prices, LedgerConfig::default()),
+            stats: IngestStats::default(),
+            window,
+            max_line_bytes,
+            record: record.map(io::BufWriter::new),
+            dirty: true,
+        }
+    }
+
+    #[must_use]
+    pub fn stats(&self) -> &IngestStats {
+        &self.stats
+    }
+
+    #[must_use]
+    pub fn snapshot(&self) -> Snapshot {
+        self.ledger.snapshot()
+    }
+
+    fn source(&mut self, source: &SourceRef) -> usize {
+        self.stats.source_named(&source.name, &source.origin)
+    }
+
+    /// Applies one message.
+    ///
+    /// # Errors
+    /// Writing the `--record` file failed (the message was not applied).
+    pub fn handle(&mut self, msg: IngestMsg) -> io::Result<()> {
+        self.dirty = true;
+        match msg {
+            IngestMsg::Lines {
+                source,
+                first_line,
+                data,
+            } => {
+                if let (Some(record), SourceKind::Unix | SourceKind::Tcp) =
+                    (&mut self.record, source.kind)
+                {
+                    // Socket data has no file behind it: keep it before counting it.
+                    record.write_all(&data)?;
+                    record.flush()?;
+                }
+                let index = self.source(&source);
+                let stats = std::mem::take(&mut self.stats);
+                let mut ingestor = Ingestor {
+                    ledger: &mut self.ledger,
+                    stats,
+                    window: self.window,
+                };
+                let lines = data.strip_suffix(b"\n").unwrap_or(&data);
+                for (offset, line) in (0_u64..).zip(lines.split(|b| *b == b'\n')) {
+                    let line_no = first_line + offset;
+                    match source.client {
+                        None => ingestor.line(index, line_no, line),
+                        Some(_) => ingestor.line_at(index, line, |_| source.location(line_no)),
+                    }
+                }
+                self.stats = ingestor.stats;
+            }
+            IngestMsg::Oversized {
+                source,
+                line_no,
+                bytes,
+            } => {
+                let index = self.source(&source);
+                let reason = format!(
+                    "line of {bytes} bytes exceeds --max-line-bytes {}",
+                    self.max_line_bytes
+                );
+                self.stats.count_line(index);
+                self.stats.reject_at(
+                    index,
+                    source.location(line_no),
+                    RejectKind::Oversized,
+                    reason,
+                );
+            }
+            IngestMsg::File { source, event } => {
+                let index = self.source(&source);
+                let live = &mut self.stats.sources[index].live;
+                match event {
+                    FileEvent::Opened { .. } => self.stats.files += 1,
+                    FileEvent::Rotated => live.rotations += 1,
+                    FileEvent::Truncated => live.truncations += 1,
+                    FileEvent::Replaced => live.replacements += 1,
+                    FileEvent::CopyOfTruncated { .. } => live.copies_skipped += 1,
+                    FileEvent::Closed { incomplete } => {
+                        live.incomplete += u64::from(incomplete > 0)
+                    }
+                    FileEvent::Error(message) => {
+                        live.errors += 1;
+                        live.last_error = Some(message);
+                    }
+                }
+            }
+            IngestMsg::Client { source, change } => {
+                let index = self.source(&source);
+                let live = &mut self.stats.sources[index].live;
+                match change {
+                    ClientChange::Connected => {
+                        live.clients_connected += 1;
+                        live.clients_total += 1;
+                    }
+                    ClientChange::Disconnected { incomplete } => {
+                        live.clients_connected = live.clients_connected.saturating_sub(1);
+                        live.incomplete += u64::from(incomplete > 0);
+                    }
+                    ClientChange::Rejected { reason } => {
+                        live.clients_connected = live.clients_connected.saturating_sub(1);
+                        live.clients_rejected += 1;
+                        live.last_error = Some(format!(
+                            "{}: {reason}",
+                            source.location(0).trim_end_matches(":0")
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sends what a follower finds to the aggregator, batching lines per file.
+struct ChannelSink {
+    tx: mpsc::Sender<IngestMsg>,
+    sources: Vec<SourceRef>,
+    batches: Vec<LineBatch>,
+}
+
+impl ChannelSink {
+    fn send(&self, msg: IngestMsg) {
+        // Blocks while the aggregator is behind (backpressure); fails only
+        // when the aggregator is gone, i.e. at shutdown.
+        let _ = self.tx.blocking_send(msg);
+    }
+
+    fn flush(&mut self, source: usize) {
+        if let Some(msg) = self.batches[source].take(&self.sources[source]) {
+            self.send(msg);
+        }
+    }
+
+    fn flush_all(&mut self) {
+        for source in 0..self.sources.len() {
+            self.flush(source);
+        }
+    }
+}
+
+impl TailSink for ChannelSink {
+    fn source(&mut self, path: &Path) -> usize {
+        let name = path.display().to_string();
+        if let Some(index) = self.sources.iter().position(|s| *s.name == *name) {
+            return index;
+        }
+        self.sources.push(SourceRef {
+            name: name.into(),
+            origin: crate::ingest::files::origin_of(path).into(),
+            kind: SourceKind::File,
+            client: None,
+        });
+        self.batches.push(LineBatch::new());
+        self.sources.len() - 1
+    }
+
+    fn line(&mut self, source: usize, line_no: u64, line: &[u8]) {
+        let batch = &self.batches[source];
+        if !batch.data.is_empty() && batch.next_line != line_no {
+            self.flush(source);
+        }
+        self.batches[source].push(line_no, line);
+        if self.batches[source].is_full() {
+            self.flush(source);
+        }
+    }
+
+    fn oversized(&mut self, source: usize, line_no: u64, bytes: u64) {
+        self.flush(source);
+        self.send(IngestMsg::Oversized {
+            source: self.sources[source].clone(),
+            line_no,
+            bytes,
+        });
+    }
+
+    fn file_event(&mut self, source: usize, event: FileEvent) {
+        self.flush(source);
+        self.send(IngestMsg::File {
+            source: self.sources[source].clone(),
+            event,
+        });
+    }
+}
+
+/// Runs the follower on its own thread: a pass on every notify event (a
+/// hint only) and at least every `poll_interval` (the safety net).
+fn spawn_follower(
+    targets: Vec<Target>,
+    config: FollowConfig,
+    poll_interval: Duration,
+    use_notify: bool,
+    tx: mpsc::Sender<IngestMsg>,
+    stop: Arc<AtomicBool>,
+) -> io::Result<(JoinHandle<()>, Option<String>)> {
+    // Capacity 1: wake-ups coalesce; a pass reads everything anyway.
+    let (wake_tx, wake_rx) = std::sync::mpsc::sync_channel::<()>(1);
+    let mut warning = None;
+    let mut watcher = None;
+    if use_notify {
+        let wake = wake_tx.clone();
+        match notify::recommended_watcher(move |_event| {
+            let _ = wake.try_send(());
+        }) {
+            Ok(mut w) => {
+                for target in &targets {
+                    for (root, recursive) in target.watch_roots() {
+                        let mode = if recursive {
+                            notify::RecursiveMode::Recursive
+                        } else {
+                            notify::RecursiveMode::NonRecursive
+                        };
+                        if let Err(e) = w.watch(&root, mode) {
+                            if root.exists() {
+                                warning = Some(format!(
+                                    "cannot watch '{}' ({e}); polling every {poll_interval:?}",
+                                    root.display()
+                                ));
+                            }
+                        }
+                    }
+                }
+                watcher = Some(w);
+            }
+            Err(e) => {
+                warning = Some(format!(
+                    "file events unavailable ({e}); polling every {poll_interval:?}"
+                ))
+            }
+        }
+    }
+    let handle = std::thread::Builder::new()
+        .name("tokwatch-follow".into())
+        .spawn(move || {
+            let _watcher = watcher; // dropped with the thread
+            let mut follower = Follower::new(targets, config);
+            let mut sink = ChannelSink {
+                tx,
+                sources: Vec::new(),
+                batches: Vec::new(),
+            };
+            while !stop.load(Ordering::Relaxed) {
+                let report = follower.poll(Instant::now(), &mut sink);
+                sink.flush_all();
+                if report.more {
+                    continue;
+                }
+                let _ = wake_rx.recv_timeout(poll_interval);
+            }
+            follower.close_all(&mut sink);
+            sink.flush_all();
+            drop(wake_tx);
+        })?;
+    Ok((handle, warning))
+}
+
+/// Reads standard input to its end.
+fn spawn_stdin(tx: mpsc::Sender<IngestMsg>, max_line_bytes: usize) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("tokwatch-stdin".into())
+        .spawn(move || {
+            let source = SourceRef {
+                name: "stdin".into(),
+                origin: "stdin".into(),
+                kind: SourceKind::Stdin,
+                client: None,
+            };
+            let mut splitter = LineSplitter::new(max_line_bytes);
+            let mut batch = LineBatch::new();
+            let mut line_no = 0_u64;
+            let mut buffer = vec![0_u8; 256 * 1024];
+            let mut stdin = io::stdin().lock();
+            let mut pending = Vec::new();
+            let mut handle =
+                |line: Line<'_>, batch: &mut LineBatch, pending: &mut Vec<IngestMsg>| {
+                    line_no += 1;
+                    match line {
+                        Line::Complete(bytes) => {
+                            batch.push(line_no, bytes);
+                            if batch.is_full() {
+                                pending.extend(batch.take(&source));
+                            }
+                        }
+                        Line::Oversized(bytes) => {
+                            pending.extend(batch.take(&source));
+                            pending.push(IngestMsg::Oversized {
+                                source: source.clone(),
+                                line_no,
+                                bytes,
+                            });
+                        }
+                    }
+                };
+            loop {
+                let n = match stdin.read(&mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                splitter.feed(&buffer[..n], |line| handle(line, &mut batch, &mut pending));
+                pending.extend(batch.take(&source));
+                for msg in pending.drain(..) {
+                    if tx.blocking_send(msg).is_err() {
+                        return;
+                    }
+                }
+            }
+            // standard input is complete at EOF: an unterminated last line counts
+            splitter.finish(|line| handle(line, &mut batch, &mut pending));
+            pending.extend(batch.take(&source));
+            for msg in pending {
+                let _ = tx.blocking_send(msg);
+            }
+        })
+}
+
+fn open_record(path: &Path) -> anyhow::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot open --record file '{}'", path.display()))
+}
+
+/// Refuses to record into a file that is also followed (it would count twice).
+fn check_record_not_followed(record: &Path, targets: &[Target]) -> anyhow::Result<()> {
+    let record_abs = std::path::absolute(record).unwrap_or_else(|_| record.to_path_buf());
+    for target in targets {
+        let followed = match target {
+            Target::File(path) => std::path::absolute(path).is_ok_and(|p| p == record_abs),
+            Target::Dir(dir) => {
+                let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+                record_abs.starts_with(&dir) && record_abs.extension().is_some_and(|x| x == "jsonl")
+            }
+            Target::Glob(pattern) => glob::Pattern::new(pattern)
+                .is_ok_and(|p| p.matches_path(record) || p.matches_path(&record_abs)),
+        };
+        anyhow::ensure!(
+            !followed,
+            "--record '{}' is also followed: every socket event would be counted twice. Record elsewhere, and --follow the recording after a restart.",
+            record.display()
+        );
+    }
+    Ok(())
+}
+
+/// Runs headless live mode until a signal, `--exit-after`, or the end of
+/// every finite source (standard input alone).
+///
+/// # Errors
+/// A listener cannot bind, the record file cannot be opened, stdout fails.
+pub async fn run_headless(settings: LiveSettings, prices: PriceBook) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (tx, mut rx) = mpsc::channel::<IngestMsg>(CHANNEL_CAPACITY);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let targets: Vec<Target> = settings
+        .follow
+        .iter()
+        .filter(|f| f.as_str() != "-")
+        .map(|f| Target::parse(f))
+        .collect();
+    let read_stdin = settings.follow.iter().any(|f| f == "-");
+    if let Some(record) = &settings.record {
+        check_record_not_followed(record, &targets)?;
+    }
+    let record = settings.record.as_deref().map(open_record).transpose()?;
+
+    let mut listener_tasks = Vec::new();
+    for addr in &settings.listen {
+        let listener = Listener::bind(addr, settings.listen_token.as_deref())?;
+        eprintln!("tokwatch: listening on {}", listener.name());
+        let config = ListenConfig {
+            max_line_bytes: settings.max_line_bytes,
+            token: settings.listen_token.clone(),
+            max_clients: settings.max_clients,
+        };
+        listener_tasks.push(tokio::spawn(listener.serve(
+            tx.clone(),
+            config,
+            shutdown_rx.clone(),
+        )));
+    }
+    let mut threads = Vec::new();
+    if !targets.is_empty() {
+        let config = FollowConfig {
+            start: if settings.from_end {
+                StartAt::End
+            } else {
+                StartAt::Beginning
+            },
+            max_line_bytes: settings.max_line_bytes,
+            ..FollowConfig::default()
+        };
+        let (handle, warning) = spawn_follower(
+            targets,
+            config,
+            settings.poll_interval,
+            !settings.poll,
+            tx.clone(),
+            stop.clone(),
+        )?;
+        if let Some(warning) = warning {
+            eprintln!("tokwatch: {warning}");
+        }
+        threads.push(handle);
+    }
+    if read_stdin {
+        threads.push(spawn_stdin(tx.clone(), settings.max_line_bytes)?);
+    }
+    drop(tx); // the channel closes when every source is done
+
+    let mut aggregator = Aggregator::new(prices, settings.window, settings.max_line_bytes, record);
+    let options = ReportOptions {
+        format: ReportFormat::Json,
+        hops: settings.hops,
+        top_runs: 0,
+        filters: settings.filters.clone(),
+    };
+    let mut sequence = 0_u64;
+    let mut out = io::stdout().lock();
+    let mut emit = |aggregator: &Aggregator, last: bool| -> anyhow::Result<()> {
+        sequence += 1;
+        let info = LiveInfo {
+            sequence,
+            uptime_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            last,
+        };
+        let line = report::render_json_line(
+            &aggregator.snapshot(),
+            aggregator.stats(),
+            &options,
+            Some(info),
+        );
+        match out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            other => other.context("cannot write to standard output"),
+        }
+    };
+
+    // The first snapshot comes quickly (within 100 ms), then one per interval.
+    let first = settings.interval.min(Duration::from_millis(100));
+    let mut ticker =
+        tokio::time::interval_at(tokio::time::Instant::now() + first, settings.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let exit_after = async {
+        match settings.exit_after {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(exit_after);
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            biased;
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            () = &mut exit_after => break,
+            _ = ticker.tick() => emit(&aggregator, false)?,
+            msg = rx.recv() => match msg {
+                Some(msg) => aggregator.handle(msg)?,
+                None => break, // every source finished
+            },
+        }
+    }
+
+    // Stop sources, take what they already sent, print the last snapshot.
+    stop.store(true, Ordering::Relaxed);
+    let _ = shutdown_tx.send(true);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        aggregator.handle(msg)?;
+    }
+    for task in listener_tasks {
+        let _ = tokio::time::timeout_at(deadline, task).await;
+    }
+    emit(&aggregator, true)?;
+    drop(rx); // unblocks a stdin thread still waiting to send
+    for thread in threads {
+        if thread.is_finished() {
+            let _ = thread.join();
+        }
+    }
+    Ok(())
+}
