@@ -410,11 +410,11 @@ fn check_record_not_followed(record: &Path, targets: &[Target]) -> anyhow::Resul
     let record_abs = std::path::absolute(record).unwrap_or_else(|_| record.to_path_buf());
     for target in targets {
         let followed = match target {
-            Target::File(path) => std::path::absolute(path).is_ok_and(|p| p == record_abs),
-            Target::Dir(dir) => {
-                let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+            Target::Path(path) if path.is_dir() => {
+                let dir = std::path::absolute(path).unwrap_or_else(|_| path.clone());
                 record_abs.starts_with(&dir) && record_abs.extension().is_some_and(|x| x == "jsonl")
             }
+            Target::Path(path) => std::path::absolute(path).is_ok_and(|p| p == record_abs),
             Target::Glob(pattern) => glob::Pattern::new(pattern)
                 .is_ok_and(|p| p.matches_path(record) || p.matches_path(&record_abs)),
         };

@@ -33,11 +33,11 @@ pub enum StartAt {
     End,
 }
 
-/// What to follow: a file, a directory (recursive, `*.jsonl`) or a glob.
+/// What to follow: a path (a file, or a directory searched recursively for
+/// `*.jsonl`, decided at every scan so a directory created later works) or a glob.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    File(PathBuf),
-    Dir(PathBuf),
+    Path(PathBuf),
     Glob(String),
 }
 
@@ -45,13 +45,10 @@ impl Target {
     /// Classifies a `--follow` argument.
     #[must_use]
     pub fn parse(arg: &str) -> Target {
-        let path = PathBuf::from(arg);
         if arg.contains(['*', '?', '[']) {
             Target::Glob(arg.to_owned())
-        } else if path.is_dir() {
-            Target::Dir(path)
         } else {
-            Target::File(path)
+            Target::Path(PathBuf::from(arg))
         }
     }
 
@@ -59,14 +56,14 @@ impl Target {
     #[must_use]
     pub fn watch_roots(&self) -> Vec<(PathBuf, bool)> {
         match self {
-            Target::File(path) => {
+            Target::Path(path) if path.is_dir() => vec![(path.clone(), true)],
+            Target::Path(path) => {
                 let parent = path
                     .parent()
                     .filter(|p| !p.as_os_str().is_empty())
                     .unwrap_or(Path::new("."));
                 vec![(parent.to_path_buf(), false)]
             }
-            Target::Dir(path) => vec![(path.clone(), true)],
             Target::Glob(pattern) => {
                 // the longest leading part without wildcards
                 let base: PathBuf = Path::new(pattern)
@@ -170,7 +167,7 @@ struct Tracked {
 const HEAD_BYTES: usize = 4096;
 /// Bytes of the beginning compared on every pass to notice a truncation
 /// that was rewritten past the old offset before tokwatch looked.
-const PROBE_BYTES: usize = 64;
+const PROBE_BYTES: usize = 1024;
 /// How many truncated files are remembered to recognize their copies.
 const RETIRED_HEADS: usize = 16;
 
@@ -231,9 +228,8 @@ impl Follower {
         let mut found = Vec::new();
         for target in &self.targets {
             match target {
-                Target::File(path) => found.push(path.clone()),
-                Target::Dir(dir) => {
-                    for entry in walkdir::WalkDir::new(dir)
+                Target::Path(path) if path.is_dir() => {
+                    for entry in walkdir::WalkDir::new(path)
                         .follow_links(true)
                         .sort_by_file_name()
                         .into_iter()
@@ -246,6 +242,7 @@ impl Follower {
                         }
                     }
                 }
+                Target::Path(path) => found.push(path.clone()),
                 Target::Glob(pattern) => {
                     if let Ok(paths) = glob::glob(pattern) {
                         found.extend(paths.flatten().filter(|p| p.is_file()));

@@ -69,7 +69,7 @@ struct Rig {
 
 impl Rig {
     fn new(start: StartAt) -> Rig {
-        Rig::with(start, |dir| vec![Target::Dir(dir.to_path_buf())])
+        Rig::with(start, |dir| vec![Target::Path(dir.to_path_buf())])
     }
 
     fn with(start: StartAt, targets: impl FnOnce(&Path) -> Vec<Target>) -> Rig {
@@ -209,7 +209,7 @@ fn a_rotated_file_that_still_matches_is_followed_by_inode_not_reread() {
 #[test]
 fn copy_truncate_restarts_at_zero_and_counts_a_truncation() {
     let mut rig = Rig::with(StartAt::Beginning, |dir| {
-        vec![Target::File(dir.join("app.jsonl"))]
+        vec![Target::Path(dir.join("app.jsonl"))]
     });
     let log = rig.path("app.jsonl");
     append(&log, "1\n2\n3\n");

@@ -1,0 +1,556 @@
+//! Live ingestion through the real binary in `--jsonl` mode: one test per
+//! file event, sockets with many clients, standard input, recording, and
+//! equality with a one-shot report.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::fs::{self, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+struct Live {
+    child: Child,
+    snapshots: Receiver<Value>,
+    latest: Value,
+    stderr: Receiver<String>,
+    seen_stderr: Vec<String>,
+}
+
+impl Live {
+    fn start(args: &[&str]) -> Live {
+        Live::start_with_stdin(args, Stdio::null())
+    }
+
+    fn start_with_stdin(args: &[&str], stdin: Stdio) -> Live {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tokwatch"))
+            .args(args)
+            .args(["--jsonl", "--interval", "50ms"])
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tokwatch");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, snapshots) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let value: Value =
+                    serde_json::from_str(&line).expect("each line is one JSON snapshot");
+                if tx.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr_pipe = child.stderr.take().unwrap();
+        let (etx, stderr) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
+                let _ = etx.send(line);
+            }
+        });
+        Live {
+            child,
+            snapshots,
+            latest: Value::Null,
+            stderr,
+            seen_stderr: Vec::new(),
+        }
+    }
+
+    /// Waits for a snapshot that satisfies `ready`.
+    fn wait_until(&mut self, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if !self.latest.is_null() && ready(&self.latest) {
+                return self.latest.clone();
+            }
+            match self
+                .snapshots
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(snapshot) => self.latest = snapshot,
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "timed out waiting for {what}; last snapshot: {}",
+                    self.latest
+                ),
+                Err(RecvTimeoutError::Disconnected) => panic!(
+                    "tokwatch exited while waiting for {what}; stderr: {:?}",
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
+    fn events(&mut self, n: u64) -> Value {
+        self.wait_until(&format!("{n} events"), |s| s["ingest"]["events"] == n)
+    }
+
+    fn stderr(&mut self) -> Vec<String> {
+        self.seen_stderr.extend(self.stderr.try_iter());
+        self.seen_stderr.clone()
+    }
+
+    /// The address a listener bound (with its real port).
+    fn listening(&mut self, prefix: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let found = self.seen_stderr.iter().find_map(|line| {
+                line.strip_prefix("tokwatch: listening on ")
+                    .filter(|a| a.starts_with(prefix))
+                    .map(str::to_owned)
+            });
+            if let Some(addr) = found {
+                return addr;
+            }
+            let line = self
+                .stderr
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("a listening line");
+            self.seen_stderr.push(line);
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Sends SIGTERM and returns the final snapshot.
+    fn stop(self) -> Value {
+        self.signal("-TERM");
+        self.finish()
+    }
+
+    fn finish(mut self) -> Value {
+        let status = self.child.wait().unwrap();
+        assert!(
+            status.success(),
+            "tokwatch exited with {status:?}: {:?}",
+            self.stderr()
+        );
+        // the reader thread ends at EOF: take everything it still has
+        let last = self.snapshots.iter().last().unwrap_or(self.latest.clone());
+        assert_eq!(
+            last["live"]["last"], true,
+            "a final snapshot is printed on exit"
+        );
+        last
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn hop(run: &str, input: u64) -> String {
+    format!(
+        "{{\"ts\":\"2026-11-28T10:00:00Z\",\"run_id\":\"{run}\",\"agent\":\"a\",\"model\":\"gpt-4o-mini\",\"input_tokens\":{input},\"output_tokens\":10}}\n"
+    )
+}
+
+fn append(path: &Path, text: &str) {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+}
+
+fn arg(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn appends_in_bursts_and_partial_lines_with_file_events_and_polling() {
+    for mode in [&[][..], &["--poll", "--poll-interval", "100ms"][..]] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("a.jsonl");
+        append(&log, &hop("r1", 100));
+        let mut args = vec!["--follow", arg(dir.path())];
+        args.extend_from_slice(mode);
+        let mut live = Live::start(&args);
+        live.events(1);
+        append(&log, &(hop("r1", 1) + &hop("r1", 2) + &hop("r1", 3)));
+        live.events(4);
+        let line = hop("r2", 5);
+        append(&log, &line[..20]);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            live.events(4)["ingest"]["malformed"],
+            0,
+            "a partial line is never parsed"
+        );
+        append(&log, &line[20..].replace('\n', "\r\n"));
+        let snapshot = live.events(5);
+        assert_eq!(snapshot["totals"]["input_tokens"], 111, "{mode:?}");
+        let last = live.stop();
+        assert_eq!(last["ingest"]["events"], 5);
+    }
+}
+
+#[test]
+fn rotation_copy_truncate_deletion_and_editor_replacement() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.jsonl");
+    append(&log, &hop("r", 1));
+    let mut live = Live::start(&["--follow", arg(dir.path())]);
+    live.events(1);
+
+    // rename + create
+    fs::rename(&log, dir.path().join("app.jsonl.1")).unwrap();
+    append(&dir.path().join("app.jsonl.1"), &hop("r", 2)); // late write through the old name
+    append(&log, &hop("r", 4));
+    let s = live.wait_until("rotation", |s| {
+        s["ingest"]["events"] == 3 && s["ingest"]["rotations"] == 1
+    });
+    assert_eq!(s["totals"]["input_tokens"], 7);
+
+    // copy-truncate (the copy is not followed: .1 suffix)
+    fs::copy(&log, dir.path().join("app.jsonl.2")).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&log, &hop("r", 8));
+    let s = live.wait_until("truncation", |s| {
+        s["ingest"]["events"] == 4 && s["ingest"]["truncations"] == 1
+    });
+    assert_eq!(s["totals"]["input_tokens"], 15);
+
+    // an editor saves by writing a new file and renaming it over
+    let content = fs::read_to_string(&log).unwrap() + &hop("r", 16);
+    fs::write(dir.path().join(".app.swp"), content).unwrap();
+    fs::rename(dir.path().join(".app.swp"), &log).unwrap();
+    let s = live.wait_until("replacement", |s| {
+        s["ingest"]["events"] == 5 && s["ingest"]["replacements"] == 1
+    });
+    assert_eq!(s["totals"]["input_tokens"], 31, "nothing counted twice");
+
+    // deletion with unread data and a dangling half line
+    let other = dir.path().join("gone.jsonl");
+    append(&other, &hop("g", 32));
+    live.events(6);
+    append(&other, &(hop("g", 64) + "{\"half"));
+    fs::remove_file(&other).unwrap();
+    let s = live.wait_until("deletion drained", |s| {
+        s["ingest"]["events"] == 7 && s["ingest"]["incomplete"] == 1
+    });
+    assert_eq!(s["totals"]["input_tokens"], 127);
+    assert_eq!(s["totals"]["events"], 7);
+    live.stop();
+}
+
+#[test]
+fn bad_lines_tiny_files_new_files_and_globs() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("empty.jsonl"), "").unwrap();
+    fs::write(
+        dir.path().join("forty.jsonl"),
+        "{\"model\":\"m\",\"input_tokens\":1,\"output_tokens\":1}\n",
+    )
+    .unwrap();
+    let mut live = Live::start(&[
+        "--follow",
+        &format!("{}/*.jsonl", dir.path().display()),
+        "--follow",
+        arg(&dir.path().join("sub")),
+        "--max-line-bytes",
+        "1024",
+    ]);
+    live.events(1);
+    let log = dir.path().join("empty.jsonl");
+    append(&log, &format!("{{\"model\":\"{}\"}}\n", "x".repeat(5000)));
+    let mut file = OpenOptions::new().append(true).open(&log).unwrap();
+    file.write_all(b"{\"run_id\":\"r\",\"model\":\"\xff\xfe\"}\n")
+        .unwrap(); // invalid UTF-8
+    file.write_all(b"\x00\x01\x02 binary garbage\n").unwrap();
+    drop(file);
+    append(&log, &hop("after", 2));
+    let s = live.wait_until("bad lines counted", |s| {
+        s["ingest"]["events"] == 2 && s["ingest"]["malformed"] == 3
+    });
+    assert_eq!(s["ingest"]["oversized"], 1);
+    assert_eq!(s["ingest"]["invalid_utf8"], 1);
+    let locations: Vec<&str> = s["ingest"]["malformed_samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["location"].as_str().unwrap())
+        .collect();
+    assert!(
+        locations.iter().any(|l| l.ends_with("empty.jsonl:1")),
+        "{locations:?}"
+    );
+    // a directory target created later
+    fs::create_dir_all(dir.path().join("sub/deeper")).unwrap();
+    fs::write(dir.path().join("sub/deeper/new.jsonl"), hop("new", 4)).unwrap();
+    let s = live.events(3);
+    assert_eq!(s["totals"]["input_tokens"], 7);
+    live.stop();
+}
+
+#[test]
+fn from_end_and_since_skip_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("a.jsonl");
+    append(&log, &hop("old", 1000));
+    append(
+        &log,
+        "{\"ts\":\"2020-01-01T00:00:00Z\",\"model\":\"m\",\"input_tokens\":1,\"output_tokens\":1}\n",
+    );
+    let mut live = Live::start(&["--follow", arg(dir.path()), "--from-end"]);
+    std::thread::sleep(Duration::from_millis(300));
+    append(&log, &hop("new", 1));
+    let s = live.events(1);
+    assert_eq!(s["totals"]["input_tokens"], 1);
+    live.stop();
+
+    let mut live = Live::start(&[
+        "--follow",
+        arg(dir.path()),
+        "--since",
+        "2025-01-01",
+        "--timezone",
+        "UTC",
+    ]);
+    let s = live.wait_until("history filtered", |s| {
+        s["ingest"]["events"] == 2 && s["ingest"]["filtered"] == 1
+    });
+    assert_eq!(s["totals"]["input_tokens"], 1001);
+    live.stop();
+}
+
+#[test]
+fn fifty_concurrent_socket_clients_are_counted_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("tw.sock");
+    let mut live = Live::start(&[
+        "--listen",
+        &format!("unix:{}", sock.display()),
+        "--listen",
+        "tcp:127.0.0.1:0",
+    ]);
+    let tcp = live.listening("tcp:");
+    let tcp_addr = tcp.strip_prefix("tcp:").unwrap().to_owned();
+    let _ = live.listening("unix:");
+    let clients: Vec<_> = (0..50_u64)
+        .map(|client| {
+            let (sock, tcp_addr) = (sock.clone(), tcp_addr.clone());
+            std::thread::spawn(move || {
+                let mut body = String::new();
+                for i in 0..40 {
+                    body.push_str(&hop(&format!("c{client}"), client * 1000 + i));
+                }
+                // send in awkward pieces so lines split across reads
+                let pieces: Vec<&[u8]> = body.as_bytes().chunks(97).collect();
+                if client % 2 == 0 {
+                    let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+                    for p in pieces {
+                        s.write_all(p).unwrap();
+                    }
+                } else {
+                    let mut s = std::net::TcpStream::connect(&tcp_addr).unwrap();
+                    for p in pieces {
+                        s.write_all(p).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    let expected_input: u64 = (0..50_u64)
+        .map(|c| (0..40).map(|i| c * 1000 + i).sum::<u64>())
+        .sum();
+    let s = live.wait_until("2000 socket events", |s| {
+        s["ingest"]["events"] == 2000 && s["ingest"]["clients_connected"] == 0
+    });
+    assert_eq!(s["totals"]["input_tokens"], expected_input);
+    assert_eq!(s["totals"]["output_tokens"], 20_000);
+    assert_eq!(s["ingest"]["clients_total"], 50);
+    assert_eq!(s["ingest"]["dropped"], 0);
+    assert_eq!(s["runs"].as_array().unwrap().len(), 50);
+    let last = live.stop();
+    assert!(!sock.exists(), "the socket file is removed on exit");
+    assert_eq!(last["ingest"]["events"], 2000);
+}
+
+#[test]
+fn browsers_and_wrong_tokens_are_turned_away() {
+    let mut live = Live::start(&["--listen", "tcp:127.0.0.1:0", "--listen-token", "s3cret"]);
+    let addr = live
+        .listening("tcp:")
+        .strip_prefix("tcp:")
+        .unwrap()
+        .to_owned();
+    let send = |text: &str| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.write_all(text.as_bytes()).unwrap();
+    };
+    send(&format!(
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n\r\n{}",
+        hop("web", 1)
+    ));
+    send(&(String::from("wrong\n") + &hop("bad", 1)));
+    send(&hop("no-token", 1));
+    send(&(String::from("s3cret\n") + &hop("ok", 7)));
+    let s = live.wait_until("one accepted client", |s| {
+        s["ingest"]["events"] == 1 && s["ingest"]["clients_rejected"] == 3
+    });
+    assert_eq!(s["totals"]["input_tokens"], 7);
+    let stderr = live.stderr().join("\n");
+    assert!(!stderr.contains("s3cret"), "the token is never printed");
+    live.stop();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_tokwatch"))
+        .args(["--listen", "tcp:0.0.0.0:0", "--jsonl", "--exit-after", "1s"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pass --listen-token"));
+}
+
+#[test]
+fn a_live_socket_is_not_stolen_and_a_stale_one_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("tw.sock");
+    let listen = format!("unix:{}", sock.display());
+    let mut first = Live::start(&["--listen", &listen]);
+    let _ = first.listening("unix:");
+    let out = Command::new(env!("CARGO_BIN_EXE_tokwatch"))
+        .args(["--listen", &listen, "--jsonl", "--exit-after", "1s"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use by a running process"));
+    // SIGKILL leaves the socket file behind
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    assert!(sock.exists());
+    let mut second = Live::start(&["--listen", &listen]);
+    let _ = second.listening("unix:");
+    let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    s.write_all(hop("r", 3).as_bytes()).unwrap();
+    drop(s);
+    second.events(1);
+    second.stop();
+}
+
+#[test]
+fn standard_input_is_read_to_its_end() {
+    let mut live = Live::start_with_stdin(&["--follow", "-"], Stdio::piped());
+    let mut stdin = live.child.stdin.take().unwrap();
+    stdin
+        .write_all((hop("s", 1) + &hop("s", 2)).as_bytes())
+        .unwrap();
+    stdin
+        .write_all(b"{\"model\":\"m\",\"input_tokens\":4,\"output_tokens\":0}")
+        .unwrap(); // no final newline
+    drop(stdin);
+    let last = live.finish();
+    assert_eq!(last["ingest"]["events"], 3);
+    assert_eq!(last["totals"]["input_tokens"], 7);
+}
+
+#[test]
+fn recorded_socket_data_replays_to_the_same_totals() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("tw.sock");
+    let record = dir.path().join("record").join("socket.jsonl");
+    fs::create_dir(record.parent().unwrap()).unwrap();
+    let mut live = Live::start(&[
+        "--listen",
+        &format!("unix:{}", sock.display()),
+        "--record",
+        arg(&record),
+    ]);
+    let _ = live.listening("unix:");
+    let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    s.write_all((hop("a", 1) + &hop("b", 2) + "not json\n").as_bytes())
+        .unwrap();
+    drop(s);
+    live.wait_until("recorded", |s| s["ingest"]["events"] == 2);
+    let last = live.stop();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&record).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let replay = Live::start(&["--follow", arg(&record), "--exit-after", "500ms"]).finish();
+    assert_eq!(replay["totals"], last["totals"]);
+    assert_eq!(replay["ingest"]["malformed"], 1);
+
+    // recording into a followed file would count everything twice
+    let out = Command::new(env!("CARGO_BIN_EXE_tokwatch"))
+        .args([
+            "--follow",
+            arg(record.parent().unwrap()),
+            "--listen",
+            &format!("unix:{}", sock.display()),
+            "--record",
+            arg(&record),
+            "--jsonl",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("counted twice"));
+}
+
+#[test]
+fn live_totals_after_replaying_the_samples_equal_the_report() {
+    let report = Command::new(env!("CARGO_BIN_EXE_tokwatch"))
+        .args(["report", "sample_logs", "--format", "json", "--hops"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    let mut live = Live::start(&["--follow", "sample_logs", "--hops"]);
+    let events = report["ingest"]["events"].as_u64().unwrap();
+    live.events(events);
+    let last = live.stop();
+    for key in [
+        "totals",
+        "by_agent",
+        "by_segment",
+        "by_user",
+        "by_model",
+        "runs",
+        "time_range",
+    ] {
+        assert_eq!(last[key], report[key], "{key}");
+    }
+}
+
+#[test]
+fn sigint_and_exit_after_end_cleanly_with_a_last_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    append(&dir.path().join("a.jsonl"), &hop("r", 1));
+    let mut live = Live::start(&["--follow", arg(dir.path())]);
+    live.events(1);
+    live.signal("-INT");
+    let last = live.finish();
+    assert_eq!(last["ingest"]["events"], 1);
+    let started = Instant::now();
+    let last = Live::start(&["--follow", arg(dir.path()), "--exit-after", "300ms"]).finish();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(last["ingest"]["events"], 1);
+}
