@@ -299,7 +299,11 @@ impl Follower {
                 tracked.vanished_at.get_or_insert(now);
             }
         }
-        self.paths.retain(|_, id| seen.contains_key(id));
+        // A path keeps naming a vanished file while it drains, so a file that
+        // appears there later is recognized as its rotation (or replacement).
+        let files = &self.files;
+        self.paths
+            .retain(|_, id| seen.contains_key(id) || files.contains_key(id));
         self.scanned_once = true;
 
         let mut report = PassReport::default();

@@ -312,7 +312,7 @@ fn globs_and_links_read_each_file_once() {
     let mut rig = Rig::with(StartAt::Beginning, |dir| {
         vec![
             Target::Glob(format!("{}/*.log", dir.display())),
-            Target::Dir(dir.to_path_buf()),
+            Target::Path(dir.to_path_buf()),
         ]
     });
     fs::write(rig.path("a.log"), "a\n").unwrap();
@@ -335,11 +335,11 @@ fn targets_parse_and_name_their_watch_roots() {
         vec![(PathBuf::from("logs"), true)]
     );
     assert_eq!(
-        Target::File("f.jsonl".into()).watch_roots(),
+        Target::parse("f.jsonl").watch_roots(),
         vec![(PathBuf::from("."), false)]
     );
     assert_eq!(
-        Target::File("d/f.jsonl".into()).watch_roots(),
+        Target::parse("d/f.jsonl").watch_roots(),
         vec![(PathBuf::from("d"), false)]
     );
 }
