@@ -293,13 +293,13 @@ fn spawn_follower(
                         } else {
                             notify::RecursiveMode::NonRecursive
                         };
-                        if let Err(e) = w.watch(&root, mode) {
-                            if root.exists() {
-                                warning = Some(format!(
-                                    "cannot watch '{}' ({e}); polling every {poll_interval:?}",
-                                    root.display()
-                                ));
-                            }
+                        if let Err(e) = w.watch(&root, mode)
+                            && root.exists()
+                        {
+                            warning = Some(format!(
+                                "cannot watch '{}' ({e}); polling every {poll_interval:?}",
+                                root.display()
+                            ));
                         }
                     }
                 }
@@ -427,6 +427,122 @@ fn check_record_not_followed(record: &Path, targets: &[Target]) -> anyhow::Resul
     Ok(())
 }
 
+/// Running sources: their channel, and what it takes to stop them.
+pub struct Sources {
+    /// Everything sources send, in order per source; closes when every source is done.
+    pub rx: mpsc::Receiver<IngestMsg>,
+    /// `--record` file for socket data, handed to the aggregator.
+    pub record: Option<File>,
+    /// Listeners as bound (`tcp:127.0.0.1:40123`), and warnings to show.
+    pub listening: Vec<String>,
+    pub warnings: Vec<String>,
+    shutdown: watch::Sender<bool>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    listener_tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Sources {
+    /// Binds listeners and starts the follower and stdin reader. Must run
+    /// inside a tokio runtime.
+    ///
+    /// # Errors
+    /// A listener cannot bind, the record file cannot be opened or is followed.
+    pub fn start(settings: &LiveSettings) -> anyhow::Result<Sources> {
+        let (tx, rx) = mpsc::channel::<IngestMsg>(CHANNEL_CAPACITY);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let stop = Arc::new(AtomicBool::new(false));
+        let targets: Vec<Target> = settings
+            .follow
+            .iter()
+            .filter(|f| f.as_str() != "-")
+            .map(|f| Target::parse(f))
+            .collect();
+        if let Some(record) = &settings.record {
+            check_record_not_followed(record, &targets)?;
+        }
+        let record = settings.record.as_deref().map(open_record).transpose()?;
+        let mut sources = Sources {
+            rx,
+            record,
+            listening: Vec::new(),
+            warnings: Vec::new(),
+            shutdown,
+            stop: stop.clone(),
+            threads: Vec::new(),
+            listener_tasks: Vec::new(),
+        };
+        for addr in &settings.listen {
+            let listener = Listener::bind(addr, settings.listen_token.as_deref())?;
+            sources.listening.push(listener.name().to_owned());
+            let config = ListenConfig {
+                max_line_bytes: settings.max_line_bytes,
+                token: settings.listen_token.clone(),
+                max_clients: settings.max_clients,
+            };
+            sources.listener_tasks.push(tokio::spawn(listener.serve(
+                tx.clone(),
+                config,
+                shutdown_rx.clone(),
+            )));
+        }
+        if !targets.is_empty() {
+            let config = FollowConfig {
+                start: if settings.from_end {
+                    StartAt::End
+                } else {
+                    StartAt::Beginning
+                },
+                max_line_bytes: settings.max_line_bytes,
+                ..FollowConfig::default()
+            };
+            let (handle, warning) = spawn_follower(
+                targets,
+                config,
+                settings.poll_interval,
+                !settings.poll,
+                tx.clone(),
+                stop,
+            )?;
+            sources.warnings.extend(warning);
+            sources.threads.push(handle);
+        }
+        if settings.follow.iter().any(|f| f == "-") {
+            sources
+                .threads
+                .push(spawn_stdin(tx, settings.max_line_bytes)?);
+        }
+        Ok(sources)
+    }
+
+    /// Stops every source and hands what they had already sent to `apply`
+    /// (waiting at most two seconds).
+    ///
+    /// # Errors
+    /// What `apply` returns.
+    pub async fn shutdown(
+        mut self,
+        mut apply: impl FnMut(IngestMsg) -> io::Result<()>,
+    ) -> io::Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.shutdown.send(true);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, self.rx.recv()).await {
+            apply(msg)?;
+        }
+        for task in self.listener_tasks {
+            let _ = tokio::time::timeout_at(deadline, task).await;
+        }
+        drop(self.rx); // unblocks a stdin thread still waiting to send
+        for thread in self.threads {
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Runs headless live mode until a signal, `--exit-after`, or the end of
 /// every finite source (standard input alone).
 ///
@@ -434,67 +550,19 @@ fn check_record_not_followed(record: &Path, targets: &[Target]) -> anyhow::Resul
 /// A listener cannot bind, the record file cannot be opened, stdout fails.
 pub async fn run_headless(settings: LiveSettings, prices: PriceBook) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (tx, mut rx) = mpsc::channel::<IngestMsg>(CHANNEL_CAPACITY);
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let stop = Arc::new(AtomicBool::new(false));
-
-    let targets: Vec<Target> = settings
-        .follow
-        .iter()
-        .filter(|f| f.as_str() != "-")
-        .map(|f| Target::parse(f))
-        .collect();
-    let read_stdin = settings.follow.iter().any(|f| f == "-");
-    if let Some(record) = &settings.record {
-        check_record_not_followed(record, &targets)?;
+    let mut sources = Sources::start(&settings)?;
+    for name in &sources.listening {
+        eprintln!("tokwatch: listening on {name}");
     }
-    let record = settings.record.as_deref().map(open_record).transpose()?;
-
-    let mut listener_tasks = Vec::new();
-    for addr in &settings.listen {
-        let listener = Listener::bind(addr, settings.listen_token.as_deref())?;
-        eprintln!("tokwatch: listening on {}", listener.name());
-        let config = ListenConfig {
-            max_line_bytes: settings.max_line_bytes,
-            token: settings.listen_token.clone(),
-            max_clients: settings.max_clients,
-        };
-        listener_tasks.push(tokio::spawn(listener.serve(
-            tx.clone(),
-            config,
-            shutdown_rx.clone(),
-        )));
+    for warning in &sources.warnings {
+        eprintln!("tokwatch: {warning}");
     }
-    let mut threads = Vec::new();
-    if !targets.is_empty() {
-        let config = FollowConfig {
-            start: if settings.from_end {
-                StartAt::End
-            } else {
-                StartAt::Beginning
-            },
-            max_line_bytes: settings.max_line_bytes,
-            ..FollowConfig::default()
-        };
-        let (handle, warning) = spawn_follower(
-            targets,
-            config,
-            settings.poll_interval,
-            !settings.poll,
-            tx.clone(),
-            stop.clone(),
-        )?;
-        if let Some(warning) = warning {
-            eprintln!("tokwatch: {warning}");
-        }
-        threads.push(handle);
-    }
-    if read_stdin {
-        threads.push(spawn_stdin(tx.clone(), settings.max_line_bytes)?);
-    }
-    drop(tx); // the channel closes when every source is done
-
-    let mut aggregator = Aggregator::new(prices, settings.window, settings.max_line_bytes, record);
+    let mut aggregator = Aggregator::new(
+        prices,
+        settings.window,
+        settings.max_line_bytes,
+        sources.record.take(),
+    );
     let options = ReportOptions {
         format: ReportFormat::Json,
         hops: settings.hops,
@@ -543,29 +611,13 @@ pub async fn run_headless(settings: LiveSettings, prices: PriceBook) -> anyhow::
             _ = sigterm.recv() => break,
             () = &mut exit_after => break,
             _ = ticker.tick() => emit(&aggregator, false)?,
-            msg = rx.recv() => match msg {
+            msg = sources.rx.recv() => match msg {
                 Some(msg) => aggregator.handle(msg)?,
                 None => break, // every source finished
             },
         }
     }
-
-    // Stop sources, take what they already sent, print the last snapshot.
-    stop.store(true, Ordering::Relaxed);
-    let _ = shutdown_tx.send(true);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, rx.recv()).await {
-        aggregator.handle(msg)?;
-    }
-    for task in listener_tasks {
-        let _ = tokio::time::timeout_at(deadline, task).await;
-    }
+    sources.shutdown(|msg| aggregator.handle(msg)).await?;
     emit(&aggregator, true)?;
-    drop(rx); // unblocks a stdin thread still waiting to send
-    for thread in threads {
-        if thread.is_finished() {
-            let _ = thread.join();
-        }
-    }
     Ok(())
 }
