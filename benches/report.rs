@@ -74,6 +74,22 @@ fn parse_only(path: &Path) -> io::Result<(u64, u64)> {
     Ok((events, tokens))
 }
 
+/// The ledger alone: events parsed beforehand, then applied and snapshotted.
+fn ledger_only(events: &[tokwatch::model::TelemetryEvent<'_>]) -> (u64, u64) {
+    let mut ledger = Ledger::new(
+        PriceBook::embedded(),
+        LedgerConfig {
+            recent_capacity: 0,
+            period: None,
+        },
+    );
+    for event in events {
+        ledger.apply(event);
+    }
+    let snapshot = ledger.snapshot();
+    (events.len() as u64, snapshot.totals.total_tokens)
+}
+
 /// What `tokwatch report` does before rendering: read, parse, fold, snapshot.
 fn tokwatch_report(path: &Path) -> anyhow::Result<(u64, u64)> {
     let mut ledger = Ledger::new(
@@ -145,10 +161,10 @@ fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(7);
-    // `TOKWATCH_BENCH_ONLY=baseline|ours|parse` runs one side (for perf).
+    // `TOKWATCH_BENCH_ONLY=baseline|ours|parse|ledger` runs one part (for perf).
     let only = std::env::var("TOKWATCH_BENCH_ONLY").ok();
-    let parts =
-        std::env::var_os("TOKWATCH_BENCH_PARTS").is_some() || only.as_deref() == Some("parse");
+    let parts = std::env::var_os("TOKWATCH_BENCH_PARTS").is_some()
+        || matches!(only.as_deref(), Some("parse" | "ledger"));
     let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
     let (mut base, mut ours, mut parse) = (Best::default(), Best::default(), Best::default());
     // Warm the page cache, then interleave the sides so they share cache and
@@ -156,6 +172,16 @@ fn main() -> anyhow::Result<()> {
     lines(&path, |line| {
         std::hint::black_box(line);
     })?;
+    let data = if parts && wanted("ledger") {
+        std::fs::read(&path)?
+    } else {
+        Vec::new()
+    };
+    let parsed: Vec<_> = data
+        .split(|b| *b == b'\n')
+        .filter_map(|line| native::parse_line(line, LineOrigin { source: "x" }).ok())
+        .collect();
+    let mut ledger = Best::default();
     for _ in 0..runs {
         if wanted("baseline") {
             base.run(|| baseline(&path))?;
@@ -166,9 +192,13 @@ fn main() -> anyhow::Result<()> {
         if parts && wanted("parse") {
             parse.run(|| parse_only(&path))?;
         }
+        if parts && wanted("ledger") {
+            ledger.run(|| Ok::<_, io::Error>(ledger_only(&parsed)))?;
+        }
     }
     if parts {
         parse.print("tokwatch parse only (no ledger):");
+        ledger.print("tokwatch ledger+snapshot only:");
     }
     base.print("baseline split+serde typed parse:");
     ours.print("tokwatch ingest+ledger+snapshot:");

@@ -5,9 +5,10 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
+use std::hash::BuildHasher;
+
 use chrono::{Datelike, NaiveDate, TimeZone};
-use hashbrown::hash_map::EntryRef;
-use hashbrown::{HashMap, HashSet};
+use hashbrown::{DefaultHashBuilder, HashSet, HashTable};
 
 use super::counters::{Costing, Counters, Provenance};
 use super::event::{EventKind, TelemetryEvent, Usage, infer_provider};
@@ -84,8 +85,7 @@ pub struct BudgetHit {
     pub hop: Option<u32>,
 }
 
-/// The optional labels of a hop, interned as one value: hops of the same
-/// workflow share them, which keeps a hop small (there is one per key).
+/// The optional labels of a hop.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct HopLabels {
     pub parent_agent: Option<Arc<str>>,
@@ -94,9 +94,9 @@ pub struct HopLabels {
     pub status: Option<Arc<str>>,
 }
 
-/// Borrowed form of [`HopLabels`] for look-ups without allocating.
-#[derive(Hash)]
-struct HopLabelsRef<'a> {
+/// Borrowed form of [`HopLabels`], compared and hashed without allocating.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+struct LabelsRef<'a> {
     parent_agent: Option<&'a str>,
     task: Option<&'a str>,
     tool: Option<&'a str>,
@@ -104,8 +104,8 @@ struct HopLabelsRef<'a> {
 }
 
 impl HopLabels {
-    fn borrowed(&self) -> HopLabelsRef<'_> {
-        HopLabelsRef {
+    fn borrowed(&self) -> LabelsRef<'_> {
+        LabelsRef {
             parent_agent: self.parent_agent.as_deref(),
             task: self.task.as_deref(),
             tool: self.tool.as_deref(),
@@ -114,53 +114,123 @@ impl HopLabels {
     }
 }
 
-/// `Arc<str>` hashes as `str`, so hashing the borrowed form matches.
-impl std::hash::Hash for InternedLabels {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.borrowed().hash(state);
+impl<'a> LabelsRef<'a> {
+    fn of(event: &'a TelemetryEvent<'_>) -> Self {
+        LabelsRef {
+            parent_agent: event.parent_agent.as_deref(),
+            task: event.task.as_deref(),
+            tool: event.tool.as_deref(),
+            status: event.status.as_deref(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        *self == LabelsRef::default()
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct InternedLabels(Arc<HopLabels>);
+/// What a hop is (agent, model, labels, price version), interned: hops of
+/// the same workflow share one, which keeps a hop small (there is one hop per
+/// distinct (run, position), about one per event). A hop reads these fields
+/// directly through `Deref` (`hop.agent`, `hop.labels.task`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct HopIdent {
+    pub agent: Arc<str>,
+    pub model: Arc<str>,
+    pub labels: HopLabels,
+    /// Price-table version that priced the hop, when computed.
+    pub price_version: Option<Arc<str>>,
+    /// Positions of `agent` and `model` in the ledger's tables (the interning key).
+    agent_ix: usize,
+    model_ix: usize,
+}
 
-impl hashbrown::Equivalent<InternedLabels> for HopLabelsRef<'_> {
-    fn equivalent(&self, key: &InternedLabels) -> bool {
-        let other = key.0.borrowed();
-        self.parent_agent == other.parent_agent
-            && self.task == other.task
-            && self.tool == other.tool
-            && self.status == other.status
+/// The interning key of a [`HopIdent`].
+#[derive(Hash, PartialEq, Eq)]
+struct IdentKey<'a> {
+    agent_ix: usize,
+    model_ix: usize,
+    labels: LabelsRef<'a>,
+    price_version: Option<&'a str>,
+}
+
+impl HopIdent {
+    fn key(&self) -> IdentKey<'_> {
+        IdentKey {
+            agent_ix: self.agent_ix,
+            model_ix: self.model_ix,
+            labels: self.labels.borrowed(),
+            price_version: self.price_version.as_deref(),
+        }
     }
+}
+
+/// Per-call tallies a hop needs only once one of its calls was not simply
+/// priced from the table (reported, estimated, unpriced or long-context).
+#[derive(Debug, Clone, Default)]
+struct HopTally {
+    computed_cost: Usd,
+    reported_cost: Usd,
+    reported_calls: u32,
+    computed_calls: u32,
+    estimated_calls: u32,
+    unpriced_calls: u32,
+    long_context_calls: u32,
+    unpriced_tokens: u64,
+}
+
+impl HopTally {
+    fn add(&mut self, usage: &Usage, costing: &Costing) {
+        if costing.effective.is_none() {
+            self.unpriced_calls += 1;
+            self.unpriced_tokens += usage.total();
+        }
+        if let Some(cost) = costing.computed {
+            self.computed_cost += cost;
+            self.computed_calls += 1;
+        }
+        if let Some(cost) = costing.reported {
+            self.reported_cost += cost;
+            self.reported_calls += 1;
+        }
+        self.estimated_calls += u32::from(costing.provenance == Provenance::Estimated);
+        self.long_context_calls += u32::from(costing.long_context);
+    }
+}
+
+/// A call priced from the table alone: its hop needs no [`HopTally`].
+fn simply_computed(costing: &Costing) -> bool {
+    costing.reported.is_none()
+        && costing.computed.is_some()
+        && costing.provenance == Provenance::Computed
+        && !costing.long_context
 }
 
 /// One position in a run; several calls at the same position add up.
 /// Kept compact: a ledger holds one per distinct (run, hop).
 #[derive(Debug, Clone)]
 pub struct HopAgg {
-    pub hop: u32,
-    pub calls: u32,
-    pub agent: Arc<str>,
-    pub model: Arc<str>,
-    pub labels: Arc<HopLabels>,
     /// The usage of the hop's calls, summed.
     pub usage: Usage,
     /// Reported where a call had a cost, computed otherwise; unpriced calls add nothing.
     pub cost: Usd,
-    pub computed_cost: Usd,
-    pub reported_cost: Usd,
-    pub reported_calls: u32,
-    pub computed_calls: u32,
-    pub estimated_calls: u32,
-    pub unpriced_calls: u32,
-    pub long_context_calls: u32,
-    pub unpriced_tokens: u64,
     pub first_ts_ms: Option<i64>,
     pub latency_ms: Option<u64>,
-    pub provenance: Provenance,
-    /// Price-table version that priced the hop, when computed.
-    pub price_version: Option<Arc<str>>,
+    ident: Arc<HopIdent>,
+    /// `None` while every call was simply computed from the table: then the
+    /// computed cost is `cost` and every call is a computed call.
+    tally: Option<Box<HopTally>>,
     pub budget_hit: Option<Box<BudgetHit>>,
+    pub hop: u32,
+    pub calls: u32,
+    pub provenance: Provenance,
+}
+
+impl std::ops::Deref for HopAgg {
+    type Target = HopIdent;
+    fn deref(&self) -> &HopIdent {
+        &self.ident
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -213,80 +283,57 @@ impl RunAgg {
         path
     }
 
-    /// The hop at `hop` (or the next position), created from `make` when new.
-    fn hop_slot(&mut self, hop: Option<u32>, make: impl FnOnce(u32) -> HopAgg) -> &mut HopAgg {
+    /// Where the hop at `hop` (or the next position) is or goes: `Ok(index)`
+    /// when it exists, `Err((index, position))` when it must be inserted.
+    fn find_hop(&self, hop: Option<u32>) -> Result<usize, (usize, u32)> {
         let position =
             hop.unwrap_or_else(|| self.hops.last().map_or(1, |h| h.hop.saturating_add(1)));
         // Hops usually arrive in order: check the end before searching.
-        let index = match self.hops.last() {
-            Some(last) if last.hop == position => self.hops.len() - 1,
-            Some(last) if last.hop < position => {
-                self.hops.push(make(position));
-                self.hops.len() - 1
-            }
-            None => {
-                self.hops.reserve_exact(8);
-                self.hops.push(make(position));
-                0
-            }
-            Some(_) => match self.hops.binary_search_by_key(&position, |h| h.hop) {
-                Ok(index) => index,
-                Err(index) => {
-                    self.hops.insert(index, make(position));
-                    index
-                }
-            },
-        };
-        &mut self.hops[index]
+        match self.hops.last() {
+            Some(last) if last.hop == position => Ok(self.hops.len() - 1),
+            Some(last) if last.hop < position => Err((self.hops.len(), position)),
+            None => Err((0, position)),
+            Some(_) => self
+                .hops
+                .binary_search_by_key(&position, |h| h.hop)
+                .map_err(|index| (index, position)),
+        }
     }
 }
 
 impl HopAgg {
-    fn new(hop: u32, agent: Arc<str>, model: Arc<str>, labels: Arc<HopLabels>) -> Self {
+    fn new(hop: u32, ident: Arc<HopIdent>) -> Self {
         HopAgg {
-            hop,
-            calls: 0,
-            agent,
-            model,
-            labels,
             usage: Usage::default(),
             cost: Usd::ZERO,
-            computed_cost: Usd::ZERO,
-            reported_cost: Usd::ZERO,
-            reported_calls: 0,
-            computed_calls: 0,
-            estimated_calls: 0,
-            unpriced_calls: 0,
-            long_context_calls: 0,
-            unpriced_tokens: 0,
             first_ts_ms: None,
             latency_ms: None,
-            provenance: Provenance::Reported,
-            price_version: None,
+            ident,
+            tally: None,
             budget_hit: None,
+            hop,
+            calls: 0,
+            provenance: Provenance::Reported,
         }
     }
 
     fn add(&mut self, usage: &Usage, costing: &Costing) {
+        // Leave the compact form before the call counts could diverge.
+        if self.tally.is_none() && (!simply_computed(costing) || self.calls >= u32::MAX - 1) {
+            self.tally = Some(Box::new(HopTally {
+                computed_cost: self.cost,
+                computed_calls: self.calls,
+                ..HopTally::default()
+            }));
+        }
         self.calls = self.calls.saturating_add(1);
         add_usage(&mut self.usage, usage);
-        match costing.effective {
-            Some(cost) => self.cost += cost,
-            None => {
-                self.unpriced_calls += 1;
-                self.unpriced_tokens += usage.total();
-            }
+        if let Some(cost) = costing.effective {
+            self.cost += cost;
         }
-        if let Some(cost) = costing.computed {
-            self.computed_cost += cost;
-            self.computed_calls += 1;
+        if let Some(tally) = &mut self.tally {
+            tally.add(usage, costing);
         }
-        if let Some(cost) = costing.reported {
-            self.reported_cost += cost;
-            self.reported_calls += 1;
-        }
-        self.estimated_calls += u32::from(costing.provenance == Provenance::Estimated);
-        self.long_context_calls += u32::from(costing.long_context);
         self.provenance = if self.calls == 1 {
             costing.provenance
         } else {
@@ -298,6 +345,12 @@ impl HopAgg {
     #[must_use]
     pub fn counters(&self) -> Counters {
         let u = &self.usage;
+        let simple = HopTally {
+            computed_cost: self.cost,
+            computed_calls: self.calls,
+            ..HopTally::default()
+        };
+        let t = self.tally.as_deref().unwrap_or(&simple);
         Counters {
             events: u64::from(self.calls),
             input_tokens: u.input_total(),
@@ -309,21 +362,22 @@ impl HopAgg {
             reasoning_tokens: u.reasoning,
             total_tokens: u.total(),
             cost: self.cost,
-            computed_cost: self.computed_cost,
-            reported_cost: self.reported_cost,
-            reported_events: u64::from(self.reported_calls),
-            computed_events: u64::from(self.computed_calls),
-            estimated_events: u64::from(self.estimated_calls),
-            unpriced_events: u64::from(self.unpriced_calls),
-            unpriced_tokens: self.unpriced_tokens,
-            long_context_events: u64::from(self.long_context_calls),
+            computed_cost: t.computed_cost,
+            reported_cost: t.reported_cost,
+            reported_events: u64::from(t.reported_calls),
+            computed_events: u64::from(t.computed_calls),
+            estimated_events: u64::from(t.estimated_calls),
+            unpriced_events: u64::from(t.unpriced_calls),
+            unpriced_tokens: t.unpriced_tokens,
+            long_context_events: u64::from(t.long_context_calls),
         }
     }
 
     /// Cost of the hop, `None` when any call is unpriced.
     #[must_use]
     pub fn complete_cost(&self) -> Option<Usd> {
-        (self.unpriced_calls == 0).then_some(self.cost)
+        let unpriced = self.tally.as_ref().map_or(0, |t| t.unpriced_calls);
+        (unpriced == 0).then_some(self.cost)
     }
 }
 
@@ -393,6 +447,136 @@ pub enum RecentKind {
     RunEnd,
 }
 
+/// Rows addressed by name: a vector (stable positions) plus a hash index,
+/// and the position of the last name looked up, since consecutive events
+/// usually share their run, segment and user.
+#[derive(Debug, Clone)]
+pub(crate) struct Table<V> {
+    pub(crate) rows: Vec<V>,
+    index: HashTable<usize>,
+    hasher: DefaultHashBuilder,
+    last: usize,
+}
+
+/// How a [`Table`] row is named.
+pub(crate) trait Named {
+    fn name(&self) -> &str;
+}
+
+impl Named for KeyedAgg {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Named for ModelAgg {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Named for Arc<RunAgg> {
+    fn name(&self) -> &str {
+        &self.run_id
+    }
+}
+
+impl<V: Named> Table<V> {
+    fn new() -> Self {
+        Table {
+            rows: Vec::new(),
+            index: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+            last: usize::MAX,
+        }
+    }
+
+    /// The position of `name`, its row created by `make` when new.
+    fn locate(&mut self, name: &str, make: impl FnOnce(Arc<str>) -> V) -> usize {
+        if self
+            .rows
+            .get(self.last)
+            .is_some_and(|row| row.name() == name)
+        {
+            return self.last;
+        }
+        let hash = self.hasher.hash_one(name);
+        let rows = &self.rows;
+        let found = self.index.find(hash, |&i| rows[i].name() == name).copied();
+        let position = found.unwrap_or_else(|| {
+            let position = self.rows.len();
+            self.rows.push(make(Arc::from(name)));
+            let (rows, hasher) = (&self.rows, &self.hasher);
+            self.index
+                .insert_unique(hash, position, |&i| hasher.hash_one(rows[i].name()));
+            position
+        });
+        self.last = position;
+        position
+    }
+
+    /// The row of `name`, created by `make` when new.
+    fn slot(&mut self, name: &str, make: impl FnOnce(Arc<str>) -> V) -> &mut V {
+        let position = self.locate(name, make);
+        &mut self.rows[position]
+    }
+}
+
+/// Interned [`HopIdent`]s.
+#[derive(Debug, Clone, Default)]
+struct Idents {
+    index: HashTable<Arc<HopIdent>>,
+    hasher: DefaultHashBuilder,
+    /// Interned label strings, shared by idents.
+    labels: HashSet<Arc<str>>,
+}
+
+impl Idents {
+    fn label(&mut self, text: &str) -> Arc<str> {
+        self.labels
+            .get_or_insert_with(text, |t| Arc::from(t))
+            .clone()
+    }
+
+    /// The ident with these parts; `agent` and `model` name positions
+    /// `agent_ix` and `model_ix`.
+    fn intern(
+        &mut self,
+        (agent_ix, agent): (usize, &Arc<str>),
+        (model_ix, model): (usize, &Arc<str>),
+        labels: LabelsRef<'_>,
+        price_version: Option<&Arc<str>>,
+    ) -> Arc<HopIdent> {
+        let key = IdentKey {
+            agent_ix,
+            model_ix,
+            labels,
+            price_version: price_version.map(|v| &**v),
+        };
+        let hash = self.hasher.hash_one(&key);
+        if let Some(found) = self.index.find(hash, |ident| ident.key() == key) {
+            return found.clone();
+        }
+        let ident = Arc::new(HopIdent {
+            agent: agent.clone(),
+            model: model.clone(),
+            labels: HopLabels {
+                parent_agent: labels.parent_agent.map(|t| self.label(t)),
+                task: labels.task.map(|t| self.label(t)),
+                tool: labels.tool.map(|t| self.label(t)),
+                status: labels.status.map(|t| self.label(t)),
+            },
+            price_version: price_version.cloned(),
+            agent_ix,
+            model_ix,
+        });
+        let hasher = &self.hasher;
+        self.index
+            .insert_unique(hash, ident.clone(), |i| hasher.hash_one(i.key()));
+        ident
+    }
+}
+
 /// Everything the views and reports are computed from.
 #[derive(Debug, Clone)]
 pub struct Ledger {
@@ -400,44 +584,46 @@ pub struct Ledger {
     config: LedgerConfig,
     pub(crate) totals: Counters,
     /// Shared with snapshots; copied on write only while a snapshot holds it.
-    pub(crate) runs: HashMap<Arc<str>, Arc<RunAgg>>,
-    pub(crate) agents: HashMap<Arc<str>, KeyedAgg>,
-    pub(crate) segments: HashMap<Arc<str>, KeyedAgg>,
-    pub(crate) users: HashMap<Arc<str>, KeyedAgg>,
-    pub(crate) models: HashMap<Arc<str>, ModelAgg>,
-    /// Minute since the epoch → counters (burn rate).
+    pub(crate) runs: Table<Arc<RunAgg>>,
+    pub(crate) agents: Table<KeyedAgg>,
+    pub(crate) segments: Table<KeyedAgg>,
+    pub(crate) users: Table<KeyedAgg>,
+    pub(crate) models: Table<ModelAgg>,
+    /// Minute since the epoch → counters (burn rate), except the few
+    /// minutes being filled, which are in `open_minutes` (never in both).
     pub(crate) minutes: BTreeMap<i64, Counters>,
+    pub(crate) open_minutes: Vec<(i64, Counters)>,
     pub(crate) periods: BTreeMap<NaiveDate, Counters>,
     pub(crate) recent: VecDeque<RecentEvent>,
     pub(crate) budget_events: u64,
     pub(crate) run_ends: u64,
     pub(crate) first_ts_ms: Option<i64>,
     pub(crate) last_ts_ms: Option<i64>,
-    /// Interned strings for small optional labels (task, tool, status …).
-    labels: HashSet<Arc<str>>,
-    hop_labels: HashSet<InternedLabels>,
+    idents: Idents,
 }
 
-/// Finds or creates the entry for `key`, allocating the shared name once.
-fn slot<'m, V>(
-    map: &'m mut HashMap<Arc<str>, V>,
-    key: &str,
-    make: impl FnOnce(Arc<str>) -> V,
-) -> &'m mut V {
-    match map.entry_ref(key) {
-        EntryRef::Occupied(entry) => entry.into_mut(),
-        EntryRef::Vacant(entry) => {
-            let name: Arc<str> = Arc::from(key);
-            entry.insert_with_key(name.clone(), make(name))
-        }
-    }
-}
+/// Minutes kept open outside the map: events of concurrent runs interleave
+/// a few neighbouring minutes.
+const OPEN_MINUTES: usize = 4;
 
 fn keyed(name: Arc<str>) -> KeyedAgg {
     KeyedAgg {
         name,
         counters: Counters::default(),
     }
+}
+
+fn new_run(run_id: Arc<str>) -> Arc<RunAgg> {
+    Arc::new(RunAgg::new(run_id))
+}
+
+/// One event's contribution to every aggregate it counts in: computed once,
+/// then added to each with [`Counters::merge`] (the same sums as
+/// [`Counters::add`], without recomputing the buckets six times).
+fn delta(usage: &Usage, costing: &Costing) -> Counters {
+    let mut one = Counters::default();
+    one.add(usage, costing);
+    one
 }
 
 impl Ledger {
@@ -447,20 +633,20 @@ impl Ledger {
             prices,
             config,
             totals: Counters::default(),
-            runs: HashMap::new(),
-            agents: HashMap::new(),
-            segments: HashMap::new(),
-            users: HashMap::new(),
-            models: HashMap::new(),
+            runs: Table::new(),
+            agents: Table::new(),
+            segments: Table::new(),
+            users: Table::new(),
+            models: Table::new(),
             minutes: BTreeMap::new(),
+            open_minutes: Vec::with_capacity(OPEN_MINUTES),
             periods: BTreeMap::new(),
             recent: VecDeque::new(),
             budget_events: 0,
             run_ends: 0,
             first_ts_ms: None,
             last_ts_ms: None,
-            labels: HashSet::new(),
-            hop_labels: HashSet::new(),
+            idents: Idents::default(),
         }
     }
 
@@ -479,36 +665,9 @@ impl Ledger {
     /// is never silently repriced.
     pub fn set_prices(&mut self, prices: PriceBook) {
         self.prices = prices;
-        for model in self.models.values_mut() {
+        for model in &mut self.models.rows {
             model.resolve(&self.prices);
         }
-    }
-
-    /// The interned labels of a hop event.
-    fn hop_labels(&mut self, event: &TelemetryEvent<'_>) -> Arc<HopLabels> {
-        let key = HopLabelsRef {
-            parent_agent: event.parent_agent.as_deref(),
-            task: event.task.as_deref(),
-            tool: event.tool.as_deref(),
-            status: event.status.as_deref(),
-        };
-        if let Some(found) = self.hop_labels.get(&key) {
-            return found.0.clone();
-        }
-        let labels = Arc::new(HopLabels {
-            parent_agent: key.parent_agent.map(|t| self.label(t)),
-            task: key.task.map(|t| self.label(t)),
-            tool: key.tool.map(|t| self.label(t)),
-            status: key.status.map(|t| self.label(t)),
-        });
-        self.hop_labels.insert(InternedLabels(labels.clone()));
-        labels
-    }
-
-    fn label(&mut self, text: &str) -> Arc<str> {
-        self.labels
-            .get_or_insert_with(text, |t| Arc::from(t))
-            .clone()
     }
 
     /// Folds one event in.
@@ -533,9 +692,7 @@ impl Ledger {
                     action: action.clone(),
                     hop: event.hop,
                 };
-                let run = Arc::make_mut(slot(&mut self.runs, &event.run_id, |id| {
-                    Arc::new(RunAgg::new(id))
-                }));
+                let run = Arc::make_mut(self.runs.slot(&event.run_id, new_run));
                 touch_run_time(run, event.ts_ms);
                 if let Some(hop) = event.hop
                     && let Ok(i) = run.hops.binary_search_by_key(&hop, |h| h.hop)
@@ -555,10 +712,8 @@ impl Ledger {
             }
             EventKind::RunEnd => {
                 self.run_ends += 1;
-                let status = self.label(event.status.as_deref().unwrap_or("ok"));
-                let run = Arc::make_mut(slot(&mut self.runs, &event.run_id, |id| {
-                    Arc::new(RunAgg::new(id))
-                }));
+                let status = self.idents.label(event.status.as_deref().unwrap_or("ok"));
+                let run = Arc::make_mut(self.runs.slot(&event.run_id, new_run));
                 touch_run_time(run, event.ts_ms);
                 run.ended = Some(status);
                 let run_id = run.run_id.clone();
@@ -574,17 +729,33 @@ impl Ledger {
         }
     }
 
-    fn costing(&mut self, event: &TelemetryEvent<'_>) -> (Costing, Option<Arc<str>>, Arc<str>) {
-        let prices = &self.prices;
-        let model = slot(&mut self.models, &event.model, |name| {
-            ModelAgg::new(name, prices)
-        });
+    fn apply_hop(&mut self, event: &TelemetryEvent<'_>) {
+        // Disjoint borrows of the tables, so rows can be held side by side.
+        let Ledger {
+            prices,
+            config,
+            totals,
+            runs,
+            agents,
+            segments,
+            users,
+            models,
+            minutes,
+            open_minutes,
+            periods,
+            idents,
+            ..
+        } = self;
+        let usage = &event.usage;
+
+        let model_ix = models.locate(&event.model, |name| ModelAgg::new(name, prices));
+        let model = &mut models.rows[model_ix];
         if model.provider.is_none()
             && let Some(provider) = &event.provider
         {
             model.provider = Some(Arc::from(provider.as_ref()));
         }
-        let quote = model.price.map(|p| prices.quote(p, &event.usage));
+        let quote = model.price.map(|p| prices.quote(p, usage));
         let computed = quote.map(|q| q.cost);
         let provenance = match (event.reported_cost, computed) {
             (Some(_), _) => Provenance::Reported,
@@ -599,97 +770,131 @@ impl Ledger {
             provenance,
             long_context: quote.is_some_and(|q| q.long_context),
         };
-        model.counters.add(&event.usage, &costing);
-        (costing, model.price_version.clone(), model.name.clone())
-    }
+        let one = delta(usage, &costing);
+        model.counters.merge(&one);
+        totals.merge(&one);
 
-    fn apply_hop(&mut self, event: &TelemetryEvent<'_>) {
-        let (costing, price_version, model) = self.costing(event);
-        let usage = &event.usage;
-        self.totals.add(usage, &costing);
-
-        let agent = slot(&mut self.agents, &event.agent, keyed);
-        agent.counters.add(usage, &costing);
-        let agent_name = agent.name.clone();
+        let agent_ix = agents.locate(&event.agent, keyed);
+        agents.rows[agent_ix].counters.merge(&one);
         let segment = event.segment.as_deref().map(|s| {
-            let entry = slot(&mut self.segments, s, keyed);
-            entry.counters.add(usage, &costing);
-            entry.name.clone()
+            let row = segments.slot(s, keyed);
+            row.counters.merge(&one);
+            &row.name
         });
         let user = event.user.as_deref().map(|u| {
-            let entry = slot(&mut self.users, u, keyed);
-            entry.counters.add(usage, &costing);
-            entry.name.clone()
+            let row = users.slot(u, keyed);
+            row.counters.merge(&one);
+            &row.name
         });
         if let Some(ts) = event.ts_ms {
-            self.minutes
-                .entry(ts.div_euclid(60_000))
-                .or_default()
-                .add(usage, &costing);
-            if let Some(start) = self.config.period.and_then(|p| p.start_of(ts)) {
-                self.periods.entry(start).or_default().add(usage, &costing);
+            let at = ts.div_euclid(60_000);
+            if let Some((_, counters)) = open_minutes.iter_mut().find(|(m, _)| *m == at) {
+                counters.merge(&one);
+            } else {
+                // Park the oldest open minute in the map; take the new one out.
+                if open_minutes.len() == OPEN_MINUTES {
+                    let (m, counters) = open_minutes.remove(0);
+                    minutes.insert(m, counters);
+                }
+                let mut counters = minutes.remove(&at).unwrap_or_default();
+                counters.merge(&one);
+                open_minutes.push((at, counters));
+            }
+            if let Some(start) = config.period.and_then(|p| p.start_of(ts)) {
+                periods.entry(start).or_default().merge(&one);
             }
         }
-        let labels = self.hop_labels(event);
 
-        let run = Arc::make_mut(slot(&mut self.runs, &event.run_id, |id| {
-            Arc::new(RunAgg::new(id))
-        }));
+        let run = Arc::make_mut(runs.slot(&event.run_id, new_run));
         touch_run_time(run, event.ts_ms);
-        run.counters.add(usage, &costing);
-        if segment.is_some() {
-            run.segment = segment;
+        run.counters.merge(&one);
+        // Assign only on change: most events repeat their run's segment and user.
+        if let Some(segment) = segment
+            && !run
+                .segment
+                .as_ref()
+                .is_some_and(|s| Arc::ptr_eq(s, segment))
+        {
+            run.segment = Some(segment.clone());
         }
-        if user.is_some() {
-            run.user = user;
+        if let Some(user) = user
+            && !run.user.as_ref().is_some_and(|u| Arc::ptr_eq(u, user))
+        {
+            run.user = Some(user.clone());
         }
-        let hop = run.hop_slot(event.hop, |position| {
-            HopAgg::new(position, agent_name.clone(), model.clone(), labels.clone())
-        });
-        if hop.calls > 0 && *hop.labels != *labels && *labels != HopLabels::default() {
-            hop.labels = labels;
-        }
+
+        let model = &models.rows[model_ix];
+        let labels = LabelsRef::of(event);
+        let index = match run.find_hop(event.hop) {
+            Ok(index) => {
+                let hop = &mut run.hops[index];
+                // A later call's labels replace the hop's when it has any;
+                // a priced call stamps its table's version.
+                let relabel = !labels.is_empty() && labels != hop.labels.borrowed();
+                let reversion = model.price_version.is_some()
+                    && model.price_version.as_deref() != hop.price_version.as_deref();
+                if relabel || reversion {
+                    let (agent_ix, model_ix) = (hop.agent_ix, hop.model_ix);
+                    let ident = hop.ident.clone();
+                    hop.ident = idents.intern(
+                        (agent_ix, &ident.agent),
+                        (model_ix, &ident.model),
+                        if relabel {
+                            labels
+                        } else {
+                            ident.labels.borrowed()
+                        },
+                        model
+                            .price_version
+                            .as_ref()
+                            .or(ident.price_version.as_ref()),
+                    );
+                }
+                index
+            }
+            Err((index, position)) => {
+                let ident = idents.intern(
+                    (agent_ix, &agents.rows[agent_ix].name),
+                    (model_ix, &model.name),
+                    labels,
+                    model.price_version.as_ref(),
+                );
+                if run.hops.is_empty() {
+                    run.hops.reserve_exact(8);
+                }
+                run.hops.insert(index, HopAgg::new(position, ident));
+                index
+            }
+        };
+        let hop = &mut run.hops[index];
         if let Some(ts) = event.ts_ms {
             hop.first_ts_ms = Some(hop.first_ts_ms.map_or(ts, |first| first.min(ts)));
-        }
-        if price_version.is_some() {
-            hop.price_version = price_version;
         }
         if let Some(latency) = event.latency_ms {
             hop.latency_ms = Some(hop.latency_ms.unwrap_or(0).saturating_add(latency));
         }
         hop.add(usage, &costing);
-        let hop_number = hop.hop;
-        let run_id = run.run_id.clone();
-        self.push_recent_hop(event, run_id, hop_number, agent_name, model, &costing);
+        if config.recent_capacity > 0 {
+            let recent = RecentEvent {
+                ts_ms: event.ts_ms,
+                run_id: run.run_id.clone(),
+                hop: hop.hop,
+                agent: agents.rows[agent_ix].name.clone(),
+                model: model.name.clone(),
+                usage: event.usage,
+                cost: costing.effective,
+                provenance: costing.provenance,
+                kind: RecentKind::Hop,
+            };
+            self.push(recent);
+        }
     }
 
-    fn push_recent_hop(
-        &mut self,
-        event: &TelemetryEvent<'_>,
-        run_id: Arc<str>,
-        hop: u32,
-        agent: Arc<str>,
-        model: Arc<str>,
-        costing: &Costing,
-    ) {
-        if self.config.recent_capacity == 0 {
-            return;
-        }
-        if self.recent.len() == self.config.recent_capacity {
+    fn push(&mut self, recent: RecentEvent) {
+        if self.recent.len() >= self.config.recent_capacity {
             self.recent.pop_front();
         }
-        self.recent.push_back(RecentEvent {
-            ts_ms: event.ts_ms,
-            run_id,
-            hop,
-            agent,
-            model,
-            usage: event.usage,
-            cost: costing.effective,
-            provenance: costing.provenance,
-            kind: RecentKind::Hop,
-        });
+        self.recent.push_back(recent);
     }
 
     fn push_recent(
@@ -704,12 +909,9 @@ impl Ledger {
         if self.config.recent_capacity == 0 {
             return;
         }
-        if self.recent.len() == self.config.recent_capacity {
-            self.recent.pop_front();
-        }
-        let agent = self.label(&event.agent);
-        let model = self.label(&event.model);
-        self.recent.push_back(RecentEvent {
+        let agent = self.idents.label(&event.agent);
+        let model = self.idents.label(&event.model);
+        self.push(RecentEvent {
             ts_ms: event.ts_ms,
             run_id,
             hop,

@@ -41,19 +41,20 @@ fn by_cost_then_name<T>(rows: &mut [T], key: impl Fn(&T) -> (&Counters, &str)) {
 
 impl Snapshot {
     pub(crate) fn from_ledger(ledger: &Ledger) -> Self {
-        let keyed = |map: &hashbrown::HashMap<Arc<str>, KeyedAgg>| {
-            let mut rows: Vec<KeyedAgg> = map.values().cloned().collect();
+        let keyed = |rows: &[KeyedAgg]| {
+            let mut rows = rows.to_vec();
             by_cost_then_name(&mut rows, |r| (&r.counters, &r.name));
             rows
         };
         let mut by_model: Vec<ModelAgg> = ledger
             .models
-            .values()
+            .rows
+            .iter()
             .filter(|m| m.counters.events > 0)
             .cloned()
             .collect();
         by_cost_then_name(&mut by_model, |r| (&r.counters, &r.name));
-        let mut runs: Vec<Arc<RunAgg>> = ledger.runs.values().cloned().collect();
+        let mut runs: Vec<Arc<RunAgg>> = ledger.runs.rows.clone();
         by_cost_then_name(&mut runs, |r| (&r.counters, &r.run_id));
         let periods = match ledger.config().period {
             Some(spec) => ledger
@@ -63,6 +64,16 @@ impl Snapshot {
                 .collect(),
             None => Vec::new(),
         };
+        // Minutes being filled are kept apart from the map, never in both.
+        let mut per_minute: Vec<(i64, Counters)> = ledger
+            .minutes
+            .iter()
+            .map(|(m, c)| (*m, *c))
+            .chain(ledger.open_minutes.iter().copied())
+            .collect();
+        if !ledger.open_minutes.is_empty() {
+            per_minute.sort_unstable_by_key(|(m, _)| *m);
+        }
         Snapshot {
             price_version: ledger.prices().version(),
             first_ts_ms: ledger.first_ts_ms,
@@ -70,12 +81,12 @@ impl Snapshot {
             totals: ledger.totals,
             budget_events: ledger.budget_events,
             run_ends: ledger.run_ends,
-            by_agent: keyed(&ledger.agents),
-            by_segment: keyed(&ledger.segments),
-            by_user: keyed(&ledger.users),
+            by_agent: keyed(&ledger.agents.rows),
+            by_segment: keyed(&ledger.segments.rows),
+            by_user: keyed(&ledger.users.rows),
             by_model,
             runs,
-            per_minute: ledger.minutes.iter().map(|(m, c)| (*m, *c)).collect(),
+            per_minute,
             periods,
             recent: ledger.recent.iter().cloned().collect(),
         }
