@@ -31,6 +31,7 @@ use anyhow::Context as _;
 
 use cli::{Cli, Command, GenerateWhat, GroupBy, LiveArgs, ReportArgs};
 use ingest::{IngestStats, Ingestor, TimeWindow};
+use model::insights::BleedRules;
 use model::{Ledger, LedgerConfig, PeriodSpec, PeriodUnit, Snapshot};
 use pricing::PriceBook;
 use report::{Filters, ReportOptions};
@@ -211,6 +212,7 @@ pub fn build_report(
         format: args.format,
         hops: args.hops,
         top_runs: args.top,
+        rules: BleedRules::default(),
         filters: Filters {
             since: args.since.clone(),
             until: args.until.clone(),

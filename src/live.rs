@@ -28,6 +28,7 @@ use crate::ingest::source::{
 };
 use crate::ingest::tail::{FileEvent, FollowConfig, Follower, StartAt, TailSink, Target};
 use crate::ingest::{IngestStats, Ingestor, RejectKind, TimeWindow};
+use crate::model::insights::BleedRules;
 use crate::model::{Ledger, LedgerConfig, Snapshot};
 use crate::pricing::PriceBook;
 use crate::report::{self, Filters, LiveInfo, ReportFormat, ReportOptions};
@@ -567,6 +568,7 @@ pub async fn run_headless(settings: LiveSettings, prices: PriceBook) -> anyhow::
         format: ReportFormat::Json,
         hops: settings.hops,
         top_runs: 0,
+        rules: BleedRules::default(),
         filters: settings.filters.clone(),
     };
     let mut sequence = 0_u64;

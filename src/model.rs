@@ -6,6 +6,7 @@
 
 pub mod counters;
 pub mod event;
+pub mod insights;
 pub mod ledger;
 pub mod money;
 pub mod snapshot;

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::ingest::IngestStats;
 use crate::ingest::stats::LiveStats;
+use crate::model::insights::{BleedReason, BleedRules, hop_bleeding};
 use crate::model::ledger::{BudgetHit, HopAgg, KeyedAgg, ModelAgg, RunAgg};
 use crate::model::{Counters, Snapshot, Usd};
 use crate::sanitize::sanitize;
@@ -34,6 +35,8 @@ pub struct ReportOptions {
     pub top_runs: usize,
     /// Echoed in the JSON `filters` object.
     pub filters: Filters,
+    /// Thresholds of the bleeding-hop rule.
+    pub rules: BleedRules,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -217,6 +220,16 @@ struct JsonHop<'a> {
     latency_ms: Option<u64>,
     status: Option<&'a str>,
     budget_exceeded: Option<JsonBudgetHit<'a>>,
+    /// The hop bleeds (docs/insights.md).
+    bleeding: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bleeding_reason: Option<JsonBleed>,
+}
+
+#[derive(Serialize)]
+struct JsonBleed {
+    kind: &'static str,
+    message: String,
 }
 
 fn json_keyed<'a, T: From<&'a KeyedAgg>>(rows: &'a [KeyedAgg]) -> Vec<T> {
@@ -233,7 +246,11 @@ fn json_budget(hit: &BudgetHit) -> JsonBudgetHit<'_> {
     }
 }
 
-fn json_hop<'a>(hop: &'a HopAgg, previous: Option<&HopAgg>) -> JsonHop<'a> {
+fn json_hop<'a>(
+    hop: &'a HopAgg,
+    previous: Option<&HopAgg>,
+    bleeding: Option<BleedReason>,
+) -> JsonHop<'a> {
     let c = &hop.counters();
     JsonHop {
         hop: hop.hop,
@@ -263,6 +280,11 @@ fn json_hop<'a>(hop: &'a HopAgg, previous: Option<&HopAgg>) -> JsonHop<'a> {
         latency_ms: hop.latency_ms,
         status: hop.labels.status.as_deref(),
         budget_exceeded: hop.budget_hit.as_deref().map(json_budget),
+        bleeding: bleeding.is_some(),
+        bleeding_reason: bleeding.map(|reason| JsonBleed {
+            kind: reason.code(),
+            message: reason.to_string(),
+        }),
     }
 }
 
@@ -270,7 +292,7 @@ fn saturating_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-fn json_run<'a>(run: &'a RunAgg, hops: bool) -> JsonRun<'a> {
+fn json_run<'a>(run: &'a RunAgg, hops: bool, rules: &BleedRules) -> JsonRun<'a> {
     JsonRun {
         run_id: &run.run_id,
         hops: run.hops.len(),
@@ -292,7 +314,10 @@ fn json_run<'a>(run: &'a RunAgg, hops: bool) -> JsonRun<'a> {
             run.hops
                 .iter()
                 .enumerate()
-                .map(|(i, h)| json_hop(h, i.checked_sub(1).map(|p| &run.hops[p])))
+                .map(|(i, h)| {
+                    let previous = i.checked_sub(1).map(|p| &run.hops[p]);
+                    json_hop(h, previous, hop_bleeding(run, i, rules))
+                })
                 .collect()
         }),
     }
@@ -360,7 +385,7 @@ fn json_report<'a>(
         runs: snapshot
             .runs
             .iter()
-            .map(|r| json_run(r, options.hops))
+            .map(|r| json_run(r, options.hops, &options.rules))
             .collect(),
         ingest: JsonIngest {
             stats: ingest,
@@ -864,7 +889,7 @@ fn render_runs(out: &mut String, snapshot: &Snapshot, options: &ReportOptions, m
                 ],
             );
             let mut previous: Option<&HopAgg> = None;
-            for hop in &run.hops {
+            for (index, hop) in run.hops.iter().enumerate() {
                 let c = &hop.counters();
                 let growth = previous.map_or_else(String::new, |p| {
                     let delta =
@@ -877,11 +902,14 @@ fn render_runs(out: &mut String, snapshot: &Snapshot, options: &ReportOptions, m
                 if c.cost_mismatch() {
                     let _ = write!(cost, " (computed {})", dollars(c.computed_cost));
                 }
-                if hop.budget_hit.is_some() {
-                    cost.push_str(" ! budget");
-                }
+                // a marker, not colour alone: "!" bleeding
+                let marker = if hop_bleeding(run, index, &options.rules).is_some() {
+                    " !"
+                } else {
+                    ""
+                };
                 hops.add_row(vec![
-                    hop.hop.to_string(),
+                    format!("{}{marker}", hop.hop),
                     sanitize(&hop.agent).into_owned(),
                     sanitize(&hop.model).into_owned(),
                     tokens(c.uncached_input_tokens),
