@@ -1,1 +1,497 @@
 //! Ledger folding rules.
+
+use std::borrow::Cow;
+
+use super::*;
+use crate::pricing::PriceBook;
+
+/// 2026-03-02T10:00:00Z, a Monday.
+const T0: i64 = 1_772_445_600_000;
+const MINUTE: i64 = 60_000;
+/// gpt-4.1 list prices in picodollars per token.
+const GPT41_IN: i128 = 2_000_000;
+const GPT41_OUT: i128 = 8_000_000;
+
+fn hop(
+    run: &'static str,
+    hop: Option<u32>,
+    agent: &'static str,
+    model: &'static str,
+    input: u64,
+    output: u64,
+) -> TelemetryEvent<'static> {
+    TelemetryEvent {
+        kind: EventKind::Hop,
+        ts_ms: Some(T0),
+        run_id: Cow::Borrowed(run),
+        hop,
+        agent: Cow::Borrowed(agent),
+        parent_agent: None,
+        user: None,
+        segment: None,
+        task: None,
+        tool: None,
+        provider: None,
+        model: Cow::Borrowed(model),
+        usage: Usage {
+            input_uncached: input,
+            output,
+            ..Usage::default()
+        },
+        reported_cost: None,
+        latency_ms: None,
+        status: None,
+        estimated: false,
+    }
+}
+
+fn at(mut event: TelemetryEvent<'static>, ts_ms: i64) -> TelemetryEvent<'static> {
+    event.ts_ms = Some(ts_ms);
+    event
+}
+
+fn ledger() -> Ledger {
+    Ledger::new(PriceBook::embedded(), LedgerConfig::default())
+}
+
+fn fold(ledger: &mut Ledger, events: &[TelemetryEvent<'_>]) -> Snapshot {
+    for event in events {
+        ledger.apply(event);
+    }
+    ledger.snapshot()
+}
+
+fn run<'s>(snapshot: &'s Snapshot, id: &str) -> &'s RunAgg {
+    snapshot
+        .runs
+        .iter()
+        .find(|r| &*r.run_id == id)
+        .expect("run exists")
+}
+
+fn gpt41(input: u64, output: u64) -> Usd {
+    Usd::from_picos(i128::from(input) * GPT41_IN + i128::from(output) * GPT41_OUT)
+}
+
+fn sum<'a>(rows: impl Iterator<Item = &'a Counters>) -> Counters {
+    rows.fold(Counters::default(), |mut acc, c| {
+        acc.merge(c);
+        acc
+    })
+}
+
+#[test]
+fn totals_equal_the_sum_over_agents_segments_users_models_runs_and_minutes() {
+    let mut events = Vec::new();
+    for (i, (agent, model, segment)) in [
+        ("planner", "gpt-4.1", "a"),
+        ("writer", "gpt-4.1-mini", "b"),
+        ("critic", "mystery-9", "a"),
+    ]
+    .into_iter()
+    .cycle()
+    .take(30)
+    .enumerate()
+    {
+        let runs = ["r1", "r2", "r3", "r4"];
+        let mut event = at(
+            hop(
+                runs[i % 4],
+                None,
+                agent,
+                model,
+                100 + i as u64,
+                10 + i as u64,
+            ),
+            T0 + i as i64 * 20_000,
+        );
+        event.segment = Some(Cow::Borrowed(segment));
+        event.user = Some(Cow::Borrowed(if i % 2 == 0 { "u1" } else { "u2" }));
+        event.usage.cache_read = 7;
+        events.push(event);
+    }
+    let s = fold(&mut ledger(), &events);
+    assert_eq!(s.totals.events, 30);
+    assert_eq!(sum(s.by_agent.iter().map(|r| &r.counters)), s.totals);
+    assert_eq!(sum(s.by_segment.iter().map(|r| &r.counters)), s.totals);
+    assert_eq!(sum(s.by_user.iter().map(|r| &r.counters)), s.totals);
+    assert_eq!(sum(s.by_model.iter().map(|r| &r.counters)), s.totals);
+    assert_eq!(sum(s.runs.iter().map(|r| &r.counters)), s.totals);
+    assert_eq!(sum(s.per_minute.iter().map(|(_, c)| c)), s.totals);
+    let hops: Vec<Counters> = s
+        .runs
+        .iter()
+        .flat_map(|r| r.hops.iter().map(HopAgg::counters))
+        .collect();
+    assert_eq!(sum(hops.iter()), s.totals);
+}
+
+#[test]
+fn hops_without_a_number_take_the_runs_next_position_in_arrival_order() {
+    let s = fold(
+        &mut ledger(),
+        &[
+            hop("r", None, "a", "gpt-4.1", 1, 1),
+            hop("r", None, "b", "gpt-4.1", 1, 1),
+            hop("r", Some(7), "c", "gpt-4.1", 1, 1),
+            hop("r", None, "d", "gpt-4.1", 1, 1),
+            hop("r", Some(3), "e", "gpt-4.1", 1, 1),
+            hop("other", None, "x", "gpt-4.1", 1, 1),
+        ],
+    );
+    let r = run(&s, "r");
+    let positions: Vec<(u32, &str)> = r.hops.iter().map(|h| (h.hop, &*h.agent)).collect();
+    assert_eq!(
+        positions,
+        vec![(1, "a"), (2, "b"), (3, "e"), (7, "c"), (8, "d")]
+    );
+    assert_eq!(run(&s, "other").hops[0].hop, 1, "numbering is per run");
+    let path: Vec<String> = r.agent_path().iter().map(|a| a.to_string()).collect();
+    assert_eq!(path, ["a", "b", "e", "c", "d"]);
+}
+
+#[test]
+fn two_calls_at_the_same_run_and_hop_add_up() {
+    let mut second = hop("r", Some(2), "late-agent", "gpt-4.1", 300, 30);
+    second.latency_ms = Some(5);
+    second.ts_ms = Some(T0 - 1000);
+    let mut first = hop("r", Some(2), "a", "gpt-4.1", 100, 10);
+    first.latency_ms = Some(7);
+    let s = fold(&mut ledger(), &[first, second]);
+    let r = run(&s, "r");
+    assert_eq!(r.hops.len(), 1);
+    let h = &r.hops[0];
+    assert_eq!(h.calls, 2);
+    assert_eq!(&*h.agent, "a", "the first call names the hop");
+    assert_eq!(h.usage.total(), 440);
+    assert_eq!(h.cost, gpt41(400, 40));
+    assert_eq!(h.latency_ms, Some(12));
+    assert_eq!(h.first_ts_ms, Some(T0 - 1000));
+    let c = h.counters();
+    assert_eq!(
+        (c.events, c.computed_events, c.computed_cost),
+        (2, 2, gpt41(400, 40))
+    );
+    assert_eq!(r.counters, c);
+    // Each call still counts for its own agent.
+    assert_eq!(
+        s.by_agent
+            .iter()
+            .find(|a| &*a.name == "late-agent")
+            .map(|a| a.counters.events),
+        Some(1)
+    );
+}
+
+#[test]
+fn multiplier_is_run_tokens_over_first_hop_tokens() {
+    let s = fold(
+        &mut ledger(),
+        &[
+            hop("r", Some(1), "a", "gpt-4.1", 90, 10),
+            hop("r", Some(2), "a", "gpt-4.1", 240, 10),
+            hop("r", Some(3), "a", "gpt-4.1", 140, 10),
+        ],
+    );
+    assert_eq!(run(&s, "r").multiplier(), Some(5.0));
+    let empty = fold(&mut ledger(), &[hop("z", Some(1), "a", "gpt-4.1", 0, 0)]);
+    assert_eq!(
+        run(&empty, "z").multiplier(),
+        None,
+        "no tokens in the first hop"
+    );
+}
+
+#[test]
+fn an_unpriced_model_is_counted_as_unpriced_never_as_zero_dollars() {
+    let s = fold(
+        &mut ledger(),
+        &[
+            hop("r", Some(1), "a", "mystery-model-9", 1000, 500),
+            hop("r", Some(2), "a", "gpt-4.1", 10, 1),
+        ],
+    );
+    let t = &s.totals;
+    assert_eq!((t.unpriced_events, t.unpriced_tokens), (1, 1500));
+    assert_eq!(t.cost, gpt41(10, 1), "unpriced tokens add no cost");
+    assert_eq!(t.computed_events, 1);
+    let r = run(&s, "r");
+    let unpriced = &r.hops[0];
+    assert_eq!(unpriced.complete_cost(), None, "cost absent, not $0");
+    assert_eq!(unpriced.provenance, Provenance::Unpriced);
+    assert_eq!(unpriced.price_version, None);
+    assert_eq!(
+        (
+            unpriced.counters().unpriced_events,
+            unpriced.counters().unpriced_tokens
+        ),
+        (1, 1500)
+    );
+    assert_eq!(r.hops[1].complete_cost(), Some(gpt41(10, 1)));
+    let model = s
+        .by_model
+        .iter()
+        .find(|m| &*m.name == "mystery-model-9")
+        .expect("model row");
+    assert_eq!(model.priced_as, None);
+    assert_eq!(model.counters.unpriced_events, 1);
+}
+
+#[test]
+fn a_reported_cost_wins_over_the_computed_one_and_both_are_kept() {
+    let mut reported = hop("r", Some(1), "a", "gpt-4.1", 1000, 100);
+    reported.reported_cost = Some(Usd::from_picos(1_234_567));
+    let s = fold(
+        &mut ledger(),
+        &[reported, hop("r", Some(2), "a", "gpt-4.1", 1000, 100)],
+    );
+    let t = &s.totals;
+    assert_eq!(t.cost, Usd::from_picos(1_234_567) + gpt41(1000, 100));
+    assert_eq!(t.reported_cost, Usd::from_picos(1_234_567));
+    assert_eq!(t.computed_cost, gpt41(1000, 100) + gpt41(1000, 100));
+    assert_eq!((t.reported_events, t.computed_events), (1, 2));
+    let r = run(&s, "r");
+    assert_eq!(r.hops[0].provenance, Provenance::Reported);
+    assert_eq!(r.hops[0].cost, Usd::from_picos(1_234_567));
+    assert_eq!(r.hops[0].counters().computed_cost, gpt41(1000, 100));
+    assert_eq!(r.hops[1].provenance, Provenance::Computed);
+    // A hop mixing both takes the least trustworthy provenance.
+    let mut estimated = hop("m", Some(1), "a", "gpt-4.1", 10, 10);
+    estimated.estimated = true;
+    let mixed = fold(
+        &mut ledger(),
+        &[hop("m", Some(1), "a", "gpt-4.1", 10, 10), estimated],
+    );
+    let h = &run(&mixed, "m").hops[0];
+    assert_eq!(h.provenance, Provenance::Estimated);
+    assert_eq!(
+        (h.counters().estimated_events, h.counters().computed_events),
+        (1, 2)
+    );
+}
+
+#[test]
+fn set_prices_does_not_reprice_past_hops() {
+    let mut ledger = ledger();
+    let before = fold(&mut ledger, &[hop("r", Some(1), "a", "gpt-4.1", 1000, 100)]);
+    let old_version = before.runs[0].hops[0]
+        .price_version
+        .clone()
+        .expect("priced");
+    let table = PriceBook::parse_override(
+        "version = \"test-2\"\n[[model]]\nname = \"gpt-4.1\"\ninput = 20.0\noutput = 80.0\n",
+        "t.toml",
+    )
+    .expect("valid table");
+    ledger.set_prices(PriceBook::embedded().with_override(table));
+    let after = fold(&mut ledger, &[hop("r", Some(2), "a", "gpt-4.1", 1000, 100)]);
+    let r = run(&after, "r");
+    assert_eq!(r.hops[0].cost, gpt41(1000, 100), "history is not repriced");
+    assert_eq!(r.hops[0].price_version.as_deref(), Some(&*old_version));
+    assert_eq!(
+        r.hops[1].cost,
+        Usd::from_picos(1000 * 20_000_000 + 100 * 80_000_000)
+    );
+    let new_version = r.hops[1].price_version.as_deref().expect("priced");
+    assert!(new_version.starts_with("test-2"), "{new_version}");
+    assert_ne!(new_version, &*old_version);
+    assert_eq!(after.totals.cost, r.hops[0].cost + r.hops[1].cost);
+}
+
+#[test]
+fn budget_exceeded_and_run_end_mark_the_run_and_hop() {
+    let budget = |hop: Option<u32>| TelemetryEvent {
+        kind: EventKind::BudgetExceeded {
+            limit_kind: Some("tokens".into()),
+            limit: Some(100),
+            observed: Some(120),
+            action: Some("stop".into()),
+        },
+        ..at(hop_event(hop), T0 + MINUTE)
+    };
+    fn hop_event(n: Option<u32>) -> TelemetryEvent<'static> {
+        hop("r", n, "a", "gpt-4.1", 0, 0)
+    }
+    let mut end = hop("r", None, "a", "gpt-4.1", 0, 0);
+    end.kind = EventKind::RunEnd;
+    end.status = Some(Cow::Borrowed("budget"));
+    let s = fold(
+        &mut ledger(),
+        &[
+            hop("r", Some(1), "a", "gpt-4.1", 10, 1),
+            hop("r", Some(2), "a", "gpt-4.1", 10, 1),
+            budget(Some(2)),
+            budget(None),
+            end,
+        ],
+    );
+    let r = run(&s, "r");
+    assert_eq!(r.budget_hits.len(), 2);
+    assert_eq!(r.budget_hits[0].hop, Some(2));
+    assert_eq!(
+        r.hops[1].budget_hit.as_ref().map(|b| b.observed),
+        Some(Some(120))
+    );
+    assert!(r.hops[0].budget_hit.is_none());
+    assert_eq!(r.ended.as_deref(), Some("budget"));
+    assert_eq!((s.budget_events, s.run_ends), (2, 1));
+    assert_eq!(
+        s.totals.events, 2,
+        "budget and run_end records are not calls"
+    );
+    assert_eq!(r.last_ts_ms, Some(T0 + MINUTE));
+}
+
+#[test]
+fn minutes_and_periods_bucket_by_time_in_the_zone() {
+    let spec = |unit| PeriodSpec {
+        unit,
+        timezone: chrono_tz::America::New_York,
+    };
+    // T0 is Monday 10:00 UTC = 05:00 in New York (EST); -7 h is Sunday 23:00 there.
+    let events = [
+        at(hop("r", None, "a", "gpt-4.1", 1, 0), T0),
+        at(hop("r", None, "a", "gpt-4.1", 2, 0), T0 + 59_999),
+        at(hop("r", None, "a", "gpt-4.1", 4, 0), T0 + MINUTE),
+        at(hop("r", None, "a", "gpt-4.1", 8, 0), T0 - 7 * 3_600_000),
+        at(hop("r", None, "a", "gpt-4.1", 16, 0), T0 + 3 * MINUTE),
+        at(hop("r", None, "a", "gpt-4.1", 32, 0), T0 + 60_001),
+    ];
+    let mut by_day = Ledger::new(
+        PriceBook::embedded(),
+        LedgerConfig {
+            recent_capacity: 0,
+            period: Some(spec(PeriodUnit::Day)),
+        },
+    );
+    let s = fold(&mut by_day, &events);
+    let minutes: Vec<(i64, u64)> = s
+        .per_minute
+        .iter()
+        .map(|(m, c)| (*m, c.input_tokens))
+        .collect();
+    let m0 = T0 / MINUTE;
+    assert_eq!(
+        minutes,
+        vec![(m0 - 420, 8), (m0, 3), (m0 + 1, 36), (m0 + 3, 16)]
+    );
+    let days: Vec<(&str, u64)> = s
+        .periods
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.input_tokens))
+        .collect();
+    assert_eq!(days, vec![("2026-03-01", 8), ("2026-03-02", 55)]);
+    let mut by_week = Ledger::new(
+        PriceBook::embedded(),
+        LedgerConfig {
+            recent_capacity: 0,
+            period: Some(spec(PeriodUnit::Week)),
+        },
+    );
+    let weeks: Vec<String> = fold(&mut by_week, &events)
+        .periods
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(weeks, ["2026-W09", "2026-W10"]);
+    let mut by_month = Ledger::new(
+        PriceBook::embedded(),
+        LedgerConfig {
+            recent_capacity: 0,
+            period: Some(spec(PeriodUnit::Month)),
+        },
+    );
+    let months: Vec<(String, u64)> = fold(&mut by_month, &events)
+        .periods
+        .into_iter()
+        .map(|(p, c)| (p, c.events))
+        .collect();
+    assert_eq!(months, vec![("2026-03".to_owned(), 6)]);
+    assert!(
+        fold(&mut ledger(), &events).periods.is_empty(),
+        "no periods unless asked"
+    );
+}
+
+#[test]
+fn many_interleaved_minutes_keep_exact_buckets() {
+    // More minutes in flight than the ledger keeps open at once.
+    let events: Vec<TelemetryEvent<'static>> = (0..200_i64)
+        .map(|i| {
+            at(
+                hop("r", None, "a", "gpt-4.1", 1, 0),
+                T0 + (i * 7 % 11) * MINUTE + i,
+            )
+        })
+        .collect();
+    let s = fold(&mut ledger(), &events);
+    assert_eq!(s.per_minute.len(), 11);
+    assert!(
+        s.per_minute.windows(2).all(|w| w[0].0 < w[1].0),
+        "sorted, no duplicates"
+    );
+    for (k, (minute, c)) in s.per_minute.iter().enumerate() {
+        let expected = (0..200_i64).filter(|i| i * 7 % 11 == k as i64).count() as u64;
+        assert_eq!((*minute, c.events), (T0 / MINUTE + k as i64, expected));
+    }
+}
+
+#[test]
+fn the_recent_ring_stays_bounded() {
+    let mut ledger = Ledger::new(
+        PriceBook::embedded(),
+        LedgerConfig {
+            recent_capacity: 3,
+            period: None,
+        },
+    );
+    let events: Vec<TelemetryEvent<'static>> = (0..10)
+        .map(|i| at(hop("r", None, "a", "gpt-4.1", i, 0), T0 + i as i64))
+        .collect();
+    let s = fold(&mut ledger, &events);
+    let hops: Vec<u32> = s.recent.iter().map(|r| r.hop).collect();
+    assert_eq!(hops, [8, 9, 10]);
+    assert!(
+        s.recent
+            .iter()
+            .all(|r| r.kind == RecentKind::Hop && &*r.agent == "a")
+    );
+    let mut none = Ledger::new(
+        PriceBook::embedded(),
+        LedgerConfig {
+            recent_capacity: 0,
+            period: None,
+        },
+    );
+    assert!(fold(&mut none, &events).recent.is_empty());
+}
+
+#[test]
+fn later_labels_and_price_versions_restamp_a_hop() {
+    let mut first = hop("r", Some(1), "a", "gpt-4.1", 1, 1);
+    first.task = Some(Cow::Borrowed("plan"));
+    let unlabelled = hop("r", Some(1), "a", "mystery-model-9", 1, 1);
+    let mut relabelled = hop("r", Some(1), "a", "gpt-4.1", 1, 1);
+    relabelled.tool = Some(Cow::Borrowed("search"));
+    let s = fold(&mut ledger(), &[first, unlabelled]);
+    let h = &run(&s, "r").hops[0];
+    assert_eq!(
+        h.labels.task.as_deref(),
+        Some("plan"),
+        "a call without labels keeps them"
+    );
+    assert!(
+        h.price_version.is_some(),
+        "an unpriced call keeps the version"
+    );
+    assert_eq!(h.complete_cost(), None);
+    let mut ledger = ledger();
+    let mut first = hop("r", Some(1), "a", "gpt-4.1", 1, 1);
+    first.task = Some(Cow::Borrowed("plan"));
+    let s = fold(&mut ledger, &[first, relabelled]);
+    let h = &run(&s, "r").hops[0];
+    assert_eq!(
+        (h.labels.task.as_deref(), h.labels.tool.as_deref()),
+        (None, Some("search"))
+    );
+}
