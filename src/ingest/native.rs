@@ -31,7 +31,7 @@ pub struct LineOrigin<'s> {
     pub source: &'s str,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct RawRecord<'a> {
     #[serde(rename = "type", borrow, default)]
     kind: Option<Text<'a>>,
@@ -122,6 +122,18 @@ pub fn parse_line<'a>(
     line: &'a [u8],
     origin: LineOrigin<'_>,
 ) -> Result<TelemetryEvent<'a>, ParseError> {
+    if let Some(raw) = fast::record(line) {
+        return normalize(raw, origin);
+    }
+    parse_line_serde(line, origin)
+}
+
+/// [`parse_line`] through serde_json alone (the reference the fast path is
+/// tested against).
+fn parse_line_serde<'a>(
+    line: &'a [u8],
+    origin: LineOrigin<'_>,
+) -> Result<TelemetryEvent<'a>, ParseError> {
     // serde_json validates UTF-8 inside strings as it goes (JSON outside
     // strings is ASCII), so the separate check runs only on the error path.
     let raw: RawRecord<'a> = serde_json::from_slice(line).map_err(|e| {
@@ -142,6 +154,9 @@ pub fn parse_str<'a>(
     text: &'a str,
     origin: LineOrigin<'_>,
 ) -> Result<TelemetryEvent<'a>, ParseError> {
+    if let Some(raw) = fast::record(text.as_bytes()) {
+        return normalize(raw, origin);
+    }
     let raw: RawRecord<'a> =
         serde_json::from_str(text).map_err(|e| ParseError::Json(json_reason(&e)))?;
     normalize(raw, origin)
@@ -472,3 +487,329 @@ impl<'de> Deserialize<'de> for CostUsd {
 
 #[cfg(test)]
 mod tests;
+
+/// A schema-specific reader for the common shape of a record: one flat
+/// object of known keys whose values are plain strings (no escapes),
+/// non-negative integers or `null`. It builds the same [`RawRecord`] serde
+/// would, and gives up (`None`) on anything else (escapes, unknown or
+/// repeated keys, floats, `cost_usd`, invalid UTF-8, bad timestamps …), which
+/// then goes through serde_json unchanged, errors and all. About twice as
+/// fast as the generic path; `fast_path_tests` checks it against serde.
+mod fast {
+    use std::borrow::Cow;
+
+    use super::{MIN_EPOCH_MS, RawRecord, Text, TsMillis, fast_rfc3339_millis};
+
+    struct Cursor<'a> {
+        text: &'a str,
+        at: usize,
+    }
+
+    impl<'a> Cursor<'a> {
+        fn peek(&self) -> Option<u8> {
+            self.text.as_bytes().get(self.at).copied()
+        }
+
+        fn skip_ws(&mut self) {
+            while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+                self.at += 1;
+            }
+        }
+
+        fn eat(&mut self, byte: u8) -> Option<()> {
+            (self.peek()? == byte).then(|| self.at += 1)
+        }
+
+        /// A string without escapes or control characters; the cursor is on
+        /// its opening quote.
+        fn string(&mut self) -> Option<&'a str> {
+            self.eat(b'"')?;
+            let bytes = self.text.as_bytes();
+            let start = self.at;
+            let len = bytes[start..]
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+            self.at = start + len;
+            self.eat(b'"')?;
+            self.text.get(start..start + len)
+        }
+
+        /// `null` followed by a delimiter.
+        fn null(&mut self) -> Option<()> {
+            if self.text.as_bytes().get(self.at..self.at + 4)? == b"null" {
+                self.at += 4;
+                self.delimited()
+            } else {
+                None
+            }
+        }
+
+        /// The next byte ends a value.
+        fn delimited(&self) -> Option<()> {
+            matches!(
+                self.peek(),
+                Some(b' ' | b'\t' | b'\n' | b'\r' | b',' | b'}')
+            )
+            .then_some(())
+        }
+
+        /// A JSON integer that fits `u64`: no sign, fraction, exponent or
+        /// leading zero (those take the generic path).
+        fn integer(&mut self) -> Option<u64> {
+            let bytes = self.text.as_bytes();
+            let start = self.at;
+            let mut value = 0_u64;
+            while let Some(&b) = bytes.get(self.at).filter(|b| b.is_ascii_digit()) {
+                value = value.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+                self.at += 1;
+            }
+            let digits = self.at - start;
+            if digits == 0 || (digits > 1 && bytes[start] == b'0') {
+                return None;
+            }
+            self.delimited()?;
+            Some(value)
+        }
+
+        fn opt_text(&mut self) -> Option<Option<Text<'a>>> {
+            if self.peek()? == b'n' {
+                self.null().map(|()| None)
+            } else {
+                self.string().map(|s| Some(Text(Cow::Borrowed(s))))
+            }
+        }
+
+        fn opt_u64(&mut self) -> Option<Option<u64>> {
+            if self.peek()? == b'n' {
+                self.null().map(|()| None)
+            } else {
+                self.integer().map(Some)
+            }
+        }
+
+        fn opt_ts(&mut self) -> Option<Option<TsMillis>> {
+            match self.peek()? {
+                b'n' => self.null().map(|()| None),
+                b'"' => {
+                    let text = self.string()?;
+                    let ms = fast_rfc3339_millis(text).or_else(|| {
+                        chrono::DateTime::parse_from_rfc3339(text)
+                            .ok()
+                            .map(|t| t.timestamp_millis())
+                    })?;
+                    Some(Some(TsMillis(ms)))
+                }
+                _ => {
+                    let ms = i64::try_from(self.integer()?).ok()?;
+                    (ms >= MIN_EPOCH_MS).then_some(Some(TsMillis(ms)))
+                }
+            }
+        }
+    }
+
+    /// Sets a field once: a repeated key is serde's error to report.
+    fn once<T>(seen: &mut u32, bit: u32, slot: &mut Option<T>, value: Option<T>) -> Option<()> {
+        if *seen & (1 << bit) != 0 {
+            return None;
+        }
+        *seen |= 1 << bit;
+        *slot = value;
+        Some(())
+    }
+
+    /// The record, when the line has the common shape.
+    pub(super) fn record(line: &[u8]) -> Option<RawRecord<'_>> {
+        let text = std::str::from_utf8(line).ok()?;
+        let mut c = Cursor { text, at: 0 };
+        let mut r = RawRecord::default();
+        let mut seen = 0_u32;
+        c.skip_ws();
+        c.eat(b'{')?;
+        c.skip_ws();
+        if c.peek()? == b'}' {
+            c.at += 1;
+        } else {
+            loop {
+                let key = c.string()?;
+                c.skip_ws();
+                c.eat(b':')?;
+                c.skip_ws();
+                let s = &mut seen;
+                match key {
+                    "type" => once(s, 0, &mut r.kind, c.opt_text()?),
+                    "ts" => once(s, 1, &mut r.ts, c.opt_ts()?),
+                    "run_id" => once(s, 2, &mut r.run_id, c.opt_text()?),
+                    "hop" => {
+                        let hop = match c.opt_u64()? {
+                            Some(n) => Some(u32::try_from(n).ok()?),
+                            None => None,
+                        };
+                        once(s, 3, &mut r.hop, hop)
+                    }
+                    "agent" => once(s, 4, &mut r.agent, c.opt_text()?),
+                    "parent_agent" => once(s, 5, &mut r.parent_agent, c.opt_text()?),
+                    "user" => once(s, 6, &mut r.user, c.opt_text()?),
+                    "segment" => once(s, 7, &mut r.segment, c.opt_text()?),
+                    "task" => once(s, 8, &mut r.task, c.opt_text()?),
+                    "tool" => once(s, 9, &mut r.tool, c.opt_text()?),
+                    "provider" => once(s, 10, &mut r.provider, c.opt_text()?),
+                    "model" => once(s, 11, &mut r.model, c.opt_text()?),
+                    "input_tokens" => once(s, 12, &mut r.input_tokens, c.opt_u64()?),
+                    "output_tokens" => once(s, 13, &mut r.output_tokens, c.opt_u64()?),
+                    "cache_read_tokens" => once(s, 14, &mut r.cache_read_tokens, c.opt_u64()?),
+                    "cache_write_tokens" => once(s, 15, &mut r.cache_write_tokens, c.opt_u64()?),
+                    "cache_write_1h_tokens" => {
+                        once(s, 16, &mut r.cache_write_1h_tokens, c.opt_u64()?)
+                    }
+                    "reasoning_tokens" => once(s, 17, &mut r.reasoning_tokens, c.opt_u64()?),
+                    "latency_ms" => once(s, 18, &mut r.latency_ms, c.opt_u64()?),
+                    "status" => once(s, 19, &mut r.status, c.opt_text()?),
+                    "prompt" => once(s, 20, &mut r.prompt, c.opt_text()?),
+                    "completion" => once(s, 21, &mut r.completion, c.opt_text()?),
+                    "limit_kind" => once(s, 22, &mut r.limit_kind, c.opt_text()?),
+                    "limit" => once(s, 23, &mut r.limit, c.opt_u64()?),
+                    "tokens" => once(s, 24, &mut r.tokens, c.opt_u64()?),
+                    "action" => once(s, 25, &mut r.action, c.opt_text()?),
+                    // cost_usd (exact decimal parsing) and unknown keys.
+                    _ => None,
+                }?;
+                c.skip_ws();
+                match c.peek()? {
+                    b',' => {
+                        c.at += 1;
+                        c.skip_ws();
+                    }
+                    b'}' => {
+                        c.at += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        c.skip_ws();
+        (c.at == line.len()).then_some(r)
+    }
+}
+
+#[cfg(test)]
+mod fast_path_tests {
+    use super::*;
+
+    const ORIGIN: LineOrigin<'static> = LineOrigin { source: "t.jsonl" };
+
+    fn seeds() -> Vec<Vec<u8>> {
+        let mut lines: Vec<Vec<u8>> = Vec::new();
+        for dir in [
+            "sample_logs/teams",
+            "sample_logs/misc",
+            "sample_logs",
+            "tests/fixtures",
+        ] {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            let mut paths: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+            paths.sort();
+            for path in paths
+                .iter()
+                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            {
+                let data = std::fs::read(path).unwrap();
+                lines.extend(data.split(|b| *b == b'\n').map(<[u8]>::to_vec));
+            }
+        }
+        for extra in [
+            r#"{"ts":"2026-03-01T10:00:00.000Z","run_id":"r","hop":3,"agent":"a","model":"gpt-4.1","input_tokens":10,"output_tokens":1}"#,
+            r#" { "ts" : 1772400000000 , "agent" : null , "model":"m", "input_tokens":0,"output_tokens":0 } "#,
+            r#"{"ts":"2026-03-05T10:00:00+05:30","agent":"a\"b","model":"m","input_tokens":1,"output_tokens":1}"#,
+            r#"{"ts":"2026-03-05T10:00:00,000Z","model":"m","input_tokens":1,"output_tokens":1}"#,
+            r#"{"ts":1772400000,"model":"m","input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","input_tokens":1,"output_tokens":1,"input_tokens":2}"#,
+            r#"{"model":"m","input_tokens":null,"output_tokens":1,"input_tokens":2}"#,
+            r#"{"model":"m","input_tokens":01,"output_tokens":1}"#,
+            r#"{"model":"m","input_tokens":1.0,"output_tokens":1}"#,
+            r#"{"model":"m","input_tokens":-1,"output_tokens":1}"#,
+            r#"{"model":"m","input_tokens":18446744073709551616,"output_tokens":1}"#,
+            r#"{"model":"m","input_tokens":18446744073709551615,"output_tokens":1}"#,
+            r#"{"model":"m","hop":4294967296,"input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","cost_usd":0.25,"input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","extra":{"x":[1,2]},"input_tokens":1,"output_tokens":1}"#,
+            r#"{"type":"budget_exceeded","run_id":"r","hop":2,"limit_kind":"tokens","limit":100,"tokens":120,"action":"stop"}"#,
+            r#"{"type":"run_end","run_id":"r","status":"ok"}"#,
+            r#"{"type":"weird","run_id":"r"}"#,
+            r#"{"model":"m","prompt":"hello world","completion":"hi"}"#,
+            r#"{"model":"m","input_tokens":5,"output_tokens":1,"cache_read_tokens":6}"#,
+            r#"{"model":"m","input_tokens":5,"output_tokens":1,"reasoning_tokens":2,"cache_write_tokens":1,"cache_write_1h_tokens":1}"#,
+            r#"{"model":"   ","agent":"","run_id":" ","input_tokens":5,"output_tokens":1}"#,
+            "{\"model\":\"caf\u{e9}\",\"input_tokens\":5,\"output_tokens\":1}",
+            r#"{}"#,
+            r#"[]"#,
+            r#"{"model":"m","input_tokens":5,"output_tokens":1}x"#,
+            r#"{"model":"m","input_tokens":5,"output_tokens":1,}"#,
+            r#"{"model":"m" "input_tokens":5}"#,
+            r#"{"model":true,"input_tokens":5,"output_tokens":1}"#,
+            r#"{"ts":"","model":"m","input_tokens":5,"output_tokens":1}"#,
+            r#"{"ts":"2026-02-30T10:00:00Z","model":"m","input_tokens":5,"output_tokens":1}"#,
+        ] {
+            lines.push(extra.as_bytes().to_vec());
+        }
+        lines.push(b"{\"model\":\"\xff\",\"input_tokens\":5,\"output_tokens\":1}".to_vec());
+        lines.push(b"{\"model\":\"a\tb\",\"input_tokens\":5,\"output_tokens\":1}".to_vec());
+        lines
+    }
+
+    fn check(line: &[u8]) -> bool {
+        let Some(raw) = fast::record(line) else {
+            return false;
+        };
+        let fast = normalize(raw, ORIGIN);
+        let reference = parse_line_serde(line, ORIGIN);
+        assert_eq!(fast, reference, "{}", String::from_utf8_lossy(line));
+        true
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_serde_on_seeds() {
+        let seeds = seeds();
+        let fast = seeds.iter().filter(|l| check(l)).count();
+        assert!(seeds.len() > 400, "{}", seeds.len());
+        assert!(
+            fast * 10 > seeds.len() * 8,
+            "most lines take the fast path: {fast}/{}",
+            seeds.len()
+        );
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_serde_on_mutations() {
+        // Deterministic xorshift: every mutation that the fast path accepts
+        // must give serde's result exactly.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let alphabet = b" \t\"\\{}[]:,0123456789-+.eEnultrfaxyz\xc3\xa9\x01";
+        let seeds = seeds();
+        let mut accepted = 0;
+        for i in 0..60_000 {
+            let mut line = seeds[i % seeds.len()].clone();
+            for _ in 0..=(next() % 3) {
+                let pos = usize::try_from(next()).unwrap() % (line.len() + 1);
+                let byte = alphabet[usize::try_from(next()).unwrap() % alphabet.len()];
+                match next() % 3 {
+                    0 if pos < line.len() => line[pos] = byte,
+                    1 if pos < line.len() => {
+                        line.remove(pos);
+                    }
+                    _ => line.insert(pos, byte),
+                }
+            }
+            accepted += usize::from(check(&line));
+        }
+        assert!(accepted > 5_000, "{accepted}");
+    }
+}
