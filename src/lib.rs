@@ -14,12 +14,14 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod config;
 pub mod ingest;
 pub mod live;
 pub mod model;
 pub mod pricing;
 pub mod report;
 pub mod sanitize;
+pub mod ui;
 pub mod when;
 pub mod workload;
 
