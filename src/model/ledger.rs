@@ -95,12 +95,21 @@ pub struct HopLabels {
 }
 
 /// Borrowed form of [`HopLabels`], compared and hashed without allocating.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, Eq, Hash)]
 struct LabelsRef<'a> {
     parent_agent: Option<&'a str>,
     task: Option<&'a str>,
     tool: Option<&'a str>,
     status: Option<&'a str>,
+}
+
+impl PartialEq for LabelsRef<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        same_opt(self.parent_agent, other.parent_agent)
+            && same_opt(self.task, other.task)
+            && same_opt(self.tool, other.tool)
+            && same_opt(self.status, other.status)
+    }
 }
 
 impl HopLabels {
@@ -146,12 +155,21 @@ pub struct HopIdent {
 }
 
 /// The interning key of a [`HopIdent`].
-#[derive(Hash, PartialEq, Eq)]
+#[derive(Hash, Eq)]
 struct IdentKey<'a> {
     agent_ix: usize,
     model_ix: usize,
     labels: LabelsRef<'a>,
     price_version: Option<&'a str>,
+}
+
+impl PartialEq for IdentKey<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.agent_ix == other.agent_ix
+            && self.model_ix == other.model_ix
+            && self.labels == other.labels
+            && same_opt(self.price_version, other.price_version)
+    }
 }
 
 impl HopIdent {
@@ -453,9 +471,30 @@ pub enum RecentKind {
 #[derive(Debug, Clone)]
 pub(crate) struct Table<V> {
     pub(crate) rows: Vec<V>,
-    index: HashTable<usize>,
+    /// (hash of the name, position): growing never re-hashes names.
+    index: HashTable<(u64, usize)>,
     hasher: DefaultHashBuilder,
     last: usize,
+}
+
+/// String equality for short names and labels, inlined (a `memcmp` call
+/// costs more than the compare itself at these lengths).
+#[inline]
+fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let (mut x, mut y) = (a.chunks_exact(8), b.chunks_exact(8));
+    x.by_ref().zip(y.by_ref()).all(|(p, q)| p == q) && x.remainder() == y.remainder()
+}
+
+fn same_opt(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => same(a, b),
+        (None, None) => true,
+        _ => false,
+    }
 }
 
 /// How a [`Table`] row is named.
@@ -496,19 +535,21 @@ impl<V: Named> Table<V> {
         if self
             .rows
             .get(self.last)
-            .is_some_and(|row| row.name() == name)
+            .is_some_and(|row| same(row.name(), name))
         {
             return self.last;
         }
         let hash = self.hasher.hash_one(name);
         let rows = &self.rows;
-        let found = self.index.find(hash, |&i| rows[i].name() == name).copied();
+        let found = self
+            .index
+            .find(hash, |&(h, i)| h == hash && same(rows[i].name(), name))
+            .map(|&(_, i)| i);
         let position = found.unwrap_or_else(|| {
             let position = self.rows.len();
             self.rows.push(make(Arc::from(name)));
-            let (rows, hasher) = (&self.rows, &self.hasher);
             self.index
-                .insert_unique(hash, position, |&i| hasher.hash_one(rows[i].name()));
+                .insert_unique(hash, (hash, position), |&(h, _)| h);
             position
         });
         self.last = position;
@@ -529,7 +570,11 @@ struct Idents {
     hasher: DefaultHashBuilder,
     /// Interned label strings, shared by idents.
     labels: HashSet<Arc<str>>,
+    /// Recently used idents by (agent, model, position) slot.
+    cache: Vec<Option<Arc<HopIdent>>>,
 }
+
+const IDENT_CACHE: usize = 64;
 
 impl Idents {
     fn label(&mut self, text: &str) -> Arc<str> {
@@ -539,13 +584,16 @@ impl Idents {
     }
 
     /// The ident with these parts; `agent` and `model` name positions
-    /// `agent_ix` and `model_ix`.
+    /// `agent_ix` and `model_ix`. `position` (the hop's) picks a slot in a
+    /// small cache checked before hashing: workflows repeat the same
+    /// agent, model and labels at the same positions run after run.
     fn intern(
         &mut self,
         (agent_ix, agent): (usize, &Arc<str>),
         (model_ix, model): (usize, &Arc<str>),
         labels: LabelsRef<'_>,
         price_version: Option<&Arc<str>>,
+        position: u32,
     ) -> Arc<HopIdent> {
         let key = IdentKey {
             agent_ix,
@@ -553,8 +601,19 @@ impl Idents {
             labels,
             price_version: price_version.map(|v| &**v),
         };
+        let slot = (agent_ix.wrapping_mul(31) ^ model_ix.wrapping_mul(7) ^ position as usize)
+            % IDENT_CACHE;
+        if let Some(cached) = self.cache.get(slot).and_then(Option::as_ref)
+            && cached.key() == key
+        {
+            return cached.clone();
+        }
+        if self.cache.is_empty() {
+            self.cache = vec![None; IDENT_CACHE];
+        }
         let hash = self.hasher.hash_one(&key);
         if let Some(found) = self.index.find(hash, |ident| ident.key() == key) {
+            self.cache[slot] = Some(found.clone());
             return found.clone();
         }
         let ident = Arc::new(HopIdent {
@@ -573,6 +632,7 @@ impl Idents {
         let hasher = &self.hasher;
         self.index
             .insert_unique(hash, ident.clone(), |i| hasher.hash_one(i.key()));
+        self.cache[slot] = Some(ident.clone());
         ident
     }
 }
@@ -848,6 +908,7 @@ impl Ledger {
                             .price_version
                             .as_ref()
                             .or(ident.price_version.as_ref()),
+                        hop.hop,
                     );
                 }
                 index
@@ -858,6 +919,7 @@ impl Ledger {
                     (model_ix, &model.name),
                     labels,
                     model.price_version.as_ref(),
+                    position,
                 );
                 if run.hops.is_empty() {
                     run.hops.reserve_exact(8);

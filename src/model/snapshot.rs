@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::counters::Counters;
 use super::ledger::{KeyedAgg, Ledger, ModelAgg, RecentEvent, RunAgg};
+use super::money::Usd;
 
 /// Aggregate rows sorted by cost (highest first), then name.
 #[derive(Debug, Clone, Default)]
@@ -27,6 +28,9 @@ pub struct Snapshot {
     /// Oldest first.
     pub recent: Vec<RecentEvent>,
 }
+
+/// Highest cost, then most tokens, then run id; then the run's position.
+type RunKey<'a> = (std::cmp::Reverse<(Usd, u64)>, &'a str, usize);
 
 fn by_cost_then_name<T>(rows: &mut [T], key: impl Fn(&T) -> (&Counters, &str)) {
     rows.sort_by(|a, b| {
@@ -54,8 +58,26 @@ impl Snapshot {
             .cloned()
             .collect();
         by_cost_then_name(&mut by_model, |r| (&r.counters, &r.name));
-        let mut runs: Vec<Arc<RunAgg>> = ledger.runs.rows.clone();
-        by_cost_then_name(&mut runs, |r| (&r.counters, &r.run_id));
+        // Sort compact keys rather than chase every run's pointer per comparison.
+        let mut order: Vec<RunKey<'_>> = ledger
+            .runs
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                (
+                    std::cmp::Reverse((r.counters.cost, r.counters.total_tokens)),
+                    &*r.run_id,
+                    i,
+                )
+            })
+            .collect();
+        // Run ids are unique, so the order is total and an unstable sort is exact.
+        order.sort_unstable();
+        let runs: Vec<Arc<RunAgg>> = order
+            .iter()
+            .map(|&(_, _, i)| ledger.runs.rows[i].clone())
+            .collect();
         let periods = match ledger.config().period {
             Some(spec) => ledger
                 .periods
