@@ -54,6 +54,15 @@ pub struct LiveArgs {
     /// Print one JSON snapshot per interval to stdout instead of the dashboard.
     #[arg(long)]
     pub jsonl: bool,
+    /// Config file (default: $XDG_CONFIG_HOME/tokwatch/config.toml).
+    #[arg(long, value_name = "FILE", env = "TOKWATCH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Dashboard theme: dark, light, high-contrast, solarized, a user theme name, or a .toml path.
+    #[arg(long, value_name = "NAME|PATH", env = "TOKWATCH_THEME")]
+    pub theme: Option<String>,
+    /// Dashboard log file (default: $XDG_STATE_HOME/tokwatch/tokwatch.log); never the screen.
+    #[arg(long, value_name = "FILE", env = "TOKWATCH_LOG_FILE")]
+    pub log_file: Option<PathBuf>,
     /// Snapshot interval for --jsonl.
     #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
     pub interval: Duration,

@@ -17,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod ingest;
 pub mod live;
+pub mod logging;
 pub mod model;
 pub mod pricing;
 pub mod report;
@@ -66,16 +67,25 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Live mode: sources → aggregator → snapshots.
-fn run_live(args: LiveArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        !args.follow.is_empty() || !args.listen.is_empty(),
-        "nothing to watch: pass --follow PATH and/or --listen ADDR (or use `tokwatch report PATH`)"
-    );
-    anyhow::ensure!(
-        args.jsonl,
-        "the dashboard is not built yet: add --jsonl for headless live snapshots"
-    );
+/// Live mode: sources → aggregator → snapshots, shown by the dashboard or
+/// printed as JSON lines. Without sources, the dashboard shows the built-in
+/// sample workload.
+fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
+    let demo = if args.follow.is_empty() && args.listen.is_empty() {
+        anyhow::ensure!(
+            !args.jsonl,
+            "nothing to watch: pass --follow PATH and/or --listen ADDR"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("tokwatch-demo-")
+            .tempdir()
+            .context("cannot create the demo directory")?;
+        workload::write_samples(dir.path())?;
+        args.follow.push(dir.path().display().to_string());
+        Some(dir)
+    } else {
+        None
+    };
     let prices = load_prices(args.prices.as_deref())?;
     let tz = resolve_timezone(args.timezone.as_deref())?;
     let window = TimeWindow {
@@ -113,7 +123,51 @@ fn run_live(args: LiveArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(live::run_headless(settings, prices))
+    if args.jsonl {
+        return runtime.block_on(live::run_headless(settings, prices));
+    }
+    let ui = dashboard_settings(args.config.as_deref(), args.theme.as_deref())?;
+    let _log = logging::init_file(args.log_file.as_deref())?;
+    tracing::info!(sources = ?settings.follow, listen = ?settings.listen, "dashboard starting");
+    let result = runtime.block_on(ui::app::run_tui(settings, prices, ui));
+    drop(demo);
+    result
+}
+
+/// Config file, themes and keymap for the dashboard.
+fn dashboard_settings(
+    config_path: Option<&Path>,
+    theme: Option<&str>,
+) -> anyhow::Result<ui::app::UiSettings> {
+    let settings = match config::config_path(config_path) {
+        Some((path, explicit)) => config::load(Some(&path), explicit)?,
+        None => config::load(None, false)?,
+    };
+    let user_dir = config::user_theme_dir();
+    // --theme beats NO_COLOR, which beats the config file's theme (no-color.org).
+    let no_color = config::no_color_requested();
+    let first = ui::theme::Theme::resolve(&settings, theme, no_color, user_dir.as_deref())?;
+    // `t` cycles through the built-in themes after the chosen one (not under NO_COLOR).
+    let mut themes = vec![first];
+    if !(no_color && theme.is_none()) {
+        for name in ui::theme::Theme::builtin_names() {
+            if *name != themes[0].name
+                && let Some(mut builtin) = ui::theme::Theme::builtin(name)
+            {
+                builtin.apply_overrides(&settings.theme_overrides);
+                themes.push(builtin);
+            }
+        }
+    }
+    Ok(ui::app::UiSettings {
+        themes,
+        keymap: settings.keymap.clone(),
+        max_fps: settings.ui.max_fps,
+        snapshot_interval: settings.ui.snapshot_interval,
+        mouse: settings.ui.mouse,
+        rules: settings.insights.bleed_rules(),
+        recent_events: settings.ui.recent_events,
+    })
 }
 
 fn now_ms() -> i64 {

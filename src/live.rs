@@ -82,6 +82,20 @@ impl Aggregator {
         }
     }
 
+    /// Keeps `capacity` recent events for the live tail (default 500).
+    #[must_use]
+    pub fn with_recent_events(mut self, capacity: usize) -> Self {
+        let prices = self.ledger.prices().clone();
+        self.ledger = Ledger::new(
+            prices,
+            LedgerConfig {
+                recent_capacity: capacity,
+                ..LedgerConfig::default()
+            },
+        );
+        self
+    }
+
     #[must_use]
     pub fn stats(&self) -> &IngestStats {
         &self.stats

@@ -231,14 +231,18 @@ pub struct Insights {
     pub reasoning_cost: Usd,
 }
 
+/// Runs, carried tokens, cost and reason counts of one (agent, hop) while summing.
+type OffenderSums = (u64, u64, Usd, BTreeMap<&'static str, u64>);
+/// Input tokens and costs of one (agent, hop) across runs.
+type PositionSamples = (Vec<u64>, Vec<Usd>);
+
 impl Insights {
     /// Derives insights; `prices` values cache savings and reasoning cost.
     #[must_use]
     pub fn compute(snapshot: &Snapshot, rules: &BleedRules, prices: &PriceBook) -> Insights {
         let mut insights = Insights::default();
-        let mut offenders: BTreeMap<(Arc<str>, u32), (u64, u64, Usd, BTreeMap<&'static str, u64>)> =
-            BTreeMap::new();
-        let mut positions: BTreeMap<(Arc<str>, u32), (Vec<u64>, Vec<Usd>)> = BTreeMap::new();
+        let mut offenders: BTreeMap<(Arc<str>, u32), OffenderSums> = BTreeMap::new();
+        let mut positions: BTreeMap<(Arc<str>, u32), PositionSamples> = BTreeMap::new();
         let mut run_costs = Vec::with_capacity(snapshot.runs.len());
         let mut multipliers = Vec::with_capacity(snapshot.runs.len());
         for run in &snapshot.runs {
@@ -332,10 +336,11 @@ pub fn burn_per_minute(snapshot: &Snapshot, now_minute: i64, minutes: usize) -> 
         if *minute < start {
             break;
         }
-        if let Ok(i) = usize::try_from(*minute - start) {
-            if let Some(slot) = out.get_mut(i) {
-                *slot += counters.cost;
-            }
+        if let Some(slot) = usize::try_from(*minute - start)
+            .ok()
+            .and_then(|i| out.get_mut(i))
+        {
+            *slot += counters.cost;
         }
     }
     out

@@ -210,10 +210,7 @@ fn offenders_rank_agent_hop_positions_by_money() {
     assert_eq!(positions[0].runs, 5);
     assert_eq!(positions[0].input_tokens.median, 8_500);
     assert_eq!(positions[0].input_tokens.p95, 8_500);
-    assert!(
-        insights.run_cost.p95 > insights.run_cost.median
-            || insights.run_cost.p95 == insights.run_cost.median
-    );
+    assert!(insights.run_cost.p95 >= insights.run_cost.median);
 }
 
 #[test]

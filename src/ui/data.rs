@@ -1,0 +1,255 @@
+//! What the aggregator publishes for the dashboard, and the ordered rows of
+//! every list computed from it (once per snapshot or sort/filter change,
+//! never per frame).
+
+use std::sync::Arc;
+
+use crate::ingest::IngestStats;
+use crate::model::insights::Insights;
+use crate::model::ledger::{KeyedAgg, RecentKind, RunAgg};
+use crate::model::{Counters, Snapshot};
+
+use super::state::{ListKind, Scope, Screen, Sort, SortKey, ViewState};
+
+/// One published state of the world.
+#[derive(Debug, Clone, Default)]
+pub struct Published {
+    pub snapshot: Arc<Snapshot>,
+    pub stats: Arc<IngestStats>,
+    pub insights: Arc<Insights>,
+    /// Lines per second read over the last second (all sources).
+    pub lines_per_sec: f64,
+    /// Wall-clock time of the newest event received, epoch ms.
+    pub last_event_ms: Option<i64>,
+    /// Sources in use (files followed, listeners), as named to the user.
+    pub sources: Vec<String>,
+}
+
+/// A row key: stable under re-sorting (run id, agent, segment, model, or an
+/// event's sequence number).
+pub type RowKey = Arc<str>;
+
+/// The ordered rows of the current list: indexes into the snapshot's vectors.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rows {
+    pub indexes: Vec<usize>,
+}
+
+fn contains(haystack: &str, needle: &str) -> bool {
+    needle.is_empty() || haystack.to_lowercase().contains(needle)
+}
+
+fn cmp_counters(a: &Counters, b: &Counters, key: SortKey) -> std::cmp::Ordering {
+    match key {
+        SortKey::Tokens => b.total_tokens.cmp(&a.total_tokens),
+        SortKey::Calls => b.events.cmp(&a.events),
+        _ => b.cost.cmp(&a.cost),
+    }
+}
+
+fn keyed_rows(rows: &[KeyedAgg], filter: &str, sort: Sort) -> Vec<usize> {
+    let mut indexes: Vec<usize> = (0..rows.len())
+        .filter(|&i| contains(&rows[i].name, filter))
+        .collect();
+    indexes.sort_by(|&a, &b| {
+        let (ra, rb) = (&rows[a], &rows[b]);
+        let order = match sort.key {
+            SortKey::Name => ra.name.cmp(&rb.name),
+            key => {
+                cmp_counters(&ra.counters, &rb.counters, key).then_with(|| ra.name.cmp(&rb.name))
+            }
+        };
+        if sort.reversed {
+            order.reverse()
+        } else {
+            order
+        }
+    });
+    indexes
+}
+
+fn run_matches(run: &RunAgg, scope: Option<&Scope>, filter: &str) -> bool {
+    let in_scope = match scope {
+        None => true,
+        Some(Scope::Agent(agent)) => run.hops.iter().any(|h| h.agent == *agent),
+        Some(Scope::Segment(segment)) => run.segment.as_ref() == Some(segment),
+        Some(Scope::Model(model)) => run.hops.iter().any(|h| h.model == *model),
+    };
+    in_scope
+        && (filter.is_empty()
+            || contains(&run.run_id, filter)
+            || run.segment.as_deref().is_some_and(|s| contains(s, filter))
+            || run
+                .hops
+                .iter()
+                .any(|h| contains(&h.agent, filter) || contains(&h.model, filter)))
+}
+
+impl Rows {
+    /// Rows of `screen` in display order.
+    #[must_use]
+    pub fn compute(data: &Published, screen: &Screen, view: &ViewState) -> Rows {
+        let Some(list) = screen.list() else {
+            return Rows::default();
+        };
+        let sort = view.sort(list);
+        let filter = view.filter.to_lowercase();
+        let snap = &data.snapshot;
+        let indexes = match (list, screen) {
+            (ListKind::Runs, _) => {
+                let scope = match screen {
+                    Screen::Runs(scope) => Some(scope),
+                    _ => None,
+                };
+                let bleeding = |i: usize| data.insights.bleeding.get(i).map_or(0, Vec::len);
+                let mut indexes: Vec<usize> = (0..snap.runs.len())
+                    .filter(|&i| run_matches(&snap.runs[i], scope, &filter))
+                    .collect();
+                indexes.sort_by(|&a, &b| {
+                    let (ra, rb) = (&snap.runs[a], &snap.runs[b]);
+                    let order = match sort.key {
+                        SortKey::Name => ra.run_id.cmp(&rb.run_id),
+                        SortKey::Started => rb.first_ts_ms.cmp(&ra.first_ts_ms),
+                        SortKey::Multiplier => rb
+                            .multiplier()
+                            .unwrap_or(0.0)
+                            .total_cmp(&ra.multiplier().unwrap_or(0.0)),
+                        SortKey::Bleeding => bleeding(b).cmp(&bleeding(a)),
+                        SortKey::Calls => rb.hops.len().cmp(&ra.hops.len()),
+                        key => cmp_counters(&ra.counters, &rb.counters, key),
+                    }
+                    .then_with(|| ra.run_id.cmp(&rb.run_id));
+                    if sort.reversed {
+                        order.reverse()
+                    } else {
+                        order
+                    }
+                });
+                indexes
+            }
+            (ListKind::Agents, _) => keyed_rows(&snap.by_agent, &filter, sort),
+            (ListKind::Segments, _) => keyed_rows(&snap.by_segment, &filter, sort),
+            (ListKind::Models, _) => {
+                let rows: Vec<KeyedAgg> = snap
+                    .by_model
+                    .iter()
+                    .map(|m| KeyedAgg {
+                        name: m.name.clone(),
+                        counters: m.counters,
+                    })
+                    .collect();
+                keyed_rows(&rows, &filter, sort)
+            }
+            (ListKind::Events, _) => {
+                // newest first
+                let recent = &snap.recent;
+                let mut indexes: Vec<usize> = (0..recent.len())
+                    .rev()
+                    .filter(|&i| {
+                        let e = &recent[i];
+                        filter.is_empty()
+                            || contains(&e.run_id, &filter)
+                            || contains(&e.agent, &filter)
+                            || contains(&e.model, &filter)
+                    })
+                    .collect();
+                match sort.key {
+                    SortKey::Cost => indexes.sort_by(|&a, &b| recent[b].cost.cmp(&recent[a].cost)),
+                    SortKey::Tokens => indexes
+                        .sort_by(|&a, &b| recent[b].usage.total().cmp(&recent[a].usage.total())),
+                    _ => {}
+                }
+                if sort.reversed {
+                    indexes.reverse();
+                }
+                indexes
+            }
+            (ListKind::Hops, Screen::Run(run_id)) => {
+                match snap.runs.iter().find(|r| r.run_id == *run_id) {
+                    Some(run) => {
+                        let mut indexes: Vec<usize> = (0..run.hops.len()).collect();
+                        match sort.key {
+                            SortKey::Cost => {
+                                indexes.sort_by(|&a, &b| run.hops[b].cost.cmp(&run.hops[a].cost))
+                            }
+                            SortKey::Tokens => indexes.sort_by(|&a, &b| {
+                                run.hops[b].usage.total().cmp(&run.hops[a].usage.total())
+                            }),
+                            _ => {}
+                        }
+                        if sort.reversed {
+                            indexes.reverse();
+                        }
+                        indexes
+                    }
+                    None => Vec::new(),
+                }
+            }
+            (ListKind::Hops, _) => Vec::new(),
+        };
+        Rows { indexes }
+    }
+
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.indexes.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.indexes.is_empty()
+    }
+}
+
+/// The key of row `index` (an index into the snapshot's vector) of `screen`.
+#[must_use]
+pub fn row_key(data: &Published, screen: &Screen, index: usize) -> Option<RowKey> {
+    let snap = &data.snapshot;
+    match screen.list()? {
+        ListKind::Runs => snap.runs.get(index).map(|r| r.run_id.clone()),
+        ListKind::Agents => snap.by_agent.get(index).map(|r| r.name.clone()),
+        ListKind::Segments => snap.by_segment.get(index).map(|r| r.name.clone()),
+        ListKind::Models => snap.by_model.get(index).map(|r| r.name.clone()),
+        ListKind::Events => snap.recent.get(index).map(|e| {
+            let kind = match e.kind {
+                RecentKind::Hop => "h",
+                RecentKind::BudgetExceeded => "b",
+                RecentKind::RunEnd => "e",
+            };
+            Arc::from(format!(
+                "{}#{}#{kind}#{}",
+                e.run_id,
+                e.hop,
+                e.ts_ms.unwrap_or(0)
+            ))
+        }),
+        ListKind::Hops => match screen {
+            Screen::Run(run_id) => snap
+                .runs
+                .iter()
+                .find(|r| r.run_id == *run_id)
+                .and_then(|r| r.hops.get(index))
+                .map(|h| Arc::from(h.hop.to_string())),
+            _ => None,
+        },
+    }
+}
+
+/// The position of the selected row in `rows` (clamped; the first row when
+/// the selected key is gone).
+#[must_use]
+pub fn selected_position(
+    data: &Published,
+    screen: &Screen,
+    rows: &Rows,
+    selected: Option<&RowKey>,
+) -> Option<usize> {
+    if rows.is_empty() {
+        return None;
+    }
+    let Some(key) = selected else { return Some(0) };
+    rows.indexes
+        .iter()
+        .position(|&i| row_key(data, screen, i).as_ref() == Some(key))
+        .or(Some(0))
+}

@@ -1,0 +1,116 @@
+//! Short human formats for numbers in cells.
+
+use crate::model::Usd;
+
+/// `950`, `12.3k`, `4.56M`, `1.20B`.
+#[must_use]
+#[allow(clippy::cast_precision_loss)]
+pub fn tokens(n: u64) -> String {
+    let v = n as f64;
+    if n < 1_000 {
+        n.to_string()
+    } else if n < 1_000_000 {
+        format!("{:.1}k", v / 1e3)
+    } else if n < 1_000_000_000 {
+        format!("{:.2}M", v / 1e6)
+    } else {
+        format!("{:.2}B", v / 1e9)
+    }
+}
+
+/// Dollars with precision that suits the size: `$1,234`, `$12.34`, `$0.123`, `$0.0012`.
+#[must_use]
+pub fn dollars(amount: Usd) -> String {
+    let picos = amount.picos().abs();
+    let dollar = 1_000_000_000_000_i128;
+    let decimals = if picos >= 1_000 * dollar {
+        0
+    } else if picos >= dollar {
+        2
+    } else if picos >= dollar / 100 {
+        3
+    } else {
+        4
+    };
+    let text = amount.display_rounded(decimals);
+    if decimals == 0 {
+        // thousands separators
+        let (sign, digits) = text
+            .strip_prefix('-')
+            .map_or(("", text.as_str()), |d| ("-", d));
+        let mut out = String::new();
+        for (i, ch) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(ch);
+        }
+        format!("{sign}${out}")
+    } else {
+        format!("${text}")
+    }
+}
+
+/// `45%`
+#[must_use]
+pub fn percent(ratio: f64) -> String {
+    if ratio > 0.0 && ratio < 0.01 {
+        "<1%".to_owned()
+    } else {
+        format!("{:.0}%", ratio * 100.0)
+    }
+}
+
+/// `3s`, `4m`, `2h`, `3d` ago.
+#[must_use]
+pub fn age(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    if s < 60 {
+        format!("{s}s")
+    } else if s < 3600 {
+        format!("{}m", s / 60)
+    } else if s < 86_400 {
+        format!("{}h", s / 3600)
+    } else {
+        format!("{}d", s / 86_400)
+    }
+}
+
+/// Truncates to `width` characters with an ellipsis.
+#[must_use]
+pub fn fit(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        text.to_owned()
+    } else if width == 0 {
+        String::new()
+    } else {
+        let mut out: String = text.chars().take(width - 1).collect();
+        out.push('…');
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_numbers() {
+        assert_eq!(tokens(950), "950");
+        assert_eq!(tokens(12_345), "12.3k");
+        assert_eq!(tokens(4_560_000), "4.56M");
+        assert_eq!(dollars(Usd::parse_decimal("1234.5").unwrap()), "$1,235");
+        assert_eq!(dollars(Usd::parse_decimal("12.345").unwrap()), "$12.35");
+        assert_eq!(dollars(Usd::parse_decimal("0.1234").unwrap()), "$0.123");
+        assert_eq!(
+            dollars(Usd::parse_decimal("0.00064965").unwrap()),
+            "$0.0006"
+        );
+        assert_eq!(dollars(Usd::ZERO), "$0.0000");
+        assert_eq!(percent(0.456), "46%");
+        assert_eq!(percent(0.001), "<1%");
+        assert_eq!(age(65_000), "1m");
+        assert_eq!(fit("researcher", 6), "resea…");
+        assert_eq!(fit("abc", 6), "abc");
+    }
+}

@@ -1,0 +1,234 @@
+//! What the user is looking at: screens, the drill-down stack, selection,
+//! sorting, filter, freeze, overlays. Pure data, changed only by `update`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The top-level screens, in tab order (`1`–`7`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tab {
+    Overview,
+    Runs,
+    Agents,
+    Segments,
+    Models,
+    Events,
+    Budgets,
+}
+
+impl Tab {
+    pub const ALL: [Tab; 7] = [
+        Tab::Overview,
+        Tab::Runs,
+        Tab::Agents,
+        Tab::Segments,
+        Tab::Models,
+        Tab::Events,
+        Tab::Budgets,
+    ];
+
+    #[must_use]
+    pub fn title(self) -> &'static str {
+        match self {
+            Tab::Overview => "Overview",
+            Tab::Runs => "Runs",
+            Tab::Agents => "Agents",
+            Tab::Segments => "Segments",
+            Tab::Models => "Models",
+            Tab::Events => "Events",
+            Tab::Budgets => "Budgets",
+        }
+    }
+
+    #[must_use]
+    pub fn index(self) -> usize {
+        Tab::ALL.iter().position(|t| *t == self).unwrap_or(0)
+    }
+}
+
+/// What the runs list is narrowed to after a drill-down.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Agent(Arc<str>),
+    Segment(Arc<str>),
+    Model(Arc<str>),
+}
+
+/// One entry of the drill-down stack.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Screen {
+    Tab(Tab),
+    /// Runs of one agent, segment or model.
+    Runs(Scope),
+    /// Hop-by-hop waterfall of one run.
+    Run(Arc<str>),
+}
+
+impl Screen {
+    /// The tab this screen belongs to (for the tab bar).
+    #[must_use]
+    pub fn tab(&self, root: Tab) -> Tab {
+        match self {
+            Screen::Tab(tab) => *tab,
+            Screen::Runs(_) | Screen::Run(_) => root,
+        }
+    }
+
+    /// Which list this screen shows, if any.
+    #[must_use]
+    pub fn list(&self) -> Option<ListKind> {
+        match self {
+            Screen::Tab(Tab::Runs) | Screen::Runs(_) => Some(ListKind::Runs),
+            Screen::Tab(Tab::Agents) => Some(ListKind::Agents),
+            Screen::Tab(Tab::Segments) => Some(ListKind::Segments),
+            Screen::Tab(Tab::Models) => Some(ListKind::Models),
+            Screen::Tab(Tab::Events) => Some(ListKind::Events),
+            Screen::Run(_) => Some(ListKind::Hops),
+            Screen::Tab(Tab::Overview | Tab::Budgets) => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListKind {
+    Runs,
+    Agents,
+    Segments,
+    Models,
+    Events,
+    Hops,
+}
+
+/// Sort columns, per list (`s` cycles, `r` reverses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SortKey {
+    Cost,
+    Tokens,
+    Calls,
+    Multiplier,
+    Started,
+    Bleeding,
+    Name,
+    /// Hop position / arrival order.
+    Position,
+}
+
+impl SortKey {
+    /// The columns a list can sort by; the first is the default.
+    #[must_use]
+    pub fn cycle(list: ListKind) -> &'static [SortKey] {
+        match list {
+            ListKind::Runs => &[
+                SortKey::Cost,
+                SortKey::Tokens,
+                SortKey::Multiplier,
+                SortKey::Calls,
+                SortKey::Bleeding,
+                SortKey::Started,
+                SortKey::Name,
+            ],
+            ListKind::Agents | ListKind::Segments | ListKind::Models => &[
+                SortKey::Cost,
+                SortKey::Tokens,
+                SortKey::Calls,
+                SortKey::Name,
+            ],
+            ListKind::Events => &[SortKey::Position, SortKey::Cost, SortKey::Tokens],
+            ListKind::Hops => &[SortKey::Position, SortKey::Cost, SortKey::Tokens],
+        }
+    }
+
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            SortKey::Cost => "cost",
+            SortKey::Tokens => "tokens",
+            SortKey::Calls => "calls",
+            SortKey::Multiplier => "multiplier",
+            SortKey::Started => "started",
+            SortKey::Bleeding => "bleeding",
+            SortKey::Name => "name",
+            SortKey::Position => "order",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sort {
+    pub key: SortKey,
+    /// Ascending instead of the natural order (largest first; names A→Z).
+    pub reversed: bool,
+}
+
+/// Per-screen position: the selected row by key (stable under re-sorting)
+/// and the first visible row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cursor {
+    pub selected: Option<Arc<str>>,
+    pub offset: usize,
+}
+
+/// A short message in the status bar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Toast {
+    pub text: String,
+    pub error: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ViewState {
+    /// The tab the stack starts from.
+    pub root: Tab,
+    /// Drill-down stack; never empty; the last is shown.
+    pub stack: Vec<Screen>,
+    pub cursors: HashMap<Screen, Cursor>,
+    pub sorts: HashMap<ListKind, Sort>,
+    /// Substring filter (case-insensitive) of the current list.
+    pub filter: String,
+    /// Typing into the filter.
+    pub filter_editing: bool,
+    /// Data stops updating on screen; ingest continues.
+    pub frozen: bool,
+    pub help: bool,
+    pub toast: Option<Toast>,
+    /// Rows of the list area, set from the terminal size by the app.
+    pub page_rows: usize,
+}
+
+impl Default for ViewState {
+    fn default() -> Self {
+        ViewState {
+            root: Tab::Overview,
+            stack: vec![Screen::Tab(Tab::Overview)],
+            cursors: HashMap::new(),
+            sorts: HashMap::new(),
+            filter: String::new(),
+            filter_editing: false,
+            frozen: false,
+            help: false,
+            toast: None,
+            page_rows: 20,
+        }
+    }
+}
+
+impl ViewState {
+    #[must_use]
+    pub fn screen(&self) -> &Screen {
+        // The stack is never empty: `update` keeps the root.
+        self.stack.last().unwrap_or(&Screen::Tab(Tab::Overview))
+    }
+
+    #[must_use]
+    pub fn cursor(&self) -> Cursor {
+        self.cursors.get(self.screen()).cloned().unwrap_or_default()
+    }
+
+    #[must_use]
+    pub fn sort(&self, list: ListKind) -> Sort {
+        self.sorts.get(&list).copied().unwrap_or(Sort {
+            key: SortKey::cycle(list)[0],
+            reversed: false,
+        })
+    }
+}

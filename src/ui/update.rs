@@ -1,0 +1,305 @@
+//! `update`: user intent → new view state, plus the I/O the app should do.
+//! Pure: no terminal, no clock, no channels.
+
+use std::sync::Arc;
+
+use crate::config::keys::Action;
+
+use super::data::{Published, Rows, row_key, selected_position};
+use super::state::{Cursor, ListKind, Scope, Screen, Sort, SortKey, Tab, Toast, ViewState};
+
+/// What the user did: a bound action, or raw input while typing a filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    Action(Action),
+    FilterChar(char),
+    FilterBackspace,
+    /// Enter: keep the filter, stop typing.
+    FilterCommit,
+    /// Esc while typing: drop the filter.
+    FilterCancel,
+    /// Mouse wheel: rows up (negative) or down.
+    Scroll(i32),
+}
+
+/// I/O requested by `update`, performed by the app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    Quit,
+    NextTheme,
+    /// Open the budget editor for a scope (budget control).
+    EditBudget(BudgetTarget),
+}
+
+/// What a budget edit is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BudgetTarget {
+    Global,
+    Agent(Arc<str>),
+    Segment(Arc<str>),
+}
+
+/// Offender keys on the Overview: `agent#hop`.
+fn offender_key(agent: &str, hop: u32) -> Arc<str> {
+    Arc::from(format!("{agent}#{hop}"))
+}
+
+/// Applies `input` to `view`.
+pub fn update(view: &mut ViewState, input: Input, data: &Published) -> Option<Effect> {
+    match input {
+        Input::Action(action) => act(view, action, data),
+        Input::FilterChar(c) => {
+            view.filter.push(c);
+            reset_offset(view);
+            None
+        }
+        Input::FilterBackspace => {
+            view.filter.pop();
+            None
+        }
+        Input::FilterCommit => {
+            view.filter_editing = false;
+            None
+        }
+        Input::FilterCancel => {
+            view.filter_editing = false;
+            view.filter.clear();
+            None
+        }
+        Input::Scroll(rows) => {
+            move_by(view, data, i64::from(rows));
+            None
+        }
+    }
+}
+
+fn act(view: &mut ViewState, action: Action, data: &Published) -> Option<Effect> {
+    view.toast = None;
+    match action {
+        Action::Quit => return Some(Effect::Quit),
+        Action::Help => view.help = !view.help,
+        Action::NextScreen => switch(view, Tab::ALL[(view.root.index() + 1) % Tab::ALL.len()]),
+        Action::PrevScreen => switch(
+            view,
+            Tab::ALL[(view.root.index() + Tab::ALL.len() - 1) % Tab::ALL.len()],
+        ),
+        Action::ScreenOverview => switch(view, Tab::Overview),
+        Action::ScreenRuns => switch(view, Tab::Runs),
+        Action::ScreenAgents => switch(view, Tab::Agents),
+        Action::ScreenSegments => switch(view, Tab::Segments),
+        Action::ScreenModels => switch(view, Tab::Models),
+        Action::ScreenEvents => switch(view, Tab::Events),
+        Action::ScreenBudgets => switch(view, Tab::Budgets),
+        Action::Up => move_by(view, data, -1),
+        Action::Down => move_by(view, data, 1),
+        Action::PageUp => move_by(view, data, -page(view)),
+        Action::PageDown => move_by(view, data, page(view)),
+        Action::Top => move_by(view, data, i64::MIN / 2),
+        Action::Bottom => move_by(view, data, i64::MAX / 2),
+        Action::DrillDown => drill_down(view, data),
+        Action::Back => {
+            if view.help {
+                view.help = false;
+            } else if !view.filter.is_empty() {
+                view.filter.clear();
+            } else if view.stack.len() > 1 {
+                view.stack.pop();
+            }
+        }
+        Action::Filter => view.filter_editing = true,
+        Action::NextSort => {
+            if let Some(list) = view.screen().list() {
+                let sort = view.sort(list);
+                let keys = SortKey::cycle(list);
+                let next = keys
+                    .iter()
+                    .position(|k| *k == sort.key)
+                    .map_or(0, |i| (i + 1) % keys.len());
+                view.sorts.insert(
+                    list,
+                    Sort {
+                        key: keys[next],
+                        reversed: false,
+                    },
+                );
+            }
+        }
+        Action::ReverseSort => {
+            if let Some(list) = view.screen().list() {
+                let sort = view.sort(list);
+                view.sorts.insert(
+                    list,
+                    Sort {
+                        reversed: !sort.reversed,
+                        ..sort
+                    },
+                );
+            }
+        }
+        Action::Freeze => {
+            view.frozen = !view.frozen;
+            view.toast = Some(Toast {
+                text: if view.frozen {
+                    "frozen: the view holds still, ingest continues (f to resume)".into()
+                } else {
+                    "live".into()
+                },
+                error: false,
+            });
+        }
+        Action::NextTheme => return Some(Effect::NextTheme),
+        Action::EditBudget => return budget_target(view, data).map(Effect::EditBudget),
+    }
+    None
+}
+
+fn page(view: &ViewState) -> i64 {
+    i64::try_from(view.page_rows.max(1)).unwrap_or(1)
+}
+
+fn switch(view: &mut ViewState, tab: Tab) {
+    view.root = tab;
+    view.stack = vec![Screen::Tab(tab)];
+    view.filter.clear();
+    view.filter_editing = false;
+}
+
+fn reset_offset(view: &mut ViewState) {
+    let screen = view.screen().clone();
+    view.cursors.entry(screen).or_default().offset = 0;
+}
+
+/// Keys of the rows of the current screen, in display order.
+fn row_keys(view: &ViewState, data: &Published) -> Vec<Arc<str>> {
+    let screen = view.screen();
+    if *screen == Screen::Tab(Tab::Overview) {
+        return data
+            .insights
+            .offenders
+            .iter()
+            .map(|o| offender_key(&o.agent, o.hop))
+            .collect();
+    }
+    let rows = Rows::compute(data, screen, view);
+    rows.indexes
+        .iter()
+        .filter_map(|&i| row_key(data, screen, i))
+        .collect()
+}
+
+/// Moves the selection by `delta` rows (clamped) and keeps it in view.
+fn move_by(view: &mut ViewState, data: &Published, delta: i64) {
+    let keys = row_keys(view, data);
+    if keys.is_empty() {
+        return;
+    }
+    let screen = view.screen().clone();
+    let cursor = view.cursors.get(&screen).cloned().unwrap_or_default();
+    let current = cursor
+        .selected
+        .as_ref()
+        .and_then(|k| keys.iter().position(|x| x == k))
+        .unwrap_or(0);
+    let last = i64::try_from(keys.len() - 1).unwrap_or(0);
+    let target =
+        usize::try_from((i64::try_from(current).unwrap_or(0).saturating_add(delta)).clamp(0, last))
+            .unwrap_or(0);
+    let page = view.page_rows.max(1);
+    let mut offset = cursor.offset.min(target);
+    if target >= offset + page {
+        offset = target + 1 - page;
+    }
+    view.cursors.insert(
+        screen,
+        Cursor {
+            selected: Some(keys[target].clone()),
+            offset,
+        },
+    );
+}
+
+/// The selected row's key on the current screen (the first row if none).
+fn selected_key(view: &ViewState, data: &Published) -> Option<Arc<str>> {
+    let keys = row_keys(view, data);
+    let cursor = view.cursor();
+    cursor
+        .selected
+        .filter(|k| keys.contains(k))
+        .or_else(|| keys.first().cloned())
+}
+
+fn drill_down(view: &mut ViewState, data: &Published) {
+    let screen = view.screen().clone();
+    let next = match &screen {
+        Screen::Tab(Tab::Overview) => {
+            let key = selected_key(view, data);
+            let offender = data
+                .insights
+                .offenders
+                .iter()
+                .find(|o| Some(offender_key(&o.agent, o.hop)) == key);
+            offender.map(|o| {
+                // show that agent's runs, worst bleeding first
+                view.sorts.insert(
+                    ListKind::Runs,
+                    Sort {
+                        key: SortKey::Bleeding,
+                        reversed: false,
+                    },
+                );
+                Screen::Runs(Scope::Agent(o.agent.clone()))
+            })
+        }
+        Screen::Tab(Tab::Runs) | Screen::Runs(_) => selected_key(view, data).map(Screen::Run),
+        Screen::Tab(Tab::Agents) => selected_key(view, data).map(|k| Screen::Runs(Scope::Agent(k))),
+        Screen::Tab(Tab::Segments) => {
+            selected_key(view, data).map(|k| Screen::Runs(Scope::Segment(k)))
+        }
+        Screen::Tab(Tab::Models) => selected_key(view, data).map(|k| Screen::Runs(Scope::Model(k))),
+        Screen::Tab(Tab::Events) => {
+            let rows = Rows::compute(data, &screen, view);
+            let cursor = view.cursor();
+            selected_position(data, &screen, &rows, cursor.selected.as_ref())
+                .and_then(|p| data.snapshot.recent.get(rows.indexes[p]))
+                .map(|e| Screen::Run(e.run_id.clone()))
+        }
+        Screen::Run(_) | Screen::Tab(Tab::Budgets) => None,
+    };
+    if let Some(next) = next {
+        view.filter.clear();
+        view.filter_editing = false;
+        view.stack.push(next);
+    }
+}
+
+fn budget_target(view: &ViewState, data: &Published) -> Option<BudgetTarget> {
+    match view.screen() {
+        Screen::Tab(Tab::Agents) => selected_key(view, data).map(BudgetTarget::Agent),
+        Screen::Tab(Tab::Segments) => selected_key(view, data).map(BudgetTarget::Segment),
+        Screen::Runs(Scope::Agent(agent)) => Some(BudgetTarget::Agent(agent.clone())),
+        Screen::Runs(Scope::Segment(segment)) => Some(BudgetTarget::Segment(segment.clone())),
+        Screen::Tab(Tab::Runs) | Screen::Runs(Scope::Model(_)) => {
+            // a run's budget is its segment's (or the global one)
+            let key = selected_key(view, data)?;
+            let run = data.snapshot.runs.iter().find(|r| r.run_id == key)?;
+            Some(
+                run.segment
+                    .clone()
+                    .map_or(BudgetTarget::Global, BudgetTarget::Segment),
+            )
+        }
+        Screen::Run(run_id) => {
+            let run = data.snapshot.runs.iter().find(|r| r.run_id == *run_id)?;
+            Some(
+                run.segment
+                    .clone()
+                    .map_or(BudgetTarget::Global, BudgetTarget::Segment),
+            )
+        }
+        Screen::Tab(Tab::Budgets | Tab::Overview) => Some(BudgetTarget::Global),
+        Screen::Tab(Tab::Models | Tab::Events) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,259 @@
+//! Action scripts → view state, on the sample workload.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::*;
+use crate::config::keys::Action;
+use crate::ingest::{Ingestor, TimeWindow, files};
+use crate::model::insights::{BleedRules, Insights};
+use crate::model::{Ledger, LedgerConfig};
+use crate::pricing::PriceBook;
+use crate::ui::data::Published;
+use crate::ui::state::{ListKind, Scope, Screen, SortKey, Tab, ViewState};
+
+fn sample() -> Published {
+    let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default());
+    let mut ingestor = Ingestor::new(&mut ledger, TimeWindow::default());
+    let paths = files::discover(&[PathBuf::from("sample_logs")]).unwrap();
+    files::read_files(&paths, files::DEFAULT_MAX_LINE_BYTES, &mut ingestor).unwrap();
+    let stats = ingestor.stats;
+    let snapshot = ledger.snapshot();
+    let insights = Insights::compute(&snapshot, &BleedRules::default(), &PriceBook::embedded());
+    Published {
+        snapshot: Arc::new(snapshot),
+        stats: Arc::new(stats),
+        insights: Arc::new(insights),
+        ..Published::default()
+    }
+}
+
+fn run(view: &mut ViewState, data: &Published, actions: &[Action]) -> Vec<Option<Effect>> {
+    actions
+        .iter()
+        .map(|a| update(view, Input::Action(*a), data))
+        .collect()
+}
+
+fn selected_key(view: &ViewState, data: &Published) -> Arc<str> {
+    let screen = view.screen();
+    let rows = Rows::compute(data, screen, view);
+    let pos = selected_position(data, screen, &rows, view.cursor().selected.as_ref()).unwrap();
+    row_key(data, screen, rows.indexes[pos]).unwrap()
+}
+
+fn position_of(view: &ViewState, data: &Published, key: &str) -> usize {
+    let screen = view.screen();
+    let rows = Rows::compute(data, screen, view);
+    rows.indexes
+        .iter()
+        .position(|&i| row_key(data, screen, i).as_deref() == Some(key))
+        .unwrap()
+}
+
+#[test]
+fn tabs_switch_and_cycle() {
+    let data = sample();
+    let mut view = ViewState::default();
+    run(&mut view, &data, &[Action::ScreenModels]);
+    assert_eq!(view.screen(), &Screen::Tab(Tab::Models));
+    run(&mut view, &data, &[Action::NextScreen, Action::NextScreen]);
+    assert_eq!(view.screen(), &Screen::Tab(Tab::Budgets));
+    run(&mut view, &data, &[Action::NextScreen]);
+    assert_eq!(view.screen(), &Screen::Tab(Tab::Overview), "wraps around");
+    run(&mut view, &data, &[Action::PrevScreen]);
+    assert_eq!(view.screen(), &Screen::Tab(Tab::Budgets));
+}
+
+#[test]
+fn drill_into_a_run_and_back() {
+    let data = sample();
+    let mut view = ViewState::default();
+    run(
+        &mut view,
+        &data,
+        &[Action::ScreenRuns, Action::Down, Action::Down],
+    );
+    let chosen = selected_key(&view, &data);
+    run(&mut view, &data, &[Action::DrillDown]);
+    assert_eq!(view.screen(), &Screen::Run(chosen.clone()));
+    assert_eq!(view.stack.len(), 2);
+    // hop rows of that run
+    let rows = Rows::compute(&data, view.screen(), &view);
+    assert_eq!(
+        rows.len(),
+        data.snapshot
+            .runs
+            .iter()
+            .find(|r| r.run_id == chosen)
+            .unwrap()
+            .hops
+            .len()
+    );
+    run(&mut view, &data, &[Action::Back]);
+    assert_eq!(view.screen(), &Screen::Tab(Tab::Runs));
+    assert_eq!(
+        selected_key(&view, &data),
+        chosen,
+        "the selection survives the round trip"
+    );
+    run(&mut view, &data, &[Action::Back, Action::Back]);
+    assert_eq!(view.stack.len(), 1, "the root is never popped");
+}
+
+#[test]
+fn selection_follows_the_same_row_when_rows_resort() {
+    let data = sample();
+    let mut view = ViewState::default();
+    run(
+        &mut view,
+        &data,
+        &[
+            Action::ScreenRuns,
+            Action::Down,
+            Action::Down,
+            Action::Down,
+            Action::Down,
+            Action::Down,
+        ],
+    );
+    let chosen = selected_key(&view, &data);
+    let before = position_of(&view, &data, &chosen);
+    assert_eq!(before, 5);
+    run(&mut view, &data, &[Action::NextSort]); // tokens
+    assert_eq!(view.sort(ListKind::Runs).key, SortKey::Tokens);
+    assert_eq!(selected_key(&view, &data), chosen);
+    run(&mut view, &data, &[Action::ReverseSort]);
+    assert!(view.sort(ListKind::Runs).reversed);
+    assert_eq!(selected_key(&view, &data), chosen);
+    let after = position_of(&view, &data, &chosen);
+    assert_ne!(
+        after, before,
+        "the row moved and the selection moved with it"
+    );
+    run(&mut view, &data, &[Action::Down]);
+    assert_eq!(
+        position_of(&view, &data, &selected_key(&view, &data)),
+        after + 1
+    );
+}
+
+#[test]
+fn filter_narrows_and_escape_clears() {
+    let data = sample();
+    let mut view = ViewState::default();
+    run(&mut view, &data, &[Action::ScreenRuns, Action::Filter]);
+    assert!(view.filter_editing);
+    for c in "LEAN-".chars() {
+        update(&mut view, Input::FilterChar(c), &data);
+    }
+    update(&mut view, Input::FilterCommit, &data);
+    assert!(!view.filter_editing);
+    let rows = Rows::compute(&data, view.screen(), &view);
+    assert_eq!(rows.len(), 24, "case-insensitive substring of run ids");
+    update(&mut view, Input::FilterBackspace, &data);
+    assert_eq!(view.filter, "LEAN");
+    run(&mut view, &data, &[Action::Back]);
+    assert!(view.filter.is_empty(), "Esc clears the filter first");
+    assert_eq!(view.screen(), &Screen::Tab(Tab::Runs));
+    run(&mut view, &data, &[Action::Filter]);
+    update(&mut view, Input::FilterChar('x'), &data);
+    update(&mut view, Input::FilterCancel, &data);
+    assert!(view.filter.is_empty() && !view.filter_editing);
+}
+
+#[test]
+fn agents_segments_and_models_drill_to_their_runs() {
+    let data = sample();
+    let mut view = ViewState::default();
+    run(&mut view, &data, &[Action::ScreenAgents]);
+    let agent = selected_key(&view, &data);
+    run(&mut view, &data, &[Action::DrillDown]);
+    assert_eq!(view.screen(), &Screen::Runs(Scope::Agent(agent.clone())));
+    let rows = Rows::compute(&data, view.screen(), &view);
+    assert!(!rows.is_empty());
+    assert!(
+        rows.indexes
+            .iter()
+            .all(|&i| data.snapshot.runs[i].hops.iter().any(|h| h.agent == agent))
+    );
+    run(&mut view, &data, &[Action::DrillDown]);
+    assert!(
+        matches!(view.screen(), Screen::Run(_)),
+        "and on to the hops"
+    );
+    run(
+        &mut view,
+        &data,
+        &[Action::ScreenSegments, Action::DrillDown],
+    );
+    assert!(matches!(view.screen(), Screen::Runs(Scope::Segment(_))));
+    run(&mut view, &data, &[Action::ScreenModels, Action::DrillDown]);
+    assert!(matches!(view.screen(), Screen::Runs(Scope::Model(_))));
+}
+
+#[test]
+fn overview_drills_from_the_worst_offender_to_its_runs() {
+    let data = sample();
+    let mut view = ViewState::default();
+    let worst = data.insights.offenders[0].agent.clone();
+    run(&mut view, &data, &[Action::DrillDown]);
+    assert_eq!(view.screen(), &Screen::Runs(Scope::Agent(worst)));
+    assert_eq!(view.sort(ListKind::Runs).key, SortKey::Bleeding);
+}
+
+#[test]
+fn paging_clamps_and_keeps_the_selection_in_view() {
+    let data = sample();
+    let mut view = ViewState {
+        page_rows: 10,
+        ..ViewState::default()
+    };
+    run(
+        &mut view,
+        &data,
+        &[Action::ScreenRuns, Action::PageDown, Action::PageDown],
+    );
+    assert_eq!(position_of(&view, &data, &selected_key(&view, &data)), 20);
+    assert_eq!(view.cursor().offset, 11);
+    run(&mut view, &data, &[Action::Bottom]);
+    assert_eq!(
+        position_of(&view, &data, &selected_key(&view, &data)),
+        data.snapshot.runs.len() - 1
+    );
+    run(&mut view, &data, &[Action::Down]);
+    assert_eq!(
+        position_of(&view, &data, &selected_key(&view, &data)),
+        data.snapshot.runs.len() - 1
+    );
+    run(&mut view, &data, &[Action::Top]);
+    assert_eq!(view.cursor().offset, 0);
+    update(&mut view, Input::Scroll(3), &data);
+    assert_eq!(position_of(&view, &data, &selected_key(&view, &data)), 3);
+}
+
+#[test]
+fn freeze_help_theme_quit_and_budget_effects() {
+    let data = sample();
+    let mut view = ViewState::default();
+    run(&mut view, &data, &[Action::Freeze]);
+    assert!(view.frozen && view.toast.is_some());
+    run(&mut view, &data, &[Action::Help]);
+    assert!(view.help);
+    run(&mut view, &data, &[Action::Back]);
+    assert!(!view.help, "Esc closes help first");
+    assert_eq!(
+        run(&mut view, &data, &[Action::NextTheme]),
+        vec![Some(Effect::NextTheme)]
+    );
+    run(&mut view, &data, &[Action::ScreenAgents]);
+    let agent = selected_key(&view, &data);
+    assert_eq!(
+        run(&mut view, &data, &[Action::EditBudget]),
+        vec![Some(Effect::EditBudget(BudgetTarget::Agent(agent)))]
+    );
+    assert_eq!(
+        run(&mut view, &data, &[Action::Quit]),
+        vec![Some(Effect::Quit)]
+    );
+}
