@@ -506,22 +506,26 @@ mod fast {
     }
 
     impl<'a> Cursor<'a> {
+        #[inline]
         fn peek(&self) -> Option<u8> {
             self.text.as_bytes().get(self.at).copied()
         }
 
+        #[inline]
         fn skip_ws(&mut self) {
             while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
                 self.at += 1;
             }
         }
 
+        #[inline]
         fn eat(&mut self, byte: u8) -> Option<()> {
             (self.peek()? == byte).then(|| self.at += 1)
         }
 
         /// A string without escapes or control characters; the cursor is on
         /// its opening quote.
+        #[inline]
         fn string(&mut self) -> Option<&'a str> {
             self.eat(b'"')?;
             let bytes = self.text.as_bytes();
@@ -535,6 +539,7 @@ mod fast {
         }
 
         /// `null` followed by a delimiter.
+        #[inline]
         fn null(&mut self) -> Option<()> {
             if self.text.as_bytes().get(self.at..self.at + 4)? == b"null" {
                 self.at += 4;
@@ -545,6 +550,7 @@ mod fast {
         }
 
         /// The next byte ends a value.
+        #[inline]
         fn delimited(&self) -> Option<()> {
             matches!(
                 self.peek(),
@@ -555,6 +561,7 @@ mod fast {
 
         /// A JSON integer that fits `u64`: no sign, fraction, exponent or
         /// leading zero (those take the generic path).
+        #[inline]
         fn integer(&mut self) -> Option<u64> {
             let bytes = self.text.as_bytes();
             let start = self.at;
@@ -571,6 +578,7 @@ mod fast {
             Some(value)
         }
 
+        #[inline]
         fn opt_text(&mut self) -> Option<Option<Text<'a>>> {
             if self.peek()? == b'n' {
                 self.null().map(|()| None)
@@ -579,6 +587,7 @@ mod fast {
             }
         }
 
+        #[inline]
         fn opt_u64(&mut self) -> Option<Option<u64>> {
             if self.peek()? == b'n' {
                 self.null().map(|()| None)
@@ -587,6 +596,7 @@ mod fast {
             }
         }
 
+        #[inline]
         fn opt_ts(&mut self) -> Option<Option<TsMillis>> {
             match self.peek()? {
                 b'n' => self.null().map(|()| None),
@@ -607,7 +617,59 @@ mod fast {
         }
     }
 
+    /// The field a key names (by length first: one or two compares), `None`
+    /// for `cost_usd` (exact decimal parsing stays with serde) and unknown keys.
+    #[inline]
+    fn field(key: &str) -> Option<u32> {
+        let id = match key.len() {
+            2 => (key == "ts").then_some(1),
+            3 => (key == "hop").then_some(3),
+            4 => match key {
+                "type" => Some(0),
+                "user" => Some(6),
+                "task" => Some(8),
+                "tool" => Some(9),
+                _ => None,
+            },
+            5 => match key {
+                "agent" => Some(4),
+                "model" => Some(11),
+                "limit" => Some(23),
+                _ => None,
+            },
+            6 => match key {
+                "run_id" => Some(2),
+                "status" => Some(19),
+                "prompt" => Some(20),
+                "tokens" => Some(24),
+                "action" => Some(25),
+                _ => None,
+            },
+            7 => (key == "segment").then_some(7),
+            8 => (key == "provider").then_some(10),
+            10 => match key {
+                "latency_ms" => Some(18),
+                "completion" => Some(21),
+                "limit_kind" => Some(22),
+                _ => None,
+            },
+            12 => match key {
+                "parent_agent" => Some(5),
+                "input_tokens" => Some(12),
+                _ => None,
+            },
+            13 => (key == "output_tokens").then_some(13),
+            16 => (key == "reasoning_tokens").then_some(17),
+            17 => (key == "cache_read_tokens").then_some(14),
+            18 => (key == "cache_write_tokens").then_some(15),
+            21 => (key == "cache_write_1h_tokens").then_some(16),
+            _ => None,
+        };
+        id
+    }
+
     /// Sets a field once: a repeated key is serde's error to report.
+    #[inline]
     fn once<T>(seen: &mut u32, bit: u32, slot: &mut Option<T>, value: Option<T>) -> Option<()> {
         if *seen & (1 << bit) != 0 {
             return None;
@@ -635,43 +697,39 @@ mod fast {
                 c.eat(b':')?;
                 c.skip_ws();
                 let s = &mut seen;
-                match key {
-                    "type" => once(s, 0, &mut r.kind, c.opt_text()?),
-                    "ts" => once(s, 1, &mut r.ts, c.opt_ts()?),
-                    "run_id" => once(s, 2, &mut r.run_id, c.opt_text()?),
-                    "hop" => {
+                match field(key)? {
+                    0 => once(s, 0, &mut r.kind, c.opt_text()?),
+                    1 => once(s, 1, &mut r.ts, c.opt_ts()?),
+                    2 => once(s, 2, &mut r.run_id, c.opt_text()?),
+                    3 => {
                         let hop = match c.opt_u64()? {
                             Some(n) => Some(u32::try_from(n).ok()?),
                             None => None,
                         };
                         once(s, 3, &mut r.hop, hop)
                     }
-                    "agent" => once(s, 4, &mut r.agent, c.opt_text()?),
-                    "parent_agent" => once(s, 5, &mut r.parent_agent, c.opt_text()?),
-                    "user" => once(s, 6, &mut r.user, c.opt_text()?),
-                    "segment" => once(s, 7, &mut r.segment, c.opt_text()?),
-                    "task" => once(s, 8, &mut r.task, c.opt_text()?),
-                    "tool" => once(s, 9, &mut r.tool, c.opt_text()?),
-                    "provider" => once(s, 10, &mut r.provider, c.opt_text()?),
-                    "model" => once(s, 11, &mut r.model, c.opt_text()?),
-                    "input_tokens" => once(s, 12, &mut r.input_tokens, c.opt_u64()?),
-                    "output_tokens" => once(s, 13, &mut r.output_tokens, c.opt_u64()?),
-                    "cache_read_tokens" => once(s, 14, &mut r.cache_read_tokens, c.opt_u64()?),
-                    "cache_write_tokens" => once(s, 15, &mut r.cache_write_tokens, c.opt_u64()?),
-                    "cache_write_1h_tokens" => {
-                        once(s, 16, &mut r.cache_write_1h_tokens, c.opt_u64()?)
-                    }
-                    "reasoning_tokens" => once(s, 17, &mut r.reasoning_tokens, c.opt_u64()?),
-                    "latency_ms" => once(s, 18, &mut r.latency_ms, c.opt_u64()?),
-                    "status" => once(s, 19, &mut r.status, c.opt_text()?),
-                    "prompt" => once(s, 20, &mut r.prompt, c.opt_text()?),
-                    "completion" => once(s, 21, &mut r.completion, c.opt_text()?),
-                    "limit_kind" => once(s, 22, &mut r.limit_kind, c.opt_text()?),
-                    "limit" => once(s, 23, &mut r.limit, c.opt_u64()?),
-                    "tokens" => once(s, 24, &mut r.tokens, c.opt_u64()?),
-                    "action" => once(s, 25, &mut r.action, c.opt_text()?),
-                    // cost_usd (exact decimal parsing) and unknown keys.
-                    _ => None,
+                    4 => once(s, 4, &mut r.agent, c.opt_text()?),
+                    5 => once(s, 5, &mut r.parent_agent, c.opt_text()?),
+                    6 => once(s, 6, &mut r.user, c.opt_text()?),
+                    7 => once(s, 7, &mut r.segment, c.opt_text()?),
+                    8 => once(s, 8, &mut r.task, c.opt_text()?),
+                    9 => once(s, 9, &mut r.tool, c.opt_text()?),
+                    10 => once(s, 10, &mut r.provider, c.opt_text()?),
+                    11 => once(s, 11, &mut r.model, c.opt_text()?),
+                    12 => once(s, 12, &mut r.input_tokens, c.opt_u64()?),
+                    13 => once(s, 13, &mut r.output_tokens, c.opt_u64()?),
+                    14 => once(s, 14, &mut r.cache_read_tokens, c.opt_u64()?),
+                    15 => once(s, 15, &mut r.cache_write_tokens, c.opt_u64()?),
+                    16 => once(s, 16, &mut r.cache_write_1h_tokens, c.opt_u64()?),
+                    17 => once(s, 17, &mut r.reasoning_tokens, c.opt_u64()?),
+                    18 => once(s, 18, &mut r.latency_ms, c.opt_u64()?),
+                    19 => once(s, 19, &mut r.status, c.opt_text()?),
+                    20 => once(s, 20, &mut r.prompt, c.opt_text()?),
+                    21 => once(s, 21, &mut r.completion, c.opt_text()?),
+                    22 => once(s, 22, &mut r.limit_kind, c.opt_text()?),
+                    23 => once(s, 23, &mut r.limit, c.opt_u64()?),
+                    24 => once(s, 24, &mut r.tokens, c.opt_u64()?),
+                    _ => once(s, 25, &mut r.action, c.opt_text()?),
                 }?;
                 c.skip_ws();
                 match c.peek()? {
