@@ -621,7 +621,7 @@ mod fast {
     /// for `cost_usd` (exact decimal parsing stays with serde) and unknown keys.
     #[inline]
     fn field(key: &str) -> Option<u32> {
-        let id = match key.len() {
+        match key.len() {
             2 => (key == "ts").then_some(1),
             3 => (key == "hop").then_some(3),
             4 => match key {
@@ -664,8 +664,7 @@ mod fast {
             18 => (key == "cache_write_tokens").then_some(15),
             21 => (key == "cache_write_1h_tokens").then_some(16),
             _ => None,
-        };
-        id
+        }
     }
 
     /// Sets a field once: a repeated key is serde's error to report.
