@@ -15,6 +15,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod ingest;
 pub mod live;
 pub mod logging;

@@ -1,0 +1,210 @@
+//! Messages of the control protocol (`docs/control-protocol.md`), shared by
+//! the client (tokwatch) and the reference runtime (`tokwatch demo`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::budget::{Limits, Scope};
+
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Longest line either side accepts.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// A scope's budget with its version (and the change's idempotency key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionedBudget {
+    pub scope: Scope,
+    pub version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    pub limits: Limits,
+}
+
+/// The version in force for a scope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    pub scope: Scope,
+    pub version: u64,
+}
+
+/// Client → server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Request {
+    #[serde(rename = "hello")]
+    Hello {
+        protocol: u32,
+        client: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+    },
+    #[serde(rename = "budget.set")]
+    Set {
+        id: String,
+        idempotency_key: String,
+        scope: Scope,
+        version: u64,
+        limits: Limits,
+    },
+    #[serde(rename = "budget.sync")]
+    Sync {
+        id: String,
+        budgets: Vec<VersionedBudget>,
+    },
+    #[serde(rename = "budget.list")]
+    List { id: String },
+}
+
+/// Server → client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Reply {
+    #[serde(rename = "hello")]
+    Hello {
+        protocol: u32,
+        runtime: String,
+        runtime_id: String,
+        #[serde(default)]
+        applied: Vec<Applied>,
+    },
+    #[serde(rename = "budget.ack")]
+    Ack {
+        id: String,
+        scope: Scope,
+        version: u64,
+    },
+    #[serde(rename = "budget.nack")]
+    Nack {
+        id: String,
+        scope: Scope,
+        version: u64,
+        #[serde(default)]
+        applied_version: u64,
+        reason: String,
+    },
+    #[serde(rename = "budget.synced")]
+    Synced { id: String },
+    #[serde(rename = "budget.state")]
+    State {
+        id: String,
+        budgets: Vec<VersionedBudget>,
+    },
+    #[serde(rename = "budget.exceeded")]
+    Exceeded(Exceeded),
+    #[serde(rename = "error")]
+    Error { reason: String },
+}
+
+/// A runtime enforced a limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Exceeded {
+    pub run_id: String,
+    #[serde(default)]
+    pub hop: Option<u32>,
+    #[serde(default)]
+    pub agent: Option<String>,
+    #[serde(default)]
+    pub segment: Option<String>,
+    pub limit_kind: String,
+    #[serde(default)]
+    pub limit: Option<u64>,
+    #[serde(default)]
+    pub tokens: Option<u64>,
+    pub action: String,
+    #[serde(default)]
+    pub ts: Option<String>,
+}
+
+/// Why a line from the other side was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("line of {0} bytes exceeds the {MAX_LINE_BYTES}-byte limit")]
+    TooLong(usize),
+    #[error("not a protocol message: {0}")]
+    Malformed(String),
+}
+
+/// Parses one line (without its newline) as `T`, refusing oversized lines.
+///
+/// # Errors
+/// See [`WireError`].
+pub fn decode<T: for<'de> Deserialize<'de>>(line: &[u8]) -> Result<T, WireError> {
+    if line.len() > MAX_LINE_BYTES {
+        return Err(WireError::TooLong(line.len()));
+    }
+    serde_json::from_slice(line).map_err(|e| WireError::Malformed(e.to_string()))
+}
+
+/// Serializes a message as one line with its newline.
+#[must_use]
+pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    let mut line = serde_json::to_vec(message).unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::budget::BreachAction;
+
+    #[test]
+    fn messages_round_trip_in_the_documented_shape() {
+        let set = Request::Set {
+            id: "c1-17".into(),
+            idempotency_key: "k".into(),
+            scope: Scope::Agent("writer".into()),
+            version: 7,
+            limits: Limits {
+                per_hop_limit: Some(9000),
+                on_hop_breach: Some(BreachAction::Trim),
+                ..Limits::default()
+            },
+        };
+        let line = encode(&set);
+        assert_eq!(
+            String::from_utf8(line.clone()).unwrap(),
+            "{\"type\":\"budget.set\",\"id\":\"c1-17\",\"idempotency_key\":\"k\",\"scope\":{\"kind\":\"agent\",\"name\":\"writer\"},\"version\":7,\"limits\":{\"per_hop_limit\":9000,\"on_hop_breach\":\"trim\"}}\n"
+        );
+        assert_eq!(decode::<Request>(&line[..line.len() - 1]).unwrap(), set);
+        let nack: Reply = decode(br#"{"type":"budget.nack","id":"c1-17","scope":{"kind":"global"},"version":7,"applied_version":6,"reason":"no"}"#).unwrap();
+        assert!(matches!(
+            nack,
+            Reply::Nack {
+                applied_version: 6,
+                ..
+            }
+        ));
+        let exceeded: Reply = decode(br#"{"type":"budget.exceeded","run_id":"r","hop":4,"agent":"a","limit_kind":"per_hop","limit":9000,"tokens":12400,"action":"trim"}"#).unwrap();
+        assert!(matches!(
+            exceeded,
+            Reply::Exceeded(Exceeded { hop: Some(4), .. })
+        ));
+    }
+
+    #[test]
+    fn oversized_and_malformed_lines_are_refused() {
+        let long = vec![b' '; MAX_LINE_BYTES + 1];
+        assert_eq!(
+            decode::<Reply>(&long),
+            Err(WireError::TooLong(MAX_LINE_BYTES + 1))
+        );
+        assert!(matches!(
+            decode::<Reply>(b"{\"type\":\"budget.ack\"}"),
+            Err(WireError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode::<Reply>(b"[1,2]"),
+            Err(WireError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode::<Reply>(b"{\"type\":\"surprise\"}"),
+            Err(WireError::Malformed(_))
+        ));
+        let unknown_limit: Result<Request, _> = decode(br#"{"type":"budget.set","id":"1","idempotency_key":"k","scope":{"kind":"global"},"version":1,"limits":{"per_hop":5}}"#);
+        assert!(
+            unknown_limit.is_err(),
+            "unknown limit names are refused, not ignored"
+        );
+    }
+}
