@@ -105,6 +105,11 @@ pub enum Command {
     Report(ReportArgs),
     /// Write the deterministic sample workloads (sample_logs/) or a benchmark corpus.
     Generate(GenerateArgs),
+    /// A simulated multi-agent runtime that writes telemetry and obeys budgets
+    /// pushed over the control protocol, with the dashboard on it.
+    Demo(DemoArgs),
+    /// Set, list or get budgets on agent runtimes (exit 0 only when acknowledged).
+    Budget(BudgetArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -169,5 +174,109 @@ pub enum GenerateWhat {
         events: u64,
         #[arg(long, default_value_t = 7)]
         seed: u64,
+    },
+}
+
+/// `tokwatch demo`: the simulated runtime (and, unless `--headless`, the dashboard on it).
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Run only the simulated runtime (no dashboard): for scripts and tests.
+    #[arg(long)]
+    pub headless: bool,
+    /// Directory for the runtime's telemetry (default: a temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Control socket the runtime serves: `unix:PATH` (or a bare path) or `tcp:127.0.0.1:PORT`
+    /// (default: a socket in the telemetry directory).
+    #[arg(long, value_name = "ADDR")]
+    pub control: Option<String>,
+    /// Stop after this many runs (default: run until stopped).
+    #[arg(long, value_name = "N")]
+    pub runs: Option<u64>,
+    /// Runs started per second.
+    #[arg(long, default_value_t = 4.0, value_name = "R")]
+    pub rate: f64,
+    /// Seed of the simulation.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+}
+
+/// `tokwatch budget …`
+#[derive(Debug, Args)]
+pub struct BudgetArgs {
+    #[command(subcommand)]
+    pub action: BudgetAction,
+}
+
+/// Which scope a budget command addresses.
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = false)]
+pub struct ScopeArgs {
+    /// The global budget.
+    #[arg(long)]
+    pub global: bool,
+    /// An agent's budget.
+    #[arg(long, value_name = "NAME")]
+    pub agent: Option<String>,
+    /// A user segment's budget.
+    #[arg(long, value_name = "NAME")]
+    pub segment: Option<String>,
+}
+
+/// Where runtimes are and how long to wait for them.
+#[derive(Debug, Clone, Args)]
+pub struct ControlArgs {
+    /// A runtime's control socket: `unix:PATH` (or a bare path) or `tcp:127.0.0.1:PORT`. Repeatable.
+    #[arg(long, required = true, value_name = "ADDR")]
+    pub control: Vec<String>,
+    /// Token sent in `hello` (TCP runtimes that require one).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "TOKWATCH_CONTROL_TOKEN",
+        hide_env_values = true
+    )]
+    pub control_token: Option<String>,
+    /// How long to wait for each runtime's answer.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+    /// Desired-state file (default: $XDG_STATE_HOME/tokwatch/budgets.toml).
+    #[arg(long, value_name = "FILE", env = "TOKWATCH_BUDGETS")]
+    pub budgets: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BudgetAction {
+    /// Set a scope's limits and push them; exit 0 only when every runtime acknowledged.
+    Set {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        #[command(flatten)]
+        control: ControlArgs,
+        /// Input tokens per hop.
+        #[arg(long, value_name = "N")]
+        per_hop_limit: Option<u64>,
+        /// Tokens per run.
+        #[arg(long, value_name = "N")]
+        run_limit: Option<u64>,
+        /// Dollars per run.
+        #[arg(long, value_name = "USD")]
+        run_cost_limit: Option<String>,
+        /// What the runtime does on a breach of the limits given here
+        /// (default: trim for the per-hop limit, abort for run limits).
+        #[arg(long, value_enum, value_name = "ACTION")]
+        on_breach: Option<crate::model::budget::BreachAction>,
+    },
+    /// List the budgets each runtime has in force.
+    List {
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// Show one scope's budget on each runtime.
+    Get {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        #[command(flatten)]
+        control: ControlArgs,
     },
 }

@@ -16,6 +16,7 @@
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod demo;
 pub mod ingest;
 pub mod live;
 pub mod logging;
@@ -52,6 +53,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let text = report_text(&args, now_ms())?;
             print_stdout(&text)?;
         }
+        Some(Command::Demo(args)) => demo::run(args)?,
+        Some(Command::Budget(args)) => return control::cli::run(args),
         Some(Command::Generate(args)) => match args.what {
             GenerateWhat::Samples { out } => {
                 let written = workload::write_samples(&out)?;
@@ -136,7 +139,10 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
 }
 
 /// Config file, themes and keymap for the dashboard.
-fn dashboard_settings(
+///
+/// # Errors
+/// An invalid config file or theme.
+pub fn dashboard_settings(
     config_path: Option<&Path>,
     theme: Option<&str>,
 ) -> anyhow::Result<ui::app::UiSettings> {

@@ -118,10 +118,10 @@ impl Limits {
                 _ => return Err(LimitsError::BadCost(text.clone())),
             }
         }
-        if let (Some(hop), Some(run)) = (self.per_hop_limit, self.total_run_limit) {
-            if hop > run {
-                return Err(LimitsError::HopOverRun { hop, run });
-            }
+        if let (Some(hop), Some(run)) = (self.per_hop_limit, self.total_run_limit)
+            && hop > run
+        {
+            return Err(LimitsError::HopOverRun { hop, run });
         }
         Ok(())
     }
