@@ -159,6 +159,9 @@ impl Best {
     }
 
     fn print(&self, label: &str) {
+        if self.time.is_none() {
+            return;
+        }
         println!(
             "{label:<36}{:>7.3} s wall {:>10.0} ev/s | {:>7.3} s cpu {:>10.0} ev/s ({} events)",
             self.secs(),
@@ -226,10 +229,12 @@ fn main() -> anyhow::Result<()> {
     }
     base.print("baseline split+serde typed parse:");
     ours.print("tokwatch ingest+ledger+snapshot:");
-    println!(
-        "ratio tokwatch / baseline: {:.2}x wall, {:.2}x cpu (goal <= 1.30x; best of {runs}, interleaved)",
-        ours.secs() / base.secs(),
-        ours.cpu_secs() / base.cpu_secs()
-    );
+    if base.time.is_some() && ours.time.is_some() {
+        println!(
+            "ratio tokwatch / baseline: {:.2}x wall, {:.2}x cpu (goal <= 1.30x; best of {runs}, interleaved)",
+            ours.secs() / base.secs(),
+            ours.cpu_secs() / base.cpu_secs()
+        );
+    }
     Ok(())
 }
