@@ -60,6 +60,24 @@ pub struct LiveArgs {
     /// Dashboard theme: dark, light, high-contrast, solarized, a user theme name, or a .toml path.
     #[arg(long, value_name = "NAME|PATH", env = "TOKWATCH_THEME")]
     pub theme: Option<String>,
+    /// An agent runtime's control socket to push budgets to: `unix:PATH` (or a
+    /// bare path) or `tcp:127.0.0.1:PORT`. Repeatable (a fleet).
+    #[arg(long, value_name = "ADDR")]
+    pub control: Vec<String>,
+    /// Token sent in `hello` to runtimes that require one.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "TOKWATCH_CONTROL_TOKEN",
+        hide_env_values = true
+    )]
+    pub control_token: Option<String>,
+    /// Desired-budgets file (default: $XDG_STATE_HOME/tokwatch/budgets.toml).
+    #[arg(long, value_name = "FILE", env = "TOKWATCH_BUDGETS")]
+    pub budgets: Option<PathBuf>,
+    /// Show budgets but never change them.
+    #[arg(long)]
+    pub readonly: bool,
     /// Dashboard log file (default: $XDG_STATE_HOME/tokwatch/tokwatch.log); never the screen.
     #[arg(long, value_name = "FILE", env = "TOKWATCH_LOG_FILE")]
     pub log_file: Option<PathBuf>,

@@ -130,7 +130,17 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
     if args.jsonl {
         return runtime.block_on(live::run_headless(settings, prices));
     }
-    let ui = dashboard_settings(args.config.as_deref(), args.theme.as_deref())?;
+    let mut ui = dashboard_settings(args.config.as_deref(), args.theme.as_deref())?;
+    ui.control = args
+        .control
+        .iter()
+        .map(|a| a.parse().map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<_>>()?;
+    ui.control_token = args.control_token.clone();
+    ui.readonly = args.readonly;
+    if let Some(path) = &args.budgets {
+        ui.budgets_path = Some(path.clone());
+    }
     let _log = logging::init_file(args.log_file.as_deref())?;
     tracing::info!(sources = ?settings.follow, listen = ?settings.listen, "dashboard starting");
     let result = runtime.block_on(ui::app::run_tui(settings, prices, ui));
@@ -174,6 +184,10 @@ pub fn dashboard_settings(
         mouse: settings.ui.mouse,
         rules: settings.insights.bleed_rules(),
         recent_events: settings.ui.recent_events,
+        control: Vec::new(),
+        control_token: None,
+        budgets_path: control::store::default_path(),
+        readonly: false,
     })
 }
 

@@ -3,6 +3,7 @@
 //! pure (`views`), and what is shown comes from published snapshots (`data`).
 
 pub mod app;
+pub mod budgets;
 pub mod data;
 pub mod format;
 pub mod state;

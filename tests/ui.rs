@@ -13,6 +13,7 @@ use tokwatch::ingest::{Ingestor, TimeWindow, files};
 use tokwatch::model::insights::{BleedRules, Insights};
 use tokwatch::model::{Ledger, LedgerConfig};
 use tokwatch::pricing::PriceBook;
+use tokwatch::ui::budgets::{BudgetBoard, BudgetEditor};
 use tokwatch::ui::data::{Published, Rows};
 use tokwatch::ui::state::ViewState;
 use tokwatch::ui::theme::Theme;
@@ -54,8 +55,17 @@ fn screen(data: &Published, actions: &[Action], width: u16, height: u16) -> Stri
         ..ViewState::default()
     };
     for action in actions {
-        update(&mut view, Input::Action(*action), data);
+        if let Some(tokwatch::ui::update::Effect::EditBudget(_)) =
+            update(&mut view, Input::Action(*action), data)
+        {
+            // what the app does: open the editor, prefilled from the desired state
+            view.editor = Some(BudgetEditor::new(
+                tokwatch::model::budget::Scope::Agent("writer".into()),
+                None,
+            ));
+        }
     }
+    let board = BudgetBoard::default();
     let rows = Rows::compute(data, view.screen(), &view);
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
     terminal
@@ -69,6 +79,7 @@ fn screen(data: &Published, actions: &[Action], width: u16, height: u16) -> Stri
                     keymap: &keymap,
                     rows: &rows,
                     now_ms: NOW_MS,
+                    budgets: &board,
                 },
             )
         })
@@ -125,6 +136,11 @@ fn budgets() {
 #[test]
 fn help_overlay() {
     golden("help", &[Action::ScreenRuns, Action::Help]);
+}
+
+#[test]
+fn budget_editor() {
+    golden("budget_editor", &[Action::ScreenAgents, Action::EditBudget]);
 }
 
 #[test]

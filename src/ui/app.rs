@@ -16,15 +16,24 @@ use ratatui::crossterm::event::{
 };
 use tokio::sync::watch;
 
+use std::path::PathBuf;
+
+use tokio::sync::mpsc;
+
 use crate::config::keys::Keymap;
+use crate::control::ControlAddr;
+use crate::control::client::{ClientEvent, Outcome, run_runtime_link};
+use crate::control::store::{self, AuditRecord, DesiredState};
 use crate::live::{Aggregator, LiveSettings, Sources};
+use crate::model::budget::{Limits, Scope};
 use crate::model::insights::{BleedRules, Insights};
 use crate::pricing::PriceBook;
 
+use super::budgets::{BudgetBoard, BudgetEditor, EditorInput};
 use super::data::{Published, Rows};
 use super::state::{Toast, ViewState};
 use super::theme::Theme;
-use super::update::{Effect, Input, update};
+use super::update::{BudgetTarget, Effect, Input, update};
 use super::views::{ViewCx, list_rows, render};
 
 /// Dashboard settings resolved from the config file and command line.
@@ -38,6 +47,154 @@ pub struct UiSettings {
     pub rules: BleedRules,
     /// Length of the live tail (Events screen).
     pub recent_events: usize,
+    /// Runtimes to push budgets to (`--control`), their token, the desired
+    /// state file, and whether editing is disabled (`--readonly`).
+    pub control: Vec<ControlAddr>,
+    pub control_token: Option<String>,
+    pub budgets_path: Option<PathBuf>,
+    pub readonly: bool,
+}
+
+/// Budget control as the dashboard runs it: the board, the desired state
+/// the links push, and their events.
+struct Control {
+    board: BudgetBoard,
+    desired: watch::Sender<Arc<DesiredState>>,
+    /// Bounded: links wait when the UI is behind.
+    events: mpsc::Receiver<ClientEvent>,
+    store: Option<PathBuf>,
+    links: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Control {
+    fn start(ui: &UiSettings, shutdown: &watch::Receiver<bool>) -> anyhow::Result<Control> {
+        let desired = match &ui.budgets_path {
+            Some(path) => DesiredState::load(path)?,
+            None => DesiredState::default(),
+        };
+        let (desired_tx, desired_rx) = watch::channel(Arc::new(desired.clone()));
+        let (events_tx, events) = mpsc::channel(256);
+        let links = ui
+            .control
+            .iter()
+            .map(|addr| {
+                tokio::spawn(run_runtime_link(
+                    addr.clone(),
+                    ui.control_token.clone(),
+                    Duration::from_secs(5),
+                    desired_rx.clone(),
+                    events_tx.clone(),
+                    shutdown.clone(),
+                ))
+            })
+            .collect();
+        Ok(Control {
+            board: BudgetBoard {
+                desired,
+                readonly: ui.readonly,
+                ..BudgetBoard::default()
+            },
+            desired: desired_tx,
+            events,
+            store: ui.budgets_path.clone(),
+            links,
+        })
+    }
+
+    /// Records a confirmed change, saves it, and hands it to the links.
+    fn push(&mut self, scope: Scope, limits: Limits, now_ms: i64) -> Toast {
+        let before = self
+            .board
+            .desired
+            .budgets
+            .get(&scope)
+            .map(|b| b.limits.clone());
+        let seen = self.board.seen(&scope);
+        let budget = self.board.desired.set(scope.clone(), limits, seen);
+        self.board.pending_since.insert(scope.clone(), now_ms);
+        if let Some(path) = &self.store {
+            let saved = self.board.desired.save(path).and_then(|()| {
+                store::audit(
+                    &store::audit_path(path),
+                    &AuditRecord {
+                        ts: store::now_rfc3339(),
+                        event: "change",
+                        scope: &scope,
+                        version: budget.version,
+                        idempotency_key: budget.idempotency_key.as_deref(),
+                        before: before.as_ref(),
+                        after: Some(&budget.limits),
+                        runtime: None,
+                        result: None,
+                        user: store::user(),
+                    },
+                )
+            });
+            if let Err(e) = saved {
+                return Toast {
+                    text: format!("could not save budgets: {e:#}"),
+                    error: true,
+                };
+            }
+        }
+        let _ = self.desired.send(Arc::new(self.board.desired.clone()));
+        let text = if self.links.is_empty() {
+            format!(
+                "{scope} v{} saved; no --control runtime to push to",
+                budget.version
+            )
+        } else {
+            format!(
+                "pushing {scope} v{} to {} runtime(s)…",
+                budget.version,
+                self.links.len()
+            )
+        };
+        Toast { text, error: false }
+    }
+
+    /// Applies a link event; audit-logs outcomes.
+    fn event(&mut self, event: ClientEvent) -> Option<Toast> {
+        if let (
+            Some(path),
+            ClientEvent::Outcome {
+                addr,
+                scope,
+                version,
+                outcome,
+            },
+        ) = (&self.store, &event)
+        {
+            let result = match outcome {
+                Outcome::Ack => "ack".to_owned(),
+                Outcome::Nack { reason, .. } => format!("nack: {reason}"),
+            };
+            let key = self
+                .board
+                .desired
+                .budgets
+                .get(scope)
+                .and_then(|b| b.idempotency_key.clone());
+            let _ = store::audit(
+                &store::audit_path(path),
+                &AuditRecord {
+                    ts: store::now_rfc3339(),
+                    event: "result",
+                    scope,
+                    version: *version,
+                    idempotency_key: key.as_deref(),
+                    before: None,
+                    after: None,
+                    runtime: Some(addr),
+                    result: Some(&result),
+                    user: None,
+                },
+            );
+        }
+        self.board
+            .apply(event)
+            .map(|(text, error)| Toast { text, error })
+    }
 }
 
 /// Maps a terminal event to an input for `update`.
@@ -45,6 +202,9 @@ pub struct UiSettings {
 pub fn input_for(event: &Event, view: &ViewState, keymap: &Keymap) -> Option<Input> {
     match event {
         Event::Key(key) if key.kind != KeyEventKind::Release => {
+            if view.editor.is_some() {
+                return editor_input(key, keymap);
+            }
             if view.filter_editing {
                 return filter_input(key, keymap);
             }
@@ -57,6 +217,27 @@ pub fn input_for(event: &Event, view: &ViewState, keymap: &Keymap) -> Option<Inp
         },
         _ => None,
     }
+}
+
+fn editor_input(key: &KeyEvent, keymap: &Keymap) -> Option<Input> {
+    if key.modifiers.contains(KeyModifiers::CONTROL) {
+        return keymap.lookup(key).map(Input::Action);
+    }
+    let input = match key.code {
+        KeyCode::Esc => EditorInput::Cancel,
+        KeyCode::Enter => EditorInput::Enter,
+        KeyCode::Up | KeyCode::BackTab => EditorInput::Up,
+        KeyCode::Down | KeyCode::Tab => EditorInput::Down,
+        KeyCode::Left | KeyCode::Right => EditorInput::Cycle,
+        KeyCode::Backspace => EditorInput::Backspace,
+        KeyCode::Char('+') => EditorInput::Plus,
+        KeyCode::Char('-') => EditorInput::Minus,
+        KeyCode::Char('y') => EditorInput::Confirm { strict: false },
+        KeyCode::Char('Y') => EditorInput::Confirm { strict: true },
+        KeyCode::Char(c) => EditorInput::Char(c),
+        _ => return None,
+    };
+    Some(Input::Editor(input))
 }
 
 fn filter_input(key: &KeyEvent, keymap: &Keymap) -> Option<Input> {
@@ -170,7 +351,8 @@ pub async fn run_tui(
         let _ = sources.shutdown(|msg| aggregator.handle(msg)).await;
     });
 
-    let result = ui_loop(&mut published, ui).await;
+    let control = Control::start(&ui, &stop_tx.subscribe())?;
+    let result = ui_loop(&mut published, ui, control).await;
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(3), aggregator_task).await;
     result
@@ -179,6 +361,7 @@ pub async fn run_tui(
 async fn ui_loop(
     published: &mut watch::Receiver<Arc<Published>>,
     ui: UiSettings,
+    mut control: Control,
 ) -> anyhow::Result<()> {
     let mut terminal = ratatui::try_init().context("cannot use the terminal")?;
     let _guard = TerminalGuard { mouse: ui.mouse };
@@ -212,7 +395,20 @@ async fn ui_loop(
                                 view.toast = Some(Toast { text: format!("theme: {}", ui.themes[theme_index].name), error: false });
                             }
                             Some(Effect::EditBudget(target)) => {
-                                view.toast = Some(Toast { text: format!("budget editing ({target:?}) arrives with budget control"), error: false });
+                                if control.board.readonly {
+                                    view.toast = Some(Toast { text: "read-only: budgets cannot be edited (--readonly)".into(), error: true });
+                                } else {
+                                    let scope = match target {
+                                        BudgetTarget::Global => Scope::Global,
+                                        BudgetTarget::Agent(name) => Scope::Agent(name.to_string()),
+                                        BudgetTarget::Segment(name) => Scope::Segment(name.to_string()),
+                                    };
+                                    let before = control.board.desired.budgets.get(&scope).map(|b| b.limits.clone());
+                                    view.editor = Some(BudgetEditor::new(scope, before));
+                                }
+                            }
+                            Some(Effect::PushBudget { scope, limits }) => {
+                                view.toast = Some(control.push(scope, limits, chrono::Utc::now().timestamp_millis()));
                             }
                             None => {}
                         }
@@ -234,13 +430,19 @@ async fn ui_loop(
                     dirty = true;
                 }
             },
+            Some(event) = control.events.recv() => {
+                if let Some(toast) = control.event(event) {
+                    view.toast = Some(toast);
+                }
+                dirty = true;
+            },
             _ = clock.tick() => dirty = true,
             () = tokio::time::sleep_until(next_frame), if dirty => {
                 let size = terminal.size()?;
                 view.page_rows = list_rows(size.height.saturating_sub(2));
                 let theme = &ui.themes[theme_index.min(ui.themes.len().saturating_sub(1))];
                 let now_ms = chrono::Utc::now().timestamp_millis();
-                terminal.draw(|frame| render(frame, &ViewCx { data: &data, view: &view, theme, keymap: &ui.keymap, rows: &rows, now_ms }))?;
+                terminal.draw(|frame| render(frame, &ViewCx { data: &data, view: &view, theme, keymap: &ui.keymap, rows: &rows, now_ms, budgets: &control.board }))?;
                 dirty = false;
                 next_frame = tokio::time::Instant::now() + frame_time;
             },

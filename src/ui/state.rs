@@ -193,6 +193,8 @@ pub struct ViewState {
     pub toast: Option<Toast>,
     /// Rows of the list area, set from the terminal size by the app.
     pub page_rows: usize,
+    /// The budget editor, when open (it takes the keyboard).
+    pub editor: Option<super::budgets::BudgetEditor>,
 }
 
 impl Default for ViewState {
@@ -208,6 +210,7 @@ impl Default for ViewState {
             help: false,
             toast: None,
             page_rows: 20,
+            editor: None,
         }
     }
 }

@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use crate::config::keys::Action;
 
+use super::budgets::EditorInput;
 use super::data::{Published, Rows, row_key, selected_position};
 use super::state::{Cursor, ListKind, Scope, Screen, Sort, SortKey, Tab, Toast, ViewState};
+use crate::model::budget::{Limits, Scope as BudgetScope};
 
 /// What the user did: a bound action, or raw input while typing a filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +22,8 @@ pub enum Input {
     FilterCancel,
     /// Mouse wheel: rows up (negative) or down.
     Scroll(i32),
+    /// A key while the budget editor is open.
+    Editor(EditorInput),
 }
 
 /// I/O requested by `update`, performed by the app.
@@ -29,6 +33,11 @@ pub enum Effect {
     NextTheme,
     /// Open the budget editor for a scope (budget control).
     EditBudget(BudgetTarget),
+    /// Record and push a confirmed budget change.
+    PushBudget {
+        scope: BudgetScope,
+        limits: Limits,
+    },
 }
 
 /// What a budget edit is about.
@@ -69,6 +78,17 @@ pub fn update(view: &mut ViewState, input: Input, data: &Published) -> Option<Ef
         Input::Scroll(rows) => {
             move_by(view, data, i64::from(rows));
             None
+        }
+        Input::Editor(EditorInput::Cancel) => {
+            view.editor = None;
+            None
+        }
+        Input::Editor(key) => {
+            let editor = view.editor.as_mut()?;
+            let limits = editor.input(key, &data.snapshot)?;
+            let scope = editor.scope.clone();
+            view.editor = None;
+            Some(Effect::PushBudget { scope, limits })
         }
     }
 }
