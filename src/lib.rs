@@ -142,6 +142,7 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
         ui.budgets_path = Some(path.clone());
     }
     let _log = logging::init_file(args.log_file.as_deref())?;
+    logging::install_panic_hook();
     tracing::info!(sources = ?settings.follow, listen = ?settings.listen, "dashboard starting");
     let result = runtime.block_on(ui::app::run_tui(settings, prices, ui));
     drop(demo);

@@ -51,3 +51,14 @@ pub fn init_file(path: Option<&Path>) -> anyhow::Result<Option<WorkerGuard>> {
     let _ = tracing::subscriber::set_global_default(subscriber);
     Ok(Some(guard))
 }
+
+/// Logs panics to the log file, then runs the previous hook. Install it
+/// before the terminal is set up: ratatui's own hook, installed after, then
+/// restores the terminal first, so the message lands on a usable screen.
+pub fn install_panic_hook() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!(panic = %info, backtrace = %std::backtrace::Backtrace::force_capture(), "panic");
+        previous(info);
+    }));
+}
