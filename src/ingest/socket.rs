@@ -205,6 +205,33 @@ fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> ListenError {
 }
 
 fn bind_unix(path: &Path) -> Result<Listener, ListenError> {
+    let (listener, ino) = bind_private_unix(path)?;
+    Ok(Listener {
+        source: SourceRef {
+            name: format!("unix:{}", path.display()).into(),
+            origin: "socket".into(),
+            kind: SourceKind::Unix,
+            client: None,
+        },
+        inner: Inner::Unix {
+            listener,
+            path: path.to_path_buf(),
+            ino,
+        },
+    })
+}
+
+/// Binds a Unix socket at `path` with mode 0600 and no window where it is
+/// reachable with looser permissions (bound inside a private 0700 directory,
+/// then renamed into place). A stale socket (nothing answers on it) is
+/// replaced; a live one or a path that is not a socket is refused. Returns
+/// the listener and the socket file's inode, so that the caller removes the
+/// file at exit only while it is still its own. Must be called inside a tokio
+/// runtime.
+///
+/// # Errors
+/// See [`ListenError`].
+pub fn bind_private_unix(path: &Path) -> Result<(tokio::net::UnixListener, u64), ListenError> {
     let name = format!("unix:{}", path.display());
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
@@ -242,20 +269,7 @@ fn bind_unix(path: &Path) -> Result<Listener, ListenError> {
     })();
     let _ = std::fs::remove_file(&staged);
     let _ = std::fs::remove_dir(&private);
-    let (listener, ino) = result.map_err(io_error(&name))?;
-    Ok(Listener {
-        source: SourceRef {
-            name: name.into(),
-            origin: "socket".into(),
-            kind: SourceKind::Unix,
-            client: None,
-        },
-        inner: Inner::Unix {
-            listener,
-            path: path.to_path_buf(),
-            ino,
-        },
-    })
+    result.map_err(io_error(&name))
 }
 
 fn unique() -> u64 {
