@@ -1,12 +1,253 @@
-//! `tokwatch demo`: a simulated multi-agent runtime that obeys budgets.
-//! (Being built: see the demo runtime task.)
+//! `tokwatch demo`: a simulated multi-agent runtime that writes native
+//! telemetry, serves the control protocol and obeys the budgets it is sent
+//! (`docs/demo.md`), with the dashboard on it.
+//!
+//! ```text
+//!  tokwatch budget / dashboard ──control──► server ──► BudgetTable ──limits──► runs ──► DIR/*.jsonl ──► dashboard
+//!                             ◄─budget.exceeded──────────────────────────────┘
+//! ```
+
+pub mod budgets;
+pub mod server;
+pub mod simulation;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
 
 use crate::cli::DemoArgs;
+use crate::control::ControlAddr;
+use server::{Control, ControlListener};
+use simulation::{Sim, Telemetry, Totals};
 
-/// Runs the demo.
+/// The most runs started per second.
+const MAX_RATE: f64 = 1000.0;
+
+/// What the simulated runtime needs.
+#[derive(Debug, Clone)]
+pub struct DemoConfig {
+    /// Directory for the telemetry (created if missing).
+    pub out: PathBuf,
+    /// Control address as given: `unix:PATH`, a bare path, or
+    /// `tcp:127.0.0.1:PORT`.
+    pub control: String,
+    /// Stop after this many runs have finished.
+    pub runs: Option<u64>,
+    /// Runs started per second.
+    pub rate: f64,
+    pub seed: u64,
+}
+
+/// A bound runtime, ready to [`serve`](Demo::serve).
+pub struct Demo {
+    config: DemoConfig,
+    listener: ControlListener,
+    control: Arc<Control>,
+    sim: Arc<Sim>,
+}
+
+impl Demo {
+    /// Validates the configuration, opens the telemetry files and binds the
+    /// control address. Must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    /// A bad rate or address, an address in use, unwritable output.
+    pub fn start(config: DemoConfig) -> anyhow::Result<Demo> {
+        anyhow::ensure!(
+            config.rate.is_finite() && config.rate > 0.0 && config.rate <= MAX_RATE,
+            "--rate must be a number of runs per second above 0 and at most {MAX_RATE}"
+        );
+        std::fs::create_dir_all(&config.out)
+            .with_context(|| format!("cannot create the directory '{}'", config.out.display()))?;
+        let addr: ControlAddr = config.control.parse().map_err(anyhow::Error::msg)?;
+        let (telemetry, last_run) = Telemetry::open(&config.out).with_context(|| {
+            format!(
+                "cannot open the telemetry files in '{}'",
+                config.out.display()
+            )
+        })?;
+        let listener = ControlListener::bind(&addr)?;
+        let control = Arc::new(Control::new());
+        let sim = Arc::new(Sim {
+            seed: config.seed,
+            first_run: last_run,
+            control: control.clone(),
+            prices: crate::pricing::PriceBook::embedded(),
+            telemetry,
+        });
+        Ok(Demo {
+            config,
+            listener,
+            control,
+            sim,
+        })
+    }
+
+    /// The control address clients use (with the real port for `tcp:…:0`).
+    #[must_use]
+    pub fn control_addr(&self) -> &str {
+        self.listener.name()
+    }
+
+    /// This process start's runtime id (as sent in `hello`).
+    #[must_use]
+    pub fn runtime_id(&self) -> &str {
+        self.control.runtime_id()
+    }
+
+    /// Runs the simulation and serves the control protocol until `shutdown`
+    /// turns true (or its sender is dropped), or until `runs` runs have
+    /// finished. Runs in flight end as `cancelled`; the socket is removed.
+    pub async fn serve(self, mut shutdown: watch::Receiver<bool>) -> Totals {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let server = tokio::spawn(self.listener.serve(self.control.clone(), stop_rx.clone()));
+        let driver = simulation::drive(self.sim, self.config.rate, self.config.runs, stop_rx);
+        tokio::pin!(driver);
+        let totals = tokio::select! {
+            totals = &mut driver => totals,
+            () = simulation::stopped(&mut shutdown) => {
+                let _ = stop_tx.send(true);
+                driver.await
+            }
+        };
+        let _ = stop_tx.send(true);
+        let _ = server.await;
+        tracing::info!(?totals, "demo runtime stopped");
+        totals
+    }
+}
+
+/// Runs the simulated runtime (see [`Demo::serve`]).
 ///
 /// # Errors
-/// Always, until the simulated runtime lands.
-pub fn run(_args: DemoArgs) -> anyhow::Result<()> {
-    anyhow::bail!("tokwatch demo is not available in this build yet")
+/// As [`Demo::start`].
+pub async fn run_runtime(
+    config: DemoConfig,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let demo = Demo::start(config)?;
+    demo.serve(shutdown).await;
+    Ok(())
+}
+
+/// Turns true on SIGINT or SIGTERM.
+fn on_signals() -> anyhow::Result<watch::Receiver<bool>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        let _ = tx.send(true);
+        // Keep the sender alive: a dropped sender also means "stop".
+        std::future::pending::<()>().await;
+    });
+    Ok(rx)
+}
+
+/// `tokwatch demo`.
+///
+/// # Errors
+/// Bad arguments, an unusable output directory or control address, the
+/// dashboard's own errors.
+pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    // The session's temporary directory, removed at exit (when no --out).
+    let temp = match &args.out {
+        Some(_) => None,
+        None => Some(
+            tempfile::Builder::new()
+                .prefix("tokwatch-demo-")
+                .tempdir()
+                .context("cannot create the demo directory")?,
+        ),
+    };
+    let out = match (&args.out, &temp) {
+        (Some(out), _) => out.clone(),
+        (None, Some(dir)) => dir.path().to_path_buf(),
+        (None, None) => anyhow::bail!("no output directory"),
+    };
+    let control = args
+        .control
+        .clone()
+        .unwrap_or_else(|| format!("unix:{}", out.join("control.sock").display()));
+    let config = DemoConfig {
+        out: out.clone(),
+        control,
+        runs: args.runs,
+        rate: args.rate,
+        seed: args.seed,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = if args.headless {
+        runtime.block_on(async {
+            let shutdown = on_signals()?;
+            let demo = Demo::start(config)?;
+            eprintln!(
+                "tokwatch demo: telemetry in {}, control on {}",
+                out.display(),
+                demo.control_addr()
+            );
+            demo.serve(shutdown).await;
+            anyhow::Ok(())
+        })
+    } else {
+        run_with_dashboard(&runtime, config)
+    };
+    drop(runtime);
+    drop(temp);
+    result
+}
+
+fn run_with_dashboard(runtime: &tokio::runtime::Runtime, config: DemoConfig) -> anyhow::Result<()> {
+    let mut ui = crate::dashboard_settings(None, None)?;
+    let prices = crate::load_prices(None)?;
+    let _log = crate::logging::init_file(None)?;
+    crate::logging::install_panic_hook();
+    // The demo's budgets live with its telemetry (not in the user's store),
+    // so a fresh demo starts without limits.
+    ui.budgets_path = Some(config.out.join("budgets.toml"));
+    // Only the team files: the budget audit log beside them is not telemetry.
+    let follow = simulation::TEAM_FILES
+        .iter()
+        .map(|(_, name)| config.out.join(name).display().to_string())
+        .collect();
+    let settings = crate::live::LiveSettings {
+        follow,
+        listen: Vec::new(),
+        listen_token: None,
+        max_clients: 1024,
+        poll: false,
+        poll_interval: Duration::from_millis(500),
+        from_end: false,
+        window: crate::ingest::TimeWindow::default(),
+        max_line_bytes: crate::ingest::files::DEFAULT_MAX_LINE_BYTES,
+        record: None,
+        interval: Duration::from_secs(1),
+        exit_after: None,
+        hops: false,
+        filters: crate::report::Filters::default(),
+    };
+    runtime.block_on(async {
+        let demo = Demo::start(config)?;
+        // The dashboard's budget editor pushes to the demo runtime.
+        let control: ControlAddr = demo.control_addr().parse().map_err(anyhow::Error::msg)?;
+        tracing::info!(%control, runtime_id = demo.runtime_id(), "demo runtime started");
+        ui.control = vec![control];
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let runtime_task = tokio::spawn(demo.serve(stop_rx));
+        let result = crate::ui::app::run_tui(settings, prices, ui).await;
+        let _ = stop_tx.send(true);
+        let _ = runtime_task.await;
+        result
+    })
 }

@@ -1,0 +1,245 @@
+//! The runtime's side of budget control: the limits in force per scope,
+//! their versions, and the answers already given per idempotency key.
+//! Pure: the server feeds it requests, the simulation reads its limits.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use crate::control::protocol::{Applied, Reply, VersionedBudget};
+use crate::model::budget::{Limits, Scope};
+
+/// Answers remembered per idempotency key (oldest forgotten first).
+const REMEMBERED_KEYS: usize = 10_000;
+
+/// How a `budget.set` (or a `budget.sync` entry) was answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Ack {
+        scope: Scope,
+        version: u64,
+    },
+    Nack {
+        scope: Scope,
+        version: u64,
+        applied_version: u64,
+        reason: String,
+    },
+}
+
+impl Outcome {
+    /// The reply to the request `id`.
+    #[must_use]
+    pub fn reply(&self, id: &str) -> Reply {
+        match self.clone() {
+            Outcome::Ack { scope, version } => Reply::Ack {
+                id: id.to_owned(),
+                scope,
+                version,
+            },
+            Outcome::Nack {
+                scope,
+                version,
+                applied_version,
+                reason,
+            } => Reply::Nack {
+                id: id.to_owned(),
+                scope,
+                version,
+                applied_version,
+                reason,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct InForce {
+    version: u64,
+    limits: Limits,
+}
+
+/// Applied budgets per scope, with versions and idempotency keys.
+#[derive(Debug, Default)]
+pub struct BudgetTable {
+    applied: BTreeMap<Scope, InForce>,
+    answers: HashMap<String, Outcome>,
+    keys: VecDeque<String>,
+}
+
+impl BudgetTable {
+    /// Handles one change: returns the answer and whether the limits in
+    /// force changed.
+    ///
+    /// - a key seen before gets the same answer as the first time;
+    /// - a version not newer than the one in force is acknowledged with the
+    ///   version in force, without change;
+    /// - invalid limits are refused with the reason, the previous ones stay;
+    /// - otherwise the budget replaces the scope's previous one.
+    pub fn set(
+        &mut self,
+        scope: Scope,
+        version: u64,
+        key: Option<&str>,
+        limits: Limits,
+    ) -> (Outcome, bool) {
+        if let Some(answer) = key.and_then(|k| self.answers.get(k)) {
+            return (answer.clone(), false);
+        }
+        let applied_version = self.applied.get(&scope).map_or(0, |b| b.version);
+        let (outcome, changed) = if version <= applied_version {
+            (
+                Outcome::Ack {
+                    scope,
+                    version: applied_version,
+                },
+                false,
+            )
+        } else if let Err(e) = limits.validate() {
+            (
+                Outcome::Nack {
+                    scope,
+                    version,
+                    applied_version,
+                    reason: e.to_string(),
+                },
+                false,
+            )
+        } else {
+            self.applied
+                .insert(scope.clone(), InForce { version, limits });
+            (Outcome::Ack { scope, version }, true)
+        };
+        if let Some(key) = key {
+            self.remember(key, outcome.clone());
+        }
+        (outcome, changed)
+    }
+
+    fn remember(&mut self, key: &str, outcome: Outcome) {
+        if self.keys.len() >= REMEMBERED_KEYS
+            && let Some(oldest) = self.keys.pop_front()
+        {
+            self.answers.remove(&oldest);
+        }
+        self.keys.push_back(key.to_owned());
+        self.answers.insert(key.to_owned(), outcome);
+    }
+
+    /// The version in force per scope (for `hello`).
+    #[must_use]
+    pub fn applied(&self) -> Vec<Applied> {
+        self.applied
+            .iter()
+            .map(|(scope, b)| Applied {
+                scope: scope.clone(),
+                version: b.version,
+            })
+            .collect()
+    }
+
+    /// The budgets in force (for `budget.state`).
+    #[must_use]
+    pub fn state(&self) -> Vec<VersionedBudget> {
+        self.applied
+            .iter()
+            .map(|(scope, b)| VersionedBudget {
+                scope: scope.clone(),
+                version: b.version,
+                idempotency_key: None,
+                limits: b.limits.clone(),
+            })
+            .collect()
+    }
+
+    /// The limits in force per scope (for [`crate::model::budget::effective`]).
+    #[must_use]
+    pub fn limits(&self) -> BTreeMap<Scope, Limits> {
+        self.applied
+            .iter()
+            .map(|(scope, b)| (scope.clone(), b.limits.clone()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn hop(n: u64) -> Limits {
+        Limits {
+            per_hop_limit: Some(n),
+            ..Limits::default()
+        }
+    }
+
+    #[test]
+    fn newer_versions_apply_older_ones_ack_what_is_in_force() {
+        let mut table = BudgetTable::default();
+        let (first, changed) = table.set(Scope::Global, 3, Some("k3"), hop(9000));
+        assert!(changed);
+        assert_eq!(
+            first,
+            Outcome::Ack {
+                scope: Scope::Global,
+                version: 3
+            }
+        );
+        let (late, changed) = table.set(Scope::Global, 2, Some("k2"), hop(1));
+        assert!(!changed);
+        assert_eq!(
+            late,
+            Outcome::Ack {
+                scope: Scope::Global,
+                version: 3
+            }
+        );
+        assert_eq!(table.limits()[&Scope::Global], hop(9000));
+        // A duplicate key answers as the first time, whatever it carries.
+        let (again, changed) = table.set(Scope::Global, 99, Some("k3"), hop(5));
+        assert!(!changed);
+        assert_eq!(again, first);
+        assert_eq!(table.applied()[0].version, 3);
+    }
+
+    #[test]
+    fn invalid_limits_are_refused_and_the_previous_ones_stay() {
+        let mut table = BudgetTable::default();
+        table.set(Scope::Agent("writer".into()), 1, Some("a"), hop(9000));
+        let bad = Limits {
+            per_hop_limit: Some(90_000),
+            total_run_limit: Some(60_000),
+            ..Limits::default()
+        };
+        let (nack, changed) = table.set(Scope::Agent("writer".into()), 2, Some("b"), bad);
+        assert!(!changed);
+        assert_eq!(
+            nack,
+            Outcome::Nack {
+                scope: Scope::Agent("writer".into()),
+                version: 2,
+                applied_version: 1,
+                reason: "per_hop_limit (90000) exceeds total_run_limit (60000)".into(),
+            }
+        );
+        assert_eq!(table.limits()[&Scope::Agent("writer".into())], hop(9000));
+        let (empty, _) = table.set(Scope::Global, 1, None, Limits::default());
+        assert!(matches!(
+            empty,
+            Outcome::Nack {
+                applied_version: 0,
+                ..
+            }
+        ));
+        assert!(table.state().iter().all(|b| b.scope != Scope::Global));
+    }
+
+    #[test]
+    fn remembered_keys_are_bounded() {
+        let mut table = BudgetTable::default();
+        for v in 1..=(REMEMBERED_KEYS as u64 + 5) {
+            table.set(Scope::Global, v, Some(&format!("k{v}")), hop(v));
+        }
+        assert_eq!(table.answers.len(), REMEMBERED_KEYS);
+        assert!(!table.answers.contains_key("k1"));
+    }
+}
