@@ -114,7 +114,7 @@ const WORKFLOW: [Step; 8] = [
         tool: Some("web_search"),
         system_prompt: 2_600,
         output: 450,
-        tool_result: 9_000,
+        tool_result: 10_300,
         lean_model: "gpt-4.1-mini",
         reasoning: 0,
     },
@@ -124,7 +124,7 @@ const WORKFLOW: [Step; 8] = [
         tool: Some("fetch_page"),
         system_prompt: 2_600,
         output: 450,
-        tool_result: 12_000,
+        tool_result: 13_300,
         lean_model: "gpt-4.1-mini",
         reasoning: 0,
     },
@@ -134,7 +134,7 @@ const WORKFLOW: [Step; 8] = [
         tool: Some("fetch_page"),
         system_prompt: 2_600,
         output: 600,
-        tool_result: 10_000,
+        tool_result: 11_400,
         lean_model: "gpt-4.1-mini",
         reasoning: 0,
     },
@@ -175,19 +175,19 @@ const WORKFLOW: [Step; 8] = [
         system_prompt: 1_800,
         output: 900,
         tool_result: 0,
-        lean_model: "o4-mini",
-        reasoning: 600,
+        lean_model: "gpt-4.1-mini",
+        reasoning: 0,
     },
 ];
 
 const NAIVE_MODEL: &str = "claude-opus-4-6";
 const TASK_TOKENS: u64 = 700;
 /// What a lean hop carries instead of the full history.
-const LEAN_SUMMARY: u64 = 1_500;
+const LEAN_SUMMARY: u64 = 1_300;
 /// Lean researchers keep this much of a tool result.
 const LEAN_TOOL_KEEP: u64 = 3_000;
 /// Lean runtime's per-hop budget (`trim` on breach).
-const LEAN_PER_HOP_LIMIT: u64 = 9_000;
+const LEAN_PER_HOP_LIMIT: u64 = 8_000;
 const TIERS: [&str; 3] = ["free", "pro", "enterprise"];
 
 fn rfc3339(ts_ms: i64) -> String {
