@@ -2,7 +2,9 @@
 
 use super::*;
 
-const ORIGIN: LineOrigin<'static> = LineOrigin { source: "test.jsonl" };
+const ORIGIN: LineOrigin<'static> = LineOrigin {
+    source: "test.jsonl",
+};
 
 fn parse(line: &str) -> Result<TelemetryEvent<'_>, ParseError> {
     parse_line(line.as_bytes(), ORIGIN)
@@ -26,26 +28,49 @@ fn full_hop_record_normalizes_to_disjoint_buckets() {
     assert_eq!(event.tool.as_deref(), Some("search"));
     assert_eq!(
         event.usage,
-        Usage { input_uncached: 250, cache_read: 600, cache_write_5m: 100, cache_write_1h: 50, output: 300, reasoning: 120 }
+        Usage {
+            input_uncached: 250,
+            cache_read: 600,
+            cache_write_5m: 100,
+            cache_write_1h: 50,
+            output: 300,
+            reasoning: 120
+        }
     );
-    assert_eq!(event.usage.input_total(), 1000, "input_tokens includes cache");
-    assert_eq!(event.reported_cost, Some(Usd::parse_decimal("0.0123").unwrap()));
+    assert_eq!(
+        event.usage.input_total(),
+        1000,
+        "input_tokens includes cache"
+    );
+    assert_eq!(
+        event.reported_cost,
+        Some(Usd::parse_decimal("0.0123").unwrap())
+    );
     assert_eq!(event.latency_ms, Some(850));
     assert!(!event.estimated);
 }
 
 #[test]
 fn strings_borrow_from_the_line_when_unescaped() {
-    let event = parse(r#"{"run_id":"r1","agent":"a","model":"gpt-4o","input_tokens":1,"output_tokens":1}"#).unwrap();
+    let event =
+        parse(r#"{"run_id":"r1","agent":"a","model":"gpt-4o","input_tokens":1,"output_tokens":1}"#)
+            .unwrap();
     assert!(matches!(event.agent, Cow::Borrowed(_)));
-    let escaped = parse(r#"{"run_id":"r1","agent":"a\u00e9","model":"gpt-4o","input_tokens":1,"output_tokens":1}"#).unwrap();
+    let escaped = parse(
+        r#"{"run_id":"r1","agent":"a\u00e9","model":"gpt-4o","input_tokens":1,"output_tokens":1}"#,
+    )
+    .unwrap();
     assert_eq!(escaped.agent, "aé");
 }
 
 #[test]
 fn epoch_milliseconds_and_offsets_are_accepted() {
-    let ms = parse(r#"{"ts":1795860000000,"model":"m","input_tokens":1,"output_tokens":1}"#).unwrap();
-    let offset = parse(r#"{"ts":"2026-11-28T11:00:00+01:00","model":"m","input_tokens":1,"output_tokens":1}"#).unwrap();
+    let ms =
+        parse(r#"{"ts":1795860000000,"model":"m","input_tokens":1,"output_tokens":1}"#).unwrap();
+    let offset = parse(
+        r#"{"ts":"2026-11-28T11:00:00+01:00","model":"m","input_tokens":1,"output_tokens":1}"#,
+    )
+    .unwrap();
     assert_eq!(ms.ts_ms, Some(1_795_860_000_000));
     assert_eq!(offset.ts_ms, ms.ts_ms);
 }
@@ -60,11 +85,18 @@ fn epoch_seconds_and_bad_dates_are_rejected_with_a_reason() {
 
 #[test]
 fn missing_identity_gets_defaults() {
-    let event = parse(r#"{"ts":"2026-11-28T10:00:00Z","model":"gpt-4o","input_tokens":5,"output_tokens":1}"#).unwrap();
-    assert_eq!(event.run_id, "auto:test.jsonl:2026-11-28", "stable synthetic run id");
+    let event = parse(
+        r#"{"ts":"2026-11-28T10:00:00Z","model":"gpt-4o","input_tokens":5,"output_tokens":1}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        event.run_id, "auto:test.jsonl:2026-11-28",
+        "stable synthetic run id"
+    );
     assert_eq!(event.agent, UNKNOWN);
     assert_eq!(event.hop, None, "arrival order is assigned by the ledger");
-    let no_model = parse(r#"{"run_id":"r","agent":"","input_tokens":5,"output_tokens":1}"#).unwrap();
+    let no_model =
+        parse(r#"{"run_id":"r","agent":"","input_tokens":5,"output_tokens":1}"#).unwrap();
     assert_eq!(no_model.model, UNKNOWN);
     assert_eq!(no_model.agent, UNKNOWN, "empty counts as missing");
     let untimed = parse(r#"{"model":"m","input_tokens":5,"output_tokens":1}"#).unwrap();
@@ -73,10 +105,14 @@ fn missing_identity_gets_defaults() {
 
 #[test]
 fn cache_subsets_larger_than_input_are_rejected() {
-    let err = reason(r#"{"model":"m","input_tokens":100,"cache_read_tokens":80,"cache_write_tokens":30,"output_tokens":1}"#);
+    let err = reason(
+        r#"{"model":"m","input_tokens":100,"cache_read_tokens":80,"cache_write_tokens":30,"output_tokens":1}"#,
+    );
     assert!(err.contains("exceed input_tokens (100)"), "{err}");
     // Anthropic-style exclusive input is the classic mistake this catches.
-    let err = reason(r#"{"model":"m","input_tokens":3,"cache_write_1h_tokens":141272,"output_tokens":1}"#);
+    let err = reason(
+        r#"{"model":"m","input_tokens":3,"cache_write_1h_tokens":141272,"output_tokens":1}"#,
+    );
     assert!(err.contains("must include cached tokens"), "{err}");
     assert!(parse(r#"{"model":"m","input_tokens":110,"cache_read_tokens":80,"cache_write_tokens":30,"output_tokens":1}"#).is_ok());
 }
@@ -84,7 +120,10 @@ fn cache_subsets_larger_than_input_are_rejected() {
 #[test]
 fn reasoning_larger_than_output_is_rejected() {
     let err = reason(r#"{"model":"m","input_tokens":1,"output_tokens":10,"reasoning_tokens":11}"#);
-    assert!(err.contains("reasoning_tokens (11) exceed output_tokens (10)"), "{err}");
+    assert!(
+        err.contains("reasoning_tokens (11) exceed output_tokens (10)"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -99,27 +138,53 @@ fn missing_counts_without_text_are_rejected() {
 fn counts_are_estimated_from_text_and_marked() {
     let event = parse(r#"{"model":"gpt-4o","prompt":"Hello there, how are you today?","completion":"Fine, thanks.","input_tokens":null}"#).unwrap();
     assert!(event.estimated);
-    assert!(event.usage.input_uncached > 3 && event.usage.input_uncached < 20, "{:?}", event.usage);
-    assert!(event.usage.output > 1 && event.usage.output < 10, "{:?}", event.usage);
-    let exact = parse(r#"{"model":"gpt-4o","prompt":"ignored","input_tokens":7,"output_tokens":2}"#).unwrap();
+    assert!(
+        event.usage.input_uncached > 3 && event.usage.input_uncached < 20,
+        "{:?}",
+        event.usage
+    );
+    assert!(
+        event.usage.output > 1 && event.usage.output < 10,
+        "{:?}",
+        event.usage
+    );
+    let exact =
+        parse(r#"{"model":"gpt-4o","prompt":"ignored","input_tokens":7,"output_tokens":2}"#)
+            .unwrap();
     assert!(!exact.estimated, "given counts win over text");
     assert_eq!(exact.usage.input_uncached, 7);
 }
 
 #[test]
 fn wrong_types_and_negative_numbers_are_rejected() {
-    assert!(reason(r#"{"model":"m","input_tokens":-1,"output_tokens":1}"#).contains("invalid value"));
-    assert!(reason(r#"{"model":"m","input_tokens":"12","output_tokens":1}"#).contains("invalid type"));
-    assert!(reason(r#"{"model":"m","input_tokens":1,"output_tokens":1,"hop":"two"}"#).contains("invalid type"));
-    assert!(reason(r#"{"model":"m","input_tokens":1,"output_tokens":1,"cost_usd":-0.5}"#).contains("negative"));
+    assert!(
+        reason(r#"{"model":"m","input_tokens":-1,"output_tokens":1}"#).contains("invalid value")
+    );
+    assert!(
+        reason(r#"{"model":"m","input_tokens":"12","output_tokens":1}"#).contains("invalid type")
+    );
+    assert!(
+        reason(r#"{"model":"m","input_tokens":1,"output_tokens":1,"hop":"two"}"#)
+            .contains("invalid type")
+    );
+    assert!(
+        reason(r#"{"model":"m","input_tokens":1,"output_tokens":1,"cost_usd":-0.5}"#)
+            .contains("negative")
+    );
 }
 
 #[test]
 fn invalid_json_and_utf8_are_distinguished() {
-    assert_eq!(parse_line(b"{\"model\":\"\xff\"}", ORIGIN), Err(ParseError::InvalidUtf8));
+    assert_eq!(
+        parse_line(b"{\"model\":\"\xff\"}", ORIGIN),
+        Err(ParseError::InvalidUtf8)
+    );
     let err = reason(r#"{"model":"m","#);
     assert!(err.starts_with("invalid JSON"), "{err}");
-    assert!(!err.contains("line 1"), "line numbers are the caller's: {err}");
+    assert!(
+        !err.contains("line 1"),
+        "line numbers are the caller's: {err}"
+    );
     assert!(reason("[1,2,3]").starts_with("invalid JSON"));
     assert!(reason("not json at all").starts_with("invalid JSON"));
 }
@@ -135,7 +200,12 @@ fn budget_and_run_end_events_need_no_usage() {
     let event = parse(r#"{"type":"budget_exceeded","run_id":"r","hop":4,"agent":"writer","limit_kind":"total_run","limit":20000,"tokens":23100,"action":"abort"}"#).unwrap();
     assert_eq!(
         event.kind,
-        EventKind::BudgetExceeded { limit_kind: Some("total_run".into()), limit: Some(20000), observed: Some(23100), action: Some("abort".into()) }
+        EventKind::BudgetExceeded {
+            limit_kind: Some("total_run".into()),
+            limit: Some(20000),
+            observed: Some(23100),
+            action: Some("abort".into())
+        }
     );
     assert_eq!(event.usage, Usage::default());
     let end = parse(r#"{"type":"run_end","run_id":"r","status":"aborted"}"#).unwrap();
@@ -145,17 +215,22 @@ fn budget_and_run_end_events_need_no_usage() {
 
 #[test]
 fn reported_cost_is_exact_from_numbers_and_strings() {
-    let number = parse(r#"{"model":"m","input_tokens":1,"output_tokens":1,"cost_usd":0.00064965}"#).unwrap();
+    let number =
+        parse(r#"{"model":"m","input_tokens":1,"output_tokens":1,"cost_usd":0.00064965}"#).unwrap();
     assert_eq!(number.reported_cost.unwrap().picos(), 649_650_000);
-    let string = parse(r#"{"model":"m","input_tokens":1,"output_tokens":1,"cost_usd":"1.5e-07"}"#).unwrap();
+    let string =
+        parse(r#"{"model":"m","input_tokens":1,"output_tokens":1,"cost_usd":"1.5e-07"}"#).unwrap();
     assert_eq!(string.reported_cost.unwrap().picos(), 150_000);
-    let integer = parse(r#"{"model":"m","input_tokens":1,"output_tokens":1,"cost_usd":2}"#).unwrap();
+    let integer =
+        parse(r#"{"model":"m","input_tokens":1,"output_tokens":1,"cost_usd":2}"#).unwrap();
     assert_eq!(integer.reported_cost.unwrap().to_string(), "2");
 }
 
 #[test]
 fn into_owned_keeps_every_field() {
-    let line = String::from(r#"{"ts":1795860000000,"run_id":"r","hop":1,"agent":"a","segment":"s","model":"gpt-4o","input_tokens":3,"output_tokens":4}"#);
+    let line = String::from(
+        r#"{"ts":1795860000000,"run_id":"r","hop":1,"agent":"a","segment":"s","model":"gpt-4o","input_tokens":3,"output_tokens":4}"#,
+    );
     let event = parse(&line).unwrap();
     let owned = event.clone().into_owned();
     drop(line);
@@ -180,7 +255,9 @@ fn fast_timestamp_path_agrees_with_chrono() {
         "2100-03-01T00:00:00+00:00",
     ];
     for text in samples {
-        let chrono_ms = chrono::DateTime::parse_from_rfc3339(text).unwrap().timestamp_millis();
+        let chrono_ms = chrono::DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .timestamp_millis();
         assert_eq!(fast_rfc3339_millis(text), Some(chrono_ms), "{text}");
     }
     // a sweep over days, hours and offsets
@@ -189,7 +266,9 @@ fn fast_timestamp_path_agrees_with_chrono() {
         let t = chrono::DateTime::from_timestamp_millis(ts).unwrap();
         let text = t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         assert_eq!(fast_rfc3339_millis(&text), Some(ts), "{text}");
-        let shifted = t.with_timezone(&chrono::FixedOffset::east_opt(-(3 * 3600 + 1800)).unwrap()).to_rfc3339();
+        let shifted = t
+            .with_timezone(&chrono::FixedOffset::east_opt(-(3 * 3600 + 1800)).unwrap())
+            .to_rfc3339();
         assert_eq!(fast_rfc3339_millis(&shifted), Some(ts), "{shifted}");
         ts += 86_400_000 * 13 + 3_600_000 * 7 + 61_001;
     }
@@ -197,7 +276,15 @@ fn fast_timestamp_path_agrees_with_chrono() {
 
 #[test]
 fn fast_timestamp_path_declines_what_it_does_not_know() {
-    for text in ["2026-02-30T00:00:00Z", "2026-11-28T24:00:00Z", "2026-11-28T10:00:60Z", "2026-11-28 10:00:00Z", "2026-11-28T10:00:00", "2026-11-28T10:00:00.Z", "2026-11-28T10:00:00+0100"] {
+    for text in [
+        "2026-02-30T00:00:00Z",
+        "2026-11-28T24:00:00Z",
+        "2026-11-28T10:00:60Z",
+        "2026-11-28 10:00:00Z",
+        "2026-11-28T10:00:00",
+        "2026-11-28T10:00:00.Z",
+        "2026-11-28T10:00:00+0100",
+    ] {
         assert_eq!(fast_rfc3339_millis(text), None, "{text}");
     }
 }
