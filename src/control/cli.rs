@@ -2,7 +2,7 @@
 //! acknowledged; 1 with a clear message when one refused, was unreachable or
 //! timed out; 2 for bad arguments or a bad budgets file.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use super::ControlAddr;
 use super::client::{Connection, ControlError, Outcome};
 use super::protocol::VersionedBudget;
-use super::store::{self, AuditRecord, DesiredState};
+use super::store::{self, DesiredState};
 use crate::cli::{BudgetAction, BudgetArgs, ControlArgs, ScopeArgs};
 use crate::model::budget::{BreachAction, Limits, Scope};
 use crate::sanitize::sanitize;
@@ -98,22 +98,7 @@ async fn set(scope: Scope, limits: Limits, control: &ControlArgs) -> anyhow::Res
     let before = desired.budgets.get(&scope).map(|b| b.limits.clone());
     let budget = desired.set(scope.clone(), limits, seen);
     desired.save(&path)?;
-    let audit = store::audit_path(&path);
-    store::audit(
-        &audit,
-        &AuditRecord {
-            ts: store::now_rfc3339(),
-            event: "change",
-            scope: &scope,
-            version: budget.version,
-            idempotency_key: budget.idempotency_key.as_deref(),
-            before: before.as_ref(),
-            after: Some(&budget.limits),
-            runtime: None,
-            result: None,
-            user: store::user(),
-        },
-    )?;
+    store::audit_change(&path, &budget, before.as_ref())?;
     let mut all_acked = failures.is_empty();
     for mut connection in connections {
         let result = connection.set(&budget, control.timeout).await;
@@ -135,7 +120,14 @@ async fn set(scope: Scope, limits: Limits, control: &ControlArgs) -> anyhow::Res
             Err(ControlError::Timeout(_)) => "timeout".to_owned(),
             Err(e) => format!("error: {e}"),
         };
-        record_result(&audit, &budget, connection.addr(), &audit_result)?;
+        store::audit_result(
+            &path,
+            &budget.scope,
+            budget.version,
+            budget.idempotency_key.as_deref(),
+            connection.addr(),
+            &audit_result,
+        )?;
         report(
             connection.addr(),
             &scope,
@@ -144,7 +136,14 @@ async fn set(scope: Scope, limits: Limits, control: &ControlArgs) -> anyhow::Res
         );
     }
     for (addr, error) in &failures {
-        record_result(&audit, &budget, addr, &format!("unreachable: {error}"))?;
+        store::audit_result(
+            &path,
+            &budget.scope,
+            budget.version,
+            budget.idempotency_key.as_deref(),
+            addr,
+            &format!("unreachable: {error}"),
+        )?;
         report(
             addr,
             &scope,
@@ -160,29 +159,6 @@ async fn set(scope: Scope, limits: Limits, control: &ControlArgs) -> anyhow::Res
     } else {
         ExitCode::from(1)
     })
-}
-
-fn record_result(
-    audit: &Path,
-    budget: &VersionedBudget,
-    runtime: &str,
-    result: &str,
-) -> anyhow::Result<()> {
-    store::audit(
-        audit,
-        &AuditRecord {
-            ts: store::now_rfc3339(),
-            event: "result",
-            scope: &budget.scope,
-            version: budget.version,
-            idempotency_key: budget.idempotency_key.as_deref(),
-            before: None,
-            after: None,
-            runtime: Some(runtime),
-            result: Some(result),
-            user: None,
-        },
-    )
 }
 
 fn report(addr: &str, scope: &Scope, text: &str, ok: bool) {

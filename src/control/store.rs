@@ -192,6 +192,62 @@ pub fn audit(path: &Path, record: &AuditRecord<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Appends the record of a user's change of `budget` (from `before`).
+///
+/// # Errors
+/// The log cannot be written.
+pub fn audit_change(
+    store: &Path,
+    budget: &VersionedBudget,
+    before: Option<&Limits>,
+) -> anyhow::Result<()> {
+    audit(
+        &audit_path(store),
+        &AuditRecord {
+            ts: now_rfc3339(),
+            event: "change",
+            scope: &budget.scope,
+            version: budget.version,
+            idempotency_key: budget.idempotency_key.as_deref(),
+            before,
+            after: Some(&budget.limits),
+            runtime: None,
+            result: None,
+            user: user(),
+        },
+    )
+}
+
+/// Appends a runtime's answer (`ack`, `nack: reason`, `timeout` …) to version
+/// `version` of `scope`.
+///
+/// # Errors
+/// The log cannot be written.
+pub fn audit_result(
+    store: &Path,
+    scope: &Scope,
+    version: u64,
+    key: Option<&str>,
+    runtime: &str,
+    result: &str,
+) -> anyhow::Result<()> {
+    audit(
+        &audit_path(store),
+        &AuditRecord {
+            ts: now_rfc3339(),
+            event: "result",
+            scope,
+            version,
+            idempotency_key: key,
+            before: None,
+            after: None,
+            runtime: Some(runtime),
+            result: Some(result),
+            user: None,
+        },
+    )
+}
+
 /// Now, RFC 3339 (milliseconds, UTC).
 #[must_use]
 pub fn now_rfc3339() -> String {

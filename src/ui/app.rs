@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use crate::config::keys::Keymap;
 use crate::control::ControlAddr;
 use crate::control::client::{ClientEvent, Outcome, run_runtime_link};
-use crate::control::store::{self, AuditRecord, DesiredState};
+use crate::control::store::{self, DesiredState};
 use crate::live::{Aggregator, LiveSettings, Sources};
 use crate::model::budget::{Limits, Scope};
 use crate::model::insights::{BleedRules, Insights};
@@ -113,23 +113,11 @@ impl Control {
         let budget = self.board.desired.set(scope.clone(), limits, seen);
         self.board.pending_since.insert(scope.clone(), now_ms);
         if let Some(path) = &self.store {
-            let saved = self.board.desired.save(path).and_then(|()| {
-                store::audit(
-                    &store::audit_path(path),
-                    &AuditRecord {
-                        ts: store::now_rfc3339(),
-                        event: "change",
-                        scope: &scope,
-                        version: budget.version,
-                        idempotency_key: budget.idempotency_key.as_deref(),
-                        before: before.as_ref(),
-                        after: Some(&budget.limits),
-                        runtime: None,
-                        result: None,
-                        user: store::user(),
-                    },
-                )
-            });
+            let saved = self
+                .board
+                .desired
+                .save(path)
+                .and_then(|()| store::audit_change(path, &budget, before.as_ref()));
             if let Err(e) = saved {
                 return Toast {
                     text: format!("could not save budgets: {e:#}"),
@@ -175,21 +163,7 @@ impl Control {
                 .budgets
                 .get(scope)
                 .and_then(|b| b.idempotency_key.clone());
-            let _ = store::audit(
-                &store::audit_path(path),
-                &AuditRecord {
-                    ts: store::now_rfc3339(),
-                    event: "result",
-                    scope,
-                    version: *version,
-                    idempotency_key: key.as_deref(),
-                    before: None,
-                    after: None,
-                    runtime: Some(addr),
-                    result: Some(&result),
-                    user: None,
-                },
-            );
+            let _ = store::audit_result(path, scope, *version, key.as_deref(), addr, &result);
         }
         self.board
             .apply(event)
