@@ -417,6 +417,7 @@ fn stale_sockets_are_replaced_and_tcp_stays_on_loopback() {
 
 /// A finished run as the report shows it.
 struct RunRow {
+    run_id: String,
     first_ms: i64,
     last_ms: i64,
     cost: f64,
@@ -443,6 +444,7 @@ fn report_runs(dir: &Path) -> (Value, Vec<RunRow>) {
         .iter()
         .filter(|r| !r["status"].is_null())
         .map(|r| RunRow {
+            run_id: r["run_id"].as_str().unwrap().to_owned(),
             first_ms: ms(&r["first_ts"]),
             last_ms: ms(&r["last_ts"]),
             cost: r["cost_usd"].as_f64().unwrap(),
@@ -538,6 +540,28 @@ fn lowering_the_per_hop_limit_lowers_cost_per_run() {
     assert!(
         mean_after < mean_before,
         "${mean_after} after is not below ${mean_before} before"
+    );
+    // The naive team (full history re-sent) is where the limit bites.
+    let naive_costs = |rows: Vec<&RunRow>| {
+        mean(
+            &rows
+                .iter()
+                .filter(|r| r.run_id.starts_with("naive-"))
+                .map(|r| r.cost)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let naive_before = naive_costs(
+        runs.iter()
+            .filter(finished)
+            .filter(|r| r.last_ms < pushed)
+            .collect(),
+    );
+    let naive_after = naive_costs(after.clone());
+    eprintln!("naive runs: ${naive_before:.4} before, ${naive_after:.4} after");
+    assert!(
+        naive_after < naive_before * 0.8,
+        "naive runs: ${naive_after} after, ${naive_before} before"
     );
     assert!(report["totals"]["budget_exceeded_events"].as_u64().unwrap() > 0);
     assert!(
