@@ -125,8 +125,13 @@ impl Aggregator {
                 if let (Some(record), SourceKind::Unix | SourceKind::Tcp) =
                     (&mut self.record, source.kind)
                 {
-                    // Socket data has no file behind it: keep it before counting it.
-                    record.write_all(&data)?;
+                    // Socket data has no file behind it: keep it before counting it
+                    // (without prompt or completion text: never written to disk).
+                    for line in data.split_inclusive(|b| *b == b'\n') {
+                        let body = line.strip_suffix(b"\n").unwrap_or(line);
+                        record.write_all(&crate::ingest::native::without_text(body))?;
+                        record.write_all(b"\n")?;
+                    }
                     record.flush()?;
                 }
                 let index = self.source(&source);

@@ -487,8 +487,12 @@ fn recorded_socket_data_replays_to_the_same_totals() {
     let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
     s.write_all((hop("a", 1) + &hop("b", 2) + "not json\n").as_bytes())
         .unwrap();
+    s.write_all(
+        b"{\"run_id\":\"t\",\"model\":\"gpt-4o\",\"prompt\":\"SECRET plan\",\"output_tokens\":3}\n",
+    )
+    .unwrap();
     drop(s);
-    live.wait_until("recorded", |s| s["ingest"]["events"] == 2);
+    live.wait_until("recorded", |s| s["ingest"]["events"] == 3);
     let last = live.stop();
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
@@ -498,6 +502,11 @@ fn recorded_socket_data_replays_to_the_same_totals() {
     let replay = Live::start(&["--follow", arg(&record), "--exit-after", "500ms"]).finish();
     assert_eq!(replay["totals"], last["totals"]);
     assert_eq!(replay["ingest"]["malformed"], 1);
+    assert!(
+        !fs::read_to_string(&record).unwrap().contains("SECRET"),
+        "prompts are never written to disk"
+    );
+    assert_eq!(replay["totals"]["estimated_events"], 1);
 
     // recording into a followed file would count everything twice
     let out = Command::new(env!("CARGO_BIN_EXE_tokwatch"))

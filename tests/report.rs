@@ -26,7 +26,11 @@ fn report_json(args: &[&str]) -> Value {
     serde_json::from_str(&report(&all)).expect("valid JSON")
 }
 
+/// A money field; `null` (nothing priced) adds nothing to sums.
 fn usd(value: &Value) -> tokwatch::model::Usd {
+    if value.is_null() {
+        return tokwatch::model::Usd::ZERO;
+    }
     tokwatch::model::Usd::parse_decimal(&value.to_string()).expect("a decimal")
 }
 
@@ -204,7 +208,12 @@ fn oracles_through_the_whole_pipeline() {
         .find(|m| m["model"] == "llama-local")
         .unwrap();
     assert_eq!(llama["priced"], false);
-    assert_eq!(llama["cost_usd"].to_string(), "0.0");
+    assert_eq!(
+        llama["cost_usd"],
+        Value::Null,
+        "nothing priced: null, never 0"
+    );
+    assert_eq!(llama["computed_cost_usd"], Value::Null);
     assert_eq!(llama["unpriced_events"], 1);
 }
 

@@ -79,6 +79,9 @@ struct RawRecord<'a> {
     prompt: Option<Text<'a>>,
     #[serde(borrow, default)]
     completion: Option<Text<'a>>,
+    /// Counts were estimated from text upstream (e.g. by `--record`).
+    #[serde(default)]
+    estimated: Option<bool>,
     // budget_exceeded
     #[serde(borrow, default)]
     limit_kind: Option<Text<'a>>,
@@ -204,7 +207,7 @@ fn normalize<'a>(
             ));
         }
     };
-    let mut estimated = false;
+    let mut estimated = raw.estimated.unwrap_or(false);
     let usage = if kind == EventKind::Hop {
         let input = match (raw.input_tokens, raw.prompt.as_ref().map(|t| t.0.as_ref())) {
             (Some(n), _) => n,
@@ -295,7 +298,7 @@ fn synthetic_run_id(source: &str, ts_ms: Option<i64>) -> String {
 
 /// Counts tokens of text with the model's tokenizer (o200k for models
 /// tiktoken does not know). Only used when a record has no counts.
-fn estimate_tokens(model: &str, text: &str) -> u64 {
+pub(crate) fn estimate_tokens(model: &str, text: &str) -> u64 {
     let bpe =
         tiktoken_rs::bpe_for_model(model).unwrap_or_else(|_| tiktoken_rs::o200k_base_singleton());
     u64::try_from(bpe.encode_ordinary(text).len()).unwrap_or(u64::MAX)
@@ -869,4 +872,44 @@ mod fast_path_tests {
         }
         assert!(accepted > 5_000, "{accepted}");
     }
+}
+
+/// A record with its `prompt` and `completion` text removed (tokwatch never
+/// writes them to disk). Counts that were missing are replaced by their
+/// estimates and the record is marked `"estimated": true`, so replaying it
+/// gives the same totals. Lines without text, or that are not JSON objects,
+/// are returned unchanged (a replay rejects them again the same way).
+#[must_use]
+pub fn without_text(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if memchr::memmem::find(line, b"\"prompt\"").is_none()
+        && memchr::memmem::find(line, b"\"completion\"").is_none()
+    {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let Ok(serde_json::Value::Object(mut record)) =
+        serde_json::from_slice::<serde_json::Value>(line)
+    else {
+        return std::borrow::Cow::Borrowed(line);
+    };
+    let model = record
+        .get("model")
+        .and_then(|m| m.as_str())
+        .unwrap_or(UNKNOWN)
+        .to_owned();
+    let mut estimated = false;
+    for (text_field, count_field) in [("prompt", "input_tokens"), ("completion", "output_tokens")] {
+        if let Some(text) = record.remove(text_field) {
+            let missing = record
+                .get(count_field)
+                .is_none_or(serde_json::Value::is_null);
+            if let (true, Some(text)) = (missing, text.as_str()) {
+                record.insert(count_field.to_owned(), estimate_tokens(&model, text).into());
+                estimated = true;
+            }
+        }
+    }
+    if estimated {
+        record.insert("estimated".to_owned(), true.into());
+    }
+    std::borrow::Cow::Owned(serde_json::to_vec(&record).unwrap_or_default())
 }

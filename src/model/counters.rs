@@ -1,6 +1,7 @@
 //! Additive token and cost counters shared by every aggregate.
 
 use serde::Serialize;
+use serde::ser::{SerializeStruct, Serializer};
 
 use super::event::Usage;
 use super::money::Usd;
@@ -45,7 +46,7 @@ pub struct Costing {
 }
 
 /// Sums of disjoint token buckets and costs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
     pub events: u64,
     /// All prompt input, cache reads and writes included.
@@ -60,13 +61,10 @@ pub struct Counters {
     pub reasoning_tokens: u64,
     pub total_tokens: u64,
     /// Reported where a record had a cost, computed otherwise.
-    #[serde(rename = "cost_usd")]
     pub cost: Usd,
     /// Over events whose model has a price.
-    #[serde(rename = "computed_cost_usd")]
     pub computed_cost: Usd,
     /// Over events that reported a cost.
-    #[serde(rename = "reported_cost_usd")]
     pub reported_cost: Usd,
     pub reported_events: u64,
     /// Events the price table priced (whatever they reported).
@@ -78,6 +76,24 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// The known cost; `None` when every call is unpriced (never $0).
+    #[must_use]
+    pub fn known_cost(&self) -> Option<Usd> {
+        (self.events == 0 || self.unpriced_events < self.events).then_some(self.cost)
+    }
+
+    /// Cost at list prices; `None` when no call's model is priced.
+    #[must_use]
+    pub fn known_computed_cost(&self) -> Option<Usd> {
+        (self.computed_events > 0).then_some(self.computed_cost)
+    }
+
+    /// Sum of reported costs; `None` when no call reported one.
+    #[must_use]
+    pub fn known_reported_cost(&self) -> Option<Usd> {
+        (self.reported_events > 0).then_some(self.reported_cost)
+    }
+
     pub fn add(&mut self, usage: &Usage, costing: &Costing) {
         self.events += 1;
         self.input_tokens += usage.input_total();
@@ -148,5 +164,32 @@ impl Counters {
         self.reported_events == self.events
             && self.computed_events == self.events
             && self.reported_cost != self.computed_cost
+    }
+}
+
+/// Field names are the JSON report's (`docs/report-schema.md`); absent money
+/// is `null`, never `0`.
+impl Serialize for Counters {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut out = serializer.serialize_struct("Counters", 18)?;
+        out.serialize_field("events", &self.events)?;
+        out.serialize_field("input_tokens", &self.input_tokens)?;
+        out.serialize_field("uncached_input_tokens", &self.uncached_input_tokens)?;
+        out.serialize_field("cache_read_tokens", &self.cache_read_tokens)?;
+        out.serialize_field("cache_write_tokens", &self.cache_write_tokens)?;
+        out.serialize_field("cache_write_1h_tokens", &self.cache_write_1h_tokens)?;
+        out.serialize_field("output_tokens", &self.output_tokens)?;
+        out.serialize_field("reasoning_tokens", &self.reasoning_tokens)?;
+        out.serialize_field("total_tokens", &self.total_tokens)?;
+        out.serialize_field("cost_usd", &self.known_cost())?;
+        out.serialize_field("computed_cost_usd", &self.known_computed_cost())?;
+        out.serialize_field("reported_cost_usd", &self.known_reported_cost())?;
+        out.serialize_field("reported_events", &self.reported_events)?;
+        out.serialize_field("computed_events", &self.computed_events)?;
+        out.serialize_field("estimated_events", &self.estimated_events)?;
+        out.serialize_field("unpriced_events", &self.unpriced_events)?;
+        out.serialize_field("unpriced_tokens", &self.unpriced_tokens)?;
+        out.serialize_field("long_context_events", &self.long_context_events)?;
+        out.end()
     }
 }

@@ -924,7 +924,17 @@ impl Ledger {
                 if run.hops.is_empty() {
                     run.hops.reserve_exact(8);
                 }
-                run.hops.insert(index, HopAgg::new(position, ident));
+                let mut hop = HopAgg::new(position, ident);
+                // Runtimes report a breach before the (trimmed) hop it was for.
+                if let Some(hit) = run
+                    .budget_hits
+                    .iter()
+                    .rev()
+                    .find(|h| h.hop == Some(position))
+                {
+                    hop.budget_hit = Some(Box::new(hit.clone()));
+                }
+                run.hops.insert(index, hop);
                 index
             }
         };

@@ -43,16 +43,29 @@ pub struct PriceTable {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PriceTableError {
+    // The parser's message is shown once: not also chained as a source.
     #[error("not a valid tokwatch price table: {0}")]
-    Toml(#[from] toml::de::Error),
+    Toml(toml::de::Error),
     #[error("not a valid LiteLLM price file: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
     #[error("model '{model}': {problem}")]
     Model { model: String, problem: String },
     #[error("model name '{0}' appears twice")]
     Duplicate(String),
     #[error("the price file defines no models")]
     Empty,
+}
+
+impl From<toml::de::Error> for PriceTableError {
+    fn from(error: toml::de::Error) -> Self {
+        PriceTableError::Toml(error)
+    }
+}
+
+impl From<serde_json::Error> for PriceTableError {
+    fn from(error: serde_json::Error) -> Self {
+        PriceTableError::Json(error)
+    }
 }
 
 impl PriceTable {

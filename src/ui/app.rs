@@ -285,18 +285,20 @@ pub async fn run_tui(
         let mut lines_at_window = 0_u64;
         let mut lines_per_sec = 0.0;
         let mut last_event_ms = None;
+        // Every source ended (standard input alone): keep publishing what was read.
+        let mut sources_done = false;
         loop {
             let deadline = last_publish + interval;
             tokio::select! {
                 _ = stop_rx.changed() => break,
-                msg = sources.rx.recv() => match msg {
+                msg = sources.rx.recv(), if !sources_done => match msg {
                     Some(msg) => {
                         if aggregator.handle(msg).is_err() {
                             break;
                         }
                         last_event_ms = Some(chrono::Utc::now().timestamp_millis());
                     }
-                    None => std::future::pending::<()>().await, // sources done: keep showing
+                    None => sources_done = true,
                 },
                 () = tokio::time::sleep_until(deadline), if aggregator.dirty => {
                     let elapsed = window_start.elapsed().as_secs_f64();

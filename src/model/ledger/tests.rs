@@ -343,6 +343,32 @@ fn budget_exceeded_and_run_end_mark_the_run_and_hop() {
 }
 
 #[test]
+fn a_breach_reported_before_its_hop_marks_the_hop_when_it_arrives() {
+    let mut breach = hop("r", Some(3), "a", "gpt-4.1", 0, 0);
+    breach.kind = EventKind::BudgetExceeded {
+        limit_kind: Some("per_hop".into()),
+        limit: Some(9000),
+        observed: Some(12_000),
+        action: Some("trim".into()),
+    };
+    let s = fold(
+        &mut ledger(),
+        &[
+            hop("r", Some(1), "a", "gpt-4.1", 10, 1),
+            breach,
+            hop("r", Some(3), "a", "gpt-4.1", 9000, 1),
+        ],
+    );
+    let r = run(&s, "r");
+    assert_eq!(r.hops[1].hop, 3);
+    assert_eq!(
+        r.hops[1].budget_hit.as_ref().and_then(|b| b.limit),
+        Some(9000)
+    );
+    assert!(r.hops[0].budget_hit.is_none());
+}
+
+#[test]
 fn minutes_and_periods_bucket_by_time_in_the_zone() {
     let spec = |unit| PeriodSpec {
         unit,
