@@ -578,7 +578,7 @@ fn tokens(n: u64) -> String {
 }
 
 fn dollars(amount: Usd) -> String {
-    format!("${}", amount.display_rounded(4))
+    format!("${}", amount.display_significant(4))
 }
 
 /// Cost cell: marks partial totals where some events had no price.
@@ -589,6 +589,17 @@ fn cost_cell(c: &Counters) -> String {
         format!("{}+?", dollars(c.cost))
     } else {
         dollars(c.cost)
+    }
+}
+
+/// Untrusted text for a table cell: sanitized, and `|` escaped in Markdown
+/// (it would split the cell).
+fn cell(text: &str, markdown: bool) -> String {
+    let clean = sanitize(text);
+    if markdown {
+        clean.replace('|', "\\|")
+    } else {
+        clean.into_owned()
     }
 }
 
@@ -656,7 +667,7 @@ fn keyed_table(markdown: bool, label: &str, rows: &[KeyedAgg], total: &Counters)
     header.extend(COUNTER_HEADER);
     let mut table = new_table(markdown, &header);
     for r in rows {
-        let mut cells = vec![sanitize(&r.name).into_owned()];
+        let mut cells = vec![cell(&r.name, markdown)];
         cells.extend(counter_cells(&r.counters, total));
         table.add_row(cells);
     }
@@ -794,14 +805,13 @@ fn render_text(
     let mut models = new_table(markdown, &header);
     for m in &snapshot.by_model {
         let name = match &m.priced_as {
-            Some(p) if **p != *m.name => format!("{} (as {})", sanitize(&m.name), sanitize(p)),
-            Some(_) => sanitize(&m.name).into_owned(),
-            None => format!("{} [unpriced]", sanitize(&m.name)),
+            Some(p) if **p != *m.name => {
+                format!("{} (as {})", cell(&m.name, markdown), cell(p, markdown))
+            }
+            Some(_) => cell(&m.name, markdown),
+            None => format!("{} [unpriced]", cell(&m.name, markdown)),
         };
-        let mut cells = vec![
-            name,
-            sanitize(m.provider.as_deref().unwrap_or("?")).into_owned(),
-        ];
+        let mut cells = vec![name, cell(m.provider.as_deref().unwrap_or("?"), markdown)];
         cells.extend(counter_cells(&m.counters, t));
         models.add_row(cells);
     }
@@ -833,20 +843,16 @@ fn render_runs(out: &mut String, snapshot: &Snapshot, options: &ReportOptions, m
         ],
     );
     for run in &snapshot.runs[..shown] {
-        let path: Vec<String> = run
-            .agent_path()
-            .iter()
-            .map(|a| sanitize(a).into_owned())
-            .collect();
+        let path: Vec<String> = run.agent_path().iter().map(|a| cell(a, markdown)).collect();
         let status = match (&run.ended, run.budget_hits.is_empty()) {
-            (Some(s), true) => sanitize(s).into_owned(),
-            (Some(s), false) => format!("{} ! budget", sanitize(s)),
+            (Some(s), true) => cell(s, markdown),
+            (Some(s), false) => format!("{} ! budget", cell(s, markdown)),
             (None, false) => "! budget".to_owned(),
             (None, true) => String::new(),
         };
         runs.add_row(vec![
-            sanitize(&run.run_id).into_owned(),
-            sanitize(run.segment.as_deref().unwrap_or("")).into_owned(),
+            cell(&run.run_id, markdown),
+            cell(run.segment.as_deref().unwrap_or(""), markdown),
             path.join("→"),
             run.hops.len().to_string(),
             tokens(run.counters.total_tokens),
@@ -910,8 +916,8 @@ fn render_runs(out: &mut String, snapshot: &Snapshot, options: &ReportOptions, m
                 };
                 hops.add_row(vec![
                     format!("{}{marker}", hop.hop),
-                    sanitize(&hop.agent).into_owned(),
-                    sanitize(&hop.model).into_owned(),
+                    cell(&hop.agent, markdown),
+                    cell(&hop.model, markdown),
                     tokens(c.uncached_input_tokens),
                     tokens(c.cache_read_tokens),
                     tokens(c.cache_write_tokens),

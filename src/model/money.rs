@@ -71,6 +71,20 @@ impl Usd {
         self.to_string().parse().unwrap_or(self.0 as f64 / 1e12)
     }
 
+    /// Like [`Usd::display_rounded`], with more decimals for amounts that
+    /// would round to zero: `$0.0000` would hide a real cost.
+    #[must_use]
+    pub fn display_significant(self, decimals: u32) -> String {
+        let mut places = decimals;
+        while places < 12
+            && self != Usd::ZERO
+            && Usd::parse_decimal(&self.display_rounded(places)).is_ok_and(|r| r == Usd::ZERO)
+        {
+            places += 1;
+        }
+        self.display_rounded(places)
+    }
+
     /// Formats with a fixed number of decimals, rounding half away from zero.
     #[must_use]
     pub fn display_rounded(self, decimals: u32) -> String {
@@ -262,6 +276,16 @@ mod tests {
         );
         assert_eq!(Usd::from_picos(2 * PICOS_PER_USD).to_string(), "2");
         assert_eq!(Usd::from_picos(2 * PICOS_PER_USD).display_rounded(0), "2");
+        assert_eq!(
+            Usd::from_picos(12_500_000).display_significant(4),
+            "0.00001",
+            "never $0.0000"
+        );
+        assert_eq!(
+            Usd::from_picos(649_650_000).display_significant(4),
+            "0.0006"
+        );
+        assert_eq!(Usd::ZERO.display_significant(4), "0.0000");
     }
 
     #[test]

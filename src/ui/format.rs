@@ -32,7 +32,7 @@ pub fn dollars(amount: Usd) -> String {
     } else {
         4
     };
-    let text = amount.display_rounded(decimals);
+    let text = amount.display_significant(decimals);
     if decimals == 0 {
         // thousands separators
         let (sign, digits) = text

@@ -123,7 +123,12 @@ fn render_status(frame: &mut Frame, area: Rect, cx: &ViewCx) {
         Some(ms) => parts.push(format!("last event {} ago", age(cx.now_ms - ms))),
         None => parts.push("no events yet".to_owned()),
     }
-    parts.push(format!("{:.0} lines/s", data.lines_per_sec));
+    // The rate is measured while lines arrive; quiet for 2 s means 0.
+    let quiet = data.last_event_ms.is_none_or(|ms| cx.now_ms - ms > 2_000);
+    parts.push(format!(
+        "{:.0} lines/s",
+        if quiet { 0.0 } else { data.lines_per_sec }
+    ));
     if stats.malformed > 0 {
         parts.push(format!("{} malformed", stats.malformed));
     }
@@ -319,7 +324,12 @@ fn unpriced_spans<'a>(cx: &ViewCx) -> Vec<Span<'a>> {
     };
     spans.extend(kv(
         "ingest",
-        format!("{} lines, {} malformed", stats.lines, stats.malformed),
+        format!(
+            "{} lines, {} malformed, {} dropped",
+            stats.lines,
+            stats.malformed,
+            stats.live_totals().dropped
+        ),
         health,
         cx,
     ));
@@ -607,7 +617,8 @@ fn render_run(frame: &mut Frame, area: Rect, cx: &ViewCx, run_id: &str) {
 
     let visible = list_rows(table.height);
     let (selected, offset) = list_window(cx, visible);
-    let bar_width = usize::from(table.width.saturating_sub(70)).clamp(10, 60);
+    // What the other columns leave (their widths + spacing + borders ≈ 89).
+    let bar_width = usize::from(table.width.saturating_sub(89)).clamp(8, 80);
     let max = run
         .hops
         .iter()
