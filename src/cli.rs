@@ -169,6 +169,9 @@ pub struct ReportArgs {
     /// Lines longer than this are skipped and counted.
     #[arg(long, default_value_t = DEFAULT_MAX_LINE_BYTES, value_name = "BYTES", env = "TOKWATCH_MAX_LINE_BYTES")]
     pub max_line_bytes: usize,
+    /// 1: read, parse and aggregate on one thread; 2+: parse on a second thread (default: 2 with 2+ cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<std::num::NonZeroUsize>,
 }
 
 #[derive(Debug, Args)]

@@ -284,7 +284,7 @@ pub fn build_report(
         },
     );
     let mut ingestor = Ingestor::new(&mut ledger, window);
-    ingest::files::read_files(&files, args.max_line_bytes, &mut ingestor)?;
+    ingest::pipeline::read_files_threads(&files, args.max_line_bytes, &mut ingestor, args.threads)?;
     let stats = ingestor.stats;
     let options = ReportOptions {
         format: args.format,

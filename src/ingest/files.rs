@@ -10,7 +10,8 @@ use super::lines::{Line, LineSplitter};
 /// Default `--max-line-bytes`: 1 MiB.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1024 * 1024;
 
-const CHUNK_BYTES: usize = 1024 * 1024;
+/// Bytes per `read` (and per pipeline batch).
+pub(crate) const CHUNK_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoverError {

@@ -488,6 +488,46 @@ impl<'de> Deserialize<'de> for CostUsd {
     }
 }
 
+/// A record with its `prompt` and `completion` text removed (tokwatch never
+/// writes them to disk). Counts that were missing are replaced by their
+/// estimates and the record is marked `"estimated": true`, so replaying it
+/// gives the same totals. Lines without text, or that are not JSON objects,
+/// are returned unchanged (a replay rejects them again the same way).
+#[must_use]
+pub fn without_text(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if memchr::memmem::find(line, b"\"prompt\"").is_none()
+        && memchr::memmem::find(line, b"\"completion\"").is_none()
+    {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let Ok(serde_json::Value::Object(mut record)) =
+        serde_json::from_slice::<serde_json::Value>(line)
+    else {
+        return std::borrow::Cow::Borrowed(line);
+    };
+    let model = record
+        .get("model")
+        .and_then(|m| m.as_str())
+        .unwrap_or(UNKNOWN)
+        .to_owned();
+    let mut estimated = false;
+    for (text_field, count_field) in [("prompt", "input_tokens"), ("completion", "output_tokens")] {
+        if let Some(text) = record.remove(text_field) {
+            let missing = record
+                .get(count_field)
+                .is_none_or(serde_json::Value::is_null);
+            if let (true, Some(text)) = (missing, text.as_str()) {
+                record.insert(count_field.to_owned(), estimate_tokens(&model, text).into());
+                estimated = true;
+            }
+        }
+    }
+    if estimated {
+        record.insert("estimated".to_owned(), true.into());
+    }
+    std::borrow::Cow::Owned(serde_json::to_vec(&record).unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -872,44 +912,4 @@ mod fast_path_tests {
         }
         assert!(accepted > 5_000, "{accepted}");
     }
-}
-
-/// A record with its `prompt` and `completion` text removed (tokwatch never
-/// writes them to disk). Counts that were missing are replaced by their
-/// estimates and the record is marked `"estimated": true`, so replaying it
-/// gives the same totals. Lines without text, or that are not JSON objects,
-/// are returned unchanged (a replay rejects them again the same way).
-#[must_use]
-pub fn without_text(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    if memchr::memmem::find(line, b"\"prompt\"").is_none()
-        && memchr::memmem::find(line, b"\"completion\"").is_none()
-    {
-        return std::borrow::Cow::Borrowed(line);
-    }
-    let Ok(serde_json::Value::Object(mut record)) =
-        serde_json::from_slice::<serde_json::Value>(line)
-    else {
-        return std::borrow::Cow::Borrowed(line);
-    };
-    let model = record
-        .get("model")
-        .and_then(|m| m.as_str())
-        .unwrap_or(UNKNOWN)
-        .to_owned();
-    let mut estimated = false;
-    for (text_field, count_field) in [("prompt", "input_tokens"), ("completion", "output_tokens")] {
-        if let Some(text) = record.remove(text_field) {
-            let missing = record
-                .get(count_field)
-                .is_none_or(serde_json::Value::is_null);
-            if let (true, Some(text)) = (missing, text.as_str()) {
-                record.insert(count_field.to_owned(), estimate_tokens(&model, text).into());
-                estimated = true;
-            }
-        }
-    }
-    if estimated {
-        record.insert("estimated".to_owned(), true.into());
-    }
-    std::borrow::Cow::Owned(serde_json::to_vec(&record).unwrap_or_default())
 }
