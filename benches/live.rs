@@ -63,6 +63,7 @@ fn settings() -> LiveSettings {
         interval: Duration::from_secs(1),
         exit_after: None,
         hops: false,
+        json_runs: 0,
         filters: report::Filters::default(),
     }
 }
@@ -737,6 +738,7 @@ fn stages() {
         format: ReportFormat::Json,
         hops: false,
         top_runs: 0,
+        json_runs: 0,
         rules: tokwatch::model::insights::BleedRules::default(),
         filters: report::Filters::default(),
     };

@@ -25,6 +25,15 @@ pub struct Cli {
     pub live: LiveArgs,
 }
 
+/// A duration that must be above zero (periods and timers).
+fn parse_period(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.is_zero() {
+        return Err(format!("'{text}' must be longer than zero"));
+    }
+    Ok(duration)
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("'{text}' is not a duration like 200ms, 1s, 5m: {e}"))
@@ -82,7 +91,7 @@ pub struct LiveArgs {
     #[arg(long, value_name = "FILE", env = "TOKWATCH_LOG_FILE")]
     pub log_file: Option<PathBuf>,
     /// Snapshot interval for --jsonl.
-    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "1s", value_parser = parse_period, value_name = "DURATION")]
     pub interval: Duration,
     /// Exit (after a last snapshot) once this much time has passed.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
@@ -91,7 +100,7 @@ pub struct LiveArgs {
     #[arg(long)]
     pub poll: bool,
     /// How often files are checked (the safety net with events; the only trigger with --poll).
-    #[arg(long, default_value = "500ms", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "500ms", value_parser = parse_period, value_name = "DURATION")]
     pub poll_interval: Duration,
     /// Skip what followed files already hold; files created later are read whole.
     #[arg(long)]
@@ -105,6 +114,10 @@ pub struct LiveArgs {
     /// Include per-hop detail in snapshots.
     #[arg(long)]
     pub hops: bool,
+    /// Runs listed in each --jsonl snapshot, the most expensive first (0 = all;
+    /// totals always count every run).
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub top: usize,
     /// Price override: tokwatch TOML or LiteLLM JSON.
     #[arg(long, value_name = "FILE", env = "TOKWATCH_PRICES")]
     pub prices: Option<PathBuf>,
@@ -259,7 +272,7 @@ pub struct ControlArgs {
     )]
     pub control_token: Option<String>,
     /// How long to wait for each runtime's answer.
-    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "5s", value_parser = parse_period, value_name = "DURATION")]
     pub timeout: Duration,
     /// Desired-state file (default: $XDG_STATE_HOME/tokwatch/budgets.toml).
     #[arg(long, value_name = "FILE", env = "TOKWATCH_BUDGETS")]

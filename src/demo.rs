@@ -235,6 +235,7 @@ fn run_with_dashboard(runtime: &tokio::runtime::Runtime, config: DemoConfig) -> 
         interval: Duration::from_secs(1),
         exit_after: None,
         hops: false,
+        json_runs: 100,
         filters: crate::report::Filters::default(),
     };
     runtime.block_on(async {

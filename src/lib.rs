@@ -121,6 +121,7 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
         interval: args.interval,
         exit_after: args.exit_after,
         hops: args.hops,
+        json_runs: args.top,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -290,6 +291,7 @@ pub fn build_report(
         format: args.format,
         hops: args.hops,
         top_runs: args.top,
+        json_runs: 0,
         rules: BleedRules::default(),
         filters: Filters {
             since: args.since.clone(),

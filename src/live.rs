@@ -50,6 +50,8 @@ pub struct LiveSettings {
     pub interval: Duration,
     pub exit_after: Option<Duration>,
     pub hops: bool,
+    /// Runs per snapshot, most expensive first (0 = all).
+    pub json_runs: usize,
     pub filters: Filters,
 }
 
@@ -302,7 +304,12 @@ fn spawn_follower(
     let mut watcher = None;
     if use_notify {
         let wake = wake_tx.clone();
-        match notify::recommended_watcher(move |_event| {
+        match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            // Opens and reads (ours included: every pass lists directories)
+            // change nothing; waking on them would loop forever.
+            if event.is_ok_and(|e| matches!(e.kind, notify::EventKind::Access(_))) {
+                return;
+            }
             let _ = wake.try_send(());
         }) {
             Ok(mut w) => {
@@ -587,6 +594,7 @@ pub async fn run_headless(settings: LiveSettings, prices: PriceBook) -> anyhow::
         format: ReportFormat::Json,
         hops: settings.hops,
         top_runs: 0,
+        json_runs: settings.json_runs,
         rules: BleedRules::default(),
         filters: settings.filters.clone(),
     };
@@ -631,7 +639,12 @@ pub async fn run_headless(settings: LiveSettings, prices: PriceBook) -> anyhow::
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             () = &mut exit_after => break,
-            _ = ticker.tick() => emit(&aggregator, false)?,
+            _ = ticker.tick() => {
+                emit(&aggregator, false)?;
+                // A snapshot slower than the interval must not starve ingestion:
+                // the next one is a full interval after this one ended.
+                ticker.reset();
+            }
             msg = sources.rx.recv() => match msg {
                 Some(msg) => aggregator.handle(msg)?,
                 None => break, // every source finished

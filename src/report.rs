@@ -33,6 +33,9 @@ pub struct ReportOptions {
     pub hops: bool,
     /// Runs shown in table and Markdown output (0 = all). JSON and CSV have all.
     pub top_runs: usize,
+    /// Runs in JSON output, the most expensive first (0 = all). Live
+    /// snapshots cap it so a snapshot stays small; `totals.runs` stays exact.
+    pub json_runs: usize,
     /// Echoed in the JSON `filters` object.
     pub filters: Filters,
     /// Thresholds of the bleeding-hop rule.
@@ -385,6 +388,11 @@ fn json_report<'a>(
         runs: snapshot
             .runs
             .iter()
+            .take(if options.json_runs == 0 {
+                usize::MAX
+            } else {
+                options.json_runs
+            })
             .map(|r| json_run(r, options.hops, &options.rules))
             .collect(),
         ingest: JsonIngest {

@@ -35,8 +35,17 @@ pub struct Rows {
     pub indexes: Vec<usize>,
 }
 
+/// Case-insensitive substring test without allocating (`needle` is
+/// lowercase): it runs for every row on every key press.
 fn contains(haystack: &str, needle: &str) -> bool {
-    needle.is_empty() || haystack.to_lowercase().contains(needle)
+    if needle.is_empty() {
+        return true;
+    }
+    if haystack.is_ascii() && needle.is_ascii() {
+        let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+        return h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n));
+    }
+    haystack.to_lowercase().contains(needle)
 }
 
 fn cmp_counters(a: &Counters, b: &Counters, key: SortKey) -> std::cmp::Ordering {
