@@ -385,6 +385,7 @@ async fn ui_loop(
                             }
                             Some(Effect::PushBudget { scope, limits }) => {
                                 view.toast = Some(control.push(scope, limits, chrono::Utc::now().timestamp_millis()));
+                                control.board.refresh_usage(&data.snapshot);
                             }
                             None => {}
                         }
@@ -402,6 +403,7 @@ async fn ui_loop(
                 let latest = published.borrow_and_update().clone();
                 if !view.frozen {
                     data = latest;
+                    control.board.refresh_usage(&data.snapshot);
                     rows = Rows::compute(&data, view.screen(), &view);
                     dirty = true;
                 }
@@ -409,6 +411,9 @@ async fn ui_loop(
             Some(event) = control.events.recv() => {
                 if let Some(toast) = control.event(event) {
                     view.toast = Some(toast);
+                }
+                if control.board.usage.len() != control.board.scopes().len() {
+                    control.board.refresh_usage(&data.snapshot);
                 }
                 dirty = true;
             },

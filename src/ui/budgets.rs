@@ -31,6 +31,9 @@ pub struct BudgetBoard {
     /// Recent `budget.exceeded` notifications, newest last (at most 50).
     pub exceeded: Vec<(String, Exceeded)>,
     pub readonly: bool,
+    /// Usage of each scope against its desired limits, computed once per
+    /// snapshot and per change (scanning every hop is too slow per frame).
+    pub usage: BTreeMap<Scope, budget::Usage>,
 }
 
 /// A scope's state at one runtime, for display.
@@ -109,6 +112,24 @@ impl BudgetBoard {
                 applied: BTreeMap::new(),
                 outcomes: BTreeMap::new(),
             })
+    }
+
+    /// Recomputes [`BudgetBoard::usage`] for every scope.
+    pub fn refresh_usage(&mut self, snapshot: &Snapshot) {
+        self.usage = self
+            .scopes()
+            .into_iter()
+            .map(|scope| {
+                let limits = self
+                    .desired
+                    .budgets
+                    .get(&scope)
+                    .map(|b| b.limits.clone())
+                    .unwrap_or_default();
+                let usage = budget::usage(snapshot, &scope, &limits);
+                (scope, usage)
+            })
+            .collect();
     }
 
     /// The highest version any runtime applies for `scope`.

@@ -996,7 +996,11 @@ fn render_budgets(frame: &mut Frame, area: Rect, cx: &ViewCx) {
                 .get(scope)
                 .map(|b| b.limits.clone())
                 .unwrap_or_default();
-            let usage = budget::usage(snap, scope, &limits);
+            let usage = board
+                .usage
+                .get(scope)
+                .cloned()
+                .unwrap_or_else(|| budget::usage(snap, scope, &limits));
             let states: Vec<String> = runtimes
                 .iter()
                 .map(|addr| match board.state(addr, scope) {
