@@ -222,6 +222,13 @@ fn frames() {
             0,
         );
     }
+    // What the app does once per snapshot: usage against each budget.
+    let usage_start = Instant::now();
+    board_scoped.refresh_usage(&data.snapshot);
+    println!(
+        "BudgetBoard::refresh_usage (3 budgets, once per snapshot): {:.2} ms",
+        usage_start.elapsed().as_secs_f64() * 1e3
+    );
     let empty_board = BudgetBoard::default();
 
     let screens: Vec<(&str, Vec<Input>, bool)> = vec![

@@ -759,7 +759,16 @@ impl Ledger {
                 {
                     run.hops[i].budget_hit = Some(Box::new(hit.clone()));
                 }
-                run.budget_hits.push(hit);
+                // One entry per (hop, limit kind): memory follows distinct
+                // breaches, not repeated reports of the same one.
+                match run
+                    .budget_hits
+                    .iter_mut()
+                    .find(|h| h.hop == hit.hop && h.limit_kind == hit.limit_kind)
+                {
+                    Some(existing) => *existing = hit,
+                    None => run.budget_hits.push(hit),
+                }
                 let run_id = run.run_id.clone();
                 self.push_recent(
                     event,
