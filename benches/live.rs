@@ -64,6 +64,7 @@ fn settings() -> LiveSettings {
         exit_after: None,
         hops: false,
         json_runs: 0,
+        rules: tokwatch::model::insights::BleedRules::default(),
         filters: report::Filters::default(),
     }
 }

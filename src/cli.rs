@@ -155,6 +155,10 @@ pub struct ReportArgs {
     /// JSONL files, or directories searched recursively for `*.jsonl`.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+    /// Config file for the bleeding-hop thresholds (`[insights]`; default:
+    /// $XDG_CONFIG_HOME/tokwatch/config.toml when it exists).
+    #[arg(long, value_name = "FILE", env = "TOKWATCH_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table", env = "TOKWATCH_FORMAT")]
     pub format: ReportFormat,

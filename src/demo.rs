@@ -236,6 +236,7 @@ fn run_with_dashboard(runtime: &tokio::runtime::Runtime, config: DemoConfig) -> 
         exit_after: None,
         hops: false,
         json_runs: 100,
+        rules: crate::model::insights::BleedRules::default(),
         filters: crate::report::Filters::default(),
     };
     runtime.block_on(async {

@@ -122,6 +122,7 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
         exit_after: args.exit_after,
         hops: args.hops,
         json_runs: args.top,
+        rules: bleed_rules(args.config.as_deref())?,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -148,6 +149,19 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
     let result = runtime.block_on(ui::app::run_tui(settings, prices, ui));
     drop(demo);
     result
+}
+
+/// The bleeding-hop thresholds of the config file (`[insights]`), the same
+/// for reports, `--jsonl` and the dashboard.
+///
+/// # Errors
+/// An explicit config file that is missing or invalid, or an invalid default one.
+pub fn bleed_rules(config_path: Option<&Path>) -> anyhow::Result<BleedRules> {
+    let settings = match config::config_path(config_path) {
+        Some((path, explicit)) => config::load(Some(&path), explicit)?,
+        None => config::load(None, false)?,
+    };
+    Ok(settings.insights.bleed_rules())
 }
 
 /// Config file, themes and keymap for the dashboard.
@@ -292,7 +306,7 @@ pub fn build_report(
         hops: args.hops,
         top_runs: args.top,
         json_runs: 0,
-        rules: BleedRules::default(),
+        rules: bleed_rules(args.config.as_deref())?,
         filters: Filters {
             since: args.since.clone(),
             until: args.until.clone(),

@@ -52,6 +52,8 @@ pub struct LiveSettings {
     pub hops: bool,
     /// Runs per snapshot, most expensive first (0 = all).
     pub json_runs: usize,
+    /// Bleeding-hop thresholds (`[insights]` in the config file).
+    pub rules: BleedRules,
     pub filters: Filters,
 }
 
@@ -595,7 +597,7 @@ pub async fn run_headless(settings: LiveSettings, prices: PriceBook) -> anyhow::
         hops: settings.hops,
         top_runs: 0,
         json_runs: settings.json_runs,
-        rules: BleedRules::default(),
+        rules: settings.rules.clone(),
         filters: settings.filters.clone(),
     };
     let mut sequence = 0_u64;

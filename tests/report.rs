@@ -400,3 +400,40 @@ fn litellm_price_override_applies_before_the_embedded_table() {
         "others keep embedded prices"
     );
 }
+
+#[test]
+fn bleeding_thresholds_come_from_the_config_file() {
+    let count = |json: &Value| -> usize {
+        json["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r["hop_details"].as_array().unwrap().iter())
+            // a breach the runtime enforced always counts, whatever the thresholds
+            .filter(|h| h["bleeding"] == true && h["bleeding_reason"]["kind"] != "budget_enforced")
+            .count()
+    };
+    let default = report_json(&["sample_logs", "--hops"]);
+    assert!(
+        count(&default) > 100,
+        "the naive team's hops bleed by default"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[insights]\ngrowth-over-first = 100.0\ncost-share = 1.0\n",
+    )
+    .unwrap();
+    let strict = report_json(&[
+        "sample_logs",
+        "--hops",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert_eq!(count(&strict), 0);
+    assert_eq!(
+        strict["totals"], default["totals"],
+        "thresholds change flags, never numbers"
+    );
+}
