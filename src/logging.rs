@@ -37,6 +37,18 @@ pub fn init_file(path: Option<&Path>) -> anyhow::Result<Option<WorkerGuard>> {
     let name = path
         .file_name()
         .map_or_else(|| "tokwatch.log".into(), |n| n.to_os_string());
+    // Logs may name files and runs: create the file private before the
+    // appender opens it (it keeps an existing file's mode).
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = dir.join(&name);
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&file)
+            .with_context(|| format!("cannot open the log file '{}'", file.display()))?;
+    }
     let (writer, guard) =
         tracing_appender::non_blocking(tracing_appender::rolling::never(dir, name));
     let filter = std::env::var("TOKWATCH_LOG")
