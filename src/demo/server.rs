@@ -6,8 +6,6 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::net::ToSocketAddrs as _;
-use std::os::unix::fs::MetadataExt as _;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -20,6 +18,7 @@ use tokio::task::JoinSet;
 use super::budgets::BudgetTable;
 use crate::control::ControlAddr;
 use crate::control::protocol::{self, Exceeded, MAX_LINE_BYTES, PROTOCOL_VERSION, Reply, Request};
+use crate::ingest::socket::{Inner, Stream};
 use crate::model::budget::{Limits, Scope};
 
 /// Limits in force per scope, as the simulation reads them.
@@ -167,15 +166,6 @@ impl Control {
     }
 }
 
-enum Inner {
-    Unix {
-        listener: tokio::net::UnixListener,
-        path: PathBuf,
-        ino: u64,
-    },
-    Tcp(tokio::net::TcpListener),
-}
-
 /// A bound control listener.
 pub struct ControlListener {
     inner: Inner,
@@ -239,7 +229,7 @@ impl ControlListener {
             let accepted = tokio::select! {
                 () = super::simulation::stopped(&mut stop) => break,
                 Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-                accepted = accept(&self.inner) => accepted,
+                accepted = self.inner.accept() => accepted,
             };
             match accepted {
                 Ok(Stream::Unix(s)) => {
@@ -256,26 +246,7 @@ impl ControlListener {
             }
         }
         connections.shutdown().await;
-        if let Inner::Unix { path, ino, .. } = &self.inner
-            && std::fs::metadata(path).is_ok_and(|m| m.ino() == *ino)
-        {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
-enum Stream {
-    Unix(tokio::net::UnixStream),
-    Tcp(tokio::net::TcpStream),
-}
-
-async fn accept(inner: &Inner) -> io::Result<Stream> {
-    match inner {
-        Inner::Unix { listener, .. } => listener.accept().await.map(|(s, _)| Stream::Unix(s)),
-        Inner::Tcp(listener) => listener.accept().await.map(|(s, _)| {
-            let _ = s.set_nodelay(true);
-            Stream::Tcp(s)
-        }),
+        self.inner.remove_socket_file();
     }
 }
 

@@ -85,7 +85,8 @@ pub struct ListenConfig {
     pub max_clients: u64,
 }
 
-enum Inner {
+/// A bound Unix or TCP listener (also the demo runtime's control socket).
+pub(crate) enum Inner {
     Unix {
         listener: tokio::net::UnixListener,
         path: PathBuf,
@@ -134,7 +135,7 @@ impl Listener {
         loop {
             let accepted = tokio::select! {
                 _ = shutdown.changed() => break,
-                accepted = accept(&self.inner) => accepted,
+                accepted = self.inner.accept() => accepted,
             };
             let stream = match accepted {
                 Ok(stream) => stream,
@@ -175,27 +176,34 @@ impl Listener {
                 connected.fetch_sub(1, Ordering::Relaxed);
             });
         }
-        if let Inner::Unix { path, ino, .. } = &self.inner {
-            // Remove the socket file if it is still ours.
-            if std::fs::metadata(path).is_ok_and(|m| m.ino() == *ino) {
-                let _ = std::fs::remove_file(path);
-            }
-        }
+        self.inner.remove_socket_file();
     }
 }
 
-enum Stream {
+/// An accepted connection.
+pub(crate) enum Stream {
     Unix(tokio::net::UnixStream),
     Tcp(tokio::net::TcpStream),
 }
 
-async fn accept(inner: &Inner) -> io::Result<Stream> {
-    match inner {
-        Inner::Unix { listener, .. } => listener.accept().await.map(|(s, _)| Stream::Unix(s)),
-        Inner::Tcp(listener) => listener.accept().await.map(|(s, _)| {
-            let _ = s.set_nodelay(true);
-            Stream::Tcp(s)
-        }),
+impl Inner {
+    pub(crate) async fn accept(&self) -> io::Result<Stream> {
+        match self {
+            Inner::Unix { listener, .. } => listener.accept().await.map(|(s, _)| Stream::Unix(s)),
+            Inner::Tcp(listener) => listener.accept().await.map(|(s, _)| {
+                let _ = s.set_nodelay(true);
+                Stream::Tcp(s)
+            }),
+        }
+    }
+
+    /// Removes the socket file if it is still ours (same inode).
+    pub(crate) fn remove_socket_file(&self) {
+        if let Inner::Unix { path, ino, .. } = self
+            && std::fs::metadata(path).is_ok_and(|m| m.ino() == *ino)
+        {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 

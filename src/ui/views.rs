@@ -1152,6 +1152,21 @@ fn render_budgets(frame: &mut Frame, area: Rect, cx: &ViewCx) {
     );
 }
 
+/// A popup at most `width` wide, tall enough for `lines` lines plus borders,
+/// centred in `area`.
+fn centered(area: Rect, width: u16, lines: usize) -> Rect {
+    let width = area.width.min(width);
+    let height = area
+        .height
+        .min(u16::try_from(lines + 2).unwrap_or(u16::MAX));
+    Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    }
+}
+
 /// The budget editor: fields, then the diff and what it would have breached.
 fn render_editor(frame: &mut Frame, area: Rect, cx: &ViewCx, editor: &BudgetEditor) {
     let mut lines = vec![
@@ -1218,16 +1233,7 @@ fn render_editor(frame: &mut Frame, area: Rect, cx: &ViewCx, editor: &BudgetEdit
             cx.theme.error,
         )));
     }
-    let width = area.width.min(96);
-    let height = area
-        .height
-        .min(u16::try_from(lines.len() + 2).unwrap_or(u16::MAX));
-    let popup = Rect {
-        x: area.x + (area.width - width) / 2,
-        y: area.y + (area.height - height) / 2,
-        width,
-        height,
-    };
+    let popup = centered(area, 96, lines.len());
     frame.render_widget(Clear, popup);
     frame.render_widget(
         Paragraph::new(lines)
@@ -1279,16 +1285,7 @@ fn render_help(frame: &mut Frame, area: Rect, cx: &ViewCx) {
         "! marks a bleeding hop (docs/insights.md) · mouse wheel scrolls",
         cx.theme.muted,
     )));
-    let width = area.width.min(84);
-    let height = area
-        .height
-        .min(u16::try_from(lines.len() + 2).unwrap_or(u16::MAX));
-    let popup = Rect {
-        x: area.x + (area.width - width) / 2,
-        y: area.y + (area.height - height) / 2,
-        width,
-        height,
-    };
+    let popup = centered(area, 84, lines.len());
     frame.render_widget(Clear, popup);
     frame.render_widget(
         Paragraph::new(lines).block(block("Keys".into(), cx).border_style(cx.theme.border_focused)),
