@@ -145,8 +145,11 @@ impl Aggregator {
                     stats,
                     window: self.window,
                 };
-                let lines = data.strip_suffix(b"\n").unwrap_or(&data);
-                for (offset, line) in (0_u64..).zip(lines.split(|b| *b == b'\n')) {
+                // Every line of a batch ends with `\n` (LineBatch::push).
+                let mut start = 0;
+                for (offset, end) in (0_u64..).zip(memchr::memchr_iter(b'\n', &data)) {
+                    let line = &data[start..end];
+                    start = end + 1;
                     let line_no = first_line + offset;
                     match source.client {
                         None => ingestor.line(index, line_no, line),
@@ -591,7 +594,9 @@ pub async fn run_headless(settings: LiveSettings, prices: PriceBook) -> anyhow::
         settings.window,
         settings.max_line_bytes,
         sources.record.take(),
-    );
+    )
+    // JSON snapshots never show the live tail: keep no recent events.
+    .with_recent_events(0);
     let options = ReportOptions {
         format: ReportFormat::Json,
         hops: settings.hops,
