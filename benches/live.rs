@@ -196,9 +196,9 @@ fn latency(poll: bool) {
             };
             let range = match &msg {
                 IngestMsg::Lines {
-                    first_line, data, ..
+                    first_line, lines, ..
                 } => {
-                    let n = data.iter().filter(|b| **b == b'\n').count() as u64;
+                    let n = lines.len() as u64;
                     Some(*first_line..*first_line + n)
                 }
                 _ => None,
@@ -703,8 +703,8 @@ fn stages() {
         while got < lines {
             match tokio::time::timeout(Duration::from_secs(10), sources.rx.recv()).await {
                 Ok(Some(msg)) => {
-                    if let IngestMsg::Lines { data, .. } = &msg {
-                        got += data.iter().filter(|b| **b == b'\n').count() as u64;
+                    if let IngestMsg::Lines { lines, .. } = &msg {
+                        got += lines.len() as u64;
                     }
                     batches.push(msg);
                 }

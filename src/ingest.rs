@@ -4,6 +4,7 @@
 pub mod files;
 pub mod lines;
 pub mod native;
+pub mod parsed;
 pub mod pipeline;
 pub mod socket;
 pub mod source;

@@ -123,15 +123,15 @@ impl Aggregator {
         match msg {
             IngestMsg::Lines {
                 source,
-                first_line,
-                data,
+                first_line: _,
+                mut lines,
             } => {
                 if let (Some(record), SourceKind::Unix | SourceKind::Tcp) =
                     (&mut self.record, source.kind)
                 {
                     // Socket data has no file behind it: keep it before counting it
                     // (without prompt or completion text: never written to disk).
-                    for line in data.split_inclusive(|b| *b == b'\n') {
+                    for line in lines.text().split_inclusive(|b| *b == b'\n') {
                         let body = line.strip_suffix(b"\n").unwrap_or(line);
                         record.write_all(&crate::ingest::native::without_text(body))?;
                         record.write_all(b"\n")?;
@@ -145,18 +145,11 @@ impl Aggregator {
                     stats,
                     window: self.window,
                 };
-                // Every line of a batch ends with `\n` (LineBatch::push).
-                let mut start = 0;
-                for (offset, end) in (0_u64..).zip(memchr::memchr_iter(b'\n', &data)) {
-                    let line = &data[start..end];
-                    start = end + 1;
-                    let line_no = first_line + offset;
-                    match source.client {
-                        None => ingestor.line(index, line_no, line),
-                        Some(_) => ingestor.line_at(index, line, |_| source.location(line_no)),
-                    }
-                }
+                let applied = lines.apply(index, self.max_line_bytes, &mut ingestor, |line_no| {
+                    source.location(line_no)
+                });
                 self.stats = ingestor.stats;
+                applied?;
             }
             IngestMsg::Oversized {
                 source,
@@ -260,13 +253,14 @@ impl TailSink for ChannelSink {
             kind: SourceKind::File,
             client: None,
         });
-        self.batches.push(LineBatch::new());
+        let origin = self.sources[self.sources.len() - 1].origin.clone();
+        self.batches.push(LineBatch::new(origin));
         self.sources.len() - 1
     }
 
     fn line(&mut self, source: usize, line_no: u64, line: &[u8]) {
         let batch = &self.batches[source];
-        if !batch.data.is_empty() && batch.next_line != line_no {
+        if !batch.is_empty() && batch.next_line != line_no {
             self.flush(source);
         }
         self.batches[source].push(line_no, line);
@@ -381,7 +375,7 @@ fn spawn_stdin(tx: mpsc::Sender<IngestMsg>, max_line_bytes: usize) -> io::Result
                 client: None,
             };
             let mut splitter = LineSplitter::new(max_line_bytes);
-            let mut batch = LineBatch::new();
+            let mut batch = LineBatch::new(source.origin.clone());
             let mut line_no = 0_u64;
             let mut buffer = vec![0_u8; 256 * 1024];
             let mut stdin = io::stdin().lock();

@@ -361,7 +361,7 @@ async fn read_client<S: AsyncRead + Unpin>(
     }
     let mut splitter = LineSplitter::new(max_line_bytes);
     let mut buffer = vec![0_u8; 64 * 1024];
-    let mut batch = LineBatch::new();
+    let mut batch = LineBatch::new(source.origin.clone());
     let mut line_no = 0_u64;
     let mut gate = Gate::First;
     let mut pending: Vec<IngestMsg> = Vec::new();
@@ -399,7 +399,7 @@ async fn read_client<S: AsyncRead + Unpin>(
                         }
                         gate = Gate::Open;
                     }
-                    if batch.next_line != line_no && !batch.data.is_empty() {
+                    if batch.next_line != line_no && !batch.is_empty() {
                         pending.extend(batch.take(&source));
                     }
                     batch.push(line_no, bytes);

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::parsed::ParsedLines;
 use super::tail::FileEvent;
 
 /// Capacity of the source → aggregator channel, in messages. Each message
@@ -48,11 +49,12 @@ impl SourceRef {
 /// One message from a source.
 #[derive(Debug)]
 pub enum IngestMsg {
-    /// Complete lines, each followed by `\n`, numbered from `first_line`.
+    /// Complete lines numbered from `first_line`, parsed by the source
+    /// (parsing is most of ingest's work; the aggregator only folds).
     Lines {
         source: SourceRef,
         first_line: u64,
-        data: Vec<u8>,
+        lines: ParsedLines,
     },
     /// A line over `--max-line-bytes`, skipped.
     Oversized {
@@ -77,55 +79,56 @@ pub enum ClientChange {
     Rejected { reason: String },
 }
 
-/// Accumulates consecutive lines of one source into a batch.
+/// Accumulates consecutive lines of one source into a batch, parsing each.
 #[derive(Debug)]
 pub struct LineBatch {
     pub first_line: u64,
     pub next_line: u64,
-    pub data: Vec<u8>,
+    /// Names the source in synthetic run ids ([`SourceRef::origin`]).
+    origin: Arc<str>,
+    lines: ParsedLines,
 }
 
 impl LineBatch {
     #[must_use]
-    pub fn new() -> Self {
+    pub fn new(origin: Arc<str>) -> Self {
         LineBatch {
             first_line: 1,
             next_line: 1,
-            data: Vec::new(),
+            origin,
+            lines: ParsedLines::with_capacity(BATCH_BYTES / 4),
         }
     }
 
-    /// Adds line `line_no`; a gap in numbering (an oversized line was
-    /// reported in between) must be flushed first by the caller.
+    /// Adds and parses line `line_no`; a gap in numbering (an oversized line
+    /// was reported in between) must be flushed first by the caller.
     pub fn push(&mut self, line_no: u64, line: &[u8]) {
-        if self.data.is_empty() {
+        if self.lines.is_empty() {
             self.first_line = line_no;
         }
-        self.data.extend_from_slice(line);
-        self.data.push(b'\n');
+        self.lines.push_line(line_no, line, &self.origin);
         self.next_line = line_no + 1;
     }
 
     #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    #[must_use]
     pub fn is_full(&self) -> bool {
-        self.data.len() >= BATCH_BYTES
+        self.lines.text().len() >= BATCH_BYTES
     }
 
     /// Takes the batch as a message, if it holds anything.
     pub fn take(&mut self, source: &SourceRef) -> Option<IngestMsg> {
-        if self.data.is_empty() {
+        if self.lines.is_empty() {
             return None;
         }
         Some(IngestMsg::Lines {
             source: source.clone(),
             first_line: self.first_line,
-            data: std::mem::replace(&mut self.data, Vec::with_capacity(BATCH_BYTES / 4)),
+            lines: std::mem::replace(&mut self.lines, ParsedLines::with_capacity(BATCH_BYTES / 4)),
         })
-    }
-}
-
-impl Default for LineBatch {
-    fn default() -> Self {
-        LineBatch::new()
     }
 }

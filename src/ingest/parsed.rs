@@ -1,0 +1,503 @@
+//! Lines parsed where they are read, applied where the ledger is.
+//!
+//! Parsing is most of ingest's CPU, and the ledger has one owner. So every
+//! reader (the report's parse thread, the live follower, each socket client,
+//! standard input) parses its lines into [`ParsedLines`] and sends them on;
+//! the ledger's owner only folds the events in ([`ParsedLines::apply`]). On
+//! two cores the wall time becomes about max(parse, fold) instead of their
+//! sum.
+//!
+//! Parsed events cannot cross threads as they are (their strings borrow the
+//! read buffer), and owning every string would cost an allocation per field.
+//! So a batch keeps the bytes its lines were parsed from and stores every
+//! string of an event as a [`Span`]: a byte range into those bytes, or into
+//! the batch's side storage for strings that are not in them (JSON escapes,
+//! synthetic run ids, `unknown`, and lines that straddled two reads and were
+//! joined by the splitter). The owner rebuilds each [`TelemetryEvent`]
+//! borrowing from the batch.
+
+use std::borrow::Cow;
+
+use super::Ingestor;
+use super::lines::Line;
+use super::native::{self, LineOrigin, ParseError};
+use super::stats::RejectKind;
+use crate::model::event::{EventKind, TelemetryEvent, Usage};
+use crate::model::money::Usd;
+
+/// Parsed lines and the bytes their strings live in.
+#[derive(Debug, Default)]
+pub struct ParsedLines {
+    /// The bytes lines were parsed from. Spans stay in `text[..filled]`.
+    pub(super) text: Vec<u8>,
+    /// How much of `text` holds data (the report reads into a fixed-size
+    /// buffer; live batches are exactly full).
+    pub(super) filled: usize,
+    /// Strings that are not in `text`.
+    pub(super) side: String,
+    /// One per line, in order.
+    pub(super) items: Vec<Item>,
+}
+
+impl ParsedLines {
+    /// An empty batch that will hold about `bytes` of lines.
+    #[must_use]
+    pub fn with_capacity(bytes: usize) -> Self {
+        ParsedLines {
+            text: Vec::with_capacity(bytes),
+            // ~400 bytes a line is typical telemetry
+            items: Vec::with_capacity(bytes / 256),
+            ..ParsedLines::default()
+        }
+    }
+
+    /// Copies complete line `line_no` (without its newline) in, followed by
+    /// `\n`, and parses it.
+    pub fn push_line(&mut self, line_no: u64, line: &[u8], origin: &str) {
+        self.text.truncate(self.filled);
+        let start = self.filled;
+        self.text.extend_from_slice(line);
+        self.text.push(b'\n');
+        self.filled = self.text.len();
+        let base = self.text.as_ptr().addr();
+        let mut relocator = Relocator {
+            text_start: base,
+            text_end: base + self.filled,
+            side: &mut self.side,
+        };
+        let line = &self.text[start..start + line.len()];
+        self.items.push(parse_item(
+            Line::Complete(line),
+            line_no,
+            origin,
+            &mut relocator,
+        ));
+    }
+
+    /// The bytes of every line pushed with [`ParsedLines::push_line`], each
+    /// followed by `\n`.
+    #[must_use]
+    pub fn text(&self) -> &[u8] {
+        &self.text[..self.filled]
+    }
+
+    /// Lines in the batch.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Empties the batch, keeping its buffers (`text` keeps its length: the
+    /// report reads into all of it).
+    pub fn clear(&mut self) {
+        self.items.clear();
+        self.side.clear();
+        self.filled = 0;
+    }
+
+    /// Folds every line into `ingestor` as [`Ingestor::line_at`] would, for
+    /// source number `source`; `locate` names where a rejected line was.
+    /// The batch is left empty, its buffers kept for reuse.
+    ///
+    /// # Errors
+    /// A span out of place: a bug, reported rather than trusted.
+    pub fn apply(
+        &mut self,
+        source: usize,
+        max_line_bytes: usize,
+        ingestor: &mut Ingestor<'_>,
+        locate: impl Fn(u64) -> String,
+    ) -> std::io::Result<()> {
+        let ParsedLines {
+            text,
+            filled,
+            side,
+            items,
+        } = self;
+        let texts = Texts::new(&text[..*filled], side);
+        let mut result = Ok(());
+        for item in items.drain(..) {
+            match item {
+                Item::Event(event) => match texts.rebuild(event) {
+                    Some(event) => event_line(ingestor, source, &event),
+                    None => {
+                        result = Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            "internal error: a relocated string is out of place",
+                        ));
+                    }
+                },
+                Item::Owned(event) => event_line(ingestor, source, &event),
+                Item::Blank => {
+                    ingestor.stats.count_line(source);
+                    ingestor.stats.count_blank(source);
+                }
+                Item::Rejected {
+                    line_no,
+                    kind,
+                    reason,
+                } => {
+                    ingestor.stats.count_line(source);
+                    ingestor
+                        .stats
+                        .reject_at(source, locate(line_no), kind, reason);
+                }
+                Item::Oversized { line_no, bytes } => {
+                    ingestor.stats.count_line(source);
+                    ingestor.stats.reject_at(
+                        source,
+                        locate(line_no),
+                        RejectKind::Oversized,
+                        format!("line of {bytes} bytes exceeds --max-line-bytes {max_line_bytes}"),
+                    );
+                }
+            }
+        }
+        side.clear();
+        *filled = 0;
+        result
+    }
+}
+
+/// What [`Ingestor::line`] does with a line that parsed.
+fn event_line(ingestor: &mut Ingestor<'_>, source: usize, event: &TelemetryEvent<'_>) {
+    ingestor.stats.count_line(source);
+    if ingestor.window.contains(event.ts_ms) {
+        ingestor.ledger.apply(event);
+        ingestor.stats.count_event(source);
+    } else {
+        ingestor.stats.count_filtered(source);
+    }
+}
+
+/// One line, parsed.
+#[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "nearly every line is an event; boxing it would allocate per event"
+)]
+pub(super) enum Item {
+    Event(RelEvent),
+    /// An event whose strings did not fit a span (over 2 GiB of side text
+    /// in one batch): owned instead.
+    Owned(Box<TelemetryEvent<'static>>),
+    Blank,
+    Rejected {
+        line_no: u64,
+        kind: RejectKind,
+        reason: String,
+    },
+    Oversized {
+        line_no: u64,
+        bytes: u64,
+    },
+}
+
+/// A string's place in its batch: `start` with [`SIDE`] set is in the side
+/// storage, otherwise in the text; `len == u32::MAX` is "no string".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Span {
+    start: u32,
+    len: u32,
+}
+
+const SIDE: u32 = 1 << 31;
+
+impl Span {
+    const NONE: Span = Span {
+        start: 0,
+        len: u32::MAX,
+    };
+}
+
+/// An [`EventKind`], small: the rare budget events are boxed.
+#[derive(Debug)]
+enum RelKind {
+    Hop,
+    RunEnd,
+    Other(Box<EventKind>),
+}
+
+/// A [`TelemetryEvent`] with its strings as spans.
+#[derive(Debug)]
+pub(super) struct RelEvent {
+    kind: RelKind,
+    ts_ms: Option<i64>,
+    hop: Option<u32>,
+    run_id: Span,
+    agent: Span,
+    parent_agent: Span,
+    user: Span,
+    segment: Span,
+    task: Span,
+    tool: Span,
+    provider: Span,
+    model: Span,
+    status: Span,
+    usage: Usage,
+    reported_cost: Option<Usd>,
+    latency_ms: Option<u64>,
+    estimated: bool,
+}
+
+/// Turns the strings of events parsed from a batch's text into spans.
+pub(super) struct Relocator<'s> {
+    /// Address range of the batch's text.
+    pub(super) text_start: usize,
+    pub(super) text_end: usize,
+    pub(super) side: &'s mut String,
+}
+
+impl Relocator<'_> {
+    /// `None` when the side storage would outgrow a span's range.
+    fn span(&mut self, text: &str) -> Option<Span> {
+        let start = text.as_ptr().addr();
+        let len = u32::try_from(text.len()).ok().filter(|&l| l < u32::MAX)?;
+        if start >= self.text_start
+            && start
+                .checked_add(text.len())
+                .is_some_and(|end| end <= self.text_end)
+        {
+            let offset = u32::try_from(start - self.text_start).ok()?;
+            return (offset < SIDE).then_some(Span { start: offset, len });
+        }
+        let offset = u32::try_from(self.side.len())
+            .ok()
+            .filter(|&o| o.checked_add(len).is_some_and(|end| end < SIDE))?;
+        self.side.push_str(text);
+        Some(Span {
+            start: offset | SIDE,
+            len,
+        })
+    }
+
+    fn opt(&mut self, text: Option<&Cow<'_, str>>) -> Option<Span> {
+        match text {
+            Some(text) => self.span(text),
+            None => Some(Span::NONE),
+        }
+    }
+
+    fn relocate(&mut self, event: TelemetryEvent<'_>) -> Item {
+        let spans = (|| {
+            Some([
+                self.span(&event.run_id)?,
+                self.span(&event.agent)?,
+                self.opt(event.parent_agent.as_ref())?,
+                self.opt(event.user.as_ref())?,
+                self.opt(event.segment.as_ref())?,
+                self.opt(event.task.as_ref())?,
+                self.opt(event.tool.as_ref())?,
+                self.opt(event.provider.as_ref())?,
+                self.span(&event.model)?,
+                self.opt(event.status.as_ref())?,
+            ])
+        })();
+        let Some(
+            [
+                run_id,
+                agent,
+                parent_agent,
+                user,
+                segment,
+                task,
+                tool,
+                provider,
+                model,
+                status,
+            ],
+        ) = spans
+        else {
+            return Item::Owned(Box::new(event.into_owned()));
+        };
+        Item::Event(RelEvent {
+            kind: match event.kind {
+                EventKind::Hop => RelKind::Hop,
+                EventKind::RunEnd => RelKind::RunEnd,
+                other => RelKind::Other(Box::new(other)),
+            },
+            ts_ms: event.ts_ms,
+            hop: event.hop,
+            run_id,
+            agent,
+            parent_agent,
+            user,
+            segment,
+            task,
+            tool,
+            provider,
+            model,
+            status,
+            usage: event.usage,
+            reported_cost: event.reported_cost,
+            latency_ms: event.latency_ms,
+            estimated: event.estimated,
+        })
+    }
+}
+
+/// Parses one line into an item, as [`Ingestor::line`] would judge it.
+pub(super) fn parse_item(
+    line: Line<'_>,
+    line_no: u64,
+    origin: &str,
+    relocator: &mut Relocator<'_>,
+) -> Item {
+    let bytes = match line {
+        Line::Oversized(bytes) => return Item::Oversized { line_no, bytes },
+        Line::Complete(bytes) => bytes,
+    };
+    if bytes.trim_ascii().is_empty() {
+        return Item::Blank;
+    }
+    match native::parse_line(bytes, LineOrigin { source: origin }) {
+        Ok(event) => relocator.relocate(event),
+        Err(ParseError::InvalidUtf8) => Item::Rejected {
+            line_no,
+            kind: RejectKind::InvalidUtf8,
+            reason: "invalid UTF-8".into(),
+        },
+        Err(error) => Item::Rejected {
+            line_no,
+            kind: RejectKind::Malformed,
+            reason: error.to_string(),
+        },
+    }
+}
+
+/// Where the owner finds the strings of a batch.
+struct Texts<'b> {
+    text: &'b [u8],
+    /// The longest valid UTF-8 prefix of `text`, validated once: all of it
+    /// unless it holds an invalid line or starts or ends inside a
+    /// character. Spans in it need no validation of their own.
+    valid: &'b str,
+    side: &'b str,
+}
+
+impl<'b> Texts<'b> {
+    fn new(text: &'b [u8], side: &'b str) -> Self {
+        let valid = match std::str::from_utf8(text) {
+            Ok(valid) => valid,
+            Err(e) => std::str::from_utf8(&text[..e.valid_up_to()]).unwrap_or_default(),
+        };
+        Texts { text, valid, side }
+    }
+
+    /// `None` for a span out of place.
+    fn get(&self, span: Span) -> Option<&'b str> {
+        let start = usize::try_from(span.start & !SIDE).ok()?;
+        let end = start.checked_add(usize::try_from(span.len).ok()?)?;
+        if span.start & SIDE != 0 {
+            self.side.get(start..end)
+        } else if end <= self.valid.len() {
+            self.valid.get(start..end)
+        } else {
+            std::str::from_utf8(self.text.get(start..end)?).ok()
+        }
+    }
+
+    /// `Some(None)` for an absent string, `None` for a span out of place.
+    fn opt(&self, span: Span) -> Option<Option<Cow<'b, str>>> {
+        if span == Span::NONE {
+            return Some(None);
+        }
+        self.get(span).map(|t| Some(Cow::Borrowed(t)))
+    }
+
+    fn rebuild(&self, event: RelEvent) -> Option<TelemetryEvent<'b>> {
+        Some(TelemetryEvent {
+            kind: match event.kind {
+                RelKind::Hop => EventKind::Hop,
+                RelKind::RunEnd => EventKind::RunEnd,
+                RelKind::Other(kind) => *kind,
+            },
+            ts_ms: event.ts_ms,
+            run_id: Cow::Borrowed(self.get(event.run_id)?),
+            hop: event.hop,
+            agent: Cow::Borrowed(self.get(event.agent)?),
+            parent_agent: self.opt(event.parent_agent)?,
+            user: self.opt(event.user)?,
+            segment: self.opt(event.segment)?,
+            task: self.opt(event.task)?,
+            tool: self.opt(event.tool)?,
+            provider: self.opt(event.provider)?,
+            model: Cow::Borrowed(self.get(event.model)?),
+            usage: event.usage,
+            reported_cost: event.reported_cost,
+            latency_ms: event.latency_ms,
+            status: self.opt(event.status)?,
+            estimated: event.estimated,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Ledger, LedgerConfig};
+    use crate::pricing::PriceBook;
+
+    fn through_line_at(lines: &[&[u8]]) -> (crate::model::Snapshot, crate::ingest::IngestStats) {
+        let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default());
+        let mut ingestor = Ingestor::new(&mut ledger, crate::ingest::TimeWindow::default());
+        let source = ingestor.stats.add_source("s".into(), "s".into());
+        for (n, line) in (1_u64..).zip(lines) {
+            ingestor.line_at(source, line, |_| format!("s#1:{n}"));
+        }
+        let stats = ingestor.stats;
+        (ledger.snapshot(), stats)
+    }
+
+    fn through_batch(lines: &[&[u8]]) -> (crate::model::Snapshot, crate::ingest::IngestStats) {
+        let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default());
+        let mut ingestor = Ingestor::new(&mut ledger, crate::ingest::TimeWindow::default());
+        let source = ingestor.stats.add_source("s".into(), "s".into());
+        // Small batches, so buffers are reused and reallocated along the way.
+        for (chunk_no, chunk) in lines.chunks(3).enumerate() {
+            let mut batch = ParsedLines::with_capacity(8);
+            for (n, line) in (1_u64..).zip(chunk) {
+                batch.push_line(chunk_no as u64 * 3 + n, line, "s");
+            }
+            assert_eq!(batch.len(), chunk.len());
+            batch
+                .apply(source, 1024, &mut ingestor, |n| format!("s#1:{n}"))
+                .unwrap();
+            assert!(batch.is_empty() && batch.text().is_empty());
+        }
+        let stats = ingestor.stats;
+        (ledger.snapshot(), stats)
+    }
+
+    #[test]
+    fn a_batch_applies_exactly_what_line_at_would() {
+        let lines: Vec<&[u8]> = vec![
+            br#"{"ts":"2026-03-01T10:00:00Z","run_id":"r1","hop":1,"agent":"planner","model":"gpt-4.1","input_tokens":1000,"output_tokens":10,"segment":"a/b","user":"u"}"#,
+            br#"{"ts":"2026-03-01T10:00:01Z","run_id":"r1","hop":2,"agent":"wr\u0069ter","model":"gpt-4.1","input_tokens":2000,"output_tokens":20,"cost_usd":0.5}"#,
+            b"",
+            b"   ",
+            b"{not json",
+            b"{\"model\":\"\xff\"}",
+            br#"{"model":"claude-sonnet-4-5","input_tokens":5,"output_tokens":1}"#,
+            br#"{"type":"run_end","run_id":"r1","status":"ok"}"#,
+            br#"{"type":"budget_exceeded","run_id":"r1","hop":2,"limit_kind":"tokens","limit":100,"tokens":120,"action":"stop"}"#,
+            br#"{"ts":"2026-03-01T10:00:02Z","run_id":"r2","agent":"a","model":"mystery-model","input_tokens":7,"output_tokens":7,"trace":"abc"}"#,
+        ];
+        let (a, sa) = through_line_at(&lines);
+        let (b, sb) = through_batch(&lines);
+        assert_eq!(sa, sb);
+        assert_eq!(a.totals, b.totals);
+        assert_eq!(a.runs.len(), b.runs.len());
+        for (x, y) in a.runs.iter().zip(&b.runs) {
+            assert_eq!(format!("{x:?}"), format!("{y:?}"));
+        }
+        assert_eq!(sb.malformed, 2);
+        assert_eq!(sb.invalid_utf8, 1);
+        assert_eq!(sb.malformed_samples[0].location, "s#1:5");
+    }
+}
