@@ -110,6 +110,13 @@ impl Aggregator {
         self.ledger.snapshot()
     }
 
+    /// [`Aggregator::snapshot`] listing only the `runs` most expensive runs
+    /// (0: all).
+    #[must_use]
+    pub fn snapshot_top(&self, runs: usize) -> Snapshot {
+        self.ledger.snapshot_top(runs)
+    }
+
     fn source(&mut self, source: &SourceRef) -> usize {
         self.stats.source_named(&source.name, &source.origin)
     }
@@ -609,7 +616,7 @@ pub async fn run_headless(settings: LiveSettings, prices: PriceBook) -> anyhow::
             last,
         };
         let line = report::render_json_line(
-            &aggregator.snapshot(),
+            &aggregator.snapshot_top(options.json_runs),
             aggregator.stats(),
             &options,
             Some(info),

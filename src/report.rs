@@ -365,7 +365,7 @@ fn json_report<'a>(
             last: iso(snapshot.last_ts_ms),
         },
         totals: JsonTotals {
-            runs: snapshot.runs.len(),
+            runs: snapshot.runs_total,
             counters: &snapshot.totals,
             cache_hit_ratio: (snapshot.totals.cache_hit_ratio() * 10_000.0).round() / 10_000.0,
             budget_exceeded_events: snapshot.budget_events,

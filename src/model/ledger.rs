@@ -1013,7 +1013,14 @@ impl Ledger {
     /// An immutable view for reports and the UI.
     #[must_use]
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot::from_ledger(self)
+        Snapshot::from_ledger(self, 0)
+    }
+
+    /// A snapshot listing only the `runs` most expensive runs (0: all);
+    /// `runs_total` still counts every run.
+    #[must_use]
+    pub fn snapshot_top(&self, runs: usize) -> Snapshot {
+        Snapshot::from_ledger(self, runs)
     }
 }
 

@@ -19,8 +19,11 @@ pub struct Snapshot {
     pub by_segment: Vec<KeyedAgg>,
     pub by_user: Vec<KeyedAgg>,
     pub by_model: Vec<ModelAgg>,
-    /// Highest cost first, then run id.
+    /// Highest cost first, then run id (only the first N when the snapshot
+    /// was taken with a limit: see `runs_total`).
     pub runs: Vec<Arc<RunAgg>>,
+    /// Runs in the ledger, listed in `runs` or not.
+    pub runs_total: usize,
     /// (minute since the epoch, counters), oldest first.
     pub per_minute: Vec<(i64, Counters)>,
     /// (period label, counters), oldest first; empty unless grouping was asked for.
@@ -44,7 +47,10 @@ fn by_cost_then_name<T>(rows: &mut [T], key: impl Fn(&T) -> (&Counters, &str)) {
 }
 
 impl Snapshot {
-    pub(crate) fn from_ledger(ledger: &Ledger) -> Self {
+    /// `run_limit` keeps only the most expensive runs (0 keeps all): live
+    /// JSON snapshots list a few, and selecting them is O(runs) where
+    /// sorting every run is O(runs log runs).
+    pub(crate) fn from_ledger(ledger: &Ledger, run_limit: usize) -> Self {
         let keyed = |rows: &[KeyedAgg]| {
             let mut rows = rows.to_vec();
             by_cost_then_name(&mut rows, |r| (&r.counters, &r.name));
@@ -72,7 +78,12 @@ impl Snapshot {
                 )
             })
             .collect();
-        // Run ids are unique, so the order is total and an unstable sort is exact.
+        // Run ids are unique, so the order is total: an unstable sort (and
+        // the selection) is exact.
+        if run_limit > 0 && run_limit < order.len() {
+            order.select_nth_unstable(run_limit - 1);
+            order.truncate(run_limit);
+        }
         order.sort_unstable();
         let runs: Vec<Arc<RunAgg>> = order
             .iter()
@@ -108,6 +119,7 @@ impl Snapshot {
             by_user: keyed(&ledger.users.rows),
             by_model,
             runs,
+            runs_total: ledger.runs.rows.len(),
             per_minute,
             periods,
             recent: ledger.recent.iter().cloned().collect(),

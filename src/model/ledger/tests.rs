@@ -521,3 +521,33 @@ fn later_labels_and_price_versions_restamp_a_hop() {
         (None, Some("search"))
     );
 }
+
+#[test]
+fn a_limited_snapshot_lists_the_same_first_runs_and_counts_them_all() {
+    const IDS: [&str; 12] = [
+        "r00", "r01", "r02", "r03", "r04", "r05", "r06", "r07", "r08", "r09", "r10", "r11",
+    ];
+    let mut ledger = ledger();
+    // Equal costs for some runs, so ties are broken by run id.
+    let events: Vec<_> = IDS
+        .iter()
+        .enumerate()
+        .map(|(i, id)| hop(id, Some(1), "a", "gpt-4.1", 100 * (i as u64 % 5), 1))
+        .collect();
+    let all = fold(&mut ledger, &events);
+    assert_eq!(all.runs_total, 12);
+    for limit in [1, 3, 5, 11, 12, 13] {
+        let top = ledger.snapshot_top(limit);
+        assert_eq!(top.runs_total, 12, "limit {limit}");
+        let ids = |s: &Snapshot, n: usize| -> Vec<String> {
+            s.runs
+                .iter()
+                .take(n)
+                .map(|r| r.run_id.to_string())
+                .collect()
+        };
+        assert_eq!(ids(&top, usize::MAX), ids(&all, limit), "limit {limit}");
+        assert_eq!(top.totals, all.totals);
+    }
+    assert_eq!(ledger.snapshot_top(0).runs.len(), 12);
+}
