@@ -1,11 +1,12 @@
-//! Live mode: sources (followed files, sockets, standard input) feed one
-//! aggregator through a bounded channel; the aggregator owns the ledger and
-//! publishes snapshots. `--jsonl` prints one JSON snapshot per interval.
+//! Live mode: sources (followed files, sockets, standard input) split and
+//! parse their lines and feed one aggregator through a bounded channel; the
+//! aggregator owns the ledger, folds the parsed events in and publishes
+//! snapshots. `--jsonl` prints one JSON snapshot per interval.
 //!
 //! ```text
-//!  follower thread (notify hint + stat tick) ─┐
-//!  socket listeners (task per client)        ├─► mpsc(256 batches) ─► Aggregator ─► snapshot ─► stdout (--jsonl)
-//!  stdin thread                              ─┘        backpressure      Ledger          (later: the TUI)
+//!  follower thread (notify hint + stat tick) ─┐  parsed
+//!  socket listeners (task per client)        ├─► mpsc(64 batches) ─► Aggregator ─► snapshot ─► stdout (--jsonl)
+//!  stdin thread                              ─┘  backpressure        Ledger                   or the dashboard
 //! ```
 
 use std::fs::{File, OpenOptions};

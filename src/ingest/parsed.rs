@@ -45,7 +45,7 @@ impl ParsedLines {
     pub fn with_capacity(bytes: usize) -> Self {
         ParsedLines {
             text: Vec::with_capacity(bytes),
-            // ~400 bytes a line is typical telemetry
+            // ~400 bytes a line is typical telemetry; shorter lines grow it
             items: Vec::with_capacity(bytes / 256),
             ..ParsedLines::default()
         }

@@ -9,11 +9,17 @@ use super::parsed::ParsedLines;
 use super::tail::FileEvent;
 
 /// Capacity of the source → aggregator channel, in messages. Each message
-/// carries up to [`BATCH_BYTES`] of lines, so at most ~64 MiB are in flight.
-pub const CHANNEL_CAPACITY: usize = 256;
+/// carries up to [`BATCH_BYTES`] of lines and their parsed records (about
+/// as much again), so at most ~32 MiB are in flight: enough to absorb
+/// bursts, and sources are already parsing the next batch meanwhile.
+pub const CHANNEL_CAPACITY: usize = 64;
 
 /// Lines are sent in batches of about this many bytes.
 pub const BATCH_BYTES: usize = 256 * 1024;
+
+/// A batch's buffers are sized for a full batch plus a line from the start,
+/// so filling one never reallocates (and copies) what it holds.
+const BATCH_CAPACITY: usize = BATCH_BYTES + 4 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceKind {
@@ -96,7 +102,7 @@ impl LineBatch {
             first_line: 1,
             next_line: 1,
             origin,
-            lines: ParsedLines::with_capacity(BATCH_BYTES / 4),
+            lines: ParsedLines::with_capacity(BATCH_CAPACITY),
         }
     }
 
@@ -128,7 +134,7 @@ impl LineBatch {
         Some(IngestMsg::Lines {
             source: source.clone(),
             first_line: self.first_line,
-            lines: std::mem::replace(&mut self.lines, ParsedLines::with_capacity(BATCH_BYTES / 4)),
+            lines: std::mem::replace(&mut self.lines, ParsedLines::with_capacity(BATCH_CAPACITY)),
         })
     }
 }

@@ -50,7 +50,7 @@ impl Snapshot {
     /// `run_limit` keeps only the most expensive runs (0 keeps all): live
     /// JSON snapshots list a few, and selecting them is O(runs) where
     /// sorting every run is O(runs log runs).
-    pub(crate) fn from_ledger(ledger: &Ledger, run_limit: usize) -> Self {
+    pub(crate) fn from_ledger<'a>(ledger: &'a Ledger, run_limit: usize) -> Self {
         let keyed = |rows: &[KeyedAgg]| {
             let mut rows = rows.to_vec();
             by_cost_then_name(&mut rows, |r| (&r.counters, &r.name));
@@ -64,26 +64,36 @@ impl Snapshot {
             .cloned()
             .collect();
         by_cost_then_name(&mut by_model, |r| (&r.counters, &r.name));
-        // Sort compact keys rather than chase every run's pointer per comparison.
-        let mut order: Vec<RunKey<'_>> = ledger
-            .runs
-            .rows
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                (
-                    std::cmp::Reverse((r.counters.cost, r.counters.total_tokens)),
-                    &*r.run_id,
-                    i,
-                )
-            })
-            .collect();
+        let key = |(i, r): (usize, &'a Arc<RunAgg>)| -> RunKey<'a> {
+            (
+                std::cmp::Reverse((r.counters.cost, r.counters.total_tokens)),
+                &*r.run_id,
+                i,
+            )
+        };
+        let rows = ledger.runs.rows.iter().enumerate();
         // Run ids are unique, so the order is total: an unstable sort (and
         // the selection) is exact.
-        if run_limit > 0 && run_limit < order.len() {
-            order.select_nth_unstable(run_limit - 1);
-            order.truncate(run_limit);
-        }
+        let mut order: Vec<RunKey<'_>> = if run_limit > 0 && run_limit < ledger.runs.rows.len() {
+            // Keep the `run_limit` first keys in a max-heap: one comparison
+            // with its top rejects almost every run, and nothing is
+            // allocated per run.
+            let mut top = std::collections::BinaryHeap::with_capacity(run_limit + 1);
+            for row in rows {
+                let candidate = key(row);
+                if top.len() < run_limit {
+                    top.push(candidate);
+                } else if let Some(mut worst) = top.peek_mut()
+                    && candidate < *worst
+                {
+                    *worst = candidate;
+                }
+            }
+            top.into_vec()
+        } else {
+            // Sort compact keys rather than chase every run's pointer per comparison.
+            rows.map(key).collect()
+        };
         order.sort_unstable();
         let runs: Vec<Arc<RunAgg>> = order
             .iter()
