@@ -405,6 +405,7 @@ struct Seen {
     events: u64,
     dropped: u64,
     malformed: u64,
+    caught_up: bool,
 }
 
 fn number_after(text: &str, key: &str) -> u64 {
@@ -427,6 +428,7 @@ fn seen_in(line: &[u8], at: Duration) -> Seen {
         events: number_after(ingest, "\"events\":"),
         dropped: number_after(ingest, "\"dropped\":"),
         malformed: number_after(ingest, "\"malformed\":"),
+        caught_up: ingest.contains("\"caught_up\":true"),
     }
 }
 
@@ -618,10 +620,11 @@ fn backlog() {
         first.get_or_insert(seen);
         if trail.len() < 40 {
             trail.push(format!(
-                "{:.2}s:{}ev/{}MB",
+                "{:.2}s:{}ev/{}MB{}",
                 seen.at.as_secs_f64(),
                 seen.events,
-                seen.bytes / 1_000_000
+                seen.bytes / 1_000_000,
+                if seen.caught_up { "/caught-up" } else { "" }
             ));
         }
         last = seen;
@@ -648,7 +651,7 @@ fn backlog() {
     match all {
         Some(all) => println!(
             "all {} events in a snapshot after {:.3} s ({:.0} MB/s, {:.0} events/s); {count} snapshots, {:.0} MB of JSON printed; \
-             tokwatch CPU {cpu:.2} s ({:.2} cores); peak RSS {} MB; dropped {} malformed {}",
+             tokwatch CPU {cpu:.2} s ({:.2} cores); peak RSS {} MB; dropped {} malformed {}; caught_up {}",
             all.events,
             all.at.as_secs_f64(),
             bytes as f64 / 1e6 / all.at.as_secs_f64(),
@@ -657,7 +660,8 @@ fn backlog() {
             cpu / all.at.as_secs_f64(),
             hwm / 1024,
             all.dropped,
-            all.malformed
+            all.malformed,
+            all.caught_up
         ),
         None => println!(
             "gave up after {:.0} s: the last snapshot ({:.1} s) had {} of {lines} events ({:.0} events/s); {count} snapshots, {:.0} MB of JSON printed; tokwatch CPU {cpu:.1} s, peak RSS {} MB",

@@ -67,6 +67,9 @@ pub struct Aggregator {
     record: Option<io::BufWriter<File>>,
     /// Something changed since the last snapshot.
     pub dirty: bool,
+    /// Followed files have all been read to their end once (see
+    /// [`IngestMsg::CaughtUp`]); true when none are followed.
+    pub caught_up: bool,
 }
 
 impl Aggregator {
@@ -84,6 +87,7 @@ impl Aggregator {
             max_line_bytes,
             record: record.map(io::BufWriter::new),
             dirty: true,
+            caught_up: true,
         }
     }
 
@@ -195,6 +199,7 @@ impl Aggregator {
                     }
                 }
             }
+            IngestMsg::CaughtUp => self.caught_up = true,
             IngestMsg::Client { source, change } => {
                 let index = self.source(&source);
                 let live = &mut self.stats.sources[index].live;
@@ -356,11 +361,16 @@ fn spawn_follower(
                 sources: Vec::new(),
                 batches: Vec::new(),
             };
+            let mut caught_up = false;
             while !stop.load(Ordering::Relaxed) {
                 let report = follower.poll(Instant::now(), &mut sink);
                 sink.flush_all();
                 if report.more {
                     continue;
+                }
+                if !caught_up {
+                    caught_up = true;
+                    sink.send(IngestMsg::CaughtUp);
                 }
                 let _ = wake_rx.recv_timeout(poll_interval);
             }
@@ -467,6 +477,9 @@ pub struct Sources {
     pub rx: mpsc::Receiver<IngestMsg>,
     /// `--record` file for socket data, handed to the aggregator.
     pub record: Option<File>,
+    /// Files are followed: [`IngestMsg::CaughtUp`] will come once their
+    /// backlog is read.
+    pub following_files: bool,
     /// Listeners as bound (`tcp:127.0.0.1:40123`), and warnings to show.
     pub listening: Vec<String>,
     pub warnings: Vec<String>,
@@ -498,6 +511,7 @@ impl Sources {
         let record = settings.record.as_deref().map(open_record).transpose()?;
         let mut sources = Sources {
             rx,
+            following_files: !targets.is_empty(),
             record,
             listening: Vec::new(),
             warnings: Vec::new(),
@@ -599,6 +613,7 @@ pub async fn run_headless(settings: LiveSettings, prices: PriceBook) -> anyhow::
     )
     // JSON snapshots never show the live tail: keep no recent events.
     .with_recent_events(0);
+    aggregator.caught_up = !sources.following_files;
     let options = ReportOptions {
         format: ReportFormat::Json,
         hops: settings.hops,
@@ -615,6 +630,7 @@ pub async fn run_headless(settings: LiveSettings, prices: PriceBook) -> anyhow::
             sequence,
             uptime_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             last,
+            caught_up: aggregator.caught_up,
         };
         let line = report::render_json_line(
             &aggregator.snapshot_top(options.json_runs),
@@ -655,6 +671,12 @@ pub async fn run_headless(settings: LiveSettings, prices: PriceBook) -> anyhow::
                 ticker.reset();
             }
             msg = sources.rx.recv() => match msg {
+                Some(IngestMsg::CaughtUp) if !aggregator.caught_up => {
+                    aggregator.handle(IngestMsg::CaughtUp)?;
+                    // The backlog is in: print it now rather than at the next tick.
+                    emit(&aggregator, false)?;
+                    ticker.reset();
+                }
                 Some(msg) => aggregator.handle(msg)?,
                 None => break, // every source finished
             },

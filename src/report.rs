@@ -108,6 +108,10 @@ pub struct LiveInfo {
     pub uptime_ms: u64,
     /// The final snapshot, printed on exit.
     pub last: bool,
+    /// Every followed file has been read to its end at least once: the
+    /// backlog present at start is all counted (true from the start when
+    /// no file is followed).
+    pub caught_up: bool,
 }
 
 #[derive(Serialize)]

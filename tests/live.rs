@@ -351,6 +351,9 @@ fn fifty_concurrent_socket_clients_are_counted_exactly() {
     let tcp = live.listening("tcp:");
     let tcp_addr = tcp.strip_prefix("tcp:").unwrap().to_owned();
     let _ = live.listening("unix:");
+    // Without followed files there is no backlog to wait for.
+    let first = live.wait_until("a first snapshot", |_| true);
+    assert_eq!(first["live"]["caught_up"], true);
     let clients: Vec<_> = (0..50_u64)
         .map(|client| {
             let (sock, tcp_addr) = (sock.clone(), tcp_addr.clone());
@@ -534,6 +537,9 @@ fn live_totals_after_replaying_the_samples_equal_the_report() {
     let report: Value = serde_json::from_slice(&report.stdout).unwrap();
     let mut live = Live::start(&["--follow", "sample_logs", "--hops"]);
     let events = report["ingest"]["events"].as_u64().unwrap();
+    // The snapshot printed when the backlog is read has all of it, and says so.
+    let caught_up = live.wait_until("caught up", |s| s["live"]["caught_up"] == true);
+    assert_eq!(caught_up["ingest"]["events"], events);
     live.events(events);
     let last = live.stop();
     for key in [

@@ -70,6 +70,9 @@ pub enum IngestMsg {
     },
     /// Something happened to a followed file.
     File { source: SourceRef, event: FileEvent },
+    /// The follower has read every followed file to its end once: what
+    /// existed at start (the backlog) is all in the messages before this.
+    CaughtUp,
     /// A client connected or hung up (`incomplete` bytes of a last line lost),
     /// or was turned away before sending events.
     Client {
