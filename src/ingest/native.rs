@@ -125,8 +125,9 @@ pub fn parse_line<'a>(
     line: &'a [u8],
     origin: LineOrigin<'_>,
 ) -> Result<TelemetryEvent<'a>, ParseError> {
-    if let Some(raw) = fast::record(line) {
-        return normalize(raw, origin);
+    let mut raw = RawRecord::default();
+    if fast::record(line, &mut raw).is_some() {
+        return normalize(&mut raw, origin);
     }
     parse_line_serde(line, origin)
 }
@@ -139,14 +140,14 @@ fn parse_line_serde<'a>(
 ) -> Result<TelemetryEvent<'a>, ParseError> {
     // serde_json validates UTF-8 inside strings as it goes (JSON outside
     // strings is ASCII), so the separate check runs only on the error path.
-    let raw: RawRecord<'a> = serde_json::from_slice(line).map_err(|e| {
+    let mut raw: RawRecord<'a> = serde_json::from_slice(line).map_err(|e| {
         if std::str::from_utf8(line).is_err() {
             ParseError::InvalidUtf8
         } else {
             ParseError::Json(json_reason(&e))
         }
     })?;
-    normalize(raw, origin)
+    normalize(&mut raw, origin)
 }
 
 /// [`parse_line`] for text already known to be UTF-8.
@@ -157,12 +158,13 @@ pub fn parse_str<'a>(
     text: &'a str,
     origin: LineOrigin<'_>,
 ) -> Result<TelemetryEvent<'a>, ParseError> {
-    if let Some(raw) = fast::record(text.as_bytes()) {
-        return normalize(raw, origin);
+    let mut raw = RawRecord::default();
+    if fast::record(text.as_bytes(), &mut raw).is_some() {
+        return normalize(&mut raw, origin);
     }
-    let raw: RawRecord<'a> =
+    let mut raw: RawRecord<'a> =
         serde_json::from_str(text).map_err(|e| ParseError::Json(json_reason(&e)))?;
-    normalize(raw, origin)
+    normalize(&mut raw, origin)
 }
 
 fn json_reason(error: &serde_json::Error) -> String {
@@ -179,25 +181,27 @@ fn non_empty(text: Option<Text<'_>>) -> Option<Cow<'_, str>> {
         .filter(|t| !t.bytes().all(|b| b.is_ascii_whitespace()))
 }
 
+/// The event `raw` describes; its strings are taken out. (By reference:
+/// passed by value, the ~600-byte record was copied on every line.)
 fn normalize<'a>(
-    raw: RawRecord<'a>,
+    raw: &mut RawRecord<'a>,
     origin: LineOrigin<'_>,
 ) -> Result<TelemetryEvent<'a>, ParseError> {
     let invalid = |message: String| Err(ParseError::Invalid(message));
-    let ts_ms = raw.ts.map(|t| t.0);
-    let run_id = match non_empty(raw.run_id) {
+    let ts_ms = raw.ts.as_ref().map(|t| t.0);
+    let run_id = match non_empty(raw.run_id.take()) {
         Some(id) => id,
         None => Cow::Owned(synthetic_run_id(origin.source, ts_ms)),
     };
-    let agent = non_empty(raw.agent).unwrap_or(Cow::Borrowed(UNKNOWN));
-    let model = non_empty(raw.model).unwrap_or(Cow::Borrowed(UNKNOWN));
+    let agent = non_empty(raw.agent.take()).unwrap_or(Cow::Borrowed(UNKNOWN));
+    let model = non_empty(raw.model.take()).unwrap_or(Cow::Borrowed(UNKNOWN));
     let kind = match raw.kind.as_ref().map(|t| t.0.as_ref()) {
         None | Some("hop") => EventKind::Hop,
         Some("budget_exceeded") => EventKind::BudgetExceeded {
-            limit_kind: raw.limit_kind.map(|t| t.0.into_owned()),
+            limit_kind: raw.limit_kind.take().map(|t| t.0.into_owned()),
             limit: raw.limit,
             observed: raw.tokens,
-            action: raw.action.map(|t| t.0.into_owned()),
+            action: raw.action.take().map(|t| t.0.into_owned()),
         },
         Some("run_end") => EventKind::RunEnd,
         Some(other) => {
@@ -270,17 +274,17 @@ fn normalize<'a>(
         run_id,
         hop: raw.hop,
         agent,
-        parent_agent: non_empty(raw.parent_agent),
-        user: non_empty(raw.user),
-        segment: non_empty(raw.segment),
-        task: non_empty(raw.task),
-        tool: non_empty(raw.tool),
-        provider: non_empty(raw.provider),
+        parent_agent: non_empty(raw.parent_agent.take()),
+        user: non_empty(raw.user.take()),
+        segment: non_empty(raw.segment.take()),
+        task: non_empty(raw.task.take()),
+        tool: non_empty(raw.tool.take()),
+        provider: non_empty(raw.provider.take()),
         model,
         usage,
-        reported_cost: raw.cost_usd.map(|c| c.0),
+        reported_cost: raw.cost_usd.take().map(|c| c.0),
         latency_ms: raw.latency_ms,
-        status: non_empty(raw.status),
+        status: non_empty(raw.status.take()),
         estimated,
     })
 }
@@ -532,16 +536,57 @@ pub fn without_text(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 mod tests;
 
 /// A schema-specific reader for the common shape of a record: one flat
-/// object of known keys whose values are plain strings (no escapes),
-/// non-negative integers or `null`. It builds the same [`RawRecord`] serde
-/// would, and gives up (`None`) on anything else (escapes, unknown or
-/// repeated keys, floats, `cost_usd`, invalid UTF-8, bad timestamps …), which
-/// then goes through serde_json unchanged, errors and all. About twice as
-/// fast as the generic path; `fast_path_tests` checks it against serde.
+/// object whose values are plain strings (no escapes), non-negative
+/// integers, booleans or `null`. It builds the same [`RawRecord`] serde
+/// would, skips the scalar values of keys the schema does not know (serde
+/// ignores them), and gives up (`None`) on anything else (escapes, repeated
+/// known keys, floats in known fields, nested values, `cost_usd`, invalid
+/// UTF-8, bad timestamps …), which then goes through serde_json unchanged,
+/// errors and all. About three times as fast as the generic path;
+/// `fast_path_tests` checks it against serde (and the keys it knows against
+/// serde's derive).
 mod fast {
     use std::borrow::Cow;
 
     use super::{MIN_EPOCH_MS, RawRecord, Text, TsMillis, fast_rfc3339_millis};
+
+    /// The length of the plain start of a string's body: the index of the
+    /// first `"`, `\` or control character (below 0x20) in `bytes`.
+    ///
+    /// Eight bytes at a time (SWAR). For a word `w` and `n <= 0x80`,
+    /// `(w - n * 0x0101…01) & !w & 0x8080…80` sets the high bit of each byte
+    /// below `n`: such a byte wraps round to `b + 0x100 - n >= 0x80`, bytes
+    /// from `n` to 0x7f stay below 0x80, and `!w` masks out bytes that were
+    /// 0x80 or more already (UTF-8). With `n = 1` it finds zero bytes, so XOR
+    /// with a repeated `"` (or `\`) first finds those. A byte that wraps
+    /// borrows from the one above it, which may then be flagged falsely, but
+    /// nothing below the first true match ever is: the lowest flag (trailing
+    /// zeros / 8, the words being little-endian) is exact.
+    #[inline]
+    pub(super) fn plain_len(bytes: &[u8]) -> Option<usize> {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGH: u64 = ONES * 0x80;
+        const QUOTES: u64 = ONES * b'"' as u64;
+        const BACKSLASHES: u64 = ONES * b'\\' as u64;
+        const SPACES: u64 = ONES * 0x20;
+        let (words, tail) = bytes.as_chunks::<8>();
+        for (i, word) in words.iter().enumerate() {
+            let w = u64::from_le_bytes(*word);
+            let quote = w ^ QUOTES;
+            let backslash = w ^ BACKSLASHES;
+            let flags = (quote.wrapping_sub(ONES) & !quote
+                | backslash.wrapping_sub(ONES) & !backslash
+                | w.wrapping_sub(SPACES) & !w)
+                & HIGH;
+            if flags != 0 {
+                return Some(i * 8 + (flags.trailing_zeros() / 8) as usize);
+            }
+        }
+        let rest = tail
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        Some(words.len() * 8 + rest)
+    }
 
     struct Cursor<'a> {
         text: &'a str,
@@ -571,21 +616,19 @@ mod fast {
         #[inline]
         fn string(&mut self) -> Option<&'a str> {
             self.eat(b'"')?;
-            let bytes = self.text.as_bytes();
             let start = self.at;
-            let len = bytes[start..]
-                .iter()
-                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+            let len = plain_len(self.text.as_bytes().get(start..)?)?;
             self.at = start + len;
             self.eat(b'"')?;
             self.text.get(start..start + len)
         }
 
-        /// `null` followed by a delimiter.
+        /// `word` (`null`, `true` or `false`) followed by a delimiter.
         #[inline]
-        fn null(&mut self) -> Option<()> {
-            if self.text.as_bytes().get(self.at..self.at + 4)? == b"null" {
-                self.at += 4;
+        fn literal(&mut self, word: &[u8]) -> Option<()> {
+            let end = self.at + word.len();
+            if self.text.as_bytes().get(self.at..end)? == word {
+                self.at = end;
                 self.delimited()
             } else {
                 None
@@ -621,28 +664,95 @@ mod fast {
             Some(value)
         }
 
+        /// Skips ASCII digits; whether there was at least one.
         #[inline]
-        fn opt_text(&mut self) -> Option<Option<Text<'a>>> {
-            if self.peek()? == b'n' {
-                self.null().map(|()| None)
-            } else {
-                self.string().map(|s| Some(Text(Cow::Borrowed(s))))
+        fn digits(&mut self) -> bool {
+            let start = self.at;
+            while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+                self.at += 1;
             }
+            self.at > start
+        }
+
+        /// Skips a JSON number of any shape,
+        /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`, followed by a
+        /// delimiter: exactly what serde_json accepts for a number it ignores.
+        #[inline]
+        fn skip_number(&mut self) -> Option<()> {
+            if self.peek() == Some(b'-') {
+                self.at += 1;
+            }
+            match self.peek()? {
+                b'0' => self.at += 1,
+                b'1'..=b'9' => {
+                    self.digits();
+                }
+                _ => return None,
+            }
+            if self.peek() == Some(b'.') {
+                self.at += 1;
+                self.digits().then_some(())?;
+            }
+            if matches!(self.peek(), Some(b'e' | b'E')) {
+                self.at += 1;
+                if matches!(self.peek(), Some(b'+' | b'-')) {
+                    self.at += 1;
+                }
+                self.digits().then_some(())?;
+            }
+            self.delimited()
+        }
+
+        /// Skips the value of a key serde ignores, when it is a scalar that
+        /// serde_json accepts: a string without escapes or control
+        /// characters, a number, `true`, `false` or `null`. Objects, arrays
+        /// and escaped strings are left to serde.
+        #[inline]
+        fn skip_scalar(&mut self) -> Option<()> {
+            match self.peek()? {
+                b'"' => self.string().map(drop),
+                b't' => self.literal(b"true"),
+                b'f' => self.literal(b"false"),
+                b'n' => self.literal(b"null"),
+                _ => self.skip_number(),
+            }
+        }
+
+        /// A string or `null`, stored straight into its field (returned
+        /// through memory instead, the value costs a store-forwarding stall).
+        #[inline]
+        fn text(&mut self, slot: &mut Option<Text<'a>>) -> Option<()> {
+            *slot = if self.peek()? == b'n' {
+                self.literal(b"null")?;
+                None
+            } else {
+                Some(Text(Cow::Borrowed(self.string()?)))
+            };
+            Some(())
         }
 
         #[inline]
         fn opt_u64(&mut self) -> Option<Option<u64>> {
             if self.peek()? == b'n' {
-                self.null().map(|()| None)
+                self.literal(b"null").map(|()| None)
             } else {
                 self.integer().map(Some)
             }
         }
 
         #[inline]
+        fn opt_bool(&mut self) -> Option<Option<bool>> {
+            match self.peek()? {
+                b'n' => self.literal(b"null").map(|()| None),
+                b't' => self.literal(b"true").map(|()| Some(true)),
+                _ => self.literal(b"false").map(|()| Some(false)),
+            }
+        }
+
+        #[inline]
         fn opt_ts(&mut self) -> Option<Option<TsMillis>> {
             match self.peek()? {
-                b'n' => self.null().map(|()| None),
+                b'n' => self.literal(b"null").map(|()| None),
                 b'"' => {
                     let text = self.string()?;
                     let ms = fast_rfc3339_millis(text).or_else(|| {
@@ -660,72 +770,74 @@ mod fast {
         }
     }
 
-    /// The field a key names (by length first: one or two compares), `None`
-    /// for `cost_usd` (exact decimal parsing stays with serde) and unknown keys.
+    /// What [`field`] returns for a key [`RawRecord`] does not have: serde
+    /// ignores its value, and so may the fast path.
+    pub(super) const IGNORED: u32 = u32::MAX;
+
+    /// The field a key names (by length first: one or two compares),
+    /// [`IGNORED`] for keys serde ignores, `None` for `cost_usd` (exact
+    /// decimal parsing stays with serde). `fast_path_tests` checks this
+    /// against the fields serde's derive knows.
     #[inline]
-    fn field(key: &str) -> Option<u32> {
-        match key.len() {
-            2 => (key == "ts").then_some(1),
-            3 => (key == "hop").then_some(3),
+    pub(super) fn field(key: &str) -> Option<u32> {
+        Some(match key.len() {
+            2 if key == "ts" => 1,
+            3 if key == "hop" => 3,
             4 => match key {
-                "type" => Some(0),
-                "user" => Some(6),
-                "task" => Some(8),
-                "tool" => Some(9),
-                _ => None,
+                "type" => 0,
+                "user" => 6,
+                "task" => 8,
+                "tool" => 9,
+                _ => IGNORED,
             },
             5 => match key {
-                "agent" => Some(4),
-                "model" => Some(11),
-                "limit" => Some(23),
-                _ => None,
+                "agent" => 4,
+                "model" => 11,
+                "limit" => 23,
+                _ => IGNORED,
             },
             6 => match key {
-                "run_id" => Some(2),
-                "status" => Some(19),
-                "prompt" => Some(20),
-                "tokens" => Some(24),
-                "action" => Some(25),
-                _ => None,
+                "run_id" => 2,
+                "status" => 19,
+                "prompt" => 20,
+                "tokens" => 24,
+                "action" => 25,
+                _ => IGNORED,
             },
-            7 => (key == "segment").then_some(7),
-            8 => (key == "provider").then_some(10),
+            7 if key == "segment" => 7,
+            8 => match key {
+                "provider" => 10,
+                "cost_usd" => return None,
+                _ => IGNORED,
+            },
+            9 if key == "estimated" => 26,
             10 => match key {
-                "latency_ms" => Some(18),
-                "completion" => Some(21),
-                "limit_kind" => Some(22),
-                _ => None,
+                "latency_ms" => 18,
+                "completion" => 21,
+                "limit_kind" => 22,
+                _ => IGNORED,
             },
             12 => match key {
-                "parent_agent" => Some(5),
-                "input_tokens" => Some(12),
-                _ => None,
+                "parent_agent" => 5,
+                "input_tokens" => 12,
+                _ => IGNORED,
             },
-            13 => (key == "output_tokens").then_some(13),
-            16 => (key == "reasoning_tokens").then_some(17),
-            17 => (key == "cache_read_tokens").then_some(14),
-            18 => (key == "cache_write_tokens").then_some(15),
-            21 => (key == "cache_write_1h_tokens").then_some(16),
-            _ => None,
-        }
+            13 if key == "output_tokens" => 13,
+            16 if key == "reasoning_tokens" => 17,
+            17 if key == "cache_read_tokens" => 14,
+            18 if key == "cache_write_tokens" => 15,
+            21 if key == "cache_write_1h_tokens" => 16,
+            _ => IGNORED,
+        })
     }
 
-    /// Sets a field once: a repeated key is serde's error to report.
-    #[inline]
-    fn once<T>(seen: &mut u32, bit: u32, slot: &mut Option<T>, value: Option<T>) -> Option<()> {
-        if *seen & (1 << bit) != 0 {
-            return None;
-        }
-        *seen |= 1 << bit;
-        *slot = value;
-        Some(())
-    }
-
-    /// The record, when the line has the common shape.
-    pub(super) fn record(line: &[u8]) -> Option<RawRecord<'_>> {
+    /// Reads the record into `r` (a default one) when the line has the
+    /// common shape; after `None`, `r` is half-filled and only fit to drop.
+    /// (Filled in place: returned by value, the ~600-byte record was copied
+    /// twice on the way out.)
+    pub(super) fn record<'a>(line: &'a [u8], r: &mut RawRecord<'a>) -> Option<()> {
         let text = std::str::from_utf8(line).ok()?;
         let mut c = Cursor { text, at: 0 };
-        let mut r = RawRecord::default();
         let mut seen = 0_u32;
         c.skip_ws();
         c.eat(b'{')?;
@@ -738,40 +850,47 @@ mod fast {
                 c.skip_ws();
                 c.eat(b':')?;
                 c.skip_ws();
-                let s = &mut seen;
-                match field(key)? {
-                    0 => once(s, 0, &mut r.kind, c.opt_text()?),
-                    1 => once(s, 1, &mut r.ts, c.opt_ts()?),
-                    2 => once(s, 2, &mut r.run_id, c.opt_text()?),
-                    3 => {
-                        let hop = match c.opt_u64()? {
-                            Some(n) => Some(u32::try_from(n).ok()?),
-                            None => None,
-                        };
-                        once(s, 3, &mut r.hop, hop)
+                let f = field(key)?;
+                if f != IGNORED {
+                    // A repeated field is serde's error to report (a repeated
+                    // unknown key it ignores, as we do).
+                    if seen & (1 << f) != 0 {
+                        return None;
                     }
-                    4 => once(s, 4, &mut r.agent, c.opt_text()?),
-                    5 => once(s, 5, &mut r.parent_agent, c.opt_text()?),
-                    6 => once(s, 6, &mut r.user, c.opt_text()?),
-                    7 => once(s, 7, &mut r.segment, c.opt_text()?),
-                    8 => once(s, 8, &mut r.task, c.opt_text()?),
-                    9 => once(s, 9, &mut r.tool, c.opt_text()?),
-                    10 => once(s, 10, &mut r.provider, c.opt_text()?),
-                    11 => once(s, 11, &mut r.model, c.opt_text()?),
-                    12 => once(s, 12, &mut r.input_tokens, c.opt_u64()?),
-                    13 => once(s, 13, &mut r.output_tokens, c.opt_u64()?),
-                    14 => once(s, 14, &mut r.cache_read_tokens, c.opt_u64()?),
-                    15 => once(s, 15, &mut r.cache_write_tokens, c.opt_u64()?),
-                    16 => once(s, 16, &mut r.cache_write_1h_tokens, c.opt_u64()?),
-                    17 => once(s, 17, &mut r.reasoning_tokens, c.opt_u64()?),
-                    18 => once(s, 18, &mut r.latency_ms, c.opt_u64()?),
-                    19 => once(s, 19, &mut r.status, c.opt_text()?),
-                    20 => once(s, 20, &mut r.prompt, c.opt_text()?),
-                    21 => once(s, 21, &mut r.completion, c.opt_text()?),
-                    22 => once(s, 22, &mut r.limit_kind, c.opt_text()?),
-                    23 => once(s, 23, &mut r.limit, c.opt_u64()?),
-                    24 => once(s, 24, &mut r.tokens, c.opt_u64()?),
-                    _ => once(s, 25, &mut r.action, c.opt_text()?),
+                    seen |= 1 << f;
+                }
+                match f {
+                    0 => c.text(&mut r.kind),
+                    1 => c.opt_ts().map(|v| r.ts = v),
+                    2 => c.text(&mut r.run_id),
+                    3 => c.opt_u64().and_then(|v| {
+                        r.hop = v.map(u32::try_from).transpose().ok()?;
+                        Some(())
+                    }),
+                    4 => c.text(&mut r.agent),
+                    5 => c.text(&mut r.parent_agent),
+                    6 => c.text(&mut r.user),
+                    7 => c.text(&mut r.segment),
+                    8 => c.text(&mut r.task),
+                    9 => c.text(&mut r.tool),
+                    10 => c.text(&mut r.provider),
+                    11 => c.text(&mut r.model),
+                    12 => c.opt_u64().map(|v| r.input_tokens = v),
+                    13 => c.opt_u64().map(|v| r.output_tokens = v),
+                    14 => c.opt_u64().map(|v| r.cache_read_tokens = v),
+                    15 => c.opt_u64().map(|v| r.cache_write_tokens = v),
+                    16 => c.opt_u64().map(|v| r.cache_write_1h_tokens = v),
+                    17 => c.opt_u64().map(|v| r.reasoning_tokens = v),
+                    18 => c.opt_u64().map(|v| r.latency_ms = v),
+                    19 => c.text(&mut r.status),
+                    20 => c.text(&mut r.prompt),
+                    21 => c.text(&mut r.completion),
+                    22 => c.text(&mut r.limit_kind),
+                    23 => c.opt_u64().map(|v| r.limit = v),
+                    24 => c.opt_u64().map(|v| r.tokens = v),
+                    25 => c.text(&mut r.action),
+                    26 => c.opt_bool().map(|v| r.estimated = v),
+                    _ => c.skip_scalar(),
                 }?;
                 c.skip_ws();
                 match c.peek()? {
@@ -788,7 +907,7 @@ mod fast {
             }
         }
         c.skip_ws();
-        (c.at == line.len()).then_some(r)
+        (c.at == line.len()).then_some(())
     }
 }
 
@@ -856,17 +975,99 @@ mod fast_path_tests {
         }
         lines.push(b"{\"model\":\"\xff\",\"input_tokens\":5,\"output_tokens\":1}".to_vec());
         lines.push(b"{\"model\":\"a\tb\",\"input_tokens\":5,\"output_tokens\":1}".to_vec());
+        lines.extend(unknown_key_seeds());
+        lines
+    }
+
+    /// Lines with keys [`RawRecord`] does not have (every kind of value,
+    /// valid and not) and with `estimated`.
+    fn unknown_key_seeds() -> Vec<Vec<u8>> {
+        let mut lines: Vec<Vec<u8>> = [
+            r#"{"ts":"2026-11-23T08:00:22.474Z","run_id":"bench-00000001","hop":1,"agent":"planner","user":"lean-u071","segment":"lean/enterprise","task":"plan","model":"claude-haiku-4-5","input_tokens":2900,"cache_read_tokens":2200,"output_tokens":837,"latency_ms":15474,"status":"ok","trace":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#,
+            r#"{"span_id":"","model":"m","input_tokens":1,"output_tokens":1}"#,
+            r#"{"":"empty key","model":"m","input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","n":0,"i":-12,"f":3.25,"e":-0.5e-7,"g":1E+30,"h":2e5,"z":-0,"input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","big":123456789012345678901234567890,"tiny":1e-400,"huge":1e400,"input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","a":true,"b":false,"c":null,"input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m", "a" : true , "b":false ,"c" :null,"d" : 7 ,"input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","x":01,"input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","x":-01,"input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","x":1.,"input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","x":1.e5,"input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","x":-,"input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","x":--1,"input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","x":1e,"input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","x":1e+,"input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","x":1e5.5,"input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","x":.5,"input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","x":+1,"input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","x":0x10,"input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","x":NaN,"input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","x":tru,"input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","x":nulls,"input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","x":False,"input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","x":{},"input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","x":{"input_tokens":2},"input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","x":[1,"a"],"input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","x":[],"input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","x":"a\"b","input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","x":"a\nb","input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","x":"\u00e9","input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","x":"\q","input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","x\u0079":1,"input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","t\u0073":1,"input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","x":1,"x":"dup","x":null,"input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","x":,"input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","x":"#,
+            r#"{"model":"m","x":1"#,
+            r#"{"model":"m","x":"unterminated}"#,
+            r#"{"model":"m","kind":"weird","Model":"M","type ":"x","input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","input_tokens":1,"output_tokens":1,"estimated":true}"#,
+            r#"{"model":"m","input_tokens":1,"output_tokens":1,"estimated":false,"trace":"t"}"#,
+            r#"{"model":"m","input_tokens":1,"output_tokens":1,"estimated":null}"#,
+            r#"{"model":"m","input_tokens":1,"output_tokens":1,"estimated" : true }"#,
+            r#"{"model":"m","input_tokens":1,"output_tokens":1,"estimated":true,"estimated":false}"#,
+            r#"{"model":"m","input_tokens":1,"output_tokens":1,"estimated":null,"estimated":null}"#,
+            r#"{"model":"m","input_tokens":1,"output_tokens":1,"estimated":1}"#,
+            r#"{"model":"m","input_tokens":1,"output_tokens":1,"estimated":"true"}"#,
+            r#"{"model":"m","input_tokens":1,"output_tokens":1,"estimated":trueish}"#,
+            r#"{"model":"m","prompt":"count me","output_tokens":1,"estimated":false}"#,
+            r#"{"model":"m","cost_usd":"0.25","input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","cost_usd":null,"input_tokens":1,"output_tokens":1}"#,
+            r#"{"model":"m","cost_usd":3,"input_tokens":1,"output_tokens":1}"#,
+            r#"{"type":"budget_exceeded","run_id":"r","limit":100,"tokens":120,"usage":7,"input_tokens":"ignored?"}"#,
+        ]
+        .iter()
+        .map(|l| l.as_bytes().to_vec())
+        .collect();
+        // Raw bytes serde_json rejects (a control character) or skips without
+        // validating (invalid UTF-8 in an ignored string).
+        lines.push(
+            b"{\"model\":\"m\",\"x\":\"a\tb\",\"input_tokens\":1,\"output_tokens\":1}".to_vec(),
+        );
+        lines.push(
+            b"{\"model\":\"m\",\"x\":\"\xff\",\"input_tokens\":1,\"output_tokens\":1}".to_vec(),
+        );
+        lines.push(
+            b"{\"model\":\"m\",\"x\":\"caf\xc3\xa9\",\"input_tokens\":1,\"output_tokens\":1}"
+                .to_vec(),
+        );
         lines
     }
 
     fn check(line: &[u8]) -> bool {
-        let Some(raw) = fast::record(line) else {
+        let mut raw = RawRecord::default();
+        if fast::record(line, &mut raw).is_none() {
             return false;
-        };
-        let fast = normalize(raw, ORIGIN);
+        }
+        let fast = normalize(&mut raw, ORIGIN);
         let reference = parse_line_serde(line, ORIGIN);
         assert_eq!(fast, reference, "{}", String::from_utf8_lossy(line));
         true
+    }
+
+    fn takes_the_fast_path(line: &str) -> bool {
+        fast::record(line.as_bytes(), &mut RawRecord::default()).is_some()
     }
 
     #[test]
@@ -881,21 +1082,23 @@ mod fast_path_tests {
         );
     }
 
-    #[test]
-    fn the_fast_path_agrees_with_serde_on_mutations() {
-        // Deterministic xorshift: every mutation that the fast path accepts
-        // must give serde's result exactly.
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move || {
+    /// A deterministic xorshift generator.
+    fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+        let mut state = seed;
+        move || {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             state
-        };
-        let alphabet = b" \t\"\\{}[]:,0123456789-+.eEnultrfaxyz\xc3\xa9\x01";
-        let seeds = seeds();
+        }
+    }
+
+    /// Mutates `rounds` lines cycled from `seeds` by up to three byte edits
+    /// each and checks every mutant the fast path accepts; how many it did.
+    fn check_mutations(seeds: &[Vec<u8>], rounds: usize, next: &mut impl FnMut() -> u64) -> usize {
+        let alphabet = b" \t\"\\{}[]:,0123456789-+.eEnultrfsaxyz\xc3\xa9\x01";
         let mut accepted = 0;
-        for i in 0..60_000 {
+        for i in 0..rounds {
             let mut line = seeds[i % seeds.len()].clone();
             for _ in 0..=(next() % 3) {
                 let pos = usize::try_from(next()).unwrap() % (line.len() + 1);
@@ -910,6 +1113,182 @@ mod fast_path_tests {
             }
             accepted += usize::from(check(&line));
         }
+        accepted
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_serde_on_mutations() {
+        // Every mutation that the fast path accepts must give serde's result
+        // exactly.
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
+        let accepted = check_mutations(&seeds(), 60_000, &mut next);
         assert!(accepted > 5_000, "{accepted}");
+        let accepted = check_mutations(&unknown_key_seeds(), 60_000, &mut next);
+        assert!(accepted > 5_000, "{accepted}");
+    }
+
+    #[test]
+    fn the_fast_path_skips_unknown_scalars_and_leaves_the_rest_to_serde() {
+        let line =
+            |extra: &str| format!(r#"{{"model":"m",{extra},"input_tokens":1,"output_tokens":1}}"#);
+        for extra in [
+            r#""trace":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx""#,
+            r#""trace":"""#,
+            r#""":"""#,
+            r#""café":"thé""#,
+            r#""kind":"hop""#,
+            r#""n":0"#,
+            r#""n":-0"#,
+            r#""n":7"#,
+            r#""n":-12"#,
+            r#""n":123456789012345678901234567890"#,
+            r#""n":3.25"#,
+            r#""n":-0.5e-7"#,
+            r#""n":1E+30"#,
+            r#""n":2e5"#,
+            r#""n":1e400"#,
+            r#""n" : 0.0 "#,
+            r#""b":true"#,
+            r#""b":false"#,
+            r#""b":null"#,
+            r#""x":1,"x":"again""#,
+            r#""estimated":true"#,
+            r#""estimated":false"#,
+            r#""estimated":null"#,
+        ] {
+            let text = line(extra);
+            assert!(takes_the_fast_path(&text), "{text}");
+            assert!(check(text.as_bytes()));
+        }
+        for extra in [
+            r#""n":01"#,
+            r#""n":-01"#,
+            r#""n":1."#,
+            r#""n":-"#,
+            r#""n":1e"#,
+            r#""n":1e+"#,
+            r#""n":.5"#,
+            r#""n":+1"#,
+            r#""n":1x"#,
+            r#""n":NaN"#,
+            r#""b":tru"#,
+            r#""b":nulls"#,
+            r#""o":{}"#,
+            r#""a":[]"#,
+            r#""s":"a\"b""#,
+            r#""s":"a\\b""#,
+            "\"s\":\"a\tb\"",
+            r#""t\u0073":1"#,
+            r#""cost_usd":0.25"#,
+            r#""cost_usd":"0.25""#,
+            r#""cost_usd":null"#,
+            r#""estimated":1"#,
+            r#""estimated":"true""#,
+            r#""estimated":true,"estimated":true"#,
+        ] {
+            let text = line(extra);
+            assert!(!takes_the_fast_path(&text), "{text}");
+        }
+    }
+
+    /// The field names serde's derive gives `deserialize_struct` for
+    /// [`RawRecord`] (every key it does not ignore).
+    fn serde_fields() -> &'static [&'static str] {
+        struct Capture(&'static [&'static str]);
+        impl<'de> Deserializer<'de> for &mut Capture {
+            type Error = de::value::Error;
+            fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+                Err(de::Error::custom("not a struct"))
+            }
+            fn deserialize_struct<V: Visitor<'de>>(
+                self,
+                _: &'static str,
+                fields: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Self::Error> {
+                self.0 = fields;
+                Err(de::Error::custom("captured"))
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+                bytes byte_buf option unit unit_struct newtype_struct seq tuple
+                tuple_struct map enum identifier ignored_any
+            }
+        }
+        let mut capture = Capture(&[]);
+        assert!(RawRecord::deserialize(&mut capture).is_err());
+        capture.0
+    }
+
+    #[test]
+    fn the_fast_path_knows_exactly_the_keys_serde_knows() {
+        // Ignoring a key serde reads would silently lose a field.
+        let fields = serde_fields();
+        assert_eq!(fields.len(), 28, "{fields:?}");
+        let mut slots: Vec<u32> = Vec::new();
+        for name in fields {
+            match fast::field(name) {
+                None => assert_eq!(*name, "cost_usd"),
+                Some(fast::IGNORED) => panic!("the fast path ignores '{name}'"),
+                Some(slot) => slots.push(slot),
+            }
+        }
+        slots.sort_unstable();
+        assert_eq!(slots, (0..27).collect::<Vec<_>>(), "one slot per field");
+        for unknown in [
+            "", "kind", "Model", "trace", "span_id", "ts ", "cost", "hop_", "estimate",
+        ] {
+            assert_eq!(fast::field(unknown), Some(fast::IGNORED), "{unknown}");
+        }
+    }
+
+    #[test]
+    fn the_word_scan_agrees_with_the_byte_loop() {
+        let simple = |bytes: &[u8]| {
+            bytes
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        };
+        let special = [
+            0x00, 0x01, 0x1f, 0x20, 0x21, b'"', 0x23, b'\\', 0x5d, 0x7f, 0x80, 0x9f, 0xa2, 0xc3,
+            0xdc, 0xff,
+        ];
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
+        for len in 0..40 {
+            // Every special byte at every position, alone and as a pair.
+            for pos in 0..len {
+                for &a in &special {
+                    let mut bytes = vec![b'x'; len];
+                    bytes[pos] = a;
+                    assert_eq!(fast::plain_len(&bytes), simple(&bytes), "{bytes:?}");
+                    if len <= 17 {
+                        for later in pos + 1..len {
+                            for &b in &special {
+                                bytes[later] = b;
+                                assert_eq!(fast::plain_len(&bytes), simple(&bytes), "{bytes:?}");
+                            }
+                            bytes[later] = b'x';
+                        }
+                    }
+                }
+            }
+            // Random bytes, mostly ones that do not end a string.
+            for _ in 0..2_000 {
+                let bytes: Vec<u8> = (0..len)
+                    .map(|_| {
+                        let r = next();
+                        match r % 16 {
+                            0 => special[usize::try_from(r >> 8).unwrap() % special.len()],
+                            1 => (r >> 8) as u8,
+                            _ => match 0x20 + ((r >> 8) % 0xe0) as u8 {
+                                b'"' | b'\\' => b'y',
+                                b => b,
+                            },
+                        }
+                    })
+                    .collect();
+                assert_eq!(fast::plain_len(&bytes), simple(&bytes), "{bytes:?}");
+            }
+        }
     }
 }
