@@ -645,6 +645,9 @@ pub struct Ledger {
     pub(crate) totals: Counters,
     /// Shared with snapshots; copied on write only while a snapshot holds it.
     pub(crate) runs: Table<Arc<RunAgg>>,
+    /// (cost, total tokens) of `runs.rows[i]`, side by side: picking the
+    /// most expensive runs scans this instead of visiting every run.
+    pub(crate) run_rank: Vec<(Usd, u64)>,
     pub(crate) agents: Table<KeyedAgg>,
     pub(crate) segments: Table<KeyedAgg>,
     pub(crate) users: Table<KeyedAgg>,
@@ -694,6 +697,7 @@ impl Ledger {
             config,
             totals: Counters::default(),
             runs: Table::new(),
+            run_rank: Vec::new(),
             agents: Table::new(),
             segments: Table::new(),
             users: Table::new(),
@@ -752,7 +756,7 @@ impl Ledger {
                     action: action.clone(),
                     hop: event.hop,
                 };
-                let run = Arc::make_mut(self.runs.slot(&event.run_id, new_run));
+                let run = self.run_mut(&event.run_id);
                 touch_run_time(run, event.ts_ms);
                 if let Some(hop) = event.hop
                     && let Ok(i) = run.hops.binary_search_by_key(&hop, |h| h.hop)
@@ -782,7 +786,7 @@ impl Ledger {
             EventKind::RunEnd => {
                 self.run_ends += 1;
                 let status = self.idents.label(event.status.as_deref().unwrap_or("ok"));
-                let run = Arc::make_mut(self.runs.slot(&event.run_id, new_run));
+                let run = self.run_mut(&event.run_id);
                 touch_run_time(run, event.ts_ms);
                 run.ended = Some(status);
                 let run_id = run.run_id.clone();
@@ -798,6 +802,14 @@ impl Ledger {
         }
     }
 
+    /// The run named `run_id` (created when new), for events that do not
+    /// change its counters.
+    fn run_mut(&mut self, run_id: &str) -> &mut RunAgg {
+        let run_ix = self.runs.locate(run_id, new_run);
+        self.run_rank.resize(self.runs.rows.len(), (Usd::ZERO, 0));
+        Arc::make_mut(&mut self.runs.rows[run_ix])
+    }
+
     fn apply_hop(&mut self, event: &TelemetryEvent<'_>) {
         // Disjoint borrows of the tables, so rows can be held side by side.
         let Ledger {
@@ -805,6 +817,7 @@ impl Ledger {
             config,
             totals,
             runs,
+            run_rank,
             agents,
             segments,
             users,
@@ -874,9 +887,12 @@ impl Ledger {
             }
         }
 
-        let run = Arc::make_mut(runs.slot(&event.run_id, new_run));
+        let run_ix = runs.locate(&event.run_id, new_run);
+        run_rank.resize(runs.rows.len(), (Usd::ZERO, 0));
+        let run = Arc::make_mut(&mut runs.rows[run_ix]);
         touch_run_time(run, event.ts_ms);
         run.counters.merge(&one);
+        run_rank[run_ix] = (run.counters.cost, run.counters.total_tokens);
         // Assign only on change: most events repeat their run's segment and user.
         if let Some(segment) = segment
             && !run

@@ -75,18 +75,23 @@ impl Snapshot {
         // Run ids are unique, so the order is total: an unstable sort (and
         // the selection) is exact.
         let mut order: Vec<RunKey<'_>> = if run_limit > 0 && run_limit < ledger.runs.rows.len() {
-            // Keep the `run_limit` first keys in a max-heap: one comparison
-            // with its top rejects almost every run, and nothing is
-            // allocated per run.
-            let mut top = std::collections::BinaryHeap::with_capacity(run_limit + 1);
-            for row in rows {
-                let candidate = key(row);
+            // Keep the `run_limit` first keys in a max-heap, scanning the
+            // compact (cost, tokens) column: a run is visited (its id read)
+            // only when it could enter the heap, and nothing is allocated
+            // per run.
+            let mut top: std::collections::BinaryHeap<RunKey<'_>> =
+                std::collections::BinaryHeap::with_capacity(run_limit + 1);
+            for (i, &(cost, tokens)) in ledger.run_rank.iter().enumerate() {
+                let rank = std::cmp::Reverse((cost, tokens));
                 if top.len() < run_limit {
-                    top.push(candidate);
+                    top.push((rank, &*ledger.runs.rows[i].run_id, i));
                 } else if let Some(mut worst) = top.peek_mut()
-                    && candidate < *worst
+                    && rank <= worst.0
                 {
-                    *worst = candidate;
+                    let candidate = (rank, &*ledger.runs.rows[i].run_id, i);
+                    if candidate < *worst {
+                        *worst = candidate;
+                    }
                 }
             }
             top.into_vec()

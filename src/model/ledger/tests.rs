@@ -534,11 +534,30 @@ fn a_limited_snapshot_lists_the_same_first_runs_and_counts_them_all() {
         .enumerate()
         .map(|(i, id)| hop(id, Some(1), "a", "gpt-4.1", 100 * (i as u64 % 5), 1))
         .collect();
+    // Runs created by a run end or a budget report count too (at no cost).
+    let mut end = hop("zz-ended", None, "a", "gpt-4.1", 0, 0);
+    end.kind = EventKind::RunEnd;
+    let mut breach = hop("r03", Some(1), "a", "gpt-4.1", 0, 0);
+    breach.kind = EventKind::BudgetExceeded {
+        limit_kind: Some("tokens".into()),
+        limit: Some(1),
+        observed: Some(2),
+        action: Some("warn".into()),
+    };
+    ledger.apply(&end);
+    ledger.apply(&breach);
     let all = fold(&mut ledger, &events);
-    assert_eq!(all.runs_total, 12);
-    for limit in [1, 3, 5, 11, 12, 13] {
+    assert_eq!(all.runs_total, 13);
+    assert_eq!(ledger.run_rank.len(), ledger.runs.rows.len());
+    for (run, &(cost, tokens)) in ledger.runs.rows.iter().zip(&ledger.run_rank) {
+        assert_eq!(
+            (run.counters.cost, run.counters.total_tokens),
+            (cost, tokens)
+        );
+    }
+    for limit in [1, 3, 5, 11, 12, 13, 14] {
         let top = ledger.snapshot_top(limit);
-        assert_eq!(top.runs_total, 12, "limit {limit}");
+        assert_eq!(top.runs_total, 13, "limit {limit}");
         let ids = |s: &Snapshot, n: usize| -> Vec<String> {
             s.runs
                 .iter()
@@ -549,5 +568,5 @@ fn a_limited_snapshot_lists_the_same_first_runs_and_counts_them_all() {
         assert_eq!(ids(&top, usize::MAX), ids(&all, limit), "limit {limit}");
         assert_eq!(top.totals, all.totals);
     }
-    assert_eq!(ledger.snapshot_top(0).runs.len(), 12);
+    assert_eq!(ledger.snapshot_top(0).runs.len(), 13);
 }
