@@ -121,7 +121,8 @@ impl ParsedLines {
         } = self;
         let texts = Texts::new(&text[..*filled], side);
         let mut result = Ok(());
-        for item in items.drain(..) {
+        // By reference: moving each item out would copy it once more.
+        for item in items.iter_mut() {
             match item {
                 Item::Event(event) => match texts.rebuild(event) {
                     Some(event) => event_line(ingestor, source, &event),
@@ -143,21 +144,25 @@ impl ParsedLines {
                     reason,
                 } => {
                     ingestor.stats.count_line(source);
-                    ingestor
-                        .stats
-                        .reject_at(source, locate(line_no), kind, reason);
+                    ingestor.stats.reject_at(
+                        source,
+                        locate(*line_no),
+                        *kind,
+                        std::mem::take(reason),
+                    );
                 }
                 Item::Oversized { line_no, bytes } => {
                     ingestor.stats.count_line(source);
                     ingestor.stats.reject_at(
                         source,
-                        locate(line_no),
+                        locate(*line_no),
                         RejectKind::Oversized,
                         format!("line of {bytes} bytes exceeds --max-line-bytes {max_line_bytes}"),
                     );
                 }
             }
         }
+        items.clear();
         side.clear();
         *filled = 0;
         result
@@ -410,12 +415,12 @@ impl<'b> Texts<'b> {
         self.get(span).map(|t| Some(Cow::Borrowed(t)))
     }
 
-    fn rebuild(&self, event: RelEvent) -> Option<TelemetryEvent<'b>> {
+    fn rebuild(&self, event: &RelEvent) -> Option<TelemetryEvent<'b>> {
         Some(TelemetryEvent {
-            kind: match event.kind {
+            kind: match &event.kind {
                 RelKind::Hop => EventKind::Hop,
                 RelKind::RunEnd => EventKind::RunEnd,
-                RelKind::Other(kind) => *kind,
+                RelKind::Other(kind) => (**kind).clone(),
             },
             ts_ms: event.ts_ms,
             run_id: Cow::Borrowed(self.get(event.run_id)?),
