@@ -5,7 +5,7 @@
 //! cargo bench --bench live -- latency       # append -> applied, file events and --poll
 //! cargo bench --bench live -- socket        # 8 clients over unix and tcp, Sources + Aggregator in-process
 //! cargo bench --bench live -- socket-bin    # the same through the real binary (--listen … --jsonl)
-//! cargo bench --bench live -- backlog       # N MB of ~400-byte lines: tokwatch --follow FILE --jsonl --interval 100ms
+//! cargo bench --bench live -- backlog       # N MB of ~400-byte lines: tokwatch --follow FILE --jsonl --interval 100ms, vs report FILE
 //! cargo bench --bench live -- stages        # the backlog's stages in-process: read+split+batch, aggregate, snapshot
 //! ```
 //!
@@ -19,7 +19,9 @@
 //!   `task` value, which stays on the fast path; `none`): the backlog corpus, cached as
 //!   `$TMPDIR/tokwatch-backlog-<MB>mb-<pad>.jsonl`;
 //! - `TOKWATCH_BENCH_INTERVAL` (`100ms`): `--interval` of the backlog run;
-//!   `TOKWATCH_BENCH_BACKLOG_MAX_SECS` (300): give up after this long and report progress.
+//!   `TOKWATCH_BENCH_BACKLOG_MAX_SECS` (300): give up after this long and report progress;
+//!   `TOKWATCH_BENCH_BACKLOG_RUNS` (3): live runs, each followed by the same-run baseline
+//!   (`tokwatch report --format json FILE`); medians are printed at the end.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -575,22 +577,14 @@ fn backlog_file(mb: u64, pad: &str) -> (PathBuf, u64) {
     (path, lines)
 }
 
-fn backlog() {
-    let mb: u64 = env_or("TOKWATCH_BENCH_BACKLOG_MB", 1024);
-    let pad: String = env_or("TOKWATCH_BENCH_PAD", "unknown".to_owned());
-    let interval: String = env_or("TOKWATCH_BENCH_INTERVAL", "100ms".to_owned());
-    let (path, lines) = backlog_file(mb, &pad);
-    let bytes = std::fs::metadata(&path).unwrap().len();
-    // page cache warm, as for a backlog just written
-    let mut sink = vec![0; 1 << 20];
-    let mut f = std::fs::File::open(&path).unwrap();
-    while f.read(&mut sink).unwrap() > 0 {}
-    println!(
-        "backlog: {} ({bytes} bytes, {lines} lines, {:.0} bytes/line, pad {pad}); tokwatch --follow FILE --jsonl --interval {interval}; load {}",
-        path.display(),
-        bytes as f64 / lines as f64,
-        load()
-    );
+/// What one live backlog run saw.
+struct BacklogRun {
+    first_ms: f64,
+    /// Seconds until a snapshot held every line, if one did.
+    all_s: Option<f64>,
+}
+
+fn backlog_once(path: &std::path::Path, lines: u64, bytes: u64, interval: &str) -> BacklogRun {
     let start = Instant::now();
     let mut child = Command::new(TOKWATCH)
         .args([
@@ -598,7 +592,7 @@ fn backlog() {
             path.to_str().unwrap(),
             "--jsonl",
             "--interval",
-            &interval,
+            interval,
         ])
         .stdout(Stdio::piped())
         .spawn()
@@ -610,8 +604,6 @@ fn backlog() {
     let mut count = 0;
     let mut emitted = 0;
     let mut last = Seen::default();
-    let mut cpu = 0.0;
-    let mut hwm = 0;
     let mut trail = Vec::new();
     let give_up = Duration::from_secs(env_or("TOKWATCH_BENCH_BACKLOG_MAX_SECS", 300));
     while let Ok(seen) = snapshots.recv_timeout(give_up.saturating_sub(start.elapsed())) {
@@ -620,38 +612,34 @@ fn backlog() {
         first.get_or_insert(seen);
         if trail.len() < 40 {
             trail.push(format!(
-                "{:.2}s:{}ev/{}MB{}",
+                "{:.2}s:{}ev{}",
                 seen.at.as_secs_f64(),
                 seen.events,
-                seen.bytes / 1_000_000,
                 if seen.caught_up { "/caught-up" } else { "" }
             ));
         }
         last = seen;
         if seen.events >= lines {
             all = Some(seen);
-            cpu = cpu_of(&pid.to_string());
-            hwm = rss_kb(pid, "VmHWM:");
             break;
         }
     }
-    if all.is_none() {
-        cpu = cpu_of(&pid.to_string());
-        hwm = rss_kb(pid, "VmHWM:");
-    }
+    // Read at once: tokwatch keeps running (following) until killed.
+    let cpu = cpu_of(&pid.to_string());
+    let hwm = rss_kb(pid, "VmHWM:");
     let _ = child.kill();
     let _ = child.wait();
     let first = first.unwrap();
     println!(
-        "first snapshot after {:.0} ms ({} events in it, {} bytes)",
+        "  live: first snapshot after {:.0} ms ({} events in it, {} bytes)",
         first.at.as_secs_f64() * 1e3,
         first.events,
         first.bytes
     );
     match all {
         Some(all) => println!(
-            "all {} events in a snapshot after {:.3} s ({:.0} MB/s, {:.0} events/s); {count} snapshots, {:.0} MB of JSON printed; \
-             tokwatch CPU {cpu:.2} s ({:.2} cores); peak RSS {} MB; dropped {} malformed {}; caught_up {}",
+            "  live: all {} events in a snapshot after {:.3} s ({:.0} MB/s, {:.0} events/s); {count} snapshots, {:.1} MB of JSON; \
+             CPU {cpu:.2} s ({:.2} cores); peak RSS {} MB; dropped {} malformed {}; caught_up {}",
             all.events,
             all.at.as_secs_f64(),
             bytes as f64 / 1e6 / all.at.as_secs_f64(),
@@ -664,16 +652,81 @@ fn backlog() {
             all.caught_up
         ),
         None => println!(
-            "gave up after {:.0} s: the last snapshot ({:.1} s) had {} of {lines} events ({:.0} events/s); {count} snapshots, {:.0} MB of JSON printed; tokwatch CPU {cpu:.1} s, peak RSS {} MB",
+            "  live: gave up after {:.0} s: the last snapshot ({:.1} s) had {} of {lines} events ({:.0} events/s); {count} snapshots; CPU {cpu:.1} s, peak RSS {} MB",
             start.elapsed().as_secs_f64(),
             last.at.as_secs_f64(),
             last.events,
             last.events as f64 / last.at.as_secs_f64(),
-            emitted as f64 / 1e6,
             hwm / 1024
         ),
     }
-    println!("snapshots (time:events/size): {}", trail.join(" "));
+    println!("  snapshots (time:events): {}", trail.join(" "));
+    BacklogRun {
+        first_ms: first.at.as_secs_f64() * 1e3,
+        all_s: all.map(|a| a.at.as_secs_f64()),
+    }
+}
+
+/// The same-run baseline: `tokwatch report --format json FILE`, the one-shot
+/// path (parse thread + fold) over the same bytes. Seconds, wall.
+fn backlog_baseline(path: &std::path::Path) -> f64 {
+    let start = Instant::now();
+    let out = Command::new(TOKWATCH)
+        .args(["report", "--format", "json", path.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(out.success());
+    let secs = start.elapsed().as_secs_f64();
+    println!("  baseline: tokwatch report --format json FILE: {secs:.3} s");
+    secs
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn backlog() {
+    let mb: u64 = env_or("TOKWATCH_BENCH_BACKLOG_MB", 1024);
+    let pad: String = env_or("TOKWATCH_BENCH_PAD", "unknown".to_owned());
+    let interval: String = env_or("TOKWATCH_BENCH_INTERVAL", "100ms".to_owned());
+    let runs: usize = env_or("TOKWATCH_BENCH_BACKLOG_RUNS", 3);
+    let (path, lines) = backlog_file(mb, &pad);
+    let bytes = std::fs::metadata(&path).unwrap().len();
+    // page cache warm, as for a backlog just written
+    let mut sink = vec![0; 1 << 20];
+    let mut f = std::fs::File::open(&path).unwrap();
+    while f.read(&mut sink).unwrap() > 0 {}
+    println!(
+        "backlog: {} ({bytes} bytes, {lines} lines, {:.0} bytes/line, pad {pad}); tokwatch --follow FILE --jsonl --interval {interval}; {runs} runs, each followed by the baseline",
+        path.display(),
+        bytes as f64 / lines as f64,
+    );
+    let (mut firsts, mut alls, mut bases) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 1..=runs {
+        println!("run {run}; load {}", load());
+        let live = backlog_once(&path, lines, bytes, &interval);
+        let base = backlog_baseline(&path);
+        firsts.push(live.first_ms);
+        if let Some(all) = live.all_s {
+            alls.push(all);
+            println!("  ratio live / baseline: {:.2}", all / base);
+        }
+        bases.push(base);
+    }
+    if alls.len() == runs {
+        let ratios: Vec<f64> = alls.iter().zip(&bases).map(|(a, b)| a / b).collect();
+        println!(
+            "median of {runs}: first snapshot {:.0} ms; all events {:.3} s (min {:.3}, max {:.3}); baseline {:.3} s; ratio {:.2}",
+            median(firsts),
+            median(alls.clone()),
+            alls.iter().copied().fold(f64::INFINITY, f64::min),
+            alls.iter().copied().fold(0.0, f64::max),
+            median(bases),
+            median(ratios)
+        );
+    }
 }
 
 /// The backlog's stages in-process, each alone: (1) the follower reading,

@@ -133,7 +133,7 @@ impl ParsedLines {
                         ));
                     }
                 },
-                Item::Owned(event) => event_line(ingestor, source, &event),
+                Item::Owned(event) => event_line(ingestor, source, event),
                 Item::Blank => {
                     ingestor.stats.count_line(source);
                     ingestor.stats.count_blank(source);
