@@ -21,7 +21,7 @@
 //! - `TOKWATCH_BENCH_INTERVAL` (`100ms`): `--interval` of the backlog run;
 //!   `TOKWATCH_BENCH_BACKLOG_MAX_SECS` (300): give up after this long and report progress;
 //!   `TOKWATCH_BENCH_BACKLOG_RUNS` (3): live runs, each followed by the same-run baseline
-//!   (`tokwatch report --format json FILE`); medians are printed at the end.
+//!   (`tokwatch report FILE`); medians are printed at the end.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -667,18 +667,19 @@ fn backlog_once(path: &std::path::Path, lines: u64, bytes: u64, interval: &str) 
     }
 }
 
-/// The same-run baseline: `tokwatch report --format json FILE`, the one-shot
-/// path (parse thread + fold) over the same bytes. Seconds, wall.
+/// The same-run baseline: `tokwatch report FILE` (table: the top runs, like
+/// live snapshots), the one-shot path (parse thread + fold) over the same
+/// bytes. Seconds, wall.
 fn backlog_baseline(path: &std::path::Path) -> f64 {
     let start = Instant::now();
     let out = Command::new(TOKWATCH)
-        .args(["report", "--format", "json", path.to_str().unwrap()])
+        .args(["report", path.to_str().unwrap()])
         .stdout(Stdio::null())
         .status()
         .unwrap();
     assert!(out.success());
     let secs = start.elapsed().as_secs_f64();
-    println!("  baseline: tokwatch report --format json FILE: {secs:.3} s");
+    println!("  baseline: tokwatch report FILE: {secs:.3} s");
     secs
 }
 

@@ -143,11 +143,10 @@ impl Aggregator {
                 {
                     // Socket data has no file behind it: keep it before counting it
                     // (without prompt or completion text: never written to disk).
-                    for line in lines.text().split_inclusive(|b| *b == b'\n') {
-                        let body = line.strip_suffix(b"\n").unwrap_or(line);
-                        record.write_all(&crate::ingest::native::without_text(body))?;
-                        record.write_all(b"\n")?;
-                    }
+                    lines.try_for_each_line(|line| {
+                        record.write_all(&crate::ingest::native::without_text(line))?;
+                        record.write_all(b"\n")
+                    })?;
                     record.flush()?;
                 }
                 let index = self.source(&source);

@@ -28,57 +28,94 @@ use crate::model::money::Usd;
 /// Parsed lines and the bytes their strings live in.
 #[derive(Debug, Default)]
 pub struct ParsedLines {
-    /// The bytes lines were parsed from. Spans stay in `text[..filled]`.
+    /// The report's read buffer: spans stay in `text[..filled]`, validated
+    /// as UTF-8 where the batch is applied. Empty in live batches.
     pub(super) text: Vec<u8>,
     /// How much of `text` holds data (the report reads into a fixed-size
-    /// buffer; live batches are exactly full).
+    /// buffer).
     pub(super) filled: usize,
-    /// Strings that are not in `text`.
+    /// Live batches: the lines pushed, each followed by `\n`, validated as
+    /// they came (the parser needs that anyway), so the aggregator need not
+    /// validate them again. Spans point here when it is not empty.
+    pub(super) lines: String,
+    /// Live lines that were not UTF-8, with where they were in `lines`
+    /// (they are rejected or, like serde, only ignore the invalid bytes; a
+    /// `--record` file keeps them as they were).
+    pub(super) invalid: Vec<(usize, Box<[u8]>)>,
+    /// Strings that are not in the text.
     pub(super) side: String,
     /// One per line, in order.
     pub(super) items: Vec<Item>,
 }
 
 impl ParsedLines {
-    /// An empty batch that will hold about `bytes` of lines.
+    /// An empty live batch that will hold about `bytes` of lines.
     #[must_use]
     pub fn with_capacity(bytes: usize) -> Self {
         ParsedLines {
-            text: Vec::with_capacity(bytes),
+            lines: String::with_capacity(bytes),
             // ~400 bytes a line is typical telemetry; shorter lines grow it
             items: Vec::with_capacity(bytes / 256),
             ..ParsedLines::default()
         }
     }
 
-    /// Copies complete line `line_no` (without its newline) in, followed by
-    /// `\n`, and parses it.
+    /// Copies complete line `line_no` (without its newline) in and parses it.
     pub fn push_line(&mut self, line_no: u64, line: &[u8], origin: &str) {
-        self.text.truncate(self.filled);
-        let start = self.filled;
-        self.text.extend_from_slice(line);
-        self.text.push(b'\n');
-        self.filled = self.text.len();
-        let base = self.text.as_ptr().addr();
-        let mut relocator = Relocator {
-            text_start: base,
-            text_end: base + self.filled,
-            side: &mut self.side,
+        let item = match std::str::from_utf8(line) {
+            Ok(valid) => {
+                let start = self.lines.len();
+                self.lines.push_str(valid);
+                self.lines.push('\n');
+                let base = self.lines.as_ptr().addr();
+                let mut relocator = Relocator {
+                    text_start: base,
+                    text_end: base + self.lines.len(),
+                    side: &mut self.side,
+                };
+                let line = &self.lines[start..start + valid.len()];
+                parse_str_item(line, line_no, origin, &mut relocator)
+            }
+            Err(_) => {
+                self.invalid.push((self.lines.len(), line.into()));
+                // Nothing of it is in `lines`: what the event keeps goes to
+                // the side storage.
+                let mut relocator = Relocator {
+                    text_start: 0,
+                    text_end: 0,
+                    side: &mut self.side,
+                };
+                parse_item(Line::Complete(line), line_no, origin, &mut relocator)
+            }
         };
-        let line = &self.text[start..start + line.len()];
-        self.items.push(parse_item(
-            Line::Complete(line),
-            line_no,
-            origin,
-            &mut relocator,
-        ));
+        self.items.push(item);
     }
 
-    /// The bytes of every line pushed with [`ParsedLines::push_line`], each
-    /// followed by `\n`.
+    /// Bytes of the lines pushed with [`ParsedLines::push_line`].
     #[must_use]
-    pub fn text(&self) -> &[u8] {
-        &self.text[..self.filled]
+    pub fn pushed_bytes(&self) -> usize {
+        self.lines.len() + self.invalid.iter().map(|(_, l)| l.len() + 1).sum::<usize>()
+    }
+
+    /// Calls `f` with every line pushed with [`ParsedLines::push_line`], in
+    /// order, as it was pushed (without its newline).
+    ///
+    /// # Errors
+    /// What `f` returns.
+    pub fn try_for_each_line<E>(&self, mut f: impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+        let mut invalid = self.invalid.iter().peekable();
+        let mut at = 0;
+        for line in self.lines.split_inclusive('\n') {
+            while let Some((_, bytes)) = invalid.next_if(|(pos, _)| *pos <= at) {
+                f(bytes)?;
+            }
+            at += line.len();
+            f(line.strip_suffix('\n').unwrap_or(line).as_bytes())?;
+        }
+        for (_, bytes) in invalid {
+            f(bytes)?;
+        }
+        Ok(())
     }
 
     /// Lines in the batch.
@@ -97,6 +134,8 @@ impl ParsedLines {
     pub fn clear(&mut self) {
         self.items.clear();
         self.side.clear();
+        self.lines.clear();
+        self.invalid.clear();
         self.filled = 0;
     }
 
@@ -116,10 +155,20 @@ impl ParsedLines {
         let ParsedLines {
             text,
             filled,
+            lines,
+            invalid,
             side,
             items,
         } = self;
-        let texts = Texts::new(&text[..*filled], side);
+        let texts = if lines.is_empty() {
+            Texts::new(&text[..*filled], side)
+        } else {
+            Texts {
+                text: lines.as_bytes(),
+                valid: lines,
+                side,
+            }
+        };
         let mut result = Ok(());
         // By reference: moving each item out would copy it once more.
         for item in items.iter_mut() {
@@ -164,6 +213,8 @@ impl ParsedLines {
         }
         items.clear();
         side.clear();
+        lines.clear();
+        invalid.clear();
         *filled = 0;
         result
     }
@@ -375,6 +426,21 @@ pub(super) fn parse_item(
     }
 }
 
+/// [`parse_item`] for a complete line known to be UTF-8.
+fn parse_str_item(line: &str, line_no: u64, origin: &str, relocator: &mut Relocator<'_>) -> Item {
+    if line.trim_ascii().is_empty() {
+        return Item::Blank;
+    }
+    match native::parse_str(line, LineOrigin { source: origin }) {
+        Ok(event) => relocator.relocate(event),
+        Err(error) => Item::Rejected {
+            line_no,
+            kind: RejectKind::Malformed,
+            reason: error.to_string(),
+        },
+    }
+}
+
 /// Where the owner finds the strings of a batch.
 struct Texts<'b> {
     text: &'b [u8],
@@ -470,10 +536,21 @@ mod tests {
                 batch.push_line(chunk_no as u64 * 3 + n, line, "s");
             }
             assert_eq!(batch.len(), chunk.len());
+            // A `--record` file gets back exactly what was pushed, in order.
+            let mut back: Vec<Vec<u8>> = Vec::new();
+            batch
+                .try_for_each_line(|l| {
+                    back.push(l.to_vec());
+                    Ok::<(), ()>(())
+                })
+                .unwrap();
+            assert_eq!(back, chunk.iter().map(|l| l.to_vec()).collect::<Vec<_>>());
+            let bytes: usize = chunk.iter().map(|l| l.len() + 1).sum();
+            assert_eq!(batch.pushed_bytes(), bytes);
             batch
                 .apply(source, 1024, &mut ingestor, |n| format!("s#1:{n}"))
                 .unwrap();
-            assert!(batch.is_empty() && batch.text().is_empty());
+            assert!(batch.is_empty() && batch.pushed_bytes() == 0);
         }
         let stats = ingestor.stats;
         (ledger.snapshot(), stats)
@@ -488,6 +565,9 @@ mod tests {
             b"   ",
             b"{not json",
             b"{\"model\":\"\xff\"}",
+            // invalid UTF-8 only in an ignored value: serde accepts the line
+            b"{\"run_id\":\"r9\",\"model\":\"gpt-4.1\",\"x\":\"\xff\",\"input_tokens\":3,\"output_tokens\":1}",
+            b"\xfe\xff",
             br#"{"model":"claude-sonnet-4-5","input_tokens":5,"output_tokens":1}"#,
             br#"{"type":"run_end","run_id":"r1","status":"ok"}"#,
             br#"{"type":"budget_exceeded","run_id":"r1","hop":2,"limit_kind":"tokens","limit":100,"tokens":120,"action":"stop"}"#,
@@ -501,8 +581,9 @@ mod tests {
         for (x, y) in a.runs.iter().zip(&b.runs) {
             assert_eq!(format!("{x:?}"), format!("{y:?}"));
         }
-        assert_eq!(sb.malformed, 2);
-        assert_eq!(sb.invalid_utf8, 1);
+        assert_eq!(sb.malformed, 3);
+        assert_eq!(sb.invalid_utf8, 2);
+        assert!(b.runs.iter().any(|r| &*r.run_id == "r9"));
         assert_eq!(sb.malformed_samples[0].location, "s#1:5");
     }
 }

@@ -126,7 +126,7 @@ impl LineBatch {
 
     #[must_use]
     pub fn is_full(&self) -> bool {
-        self.lines.text().len() >= BATCH_BYTES
+        self.lines.pushed_bytes() >= BATCH_BYTES
     }
 
     /// Takes the batch as a message, if it holds anything.
