@@ -115,8 +115,8 @@ impl Aggregator {
         self.ledger.snapshot()
     }
 
-    /// [`Aggregator::snapshot`] listing only the `runs` most expensive runs
-    /// (0: all).
+    /// A snapshot for printing ([`Ledger::snapshot_top`]): the `runs` most
+    /// expensive runs (0: all), no per-minute series.
     #[must_use]
     pub fn snapshot_top(&self, runs: usize) -> Snapshot {
         self.ledger.snapshot_top(runs)

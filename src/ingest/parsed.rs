@@ -10,7 +10,7 @@
 //! Parsed events cannot cross threads as they are (their strings borrow the
 //! read buffer), and owning every string would cost an allocation per field.
 //! So a batch keeps the bytes its lines were parsed from and stores every
-//! string of an event as a [`Span`]: a byte range into those bytes, or into
+//! string of an event as a span: a byte range into those bytes, or into
 //! the batch's side storage for strings that are not in them (JSON escapes,
 //! synthetic run ids, `unknown`, and lines that straddled two reads and were
 //! joined by the splitter). The owner rebuilds each [`TelemetryEvent`]

@@ -1033,14 +1033,15 @@ impl Ledger {
     /// An immutable view for reports and the UI.
     #[must_use]
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot::from_ledger(self, 0)
+        Snapshot::from_ledger(self, 0, true)
     }
 
-    /// A snapshot listing only the `runs` most expensive runs (0: all);
-    /// `runs_total` still counts every run.
+    /// A snapshot for printed reports: only the `runs` most expensive runs
+    /// (0: all; `runs_total` still counts every run), and no per-minute
+    /// series.
     #[must_use]
     pub fn snapshot_top(&self, runs: usize) -> Snapshot {
-        Snapshot::from_ledger(self, runs)
+        Snapshot::from_ledger(self, runs, false)
     }
 }
 

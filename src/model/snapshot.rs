@@ -24,7 +24,8 @@ pub struct Snapshot {
     pub runs: Vec<Arc<RunAgg>>,
     /// Runs in the ledger, listed in `runs` or not.
     pub runs_total: usize,
-    /// (minute since the epoch, counters), oldest first.
+    /// (minute since the epoch, counters), oldest first; empty in a
+    /// [`Ledger::snapshot_top`] (reports do not print it).
     pub per_minute: Vec<(i64, Counters)>,
     /// (period label, counters), oldest first; empty unless grouping was asked for.
     pub periods: Vec<(String, Counters)>,
@@ -50,7 +51,10 @@ impl Snapshot {
     /// `run_limit` keeps only the most expensive runs (0 keeps all): live
     /// JSON snapshots list a few, and selecting them is O(runs) where
     /// sorting every run is O(runs log runs).
-    pub(crate) fn from_ledger<'a>(ledger: &'a Ledger, run_limit: usize) -> Self {
+    /// `per_minute: false` leaves the burn series out (weeks of history are
+    /// tens of thousands of minutes, copied for nothing when only printed
+    /// totals are wanted).
+    pub(crate) fn from_ledger<'a>(ledger: &'a Ledger, run_limit: usize, per_minute: bool) -> Self {
         let keyed = |rows: &[KeyedAgg]| {
             let mut rows = rows.to_vec();
             by_cost_then_name(&mut rows, |r| (&r.counters, &r.name));
@@ -113,15 +117,20 @@ impl Snapshot {
             None => Vec::new(),
         };
         // Minutes being filled are kept apart from the map, never in both.
-        let mut per_minute: Vec<(i64, Counters)> = ledger
-            .minutes
-            .iter()
-            .map(|(m, c)| (*m, *c))
-            .chain(ledger.open_minutes.iter().copied())
-            .collect();
-        if !ledger.open_minutes.is_empty() {
-            per_minute.sort_unstable_by_key(|(m, _)| *m);
-        }
+        let per_minute: Vec<(i64, Counters)> = if per_minute {
+            let mut series: Vec<(i64, Counters)> = ledger
+                .minutes
+                .iter()
+                .map(|(m, c)| (*m, *c))
+                .chain(ledger.open_minutes.iter().copied())
+                .collect();
+            if !ledger.open_minutes.is_empty() {
+                series.sort_unstable_by_key(|(m, _)| *m);
+            }
+            series
+        } else {
+            Vec::new()
+        };
         Snapshot {
             price_version: ledger.prices().version(),
             first_ts_ms: ledger.first_ts_ms,

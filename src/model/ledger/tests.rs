@@ -567,6 +567,7 @@ fn a_limited_snapshot_lists_the_same_first_runs_and_counts_them_all() {
         };
         assert_eq!(ids(&top, usize::MAX), ids(&all, limit), "limit {limit}");
         assert_eq!(top.totals, all.totals);
+        assert!(top.per_minute.is_empty() && !all.per_minute.is_empty());
     }
     assert_eq!(ledger.snapshot_top(0).runs.len(), 13);
 }
