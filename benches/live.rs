@@ -731,9 +731,10 @@ fn backlog() {
 }
 
 /// The backlog's stages in-process, each alone: (1) the follower reading,
-/// splitting and batching into the channel with a consumer that drops
-/// batches; (2) the aggregator applying those batches (parse + ledger);
-/// (3) one headless snapshot: `Ledger::snapshot` + JSON rendering.
+/// splitting, parsing and batching into the channel with a consumer that
+/// keeps the batches; (2) the aggregator folding those batches (the ledger);
+/// (3) one snapshot listing every run (`--top 0`): `Ledger::snapshot` + JSON
+/// rendering.
 fn stages() {
     let mb: u64 = env_or("TOKWATCH_BENCH_BACKLOG_MB", 1024);
     let pad: String = env_or("TOKWATCH_BENCH_PAD", "unknown".to_owned());
@@ -774,7 +775,7 @@ fn stages() {
     let read_cpu = process_cpu() - cpu0;
     rt.block_on(sources.shutdown(|_| Ok(()))).unwrap();
     println!(
-        "1. follower read + split + batch + channel: {read:.3} s ({:.0} MB/s; process CPU {read_cpu:.2} s), {} batches",
+        "1. follower read + split + parse + batch + channel (the consumer keeps every batch, so all of them are fresh memory): {read:.3} s ({:.0} MB/s; process CPU {read_cpu:.2} s), {} batches",
         std::fs::metadata(&path).unwrap().len() as f64 / 1e6 / read,
         batches.len()
     );
@@ -786,7 +787,7 @@ fn stages() {
     }
     let agg = start.elapsed().as_secs_f64();
     println!(
-        "2. Aggregator::handle (parse + ledger), one thread: {agg:.3} s ({:.0} events/s)",
+        "2. Aggregator::handle (fold only: lines come parsed), one thread: {agg:.3} s ({:.0} events/s)",
         aggregator.stats().events as f64 / agg
     );
     // (3) one snapshot as --jsonl prints it
@@ -805,7 +806,7 @@ fn stages() {
     let json = report::render_json_line(&snapshot, aggregator.stats(), &options, None);
     let render = start.elapsed().as_secs_f64();
     println!(
-        "3. one --jsonl snapshot at the end: Ledger::snapshot {:.0} ms + render_json_line {:.0} ms = {} bytes ({} runs)",
+        "3. one --jsonl snapshot at the end listing every run (--top 0): Ledger::snapshot {:.0} ms + render_json_line {:.0} ms = {} bytes ({} runs)",
         snap * 1e3,
         render * 1e3,
         json.len(),
