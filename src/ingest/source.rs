@@ -17,9 +17,14 @@ pub const CHANNEL_CAPACITY: usize = 64;
 /// Lines are sent in batches of about this many bytes.
 pub const BATCH_BYTES: usize = 256 * 1024;
 
-/// A batch's buffers are sized for a full batch plus a line from the start,
-/// so filling one never reallocates (and copies) what it holds.
+/// While a source sends large batches (a backlog, a busy socket), the next
+/// batch is sized for a full batch plus a line from the start, so filling it
+/// never reallocates (and copies) what it holds.
 const BATCH_CAPACITY: usize = BATCH_BYTES + 4 * 1024;
+
+/// Otherwise (a trickle of appends, an idle client) the next batch starts
+/// small: thousands of idle clients must not each hold a full batch.
+const SMALL_BATCH_CAPACITY: usize = 4 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceKind {
@@ -105,7 +110,7 @@ impl LineBatch {
             first_line: 1,
             next_line: 1,
             origin,
-            lines: ParsedLines::with_capacity(BATCH_CAPACITY),
+            lines: ParsedLines::with_capacity(SMALL_BATCH_CAPACITY),
         }
     }
 
@@ -134,10 +139,17 @@ impl LineBatch {
         if self.lines.is_empty() {
             return None;
         }
+        // Twice what this batch held: a backlog read in passes keeps full-size
+        // buffers, a trickle keeps small ones.
+        let next = self
+            .lines
+            .pushed_bytes()
+            .saturating_mul(2)
+            .clamp(SMALL_BATCH_CAPACITY, BATCH_CAPACITY);
         Some(IngestMsg::Lines {
             source: source.clone(),
             first_line: self.first_line,
-            lines: std::mem::replace(&mut self.lines, ParsedLines::with_capacity(BATCH_CAPACITY)),
+            lines: std::mem::replace(&mut self.lines, ParsedLines::with_capacity(next)),
         })
     }
 }
