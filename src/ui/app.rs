@@ -264,6 +264,7 @@ pub async fn run_tui(
         sources.record.take(),
     )
     .with_recent_events(ui.recent_events);
+    aggregator.caught_up = !sources.following_files;
     let source_names: Vec<String> = settings
         .follow
         .iter()
@@ -287,15 +288,31 @@ pub async fn run_tui(
         let mut last_event_ms = None;
         // Every source ended (standard input alone): keep publishing what was read.
         let mut sources_done = false;
+        // How long the last publish took: the next waits at least four times
+        // that (nine while a backlog is being read, and at least a second),
+        // so building snapshots and insights of a large ledger never takes
+        // more than a fifth (a tenth) of the task. The moment the backlog is
+        // in, it is published.
+        let mut publish_cost = Duration::ZERO;
+        let mut publish_now = false;
         loop {
-            let deadline = last_publish + interval;
+            let gap = if publish_now {
+                Duration::ZERO
+            } else if aggregator.caught_up {
+                interval.max(publish_cost * 4)
+            } else {
+                interval.max(publish_cost * 9).max(Duration::from_secs(1))
+            };
+            let deadline = last_publish + gap;
             tokio::select! {
                 _ = stop_rx.changed() => break,
                 msg = sources.rx.recv(), if !sources_done => match msg {
                     Some(msg) => {
+                        let catching_up = !aggregator.caught_up;
                         if aggregator.handle(msg).is_err() {
                             break;
                         }
+                        publish_now |= catching_up && aggregator.caught_up;
                         last_event_ms = Some(chrono::Utc::now().timestamp_millis());
                     }
                     None => sources_done = true,
@@ -308,6 +325,7 @@ pub async fn run_tui(
                         lines_at_window = aggregator.stats().lines;
                         window_start = Instant::now();
                     }
+                    let started = Instant::now();
                     let snapshot = aggregator.snapshot();
                     let insights = Insights::compute(&snapshot, &rules, &prices);
                     let data = Published {
@@ -321,6 +339,8 @@ pub async fn run_tui(
                     let _ = publish.send(Arc::new(data));
                     aggregator.dirty = false;
                     last_publish = tokio::time::Instant::now();
+                    publish_cost = started.elapsed();
+                    publish_now = false;
                 }
             }
         }
