@@ -183,6 +183,7 @@ fn frames() {
             lines_per_sec: 1234.0,
             last_event_ms: Some(1_795_500_000_000),
             sources: vec!["logs/".into()],
+            reading_backlog: false,
         });
     }
     let data = published.unwrap();

@@ -39,6 +39,7 @@ fn published(paths: &[&str]) -> Published {
         lines_per_sec: 0.0,
         last_event_ms: Some(NOW_MS - 4_000),
         sources: vec!["sample_logs".into()],
+        reading_backlog: false,
     }
 }
 
@@ -199,4 +200,14 @@ fn a_frame_at_250x70_renders_every_screen_without_panicking_even_when_tiny() {
             );
         }
     }
+}
+
+#[test]
+fn the_status_bar_says_when_a_backlog_is_still_being_read() {
+    let mut data = published(&["sample_logs"]);
+    assert!(!screen(&data, &[], 160, 48).contains("reading backlog"));
+    data.reading_backlog = true;
+    let text = screen(&data, &[], 160, 48);
+    let status = text.lines().last().unwrap();
+    assert!(status.contains("reading backlog…"), "{status}");
 }

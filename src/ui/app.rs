@@ -273,6 +273,7 @@ pub async fn run_tui(
         .collect();
     let (publish, mut published) = watch::channel(Arc::new(Published {
         sources: source_names.clone(),
+        reading_backlog: !aggregator.caught_up,
         ..Published::default()
     }));
     let (stop_tx, mut stop_rx) = watch::channel(false);
@@ -335,6 +336,7 @@ pub async fn run_tui(
                         lines_per_sec,
                         last_event_ms,
                         sources: source_names.clone(),
+                        reading_backlog: !aggregator.caught_up,
                     };
                     let _ = publish.send(Arc::new(data));
                     aggregator.dirty = false;

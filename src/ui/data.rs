@@ -23,6 +23,9 @@ pub struct Published {
     pub last_event_ms: Option<i64>,
     /// Sources in use (files followed, listeners), as named to the user.
     pub sources: Vec<String>,
+    /// Followed files are still being read for the first time: the totals
+    /// are growing toward what the files already hold.
+    pub reading_backlog: bool,
 }
 
 /// A row key: stable under re-sorting (run id, agent, segment, model, or an

@@ -119,6 +119,9 @@ fn render_status(frame: &mut Frame, area: Rect, cx: &ViewCx) {
         " {} sources",
         data.sources.len().max(stats.sources.len())
     )];
+    if data.reading_backlog {
+        parts.push("reading backlog…".to_owned());
+    }
     match data.last_event_ms {
         Some(ms) => parts.push(format!("last event {} ago", age(cx.now_ms - ms))),
         None => parts.push("no events yet".to_owned()),
