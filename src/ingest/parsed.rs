@@ -42,6 +42,9 @@ pub struct ParsedLines {
     /// (they are rejected or, like serde, only ignore the invalid bytes; a
     /// `--record` file keeps them as they were).
     pub(super) invalid: Vec<(usize, Box<[u8]>)>,
+    /// Bytes in `invalid`, newlines included (kept, not summed per push:
+    /// a flood of invalid lines must stay linear).
+    pub(super) invalid_bytes: usize,
     /// Strings that are not in the text.
     pub(super) side: String,
     /// One per line, in order.
@@ -55,7 +58,7 @@ impl ParsedLines {
         ParsedLines {
             lines: String::with_capacity(bytes),
             // ~400 bytes a line is typical telemetry; shorter lines grow it
-            items: Vec::with_capacity(bytes / 256),
+            items: Vec::with_capacity(bytes / 384),
             ..ParsedLines::default()
         }
     }
@@ -78,6 +81,7 @@ impl ParsedLines {
             }
             Err(_) => {
                 self.invalid.push((self.lines.len(), line.into()));
+                self.invalid_bytes += line.len() + 1;
                 // Nothing of it is in `lines`: what the event keeps goes to
                 // the side storage.
                 let mut relocator = Relocator {
@@ -94,7 +98,7 @@ impl ParsedLines {
     /// Bytes of the lines pushed with [`ParsedLines::push_line`].
     #[must_use]
     pub fn pushed_bytes(&self) -> usize {
-        self.lines.len() + self.invalid.iter().map(|(_, l)| l.len() + 1).sum::<usize>()
+        self.lines.len() + self.invalid_bytes
     }
 
     /// Calls `f` with every line pushed with [`ParsedLines::push_line`], in
@@ -136,6 +140,7 @@ impl ParsedLines {
         self.side.clear();
         self.lines.clear();
         self.invalid.clear();
+        self.invalid_bytes = 0;
         self.filled = 0;
     }
 
@@ -157,6 +162,7 @@ impl ParsedLines {
             filled,
             lines,
             invalid,
+            invalid_bytes,
             side,
             items,
         } = self;
@@ -215,6 +221,7 @@ impl ParsedLines {
         side.clear();
         lines.clear();
         invalid.clear();
+        *invalid_bytes = 0;
         *filled = 0;
         result
     }

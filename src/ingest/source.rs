@@ -9,13 +9,17 @@ use super::parsed::ParsedLines;
 use super::tail::FileEvent;
 
 /// Capacity of the source → aggregator channel, in messages. Each message
-/// carries up to [`BATCH_BYTES`] of lines and their parsed records (about
-/// as much again), so at most ~32 MiB are in flight: enough to absorb
+/// carries up to [`BATCH_BYTES`] of lines and at most [`BATCH_LINES`] parsed
+/// records (~0.5 MiB), so at most ~50 MiB are in flight: enough to absorb
 /// bursts, and sources are already parsing the next batch meanwhile.
 pub const CHANNEL_CAPACITY: usize = 64;
 
-/// Lines are sent in batches of about this many bytes.
+/// Lines are sent in batches of about this many bytes…
 pub const BATCH_BYTES: usize = 256 * 1024;
+
+/// … or this many lines, whichever comes first (typical 400-byte lines
+/// fill the bytes first, at ~650 lines).
+pub const BATCH_LINES: usize = 2048;
 
 /// While a source sends large batches (a backlog, a busy socket), the next
 /// batch is sized for a full batch plus a line from the start, so filling it
@@ -129,9 +133,12 @@ impl LineBatch {
         self.lines.is_empty()
     }
 
+    /// Full by bytes, or by lines: each parsed line costs ~250 bytes of
+    /// record whatever its length, so a flood of tiny (blank, broken) lines
+    /// must not make a batch hundreds of times its text.
     #[must_use]
     pub fn is_full(&self) -> bool {
-        self.lines.pushed_bytes() >= BATCH_BYTES
+        self.lines.pushed_bytes() >= BATCH_BYTES || self.lines.len() >= BATCH_LINES
     }
 
     /// Takes the batch as a message, if it holds anything.
@@ -151,5 +158,43 @@ impl LineBatch {
             first_line: self.first_line,
             lines: std::mem::replace(&mut self.lines, ParsedLines::with_capacity(next)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_is_full_by_bytes_or_by_lines() {
+        let mut tiny = LineBatch::new("t".into());
+        for n in 1..BATCH_LINES as u64 {
+            tiny.push(n, b"");
+            assert!(!tiny.is_full(), "{n} blank lines");
+        }
+        tiny.push(BATCH_LINES as u64, b"");
+        assert!(tiny.is_full());
+
+        let mut invalid = LineBatch::new("t".into());
+        let line = [0xff_u8; 1023];
+        let mut n = 0;
+        while !invalid.is_full() {
+            n += 1;
+            invalid.push(n, &line);
+        }
+        // 1 KiB a line (newline included): full at exactly BATCH_BYTES.
+        assert_eq!(n as usize, BATCH_BYTES / 1024);
+        let source = SourceRef {
+            name: "t".into(),
+            origin: "t".into(),
+            kind: SourceKind::File,
+            client: None,
+        };
+        let Some(IngestMsg::Lines { lines, .. }) = invalid.take(&source) else {
+            panic!("a batch")
+        };
+        assert_eq!(lines.len(), BATCH_BYTES / 1024);
+        assert_eq!(lines.pushed_bytes(), BATCH_BYTES);
+        assert!(invalid.is_empty() && !invalid.is_full());
     }
 }
