@@ -418,19 +418,8 @@ pub(super) fn parse_item(
     if bytes.trim_ascii().is_empty() {
         return Item::Blank;
     }
-    match native::parse_line(bytes, LineOrigin { source: origin }) {
-        Ok(event) => relocator.relocate(event),
-        Err(ParseError::InvalidUtf8) => Item::Rejected {
-            line_no,
-            kind: RejectKind::InvalidUtf8,
-            reason: "invalid UTF-8".into(),
-        },
-        Err(error) => Item::Rejected {
-            line_no,
-            kind: RejectKind::Malformed,
-            reason: error.to_string(),
-        },
-    }
+    let parsed = native::parse_line(bytes, LineOrigin { source: origin });
+    item_of(parsed, line_no, relocator)
 }
 
 /// [`parse_item`] for a complete line known to be UTF-8.
@@ -438,8 +427,23 @@ fn parse_str_item(line: &str, line_no: u64, origin: &str, relocator: &mut Reloca
     if line.trim_ascii().is_empty() {
         return Item::Blank;
     }
-    match native::parse_str(line, LineOrigin { source: origin }) {
+    let parsed = native::parse_str(line, LineOrigin { source: origin });
+    item_of(parsed, line_no, relocator)
+}
+
+/// A parsed line as an item, judged as [`Ingestor::line`] would.
+fn item_of(
+    parsed: Result<TelemetryEvent<'_>, ParseError>,
+    line_no: u64,
+    relocator: &mut Relocator<'_>,
+) -> Item {
+    match parsed {
         Ok(event) => relocator.relocate(event),
+        Err(ParseError::InvalidUtf8) => Item::Rejected {
+            line_no,
+            kind: RejectKind::InvalidUtf8,
+            reason: "invalid UTF-8".into(),
+        },
         Err(error) => Item::Rejected {
             line_no,
             kind: RejectKind::Malformed,
