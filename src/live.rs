@@ -67,8 +67,8 @@ pub struct Aggregator {
     record: Option<io::BufWriter<File>>,
     /// Something changed since the last snapshot.
     pub dirty: bool,
-    /// Followed files have all been read to their end once (see
-    /// [`IngestMsg::CaughtUp`]); true when none are followed.
+    /// [`IngestMsg::CaughtUp`] arrived: followed files have all been read
+    /// to their end once (without followed files it comes at once).
     pub caught_up: bool,
 }
 
@@ -87,7 +87,7 @@ impl Aggregator {
             max_line_bytes,
             record: record.map(io::BufWriter::new),
             dirty: true,
-            caught_up: true,
+            caught_up: false,
         }
     }
 
@@ -476,9 +476,6 @@ pub struct Sources {
     pub rx: mpsc::Receiver<IngestMsg>,
     /// `--record` file for socket data, handed to the aggregator.
     pub record: Option<File>,
-    /// Files are followed: [`IngestMsg::CaughtUp`] will come once their
-    /// backlog is read.
-    pub following_files: bool,
     /// Listeners as bound (`tcp:127.0.0.1:40123`), and warnings to show.
     pub listening: Vec<String>,
     pub warnings: Vec<String>,
@@ -504,13 +501,17 @@ impl Sources {
             .filter(|f| f.as_str() != "-")
             .map(|f| Target::parse(f))
             .collect();
+        if targets.is_empty() {
+            // No backlog to read: the follower that would say so is not
+            // started. The channel is new, so this cannot fail.
+            let _ = tx.try_send(IngestMsg::CaughtUp);
+        }
         if let Some(record) = &settings.record {
             check_record_not_followed(record, &targets)?;
         }
         let record = settings.record.as_deref().map(open_record).transpose()?;
         let mut sources = Sources {
             rx,
-            following_files: !targets.is_empty(),
             record,
             listening: Vec::new(),
             warnings: Vec::new(),
@@ -612,7 +613,6 @@ pub async fn run_headless(settings: LiveSettings, prices: PriceBook) -> anyhow::
     )
     // JSON snapshots never show the live tail: keep no recent events.
     .with_recent_events(0);
-    aggregator.caught_up = !sources.following_files;
     let options = ReportOptions {
         format: ReportFormat::Json,
         hops: settings.hops,

@@ -68,31 +68,31 @@ impl Snapshot {
             .cloned()
             .collect();
         by_cost_then_name(&mut by_model, |r| (&r.counters, &r.name));
-        let key = |(i, r): (usize, &'a Arc<RunAgg>)| -> RunKey<'a> {
+        // Ranks come from the ledger's compact (cost, tokens) column; a
+        // run's id is read only for runs that are kept.
+        let key = |i: usize, (cost, tokens): (Usd, u64)| -> RunKey<'a> {
             (
-                std::cmp::Reverse((r.counters.cost, r.counters.total_tokens)),
-                &*r.run_id,
+                std::cmp::Reverse((cost, tokens)),
+                &*ledger.runs.rows[i].run_id,
                 i,
             )
         };
-        let rows = ledger.runs.rows.iter().enumerate();
+        let ranks = ledger.run_rank.iter().copied().enumerate();
         // Run ids are unique, so the order is total: an unstable sort (and
         // the selection) is exact.
         let mut order: Vec<RunKey<'_>> = if run_limit > 0 && run_limit < ledger.runs.rows.len() {
-            // Keep the `run_limit` first keys in a max-heap, scanning the
-            // compact (cost, tokens) column: a run is visited (its id read)
-            // only when it could enter the heap, and nothing is allocated
-            // per run.
+            // Keep the `run_limit` first keys in a max-heap: one comparison
+            // with its top rejects almost every run, and nothing is
+            // allocated per run.
             let mut top: std::collections::BinaryHeap<RunKey<'_>> =
                 std::collections::BinaryHeap::with_capacity(run_limit + 1);
-            for (i, &(cost, tokens)) in ledger.run_rank.iter().enumerate() {
-                let rank = std::cmp::Reverse((cost, tokens));
+            for (i, rank) in ranks {
                 if top.len() < run_limit {
-                    top.push((rank, &*ledger.runs.rows[i].run_id, i));
+                    top.push(key(i, rank));
                 } else if let Some(mut worst) = top.peek_mut()
-                    && rank <= worst.0
+                    && std::cmp::Reverse(rank) <= worst.0
                 {
-                    let candidate = (rank, &*ledger.runs.rows[i].run_id, i);
+                    let candidate = key(i, rank);
                     if candidate < *worst {
                         *worst = candidate;
                     }
@@ -100,8 +100,7 @@ impl Snapshot {
             }
             top.into_vec()
         } else {
-            // Sort compact keys rather than chase every run's pointer per comparison.
-            rows.map(key).collect()
+            ranks.map(|(i, rank)| key(i, rank)).collect()
         };
         order.sort_unstable();
         let runs: Vec<Arc<RunAgg>> = order

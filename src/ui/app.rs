@@ -264,7 +264,6 @@ pub async fn run_tui(
         sources.record.take(),
     )
     .with_recent_events(ui.recent_events);
-    aggregator.caught_up = !sources.following_files;
     let source_names: Vec<String> = settings
         .follow
         .iter()
@@ -273,7 +272,6 @@ pub async fn run_tui(
         .collect();
     let (publish, mut published) = watch::channel(Arc::new(Published {
         sources: source_names.clone(),
-        reading_backlog: !aggregator.caught_up,
         ..Published::default()
     }));
     let (stop_tx, mut stop_rx) = watch::channel(false);
