@@ -24,6 +24,7 @@ pub mod model;
 pub mod pricing;
 pub mod report;
 pub mod sanitize;
+pub mod types;
 pub mod ui;
 pub mod when;
 pub mod workload;

@@ -1,19 +1,16 @@
-//! The pure domain model: normalized events, exact money, the ledger that
-//! folds events into aggregates, and the immutable snapshot views read.
+//! The pure domain model: the ledger that folds normalized events (the leaf
+//! [`crate::types`]) into aggregates, and the immutable snapshot views read.
 //!
 //! No I/O, no tokio, no clock reads: time arrives inside events or as
 //! arguments.
 
 pub mod budget;
 pub mod counters;
-pub mod event;
 pub mod insights;
 pub mod ledger;
-pub mod money;
 pub mod snapshot;
 
+pub use crate::types::{EventKind, TelemetryEvent, Usage, Usd};
 pub use counters::{Costing, Counters, Provenance};
-pub use event::{EventKind, TelemetryEvent, Usage};
 pub use ledger::{Ledger, LedgerConfig, PeriodSpec, PeriodUnit, RunAgg};
-pub use money::Usd;
 pub use snapshot::Snapshot;

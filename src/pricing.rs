@@ -12,8 +12,8 @@
 
 pub mod table;
 
-use crate::model::event::Usage;
-use crate::model::money::Usd;
+use crate::types::money::Usd;
+use crate::types::usage::Usage;
 
 pub use table::{LongContext, ModelPrice, PriceTable, PriceTableError, Rates};
 

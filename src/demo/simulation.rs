@@ -29,9 +29,9 @@ use tokio::task::JoinSet;
 use super::server::Control;
 use crate::control::protocol::Exceeded;
 use crate::model::budget::{BreachAction, Limits, effective};
-use crate::model::event::Usage;
-use crate::model::money::Usd;
 use crate::pricing::PriceBook;
+use crate::types::money::Usd;
+use crate::types::usage::Usage;
 use crate::workload::Style;
 
 /// Simulated latencies are divided by this: a run takes a few seconds.

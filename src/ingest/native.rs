@@ -10,8 +10,9 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
-use crate::model::event::{EventKind, TelemetryEvent, UNKNOWN, Usage};
-use crate::model::money::Usd;
+use crate::types::event::{EventKind, TelemetryEvent, UNKNOWN};
+use crate::types::money::Usd;
+use crate::types::usage::Usage;
 
 /// Why a line is not a valid record. Never fatal: counted and located.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -459,7 +460,7 @@ impl<'de> Deserialize<'de> for CostUsd {
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<CostUsd, E> {
                 Ok(CostUsd(Usd::from_picos(
-                    i128::from(v) * crate::model::money::PICOS_PER_USD,
+                    i128::from(v) * crate::types::money::PICOS_PER_USD,
                 )))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<CostUsd, E> {

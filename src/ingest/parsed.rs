@@ -22,8 +22,9 @@ use super::Ingestor;
 use super::lines::Line;
 use super::native::{self, LineOrigin, ParseError};
 use super::stats::RejectKind;
-use crate::model::event::{EventKind, TelemetryEvent, Usage};
-use crate::model::money::Usd;
+use crate::types::event::{EventKind, TelemetryEvent};
+use crate::types::money::Usd;
+use crate::types::usage::Usage;
 
 /// Parsed lines and the bytes their strings live in.
 #[derive(Debug, Default)]

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::money::Usd;
 use super::snapshot::Snapshot;
+use crate::types::money::Usd;
 
 /// What a budget applies to. Precedence, most specific first: agent,
 /// segment, global (per limit: an agent budget without a run limit takes the

@@ -3,8 +3,8 @@
 use serde::Serialize;
 use serde::ser::{SerializeStruct, Serializer};
 
-use super::event::Usage;
-use super::money::Usd;
+use crate::types::money::Usd;
+use crate::types::usage::Usage;
 
 /// How a hop's cost was obtained. Ordered from most to least trustworthy;
 /// an aggregate of several calls takes the least trustworthy one.

@@ -8,9 +8,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::ledger::{HopAgg, RunAgg};
-use super::money::Usd;
 use super::snapshot::Snapshot;
 use crate::pricing::PriceBook;
+use crate::types::money::Usd;
 
 /// Thresholds of the bleeding-hop rule (`[insights]` in the config file).
 #[derive(Debug, Clone, PartialEq)]

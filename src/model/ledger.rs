@@ -11,10 +11,11 @@ use chrono::{Datelike, NaiveDate, TimeZone};
 use hashbrown::{DefaultHashBuilder, HashSet, HashTable};
 
 use super::counters::{Costing, Counters, Provenance};
-use super::event::{EventKind, TelemetryEvent, Usage, infer_provider};
-use super::money::Usd;
 use super::snapshot::Snapshot;
 use crate::pricing::{PriceBook, PriceRef};
+use crate::types::event::{EventKind, TelemetryEvent, infer_provider};
+use crate::types::money::Usd;
+use crate::types::usage::Usage;
 
 /// Calendar buckets for `--group-by`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::counters::Counters;
 use super::ledger::{KeyedAgg, Ledger, ModelAgg, RecentEvent, RunAgg};
-use super::money::Usd;
+use crate::types::money::Usd;
 
 /// Aggregate rows sorted by cost (highest first), then name.
 #[derive(Debug, Clone, Default)]

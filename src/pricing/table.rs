@@ -4,7 +4,7 @@
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
 
-use crate::model::money::parse_scaled;
+use crate::types::money::parse_scaled;
 
 /// Picodollars per token for each token bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -399,9 +399,10 @@ mod tests {
     use super::*;
 
     fn snapshot_with_hop(input: u64) -> Snapshot {
-        use crate::model::event::{EventKind, TelemetryEvent, Usage};
         use crate::model::{Ledger, LedgerConfig};
         use crate::pricing::PriceBook;
+        use crate::types::event::{EventKind, TelemetryEvent};
+        use crate::types::usage::Usage;
         use std::borrow::Cow;
         let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default());
         ledger.apply(&TelemetryEvent {

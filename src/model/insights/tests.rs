@@ -3,8 +3,9 @@
 use std::borrow::Cow;
 
 use super::*;
-use crate::model::event::{EventKind, TelemetryEvent, Usage};
 use crate::model::ledger::{Ledger, LedgerConfig};
+use crate::types::event::{EventKind, TelemetryEvent};
+use crate::types::usage::Usage;
 
 fn hop(
     run: &str,

@@ -1,0 +1,12 @@
+//! Leaf types every layer shares: exact money ([`Usd`]), disjoint token
+//! buckets ([`Usage`]) and the normalized record every input format becomes
+//! ([`TelemetryEvent`]). This module depends on nothing else in the crate;
+//! `pricing`, the ledger (`model`) and the input formats (`ingest`) all use it.
+
+pub mod event;
+pub mod money;
+pub mod usage;
+
+pub use event::{EventKind, TelemetryEvent};
+pub use money::Usd;
+pub use usage::Usage;
