@@ -33,9 +33,10 @@ use std::time::{Duration, Instant};
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tokwatch::ingest::socket::ListenAddr;
-use tokwatch::ingest::source::IngestMsg;
-use tokwatch::ingest::{Ingestor, TimeWindow, files};
+use tokwatch::ingest::channel::IngestMsg;
+use tokwatch::ingest::sources::files;
+use tokwatch::ingest::sources::socket::ListenAddr;
+use tokwatch::ingest::{Ingestor, TimeWindow};
 use tokwatch::live::{Aggregator, LiveSettings, Sources};
 use tokwatch::model::{Ledger, LedgerConfig};
 use tokwatch::pricing::PriceBook;

@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use tokwatch::ingest::files::DiscoverError;
+use tokwatch::ingest::formats::native;
 use tokwatch::ingest::lines::Line;
-use tokwatch::ingest::{Ingestor, LineOrigin, TimeWindow, files, native, pipeline};
+use tokwatch::ingest::sources::files;
+use tokwatch::ingest::sources::files::DiscoverError;
+use tokwatch::ingest::{Ingestor, LineOrigin, TimeWindow, pipeline};
 use tokwatch::model::{Ledger, LedgerConfig};
 use tokwatch::pricing::PriceBook;
 

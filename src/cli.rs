@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::ingest::files::DEFAULT_MAX_LINE_BYTES;
-use crate::ingest::socket::ListenAddr;
+use crate::ingest::sources::files::DEFAULT_MAX_LINE_BYTES;
+use crate::ingest::sources::socket::ListenAddr;
 use crate::report::ReportFormat;
 
 #[derive(Debug, Parser)]

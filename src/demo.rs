@@ -230,7 +230,7 @@ fn run_with_dashboard(runtime: &tokio::runtime::Runtime, config: DemoConfig) -> 
         poll_interval: Duration::from_millis(500),
         from_end: false,
         window: crate::ingest::TimeWindow::default(),
-        max_line_bytes: crate::ingest::files::DEFAULT_MAX_LINE_BYTES,
+        max_line_bytes: crate::ingest::sources::files::DEFAULT_MAX_LINE_BYTES,
         record: None,
         interval: Duration::from_secs(1),
         exit_after: None,

@@ -1,18 +1,16 @@
 //! Ingestion: turning bytes from files (and later sockets) into events for
 //! the ledger, counting and locating every line that is rejected.
 
-pub mod files;
+pub mod channel;
+pub mod formats;
 pub mod lines;
-pub mod native;
 pub mod parsed;
 pub mod pipeline;
-pub mod socket;
-pub mod source;
+pub mod sources;
 pub mod stats;
-pub mod tail;
 
 use crate::model::Ledger;
-pub use native::{LineOrigin, ParseError};
+pub use formats::native::{LineOrigin, ParseError};
 pub use stats::{IngestStats, RejectKind};
 
 /// Keeps events whose timestamp falls in `[since, until)` (epoch ms). When
@@ -80,7 +78,7 @@ impl<'l> Ingestor<'l> {
         let origin = LineOrigin {
             source: self.stats.sources[source].origin.as_str(),
         };
-        match native::parse_line(bytes, origin) {
+        match formats::native::parse_line(bytes, origin) {
             Ok(event) if self.window.contains(event.ts_ms) => {
                 self.ledger.apply(&event);
                 self.stats.count_event(source);

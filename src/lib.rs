@@ -290,7 +290,7 @@ pub fn build_report(
         },
         timezone: tz,
     });
-    let files = ingest::files::discover(&args.paths)?;
+    let files = ingest::sources::files::discover(&args.paths)?;
     // A report never shows the live tail, so it keeps no recent events.
     let mut ledger = Ledger::new(
         prices,

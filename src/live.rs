@@ -10,7 +10,7 @@
 //! ```
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,12 +22,11 @@ use anyhow::Context as _;
 use notify::Watcher as _;
 use tokio::sync::{mpsc, watch};
 
-use crate::ingest::lines::{Line, LineSplitter};
-use crate::ingest::socket::{ListenAddr, ListenConfig, Listener};
-use crate::ingest::source::{
+use crate::ingest::channel::{
     CHANNEL_CAPACITY, ClientChange, IngestMsg, LineBatch, SourceKind, SourceRef,
 };
-use crate::ingest::tail::{FileEvent, FollowConfig, Follower, StartAt, TailSink, Target};
+use crate::ingest::sources::socket::{ListenAddr, ListenConfig, Listener};
+use crate::ingest::sources::tail::{FileEvent, FollowConfig, Follower, StartAt, TailSink, Target};
 use crate::ingest::{IngestStats, Ingestor, RejectKind, TimeWindow};
 use crate::model::insights::BleedRules;
 use crate::model::{Ledger, LedgerConfig, Snapshot};
@@ -144,7 +143,7 @@ impl Aggregator {
                     // Socket data has no file behind it: keep it before counting it
                     // (without prompt or completion text: never written to disk).
                     lines.try_for_each_line(|line| {
-                        record.write_all(&crate::ingest::native::without_text(line))?;
+                        record.write_all(&crate::ingest::formats::native::without_text(line))?;
                         record.write_all(b"\n")
                     })?;
                     record.flush()?;
@@ -261,7 +260,7 @@ impl TailSink for ChannelSink {
         }
         self.sources.push(SourceRef {
             name: name.into(),
-            origin: crate::ingest::files::origin_of(path).into(),
+            origin: crate::ingest::sources::files::origin_of(path).into(),
             kind: SourceKind::File,
             client: None,
         });
@@ -378,65 +377,6 @@ fn spawn_follower(
             drop(wake_tx);
         })?;
     Ok((handle, warning))
-}
-
-/// Reads standard input to its end.
-fn spawn_stdin(tx: mpsc::Sender<IngestMsg>, max_line_bytes: usize) -> io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("tokwatch-stdin".into())
-        .spawn(move || {
-            let source = SourceRef {
-                name: "stdin".into(),
-                origin: "stdin".into(),
-                kind: SourceKind::Stdin,
-                client: None,
-            };
-            let mut splitter = LineSplitter::new(max_line_bytes);
-            let mut batch = LineBatch::new(source.origin.clone());
-            let mut line_no = 0_u64;
-            let mut buffer = vec![0_u8; 256 * 1024];
-            let mut stdin = io::stdin().lock();
-            let mut pending = Vec::new();
-            let mut handle =
-                |line: Line<'_>, batch: &mut LineBatch, pending: &mut Vec<IngestMsg>| {
-                    line_no += 1;
-                    match line {
-                        Line::Complete(bytes) => {
-                            batch.push(line_no, bytes);
-                            if batch.is_full() {
-                                pending.extend(batch.take(&source));
-                            }
-                        }
-                        Line::Oversized(bytes) => {
-                            pending.extend(batch.take(&source));
-                            pending.push(IngestMsg::Oversized {
-                                source: source.clone(),
-                                line_no,
-                                bytes,
-                            });
-                        }
-                    }
-                };
-            loop {
-                let n = match stdin.read(&mut buffer) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
-                splitter.feed(&buffer[..n], |line| handle(line, &mut batch, &mut pending));
-                pending.extend(batch.take(&source));
-                for msg in pending.drain(..) {
-                    if tx.blocking_send(msg).is_err() {
-                        return;
-                    }
-                }
-            }
-            // standard input is complete at EOF: an unterminated last line counts
-            splitter.finish(|line| handle(line, &mut batch, &mut pending));
-            pending.extend(batch.take(&source));
-            for msg in pending {
-                let _ = tx.blocking_send(msg);
-            }
-        })
 }
 
 fn open_record(path: &Path) -> anyhow::Result<File> {
@@ -556,9 +496,10 @@ impl Sources {
             sources.threads.push(handle);
         }
         if settings.follow.iter().any(|f| f == "-") {
-            sources
-                .threads
-                .push(spawn_stdin(tx, settings.max_line_bytes)?);
+            sources.threads.push(crate::ingest::sources::stdin::spawn(
+                tx,
+                settings.max_line_bytes,
+            )?);
         }
         Ok(sources)
     }

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use tokwatch::cli::{Cli, Command};
-use tokwatch::ingest::{Ingestor, TimeWindow, files, pipeline};
+use tokwatch::ingest::sources::files;
+use tokwatch::ingest::{Ingestor, TimeWindow, pipeline};
 use tokwatch::model::{Ledger, LedgerConfig};
 use tokwatch::pricing::PriceBook;
 

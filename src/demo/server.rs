@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use super::budgets::BudgetTable;
 use crate::control::ControlAddr;
 use crate::control::protocol::{self, Exceeded, MAX_LINE_BYTES, PROTOCOL_VERSION, Reply, Request};
-use crate::ingest::socket::{Inner, Stream};
+use crate::ingest::sources::socket::{Inner, Stream};
 use crate::model::budget::{Limits, Scope};
 
 /// Limits in force per scope, as the simulation reads them.
@@ -182,7 +182,7 @@ impl ControlListener {
     pub fn bind(addr: &ControlAddr) -> anyhow::Result<ControlListener> {
         match addr {
             ControlAddr::Unix(path) => {
-                let (listener, ino) = crate::ingest::socket::bind_private_unix(path)?;
+                let (listener, ino) = crate::ingest::sources::socket::bind_private_unix(path)?;
                 Ok(ControlListener {
                     inner: Inner::Unix {
                         listener,

@@ -19,8 +19,8 @@
 use std::borrow::Cow;
 
 use super::Ingestor;
+use super::formats::native::{self, LineOrigin, ParseError};
 use super::lines::Line;
-use super::native::{self, LineOrigin, ParseError};
 use super::stats::RejectKind;
 use crate::types::event::{EventKind, TelemetryEvent};
 use crate::types::money::Usd;

@@ -15,9 +15,9 @@ use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 
 use super::Ingestor;
-use super::files::{self, CHUNK_BYTES, DiscoverError, origin_of};
 use super::lines::{Line, LineSplitter};
 use super::parsed::{ParsedLines, Relocator, parse_item};
+use super::sources::files::{self, CHUNK_BYTES, DiscoverError, origin_of};
 
 /// Parsed batches queued between the stages. Each holds one 1 MiB chunk and
 /// its records (~4,000 lines of the benchmark corpus), so at most this many

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use super::*;
 use crate::config::keys::Action;
-use crate::ingest::{Ingestor, TimeWindow, files};
+use crate::ingest::sources::files;
+use crate::ingest::{Ingestor, TimeWindow};
 use crate::model::insights::{BleedRules, Insights};
 use crate::model::{Ledger, LedgerConfig};
 use crate::pricing::PriceBook;

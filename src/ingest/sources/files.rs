@@ -4,8 +4,8 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use super::Ingestor;
-use super::lines::{Line, LineSplitter};
+use crate::ingest::Ingestor;
+use crate::ingest::lines::{Line, LineSplitter};
 
 /// Default `--max-line-bytes`: 1 MiB.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1024 * 1024;

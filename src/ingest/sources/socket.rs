@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{mpsc, watch};
 
-use super::lines::{Line, LineSplitter};
-use super::source::{ClientChange, IngestMsg, LineBatch, SourceKind, SourceRef};
+use crate::ingest::channel::{ClientChange, IngestMsg, LineBatch, SourceKind, SourceRef};
+use crate::ingest::lines::{Line, LineSplitter};
 
 /// A `--listen` address.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::parsed::ParsedLines;
-use super::tail::FileEvent;
+use super::sources::tail::FileEvent;
 
 /// Capacity of the source → aggregator channel, in messages. Each message
 /// carries up to [`BATCH_BYTES`] of lines and at most [`BATCH_LINES`] parsed

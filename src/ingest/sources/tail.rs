@@ -23,7 +23,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::lines::{Line, LineSplitter};
+use crate::ingest::lines::{Line, LineSplitter};
 
 /// Where reading starts in files that exist when following begins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

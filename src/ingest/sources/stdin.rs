@@ -1,0 +1,72 @@
+//! Standard input (`--follow -`): read to its end on its own thread, split
+//! and parsed into batches like any other source.
+
+use std::io::{self, Read};
+use std::thread::JoinHandle;
+
+use tokio::sync::mpsc;
+
+use crate::ingest::channel::{IngestMsg, LineBatch, SourceKind, SourceRef};
+use crate::ingest::lines::{Line, LineSplitter};
+
+/// Reads standard input to its end on a thread of its own.
+///
+/// # Errors
+/// The thread cannot be started.
+pub fn spawn(tx: mpsc::Sender<IngestMsg>, max_line_bytes: usize) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("tokwatch-stdin".into())
+        .spawn(move || {
+            let source = SourceRef {
+                name: "stdin".into(),
+                origin: "stdin".into(),
+                kind: SourceKind::Stdin,
+                client: None,
+            };
+            let mut splitter = LineSplitter::new(max_line_bytes);
+            let mut batch = LineBatch::new(source.origin.clone());
+            let mut line_no = 0_u64;
+            let mut buffer = vec![0_u8; 256 * 1024];
+            let mut stdin = io::stdin().lock();
+            let mut pending = Vec::new();
+            let mut handle =
+                |line: Line<'_>, batch: &mut LineBatch, pending: &mut Vec<IngestMsg>| {
+                    line_no += 1;
+                    match line {
+                        Line::Complete(bytes) => {
+                            batch.push(line_no, bytes);
+                            if batch.is_full() {
+                                pending.extend(batch.take(&source));
+                            }
+                        }
+                        Line::Oversized(bytes) => {
+                            pending.extend(batch.take(&source));
+                            pending.push(IngestMsg::Oversized {
+                                source: source.clone(),
+                                line_no,
+                                bytes,
+                            });
+                        }
+                    }
+                };
+            loop {
+                let n = match stdin.read(&mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                splitter.feed(&buffer[..n], |line| handle(line, &mut batch, &mut pending));
+                pending.extend(batch.take(&source));
+                for msg in pending.drain(..) {
+                    if tx.blocking_send(msg).is_err() {
+                        return;
+                    }
+                }
+            }
+            // standard input is complete at EOF: an unterminated last line counts
+            splitter.finish(|line| handle(line, &mut batch, &mut pending));
+            pending.extend(batch.take(&source));
+            for msg in pending {
+                let _ = tx.blocking_send(msg);
+            }
+        })
+}
