@@ -27,6 +27,8 @@ use rand_chacha::ChaCha8Rng;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use tokwatch::config::keys::{Action, Bindings, Keymap};
+use tokwatch::ingest::formats::Decoder;
+use tokwatch::ingest::parsed::fold_lines;
 use tokwatch::ingest::{Ingestor, TimeWindow};
 use tokwatch::model::budget::{Limits, Scope};
 use tokwatch::model::insights::{BleedRules, Insights};
@@ -157,9 +159,13 @@ fn frames() {
     let mut ledger = Ledger::new(prices.clone(), LedgerConfig::default());
     let mut ingestor = Ingestor::new(&mut ledger, TimeWindow::default());
     let source = ingestor.stats.source_named("bench", "bench");
-    for (i, line) in lines.iter().enumerate() {
-        ingestor.line(source, i as u64 + 1, line.as_bytes());
-    }
+    let mut decoder = Decoder::plain("bench");
+    fold_lines(
+        &mut ingestor,
+        source,
+        &mut decoder,
+        (1..).zip(lines.iter().map(|l| l.as_bytes())),
+    );
     let ingest = ingestor.stats;
     assert_eq!(ingest.malformed, 0);
 

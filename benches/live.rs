@@ -34,6 +34,8 @@ use std::time::{Duration, Instant};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokwatch::ingest::channel::IngestMsg;
+use tokwatch::ingest::formats::Decoder;
+use tokwatch::ingest::parsed::fold_lines;
 use tokwatch::ingest::sources::files;
 use tokwatch::ingest::sources::socket::ListenAddr;
 use tokwatch::ingest::{Ingestor, TimeWindow};
@@ -69,6 +71,7 @@ fn settings() -> LiveSettings {
         json_runs: 0,
         rules: tokwatch::model::insights::BleedRules::default(),
         filters: report::Filters::default(),
+        decoders: std::sync::Arc::default(),
     }
 }
 
@@ -258,11 +261,11 @@ fn reference(all: &[u8]) -> (u64, u64, String) {
     );
     let mut ingestor = Ingestor::new(&mut ledger, TimeWindow::default());
     let source = ingestor.stats.source_named("ref", "ref");
-    for (i, line) in all.split(|b| *b == b'\n').enumerate() {
-        if !line.is_empty() {
-            ingestor.line(source, i as u64 + 1, line);
-        }
-    }
+    let mut decoder = Decoder::plain("ref");
+    let lines = (1..)
+        .zip(all.split(|b| *b == b'\n'))
+        .filter(|(_, l)| !l.is_empty());
+    fold_lines(&mut ingestor, source, &mut decoder, lines);
     let events = ingestor.stats.events;
     let snapshot = ledger.snapshot();
     (

@@ -96,9 +96,17 @@ fn ledger_only(events: &[tokwatch::model::TelemetryEvent<'_>]) -> (u64, u64) {
 
 /// What `tokwatch report` does before rendering: read, parse, fold, snapshot,
 /// through `read` (one thread: `files::read_files`; two: `pipeline::read_files`).
+/// `files::read_files` or `pipeline::read_files`.
+type ReadFiles = fn(
+    &[PathBuf],
+    usize,
+    &std::sync::Arc<tokwatch::ingest::formats::DecoderConfig>,
+    &mut Ingestor<'_>,
+) -> Result<(), DiscoverError>;
+
 fn tokwatch_report(
     path: &Path,
-    read: fn(&[PathBuf], usize, &mut Ingestor<'_>) -> Result<(), DiscoverError>,
+    read: ReadFiles,
 ) -> anyhow::Result<(u64, u64)> {
     let mut ledger = Ledger::new(
         PriceBook::embedded(),
@@ -111,6 +119,7 @@ fn tokwatch_report(
     read(
         &[path.to_path_buf()],
         files::DEFAULT_MAX_LINE_BYTES,
+        &std::sync::Arc::default(),
         &mut ingestor,
     )?;
     let events = ingestor.stats.events;

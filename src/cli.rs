@@ -9,6 +9,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::ingest::sources::files::DEFAULT_MAX_LINE_BYTES;
 use crate::ingest::sources::socket::ListenAddr;
 use crate::report::ReportFormat;
+use crate::types::event::Format;
+
+fn parse_format(text: &str) -> Result<Format, String> {
+    text.parse()
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -127,6 +132,22 @@ pub struct LiveArgs {
     /// Lines longer than this are skipped and counted.
     #[arg(long, default_value_t = DEFAULT_MAX_LINE_BYTES, value_name = "BYTES", env = "TOKWATCH_MAX_LINE_BYTES")]
     pub max_line_bytes: usize,
+    /// Read every line as this format instead of detecting it per line:
+    /// native, openai, anthropic, gemini, claude-code, codex, otlp, litellm.
+    #[arg(long, value_name = "NAME", env = "TOKWATCH_INPUT_FORMAT", value_parser = parse_format)]
+    pub input_format: Option<Format>,
+    /// Read Claude Code transcripts: the `projects` directories of
+    /// $CLAUDE_CONFIG_DIR (comma-separated), else ~/.claude and ~/.config/claude.
+    #[arg(long)]
+    pub claude: bool,
+    /// Read OpenAI Codex CLI sessions: $CODEX_HOME/sessions (comma-separated
+    /// homes), else ~/.codex/sessions.
+    #[arg(long)]
+    pub codex: bool,
+    /// OTLP span or resource attribute whose value is the user segment
+    /// (after `tokwatch.segment` and `segment`).
+    #[arg(long, value_name = "KEY", env = "TOKWATCH_SEGMENT_ATTRIBUTE")]
+    pub segment_attribute: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,7 +174,7 @@ pub enum GroupBy {
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// JSONL files, or directories searched recursively for `*.jsonl`.
-    #[arg(required = true)]
+    #[arg(required_unless_present_any = ["claude", "codex"])]
     pub paths: Vec<PathBuf>,
     /// Config file for the bleeding-hop thresholds (`[insights]`; default:
     /// $XDG_CONFIG_HOME/tokwatch/config.toml when it exists).
@@ -189,6 +210,22 @@ pub struct ReportArgs {
     /// 1: read, parse and aggregate on one thread; 2+: parse on a second thread (default: 2 with 2+ cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<std::num::NonZeroUsize>,
+    /// Read every line as this format instead of detecting it per line:
+    /// native, openai, anthropic, gemini, claude-code, codex, otlp, litellm.
+    #[arg(long, value_name = "NAME", env = "TOKWATCH_INPUT_FORMAT", value_parser = parse_format)]
+    pub input_format: Option<Format>,
+    /// Read Claude Code transcripts: the `projects` directories of
+    /// $CLAUDE_CONFIG_DIR (comma-separated), else ~/.claude and ~/.config/claude.
+    #[arg(long)]
+    pub claude: bool,
+    /// Read OpenAI Codex CLI sessions: $CODEX_HOME/sessions (comma-separated
+    /// homes), else ~/.codex/sessions.
+    #[arg(long)]
+    pub codex: bool,
+    /// OTLP span or resource attribute whose value is the user segment
+    /// (after `tokwatch.segment` and `segment`).
+    #[arg(long, value_name = "KEY", env = "TOKWATCH_SEGMENT_ATTRIBUTE")]
+    pub segment_attribute: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -238,6 +238,7 @@ fn run_with_dashboard(runtime: &tokio::runtime::Runtime, config: DemoConfig) -> 
         json_runs: 100,
         rules: crate::model::insights::BleedRules::default(),
         filters: crate::report::Filters::default(),
+        decoders: std::sync::Arc::default(),
     };
     runtime.block_on(async {
         let demo = Demo::start(config)?;

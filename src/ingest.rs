@@ -1,7 +1,16 @@
-//! Ingestion: turning bytes from files (and later sockets) into events for
+//! Ingestion: bytes from sources (files, followed files, sockets, standard
+//! input) decoded by input formats into normalized events, then folded into
 //! the ledger, counting and locating every line that is rejected.
+//!
+//! - `sources/`: where lines come from; `lines`: splitting them;
+//! - `formats/`: what lines mean (one decoder per source, format detected);
+//! - `parsed`: decoded lines in batches that cross threads; `pipeline`: the
+//!   report's decode thread; `channel`: live sources → aggregator;
+//! - [`Ingestor`] + `dedup`: folding events into the ledger, one count per
+//!   call across sources; `stats`: what happened to every line.
 
 pub mod channel;
+pub mod dedup;
 pub mod formats;
 pub mod lines;
 pub mod parsed;
@@ -10,6 +19,8 @@ pub mod sources;
 pub mod stats;
 
 use crate::model::Ledger;
+use crate::types::event::{EventKind, TelemetryEvent};
+use dedup::{CallRegistry, Settled};
 pub use formats::native::{LineOrigin, ParseError};
 pub use stats::{IngestStats, RejectKind};
 
@@ -37,11 +48,13 @@ impl TimeWindow {
     }
 }
 
-/// Feeds lines from any source into a ledger, keeping statistics.
+/// Folds decoded events from any source into a ledger, keeping statistics
+/// and one count per call ([`CallRegistry`]).
 pub struct Ingestor<'l> {
     pub ledger: &'l mut Ledger,
     pub stats: IngestStats,
     pub window: TimeWindow,
+    pub calls: CallRegistry,
 }
 
 impl<'l> Ingestor<'l> {
@@ -51,64 +64,36 @@ impl<'l> Ingestor<'l> {
             ledger,
             stats: IngestStats::default(),
             window,
+            calls: CallRegistry::default(),
         }
     }
 
-    /// Handles one complete line (newline and CR removed) of source number
-    /// `source` (an index into `stats.sources`).
-    pub fn line(&mut self, source: usize, line_no: u64, bytes: &[u8]) {
-        self.line_at(source, bytes, |stats| {
-            format!("{}:{line_no}", stats.sources[source].name)
-        });
-    }
-
-    /// [`Ingestor::line`] with the location of a rejected line given by
-    /// `location` (sockets say which client: `unix:/x.sock#3:12`).
-    pub fn line_at(
+    /// Folds one event of source number `source` (an index into
+    /// `stats.sources`); `locate` names its line for warnings.
+    pub fn event(
         &mut self,
         source: usize,
-        bytes: &[u8],
-        location: impl FnOnce(&IngestStats) -> String,
+        event: &TelemetryEvent<'_>,
+        locate: impl FnOnce() -> String,
     ) {
-        self.stats.count_line(source);
-        if bytes.trim_ascii().is_empty() {
-            self.stats.count_blank(source);
-            return;
-        }
-        let origin = LineOrigin {
-            source: self.stats.sources[source].origin.as_str(),
-        };
-        match formats::native::parse_line(bytes, origin) {
-            Ok(event) if self.window.contains(event.ts_ms) => {
-                self.ledger.apply(&event);
+        let in_window = self.window.contains(event.ts_ms);
+        let call = event.call.filter(|_| event.kind == EventKind::Hop);
+        let Some(call) = call else {
+            if in_window {
+                self.ledger.apply(event);
                 self.stats.count_event(source);
+            } else {
+                self.stats.count_filtered(source);
             }
-            Ok(_) => self.stats.count_filtered(source),
-            Err(ParseError::InvalidUtf8) => {
-                let location = location(&self.stats);
-                self.stats.reject_at(
-                    source,
-                    location,
-                    RejectKind::InvalidUtf8,
-                    "invalid UTF-8".into(),
-                );
-            }
-            Err(error) => {
-                let location = location(&self.stats);
-                self.stats
-                    .reject_at(source, location, RejectKind::Malformed, error.to_string());
-            }
+            return;
+        };
+        match self.calls.settle(call, event, in_window, self.ledger) {
+            Settled::Counted => self.stats.count_event(source),
+            Settled::Filtered => self.stats.count_filtered(source),
+            Settled::Duplicate => self.stats.count_duplicate(source),
+            Settled::Revised => self.stats.count_revised(source),
+            Settled::Unrevisable => self.stats.count_unrevisable(source, locate()),
         }
-    }
-
-    /// A line longer than the limit was skipped without being buffered.
-    pub fn oversized(&mut self, source: usize, line_no: u64, bytes: u64, limit: usize) {
-        self.stats.count_line(source);
-        self.stats.reject(
-            source,
-            line_no,
-            RejectKind::Oversized,
-            format!("line of {bytes} bytes exceeds --max-line-bytes {limit}"),
-        );
+        self.stats.forgotten_calls = self.calls.forgotten;
     }
 }

@@ -32,10 +32,12 @@ pub mod workload;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 
 use cli::{Cli, Command, GenerateWhat, GroupBy, LiveArgs, ReportArgs};
+use ingest::formats::DecoderConfig;
 use ingest::{IngestStats, Ingestor, TimeWindow};
 use model::insights::BleedRules;
 use model::{Ledger, LedgerConfig, PeriodSpec, PeriodUnit, Snapshot};
@@ -76,6 +78,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// printed as JSON lines. Without sources, the dashboard shows the built-in
 /// sample workload.
 fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
+    for dir in agent_log_dirs(args.claude, args.codex)? {
+        args.follow.push(dir.display().to_string());
+    }
     let demo = if args.follow.is_empty() && args.listen.is_empty() {
         anyhow::ensure!(
             !args.jsonl,
@@ -124,6 +129,10 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
         hops: args.hops,
         json_runs: args.top,
         rules: bleed_rules(args.config.as_deref())?,
+        decoders: Arc::new(DecoderConfig {
+            forced: args.input_format,
+            segment_attribute: args.segment_attribute.clone(),
+        }),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -208,6 +217,87 @@ pub fn dashboard_settings(
     })
 }
 
+/// The directories `--claude` and `--codex` read, from the environment.
+///
+/// # Errors
+/// A flag was given and none of its directories exists.
+pub fn agent_log_dirs(claude: bool, codex: bool) -> anyhow::Result<Vec<PathBuf>> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let mut dirs = Vec::new();
+    if claude {
+        let config = std::env::var("CLAUDE_CONFIG_DIR").ok();
+        let candidates = claude_dirs(config.as_deref(), home.as_deref());
+        let found = existing(&candidates);
+        anyhow::ensure!(
+            !found.is_empty(),
+            "--claude: no Claude Code projects directory (looked in {})",
+            list_paths(&candidates)
+        );
+        dirs.extend(found);
+    }
+    if codex {
+        let codex_home = std::env::var("CODEX_HOME").ok();
+        let candidates = codex_dirs(codex_home.as_deref(), home.as_deref());
+        let found = existing(&candidates);
+        anyhow::ensure!(
+            !found.is_empty(),
+            "--codex: no Codex sessions directory (looked in {})",
+            list_paths(&candidates)
+        );
+        dirs.extend(found);
+    }
+    Ok(dirs)
+}
+
+fn existing(paths: &[PathBuf]) -> Vec<PathBuf> {
+    paths.iter().filter(|p| p.is_dir()).cloned().collect()
+}
+
+fn list_paths(paths: &[PathBuf]) -> String {
+    if paths.is_empty() {
+        return "nowhere: HOME is not set".into();
+    }
+    paths
+        .iter()
+        .map(|p| format!("'{}'", p.display()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `projects` under each `CLAUDE_CONFIG_DIR` entry (comma-separated), else
+/// under `~/.claude` and `~/.config/claude`.
+#[must_use]
+pub fn claude_dirs(config_dir: Option<&str>, home: Option<&Path>) -> Vec<PathBuf> {
+    let roots: Vec<PathBuf> = match config_dir.filter(|c| !c.trim().is_empty()) {
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .collect(),
+        None => home
+            .map(|h| vec![h.join(".claude"), h.join(".config/claude")])
+            .unwrap_or_default(),
+    };
+    roots.into_iter().map(|r| r.join("projects")).collect()
+}
+
+/// `sessions` under each `CODEX_HOME` entry (comma-separated), else
+/// `~/.codex/sessions` (archived copies are left alone: they repeat it).
+#[must_use]
+pub fn codex_dirs(codex_home: Option<&str>, home: Option<&Path>) -> Vec<PathBuf> {
+    let roots: Vec<PathBuf> = match codex_home.filter(|c| !c.trim().is_empty()) {
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .collect(),
+        None => home.map(|h| vec![h.join(".codex")]).unwrap_or_default(),
+    };
+    roots.into_iter().map(|r| r.join("sessions")).collect()
+}
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -290,7 +380,13 @@ pub fn build_report(
         },
         timezone: tz,
     });
-    let files = ingest::sources::files::discover(&args.paths)?;
+    let mut paths = args.paths.clone();
+    paths.extend(agent_log_dirs(args.claude, args.codex)?);
+    let files = ingest::sources::files::discover(&paths)?;
+    let decoders = Arc::new(DecoderConfig {
+        forced: args.input_format,
+        segment_attribute: args.segment_attribute.clone(),
+    });
     // A report never shows the live tail, so it keeps no recent events.
     let mut ledger = Ledger::new(
         prices,
@@ -300,7 +396,13 @@ pub fn build_report(
         },
     );
     let mut ingestor = Ingestor::new(&mut ledger, window);
-    ingest::pipeline::read_files_threads(&files, args.max_line_bytes, &mut ingestor, args.threads)?;
+    ingest::pipeline::read_files_threads(
+        &files,
+        args.max_line_bytes,
+        &decoders,
+        &mut ingestor,
+        args.threads,
+    )?;
     let stats = ingestor.stats;
     let options = ReportOptions {
         format: args.format,

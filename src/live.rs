@@ -25,6 +25,9 @@ use tokio::sync::{mpsc, watch};
 use crate::ingest::channel::{
     CHANNEL_CAPACITY, ClientChange, IngestMsg, LineBatch, SourceKind, SourceRef,
 };
+use crate::ingest::dedup::CallRegistry;
+use crate::ingest::formats::DecoderConfig;
+use crate::ingest::parsed::oversized_reason;
 use crate::ingest::sources::socket::{ListenAddr, ListenConfig, Listener};
 use crate::ingest::sources::tail::{FileEvent, FollowConfig, Follower, StartAt, TailSink, Target};
 use crate::ingest::{IngestStats, Ingestor, RejectKind, TimeWindow};
@@ -32,6 +35,7 @@ use crate::model::insights::BleedRules;
 use crate::model::{Ledger, LedgerConfig, Snapshot};
 use crate::pricing::PriceBook;
 use crate::report::{self, Filters, LiveInfo, ReportFormat, ReportOptions};
+use crate::types::event::Format;
 
 /// Everything live mode needs, resolved from the command line.
 #[derive(Debug, Clone)]
@@ -55,12 +59,16 @@ pub struct LiveSettings {
     /// Bleeding-hop thresholds (`[insights]` in the config file).
     pub rules: BleedRules,
     pub filters: Filters,
+    /// How sources decode their lines (`--input-format`, …).
+    pub decoders: Arc<DecoderConfig>,
 }
 
 /// Owns the ledger: applies what sources send, in order per source.
 pub struct Aggregator {
     ledger: Ledger,
     stats: IngestStats,
+    /// One count per call across sources (`ingest::dedup`).
+    calls: CallRegistry,
     window: TimeWindow,
     max_line_bytes: usize,
     record: Option<io::BufWriter<File>>,
@@ -82,6 +90,7 @@ impl Aggregator {
         Aggregator {
             ledger: Ledger::new(prices, LedgerConfig::default()),
             stats: IngestStats::default(),
+            calls: CallRegistry::default(),
             window,
             max_line_bytes,
             record: record.map(io::BufWriter::new),
@@ -149,16 +158,17 @@ impl Aggregator {
                     record.flush()?;
                 }
                 let index = self.source(&source);
-                let stats = std::mem::take(&mut self.stats);
                 let mut ingestor = Ingestor {
                     ledger: &mut self.ledger,
-                    stats,
+                    stats: std::mem::take(&mut self.stats),
                     window: self.window,
+                    calls: std::mem::take(&mut self.calls),
                 };
                 let applied = lines.apply(index, self.max_line_bytes, &mut ingestor, |line_no| {
                     source.location(line_no)
                 });
                 self.stats = ingestor.stats;
+                self.calls = ingestor.calls;
                 applied?;
             }
             IngestMsg::Oversized {
@@ -167,11 +177,8 @@ impl Aggregator {
                 bytes,
             } => {
                 let index = self.source(&source);
-                let reason = format!(
-                    "line of {bytes} bytes exceeds --max-line-bytes {}",
-                    self.max_line_bytes
-                );
-                self.stats.count_line(index);
+                let reason = oversized_reason(bytes, self.max_line_bytes);
+                self.stats.count_line(index, Format::Native);
                 self.stats.reject_at(
                     index,
                     source.location(line_no),
@@ -228,6 +235,7 @@ impl Aggregator {
 /// Sends what a follower finds to the aggregator, batching lines per file.
 struct ChannelSink {
     tx: mpsc::Sender<IngestMsg>,
+    decoders: Arc<DecoderConfig>,
     sources: Vec<SourceRef>,
     batches: Vec<LineBatch>,
 }
@@ -265,7 +273,8 @@ impl TailSink for ChannelSink {
             client: None,
         });
         let origin = self.sources[self.sources.len() - 1].origin.clone();
-        self.batches.push(LineBatch::new(origin));
+        self.batches
+            .push(LineBatch::new(origin, self.decoders.clone()));
         self.sources.len() - 1
     }
 
@@ -290,6 +299,14 @@ impl TailSink for ChannelSink {
     }
 
     fn file_event(&mut self, source: usize, event: FileEvent) {
+        // What the decoder holds belongs to the file that ended or starts
+        // over: counted now (a new incarnation starts with fresh state).
+        if matches!(
+            event,
+            FileEvent::Rotated | FileEvent::Truncated | FileEvent::Closed { .. }
+        ) {
+            self.batches[source].end_of_source();
+        }
         self.flush(source);
         self.send(IngestMsg::File {
             source: self.sources[source].clone(),
@@ -303,6 +320,7 @@ impl TailSink for ChannelSink {
 fn spawn_follower(
     targets: Vec<Target>,
     config: FollowConfig,
+    decoders: Arc<DecoderConfig>,
     poll_interval: Duration,
     use_notify: bool,
     tx: mpsc::Sender<IngestMsg>,
@@ -356,6 +374,7 @@ fn spawn_follower(
             let mut follower = Follower::new(targets, config);
             let mut sink = ChannelSink {
                 tx,
+                decoders,
                 sources: Vec::new(),
                 batches: Vec::new(),
             };
@@ -467,6 +486,7 @@ impl Sources {
                 max_line_bytes: settings.max_line_bytes,
                 token: settings.listen_token.clone(),
                 max_clients: settings.max_clients,
+                decoders: settings.decoders.clone(),
             };
             sources.listener_tasks.push(tokio::spawn(listener.serve(
                 tx.clone(),
@@ -487,6 +507,7 @@ impl Sources {
             let (handle, warning) = spawn_follower(
                 targets,
                 config,
+                settings.decoders.clone(),
                 settings.poll_interval,
                 !settings.poll,
                 tx.clone(),
@@ -499,6 +520,7 @@ impl Sources {
             sources.threads.push(crate::ingest::sources::stdin::spawn(
                 tx,
                 settings.max_line_bytes,
+                settings.decoders.clone(),
             )?);
         }
         Ok(sources)

@@ -82,6 +82,7 @@ struct JsonReport<'a> {
     by_segment: Vec<JsonSegment<'a>>,
     by_user: Vec<JsonUser<'a>>,
     by_model: Vec<JsonModel<'a>>,
+    by_format: Vec<JsonFormat<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     by_period: Option<Vec<JsonPeriod<'a>>>,
     runs: Vec<JsonRun<'a>>,
@@ -160,6 +161,14 @@ struct JsonModel<'a> {
     provider: Option<&'a str>,
     priced: bool,
     priced_as: Option<&'a str>,
+    #[serde(flatten)]
+    counters: &'a Counters,
+}
+
+/// Where the numbers came from: the input format of the counted calls.
+#[derive(Serialize)]
+struct JsonFormat<'a> {
+    format: &'static str,
     #[serde(flatten)]
     counters: &'a Counters,
 }
@@ -379,6 +388,14 @@ fn json_report<'a>(
         by_segment: json_keyed(&snapshot.by_segment),
         by_user: json_keyed(&snapshot.by_user),
         by_model: snapshot.by_model.iter().map(json_model).collect(),
+        by_format: snapshot
+            .by_format
+            .iter()
+            .map(|(format, counters)| JsonFormat {
+                format: format.name(),
+                counters,
+            })
+            .collect(),
         by_period: options.filters.group_by.as_ref().map(|_| {
             snapshot
                 .periods
@@ -803,6 +820,27 @@ fn render_text(
         "By agent",
         &keyed_table(markdown, "agent", &snapshot.by_agent, t),
     );
+    if snapshot.by_format.len() > 1
+        || snapshot
+            .by_format
+            .first()
+            .is_some_and(|(f, _)| *f != crate::types::Format::Native)
+    {
+        let rows: Vec<KeyedAgg> = snapshot
+            .by_format
+            .iter()
+            .map(|(f, c)| KeyedAgg {
+                name: f.name().into(),
+                counters: *c,
+            })
+            .collect();
+        section(
+            &mut out,
+            markdown,
+            "By input format",
+            &keyed_table(markdown, "format", &rows, t),
+        );
+    }
     if !snapshot.by_segment.is_empty() {
         section(
             &mut out,
@@ -976,6 +1014,24 @@ fn render_ingest(out: &mut String, ingest: &IngestStats, markdown: bool) {
             tokens(ingest.filtered)
         );
     }
+    for (count, what) in [
+        (ingest.ignored, "not model calls"),
+        (ingest.duplicates, "repeats of counted calls"),
+        (ingest.revised, "revisions"),
+        (ingest.unrevisable, "revisions too late to apply"),
+    ] {
+        if count > 0 {
+            let _ = write!(line, ", {} {what}", tokens(count));
+        }
+    }
+    let formats = line_formats(ingest);
+    if formats.len() > 1 || formats.first().is_some_and(|(f, _)| *f != "native") {
+        let listed: Vec<String> = formats
+            .iter()
+            .map(|(f, n)| format!("{f} {}", tokens(*n)))
+            .collect();
+        let _ = write!(line, "; lines by format: {}", listed.join(", "));
+    }
     if markdown {
         let _ = writeln!(out, "\n## Ingest\n\n{line}");
     } else {
@@ -989,11 +1045,25 @@ fn render_ingest(out: &mut String, ingest: &IngestStats, markdown: bool) {
             sanitize(&sample.reason)
         );
     }
-    if ingest.malformed > ingest.malformed_samples.len() as u64 {
+    let noted = ingest.malformed + ingest.unrevisable;
+    if noted > ingest.malformed_samples.len() as u64 {
         let _ = writeln!(
             out,
             "  … and {} more",
-            ingest.malformed - ingest.malformed_samples.len() as u64
+            noted - ingest.malformed_samples.len() as u64
         );
     }
+}
+
+/// Lines per input format over all sources, most first.
+fn line_formats(ingest: &IngestStats) -> Vec<(&'static str, u64)> {
+    let mut total: std::collections::BTreeMap<&'static str, u64> = Default::default();
+    for source in &ingest.sources {
+        for (format, lines) in &source.formats {
+            *total.entry(format).or_default() += lines;
+        }
+    }
+    let mut formats: Vec<(&'static str, u64)> = total.into_iter().collect();
+    formats.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    formats
 }

@@ -7,6 +7,6 @@ pub mod event;
 pub mod money;
 pub mod usage;
 
-pub use event::{EventKind, TelemetryEvent};
+pub use event::{CallId, EventKind, Format, Supersede, TelemetryEvent};
 pub use money::Usd;
 pub use usage::Usage;

@@ -229,8 +229,12 @@ fn a_missing_file_stops_both_paths_at_the_same_place() {
         dir.path().join("gone.jsonl"),
         PathBuf::from(root("tests/fixtures/malformed.jsonl")),
     ];
-    let single = ingest(&files, |f, i| files::read_files(f, 2048, i));
-    let piped = ingest(&files, |f, i| pipeline::read_files(f, 2048, i));
+    let single = ingest(&files, |f, i| {
+        files::read_files(f, 2048, &Default::default(), i)
+    });
+    let piped = ingest(&files, |f, i| {
+        pipeline::read_files(f, 2048, &Default::default(), i)
+    });
     assert!(single.0.contains("gone.jsonl"), "{}", single.0);
     assert_eq!(single, piped);
 }

@@ -259,7 +259,7 @@ fn malformed_lines_are_counted_located_and_never_fatal() {
     assert!(reason_at(5).contains("epoch seconds"));
     assert!(reason_at(6).contains("missing input_tokens"));
     assert!(reason_at(7).contains("unknown type 'heartbeat'"));
-    assert!(reason_at(8).starts_with("invalid JSON"));
+    assert!(reason_at(8).starts_with("native: invalid JSON"));
     assert!(reason_at(9).contains("invalid type"));
     assert!(reason_at(10).contains("invalid value"));
     assert!(reason_at(11).contains("EOF"), "{}", reason_at(11));

@@ -29,7 +29,13 @@ fn published(paths: &[&str]) -> Published {
     let mut ingestor = Ingestor::new(&mut ledger, TimeWindow::default());
     let paths: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
     let files = files::discover(&paths).unwrap();
-    files::read_files(&files, files::DEFAULT_MAX_LINE_BYTES, &mut ingestor).unwrap();
+    files::read_files(
+        &files,
+        files::DEFAULT_MAX_LINE_BYTES,
+        &Default::default(),
+        &mut ingestor,
+    )
+    .unwrap();
     let stats = ingestor.stats;
     let snapshot = ledger.snapshot();
     let insights = Insights::compute(&snapshot, &BleedRules::default(), &PriceBook::embedded());

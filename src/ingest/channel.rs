@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::formats::{Decoder, DecoderConfig};
 use super::parsed::ParsedLines;
 use super::sources::tail::FileEvent;
 
@@ -97,35 +98,43 @@ pub enum ClientChange {
     Rejected { reason: String },
 }
 
-/// Accumulates consecutive lines of one source into a batch, parsing each.
+/// Accumulates consecutive lines of one source into a batch, decoding
+/// each with the source's own [`Decoder`].
 #[derive(Debug)]
 pub struct LineBatch {
     pub first_line: u64,
     pub next_line: u64,
-    /// Names the source in synthetic run ids ([`SourceRef::origin`]).
-    origin: Arc<str>,
+    /// The source's decoder (its origin names the source in synthetic run
+    /// ids, [`SourceRef::origin`]).
+    decoder: Decoder,
     lines: ParsedLines,
 }
 
 impl LineBatch {
     #[must_use]
-    pub fn new(origin: Arc<str>) -> Self {
+    pub fn new(origin: Arc<str>, decoders: Arc<DecoderConfig>) -> Self {
         LineBatch {
             first_line: 1,
             next_line: 1,
-            origin,
+            decoder: Decoder::new(decoders, origin),
             lines: ParsedLines::with_capacity(SMALL_BATCH_CAPACITY),
         }
     }
 
-    /// Adds and parses line `line_no`; a gap in numbering (an oversized line
-    /// was reported in between) must be flushed first by the caller.
+    /// Adds and decodes line `line_no`; a gap in numbering (an oversized
+    /// line was reported in between) must be flushed first by the caller.
     pub fn push(&mut self, line_no: u64, line: &[u8]) {
         if self.lines.is_empty() {
             self.first_line = line_no;
         }
-        self.lines.push_line(line_no, line, &self.origin);
+        self.lines.push_line(&mut self.decoder, line_no, line);
         self.next_line = line_no + 1;
+    }
+
+    /// Adds what the decoder still holds: the source ended, or starts over
+    /// (a truncated or rotated file).
+    pub fn end_of_source(&mut self) {
+        self.lines.flush(&mut self.decoder);
     }
 
     #[must_use]
@@ -167,7 +176,7 @@ mod tests {
 
     #[test]
     fn a_batch_is_full_by_bytes_or_by_lines() {
-        let mut tiny = LineBatch::new("t".into());
+        let mut tiny = LineBatch::new("t".into(), Arc::default());
         for n in 1..BATCH_LINES as u64 {
             tiny.push(n, b"");
             assert!(!tiny.is_full(), "{n} blank lines");
@@ -175,7 +184,7 @@ mod tests {
         tiny.push(BATCH_LINES as u64, b"");
         assert!(tiny.is_full());
 
-        let mut invalid = LineBatch::new("t".into());
+        let mut invalid = LineBatch::new("t".into(), Arc::default());
         let line = [0xff_u8; 1023];
         let mut n = 0;
         while !invalid.is_full() {

@@ -19,10 +19,10 @@
 use std::borrow::Cow;
 
 use super::Ingestor;
-use super::formats::native::{self, LineOrigin, ParseError};
+use super::formats::{Decoder, Emit, Outcome};
 use super::lines::Line;
 use super::stats::RejectKind;
-use crate::types::event::{EventKind, TelemetryEvent};
+use crate::types::event::{CallId, EventKind, Format, TelemetryEvent};
 use crate::types::money::Usd;
 use crate::types::usage::Usage;
 
@@ -64,36 +64,57 @@ impl ParsedLines {
         }
     }
 
-    /// Copies complete line `line_no` (without its newline) in and parses it.
-    pub fn push_line(&mut self, line_no: u64, line: &[u8], origin: &str) {
-        let item = match std::str::from_utf8(line) {
+    /// Copies complete line `line_no` (without its newline) in and decodes
+    /// it with `decoder` (the source's).
+    pub fn push_line(&mut self, decoder: &mut Decoder, line_no: u64, line: &[u8]) {
+        match std::str::from_utf8(line) {
             Ok(valid) => {
                 let start = self.lines.len();
                 self.lines.push_str(valid);
                 self.lines.push('\n');
                 let base = self.lines.as_ptr().addr();
-                let mut relocator = Relocator {
-                    text_start: base,
-                    text_end: base + self.lines.len(),
-                    side: &mut self.side,
-                };
+                let mut emitter = Emitter::new(
+                    Relocator {
+                        text_start: base,
+                        text_end: base + self.lines.len(),
+                        side: &mut self.side,
+                    },
+                    &mut self.items,
+                );
                 let line = &self.lines[start..start + valid.len()];
-                parse_str_item(line, line_no, origin, &mut relocator)
+                let outcome = decoder.decode_str(line, line_no, &mut emitter);
+                emitter.finish_line(line_no, outcome);
             }
             Err(_) => {
                 self.invalid.push((self.lines.len(), line.into()));
                 self.invalid_bytes += line.len() + 1;
                 // Nothing of it is in `lines`: what the event keeps goes to
                 // the side storage.
-                let mut relocator = Relocator {
-                    text_start: 0,
-                    text_end: 0,
-                    side: &mut self.side,
-                };
-                parse_item(Line::Complete(line), line_no, origin, &mut relocator)
+                let mut emitter = Emitter::new(
+                    Relocator {
+                        text_start: 0,
+                        text_end: 0,
+                        side: &mut self.side,
+                    },
+                    &mut self.items,
+                );
+                let outcome = decoder.decode_bytes(line, line_no, &mut emitter);
+                emitter.finish_line(line_no, outcome);
             }
-        };
-        self.items.push(item);
+        }
+    }
+
+    /// Adds what `decoder` still holds (its source ended or restarts).
+    pub fn flush(&mut self, decoder: &mut Decoder) {
+        let mut emitter = Emitter::new(
+            Relocator {
+                text_start: 0,
+                text_end: 0,
+                side: &mut self.side,
+            },
+            &mut self.items,
+        );
+        decoder.flush(&mut emitter);
     }
 
     /// Bytes of the lines pushed with [`ParsedLines::push_line`].
@@ -123,7 +144,7 @@ impl ParsedLines {
         Ok(())
     }
 
-    /// Lines in the batch.
+    /// Lines and events in the batch (a line yields zero or more events).
     #[must_use]
     pub fn len(&self) -> usize {
         self.items.len()
@@ -145,9 +166,9 @@ impl ParsedLines {
         self.filled = 0;
     }
 
-    /// Folds every line into `ingestor` as [`Ingestor::line_at`] would, for
-    /// source number `source`; `locate` names where a rejected line was.
-    /// The batch is left empty, its buffers kept for reuse.
+    /// Folds every line and event into `ingestor` as source number
+    /// `source`; `locate` names where a rejected line was. The batch is left
+    /// empty, its buffers kept for reuse.
     ///
     /// # Errors
     /// A span out of place: a bug, reported rather than trusted.
@@ -181,7 +202,12 @@ impl ParsedLines {
         for item in items.iter_mut() {
             match item {
                 Item::Event(event) => match texts.rebuild(event) {
-                    Some(event) => event_line(ingestor, source, &event),
+                    Some(rebuilt) => {
+                        if event.counts_line {
+                            ingestor.stats.count_line(source, event.format);
+                        }
+                        ingestor.event(source, &rebuilt, || locate(event.line_no));
+                    }
                     None => {
                         result = Err(std::io::Error::new(
                             std::io::ErrorKind::InvalidData,
@@ -189,17 +215,28 @@ impl ParsedLines {
                         ));
                     }
                 },
-                Item::Owned(event) => event_line(ingestor, source, event),
+                Item::Owned(owned) => {
+                    let (line_no, counts_line, event) = &**owned;
+                    if *counts_line {
+                        ingestor.stats.count_line(source, event.format);
+                    }
+                    ingestor.event(source, event, || locate(*line_no));
+                }
                 Item::Blank => {
-                    ingestor.stats.count_line(source);
+                    ingestor.stats.count_line(source, Format::Native);
                     ingestor.stats.count_blank(source);
+                }
+                Item::Ignored(format) => {
+                    ingestor.stats.count_line(source, *format);
+                    ingestor.stats.count_ignored(source);
                 }
                 Item::Rejected {
                     line_no,
+                    format,
                     kind,
                     reason,
                 } => {
-                    ingestor.stats.count_line(source);
+                    ingestor.stats.count_line(source, *format);
                     ingestor.stats.reject_at(
                         source,
                         locate(*line_no),
@@ -208,12 +245,12 @@ impl ParsedLines {
                     );
                 }
                 Item::Oversized { line_no, bytes } => {
-                    ingestor.stats.count_line(source);
+                    ingestor.stats.count_line(source, Format::Native);
                     ingestor.stats.reject_at(
                         source,
                         locate(*line_no),
                         RejectKind::Oversized,
-                        format!("line of {bytes} bytes exceeds --max-line-bytes {max_line_bytes}"),
+                        oversized_reason(*bytes, max_line_bytes),
                     );
                 }
             }
@@ -228,18 +265,104 @@ impl ParsedLines {
     }
 }
 
-/// What [`Ingestor::line`] does with a line that parsed.
-fn event_line(ingestor: &mut Ingestor<'_>, source: usize, event: &TelemetryEvent<'_>) {
-    ingestor.stats.count_line(source);
-    if ingestor.window.contains(event.ts_ms) {
-        ingestor.ledger.apply(event);
-        ingestor.stats.count_event(source);
-    } else {
-        ingestor.stats.count_filtered(source);
+/// Decodes numbered lines of one source with `decoder` and folds them into
+/// `ingestor` as source `source`, a batch at a time, then what the decoder
+/// still holds (tests, benchmarks, tools that have lines in memory).
+pub fn fold_lines<'l>(
+    ingestor: &mut Ingestor<'_>,
+    source: usize,
+    decoder: &mut Decoder,
+    lines: impl IntoIterator<Item = (u64, &'l [u8])>,
+) {
+    let name = ingestor.stats.sources[source].name.clone();
+    let mut batch = ParsedLines::with_capacity(256 * 1024);
+    let fold = |batch: &mut ParsedLines, ingestor: &mut Ingestor<'_>| {
+        // Spans are made by this batch: none can be out of place.
+        let _ = batch.apply(source, usize::MAX, ingestor, |n| format!("{name}:{n}"));
+    };
+    for (line_no, line) in lines {
+        batch.push_line(decoder, line_no, line);
+        if batch.len() >= 2048 {
+            fold(&mut batch, ingestor);
+        }
+    }
+    batch.flush(decoder);
+    fold(&mut batch, ingestor);
+}
+
+/// Why a line over `--max-line-bytes` was skipped (the one wording, for
+/// every source).
+#[must_use]
+pub fn oversized_reason(bytes: u64, max_line_bytes: usize) -> String {
+    format!("line of {bytes} bytes exceeds --max-line-bytes {max_line_bytes}")
+}
+
+/// Fills a batch's items from a decoder: events become spans into the
+/// batch, the line's outcome an item unless an event already counts it.
+pub(super) struct Emitter<'r, 's> {
+    relocator: Relocator<'s>,
+    items: &'r mut Vec<Item>,
+    /// Items before the line being decoded.
+    mark: usize,
+}
+
+impl<'r, 's> Emitter<'r, 's> {
+    pub(super) fn new(relocator: Relocator<'s>, items: &'r mut Vec<Item>) -> Self {
+        let mark = items.len();
+        Emitter {
+            relocator,
+            items,
+            mark,
+        }
+    }
+
+    /// Records how line `line_no` counts, once its events are in.
+    pub(super) fn finish_line(&mut self, line_no: u64, outcome: Outcome) {
+        let first = self.items.get_mut(self.mark);
+        match outcome {
+            Outcome::Events(format) => match first {
+                Some(Item::Event(event)) => event.counts_line = true,
+                Some(Item::Owned(owned)) => owned.1 = true,
+                _ => self.items.push(Item::Ignored(format)),
+            },
+            Outcome::Ignored(format) => self.items.push(Item::Ignored(format)),
+            Outcome::Blank => self.items.push(Item::Blank),
+            Outcome::Rejected {
+                format,
+                kind,
+                reason,
+            } => self.items.push(Item::Rejected {
+                line_no,
+                format,
+                kind,
+                reason,
+            }),
+        }
+        self.mark = self.items.len();
+    }
+
+    /// A line that came out of the splitter: decoded, or skipped as too long.
+    pub(super) fn line(&mut self, decoder: &mut Decoder, line: Line<'_>, line_no: u64) {
+        match line {
+            Line::Complete(bytes) => {
+                let outcome = decoder.decode_bytes(bytes, line_no, self);
+                self.finish_line(line_no, outcome);
+            }
+            Line::Oversized(bytes) => {
+                self.items.push(Item::Oversized { line_no, bytes });
+                self.mark = self.items.len();
+            }
+        }
     }
 }
 
-/// One line, parsed.
+impl Emit for Emitter<'_, '_> {
+    fn event(&mut self, line_no: u64, event: TelemetryEvent<'_>) {
+        self.items.push(self.relocator.relocate(event, line_no));
+    }
+}
+
+/// One event, or how a line without an event of its own counts.
 #[derive(Debug)]
 #[allow(
     clippy::large_enum_variant,
@@ -248,11 +371,13 @@ fn event_line(ingestor: &mut Ingestor<'_>, source: usize, event: &TelemetryEvent
 pub(super) enum Item {
     Event(RelEvent),
     /// An event whose strings did not fit a span (over 2 GiB of side text
-    /// in one batch): owned instead.
-    Owned(Box<TelemetryEvent<'static>>),
+    /// in one batch): owned instead, with its line and whether it counts it.
+    Owned(Box<(u64, bool, TelemetryEvent<'static>)>),
     Blank,
+    Ignored(Format),
     Rejected {
         line_no: u64,
+        format: Format,
         kind: RejectKind,
         reason: String,
     },
@@ -290,6 +415,12 @@ enum RelKind {
 /// A [`TelemetryEvent`] with its strings as spans.
 #[derive(Debug)]
 pub(super) struct RelEvent {
+    /// The line it was decoded from.
+    line_no: u64,
+    /// The first event of its line: counting it counts the line.
+    counts_line: bool,
+    format: Format,
+    call: Option<CallId>,
     kind: RelKind,
     ts_ms: Option<i64>,
     hop: Option<u32>,
@@ -347,7 +478,7 @@ impl Relocator<'_> {
         }
     }
 
-    fn relocate(&mut self, event: TelemetryEvent<'_>) -> Item {
+    fn relocate(&mut self, event: TelemetryEvent<'_>, line_no: u64) -> Item {
         let spans = (|| {
             Some([
                 self.span(&event.run_id)?,
@@ -377,9 +508,13 @@ impl Relocator<'_> {
             ],
         ) = spans
         else {
-            return Item::Owned(Box::new(event.into_owned()));
+            return Item::Owned(Box::new((line_no, false, event.into_owned())));
         };
         Item::Event(RelEvent {
+            line_no,
+            counts_line: false,
+            format: event.format,
+            call: event.call,
             kind: match event.kind {
                 EventKind::Hop => RelKind::Hop,
                 EventKind::RunEnd => RelKind::RunEnd,
@@ -402,54 +537,6 @@ impl Relocator<'_> {
             latency_ms: event.latency_ms,
             estimated: event.estimated,
         })
-    }
-}
-
-/// Parses one line into an item, as [`Ingestor::line`] would judge it.
-pub(super) fn parse_item(
-    line: Line<'_>,
-    line_no: u64,
-    origin: &str,
-    relocator: &mut Relocator<'_>,
-) -> Item {
-    let bytes = match line {
-        Line::Oversized(bytes) => return Item::Oversized { line_no, bytes },
-        Line::Complete(bytes) => bytes,
-    };
-    if bytes.trim_ascii().is_empty() {
-        return Item::Blank;
-    }
-    let parsed = native::parse_line(bytes, LineOrigin { source: origin });
-    item_of(parsed, line_no, relocator)
-}
-
-/// [`parse_item`] for a complete line known to be UTF-8.
-fn parse_str_item(line: &str, line_no: u64, origin: &str, relocator: &mut Relocator<'_>) -> Item {
-    if line.trim_ascii().is_empty() {
-        return Item::Blank;
-    }
-    let parsed = native::parse_str(line, LineOrigin { source: origin });
-    item_of(parsed, line_no, relocator)
-}
-
-/// A parsed line as an item, judged as [`Ingestor::line`] would.
-fn item_of(
-    parsed: Result<TelemetryEvent<'_>, ParseError>,
-    line_no: u64,
-    relocator: &mut Relocator<'_>,
-) -> Item {
-    match parsed {
-        Ok(event) => relocator.relocate(event),
-        Err(ParseError::InvalidUtf8) => Item::Rejected {
-            line_no,
-            kind: RejectKind::InvalidUtf8,
-            reason: "invalid UTF-8".into(),
-        },
-        Err(error) => Item::Rejected {
-            line_no,
-            kind: RejectKind::Malformed,
-            reason: error.to_string(),
-        },
     }
 }
 
@@ -516,36 +603,53 @@ impl<'b> Texts<'b> {
             latency_ms: event.latency_ms,
             status: self.opt(event.status)?,
             estimated: event.estimated,
+            format: event.format,
+            call: event.call,
         })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write as _;
+    use std::sync::Arc;
+
     use super::*;
+    use crate::ingest::formats::DecoderConfig;
     use crate::model::{Ledger, LedgerConfig};
     use crate::pricing::PriceBook;
 
-    fn through_line_at(lines: &[&[u8]]) -> (crate::model::Snapshot, crate::ingest::IngestStats) {
+    /// The report's path: the lines in a file, read in chunks.
+    fn through_file(lines: &[&[u8]]) -> (crate::model::Snapshot, crate::ingest::IngestStats) {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        for line in lines {
+            file.write_all(line).unwrap();
+            file.write_all(b"\n").unwrap();
+        }
         let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default());
         let mut ingestor = Ingestor::new(&mut ledger, crate::ingest::TimeWindow::default());
-        let source = ingestor.stats.add_source("s".into(), "s".into());
-        for (n, line) in (1_u64..).zip(lines) {
-            ingestor.line_at(source, line, |_| format!("s#1:{n}"));
-        }
+        crate::ingest::pipeline::read_files_one_thread(
+            &[file.path().to_path_buf()],
+            1024,
+            &Arc::new(DecoderConfig::default()),
+            &mut ingestor,
+        )
+        .unwrap();
         let stats = ingestor.stats;
         (ledger.snapshot(), stats)
     }
 
+    /// The live path: lines pushed into small batches.
     fn through_batch(lines: &[&[u8]]) -> (crate::model::Snapshot, crate::ingest::IngestStats) {
         let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default());
         let mut ingestor = Ingestor::new(&mut ledger, crate::ingest::TimeWindow::default());
         let source = ingestor.stats.add_source("s".into(), "s".into());
+        let mut decoder = Decoder::plain("s");
         // Small batches, so buffers are reused and reallocated along the way.
         for (chunk_no, chunk) in lines.chunks(3).enumerate() {
             let mut batch = ParsedLines::with_capacity(8);
             for (n, line) in (1_u64..).zip(chunk) {
-                batch.push_line(chunk_no as u64 * 3 + n, line, "s");
+                batch.push_line(&mut decoder, chunk_no as u64 * 3 + n, line);
             }
             assert_eq!(batch.len(), chunk.len());
             // A `--record` file gets back exactly what was pushed, in order.
@@ -569,7 +673,7 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_applies_exactly_what_line_at_would() {
+    fn live_batches_apply_exactly_what_the_report_path_does() {
         let lines: Vec<&[u8]> = vec![
             br#"{"ts":"2026-03-01T10:00:00Z","run_id":"r1","hop":1,"agent":"planner","model":"gpt-4.1","input_tokens":1000,"output_tokens":10,"segment":"a/b","user":"u"}"#,
             br#"{"ts":"2026-03-01T10:00:01Z","run_id":"r1","hop":2,"agent":"wr\u0069ter","model":"gpt-4.1","input_tokens":2000,"output_tokens":20,"cost_usd":0.5}"#,
@@ -585,17 +689,26 @@ mod tests {
             br#"{"type":"budget_exceeded","run_id":"r1","hop":2,"limit_kind":"tokens","limit":100,"tokens":120,"action":"stop"}"#,
             br#"{"ts":"2026-03-01T10:00:02Z","run_id":"r2","agent":"a","model":"mystery-model","input_tokens":7,"output_tokens":7,"trace":"abc"}"#,
         ];
-        let (a, sa) = through_line_at(&lines);
-        let (b, sb) = through_batch(&lines);
+        let (a, mut sa) = through_file(&lines);
+        let (b, mut sb) = through_batch(&lines);
+        // Only the sources' names differ (a temporary file, "s").
+        for stats in [&mut sa, &mut sb] {
+            stats.files = 0;
+            for source in &mut stats.sources {
+                source.name.clear();
+                source.origin.clear();
+            }
+            for sample in &mut stats.malformed_samples {
+                sample.location = sample.location.rsplit(':').next().unwrap().to_owned();
+            }
+        }
         assert_eq!(sa, sb);
         assert_eq!(a.totals, b.totals);
         assert_eq!(a.runs.len(), b.runs.len());
-        for (x, y) in a.runs.iter().zip(&b.runs) {
-            assert_eq!(format!("{x:?}"), format!("{y:?}"));
-        }
         assert_eq!(sb.malformed, 3);
         assert_eq!(sb.invalid_utf8, 2);
         assert!(b.runs.iter().any(|r| &*r.run_id == "r9"));
-        assert_eq!(sb.malformed_samples[0].location, "s#1:5");
+        assert_eq!(sb.malformed_samples[0].location, "5");
+        assert_eq!(sb.lines, 12);
     }
 }

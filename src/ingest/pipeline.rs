@@ -12,12 +12,14 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 
 use super::Ingestor;
+use super::formats::{Decoder, DecoderConfig};
 use super::lines::{Line, LineSplitter};
-use super::parsed::{ParsedLines, Relocator, parse_item};
-use super::sources::files::{self, CHUNK_BYTES, DiscoverError, origin_of};
+use super::parsed::{Emitter, ParsedLines, Relocator};
+use super::sources::files::{CHUNK_BYTES, DiscoverError, origin_of};
 
 /// Parsed batches queued between the stages. Each holds one 1 MiB chunk and
 /// its records (~4,000 lines of the benchmark corpus), so at most this many
@@ -26,16 +28,17 @@ use super::sources::files::{self, CHUNK_BYTES, DiscoverError, origin_of};
 /// queue only costs memory, since the slower stage sets the pace anyway.
 const QUEUE_BATCHES: usize = 4;
 
-/// Reads each file once into the ingestor, using a parse thread when
-/// `threads` allows it: `Some(1)` is [`files::read_files`] on this thread;
-/// `None` pipelines when the machine has more than one core. Both give the
-/// same ingestor state.
+/// Reads each file once into the ingestor, using a decode thread when
+/// `threads` allows it: `Some(1)` is [`read_files_one_thread`]; `None`
+/// pipelines when the machine has more than one core. Both give the same
+/// ingestor state.
 ///
 /// # Errors
-/// As [`files::read_files`].
+/// As [`read_files_one_thread`].
 pub fn read_files_threads(
     files: &[PathBuf],
     max_line_bytes: usize,
+    decoders: &Arc<DecoderConfig>,
     ingestor: &mut Ingestor<'_>,
     threads: Option<NonZeroUsize>,
 ) -> Result<(), DiscoverError> {
@@ -44,20 +47,61 @@ pub fn read_files_threads(
         NonZeroUsize::get,
     );
     if threads > 1 {
-        read_files(files, max_line_bytes, ingestor)
+        read_files(files, max_line_bytes, decoders, ingestor)
     } else {
-        files::read_files(files, max_line_bytes, ingestor)
+        read_files_one_thread(files, max_line_bytes, decoders, ingestor)
     }
 }
 
-/// [`files::read_files`] with reading and parsing on a second thread.
+/// Reads, decodes and folds each file once, on this thread: each file
+/// through its own [`Decoder`], 1 MiB at a time, held events flushed at its
+/// end.
 ///
 /// # Errors
-/// As [`files::read_files`]: a file that cannot be opened or read, named in
-/// the message; everything before it has been ingested.
+/// A file that cannot be opened or read, named in the message; everything
+/// before it has been ingested.
+pub fn read_files_one_thread(
+    files: &[PathBuf],
+    max_line_bytes: usize,
+    decoders: &Arc<DecoderConfig>,
+    ingestor: &mut Ingestor<'_>,
+) -> Result<(), DiscoverError> {
+    let mut batch = new_batch();
+    for path in files {
+        let source = ingestor
+            .stats
+            .add_source(path.display().to_string(), origin_of(path));
+        ingestor.stats.files += 1;
+        let io_error = |source: io::Error| DiscoverError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut file = File::open(path).map_err(io_error)?;
+        let mut apply = |mut full: Batch| -> Result<Batch, Stop> {
+            full.apply(source, max_line_bytes, ingestor, |line_no| {
+                format!("{}:{line_no}", path.display())
+            })
+            .map_err(Stop::Io)?;
+            Ok(full)
+        };
+        let read = produce_file(&mut file, path, max_line_bytes, decoders, batch, &mut apply);
+        batch = match read {
+            Ok(batch) => batch,
+            Err(Stop::Io(error)) => return Err(io_error(error)),
+            Err(Stop::Hung) => new_batch(),
+        };
+    }
+    Ok(())
+}
+
+/// [`read_files_one_thread`] with reading and decoding on a second thread.
+///
+/// # Errors
+/// As [`read_files_one_thread`].
 pub fn read_files(
     files: &[PathBuf],
     max_line_bytes: usize,
+    decoders: &Arc<DecoderConfig>,
     ingestor: &mut Ingestor<'_>,
 ) -> Result<(), DiscoverError> {
     std::thread::scope(|scope| {
@@ -65,7 +109,7 @@ pub fn read_files(
         // Unbounded, but it only ever holds batches stage B has finished,
         // which stage A takes back before allocating new ones.
         let (to_a, from_b) = mpsc::channel();
-        scope.spawn(move || produce(files, max_line_bytes, &to_b, &from_b));
+        scope.spawn(move || produce(files, max_line_bytes, decoders, &to_b, &from_b));
         // `from_a` is dropped when this returns, so stage A stops at its
         // next send if stage B gave up early.
         consume(files, max_line_bytes, ingestor, &from_a, &to_a)
@@ -110,10 +154,11 @@ enum Stop {
     Hung,
 }
 
-/// Stage A: reads, splits and parses every file, sending batches in order.
+/// Stage A: reads, splits and decodes every file, sending batches in order.
 fn produce(
     files: &[PathBuf],
     max_line_bytes: usize,
+    decoders: &Arc<DecoderConfig>,
     to_b: &SyncSender<Msg>,
     recycled: &Receiver<Batch>,
 ) {
@@ -121,11 +166,22 @@ fn produce(
         if to_b.send(Msg::File(index)).is_err() {
             return;
         }
-        let result = File::open(path)
-            .map_err(Stop::Io)
-            .and_then(|mut file| produce_file(&mut file, path, max_line_bytes, to_b, recycled));
+        let mut send = |full: Batch| -> Result<Batch, Stop> {
+            to_b.send(Msg::Batch(full)).map_err(|_| Stop::Hung)?;
+            Ok(reuse(recycled))
+        };
+        let result = File::open(path).map_err(Stop::Io).and_then(|mut file| {
+            produce_file(
+                &mut file,
+                path,
+                max_line_bytes,
+                decoders,
+                reuse(recycled),
+                &mut send,
+            )
+        });
         match result {
-            Ok(()) => {}
+            Ok(_) => {}
             Err(Stop::Io(error)) => {
                 // Stage B returns on this; whether it is still there does
                 // not matter.
@@ -137,20 +193,22 @@ fn produce(
     }
 }
 
-/// One file through [`LineSplitter`] as [`files::for_each_line`] reads it:
-/// lines numbered from 1, an unterminated last line counted at the end, and
-/// on a read error, the lines before it kept and no final line.
+/// One file through [`LineSplitter`] and a [`Decoder`] of its own: lines
+/// numbered from 1, an unterminated last line counted at the end, what the
+/// decoder holds flushed after it, and on a read error, the lines before it
+/// kept and no final line. Each filled batch goes to `deliver`, which
+/// returns an empty one to go on with; the last one is returned.
 fn produce_file(
     reader: &mut impl Read,
     path: &std::path::Path,
     max_line_bytes: usize,
-    to_b: &SyncSender<Msg>,
-    recycled: &Receiver<Batch>,
-) -> Result<(), Stop> {
-    let origin = origin_of(path);
+    decoders: &Arc<DecoderConfig>,
+    mut batch: Batch,
+    deliver: &mut dyn FnMut(Batch) -> Result<Batch, Stop>,
+) -> Result<Batch, Stop> {
+    let mut decoder = Decoder::new(decoders.clone(), Arc::from(origin_of(path)));
     let mut splitter = LineSplitter::new(max_line_bytes);
     let mut line_no = 0_u64;
-    let mut batch = reuse(recycled);
     loop {
         let read = match reader.read(&mut batch.text) {
             Ok(n) => n,
@@ -162,26 +220,29 @@ fn produce_file(
             text, side, items, ..
         } = &mut batch;
         let bytes = &text[..read];
-        let mut relocator = Relocator {
-            text_start: bytes.as_ptr().addr(),
-            text_end: bytes.as_ptr().addr() + bytes.len(),
-            side,
-        };
+        let mut emitter = Emitter::new(
+            Relocator {
+                text_start: bytes.as_ptr().addr(),
+                text_end: bytes.as_ptr().addr() + bytes.len(),
+                side,
+            },
+            items,
+        );
         let mut push = |line: Line<'_>| {
             line_no += 1;
-            items.push(parse_item(line, line_no, &origin, &mut relocator));
+            emitter.line(&mut decoder, line, line_no);
         };
         if read == 0 {
             splitter.finish(&mut push);
+            decoder.flush(&mut emitter);
         } else {
             splitter.feed(bytes, &mut push);
         }
         if !batch.items.is_empty() {
-            to_b.send(Msg::Batch(batch)).map_err(|_| Stop::Hung)?;
-            batch = reuse(recycled);
+            batch = deliver(batch)?;
         }
         if read == 0 {
-            return Ok(());
+            return Ok(batch);
         }
     }
 }

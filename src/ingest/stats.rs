@@ -1,6 +1,10 @@
 //! Ingest statistics, per source and in total.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
+
+use crate::types::event::Format;
 
 /// How many rejected lines are kept with their location and reason.
 pub const MAX_REJECT_SAMPLES: usize = 20;
@@ -11,6 +15,8 @@ pub enum RejectKind {
     Malformed,
     InvalidUtf8,
     Oversized,
+    /// Not a rejected line: a report of a call that could not be applied.
+    Unrevisable,
 }
 
 /// A rejected line: where it is and why.
@@ -30,8 +36,18 @@ pub struct SourceStats {
     #[serde(skip)]
     pub origin: String,
     pub lines: u64,
+    /// Lines per input format (blank and oversized lines count as native).
+    pub formats: BTreeMap<&'static str, u64>,
     pub events: u64,
     pub blank: u64,
+    /// Valid lines that are not model calls of their own.
+    pub ignored: u64,
+    /// Reports of a call already counted that change nothing.
+    pub duplicates: u64,
+    /// Reports that replaced (or took back) the count of a call.
+    pub revised: u64,
+    /// Reports that should have replaced a count kept too long ago.
+    pub unrevisable: u64,
     /// Outside `--since`/`--until`.
     pub filtered: u64,
     /// Every rejected line: invalid JSON or schema, invalid UTF-8, oversized.
@@ -92,6 +108,12 @@ pub struct IngestStats {
     pub lines: u64,
     pub events: u64,
     pub blank: u64,
+    pub ignored: u64,
+    pub duplicates: u64,
+    pub revised: u64,
+    pub unrevisable: u64,
+    /// Calls the deduplication registry forgot (`ingest::dedup` bounds).
+    pub forgotten_calls: u64,
     pub filtered: u64,
     pub malformed: u64,
     pub invalid_utf8: u64,
@@ -130,9 +152,52 @@ impl IngestStats {
         self.sources.len() - 1
     }
 
-    pub(crate) fn count_line(&mut self, source: usize) {
+    pub(crate) fn count_line(&mut self, source: usize, format: Format) {
         self.lines += 1;
-        self.sources[source].lines += 1;
+        let stats = &mut self.sources[source];
+        stats.lines += 1;
+        *stats.formats.entry(format.name()).or_default() += 1;
+    }
+
+    pub(crate) fn count_ignored(&mut self, source: usize) {
+        self.ignored += 1;
+        self.sources[source].ignored += 1;
+    }
+
+    pub(crate) fn count_duplicate(&mut self, source: usize) {
+        self.duplicates += 1;
+        self.sources[source].duplicates += 1;
+    }
+
+    pub(crate) fn count_revised(&mut self, source: usize) {
+        self.revised += 1;
+        self.sources[source].revised += 1;
+    }
+
+    /// A report that could not replace its call's earlier count: kept among
+    /// the samples, so that it is never silent.
+    pub(crate) fn count_unrevisable(&mut self, source: usize, location: String) {
+        self.unrevisable += 1;
+        self.sources[source].unrevisable += 1;
+        if self.malformed_samples.len() < MAX_REJECT_SAMPLES {
+            self.malformed_samples.push(Rejected {
+                location,
+                kind: RejectKind::Unrevisable,
+                reason: "a later report of this call has larger usage, but its first count is too old to replace (see ingest::dedup)".into(),
+            });
+        }
+    }
+
+    /// The formats of a source's lines, most lines first (`claude-code`).
+    #[must_use]
+    pub fn formats_of(&self, source: usize) -> Vec<&'static str> {
+        let mut formats: Vec<(&'static str, u64)> = self.sources[source]
+            .formats
+            .iter()
+            .map(|(f, n)| (*f, *n))
+            .collect();
+        formats.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        formats.into_iter().map(|(f, _)| f).collect()
     }
 
     pub(crate) fn count_blank(&mut self, source: usize) {
@@ -148,12 +213,6 @@ impl IngestStats {
     pub(crate) fn count_filtered(&mut self, source: usize) {
         self.filtered += 1;
         self.sources[source].filtered += 1;
-    }
-
-    /// Records a rejected line at `location` (`path:line`, or `unix:…#client:line`).
-    pub(crate) fn reject(&mut self, source: usize, line_no: u64, kind: RejectKind, reason: String) {
-        let location = format!("{}:{line_no}", self.sources[source].name);
-        self.reject_at(source, location, kind, reason);
     }
 
     pub(crate) fn reject_at(
@@ -175,7 +234,7 @@ impl IngestStats {
                 stats.oversized += 1;
                 self.oversized += 1;
             }
-            RejectKind::Malformed => {}
+            RejectKind::Malformed | RejectKind::Unrevisable => {}
         }
         if self.malformed_samples.len() < MAX_REJECT_SAMPLES {
             self.malformed_samples.push(Rejected {

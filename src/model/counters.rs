@@ -147,6 +147,30 @@ impl Counters {
         self.long_context_events += other.long_context_events;
     }
 
+    /// Takes back what [`Counters::merge`] added (a call reported again
+    /// with other numbers, or counted elsewhere). Never below zero.
+    pub fn unmerge(&mut self, other: &Counters) {
+        let sub = |a: &mut u64, b: u64| *a = a.saturating_sub(b);
+        sub(&mut self.events, other.events);
+        sub(&mut self.input_tokens, other.input_tokens);
+        sub(&mut self.uncached_input_tokens, other.uncached_input_tokens);
+        sub(&mut self.cache_read_tokens, other.cache_read_tokens);
+        sub(&mut self.cache_write_tokens, other.cache_write_tokens);
+        sub(&mut self.cache_write_1h_tokens, other.cache_write_1h_tokens);
+        sub(&mut self.output_tokens, other.output_tokens);
+        sub(&mut self.reasoning_tokens, other.reasoning_tokens);
+        sub(&mut self.total_tokens, other.total_tokens);
+        self.cost -= other.cost;
+        self.computed_cost -= other.computed_cost;
+        self.reported_cost -= other.reported_cost;
+        sub(&mut self.reported_events, other.reported_events);
+        sub(&mut self.computed_events, other.computed_events);
+        sub(&mut self.estimated_events, other.estimated_events);
+        sub(&mut self.unpriced_events, other.unpriced_events);
+        sub(&mut self.unpriced_tokens, other.unpriced_tokens);
+        sub(&mut self.long_context_events, other.long_context_events);
+    }
+
     /// Share of input served from cache, 0–1.
     #[must_use]
     #[allow(clippy::cast_precision_loss)]

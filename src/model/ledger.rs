@@ -13,7 +13,7 @@ use hashbrown::{DefaultHashBuilder, HashSet, HashTable};
 use super::counters::{Costing, Counters, Provenance};
 use super::snapshot::Snapshot;
 use crate::pricing::{PriceBook, PriceRef};
-use crate::types::event::{EventKind, TelemetryEvent, infer_provider};
+use crate::types::event::{EventKind, Format, TelemetryEvent, infer_provider};
 use crate::types::money::Usd;
 use crate::types::usage::Usage;
 
@@ -217,6 +217,29 @@ impl HopTally {
     }
 }
 
+impl HopTally {
+    fn remove(&mut self, usage: &Usage, costing: &Costing) {
+        let sub = |a: &mut u32, b: bool| *a = a.saturating_sub(u32::from(b));
+        if costing.effective.is_none() {
+            sub(&mut self.unpriced_calls, true);
+            self.unpriced_tokens = self.unpriced_tokens.saturating_sub(usage.total());
+        }
+        if let Some(cost) = costing.computed {
+            self.computed_cost -= cost;
+            sub(&mut self.computed_calls, true);
+        }
+        if let Some(cost) = costing.reported {
+            self.reported_cost -= cost;
+            sub(&mut self.reported_calls, true);
+        }
+        sub(
+            &mut self.estimated_calls,
+            costing.provenance == Provenance::Estimated,
+        );
+        sub(&mut self.long_context_calls, costing.long_context);
+    }
+}
+
 /// A call priced from the table alone: its hop needs no [`HopTally`].
 fn simply_computed(costing: &Costing) -> bool {
     costing.reported.is_none()
@@ -357,6 +380,31 @@ impl HopAgg {
             costing.provenance
         } else {
             self.provenance.max(costing.provenance)
+        };
+    }
+
+    /// Takes one call back (see [`Ledger::retract`]).
+    fn remove(&mut self, usage: &Usage, costing: &Costing) {
+        self.calls = self.calls.saturating_sub(1);
+        sub_usage(&mut self.usage, usage);
+        if let Some(cost) = costing.effective {
+            self.cost -= cost;
+        }
+        // Without a tally every call was simply computed: cost and calls say it all.
+        self.provenance = match &mut self.tally {
+            None => Provenance::Computed,
+            Some(tally) => {
+                tally.remove(usage, costing);
+                if tally.unpriced_calls > 0 {
+                    Provenance::Unpriced
+                } else if tally.estimated_calls > 0 {
+                    Provenance::Estimated
+                } else if self.calls > tally.reported_calls {
+                    Provenance::Computed
+                } else {
+                    Provenance::Reported
+                }
+            }
         };
     }
 
@@ -561,10 +609,19 @@ impl<V: Named> Table<V> {
         position
     }
 
-    /// The row of `name`, created by `make` when new.
-    fn slot(&mut self, name: &str, make: impl FnOnce(Arc<str>) -> V) -> &mut V {
-        let position = self.locate(name, make);
-        &mut self.rows[position]
+    /// The position of `name`, if it has a row.
+    fn find(&self, name: &str) -> Option<usize> {
+        if self
+            .rows
+            .get(self.last)
+            .is_some_and(|row| same(row.name(), name))
+        {
+            return Some(self.last);
+        }
+        let hash = self.hasher.hash_one(name);
+        self.index
+            .find(hash, |&(h, i)| h == hash && same(self.rows[i].name(), name))
+            .map(|&(_, i)| i)
     }
 }
 
@@ -667,7 +724,41 @@ pub struct Ledger {
     pub(crate) run_ends: u64,
     pub(crate) first_ts_ms: Option<i64>,
     pub(crate) last_ts_ms: Option<i64>,
+    /// Per input format, indexed by [`Format::index`].
+    pub(crate) by_format: [Counters; Format::ALL.len()],
+    /// Runs whose every call was taken back (`run_rank` holds [`VACANT`]
+    /// for them): left out of snapshots.
+    pub(crate) vacant_runs: usize,
     idents: Idents,
+}
+
+/// `run_rank` of a run whose calls were all taken back.
+pub(crate) const VACANT: (Usd, u64) = (Usd::from_picos(i128::MIN), 0);
+
+/// What one call added to the ledger: enough to take it back exactly
+/// ([`Ledger::retract`], [`Ledger::replace`]), with the cost it was given
+/// whatever the prices are by then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    usage: Usage,
+    costing: Costing,
+    ts_ms: Option<i64>,
+    run_ix: u32,
+    hop: u32,
+    agent_ix: u32,
+    model_ix: u32,
+    /// `u32::MAX` when the call had none.
+    segment_ix: u32,
+    user_ix: u32,
+    format: Format,
+}
+
+const NO_ROW: u32 = u32::MAX;
+
+/// A table position as stored in a [`Receipt`] (tables hold far fewer than
+/// 2³² rows: every row is a distinct name read from the input).
+fn row_u32(position: usize) -> u32 {
+    u32::try_from(position).unwrap_or(NO_ROW)
 }
 
 /// Minutes kept open outside the map: events of concurrent runs interleave
@@ -715,6 +806,8 @@ impl Ledger {
             run_ends: 0,
             first_ts_ms: None,
             last_ts_ms: None,
+            by_format: [Counters::default(); Format::ALL.len()],
+            vacant_runs: 0,
             idents: Idents::default(),
         }
     }
@@ -746,7 +839,9 @@ impl Ledger {
             self.last_ts_ms = Some(self.last_ts_ms.map_or(ts, |t| t.max(ts)));
         }
         match &event.kind {
-            EventKind::Hop => self.apply_hop(event),
+            EventKind::Hop => {
+                self.apply_hop(event, None);
+            }
             EventKind::BudgetExceeded {
                 limit_kind,
                 limit,
@@ -812,10 +907,120 @@ impl Ledger {
     fn run_mut(&mut self, run_id: &str) -> &mut RunAgg {
         let run_ix = self.runs.locate(run_id, new_run);
         self.run_rank.resize(self.runs.rows.len(), (Usd::ZERO, 0));
+        if self.run_rank[run_ix] == VACANT {
+            self.run_rank[run_ix] = (Usd::ZERO, 0);
+            self.vacant_runs -= 1;
+        }
         Arc::make_mut(&mut self.runs.rows[run_ix])
     }
 
-    fn apply_hop(&mut self, event: &TelemetryEvent<'_>) {
+    /// Folds one event in; for a model call, returns what it added so that
+    /// it can be taken back when the call is reported again.
+    pub fn apply_call(&mut self, event: &TelemetryEvent<'_>) -> Option<Receipt> {
+        if event.kind != EventKind::Hop {
+            self.apply(event);
+            return None;
+        }
+        if let Some(ts) = event.ts_ms {
+            self.first_ts_ms = Some(self.first_ts_ms.map_or(ts, |t| t.min(ts)));
+            self.last_ts_ms = Some(self.last_ts_ms.map_or(ts, |t| t.max(ts)));
+        }
+        Some(self.apply_hop(event, None))
+    }
+
+    /// Takes back everything one call added (its run keeps its place in the
+    /// tables; a hop left without calls is removed, a run left with nothing
+    /// is no longer listed).
+    pub fn retract(&mut self, receipt: &Receipt) {
+        self.take_back(receipt);
+        self.drop_if_empty(receipt.run_ix as usize, receipt.hop);
+    }
+
+    /// Replaces a call counted earlier with a new report of it: the new
+    /// numbers, labels or run. A report without a position that stays in
+    /// the same run keeps the call's position.
+    pub fn replace(&mut self, old: &Receipt, event: &TelemetryEvent<'_>) -> Receipt {
+        self.take_back(old);
+        let same_run = self.runs.find(&event.run_id) == Some(old.run_ix as usize);
+        let at = (event.hop.is_none() && same_run).then_some(old.hop);
+        if let Some(ts) = event.ts_ms {
+            self.first_ts_ms = Some(self.first_ts_ms.map_or(ts, |t| t.min(ts)));
+            self.last_ts_ms = Some(self.last_ts_ms.map_or(ts, |t| t.max(ts)));
+        }
+        let receipt = self.apply_hop(event, at);
+        self.drop_if_empty(old.run_ix as usize, old.hop);
+        receipt
+    }
+
+    /// Subtracts a receipt from every aggregate it was added to.
+    fn take_back(&mut self, r: &Receipt) {
+        let one = delta(&r.usage, &r.costing);
+        self.totals.unmerge(&one);
+        self.by_format[r.format.index()].unmerge(&one);
+        if let Some(model) = self.models.rows.get_mut(r.model_ix as usize) {
+            model.counters.unmerge(&one);
+        }
+        if let Some(agent) = self.agents.rows.get_mut(r.agent_ix as usize) {
+            agent.counters.unmerge(&one);
+        }
+        if let Some(segment) = self.segments.rows.get_mut(r.segment_ix as usize) {
+            segment.counters.unmerge(&one);
+        }
+        if let Some(user) = self.users.rows.get_mut(r.user_ix as usize) {
+            user.counters.unmerge(&one);
+        }
+        if let Some(ts) = r.ts_ms {
+            let at = ts.div_euclid(60_000);
+            if let Some((_, counters)) = self.open_minutes.iter_mut().find(|(m, _)| *m == at) {
+                counters.unmerge(&one);
+            } else if let Some(counters) = self.minutes.get_mut(&at) {
+                counters.unmerge(&one);
+            }
+            if let Some(start) = self.config.period.and_then(|p| p.start_of(ts))
+                && let Some(counters) = self.periods.get_mut(&start)
+            {
+                counters.unmerge(&one);
+            }
+        }
+        let run_ix = r.run_ix as usize;
+        let Some(run) = self.runs.rows.get_mut(run_ix) else {
+            return;
+        };
+        let run = Arc::make_mut(run);
+        run.counters.unmerge(&one);
+        if let Ok(i) = run.hops.binary_search_by_key(&r.hop, |h| h.hop) {
+            run.hops[i].remove(&r.usage, &r.costing);
+        }
+        self.run_rank[run_ix] = (run.counters.cost, run.counters.total_tokens);
+    }
+
+    /// Removes hop `hop` of run `run_ix` if no call is left in it, and
+    /// stops listing the run if nothing is left in it.
+    fn drop_if_empty(&mut self, run_ix: usize, hop: u32) {
+        let Some(run) = self.runs.rows.get_mut(run_ix) else {
+            return;
+        };
+        let empty_hop = run
+            .hops
+            .binary_search_by_key(&hop, |h| h.hop)
+            .ok()
+            .filter(|&i| run.hops[i].calls == 0);
+        if let Some(i) = empty_hop {
+            Arc::make_mut(run).hops.remove(i);
+        }
+        let vacant = run.hops.is_empty()
+            && run.counters.events == 0
+            && run.budget_hits.is_empty()
+            && run.ended.is_none();
+        if vacant && self.run_rank[run_ix] != VACANT {
+            self.run_rank[run_ix] = VACANT;
+            self.vacant_runs += 1;
+        }
+    }
+
+    /// Folds a model call in, at position `at` when the event has none of
+    /// its own and one is given.
+    fn apply_hop(&mut self, event: &TelemetryEvent<'_>, at: Option<u32>) -> Receipt {
         // Disjoint borrows of the tables, so rows can be held side by side.
         let Ledger {
             prices,
@@ -831,6 +1036,8 @@ impl Ledger {
             open_minutes,
             periods,
             idents,
+            by_format,
+            vacant_runs,
             ..
         } = self;
         let usage = &event.usage;
@@ -860,16 +1067,23 @@ impl Ledger {
         let one = delta(usage, &costing);
         model.counters.merge(&one);
         totals.merge(&one);
+        by_format[event.format.index()].merge(&one);
 
         let agent_ix = agents.locate(&event.agent, keyed);
         agents.rows[agent_ix].counters.merge(&one);
+        let mut segment_ix = NO_ROW;
         let segment = event.segment.as_deref().map(|s| {
-            let row = segments.slot(s, keyed);
+            let position = segments.locate(s, keyed);
+            segment_ix = row_u32(position);
+            let row = &mut segments.rows[position];
             row.counters.merge(&one);
             &row.name
         });
+        let mut user_ix = NO_ROW;
         let user = event.user.as_deref().map(|u| {
-            let row = users.slot(u, keyed);
+            let position = users.locate(u, keyed);
+            user_ix = row_u32(position);
+            let row = &mut users.rows[position];
             row.counters.merge(&one);
             &row.name
         });
@@ -894,6 +1108,9 @@ impl Ledger {
 
         let run_ix = runs.locate(&event.run_id, new_run);
         run_rank.resize(runs.rows.len(), (Usd::ZERO, 0));
+        if run_rank[run_ix] == VACANT {
+            *vacant_runs -= 1;
+        }
         let run = Arc::make_mut(&mut runs.rows[run_ix]);
         touch_run_time(run, event.ts_ms);
         run.counters.merge(&one);
@@ -915,7 +1132,7 @@ impl Ledger {
 
         let model = &models.rows[model_ix];
         let labels = LabelsRef::of(event);
-        let index = match run.find_hop(event.hop) {
+        let index = match run.find_hop(event.hop.or(at)) {
             Ok(index) => {
                 let hop = &mut run.hops[index];
                 // A later call's labels replace the hop's when it has any;
@@ -976,6 +1193,18 @@ impl Ledger {
             hop.latency_ms = Some(hop.latency_ms.unwrap_or(0).saturating_add(latency));
         }
         hop.add(usage, &costing);
+        let receipt = Receipt {
+            usage: *usage,
+            costing,
+            ts_ms: event.ts_ms,
+            run_ix: row_u32(run_ix),
+            hop: hop.hop,
+            agent_ix: row_u32(agent_ix),
+            model_ix: row_u32(model_ix),
+            segment_ix,
+            user_ix,
+            format: event.format,
+        };
         if config.recent_capacity > 0 {
             let recent = RecentEvent {
                 ts_ms: event.ts_ms,
@@ -990,6 +1219,7 @@ impl Ledger {
             };
             self.push(recent);
         }
+        receipt
     }
 
     fn push(&mut self, recent: RecentEvent) {
@@ -1051,6 +1281,15 @@ fn touch_run_time(run: &mut RunAgg, ts: Option<i64>) {
         run.first_ts_ms = Some(run.first_ts_ms.map_or(ts, |t| t.min(ts)));
         run.last_ts_ms = Some(run.last_ts_ms.map_or(ts, |t| t.max(ts)));
     }
+}
+
+fn sub_usage(from: &mut Usage, usage: &Usage) {
+    from.input_uncached = from.input_uncached.saturating_sub(usage.input_uncached);
+    from.cache_read = from.cache_read.saturating_sub(usage.cache_read);
+    from.cache_write_5m = from.cache_write_5m.saturating_sub(usage.cache_write_5m);
+    from.cache_write_1h = from.cache_write_1h.saturating_sub(usage.cache_write_1h);
+    from.output = from.output.saturating_sub(usage.output);
+    from.reasoning = from.reasoning.saturating_sub(usage.reasoning);
 }
 
 fn add_usage(into: &mut Usage, usage: &Usage) {

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use super::counters::Counters;
-use super::ledger::{KeyedAgg, Ledger, ModelAgg, RecentEvent, RunAgg};
+use super::ledger::{KeyedAgg, Ledger, ModelAgg, RecentEvent, RunAgg, VACANT};
+use crate::types::event::Format;
 use crate::types::money::Usd;
 
 /// Aggregate rows sorted by cost (highest first), then name.
@@ -19,6 +20,9 @@ pub struct Snapshot {
     pub by_segment: Vec<KeyedAgg>,
     pub by_user: Vec<KeyedAgg>,
     pub by_model: Vec<ModelAgg>,
+    /// Input formats the counted calls were decoded from, in
+    /// [`Format::ALL`] order (formats without calls left out).
+    pub by_format: Vec<(Format, Counters)>,
     /// Highest cost first, then run id (only the first N when the snapshot
     /// was taken with a limit: see `runs_total`).
     pub runs: Vec<Arc<RunAgg>>,
@@ -55,8 +59,14 @@ impl Snapshot {
     /// tens of thousands of minutes, copied for nothing when only printed
     /// totals are wanted).
     pub(crate) fn from_ledger<'a>(ledger: &'a Ledger, run_limit: usize, per_minute: bool) -> Self {
+        // Rows whose calls were all taken back (a call re-attributed) are
+        // left out, like vacant runs.
         let keyed = |rows: &[KeyedAgg]| {
-            let mut rows = rows.to_vec();
+            let mut rows: Vec<KeyedAgg> = rows
+                .iter()
+                .filter(|r| r.counters.events > 0)
+                .cloned()
+                .collect();
             by_cost_then_name(&mut rows, |r| (&r.counters, &r.name));
             rows
         };
@@ -105,6 +115,7 @@ impl Snapshot {
         order.sort_unstable();
         let runs: Vec<Arc<RunAgg>> = order
             .iter()
+            .filter(|&&(_, _, i)| ledger.run_rank[i] != VACANT)
             .map(|&(_, _, i)| ledger.runs.rows[i].clone())
             .collect();
         let periods = match ledger.config().period {
@@ -141,8 +152,13 @@ impl Snapshot {
             by_segment: keyed(&ledger.segments.rows),
             by_user: keyed(&ledger.users.rows),
             by_model,
+            by_format: Format::ALL
+                .into_iter()
+                .zip(ledger.by_format)
+                .filter(|(_, c)| c.events > 0)
+                .collect(),
             runs,
-            runs_total: ledger.runs.rows.len(),
+            runs_total: ledger.runs.rows.len() - ledger.vacant_runs,
             per_minute,
             periods,
             recent: ledger.recent.iter().cloned().collect(),

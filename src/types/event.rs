@@ -24,6 +24,119 @@ pub enum EventKind {
     RunEnd,
 }
 
+/// The input format a record was decoded from (`--input-format` names).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Format {
+    /// tokwatch's own schema (`docs/schema.md`).
+    #[default]
+    Native,
+    /// OpenAI Chat Completions and Responses objects, stream chunks and events.
+    OpenAi,
+    /// Anthropic Messages responses and stream events.
+    Anthropic,
+    /// Google Gemini `generateContent` responses.
+    Gemini,
+    /// Claude Code transcripts (`~/.claude/projects/**.jsonl`).
+    ClaudeCode,
+    /// OpenAI Codex CLI session logs (`~/.codex/sessions/**.jsonl`).
+    Codex,
+    /// OpenTelemetry GenAI spans as OTLP/JSON, one export request per line.
+    Otlp,
+    /// LiteLLM `StandardLoggingPayload` lines and spend-log rows.
+    LiteLlm,
+}
+
+impl Format {
+    /// Every format, in the order detection and reports list them.
+    pub const ALL: [Format; 8] = [
+        Format::Native,
+        Format::OpenAi,
+        Format::Anthropic,
+        Format::Gemini,
+        Format::ClaudeCode,
+        Format::Codex,
+        Format::Otlp,
+        Format::LiteLlm,
+    ];
+
+    /// The name used on the command line and in reports.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Format::Native => "native",
+            Format::OpenAi => "openai",
+            Format::Anthropic => "anthropic",
+            Format::Gemini => "gemini",
+            Format::ClaudeCode => "claude-code",
+            Format::Codex => "codex",
+            Format::Otlp => "otlp",
+            Format::LiteLlm => "litellm",
+        }
+    }
+
+    /// Position in [`Format::ALL`], for per-format tables.
+    #[must_use]
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let wanted = text.trim().to_ascii_lowercase().replace('_', "-");
+        Format::ALL
+            .into_iter()
+            .find(|f| f.name() == wanted || (wanted == "claude" && *f == Format::ClaudeCode))
+            .ok_or_else(|| {
+                let names: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
+                format!(
+                    "'{text}' is not an input format (one of {})",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// Which report of a call supersedes another report of the same call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Supersede {
+    /// Reports of one call keep the one with the largest total usage
+    /// (streamed content blocks, cumulative stream chunks, repeated copies).
+    #[default]
+    Largest,
+    /// The latest report replaces the earlier one whatever its size (a span
+    /// re-attributed once its parent arrived, an exact recount).
+    Latest,
+    /// The call is taken back: counted elsewhere (an `invoke_agent` span's
+    /// usage once its own model calls arrive).
+    Retract,
+}
+
+/// The identity of one model call, for formats that may report a call more
+/// than once (`ingest::dedup` keeps one count per call, across sources).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CallId {
+    /// Hash of the format and the call's own id (message id, response id,
+    /// span id): never 0.
+    pub key: u64,
+    /// Hash of an attempt id (a request id), 0 when there is none. Reports
+    /// of one key with different attempts are distinct calls, unless one of
+    /// them is a replay.
+    pub attempt: u64,
+    /// A copy of a call made elsewhere (a Claude Code sidechain replaying its
+    /// parent's message): it never displaces the original.
+    pub replay: bool,
+    pub rule: Supersede,
+}
+
 /// One normalized record. Strings borrow from the input line where they can,
 /// so the one-shot report path does not allocate per field; `into_owned`
 /// detaches an event to cross a channel.
@@ -50,6 +163,10 @@ pub struct TelemetryEvent<'a> {
     pub status: Option<Cow<'a, str>>,
     /// Token counts were estimated from prompt/completion text.
     pub estimated: bool,
+    /// The format the record was decoded from.
+    pub format: Format,
+    /// Set when the format may report this call again (see [`CallId`]).
+    pub call: Option<CallId>,
 }
 
 /// Placeholder for a missing agent or model name.
@@ -85,6 +202,8 @@ impl TelemetryEvent<'_> {
             latency_ms: self.latency_ms,
             status: own_opt(self.status),
             estimated: self.estimated,
+            format: self.format,
+            call: self.call,
         }
     }
 }

@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::iter::Sum;
-use std::ops::{Add, AddAssign};
+use std::ops::{Add, AddAssign, Sub, SubAssign};
 
 use serde::{Serialize, Serializer};
 
@@ -200,6 +200,19 @@ impl Add for Usd {
 impl AddAssign for Usd {
     fn add_assign(&mut self, rhs: Usd) {
         self.0 = self.0.saturating_add(rhs.0);
+    }
+}
+
+impl Sub for Usd {
+    type Output = Usd;
+    fn sub(self, rhs: Usd) -> Usd {
+        Usd(self.0.saturating_sub(rhs.0))
+    }
+}
+
+impl SubAssign for Usd {
+    fn sub_assign(&mut self, rhs: Usd) {
+        self.0 = self.0.saturating_sub(rhs.0);
     }
 }
 

@@ -427,6 +427,8 @@ mod tests {
             latency_ms: None,
             status: None,
             estimated: false,
+            format: crate::types::Format::Native,
+            call: None,
         });
         ledger.snapshot()
     }

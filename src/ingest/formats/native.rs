@@ -10,7 +10,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
-use crate::types::event::{EventKind, TelemetryEvent, UNKNOWN};
+use crate::types::event::{EventKind, Format, TelemetryEvent, UNKNOWN};
 use crate::types::money::Usd;
 use crate::types::usage::Usage;
 
@@ -291,6 +291,8 @@ fn normalize<'a>(
         latency_ms: raw.latency_ms,
         status: non_empty(raw.status.take()),
         estimated,
+        format: Format::Native,
+        call: None,
     })
 }
 

@@ -1,10 +1,11 @@
 //! Reading files once (`tokwatch report`): discovery and chunked reads.
 
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::ingest::Ingestor;
+use crate::ingest::formats::DecoderConfig;
 use crate::ingest::lines::{Line, LineSplitter};
 
 /// Default `--max-line-bytes`: 1 MiB.
@@ -100,42 +101,16 @@ pub fn for_each_line(
     Ok(())
 }
 
-/// Reads `reader` to its end into the ingestor as source `source`.
-///
-/// # Errors
-/// A read error; lines read before it are kept.
-pub fn read_stream(
-    reader: &mut impl Read,
-    source: usize,
-    max_line_bytes: usize,
-    ingestor: &mut Ingestor<'_>,
-) -> io::Result<()> {
-    for_each_line(reader, max_line_bytes, |line_no, line| match line {
-        Line::Complete(bytes) => ingestor.line(source, line_no, bytes),
-        Line::Oversized(len) => ingestor.oversized(source, line_no, len, max_line_bytes),
-    })
-}
-
-/// Reads each file once into the ingestor.
+/// Reads each file once into the ingestor, on this thread (see
+/// [`crate::ingest::pipeline`]).
 ///
 /// # Errors
 /// A file that cannot be opened or read, named in the message.
 pub fn read_files(
     files: &[PathBuf],
     max_line_bytes: usize,
+    decoders: &Arc<DecoderConfig>,
     ingestor: &mut Ingestor<'_>,
 ) -> Result<(), DiscoverError> {
-    for path in files {
-        let source = ingestor
-            .stats
-            .add_source(path.display().to_string(), origin_of(path));
-        ingestor.stats.files += 1;
-        let io_error = |source: io::Error| DiscoverError::Io {
-            path: path.clone(),
-            source,
-        };
-        let mut file = File::open(path).map_err(io_error)?;
-        read_stream(&mut file, source, max_line_bytes, ingestor).map_err(io_error)?;
-    }
-    Ok(())
+    crate::ingest::pipeline::read_files_one_thread(files, max_line_bytes, decoders, ingestor)
 }

@@ -25,6 +25,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{mpsc, watch};
 
 use crate::ingest::channel::{ClientChange, IngestMsg, LineBatch, SourceKind, SourceRef};
+use crate::ingest::formats::DecoderConfig;
 use crate::ingest::lines::{Line, LineSplitter};
 
 /// A `--listen` address.
@@ -83,6 +84,8 @@ pub struct ListenConfig {
     pub token: Option<String>,
     /// Connections beyond this many at once are turned away.
     pub max_clients: u64,
+    /// How each client's lines are decoded (a decoder per client).
+    pub decoders: Arc<DecoderConfig>,
 }
 
 /// A bound Unix or TCP listener (also the demo runtime's control socket).
@@ -164,13 +167,14 @@ impl Listener {
                 shutdown.clone(),
             );
             let max_line_bytes = config.max_line_bytes;
+            let decoders = config.decoders.clone();
             tokio::spawn(async move {
                 match stream {
                     Stream::Unix(s) => {
-                        read_client(s, source, tx, max_line_bytes, token, shutdown).await
+                        read_client(s, source, tx, max_line_bytes, &decoders, token, shutdown).await
                     }
                     Stream::Tcp(s) => {
-                        read_client(s, source, tx, max_line_bytes, token, shutdown).await
+                        read_client(s, source, tx, max_line_bytes, &decoders, token, shutdown).await
                     }
                 }
                 connected.fetch_sub(1, Ordering::Relaxed);
@@ -346,6 +350,7 @@ async fn read_client<S: AsyncRead + Unpin>(
     source: SourceRef,
     tx: mpsc::Sender<IngestMsg>,
     max_line_bytes: usize,
+    decoders: &Arc<DecoderConfig>,
     token: Option<Arc<str>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -361,7 +366,7 @@ async fn read_client<S: AsyncRead + Unpin>(
     }
     let mut splitter = LineSplitter::new(max_line_bytes);
     let mut buffer = vec![0_u8; 64 * 1024];
-    let mut batch = LineBatch::new(source.origin.clone());
+    let mut batch = LineBatch::new(source.origin.clone(), decoders.clone());
     let mut line_no = 0_u64;
     let mut gate = Gate::First;
     let mut pending: Vec<IngestMsg> = Vec::new();
@@ -439,6 +444,13 @@ async fn read_client<S: AsyncRead + Unpin>(
                 .await;
             return;
         }
+    }
+    // What the client's decoder holds (a stream cut short) counts too.
+    batch.end_of_source();
+    if let Some(msg) = batch.take(&source)
+        && tx.send(msg).await.is_err()
+    {
+        return;
     }
     let incomplete = splitter.pending();
     let _ = tx

@@ -2,18 +2,24 @@
 //! and parsed into batches like any other source.
 
 use std::io::{self, Read};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use tokio::sync::mpsc;
 
 use crate::ingest::channel::{IngestMsg, LineBatch, SourceKind, SourceRef};
+use crate::ingest::formats::DecoderConfig;
 use crate::ingest::lines::{Line, LineSplitter};
 
 /// Reads standard input to its end on a thread of its own.
 ///
 /// # Errors
 /// The thread cannot be started.
-pub fn spawn(tx: mpsc::Sender<IngestMsg>, max_line_bytes: usize) -> io::Result<JoinHandle<()>> {
+pub fn spawn(
+    tx: mpsc::Sender<IngestMsg>,
+    max_line_bytes: usize,
+    decoders: Arc<DecoderConfig>,
+) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("tokwatch-stdin".into())
         .spawn(move || {
@@ -24,7 +30,7 @@ pub fn spawn(tx: mpsc::Sender<IngestMsg>, max_line_bytes: usize) -> io::Result<J
                 client: None,
             };
             let mut splitter = LineSplitter::new(max_line_bytes);
-            let mut batch = LineBatch::new(source.origin.clone());
+            let mut batch = LineBatch::new(source.origin.clone(), decoders);
             let mut line_no = 0_u64;
             let mut buffer = vec![0_u8; 256 * 1024];
             let mut stdin = io::stdin().lock();
@@ -64,6 +70,7 @@ pub fn spawn(tx: mpsc::Sender<IngestMsg>, max_line_bytes: usize) -> io::Result<J
             }
             // standard input is complete at EOF: an unterminated last line counts
             splitter.finish(|line| handle(line, &mut batch, &mut pending));
+            batch.end_of_source();
             pending.extend(batch.take(&source));
             for msg in pending {
                 let _ = tx.blocking_send(msg);

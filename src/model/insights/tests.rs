@@ -32,6 +32,8 @@ fn hop(
         latency_ms: None,
         status: None,
         estimated: false,
+        format: crate::types::Format::Native,
+        call: None,
     }
 }
 

@@ -42,6 +42,8 @@ fn hop(
         latency_ms: None,
         status: None,
         estimated: false,
+        format: crate::types::Format::Native,
+        call: None,
     }
 }
 

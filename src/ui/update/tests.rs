@@ -17,7 +17,13 @@ fn sample() -> Published {
     let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default());
     let mut ingestor = Ingestor::new(&mut ledger, TimeWindow::default());
     let paths = files::discover(&[PathBuf::from("sample_logs")]).unwrap();
-    files::read_files(&paths, files::DEFAULT_MAX_LINE_BYTES, &mut ingestor).unwrap();
+    files::read_files(
+        &paths,
+        files::DEFAULT_MAX_LINE_BYTES,
+        &Default::default(),
+        &mut ingestor,
+    )
+    .unwrap();
     let stats = ingestor.stats;
     let snapshot = ledger.snapshot();
     let insights = Insights::compute(&snapshot, &BleedRules::default(), &PriceBook::embedded());

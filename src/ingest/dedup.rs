@@ -1,0 +1,275 @@
+//! One count per model call, across every source: the place where reports of
+//! a call seen more than once are settled.
+//!
+//! Several formats report one call more than once: Claude Code writes a line
+//! per content block and copies messages into resumed sessions and sidechain
+//! replays; streams repeat cumulative usage; an OTLP span's agent may only
+//! be known once its parent arrives. Their decoders give such events a
+//! [`CallId`]; this registry, owned by whoever folds events into the ledger
+//! (the report's folding thread, the live aggregator), decides for each one:
+//!
+//! - a new call is counted, and the [`Receipt`] of what it added is kept;
+//! - a repeat that does not supersede the count is dropped (a duplicate);
+//! - one that does (larger usage under [`Supersede::Largest`], any report
+//!   under [`Supersede::Latest`], the original after a replay) replaces the
+//!   earlier count exactly: the receipt is taken back, the new report added;
+//! - [`Supersede::Retract`] takes the call back.
+//!
+//! Bounds (memory grows with distinct calls, like the ledger's hops, never
+//! with lines):
+//! - calls are remembered in two generations of at most [`MAX_CALLS`]` / 2`
+//!   each: when the newer fills up, the older is forgotten (counted in
+//!   `forgotten`), so a call repeated after more than ~2 million other
+//!   calls would be counted again;
+//! - receipts are kept for the last [`RECEIPTS`] counted calls: a call
+//!   reported again with larger usage after that many others cannot be
+//!   replaced any more, and is counted in `unrevisable` (its first count
+//!   stays). Revisions come within a few lines in every known format.
+
+use hashbrown::HashMap;
+
+use crate::model::Ledger;
+use crate::model::ledger::Receipt;
+use crate::types::event::{CallId, Supersede, TelemetryEvent};
+
+/// Calls remembered, over both generations (~45 bytes each: ~180 MB at most).
+pub const MAX_CALLS: usize = 4_000_000;
+
+/// Receipts kept for replacements (~200 bytes each: ~3 MB).
+pub const RECEIPTS: usize = 16_384;
+
+/// What happened to an event that carried a [`CallId`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// A new call, counted.
+    Counted,
+    /// Outside `--since`/`--until` (decided when the call was first seen).
+    Filtered,
+    /// A repeat that does not change the count.
+    Duplicate,
+    /// It replaced (or took back) the earlier count of its call.
+    Revised,
+    /// It should have replaced the earlier count, whose receipt is gone.
+    Unrevisable,
+}
+
+const REPLAY: u8 = 1;
+const FILTERED: u8 = 2;
+const RETRACTED: u8 = 4;
+
+/// One counted call: enough to judge its next report.
+#[derive(Debug, Clone, Copy)]
+struct Call {
+    attempt: u64,
+    total: u64,
+    /// Position of its receipt in the ring (valid while the ring entry
+    /// still names this call).
+    slot: u32,
+    flags: u8,
+}
+
+/// Calls sharing a key: nearly always one; distinct attempts (retried
+/// requests of one message id) are the rare rest.
+#[derive(Debug, Clone)]
+enum Calls {
+    One(Call),
+    Many(Vec<Call>),
+}
+
+impl Calls {
+    fn find_mut(&mut self, id: &CallId) -> Option<&mut Call> {
+        let same = |c: &Call| c.attempt == id.attempt || c.flags & REPLAY != 0 || id.replay;
+        match self {
+            Calls::One(call) => same(call).then_some(call),
+            Calls::Many(calls) => calls.iter_mut().find(|c| same(c)),
+        }
+    }
+
+    fn push(&mut self, call: Call) {
+        match self {
+            Calls::One(first) => *self = Calls::Many(vec![*first, call]),
+            Calls::Many(calls) => calls.push(call),
+        }
+    }
+}
+
+/// Keys are already uniform hashes: they index the table as they are.
+#[derive(Debug, Clone, Copy, Default)]
+struct KeyAsHash(u64);
+
+impl std::hash::Hasher for KeyAsHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Build = std::hash::BuildHasherDefault<KeyAsHash>;
+
+#[derive(Debug, Clone, Copy)]
+struct Stored {
+    key: u64,
+    attempt: u64,
+    receipt: Receipt,
+}
+
+/// See the module documentation.
+#[derive(Debug, Clone)]
+pub struct CallRegistry {
+    current: HashMap<u64, Calls, Build>,
+    previous: HashMap<u64, Calls, Build>,
+    /// Calls remembered over both generations.
+    max_calls: usize,
+    receipts: Vec<Stored>,
+    next_slot: usize,
+    /// Calls forgotten when a generation was dropped.
+    pub forgotten: u64,
+}
+
+impl Default for CallRegistry {
+    fn default() -> Self {
+        CallRegistry::with_capacity(MAX_CALLS)
+    }
+}
+
+impl CallRegistry {
+    /// A registry that remembers about `max_calls` calls.
+    #[must_use]
+    pub fn with_capacity(max_calls: usize) -> Self {
+        CallRegistry {
+            current: HashMap::default(),
+            previous: HashMap::default(),
+            max_calls: max_calls.max(2),
+            receipts: Vec::new(),
+            next_slot: 0,
+            forgotten: 0,
+        }
+    }
+
+    /// Counts, drops, replaces or takes back `event` (which carries `id`)
+    /// in `ledger`. `in_window`: the event is inside `--since`/`--until`.
+    pub fn settle(
+        &mut self,
+        id: CallId,
+        event: &TelemetryEvent<'_>,
+        in_window: bool,
+        ledger: &mut Ledger,
+    ) -> Settled {
+        let total = event.usage.total();
+        if !self.current.contains_key(&id.key)
+            && let Some(calls) = self.previous.remove(&id.key)
+        {
+            self.current.insert(id.key, calls);
+        }
+        let known = self.current.get_mut(&id.key);
+        let Some(call) = known.and_then(|calls| calls.find_mut(&id)) else {
+            if id.rule == Supersede::Retract {
+                // Nothing counted to take back.
+                return Settled::Duplicate;
+            }
+            let mut call = Call {
+                attempt: id.attempt,
+                total,
+                slot: u32::MAX,
+                flags: if id.replay { REPLAY } else { 0 },
+            };
+            let settled = if in_window {
+                if let Some(receipt) = ledger.apply_call(event) {
+                    call.slot = store(&mut self.receipts, &mut self.next_slot, &id, receipt);
+                }
+                Settled::Counted
+            } else {
+                call.flags |= FILTERED;
+                Settled::Filtered
+            };
+            self.insert(id.key, call);
+            return settled;
+        };
+        if call.flags & FILTERED != 0 {
+            return Settled::Filtered;
+        }
+        if call.flags & RETRACTED != 0 {
+            return Settled::Duplicate;
+        }
+        let supersedes = match id.rule {
+            Supersede::Latest | Supersede::Retract => true,
+            Supersede::Largest if (call.flags & REPLAY != 0) != id.replay => {
+                call.flags & REPLAY != 0
+            }
+            Supersede::Largest => total > call.total,
+        };
+        if !supersedes {
+            return Settled::Duplicate;
+        }
+        let Some(old) = self
+            .receipts
+            .get(call.slot as usize)
+            .filter(|s| s.key == id.key && s.attempt == call.attempt)
+            .map(|s| s.receipt)
+        else {
+            return Settled::Unrevisable;
+        };
+        if id.rule == Supersede::Retract {
+            ledger.retract(&old);
+            call.flags |= RETRACTED;
+            call.slot = u32::MAX;
+            return Settled::Revised;
+        }
+        let new = ledger.replace(&old, event);
+        call.attempt = id.attempt;
+        call.total = total;
+        call.flags = if id.replay { REPLAY } else { 0 };
+        call.slot = store(&mut self.receipts, &mut self.next_slot, &id, new);
+        Settled::Revised
+    }
+
+    fn insert(&mut self, key: u64, call: Call) {
+        if let Some(calls) = self.current.get_mut(&key) {
+            calls.push(call);
+            return;
+        }
+        if self.current.len() >= self.max_calls / 2 {
+            self.forgotten += self.previous.len() as u64;
+            self.previous = std::mem::take(&mut self.current);
+        }
+        self.current.insert(key, Calls::One(call));
+    }
+
+    /// Calls remembered now.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.current.len() + self.previous.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Keeps a receipt in the ring and returns its slot.
+fn store(ring: &mut Vec<Stored>, next: &mut usize, id: &CallId, receipt: Receipt) -> u32 {
+    let entry = Stored {
+        key: id.key,
+        attempt: id.attempt,
+        receipt,
+    };
+    let slot = *next;
+    if slot < ring.len() {
+        ring[slot] = entry;
+    } else {
+        ring.push(entry);
+    }
+    *next = (slot + 1) % RECEIPTS;
+    u32::try_from(slot).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,18 @@
+//! Stub.
+
+use super::{Context, Decoded, Emit, FormatDecoder};
+
+#[derive(Debug, Default)]
+pub struct ClaudeCode;
+
+impl FormatDecoder for ClaudeCode {
+    fn decode(
+        &mut self,
+        _line: &str,
+        _line_no: u64,
+        _cx: Context<'_>,
+        _out: &mut dyn Emit,
+    ) -> Result<Decoded, String> {
+        Err("not supported yet".into())
+    }
+}
