@@ -104,10 +104,7 @@ type ReadFiles = fn(
     &mut Ingestor<'_>,
 ) -> Result<(), DiscoverError>;
 
-fn tokwatch_report(
-    path: &Path,
-    read: ReadFiles,
-) -> anyhow::Result<(u64, u64)> {
+fn tokwatch_report(path: &Path, read: ReadFiles) -> anyhow::Result<(u64, u64)> {
     let mut ledger = Ledger::new(
         PriceBook::embedded(),
         LedgerConfig {

@@ -297,7 +297,7 @@ fn normalize<'a>(
 }
 
 /// Records without a `run_id` from one source and one UTC day form one run.
-fn synthetic_run_id(source: &str, ts_ms: Option<i64>) -> String {
+pub(crate) fn synthetic_run_id(source: &str, ts_ms: Option<i64>) -> String {
     let day = ts_ms
         .and_then(chrono::DateTime::from_timestamp_millis)
         .map(|t| t.format("%Y-%m-%d").to_string());

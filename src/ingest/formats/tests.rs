@@ -27,6 +27,37 @@ pub(crate) fn decode_all(
     (outcomes, out.0)
 }
 
+/// Lines of one source through a decoder and the fold: the snapshot and
+/// statistics a report of them shows.
+pub(crate) fn report(lines: &[&str]) -> (crate::model::Snapshot, crate::ingest::IngestStats) {
+    report_with(DecoderConfig::default(), lines)
+}
+
+pub(crate) fn report_with(
+    config: DecoderConfig,
+    lines: &[&str],
+) -> (crate::model::Snapshot, crate::ingest::IngestStats) {
+    use crate::model::{Ledger, LedgerConfig};
+    let mut ledger = Ledger::new(
+        crate::pricing::PriceBook::embedded(),
+        LedgerConfig::default(),
+    );
+    let mut ingestor =
+        crate::ingest::Ingestor::new(&mut ledger, crate::ingest::TimeWindow::default());
+    let source = ingestor
+        .stats
+        .add_source("t.jsonl".into(), "t.jsonl".into());
+    let mut decoder = Decoder::new(std::sync::Arc::new(config), "t.jsonl".into());
+    crate::ingest::parsed::fold_lines(
+        &mut ingestor,
+        source,
+        &mut decoder,
+        (1..).zip(lines.iter().map(|l| l.as_bytes())),
+    );
+    let stats = ingestor.stats;
+    (ledger.snapshot(), stats)
+}
+
 const NATIVE: &str = r#"{"ts":"2026-03-01T10:00:00Z","run_id":"r1","agent":"a","model":"gpt-4o-mini","input_tokens":10,"output_tokens":2}"#;
 
 #[test]
