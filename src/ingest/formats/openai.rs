@@ -44,7 +44,7 @@ struct Details {
 
 /// Chat (`prompt_tokens`…) and Responses (`input_tokens`…) usage alike.
 #[derive(Deserialize, Default)]
-pub(super) struct RawUsage {
+pub(crate) struct RawUsage {
     #[serde(default)]
     prompt_tokens: Option<Count>,
     #[serde(default)]
@@ -110,7 +110,7 @@ enum ConversationRef<'a> {
 ///
 /// # Errors
 /// Cached tokens above the prompt, reasoning above the output, or no counts.
-pub(super) fn usage(raw: &RawUsage) -> Result<Usage, String> {
+pub(crate) fn usage(raw: &RawUsage) -> Result<Usage, String> {
     let (input, input_details, input_name) = match (raw.prompt_tokens, raw.input_tokens) {
         (Some(n), _) => (n.0, raw.prompt_tokens_details.as_ref(), "prompt_tokens"),
         (None, Some(n)) => (n.0, raw.input_tokens_details.as_ref(), "input_tokens"),
@@ -263,7 +263,7 @@ pub(super) fn hop_event<'a>(
 
 /// Calls without a run from one source and one UTC day form one run (as in
 /// the native schema).
-pub(super) fn synthetic_run_id(origin: &str, ts_ms: Option<i64>) -> String {
+pub(crate) fn synthetic_run_id(origin: &str, ts_ms: Option<i64>) -> String {
     super::native::synthetic_run_id(origin, ts_ms)
 }
 
