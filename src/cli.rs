@@ -241,6 +241,18 @@ pub enum GenerateWhat {
         #[arg(long, default_value = "sample_logs")]
         out: PathBuf,
     },
+    /// A Claude Code projects directory (sessions, resumed sessions,
+    /// sub-agents, streamed blocks, large tool outputs) for benchmarks and
+    /// comparisons with ccusage: `--claude` reads it with CLAUDE_CONFIG_DIR=OUT.
+    ClaudeCode {
+        #[arg(long)]
+        out: PathBuf,
+        /// About this many bytes of transcripts.
+        #[arg(long, default_value_t = 100_000_000)]
+        bytes: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// A large native file for benchmarks (same shape as the samples).
     Bench {
         #[arg(long)]

@@ -65,6 +65,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     eprintln!("wrote {lines} lines to {}", path.display());
                 }
             }
+            GenerateWhat::ClaudeCode { out, bytes, seed } => {
+                let corpus = workload::claude_code::write_claude_corpus(&out, bytes, seed)
+                    .with_context(|| format!("cannot write the corpus to '{}'", out.display()))?;
+                eprintln!(
+                    "wrote {} files, {} lines, {} bytes ({} model calls) to {}",
+                    corpus.files,
+                    corpus.lines,
+                    corpus.bytes,
+                    corpus.assistant_messages,
+                    out.display()
+                );
+            }
             GenerateWhat::Bench { out, events, seed } => {
                 let bytes = workload::write_bench_corpus(&out, events, seed)?;
                 eprintln!("wrote {events} events ({bytes} bytes) to {}", out.display());

@@ -5,6 +5,8 @@
 //! Generation is pure (seeded, no clock); only the `write_*` functions touch
 //! the file system.
 
+pub mod claude_code;
+
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 

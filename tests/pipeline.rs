@@ -1,5 +1,6 @@
-//! The pipelined report path (`--threads 2`: parse thread + aggregator) gives
-//! byte-identical reports to the single-threaded one (`--threads 1`).
+//! The pipelined report path (`--threads N`: N decode threads + the fold)
+//! gives byte-identical reports to the single-threaded one (`--threads 1`),
+//! whatever the number of threads and files.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -29,6 +30,7 @@ fn report(args: &[&str], threads: &str) -> String {
 fn same_report(args: &[&str]) -> String {
     let single = report(args, "1");
     let piped = report(args, "2");
+    assert_eq!(piped, report(args, "5"), "5 decode threads");
     if single != piped {
         let at = single
             .bytes()
@@ -237,4 +239,22 @@ fn a_missing_file_stops_both_paths_at_the_same_place() {
     });
     assert!(single.0.contains("gone.jsonl"), "{}", single.0);
     assert_eq!(single, piped);
+}
+
+#[test]
+fn claude_code_sessions_decoded_in_parallel_fold_as_read_in_order() {
+    // Many files (sub-agents, resumed sessions, replays): calls settled
+    // across files must not depend on which thread decoded which file.
+    let dir = tempfile::tempdir().unwrap();
+    let corpus =
+        tokwatch::workload::claude_code::write_claude_corpus(dir.path(), 5_000_000, 10).unwrap();
+    assert!(corpus.files > 5, "{corpus:?}");
+    let projects = dir.path().join("projects").display().to_string();
+    let json = same_report(&[&projects, "--format", "json", "--hops"]);
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        value["totals"]["events"].as_u64(),
+        Some(corpus.assistant_messages)
+    );
+    assert_eq!(value["ingest"]["malformed"].as_u64(), Some(0));
 }

@@ -35,8 +35,8 @@ use crate::types::event::{CallId, Supersede, TelemetryEvent};
 /// Calls remembered, over both generations (~45 bytes each: ~180 MB at most).
 pub const MAX_CALLS: usize = 4_000_000;
 
-/// Receipts kept for replacements (~200 bytes each: ~3 MB).
-pub const RECEIPTS: usize = 16_384;
+/// Receipts kept for replacements (~128 bytes each: 1 MiB).
+pub const RECEIPTS: usize = 8_192;
 
 /// What happened to an event that carried a [`CallId`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,7 +181,7 @@ impl CallRegistry {
                 flags: if id.replay { REPLAY } else { 0 },
             };
             let settled = if in_window {
-                if let Some(receipt) = ledger.apply_call(event) {
+                if let Some(receipt) = ledger.apply_call(event).filter(Receipt::is_exact) {
                     call.slot = store(&mut self.receipts, &mut self.next_slot, &id, receipt);
                 }
                 Settled::Counted
@@ -226,7 +226,11 @@ impl CallRegistry {
         call.attempt = id.attempt;
         call.total = total;
         call.flags = if id.replay { REPLAY } else { 0 };
-        call.slot = store(&mut self.receipts, &mut self.next_slot, &id, new);
+        call.slot = if new.is_exact() {
+            store(&mut self.receipts, &mut self.next_slot, &id, new)
+        } else {
+            u32::MAX
+        };
         Settled::Revised
     }
 
@@ -265,6 +269,10 @@ fn store(ring: &mut Vec<Stored>, next: &mut usize, id: &CallId, receipt: Receipt
     if slot < ring.len() {
         ring[slot] = entry;
     } else {
+        if ring.capacity() == 0 {
+            // All at once: growing by doubling would hold up to twice as much.
+            ring.reserve_exact(RECEIPTS);
+        }
         ring.push(entry);
     }
     *next = (slot + 1) % RECEIPTS;

@@ -82,15 +82,16 @@ pub enum Decoded {
     Ignored,
 }
 
-/// One format's per-source state. `decode` gets lines already known to be
-/// UTF-8 and in this format's shape; an error is the reason the line is
-/// rejected (the format's name is added by [`Decoder`]).
+/// One format's per-source state. `decode` gets lines in this format's
+/// shape (not validated as UTF-8: what a decoder skips need not be); an
+/// error is the reason the line is rejected (the format's name is added by
+/// [`Decoder`]; [`json::INVALID_UTF8`] is counted as such).
 pub trait FormatDecoder: Send {
     /// # Errors
     /// The line is malformed for this format.
     fn decode(
         &mut self,
-        line: &str,
+        line: &[u8],
         line_no: u64,
         cx: Context<'_>,
         out: &mut dyn Emit,
@@ -194,18 +195,13 @@ impl Decoder {
             return Outcome::Blank;
         }
         match self.pick(line) {
-            Picked::Native(data) => self.native(data, line_no, out, |data, origin| {
-                native::parse_line(data, origin)
-            }),
+            Picked::Native(data, fallback) => {
+                self.native(data, fallback, line_no, out, |data, origin| {
+                    native::parse_line(data, origin)
+                })
+            }
             Picked::Framing(format) => Outcome::Ignored(format),
-            Picked::Foreign(format, data) => match std::str::from_utf8(data) {
-                Ok(text) => self.foreign(format, text, line_no, out),
-                Err(_) => Outcome::Rejected {
-                    format,
-                    kind: RejectKind::InvalidUtf8,
-                    reason: "invalid UTF-8".into(),
-                },
-            },
+            Picked::Foreign(format, data) => self.foreign(format, data, line_no, out),
         }
     }
 
@@ -215,17 +211,14 @@ impl Decoder {
             return Outcome::Blank;
         }
         match self.pick(line.as_bytes()) {
-            Picked::Native(data) => {
+            Picked::Native(data, fallback) => {
                 let text = within(line, data);
-                self.native(text, line_no, out, |text, origin| {
+                self.native(text, fallback, line_no, out, |text, origin| {
                     native::parse_str(text, origin)
                 })
             }
             Picked::Framing(format) => Outcome::Ignored(format),
-            Picked::Foreign(format, data) => {
-                let text = within(line, data);
-                self.foreign(format, text, line_no, out)
-            }
+            Picked::Foreign(format, data) => self.foreign(format, data, line_no, out),
         }
     }
 
@@ -250,10 +243,18 @@ impl Decoder {
         let format = match (self.config.forced, self.current) {
             (Some(format), _) => format,
             (None, Some(current)) if detect::still(current, data) => current,
-            (None, _) => detect::foreign(data).unwrap_or(Format::Native),
+            (None, current) => match detect::foreign(data) {
+                Some(format) => format,
+                // Nothing else recognised: a native line (a source switched
+                // back), or else a damaged line of the source's own format,
+                // judged as such.
+                None => {
+                    return Picked::Native(data, current.filter(|f| *f != Format::Native));
+                }
+            },
         };
         if format == Format::Native {
-            Picked::Native(data)
+            Picked::Native(data, None)
         } else {
             Picked::Foreign(format, data)
         }
@@ -262,6 +263,7 @@ impl Decoder {
     fn native<'t, T: ?Sized + AsRef<[u8]>>(
         &mut self,
         data: &'t T,
+        fallback: Option<Format>,
         line_no: u64,
         out: &mut impl Emit,
         parse: impl Fn(&'t T, LineOrigin<'_>) -> Result<TelemetryEvent<'t>, native::ParseError>,
@@ -281,10 +283,9 @@ impl Decoder {
                 // A line of another format met in a native source (a socket
                 // whose client switched formats): decode it as that format.
                 if self.config.forced.is_none()
-                    && let Some(format) = detect::foreign(data.as_ref())
-                    && let Ok(text) = std::str::from_utf8(data.as_ref())
+                    && let Some(format) = detect::foreign(data.as_ref()).or(fallback)
                 {
-                    return self.foreign(format, text, line_no, out);
+                    return self.foreign(format, data.as_ref(), line_no, out);
                 }
                 let kind = match error {
                     native::ParseError::InvalidUtf8 => RejectKind::InvalidUtf8,
@@ -305,7 +306,7 @@ impl Decoder {
     fn foreign(
         &mut self,
         format: Format,
-        text: &str,
+        text: &[u8],
         line_no: u64,
         out: &mut impl Emit,
     ) -> Outcome {
@@ -324,6 +325,11 @@ impl Decoder {
         match state.decode(text, line_no, cx, out) {
             Ok(Decoded::Events) => Outcome::Events(format),
             Ok(Decoded::Ignored) => Outcome::Ignored(format),
+            Err(reason) if reason == json::INVALID_UTF8 => Outcome::Rejected {
+                format,
+                kind: RejectKind::InvalidUtf8,
+                reason,
+            },
             Err(reason) => Outcome::Rejected {
                 format,
                 kind: RejectKind::Malformed,
@@ -341,7 +347,8 @@ fn within<'l>(line: &'l str, part: &[u8]) -> &'l str {
 }
 
 enum Picked<'l> {
-    Native(&'l [u8]),
+    /// A native line, else one of the format given, if any.
+    Native(&'l [u8], Option<Format>),
     Framing(Format),
     Foreign(Format, &'l [u8]),
 }

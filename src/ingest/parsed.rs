@@ -20,7 +20,7 @@ use std::borrow::Cow;
 
 use super::Ingestor;
 use super::formats::{Decoder, Emit, Outcome};
-use super::lines::Line;
+use super::lines::{Line, ReadBuffer};
 use super::stats::RejectKind;
 use crate::types::event::{CallId, EventKind, Format, TelemetryEvent};
 use crate::types::money::Usd;
@@ -31,7 +31,7 @@ use crate::types::usage::Usage;
 pub struct ParsedLines {
     /// The report's read buffer: spans stay in `text[..filled]`, validated
     /// as UTF-8 where the batch is applied. Empty in live batches.
-    pub(super) text: Vec<u8>,
+    pub(super) text: ReadBuffer,
     /// How much of `text` holds data (the report reads into a fixed-size
     /// buffer).
     pub(super) filled: usize,
@@ -166,6 +166,61 @@ impl ParsedLines {
         self.filled = 0;
     }
 
+    /// Whether the read buffer is mostly text no event keeps (Claude Code's
+    /// tool results, skipped lines): then [`ParsedLines::detach_text`] is
+    /// worth it.
+    #[must_use]
+    pub(super) fn is_sparse(&self) -> bool {
+        let events = self
+            .items
+            .iter()
+            .filter(|i| matches!(i, Item::Event(_)))
+            .count();
+        !self.text.is_empty() && events.saturating_mul(SPARSE_BYTES_PER_EVENT) < self.filled
+    }
+
+    /// Moves the strings events keep out of the read buffer, into the side
+    /// storage, and hands the buffer back for the next read: the batch then
+    /// weighs what its events do, not the chunk they were read from.
+    pub(super) fn detach_text(&mut self) -> ReadBuffer {
+        let text = std::mem::take(&mut self.text);
+        let data = text.data(self.filled);
+        for item in &mut self.items {
+            if let Item::Event(event) = item {
+                for span in event.spans_mut() {
+                    if *span == Span::NONE || span.start & SIDE != 0 {
+                        continue;
+                    }
+                    let (start, len) = (span.start as usize, span.len as usize);
+                    let moved = data
+                        .get(start..start + len)
+                        .and_then(|bytes| std::str::from_utf8(bytes).ok())
+                        .and_then(|s| {
+                            let offset = u32::try_from(self.side.len()).ok()?;
+                            (offset.checked_add(span.len)? < SIDE).then(|| {
+                                self.side.push_str(s);
+                                offset | SIDE
+                            })
+                        });
+                    // A span that cannot move (a bug, or over 2 GiB of side
+                    // text) becomes out of place: reported when applied.
+                    span.start = moved.unwrap_or(!SIDE);
+                }
+            }
+        }
+        self.filled = 0;
+        text
+    }
+
+    /// Bytes the batch holds (its read buffer, decoded items, side text).
+    #[must_use]
+    pub(super) fn weight(&self) -> usize {
+        self.text.len()
+            + self.lines.capacity()
+            + self.side.capacity()
+            + self.items.capacity() * std::mem::size_of::<Item>()
+    }
+
     /// Folds every line and event into `ingestor` as source number
     /// `source`; `locate` names where a rejected line was. The batch is left
     /// empty, its buffers kept for reuse.
@@ -189,7 +244,7 @@ impl ParsedLines {
             items,
         } = self;
         let texts = if lines.is_empty() {
-            Texts::new(&text[..*filled], side)
+            Texts::new(text.data(*filled), side)
         } else {
             Texts {
                 text: lines.as_bytes(),
@@ -412,6 +467,11 @@ enum RelKind {
     Other(Box<EventKind>),
 }
 
+/// Text bytes per event below which a batch keeps its read buffer (native
+/// lines are ~270 bytes, each an event): above, the few strings its events
+/// keep are moved out of it ([`ParsedLines::detach_text`]).
+const SPARSE_BYTES_PER_EVENT: usize = 2048;
+
 /// A [`TelemetryEvent`] with its strings as spans.
 #[derive(Debug)]
 pub(super) struct RelEvent {
@@ -438,6 +498,23 @@ pub(super) struct RelEvent {
     reported_cost: Option<Usd>,
     latency_ms: Option<u64>,
     estimated: bool,
+}
+
+impl RelEvent {
+    fn spans_mut(&mut self) -> [&mut Span; 10] {
+        [
+            &mut self.run_id,
+            &mut self.agent,
+            &mut self.parent_agent,
+            &mut self.user,
+            &mut self.segment,
+            &mut self.task,
+            &mut self.tool,
+            &mut self.provider,
+            &mut self.model,
+            &mut self.status,
+        ]
+    }
 }
 
 /// Turns the strings of events parsed from a batch's text into spans.
@@ -543,20 +620,22 @@ impl Relocator<'_> {
 /// Where the owner finds the strings of a batch.
 struct Texts<'b> {
     text: &'b [u8],
-    /// The longest valid UTF-8 prefix of `text`, validated once: all of it
-    /// unless it holds an invalid line or starts or ends inside a
-    /// character. Spans in it need no validation of their own.
+    /// Text known to be UTF-8 (a live batch's lines): spans in it need no
+    /// validation of their own. Empty for the report's read buffer, whose
+    /// spans are validated one by one: they cover a small part of it in
+    /// formats whose lines are mostly skipped (Claude Code), and checking a
+    /// span is as cheap per byte as checking the whole buffer.
     valid: &'b str,
     side: &'b str,
 }
 
 impl<'b> Texts<'b> {
     fn new(text: &'b [u8], side: &'b str) -> Self {
-        let valid = match std::str::from_utf8(text) {
-            Ok(valid) => valid,
-            Err(e) => std::str::from_utf8(&text[..e.valid_up_to()]).unwrap_or_default(),
-        };
-        Texts { text, valid, side }
+        Texts {
+            text,
+            valid: "",
+            side,
+        }
     }
 
     /// `None` for a span out of place.

@@ -1,37 +1,49 @@
-//! The one-shot report's two-stage pipeline: a scoped thread reads and
-//! parses the files (stage A) while the calling thread folds the events into
-//! the ledger (stage B), in exactly the order [`files::read_files`] would.
+//! The one-shot report's pipeline: decode threads read and decode whole
+//! files (each file through its own [`Decoder`], files taken in turn by
+//! whichever thread is free) while the calling thread folds the events into
+//! the ledger, file by file in the order given, exactly as
+//! [`read_files_one_thread`] would.
 //!
-//! Stage A reads each 1 MiB chunk into a [`ParsedLines`] batch and parses
-//! it there (see [`super::parsed`] for how events travel without owning
-//! their strings); stage B folds the batch into the ledger and statistics,
-//! then sends the emptied batch back so its buffers are reused: memory stays
-//! at a few chunks.
+//! A decode thread reads each 1 MiB chunk into a [`ParsedLines`] batch and
+//! decodes it there (see [`super::parsed`] for how events travel without
+//! owning their strings); the folding thread applies the batch, then sends
+//! the emptied batch back so its buffers are reused. A batch whose chunk
+//! is mostly text no event keeps (Claude Code's tool results) gives its
+//! read buffer back at once and travels with the few strings it needs.
+//!
+//! Memory is bounded by bytes in flight ([`BUDGET_BYTES`], batches decoded
+//! but not folded yet): a decode thread waits for room. The file being
+//! folded counts only its own batches against the budget, so threads ahead
+//! can never starve it (at most twice the budget is in flight). A thread
+//! may also decode at most [`AHEAD_FILES`] files beyond one per thread past
+//! the one being folded.
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex};
 
 use super::Ingestor;
 use super::formats::{Decoder, DecoderConfig};
-use super::lines::{Line, LineSplitter};
+use super::lines::{Line, LineSplitter, ReadBuffer};
 use super::parsed::{Emitter, ParsedLines, Relocator};
 use super::sources::files::{CHUNK_BYTES, DiscoverError, origin_of};
 
-/// Parsed batches queued between the stages. Each holds one 1 MiB chunk and
-/// its records (~4,000 lines of the benchmark corpus), so at most this many
-/// plus two (the one being parsed, the one being applied) exist at once:
-/// ~6 MiB of chunks. Four absorbs the jitter between the stages; a deeper
-/// queue only costs memory, since the slower stage sets the pace anyway.
-const QUEUE_BATCHES: usize = 4;
+/// Bytes of decoded batches waiting for the fold, over all files (the file
+/// being folded may exceed it). A few chunks: enough for threads to work
+/// ahead on sparse files, whose batches weigh little.
+const BUDGET_BYTES: usize = 4 * 1024 * 1024;
 
-/// Reads each file once into the ingestor, using a decode thread when
-/// `threads` allows it: `Some(1)` is [`read_files_one_thread`]; `None`
-/// pipelines when the machine has more than one core. Both give the same
-/// ingestor state.
+/// Files decoded ahead of the one being folded, beyond one per thread.
+const AHEAD_FILES: usize = 8;
+
+/// Reads each file once into the ingestor: `threads` decode threads
+/// beside the folding one (`Some(1)`: everything on this thread, see
+/// [`read_files_one_thread`]; `None`: one per core, or one per file when
+/// there are fewer). Every choice gives the same ingestor state.
 ///
 /// # Errors
 /// As [`read_files_one_thread`].
@@ -42,14 +54,12 @@ pub fn read_files_threads(
     ingestor: &mut Ingestor<'_>,
     threads: Option<NonZeroUsize>,
 ) -> Result<(), DiscoverError> {
-    let threads = threads.map_or_else(
-        || std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
-        NonZeroUsize::get,
-    );
-    if threads > 1 {
-        read_files(files, max_line_bytes, decoders, ingestor)
-    } else {
-        read_files_one_thread(files, max_line_bytes, decoders, ingestor)
+    let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    match threads.map(NonZeroUsize::get) {
+        Some(1) => read_files_one_thread(files, max_line_bytes, decoders, ingestor),
+        None if cores == 1 => read_files_one_thread(files, max_line_bytes, decoders, ingestor),
+        Some(n) => read_files_with(files, max_line_bytes, decoders, ingestor, n),
+        None => read_files_with(files, max_line_bytes, decoders, ingestor, cores),
     }
 }
 
@@ -94,7 +104,8 @@ pub fn read_files_one_thread(
     Ok(())
 }
 
-/// [`read_files_one_thread`] with reading and decoding on a second thread.
+/// [`read_files_one_thread`] with reading and decoding on other threads:
+/// one per core, or per file when there are fewer.
 ///
 /// # Errors
 /// As [`read_files_one_thread`].
@@ -104,71 +115,206 @@ pub fn read_files(
     decoders: &Arc<DecoderConfig>,
     ingestor: &mut Ingestor<'_>,
 ) -> Result<(), DiscoverError> {
+    let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    read_files_with(files, max_line_bytes, decoders, ingestor, cores)
+}
+
+/// How far the fold is.
+#[derive(Debug, Default)]
+struct Progress {
+    /// Files folded so far.
+    folded: usize,
+    /// Weight of batches sent and not folded yet.
+    in_flight: usize,
+    /// The same, per file.
+    in_flight_of: Vec<usize>,
+}
+
+/// What decode threads and the folding thread share.
+struct Shared {
+    /// The next file to decode.
+    next: AtomicUsize,
+    /// Decode threads wait on `turn` for the fold to come within reach of
+    /// their file, and for room in the budget.
+    progress: Mutex<Progress>,
+    turn: Condvar,
+    /// The fold gave up (an error): decode threads stop.
+    stop: AtomicBool,
+    /// Batches the fold has emptied, for decode threads to fill again.
+    recycled: Mutex<Receiver<Batch>>,
+}
+
+/// [`read_files`] with `threads` decode threads (at most one per file).
+///
+/// # Errors
+/// As [`read_files_one_thread`].
+pub fn read_files_with(
+    files: &[PathBuf],
+    max_line_bytes: usize,
+    decoders: &Arc<DecoderConfig>,
+    ingestor: &mut Ingestor<'_>,
+    threads: usize,
+) -> Result<(), DiscoverError> {
+    let threads = threads.clamp(1, files.len().max(1));
+    // Unbounded: what they hold is bounded by the budget.
+    let (senders, receivers): (Vec<Sender<Msg>>, Vec<Receiver<Msg>>) =
+        files.iter().map(|_| mpsc::channel()).unzip();
+    // Unbounded, but it only ever holds batches the fold has finished,
+    // which decode threads take back before allocating new ones.
+    let (to_decoders, recycled) = mpsc::channel();
+    let shared = Shared {
+        next: AtomicUsize::new(0),
+        progress: Mutex::new(Progress {
+            in_flight_of: vec![0; files.len()],
+            ..Progress::default()
+        }),
+        turn: Condvar::new(),
+        stop: AtomicBool::new(false),
+        recycled: Mutex::new(recycled),
+    };
+    let ahead = threads + AHEAD_FILES;
     std::thread::scope(|scope| {
-        let (to_b, from_a) = mpsc::sync_channel(QUEUE_BATCHES);
-        // Unbounded, but it only ever holds batches stage B has finished,
-        // which stage A takes back before allocating new ones.
-        let (to_a, from_b) = mpsc::channel();
-        scope.spawn(move || produce(files, max_line_bytes, decoders, &to_b, &from_b));
-        // `from_a` is dropped when this returns, so stage A stops at its
-        // next send if stage B gave up early.
-        consume(files, max_line_bytes, ingestor, &from_a, &to_a)
+        for _ in 0..threads {
+            let (shared, senders) = (&shared, &senders);
+            scope.spawn(move || {
+                decode_files(files, max_line_bytes, decoders, senders, shared, ahead)
+            });
+        }
+        let result = fold_files(
+            files,
+            max_line_bytes,
+            ingestor,
+            &receivers,
+            &to_decoders,
+            &shared,
+        );
+        shared.stop.store(true, Ordering::Relaxed);
+        shared.turn.notify_all();
+        // Dropping the receivers unblocks decode threads still sending.
+        drop(receivers);
+        result
     })
 }
 
-/// What stage A tells stage B, in reading order.
+/// What a decode thread tells the fold about one file.
 enum Msg {
-    /// Reading file number `.0` starts (register it as a source).
-    File(usize),
-    Batch(Batch),
-    /// File number `.0` could not be opened or read; nothing follows.
-    Failed(usize, io::Error),
+    /// A batch and its weight in the budget.
+    Batch(Batch, usize),
+    /// The file is read to its end.
+    Done,
+    /// It could not be opened or read; nothing follows.
+    Failed(io::Error),
 }
 
-/// One read's worth of parsed lines: `text` is the read buffer, always
+/// One read's worth of decoded lines: `text` is the read buffer, always
 /// [`CHUNK_BYTES`] long (spans stay in the part that was read).
 type Batch = ParsedLines;
 
 fn new_batch() -> Batch {
     ParsedLines {
-        text: vec![0; CHUNK_BYTES],
+        text: ReadBuffer::new(CHUNK_BYTES),
         ..ParsedLines::default()
     }
 }
 
-/// A batch stage B has finished with, else a new one.
-fn reuse(recycled: &Receiver<Batch>) -> Batch {
-    match recycled.try_recv() {
-        Ok(mut batch) => {
+/// A batch the fold has finished with, else a new one; its read buffer is
+/// one this thread gave back (`spare`) when the fold's came without one.
+fn reuse(shared: &Shared, spare: &mut Vec<ReadBuffer>) -> Batch {
+    let recycled = shared.recycled.lock().ok().and_then(|r| r.try_recv().ok());
+    match recycled {
+        Some(mut batch) => {
             batch.clear();
+            if batch.text.is_empty() {
+                batch.text = spare.pop().unwrap_or_else(|| ReadBuffer::new(CHUNK_BYTES));
+            }
             batch
         }
-        Err(_) => new_batch(),
+        None => match spare.pop() {
+            Some(text) => ParsedLines {
+                text,
+                ..ParsedLines::default()
+            },
+            None => new_batch(),
+        },
     }
 }
 
-/// Why stage A stopped reading a file early.
+/// Waits until `weight` more bytes fit in the budget (at once for the file
+/// being folded) and counts them in.
+fn acquire(shared: &Shared, index: usize, weight: usize) -> Result<(), Stop> {
+    let mut progress = shared.progress.lock().map_err(|_| Stop::Hung)?;
+    let full = |p: &Progress| {
+        let used = if p.folded == index {
+            p.in_flight_of[index]
+        } else {
+            p.in_flight
+        };
+        // One batch always fits (a lone batch may be heavier than the budget).
+        used > 0 && used + weight > BUDGET_BYTES
+    };
+    while full(&progress) && !shared.stop.load(Ordering::Relaxed) {
+        progress = shared.turn.wait(progress).map_err(|_| Stop::Hung)?;
+    }
+    if shared.stop.load(Ordering::Relaxed) {
+        return Err(Stop::Hung);
+    }
+    progress.in_flight += weight;
+    progress.in_flight_of[index] += weight;
+    Ok(())
+}
+
+/// Why decoding a file stopped early.
 enum Stop {
     Io(io::Error),
-    /// Stage B is gone.
+    /// The fold is gone.
     Hung,
 }
 
-/// Stage A: reads, splits and decodes every file, sending batches in order.
-fn produce(
+/// A decode thread: takes files in turn and sends each one's batches on
+/// its own channel.
+fn decode_files(
     files: &[PathBuf],
     max_line_bytes: usize,
     decoders: &Arc<DecoderConfig>,
-    to_b: &SyncSender<Msg>,
-    recycled: &Receiver<Batch>,
+    senders: &[Sender<Msg>],
+    shared: &Shared,
+    ahead: usize,
 ) {
-    for (index, path) in files.iter().enumerate() {
-        if to_b.send(Msg::File(index)).is_err() {
+    // Read buffers given back by sparse batches, for the next reads.
+    let mut spare: Vec<ReadBuffer> = Vec::new();
+    loop {
+        let index = shared.next.fetch_add(1, Ordering::Relaxed);
+        if index >= files.len() {
             return;
         }
-        let mut send = |full: Batch| -> Result<Batch, Stop> {
-            to_b.send(Msg::Batch(full)).map_err(|_| Stop::Hung)?;
-            Ok(reuse(recycled))
+        // Wait until the fold is near enough: files decoded far ahead would
+        // each hold a batch.
+        {
+            let Ok(mut progress) = shared.progress.lock() else {
+                return;
+            };
+            while index >= progress.folded + ahead && !shared.stop.load(Ordering::Relaxed) {
+                progress = match shared.turn.wait(progress) {
+                    Ok(guard) => guard,
+                    Err(_) => return,
+                };
+            }
+        }
+        if shared.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let to_fold = &senders[index];
+        let path = &files[index];
+        let mut send = |mut full: Batch| -> Result<Batch, Stop> {
+            if full.is_sparse() {
+                spare.push(full.detach_text());
+            }
+            let weight = full.weight();
+            acquire(shared, index, weight)?;
+            to_fold
+                .send(Msg::Batch(full, weight))
+                .map_err(|_| Stop::Hung)?;
+            Ok(reuse(shared, &mut spare))
         };
         let result = File::open(path).map_err(Stop::Io).and_then(|mut file| {
             produce_file(
@@ -176,21 +322,70 @@ fn produce(
                 path,
                 max_line_bytes,
                 decoders,
-                reuse(recycled),
+                reuse(shared, &mut Vec::new()),
                 &mut send,
             )
         });
-        match result {
-            Ok(_) => {}
-            Err(Stop::Io(error)) => {
-                // Stage B returns on this; whether it is still there does
-                // not matter.
-                let _ = to_b.send(Msg::Failed(index, error));
-                return;
-            }
+        let last = match result {
+            Ok(_) => Msg::Done,
+            Err(Stop::Io(error)) => Msg::Failed(error),
             Err(Stop::Hung) => return,
+        };
+        if to_fold.send(last).is_err() {
+            return;
         }
     }
+}
+
+/// The calling thread: folds each file's batches, in the order given.
+fn fold_files(
+    files: &[PathBuf],
+    max_line_bytes: usize,
+    ingestor: &mut Ingestor<'_>,
+    receivers: &[Receiver<Msg>],
+    to_decoders: &Sender<Batch>,
+    shared: &Shared,
+) -> Result<(), DiscoverError> {
+    for (index, (path, from_decoder)) in files.iter().zip(receivers).enumerate() {
+        let source = ingestor
+            .stats
+            .add_source(path.display().to_string(), origin_of(path));
+        ingestor.stats.files += 1;
+        let io_error = |source: io::Error| DiscoverError::Io {
+            path: path.clone(),
+            source,
+        };
+        loop {
+            match from_decoder.recv() {
+                Ok(Msg::Batch(mut batch, weight)) => {
+                    let applied = batch.apply(source, max_line_bytes, ingestor, |line_no| {
+                        format!("{}:{line_no}", path.display())
+                    });
+                    if let Ok(mut progress) = shared.progress.lock() {
+                        progress.in_flight = progress.in_flight.saturating_sub(weight);
+                        progress.in_flight_of[index] =
+                            progress.in_flight_of[index].saturating_sub(weight);
+                    }
+                    shared.turn.notify_all();
+                    applied.map_err(io_error)?;
+                    // Decode threads may have finished already; the batch is then freed.
+                    let _ = to_decoders.send(batch);
+                }
+                Ok(Msg::Done) => break,
+                Ok(Msg::Failed(error)) => return Err(io_error(error)),
+                Err(_) => {
+                    return Err(io_error(io::Error::other(
+                        "internal error: a decode thread stopped early",
+                    )));
+                }
+            }
+        }
+        if let Ok(mut progress) = shared.progress.lock() {
+            progress.folded = index + 1;
+        }
+        shared.turn.notify_all();
+    }
+    Ok(())
 }
 
 /// One file through [`LineSplitter`] and a [`Decoder`] of its own: lines
@@ -210,7 +405,7 @@ fn produce_file(
     let mut splitter = LineSplitter::new(max_line_bytes);
     let mut line_no = 0_u64;
     loop {
-        let read = match reader.read(&mut batch.text) {
+        let read = match reader.read(batch.text.space()) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Stop::Io(e)),
@@ -219,7 +414,7 @@ fn produce_file(
         let ParsedLines {
             text, side, items, ..
         } = &mut batch;
-        let bytes = &text[..read];
+        let bytes = text.data(read);
         let mut emitter = Emitter::new(
             Relocator {
                 text_start: bytes.as_ptr().addr(),
@@ -245,48 +440,4 @@ fn produce_file(
             return Ok(batch);
         }
     }
-}
-
-/// Stage B: applies the batches in order, as [`files::read_files`] would.
-fn consume(
-    files: &[PathBuf],
-    max_line_bytes: usize,
-    ingestor: &mut Ingestor<'_>,
-    from_a: &Receiver<Msg>,
-    to_a: &Sender<Batch>,
-) -> Result<(), DiscoverError> {
-    let mut source = 0;
-    let mut path_index = 0;
-    for msg in from_a {
-        match msg {
-            Msg::File(index) => {
-                let path = &files[index];
-                source = ingestor
-                    .stats
-                    .add_source(path.display().to_string(), origin_of(path));
-                ingestor.stats.files += 1;
-                path_index = index;
-            }
-            Msg::Batch(mut batch) => {
-                let name = &files[path_index];
-                batch
-                    .apply(source, max_line_bytes, ingestor, |line_no| {
-                        format!("{}:{line_no}", name.display())
-                    })
-                    .map_err(|source| DiscoverError::Io {
-                        path: name.clone(),
-                        source,
-                    })?;
-                // Stage A may have finished already; the batch is then freed.
-                let _ = to_a.send(batch);
-            }
-            Msg::Failed(index, source) => {
-                return Err(DiscoverError::Io {
-                    path: files[index].clone(),
-                    source,
-                });
-            }
-        }
-    }
-    Ok(())
 }

@@ -741,8 +741,10 @@ pub(crate) const VACANT: (Usd, u64) = (Usd::from_picos(i128::MIN), 0);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Receipt {
     usage: Usage,
-    costing: Costing,
-    ts_ms: Option<i64>,
+    /// Effective, computed and reported cost ([`CompactCosting`]).
+    amounts: [i64; 3],
+    /// [`NO_TIME`] when the call had none.
+    ts_ms: i64,
     run_ix: u32,
     hop: u32,
     agent_ix: u32,
@@ -750,10 +752,104 @@ pub struct Receipt {
     /// `u32::MAX` when the call had none.
     segment_ix: u32,
     user_ix: u32,
+    cost_flags: u8,
     format: Format,
 }
 
 const NO_ROW: u32 = u32::MAX;
+
+/// `Receipt::ts_ms` of a call without a timestamp.
+const NO_TIME: i64 = i64::MIN;
+
+/// A [`Costing`] in a third of the room (receipts are kept by the thousand):
+/// amounts in picodollars as `i64` (±$9.2 million, far above any one call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CompactCosting {
+    effective: i64,
+    computed: i64,
+    reported: i64,
+    /// Which amounts are present, the provenance, long context.
+    flags: u8,
+}
+
+const HAS_EFFECTIVE: u8 = 1;
+const HAS_COMPUTED: u8 = 2;
+const HAS_REPORTED: u8 = 4;
+const LONG_CONTEXT: u8 = 8;
+/// An amount did not fit: the receipt cannot be taken back.
+const TOO_LARGE: u8 = 16;
+const PROVENANCE_SHIFT: u8 = 5;
+
+impl CompactCosting {
+    fn new(costing: &Costing) -> Self {
+        let mut flags = 0;
+        let mut amount = |usd: Option<Usd>, bit: u8| match usd {
+            Some(usd) => {
+                flags |= bit;
+                i64::try_from(usd.picos()).unwrap_or_else(|_| {
+                    flags |= TOO_LARGE;
+                    0
+                })
+            }
+            None => 0,
+        };
+        let effective = amount(costing.effective, HAS_EFFECTIVE);
+        let computed = amount(costing.computed, HAS_COMPUTED);
+        let reported = amount(costing.reported, HAS_REPORTED);
+        let provenance = match costing.provenance {
+            Provenance::Reported => 0,
+            Provenance::Computed => 1,
+            Provenance::Estimated => 2,
+            Provenance::Unpriced => 3,
+        };
+        if costing.long_context {
+            flags |= LONG_CONTEXT;
+        }
+        CompactCosting {
+            effective,
+            computed,
+            reported,
+            flags: flags | (provenance << PROVENANCE_SHIFT),
+        }
+    }
+
+    fn costing(&self) -> Costing {
+        let amount = |picos: i64, bit: u8| {
+            (self.flags & bit != 0).then(|| Usd::from_picos(i128::from(picos)))
+        };
+        Costing {
+            effective: amount(self.effective, HAS_EFFECTIVE),
+            computed: amount(self.computed, HAS_COMPUTED),
+            reported: amount(self.reported, HAS_REPORTED),
+            provenance: match self.flags >> PROVENANCE_SHIFT {
+                0 => Provenance::Reported,
+                1 => Provenance::Computed,
+                2 => Provenance::Estimated,
+                _ => Provenance::Unpriced,
+            },
+            long_context: self.flags & LONG_CONTEXT != 0,
+        }
+    }
+}
+
+impl Receipt {
+    /// Whether the call can be taken back exactly (its amounts fit).
+    #[must_use]
+    pub fn is_exact(&self) -> bool {
+        self.cost_flags & TOO_LARGE == 0
+    }
+
+    fn costing(&self) -> Costing {
+        let [effective, computed, reported] = self.amounts;
+        CompactCosting {
+            effective,
+            computed,
+            reported,
+            flags: self.cost_flags,
+        }
+        .costing()
+    }
+}
 
 /// A table position as stored in a [`Receipt`] (tables hold far fewer than
 /// 2³² rows: every row is a distinct name read from the input).
@@ -954,7 +1050,8 @@ impl Ledger {
 
     /// Subtracts a receipt from every aggregate it was added to.
     fn take_back(&mut self, r: &Receipt) {
-        let one = delta(&r.usage, &r.costing);
+        let costing = r.costing();
+        let one = delta(&r.usage, &costing);
         self.totals.unmerge(&one);
         self.by_format[r.format.index()].unmerge(&one);
         if let Some(model) = self.models.rows.get_mut(r.model_ix as usize) {
@@ -969,7 +1066,8 @@ impl Ledger {
         if let Some(user) = self.users.rows.get_mut(r.user_ix as usize) {
             user.counters.unmerge(&one);
         }
-        if let Some(ts) = r.ts_ms {
+        if r.ts_ms != NO_TIME {
+            let ts = r.ts_ms;
             let at = ts.div_euclid(60_000);
             if let Some((_, counters)) = self.open_minutes.iter_mut().find(|(m, _)| *m == at) {
                 counters.unmerge(&one);
@@ -989,7 +1087,7 @@ impl Ledger {
         let run = Arc::make_mut(run);
         run.counters.unmerge(&one);
         if let Ok(i) = run.hops.binary_search_by_key(&r.hop, |h| h.hop) {
-            run.hops[i].remove(&r.usage, &r.costing);
+            run.hops[i].remove(&r.usage, &costing);
         }
         self.run_rank[run_ix] = (run.counters.cost, run.counters.total_tokens);
     }
@@ -1193,10 +1291,12 @@ impl Ledger {
             hop.latency_ms = Some(hop.latency_ms.unwrap_or(0).saturating_add(latency));
         }
         hop.add(usage, &costing);
+        let compact = CompactCosting::new(&costing);
         let receipt = Receipt {
             usage: *usage,
-            costing,
-            ts_ms: event.ts_ms,
+            amounts: [compact.effective, compact.computed, compact.reported],
+            cost_flags: compact.flags,
+            ts_ms: event.ts_ms.unwrap_or(NO_TIME),
             run_ix: row_u32(run_ix),
             hop: hop.hop,
             agent_ix: row_u32(agent_ix),

@@ -273,3 +273,12 @@ fn memory_is_bounded_by_two_generations() {
         Settled::Counted
     );
 }
+
+#[test]
+fn receipts_stay_small() {
+    assert!(
+        std::mem::size_of::<Stored>() <= 128,
+        "{}",
+        std::mem::size_of::<Stored>()
+    );
+}

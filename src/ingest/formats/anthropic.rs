@@ -217,7 +217,7 @@ impl Anthropic {
 impl FormatDecoder for Anthropic {
     fn decode(
         &mut self,
-        line: &str,
+        line: &[u8],
         line_no: u64,
         cx: Context<'_>,
         out: &mut dyn Emit,

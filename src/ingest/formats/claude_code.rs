@@ -1,18 +1,173 @@
-//! Stub.
+//! Claude Code transcripts (`~/.claude/projects/<project>/<session>.jsonl`,
+//! sub-agents under `<session>/subagents/`), formats.md §3.
+//!
+//! | source field | normalized |
+//! |---|---|
+//! | `message.usage` | Anthropic buckets (`anthropic`): input without cache, 5-minute and 1-hour writes, reads, output with thinking |
+//! | `sessionId` | run (one session, one run) |
+//! | `isSidechain` | agent `subagent` (parent agent `main`), else `main` |
+//! | `cwd` | segment (the project) |
+//! | `message.model` | model |
+//! | `timestamp` | time |
+//! | `costUSD` (old versions only) | reported cost |
+//! | `message.id` + `requestId` | call identity |
+//!
+//! Claude Code writes one line per content block of a message, with the
+//! same ids and a growing `output_tokens`; resumed sessions copy earlier
+//! messages into a new file; a sidechain may replay its parent's message
+//! under a new request id. So every call carries its identity and is
+//! settled across all files (`ingest::dedup`): one count per (message id,
+//! request id) — message id alone when the request id is missing — keeping
+//! the largest usage, and a sidechain copy never displaces (or adds to) the
+//! original. `<synthetic>` messages and API-error lines are not calls.
+//!
+//! Only lines with a `"usage"` key can be calls: the others (user turns with
+//! their tool results, which are most of the bytes) are checked for the
+//! shape of a JSON object and not parsed.
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+use super::anthropic::{self, RawUsage};
+use super::json::{self, Number, Str, When};
 use super::{Context, Decoded, Emit, FormatDecoder};
+use crate::types::event::{CallId, EventKind, Format, Supersede, TelemetryEvent, UNKNOWN};
+
+/// The agent of a session's main thread, and of its sidechains.
+pub const MAIN_AGENT: &str = "main";
+pub const SUBAGENT: &str = "subagent";
+
+/// Model name of lines Claude Code wrote itself (errors, interruptions).
+const SYNTHETIC: &str = "<synthetic>";
 
 #[derive(Debug, Default)]
 pub struct ClaudeCode;
 
+#[derive(Deserialize)]
+struct Message<'a> {
+    #[serde(borrow, default)]
+    id: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    model: Option<Str<'a>>,
+    #[serde(default)]
+    usage: Option<RawUsage>,
+}
+
+#[derive(Deserialize)]
+struct Line<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Str<'a>>,
+    #[serde(rename = "sessionId", borrow, default)]
+    session_id: Option<Str<'a>>,
+    #[serde(rename = "requestId", borrow, default)]
+    request_id: Option<Str<'a>>,
+    #[serde(default)]
+    timestamp: Option<When>,
+    #[serde(rename = "isSidechain", default)]
+    is_sidechain: Option<bool>,
+    #[serde(rename = "isApiErrorMessage", default)]
+    is_api_error: Option<bool>,
+    #[serde(borrow, default)]
+    cwd: Option<Str<'a>>,
+    #[serde(rename = "costUSD", default)]
+    cost_usd: Option<Number>,
+    #[serde(borrow, default)]
+    message: Option<Message<'a>>,
+}
+
+/// Whether a line has a `"usage"` key anywhere: lines without one are not
+/// calls and need not be parsed.
+fn may_have_usage(line: &[u8]) -> bool {
+    static USAGE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
+    USAGE.find(line).is_some()
+}
+
 impl FormatDecoder for ClaudeCode {
     fn decode(
         &mut self,
-        _line: &str,
-        _line_no: u64,
-        _cx: Context<'_>,
-        _out: &mut dyn Emit,
+        line: &[u8],
+        line_no: u64,
+        cx: Context<'_>,
+        out: &mut dyn Emit,
     ) -> Result<Decoded, String> {
-        Err("not supported yet".into())
+        if !may_have_usage(line) {
+            let trimmed = line.trim_ascii();
+            if !(trimmed.starts_with(b"{") && trimmed.ends_with(b"}")) {
+                return Err("not a JSON object (a truncated line?)".into());
+            }
+            return Ok(Decoded::Ignored);
+        }
+        let parsed: Line<'_> = json::parse(line)?;
+        match decode_line(parsed, cx)? {
+            Some(event) => {
+                out.event(line_no, event);
+                Ok(Decoded::Events)
+            }
+            None => Ok(Decoded::Ignored),
+        }
     }
 }
+
+/// The call a parsed line reports, if it is one.
+fn decode_line<'a>(line: Line<'a>, cx: Context<'_>) -> Result<Option<TelemetryEvent<'a>>, String> {
+    if line
+        .kind
+        .as_ref()
+        .is_some_and(|k| k.as_str() != "assistant")
+        || line.is_api_error == Some(true)
+    {
+        return Ok(None);
+    }
+    let Some(message) = line.message else {
+        return Ok(None);
+    };
+    let Some(raw) = message.usage else {
+        return Ok(None);
+    };
+    let model = json::text(message.model);
+    if model.as_deref() == Some(SYNTHETIC) {
+        return Ok(None);
+    }
+    let usage = anthropic::usage(&raw)?;
+    let ts_ms = line.timestamp.and_then(|w| w.0);
+    let sidechain = line.is_sidechain == Some(true);
+    let reported_cost = match line.cost_usd {
+        Some(cost) => Some(json::usd(cost.0, "costUSD")?),
+        None => None,
+    };
+    let message_id = json::text(message.id);
+    let request_id = json::text(line.request_id);
+    let call = message_id.as_deref().map(|id| CallId {
+        key: json::call_key(Format::ClaudeCode, &[id]),
+        attempt: json::attempt_key(request_id.as_deref()),
+        replay: sidechain,
+        rule: Supersede::Largest,
+    });
+    Ok(Some(TelemetryEvent {
+        kind: EventKind::Hop,
+        ts_ms,
+        run_id: json::text(line.session_id)
+            .unwrap_or_else(|| Cow::Owned(super::openai::synthetic_run_id(cx.origin, ts_ms))),
+        hop: None,
+        agent: Cow::Borrowed(if sidechain { SUBAGENT } else { MAIN_AGENT }),
+        parent_agent: sidechain.then_some(Cow::Borrowed(MAIN_AGENT)),
+        user: None,
+        segment: json::text(line.cwd),
+        task: None,
+        tool: None,
+        provider: Some(Cow::Borrowed("anthropic")),
+        model: model.unwrap_or(Cow::Borrowed(UNKNOWN)),
+        usage,
+        reported_cost,
+        latency_ms: None,
+        status: None,
+        estimated: false,
+        format: Format::ClaudeCode,
+        call,
+    }))
+}
+
+#[cfg(test)]
+mod tests;

@@ -325,10 +325,10 @@ impl<'a> Labels<'a> {
 ///
 /// # Errors
 /// Invalid JSON, or labels of the wrong shape.
-pub fn open(line: &str) -> Result<(Resolved<'_>, &str), String> {
+pub fn open(line: &[u8]) -> Result<(Resolved<'_>, &[u8]), String> {
     let envelope: Labels<'_> = json::parse(line)?;
     let (labels, response) = envelope.resolve()?;
-    Ok((labels, response.map_or(line, RawValue::get)))
+    Ok((labels, response.map_or(line, |r| r.get().as_bytes())))
 }
 
 #[cfg(test)]
@@ -338,8 +338,8 @@ mod tests {
     #[test]
     fn labels_come_from_the_top_then_metadata_then_the_request() {
         let line = r#"{"request":{"model":"gpt-4o","user":"u-req","metadata":{"agent":"req-agent","tier":"free"}},"response":{"id":"x"},"metadata":{"session_id":"s-1","agent_name":"writer"},"run_id":"r-top","hop":3,"timestamp":"2026-01-01T00:00:00Z","latency_ms":812.4,"cost_usd":0.25}"#;
-        let (labels, body) = open(line).unwrap();
-        assert_eq!(body, r#"{"id":"x"}"#);
+        let (labels, body) = open(line.as_bytes()).unwrap();
+        assert_eq!(body, br#"{"id":"x"}"#);
         assert_eq!(labels.run.as_deref(), Some("r-top"));
         assert_eq!(labels.agent.as_deref(), Some("writer"));
         assert_eq!(labels.segment.as_deref(), Some("free"));
@@ -354,12 +354,12 @@ mod tests {
     #[test]
     fn a_bare_body_is_its_own_body() {
         let line = r#"{"id":"chatcmpl-1","object":"chat.completion","user":"u1","usage":{}}"#;
-        let (labels, body) = open(line).unwrap();
-        assert_eq!(body, line);
+        let (labels, body) = open(line.as_bytes()).unwrap();
+        assert_eq!(body, line.as_bytes());
         assert_eq!(labels.user.as_deref(), Some("u1"));
         // Free-form labels of another shape are ignored; a negative cost is not.
-        let (labels, _) = open(r#"{"hop":-1,"agent":{"x":1},"user":true,"ts":"soon"}"#).unwrap();
+        let (labels, _) = open(br#"{"hop":-1,"agent":{"x":1},"user":true,"ts":"soon"}"#).unwrap();
         assert_eq!(labels, Resolved::default());
-        assert!(open(r#"{"cost_usd":-1}"#).is_err());
+        assert!(open(br#"{"cost_usd":-1}"#).is_err());
     }
 }

@@ -80,7 +80,7 @@ fn usage(raw: &UsageMetadata) -> Result<Usage, String> {
 impl FormatDecoder for Gemini {
     fn decode(
         &mut self,
-        line: &str,
+        line: &[u8],
         line_no: u64,
         cx: Context<'_>,
         out: &mut dyn Emit,

@@ -256,12 +256,22 @@ pub fn json_reason(error: &serde_json::Error) -> String {
     }
 }
 
-/// Parses a line as `T`, with [`json_reason`] errors.
+/// The reason of a line rejected for invalid UTF-8 (counted apart).
+pub const INVALID_UTF8: &str = "invalid UTF-8";
+
+/// Parses a line as `T`, with [`json_reason`] errors. The strings `T`
+/// keeps are validated as UTF-8; what it skips is not (as serde_json does).
 ///
 /// # Errors
-/// Invalid JSON or a field of the wrong type.
-pub fn parse<'a, T: Deserialize<'a>>(line: &'a str) -> Result<T, String> {
-    serde_json::from_str(line).map_err(|e| format!("invalid JSON: {}", json_reason(&e)))
+/// Invalid JSON or UTF-8, or a field of the wrong type.
+pub fn parse<'a, T: Deserialize<'a>>(line: &'a [u8]) -> Result<T, String> {
+    serde_json::from_slice(line).map_err(|e| {
+        if std::str::from_utf8(line).is_err() {
+            INVALID_UTF8.to_owned()
+        } else {
+            format!("invalid JSON: {}", json_reason(&e))
+        }
+    })
 }
 
 /// Per-process random key: call identities cannot be forged to collide.

@@ -126,14 +126,14 @@ fn id(value: Option<Id<'_>>) -> Option<Cow<'_, str>> {
 impl FormatDecoder for LiteLlm {
     fn decode(
         &mut self,
-        line: &str,
+        line: &[u8],
         line_no: u64,
         cx: Context<'_>,
         out: &mut dyn Emit,
     ) -> Result<Decoded, String> {
         let outer: Payload<'_> = json::parse(line)?;
         let payload: Payload<'_> = match outer.standard_logging_object {
-            Some(inner) => json::parse(inner.get())?,
+            Some(inner) => json::parse(inner.get().as_bytes())?,
             None => outer,
         };
         let metadata = payload.metadata.unwrap_or_default();

@@ -174,7 +174,7 @@ pub(crate) fn usage(raw: &RawUsage) -> Result<Usage, String> {
 impl FormatDecoder for OpenAi {
     fn decode(
         &mut self,
-        line: &str,
+        line: &[u8],
         line_no: u64,
         cx: Context<'_>,
         out: &mut dyn Emit,

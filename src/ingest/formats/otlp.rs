@@ -8,7 +8,7 @@ pub struct Otlp;
 impl FormatDecoder for Otlp {
     fn decode(
         &mut self,
-        _line: &str,
+        _line: &[u8],
         _line_no: u64,
         _cx: Context<'_>,
         _out: &mut dyn Emit,

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use crate::ingest::Ingestor;
 use crate::ingest::formats::DecoderConfig;
-use crate::ingest::lines::{Line, LineSplitter};
+use crate::ingest::lines::{Line, LineSplitter, ReadBuffer};
 
 /// Default `--max-line-bytes`: 1 MiB.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1024 * 1024;
 
 /// Bytes per `read` (and per pipeline batch).
-pub(crate) const CHUNK_BYTES: usize = 1024 * 1024;
+pub(crate) const CHUNK_BYTES: usize = 512 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoverError {
@@ -82,20 +82,20 @@ pub fn for_each_line(
     mut handle: impl FnMut(u64, Line<'_>),
 ) -> io::Result<()> {
     let mut splitter = LineSplitter::new(max_line_bytes);
-    let mut buffer = vec![0_u8; CHUNK_BYTES];
+    let mut buffer = ReadBuffer::new(CHUNK_BYTES);
     let mut line_no = 0_u64;
     let mut numbered = |line: Line<'_>| {
         line_no += 1;
         handle(line_no, line);
     };
     loop {
-        let read = match reader.read(&mut buffer) {
+        let read = match reader.read(buffer.space()) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        splitter.feed(&buffer[..read], &mut numbered);
+        splitter.feed(buffer.data(read), &mut numbered);
     }
     splitter.finish(&mut numbered);
     Ok(())

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::ingest::channel::{ClientChange, IngestMsg, LineBatch, SourceKind, SourceRef};
 use crate::ingest::formats::DecoderConfig;
-use crate::ingest::lines::{Line, LineSplitter};
+use crate::ingest::lines::{Line, LineSplitter, ReadBuffer};
 
 /// A `--listen` address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -365,7 +365,7 @@ async fn read_client<S: AsyncRead + Unpin>(
         return;
     }
     let mut splitter = LineSplitter::new(max_line_bytes);
-    let mut buffer = vec![0_u8; 64 * 1024];
+    let mut buffer = ReadBuffer::new(64 * 1024);
     let mut batch = LineBatch::new(source.origin.clone(), decoders.clone());
     let mut line_no = 0_u64;
     let mut gate = Gate::First;
@@ -373,13 +373,13 @@ async fn read_client<S: AsyncRead + Unpin>(
     loop {
         let read = tokio::select! {
             _ = shutdown.changed() => break,
-            read = stream.read(&mut buffer) => read,
+            read = stream.read(buffer.space()) => read,
         };
         let n = match read {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        splitter.feed(&buffer[..n], |line| {
+        splitter.feed(buffer.data(n), |line| {
             if matches!(gate, Gate::Closed(_)) {
                 return;
             }

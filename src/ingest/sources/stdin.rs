@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use crate::ingest::channel::{IngestMsg, LineBatch, SourceKind, SourceRef};
 use crate::ingest::formats::DecoderConfig;
-use crate::ingest::lines::{Line, LineSplitter};
+use crate::ingest::lines::{Line, LineSplitter, ReadBuffer};
 
 /// Reads standard input to its end on a thread of its own.
 ///
@@ -32,7 +32,7 @@ pub fn spawn(
             let mut splitter = LineSplitter::new(max_line_bytes);
             let mut batch = LineBatch::new(source.origin.clone(), decoders);
             let mut line_no = 0_u64;
-            let mut buffer = vec![0_u8; 256 * 1024];
+            let mut buffer = ReadBuffer::new(256 * 1024);
             let mut stdin = io::stdin().lock();
             let mut pending = Vec::new();
             let mut handle =
@@ -56,11 +56,13 @@ pub fn spawn(
                     }
                 };
             loop {
-                let n = match stdin.read(&mut buffer) {
+                let n = match stdin.read(buffer.space()) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
-                splitter.feed(&buffer[..n], |line| handle(line, &mut batch, &mut pending));
+                splitter.feed(buffer.data(n), |line| {
+                    handle(line, &mut batch, &mut pending)
+                });
                 pending.extend(batch.take(&source));
                 for msg in pending.drain(..) {
                     if tx.blocking_send(msg).is_err() {

@@ -23,7 +23,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::ingest::lines::{Line, LineSplitter};
+use crate::ingest::lines::{Line, LineSplitter, ReadBuffer};
 
 /// Where reading starts in files that exist when following begins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,7 +186,7 @@ pub struct Follower {
     /// Which file each followed path led to at the last scan.
     paths: HashMap<PathBuf, FileId>,
     scanned_once: bool,
-    buffer: Vec<u8>,
+    buffer: ReadBuffer,
     retired: Vec<Retired>,
 }
 
@@ -207,7 +207,7 @@ impl Follower {
             files: HashMap::new(),
             paths: HashMap::new(),
             scanned_once: false,
-            buffer: vec![0; 256 * 1024],
+            buffer: ReadBuffer::new(256 * 1024),
             retired: Vec::new(),
         }
     }
@@ -423,7 +423,7 @@ impl Follower {
             if total >= budget {
                 return (total, true);
             }
-            let n = match tracked.file.read_at(&mut self.buffer, tracked.offset) {
+            let n = match tracked.file.read_at(self.buffer.space(), tracked.offset) {
                 Ok(0) => return (total, false),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -434,12 +434,12 @@ impl Follower {
             };
             if tracked.head.len() < HEAD_BYTES && tracked.offset == tracked.head.len() as u64 {
                 let take = n.min(HEAD_BYTES - tracked.head.len());
-                tracked.head.extend_from_slice(&self.buffer[..take]);
+                tracked.head.extend_from_slice(self.buffer.data(take));
             }
             tracked.offset += n as u64;
             total += n as u64;
             let (source, line_no) = (tracked.source, &mut tracked.line_no);
-            tracked.splitter.feed(&self.buffer[..n], |line| {
+            tracked.splitter.feed(self.buffer.data(n), |line| {
                 *line_no += 1;
                 match line {
                     Line::Complete(bytes) => sink.line(source, *line_no, bytes),
