@@ -244,7 +244,10 @@ impl ParsedLines {
             items,
         } = self;
         let texts = if lines.is_empty() {
-            Texts::new(text.data(*filled), side)
+            // Dense batches (an event per line) are validated at once, the
+            // rest span by span.
+            let dense = items.len().saturating_mul(SPARSE_BYTES_PER_EVENT) >= *filled;
+            Texts::new(text.data(*filled), side, dense)
         } else {
             Texts {
                 text: lines.as_bytes(),
@@ -258,7 +261,7 @@ impl ParsedLines {
             match item {
                 Item::Event(event) => match texts.rebuild(event) {
                     Some(rebuilt) => {
-                        if event.counts_line {
+                        if event.flags & COUNTS_LINE != 0 {
                             ingestor.stats.count_line(source, event.format);
                         }
                         ingestor.event(source, &rebuilt, || locate(event.line_no));
@@ -376,7 +379,7 @@ impl<'r, 's> Emitter<'r, 's> {
         let first = self.items.get_mut(self.mark);
         match outcome {
             Outcome::Events(format) => match first {
-                Some(Item::Event(event)) => event.counts_line = true,
+                Some(Item::Event(event)) => event.flags |= COUNTS_LINE,
                 Some(Item::Owned(owned)) => owned.1 = true,
                 _ => self.items.push(Item::Ignored(format)),
             },
@@ -477,13 +480,19 @@ const SPARSE_BYTES_PER_EVENT: usize = 2048;
 pub(super) struct RelEvent {
     /// The line it was decoded from.
     line_no: u64,
-    /// The first event of its line: counting it counts the line.
-    counts_line: bool,
-    format: Format,
     call: Option<CallId>,
     kind: RelKind,
-    ts_ms: Option<i64>,
+    /// [`NO_TIME`] when the event has none (compact fields: a batch holds
+    /// thousands of these, and their size is memory traffic on every line).
+    ts_ms: i64,
+    /// [`NO_LATENCY`] when not reported.
+    latency_ms: u64,
+    /// Picodollars, when `flags` has [`HAS_COST`] (a cost beyond ±$9.2
+    /// million makes the event [`Item::Owned`]).
+    reported_cost: i64,
     hop: Option<u32>,
+    flags: u8,
+    format: Format,
     run_id: Span,
     agent: Span,
     parent_agent: Span,
@@ -495,10 +504,14 @@ pub(super) struct RelEvent {
     model: Span,
     status: Span,
     usage: Usage,
-    reported_cost: Option<Usd>,
-    latency_ms: Option<u64>,
-    estimated: bool,
 }
+
+const NO_TIME: i64 = i64::MIN;
+const NO_LATENCY: u64 = u64::MAX;
+/// `RelEvent::flags`: the first event of its line (counting it counts the line).
+const COUNTS_LINE: u8 = 1;
+const ESTIMATED: u8 = 2;
+const HAS_COST: u8 = 4;
 
 impl RelEvent {
     fn spans_mut(&mut self) -> [&mut Span; 10] {
@@ -587,17 +600,35 @@ impl Relocator<'_> {
         else {
             return Item::Owned(Box::new((line_no, false, event.into_owned())));
         };
+        let cost = match event.reported_cost.map(|c| i64::try_from(c.picos())) {
+            None => None,
+            Some(Ok(picos)) => Some(picos),
+            Some(Err(_)) => return Item::Owned(Box::new((line_no, false, event.into_owned()))),
+        };
+        // Sentinels must not be real values: such an event travels owned.
+        if event.ts_ms == Some(NO_TIME) || event.latency_ms == Some(NO_LATENCY) {
+            return Item::Owned(Box::new((line_no, false, event.into_owned())));
+        }
+        let mut flags = 0;
+        if event.estimated {
+            flags |= ESTIMATED;
+        }
+        if cost.is_some() {
+            flags |= HAS_COST;
+        }
         Item::Event(RelEvent {
             line_no,
-            counts_line: false,
             format: event.format,
             call: event.call,
+            ts_ms: event.ts_ms.unwrap_or(NO_TIME),
+            latency_ms: event.latency_ms.unwrap_or(NO_LATENCY),
+            reported_cost: cost.unwrap_or(0),
+            flags,
             kind: match event.kind {
                 EventKind::Hop => RelKind::Hop,
                 EventKind::RunEnd => RelKind::RunEnd,
                 other => RelKind::Other(Box::new(other)),
             },
-            ts_ms: event.ts_ms,
             hop: event.hop,
             run_id,
             agent,
@@ -610,9 +641,6 @@ impl Relocator<'_> {
             model,
             status,
             usage: event.usage,
-            reported_cost: event.reported_cost,
-            latency_ms: event.latency_ms,
-            estimated: event.estimated,
         })
     }
 }
@@ -620,22 +648,27 @@ impl Relocator<'_> {
 /// Where the owner finds the strings of a batch.
 struct Texts<'b> {
     text: &'b [u8],
-    /// Text known to be UTF-8 (a live batch's lines): spans in it need no
-    /// validation of their own. Empty for the report's read buffer, whose
-    /// spans are validated one by one: they cover a small part of it in
-    /// formats whose lines are mostly skipped (Claude Code), and checking a
-    /// span is as cheap per byte as checking the whole buffer.
+    /// Text known to be UTF-8 (a live batch's lines; the longest valid
+    /// prefix of a dense report batch, checked at once): spans in it need
+    /// no validation of their own. Sparse batches (Claude Code, whose lines
+    /// are mostly skipped) check their few spans one by one instead.
     valid: &'b str,
     side: &'b str,
 }
 
 impl<'b> Texts<'b> {
-    fn new(text: &'b [u8], side: &'b str) -> Self {
-        Texts {
-            text,
-            valid: "",
-            side,
-        }
+    /// `validate`: check the whole text at once (the longest valid prefix
+    /// then needs no check per span).
+    fn new(text: &'b [u8], side: &'b str, validate: bool) -> Self {
+        let valid = if validate {
+            match std::str::from_utf8(text) {
+                Ok(valid) => valid,
+                Err(e) => std::str::from_utf8(&text[..e.valid_up_to()]).unwrap_or_default(),
+            }
+        } else {
+            ""
+        };
+        Texts { text, valid, side }
     }
 
     /// `None` for a span out of place.
@@ -666,7 +699,7 @@ impl<'b> Texts<'b> {
                 RelKind::RunEnd => EventKind::RunEnd,
                 RelKind::Other(kind) => (**kind).clone(),
             },
-            ts_ms: event.ts_ms,
+            ts_ms: (event.ts_ms != NO_TIME).then_some(event.ts_ms),
             run_id: Cow::Borrowed(self.get(event.run_id)?),
             hop: event.hop,
             agent: Cow::Borrowed(self.get(event.agent)?),
@@ -678,10 +711,11 @@ impl<'b> Texts<'b> {
             provider: self.opt(event.provider)?,
             model: Cow::Borrowed(self.get(event.model)?),
             usage: event.usage,
-            reported_cost: event.reported_cost,
-            latency_ms: event.latency_ms,
+            reported_cost: (event.flags & HAS_COST != 0)
+                .then(|| Usd::from_picos(i128::from(event.reported_cost))),
+            latency_ms: (event.latency_ms != NO_LATENCY).then_some(event.latency_ms),
             status: self.opt(event.status)?,
-            estimated: event.estimated,
+            estimated: event.flags & ESTIMATED != 0,
             format: event.format,
             call: event.call,
         })
