@@ -37,6 +37,14 @@ pub(crate) fn report_with(
     config: DecoderConfig,
     lines: &[&str],
 ) -> (crate::model::Snapshot, crate::ingest::IngestStats) {
+    report_sources(config, &[lines])
+}
+
+/// Several sources (files), each with its own decoder, folded in order.
+pub(crate) fn report_sources(
+    config: DecoderConfig,
+    sources: &[&[&str]],
+) -> (crate::model::Snapshot, crate::ingest::IngestStats) {
     use crate::model::{Ledger, LedgerConfig};
     let mut ledger = Ledger::new(
         crate::pricing::PriceBook::embedded(),
@@ -44,16 +52,22 @@ pub(crate) fn report_with(
     );
     let mut ingestor =
         crate::ingest::Ingestor::new(&mut ledger, crate::ingest::TimeWindow::default());
-    let source = ingestor
-        .stats
-        .add_source("t.jsonl".into(), "t.jsonl".into());
-    let mut decoder = Decoder::new(std::sync::Arc::new(config), "t.jsonl".into());
-    crate::ingest::parsed::fold_lines(
-        &mut ingestor,
-        source,
-        &mut decoder,
-        (1..).zip(lines.iter().map(|l| l.as_bytes())),
-    );
+    let config = std::sync::Arc::new(config);
+    for (n, lines) in sources.iter().enumerate() {
+        let name = if n == 0 {
+            "t.jsonl".to_owned()
+        } else {
+            format!("t{n}.jsonl")
+        };
+        let source = ingestor.stats.add_source(name.clone(), name.clone());
+        let mut decoder = Decoder::new(config.clone(), name.into());
+        crate::ingest::parsed::fold_lines(
+            &mut ingestor,
+            source,
+            &mut decoder,
+            (1..).zip(lines.iter().map(|l| l.as_bytes())),
+        );
+    }
     let stats = ingestor.stats;
     (ledger.snapshot(), stats)
 }
