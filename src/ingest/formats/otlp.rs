@@ -1,18 +1,784 @@
-//! Stub.
+//! OpenTelemetry GenAI spans as OTLP/JSON: one `ExportTraceServiceRequest`
+//! per line, as the Collector's file exporter writes them (formats.md §5).
+//! Spans are first read into [`SpanRecord`]s, so an OTLP receiver (HTTP or
+//! gRPC, protobuf or JSON) can feed the same [`Otlp::spans`].
+//!
+//! | source | normalized |
+//! |---|---|
+//! | spans whose `gen_ai.operation.name` is `chat`, `text_completion`, `generate_content` or `embeddings` (else whose name starts with one) | one model call each |
+//! | `gen_ai.usage.input_tokens` (deprecated `gen_ai.usage.prompt_tokens`) − cache reads − cache writes | `input_uncached`: input includes cached tokens; an input smaller than its cache counts is read as excluding them (Anthropic instrumentations) |
+//! | `gen_ai.usage.cache_read.input_tokens` (also `…cache_read_input_tokens`, `…input_tokens.cached`) | `cache_read` |
+//! | `gen_ai.usage.cache_creation.input_tokens` (also `…cache_creation_input_tokens`, `…input_tokens.cache_write`) | `cache_write_5m` |
+//! | `gen_ai.usage.output_tokens` (deprecated `…completion_tokens`) | `output` |
+//! | `gen_ai.usage.reasoning.output_tokens` | `reasoning` (inside `output`) |
+//! | `gen_ai.response.model`, else `gen_ai.request.model` | model |
+//! | `gen_ai.provider.name`, else `gen_ai.system` | provider |
+//! | `gen_ai.agent.name` of the span, else of the nearest enclosing span that has one (`invoke_agent`), else resource `service.name` | agent (and the enclosing agent's agent as parent) |
+//! | `gen_ai.conversation.id` of the span or an enclosing one, else the trace id | run |
+//! | `user.id`, `enduser.id` (span, then resource) | user |
+//! | `tokwatch.segment`, `segment`, or `--segment-attribute` (span, then resource) | segment |
+//! | `startTimeUnixNano`, `endTimeUnixNano` | time, latency |
+//! | `status.code` 2 | status `error` |
+//!
+//! `intValue` may be a string or a number; ids are hex in any case.
+//!
+//! Spans of one trace arrive in any order and in several requests. A call
+//! is emitted as soon as its span arrives, with the attribution known then;
+//! when an enclosing span arrives later with a better one (its agent, its
+//! conversation), the call is re-emitted to replace it (`Supersede::Latest`).
+//! An `invoke_agent` span's own usage totals its model calls: it counts only
+//! while none of its model calls is known, and is taken back
+//! (`Supersede::Retract`) when one arrives. Memory: at most
+//! [`MAX_TRACES`] traces of [`MAX_SPANS`] spans each are remembered (the
+//! oldest trace is forgotten first); a late span of a forgotten trace is
+//! counted with what it says itself.
 
+use std::borrow::Cow;
+use std::collections::{HashMap, VecDeque};
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+
+use super::json::{self, Str};
 use super::{Context, Decoded, Emit, FormatDecoder};
+use crate::types::event::{CallId, EventKind, Format, Supersede, TelemetryEvent, UNKNOWN};
+use crate::types::usage::Usage;
+
+/// Traces remembered per source.
+pub const MAX_TRACES: usize = 4096;
+/// Spans remembered per trace.
+pub const MAX_SPANS: usize = 4096;
+
+/// An attribute value, as far as tokwatch reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttrValue<'a> {
+    Str(Cow<'a, str>),
+    Int(i64),
+    Double(f64),
+    Bool(bool),
+    /// Arrays, maps and bytes: present, not read.
+    Other,
+}
+
+impl AttrValue<'_> {
+    fn text(&self) -> Option<Cow<'_, str>> {
+        match self {
+            AttrValue::Str(s) if !s.trim().is_empty() => Some(Cow::Borrowed(s)),
+            AttrValue::Int(n) => Some(Cow::Owned(n.to_string())),
+            _ => None,
+        }
+    }
+
+    /// A token count: an integer (or integral text) that is not negative.
+    fn count(&self, key: &str) -> Result<Option<u64>, String> {
+        let value = match self {
+            AttrValue::Int(n) => *n,
+            AttrValue::Str(s) => s
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| format!("{key} '{s}' is not an integer"))?,
+            #[allow(clippy::cast_possible_truncation, reason = "checked integral")]
+            AttrValue::Double(d) if d.fract() == 0.0 && d.abs() < 9.0e15 => *d as i64,
+            _ => return Err(format!("{key} is not an integer")),
+        };
+        u64::try_from(value)
+            .map(Some)
+            .map_err(|_| format!("{key} ({value}) is negative"))
+    }
+}
+
+/// One span, whatever its encoding: what the decoder needs of it.
+#[derive(Debug, Clone, Default)]
+pub struct SpanRecord<'a> {
+    /// Lowercase hex.
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: Option<String>,
+    pub name: Cow<'a, str>,
+    pub start_ns: Option<u64>,
+    pub end_ns: Option<u64>,
+    pub error: bool,
+    pub attributes: Vec<(Cow<'a, str>, AttrValue<'a>)>,
+    /// Index of its resource's attributes in the request.
+    pub resource: usize,
+}
+
+impl<'a> SpanRecord<'a> {
+    fn attr(&self, key: &str) -> Option<&AttrValue<'a>> {
+        self.attributes
+            .iter()
+            .find(|(k, _)| k.as_ref() == key)
+            .map(|(_, v)| v)
+    }
+
+    fn text(&self, keys: &[&str]) -> Option<Cow<'_, str>> {
+        keys.iter()
+            .find_map(|k| self.attr(k).and_then(AttrValue::text))
+    }
+
+    fn count(&self, keys: &[&str]) -> Result<Option<u64>, String> {
+        for key in keys {
+            if let Some(value) = self.attr(key) {
+                return value.count(key);
+            }
+        }
+        Ok(None)
+    }
+}
+
+type Attributes<'a> = Vec<(Cow<'a, str>, AttrValue<'a>)>;
+
+/// What an operation is for tokwatch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// A model call: a hop.
+    Model,
+    /// `invoke_agent`: names an agent for what it encloses.
+    Agent,
+    Other,
+}
+
+fn role(span: &SpanRecord<'_>) -> Role {
+    let operation = span
+        .text(&["gen_ai.operation.name"])
+        .map(|s| s.into_owned())
+        .unwrap_or_else(|| {
+            span.name
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        });
+    match operation.as_str() {
+        "chat" | "text_completion" | "generate_content" | "embeddings" => Role::Model,
+        "invoke_agent" | "create_agent" => Role::Agent,
+        _ => Role::Other,
+    }
+}
+
+/// What the decoder remembers of a span.
+#[derive(Debug, Clone, Default)]
+struct Known {
+    parent: Option<String>,
+    agent: Option<String>,
+    conversation: Option<String>,
+    role: Option<RoleTag>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RoleTag {
+    Model,
+    Agent,
+}
+
+/// A call emitted whose attribution may still improve, or an agent span's
+/// own usage that may have to be taken back.
+#[derive(Debug, Clone)]
+struct Pending {
+    event: TelemetryEvent<'static>,
+    line_no: u64,
+}
 
 #[derive(Debug, Default)]
-pub struct Otlp;
+struct Trace {
+    spans: HashMap<String, Known>,
+    /// Model calls emitted while an ancestor was unknown.
+    unresolved: HashMap<String, Pending>,
+    /// `invoke_agent` spans counted for their own usage.
+    agent_usage: HashMap<String, Pending>,
+}
+
+/// Per-source state: recent traces.
+#[derive(Debug, Default)]
+pub struct Otlp {
+    traces: HashMap<String, Trace>,
+    /// Trace ids, oldest first, for forgetting.
+    order: VecDeque<String>,
+}
+
+/// What the walk up a span's ancestors found.
+#[derive(Debug, Default, PartialEq)]
+struct Attribution {
+    agent: Option<String>,
+    parent_agent: Option<String>,
+    conversation: Option<String>,
+    /// Every ancestor up to a root is known.
+    complete: bool,
+}
+
+impl Trace {
+    fn attribution(&self, span_id: &str) -> Attribution {
+        let mut found = Attribution::default();
+        let mut at = self.spans.get(span_id);
+        let mut seen = 0;
+        while let Some(known) = at {
+            if found.agent.is_none() {
+                found.agent.clone_from(&known.agent);
+            } else if found.parent_agent.is_none()
+                && known.agent.is_some()
+                && known.agent != found.agent
+            {
+                found.parent_agent.clone_from(&known.agent);
+            }
+            if found.conversation.is_none() {
+                found.conversation.clone_from(&known.conversation);
+            }
+            seen += 1;
+            match &known.parent {
+                None => {
+                    found.complete = true;
+                    break;
+                }
+                Some(parent) if seen < MAX_SPANS => at = self.spans.get(parent),
+                Some(_) => break,
+            }
+        }
+        found
+    }
+
+    /// Whether a model call is known below `span_id`.
+    fn has_model_below(&self, span_id: &str) -> bool {
+        self.spans.iter().any(|(id, known)| {
+            known.role == Some(RoleTag::Model) && id != span_id && {
+                let mut at = known.parent.as_deref();
+                let mut steps = 0;
+                loop {
+                    match at {
+                        Some(p) if p == span_id => break true,
+                        Some(p) if steps < MAX_SPANS => {
+                            steps += 1;
+                            at = self.spans.get(p).and_then(|k| k.parent.as_deref());
+                        }
+                        _ => break false,
+                    }
+                }
+            }
+        })
+    }
+}
+
+fn call(trace: &str, span: &str, rule: Supersede) -> CallId {
+    CallId {
+        key: json::call_key(Format::Otlp, &[trace, span]),
+        attempt: 0,
+        replay: false,
+        rule,
+    }
+}
+
+impl Otlp {
+    /// Decodes the spans of one export request (`resources[i]` are the
+    /// attributes of resource `i`). Returns whether any call was emitted
+    /// for these spans (re-attributions of earlier ones do not count).
+    ///
+    /// # Errors
+    /// A usage attribute of the wrong type, or counts that contradict
+    /// each other.
+    pub fn spans(
+        &mut self,
+        spans: &[SpanRecord<'_>],
+        resources: &[Attributes<'_>],
+        line_no: u64,
+        cx: Context<'_>,
+        out: &mut dyn Emit,
+    ) -> Result<bool, String> {
+        // Every hop first, so that a bad span rejects the request whole
+        // (never partly counted).
+        let mut hops = Vec::new();
+        for span in spans {
+            match role(span) {
+                Role::Model => hops.push((span, usage(span)?)),
+                Role::Agent if has_usage(span) => hops.push((span, usage(span)?)),
+                _ => {}
+            }
+        }
+        // Register every span before judging any: a request holds parents
+        // and children in any order.
+        for span in spans {
+            self.register(span);
+        }
+        hops.sort_by_key(|(span, _)| span.start_ns.unwrap_or(0));
+        let mut emitted = false;
+        for (span, usage) in &hops {
+            let resource = resources.get(span.resource).map_or(&[][..], Vec::as_slice);
+            let Some(trace) = self.traces.get_mut(&span.trace_id) else {
+                continue;
+            };
+            match role(span) {
+                Role::Model => {
+                    let found = trace.attribution(&span.span_id);
+                    let event = model_event(span, resource, *usage, &found, cx);
+                    if !found.complete {
+                        trace.unresolved.insert(
+                            span.span_id.clone(),
+                            Pending {
+                                event: event.clone().into_owned(),
+                                line_no,
+                            },
+                        );
+                    }
+                    out.event(line_no, event);
+                    emitted = true;
+                }
+                _ => {
+                    if trace.has_model_below(&span.span_id) {
+                        continue;
+                    }
+                    let found = trace.attribution(&span.span_id);
+                    let event = model_event(span, resource, *usage, &found, cx);
+                    trace.agent_usage.insert(
+                        span.span_id.clone(),
+                        Pending {
+                            event: event.clone().into_owned(),
+                            line_no,
+                        },
+                    );
+                    out.event(line_no, event);
+                    emitted = true;
+                }
+            }
+        }
+        self.settle_earlier(spans, out);
+        Ok(emitted)
+    }
+
+    /// Re-attributes calls whose ancestors just arrived, and takes back
+    /// agent usage whose model calls just arrived.
+    fn settle_earlier(&mut self, spans: &[SpanRecord<'_>], out: &mut dyn Emit) {
+        let mut traces: Vec<&str> = spans.iter().map(|s| s.trace_id.as_str()).collect();
+        traces.sort_unstable();
+        traces.dedup();
+        for trace_id in traces {
+            let Some(trace) = self.traces.get_mut(trace_id) else {
+                continue;
+            };
+            let unresolved: Vec<String> = trace.unresolved.keys().cloned().collect();
+            for span_id in unresolved {
+                let found = trace.attribution(&span_id);
+                let Some(pending) = trace.unresolved.get_mut(&span_id) else {
+                    continue;
+                };
+                let mut event = pending.event.clone();
+                apply_attribution(&mut event, &found, trace_id);
+                if event != pending.event {
+                    event.call = Some(call(trace_id, &span_id, Supersede::Latest));
+                    out.event(pending.line_no, event.clone());
+                    event.call = Some(call(trace_id, &span_id, Supersede::Largest));
+                    pending.event = event;
+                }
+                if found.complete {
+                    trace.unresolved.remove(&span_id);
+                }
+            }
+            let counted: Vec<String> = trace.agent_usage.keys().cloned().collect();
+            for span_id in counted {
+                if trace.has_model_below(&span_id)
+                    && let Some(pending) = trace.agent_usage.remove(&span_id)
+                {
+                    let mut event = pending.event;
+                    event.call = Some(call(trace_id, &span_id, Supersede::Retract));
+                    out.event(pending.line_no, event);
+                }
+            }
+        }
+    }
+
+    fn register(&mut self, span: &SpanRecord<'_>) {
+        if !self.traces.contains_key(&span.trace_id) {
+            if self.traces.len() >= MAX_TRACES
+                && let Some(oldest) = self.order.pop_front()
+            {
+                self.traces.remove(&oldest);
+            }
+            self.order.push_back(span.trace_id.clone());
+        }
+        let trace = self.traces.entry(span.trace_id.clone()).or_default();
+        if trace.spans.len() >= MAX_SPANS && !trace.spans.contains_key(&span.span_id) {
+            return;
+        }
+        let role = match role(span) {
+            Role::Model => Some(RoleTag::Model),
+            Role::Agent => Some(RoleTag::Agent),
+            Role::Other => None,
+        };
+        trace.spans.insert(
+            span.span_id.clone(),
+            Known {
+                parent: span.parent_span_id.clone(),
+                agent: span.text(&["gen_ai.agent.name"]).map(Cow::into_owned),
+                conversation: span.text(&["gen_ai.conversation.id"]).map(Cow::into_owned),
+                role,
+            },
+        );
+    }
+}
+
+fn has_usage(span: &SpanRecord<'_>) -> bool {
+    span.attributes
+        .iter()
+        .any(|(k, _)| k.starts_with("gen_ai.usage."))
+}
+
+fn usage(span: &SpanRecord<'_>) -> Result<Usage, String> {
+    let input = span
+        .count(&["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"])?
+        .unwrap_or(0);
+    let output = span
+        .count(&[
+            "gen_ai.usage.output_tokens",
+            "gen_ai.usage.completion_tokens",
+        ])?
+        .unwrap_or(0);
+    let cache_read = span
+        .count(&[
+            "gen_ai.usage.cache_read.input_tokens",
+            "gen_ai.usage.cache_read_input_tokens",
+            "gen_ai.usage.input_tokens.cached",
+        ])?
+        .unwrap_or(0);
+    let cache_write = span
+        .count(&[
+            "gen_ai.usage.cache_creation.input_tokens",
+            "gen_ai.usage.cache_creation_input_tokens",
+            "gen_ai.usage.input_tokens.cache_write",
+        ])?
+        .unwrap_or(0);
+    let reasoning = span
+        .count(&[
+            "gen_ai.usage.reasoning.output_tokens",
+            "gen_ai.usage.output_tokens.reasoning",
+        ])?
+        .unwrap_or(0);
+    if reasoning > output {
+        return Err(format!(
+            "gen_ai.usage.reasoning.output_tokens ({reasoning}) exceed gen_ai.usage.output_tokens ({output}), which must include them"
+        ));
+    }
+    let cached = cache_read.saturating_add(cache_write);
+    // The convention: input includes cached tokens. Some instrumentations
+    // of Anthropic report its exclusive input instead: less than the cache.
+    let uncached = if input >= cached {
+        input - cached
+    } else {
+        input
+    };
+    Ok(Usage {
+        input_uncached: uncached,
+        cache_read,
+        cache_write_5m: cache_write,
+        cache_write_1h: 0,
+        output,
+        reasoning,
+    })
+}
+
+fn resource_text<'r>(
+    resource: &'r [(Cow<'_, str>, AttrValue<'_>)],
+    keys: &[&str],
+) -> Option<Cow<'r, str>> {
+    keys.iter().find_map(|key| {
+        resource
+            .iter()
+            .find(|(k, _)| k.as_ref() == *key)
+            .and_then(|(_, v)| v.text())
+    })
+}
+
+fn segment_keys(cx: Context<'_>) -> Vec<&str> {
+    let mut keys = vec!["tokwatch.segment", "segment"];
+    if let Some(extra) = cx.config.segment_attribute.as_deref() {
+        keys.push(extra);
+    }
+    keys
+}
+
+fn model_event(
+    span: &SpanRecord<'_>,
+    resource: &[(Cow<'_, str>, AttrValue<'_>)],
+    usage: Usage,
+    found: &Attribution,
+    cx: Context<'_>,
+) -> TelemetryEvent<'static> {
+    let own = |keys: &[&str]| span.text(keys).map(Cow::into_owned);
+    let either = |keys: &[&str]| {
+        span.text(keys)
+            .or_else(|| resource_text(resource, keys))
+            .map(Cow::into_owned)
+    };
+    let segment_keys = segment_keys(cx);
+    let ts_ms = span
+        .start_ns
+        .map(|ns| i64::try_from(ns / 1_000_000).unwrap_or(i64::MAX));
+    let latency_ms = match (span.start_ns, span.end_ns) {
+        (Some(start), Some(end)) if end >= start => Some((end - start) / 1_000_000),
+        _ => None,
+    };
+    let mut event = TelemetryEvent {
+        kind: EventKind::Hop,
+        ts_ms,
+        run_id: Cow::Borrowed(""),
+        hop: None,
+        agent: Cow::Borrowed(UNKNOWN),
+        parent_agent: None,
+        user: either(&["user.id", "enduser.id"]).map(Cow::Owned),
+        segment: either(&segment_keys).map(Cow::Owned),
+        task: None,
+        tool: None,
+        provider: own(&["gen_ai.provider.name", "gen_ai.system"]).map(Cow::Owned),
+        model: own(&["gen_ai.response.model", "gen_ai.request.model"])
+            .map_or(Cow::Borrowed(UNKNOWN), Cow::Owned),
+        usage,
+        reported_cost: None,
+        latency_ms,
+        status: span.error.then_some(Cow::Borrowed("error")),
+        estimated: false,
+        format: Format::Otlp,
+        call: Some(call(&span.trace_id, &span.span_id, Supersede::Largest)),
+    };
+    event.agent = resource_text(resource, &["service.name"])
+        .map_or(Cow::Borrowed(UNKNOWN), |s| Cow::Owned(s.into_owned()));
+    apply_attribution(&mut event, found, &span.trace_id);
+    event
+}
+
+/// Sets what the ancestors say (the agent falls back to what the event
+/// already had: the service).
+fn apply_attribution(event: &mut TelemetryEvent<'static>, found: &Attribution, trace_id: &str) {
+    if let Some(agent) = &found.agent {
+        event.agent = Cow::Owned(agent.clone());
+    }
+    event.parent_agent = found.parent_agent.clone().map(Cow::Owned);
+    event.run_id = Cow::Owned(
+        found
+            .conversation
+            .clone()
+            .unwrap_or_else(|| trace_id.to_owned()),
+    );
+}
+
+// ---------------------------------------------------------------- OTLP/JSON
+
+/// `intValue`: a decimal string (the JSON mapping of int64) or a number.
+struct IntValue(i64);
+
+impl<'de> Deserialize<'de> for IntValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct IntVisitor;
+        impl Visitor<'_> for IntVisitor {
+            type Value = IntValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an integer or a decimal string")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<IntValue, E> {
+                Ok(IntValue(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<IntValue, E> {
+                i64::try_from(v)
+                    .map(IntValue)
+                    .map_err(|_| E::custom("intValue out of range"))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<IntValue, E> {
+                v.trim()
+                    .parse()
+                    .map(IntValue)
+                    .map_err(|_| E::custom(format!("intValue '{v}' is not an integer")))
+            }
+        }
+        deserializer.deserialize_any(IntVisitor)
+    }
+}
+
+/// `…TimeUnixNano`: a decimal string or a number.
+struct Nanos(u64);
+
+impl<'de> Deserialize<'de> for Nanos {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let IntValue(n) = IntValue::deserialize(deserializer)?;
+        u64::try_from(n)
+            .map(Nanos)
+            .map_err(|_| de::Error::custom("a time before 1970"))
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct AnyValue<'a> {
+    #[serde(borrow, default, alias = "string_value")]
+    string_value: Option<Str<'a>>,
+    #[serde(default, alias = "int_value")]
+    int_value: Option<IntValue>,
+    #[serde(default, alias = "double_value")]
+    double_value: Option<f64>,
+    #[serde(default, alias = "bool_value")]
+    bool_value: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct KeyValue<'a> {
+    #[serde(borrow)]
+    key: Str<'a>,
+    #[serde(borrow, default)]
+    value: Option<AnyValue<'a>>,
+}
+
+fn attributes(list: Vec<KeyValue<'_>>) -> Attributes<'_> {
+    list.into_iter()
+        .map(|kv| {
+            let value = match kv.value {
+                Some(AnyValue {
+                    string_value: Some(s),
+                    ..
+                }) => AttrValue::Str(s.0),
+                Some(AnyValue {
+                    int_value: Some(i), ..
+                }) => AttrValue::Int(i.0),
+                Some(AnyValue {
+                    double_value: Some(d),
+                    ..
+                }) => AttrValue::Double(d),
+                Some(AnyValue {
+                    bool_value: Some(b),
+                    ..
+                }) => AttrValue::Bool(b),
+                _ => AttrValue::Other,
+            };
+            (kv.key.0, value)
+        })
+        .collect()
+}
+
+#[derive(Deserialize, Default)]
+struct Status {
+    #[serde(default)]
+    code: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonSpan<'a> {
+    #[serde(borrow, alias = "trace_id")]
+    trace_id: Str<'a>,
+    #[serde(borrow, alias = "span_id")]
+    span_id: Str<'a>,
+    #[serde(borrow, default, alias = "parent_span_id")]
+    parent_span_id: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    name: Option<Str<'a>>,
+    #[serde(default, alias = "start_time_unix_nano")]
+    start_time_unix_nano: Option<Nanos>,
+    #[serde(default, alias = "end_time_unix_nano")]
+    end_time_unix_nano: Option<Nanos>,
+    #[serde(borrow, default)]
+    attributes: Vec<KeyValue<'a>>,
+    #[serde(default)]
+    status: Option<Status>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ScopeSpans<'a> {
+    #[serde(borrow, default)]
+    spans: Vec<JsonSpan<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+struct Resource<'a> {
+    #[serde(borrow, default)]
+    attributes: Vec<KeyValue<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ResourceSpans<'a> {
+    #[serde(borrow, default)]
+    resource: Option<Resource<'a>>,
+    #[serde(
+        borrow,
+        default,
+        alias = "scope_spans",
+        alias = "instrumentationLibrarySpans"
+    )]
+    scope_spans: Vec<ScopeSpans<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Request<'a> {
+    #[serde(borrow, default, alias = "resource_spans")]
+    resource_spans: Vec<ResourceSpans<'a>>,
+}
+
+/// An id in lowercase hex (`""` is no id).
+fn hex_id(id: &str, what: &str) -> Result<Option<String>, String> {
+    let id = id.trim();
+    if id.is_empty() {
+        return Ok(None);
+    }
+    if !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "{what} '{}' is not hex",
+            id.chars().take(40).collect::<String>()
+        ));
+    }
+    Ok(Some(id.to_ascii_lowercase()))
+}
+
+/// The spans of an OTLP/JSON export request, and its resources' attributes.
+///
+/// # Errors
+/// Invalid JSON, a span without ids, ids that are not hex.
+pub fn parse_request(line: &[u8]) -> Result<(Vec<SpanRecord<'_>>, Vec<Attributes<'_>>), String> {
+    let request: Request<'_> = json::parse(line)?;
+    let mut spans = Vec::new();
+    let mut resources = Vec::new();
+    for resource_spans in request.resource_spans {
+        let resource = resources.len();
+        resources.push(attributes(
+            resource_spans.resource.unwrap_or_default().attributes,
+        ));
+        for scope in resource_spans.scope_spans {
+            for span in scope.spans {
+                let trace_id =
+                    hex_id(span.trace_id.as_str(), "traceId")?.ok_or("a span without a traceId")?;
+                let span_id =
+                    hex_id(span.span_id.as_str(), "spanId")?.ok_or("a span without a spanId")?;
+                let parent_span_id = match &span.parent_span_id {
+                    Some(parent) => hex_id(parent.as_str(), "parentSpanId")?,
+                    None => None,
+                };
+                spans.push(SpanRecord {
+                    trace_id,
+                    span_id,
+                    parent_span_id,
+                    name: span.name.map_or(Cow::Borrowed(""), |n| n.0),
+                    start_ns: span.start_time_unix_nano.map(|n| n.0),
+                    end_ns: span.end_time_unix_nano.map(|n| n.0),
+                    error: span.status.and_then(|s| s.code) == Some(2),
+                    attributes: attributes(span.attributes),
+                    resource,
+                });
+            }
+        }
+    }
+    Ok((spans, resources))
+}
 
 impl FormatDecoder for Otlp {
     fn decode(
         &mut self,
-        _line: &[u8],
-        _line_no: u64,
-        _cx: Context<'_>,
-        _out: &mut dyn Emit,
+        line: &[u8],
+        line_no: u64,
+        cx: Context<'_>,
+        out: &mut dyn Emit,
     ) -> Result<Decoded, String> {
-        Err("not supported yet".into())
+        let (spans, resources) = parse_request(line)?;
+        Ok(if self.spans(&spans, &resources, line_no, cx, out)? {
+            Decoded::Events
+        } else {
+            Decoded::Ignored
+        })
     }
 }
+
+#[cfg(test)]
+mod tests;

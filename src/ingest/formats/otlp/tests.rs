@@ -1,0 +1,294 @@
+//! OTLP/JSON GenAI spans: the formats.md §5.3 example, nesting in any order
+//! and across requests, deprecated names, and the double-count trap (§8.8).
+
+use crate::ingest::formats::DecoderConfig;
+use crate::ingest::formats::tests::{report, report_with};
+use crate::types::Usd;
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+fn attr(key: &str, value: &str) -> String {
+    format!(r#"{{"key":"{key}","value":{value}}}"#)
+}
+
+fn s(text: &str) -> String {
+    format!(r#"{{"stringValue":"{text}"}}"#)
+}
+
+fn int(n: u64) -> String {
+    format!(r#"{{"intValue":"{n}"}}"#)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn span(
+    trace: &str,
+    id: &str,
+    parent: Option<&str>,
+    name: &str,
+    start_s: u64,
+    attrs: &[String],
+) -> String {
+    let parent = parent.map_or(String::new(), |p| format!(r#""parentSpanId":"{p}","#));
+    format!(
+        r#"{{"traceId":"{trace}","spanId":"{id}",{parent}"name":"{name}","kind":1,"startTimeUnixNano":"{}","endTimeUnixNano":"{}","attributes":[{}],"status":{{}}}}"#,
+        start_s * 1_000_000_000,
+        start_s * 1_000_000_000 + 1_800_000_000,
+        attrs.join(",")
+    )
+}
+
+fn request(spans: &[String]) -> String {
+    format!(
+        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{},{}]}},"scopeSpans":[{{"scope":{{"name":"opentelemetry.instrumentation.openai_v2","version":"2.1b0"}},"spans":[{}]}}]}}]}}"#,
+        attr("service.name", &s("support-bot")),
+        attr("enduser.id", &s("user-42")),
+        spans.join(",")
+    )
+}
+
+fn agent_span(usage: Option<(u64, u64)>) -> String {
+    let mut attrs = vec![
+        attr("gen_ai.operation.name", &s("invoke_agent")),
+        attr("gen_ai.provider.name", &s("openai")),
+        attr("gen_ai.agent.name", &s("Triage")),
+        attr(
+            "gen_ai.conversation.id",
+            &s("conv_5j66UpCpwteGg4YSxUnt7lPY"),
+        ),
+    ];
+    if let Some((input, output)) = usage {
+        attrs.push(attr("gen_ai.usage.input_tokens", &int(input)));
+        attrs.push(attr("gen_ai.usage.output_tokens", &int(output)));
+    }
+    span(
+        TRACE,
+        "a1b2c3d4e5f60718",
+        None,
+        "invoke_agent Triage",
+        1_760_000_000,
+        &attrs,
+    )
+}
+
+fn chat_span(id: &str) -> String {
+    span(
+        TRACE,
+        id,
+        Some("a1b2c3d4e5f60718"),
+        "chat gpt-4o-mini",
+        1_760_000_001,
+        &[
+            attr("gen_ai.operation.name", &s("chat")),
+            attr("gen_ai.provider.name", &s("openai")),
+            attr("gen_ai.request.model", &s("gpt-4o-mini")),
+            attr("gen_ai.response.model", &s("gpt-4o-mini-2024-07-18")),
+            attr("gen_ai.usage.input_tokens", &int(4263)),
+            attr("gen_ai.usage.cache_read.input_tokens", &int(4096)),
+            attr("gen_ai.usage.output_tokens", r#"{"intValue":529}"#),
+            attr("server.port", r#"{"intValue":443}"#),
+        ],
+    )
+}
+
+fn tool_span() -> String {
+    span(
+        TRACE,
+        "0a1b2c3d4e5f6071",
+        Some("a1b2c3d4e5f60718"),
+        "execute_tool get_weather",
+        1_760_000_002,
+        &[
+            attr("gen_ai.operation.name", &s("execute_tool")),
+            attr("gen_ai.tool.name", &s("get_weather")),
+        ],
+    )
+}
+
+#[test]
+fn the_documented_example_is_one_hop_of_triage_in_its_conversation() {
+    let line = request(&[agent_span(None), chat_span("00f067aa0ba902b7"), tool_span()]);
+    let (snap, stats) = report(&[&line]);
+    let t = &snap.totals;
+    assert_eq!(t.events, 1);
+    assert_eq!(t.uncached_input_tokens, 167);
+    assert_eq!(t.cache_read_tokens, 4096);
+    assert_eq!(t.output_tokens, 529);
+    assert_eq!(t.cost, Usd::parse_decimal("0.00064965").unwrap());
+    let run = &snap.runs[0];
+    assert_eq!(&*run.run_id, "conv_5j66UpCpwteGg4YSxUnt7lPY");
+    assert_eq!(&*run.hops[0].agent, "Triage");
+    assert_eq!(run.user.as_deref(), Some("user-42"));
+    assert_eq!(run.hops[0].latency_ms, Some(1800));
+    assert_eq!(snap.by_model[0].provider.as_deref(), Some("openai"));
+    assert_eq!(stats.malformed, 0);
+}
+
+#[test]
+fn an_agent_span_s_own_usage_never_adds_to_its_model_calls() {
+    // In one request: only the chat span counts.
+    let line = request(&[agent_span(Some((4263, 529))), chat_span("00f067aa0ba902b7")]);
+    let (snap, _) = report(&[&line]);
+    assert_eq!(snap.totals.events, 1);
+    assert_eq!(snap.totals.input_tokens, 4263);
+
+    // The agent span first (its children exported later): counted while
+    // alone, taken back when its model call arrives.
+    let first = request(&[agent_span(Some((4263, 529)))]);
+    let second = request(&[chat_span("00f067aa0ba902b7")]);
+    let (alone, _) = report(&[&first]);
+    assert_eq!(alone.totals.input_tokens, 4263);
+    let (snap, stats) = report(&[&first, &second]);
+    assert_eq!(snap.totals.events, 1);
+    assert_eq!(snap.totals.input_tokens, 4263, "not 2 × 4263");
+    assert_eq!(snap.runs_total, 1);
+    assert_eq!(stats.revised, 1);
+}
+
+#[test]
+fn a_model_call_before_its_agent_span_is_re_attributed_when_it_arrives() {
+    // Children end first, so exporters send them first.
+    let chat = request(&[chat_span("00f067aa0ba902b7"), tool_span()]);
+    let (early, _) = report(&[&chat]);
+    assert_eq!(
+        &*early.runs[0].run_id, TRACE,
+        "the trace until the conversation is known"
+    );
+    assert_eq!(
+        &*early.by_agent[0].name, "support-bot",
+        "the service until the agent is known"
+    );
+    let agent = request(&[agent_span(None)]);
+    let (snap, stats) = report(&[&chat, &agent]);
+    assert_eq!(snap.totals.events, 1);
+    assert_eq!(snap.totals.total_tokens, early.totals.total_tokens);
+    assert_eq!(snap.runs_total, 1);
+    assert_eq!(&*snap.runs[0].run_id, "conv_5j66UpCpwteGg4YSxUnt7lPY");
+    let agents: Vec<&str> = snap.by_agent.iter().map(|a| &*a.name).collect();
+    assert_eq!(agents, vec!["Triage"]);
+    assert_eq!(stats.revised, 1);
+}
+
+#[test]
+fn nested_agents_name_the_parent_agent() {
+    let outer = span(
+        TRACE,
+        "1111111111111111",
+        None,
+        "invoke_agent Planner",
+        1_760_000_000,
+        &[
+            attr("gen_ai.operation.name", &s("invoke_agent")),
+            attr("gen_ai.agent.name", &s("Planner")),
+        ],
+    );
+    let inner = span(
+        TRACE,
+        "A1B2C3D4E5F60718",
+        Some("1111111111111111"),
+        "invoke_agent Triage",
+        1_760_000_000,
+        &[
+            attr("gen_ai.operation.name", &s("invoke_agent")),
+            attr("gen_ai.agent.name", &s("Triage")),
+        ],
+    );
+    // Upper-case hex ids match lower-case ones.
+    let line = request(&[chat_span("00f067aa0ba902b7"), inner, outer]);
+    let (snap, _) = report(&[&line]);
+    let hop = &snap.runs[0].hops[0];
+    assert_eq!(&*hop.agent, "Triage");
+    assert_eq!(hop.labels.parent_agent.as_deref(), Some("Planner"));
+    assert_eq!(&*snap.runs[0].run_id, TRACE);
+}
+
+#[test]
+fn deprecated_names_and_anthropic_exclusive_input() {
+    let old = span(
+        TRACE,
+        "2222222222222222",
+        None,
+        "chat claude",
+        1_760_000_000,
+        &[
+            attr("gen_ai.system", &s("anthropic")),
+            attr("gen_ai.request.model", &s("claude-sonnet-4-5")),
+            attr("gen_ai.usage.prompt_tokens", &int(3)),
+            attr("gen_ai.usage.cache_read_input_tokens", &int(9011)),
+            attr("gen_ai.usage.cache_creation_input_tokens", &int(273)),
+            attr("gen_ai.usage.completion_tokens", &int(6626)),
+        ],
+    );
+    let (snap, _) = report(&[&request(&[old])]);
+    let t = &snap.totals;
+    assert_eq!(t.events, 1);
+    assert_eq!(
+        t.uncached_input_tokens, 3,
+        "input below its cache counts excludes them"
+    );
+    assert_eq!(t.cache_read_tokens, 9011);
+    assert_eq!(t.cache_write_tokens, 273);
+    assert_eq!(t.output_tokens, 6626);
+    assert_eq!(snap.by_model[0].provider.as_deref(), Some("anthropic"));
+}
+
+#[test]
+fn segments_from_a_configured_attribute_and_embeddings_count() {
+    let embed = span(
+        TRACE,
+        "3333333333333333",
+        None,
+        "embeddings text-embedding-3-small",
+        1_760_000_000,
+        &[
+            attr("gen_ai.operation.name", &s("embeddings")),
+            attr("gen_ai.request.model", &s("text-embedding-3-small")),
+            attr("gen_ai.usage.input_tokens", &int(500)),
+            attr("app.plan", &s("enterprise")),
+        ],
+    );
+    let config = DecoderConfig {
+        segment_attribute: Some("app.plan".into()),
+        ..DecoderConfig::default()
+    };
+    let (snap, _) = report_with(config, &[&request(&[embed])]);
+    assert_eq!(snap.totals.events, 1);
+    assert_eq!(snap.runs[0].segment.as_deref(), Some("enterprise"));
+}
+
+#[test]
+fn a_re_exported_span_counts_once() {
+    let line = request(&[agent_span(None), chat_span("00f067aa0ba902b7")]);
+    let (snap, stats) = report(&[&line, &line]);
+    assert_eq!(snap.totals.events, 1);
+    assert_eq!(stats.duplicates, 1);
+}
+
+#[test]
+fn bad_spans_reject_the_request_whole() {
+    let negative = span(
+        TRACE,
+        "4444444444444444",
+        None,
+        "chat x",
+        1_760_000_000,
+        &[
+            attr("gen_ai.operation.name", &s("chat")),
+            attr("gen_ai.usage.input_tokens", r#"{"intValue":"-5"}"#),
+        ],
+    );
+    let (snap, stats) = report(&[&request(&[chat_span("00f067aa0ba902b7"), negative])]);
+    assert_eq!(snap.totals.events, 0, "never partly counted");
+    assert_eq!(stats.malformed, 1);
+    assert!(
+        stats.malformed_samples[0]
+            .reason
+            .starts_with("otlp: gen_ai.usage.input_tokens (-5) is negative")
+    );
+    let bad_id = request(&[span("zz", "4444444444444444", None, "chat", 1, &[])]);
+    let (_, stats) = report(&[&bad_id]);
+    assert!(
+        stats.malformed_samples[0]
+            .reason
+            .contains("traceId 'zz' is not hex")
+    );
+}
