@@ -70,7 +70,13 @@ fn baseline(path: &Path) -> io::Result<(u64, u64)> {
 fn parse_only(path: &Path) -> io::Result<(u64, u64)> {
     let (mut events, mut tokens) = (0_u64, 0_u64);
     lines(path, |line| {
-        if let Ok(e) = native::parse_line(line, LineOrigin { source: "x" }) {
+        if let Ok(e) = native::parse_line(
+            line,
+            LineOrigin {
+                source: "x",
+                rough: false,
+            },
+        ) {
             events += 1;
             tokens += e.usage.total();
         }
@@ -271,7 +277,16 @@ fn main() -> anyhow::Result<()> {
     };
     let parsed: Vec<_> = data
         .split(|b| *b == b'\n')
-        .filter_map(|line| native::parse_line(line, LineOrigin { source: "x" }).ok())
+        .filter_map(|line| {
+            native::parse_line(
+                line,
+                LineOrigin {
+                    source: "x",
+                    rough: false,
+                },
+            )
+            .ok()
+        })
         .collect();
     let mut ledger = Best::default();
     for _ in 0..runs {

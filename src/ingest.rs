@@ -11,10 +11,12 @@
 
 pub mod channel;
 pub mod dedup;
+pub mod estimate;
 pub mod formats;
 pub mod lines;
 pub mod parsed;
 pub mod pipeline;
+pub mod record;
 pub mod sources;
 pub mod stats;
 

@@ -144,6 +144,8 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
         decoders: Arc::new(DecoderConfig {
             forced: args.input_format,
             segment_attribute: args.segment_attribute.clone(),
+            // Live sources get theirs when they start (`live::Sources`).
+            estimator: None,
         }),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -395,9 +397,16 @@ pub fn build_report(
     let mut paths = args.paths.clone();
     paths.extend(agent_log_dirs(args.claude, args.codex)?);
     let files = ingest::sources::files::discover(&paths)?;
+    // Records with text but no counts: counted exactly on the estimator's
+    // thread while files are read, folded in before the report is built.
+    let (estimated_tx, estimated_rx) = std::sync::mpsc::channel();
+    let estimator = ingest::estimate::Estimator::new(move |estimated| {
+        let _ = estimated_tx.send(estimated);
+    });
     let decoders = Arc::new(DecoderConfig {
         forced: args.input_format,
         segment_attribute: args.segment_attribute.clone(),
+        estimator: Some(estimator.clone()),
     });
     // A report never shows the live tail, so it keeps no recent events.
     let mut ledger = Ledger::new(
@@ -415,6 +424,13 @@ pub fn build_report(
         &mut ingestor,
         args.threads,
     )?;
+    estimator.flush();
+    for estimated in estimated_rx.try_iter() {
+        let source = ingestor
+            .stats
+            .source_named(&estimated.source, &estimated.origin);
+        ingest::estimate::fold_estimated(&mut ingestor, source, &estimated);
+    }
     let stats = ingestor.stats;
     let options = ReportOptions {
         format: args.format,

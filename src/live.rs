@@ -26,8 +26,10 @@ use crate::ingest::channel::{
     CHANNEL_CAPACITY, ClientChange, IngestMsg, LineBatch, SourceKind, SourceRef,
 };
 use crate::ingest::dedup::CallRegistry;
+use crate::ingest::estimate::{Estimator, fold_estimated};
 use crate::ingest::formats::DecoderConfig;
 use crate::ingest::parsed::oversized_reason;
+use crate::ingest::record::{Recorded, record_line};
 use crate::ingest::sources::socket::{ListenAddr, ListenConfig, Listener};
 use crate::ingest::sources::tail::{FileEvent, FollowConfig, Follower, StartAt, TailSink, Target};
 use crate::ingest::{IngestStats, Ingestor, RejectKind, TimeWindow};
@@ -67,6 +69,13 @@ pub struct LiveSettings {
 pub struct Aggregator {
     ledger: Ledger,
     stats: IngestStats,
+    /// Socket sources whose lines are recorded (`--record`): their records
+    /// counted later from text are recorded when counted.
+    recorded_sources: std::collections::HashSet<Arc<str>>,
+    /// Exact counts that arrived before the rough count they replace (the
+    /// estimator can be faster than a source's batch): applied after it.
+    /// At most the estimator's queue.
+    early_estimates: Vec<crate::ingest::estimate::Estimated>,
     /// One count per call across sources (`ingest::dedup`).
     calls: CallRegistry,
     window: TimeWindow,
@@ -90,6 +99,8 @@ impl Aggregator {
         Aggregator {
             ledger: Ledger::new(prices, LedgerConfig::default()),
             stats: IngestStats::default(),
+            recorded_sources: std::collections::HashSet::new(),
+            early_estimates: Vec::new(),
             calls: CallRegistry::default(),
             window,
             max_line_bytes,
@@ -151,11 +162,18 @@ impl Aggregator {
                 {
                     // Socket data has no file behind it: keep it before counting it
                     // (without prompt or completion text: never written to disk).
-                    lines.try_for_each_line(|line| {
-                        record.write_all(&crate::ingest::formats::native::without_text(line))?;
-                        record.write_all(b"\n")
+                    lines.try_for_each_line(|line| match record_line(line) {
+                        Recorded::Line(bytes) => {
+                            record.write_all(&bytes)?;
+                            record.write_all(b"\n")
+                        }
+                        // Counted from its text: recorded once counted.
+                        Recorded::Later => Ok(()),
                     })?;
                     record.flush()?;
+                    if !self.recorded_sources.contains(&source.name) {
+                        self.recorded_sources.insert(source.name.clone());
+                    }
                 }
                 let index = self.source(&source);
                 let mut ingestor = Ingestor {
@@ -170,6 +188,20 @@ impl Aggregator {
                 self.stats = ingestor.stats;
                 self.calls = ingestor.calls;
                 applied?;
+                if !self.early_estimates.is_empty() {
+                    let early = std::mem::take(&mut self.early_estimates);
+                    for estimated in early {
+                        if estimated
+                            .event
+                            .call
+                            .is_some_and(|c| self.calls.knows(c.key))
+                        {
+                            self.apply_estimated(&estimated)?;
+                        } else {
+                            self.early_estimates.push(estimated);
+                        }
+                    }
+                }
             }
             IngestMsg::Oversized {
                 source,
@@ -205,6 +237,17 @@ impl Aggregator {
                 }
             }
             IngestMsg::CaughtUp => self.caught_up = true,
+            IngestMsg::Estimated(estimated) => {
+                let known = estimated
+                    .event
+                    .call
+                    .is_some_and(|c| self.calls.knows(c.key));
+                if known {
+                    self.apply_estimated(&estimated)?;
+                } else {
+                    self.early_estimates.push(*estimated);
+                }
+            }
             IngestMsg::Client { source, change } => {
                 let index = self.source(&source);
                 let live = &mut self.stats.sources[index].live;
@@ -228,6 +271,35 @@ impl Aggregator {
                 }
             }
         }
+        Ok(())
+    }
+}
+
+impl Aggregator {
+    /// Records (socket lines) and folds an exact count from text.
+    fn apply_estimated(
+        &mut self,
+        estimated: &crate::ingest::estimate::Estimated,
+    ) -> io::Result<()> {
+        if let (Some(record), Some(line)) = (&mut self.record, &estimated.record)
+            && self.recorded_sources.contains(&estimated.source)
+        {
+            record.write_all(line)?;
+            record.write_all(b"\n")?;
+            record.flush()?;
+        }
+        let index = self
+            .stats
+            .source_named(&estimated.source, &estimated.origin);
+        let mut ingestor = Ingestor {
+            ledger: &mut self.ledger,
+            stats: std::mem::take(&mut self.stats),
+            window: self.window,
+            calls: std::mem::take(&mut self.calls),
+        };
+        fold_estimated(&mut ingestor, index, estimated);
+        self.stats = ingestor.stats;
+        self.calls = ingestor.calls;
         Ok(())
     }
 }
@@ -272,9 +344,8 @@ impl TailSink for ChannelSink {
             kind: SourceKind::File,
             client: None,
         });
-        let origin = self.sources[self.sources.len() - 1].origin.clone();
-        self.batches
-            .push(LineBatch::new(origin, self.decoders.clone()));
+        let batch = LineBatch::new(&self.sources[self.sources.len() - 1], self.decoders.clone());
+        self.batches.push(batch);
         self.sources.len() - 1
     }
 
@@ -387,6 +458,10 @@ fn spawn_follower(
                 }
                 if !caught_up {
                     caught_up = true;
+                    // The backlog's records counted from text are part of it.
+                    if let Some(estimator) = &sink.decoders.estimator {
+                        estimator.flush();
+                    }
                     sink.send(IngestMsg::CaughtUp);
                 }
                 let _ = wake_rx.recv_timeout(poll_interval);
@@ -429,6 +504,10 @@ fn check_record_not_followed(record: &Path, targets: &[Target]) -> anyhow::Resul
     Ok(())
 }
 
+/// How long stopping waits for records being counted from text (the first
+/// one loads a tokenizer: about 2 s).
+const ESTIMATES_AT_EXIT: Duration = Duration::from_secs(10);
+
 /// Running sources: their channel, and what it takes to stop them.
 pub struct Sources {
     /// Everything sources send, in order per source; closes when every source is done.
@@ -442,6 +521,8 @@ pub struct Sources {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     listener_tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Counts records from their text, off the sources' paths.
+    estimator: Estimator,
 }
 
 impl Sources {
@@ -452,6 +533,19 @@ impl Sources {
     /// A listener cannot bind, the record file cannot be opened or is followed.
     pub fn start(settings: &LiveSettings) -> anyhow::Result<Sources> {
         let (tx, rx) = mpsc::channel::<IngestMsg>(CHANNEL_CAPACITY);
+        // Records counted from text come back through the same channel; a
+        // weak sender, so that the channel still closes when every source
+        // is done.
+        let weak = tx.downgrade();
+        let estimator = Estimator::new(move |estimated| {
+            if let Some(tx) = weak.upgrade() {
+                let _ = tx.blocking_send(IngestMsg::Estimated(Box::new(estimated)));
+            }
+        });
+        let decoders = Arc::new(DecoderConfig {
+            estimator: Some(estimator.clone()),
+            ..(*settings.decoders).clone()
+        });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let stop = Arc::new(AtomicBool::new(false));
         let targets: Vec<Target> = settings
@@ -478,6 +572,7 @@ impl Sources {
             stop: stop.clone(),
             threads: Vec::new(),
             listener_tasks: Vec::new(),
+            estimator,
         };
         for addr in &settings.listen {
             let listener = Listener::bind(addr, settings.listen_token.as_deref())?;
@@ -486,7 +581,7 @@ impl Sources {
                 max_line_bytes: settings.max_line_bytes,
                 token: settings.listen_token.clone(),
                 max_clients: settings.max_clients,
-                decoders: settings.decoders.clone(),
+                decoders: decoders.clone(),
             };
             sources.listener_tasks.push(tokio::spawn(listener.serve(
                 tx.clone(),
@@ -507,7 +602,7 @@ impl Sources {
             let (handle, warning) = spawn_follower(
                 targets,
                 config,
-                settings.decoders.clone(),
+                decoders.clone(),
                 settings.poll_interval,
                 !settings.poll,
                 tx.clone(),
@@ -520,7 +615,7 @@ impl Sources {
             sources.threads.push(crate::ingest::sources::stdin::spawn(
                 tx,
                 settings.max_line_bytes,
-                settings.decoders.clone(),
+                decoders.clone(),
             )?);
         }
         Ok(sources)
@@ -535,9 +630,30 @@ impl Sources {
         mut self,
         mut apply: impl FnMut(IngestMsg) -> io::Result<()>,
     ) -> io::Result<()> {
+        // Records still being counted from their text are delivered while
+        // the sources (and so the channel) are still there: counted exactly
+        // for a second, then with their rough counts (nothing is lost).
+        let estimator = self.estimator.clone();
+        let mut flushed = tokio::task::spawn_blocking(move || estimator.flush());
+        let hurry_at = tokio::time::Instant::now() + Duration::from_secs(1);
+        let give_up = tokio::time::Instant::now() + ESTIMATES_AT_EXIT;
+        let mut hurried = false;
+        loop {
+            tokio::select! {
+                _ = &mut flushed => break,
+                () = tokio::time::sleep_until(hurry_at), if !hurried => {
+                    hurried = true;
+                    self.estimator.hurry();
+                }
+                msg = tokio::time::timeout_at(give_up, self.rx.recv()) => match msg {
+                    Ok(Some(msg)) => apply(msg)?,
+                    _ => break,
+                },
+            }
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.shutdown.send(true);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
         while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, self.rx.recv()).await {
             apply(msg)?;
         }

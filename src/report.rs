@@ -1016,9 +1016,9 @@ fn render_ingest(out: &mut String, ingest: &IngestStats, markdown: bool) {
     }
     for (count, what) in [
         (ingest.ignored, "not model calls"),
-        (ingest.duplicates, "repeats of counted calls"),
-        (ingest.revised, "revisions"),
-        (ingest.unrevisable, "revisions too late to apply"),
+        (ingest.duplicates, "duplicates"),
+        (ingest.revised, "revised"),
+        (ingest.unrevisable, "too late to revise"),
     ] {
         if count > 0 {
             let _ = write!(line, ", {} {what}", tokens(count));

@@ -83,6 +83,9 @@ pub enum IngestMsg {
     /// The follower has read every followed file to its end once: what
     /// existed at start (the backlog) is all in the messages before this.
     CaughtUp,
+    /// A record counted from its text by the estimator (replaces its rough
+    /// count).
+    Estimated(Box<crate::ingest::estimate::Estimated>),
     /// A client connected or hung up (`incomplete` bytes of a last line lost),
     /// or was turned away before sending events.
     Client {
@@ -112,11 +115,11 @@ pub struct LineBatch {
 
 impl LineBatch {
     #[must_use]
-    pub fn new(origin: Arc<str>, decoders: Arc<DecoderConfig>) -> Self {
+    pub fn new(source: &SourceRef, decoders: Arc<DecoderConfig>) -> Self {
         LineBatch {
             first_line: 1,
             next_line: 1,
-            decoder: Decoder::new(decoders, origin),
+            decoder: Decoder::new(decoders, source.origin.clone()).named(source.name.clone()),
             lines: ParsedLines::with_capacity(SMALL_BATCH_CAPACITY),
         }
     }
@@ -176,7 +179,13 @@ mod tests {
 
     #[test]
     fn a_batch_is_full_by_bytes_or_by_lines() {
-        let mut tiny = LineBatch::new("t".into(), Arc::default());
+        let source = SourceRef {
+            name: "t".into(),
+            origin: "t".into(),
+            kind: SourceKind::File,
+            client: None,
+        };
+        let mut tiny = LineBatch::new(&source, Arc::default());
         for n in 1..BATCH_LINES as u64 {
             tiny.push(n, b"");
             assert!(!tiny.is_full(), "{n} blank lines");
@@ -184,7 +193,7 @@ mod tests {
         tiny.push(BATCH_LINES as u64, b"");
         assert!(tiny.is_full());
 
-        let mut invalid = LineBatch::new("t".into(), Arc::default());
+        let mut invalid = LineBatch::new(&source, Arc::default());
         let line = [0xff_u8; 1023];
         let mut n = 0;
         while !invalid.is_full() {

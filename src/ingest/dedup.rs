@@ -43,7 +43,8 @@ pub const RECEIPTS: usize = 8_192;
 pub enum Settled {
     /// A new call, counted.
     Counted,
-    /// Outside `--since`/`--until` (decided when the call was first seen).
+    /// Outside `--since`/`--until` (decided when the call was first seen;
+    /// its later reports are duplicates).
     Filtered,
     /// A repeat that does not change the count.
     Duplicate,
@@ -193,7 +194,8 @@ impl CallRegistry {
             return settled;
         };
         if call.flags & FILTERED != 0 {
-            return Settled::Filtered;
+            // Counted once as filtered: its repeats change nothing.
+            return Settled::Duplicate;
         }
         if call.flags & RETRACTED != 0 {
             return Settled::Duplicate;
@@ -244,6 +246,12 @@ impl CallRegistry {
             self.previous = std::mem::take(&mut self.current);
         }
         self.current.insert(key, Calls::One(call));
+    }
+
+    /// Whether a call with this key was seen.
+    #[must_use]
+    pub fn knows(&self, key: u64) -> bool {
+        self.current.contains_key(&key) || self.previous.contains_key(&key)
     }
 
     /// Calls remembered now.

@@ -27,6 +27,7 @@ pub mod otlp;
 
 use std::sync::Arc;
 
+use crate::ingest::estimate::{self, Estimator};
 use crate::ingest::stats::RejectKind;
 use crate::types::event::{Format, TelemetryEvent};
 
@@ -65,6 +66,9 @@ pub struct DecoderConfig {
     /// segment (`--segment-attribute`); `tokwatch.segment` and `segment` are
     /// always tried first.
     pub segment_attribute: Option<String>,
+    /// Where records with text but no counts are counted exactly, off the
+    /// decoding path (none: counted where decoded).
+    pub estimator: Option<Estimator>,
 }
 
 /// A decoder's view of its surroundings.
@@ -119,6 +123,8 @@ fn new_state(format: Format) -> Option<Box<dyn FormatDecoder>> {
 pub struct Decoder {
     config: Arc<DecoderConfig>,
     origin: Arc<str>,
+    /// The source as shown to the user (a path, `unix:…`).
+    name: Arc<str>,
     /// The format of the last line recognised.
     current: Option<Format>,
     /// Per-format state, created on first use (`Format::index` order).
@@ -166,9 +172,17 @@ impl Decoder {
         Decoder {
             current: config.forced,
             config,
+            name: origin.clone(),
             origin,
             states: Default::default(),
         }
+    }
+
+    /// The same decoder for a source shown as `name`.
+    #[must_use]
+    pub fn named(mut self, name: Arc<str>) -> Self {
+        self.name = name;
+        self
     }
 
     /// A decoder with default settings (tests, benchmarks).
@@ -268,15 +282,22 @@ impl Decoder {
         out: &mut impl Emit,
         parse: impl Fn(&'t T, LineOrigin<'_>) -> Result<TelemetryEvent<'t>, native::ParseError>,
     ) -> Outcome {
-        match parse(
-            data,
-            LineOrigin {
-                source: &self.origin,
-            },
-        ) {
-            Ok(event) => {
+        let origin = LineOrigin {
+            source: &self.origin,
+            rough: self.config.estimator.is_some(),
+        };
+        match parse(data, origin) {
+            Ok(mut event) => {
                 self.current = Some(Format::Native);
-                out.event(line_no, event);
+                if event.estimated
+                    && let Some(estimator) = &self.config.estimator
+                    && let Some(job) = self.estimate_later(data.as_ref(), &mut event, line_no)
+                {
+                    out.event(line_no, event);
+                    estimator.submit(job);
+                } else {
+                    out.event(line_no, event);
+                }
                 Outcome::Events(Format::Native)
             }
             Err(error) => {
@@ -301,6 +322,53 @@ impl Decoder {
                 }
             }
         }
+    }
+
+    /// The job that counts a roughly counted native record exactly, if its
+    /// text is what was counted; the event gets an identity, so that the
+    /// exact count replaces it.
+    fn estimate_later(
+        &self,
+        line: &[u8],
+        event: &mut TelemetryEvent<'_>,
+        line_no: u64,
+    ) -> Option<estimate::Job> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let Ok(serde_json::Value::Object(mut record)) = serde_json::from_slice(line) else {
+            return None;
+        };
+        let mut text = |text_field: &str, count_field: &str| {
+            let missing = record
+                .get(count_field)
+                .is_none_or(serde_json::Value::is_null);
+            match record.remove(text_field) {
+                Some(serde_json::Value::String(text)) if missing => Some(text),
+                _ => None,
+            }
+        };
+        let prompt = text("prompt", "input_tokens");
+        let completion = text("completion", "output_tokens");
+        if prompt.is_none() && completion.is_none() {
+            return None;
+        }
+        let n = NEXT
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .to_string();
+        event.call = Some(crate::types::event::CallId {
+            key: json::call_key(Format::Native, &["estimated", &n]),
+            attempt: 0,
+            replay: false,
+            rule: crate::types::event::Supersede::Largest,
+        });
+        Some(estimate::Job {
+            event: event.clone().into_owned(),
+            prompt,
+            completion,
+            record: Some(record),
+            source: self.name.clone(),
+            origin: self.origin.clone(),
+            line_no,
+        })
     }
 
     fn foreign(
@@ -354,4 +422,4 @@ enum Picked<'l> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

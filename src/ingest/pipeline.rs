@@ -401,7 +401,8 @@ fn produce_file(
     mut batch: Batch,
     deliver: &mut dyn FnMut(Batch) -> Result<Batch, Stop>,
 ) -> Result<Batch, Stop> {
-    let mut decoder = Decoder::new(decoders.clone(), Arc::from(origin_of(path)));
+    let mut decoder = Decoder::new(decoders.clone(), Arc::from(origin_of(path)))
+        .named(Arc::from(path.display().to_string()));
     let mut splitter = LineSplitter::new(max_line_bytes);
     let mut line_no = 0_u64;
     loop {

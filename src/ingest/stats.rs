@@ -114,6 +114,9 @@ pub struct IngestStats {
     pub unrevisable: u64,
     /// Calls the deduplication registry forgot (`ingest::dedup` bounds).
     pub forgotten_calls: u64,
+    /// Calls counted from text with another model's tokenizer (o200k):
+    /// approximations (`ingest::estimate`).
+    pub estimates_approximate: u64,
     pub filtered: u64,
     pub malformed: u64,
     pub invalid_utf8: u64,

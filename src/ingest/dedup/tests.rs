@@ -229,7 +229,7 @@ fn the_time_window_is_decided_when_a_call_is_first_seen() {
     let bigger = hop("s", "main", 400, id);
     assert_eq!(
         calls.settle(id, &bigger, true, &mut ledger),
-        Settled::Filtered
+        Settled::Duplicate
     );
     assert_eq!(ledger.snapshot().totals.events, 0);
 }

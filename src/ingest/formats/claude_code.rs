@@ -79,9 +79,10 @@ struct Line<'a> {
 /// Whether a line has a `"usage"` key anywhere: lines without one are not
 /// calls and need not be parsed.
 fn may_have_usage(line: &[u8]) -> bool {
-    static USAGE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
-    USAGE.find(line).is_some()
+    static USAGE: std::sync::LazyLock<memchr::memmem::FinderRev<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::FinderRev::new(b"\"usage\""));
+    // From the end: in an assistant line the usage closes its message.
+    USAGE.rfind(line).is_some()
 }
 
 impl FormatDecoder for ClaudeCode {

@@ -25,9 +25,13 @@ pub enum ParseError {
     Invalid(String),
 }
 
-/// Where a line came from, for synthetic run ids.
+/// Where a line came from, for synthetic run ids, and how text without
+/// counts is counted.
 #[derive(Debug, Clone, Copy)]
 pub struct LineOrigin<'s> {
+    /// Count text roughly (a token per 4 bytes) and leave the exact count to
+    /// an estimator off this path (`ingest::estimate`); else count it here.
+    pub rough: bool,
     /// A short, stable name for the source (a file name, `stdin`, `socket`).
     pub source: &'s str,
 }
@@ -222,7 +226,7 @@ fn normalize<'a>(
             (Some(n), _) => n,
             (None, Some(text)) => {
                 estimated = true;
-                estimate_tokens(&model, text)
+                count_text(&model, text, origin)
             }
             (None, None) => {
                 return invalid(
@@ -237,7 +241,7 @@ fn normalize<'a>(
             (Some(n), _) => n,
             (None, Some(text)) => {
                 estimated = true;
-                estimate_tokens(&model, text)
+                count_text(&model, text, origin)
             }
             (None, None) => {
                 return invalid(
@@ -310,9 +314,16 @@ pub(crate) fn synthetic_run_id(source: &str, ts_ms: Option<i64>) -> String {
 /// Counts tokens of text with the model's tokenizer (o200k for models
 /// tiktoken does not know). Only used when a record has no counts.
 pub(crate) fn estimate_tokens(model: &str, text: &str) -> u64 {
-    let bpe =
-        tiktoken_rs::bpe_for_model(model).unwrap_or_else(|_| tiktoken_rs::o200k_base_singleton());
-    u64::try_from(bpe.encode_ordinary(text).len()).unwrap_or(u64::MAX)
+    let (tokenizer, _) = crate::ingest::estimate::tokenizer_for(model);
+    crate::ingest::estimate::count_tokens(tokenizer, text)
+}
+
+fn count_text(model: &str, text: &str, origin: LineOrigin<'_>) -> u64 {
+    if origin.rough {
+        crate::ingest::estimate::rough_tokens(text)
+    } else {
+        estimate_tokens(model, text)
+    }
 }
 
 /// Epoch milliseconds from an RFC 3339 string or an integer.
@@ -491,46 +502,6 @@ impl<'de> Deserialize<'de> for CostUsd {
         }
         deserializer.deserialize_any(CostVisitor)
     }
-}
-
-/// A record with its `prompt` and `completion` text removed (tokwatch never
-/// writes them to disk). Counts that were missing are replaced by their
-/// estimates and the record is marked `"estimated": true`, so replaying it
-/// gives the same totals. Lines without text, or that are not JSON objects,
-/// are returned unchanged (a replay rejects them again the same way).
-#[must_use]
-pub fn without_text(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    if memchr::memmem::find(line, b"\"prompt\"").is_none()
-        && memchr::memmem::find(line, b"\"completion\"").is_none()
-    {
-        return std::borrow::Cow::Borrowed(line);
-    }
-    let Ok(serde_json::Value::Object(mut record)) =
-        serde_json::from_slice::<serde_json::Value>(line)
-    else {
-        return std::borrow::Cow::Borrowed(line);
-    };
-    let model = record
-        .get("model")
-        .and_then(|m| m.as_str())
-        .unwrap_or(UNKNOWN)
-        .to_owned();
-    let mut estimated = false;
-    for (text_field, count_field) in [("prompt", "input_tokens"), ("completion", "output_tokens")] {
-        if let Some(text) = record.remove(text_field) {
-            let missing = record
-                .get(count_field)
-                .is_none_or(serde_json::Value::is_null);
-            if let (true, Some(text)) = (missing, text.as_str()) {
-                record.insert(count_field.to_owned(), estimate_tokens(&model, text).into());
-                estimated = true;
-            }
-        }
-    }
-    if estimated {
-        record.insert("estimated".to_owned(), true.into());
-    }
-    std::borrow::Cow::Owned(serde_json::to_vec(&record).unwrap_or_default())
 }
 
 #[cfg(test)]

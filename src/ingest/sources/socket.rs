@@ -366,7 +366,7 @@ async fn read_client<S: AsyncRead + Unpin>(
     }
     let mut splitter = LineSplitter::new(max_line_bytes);
     let mut buffer = ReadBuffer::new(64 * 1024);
-    let mut batch = LineBatch::new(source.origin.clone(), decoders.clone());
+    let mut batch = LineBatch::new(&source, decoders.clone());
     let mut line_no = 0_u64;
     let mut gate = Gate::First;
     let mut pending: Vec<IngestMsg> = Vec::new();

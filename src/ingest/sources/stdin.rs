@@ -30,7 +30,8 @@ pub fn spawn(
                 client: None,
             };
             let mut splitter = LineSplitter::new(max_line_bytes);
-            let mut batch = LineBatch::new(source.origin.clone(), decoders);
+            let estimator = decoders.estimator.clone();
+            let mut batch = LineBatch::new(&source, decoders);
             let mut line_no = 0_u64;
             let mut buffer = ReadBuffer::new(256 * 1024);
             let mut stdin = io::stdin().lock();
@@ -76,6 +77,11 @@ pub fn spawn(
             pending.extend(batch.take(&source));
             for msg in pending {
                 let _ = tx.blocking_send(msg);
+            }
+            // Records still being counted from text come back before the
+            // channel may close.
+            if let Some(estimator) = estimator {
+                estimator.flush();
             }
         })
 }

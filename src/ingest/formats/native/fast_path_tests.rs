@@ -1,6 +1,9 @@
 use super::*;
 
-const ORIGIN: LineOrigin<'static> = LineOrigin { source: "t.jsonl" };
+const ORIGIN: LineOrigin<'static> = LineOrigin {
+    source: "t.jsonl",
+    rough: false,
+};
 
 fn seeds() -> Vec<Vec<u8>> {
     let mut lines: Vec<Vec<u8>> = Vec::new();

@@ -4,6 +4,7 @@ use super::*;
 
 const ORIGIN: LineOrigin<'static> = LineOrigin {
     source: "test.jsonl",
+    rough: false,
 };
 
 fn parse(line: &str) -> Result<TelemetryEvent<'_>, ParseError> {
@@ -287,18 +288,4 @@ fn fast_timestamp_path_declines_what_it_does_not_know() {
     ] {
         assert_eq!(fast_rfc3339_millis(text), None, "{text}");
     }
-}
-
-#[test]
-fn text_is_stripped_for_recording_and_replays_to_the_same_event() {
-    let line = br#"{"run_id":"r","hop":1,"model":"gpt-4o","prompt":"SECRET plans for the launch","completion":"SECRET answer","output_tokens":7}"#;
-    let stripped = without_text(line);
-    let text = String::from_utf8(stripped.to_vec()).unwrap();
-    assert!(!text.contains("SECRET"), "{text}");
-    let original = parse_line(line, ORIGIN).unwrap();
-    let replayed = parse_line(&stripped, ORIGIN).unwrap();
-    assert_eq!(replayed.usage, original.usage);
-    assert!(replayed.estimated && original.estimated);
-    let plain = br#"{"model":"m","input_tokens":1,"output_tokens":1}"#;
-    assert!(matches!(without_text(plain), std::borrow::Cow::Borrowed(_)));
 }
