@@ -230,7 +230,12 @@ impl FormatDecoder for Anthropic {
                 // A start whose deltas never came is counted as it was.
                 self.flush(cx, out);
                 self.open = Some(Open {
-                    id: message.id.map(|s| s.0.into_owned()),
+                    // Without an id, the deltas of this stream still replace
+                    // one another.
+                    id: Some(message.id.map_or_else(
+                        || format!("stream:{}:{line_no}", cx.origin),
+                        |s| s.0.into_owned(),
+                    )),
                     model: message.model.map(|s| s.0.into_owned()),
                     usage: message.usage.unwrap_or_default(),
                     line_no,

@@ -9,7 +9,7 @@
 //! | `cache_write_input_tokens` (newer builds) | `cache_write_5m` |
 //! | `output_tokens` | `output` |
 //! | `reasoning_output_tokens` | `reasoning` (inside `output`) |
-//! | `turn_context.model` (else `info.model`) | model |
+//! | `info.model` of the event (else the latest `turn_context.model`) | model |
 //! | `session_meta.id` (`thread.started`'s `thread_id` for exec) | run |
 //! | `session_meta.cwd`, `turn_context.cwd` | segment |
 //! | line `timestamp` | time |
@@ -145,8 +145,33 @@ pub struct Codex {
     session_metas: u32,
     /// A sub-agent's or forked session: its first second replays its parent.
     child: bool,
-    /// The second of the first `token_count` of a child session.
-    replay_second: Option<i64>,
+    /// A child's first `token_count`s, until a second has passed.
+    window: Option<ReplayWindow>,
+    /// The window is over: what follows are the session's own calls.
+    window_closed: bool,
+}
+
+/// How long after a child session's first `token_count` a burst of them is
+/// its parent's history replayed.
+const REPLAY_WINDOW_MS: i64 = 1000;
+
+/// The start of a child session: one `token_count` alone is the child's own
+/// first call (held until the window closes), two or more in the window
+/// are a replay burst.
+#[derive(Debug)]
+struct ReplayWindow {
+    first_ms: i64,
+    events: u32,
+    /// The first event, while it may be the child's own.
+    held: Option<Held>,
+}
+
+#[derive(Debug)]
+struct Held {
+    total: Counts,
+    model: Option<String>,
+    ts_ms: Option<i64>,
+    line_no: u64,
 }
 
 impl Codex {
@@ -200,17 +225,63 @@ impl Codex {
         let Some(total) = info.total_token_usage.map(|t| t.counts()) else {
             return Ok(Decoded::Ignored);
         };
-        let second = ts_ms.map(|t| t.div_euclid(1000));
-        if self.child {
-            if self.replay_second.is_none() {
-                self.replay_second = second;
-            }
-            if second.is_some() && second == self.replay_second {
-                // The parent's history, replayed: its baseline, not calls.
-                self.totals = Some(total);
-                return Ok(Decoded::Ignored);
+        if self.child && !self.window_closed {
+            match (&mut self.window, ts_ms) {
+                (None, Some(ts)) => {
+                    self.window = Some(ReplayWindow {
+                        first_ms: ts,
+                        events: 1,
+                        held: Some(Held {
+                            total,
+                            model: model.map(Cow::into_owned),
+                            ts_ms,
+                            line_no,
+                        }),
+                    });
+                    return Ok(Decoded::Ignored);
+                }
+                (Some(window), Some(ts)) if ts - window.first_ms < REPLAY_WINDOW_MS => {
+                    // A burst: the parent's history replayed, its baseline.
+                    window.events += 1;
+                    window.held = None;
+                    self.totals = Some(total);
+                    return Ok(Decoded::Ignored);
+                }
+                _ => self.close_window(cx, out)?,
             }
         }
+        self.count(total, info.last_token_usage, model, ts_ms, line_no, cx, out)
+    }
+
+    /// Ends a child's replay window: a lone first event was its own call.
+    fn close_window(&mut self, cx: Context<'_>, out: &mut dyn Emit) -> Result<(), String> {
+        self.window_closed = true;
+        if let Some(held) = self.window.take().and_then(|w| w.held) {
+            self.count(
+                held.total,
+                None,
+                held.model.map(Cow::Owned),
+                held.ts_ms,
+                held.line_no,
+                cx,
+                out,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Counts the difference of `total` with the last totals as a call.
+    #[allow(clippy::too_many_arguments, reason = "the parts of one event")]
+    fn count(
+        &mut self,
+        total: Counts,
+        last: Option<TokenUsage>,
+        model: Option<Cow<'_, str>>,
+        ts_ms: Option<i64>,
+        line_no: u64,
+        cx: Context<'_>,
+        out: &mut dyn Emit,
+    ) -> Result<Decoded, String> {
         let counts = match self.totals {
             Some(previous) if previous == total => return Ok(Decoded::Ignored),
             Some(previous) if total.iter().zip(&previous).all(|(t, p)| t >= p) => {
@@ -221,7 +292,7 @@ impl Codex {
                 delta
             }
             // Totals that went down (a reset, a compaction): this event's own.
-            Some(_) => match info.last_token_usage {
+            Some(_) => match last {
                 Some(last) => last.counts(),
                 None => total,
             },
@@ -321,7 +392,9 @@ impl FormatDecoder for Codex {
         }
     }
 
-    fn flush(&mut self, _cx: Context<'_>, _out: &mut dyn Emit) {
+    fn flush(&mut self, cx: Context<'_>, out: &mut dyn Emit) {
+        // A child's lone first call, still held, was its own.
+        let _ = self.close_window(cx, out);
         *self = Codex::default();
     }
 }

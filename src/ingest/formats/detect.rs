@@ -73,6 +73,13 @@ impl Key {
 
 struct Keys {
     resource_spans: Key,
+    resource_spans_snake: Key,
+    parent_uuid: Key,
+    is_sidechain: Key,
+    version: Key,
+    input_tokens_details: Key,
+    output_tokens_details: Key,
+    choices: Key,
     kind: Key,
     payload: Key,
     session_id: Key,
@@ -94,6 +101,13 @@ struct Keys {
 
 static KEYS: LazyLock<Keys> = LazyLock::new(|| Keys {
     resource_spans: Key::new("resourceSpans"),
+    resource_spans_snake: Key::new("resource_spans"),
+    parent_uuid: Key::new("parentUuid"),
+    is_sidechain: Key::new("isSidechain"),
+    version: Key::new("version"),
+    input_tokens_details: Key::new("input_tokens_details"),
+    output_tokens_details: Key::new("output_tokens_details"),
+    choices: Key::new("choices"),
     kind: Key::new("type"),
     payload: Key::new("payload"),
     session_id: Key::new("sessionId"),
@@ -157,7 +171,7 @@ const OPENAI_OBJECTS: &[&str] = &[
 #[must_use]
 pub fn foreign(line: &[u8]) -> Option<Format> {
     let k = &*KEYS;
-    if k.resource_spans.is_in(line) {
+    if k.resource_spans.is_in(line) || k.resource_spans_snake.is_in(line) {
         return Some(Format::Otlp);
     }
     if k.payload.is_in(line) && k.kind.has_value(line, CODEX_TYPES) {
@@ -166,7 +180,7 @@ pub fn foreign(line: &[u8]) -> Option<Format> {
     if k.kind.has_value(line, CODEX_EXEC_TYPES) {
         return Some(Format::Codex);
     }
-    if k.session_id.is_in(line) && (k.message.is_in(line) || k.kind.has_value(line, CLAUDE_TYPES)) {
+    if k.session_id.is_in(line) && is_claude_code(k, line) {
         return Some(Format::ClaudeCode);
     }
     if k.leaf_uuid.is_in(line) || k.kind.has_value(line, &["file-history-snapshot"]) {
@@ -198,10 +212,28 @@ pub fn foreign(line: &[u8]) -> Option<Format> {
     }
     if k.usage.is_in(line) && k.input_tokens.is_in(line) && !k.kind.is_in(line) {
         // `{"id":…,"model":…,"usage":{"input_tokens":…}}` without `type`:
-        // an Anthropic body stripped of its type, or a Responses usage.
+        // a Responses usage has its details objects (cached tokens inside
+        // the input), an Anthropic body stripped of its type does not.
+        if k.input_tokens_details.is_in(line) || k.output_tokens_details.is_in(line) {
+            return Some(Format::OpenAi);
+        }
         return Some(Format::Anthropic);
     }
     None
+}
+
+/// A line with `sessionId` is Claude Code's when it also has one of its own
+/// keys: a transcript `type`, `parentUuid`, `isSidechain`, or a `message`
+/// with a `version` (ccusage-style lines carry no `type`). A gateway log
+/// that merely labels a session id is not.
+fn is_claude_code(k: &Keys, line: &[u8]) -> bool {
+    if k.choices.is_in(line) || k.object.has_value(line, OPENAI_OBJECTS) {
+        return false;
+    }
+    k.kind.has_value(line, CLAUDE_TYPES)
+        || k.parent_uuid.is_in(line)
+        || k.is_sidechain.is_in(line)
+        || (k.message.is_in(line) && k.version.is_in(line))
 }
 
 /// Whether a line of a source remembered as `format` still looks like it
@@ -213,7 +245,7 @@ pub fn still(format: Format, line: &[u8]) -> bool {
         // Native lines are recognised by parsing them (its parser is the
         // fastest path there is); see `Decoder`.
         Format::Native => true,
-        Format::Otlp => k.resource_spans.is_in(line),
+        Format::Otlp => k.resource_spans.is_in(line) || k.resource_spans_snake.is_in(line),
         Format::Codex => {
             (k.payload.is_in(line) && k.kind.has_value(line, CODEX_TYPES))
                 || k.kind.has_value(line, CODEX_EXEC_TYPES)
@@ -303,6 +335,24 @@ mod tests {
             (
                 r#"{"request":{"model":"gpt-4o"},"response":{"usage":{"prompt_tokens":1}},"metadata":{}}"#,
                 Some(Format::OpenAi),
+            ),
+            (r#"{"resource_spans":[]}"#, Some(Format::Otlp)),
+            (
+                r#"{"id":"resp_1","model":"gpt-5","usage":{"input_tokens":10,"input_tokens_details":{"cached_tokens":4},"output_tokens":2}}"#,
+                Some(Format::OpenAi),
+            ),
+            (
+                r#"{"id":"msg_1","model":"claude-sonnet-4-5","usage":{"input_tokens":10,"cache_read_input_tokens":4,"output_tokens":2}}"#,
+                Some(Format::Anthropic),
+            ),
+            // A gateway log that labels a session is not a transcript.
+            (
+                r#"{"sessionId":"s-1","id":"c","object":"chat.completion","choices":[{"message":{"role":"assistant","content":"x"}}],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#,
+                Some(Format::OpenAi),
+            ),
+            (
+                r#"{"timestamp":"t","sessionId":"s","message":{"role":"assistant","id":"m","model":"claude-sonnet-4","usage":{"input_tokens":1,"output_tokens":1}},"requestId":"r","version":"1.0.0"}"#,
+                Some(Format::ClaudeCode),
             ),
         ];
         for (line, want) in cases {

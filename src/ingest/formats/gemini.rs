@@ -24,8 +24,18 @@ use super::{Context, Decoded, Emit, FormatDecoder};
 use crate::types::event::{CallId, Format, Supersede};
 use crate::types::usage::Usage;
 
+/// A stream whose chunks carry no `responseId`: consecutive chunks are one
+/// response until one says why it finished.
 #[derive(Debug, Default)]
-pub struct Gemini;
+pub struct Gemini {
+    open_stream: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Candidate<'a> {
+    #[serde(borrow, default, alias = "finish_reason", rename = "finishReason")]
+    finish_reason: Option<Str<'a>>,
+}
 
 #[derive(Deserialize, Default)]
 struct UsageMetadata {
@@ -56,6 +66,8 @@ struct Body<'a> {
     id: Option<Str<'a>>,
     #[serde(default, alias = "create_time", rename = "createTime")]
     created: Option<When>,
+    #[serde(borrow, default)]
+    candidates: Option<Vec<Candidate<'a>>>,
 }
 
 fn usage(raw: &UsageMetadata) -> Result<Usage, String> {
@@ -93,7 +105,23 @@ impl FormatDecoder for Gemini {
         let usage = usage(raw)?;
         let run = labels.run.clone();
         let ts_ms = labels.ts_ms.or_else(|| body.created.and_then(|w| w.0));
-        let id = json::text(body.id);
+        let finished = body
+            .candidates
+            .iter()
+            .flatten()
+            .any(|c| c.finish_reason.is_some());
+        // Chunks of one stream repeat the usage so far: without an id,
+        // consecutive chunks are one call until one has finished.
+        let id = json::text(body.id).or_else(|| {
+            let key = self
+                .open_stream
+                .get_or_insert_with(|| format!("stream:{}:{line_no}", cx.origin))
+                .clone();
+            Some(std::borrow::Cow::Owned(key))
+        });
+        if finished {
+            self.open_stream = None;
+        }
         let event = hop_event(
             Format::Gemini,
             cx,
@@ -154,6 +182,30 @@ mod tests {
         let (snap, _) = report(&refs);
         assert_eq!(snap.totals.events, 1);
         assert_eq!(snap.totals.output_tokens, 30);
+    }
+
+    #[test]
+    fn stream_chunks_without_a_response_id_count_once_per_stream() {
+        let chunk = |out: u64, finished: bool| {
+            let reason = if finished {
+                r#","finishReason":"STOP""#
+            } else {
+                ""
+            };
+            format!(
+                r#"{{"candidates":[{{"content":{{"parts":[{{"text":"x"}}]}}{reason}}}],"usageMetadata":{{"promptTokenCount":10,"candidatesTokenCount":{out}}},"modelVersion":"gemini-2.5-pro"}}"#
+            )
+        };
+        let lines = [
+            chunk(2, false),
+            chunk(9, false),
+            chunk(30, true),
+            chunk(4, true),
+        ];
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let (snap, _) = report(&refs);
+        assert_eq!(snap.totals.events, 2, "one stream, then one whole response");
+        assert_eq!(snap.totals.output_tokens, 34);
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! | `metadata.session_id` / `session_id`, else `trace_id` | run |
 //! | `metadata.agent_id` / `agent_id` | agent |
 //! | `metadata.user_api_key_team_alias`, `…team_id` / `team_id` | segment |
-//! | `end_user`, else `metadata.user_api_key_user_id` / `user` | user |
+//! | `end_user`, else `metadata.user_api_key_end_user_id`, `metadata.user_api_key_user_id`, `user` | user |
 //! | `custom_llm_provider` | provider |
 //! | `model` | model |
 //! | `startTime` (epoch s or RFC 3339), `endTime` | time, latency |
@@ -250,6 +250,28 @@ mod tests {
         assert_eq!(snap.totals.events, 1);
         assert_eq!(stats2.duplicates, 1);
         assert_eq!(stats.malformed, 0);
+    }
+
+    #[test]
+    fn anthropic_cache_writes_inside_or_beside_prompt_tokens() {
+        // Current LiteLLM: prompt_tokens = input + cache reads + cache writes.
+        let new = r#"{"id":"a1","response_cost":0.1,"model":"claude-sonnet-4-5","startTime":1760000000,"response":{"usage":{"prompt_tokens":1300,"completion_tokens":10,"cache_read_input_tokens":1000,"cache_creation_input_tokens":200}}}"#;
+        // Older LiteLLM: prompt_tokens = input + cache reads only.
+        let old = r#"{"id":"a2","response_cost":0.1,"model":"claude-sonnet-4-5","startTime":1760000000,"response":{"usage":{"prompt_tokens":1100,"completion_tokens":10,"cache_read_input_tokens":1000,"cache_creation_input_tokens":200}}}"#;
+        for line in [new, old] {
+            let (snap, stats) = report(&[line]);
+            assert_eq!(stats.malformed, 0, "{line}");
+            let t = &snap.totals;
+            assert_eq!(
+                (
+                    t.uncached_input_tokens,
+                    t.cache_read_tokens,
+                    t.cache_write_tokens
+                ),
+                (100, 1000, 200),
+                "{line}"
+            );
+        }
     }
 
     #[test]

@@ -130,11 +130,21 @@ pub(crate) fn usage(raw: &RawUsage) -> Result<Usage, String> {
         .and_then(|d| d.cached_tokens)
         .or(raw.cache_read_input_tokens)
         .map_or(0, |c| c.0);
-    let cache_write = details
-        .and_then(|d| d.cache_write_tokens)
+    let write_in_details = details.and_then(|d| d.cache_write_tokens);
+    let cache_write = write_in_details
         .or(raw.cache_creation_input_tokens)
         .map_or(0, |c| c.0);
-    let cached = cache_read.saturating_add(cache_write);
+    let mut cached = cache_read.saturating_add(cache_write);
+    // LiteLLM before it counted Anthropic's cache writes in `prompt_tokens`
+    // reported them beside it: when only the reads fit, the writes are
+    // outside the prompt count (never inside twice, never dropped).
+    let writes_outside = write_in_details.is_none()
+        && raw.cache_creation_input_tokens.is_some()
+        && cached > input
+        && cache_read <= input;
+    if writes_outside {
+        cached = cache_read;
+    }
     if cached > input {
         return Err(format!(
             "cached tokens ({cache_read}) + cache writes ({cache_write}) exceed {input_name} ({input}), which must include them"

@@ -46,6 +46,18 @@ fn a_second_cumulative_delta_replaces_the_first() {
 }
 
 #[test]
+fn a_stream_without_a_message_id_still_counts_once() {
+    let lines = [
+        r#"{"type":"message_start","message":{"model":"claude-haiku-4-5-20251001","usage":{"input_tokens":10,"output_tokens":1}}}"#,
+        r#"{"type":"message_delta","delta":{},"usage":{"output_tokens":50}}"#,
+        r#"{"type":"message_delta","delta":{},"usage":{"output_tokens":75}}"#,
+    ];
+    let (snap, _) = report(&lines);
+    assert_eq!(snap.totals.events, 1);
+    assert_eq!(snap.totals.output_tokens, 75);
+}
+
+#[test]
 fn a_cut_stream_counts_what_its_start_said_and_a_lone_delta_is_located() {
     let (snap, _) = report(&[
         r#"{"type":"message_start","message":{"id":"msg_3","model":"claude-haiku-4-5-20251001","usage":{"input_tokens":900,"output_tokens":1}}}"#,

@@ -158,6 +158,73 @@ fn a_fork_replays_its_parent_in_its_first_second_and_that_is_not_counted() {
 }
 
 #[test]
+fn a_burst_across_a_second_boundary_is_one_replay_and_a_lone_first_call_is_the_child_s_own() {
+    let sub = r#"{"timestamp":"2026-05-13T09:00:00.000Z","type":"session_meta","payload":{"id":"019c-sub","cwd":"/p","source":{"subagent":{"parent":"019a-sess"}}}}"#;
+    // Replayed from 09:05:00.900 to 09:05:01.300: one burst.
+    let burst = [
+        sub.to_owned(),
+        TURN.to_owned(),
+        token_count(
+            "2026-05-13T09:05:00.900Z",
+            [1000, 0, 100, 0],
+            [1000, 0, 100, 0],
+            None,
+        ),
+        token_count(
+            "2026-05-13T09:05:01.300Z",
+            [3000, 1000, 150, 0],
+            [2000, 1000, 50, 0],
+            None,
+        ),
+        token_count(
+            "2026-05-13T09:06:10.000Z",
+            [4500, 2000, 170, 0],
+            [1500, 1000, 20, 0],
+            None,
+        ),
+    ];
+    let burst: Vec<&str> = burst.iter().map(String::as_str).collect();
+    let (snap, _) = report_sources(Default::default(), &[&burst]);
+    assert_eq!(snap.totals.events, 1);
+    assert_eq!(snap.totals.input_tokens, 1500);
+    assert_eq!(&*snap.by_agent[0].name, "subagent");
+    // A sub-agent that replays nothing: its first call counts, held until
+    // its window closes (by a later call or the end of the file).
+    for own in [
+        vec![
+            sub.to_owned(),
+            TURN.to_owned(),
+            token_count(
+                "2026-05-13T09:05:00.000Z",
+                [700, 0, 70, 0],
+                [700, 0, 70, 0],
+                None,
+            ),
+        ],
+        vec![
+            sub.to_owned(),
+            TURN.to_owned(),
+            token_count(
+                "2026-05-13T09:05:00.000Z",
+                [700, 0, 70, 0],
+                [700, 0, 70, 0],
+                None,
+            ),
+            token_count(
+                "2026-05-13T09:07:00.000Z",
+                [1700, 0, 90, 0],
+                [1000, 0, 20, 0],
+                None,
+            ),
+        ],
+    ] {
+        let own: Vec<&str> = own.iter().map(String::as_str).collect();
+        let (snap, _) = report_sources(Default::default(), &[&own]);
+        assert_eq!(snap.totals.input_tokens, own.len() as u64 / 4 * 1000 + 700);
+    }
+}
+
+#[test]
 fn an_archived_copy_of_a_session_counts_once() {
     let lines = [
         META.to_owned(),
