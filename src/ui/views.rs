@@ -116,8 +116,9 @@ fn render_status(frame: &mut Frame, area: Rect, cx: &ViewCx) {
     let stats = &data.stats;
     let live = stats.live_totals();
     let mut parts = vec![format!(
-        " {} sources",
-        data.sources.len().max(stats.sources.len())
+        " {} sources{}",
+        data.sources.len().max(stats.sources.len()),
+        source_formats(stats)
     )];
     if data.reading_backlog {
         parts.push("reading backlog…".to_owned());
@@ -163,6 +164,36 @@ fn render_status(frame: &mut Frame, area: Rect, cx: &ViewCx) {
         Paragraph::new(Line::from(spans)).style(cx.theme.status),
         area,
     );
+}
+
+/// The input formats sources were read in, by how many sources (each
+/// counted under the format most of its lines had): ` (claude-code ×12,
+/// native)`. Empty before any line.
+fn source_formats(stats: &crate::ingest::IngestStats) -> String {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for index in 0..stats.sources.len() {
+        if let Some(format) = stats.formats_of(index).first() {
+            match counts.iter_mut().find(|(f, _)| f == format) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((format, 1)),
+            }
+        }
+    }
+    if counts.is_empty() {
+        return String::new();
+    }
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let listed: Vec<String> = counts
+        .iter()
+        .map(|(f, n)| {
+            if *n > 1 {
+                format!("{f} ×{n}")
+            } else {
+                (*f).to_owned()
+            }
+        })
+        .collect();
+    format!(" ({})", listed.join(", "))
 }
 
 // ------------------------------------------------------------------ Overview
@@ -1294,4 +1325,27 @@ fn render_help(frame: &mut Frame, area: Rect, cx: &ViewCx) {
         Paragraph::new(lines).block(block("Keys".into(), cx).border_style(cx.theme.border_focused)),
         popup,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ingest::IngestStats;
+
+    #[test]
+    fn the_status_bar_names_the_formats_sources_were_read_in() {
+        let mut stats = IngestStats::default();
+        assert_eq!(super::source_formats(&stats), "");
+        for (name, formats) in [
+            ("a", &[("claude-code", 90), ("native", 1)][..]),
+            ("b", &[("claude-code", 5)][..]),
+            ("c", &[("native", 3)][..]),
+            ("d", &[][..]),
+        ] {
+            let index = stats.add_source(name.into(), name.into());
+            for (format, lines) in formats {
+                stats.sources[index].formats.insert(format, *lines);
+            }
+        }
+        assert_eq!(super::source_formats(&stats), " (claude-code ×2, native)");
+    }
 }
