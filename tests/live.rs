@@ -569,3 +569,90 @@ fn sigint_and_exit_after_end_cleanly_with_a_last_snapshot() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(last["ingest"]["events"], 1);
 }
+
+/// Lines of one fixture file, as written by its tool.
+fn fixture_lines(name: &str) -> Vec<String> {
+    fs::read_to_string(format!("tests/fixtures/formats/{name}"))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_socket_client_may_switch_formats_line_by_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("tw.sock");
+    let record = dir.path().join("record.jsonl");
+    let mut live = Live::start(&[
+        "--listen",
+        &format!("unix:{}", sock.display()),
+        "--record",
+        arg(&record),
+    ]);
+    let _ = live.listening("unix:");
+    let mut stream = String::new();
+    stream.push_str(&hop("native-before", 5));
+    for name in [
+        "openai.jsonl",
+        "anthropic.jsonl",
+        "otlp.jsonl",
+        "gemini.jsonl",
+    ] {
+        for line in fixture_lines(name) {
+            stream.push_str(&line);
+            stream.push('\n');
+        }
+    }
+    stream.push_str(&hop("native-after", 7));
+    let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    s.write_all(stream.as_bytes()).unwrap();
+    drop(s);
+    // 2 native, 3 OpenAI, 1 Anthropic, 1 OTLP, 1 Gemini.
+    let snapshot = live.wait_until("8 calls", |s| s["totals"]["events"] == 8);
+    let formats: Vec<&str> = snapshot["by_format"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["format"].as_str().unwrap())
+        .collect();
+    assert_eq!(formats, ["native", "openai", "anthropic", "gemini", "otlp"]);
+    assert_eq!(snapshot["ingest"]["malformed"], 0);
+    let last = live.stop();
+    // The recording replays to the same calls, each in its own format.
+    let replay = Live::start(&["--follow", arg(&record), "--exit-after", "500ms"]).finish();
+    assert_eq!(replay["totals"], last["totals"]);
+    assert_eq!(replay["by_format"], last["by_format"]);
+}
+
+#[test]
+fn a_claude_code_session_is_followed_as_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("projects").join("-home-dev-src-shop");
+    fs::create_dir_all(&project).unwrap();
+    let session = project.join("7be90610-ed07-4982-aa01-018ae5e65e41.jsonl");
+    let lines = fixture_lines(
+        "claude/projects/-home-dev-src-shop/7be90610-ed07-4982-aa01-018ae5e65e41.jsonl",
+    );
+    append(&session, &format!("{}\n{}\n", lines[0], lines[1]));
+    let mut live = Live::start(&["--follow", arg(dir.path())]);
+    // The first block of the message: counted with what it says so far.
+    let first = live.wait_until("the first block", |s| {
+        s["live"]["caught_up"] == true && s["totals"]["events"] == 1
+    });
+    assert_eq!(first["totals"]["output_tokens"], 4);
+    // Claude Code writes the next block of the same message: the call is
+    // revised, not counted again.
+    append(&session, &format!("{}\n{}\n", lines[2], lines[3]));
+    let revised = live.wait_until("the final block", |s| s["totals"]["output_tokens"] == 254);
+    assert_eq!(revised["totals"]["events"], 1);
+    assert_eq!(revised["ingest"]["revised"], 1);
+    assert_eq!(
+        revised["ingest"]["ignored"], 2,
+        "the user line and the summary"
+    );
+    let run = &revised["runs"][0];
+    assert_eq!(run["run_id"], "7be90610-ed07-4982-aa01-018ae5e65e41");
+    assert_eq!(run["hops"], 1);
+    live.stop();
+}

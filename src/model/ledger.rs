@@ -1231,6 +1231,19 @@ impl Ledger {
         let model = &models.rows[model_ix];
         let labels = LabelsRef::of(event);
         let index = match run.find_hop(event.hop.or(at)) {
+            Ok(index) if run.hops[index].calls == 0 => {
+                // A hop emptied by a call taken back (being replaced): it is
+                // what its new call says.
+                let hop = &mut run.hops[index];
+                hop.ident = idents.intern(
+                    (agent_ix, &agents.rows[agent_ix].name),
+                    (model_ix, &model.name),
+                    labels,
+                    model.price_version.as_ref(),
+                    hop.hop,
+                );
+                index
+            }
             Ok(index) => {
                 let hop = &mut run.hops[index];
                 // A later call's labels replace the hop's when it has any;

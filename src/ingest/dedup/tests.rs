@@ -282,3 +282,31 @@ fn receipts_stay_small() {
         std::mem::size_of::<Stored>()
     );
 }
+
+#[test]
+fn a_replaced_call_takes_its_new_agent_and_labels_at_its_position() {
+    let mut world = World::new();
+    let replay = call("msg_p", Some("req_b"), true, Supersede::Largest);
+    let parent = call("msg_p", Some("req_a"), false, Supersede::Largest);
+    let mut sub = hop("s", "subagent", 300, replay);
+    sub.parent_agent = Some(Cow::Borrowed("main"));
+    world.feed(&sub);
+    world.feed(&hop(
+        "s",
+        "subagent",
+        5,
+        call("msg_s", Some("r"), true, Supersede::Largest),
+    ));
+    world.feed(&hop("s", "main", 100, parent));
+    let snap = world.snapshot();
+    let hops: Vec<(u32, &str, Option<&str>)> = snap.runs[0]
+        .hops
+        .iter()
+        .map(|h| (h.hop, &*h.agent, h.labels.parent_agent.as_deref()))
+        .collect();
+    assert_eq!(
+        hops,
+        vec![(1, "main", None), (2, "subagent", None)],
+        "the second sub-agent call carries no parent label in this test"
+    );
+}
