@@ -2,11 +2,14 @@
 //! tokens and dollars for multi-agent LLM workflows.
 //!
 //! Module groups (data flows top to bottom; see ARCHITECTURE.md):
-//! - Ingest: [`ingest`] reads files and parses the native JSONL schema into
-//!   [`model::TelemetryEvent`]s, counting and locating rejected lines.
-//! - Model (pure): [`model`] (events, exact money, the [`model::Ledger`] and
-//!   its immutable [`model::Snapshot`]) and [`pricing`] (price tables and the
-//!   cost rules).
+//! - Leaf types: [`types`] (exact money, disjoint usage buckets, the
+//!   normalized [`types::TelemetryEvent`]).
+//! - Ingest: [`ingest`] reads files, sockets and standard input and decodes
+//!   every input format (native, OpenAI, Anthropic, Gemini, Claude Code,
+//!   Codex, OTLP, LiteLLM) into normalized events, one count per call,
+//!   counting and locating rejected lines.
+//! - Model (pure): [`model`] (the [`model::Ledger`] and its immutable
+//!   [`model::Snapshot`]) and [`pricing`] (price tables and the cost rules).
 //! - Output: [`report`] renders a snapshot as a table, JSON, CSV or Markdown.
 //! - Glue: [`cli`], [`when`] (time arguments), [`workload`] (deterministic
 //!   sample and benchmark workloads), [`sanitize`] (untrusted text).
