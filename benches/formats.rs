@@ -562,6 +562,7 @@ fn fold(corpus: &Corpus) -> anyhow::Result<Tally> {
         LedgerConfig {
             recent_capacity: 0,
             period: None,
+            per_minute: true,
         },
     );
     let mut ingestor = Ingestor::new(&mut ledger, TimeWindow::default());

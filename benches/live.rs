@@ -257,6 +257,7 @@ fn reference(all: &[u8]) -> (u64, u64, String) {
         LedgerConfig {
             recent_capacity: 0,
             period: None,
+            per_minute: true,
         },
     );
     let mut ingestor = Ingestor::new(&mut ledger, TimeWindow::default());

@@ -91,6 +91,7 @@ fn ledger_only(events: &[tokwatch::model::TelemetryEvent<'_>]) -> (u64, u64) {
         LedgerConfig {
             recent_capacity: 0,
             period: None,
+            per_minute: true,
         },
     );
     for event in events {
@@ -116,6 +117,7 @@ fn tokwatch_report(path: &Path, read: ReadFiles) -> anyhow::Result<(u64, u64)> {
         LedgerConfig {
             recent_capacity: 0,
             period: None,
+            per_minute: true,
         },
     );
     let mut ingestor = Ingestor::new(&mut ledger, TimeWindow::default());

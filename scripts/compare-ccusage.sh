@@ -23,7 +23,8 @@
 # Each round runs `ccusage claude session --json --offline` and
 # `tokwatch report --claude --format json` with CLAUDE_CONFIG_DIR set to the
 # corpus (the order alternates between rounds, after one untimed warm-up run of
-# each), measured with `/usr/bin/time -f '%e %M'`. The table shows the median
+# each), wall time from bash's $EPOCHREALTIME and peak RSS from
+# `/usr/bin/time -f '%M'`. The table shows the median
 # wall time and peak RSS and the ratios ccusage/tokwatch.
 #
 # Totals: token buckets (input, output, cache creation, cache read) must be
@@ -111,12 +112,17 @@ echo "tokwatch: $TOKWATCH ($("$TOKWATCH" --version 2>&1 | head -n1))"
 run() {
     local name=$1 config=$2 out=$3 times=$4
     shift 4
-    if ! CLAUDE_CONFIG_DIR=$config /usr/bin/time -f '%e %M' -o "$work/time" "$@" >"$out" 2>"$work/stderr"; then
+    # Wall time from the shell's microsecond clock (GNU time's %e has 10 ms
+    # steps, too coarse for a corpus read in 40 ms); peak RSS from GNU time.
+    local start end
+    start=$EPOCHREALTIME
+    if ! CLAUDE_CONFIG_DIR=$config /usr/bin/time -f '%M' -o "$work/time" "$@" >"$out" 2>"$work/stderr"; then
         echo "compare-ccusage: $name failed:" >&2
         cat "$work/stderr" "$work/time" >&2
         exit 1
     fi
-    tail -n1 "$work/time" >>"$times"
+    end=$EPOCHREALTIME
+    echo "$(python3 -c "print(f'{$end - $start:.4f}')") $(tail -n1 "$work/time")" >>"$times"
 }
 
 : >"$work/ccusage.times"
@@ -237,8 +243,8 @@ tw, tm = times("tokwatch")
 print()
 print(f"{'':10} {'median wall':>12} {'median peak RSS':>16}   runs (wall s / RSS MB)")
 for name, w, m in (("ccusage", cw, cm), ("tokwatch", tw, tm)):
-    runs = "  ".join(f"{a:.2f}/{b / 1024:.0f}" for a, b in zip(w, m))
-    print(f"{name:10} {statistics.median(w):>10.2f} s {statistics.median(m) / 1024:>13.1f} MB   {runs}")
+    runs = "  ".join(f"{a:.3f}/{b / 1024:.0f}" for a, b in zip(w, m))
+    print(f"{name:10} {statistics.median(w):>10.3f} s {statistics.median(m) / 1024:>13.1f} MB   {runs}")
 ratio = lambda a, b: f"{a / b:.2f}x" if b else "n/a"
 print(f"{'ccusage/tw':10} {ratio(statistics.median(cw), statistics.median(tw)):>12} "
       f"{ratio(statistics.median(cm), statistics.median(tm)):>16}")

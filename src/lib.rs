@@ -417,6 +417,7 @@ pub fn build_report(
         LedgerConfig {
             period,
             recent_capacity: 0,
+            per_minute: false,
         },
     );
     let mut ingestor = Ingestor::new(&mut ledger, window);

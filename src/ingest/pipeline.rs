@@ -35,10 +35,10 @@ use super::sources::files::{CHUNK_BYTES, DiscoverError, origin_of};
 /// Bytes of decoded batches waiting for the fold, over all files (the file
 /// being folded may exceed it). A few chunks: enough for threads to work
 /// ahead on sparse files, whose batches weigh little.
-const BUDGET_BYTES: usize = 4 * 1024 * 1024;
+pub const BUDGET_BYTES: usize = 2 * 1024 * 1024;
 
 /// Files decoded ahead of the one being folded, beyond one per thread.
-const AHEAD_FILES: usize = 8;
+pub const AHEAD_FILES: usize = 8;
 
 /// Reads each file once into the ingestor: `threads` decode threads
 /// beside the folding one (`Some(1)`: everything on this thread, see
@@ -280,8 +280,10 @@ fn decode_files(
     shared: &Shared,
     ahead: usize,
 ) {
-    // Read buffers given back by sparse batches, for the next reads.
+    // Read buffers given back by sparse batches, for the next reads (a
+    // fresh buffer costs a page fault per 4 KiB).
     let mut spare: Vec<ReadBuffer> = Vec::new();
+    let mut leftover: Option<Batch> = None;
     loop {
         let index = shared.next.fetch_add(1, Ordering::Relaxed);
         if index >= files.len() {
@@ -305,6 +307,11 @@ fn decode_files(
         }
         let to_fold = &senders[index];
         let path = &files[index];
+        // The batch left over from the last file, else one the fold gave back.
+        let first = match leftover.take() {
+            Some(batch) => batch,
+            None => reuse(shared, &mut spare),
+        };
         let mut send = |mut full: Batch| -> Result<Batch, Stop> {
             if full.is_sparse() {
                 spare.push(full.detach_text());
@@ -317,17 +324,13 @@ fn decode_files(
             Ok(reuse(shared, &mut spare))
         };
         let result = File::open(path).map_err(Stop::Io).and_then(|mut file| {
-            produce_file(
-                &mut file,
-                path,
-                max_line_bytes,
-                decoders,
-                reuse(shared, &mut Vec::new()),
-                &mut send,
-            )
+            produce_file(&mut file, path, max_line_bytes, decoders, first, &mut send)
         });
         let last = match result {
-            Ok(_) => Msg::Done,
+            Ok(empty) => {
+                leftover = Some(empty);
+                Msg::Done
+            }
             Err(Stop::Io(error)) => Msg::Failed(error),
             Err(Stop::Hung) => return,
         };

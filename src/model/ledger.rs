@@ -65,6 +65,9 @@ pub struct LedgerConfig {
     /// How many recent events to keep for live tails.
     pub recent_capacity: usize,
     pub period: Option<PeriodSpec>,
+    /// Keep counters per minute (the burn rate). A one-shot report prints
+    /// none, and weeks of calls are tens of thousands of minutes.
+    pub per_minute: bool,
 }
 
 impl Default for LedgerConfig {
@@ -72,6 +75,7 @@ impl Default for LedgerConfig {
         LedgerConfig {
             recent_capacity: 500,
             period: None,
+            per_minute: true,
         }
     }
 }
@@ -1186,18 +1190,8 @@ impl Ledger {
             &row.name
         });
         if let Some(ts) = event.ts_ms {
-            let at = ts.div_euclid(60_000);
-            if let Some((_, counters)) = open_minutes.iter_mut().find(|(m, _)| *m == at) {
-                counters.merge(&one);
-            } else {
-                // Park the oldest open minute in the map; take the new one out.
-                if open_minutes.len() == OPEN_MINUTES {
-                    let (m, counters) = open_minutes.remove(0);
-                    minutes.insert(m, counters);
-                }
-                let mut counters = minutes.remove(&at).unwrap_or_default();
-                counters.merge(&one);
-                open_minutes.push((at, counters));
+            if config.per_minute {
+                add_minute(open_minutes, minutes, ts.div_euclid(60_000), &one);
             }
             if let Some(start) = config.period.and_then(|p| p.start_of(ts)) {
                 periods.entry(start).or_default().merge(&one);
@@ -1279,8 +1273,10 @@ impl Ledger {
                     model.price_version.as_ref(),
                     position,
                 );
-                if run.hops.is_empty() {
-                    run.hops.reserve_exact(8);
+                // Grow by half, not double: one hop per call, and a run of
+                // thousands of calls would hold as much unused room.
+                if run.hops.len() == run.hops.capacity() {
+                    run.hops.reserve_exact(run.hops.len() / 2 + 8);
                 }
                 let mut hop = HopAgg::new(position, ident);
                 // Runtimes report a breach before the (trimmed) hop it was for.
@@ -1393,6 +1389,28 @@ fn touch_run_time(run: &mut RunAgg, ts: Option<i64>) {
     if let Some(ts) = ts {
         run.first_ts_ms = Some(run.first_ts_ms.map_or(ts, |t| t.min(ts)));
         run.last_ts_ms = Some(run.last_ts_ms.map_or(ts, |t| t.max(ts)));
+    }
+}
+
+/// Adds a call to minute `at`: the few minutes being filled stay open
+/// outside the map (concurrent runs interleave neighbouring minutes).
+fn add_minute(
+    open_minutes: &mut Vec<(i64, Counters)>,
+    minutes: &mut BTreeMap<i64, Counters>,
+    at: i64,
+    one: &Counters,
+) {
+    if let Some((_, counters)) = open_minutes.iter_mut().find(|(m, _)| *m == at) {
+        counters.merge(one);
+    } else {
+        // Park the oldest open minute in the map; take the new one out.
+        if open_minutes.len() == OPEN_MINUTES {
+            let (m, counters) = open_minutes.remove(0);
+            minutes.insert(m, counters);
+        }
+        let mut counters = minutes.remove(&at).unwrap_or_default();
+        counters.merge(one);
+        open_minutes.push((at, counters));
     }
 }
 

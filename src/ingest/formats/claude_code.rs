@@ -76,13 +76,33 @@ struct Line<'a> {
     message: Option<Message<'a>>,
 }
 
+/// The line's own `type`, when it comes before any nested value (Claude
+/// Code writes a user line's `type` before its `message`: most of a
+/// transcript's bytes are user lines with tool results, skipped here after
+/// a few hundred bytes). Before the first `{` or `[` past the opening one,
+/// every key is the line's own; a brace inside an earlier string value
+/// only makes this give up (`None`).
+fn leading_type(line: &[u8]) -> Option<&[u8]> {
+    let body = line.trim_ascii_start().strip_prefix(b"{")?;
+    let prefix = &body[..memchr::memchr2(b'{', b'[', body).unwrap_or(body.len())];
+    static TYPE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"type\""));
+    TYPE.find_iter(prefix).find_map(|at| {
+        let rest = prefix[at + 6..].trim_ascii_start().strip_prefix(b":")?;
+        let value = rest.trim_ascii_start().strip_prefix(b"\"")?;
+        let end = memchr::memchr2(b'"', b'\\', value)?;
+        (value[end] == b'"').then_some(&value[..end])
+    })
+}
+
 /// Whether a line has a `"usage"` key anywhere: lines without one are not
 /// calls and need not be parsed.
 fn may_have_usage(line: &[u8]) -> bool {
-    static USAGE: std::sync::LazyLock<memchr::memmem::FinderRev<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::FinderRev::new(b"\"usage\""));
-    // From the end: in an assistant line the usage closes its message.
-    USAGE.rfind(line).is_some()
+    static USAGE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
+    // Forward: memchr's reverse search has no SIMD prefilter (measured:
+    // twice the decoding time on a Claude Code corpus).
+    USAGE.find(line).is_some()
 }
 
 impl FormatDecoder for ClaudeCode {
@@ -93,14 +113,22 @@ impl FormatDecoder for ClaudeCode {
         cx: Context<'_>,
         out: &mut dyn Emit,
     ) -> Result<Decoded, String> {
-        if !may_have_usage(line) {
+        let not_a_call = match leading_type(line) {
+            Some(kind) => kind != b"assistant",
+            None => !may_have_usage(line),
+        };
+        if not_a_call {
             let trimmed = line.trim_ascii();
             if !(trimmed.starts_with(b"{") && trimmed.ends_with(b"}")) {
                 return Err("not a JSON object (a truncated line?)".into());
             }
             return Ok(Decoded::Ignored);
         }
-        let parsed: Line<'_> = json::parse(line)?;
+        // Validated once, then parsed as text: serde_json checks every key
+        // and kept string of a byte slice on its own, which costs more on
+        // these long lines than one pass over them.
+        let text = std::str::from_utf8(line).map_err(|_| json::INVALID_UTF8.to_owned())?;
+        let parsed: Line<'_> = json::parse_str(text)?;
         match decode_line(parsed, cx)? {
             Some(event) => {
                 out.event(line_no, event);

@@ -274,6 +274,14 @@ pub fn parse<'a, T: Deserialize<'a>>(line: &'a [u8]) -> Result<T, String> {
     })
 }
 
+/// [`parse`] for text already known to be UTF-8.
+///
+/// # Errors
+/// Invalid JSON, or a field of the wrong type.
+pub fn parse_str<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, String> {
+    serde_json::from_str(text).map_err(|e| format!("invalid JSON: {}", json_reason(&e)))
+}
+
 /// Per-process random key: call identities cannot be forged to collide.
 static CALL_KEYS: LazyLock<std::hash::RandomState> = LazyLock::new(std::hash::RandomState::new);
 

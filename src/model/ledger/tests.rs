@@ -390,6 +390,7 @@ fn minutes_and_periods_bucket_by_time_in_the_zone() {
         LedgerConfig {
             recent_capacity: 0,
             period: Some(spec(PeriodUnit::Day)),
+            per_minute: true,
         },
     );
     let s = fold(&mut by_day, &events);
@@ -414,6 +415,7 @@ fn minutes_and_periods_bucket_by_time_in_the_zone() {
         LedgerConfig {
             recent_capacity: 0,
             period: Some(spec(PeriodUnit::Week)),
+            per_minute: true,
         },
     );
     let weeks: Vec<String> = fold(&mut by_week, &events)
@@ -427,6 +429,7 @@ fn minutes_and_periods_bucket_by_time_in_the_zone() {
         LedgerConfig {
             recent_capacity: 0,
             period: Some(spec(PeriodUnit::Month)),
+            per_minute: true,
         },
     );
     let months: Vec<(String, u64)> = fold(&mut by_month, &events)
@@ -471,6 +474,7 @@ fn the_recent_ring_stays_bounded() {
         LedgerConfig {
             recent_capacity: 3,
             period: None,
+            per_minute: true,
         },
     );
     let events: Vec<TelemetryEvent<'static>> = (0..10)
@@ -489,6 +493,7 @@ fn the_recent_ring_stays_bounded() {
         LedgerConfig {
             recent_capacity: 0,
             period: None,
+            per_minute: true,
         },
     );
     assert!(fold(&mut none, &events).recent.is_empty());

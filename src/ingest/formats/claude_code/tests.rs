@@ -298,3 +298,29 @@ fn long_context_is_billed_per_request_unlike_ccusage() {
     let (snap, _) = report(&[&line]);
     assert_eq!(snap.totals.cost, usd("0.9585"), "ccusage would say 0.483");
 }
+
+#[test]
+fn the_leading_type_is_read_only_before_nested_values() {
+    use super::leading_type;
+    assert_eq!(
+        leading_type(
+            br#"{"parentUuid":null,"sessionId":"s","type":"user","message":{"type":"x"}}"#
+        ),
+        Some(&b"user"[..])
+    );
+    assert_eq!(
+        leading_type(br#"{"message":{"type":"message","usage":{}},"type":"assistant"}"#),
+        None,
+        "a type inside the message is not the line's"
+    );
+    assert_eq!(leading_type(br#"{"cwd":"C:\\{x}","type":"user"}"#), None);
+    assert_eq!(
+        leading_type(br#"{ "type" : "summary", "summary": "x" }"#),
+        Some(&b"summary"[..])
+    );
+    // A user line whose tool result carries a usage is still no call.
+    let user = r#"{"parentUuid":"a","isSidechain":false,"sessionId":"s","type":"user","message":{"role":"user","content":[{"type":"tool_result","content":"done"}]},"toolUseResult":{"usage":{"input_tokens":5,"output_tokens":5}},"timestamp":"2026-03-02T10:00:00.000Z"}"#;
+    let (snap, stats) = report(&[user]);
+    assert_eq!(snap.totals.events, 0);
+    assert_eq!(stats.ignored, 1);
+}
