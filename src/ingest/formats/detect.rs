@@ -186,10 +186,7 @@ pub fn foreign(line: &[u8]) -> Option<Format> {
     if k.leaf_uuid.is_in(line) || k.kind.has_value(line, &["file-history-snapshot"]) {
         return Some(Format::ClaudeCode);
     }
-    if k.response_cost.is_in(line)
-        || k.standard_logging_object.is_in(line)
-        || (k.spend.is_in(line) && k.request_id.is_in(line))
-    {
+    if is_litellm(k, line) {
         return Some(Format::LiteLlm);
     }
     if k.kind.has_value(line, ANTHROPIC_STREAM_TYPES) {
@@ -222,6 +219,12 @@ pub fn foreign(line: &[u8]) -> Option<Format> {
     None
 }
 
+fn is_litellm(k: &Keys, line: &[u8]) -> bool {
+    k.response_cost.is_in(line)
+        || k.standard_logging_object.is_in(line)
+        || (k.spend.is_in(line) && k.request_id.is_in(line))
+}
+
 /// A line with `sessionId` is Claude Code's when it also has one of its own
 /// keys: a transcript `type`, `parentUuid`, `isSidechain`, or a `message`
 /// with a `version` (ccusage-style lines carry no `type`). A gateway log
@@ -250,21 +253,68 @@ pub fn still(format: Format, line: &[u8]) -> bool {
             (k.payload.is_in(line) && k.kind.has_value(line, CODEX_TYPES))
                 || k.kind.has_value(line, CODEX_EXEC_TYPES)
         }
+        // Transcript lines open with `parentUuid` and `isSidechain` (cheap
+        // to find); other shapes (ccusage's fixtures) are judged afresh.
         Format::ClaudeCode => {
-            k.session_id.is_in(line)
+            (k.parent_uuid.is_in(line) && k.session_id.is_in(line))
                 || k.leaf_uuid.is_in(line)
                 || k.kind.has_value(line, &["file-history-snapshot"])
         }
-        // Formats without a key of their own: judged afresh.
-        Format::OpenAi | Format::Anthropic | Format::Gemini | Format::LiteLlm => {
-            foreign(line) == Some(format)
+        // A LiteLLM payload holds an OpenAI response: its own keys first.
+        Format::LiteLlm => is_litellm(k, line),
+        Format::OpenAi => {
+            let shape = k.object.has_value(line, OPENAI_OBJECTS)
+                || k.kind.has_value_prefix(line, "response.")
+                || k.prompt_tokens.is_in(line)
+                || k.input_tokens_details.is_in(line)
+                || k.output_tokens_details.is_in(line)
+                || (k.request.is_in(line)
+                    && k.response.is_in(line)
+                    && k.usage.is_in(line)
+                    && !k.kind.has_value(line, &["message"]));
+            shape && !is_litellm(k, line)
         }
+        Format::Gemini => k.usage_metadata.is_in(line) || k.usage_metadata_snake.is_in(line),
+        // Anthropic's shapes are shared with other formats' nested bodies:
+        // judged afresh.
+        Format::Anthropic => foreign(line) == Some(format),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_common_lines_of_a_remembered_format_need_no_detection() {
+        let lines: &[(Format, &str)] = &[
+            (
+                Format::ClaudeCode,
+                r#"{"parentUuid":null,"isSidechain":false,"cwd":"/p","sessionId":"s","type":"user","message":{}}"#,
+            ),
+            (
+                Format::ClaudeCode,
+                r#"{"type":"summary","summary":"x","leafUuid":"u"}"#,
+            ),
+            (
+                Format::OpenAi,
+                r#"{"id":"c","object":"chat.completion","usage":{"prompt_tokens":1}}"#,
+            ),
+            (
+                Format::Gemini,
+                r#"{"usageMetadata":{"promptTokenCount":1}}"#,
+            ),
+            (Format::LiteLlm, r#"{"id":"x","response_cost":0.1}"#),
+            (Format::Otlp, r#"{"resourceSpans":[]}"#),
+            (
+                Format::Codex,
+                r#"{"timestamp":"t","type":"event_msg","payload":{}}"#,
+            ),
+        ];
+        for (format, line) in lines {
+            assert!(still(*format, line.as_bytes()), "{format}: {line}");
+        }
+    }
 
     #[test]
     fn keys_match_with_or_without_spaces_and_never_inside_strings() {
@@ -357,8 +407,18 @@ mod tests {
         ];
         for (line, want) in cases {
             assert_eq!(foreign(line.as_bytes()), *want, "{line}");
-            if let Some(format) = want {
-                assert!(still(*format, line.as_bytes()), "{line}");
+            // A remembered format may let a line of its own be detected
+            // afresh (same answer, slower), but never claims another's.
+            for format in Format::ALL {
+                if format != Format::Native
+                    && Some(format) != *want
+                    && still(format, line.as_bytes())
+                {
+                    assert!(
+                        format == Format::OpenAi && want.is_none(),
+                        "{format} claims {line}"
+                    );
+                }
             }
         }
     }

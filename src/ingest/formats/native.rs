@@ -302,13 +302,32 @@ fn normalize<'a>(
 
 /// Records without a `run_id` from one source and one UTC day form one run.
 pub(crate) fn synthetic_run_id(source: &str, ts_ms: Option<i64>) -> String {
-    let day = ts_ms
-        .and_then(chrono::DateTime::from_timestamp_millis)
-        .map(|t| t.format("%Y-%m-%d").to_string());
-    match day {
-        Some(day) => format!("auto:{source}:{day}"),
-        None => format!("auto:{source}"),
+    use std::fmt::Write as _;
+    let mut id = String::with_capacity(source.len() + 16);
+    id.push_str("auto:");
+    id.push_str(source);
+    if let Some((year, month, day)) = ts_ms.and_then(utc_date) {
+        let _ = write!(id, ":{year:04}-{month:02}-{day:02}");
     }
+    id
+}
+
+/// The UTC calendar date of an epoch time (Howard Hinnant's
+/// `civil_from_days`; chrono's formatting costs more than the decoding of
+/// a line, and it runs for every record without a run id).
+fn utc_date(ts_ms: i64) -> Option<(i64, i64, i64)> {
+    let days = ts_ms.div_euclid(86_400_000);
+    let z = days.checked_add(719_468)?;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (0..=9999).contains(&year).then_some((year, month, day))
 }
 
 /// Counts tokens of text with the model's tokenizer (o200k for models

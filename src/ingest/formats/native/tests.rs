@@ -289,3 +289,22 @@ fn fast_timestamp_path_declines_what_it_does_not_know() {
         assert_eq!(fast_rfc3339_millis(text), None, "{text}");
     }
 }
+
+#[test]
+fn synthetic_run_ids_name_the_utc_day_as_chrono_does() {
+    for ts in [
+        0_i64,
+        951_782_400_000,
+        1_772_445_600_000,
+        1_772_531_999_999,
+        4_102_444_800_000,
+        -86_400_001,
+        253_402_300_799_000,
+    ] {
+        let chrono = chrono::DateTime::from_timestamp_millis(ts)
+            .map(|t| format!("auto:f:{}", t.format("%Y-%m-%d")))
+            .unwrap();
+        assert_eq!(synthetic_run_id("f", Some(ts)), chrono, "{ts}");
+    }
+    assert_eq!(synthetic_run_id("f", None), "auto:f");
+}
