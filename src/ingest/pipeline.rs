@@ -184,14 +184,14 @@ pub fn read_files_with(
             files,
             max_line_bytes,
             ingestor,
-            &receivers,
+            receivers,
             &to_decoders,
             &shared,
         );
+        // The receivers are dropped by now, so decode threads still
+        // sending stop (a send fails); those waiting for room wake here.
         shared.stop.store(true, Ordering::Relaxed);
         shared.turn.notify_all();
-        // Dropping the receivers unblocks decode threads still sending.
-        drop(receivers);
         result
     })
 }
@@ -341,11 +341,13 @@ fn decode_files(
 }
 
 /// The calling thread: folds each file's batches, in the order given.
+/// Each file's receiver is dropped once the file is folded, which frees
+/// its channel's buffers (a few KiB per file, for thousands of files).
 fn fold_files(
     files: &[PathBuf],
     max_line_bytes: usize,
     ingestor: &mut Ingestor<'_>,
-    receivers: &[Receiver<Msg>],
+    receivers: Vec<Receiver<Msg>>,
     to_decoders: &Sender<Batch>,
     shared: &Shared,
 ) -> Result<(), DiscoverError> {
