@@ -222,8 +222,7 @@ impl FormatDecoder for Anthropic {
         cx: Context<'_>,
         out: &mut dyn Emit,
     ) -> Result<Decoded, String> {
-        let (labels, body_text) = envelope::open(line)?;
-        let body: Body<'_> = json::parse(body_text)?;
+        let (labels, body): (_, Body<'_>) = envelope::open(line)?;
         match body.kind.as_ref().map(Str::as_str) {
             Some("message_start") => {
                 let message = body.message.ok_or("message_start without its message")?;

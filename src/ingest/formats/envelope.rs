@@ -25,80 +25,152 @@
 use std::borrow::Cow;
 
 use serde::Deserialize;
+use serde::de::value::{BorrowedStrDeserializer, MapAccessDeserializer, StringDeserializer};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::json::{self, Str};
 use crate::types::money::Usd;
 
 /// Labels a wrapper (or a response's own `metadata`) may carry; at the top
-/// level, also where the request and the response are. (One struct for
-/// both: `#[serde(flatten)]` would buffer every other field of the line.)
-/// Labels are read leniently: a value of another type than expected (user
-/// metadata is free-form) is ignored, never a reason to reject the line.
-#[derive(Debug, Default, Deserialize)]
+/// level, also where the request and the response are. Labels are read
+/// leniently: a value of another type than expected (user metadata is
+/// free-form, and may not even be an object) is ignored, never a reason to
+/// reject the line.
+#[derive(Debug, Default)]
 pub struct Labels<'a> {
-    #[serde(borrow, default)]
     request: Option<&'a RawValue>,
-    #[serde(borrow, default)]
     response: Option<&'a RawValue>,
-    #[serde(borrow, default)]
     metadata: Option<Box<Labels<'a>>>,
-    #[serde(borrow, default)]
     run_id: Loose<'a>,
-    #[serde(borrow, default)]
     session_id: Loose<'a>,
-    #[serde(borrow, default)]
     conversation_id: Loose<'a>,
-    #[serde(borrow, default)]
     thread_id: Loose<'a>,
-    #[serde(borrow, default)]
     trace_id: Loose<'a>,
-    #[serde(borrow, default)]
     agent: Loose<'a>,
-    #[serde(borrow, default)]
     agent_name: Loose<'a>,
-    #[serde(borrow, default)]
     agent_id: Loose<'a>,
-    #[serde(borrow, default)]
     parent_agent: Loose<'a>,
-    #[serde(borrow, default)]
     segment: Loose<'a>,
-    #[serde(borrow, default)]
     user_segment: Loose<'a>,
-    #[serde(borrow, default)]
     team: Loose<'a>,
-    #[serde(borrow, default)]
     team_id: Loose<'a>,
-    #[serde(borrow, default)]
     tier: Loose<'a>,
-    #[serde(borrow, default)]
     user: Loose<'a>,
-    #[serde(borrow, default)]
     user_id: Loose<'a>,
-    #[serde(borrow, default)]
     end_user: Loose<'a>,
-    #[serde(borrow, default)]
     hop: Loose<'a>,
-    #[serde(borrow, default)]
     step: Loose<'a>,
-    #[serde(borrow, default)]
     task: Loose<'a>,
-    #[serde(borrow, default)]
     timestamp: Loose<'a>,
-    #[serde(borrow, default)]
     ts: Loose<'a>,
-    #[serde(borrow, default)]
     time: Loose<'a>,
-    #[serde(borrow, default)]
     start_time: Loose<'a>,
-    #[serde(borrow, default)]
     latency_ms: Loose<'a>,
-    #[serde(borrow, default)]
     duration_ms: Loose<'a>,
-    #[serde(borrow, default)]
     cost_usd: Loose<'a>,
-    #[serde(borrow, default)]
     status: Loose<'a>,
+}
+
+impl<'a> Labels<'a> {
+    /// Reads the value of `key` when it is one of the labels' keys (the
+    /// only list of them); `false`, the value left unread, for any other.
+    fn take<'de: 'a, A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> Result<bool, A::Error> {
+        let slot = match key {
+            "request" => {
+                self.request = map.next_value()?;
+                return Ok(true);
+            }
+            "response" => {
+                self.response = map.next_value()?;
+                return Ok(true);
+            }
+            "metadata" => {
+                self.metadata = map.next_value::<Option<Labels<'a>>>()?.map(Box::new);
+                return Ok(true);
+            }
+            "run_id" => &mut self.run_id,
+            "session_id" => &mut self.session_id,
+            "conversation_id" => &mut self.conversation_id,
+            "thread_id" => &mut self.thread_id,
+            "trace_id" => &mut self.trace_id,
+            "agent" => &mut self.agent,
+            "agent_name" => &mut self.agent_name,
+            "agent_id" => &mut self.agent_id,
+            "parent_agent" => &mut self.parent_agent,
+            "segment" => &mut self.segment,
+            "user_segment" => &mut self.user_segment,
+            "team" => &mut self.team,
+            "team_id" => &mut self.team_id,
+            "tier" => &mut self.tier,
+            "user" => &mut self.user,
+            "user_id" => &mut self.user_id,
+            "end_user" => &mut self.end_user,
+            "hop" => &mut self.hop,
+            "step" => &mut self.step,
+            "task" => &mut self.task,
+            "timestamp" => &mut self.timestamp,
+            "ts" => &mut self.ts,
+            "time" => &mut self.time,
+            "start_time" => &mut self.start_time,
+            "latency_ms" => &mut self.latency_ms,
+            "duration_ms" => &mut self.duration_ms,
+            "cost_usd" => &mut self.cost_usd,
+            "status" => &mut self.status,
+            _ => return Ok(false),
+        };
+        *slot = map.next_value()?;
+        Ok(true)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Labels<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LabelsVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for LabelsVisitor<'a> {
+            type Value = Labels<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of labels")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Labels<'a>, A::Error> {
+                let mut labels = Labels::default();
+                while let Some(key) = map.next_key::<Str<'de>>()? {
+                    if !labels.take(key.as_str(), &mut map)? {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(labels)
+            }
+            // Anything else carries no labels.
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Labels<'a>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Labels::default())
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Labels<'a>, E> {
+                Ok(Labels::default())
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Labels<'a>, E> {
+                Ok(Labels::default())
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Labels<'a>, E> {
+                Ok(Labels::default())
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Labels<'a>, E> {
+                Ok(Labels::default())
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Labels<'a>, E> {
+                Ok(Labels::default())
+            }
+            fn visit_unit<E>(self) -> Result<Labels<'a>, E> {
+                Ok(Labels::default())
+            }
+        }
+        deserializer.deserialize_any(LabelsVisitor(std::marker::PhantomData))
+    }
 }
 
 /// Any JSON value, kept as text when it is a string or a number.
@@ -320,26 +392,110 @@ impl<'a> Labels<'a> {
     }
 }
 
-/// Parses a line as an envelope: its labels, and the text of the body to
-/// decode (the `response` when there is one, else the line itself).
+/// Parses a line as an envelope, in one pass: its labels, and its body `B`
+/// (decoded from the `response` when there is one, else from the line's
+/// keys that are not labels).
 ///
 /// # Errors
-/// Invalid JSON, or labels of the wrong shape.
-pub fn open(line: &[u8]) -> Result<(Resolved<'_>, &[u8]), String> {
-    let envelope: Labels<'_> = json::parse(line)?;
-    let (labels, response) = envelope.resolve()?;
-    Ok((labels, response.map_or(line, |r| r.get().as_bytes())))
+/// Invalid JSON, labels of the wrong shape, or a body `B` rejects.
+pub fn open<'a, B: Deserialize<'a>>(line: &'a [u8]) -> Result<(Resolved<'a>, B), String> {
+    let Ok(OnePass { labels, body }) = serde_json::from_slice::<OnePass<'a, B>>(line) else {
+        // Invalid, or a wrapper key named like a body field but of another
+        // shape: judged (and explained) as labels first, then the body alone.
+        let (labels, response) = json::parse::<Labels<'a>>(line)?.resolve()?;
+        let body = json::parse(response.map_or(line, |r| r.get().as_bytes()))?;
+        return Ok((labels, body));
+    };
+    let (labels, response) = labels.resolve()?;
+    let body = match response {
+        Some(response) => json::parse(response.get().as_bytes())?,
+        None => body,
+    };
+    Ok((labels, body))
+}
+
+/// A line's labels and, from its other keys, a body.
+struct OnePass<'a, B> {
+    labels: Labels<'a>,
+    body: B,
+}
+
+impl<'a, B: Deserialize<'a>> Deserialize<'a> for OnePass<'a, B> {
+    fn deserialize<D: Deserializer<'a>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OnePassVisitor<'a, B>(std::marker::PhantomData<(&'a (), B)>);
+        impl<'a, B: Deserialize<'a>> Visitor<'a> for OnePassVisitor<'a, B> {
+            type Value = OnePass<'a, B>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut labels = Labels::default();
+                let body = B::deserialize(MapAccessDeserializer::new(BodyKeys {
+                    map: &mut map,
+                    labels: &mut labels,
+                }))?;
+                // A body that stopped early leaves the rest to the labels.
+                while let Some(key) = map.next_key::<Str<'a>>()? {
+                    if !labels.take(key.as_str(), &mut map)? {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(OnePass { labels, body })
+            }
+        }
+        deserializer.deserialize_map(OnePassVisitor(std::marker::PhantomData))
+    }
+}
+
+/// A map's entries as the body sees them: label keys are taken (into
+/// `labels`) on the way, every other one is passed on.
+struct BodyKeys<'l, 'a, M> {
+    map: M,
+    labels: &'l mut Labels<'a>,
+}
+
+impl<'a, M: MapAccess<'a>> MapAccess<'a> for BodyKeys<'_, 'a, M> {
+    type Error = M::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'a>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, M::Error> {
+        while let Some(key) = self.map.next_key::<Str<'a>>()? {
+            if self.labels.take(key.as_str(), &mut self.map)? {
+                continue;
+            }
+            return match key.0 {
+                Cow::Borrowed(key) => seed.deserialize(BorrowedStrDeserializer::new(key)),
+                Cow::Owned(key) => seed.deserialize(StringDeserializer::new(key)),
+            }
+            .map(Some);
+        }
+        Ok(None)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'a>>(&mut self, seed: V) -> Result<V::Value, M::Error> {
+        self.map.next_value_seed(seed)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A body of a few fields, one of them (`status`) also a label key.
+    #[derive(Debug, Default, Deserialize, PartialEq)]
+    struct Body {
+        id: Option<String>,
+        usage: Option<u64>,
+        status: Option<String>,
+    }
+
     #[test]
     fn labels_come_from_the_top_then_metadata_then_the_request() {
         let line = r#"{"request":{"model":"gpt-4o","user":"u-req","metadata":{"agent":"req-agent","tier":"free"}},"response":{"id":"x"},"metadata":{"session_id":"s-1","agent_name":"writer"},"run_id":"r-top","hop":3,"timestamp":"2026-01-01T00:00:00Z","latency_ms":812.4,"cost_usd":0.25}"#;
-        let (labels, body) = open(line.as_bytes()).unwrap();
-        assert_eq!(body, br#"{"id":"x"}"#);
+        let (labels, body): (_, Body) = open(line.as_bytes()).unwrap();
+        assert_eq!(body.id.as_deref(), Some("x"));
         assert_eq!(labels.run.as_deref(), Some("r-top"));
         assert_eq!(labels.agent.as_deref(), Some("writer"));
         assert_eq!(labels.segment.as_deref(), Some("free"));
@@ -353,13 +509,48 @@ mod tests {
 
     #[test]
     fn a_bare_body_is_its_own_body() {
-        let line = r#"{"id":"chatcmpl-1","object":"chat.completion","user":"u1","usage":{}}"#;
-        let (labels, body) = open(line.as_bytes()).unwrap();
-        assert_eq!(body, line.as_bytes());
+        let line = r#"{"id":"chatcmpl-1","object":"chat.completion","user":"u1","usage":7,"status":"completed"}"#;
+        let (labels, body): (_, Body) = open(line.as_bytes()).unwrap();
+        assert_eq!(body.id.as_deref(), Some("chatcmpl-1"));
+        assert_eq!(body.usage, Some(7));
         assert_eq!(labels.user.as_deref(), Some("u1"));
+        // A key that is both a label and a body field is read once, as the label.
+        assert_eq!(labels.status.as_deref(), Some("completed"));
         // Free-form labels of another shape are ignored; a negative cost is not.
-        let (labels, _) = open(br#"{"hop":-1,"agent":{"x":1},"user":true,"ts":"soon"}"#).unwrap();
+        let (labels, _): (_, Body) =
+            open(br#"{"hop":-1,"agent":{"x":1},"user":true,"ts":"soon","metadata":"m"}"#).unwrap();
         assert_eq!(labels, Resolved::default());
-        assert!(open(br#"{"cost_usd":-1}"#).is_err());
+        assert!(open::<Body>(br#"{"cost_usd":-1}"#).is_err());
+    }
+
+    #[test]
+    fn a_wrapper_key_named_like_a_body_field_does_not_hide_the_response() {
+        // `usage` of the wrapper is not the body's: the response is.
+        let line = br#"{"usage":"n/a","response":{"id":"r","usage":5},"agent":"a"}"#;
+        let (labels, body): (_, Body) = open(line).unwrap();
+        assert_eq!(
+            body,
+            Body {
+                id: Some("r".into()),
+                usage: Some(5),
+                status: None
+            }
+        );
+        assert_eq!(labels.agent.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn errors_name_the_part_that_is_wrong() {
+        let invalid = open::<Body>(br#"{"id":"x","usage":"#).unwrap_err();
+        assert!(invalid.starts_with("invalid JSON"), "{invalid}");
+        let body = open::<Body>(br#"{"id":"x","usage":"many"}"#).unwrap_err();
+        assert!(body.contains("invalid type"), "{body}");
+        let request = open::<Body>(br#"{"request":[1],"response":{}}"#).unwrap_err();
+        assert!(request.starts_with("request:"), "{request}");
+        assert!(
+            open::<Body>(b"{\"id\":\"\xff\"}")
+                .unwrap_err()
+                .contains("UTF-8")
+        );
     }
 }

@@ -97,8 +97,7 @@ impl FormatDecoder for Gemini {
         cx: Context<'_>,
         out: &mut dyn Emit,
     ) -> Result<Decoded, String> {
-        let (labels, body_text) = envelope::open(line)?;
-        let body: Body<'_> = json::parse(body_text)?;
+        let (labels, body): (_, Body<'_>) = envelope::open(line)?;
         let Some(raw) = &body.usage else {
             return Ok(Decoded::Ignored);
         };
