@@ -103,7 +103,6 @@ fn ledger_only(events: &[tokwatch::model::TelemetryEvent<'_>]) -> (u64, u64) {
 
 /// What `tokwatch report` does before rendering: read, parse, fold, snapshot,
 /// through `read` (one thread: `files::read_files`; two: `pipeline::read_files`).
-/// `files::read_files` or `pipeline::read_files`.
 type ReadFiles = fn(
     &[PathBuf],
     usize,

@@ -23,7 +23,10 @@
 //!
 //! Only lines with a `"usage"` key can be calls: the others (user turns with
 //! their tool results, which are most of the bytes) are checked for the
-//! shape of a JSON object and not parsed.
+//! shape of a JSON object and not parsed. In the lines that are parsed, a
+//! message's content blocks (thinking, text, tool inputs) are skipped by
+//! their structure (strings and brackets), not parsed: nothing is read from
+//! them.
 
 use std::borrow::Cow;
 
@@ -42,7 +45,10 @@ pub const SUBAGENT: &str = "subagent";
 const SYNTHETIC: &str = "<synthetic>";
 
 #[derive(Debug, Default)]
-pub struct ClaudeCode;
+pub struct ClaudeCode {
+    /// An assistant line with its content blocks left out (reused).
+    without_content: String,
+}
 
 #[derive(Deserialize)]
 struct Message<'a> {
@@ -105,6 +111,22 @@ fn may_have_usage(line: &[u8]) -> bool {
     USAGE.find(line).is_some()
 }
 
+/// Where the value of the line's first `"content"` key is (a message's
+/// content blocks: most of an assistant line's bytes), when it is an array,
+/// an object or a string that ends within the line. The byte sequence
+/// `"content":` cannot occur inside a JSON string (a quote there is
+/// escaped), so the match is a key; the value is then skipped by its
+/// structure ([`json::value_end`]), far faster than by parsing it.
+fn content_value(line: &[u8]) -> Option<std::ops::Range<usize>> {
+    static CONTENT: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"content\":"));
+    let after_key = CONTENT.find(line)? + 10;
+    let rest = line.get(after_key..)?;
+    let start = after_key + (rest.len() - rest.trim_ascii_start().len());
+    let end = start + json::value_end(&line[start..])?;
+    Some(start..end)
+}
+
 impl FormatDecoder for ClaudeCode {
     fn decode(
         &mut self,
@@ -113,11 +135,20 @@ impl FormatDecoder for ClaudeCode {
         cx: Context<'_>,
         out: &mut dyn Emit,
     ) -> Result<Decoded, String> {
-        let not_a_call = match leading_type(line) {
-            Some(kind) => kind != b"assistant",
-            None => !may_have_usage(line),
+        let typed_other = leading_type(line).is_some_and(|kind| kind != b"assistant");
+        let content = if typed_other {
+            None
+        } else {
+            content_value(line)
         };
-        if not_a_call {
+        let may_be_a_call = !typed_other
+            && match &content {
+                Some(content) => {
+                    may_have_usage(&line[..content.start]) || may_have_usage(&line[content.end..])
+                }
+                None => may_have_usage(line),
+            };
+        if !may_be_a_call {
             let trimmed = line.trim_ascii();
             if !(trimmed.starts_with(b"{") && trimmed.ends_with(b"}")) {
                 return Err("not a JSON object (a truncated line?)".into());
@@ -128,7 +159,21 @@ impl FormatDecoder for ClaudeCode {
         // and kept string of a byte slice on its own, which costs more on
         // these long lines than one pass over them.
         let text = std::str::from_utf8(line).map_err(|_| json::INVALID_UTF8.to_owned())?;
-        let parsed: Line<'_> = json::parse_str(text)?;
+        // The line without its content blocks (read by nothing here), else
+        // whole; a line the shorter text does not parse as is judged whole,
+        // so that errors point into the line as written.
+        let shorter = content.and_then(|content| {
+            let scratch = &mut self.without_content;
+            scratch.clear();
+            scratch.push_str(&text[..content.start]);
+            scratch.push_str("[]");
+            scratch.push_str(&text[content.end..]);
+            serde_json::from_str::<Line<'_>>(scratch).ok()
+        });
+        let parsed: Line<'_> = match shorter {
+            Some(parsed) => parsed,
+            None => json::parse_str(text)?,
+        };
         match decode_line(parsed, cx)? {
             Some(event) => {
                 out.event(line_no, event);

@@ -282,6 +282,63 @@ pub fn parse_str<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, String> {
     serde_json::from_str(text).map_err(|e| format!("invalid JSON: {}", json_reason(&e)))
 }
 
+/// Where the array, object or string `bytes` starts with ends (the index
+/// after it), found from its structure alone: strings end at an unescaped
+/// quote, brackets must match. Nothing else is checked (a skipped value's
+/// numbers and literals are not). `None` when `bytes` does not start with
+/// one of those values, it does not end within `bytes`, or it nests deeper
+/// than 64 levels.
+#[must_use]
+pub fn value_end(bytes: &[u8]) -> Option<usize> {
+    // One bit per open bracket: set for `[`, clear for `{`.
+    let mut open: u64 = 0;
+    let mut depth = 0_u32;
+    let mut at = 0;
+    loop {
+        match *bytes.get(at)? {
+            b'"' => {
+                at = string_end(bytes, at + 1)?;
+                if depth == 0 {
+                    return Some(at);
+                }
+                continue;
+            }
+            bracket @ (b'[' | b'{') => {
+                if depth == 64 {
+                    return None;
+                }
+                open = (open << 1) | u64::from(bracket == b'[');
+                depth += 1;
+            }
+            bracket @ (b']' | b'}') => {
+                if depth == 0 || (open & 1 == 1) != (bracket == b']') {
+                    return None;
+                }
+                open >>= 1;
+                depth -= 1;
+                if depth == 0 {
+                    return Some(at + 1);
+                }
+            }
+            _ if depth == 0 => return None,
+            _ => {}
+        }
+        at += 1;
+    }
+}
+
+/// The index after the quote that closes the string whose text starts at
+/// `from`.
+fn string_end(bytes: &[u8], mut from: usize) -> Option<usize> {
+    loop {
+        let at = from + memchr::memchr2(b'"', b'\\', bytes.get(from..)?)?;
+        if bytes[at] == b'"' {
+            return Some(at + 1);
+        }
+        from = at + 2;
+    }
+}
+
 /// Per-process random key: call identities cannot be forged to collide.
 static CALL_KEYS: LazyLock<std::hash::RandomState> = LazyLock::new(std::hash::RandomState::new);
 
@@ -351,5 +408,32 @@ mod tests {
         );
         assert_eq!(attempt_key(None), 0);
         assert_ne!(attempt_key(Some("req_1")), 0);
+    }
+
+    #[test]
+    fn value_end_skips_by_structure() {
+        let ends = |text: &str| value_end(text.as_bytes());
+        let line =
+            r#"[{"type":"text","text":"a ] } \" \\"},{"input":{"k":[1,{"x":"]"}]}}],"usage":{}"#;
+        assert_eq!(ends(line), line.find(r#","usage""#));
+        assert_eq!(ends(r#""a \"quoted\" word" tail"#), Some(19));
+        assert_eq!(ends(r#""ends in a backslash \\""#), Some(24));
+        assert_eq!(ends("[[], {}]"), Some(8));
+        // Not a value it skips, unterminated, or mismatched: the caller parses.
+        for bad in [
+            "12",
+            "null",
+            r#"["open"#,
+            r#""open"#,
+            "[}",
+            "{]",
+            "]",
+            r#"["\"]"#,
+        ] {
+            assert_eq!(ends(bad), None, "{bad}");
+        }
+        let deep = "[".repeat(64) + &"]".repeat(64);
+        assert_eq!(ends(&deep), Some(128));
+        assert_eq!(ends(&("[".repeat(65) + &"]".repeat(65))), None);
     }
 }

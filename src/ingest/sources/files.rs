@@ -57,8 +57,28 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, DiscoverError> {
         }
     }
     let mut seen = std::collections::HashSet::new();
-    found.retain(|p| seen.insert(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())));
+    found.retain(|p| seen.insert(FileIdentity::of(p)));
     Ok(found)
+}
+
+/// What makes two paths the same file: its device and inode (one `stat`,
+/// where resolving the path would cost a system call per component).
+#[derive(PartialEq, Eq, Hash)]
+enum FileIdentity {
+    #[cfg(unix)]
+    Inode(u64, u64),
+    Path(PathBuf),
+}
+
+impl FileIdentity {
+    fn of(path: &Path) -> Self {
+        #[cfg(unix)]
+        if let Ok(meta) = std::fs::metadata(path) {
+            use std::os::unix::fs::MetadataExt as _;
+            return FileIdentity::Inode(meta.dev(), meta.ino());
+        }
+        FileIdentity::Path(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()))
+    }
 }
 
 /// Short name of a file for synthetic run ids.
@@ -113,4 +133,28 @@ pub fn read_files(
     ingestor: &mut Ingestor<'_>,
 ) -> Result<(), DiscoverError> {
     crate::ingest::pipeline::read_files_one_thread(files, max_line_bytes, decoders, ingestor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_named_twice_or_through_a_link_is_read_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        let a = logs.join("a.jsonl");
+        std::fs::write(&a, "{}\n").unwrap();
+        std::fs::write(logs.join("b.jsonl"), "{}\n").unwrap();
+        std::os::unix::fs::symlink(&a, dir.path().join("link.jsonl")).unwrap();
+        let found = discover(&[
+            logs.clone(),
+            a.clone(),
+            dir.path().join("link.jsonl"),
+            logs.join(".").join("a.jsonl"),
+        ])
+        .unwrap();
+        assert_eq!(found, vec![a, logs.join("b.jsonl")]);
+    }
 }
