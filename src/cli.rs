@@ -132,22 +132,8 @@ pub struct LiveArgs {
     /// Lines longer than this are skipped and counted.
     #[arg(long, default_value_t = DEFAULT_MAX_LINE_BYTES, value_name = "BYTES", env = "TOKWATCH_MAX_LINE_BYTES")]
     pub max_line_bytes: usize,
-    /// Read every line as this format instead of detecting it per line:
-    /// native, openai, anthropic, gemini, claude-code, codex, otlp, litellm.
-    #[arg(long, value_name = "NAME", env = "TOKWATCH_INPUT_FORMAT", value_parser = parse_format)]
-    pub input_format: Option<Format>,
-    /// Read Claude Code transcripts: the `projects` directories of
-    /// $CLAUDE_CONFIG_DIR (comma-separated), else ~/.claude and ~/.config/claude.
-    #[arg(long)]
-    pub claude: bool,
-    /// Read OpenAI Codex CLI sessions: $CODEX_HOME/sessions (comma-separated
-    /// homes), else ~/.codex/sessions.
-    #[arg(long)]
-    pub codex: bool,
-    /// OTLP span or resource attribute whose value is the user segment
-    /// (after `tokwatch.segment` and `segment`).
-    #[arg(long, value_name = "KEY", env = "TOKWATCH_SEGMENT_ATTRIBUTE")]
-    pub segment_attribute: Option<String>,
+    #[command(flatten)]
+    pub input: InputArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -210,6 +196,13 @@ pub struct ReportArgs {
     /// 1: read, parse and aggregate on one thread; 2+: parse on a second thread (default: 2 with 2+ cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<std::num::NonZeroUsize>,
+    #[command(flatten)]
+    pub input: InputArgs,
+}
+
+/// What the input is and how to read it (live mode and `report` alike).
+#[derive(Debug, Clone, Default, Args)]
+pub struct InputArgs {
     /// Read every line as this format instead of detecting it per line:
     /// native, openai, anthropic, gemini, claude-code, codex, otlp, litellm.
     #[arg(long, value_name = "NAME", env = "TOKWATCH_INPUT_FORMAT", value_parser = parse_format)]

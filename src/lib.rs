@@ -93,7 +93,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// printed as JSON lines. Without sources, the dashboard shows the built-in
 /// sample workload.
 fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
-    for dir in agent_log_dirs(args.claude, args.codex)? {
+    for dir in agent_log_dirs(args.input.claude, args.input.codex)? {
         args.follow.push(dir.display().to_string());
     }
     let demo = if args.follow.is_empty() && args.listen.is_empty() {
@@ -145,8 +145,8 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
         json_runs: args.top,
         rules: bleed_rules(args.config.as_deref())?,
         decoders: Arc::new(DecoderConfig {
-            forced: args.input_format,
-            segment_attribute: args.segment_attribute.clone(),
+            forced: args.input.input_format,
+            segment_attribute: args.input.segment_attribute.clone(),
             // Live sources get theirs when they start (`live::Sources`).
             estimator: None,
         }),
@@ -285,17 +285,10 @@ fn list_paths(paths: &[PathBuf]) -> String {
 /// under `~/.claude` and `~/.config/claude`.
 #[must_use]
 pub fn claude_dirs(config_dir: Option<&str>, home: Option<&Path>) -> Vec<PathBuf> {
-    let roots: Vec<PathBuf> = match config_dir.filter(|c| !c.trim().is_empty()) {
-        Some(list) => list
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from)
-            .collect(),
-        None => home
-            .map(|h| vec![h.join(".claude"), h.join(".config/claude")])
-            .unwrap_or_default(),
-    };
+    let roots = listed_dirs(config_dir).unwrap_or_else(|| {
+        home.map(|h| vec![h.join(".claude"), h.join(".config/claude")])
+            .unwrap_or_default()
+    });
     roots.into_iter().map(|r| r.join("projects")).collect()
 }
 
@@ -303,16 +296,22 @@ pub fn claude_dirs(config_dir: Option<&str>, home: Option<&Path>) -> Vec<PathBuf
 /// `~/.codex/sessions` (archived copies are left alone: they repeat it).
 #[must_use]
 pub fn codex_dirs(codex_home: Option<&str>, home: Option<&Path>) -> Vec<PathBuf> {
-    let roots: Vec<PathBuf> = match codex_home.filter(|c| !c.trim().is_empty()) {
-        Some(list) => list
-            .split(',')
+    let roots = listed_dirs(codex_home)
+        .unwrap_or_else(|| home.map(|h| vec![h.join(".codex")]).unwrap_or_default());
+    roots.into_iter().map(|r| r.join("sessions")).collect()
+}
+
+/// The directories of a comma-separated list (an environment variable's
+/// value); `None` when it is unset or blank.
+fn listed_dirs(list: Option<&str>) -> Option<Vec<PathBuf>> {
+    let list = list.filter(|l| !l.trim().is_empty())?;
+    Some(
+        list.split(',')
             .map(str::trim)
             .filter(|p| !p.is_empty())
             .map(PathBuf::from)
             .collect(),
-        None => home.map(|h| vec![h.join(".codex")]).unwrap_or_default(),
-    };
-    roots.into_iter().map(|r| r.join("sessions")).collect()
+    )
 }
 
 fn now_ms() -> i64 {
@@ -398,7 +397,7 @@ pub fn build_report(
         timezone: tz,
     });
     let mut paths = args.paths.clone();
-    paths.extend(agent_log_dirs(args.claude, args.codex)?);
+    paths.extend(agent_log_dirs(args.input.claude, args.input.codex)?);
     let files = ingest::sources::files::discover(&paths)?;
     // Records with text but no counts: counted exactly on the estimator's
     // thread while files are read, folded in before the report is built.
@@ -407,8 +406,8 @@ pub fn build_report(
         let _ = estimated_tx.send(estimated);
     });
     let decoders = Arc::new(DecoderConfig {
-        forced: args.input_format,
-        segment_attribute: args.segment_attribute.clone(),
+        forced: args.input.input_format,
+        segment_attribute: args.input.segment_attribute.clone(),
         estimator: Some(estimator.clone()),
     });
     // A report never shows the live tail, so it keeps no recent events.
