@@ -37,6 +37,10 @@ use tokwatch::model::{EventKind, Ledger, LedgerConfig, TelemetryEvent};
 use tokwatch::pricing::PriceBook;
 use tokwatch::workload::{RunSpec, Style, workflow_run};
 
+#[path = "support/native_baseline.rs"]
+mod native_baseline;
+use native_baseline::Baseline as NativeBaseline;
+
 const DEFAULT_LINES: usize = 200_000;
 const SEED: u64 = 7;
 
@@ -295,31 +299,6 @@ fn otlp_corpus(lines: usize) -> Corpus {
 }
 
 // ---------------------------------------------------------------- baselines
-
-/// Native: the record of `benches/report.rs`.
-#[derive(Deserialize)]
-#[allow(dead_code)]
-struct NativeBaseline<'a> {
-    #[serde(rename = "type")]
-    kind: Option<&'a str>,
-    ts: Option<&'a str>,
-    run_id: Option<&'a str>,
-    hop: Option<u32>,
-    agent: Option<&'a str>,
-    parent_agent: Option<&'a str>,
-    user: Option<&'a str>,
-    segment: Option<&'a str>,
-    task: Option<&'a str>,
-    tool: Option<&'a str>,
-    model: Option<&'a str>,
-    input_tokens: Option<u64>,
-    cache_read_tokens: Option<u64>,
-    cache_write_tokens: Option<u64>,
-    output_tokens: Option<u64>,
-    reasoning_tokens: Option<u64>,
-    latency_ms: Option<u64>,
-    status: Option<&'a str>,
-}
 
 /// OpenAI: what the decoder reads of a Chat Completions object.
 #[derive(Deserialize)]

@@ -9,7 +9,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use tokwatch::ingest::formats::native;
 use tokwatch::ingest::lines::Line;
 use tokwatch::ingest::sources::files;
@@ -18,31 +17,9 @@ use tokwatch::ingest::{Ingestor, LineOrigin, TimeWindow, pipeline};
 use tokwatch::model::{Ledger, LedgerConfig};
 use tokwatch::pricing::PriceBook;
 
-/// The typed record the baseline parses: the fields the corpus has, strings
-/// borrowed (`&str`: the fastest typed parse serde_json offers).
-#[derive(Deserialize)]
-#[allow(dead_code)]
-struct Baseline<'a> {
-    #[serde(rename = "type")]
-    kind: Option<&'a str>,
-    ts: Option<&'a str>,
-    run_id: Option<&'a str>,
-    hop: Option<u32>,
-    agent: Option<&'a str>,
-    parent_agent: Option<&'a str>,
-    user: Option<&'a str>,
-    segment: Option<&'a str>,
-    task: Option<&'a str>,
-    tool: Option<&'a str>,
-    model: Option<&'a str>,
-    input_tokens: Option<u64>,
-    cache_read_tokens: Option<u64>,
-    cache_write_tokens: Option<u64>,
-    output_tokens: Option<u64>,
-    reasoning_tokens: Option<u64>,
-    latency_ms: Option<u64>,
-    status: Option<&'a str>,
-}
+#[path = "support/native_baseline.rs"]
+mod native_baseline;
+use native_baseline::Baseline;
 
 /// Lines of `path` through tokwatch's own reading loop (1 MiB chunks), so
 /// both sides of the comparison read and split the file identically.
