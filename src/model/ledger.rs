@@ -388,9 +388,12 @@ impl HopAgg {
     }
 
     /// Takes one call back (see [`Ledger::retract`]).
-    fn remove(&mut self, usage: &Usage, costing: &Costing) {
+    fn remove(&mut self, usage: &Usage, costing: &Costing, latency_ms: Option<u64>) {
         self.calls = self.calls.saturating_sub(1);
         sub_usage(&mut self.usage, usage);
+        if let (Some(total), Some(latency)) = (self.latency_ms, latency_ms) {
+            self.latency_ms = Some(total.saturating_sub(latency)).filter(|_| self.calls > 0);
+        }
         if let Some(cost) = costing.effective {
             self.cost -= cost;
         }
@@ -758,9 +761,15 @@ pub struct Receipt {
     user_ix: u32,
     cost_flags: u8,
     format: Format,
+    /// [`NO_LATENCY`] when the call had none (a latency too large to keep
+    /// makes the receipt inexact).
+    latency_ms: u32,
 }
 
 const NO_ROW: u32 = u32::MAX;
+
+/// `Receipt::latency_ms` of a call without a latency.
+const NO_LATENCY: u32 = u32::MAX;
 
 /// `Receipt::ts_ms` of a call without a timestamp.
 const NO_TIME: i64 = i64::MIN;
@@ -934,13 +943,11 @@ impl Ledger {
 
     /// Folds one event in.
     pub fn apply(&mut self, event: &TelemetryEvent<'_>) {
-        if let Some(ts) = event.ts_ms {
-            self.first_ts_ms = Some(self.first_ts_ms.map_or(ts, |t| t.min(ts)));
-            self.last_ts_ms = Some(self.last_ts_ms.map_or(ts, |t| t.max(ts)));
-        }
+        self.touch_time(event.ts_ms);
         match &event.kind {
             EventKind::Hop => {
-                self.apply_hop(event, None);
+                let receipt = self.apply_hop(event, None);
+                self.show_call(&receipt, event.ts_ms, None);
             }
             EventKind::BudgetExceeded {
                 limit_kind,
@@ -1021,11 +1028,17 @@ impl Ledger {
             self.apply(event);
             return None;
         }
-        if let Some(ts) = event.ts_ms {
+        self.touch_time(event.ts_ms);
+        let receipt = self.apply_hop(event, None);
+        self.show_call(&receipt, event.ts_ms, None);
+        Some(receipt)
+    }
+
+    fn touch_time(&mut self, ts: Option<i64>) {
+        if let Some(ts) = ts {
             self.first_ts_ms = Some(self.first_ts_ms.map_or(ts, |t| t.min(ts)));
             self.last_ts_ms = Some(self.last_ts_ms.map_or(ts, |t| t.max(ts)));
         }
-        Some(self.apply_hop(event, None))
     }
 
     /// Takes back everything one call added (its run keeps its place in the
@@ -1034,22 +1047,74 @@ impl Ledger {
     pub fn retract(&mut self, receipt: &Receipt) {
         self.take_back(receipt);
         self.drop_if_empty(receipt.run_ix as usize, receipt.hop);
+        if let Some(line) = self.line_of(receipt) {
+            self.recent.remove(line);
+        }
     }
 
     /// Replaces a call counted earlier with a new report of it: the new
     /// numbers, labels or run. A report without a position that stays in
     /// the same run keeps the call's position.
+    ///
+    /// The ledger's and the run's first and last times keep the old
+    /// report's time too; so does a hop's first time while another call
+    /// holds the hop (a hop left empty is rebuilt from the new report).
     pub fn replace(&mut self, old: &Receipt, event: &TelemetryEvent<'_>) -> Receipt {
         self.take_back(old);
+        self.drop_if_empty(old.run_ix as usize, old.hop);
         let same_run = self.runs.find(&event.run_id) == Some(old.run_ix as usize);
         let at = (event.hop.is_none() && same_run).then_some(old.hop);
-        if let Some(ts) = event.ts_ms {
-            self.first_ts_ms = Some(self.first_ts_ms.map_or(ts, |t| t.min(ts)));
-            self.last_ts_ms = Some(self.last_ts_ms.map_or(ts, |t| t.max(ts)));
-        }
+        self.touch_time(event.ts_ms);
         let receipt = self.apply_hop(event, at);
-        self.drop_if_empty(old.run_ix as usize, old.hop);
+        self.show_call(&receipt, event.ts_ms, Some(old));
         receipt
+    }
+
+    /// The recent tail's line of a call: the last one of its run, hop,
+    /// agent, model and usage (lines that share all of these look alike).
+    fn line_of(&self, r: &Receipt) -> Option<usize> {
+        let run = &self.runs.rows.get(r.run_ix as usize)?.run_id;
+        let agent = &self.agents.rows.get(r.agent_ix as usize)?.name;
+        let model = &self.models.rows.get(r.model_ix as usize)?.name;
+        self.recent.iter().rposition(|e| {
+            e.kind == RecentKind::Hop
+                && e.hop == r.hop
+                && e.usage == r.usage
+                && e.run_id == *run
+                && e.agent == *agent
+                && e.model == *model
+        })
+    }
+
+    /// Puts a call in the recent tail: over the line of the call it
+    /// replaces while that is still there, else at the end.
+    fn show_call(&mut self, receipt: &Receipt, ts_ms: Option<i64>, replacing: Option<&Receipt>) {
+        if self.config.recent_capacity == 0 {
+            return;
+        }
+        let costing = receipt.costing();
+        let (Some(run), Some(agent), Some(model)) = (
+            self.runs.rows.get(receipt.run_ix as usize),
+            self.agents.rows.get(receipt.agent_ix as usize),
+            self.models.rows.get(receipt.model_ix as usize),
+        ) else {
+            return;
+        };
+        let line = RecentEvent {
+            ts_ms,
+            run_id: run.run_id.clone(),
+            hop: receipt.hop,
+            agent: agent.name.clone(),
+            model: model.name.clone(),
+            usage: receipt.usage,
+            cost: costing.effective,
+            provenance: costing.provenance,
+            kind: RecentKind::Hop,
+        };
+        match replacing.and_then(|old| self.line_of(old)) {
+            Some(earlier) => self.recent[earlier] = line,
+            None => self.push(line),
+        }
     }
 
     /// Subtracts a receipt from every aggregate it was added to.
@@ -1091,7 +1156,8 @@ impl Ledger {
         let run = Arc::make_mut(run);
         run.counters.unmerge(&one);
         if let Ok(i) = run.hops.binary_search_by_key(&r.hop, |h| h.hop) {
-            run.hops[i].remove(&r.usage, &costing);
+            let latency = (r.latency_ms != NO_LATENCY).then_some(u64::from(r.latency_ms));
+            run.hops[i].remove(&r.usage, &costing, latency);
         }
         self.run_rank[run_ix] = (run.counters.cost, run.counters.total_tokens);
     }
@@ -1225,19 +1291,6 @@ impl Ledger {
         let model = &models.rows[model_ix];
         let labels = LabelsRef::of(event);
         let index = match run.find_hop(event.hop.or(at)) {
-            Ok(index) if run.hops[index].calls == 0 => {
-                // A hop emptied by a call taken back (being replaced): it is
-                // what its new call says.
-                let hop = &mut run.hops[index];
-                hop.ident = idents.intern(
-                    (agent_ix, &agents.rows[agent_ix].name),
-                    (model_ix, &model.name),
-                    labels,
-                    model.price_version.as_ref(),
-                    hop.hop,
-                );
-                index
-            }
             Ok(index) => {
                 let hop = &mut run.hops[index];
                 // A later call's labels replace the hop's when it has any;
@@ -1301,7 +1354,7 @@ impl Ledger {
         }
         hop.add(usage, &costing);
         let compact = CompactCosting::new(&costing);
-        let receipt = Receipt {
+        let mut receipt = Receipt {
             usage: *usage,
             amounts: [compact.effective, compact.computed, compact.reported],
             cost_flags: compact.flags,
@@ -1313,20 +1366,13 @@ impl Ledger {
             segment_ix,
             user_ix,
             format: event.format,
+            latency_ms: NO_LATENCY,
         };
-        if config.recent_capacity > 0 {
-            let recent = RecentEvent {
-                ts_ms: event.ts_ms,
-                run_id: run.run_id.clone(),
-                hop: hop.hop,
-                agent: agents.rows[agent_ix].name.clone(),
-                model: model.name.clone(),
-                usage: event.usage,
-                cost: costing.effective,
-                provenance: costing.provenance,
-                kind: RecentKind::Hop,
-            };
-            self.push(recent);
+        if let Some(latency) = event.latency_ms {
+            match u32::try_from(latency).ok().filter(|l| *l != NO_LATENCY) {
+                Some(latency) => receipt.latency_ms = latency,
+                None => receipt.cost_flags |= TOO_LARGE,
+            }
         }
         receipt
     }

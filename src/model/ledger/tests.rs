@@ -578,3 +578,80 @@ fn a_limited_snapshot_lists_the_same_first_runs_and_counts_them_all() {
     }
     assert_eq!(ledger.snapshot_top(0).runs.len(), 13);
 }
+
+#[test]
+fn a_replaced_call_is_the_new_report_alone_in_its_hop_and_the_tail() {
+    let mut ledger = Ledger::new(
+        PriceBook::embedded(),
+        LedgerConfig {
+            recent_capacity: 8,
+            period: None,
+            per_minute: true,
+        },
+    );
+    let mut first = at(hop("r", None, "a", "gpt-4.1", 100, 10), T0);
+    first.latency_ms = Some(1_000);
+    let mut second = at(hop("r", None, "a", "gpt-4.1", 100, 50), T0 + 5_000);
+    second.latency_ms = Some(1_200);
+    let old = ledger.apply_call(&first).unwrap();
+    let other = ledger
+        .apply_call(&hop("r", None, "b", "gpt-4.1", 7, 7))
+        .unwrap();
+    let new = ledger.replace(&old, &second);
+
+    // What applying the new report alone gives.
+    let mut alone = ledger_with_tail();
+    alone.apply_call(&second);
+    alone.apply_call(&hop("r", Some(2), "b", "gpt-4.1", 7, 7));
+
+    let (s, a) = (ledger.snapshot(), alone.snapshot());
+    let (hop1, want) = (&run(&s, "r").hops[0], &run(&a, "r").hops[0]);
+    assert_eq!(hop1.hop, 1);
+    assert_eq!(hop1.usage, want.usage);
+    assert_eq!(hop1.latency_ms, Some(1_200));
+    assert_eq!(hop1.first_ts_ms, Some(T0 + 5_000));
+    assert_eq!(s.totals, a.totals);
+    // One line per call in the tail: the first call's line shows the new report.
+    let tail: Vec<(u32, u64)> = s.recent.iter().map(|r| (r.hop, r.usage.output)).collect();
+    assert_eq!(tail, [(1, 50), (2, 7)]);
+
+    // Replaced again, then taken back: its line goes with it.
+    let newer = ledger.replace(&new, &at(hop("r", None, "a", "gpt-4.1", 100, 60), T0));
+    assert_eq!(ledger.snapshot().recent.len(), 2);
+    ledger.retract(&newer);
+    let s = ledger.snapshot();
+    let tail: Vec<u32> = s.recent.iter().map(|r| r.hop).collect();
+    assert_eq!(tail, [2]);
+    ledger.retract(&other);
+    assert!(ledger.snapshot().recent.is_empty());
+}
+
+#[test]
+fn taking_back_one_of_a_hops_calls_takes_back_its_latency() {
+    let mut ledger = ledger();
+    let mut a = hop("r", Some(1), "a", "gpt-4.1", 10, 1);
+    a.latency_ms = Some(300);
+    let mut b = hop("r", Some(1), "a", "gpt-4.1", 20, 2);
+    b.latency_ms = Some(500);
+    let first = ledger.apply_call(&a).unwrap();
+    ledger.apply_call(&b);
+    ledger.retract(&first);
+    let s = ledger.snapshot();
+    assert_eq!(run(&s, "r").hops[0].latency_ms, Some(500));
+    assert_eq!(run(&s, "r").hops[0].calls, 1);
+    // A latency too large to keep in a receipt: the call cannot be taken back.
+    let mut slow = hop("r", Some(2), "a", "gpt-4.1", 1, 1);
+    slow.latency_ms = Some(u64::from(u32::MAX) + 1);
+    assert!(!ledger.apply_call(&slow).unwrap().is_exact());
+}
+
+fn ledger_with_tail() -> Ledger {
+    Ledger::new(
+        PriceBook::embedded(),
+        LedgerConfig {
+            recent_capacity: 8,
+            period: None,
+            per_minute: true,
+        },
+    )
+}
