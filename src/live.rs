@@ -81,6 +81,8 @@ pub struct Aggregator {
     window: TimeWindow,
     max_line_bytes: usize,
     record: Option<io::BufWriter<File>>,
+    /// `--input-format`: how recorded lines were read.
+    input_format: Option<Format>,
     /// Something changed since the last snapshot.
     pub dirty: bool,
     /// [`IngestMsg::CaughtUp`] arrived: followed files have all been read
@@ -105,9 +107,18 @@ impl Aggregator {
             window,
             max_line_bytes,
             record: record.map(io::BufWriter::new),
+            input_format: None,
             dirty: true,
             caught_up: false,
         }
+    }
+
+    /// Lines are read as `format` (`--input-format`), not detected: the
+    /// recording must know which are counted from their text.
+    #[must_use]
+    pub fn with_input_format(mut self, format: Option<Format>) -> Self {
+        self.input_format = format;
+        self
     }
 
     /// Keeps `capacity` recent events for the live tail (default 500).
@@ -162,7 +173,7 @@ impl Aggregator {
                 {
                     // Socket data has no file behind it: keep it before counting it
                     // (without prompt or completion text: never written to disk).
-                    lines.try_for_each_line(|line| match record_line(line) {
+                    lines.try_for_each_line(|line| match record_line(line, self.input_format) {
                         Recorded::Line(bytes) => {
                             record.write_all(&bytes)?;
                             record.write_all(b"\n")
@@ -690,6 +701,7 @@ pub async fn run_headless(settings: LiveSettings, prices: PriceBook) -> anyhow::
         settings.max_line_bytes,
         sources.record.take(),
     )
+    .with_input_format(settings.decoders.forced)
     // JSON snapshots never show the live tail: keep no recent events.
     .with_recent_events(0);
     let options = ReportOptions {

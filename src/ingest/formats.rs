@@ -141,7 +141,7 @@ impl std::fmt::Debug for Decoder {
 }
 
 /// A line of Server-Sent Events, as saved from a streamed response.
-enum Sse<'l> {
+pub(crate) enum Sse<'l> {
     /// `data: {…}`: the JSON after the prefix.
     Data(&'l [u8]),
     /// `event: …`, `id: …`, `retry: …`, a `: comment` or `data: [DONE]`.
@@ -149,7 +149,7 @@ enum Sse<'l> {
     Plain,
 }
 
-fn sse(line: &[u8]) -> Sse<'_> {
+pub(crate) fn sse(line: &[u8]) -> Sse<'_> {
     if let Some(data) = line.strip_prefix(b"data:") {
         let data = data.trim_ascii();
         return if data == b"[DONE]" || data.is_empty() {
@@ -351,6 +351,8 @@ impl Decoder {
         if prompt.is_none() && completion.is_none() {
             return None;
         }
+        // What `--record` keeps of it: no text of any kind.
+        super::record::strip_object(&mut record);
         let n = NEXT
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             .to_string();

@@ -15,7 +15,8 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use super::formats::detect;
+use super::formats::{Sse, detect, sse};
+use crate::types::event::Format;
 
 /// Members whose value is text (or holds text) in some format.
 pub const TEXT_KEYS: &[&str] = &[
@@ -62,17 +63,31 @@ pub enum Recorded<'l> {
     Later,
 }
 
-/// The line as recorded (see the module documentation).
+/// What stands for a line that is not a JSON object and may hold text.
+pub const NOT_RECORDED: &[u8] = b"(a line that was not a JSON object, left out of the recording)";
+
+/// The line as recorded (see the module documentation), for a source
+/// whose format is `forced` (`--input-format`) or detected per line. A
+/// server-sent event's `data:` is recorded as its JSON alone (which decodes
+/// the same); other framing lines as they are.
 #[must_use]
-pub fn record_line(line: &[u8]) -> Recorded<'_> {
-    if !may_hold_text(line) {
+pub fn record_line(line: &[u8], forced: Option<Format>) -> Recorded<'_> {
+    let data = match sse(line) {
+        Sse::Data(data) => data,
+        Sse::Framing | Sse::Plain => line,
+    };
+    if !may_hold_text(data) {
         return Recorded::Line(Cow::Borrowed(line));
     }
-    let Ok(Value::Object(mut object)) = serde_json::from_slice::<Value>(line) else {
-        // Not JSON: a replay rejects it the same way.
-        return Recorded::Line(Cow::Borrowed(line));
+    let Ok(Value::Object(mut object)) = serde_json::from_slice::<Value>(data) else {
+        // Not a JSON object, and it may hold text: left out, in a line a
+        // replay rejects as this one was.
+        return Recorded::Line(Cow::Borrowed(NOT_RECORDED));
     };
-    if detect::foreign(line).is_none() && counts_from_text(&object) {
+    // The decoder counts a native record from its text later, and the
+    // estimator records it then.
+    let native = forced.map_or_else(|| detect::foreign(data).is_none(), |f| f == Format::Native);
+    if native && counts_from_text(&object) {
         return Recorded::Later;
     }
     strip_object(&mut object);
@@ -95,7 +110,7 @@ fn may_hold_text(line: &[u8]) -> bool {
         || memchr::memmem::find(line, b"gen_ai.").is_some()
 }
 
-fn strip_object(object: &mut serde_json::Map<String, Value>) {
+pub(crate) fn strip_object(object: &mut serde_json::Map<String, Value>) {
     object.retain(|key, value| {
         !(TEXT_KEYS.contains(&key.as_str())
             && (value.is_string() || value.is_array() || value.is_object()))
@@ -132,7 +147,7 @@ mod tests {
     use crate::ingest::formats::tests::report;
 
     fn recorded(line: &str) -> String {
-        match record_line(line.as_bytes()) {
+        match record_line(line.as_bytes(), None) {
             Recorded::Line(bytes) => String::from_utf8(bytes.into_owned()).unwrap(),
             Recorded::Later => "later".into(),
         }
@@ -162,18 +177,55 @@ mod tests {
     #[test]
     fn lines_without_text_are_recorded_as_they_came() {
         let line = br#"{"model":"m","input_tokens":1,"output_tokens":1}"#;
-        assert_eq!(record_line(line), Recorded::Line(Cow::Borrowed(&line[..])));
         assert_eq!(
-            record_line(b"{broken"),
+            record_line(line, None),
+            Recorded::Line(Cow::Borrowed(&line[..]))
+        );
+        assert_eq!(
+            record_line(b"{broken", None),
             Recorded::Line(Cow::Borrowed(&b"{broken"[..]))
+        );
+        assert_eq!(
+            record_line(b"event: message_delta", None),
+            Recorded::Line(Cow::Borrowed(&b"event: message_delta"[..]))
         );
     }
 
     #[test]
+    fn stream_data_and_damaged_lines_leave_their_text_out() {
+        let data = r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"SECRET"}}"#;
+        let stripped = recorded(data);
+        assert!(!stripped.contains("SECRET"), "{stripped}");
+        assert_eq!(report(&[&stripped]).1.malformed, 0);
+        // Cut off, or not an object: left out, and still a line a replay rejects.
+        for damaged in [
+            r#"{"prompt":"SECRET plan","input"#,
+            r#"data: {"delta":{"text":"SECRET"#,
+            r#"[{"prompt":"SECRET"}]"#,
+        ] {
+            let stripped = recorded(damaged);
+            assert!(!stripped.contains("SECRET"), "{stripped}");
+            assert_eq!(report(&[damaged]).1.malformed, 1);
+            assert_eq!(report(&[&stripped]).1.malformed, 1, "{stripped}");
+        }
+    }
+
+    #[test]
     fn records_counted_from_text_are_recorded_once_counted() {
+        let native = r#"{"run_id":"r","model":"gpt-4o","prompt":"hi there","output_tokens":7}"#;
+        assert_eq!(recorded(native), "later");
+        assert_eq!(recorded(&format!("data: {native}")), "later");
+        // Read as another format (`--input-format`), it is never counted
+        // from its text: recorded now, without it.
+        let Recorded::Line(now) = record_line(native.as_bytes(), Some(Format::OpenAi)) else {
+            panic!("recorded later");
+        };
+        assert!(!String::from_utf8_lossy(&now).contains("hi there"));
+        // Forced native, a line of another shape with text but no counts is.
+        let shaped = r#"{"object":"chat.completion","model":"gpt-4o","prompt":"hi"}"#;
         assert_eq!(
-            recorded(r#"{"run_id":"r","model":"gpt-4o","prompt":"hi there","output_tokens":7}"#),
-            "later"
+            record_line(shaped.as_bytes(), Some(Format::Native)),
+            Recorded::Later
         );
     }
 }

@@ -263,6 +263,7 @@ pub async fn run_tui(
         settings.max_line_bytes,
         sources.record.take(),
     )
+    .with_input_format(settings.decoders.forced)
     .with_recent_events(ui.recent_events);
     let source_names: Vec<String> = settings
         .follow

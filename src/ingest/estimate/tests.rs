@@ -83,7 +83,7 @@ fn the_decoder_counts_roughly_at_once_and_the_worker_exactly_later() {
     let mut decoder = Decoder::new(std::sync::Arc::new(config), "f.jsonl".into());
     let prompt = "Summarize the quarterly report for the board. ".repeat(40);
     let line = format!(
-        r#"{{"run_id":"r","hop":1,"model":"gpt-4o","prompt":"{prompt}","completion":"Revenue grew.","cache_read_tokens":0}}"#
+        r#"{{"run_id":"r","hop":1,"model":"gpt-4o","prompt":"{prompt}","completion":"Revenue grew.","cache_read_tokens":0,"messages":[{{"role":"user","content":"SECRET"}}],"system":"SECRET2"}}"#
     );
     let mut out = Collect::default();
     decoder.decode_str(&line, 7, &mut out);
@@ -110,7 +110,7 @@ fn the_decoder_counts_roughly_at_once_and_the_worker_exactly_later() {
     // The recording carries the counts, never the text.
     let record = String::from_utf8(exact.record.unwrap()).unwrap();
     assert!(
-        !record.contains("Summarize") && !record.contains("Revenue"),
+        !record.contains("Summarize") && !record.contains("Revenue") && !record.contains("SECRET"),
         "{record}"
     );
     assert!(record.contains("\"estimated\":true"));
