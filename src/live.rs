@@ -316,14 +316,33 @@ impl Aggregator {
 }
 
 /// Sends what a follower finds to the aggregator, batching lines per file.
+/// Each file the follower opens gets a slot of its own, with its own
+/// decoder: a rotated-away file still being drained and the new file at its
+/// path never share a stateful decoder (statistics are kept per path all
+/// the same). A closed file's slot is reused.
 struct ChannelSink {
     tx: mpsc::Sender<IngestMsg>,
     decoders: Arc<DecoderConfig>,
     sources: Vec<SourceRef>,
     batches: Vec<LineBatch>,
+    /// Slots of closed files (or of files that could not be opened).
+    free: Vec<usize>,
+    /// Slots whose file was opened and is not closed yet.
+    open: Vec<bool>,
 }
 
 impl ChannelSink {
+    fn new(tx: mpsc::Sender<IngestMsg>, decoders: Arc<DecoderConfig>) -> Self {
+        ChannelSink {
+            tx,
+            decoders,
+            sources: Vec::new(),
+            batches: Vec::new(),
+            free: Vec::new(),
+            open: Vec::new(),
+        }
+    }
+
     fn send(&self, msg: IngestMsg) {
         // Blocks while the aggregator is behind (backpressure); fails only
         // when the aggregator is gone, i.e. at shutdown.
@@ -345,19 +364,26 @@ impl ChannelSink {
 
 impl TailSink for ChannelSink {
     fn source(&mut self, path: &Path) -> usize {
-        let name = path.display().to_string();
-        if let Some(index) = self.sources.iter().position(|s| *s.name == *name) {
-            return index;
-        }
-        self.sources.push(SourceRef {
-            name: name.into(),
+        let source = SourceRef {
+            name: path.display().to_string().into(),
             origin: crate::ingest::sources::files::origin_of(path).into(),
             kind: SourceKind::File,
             client: None,
-        });
-        let batch = LineBatch::new(&self.sources[self.sources.len() - 1], self.decoders.clone());
-        self.batches.push(batch);
-        self.sources.len() - 1
+        };
+        let batch = LineBatch::new(&source, self.decoders.clone());
+        match self.free.pop() {
+            Some(slot) => {
+                self.sources[slot] = source;
+                self.batches[slot] = batch;
+                slot
+            }
+            None => {
+                self.sources.push(source);
+                self.batches.push(batch);
+                self.open.push(false);
+                self.sources.len() - 1
+            }
+        }
     }
 
     fn line(&mut self, source: usize, line_no: u64, line: &[u8]) {
@@ -382,14 +408,26 @@ impl TailSink for ChannelSink {
 
     fn file_event(&mut self, source: usize, event: FileEvent) {
         // What the decoder holds belongs to the file that ended or starts
-        // over: counted now (a new incarnation starts with fresh state).
-        if matches!(
-            event,
-            FileEvent::Rotated | FileEvent::Truncated | FileEvent::Closed { .. }
-        ) {
+        // over: counted now. (A rotated-away file goes on being drained, with
+        // its decoder, until it is closed; the new file has a slot of its own.)
+        if matches!(event, FileEvent::Truncated | FileEvent::Closed { .. }) {
             self.batches[source].end_of_source();
         }
         self.flush(source);
+        // A closed file, or one that never opened, frees its slot.
+        let done = match event {
+            FileEvent::Opened { .. } => {
+                self.open[source] = true;
+                false
+            }
+            FileEvent::Closed { .. } => true,
+            FileEvent::Error(_) => !self.open[source],
+            _ => false,
+        };
+        if done {
+            self.open[source] = false;
+            self.free.push(source);
+        }
         self.send(IngestMsg::File {
             source: self.sources[source].clone(),
             event,
@@ -454,12 +492,7 @@ fn spawn_follower(
         .spawn(move || {
             let _watcher = watcher; // dropped with the thread
             let mut follower = Follower::new(targets, config);
-            let mut sink = ChannelSink {
-                tx,
-                decoders,
-                sources: Vec::new(),
-                batches: Vec::new(),
-            };
+            let mut sink = ChannelSink::new(tx, decoders);
             let mut caught_up = false;
             while !stop.load(Ordering::Relaxed) {
                 let report = follower.poll(Instant::now(), &mut sink);

@@ -656,3 +656,55 @@ fn a_claude_code_session_is_followed_as_it_is_written() {
     assert_eq!(run["hops"], 1);
     live.stop();
 }
+
+fn codex_session(id: &str, at: &str) -> String {
+    format!(
+        "{{\"timestamp\":\"{at}:00.000Z\",\"type\":\"session_meta\",\"payload\":{{\"id\":\"{id}\",\"cwd\":\"/p\"}}}}\n\
+         {{\"timestamp\":\"{at}:01.000Z\",\"type\":\"turn_context\",\"payload\":{{\"cwd\":\"/p\",\"model\":\"gpt-5-codex\"}}}}\n"
+    )
+}
+
+/// A Codex `token_count` with cumulative input `total` (no cache, no output).
+fn codex_total(at: &str, total: u64) -> String {
+    format!(
+        "{{\"timestamp\":\"{at}:00.000Z\",\"type\":\"event_msg\",\"payload\":{{\"type\":\"token_count\",\"info\":{{\"total_token_usage\":{{\"input_tokens\":{total},\"cached_input_tokens\":0,\"output_tokens\":0,\"reasoning_output_tokens\":0,\"total_tokens\":{total}}}}}}}}}\n"
+    )
+}
+
+#[test]
+fn a_rotated_log_and_its_successor_keep_their_own_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("codex.jsonl");
+    let old = dir.path().join("codex.jsonl.1");
+    append(
+        &log,
+        &(codex_session("s1", "2026-05-13T09:00") + &codex_total("2026-05-13T09:01", 1_000)),
+    );
+    let mut live = Live::start(&["--follow", arg(dir.path())]);
+    live.wait_until("the first session", |s| s["ingest"]["lines"] == 3);
+
+    // Rotated; the new file is another session; the old one still gets a
+    // late write, then goes away.
+    fs::rename(&log, &old).unwrap();
+    append(
+        &log,
+        &(codex_session("s2", "2026-05-13T10:00")
+            + &codex_total("2026-05-13T10:01", 300)
+            + &codex_total("2026-05-13T10:02", 450)),
+    );
+    live.wait_until("rotation", |s| {
+        s["ingest"]["rotations"] == 1 && s["ingest"]["lines"] == 7
+    });
+    append(&old, &codex_total("2026-05-13T09:02", 1_500));
+    live.wait_until("the late write", |s| s["ingest"]["lines"] == 8);
+    fs::remove_file(&old).unwrap();
+    live.wait_until("the old file closed", |s| {
+        s["totals"]["input_tokens"] == 1_950
+    });
+    append(&log, &codex_total("2026-05-13T10:03", 600));
+    live.wait_until("the last line", |s| s["ingest"]["lines"] == 9);
+    let last = live.stop();
+    // s1: 1,000 + 500; s2: 300 + 150 + 150.
+    assert_eq!(last["totals"]["input_tokens"], 2_100, "{}", last["ingest"]);
+    assert_eq!(last["totals"]["events"], 5);
+}

@@ -104,8 +104,10 @@ impl Default for FollowConfig {
 
 /// What a follower reports, in order, per file.
 pub trait TailSink {
-    /// A stable index for statistics of the file at `path` (the same path
-    /// keeps its index across rotations).
+    /// An index for the file just opened at `path`: its lines and events
+    /// come with it until it is closed (a rotated-away file and the new
+    /// one at its path have different indices; the sink keeps statistics
+    /// per path).
     fn source(&mut self, path: &Path) -> usize;
     /// Complete lines (newline removed, CR removed), numbered from 1 per file
     /// incarnation.
