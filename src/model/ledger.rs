@@ -317,6 +317,17 @@ impl RunAgg {
         (first > 0).then(|| self.counters.total_tokens as f64 / first as f64)
     }
 
+    /// Last hop's input ÷ first hop's input: whether the context grows along
+    /// the run. A flat 10-hop loop has a 10× multiplier but 1.0× growth; a
+    /// loop that re-sends its history grows with every hop.
+    #[must_use]
+    #[allow(clippy::cast_precision_loss)]
+    pub fn context_growth(&self) -> Option<f64> {
+        let first = self.hops.first()?.usage.input_total();
+        let last = self.hops.last()?.usage.input_total();
+        (first > 0).then(|| last as f64 / first as f64)
+    }
+
     /// Agents in hop order, consecutive repeats folded (`planner→researcher→writer`).
     #[must_use]
     pub fn agent_path(&self) -> Vec<Arc<str>> {

@@ -205,6 +205,42 @@ fn multiplier_is_run_tokens_over_first_hop_tokens() {
 }
 
 #[test]
+fn context_growth_is_last_hop_input_over_first_hop_input() {
+    let flat = fold(
+        &mut ledger(),
+        &(1..=10)
+            .map(|n| hop("flat", Some(n), "a", "gpt-4.1", 1_000, 10))
+            .collect::<Vec<_>>(),
+    );
+    let run_flat = run(&flat, "flat");
+    assert_eq!(
+        run_flat.multiplier(),
+        Some(10.0),
+        "ten hops of the same size"
+    );
+    assert_eq!(
+        run_flat.context_growth(),
+        Some(1.0),
+        "but the context stays flat"
+    );
+    let growing = fold(
+        &mut ledger(),
+        &[
+            hop("g", Some(1), "a", "gpt-4.1", 100, 0),
+            hop("g", Some(2), "a", "gpt-4.1", 250, 0),
+            hop("g", Some(3), "a", "gpt-4.1", 400, 0),
+        ],
+    );
+    assert_eq!(run(&growing, "g").context_growth(), Some(4.0));
+    let empty = fold(&mut ledger(), &[hop("z", Some(1), "a", "gpt-4.1", 0, 5)]);
+    assert_eq!(
+        run(&empty, "z").context_growth(),
+        None,
+        "no input in the first hop"
+    );
+}
+
+#[test]
 fn an_unpriced_model_is_counted_as_unpriced_never_as_zero_dollars() {
     let s = fold(
         &mut ledger(),
