@@ -1,12 +1,15 @@
 //! The simulated multi-agent workload and its budget controller.
 //!
 //! Every run walks planner → researcher (tool calls, then a summarizer
-//! sub-agent) → writer → critic, with 0–2 revision loops. A *naive* run uses
-//! the premium model everywhere and re-sends the whole history each hop; a
-//! *lean* run routes to cheaper models, caches its system prompts and carries
-//! a summary instead of the history (the ideas and sizes of
-//! [`crate::workload`]). The shape of run `n` depends only on the seed and
-//! `n`; budgets change what is sent, and timestamps are the wall clock.
+//! sub-agent) → writer → critic, usually with one revision loop (0 or 2 in
+//! one run out of twenty each). A *naive* run uses the premium model
+//! everywhere and re-sends the whole history each hop; a *lean* run routes
+//! to cheaper models, caches its system prompts and carries a summary
+//! instead of the history (the ideas and sizes of [`crate::workload`]).
+//! Without budgets a naive run costs about $1.40 and a lean one about $0.12
+//! (the README's story; a test keeps the medians and the spread there). The
+//! shape of run `n` depends only on the seed and `n`; budgets change what is
+//! sent, and timestamps are the wall clock.
 //!
 //! Enforcement follows `docs/control-protocol.md`: before each hop the
 //! effective per-hop limit (agent over segment over global) trims, warns,
@@ -94,7 +97,7 @@ const READ: Step = Step {
     tool: Some("fetch_page"),
     system_prompt: 2_600,
     output: 500,
-    tool_result: 11_000,
+    tool_result: 10_000,
     lean_model: "gpt-4.1-mini",
     reasoning: 0,
 };
@@ -154,6 +157,14 @@ pub struct PlannedHop {
     reasoning: u64,
 }
 
+impl PlannedHop {
+    /// What this hop adds to the history the next hops carry (whatever a
+    /// budget trimmed from its own input).
+    fn adds_to_history(&self) -> u64 {
+        self.output + self.tool_result
+    }
+}
+
 /// The shape of one run: who, where, and its hops.
 #[derive(Debug)]
 pub struct RunPlan {
@@ -187,16 +198,16 @@ pub fn plan_run(seed: u64, n: u64) -> RunPlan {
     };
     let user_no = rng.random_range(1..=USERS_PER_TEAM);
     let tier = TIERS[user_no % TIERS.len()];
-    let cache_warm = rng.random_bool(0.8);
-    let mut steps: Vec<&'static Step> = vec![&PLAN, &SEARCH];
-    for _ in 0..rng.random_range(1..=3_u32) {
-        steps.push(&READ);
-    }
+    let cache_warm = rng.random_bool(0.9);
+    // Two pages read, then the critic sends the draft back once (in one
+    // run out of twenty not at all, in one out of twenty twice): a team's
+    // runs cost about the same (the README's $1.40 and $0.12 per run),
+    // since every extra hop of a naive run re-sends a longer history.
+    let mut steps: Vec<&'static Step> = vec![&PLAN, &SEARCH, &READ, &READ];
     steps.extend([&SUMMARIZE, &DRAFT, &REVIEW]);
-    // The critic sends the draft back 0, 1 or 2 times.
     let revisions = match rng.random_range(0..100_u32) {
-        0..30 => 0,
-        30..75 => 1,
+        0..5 => 0,
+        5..95 => 1,
         _ => 2,
     };
     for _ in 0..revisions {
@@ -306,6 +317,22 @@ pub fn shape(plan: &RunPlan, index: usize, history: u64) -> HopShape {
             }
         }
     }
+}
+
+/// The calls run `plan` makes when no budget applies, in order: what
+/// [`run`] sends then.
+#[must_use]
+pub fn unlimited_calls(plan: &RunPlan) -> Vec<HopShape> {
+    let mut history = TASK_TOKENS;
+    plan.hops
+        .iter()
+        .enumerate()
+        .map(|(index, hop)| {
+            let call = shape(plan, index, history);
+            history += hop.adds_to_history();
+            call
+        })
+        .collect()
 }
 
 /// One native record (`docs/schema.md`); no prompt text, ever.
@@ -683,7 +710,7 @@ pub async fn run(sim: Arc<Sim>, n: u64, mut stop: watch::Receiver<bool>) -> RunS
             .map_or(Usd::ZERO, |q| q.cost);
         run_tokens += call.input + call.output;
         run_cost += cost;
-        history += planned.output + planned.tool_result;
+        history += planned.adds_to_history();
 
         // After the call: the run limits.
         let mut paused: Vec<&'static str> = Vec::new();
@@ -824,20 +851,8 @@ mod tests {
             .map(|n| plan_run(3, n))
             .find(|p| p.style == Style::Lean)
             .unwrap();
-        let inputs = |plan: &RunPlan| {
-            let mut history = TASK_TOKENS;
-            plan.hops
-                .iter()
-                .enumerate()
-                .map(|(i, h)| {
-                    let s = shape(plan, i, history);
-                    history += h.output + h.tool_result;
-                    s
-                })
-                .collect::<Vec<_>>()
-        };
-        let naive_hops = inputs(&naive);
-        let lean_hops = inputs(&lean);
+        let naive_hops = unlimited_calls(&naive);
+        let lean_hops = unlimited_calls(&lean);
         assert!(naive_hops.iter().all(|s| s.model == NAIVE_MODEL));
         assert!(
             naive_hops
@@ -855,6 +870,63 @@ mod tests {
                 s.model
             );
             assert!(s.cache_read + s.cache_write <= s.input && s.reasoning <= s.output);
+        }
+    }
+
+    /// The nearest-rank percentile, as the dashboard computes it.
+    fn percentile(sorted: &[Usd], p: usize) -> Usd {
+        sorted[(p * sorted.len()).div_ceil(100).max(1) - 1]
+    }
+
+    #[test]
+    fn each_team_costs_what_the_readme_says_per_run() {
+        // README: a naive run costs about $1.40, a lean one about $0.12 —
+        // the median, and most runs near it (the cost-per-run
+        // distribution shows two humps, not a smear from $0.60 to $2.70).
+        let prices = PriceBook::embedded();
+        let usd = |text: &str| Usd::parse_decimal(text).unwrap();
+        for seed in [7, 1, 2] {
+            let (mut naive, mut lean) = (Vec::new(), Vec::new());
+            for n in 1..=400 {
+                let plan = plan_run(seed, n);
+                let cost = unlimited_calls(&plan)
+                    .iter()
+                    .map(|call| prices.price(call.model, &call.usage()).unwrap().cost)
+                    .fold(Usd::ZERO, |a, b| a + b);
+                match plan.style {
+                    Style::Naive => naive.push(cost),
+                    Style::Lean => lean.push(cost),
+                }
+            }
+            for (team, mut costs, low, high) in [
+                ("naive", naive, usd("1.25"), usd("1.55")),
+                ("lean", lean, usd("0.10"), usd("0.14")),
+            ] {
+                assert!(
+                    costs.len() > 150,
+                    "seed {seed}: {} {team} runs",
+                    costs.len()
+                );
+                costs.sort_unstable();
+                let median = percentile(&costs, 50);
+                let (p10, p90) = (percentile(&costs, 10), percentile(&costs, 90));
+                let summary = format!(
+                    "seed {seed}, {team}: p10 ${p10}, p25 ${}, median ${median}, p75 ${}, p90 ${p90}, max ${}",
+                    percentile(&costs, 25),
+                    percentile(&costs, 75),
+                    costs[costs.len() - 1]
+                );
+                eprintln!("{summary}");
+                assert!((low..=high).contains(&median), "{summary}");
+                // Half the runs within ±15 % of the median, 80 % within
+                // -30 % / +40 %.
+                let within = |cost: Usd, low: f64, high: f64| {
+                    (median.to_f64() * low..=median.to_f64() * high).contains(&cost.to_f64())
+                };
+                assert!(within(percentile(&costs, 25), 0.85, 1.0), "{summary}");
+                assert!(within(percentile(&costs, 75), 1.0, 1.15), "{summary}");
+                assert!(within(p10, 0.7, 1.0) && within(p90, 1.0, 1.4), "{summary}");
+            }
         }
     }
 
