@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
 
 use crate::ingest::sources::files::DEFAULT_MAX_LINE_BYTES;
 use crate::ingest::sources::socket::ListenAddr;
@@ -20,6 +20,16 @@ fn parse_format(text: &str) -> Result<Format, String> {
     name = "tokwatch",
     version,
     about = "See, live, which hop of which agent loop is burning tokens and dollars.",
+    long_about = "See, live, which hop of which agent loop is burning tokens and dollars.\n\n\
+        tokwatch reads agent telemetry (OpenAI, Anthropic and Gemini responses, Claude Code \
+        and Codex sessions, OpenTelemetry GenAI spans, LiteLLM payloads, and its own JSONL \
+        schema; recognised line by line) and shows exact tokens and dollars per hop, run, \
+        agent, user segment and model.\n\n\
+        Without a subcommand it opens the dashboard on the files it follows (--follow) and \
+        the sockets it listens on (--listen), or prints one JSON snapshot per interval \
+        (--jsonl); with neither, the dashboard shows the built-in sample workload. \
+        `tokwatch report` reads files once; `tokwatch demo` runs a simulated runtime that \
+        obeys budgets; `tokwatch budget` pushes budgets to agent runtimes.",
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
@@ -148,6 +158,62 @@ pub enum Command {
     Demo(DemoArgs),
     /// Set, list or get budgets on agent runtimes (exit 0 only when acknowledged).
     Budget(BudgetArgs),
+    /// Print the commented default config file, or the key bindings in force.
+    Config(ConfigArgs),
+    /// Print a shell completion script to standard output.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) to standard output, or write every page to a directory.
+    Man(ManArgs),
+}
+
+/// `tokwatch config`: what the config file holds.
+#[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("show")
+        .required(true)
+        .args(["print_default", "print_bindings"])
+))]
+pub struct ConfigArgs {
+    /// Print the sample config file: every option at its default, commented
+    /// (`tokwatch config --print-default > ~/.config/tokwatch/config.toml`).
+    #[arg(long)]
+    pub print_default: bool,
+    /// Print the key bindings in force: the defaults with the config file's
+    /// `[bindings]` applied.
+    #[arg(long)]
+    pub print_bindings: bool,
+    /// How --print-bindings prints: a table, or TOML for a `[bindings]` section.
+    #[arg(long, value_enum, default_value = "table", requires = "print_bindings")]
+    pub format: BindingsFormat,
+    /// Config file to read (default: $XDG_CONFIG_HOME/tokwatch/config.toml).
+    #[arg(long, value_name = "FILE", env = "TOKWATCH_CONFIG", value_hint = ValueHint::FilePath)]
+    pub config: Option<PathBuf>,
+}
+
+/// How `tokwatch config --print-bindings` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BindingsFormat {
+    /// Action, keys and what the action does; changed bindings marked.
+    Table,
+    /// A `[bindings]` section that reads back as the same bindings.
+    Toml,
+}
+
+/// `tokwatch completions SHELL`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `tokwatch man [--out DIR]`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write tokwatch.1 and one page per subcommand (tokwatch-report.1,
+    /// tokwatch-budget-set.1 and so on) into this directory instead of printing tokwatch.1.
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -9,12 +9,14 @@
 //! - [`file`](mod@file): [`ConfigFile`], the file as written (serde, all optional).
 //! - [`keys`]: key strings, [`Action`]s and the [`Keymap`].
 //! - [`theme`]: theme files ([`ThemeFile`]) and the built-in themes.
+//! - [`print`]: the bindings in force, as `tokwatch config --print-bindings` shows them.
 //!
 //! The format is documented in `docs/config.md`; every option, with its
 //! default, is in `config/tokwatch.sample.toml` (a test keeps them equal).
 
 pub mod file;
 pub mod keys;
+pub mod print;
 pub mod theme;
 
 use std::ffi::OsString;
@@ -34,6 +36,11 @@ pub use theme::{ThemeError, ThemeFile};
 
 /// The environment variable naming the config file (same as `--config`).
 pub const CONFIG_ENV: &str = "TOKWATCH_CONFIG";
+
+/// `config/tokwatch.sample.toml`: every option at its default, commented
+/// (`tokwatch config --print-default`; a test keeps it equal to
+/// [`Settings::default`]).
+pub const SAMPLE: &str = include_str!("../config/tokwatch.sample.toml");
 
 /// Everything the config file decides, resolved and validated.
 #[derive(Debug, Clone, PartialEq)]

@@ -39,7 +39,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use cli::{Cli, Command, GenerateWhat, GroupBy, LiveArgs, ReportArgs};
+use clap::CommandFactory as _;
+
+use cli::{BindingsFormat, Cli, Command, ConfigArgs, GenerateWhat, GroupBy, LiveArgs, ReportArgs};
 use ingest::formats::DecoderConfig;
 use ingest::{IngestStats, Ingestor, TimeWindow};
 use model::insights::BleedRules;
@@ -61,6 +63,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Demo(args)) => demo::run(args)?,
         Some(Command::Budget(args)) => return control::cli::run(args),
+        Some(Command::Config(args)) => print_stdout(&config_text(&args)?)?,
+        Some(Command::Completions(args)) => print_stdout(&completions(args.shell))?,
+        Some(Command::Man(args)) => match args.out {
+            None => print_stdout(&man_page()?)?,
+            Some(dir) => {
+                for path in write_man_pages(&dir)? {
+                    eprintln!("wrote {}", path.display());
+                }
+            }
+        },
         Some(Command::Generate(args)) => match args.what {
             GenerateWhat::Samples { out } => {
                 let written = workload::write_samples(&out)?;
@@ -87,6 +99,91 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `tokwatch config`: the commented sample config (`--print-default`), or
+/// the key bindings in force after the config file (`--print-bindings`).
+///
+/// # Errors
+/// An explicit config file that is missing, or an invalid config file.
+pub fn config_text(args: &ConfigArgs) -> anyhow::Result<String> {
+    if args.print_default {
+        return Ok(config::SAMPLE.to_owned());
+    }
+    let (settings, origin) = match config::config_path(args.config.as_deref()) {
+        Some((path, explicit)) => {
+            let exists = path.is_file();
+            let settings = config::load(Some(&path), explicit)?;
+            let origin = if exists {
+                format!("the defaults, then '{}'", path.display())
+            } else {
+                format!("the defaults (no config file at '{}')", path.display())
+            };
+            (settings, origin)
+        }
+        None => (
+            config::Settings::default(),
+            "the defaults (no home directory: no config file)".to_owned(),
+        ),
+    };
+    Ok(match args.format {
+        BindingsFormat::Table => config::print::bindings_table(&settings.keymap, &origin),
+        BindingsFormat::Toml => config::print::bindings_toml(&settings.keymap, &origin),
+    })
+}
+
+/// The completion script for `shell`.
+#[must_use]
+pub fn completions(shell: clap_complete::Shell) -> String {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "tokwatch", &mut script);
+    String::from_utf8_lossy(&script).into_owned()
+}
+
+/// The command line as the manual pages describe it (no `help`
+/// subcommands: `--help` is there).
+fn man_command() -> clap::Command {
+    fn no_help(cmd: clap::Command) -> clap::Command {
+        cmd.disable_help_subcommand(true).mut_subcommands(no_help)
+    }
+    let mut cmd = no_help(Cli::command());
+    cmd.build();
+    cmd
+}
+
+/// `tokwatch.1`, the main manual page, as roff.
+///
+/// # Errors
+/// Never in practice (rendering into memory).
+pub fn man_page() -> anyhow::Result<String> {
+    let mut page = Vec::new();
+    clap_mangen::Man::new(man_command()).render(&mut page)?;
+    Ok(String::from_utf8_lossy(&page).into_owned())
+}
+
+/// Writes `tokwatch.1` and a page per subcommand (`tokwatch-report.1`,
+/// `tokwatch-budget-set.1`, …) into `dir`, created if missing; returns the
+/// files written.
+///
+/// # Errors
+/// The directory or a page cannot be written.
+pub fn write_man_pages(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    fn write(cmd: &clap::Command, dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+        out.push(
+            clap_mangen::Man::new(cmd.clone())
+                .generate_to(dir)
+                .with_context(|| format!("cannot write a manual page to '{}'", dir.display()))?,
+        );
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            write(sub, dir, out)?;
+        }
+        Ok(())
+    }
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the directory '{}'", dir.display()))?;
+    let mut written = Vec::new();
+    write(&man_command(), dir, &mut written)?;
+    Ok(written)
 }
 
 /// Live mode: sources → aggregator → snapshots, shown by the dashboard or

@@ -121,3 +121,310 @@ fn closed_pipe_is_not_an_error() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// Runs tokwatch with a config home of its own (no user config, no
+/// `TOKWATCH_CONFIG`).
+fn tokwatch_in(config_home: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tokwatch"))
+        .args(args)
+        .env("XDG_CONFIG_HOME", config_home)
+        .env_remove("TOKWATCH_CONFIG")
+        .output()
+        .expect("run tokwatch")
+}
+
+fn stdout_of(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Whether `program` can be run here (zsh, fish and groff are optional).
+fn installed(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Every command of the CLI with its path (`["budget", "set"]`).
+fn commands() -> Vec<(Vec<String>, clap::Command)> {
+    use clap::CommandFactory as _;
+    fn walk(path: Vec<String>, cmd: &clap::Command, out: &mut Vec<(Vec<String>, clap::Command)>) {
+        out.push((path.clone(), cmd.clone()));
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            let mut sub_path = path.clone();
+            sub_path.push(sub.get_name().to_owned());
+            walk(sub_path, sub, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(Vec::new(), &tokwatch::cli::Cli::command(), &mut out);
+    out
+}
+
+#[test]
+fn completion_scripts_parse_and_know_every_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let subcommands: Vec<String> = commands()
+        .into_iter()
+        .filter(|(path, _)| path.len() == 1)
+        .map(|(path, _)| path[0].clone())
+        .collect();
+    assert!(subcommands.contains(&"completions".to_owned()) && subcommands.len() >= 7);
+    for (shell, marker, check) in [
+        ("bash", "complete -F _tokwatch", Some(("bash", "-n"))),
+        ("zsh", "#compdef tokwatch", Some(("zsh", "-n"))),
+        (
+            "fish",
+            "complete -c tokwatch",
+            Some(("fish", "--no-execute")),
+        ),
+        ("elvish", "edit:completion:arg-completer[tokwatch]", None),
+        ("powershell", "Register-ArgumentCompleter", None),
+    ] {
+        let script = stdout_of(tokwatch_in(dir.path(), &["completions", shell]));
+        assert!(script.contains(marker), "{shell}: no {marker:?}");
+        for name in &subcommands {
+            assert!(script.contains(name.as_str()), "{shell} lacks {name}");
+        }
+        for flag in ["follow", "print-bindings", "per-hop-limit", "group-by"] {
+            assert!(script.contains(flag), "{shell} lacks --{flag}");
+        }
+        let Some((program, flag)) = check else {
+            continue;
+        };
+        if !installed(program) {
+            eprintln!("{program} is not installed: {shell} checked by content only");
+            continue;
+        }
+        let path = dir.path().join(format!("tokwatch.{shell}"));
+        std::fs::write(&path, &script).unwrap();
+        let out = Command::new(program).arg(flag).arg(&path).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{program} {flag}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Bash completes for real: subcommands after `tokwatch`, flags of `config`.
+    let script = dir.path().join("tokwatch.bash");
+    let complete = |line: &str| {
+        let words: Vec<&str> = line.split(' ').collect();
+        let program = format!(
+            "source {}; COMP_WORDS=({}); COMP_CWORD={}; COMP_LINE='{line}'; COMP_POINT={}; \
+             _tokwatch tokwatch '{}' '{}'; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            script.display(),
+            words
+                .iter()
+                .map(|w| format!("'{w}'"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            words.len() - 1,
+            line.len(),
+            words[words.len() - 1],
+            words[words.len().saturating_sub(2)],
+        );
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(program)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let first = complete("tokwatch ");
+    for name in ["report", "demo", "config", "completions", "man"] {
+        assert!(
+            first.lines().any(|l| l == name),
+            "{name} not offered: {first}"
+        );
+    }
+    let config = complete("tokwatch config --print");
+    assert!(
+        config.lines().any(|l| l == "--print-bindings")
+            && config.lines().any(|l| l == "--print-default"),
+        "{config}"
+    );
+}
+
+#[test]
+fn the_man_pages_cover_every_command_and_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = stdout_of(tokwatch_in(dir.path(), &["man"]));
+    assert!(main.contains(".TH tokwatch 1"), "{main}");
+    let out = dir.path().join("man1");
+    let written = tokwatch_in(dir.path(), &["man", "--out", out.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&written.stderr).into_owned();
+    assert!(written.status.success(), "{stderr}");
+    // What `man` prints is the directory's tokwatch.1.
+    assert_eq!(
+        std::fs::read_to_string(out.join("tokwatch.1")).unwrap(),
+        main
+    );
+    let groff = installed("groff");
+    for (path, cmd) in commands() {
+        let name = std::iter::once("tokwatch".to_owned())
+            .chain(path.iter().cloned())
+            .collect::<Vec<_>>()
+            .join("-");
+        let file = out.join(format!("{name}.1"));
+        assert!(
+            stderr.contains(&format!("wrote {}", file.display())),
+            "{stderr}"
+        );
+        let page = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{name}: {e}"));
+        // roff writes '-' as '\-'.
+        let text = page.replace("\\-", "-");
+        assert!(text.contains(&format!(".TH {name} 1")), "{name}");
+        for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+            if let Some(long) = arg.get_long() {
+                assert!(
+                    text.contains(&format!("\\fB--{long}\\fR")),
+                    "{name}.1 lacks --{long}"
+                );
+            } else if arg.is_positional() {
+                let value = arg.get_id().as_str().to_uppercase();
+                assert!(text.contains(&value), "{name}.1 lacks <{value}>");
+            }
+        }
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            let reference = format!("{name}-{}(1)", sub.get_name());
+            assert!(text.contains(&reference), "{name}.1 lacks {reference}");
+        }
+        assert!(
+            !text.contains("-help(1)"),
+            "{name}.1 lists a help subcommand"
+        );
+        if groff {
+            let check = Command::new("groff")
+                .args(["-man", "-Tutf8", "-ww", "-z"])
+                .arg(&file)
+                .output()
+                .unwrap();
+            assert!(
+                check.status.success() && check.stderr.is_empty(),
+                "{name}.1: {}",
+                String::from_utf8_lossy(&check.stderr)
+            );
+        }
+    }
+    let pages = std::fs::read_dir(&out).unwrap().count();
+    assert_eq!(pages, commands().len(), "one page per command, no more");
+}
+
+#[test]
+fn config_print_default_is_the_commented_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let printed = stdout_of(tokwatch_in(dir.path(), &["config", "--print-default"]));
+    let sample = std::fs::read_to_string("config/tokwatch.sample.toml").unwrap();
+    assert_eq!(printed, sample);
+    assert_eq!(
+        tokwatch::config::Settings::from_toml(&printed).unwrap(),
+        tokwatch::config::Settings::default()
+    );
+    // Written where the dashboard looks, it changes nothing.
+    let home = dir.path().join("tokwatch");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join("config.toml"), &printed).unwrap();
+    let defaults = stdout_of(tokwatch_in(dir.path(), &["config", "--print-bindings"]));
+    assert!(!defaults.contains('*'), "{defaults}");
+}
+
+#[test]
+fn config_print_bindings_shows_the_keys_in_force() {
+    use tokwatch::config::{Action, Settings};
+    let dir = tempfile::tempdir().unwrap();
+    // No config file: the defaults, and where the file would be.
+    let defaults = stdout_of(tokwatch_in(dir.path(), &["config", "--print-bindings"]));
+    let expected = dir.path().join("tokwatch").join("config.toml");
+    assert!(
+        defaults.starts_with(&format!(
+            "Key bindings in force: the defaults (no config file at '{}')",
+            expected.display()
+        )),
+        "{defaults}"
+    );
+    assert!(
+        defaults
+            .lines()
+            .any(|l| l.starts_with("  quit ") && l.contains("q, ctrl+c"))
+    );
+
+    // The user's file remaps quit and freeze: the table and the TOML say so.
+    let config = dir.path().join("mine.toml");
+    std::fs::write(
+        &config,
+        "[bindings]\nquit = \"x\"\nfreeze = [\"F\", \"ctrl+f\"]\n",
+    )
+    .unwrap();
+    let table = stdout_of(tokwatch_in(
+        dir.path(),
+        &[
+            "config",
+            "--print-bindings",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        table.contains(&format!("then '{}'", config.display())),
+        "{table}"
+    );
+    let line = |name: &str| {
+        table
+            .lines()
+            .find(|l| {
+                l.get(2..)
+                    .is_some_and(|rest| rest.starts_with(&format!("{name} ")))
+            })
+            .unwrap_or_else(|| panic!("no {name} in {table}"))
+    };
+    assert!(
+        line("quit").starts_with("* quit") && line("quit").contains(" x "),
+        "{table}"
+    );
+    assert!(line("freeze").starts_with("* freeze") && line("freeze").contains("F, ctrl+f"));
+    assert!(line("help").starts_with("  help") && line("help").contains('?'));
+
+    // Through TOKWATCH_CONFIG too, as TOML that reads back as the same keys.
+    let toml = Command::new(env!("CARGO_BIN_EXE_tokwatch"))
+        .args(["config", "--print-bindings", "--format", "toml"])
+        .env("XDG_CONFIG_HOME", dir.path())
+        .env("TOKWATCH_CONFIG", &config)
+        .output()
+        .unwrap();
+    let toml = stdout_of(toml);
+    let keymap = Settings::from_toml(&toml).unwrap().keymap;
+    assert_eq!(keymap.describe(Action::Quit), "x");
+    assert_eq!(keymap.describe(Action::Freeze), "F, ctrl+f");
+    assert_eq!(keymap.describe(Action::Help), "?");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert_eq!(keymap, Settings::from_toml(&text).unwrap().keymap);
+
+    // A named file that is missing, or a conflict, is an error that says so.
+    let out = tokwatch_in(
+        dir.path(),
+        &["config", "--print-bindings", "--config", "no/such.toml"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'no/such.toml' does not exist"));
+    std::fs::write(&config, "[bindings]\nquit = \"t\"\n").unwrap();
+    let out = tokwatch_in(
+        dir.path(),
+        &[
+            "config",
+            "--print-bindings",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'next-theme'"));
+    // One of the two is required.
+    let out = tokwatch_in(dir.path(), &["config"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -37,6 +37,8 @@ fn sample_config_is_exactly_the_defaults() {
     let path = repo("config/tokwatch.sample.toml");
     let text = fs::read_to_string(&path).unwrap();
     assert_eq!(Settings::from_toml(&text).unwrap(), Settings::default());
+    // `tokwatch config --print-default` prints this very file.
+    assert_eq!(config::SAMPLE, text);
     // Through the loader too, as an explicit file.
     assert_eq!(
         config::load(Some(&path), true).unwrap(),
