@@ -763,33 +763,25 @@ fn render_text(
         tokens(t.reasoning_tokens),
         String::new(),
     ]);
-    totals.add_row(vec![
-        "total".to_owned(),
-        tokens(t.total_tokens),
-        cost_cell(t),
-    ]);
     if t.reported_events > 0 {
+        add_cost_split(&mut totals, t);
+    } else {
         totals.add_row(vec![
-            format!("  as reported ({} calls)", tokens(t.reported_events)),
-            String::new(),
-            dollars(t.reported_cost),
-        ]);
-        totals.add_row(vec![
-            format!("  at list prices ({} calls)", tokens(t.computed_events)),
-            String::new(),
-            dollars(t.computed_cost),
+            "total".to_owned(),
+            tokens(t.total_tokens),
+            cost_cell(t),
         ]);
     }
     if t.unpriced_events > 0 {
         totals.add_row(vec![
-            format!("UNPRICED: {} calls", tokens(t.unpriced_events)),
+            format!("UNPRICED: {}", calls(t.unpriced_events)),
             tokens(t.unpriced_tokens),
             "not in total".to_owned(),
         ]);
     }
     if t.estimated_events > 0 {
         totals.add_row(vec![
-            format!("estimated from text: {} calls", tokens(t.estimated_events)),
+            format!("estimated from text: {}", calls(t.estimated_events)),
             String::new(),
             String::new(),
         ]);
@@ -871,6 +863,111 @@ fn render_text(
     render_runs(&mut out, snapshot, options, markdown);
     render_ingest(&mut out, ingest, markdown);
     out
+}
+
+/// `1 call`, `2 calls`.
+fn calls(n: u64) -> String {
+    if n == 1 {
+        "1 call".to_owned()
+    } else {
+        format!("{} calls", tokens(n))
+    }
+}
+
+/// `1 reported call`, `2 reported calls`.
+fn reported_calls(n: u64) -> String {
+    if n == 1 {
+        "1 reported call".to_owned()
+    } else {
+        format!("{} reported calls", tokens(n))
+    }
+}
+
+/// The total row, then the parts it adds up (`docs/report-schema.md`): what
+/// the calls that reported a cost reported, plus the other priced calls at
+/// list prices. Unpriced calls add nothing (their row follows). What the
+/// reporting calls would cost at list prices is shown for comparison,
+/// marked as not in the total. All amounts have as many decimals as it
+/// takes for the shown parts to add up to the shown total (4 in practice;
+/// the exact amounts at worst).
+fn add_cost_split(totals: &mut Table, t: &Counters) {
+    // `cost` is the reported cost where a call reported one, else its
+    // computed cost: the rest of `cost` is the computed cost of the others.
+    let listed = t.cost.saturating_sub(t.reported_cost);
+    let listed_events = t
+        .events
+        .saturating_sub(t.reported_events)
+        .saturating_sub(t.unpriced_events);
+    // The reporting calls that are priced too, at list prices.
+    let compared_events = t.computed_events.saturating_sub(listed_events);
+    let compared = t.computed_cost.saturating_sub(listed);
+    let mut parts = vec![t.reported_cost];
+    if listed_events > 0 {
+        parts.push(listed);
+    }
+    let places = common_places(t.cost, &parts);
+    let money = |amount: Usd| format!("${}", amount.display_rounded(places));
+    let unknown = if t.unpriced_events > 0 { "+?" } else { "" };
+    totals.add_row(vec![
+        "total".to_owned(),
+        tokens(t.total_tokens),
+        format!("{}{unknown}", money(t.cost)),
+    ]);
+    totals.add_row(vec![
+        format!("  = reported in the logs ({})", calls(t.reported_events)),
+        String::new(),
+        money(t.reported_cost),
+    ]);
+    if listed_events > 0 {
+        totals.add_row(vec![
+            format!("  + at list prices ({})", calls(listed_events)),
+            String::new(),
+            money(listed),
+        ]);
+    }
+    if compared_events > 0 {
+        let which = if compared_events == t.reported_events {
+            format!("the {}", reported_calls(compared_events))
+        } else {
+            format!(
+                "{} of the {}",
+                tokens(compared_events),
+                reported_calls(t.reported_events)
+            )
+        };
+        totals.add_row(vec![
+            format!("    ({which} at list prices)"),
+            String::new(),
+            format!("{}, not in total", dollars(compared)),
+        ]);
+    }
+}
+
+/// The fewest decimals (at least 4, enough to show each part as non-zero)
+/// at which the rounded parts add up to the rounded total.
+fn common_places(total: Usd, parts: &[Usd]) -> u32 {
+    let shown = |amount: Usd, places: u32| {
+        Usd::parse_decimal(&amount.display_rounded(places)).unwrap_or(Usd::ZERO)
+    };
+    let mut places = parts
+        .iter()
+        .map(|p| {
+            let text = p.display_significant(4);
+            text.split_once('.').map_or(0, |(_, d)| d.len() as u32)
+        })
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    while places < 12
+        && parts
+            .iter()
+            .map(|&p| shown(p, places))
+            .fold(Usd::ZERO, |a, b| a + b)
+            != shown(total, places)
+    {
+        places += 1;
+    }
+    places
 }
 
 fn render_runs(out: &mut String, snapshot: &Snapshot, options: &ReportOptions, markdown: bool) {
@@ -1066,4 +1163,61 @@ fn line_formats(ingest: &IngestStats) -> Vec<(&'static str, u64)> {
     let mut formats: Vec<(&'static str, u64)> = total.into_iter().collect();
     formats.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     formats
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn usd(text: &str) -> Usd {
+        Usd::parse_decimal(text).unwrap()
+    }
+
+    #[test]
+    fn the_shown_parts_add_up_to_the_shown_total() {
+        // Rounded separately at 4 decimals, 0.00005 + 0.00005 would show as
+        // 0.0001 + 0.0001 = 0.0002 beside a total of 0.0001.
+        let (a, b) = (usd("0.00005"), usd("0.00005"));
+        assert_eq!(common_places(a + b, &[a, b]), 5);
+        let (a, b) = (usd("0.01534"), usd("36.55286"));
+        assert_eq!(common_places(a + b, &[a, b]), 4);
+        // Exact at worst.
+        let (a, b) = (usd("0.000000000005"), usd("0.000000000005"));
+        assert_eq!(common_places(a + b, &[a, b]), 12);
+        // A tiny part is never shown as $0.0000.
+        assert_eq!(
+            common_places(usd("1.00002"), &[usd("1"), usd("0.00002")]),
+            5
+        );
+    }
+
+    #[test]
+    fn a_total_of_reported_costs_alone_has_no_list_price_part() {
+        let mut t = Counters {
+            events: 3,
+            reported_events: 3,
+            reported_cost: usd("0.3"),
+            cost: usd("0.3"),
+            computed_events: 1,
+            computed_cost: usd("0.25"),
+            ..Counters::default()
+        };
+        let mut table = new_table(false, &["", "tokens", "cost"]);
+        add_cost_split(&mut table, &t);
+        let text = table.to_string();
+        assert!(text.contains("= reported in the logs (3 calls)"), "{text}");
+        assert!(!text.contains("+ at list prices"), "{text}");
+        assert!(
+            text.contains("(1 of the 3 reported calls at list prices)")
+                && text.contains("$0.2500, not in total"),
+            "{text}"
+        );
+        // No reported call priced: nothing to compare.
+        t.computed_events = 0;
+        t.computed_cost = Usd::ZERO;
+        let mut table = new_table(false, &["", "tokens", "cost"]);
+        add_cost_split(&mut table, &t);
+        assert!(!table.to_string().contains("not in total"));
+    }
 }

@@ -145,6 +145,93 @@ fn totals_equal_the_sum_of_every_breakdown() {
     }
 }
 
+/// The Totals section's rows as (label, tokens, cost) cells, in the table
+/// or Markdown layout.
+fn totals_rows(text: &str) -> Vec<(String, String, String)> {
+    let start = text
+        .lines()
+        .position(|l| l.trim_start_matches("## ") == "Totals")
+        .expect("a Totals section");
+    text.lines()
+        .skip(start + 1)
+        .skip_while(|l| l.trim().is_empty())
+        .take_while(|l| !l.trim().is_empty())
+        .filter(|l| l.starts_with('│') || (l.starts_with('|') && !l.starts_with("|-")))
+        .map(|l| {
+            let inner = l.trim().trim_matches(|c| c == '│' || c == '|');
+            let cells: Vec<String> = inner
+                .split(['┆', '|'])
+                .map(|c| c.trim().to_owned())
+                .collect();
+            assert_eq!(cells.len(), 3, "{l}");
+            (cells[0].clone(), cells[1].clone(), cells[2].clone())
+        })
+        .collect()
+}
+
+/// The dollar amount a cell starts with (`$36.5682+?` → 36.5682).
+fn amount(cell: &str) -> Option<tokwatch::model::Usd> {
+    let digits: String = cell
+        .strip_prefix('$')?
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    tokwatch::model::Usd::parse_decimal(&digits).ok()
+}
+
+#[test]
+fn the_totals_cost_lines_add_up_to_the_total() {
+    // Some calls of the samples report their own cost (a gateway), some are
+    // priced from the table, two are unpriced: the total is the reported
+    // part plus the list-priced part; the rest is marked as not in it.
+    let json = report_json(&["sample_logs"]);
+    let totals = &json["totals"];
+    assert!(totals["reported_events"].as_u64().unwrap() > 0);
+    assert!(totals["unpriced_events"].as_u64().unwrap() > 0);
+    for format in ["table", "markdown"] {
+        let text = report(&["sample_logs", "--format", format]);
+        let rows = totals_rows(&text);
+        let total = rows
+            .iter()
+            .find(|r| r.0 == "total")
+            .and_then(|r| amount(&r.2))
+            .unwrap_or_else(|| panic!("{format}: no total in {rows:?}"));
+        // The total shown is the exact total, rounded where it is shown.
+        let total_cell = &rows.iter().find(|r| r.0 == "total").unwrap().2;
+        let decimals = total_cell
+            .split('.')
+            .nth(1)
+            .map_or(0, |d| d.chars().take_while(char::is_ascii_digit).count());
+        assert!(
+            total_cell.starts_with(&format!(
+                "${}",
+                usd(&totals["cost_usd"]).display_rounded(decimals as u32)
+            )),
+            "{format}: {total_cell}"
+        );
+        let parts: Vec<_> = rows
+            .iter()
+            .filter(|r| r.0.starts_with("= ") || r.0.starts_with("+ "))
+            .collect();
+        assert!(parts.len() >= 2, "{format}: {rows:?}");
+        let sum = parts
+            .iter()
+            .map(|r| amount(&r.2).unwrap_or_else(|| panic!("{format}: {r:?}")))
+            .fold(tokwatch::model::Usd::ZERO, |a, b| a + b);
+        assert_eq!(sum, total, "{format}: {parts:?} do not add up to {total}");
+        // Every other amount says it is not part of the total.
+        for row in &rows {
+            let is_part = parts.contains(&row);
+            if row.0 != "total" && !is_part && row.2.contains('$') {
+                assert!(row.2.contains("not in total"), "{format}: {row:?}");
+            }
+            if row.0.contains("UNPRICED") {
+                assert!(row.2.contains("not in total"), "{format}: {row:?}");
+            }
+        }
+    }
+}
+
 #[test]
 fn the_story_the_samples_tell() {
     let json = report_json(&["sample_logs"]);
