@@ -247,6 +247,7 @@ impl Aggregator {
                     }
                 }
             }
+            IngestMsg::Waiting { target, missing } => self.stats.set_waiting(&target, missing),
             IngestMsg::CaughtUp => self.caught_up = true,
             IngestMsg::Estimated(estimated) => {
                 let known = estimated
@@ -431,6 +432,13 @@ impl TailSink for ChannelSink {
         self.send(IngestMsg::File {
             source: self.sources[source].clone(),
             event,
+        });
+    }
+
+    fn waiting(&mut self, target: &Target, missing: bool) {
+        self.send(IngestMsg::Waiting {
+            target: target.name().into(),
+            missing,
         });
     }
 }
@@ -800,7 +808,17 @@ pub async fn run_headless(settings: LiveSettings, prices: PriceBook) -> anyhow::
                     emit(&aggregator, false)?;
                     ticker.reset();
                 }
-                Some(msg) => aggregator.handle(msg)?,
+                Some(msg) => {
+                    if let IngestMsg::Waiting { target, missing } = &msg {
+                        let target = crate::sanitize::sanitize(target);
+                        if *missing {
+                            eprintln!("tokwatch: waiting for '{target}' to appear");
+                        } else {
+                            eprintln!("tokwatch: '{target}' appeared");
+                        }
+                    }
+                    aggregator.handle(msg)?;
+                }
                 None => break, // every source finished
             },
         }

@@ -428,3 +428,65 @@ fn config_print_bindings_shows_the_keys_in_force() {
     let out = tokwatch_in(dir.path(), &["config"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_followed_path_that_does_not_exist_is_waited_for_visibly_then_read() {
+    use std::io::{BufRead as _, BufReader, Read as _};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("not-yet/agent.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tokwatch"))
+        .args(["--follow", path.to_str().unwrap(), "--jsonl"])
+        .args(["--interval", "100ms", "--poll-interval", "100ms"])
+        .args(["--exit-after", "60s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut snapshots = BufReader::new(child.stdout.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut next_until = |what: &str, done: &dyn Fn(&serde_json::Value) -> bool| loop {
+        assert!(Instant::now() < deadline, "no snapshot with {what}");
+        let line = snapshots.next().expect("a snapshot").unwrap();
+        let snapshot: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if done(&snapshot) {
+            return snapshot;
+        }
+    };
+    let shown = path.display().to_string();
+    let waiting = next_until("the path waited for", &|s| {
+        s["ingest"]["waiting_for"] == serde_json::json!([shown.as_str()])
+    });
+    assert_eq!(waiting["totals"]["events"], 0);
+
+    // It appears, with two model calls: they are counted, nothing waited for.
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let line = r#"{"ts":"2026-11-28T10:00:00Z","run_id":"r1","hop":1,"agent":"a","model":"gpt-4o-mini","input_tokens":100,"output_tokens":10}"#;
+    std::fs::write(
+        &path,
+        format!("{line}\n{}\n", line.replace("\"hop\":1", "\"hop\":2")),
+    )
+    .unwrap();
+    let read = next_until("both calls", &|s| s["totals"]["events"] == 2);
+    assert!(
+        read["ingest"].get("waiting_for").is_none(),
+        "{}",
+        read["ingest"]
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        stderr.contains(&format!("tokwatch: waiting for '{shown}' to appear"))
+            && stderr.contains(&format!("tokwatch: '{shown}' appeared")),
+        "{stderr}"
+    );
+}

@@ -218,3 +218,26 @@ fn the_status_bar_says_when_a_backlog_is_still_being_read() {
     let status = text.lines().last().unwrap();
     assert!(status.contains("reading backlog…"), "{status}");
 }
+
+#[test]
+fn the_status_bar_says_which_followed_paths_are_waited_for() {
+    let mut stats = tokwatch::ingest::IngestStats::default();
+    stats.set_waiting("/does/not/exist", true);
+    let mut data = Published {
+        stats: Arc::new(stats.clone()),
+        sources: vec!["/does/not/exist".into()],
+        last_event_ms: None,
+        ..Published::default()
+    };
+    let text = screen(&data, &[], 80, 24);
+    let status = text.lines().last().unwrap();
+    assert!(
+        status.contains("waiting for /does/not/exist to appear · no events yet"),
+        "{status}"
+    );
+    // Once it appeared, the status bar no longer says so.
+    stats.set_waiting("/does/not/exist", false);
+    data.stats = Arc::new(stats);
+    let text = screen(&data, &[], 80, 24);
+    assert!(!text.contains("waiting for"), "{text}");
+}

@@ -80,6 +80,9 @@ pub enum IngestMsg {
     },
     /// Something happened to a followed file.
     File { source: SourceRef, event: FileEvent },
+    /// A `--follow` target names nothing (`missing`; it is waited for) or
+    /// names something again.
+    Waiting { target: Arc<str>, missing: bool },
     /// The follower has read every followed file to its end once: what
     /// existed at start (the backlog) is all in the messages before this.
     CaughtUp,

@@ -124,6 +124,11 @@ pub struct IngestStats {
     /// The first [`MAX_REJECT_SAMPLES`] rejected lines, in reading order.
     pub malformed_samples: Vec<Rejected>,
     pub sources: Vec<SourceStats>,
+    /// Live: `--follow` targets that name nothing yet (a path that does not
+    /// exist, a glob with no match), in the order they were found missing;
+    /// each is read as soon as it appears. Absent from JSON when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waiting_for: Vec<String>,
 }
 
 impl IngestStats {
@@ -135,6 +140,19 @@ impl IngestStats {
             total.merge_counts(&source.live);
         }
         total
+    }
+
+    /// Records that `target` names nothing (`missing`) or names something
+    /// again.
+    pub fn set_waiting(&mut self, target: &str, missing: bool) {
+        let known = self.waiting_for.iter().position(|t| t == target);
+        match (missing, known) {
+            (true, None) => self.waiting_for.push(target.to_owned()),
+            (false, Some(index)) => {
+                self.waiting_for.remove(index);
+            }
+            _ => {}
+        }
     }
 
     /// The index of the source named `name`, registering it when new.

@@ -309,11 +309,19 @@ pub async fn run_tui(
                 msg = sources.rx.recv(), if !sources_done => match msg {
                     Some(msg) => {
                         let catching_up = !aggregator.caught_up;
+                        // Only telemetry is an event ("last event … ago"),
+                        // not a file opened or a path waited for.
+                        let telemetry = {
+                            use crate::ingest::channel::IngestMsg as M;
+                            matches!(msg, M::Lines { .. } | M::Oversized { .. } | M::Estimated(_))
+                        };
                         if aggregator.handle(msg).is_err() {
                             break;
                         }
                         publish_now |= catching_up && aggregator.caught_up;
-                        last_event_ms = Some(chrono::Utc::now().timestamp_millis());
+                        if telemetry {
+                            last_event_ms = Some(chrono::Utc::now().timestamp_millis());
+                        }
                     }
                     None => sources_done = true,
                 },

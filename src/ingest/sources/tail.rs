@@ -15,6 +15,9 @@
 //! - A file that vanished (deleted, or rotated to a name no longer followed)
 //!   is drained through its open handle and kept for a grace period, then
 //!   closed; a partial last line is then reported as incomplete.
+//! - A target that names nothing (a path not created yet, a glob with no
+//!   match) is waited for: reported as missing ([`TailSink::waiting`]) and
+//!   read from its beginning the first pass after it appears.
 
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
@@ -49,6 +52,15 @@ impl Target {
             Target::Glob(arg.to_owned())
         } else {
             Target::Path(PathBuf::from(arg))
+        }
+    }
+
+    /// The target as the user wrote it (a path or a pattern).
+    #[must_use]
+    pub fn name(&self) -> String {
+        match self {
+            Target::Path(path) => path.display().to_string(),
+            Target::Glob(pattern) => pattern.clone(),
         }
     }
 
@@ -114,6 +126,12 @@ pub trait TailSink {
     fn line(&mut self, source: usize, line_no: u64, line: &[u8]);
     fn oversized(&mut self, source: usize, line_no: u64, bytes: u64);
     fn file_event(&mut self, source: usize, event: FileEvent);
+    /// A target names nothing (`missing`: a path that does not exist, a
+    /// glob that matches no file), or names something again. Reported at
+    /// the first pass for every target that is missing, then on each change.
+    fn waiting(&mut self, target: &Target, missing: bool) {
+        let _ = (target, missing);
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,6 +208,8 @@ pub struct Follower {
     scanned_once: bool,
     buffer: ReadBuffer,
     retired: Vec<Retired>,
+    /// Per target: reported missing (waited for) at the last pass.
+    missing: Vec<bool>,
 }
 
 /// Outcome of a pass.
@@ -211,6 +231,7 @@ impl Follower {
             scanned_once: false,
             buffer: ReadBuffer::new(256 * 1024),
             retired: Vec::new(),
+            missing: Vec::new(),
         }
     }
 
@@ -225,10 +246,13 @@ impl Follower {
         self.files.len()
     }
 
-    /// Paths the targets name now (existing regular files only), sorted.
-    fn candidates(&self) -> Vec<PathBuf> {
+    /// Paths the targets name now (existing regular files only), sorted;
+    /// and per target, whether it names nothing (see [`TailSink::waiting`]).
+    fn candidates(&self) -> (Vec<PathBuf>, Vec<bool>) {
         let mut found = Vec::new();
+        let mut missing = Vec::with_capacity(self.targets.len());
         for target in &self.targets {
+            let before = found.len();
             match target {
                 Target::Path(path) if path.is_dir() => {
                     for entry in walkdir::WalkDir::new(path)
@@ -251,10 +275,34 @@ impl Follower {
                     }
                 }
             }
+            missing.push(match target {
+                // A directory with no `*.jsonl` yet exists all the same.
+                Target::Path(path) => std::fs::metadata(path).is_err(),
+                Target::Glob(_) => found.len() == before,
+            });
         }
         found.sort();
         found.dedup();
-        found
+        (found, missing)
+    }
+
+    /// Reports the targets that went missing or appeared since the last pass.
+    fn report_missing(&mut self, missing: Vec<bool>, sink: &mut impl TailSink) {
+        for (index, (target, &now)) in self.targets.iter().zip(&missing).enumerate() {
+            let before = self.missing.get(index).copied().unwrap_or(false);
+            if now != before {
+                sink.waiting(target, now);
+            }
+        }
+        self.missing = missing;
+    }
+
+    /// The targets that name nothing now, as of the last pass.
+    pub fn missing_targets(&self) -> impl Iterator<Item = &Target> {
+        self.targets
+            .iter()
+            .zip(&self.missing)
+            .filter_map(|(target, &missing)| missing.then_some(target))
     }
 
     /// Rescans the targets and reads every file from its offset to the end
@@ -262,7 +310,9 @@ impl Follower {
     pub fn poll(&mut self, now: Instant, sink: &mut impl TailSink) -> PassReport {
         let mut seen: HashMap<FileId, PathBuf> = HashMap::new();
         let mut fresh: Vec<(FileId, PathBuf)> = Vec::new();
-        for path in self.candidates() {
+        let (candidates, missing) = self.candidates();
+        self.report_missing(missing, sink);
+        for path in candidates {
             let Ok(meta) = std::fs::metadata(&path) else {
                 continue;
             };

@@ -48,6 +48,10 @@ pub(super) fn render_status(frame: &mut Frame, area: Rect, cx: &ViewCx) {
         data.sources.len().max(stats.sources.len()),
         source_formats(stats)
     )];
+    if !stats.waiting_for.is_empty() {
+        let targets = stats.waiting_for.join(", ");
+        parts.push(format!("waiting for {} to appear", sanitize(&targets)));
+    }
     if data.reading_backlog {
         parts.push("reading backlog…".to_owned());
     }

@@ -17,6 +17,8 @@ struct Collect {
     lines: Vec<(usize, u64, String)>,
     oversized: Vec<(usize, u64, u64)>,
     events: Vec<(usize, FileEvent)>,
+    /// (target, missing) as reported.
+    waiting: Vec<(String, bool)>,
 }
 
 impl Collect {
@@ -48,6 +50,9 @@ impl TailSink for Collect {
     }
     fn file_event(&mut self, source: usize, event: FileEvent) {
         self.events.push((source, event));
+    }
+    fn waiting(&mut self, target: &Target, missing: bool) {
+        self.waiting.push((target.name(), missing));
     }
 }
 
@@ -322,6 +327,66 @@ fn globs_and_links_read_each_file_once() {
     let mut texts = rig.sink.texts();
     texts.sort();
     assert_eq!(texts, ["a", "b"]);
+}
+
+#[test]
+fn missing_targets_are_waited_for_then_read_when_they_appear() {
+    let mut rig = Rig::with(StartAt::End, |dir| {
+        fs::create_dir(dir.join("present")).unwrap();
+        vec![
+            Target::Path(dir.join("later/today.jsonl")),
+            Target::Path(dir.join("soon.jsonl")),
+            Target::Glob(format!("{}/g-*.jsonl", dir.display())),
+            // An existing directory without files yet is not missing.
+            Target::Path(dir.join("present")),
+        ]
+    });
+    let name = |rel: &str| rig.path(rel).display().to_string();
+    let (later, soon, glob) = (
+        name("later/today.jsonl"),
+        name("soon.jsonl"),
+        name("g-*.jsonl"),
+    );
+    rig.poll();
+    rig.poll();
+    assert_eq!(
+        rig.sink.waiting,
+        [
+            (later.clone(), true),
+            (soon.clone(), true),
+            (glob.clone(), true)
+        ]
+    );
+    let missing: Vec<String> = rig.follower.missing_targets().map(Target::name).collect();
+    assert_eq!(missing, [later.clone(), soon.clone(), glob.clone()]);
+    assert!(rig.sink.lines.is_empty() && rig.sink.events.is_empty());
+
+    // It appears (after the first pass: read whole even with --from-end).
+    append(&rig.path("soon.jsonl"), "1\n2\n");
+    rig.poll();
+    assert_eq!(rig.sink.waiting.last(), Some(&(soon.clone(), false)));
+    assert_eq!(rig.sink.texts(), ["1", "2"]);
+    fs::create_dir(rig.path("later")).unwrap();
+    rig.poll();
+    assert_eq!(rig.sink.waiting.len(), 4, "a new directory is not the file");
+    append(&rig.path("later/today.jsonl"), "3\n");
+    append(&rig.path("g-1.jsonl"), "4\n");
+    rig.poll();
+    assert_eq!(&rig.sink.waiting[4..], [(later, false), (glob, false)]);
+    let mut texts = rig.sink.texts();
+    texts.sort(); // two files: read in path order
+    assert_eq!(texts, ["1", "2", "3", "4"]);
+    assert_eq!(rig.follower.missing_targets().count(), 0);
+
+    // Deleted: drained, closed, and waited for again until it comes back.
+    fs::remove_file(rig.path("soon.jsonl")).unwrap();
+    rig.settle();
+    assert_eq!(rig.sink.waiting.last(), Some(&(soon.clone(), true)));
+    append(&rig.path("soon.jsonl"), "5\n");
+    rig.poll();
+    assert_eq!(rig.sink.waiting.last(), Some(&(soon, false)));
+    assert_eq!(rig.sink.texts().last().map(String::as_str), Some("5"));
+    assert_eq!(rig.sink.waiting.len(), 8);
 }
 
 #[test]
