@@ -58,8 +58,9 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 #[derive(Debug, Args)]
 pub struct LiveArgs {
     /// A file, a directory (recursive, `*.jsonl`, new files picked up) or a
-    /// glob to follow; `-` reads standard input. Repeatable.
-    #[arg(long, value_name = "PATH")]
+    /// glob to follow; `-` reads standard input. Repeatable. A path that
+    /// does not exist yet is waited for.
+    #[arg(long, value_name = "PATH", value_hint = ValueHint::AnyPath)]
     pub follow: Vec<String>,
     /// Accept JSONL from agents on `unix:PATH` or `tcp:HOST:PORT`. Repeatable.
     #[arg(long, value_name = "ADDR", value_parser = ListenAddr::from_str)]
@@ -297,27 +298,33 @@ pub struct GenerateArgs {
 pub enum GenerateWhat {
     /// The sample workloads committed in sample_logs/.
     Samples {
-        #[arg(long, default_value = "sample_logs")]
+        /// Directory the sample files are written to.
+        #[arg(long, default_value = "sample_logs", value_name = "DIR")]
         out: PathBuf,
     },
     /// A Claude Code projects directory (sessions, resumed sessions,
     /// sub-agents, streamed blocks, large tool outputs) for benchmarks and
     /// comparisons with ccusage: `--claude` reads it with CLAUDE_CONFIG_DIR=OUT.
     ClaudeCode {
-        #[arg(long)]
+        /// Directory the `projects` tree is written to.
+        #[arg(long, value_name = "DIR")]
         out: PathBuf,
         /// About this many bytes of transcripts.
         #[arg(long, default_value_t = 100_000_000)]
         bytes: u64,
+        /// Seed of the generator.
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
     /// A large native file for benchmarks (same shape as the samples).
     Bench {
-        #[arg(long)]
+        /// The file to write.
+        #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// Model calls in the corpus.
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,
+        /// Seed of the generator.
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
