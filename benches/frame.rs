@@ -190,6 +190,8 @@ fn frames() {
             last_event_ms: Some(1_795_500_000_000),
             sources: vec!["logs/".into()],
             reading_backlog: false,
+            live: None,
+            prices: Some(Arc::new(prices.clone())),
         });
     }
     let data = published.unwrap();

@@ -12,6 +12,7 @@ use crate::ingest::IngestStats;
 use crate::ingest::stats::LiveStats;
 use crate::model::insights::{BleedReason, BleedRules, hop_bleeding};
 use crate::model::ledger::{BudgetHit, HopAgg, KeyedAgg, ModelAgg, RunAgg};
+use crate::model::snapshot::NO_SEGMENT;
 use crate::model::{Counters, Snapshot, Usd};
 use crate::sanitize::sanitize;
 
@@ -834,11 +835,27 @@ fn render_text(
         );
     }
     if !snapshot.by_segment.is_empty() {
+        // calls without a segment make a `(none)` row: shares add up to 100 %
+        let mut segments = snapshot.by_segment.clone();
+        let rest = snapshot.unsegmented();
+        if rest.events > 0 {
+            segments.push(KeyedAgg {
+                name: NO_SEGMENT.into(),
+                counters: rest,
+            });
+            segments.sort_by(|a, b| {
+                b.counters
+                    .cost
+                    .cmp(&a.counters.cost)
+                    .then(b.counters.total_tokens.cmp(&a.counters.total_tokens))
+                    .then_with(|| a.name.cmp(&b.name))
+            });
+        }
         section(
             &mut out,
             markdown,
             "By segment",
-            &keyed_table(markdown, "segment", &snapshot.by_segment, t),
+            &keyed_table(markdown, "segment", &segments, t),
         );
     }
 

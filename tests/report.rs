@@ -524,3 +524,31 @@ fn bleeding_thresholds_come_from_the_config_file() {
         "thresholds change flags, never numbers"
     );
 }
+
+#[test]
+fn calls_without_a_segment_are_a_none_row_as_on_the_dashboard() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mixed.jsonl");
+    std::fs::write(
+        &log,
+        "{\"run_id\":\"r1\",\"agent\":\"a\",\"segment\":\"pro\",\"model\":\"gpt-4.1\",\"input_tokens\":1000,\"output_tokens\":0}\n\
+         {\"run_id\":\"r2\",\"agent\":\"a\",\"model\":\"gpt-4.1\",\"input_tokens\":3000,\"output_tokens\":0}\n",
+    )
+    .unwrap();
+    let path = log.to_str().unwrap();
+    for format in ["table", "markdown"] {
+        let text = report(&[path, "--format", format]);
+        let section = text.split("By segment").nth(1).expect("a segment section");
+        let row = |name: &str| {
+            section
+                .lines()
+                .find(|l| l.contains(name))
+                .unwrap_or_else(|| panic!("no {name} row in {format}:\n{text}"))
+                .to_owned()
+        };
+        assert!(row("(none)").contains("75.0%"), "{format}:\n{text}");
+        assert!(row("pro").contains("25.0%"), "{format}:\n{text}");
+        // (none) is the larger: listed first
+        assert!(section.find("(none)") < section.find("pro"), "{text}");
+    }
+}

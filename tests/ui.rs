@@ -47,6 +47,8 @@ fn published(paths: &[&str]) -> Published {
         last_event_ms: Some(NOW_MS - 4_000),
         sources: vec!["sample_logs".into()],
         reading_backlog: false,
+        live: None,
+        prices: Some(Arc::new(PriceBook::embedded())),
     }
 }
 
@@ -56,15 +58,27 @@ fn keymap() -> Keymap {
 
 /// Applies `actions`, then draws a `width`×`height` screen.
 fn screen(data: &Published, actions: &[Action], width: u16, height: u16) -> String {
+    let inputs: Vec<Input> = actions.iter().map(|a| Input::Action(*a)).collect();
+    draw(data, &inputs, &BudgetBoard::default(), width, height)
+}
+
+/// Applies `inputs`, then draws a `width`×`height` screen with `board`'s budgets.
+fn draw(
+    data: &Published,
+    inputs: &[Input],
+    board: &BudgetBoard,
+    width: u16,
+    height: u16,
+) -> String {
     let keymap = keymap();
     let theme = Theme::builtin("dark").unwrap();
     let mut view = ViewState {
         page_rows: list_rows(height - 2),
         ..ViewState::default()
     };
-    for action in actions {
+    for input in inputs {
         if let Some(tokwatch::ui::update::Effect::EditBudget(_)) =
-            update(&mut view, Input::Action(*action), data)
+            update(&mut view, input.clone(), data)
         {
             // what the app does: open the editor, prefilled from the desired state
             view.editor = Some(BudgetEditor::new(
@@ -73,7 +87,6 @@ fn screen(data: &Published, actions: &[Action], width: u16, height: u16) -> Stri
             ));
         }
     }
-    let board = BudgetBoard::default();
     let rows = Rows::compute(data, view.screen(), &view);
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
     terminal
@@ -87,7 +100,7 @@ fn screen(data: &Published, actions: &[Action], width: u16, height: u16) -> Stri
                     keymap: &keymap,
                     rows: &rows,
                     now_ms: NOW_MS,
-                    budgets: &board,
+                    budgets: board,
                 },
             )
         })
@@ -101,6 +114,18 @@ fn golden(name: &str, actions: &[Action]) {
     insta::assert_snapshot!(format!("{name}_160x48"), screen(&data, actions, 160, 48));
 }
 
+/// The sizes the table screens are checked at: the smallest supported
+/// terminal, a common one, and a wide one.
+fn golden_sizes(name: &str, actions: &[Action]) {
+    let data = published(&["sample_logs"]);
+    for (width, height) in [(80, 24), (120, 30), (200, 60)] {
+        insta::assert_snapshot!(
+            format!("{name}_{width}x{height}"),
+            screen(&data, actions, width, height)
+        );
+    }
+}
+
 #[test]
 fn overview() {
     golden("overview", &[]);
@@ -108,32 +133,32 @@ fn overview() {
 
 #[test]
 fn runs() {
-    golden("runs", &[Action::ScreenRuns]);
+    golden_sizes("runs", &[Action::ScreenRuns]);
 }
 
 #[test]
 fn run_detail_waterfall() {
-    golden("run_detail", &[Action::ScreenRuns, Action::DrillDown]);
+    golden_sizes("run_detail", &[Action::ScreenRuns, Action::DrillDown]);
 }
 
 #[test]
 fn agents_with_hop_positions() {
-    golden("agents", &[Action::ScreenAgents, Action::Down]);
+    golden_sizes("agents", &[Action::ScreenAgents, Action::Down]);
 }
 
 #[test]
 fn segments() {
-    golden("segments", &[Action::ScreenSegments]);
+    golden_sizes("segments", &[Action::ScreenSegments]);
 }
 
 #[test]
 fn models() {
-    golden("models", &[Action::ScreenModels]);
+    golden_sizes("models", &[Action::ScreenModels]);
 }
 
 #[test]
 fn events() {
-    golden("events", &[Action::ScreenEvents]);
+    golden_sizes("events", &[Action::ScreenEvents]);
 }
 
 #[test]
@@ -143,7 +168,7 @@ fn budgets() {
 
 #[test]
 fn help_overlay() {
-    golden("help", &[Action::ScreenRuns, Action::Help]);
+    golden_sizes("help", &[Action::ScreenRuns, Action::Help]);
 }
 
 #[test]
@@ -240,4 +265,289 @@ fn the_status_bar_says_which_followed_paths_are_waited_for() {
     data.stats = Arc::new(stats);
     let text = screen(&data, &[], 80, 24);
     assert!(!text.contains("waiting for"), "{text}");
+}
+
+/// Inputs that type `text` into the filter and keep it.
+fn filter(text: &str) -> Vec<Input> {
+    let mut inputs = vec![Input::Action(Action::Filter)];
+    inputs.extend(text.chars().map(Input::FilterChar));
+    inputs.push(Input::FilterCommit);
+    inputs
+}
+
+fn with(mut inputs: Vec<Input>, actions: &[Action]) -> Vec<Input> {
+    inputs.extend(actions.iter().map(|a| Input::Action(*a)));
+    inputs
+}
+
+/// A desired global per-hop limit of 9,000 input tokens.
+fn per_hop_board() -> BudgetBoard {
+    let mut board = BudgetBoard::default();
+    board.desired.set(
+        tokwatch::model::budget::Scope::Global,
+        tokwatch::model::budget::Limits {
+            per_hop_limit: Some(9_000),
+            ..Default::default()
+        },
+        0,
+    );
+    board
+}
+
+fn golden_inputs(name: &str, inputs: &[Input], board: &BudgetBoard) {
+    let data = published(&["sample_logs"]);
+    for (width, height) in [(80, 24), (120, 30), (200, 60)] {
+        insta::assert_snapshot!(
+            format!("{name}_{width}x{height}"),
+            draw(&data, inputs, board, width, height)
+        );
+    }
+}
+
+#[test]
+fn run_detail_charts_input_against_the_per_hop_limit() {
+    // naive-0001 (the most expensive run) with a global per-hop limit set
+    let inputs = with(vec![], &[Action::ScreenRuns, Action::DrillDown]);
+    golden_inputs("run_detail_with_limit", &inputs, &per_hop_board());
+    // lean-0005: the limit the runtime reported enforcing
+    let inputs = with(
+        [with(vec![], &[Action::ScreenRuns]), filter("lean-0005")].concat(),
+        &[Action::DrillDown],
+    );
+    let data = published(&["sample_logs"]);
+    let text = draw(&data, &inputs, &BudgetBoard::default(), 120, 30);
+    assert!(text.contains("Run lean-0005"), "{text}");
+    assert!(
+        text.contains("per-hop limit 8.0k (reported by the runtime)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn hop_detail() {
+    // hop 5 of naive-0001: the writer re-sending the history
+    let inputs = with(
+        vec![],
+        &[
+            Action::ScreenRuns,
+            Action::DrillDown,
+            Action::Down,
+            Action::Down,
+            Action::Down,
+            Action::Down,
+            Action::DrillDown,
+        ],
+    );
+    golden_inputs("hop_detail", &inputs, &per_hop_board());
+    let data = published(&["sample_logs"]);
+    let text = draw(&data, &inputs, &per_hop_board(), 200, 60);
+    assert!(text.contains("Run naive-0001 · hop 5"), "{text}");
+    assert!(
+        text.contains("history re-sent: 45"),
+        "the full reason:\n{text}"
+    );
+    assert!(
+        text.contains("9.0k (desired, global): would have trimmed 36.6k tokens, saving $"),
+        "{text}"
+    );
+    // j moves to the next hop, Esc goes back to the waterfall
+    let next = with(inputs.clone(), &[Action::Down]);
+    assert!(draw(&data, &next, &per_hop_board(), 200, 60).contains("Run naive-0001 · hop 6"));
+    let back = with(next, &[Action::Back]);
+    let text = draw(&data, &back, &per_hop_board(), 200, 60);
+    assert!(text.contains("Hops · 8 rows"), "{text}");
+    // lean-0005 hop 4: the runtime trimmed it; its budget event is listed
+    let inputs = with(
+        [with(vec![], &[Action::ScreenRuns]), filter("lean-0005")].concat(),
+        &[
+            Action::DrillDown,
+            Action::Down,
+            Action::Down,
+            Action::Down,
+            Action::DrillDown,
+        ],
+    );
+    let text = draw(&data, &inputs, &BudgetBoard::default(), 160, 40);
+    assert!(text.contains("Run lean-0005 · hop 4"), "{text}");
+    assert!(
+        text.contains("per_hop limit 8.0k · saw 8.1k · → trim"),
+        "{text}"
+    );
+    assert!(text.contains("(reported by the runtime)"), "{text}");
+}
+
+#[test]
+fn the_help_overlay_scrolls_instead_of_being_cut() {
+    let data = published(&["sample_logs"]);
+    let top = screen(&data, &[Action::ScreenRuns, Action::Help], 80, 24);
+    assert!(top.contains("lines 1–"), "{top}");
+    assert!(!top.contains("the mouse wheel scrolls"), "{top}");
+    let bottom = screen(
+        &data,
+        &[Action::ScreenRuns, Action::Help, Action::Bottom],
+        80,
+        24,
+    );
+    assert!(bottom.contains("the mouse wheel scrolls"), "{bottom}");
+    assert!(
+        bottom.contains("edit the budget of the selection"),
+        "{bottom}"
+    );
+    insta::assert_snapshot!("help_scrolled_80x24", bottom);
+    // the wheel scrolls it too, and Esc closes it
+    let inputs = vec![
+        Input::Action(Action::Help),
+        Input::Scroll(3),
+        Input::Scroll(30),
+    ];
+    let wheel = draw(&data, &inputs, &BudgetBoard::default(), 80, 24);
+    assert!(wheel.contains("the mouse wheel scrolls"), "{wheel}");
+    let closed = screen(&data, &[Action::Help, Action::Back], 80, 24);
+    assert!(!closed.contains("Keys"), "{closed}");
+    // every line is there at 160 columns
+    let wide = screen(&data, &[Action::Help], 160, 48);
+    assert!(wide.contains("the mouse wheel scrolls"), "{wide}");
+    assert!(wide.contains("this help"), "{wide}");
+}
+
+#[test]
+fn frozen_the_status_bar_shows_ingest_going_on() {
+    let mut data = published(&["sample_logs"]);
+    data.lines_per_sec = 0.0;
+    data.live = Some(tokwatch::ui::data::LiveIngest {
+        lines: data.stats.lines + 120,
+        lines_per_sec: 40.0,
+        last_event_ms: Some(NOW_MS - 500),
+    });
+    let text = screen(&data, &[Action::Freeze], 160, 30);
+    let status = text.lines().last().unwrap();
+    assert!(
+        status.contains("ingest continues: 120 lines since freeze, 40 lines/s"),
+        "{status}"
+    );
+    assert!(!status.contains("· 0 lines/s"), "{status}");
+}
+
+#[test]
+fn malformed_lines_are_listed_with_their_place_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &log,
+        "{\"run_id\":\"r\",\"agent\":\"a\",\"model\":\"gpt-4o\",\"input_tokens\":1,\"output_tokens\":1}\nnot json at all\n{\"type\":\"heartbeat\\u001b[2J\",\"run_id\":\"r\"}\n",
+    )
+    .unwrap();
+    let data = published(&[log.to_str().unwrap()]);
+    let text = screen(&data, &[Action::ScreenEvents], 160, 30);
+    assert!(text.contains("Rejected lines · 2"), "{text}");
+    assert!(text.contains("bad.jsonl:2"), "{text}");
+    assert!(text.contains("bad.jsonl:3"), "{text}");
+    assert!(text.contains("unknown type"), "{text}");
+    assert!(!text.contains('\u{1b}'), "{text}");
+    let status = text.lines().last().unwrap();
+    assert!(status.contains("2 malformed (6: Events)"), "{status}");
+}
+
+#[test]
+fn calls_without_a_segment_are_a_none_row_and_shares_add_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mixed.jsonl");
+    std::fs::write(
+        &log,
+        "{\"run_id\":\"r1\",\"agent\":\"a\",\"segment\":\"pro\",\"model\":\"gpt-4.1\",\"input_tokens\":1000,\"output_tokens\":0}\n\
+         {\"run_id\":\"r2\",\"agent\":\"a\",\"model\":\"gpt-4.1\",\"input_tokens\":3000,\"output_tokens\":0}\n",
+    )
+    .unwrap();
+    let data = published(&[log.to_str().unwrap()]);
+    let text = screen(&data, &[Action::ScreenSegments], 120, 20);
+    let row = |name: &str| {
+        text.lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("no {name} row:\n{text}"))
+            .to_owned()
+    };
+    assert!(
+        row("(none)").contains("$0.0060") && row("(none)").contains("75%"),
+        "{text}"
+    );
+    assert!(
+        row("pro").contains("$0.0020") && row("pro").contains("25%"),
+        "{text}"
+    );
+    // Enter on it lists the runs without a segment
+    let runs = screen(&data, &[Action::ScreenSegments, Action::DrillDown], 120, 20);
+    assert!(runs.contains("Runs without a segment"), "{runs}");
+    assert!(runs.contains("r2") && !runs.contains(" r1 "), "{runs}");
+}
+
+#[test]
+fn a_sorted_column_shows_its_arrow_and_rows_go_the_way_it_points() {
+    let data = published(&["sample_logs"]);
+    // Runs cycle: cost, tokens, ×1st, hops, bleeding, started, name
+    let sorts = [Action::NextSort; 6];
+    let actions: Vec<Action> = [&[Action::ScreenRuns][..], &sorts].concat();
+    let text = screen(&data, &actions, 200, 60);
+    assert!(text.contains("sort name↑"), "{text}");
+    assert!(text.contains(" run↑ "), "{text}");
+    let ids: Vec<&str> = text
+        .lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with("naive-") || w.starts_with("lean-"))
+        })
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(ids, sorted, "name↑ is A→Z");
+    let reversed = screen(
+        &data,
+        &[actions.clone(), vec![Action::ReverseSort]].concat(),
+        200,
+        60,
+    );
+    assert!(reversed.contains(" run↓ "), "{reversed}");
+    // the hops sort names the column it sorts
+    let hops = screen(
+        &data,
+        &[
+            Action::ScreenRuns,
+            Action::NextSort,
+            Action::NextSort,
+            Action::NextSort,
+        ],
+        200,
+        60,
+    );
+    assert!(
+        hops.contains("sort hops↓") && hops.contains("hops↓"),
+        "{hops}"
+    );
+}
+
+/// The values on a screen: words with a digit, not shortened text.
+fn values(text: &str) -> std::collections::BTreeSet<String> {
+    text.split(|c: char| c.is_whitespace() || "│┌┐└┘─\"".contains(c))
+        .filter(|w| w.chars().any(|c| c.is_ascii_digit()) && !w.contains('…'))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn at_80_columns_no_number_is_cut() {
+    let data = published(&["sample_logs"]);
+    for actions in [
+        &[Action::ScreenRuns][..],
+        &[Action::ScreenRuns, Action::DrillDown],
+        &[Action::ScreenAgents, Action::Down],
+        &[Action::ScreenSegments],
+        &[Action::ScreenModels],
+        &[Action::ScreenEvents],
+    ] {
+        // every value at 80 columns is a whole value of the wide screen
+        // (`$0.00` cut from `$0.0072`, `runni`, `5` from `5.0k` are not)
+        let narrow = values(&screen(&data, actions, 80, 24));
+        let wide = values(&screen(&data, actions, 200, 60));
+        let cut: Vec<&String> = narrow.difference(&wide).collect();
+        assert!(cut.is_empty(), "{actions:?}: cut values {cut:?}");
+    }
 }

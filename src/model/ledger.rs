@@ -525,11 +525,25 @@ pub struct RecentEvent {
     pub kind: RecentKind,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a line of the recent tail is, with what a non-call line reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecentKind {
+    /// A model call (the line's usage and cost are the call's).
     Hop,
-    BudgetExceeded,
-    RunEnd,
+    /// The runtime enforced a budget: limit kind, limit, observed, action.
+    BudgetExceeded(Box<BudgetHit>),
+    /// The run ended: its status and its totals at that moment.
+    RunEnd(Box<RunEnded>),
+}
+
+/// A run as it was when its `run_end` arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunEnded {
+    pub status: Arc<str>,
+    pub hops: usize,
+    pub tokens: u64,
+    /// `None` when every call was unpriced.
+    pub cost: Option<Usd>,
 }
 
 /// Rows addressed by name: a vector (stable positions) plus a hash index,
@@ -983,6 +997,7 @@ impl Ledger {
                 }
                 // One entry per (hop, limit kind): memory follows distinct
                 // breaches, not repeated reports of the same one.
+                let shown = Box::new(hit.clone());
                 match run
                     .budget_hits
                     .iter_mut()
@@ -998,7 +1013,7 @@ impl Ledger {
                     event.hop.unwrap_or(0),
                     None,
                     Provenance::Reported,
-                    RecentKind::BudgetExceeded,
+                    RecentKind::BudgetExceeded(shown),
                 );
             }
             EventKind::RunEnd => {
@@ -1006,7 +1021,13 @@ impl Ledger {
                 let status = self.idents.label(event.status.as_deref().unwrap_or("ok"));
                 let run = self.run_mut(&event.run_id);
                 touch_run_time(run, event.ts_ms);
-                run.ended = Some(status);
+                run.ended = Some(status.clone());
+                let ended = Box::new(RunEnded {
+                    status,
+                    hops: run.hops.len(),
+                    tokens: run.counters.total_tokens,
+                    cost: run.counters.known_cost(),
+                });
                 let run_id = run.run_id.clone();
                 self.push_recent(
                     event,
@@ -1014,7 +1035,7 @@ impl Ledger {
                     event.hop.unwrap_or(0),
                     None,
                     Provenance::Reported,
-                    RecentKind::RunEnd,
+                    RecentKind::RunEnd(ended),
                 );
             }
         }

@@ -51,7 +51,21 @@ fn by_cost_then_name<T>(rows: &mut [T], key: impl Fn(&T) -> (&Counters, &str)) {
     });
 }
 
+/// How the dashboard and the reports name the calls without a segment.
+pub const NO_SEGMENT: &str = "(none)";
+
 impl Snapshot {
+    /// The calls without a segment: the totals less every segment's row (the
+    /// counters add exactly), so that `by_segment` plus this make the totals.
+    #[must_use]
+    pub fn unsegmented(&self) -> Counters {
+        let mut rest = self.totals;
+        for row in &self.by_segment {
+            rest.unmerge(&row.counters);
+        }
+        rest
+    }
+
     /// `run_limit` keeps only the most expensive runs (0 keeps all): live
     /// JSON snapshots list a few, and selecting them is O(runs) where
     /// sorting every run is O(runs log runs).

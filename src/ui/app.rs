@@ -30,7 +30,7 @@ use crate::model::insights::{BleedRules, Insights};
 use crate::pricing::PriceBook;
 
 use super::budgets::{BudgetBoard, BudgetEditor, EditorInput};
-use super::data::{Published, Rows};
+use super::data::{LiveIngest, Published, Rows};
 use super::state::{Toast, ViewState};
 use super::theme::Theme;
 use super::update::{BudgetTarget, Effect, Input, update};
@@ -271,8 +271,10 @@ pub async fn run_tui(
         .cloned()
         .chain(sources.listening.iter().cloned())
         .collect();
+    let shared_prices = Arc::new(prices.clone());
     let (publish, mut published) = watch::channel(Arc::new(Published {
         sources: source_names.clone(),
+        prices: Some(shared_prices.clone()),
         ..Published::default()
     }));
     let (stop_tx, mut stop_rx) = watch::channel(false);
@@ -344,6 +346,8 @@ pub async fn run_tui(
                         last_event_ms,
                         sources: source_names.clone(),
                         reading_backlog: !aggregator.caught_up,
+                        live: None,
+                        prices: Some(shared_prices.clone()),
                     };
                     let _ = publish.send(Arc::new(data));
                     aggregator.dirty = false;
@@ -418,6 +422,11 @@ async fn ui_loop(
                             }
                             None => {}
                         }
+                        if !view.frozen && data.live.is_some() {
+                            // resumed: back to the latest state at once
+                            data = published.borrow().clone();
+                            control.board.refresh_usage(&data.snapshot);
+                        }
                         rows = Rows::compute(&data, view.screen(), &view);
                         dirty = true;
                     }
@@ -430,12 +439,21 @@ async fn ui_loop(
                     break;
                 }
                 let latest = published.borrow_and_update().clone();
-                if !view.frozen {
+                if view.frozen {
+                    // the view holds still; the status bar follows ingest
+                    let mut held = (*data).clone();
+                    held.live = Some(LiveIngest {
+                        lines: latest.stats.lines,
+                        lines_per_sec: latest.lines_per_sec,
+                        last_event_ms: latest.last_event_ms,
+                    });
+                    data = Arc::new(held);
+                } else {
                     data = latest;
                     control.board.refresh_usage(&data.snapshot);
                     rows = Rows::compute(&data, view.screen(), &view);
-                    dirty = true;
                 }
+                dirty = true;
             },
             Some(event) = control.events.recv() => {
                 if let Some(toast) = control.event(event) {

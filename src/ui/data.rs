@@ -7,7 +7,9 @@ use std::sync::Arc;
 use crate::ingest::IngestStats;
 use crate::model::insights::Insights;
 use crate::model::ledger::{KeyedAgg, RecentKind, RunAgg};
+use crate::model::snapshot::NO_SEGMENT;
 use crate::model::{Counters, Snapshot};
+use crate::pricing::PriceBook;
 
 use super::state::{ListKind, Scope, Screen, Sort, SortKey, ViewState};
 
@@ -26,6 +28,41 @@ pub struct Published {
     /// Followed files are still being read for the first time: the totals
     /// are growing toward what the files already hold.
     pub reading_backlog: bool,
+    /// While the view is frozen: ingest as it goes on behind it (the rest
+    /// of this state is held as it was when frozen).
+    pub live: Option<LiveIngest>,
+    /// The prices the ledger uses (what a trimmed hop would have cost);
+    /// `None` before the first snapshot.
+    pub prices: Option<Arc<PriceBook>>,
+}
+
+/// The row key of the Segments row of calls without a segment (`(none)`):
+/// no segment name from a log starts with a NUL.
+pub const NO_SEGMENT_KEY: &str = "\0(none)";
+
+/// The Segments rows: every segment, then — when some calls have none —
+/// a `(none)` row, so that the shares add up to 100 %. Row `i` of the
+/// Segments list is `segment_rows(snapshot)[i]`.
+#[must_use]
+pub fn segment_rows(snap: &Snapshot) -> Vec<KeyedAgg> {
+    let mut rows = snap.by_segment.clone();
+    let rest = snap.unsegmented();
+    if rest.events > 0 {
+        rows.push(KeyedAgg {
+            name: Arc::from(NO_SEGMENT),
+            counters: rest,
+        });
+    }
+    rows
+}
+
+/// Ingest behind a frozen view.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LiveIngest {
+    /// Lines read in all (compare with the frozen `stats.lines`).
+    pub lines: u64,
+    pub lines_per_sec: f64,
+    pub last_event_ms: Option<i64>,
 }
 
 /// A row key: stable under re-sorting (run id, agent, segment, model, or an
@@ -54,6 +91,7 @@ fn contains(haystack: &str, needle: &str) -> bool {
 fn cmp_counters(a: &Counters, b: &Counters, key: SortKey) -> std::cmp::Ordering {
     match key {
         SortKey::Tokens => b.total_tokens.cmp(&a.total_tokens),
+        SortKey::Input => b.input_tokens.cmp(&a.input_tokens),
         SortKey::Calls => b.events.cmp(&a.events),
         _ => b.cost.cmp(&a.cost),
     }
@@ -85,6 +123,7 @@ fn run_matches(run: &RunAgg, scope: Option<&Scope>, filter: &str) -> bool {
         None => true,
         Some(Scope::Agent(agent)) => run.hops.iter().any(|h| h.agent == *agent),
         Some(Scope::Segment(segment)) => run.segment.as_ref() == Some(segment),
+        Some(Scope::NoSegment) => run.segment.is_none(),
         Some(Scope::Model(model)) => run.hops.iter().any(|h| h.model == *model),
     };
     in_scope
@@ -127,7 +166,7 @@ impl Rows {
                             .unwrap_or(0.0)
                             .total_cmp(&ra.multiplier().unwrap_or(0.0)),
                         SortKey::Bleeding => bleeding(b).cmp(&bleeding(a)),
-                        SortKey::Calls => rb.hops.len().cmp(&ra.hops.len()),
+                        SortKey::Hops => rb.hops.len().cmp(&ra.hops.len()),
                         key => cmp_counters(&ra.counters, &rb.counters, key),
                     }
                     .then_with(|| ra.run_id.cmp(&rb.run_id));
@@ -140,7 +179,7 @@ impl Rows {
                 indexes
             }
             (ListKind::Agents, _) => keyed_rows(&snap.by_agent, &filter, sort),
-            (ListKind::Segments, _) => keyed_rows(&snap.by_segment, &filter, sort),
+            (ListKind::Segments, _) => keyed_rows(&segment_rows(snap), &filter, sort),
             (ListKind::Models, _) => {
                 let rows: Vec<KeyedAgg> = snap
                     .by_model
@@ -167,8 +206,12 @@ impl Rows {
                     .collect();
                 match sort.key {
                     SortKey::Cost => indexes.sort_by(|&a, &b| recent[b].cost.cmp(&recent[a].cost)),
-                    SortKey::Tokens => indexes
-                        .sort_by(|&a, &b| recent[b].usage.total().cmp(&recent[a].usage.total())),
+                    SortKey::Input => indexes.sort_by(|&a, &b| {
+                        recent[b]
+                            .usage
+                            .input_total()
+                            .cmp(&recent[a].usage.input_total())
+                    }),
                     _ => {}
                 }
                 if sort.reversed {
@@ -184,8 +227,11 @@ impl Rows {
                             SortKey::Cost => {
                                 indexes.sort_by(|&a, &b| run.hops[b].cost.cmp(&run.hops[a].cost))
                             }
-                            SortKey::Tokens => indexes.sort_by(|&a, &b| {
-                                run.hops[b].usage.total().cmp(&run.hops[a].usage.total())
+                            SortKey::Input => indexes.sort_by(|&a, &b| {
+                                run.hops[b]
+                                    .usage
+                                    .input_total()
+                                    .cmp(&run.hops[a].usage.input_total())
                             }),
                             _ => {}
                         }
@@ -220,13 +266,17 @@ pub fn row_key(data: &Published, screen: &Screen, index: usize) -> Option<RowKey
     match screen.list()? {
         ListKind::Runs => snap.runs.get(index).map(|r| r.run_id.clone()),
         ListKind::Agents => snap.by_agent.get(index).map(|r| r.name.clone()),
-        ListKind::Segments => snap.by_segment.get(index).map(|r| r.name.clone()),
+        ListKind::Segments => match snap.by_segment.get(index) {
+            Some(row) => Some(row.name.clone()),
+            // the row of calls without a segment
+            None => (index == snap.by_segment.len()).then(|| Arc::from(NO_SEGMENT_KEY)),
+        },
         ListKind::Models => snap.by_model.get(index).map(|r| r.name.clone()),
         ListKind::Events => snap.recent.get(index).map(|e| {
             let kind = match e.kind {
                 RecentKind::Hop => "h",
-                RecentKind::BudgetExceeded => "b",
-                RecentKind::RunEnd => "e",
+                RecentKind::BudgetExceeded(_) => "b",
+                RecentKind::RunEnd(_) => "e",
             };
             Arc::from(format!(
                 "{}#{}#{kind}#{}",

@@ -18,7 +18,9 @@ pub fn tokens(n: u64) -> String {
     }
 }
 
-/// Dollars with precision that suits the size: `$1,234`, `$12.34`, `$0.123`, `$0.0012`.
+/// Dollars with precision that suits the size: `$1,234`, `$12.34`, `$0.123`,
+/// and at least two significant digits below a cent (`$0.0072`, `$0.00065`,
+/// `$0.0000031`): a small cost never reads as `$0.00`.
 #[must_use]
 pub fn dollars(amount: Usd) -> String {
     let picos = amount.picos().abs();
@@ -30,7 +32,13 @@ pub fn dollars(amount: Usd) -> String {
     } else if picos >= dollar / 100 {
         3
     } else {
-        4
+        // two significant digits: 4 decimals from $0.001, one more per
+        // further factor of ten (12 decimals are picodollars)
+        let mut decimals = 4;
+        while decimals < 12 && picos > 0 && picos < 10_i128.pow(13 - decimals) {
+            decimals += 1;
+        }
+        decimals
     };
     let text = amount.display_significant(decimals);
     if decimals == 0 {
@@ -47,7 +55,10 @@ pub fn dollars(amount: Usd) -> String {
         }
         format!("{sign}${out}")
     } else {
-        format!("${text}")
+        match text.strip_prefix('-') {
+            Some(digits) => format!("-${digits}"),
+            None => format!("${text}"),
+        }
     }
 }
 
@@ -104,8 +115,15 @@ mod tests {
         assert_eq!(dollars(Usd::parse_decimal("0.1234").unwrap()), "$0.123");
         assert_eq!(
             dollars(Usd::parse_decimal("0.00064965").unwrap()),
-            "$0.0006"
+            "$0.00065"
         );
+        assert_eq!(dollars(Usd::parse_decimal("0.0072").unwrap()), "$0.0072");
+        assert_eq!(dollars(Usd::parse_decimal("0.00123").unwrap()), "$0.0012");
+        assert_eq!(
+            dollars(Usd::parse_decimal("0.0000031").unwrap()),
+            "$0.0000031"
+        );
+        assert_eq!(dollars(Usd::parse_decimal("-0.0072").unwrap()), "-$0.0072");
         assert_eq!(dollars(Usd::ZERO), "$0.0000");
         assert_eq!(percent(0.456), "46%");
         assert_eq!(percent(0.001), "<1%");

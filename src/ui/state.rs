@@ -51,6 +51,8 @@ impl Tab {
 pub enum Scope {
     Agent(Arc<str>),
     Segment(Arc<str>),
+    /// Runs whose calls carry no segment (the Segments `(none)` row).
+    NoSegment,
     Model(Arc<str>),
 }
 
@@ -62,6 +64,9 @@ pub enum Screen {
     Runs(Scope),
     /// Hop-by-hop waterfall of one run.
     Run(Arc<str>),
+    /// One hop of a run (by position): why it bleeds, what a per-hop limit
+    /// would have saved, its budget events.
+    Hop(Arc<str>, u32),
 }
 
 impl Screen {
@@ -70,7 +75,7 @@ impl Screen {
     pub fn tab(&self, root: Tab) -> Tab {
         match self {
             Screen::Tab(tab) => *tab,
-            Screen::Runs(_) | Screen::Run(_) => root,
+            Screen::Runs(_) | Screen::Run(_) | Screen::Hop(..) => root,
         }
     }
 
@@ -84,7 +89,7 @@ impl Screen {
             Screen::Tab(Tab::Models) => Some(ListKind::Models),
             Screen::Tab(Tab::Events) => Some(ListKind::Events),
             Screen::Run(_) => Some(ListKind::Hops),
-            Screen::Tab(Tab::Overview | Tab::Budgets) => None,
+            Screen::Tab(Tab::Overview | Tab::Budgets) | Screen::Hop(..) => None,
         }
     }
 }
@@ -104,7 +109,11 @@ pub enum ListKind {
 pub enum SortKey {
     Cost,
     Tokens,
+    /// Input tokens (hops and events: the `in` column).
+    Input,
     Calls,
+    /// Hops of a run (the runs' `hops` column).
+    Hops,
     Multiplier,
     Started,
     Bleeding,
@@ -122,7 +131,7 @@ impl SortKey {
                 SortKey::Cost,
                 SortKey::Tokens,
                 SortKey::Multiplier,
-                SortKey::Calls,
+                SortKey::Hops,
                 SortKey::Bleeding,
                 SortKey::Started,
                 SortKey::Name,
@@ -133,8 +142,8 @@ impl SortKey {
                 SortKey::Calls,
                 SortKey::Name,
             ],
-            ListKind::Events => &[SortKey::Position, SortKey::Cost, SortKey::Tokens],
-            ListKind::Hops => &[SortKey::Position, SortKey::Cost, SortKey::Tokens],
+            ListKind::Events => &[SortKey::Position, SortKey::Cost, SortKey::Input],
+            ListKind::Hops => &[SortKey::Position, SortKey::Cost, SortKey::Input],
         }
     }
 
@@ -143,7 +152,9 @@ impl SortKey {
         match self {
             SortKey::Cost => "cost",
             SortKey::Tokens => "tokens",
+            SortKey::Input => "input",
             SortKey::Calls => "calls",
+            SortKey::Hops => "hops",
             SortKey::Multiplier => "multiplier",
             SortKey::Started => "started",
             SortKey::Bleeding => "bleeding",
@@ -151,13 +162,41 @@ impl SortKey {
             SortKey::Position => "order",
         }
     }
+
+    /// Whether this key's natural order (before `r`) is descending: largest,
+    /// newest or most first; names A→Z and hops in run order ascend.
+    #[must_use]
+    pub fn natural_descending(self, list: ListKind) -> bool {
+        match self {
+            SortKey::Name => false,
+            // events: newest first; hops: in run order
+            SortKey::Position => list == ListKind::Events,
+            _ => true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sort {
     pub key: SortKey,
-    /// Ascending instead of the natural order (largest first; names A→Z).
+    /// The other way round from the key's natural order (largest first;
+    /// names A→Z: see [`SortKey::natural_descending`]).
     pub reversed: bool,
+}
+
+impl Sort {
+    /// Whether rows of `list` are shown in descending order of the key.
+    #[must_use]
+    pub fn descending(self, list: ListKind) -> bool {
+        self.key.natural_descending(list) != self.reversed
+    }
+
+    /// `↓` for a descending order, `↑` for an ascending one: the arrow says
+    /// what the rows do.
+    #[must_use]
+    pub fn arrow(self, list: ListKind) -> &'static str {
+        if self.descending(list) { "↓" } else { "↑" }
+    }
 }
 
 /// Per-screen position: the selected row by key (stable under re-sorting)
@@ -190,6 +229,8 @@ pub struct ViewState {
     /// Data stops updating on screen; ingest continues.
     pub frozen: bool,
     pub help: bool,
+    /// First line of the help overlay shown (it scrolls when too tall).
+    pub help_scroll: usize,
     pub toast: Option<Toast>,
     /// Rows of the list area, set from the terminal size by the app.
     pub page_rows: usize,
@@ -208,6 +249,7 @@ impl Default for ViewState {
             filter_editing: false,
             frozen: false,
             help: false,
+            help_scroll: 0,
             toast: None,
             page_rows: 20,
             editor: None,

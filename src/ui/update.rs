@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::config::keys::Action;
 
 use super::budgets::EditorInput;
-use super::data::{Published, Rows, row_key, selected_position};
+use super::data::{NO_SEGMENT_KEY, Published, Rows, row_key, selected_position};
 use super::state::{Cursor, ListKind, Scope, Screen, Sort, SortKey, Tab, Toast, ViewState};
 use crate::model::budget::{Limits, Scope as BudgetScope};
 
@@ -75,6 +75,10 @@ pub fn update(view: &mut ViewState, input: Input, data: &Published) -> Option<Ef
             view.filter.clear();
             None
         }
+        Input::Scroll(rows) if view.help => {
+            scroll_help(view, i64::from(rows));
+            None
+        }
         Input::Scroll(rows) => {
             move_by(view, data, i64::from(rows));
             None
@@ -93,8 +97,46 @@ pub fn update(view: &mut ViewState, input: Input, data: &Published) -> Option<Ef
     }
 }
 
+/// Scrolls the help overlay by `delta` lines (clamped: its last page stays
+/// full).
+fn scroll_help(view: &mut ViewState, delta: i64) {
+    // the overlay shows the body's height less its borders: page_rows + 1
+    let last = super::views::help_lines().saturating_sub(view.page_rows + 1);
+    let top = i64::try_from(view.help_scroll)
+        .unwrap_or(0)
+        .saturating_add(delta);
+    view.help_scroll = usize::try_from(top.clamp(0, i64::try_from(last).unwrap_or(0))).unwrap_or(0);
+}
+
+/// Keys while the help overlay is open: moving keys scroll it; help and
+/// back close it; any other action closes it and is done.
+fn help_key(view: &mut ViewState, action: Action) -> bool {
+    let page = page(view);
+    match action {
+        Action::Up => scroll_help(view, -1),
+        Action::Down => scroll_help(view, 1),
+        Action::PageUp => scroll_help(view, -page),
+        Action::PageDown => scroll_help(view, page),
+        Action::Top => scroll_help(view, i64::MIN / 2),
+        Action::Bottom => scroll_help(view, i64::MAX / 2),
+        Action::Help | Action::Back => {
+            view.help = false;
+            view.help_scroll = 0;
+        }
+        _ => {
+            view.help = false;
+            view.help_scroll = 0;
+            return false;
+        }
+    }
+    true
+}
+
 fn act(view: &mut ViewState, action: Action, data: &Published) -> Option<Effect> {
     view.toast = None;
+    if view.help && help_key(view, action) {
+        return None;
+    }
     match action {
         Action::Quit => return Some(Effect::Quit),
         Action::Help => view.help = !view.help,
@@ -207,8 +249,29 @@ fn row_keys(view: &ViewState, data: &Published) -> Vec<Arc<str>> {
         .collect()
 }
 
-/// Moves the selection by `delta` rows (clamped) and keeps it in view.
+/// Moves the selection by `delta` rows (clamped) and keeps it in view; on a
+/// hop's detail, to the hop `delta` positions away in the run's waterfall
+/// (whose selection follows).
 fn move_by(view: &mut ViewState, data: &Published, delta: i64) {
+    if let Screen::Hop(run_id, hop) = view.screen().clone() {
+        let Some(parent) = view.stack.len().checked_sub(2) else {
+            return;
+        };
+        view.stack.truncate(parent + 1);
+        if view.screen() != &Screen::Run(run_id.clone()) {
+            view.stack.push(Screen::Run(run_id.clone()));
+        }
+        view.cursors
+            .entry(Screen::Run(run_id.clone()))
+            .or_default()
+            .selected = Some(Arc::from(hop.to_string()));
+        move_by(view, data, delta);
+        let next = selected_key(view, data)
+            .and_then(|k| k.parse::<u32>().ok())
+            .unwrap_or(hop);
+        view.stack.push(Screen::Hop(run_id, next));
+        return;
+    }
     let keys = row_keys(view, data);
     if keys.is_empty() {
         return;
@@ -272,9 +335,13 @@ fn drill_down(view: &mut ViewState, data: &Published) {
         }
         Screen::Tab(Tab::Runs) | Screen::Runs(_) => selected_key(view, data).map(Screen::Run),
         Screen::Tab(Tab::Agents) => selected_key(view, data).map(|k| Screen::Runs(Scope::Agent(k))),
-        Screen::Tab(Tab::Segments) => {
-            selected_key(view, data).map(|k| Screen::Runs(Scope::Segment(k)))
-        }
+        Screen::Tab(Tab::Segments) => selected_key(view, data).map(|k| {
+            Screen::Runs(if &*k == NO_SEGMENT_KEY {
+                Scope::NoSegment
+            } else {
+                Scope::Segment(k)
+            })
+        }),
         Screen::Tab(Tab::Models) => selected_key(view, data).map(|k| Screen::Runs(Scope::Model(k))),
         Screen::Tab(Tab::Events) => {
             let rows = Rows::compute(data, &screen, view);
@@ -283,7 +350,11 @@ fn drill_down(view: &mut ViewState, data: &Published) {
                 .and_then(|p| data.snapshot.recent.get(rows.indexes[p]))
                 .map(|e| Screen::Run(e.run_id.clone()))
         }
-        Screen::Run(_) | Screen::Tab(Tab::Budgets) => None,
+        // a hop of the waterfall: its detail
+        Screen::Run(run_id) => selected_key(view, data)
+            .and_then(|k| k.parse::<u32>().ok())
+            .map(|hop| Screen::Hop(run_id.clone(), hop)),
+        Screen::Hop(..) | Screen::Tab(Tab::Budgets) => None,
     };
     if let Some(next) = next {
         view.filter.clear();
@@ -295,9 +366,17 @@ fn drill_down(view: &mut ViewState, data: &Published) {
 fn budget_target(view: &ViewState, data: &Published) -> Option<BudgetTarget> {
     match view.screen() {
         Screen::Tab(Tab::Agents) => selected_key(view, data).map(BudgetTarget::Agent),
-        Screen::Tab(Tab::Segments) => selected_key(view, data).map(BudgetTarget::Segment),
+        // calls without a segment fall under the global budget
+        Screen::Tab(Tab::Segments) => selected_key(view, data).map(|k| {
+            if &*k == NO_SEGMENT_KEY {
+                BudgetTarget::Global
+            } else {
+                BudgetTarget::Segment(k)
+            }
+        }),
         Screen::Runs(Scope::Agent(agent)) => Some(BudgetTarget::Agent(agent.clone())),
         Screen::Runs(Scope::Segment(segment)) => Some(BudgetTarget::Segment(segment.clone())),
+        Screen::Runs(Scope::NoSegment) => Some(BudgetTarget::Global),
         Screen::Tab(Tab::Runs) | Screen::Runs(Scope::Model(_)) => {
             // a run's budget is its segment's (or the global one)
             let key = selected_key(view, data)?;
@@ -308,7 +387,7 @@ fn budget_target(view: &ViewState, data: &Published) -> Option<BudgetTarget> {
                     .map_or(BudgetTarget::Global, BudgetTarget::Segment),
             )
         }
-        Screen::Run(run_id) => {
+        Screen::Run(run_id) | Screen::Hop(run_id, _) => {
             let run = data.snapshot.runs.iter().find(|r| r.run_id == *run_id)?;
             Some(
                 run.segment

@@ -27,6 +27,7 @@ mod keyed;
 mod overview;
 mod run;
 mod runs;
+mod table;
 mod widgets;
 
 /// Everything a frame is drawn from.
@@ -58,6 +59,7 @@ pub fn render(frame: &mut Frame, cx: &ViewCx) {
         Screen::Tab(Tab::Runs) => runs::render(frame, body, cx, None),
         Screen::Runs(scope) => runs::render(frame, body, cx, Some(scope)),
         Screen::Run(run_id) => run::render(frame, body, cx, run_id),
+        Screen::Hop(run_id, hop) => run::render_hop(frame, body, cx, run_id, *hop),
         Screen::Tab(Tab::Agents) => agents::render(frame, body, cx),
         Screen::Tab(Tab::Segments) => keyed::render(frame, body, cx, ListKind::Segments),
         Screen::Tab(Tab::Models) => keyed::render(frame, body, cx, ListKind::Models),
@@ -71,6 +73,12 @@ pub fn render(frame: &mut Frame, cx: &ViewCx) {
     if cx.view.help {
         help::render(frame, body, cx);
     }
+}
+
+/// Lines of the help overlay's text (for scrolling it).
+#[must_use]
+pub fn help_lines() -> usize {
+    help::line_count()
 }
 
 /// Rows a list body of `height` lines shows (borders and header excluded).

@@ -337,6 +337,31 @@ fn set_prices_does_not_reprice_past_hops() {
 }
 
 #[test]
+fn calls_without_a_segment_make_the_rest_of_the_totals() {
+    let mut events = Vec::new();
+    for (i, segment) in [Some("a"), None, Some("b"), None, None]
+        .into_iter()
+        .enumerate()
+    {
+        let mut event = hop("r", Some(i as u32 + 1), "x", "gpt-4.1", 100, 10);
+        event.segment = segment.map(Cow::Borrowed);
+        events.push(event);
+    }
+    let s = fold(&mut ledger(), &events);
+    let rest = s.unsegmented();
+    assert_eq!(rest.events, 3);
+    assert_eq!(
+        rest.cost,
+        Usd::from_picos(3 * (100 * GPT41_IN + 10 * GPT41_OUT))
+    );
+    let mut all = rest;
+    for row in &s.by_segment {
+        all.merge(&row.counters);
+    }
+    assert_eq!(all, s.totals);
+}
+
+#[test]
 fn budget_exceeded_and_run_end_mark_the_run_and_hop() {
     let budget = |hop: Option<u32>| TelemetryEvent {
         kind: EventKind::BudgetExceeded {
@@ -378,6 +403,24 @@ fn budget_exceeded_and_run_end_mark_the_run_and_hop() {
         "budget and run_end records are not calls"
     );
     assert_eq!(r.last_ts_ms, Some(T0 + MINUTE));
+    // the tail carries what these records said, not a blank call
+    let kinds: Vec<&RecentKind> = s.recent.iter().map(|e| &e.kind).collect();
+    assert_eq!(
+        kinds[2],
+        &RecentKind::BudgetExceeded(Box::new(BudgetHit {
+            limit_kind: Some("tokens".into()),
+            limit: Some(100),
+            observed: Some(120),
+            action: Some("stop".into()),
+            hop: Some(2),
+        }))
+    );
+    let RecentKind::RunEnd(ended) = kinds[4] else {
+        panic!("{kinds:?}")
+    };
+    assert_eq!(&*ended.status, "budget");
+    assert_eq!((ended.hops, ended.tokens), (2, 22));
+    assert_eq!(ended.cost, Some(r.counters.cost));
 }
 
 #[test]

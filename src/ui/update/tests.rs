@@ -31,6 +31,7 @@ fn sample() -> Published {
         snapshot: Arc::new(snapshot),
         stats: Arc::new(stats),
         insights: Arc::new(insights),
+        prices: Some(Arc::new(PriceBook::embedded())),
         ..Published::default()
     }
 }
@@ -263,4 +264,104 @@ fn freeze_help_theme_quit_and_budget_effects() {
         run(&mut view, &data, &[Action::Quit]),
         vec![Some(Effect::Quit)]
     );
+}
+
+#[test]
+fn while_help_is_open_moving_keys_scroll_it_not_the_list() {
+    let data = sample();
+    let mut view = ViewState {
+        page_rows: 10,
+        ..ViewState::default()
+    };
+    run(&mut view, &data, &[Action::ScreenRuns, Action::Down]);
+    let selected = selected_key(&view, &data);
+    run(
+        &mut view,
+        &data,
+        &[Action::Help, Action::Down, Action::Down],
+    );
+    assert_eq!(view.help_scroll, 2);
+    assert_eq!(
+        selected_key(&view, &data),
+        selected,
+        "the list did not move"
+    );
+    run(&mut view, &data, &[Action::Bottom]);
+    let last = crate::ui::views::help_lines() - (view.page_rows + 1);
+    assert_eq!(view.help_scroll, last, "the last page stays full");
+    run(&mut view, &data, &[Action::PageDown, Action::Up]);
+    assert_eq!(view.help_scroll, last - 1);
+    update(&mut view, Input::Scroll(-100), &data);
+    assert_eq!(view.help_scroll, 0);
+    // another key closes the help and does what it says
+    run(&mut view, &data, &[Action::Help, Action::ScreenAgents]);
+    assert!(!view.help);
+    assert_eq!(view.screen(), &Screen::Tab(Tab::Agents));
+}
+
+#[test]
+fn enter_on_a_hop_opens_its_detail_and_j_k_walk_the_hops() {
+    let data = sample();
+    let mut view = ViewState::default();
+    run(
+        &mut view,
+        &data,
+        &[
+            Action::ScreenRuns,
+            Action::DrillDown,
+            Action::Down,
+            Action::Down,
+        ],
+    );
+    let Screen::Run(run_id) = view.screen().clone() else {
+        panic!("{:?}", view.screen())
+    };
+    run(&mut view, &data, &[Action::DrillDown]);
+    assert_eq!(view.screen(), &Screen::Hop(run_id.clone(), 3));
+    run(&mut view, &data, &[Action::Down]);
+    assert_eq!(view.screen(), &Screen::Hop(run_id.clone(), 4));
+    run(&mut view, &data, &[Action::Top]);
+    assert_eq!(view.screen(), &Screen::Hop(run_id.clone(), 1));
+    run(&mut view, &data, &[Action::Back]);
+    assert_eq!(view.screen(), &Screen::Run(run_id.clone()));
+    assert_eq!(
+        selected_key(&view, &data).as_ref(),
+        "1",
+        "the waterfall followed"
+    );
+}
+
+#[test]
+fn runs_sort_by_hops_and_names_go_a_to_z_under_an_up_arrow() {
+    let data = sample();
+    let mut view = ViewState::default();
+    run(&mut view, &data, &[Action::ScreenRuns]);
+    for _ in 0..3 {
+        run(&mut view, &data, &[Action::NextSort]);
+    }
+    let sort = view.sort(ListKind::Runs);
+    assert_eq!(sort.key, SortKey::Hops);
+    let rows = Rows::compute(&data, view.screen(), &view);
+    let hops: Vec<usize> = rows
+        .indexes
+        .iter()
+        .map(|&i| data.snapshot.runs[i].hops.len())
+        .collect();
+    assert!(hops.windows(2).all(|w| w[0] >= w[1]), "{hops:?}");
+    assert_eq!(sort.arrow(ListKind::Runs), "↓");
+    for _ in 0..3 {
+        run(&mut view, &data, &[Action::NextSort]);
+    }
+    let sort = view.sort(ListKind::Runs);
+    assert_eq!(sort.key, SortKey::Name);
+    assert_eq!(sort.arrow(ListKind::Runs), "↑");
+    let rows = Rows::compute(&data, view.screen(), &view);
+    let ids: Vec<&str> = rows
+        .indexes
+        .iter()
+        .map(|&i| &*data.snapshot.runs[i].run_id)
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] <= w[1]), "{ids:?}");
+    run(&mut view, &data, &[Action::ReverseSort]);
+    assert_eq!(view.sort(ListKind::Runs).arrow(ListKind::Runs), "↓");
 }

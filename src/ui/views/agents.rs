@@ -2,10 +2,10 @@
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::widgets::{Cell, Row, Table};
 
 use crate::sanitize::sanitize;
 
+use super::table::{Column, DataTable, TableCell};
 use super::widgets::block;
 use super::{ViewCx, list_rows};
 use crate::ui::data::selected_position;
@@ -32,43 +32,28 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx) {
         .get(&agent.name)
         .map_or(&[][..], Vec::as_slice);
     let visible = list_rows(detail.height);
-    let rows: Vec<Row> = positions
-        .iter()
-        .take(visible)
-        .map(|p| {
-            Row::new(vec![
-                Cell::from(p.hop.to_string()),
-                Cell::from(p.runs.to_string()),
-                Cell::from(tokens(p.input_tokens.median)),
-                Cell::from(tokens(p.input_tokens.p95)),
-                Cell::from(dollars(p.cost.median)),
-                Cell::from(dollars(p.cost.p95)),
-            ])
-            .style(cx.theme.text)
-        })
-        .collect();
-    let header = Row::new([
-        "hop",
-        "runs",
-        "input median",
-        "input p95",
-        "cost median",
-        "cost p95",
+    let mut table = DataTable::new(vec![
+        Column::number("hop", 0),
+        Column::number("runs", 1),
+        Column::number("input median", 0),
+        Column::number("input p95", 1),
+        Column::number("cost median", 0),
+        Column::number("cost p95", 1),
     ])
-    .style(cx.theme.header);
-    let widths = [
-        Constraint::Length(4),
-        Constraint::Length(6),
-        Constraint::Length(13),
-        Constraint::Length(10),
-        Constraint::Length(12),
-        Constraint::Length(10),
-    ];
+    .header_style(cx.theme.header);
+    for p in positions.iter().take(visible) {
+        table.row(
+            vec![
+                TableCell::number(p.hop.to_string()),
+                TableCell::number(p.runs.to_string()),
+                TableCell::number(tokens(p.input_tokens.median)),
+                TableCell::number(tokens(p.input_tokens.p95)),
+                TableCell::number(dollars(p.cost.median)),
+                TableCell::number(dollars(p.cost.p95)),
+            ],
+            cx.theme.text,
+        );
+    }
     let title = format!("Hop positions of {} across runs", sanitize(&agent.name));
-    frame.render_widget(
-        Table::new(rows, widths)
-            .header(header)
-            .block(block(title, cx)),
-        detail,
-    );
+    table.render(frame, detail, block(title, cx));
 }

@@ -55,18 +55,35 @@ pub(super) fn render_status(frame: &mut Frame, area: Rect, cx: &ViewCx) {
     if data.reading_backlog {
         parts.push("reading backlog…".to_owned());
     }
-    match data.last_event_ms {
+    // While frozen, the clock, the rate and the line count come from
+    // ingest as it goes on, not from the held view.
+    let (last_event_ms, lines_per_sec) = match (&data.live, cx.view.frozen) {
+        (Some(live), true) => (live.last_event_ms, live.lines_per_sec),
+        _ => (data.last_event_ms, data.lines_per_sec),
+    };
+    match last_event_ms {
         Some(ms) => parts.push(format!("last event {} ago", age(cx.now_ms - ms))),
         None => parts.push("no events yet".to_owned()),
     }
     // The rate is measured while lines arrive; quiet for 2 s means 0.
-    let quiet = data.last_event_ms.is_none_or(|ms| cx.now_ms - ms > 2_000);
-    parts.push(format!(
-        "{:.0} lines/s",
-        if quiet { 0.0 } else { data.lines_per_sec }
-    ));
+    let quiet = last_event_ms.is_none_or(|ms| cx.now_ms - ms > 2_000);
+    let rate = format!("{:.0} lines/s", if quiet { 0.0 } else { lines_per_sec });
+    if cx.view.frozen {
+        let since = data
+            .live
+            .map_or(0, |live| live.lines.saturating_sub(stats.lines));
+        parts.push(format!(
+            "ingest continues: {since} lines since freeze, {rate}"
+        ));
+    } else {
+        parts.push(rate);
+    }
     if stats.malformed > 0 {
-        parts.push(format!("{} malformed", stats.malformed));
+        parts.push(format!(
+            "{} malformed ({}: Events)",
+            stats.malformed,
+            cx.keymap.describe(Action::ScreenEvents)
+        ));
     }
     if live.dropped > 0 {
         parts.push(format!("{} DROPPED", live.dropped));

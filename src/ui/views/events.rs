@@ -1,90 +1,232 @@
-//! The Events screen: the recent tail of calls, run ends and budget events.
+//! The Events screen: the recent tail of calls, run ends and budget events,
+//! each with what it reported; below it, the rejected (malformed) lines
+//! with their `file:line` and reason.
 
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Rect};
-use ratatui::widgets::{Cell, Row, Table};
+use ratatui::layout::{Constraint, Layout, Rect};
 
-use crate::model::ledger::RecentKind;
+use crate::ingest::stats::RejectKind;
+use crate::model::ledger::{BudgetHit, RecentEvent, RecentKind};
 use crate::sanitize::sanitize;
 
+use super::table::{Column, DataTable, TableCell};
 use super::widgets::{block, list_title, list_window};
 use super::{ViewCx, list_rows};
 use crate::ui::format::{dollars, tokens};
-use crate::ui::state::ListKind;
+use crate::ui::state::{ListKind, SortKey};
+
+/// What a budget breach said: `per_hop limit 9.0k · saw 12.4k · trim`.
+pub(super) fn breach_parts(hit: &BudgetHit) -> Vec<String> {
+    let mut parts = Vec::new();
+    let kind = hit
+        .limit_kind
+        .as_deref()
+        .map_or_else(|| "limit".to_owned(), |k| sanitize(k).into_owned());
+    parts.push(match hit.limit {
+        Some(limit) => format!("{kind} limit {}", tokens(limit)),
+        None => kind,
+    });
+    if let Some(observed) = hit.observed {
+        parts.push(format!("saw {}", tokens(observed)));
+    }
+    if let Some(action) = &hit.action {
+        parts.push(format!("→ {}", sanitize(action)));
+    }
+    parts
+}
+
+/// The `what` of a tail line: agent and model of a call; the breach of a
+/// budget event; status and totals of a run end.
+fn detail(e: &RecentEvent) -> Vec<String> {
+    match &e.kind {
+        RecentKind::Hop => vec![
+            sanitize(&e.agent).into_owned(),
+            sanitize(&e.model).into_owned(),
+        ],
+        RecentKind::BudgetExceeded(hit) => {
+            let mut parts = breach_parts(hit);
+            if &*e.agent != "unknown" {
+                parts.insert(0, sanitize(&e.agent).into_owned());
+            }
+            parts
+        }
+        RecentKind::RunEnd(end) => vec![
+            sanitize(&end.status).into_owned(),
+            format!("{} hop{}", end.hops, if end.hops == 1 { "" } else { "s" }),
+            format!("{} tokens", tokens(end.tokens)),
+            format!(
+                "{} in all",
+                end.cost.map_or_else(|| "unpriced".to_owned(), dollars)
+            ),
+        ],
+    }
+}
 
 pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx) {
+    let samples = &cx.data.stats.malformed_samples;
+    if samples.is_empty() {
+        render_tail(frame, area, cx);
+        return;
+    }
+    // the malformed lines below the tail: a third of the screen at most
+    let wanted = u16::try_from(samples.len() + 3).unwrap_or(u16::MAX);
+    let height = wanted.min(area.height / 3).max(4.min(area.height));
+    let [tail, malformed] =
+        Layout::vertical([Constraint::Min(3), Constraint::Length(height)]).areas(area);
+    render_tail(frame, tail, cx);
+    render_malformed(frame, malformed, cx);
+}
+
+/// The rejected lines ingest kept (the first ones, see
+/// `ingest::stats::MAX_REJECT_SAMPLES`): where and why.
+fn render_malformed(frame: &mut Frame, area: Rect, cx: &ViewCx) {
+    let stats = &cx.data.stats;
+    let samples = &stats.malformed_samples;
+    let mut table = DataTable::new(vec![
+        Column::text("file:line", 0, 12, 60),
+        Column::text("kind", 2, 9, 12),
+        Column::text("reason", 1, 16, 400),
+    ])
+    .header_style(cx.theme.header);
+    for rejected in samples.iter().take(list_rows(area.height)) {
+        let kind = match rejected.kind {
+            RejectKind::Malformed => "malformed",
+            RejectKind::InvalidUtf8 => "not UTF-8",
+            RejectKind::Oversized => "too long",
+            RejectKind::Unrevisable => "late",
+        };
+        table.row(
+            vec![
+                TableCell::text(sanitize(&rejected.location)),
+                TableCell::text(kind),
+                TableCell::text(sanitize(&rejected.reason)),
+            ],
+            cx.theme.warning,
+        );
+    }
+    let kept = samples.len();
+    let rejected = stats.malformed + stats.unrevisable;
+    let title = if u64::try_from(kept).unwrap_or(u64::MAX) < rejected {
+        format!("Rejected lines · the first {kept} of {rejected} · all in `tokwatch report`")
+    } else {
+        format!("Rejected lines · {kept}")
+    };
+    table.render(frame, area, block(title, cx));
+}
+
+fn render_tail(frame: &mut Frame, area: Rect, cx: &ViewCx) {
     let recent = &cx.data.snapshot.recent;
     let visible = list_rows(area.height);
     let (selected, offset) = list_window(cx, visible);
-    let rows: Vec<Row> = cx
+    let mut table = DataTable::new(vec![
+        Column::number("time", 1).sorts(SortKey::Position),
+        Column::text("kind", 0, 4, 8),
+        Column::text("run", 0, 10, 36),
+        Column::number("hop", 4),
+        Column::text("what", 2, 14, 64),
+        Column::number("in", 3).sorts(SortKey::Input),
+        Column::number("out", 5),
+        Column::number("cost", 0).sorts(SortKey::Cost),
+    ])
+    .sorted(cx.view.sort(ListKind::Events), ListKind::Events)
+    .header_style(cx.theme.header);
+    for (position, &i) in cx
         .rows
         .indexes
         .iter()
         .enumerate()
         .skip(offset)
         .take(visible)
-        .map(|(position, &i)| {
-            let e = &recent[i];
-            let time = e
-                .ts_ms
-                .and_then(chrono::DateTime::from_timestamp_millis)
-                .map_or_else(
-                    || "-".to_owned(),
-                    |t| t.format("%m-%d %H:%M:%S").to_string(),
-                );
-            let (kind, style) = match e.kind {
-                RecentKind::Hop => ("call", cx.theme.text),
-                RecentKind::BudgetExceeded => ("! budget", cx.theme.budget_over),
-                RecentKind::RunEnd => ("end", cx.theme.muted),
-            };
-            Row::new(vec![
-                Cell::from(time),
-                Cell::from(kind),
-                Cell::from(sanitize(&e.run_id).into_owned()),
-                Cell::from(e.hop.to_string()),
-                Cell::from(sanitize(&e.agent).into_owned()),
-                Cell::from(sanitize(&e.model).into_owned()),
-                Cell::from(tokens(e.usage.input_total())),
-                Cell::from(tokens(e.usage.output)),
-                Cell::from(e.cost.map_or_else(
-                    || {
-                        if e.kind == RecentKind::Hop {
-                            "unpriced".into()
-                        } else {
-                            String::new()
-                        }
-                    },
-                    dollars,
-                )),
-            ])
-            .style(if Some(position) == selected {
+    {
+        let e = &recent[i];
+        let time = e
+            .ts_ms
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map_or_else(
+                || "-".to_owned(),
+                |t| t.format("%m-%d %H:%M:%S").to_string(),
+            );
+        let (kind, style) = match &e.kind {
+            RecentKind::Hop => ("call", cx.theme.text),
+            RecentKind::BudgetExceeded(_) => ("! budget", cx.theme.budget_over),
+            RecentKind::RunEnd(_) => ("end", cx.theme.muted),
+        };
+        let call = e.kind == RecentKind::Hop;
+        let hop = match &e.kind {
+            RecentKind::Hop => e.hop.to_string(),
+            RecentKind::BudgetExceeded(hit) => hit.hop.map_or_else(String::new, |h| h.to_string()),
+            RecentKind::RunEnd(_) => String::new(),
+        };
+        let number = |text: String| TableCell::number(if call { text } else { String::new() });
+        table.row(
+            vec![
+                TableCell::number(time),
+                TableCell::text(kind),
+                TableCell::text(sanitize(&e.run_id)),
+                TableCell::number(hop),
+                TableCell::parts(detail(e)),
+                number(tokens(e.usage.input_total())),
+                number(tokens(e.usage.output)),
+                number(e.cost.map_or_else(|| "unpriced".into(), dollars)),
+            ],
+            if Some(position) == selected {
                 cx.theme.selected
             } else {
                 style
-            })
-        })
-        .collect();
-    let header = Row::new([
-        "time", "kind", "run", "hop", "agent", "model", "in", "out", "cost",
-    ])
-    .style(cx.theme.header);
-    let widths = [
-        Constraint::Length(14),
-        Constraint::Length(8),
-        Constraint::Min(12),
-        Constraint::Length(4),
-        Constraint::Length(12),
-        Constraint::Length(18),
-        Constraint::Length(7),
-        Constraint::Length(6),
-        Constraint::Length(9),
-    ];
+            },
+        );
+    }
     let title = list_title("Latest events".into(), cx, ListKind::Events) + " · Enter: run";
-    frame.render_widget(
-        Table::new(rows, widths)
-            .header(header)
-            .block(block(title, cx))
-            .column_spacing(1),
-        area,
-    );
+    table.render(frame, area, block(title, cx));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::Usd;
+    use crate::model::ledger::RunEnded;
+    use crate::types::usage::Usage;
+
+    fn line(kind: RecentKind) -> RecentEvent {
+        RecentEvent {
+            ts_ms: Some(0),
+            run_id: Arc::from("r-1"),
+            hop: 0,
+            agent: Arc::from("unknown"),
+            model: Arc::from("unknown"),
+            usage: Usage::default(),
+            cost: None,
+            provenance: crate::model::Provenance::Reported,
+            kind,
+        }
+    }
+
+    #[test]
+    fn run_ends_and_budget_events_say_what_they_reported() {
+        let end = line(RecentKind::RunEnd(Box::new(RunEnded {
+            status: Arc::from("aborted"),
+            hops: 8,
+            tokens: 259_600,
+            cost: Some(Usd::parse_decimal("1.5").unwrap()),
+        })));
+        assert_eq!(
+            detail(&end),
+            ["aborted", "8 hops", "259.6k tokens", "$1.50 in all"]
+        );
+        let mut breach = line(RecentKind::BudgetExceeded(Box::new(BudgetHit {
+            limit_kind: Some("per_hop".into()),
+            limit: Some(9000),
+            observed: Some(12_400),
+            action: Some("trim".into()),
+            hop: Some(4),
+        })));
+        assert_eq!(
+            detail(&breach),
+            ["per_hop limit 9.0k", "saw 12.4k", "→ trim"]
+        );
+        breach.agent = Arc::from("researcher");
+        assert_eq!(detail(&breach)[0], "researcher");
+    }
 }

@@ -2,14 +2,16 @@
 
 use ratatui::layout::Rect;
 use ratatui::style::Style;
-use ratatui::text::Span;
+use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders};
 
 use crate::model::Counters;
+use crate::model::ledger::RunAgg;
+use crate::sanitize::sanitize;
 
 use super::ViewCx;
 use crate::ui::data::selected_position;
-use crate::ui::format::dollars;
+use crate::ui::format::{age, dollars};
 use crate::ui::state::ListKind;
 
 pub(super) fn block<'a>(title: String, cx: &ViewCx) -> Block<'a> {
@@ -25,6 +27,33 @@ pub(super) fn kv<'a>(label: &'a str, value: String, style: Style, cx: &ViewCx) -
         Span::styled(value, style),
         Span::raw("   "),
     ]
+}
+
+/// Lays `groups` (each a label and its value, as [`kv`] makes them) out in
+/// lines of at most `width` cells, never splitting a group: a value is
+/// never cut at the edge, it moves to the next line.
+pub(super) fn pack<'a>(groups: Vec<Vec<Span<'a>>>, width: u16) -> Vec<Line<'a>> {
+    let width = usize::from(width);
+    let mut lines: Vec<Line> = Vec::new();
+    let mut current: Vec<Span> = Vec::new();
+    let mut used = 0;
+    for group in groups {
+        let w: usize = group.iter().map(Span::width).sum();
+        // the trailing gap of a group may overhang
+        let tight = w - group
+            .last()
+            .map_or(0, |s| s.content.len() - s.content.trim_end().len());
+        if used > 0 && used + tight > width {
+            lines.push(Line::from(std::mem::take(&mut current)));
+            used = 0;
+        }
+        used += w;
+        current.extend(group);
+    }
+    if !current.is_empty() {
+        lines.push(Line::from(current));
+    }
+    lines
 }
 
 /// First visible row so that `selected` is in view.
@@ -58,12 +87,35 @@ pub(super) fn list_window(cx: &ViewCx, visible: usize) -> (Option<usize>, usize)
 
 pub(super) fn list_title(base: String, cx: &ViewCx, list: ListKind) -> String {
     let sort = cx.view.sort(list);
-    let arrow = if sort.reversed { "↑" } else { "↓" };
     format!(
-        "{base} · {} rows · sort {}{arrow}",
+        "{base} · {} rows · sort {}{}",
         cx.rows.len(),
-        sort.key.label()
+        sort.key.label(),
+        sort.arrow(list)
     )
+}
+
+/// A run with no event for this long and no `run_end` is shown as idle.
+pub const IDLE_AFTER_MS: i64 = 5 * 60_000;
+
+/// What a run is doing, as of `now_ms`: its `run_end` status once ended,
+/// `idle 12m` when nothing arrived for [`IDLE_AFTER_MS`], else `running`.
+/// The idle time counts from the run's newest event timestamp.
+#[must_use]
+pub fn run_status(run: &RunAgg, now_ms: i64) -> String {
+    if let Some(status) = &run.ended {
+        return sanitize(status).into_owned();
+    }
+    match run.last_ts_ms {
+        Some(last) if now_ms - last >= IDLE_AFTER_MS => format!("idle {}", age(now_ms - last)),
+        _ => "running".to_owned(),
+    }
+}
+
+/// A ratio as `12.3×`, `-` when unknown.
+#[must_use]
+pub fn times(ratio: Option<f64>) -> String {
+    ratio.map_or_else(|| "-".into(), |m| format!("{m:.1}×"))
 }
 
 /// A popup at most `width` wide, tall enough for `lines` lines plus borders,
@@ -78,5 +130,36 @@ pub(super) fn centered(area: Rect, width: u16, lines: usize) -> Rect {
         y: area.y + (area.height - height) / 2,
         width,
         height,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn a_quiet_run_without_an_end_is_idle_not_running_forever() {
+        let mut run = RunAgg {
+            run_id: Arc::from("r"),
+            hops: Vec::new(),
+            counters: Counters::default(),
+            segment: None,
+            user: None,
+            first_ts_ms: Some(1_000_000),
+            last_ts_ms: Some(1_000_000),
+            ended: None,
+            budget_hits: Vec::new(),
+        };
+        assert_eq!(run_status(&run, 1_000_000 + 4_000), "running");
+        assert_eq!(run_status(&run, 1_000_000 + IDLE_AFTER_MS - 1), "running");
+        assert_eq!(run_status(&run, 1_000_000 + 5 * 60_000), "idle 5m");
+        assert_eq!(run_status(&run, 1_000_000 + 3 * 3_600_000), "idle 3h");
+        run.ended = Some(Arc::from("aborted\u{1b}[2J"));
+        assert_eq!(
+            run_status(&run, 1_000_000 + 3 * 3_600_000),
+            "aborted\u{FFFD}[2J"
+        );
     }
 }

@@ -1,0 +1,622 @@
+//! The one table every list screen is drawn with.
+//!
+//! A screen declares its columns — a header, a [`Kind`], a priority and a
+//! width range — and pushes rows of ready-made cells; [`DataTable::render`]
+//! lays them out for the width it gets:
+//!
+//! - widths follow content: a column is as wide as its widest cell (or its
+//!   header), text columns within `min..=max`;
+//! - **numbers are never cut**: a [`Kind::Number`] column is always as wide as
+//!   its widest value, right-aligned, units included;
+//! - when the columns do not fit, whole columns are **dropped by priority**
+//!   (the highest `priority` first; `0` is never dropped), and only then is
+//!   **text shortened with `…`** down to its `min`;
+//! - a [`Kind::Bar`] column takes the width that is left (within
+//!   `min..=max`) and draws its stacked bars to that scale;
+//! - the sorted column's header carries the sort arrow (`cost↓`).
+//!
+//! ```ignore
+//! let mut table = DataTable::new(vec![
+//!     Column::text("run", 0, 8, 24).sorts(SortKey::Name),
+//!     Column::number("cost", 0).sorts(SortKey::Cost),
+//!     Column::text("status", 2, 6, 12),
+//! ])
+//! .sorted(cx.view.sort(ListKind::Runs), ListKind::Runs);
+//! table.row(vec![TableCell::text(id), TableCell::number(cost), TableCell::text(status)], style);
+//! table.render(frame, area, block);
+//! ```
+
+use ratatui::Frame;
+use ratatui::layout::{Alignment, Constraint, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Cell, Row, Table};
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+
+use crate::ui::state::{ListKind, Sort, SortKey};
+
+/// Cells between columns.
+const SPACING: u16 = 1;
+
+/// How a column's cells are fitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Never cut, right-aligned; the column is as wide as its widest value.
+    Number,
+    /// Shortened with `…` when the width runs out, left-aligned.
+    Text,
+    /// Stacked bars, drawn to the width the column gets.
+    Bar,
+}
+
+/// One column: what it shows and how much room it may take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub header: String,
+    pub kind: Kind,
+    /// `0`: always shown; otherwise the highest priority is dropped first
+    /// when the columns do not fit.
+    pub priority: u8,
+    /// Text: the narrowest it is shortened to before the column is dropped
+    /// instead; bars: the narrowest bar. Unused for numbers.
+    pub min: u16,
+    /// Text and bars: the widest it grows. Unused for numbers.
+    pub max: u16,
+    /// The sort key this column shows (its header gets the arrow).
+    pub sort: Option<SortKey>,
+}
+
+impl Column {
+    /// A number column (never cut).
+    #[must_use]
+    pub fn number(header: &str, priority: u8) -> Column {
+        Column {
+            header: header.to_owned(),
+            kind: Kind::Number,
+            priority,
+            min: 0,
+            max: u16::MAX,
+            sort: None,
+        }
+    }
+
+    /// A text column, between `min` and `max` cells wide.
+    #[must_use]
+    pub fn text(header: &str, priority: u8, min: u16, max: u16) -> Column {
+        Column {
+            header: header.to_owned(),
+            kind: Kind::Text,
+            priority,
+            min,
+            max: max.max(min),
+            sort: None,
+        }
+    }
+
+    /// A bar column, between `min` and `max` cells wide, taking what is left.
+    #[must_use]
+    pub fn bar(header: &str, priority: u8, min: u16, max: u16) -> Column {
+        Column {
+            header: header.to_owned(),
+            kind: Kind::Bar,
+            priority,
+            min,
+            max: max.max(min),
+            sort: None,
+        }
+    }
+
+    /// Marks the column as the one `key` sorts.
+    #[must_use]
+    pub fn sorts(mut self, key: SortKey) -> Column {
+        self.sort = Some(key);
+        self
+    }
+}
+
+/// What a cell holds.
+#[derive(Debug, Clone, PartialEq)]
+enum Content {
+    Plain(String),
+    /// Parts joined with ` · `, shortened by whole parts (a number among
+    /// them is never cut).
+    Parts(Vec<String>),
+    /// Stacked parts `(value, glyph, style)` scaled so that `scale` fills the column.
+    Bar {
+        parts: Vec<(u64, char, Style)>,
+        scale: u64,
+    },
+}
+
+/// One cell: text (fitted by its column's kind) or a bar, with an optional
+/// style of its own (else the row's).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableCell {
+    content: Content,
+    style: Option<Style>,
+}
+
+impl TableCell {
+    /// A text cell (its column decides whether it may be shortened).
+    #[must_use]
+    pub fn text(text: impl Into<String>) -> TableCell {
+        TableCell {
+            content: Content::Plain(text.into()),
+            style: None,
+        }
+    }
+
+    /// Text made of parts joined with ` · `; when it does not fit, whole
+    /// parts are left out from the end (shown by `…`), so a value in a part
+    /// is never cut. Only a first part that does not fit alone is shortened.
+    #[must_use]
+    pub fn parts(parts: Vec<String>) -> TableCell {
+        TableCell {
+            content: Content::Parts(parts),
+            style: None,
+        }
+    }
+
+    /// A number cell; same as [`TableCell::text`], named for the reader.
+    #[must_use]
+    pub fn number(text: impl Into<String>) -> TableCell {
+        TableCell::text(text)
+    }
+
+    /// A stacked bar: each part `(value, glyph, style)` takes
+    /// `value × width ÷ scale` cells; a non-zero last part at least one.
+    #[must_use]
+    pub fn bar(parts: Vec<(u64, char, Style)>, scale: u64) -> TableCell {
+        TableCell {
+            content: Content::Bar {
+                parts,
+                scale: scale.max(1),
+            },
+            style: None,
+        }
+    }
+
+    /// The cell's own style.
+    #[must_use]
+    pub fn styled(mut self, style: Style) -> TableCell {
+        self.style = Some(style);
+        self
+    }
+
+    fn width(&self) -> usize {
+        match &self.content {
+            Content::Plain(text) => text.width(),
+            Content::Parts(parts) => {
+                parts.iter().map(|p| p.width()).sum::<usize>() + 3 * parts.len().saturating_sub(1)
+            }
+            Content::Bar { .. } => 0,
+        }
+    }
+}
+
+/// A table being built: columns, then rows, then [`DataTable::render`].
+#[derive(Debug, Clone)]
+pub struct DataTable {
+    columns: Vec<Column>,
+    rows: Vec<(Vec<TableCell>, Style)>,
+    header_style: Style,
+    /// The sorted key and its arrow.
+    sort: Option<(SortKey, &'static str)>,
+}
+
+impl DataTable {
+    #[must_use]
+    pub fn new(columns: Vec<Column>) -> DataTable {
+        DataTable {
+            columns,
+            rows: Vec::new(),
+            header_style: Style::default(),
+            sort: None,
+        }
+    }
+
+    /// Puts the sort arrow of `sort` (on `list`) on the column that shows its key.
+    #[must_use]
+    pub fn sorted(mut self, sort: Sort, list: ListKind) -> DataTable {
+        self.sort = Some((sort.key, sort.arrow(list)));
+        self
+    }
+
+    #[must_use]
+    pub fn header_style(mut self, style: Style) -> DataTable {
+        self.header_style = style;
+        self
+    }
+
+    /// Adds a row: one cell per column (missing cells are blank).
+    pub fn row(&mut self, cells: Vec<TableCell>, style: Style) {
+        self.rows.push((cells, style));
+    }
+
+    fn header(&self, column: &Column) -> String {
+        match (self.sort, column.sort) {
+            (Some((key, arrow)), Some(shown)) if key == shown => {
+                format!("{}{arrow}", column.header)
+            }
+            _ => column.header.clone(),
+        }
+    }
+
+    /// The width of each column in `width` cells, `None` when it is dropped.
+    #[must_use]
+    pub fn layout(&self, width: u16) -> Vec<Option<u16>> {
+        let n = self.columns.len();
+        // (narrowest, natural, whole content) per column
+        let bounds: Vec<(u16, u16, u16)> = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(c, column)| {
+                let header = self.header(column).width();
+                let content = self
+                    .rows
+                    .iter()
+                    .filter_map(|(cells, _)| cells.get(c))
+                    .map(TableCell::width)
+                    .max()
+                    .unwrap_or(0);
+                let wanted = to_u16(header.max(content));
+                match column.kind {
+                    Kind::Number => (wanted, wanted, wanted),
+                    Kind::Text => {
+                        let natural = wanted.min(column.max);
+                        (column.min.min(natural), natural, wanted)
+                    }
+                    Kind::Bar => (column.min, column.max, column.max),
+                }
+            })
+            .collect();
+        let mut shown = vec![true; n];
+        let needed = |shown: &[bool]| -> u32 {
+            let visible = shown.iter().filter(|s| **s).count();
+            let cells: u32 = bounds
+                .iter()
+                .zip(shown)
+                .filter(|(_, s)| **s)
+                .map(|((min, _, _), _)| u32::from(*min))
+                .sum();
+            cells + u32::from(SPACING) * u32::try_from(visible.saturating_sub(1)).unwrap_or(0)
+        };
+        while needed(&shown) > u32::from(width) {
+            // the highest priority number goes first; among equals, the rightmost
+            let Some(drop) = (0..n)
+                .filter(|&c| shown[c] && self.columns[c].priority > 0)
+                .max_by_key(|&c| (self.columns[c].priority, c))
+            else {
+                break;
+            };
+            shown[drop] = false;
+        }
+        let mut widths: Vec<Option<u16>> =
+            (0..n).map(|c| shown[c].then_some(bounds[c].0)).collect();
+        let mut spare = u32::from(width).saturating_sub(needed(&shown));
+        // Text grows toward its natural width (within `max`), most important
+        // columns first; then bars take what is left; then text still cut
+        // grows past `max` toward its whole content.
+        let mut order: Vec<usize> = (0..n).filter(|&c| shown[c]).collect();
+        order.sort_by_key(|&c| {
+            (
+                self.columns[c].kind == Kind::Bar,
+                self.columns[c].priority,
+                c,
+            )
+        });
+        for target in [|b: (u16, u16, u16)| b.1, |b: (u16, u16, u16)| b.2] {
+            for &c in &order {
+                let Some(current) = widths[c] else { continue };
+                let grow = u32::from(target(bounds[c]).saturating_sub(current)).min(spare);
+                spare -= grow;
+                widths[c] = Some(current + to_u16(usize::try_from(grow).unwrap_or(0)));
+            }
+        }
+        widths
+    }
+
+    /// Draws the table in `area` inside `block`.
+    pub fn render(self, frame: &mut Frame, area: Rect, block: Block) {
+        let inner = block.inner(area);
+        let widths = self.layout(inner.width);
+        let visible: Vec<(usize, u16)> = widths
+            .iter()
+            .enumerate()
+            .filter_map(|(c, w)| w.map(|w| (c, w)))
+            .collect();
+        let header = Row::new(visible.iter().map(|&(c, w)| {
+            let column = &self.columns[c];
+            let text = self.header(column);
+            cell_line(&column.kind, fit_width(&text, usize::from(w)), None)
+        }))
+        .style(self.header_style);
+        let rows: Vec<Row> = self
+            .rows
+            .iter()
+            .map(|(cells, style)| {
+                Row::new(visible.iter().map(|&(c, w)| {
+                    let column = &self.columns[c];
+                    match cells.get(c) {
+                        None => Cell::from(""),
+                        Some(cell) => render_cell(column.kind, cell, usize::from(w)),
+                    }
+                }))
+                .style(*style)
+            })
+            .collect();
+        let constraints: Vec<Constraint> = visible
+            .iter()
+            .map(|&(_, w)| Constraint::Length(w))
+            .collect();
+        frame.render_widget(
+            Table::new(rows, constraints)
+                .header(header)
+                .block(block)
+                .column_spacing(SPACING),
+            area,
+        );
+    }
+}
+
+fn to_u16(n: usize) -> u16 {
+    u16::try_from(n).unwrap_or(u16::MAX)
+}
+
+fn cell_line<'a>(kind: &Kind, text: String, style: Option<Style>) -> Cell<'a> {
+    let span = match style {
+        Some(style) => Span::styled(text, style),
+        None => Span::raw(text),
+    };
+    let line = Line::from(span);
+    Cell::from(if *kind == Kind::Number {
+        line.alignment(Alignment::Right)
+    } else {
+        line
+    })
+}
+
+fn render_cell<'a>(kind: Kind, cell: &TableCell, width: usize) -> Cell<'a> {
+    match &cell.content {
+        Content::Plain(text) => {
+            let text = match kind {
+                // never cut: the layout made room (below the narrowest
+                // terminal the table can hold, ratatui clips)
+                Kind::Number => text.clone(),
+                Kind::Text | Kind::Bar => fit_width(text, width),
+            };
+            cell_line(&kind, text, cell.style)
+        }
+        Content::Parts(parts) => cell_line(&kind, fit_parts(parts, width), cell.style),
+        Content::Bar { parts, scale } => Cell::from(bar_line(parts, *scale, width)),
+    }
+}
+
+/// Joins `parts` with ` · ` within `width` cells, leaving out whole parts
+/// from the end (`a · b …`).
+#[must_use]
+pub fn fit_parts(parts: &[String], width: usize) -> String {
+    let joined = parts.join(" · ");
+    if joined.width() <= width {
+        return joined;
+    }
+    let mut out = String::new();
+    for part in parts {
+        let candidate = if out.is_empty() {
+            part.clone()
+        } else {
+            format!("{out} · {part}")
+        };
+        // room for the ` …` that says more was left out
+        if candidate.width() + 2 > width {
+            break;
+        }
+        out = candidate;
+    }
+    if out.is_empty() {
+        return fit_width(parts.first().map_or("", String::as_str), width);
+    }
+    out + " …"
+}
+
+/// Stacked bar parts scaled so that `scale` is `width` cells.
+fn bar_line<'a>(parts: &[(u64, char, Style)], scale: u64, width: usize) -> Line<'a> {
+    let cells = |n: u64| -> usize {
+        let cells = u128::from(n) * width as u128 / u128::from(scale.max(1));
+        usize::try_from(cells).unwrap_or(width).min(width)
+    };
+    let last = parts.len().saturating_sub(1);
+    Line::from(
+        parts
+            .iter()
+            .enumerate()
+            .map(|(i, (value, glyph, style))| {
+                let n = cells(*value).max(usize::from(i == last && *value > 0));
+                (n, glyph, style)
+            })
+            .filter(|(n, _, _)| *n > 0)
+            .map(|(n, glyph, style)| Span::styled(glyph.to_string().repeat(n), *style))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// Shortens `text` to `width` terminal cells, ending with `…` when cut.
+#[must_use]
+pub fn fit_width(text: &str, width: usize) -> String {
+    if text.width() <= width {
+        return text.to_owned();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for ch in text.chars() {
+        let w = ch.width().unwrap_or(0);
+        if used + w > width - 1 {
+            break;
+        }
+        used += w;
+        out.push(ch);
+    }
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    use ratatui::widgets::Borders;
+
+    fn table() -> DataTable {
+        let mut table = DataTable::new(vec![
+            Column::text("run", 0, 10, 30).sorts(SortKey::Name),
+            Column::text("segment", 2, 6, 20),
+            Column::number("tokens", 1).sorts(SortKey::Tokens),
+            Column::number("cost", 0).sorts(SortKey::Cost),
+            Column::text("status", 3, 7, 10),
+        ]);
+        for (run, segment, tokens, cost, status) in [
+            (
+                "naive-0001",
+                "naive/enterprise",
+                "259.6k",
+                "$1.50",
+                "running",
+            ),
+            ("lean-0002", "lean/free", "51.2k", "$0.0072", "ok"),
+        ] {
+            table.row(
+                vec![
+                    TableCell::text(run),
+                    TableCell::text(segment),
+                    TableCell::number(tokens),
+                    TableCell::number(cost),
+                    TableCell::text(status),
+                ],
+                Style::default(),
+            );
+        }
+        table
+    }
+
+    fn draw(table: DataTable, width: u16) -> String {
+        let mut terminal = Terminal::new(TestBackend::new(width, 4)).unwrap();
+        terminal
+            .draw(|frame| {
+                table.render(frame, frame.area(), Block::default().borders(Borders::NONE));
+            })
+            .unwrap();
+        terminal.backend().to_string()
+    }
+
+    #[test]
+    fn widths_follow_content_when_everything_fits() {
+        // run 10, segment 16, tokens 6, cost 7, status 7 + 4 spaces
+        assert_eq!(
+            table().layout(80),
+            vec![Some(10), Some(16), Some(6), Some(7), Some(7)]
+        );
+    }
+
+    #[test]
+    fn text_is_shortened_before_any_column_goes_and_columns_go_by_priority() {
+        // 50 = everything at its natural width
+        assert_eq!(
+            table().layout(46),
+            vec![Some(10), Some(12), Some(6), Some(7), Some(7)]
+        );
+        // minimums: 10 + 6 + 6 + 7 + 7 + 4 = 40; below that status (3) goes first
+        assert_eq!(
+            table().layout(34),
+            vec![Some(10), Some(8), Some(6), Some(7), None]
+        );
+        // then segment (2), then tokens (1); run and cost (0) stay
+        assert_eq!(
+            table().layout(27),
+            vec![Some(10), None, Some(6), Some(7), None]
+        );
+        assert_eq!(
+            table().layout(18),
+            vec![Some(10), None, None, Some(7), None]
+        );
+    }
+
+    #[test]
+    fn numbers_are_never_cut_and_text_ends_with_an_ellipsis() {
+        let text = draw(table(), 38);
+        assert!(text.contains("$0.0072"), "{text}");
+        assert!(text.contains("259.6k"), "{text}");
+        assert!(text.contains("naive/enter…"), "{text}");
+        // the status column was dropped whole, not cut to `runni`
+        assert!(!text.contains("runni"), "{text}");
+        // numbers are right-aligned under their header
+        assert!(text.contains("  $1.50"), "{text}");
+    }
+
+    #[test]
+    fn the_sorted_column_carries_the_arrow() {
+        let sorted = table().sorted(
+            Sort {
+                key: SortKey::Name,
+                reversed: false,
+            },
+            ListKind::Runs,
+        );
+        let text = draw(sorted, 80);
+        assert!(text.contains("run↑"), "{text}");
+        let sorted = table().sorted(
+            Sort {
+                key: SortKey::Cost,
+                reversed: false,
+            },
+            ListKind::Runs,
+        );
+        let text = draw(sorted, 80);
+        assert!(text.contains("cost↓"), "{text}");
+        assert!(!text.contains("run↑"), "{text}");
+    }
+
+    #[test]
+    fn bars_take_the_width_left_and_scale_to_it() {
+        let mut table =
+            DataTable::new(vec![Column::number("hop", 0), Column::bar("bar", 1, 4, 20)]);
+        table.row(
+            vec![
+                TableCell::number("1"),
+                TableCell::bar(
+                    vec![(50, '█', Style::default()), (50, '▓', Style::default())],
+                    100,
+                ),
+            ],
+            Style::default(),
+        );
+        assert_eq!(table.layout(15), vec![Some(3), Some(11)]);
+        let text = draw(table, 15);
+        assert!(text.contains("█████▓▓▓▓▓"), "{text}");
+    }
+
+    #[test]
+    fn parts_are_left_out_whole_so_no_value_is_cut() {
+        let parts: Vec<String> = ["ok", "8 hops", "259.6k tokens", "$1.50"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        assert_eq!(fit_parts(&parts, 80), "ok · 8 hops · 259.6k tokens · $1.50");
+        assert_eq!(fit_parts(&parts, 30), "ok · 8 hops · 259.6k tokens …");
+        assert_eq!(fit_parts(&parts, 20), "ok · 8 hops …");
+        // a first part alone too wide is text: shortened
+        assert_eq!(fit_parts(&["researcher".to_owned()], 8), "researc…");
+    }
+
+    #[test]
+    fn fit_width_counts_terminal_cells() {
+        assert_eq!(fit_width("researcher", 6), "resea…");
+        assert_eq!(fit_width("abc", 6), "abc");
+        assert_eq!(fit_width("日本語テキスト", 5), "日本…");
+        assert_eq!(fit_width("abc", 0), "");
+    }
+}
