@@ -419,13 +419,28 @@ fn frozen_the_status_bar_shows_ingest_going_on() {
         lines_per_sec: 40.0,
         last_event_ms: Some(NOW_MS - 500),
     });
-    let text = screen(&data, &[Action::Freeze], 160, 30);
+    for width in [80, 160] {
+        let text = screen(&data, &[Action::Freeze], width, 30);
+        let status = text.lines().last().unwrap();
+        assert!(
+            status.contains("+120 lines since freeze · 40 lines/s"),
+            "{status}"
+        );
+        assert!(!status.contains("· 0 lines/s"), "{status}");
+        // the message is shown whole or shortened with `…`, never cut bare
+        assert!(
+            status.contains("frozen: ingest continues (f resumes)") || status.contains('…'),
+            "{status}"
+        );
+    }
+    // nothing read since the freeze: 0 lines, and 0 lines/s is then true
+    data.live = None;
+    let text = screen(&data, &[Action::Freeze], 120, 30);
     let status = text.lines().last().unwrap();
     assert!(
-        status.contains("ingest continues: 120 lines since freeze, 40 lines/s"),
+        status.contains("+0 lines since freeze · 0 lines/s"),
         "{status}"
     );
-    assert!(!status.contains("· 0 lines/s"), "{status}");
 }
 
 #[test]
@@ -550,4 +565,13 @@ fn at_80_columns_no_number_is_cut() {
         let cut: Vec<&String> = narrow.difference(&wide).collect();
         assert!(cut.is_empty(), "{actions:?}: cut values {cut:?}");
     }
+}
+
+#[test]
+fn frozen_shows_in_the_tab_bar_at_80_columns() {
+    let data = published(&["sample_logs"]);
+    let text = screen(&data, &[Action::ScreenRuns, Action::Freeze], 80, 24);
+    let tabs = text.lines().next().unwrap();
+    assert!(tabs.contains(" FROZEN "), "{tabs}");
+    assert!(tabs.contains("7 Budgets"), "{tabs}");
 }

@@ -202,7 +202,7 @@ fn act(view: &mut ViewState, action: Action, data: &Published) -> Option<Effect>
             view.frozen = !view.frozen;
             view.toast = Some(Toast {
                 text: if view.frozen {
-                    "frozen: the view holds still, ingest continues (f to resume)".into()
+                    "frozen: ingest continues (f resumes)".into()
                 } else {
                     "live".into()
                 },

@@ -10,8 +10,10 @@ use crate::config::keys::Action;
 use crate::sanitize::sanitize;
 
 use super::ViewCx;
+use super::table::fit_width;
 use crate::ui::format::age;
 use crate::ui::state::Tab;
+use unicode_width::UnicodeWidthStr;
 
 pub(super) fn render_tabs(frame: &mut Frame, area: Rect, cx: &ViewCx) {
     let current = cx.view.screen().tab(cx.view.root);
@@ -35,6 +37,11 @@ pub(super) fn render_tabs(frame: &mut Frame, area: Rect, cx: &ViewCx) {
             " FROZEN ",
             cx.theme.warning.add_modifier(Modifier::REVERSED),
         ));
+        // FROZEN must show: the name goes first when the line is too long
+        let used: usize = spans.iter().map(|s| s.content.width()).sum();
+        if used > usize::from(area.width) {
+            spans.remove(0);
+        }
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
@@ -61,23 +68,22 @@ pub(super) fn render_status(frame: &mut Frame, area: Rect, cx: &ViewCx) {
         (Some(live), true) => (live.last_event_ms, live.lines_per_sec),
         _ => (data.last_event_ms, data.lines_per_sec),
     };
-    match last_event_ms {
-        Some(ms) => parts.push(format!("last event {} ago", age(cx.now_ms - ms))),
-        None => parts.push("no events yet".to_owned()),
-    }
     // The rate is measured while lines arrive; quiet for 2 s means 0.
     let quiet = last_event_ms.is_none_or(|ms| cx.now_ms - ms > 2_000);
     let rate = format!("{:.0} lines/s", if quiet { 0.0 } else { lines_per_sec });
     if cx.view.frozen {
+        // what goes on behind the held view (the tab bar says FROZEN)
         let since = data
             .live
             .map_or(0, |live| live.lines.saturating_sub(stats.lines));
-        parts.push(format!(
-            "ingest continues: {since} lines since freeze, {rate}"
-        ));
+        parts.push(format!("+{since} lines since freeze"));
     } else {
-        parts.push(rate);
+        match last_event_ms {
+            Some(ms) => parts.push(format!("last event {} ago", age(cx.now_ms - ms))),
+            None => parts.push("no events yet".to_owned()),
+        }
     }
+    parts.push(rate);
     if stats.malformed > 0 {
         parts.push(format!(
             "{} malformed ({}: Events)",
@@ -92,18 +98,28 @@ pub(super) fn render_status(frame: &mut Frame, area: Rect, cx: &ViewCx) {
         let cursor = if cx.view.filter_editing { "▏" } else { "" };
         parts.push(format!("filter: {}{cursor}", sanitize(&cx.view.filter)));
     }
-    let mut spans = vec![Span::styled(parts.join(" · "), cx.theme.status)];
+    let status = parts.join(" · ");
+    let width = usize::from(area.width);
+    let mut help = format!("  {} help ", cx.keymap.describe(Action::Help));
+    let mut spans = vec![Span::styled(status.clone(), cx.theme.status)];
     if let Some(toast) = &cx.view.toast {
         let style = if toast.error {
             cx.theme.error
         } else {
             cx.theme.accent
         };
-        spans.push(Span::styled(format!("  {}", sanitize(&toast.text)), style));
+        // a message goes before the help hint, shortened with `…` if need be
+        let text = format!("  {}", sanitize(&toast.text));
+        let mut room = width.saturating_sub(status.width());
+        if room < text.width() + help.width() {
+            help.clear();
+        } else {
+            room -= help.width();
+        }
+        spans.push(Span::styled(fit_width(&text, room), style));
     }
-    let help = format!("  {} help ", cx.keymap.describe(Action::Help));
-    let used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
-    let pad = usize::from(area.width).saturating_sub(used + help.chars().count());
+    let used: usize = spans.iter().map(|s| s.content.width()).sum();
+    let pad = width.saturating_sub(used + help.width());
     spans.push(Span::styled(" ".repeat(pad), cx.theme.status));
     spans.push(Span::styled(
         help,

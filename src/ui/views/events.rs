@@ -119,7 +119,7 @@ fn render_tail(frame: &mut Frame, area: Rect, cx: &ViewCx) {
     let visible = list_rows(area.height);
     let (selected, offset) = list_window(cx, visible);
     let mut table = DataTable::new(vec![
-        Column::number("time", 1).sorts(SortKey::Position),
+        Column::number("time UTC", 1).sorts(SortKey::Position),
         Column::text("kind", 0, 4, 8),
         Column::text("run", 0, 10, 36),
         Column::number("hop", 4),
@@ -130,6 +130,9 @@ fn render_tail(frame: &mut Frame, area: Rect, cx: &ViewCx) {
     ])
     .sorted(cx.view.sort(ListKind::Events), ListKind::Events)
     .header_style(cx.theme.header);
+    let today = chrono::DateTime::from_timestamp_millis(cx.now_ms)
+        .map(|t| t.date_naive())
+        .unwrap_or_default();
     for (position, &i) in cx
         .rows
         .indexes
@@ -144,7 +147,14 @@ fn render_tail(frame: &mut Frame, area: Rect, cx: &ViewCx) {
             .and_then(chrono::DateTime::from_timestamp_millis)
             .map_or_else(
                 || "-".to_owned(),
-                |t| t.format("%m-%d %H:%M:%S").to_string(),
+                |t| {
+                    // today's events by their time alone (UTC)
+                    if t.date_naive() == today {
+                        t.format("%H:%M:%S").to_string()
+                    } else {
+                        t.format("%m-%d %H:%M:%S").to_string()
+                    }
+                },
             );
         let (kind, style) = match &e.kind {
             RecentKind::Hop => ("call", cx.theme.text),
