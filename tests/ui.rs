@@ -575,3 +575,27 @@ fn frozen_shows_in_the_tab_bar_at_80_columns() {
     assert!(tabs.contains(" FROZEN "), "{tabs}");
     assert!(tabs.contains("7 Budgets"), "{tabs}");
 }
+
+#[test]
+fn events_show_what_budget_breaches_and_run_ends_reported() {
+    let data = published(&["sample_logs"]);
+    let inputs = [with(vec![], &[Action::ScreenEvents]), filter("lean-0005")].concat();
+    let text = draw(&data, &inputs, &BudgetBoard::default(), 160, 30);
+    let row = |kind: &str| {
+        text.lines()
+            .find(|l| l.contains(kind))
+            .unwrap_or_else(|| panic!("no {kind} row:\n{text}"))
+            .to_owned()
+    };
+    let breach = row("! budget");
+    assert!(
+        breach.contains("researcher · per_hop limit 8.0k · saw 8.1k · → trim"),
+        "{breach}"
+    );
+    assert!(!breach.contains("unknown"), "{breach}");
+    let end = row(" end ");
+    assert!(
+        end.contains("ok · 8 hops · 50.9k tokens · $0.121 in all"),
+        "{end}"
+    );
+}
