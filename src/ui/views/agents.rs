@@ -32,6 +32,11 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx) {
         .get(&agent.name)
         .map_or(&[][..], Vec::as_slice);
     let visible = list_rows(detail.height);
+    let widest = positions
+        .iter()
+        .map(|p| p.input_tokens.p95.max(p.input_tokens.median))
+        .max()
+        .unwrap_or(1);
     let mut table = DataTable::new(vec![
         Column::number("hop", 0),
         Column::number("runs", 1),
@@ -39,6 +44,7 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx) {
         Column::number("input p95", 1),
         Column::number("cost median", 0),
         Column::number("cost p95", 1),
+        Column::bar("input: █ median ░ to p95", 2, 10, 100),
     ])
     .header_style(cx.theme.header);
     for p in positions.iter().take(visible) {
@@ -50,6 +56,17 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx) {
                 TableCell::number(tokens(p.input_tokens.p95)),
                 TableCell::number(dollars(p.cost.median)),
                 TableCell::number(dollars(p.cost.p95)),
+                TableCell::bar(
+                    vec![
+                        (p.input_tokens.median, '█', cx.theme.chart),
+                        (
+                            p.input_tokens.p95.saturating_sub(p.input_tokens.median),
+                            '░',
+                            cx.theme.chart_alt,
+                        ),
+                    ],
+                    widest,
+                ),
             ],
             cx.theme.text,
         );
