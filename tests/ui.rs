@@ -69,7 +69,7 @@ fn screen(data: &Published, actions: &[Action], width: u16, height: u16) -> Stri
             // what the app does: open the editor, prefilled from the desired state
             view.editor = Some(BudgetEditor::new(
                 tokwatch::model::budget::Scope::Agent("writer".into()),
-                None,
+                tokwatch::ui::budgets::EditorStart::default(),
             ));
         }
     }

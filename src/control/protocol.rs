@@ -15,10 +15,21 @@ pub const MAX_LINE_BYTES: usize = 64 * 1024;
 pub struct VersionedBudget {
     pub scope: Scope,
     pub version: u64,
+    /// The version in force at the runtime(s) when the change was made (the
+    /// highest reported): a runtime with a newer one refuses the change as a
+    /// [`CONFLICT`]. Absent in `budget.state` and in stores written before it
+    /// existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_version: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
     pub limits: Limits,
 }
+
+/// The `code` of a `budget.nack` refusing a change that is not based on the
+/// version in force (another controller changed the scope since): the nack
+/// carries the version and limits in force, so the client can rebase.
+pub const CONFLICT: &str = "conflict";
 
 /// The version in force for a scope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +55,9 @@ pub enum Request {
         idempotency_key: String,
         scope: Scope,
         version: u64,
+        /// See [`VersionedBudget::base_version`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        base_version: Option<u64>,
         limits: Limits,
     },
     #[serde(rename = "budget.sync")]
@@ -81,6 +95,14 @@ pub enum Reply {
         #[serde(default)]
         applied_version: u64,
         reason: String,
+        /// [`CONFLICT`] when a newer budget set elsewhere is in force;
+        /// absent when the limits themselves were refused.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<String>,
+        /// With [`CONFLICT`]: the limits in force (`applied_version`), absent
+        /// when the scope has none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limits: Option<Limits>,
     },
     #[serde(rename = "budget.synced")]
     Synced { id: String },
@@ -155,6 +177,7 @@ mod tests {
             idempotency_key: "k".into(),
             scope: Scope::Agent("writer".into()),
             version: 7,
+            base_version: None,
             limits: Limits {
                 per_hop_limit: Some(9000),
                 on_hop_breach: Some(BreachAction::Trim),
