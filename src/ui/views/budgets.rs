@@ -71,8 +71,9 @@ struct Column {
     header: &'static str,
     /// Lower is kept longer when the terminal is narrow.
     priority: u8,
-    /// Text that may be shortened with `…`, down to `min` cells.
-    shrink_to: Option<usize>,
+    /// Text that may be shortened with `…`: (fewest cells, most cells it
+    /// takes before others are dropped).
+    shrink: Option<(usize, usize)>,
     cells: Vec<String>,
 }
 
@@ -87,19 +88,86 @@ impl Column {
     }
 }
 
-/// Which columns fit in `width` (dropping the lowest priority first), and
-/// their widths (text columns shortened last, never below their minimum).
+/// `text` in `width` cells: whole ` · `-separated parts while they fit,
+/// then `…`; a first part too long is cut at a word boundary. So a number is
+/// shown whole or not at all.
+fn fit_parts(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let mut out = String::new();
+    for part in text.split(" · ") {
+        let candidate = if out.is_empty() {
+            part.to_owned()
+        } else {
+            format!("{out} · {part}")
+        };
+        if candidate.chars().count() + 2 > width {
+            break;
+        }
+        out = candidate;
+    }
+    if !out.is_empty() {
+        return format!("{out} …");
+    }
+    let mut words = String::new();
+    for word in text.split(' ') {
+        let candidate = if words.is_empty() {
+            word.to_owned()
+        } else {
+            format!("{words} {word}")
+        };
+        if candidate.chars().count() + 1 > width {
+            break;
+        }
+        words = candidate;
+    }
+    if words.is_empty() {
+        fit(text, width)
+    } else {
+        format!("{words}…")
+    }
+}
+
+/// A budget in a table cell: its version first, then each limit.
+fn brief(version: u64, limits: &Limits) -> String {
+    format!("v{version} {}", limits.describe())
+}
+
+/// Columns of this priority or better are kept while they fit shortened.
+const ESSENTIAL: u8 = 3;
+
+/// Which columns fit in `width`, and their widths: the lowest priority is
+/// dropped first while the rest does not fit whole (essential columns only
+/// when they do not fit even shortened); then text is shortened, never
+/// below a column's minimum.
 fn fit_columns(columns: &[Column], width: usize) -> Vec<(usize, usize)> {
     let mut kept: Vec<usize> = (0..columns.len()).collect();
     let total = |kept: &[usize], widths: &dyn Fn(usize) -> usize| -> usize {
         kept.iter().map(|&i| widths(i)).sum::<usize>() + kept.len().saturating_sub(1)
     };
-    let natural = |i: usize| columns[i].width();
-    let least = |i: usize| {
+    let natural = |i: usize| {
         columns[i]
-            .shrink_to
-            .map_or(columns[i].width(), |m| m.min(columns[i].width()))
+            .shrink
+            .map_or(columns[i].width(), |(_, most)| most.min(columns[i].width()))
     };
+    let least = |i: usize| {
+        columns[i].shrink.map_or(columns[i].width(), |(fewest, _)| {
+            fewest.min(columns[i].width())
+        })
+    };
+    while total(&kept, &natural) > width {
+        let Some(drop) = kept
+            .iter()
+            .enumerate()
+            .filter(|&(_, &i)| columns[i].priority > ESSENTIAL)
+            .max_by_key(|&(_, &i)| columns[i].priority)
+            .map(|(at, _)| at)
+        else {
+            break;
+        };
+        kept.remove(drop);
+    }
     while kept.len() > 1 && total(&kept, &least) > width {
         let Some(drop) = kept
             .iter()
@@ -112,6 +180,15 @@ fn fit_columns(columns: &[Column], width: usize) -> Vec<(usize, usize)> {
         kept.remove(drop);
     }
     let mut widths: Vec<(usize, usize)> = kept.iter().map(|&i| (i, natural(i))).collect();
+    // Room left: capped text columns take it, up to their whole width.
+    let mut spare = width.saturating_sub(total(&kept, &natural));
+    let mut by_priority: Vec<&mut (usize, usize)> = widths.iter_mut().collect();
+    by_priority.sort_by_key(|(i, _)| columns[*i].priority);
+    for (i, w) in by_priority {
+        let grow = columns[*i].width().saturating_sub(*w).min(spare);
+        *w += grow;
+        spare -= grow;
+    }
     let mut over = total(&kept, &natural).saturating_sub(width);
     // Shorten the widest text columns first.
     while over > 0 {
@@ -291,15 +368,16 @@ fn render_table(frame: &mut Frame, area: Rect, cx: &ViewCx, title: String, scope
         "worst run",
         "would breach",
     ];
-    // Priorities: the marker, scope, what is in force and its state first.
-    let priorities = [0, 1, 5, if several { 4 } else { 9 }, 2, 3, 6, 7, 8];
+    // Priorities: the marker, scope, (runtime,) what is in force and its
+    // state first, then what is wanted here, then usage.
+    let priorities = [0, 1, 4, if several { 2 } else { 9 }, 2, 3, 5, 6, 7];
     let shrink = [
         None,
-        Some(8),
-        Some(10),
-        Some(10),
-        Some(12),
-        Some(12),
+        Some((8, 24)),
+        Some((12, 28)),
+        Some((8, 28)),
+        Some((12, 28)),
+        Some((12, 32)),
         None,
         None,
         None,
@@ -308,10 +386,10 @@ fn render_table(frame: &mut Frame, area: Rect, cx: &ViewCx, title: String, scope
         .iter()
         .zip(priorities)
         .zip(shrink)
-        .map(|((header, priority), shrink_to)| Column {
+        .map(|((header, priority), shrink)| Column {
             header,
             priority,
-            shrink_to,
+            shrink,
             cells: Vec::new(),
         })
         .collect();
@@ -327,10 +405,11 @@ fn render_table(frame: &mut Frame, area: Rect, cx: &ViewCx, title: String, scope
             .cloned()
             .unwrap_or_else(|| budget::usage(snap, scope, &limits));
         let over = usage.hops_over > 0 || usage.runs_over > 0;
-        let wanted = board.desired.budgets.get(scope).map_or_else(
-            || "—".to_owned(),
-            |w| format!("{} v{}", w.limits.describe(), w.version),
-        );
+        let wanted = board
+            .desired
+            .budgets
+            .get(scope)
+            .map_or_else(|| "—".to_owned(), |w| brief(w.version, &w.limits));
         let hop_usage = match limits.per_hop_limit {
             Some(limit) => format!("{} / {}", tokens(usage.largest_hop), tokens(limit)),
             None => tokens(usage.largest_hop),
@@ -357,10 +436,10 @@ fn render_table(frame: &mut Frame, area: Rect, cx: &ViewCx, title: String, scope
                 .iter()
                 .map(|addr| {
                     let runtime = &board.runtimes[*addr];
-                    let in_force = runtime.in_force.get(scope).map_or_else(
-                        || "none".to_owned(),
-                        |b| format!("{} v{}", b.limits.describe(), b.version),
-                    );
+                    let in_force = runtime
+                        .in_force
+                        .get(scope)
+                        .map_or_else(|| "none".to_owned(), |b| brief(b.version, &b.limits));
                     let (state, style) = state_text(&board.state(addr, scope), cx);
                     (sanitize(addr).into_owned(), in_force, state, style)
                 })
@@ -418,7 +497,14 @@ fn render_table(frame: &mut Frame, area: Rect, cx: &ViewCx, title: String, scope
             Row::new(
                 fitted
                     .iter()
-                    .map(|&(i, w)| Cell::from(fit(&columns[i].cells[r], w)))
+                    .map(|&(i, w)| {
+                        let text = &columns[i].cells[r];
+                        Cell::from(if i == 1 {
+                            fit(text, w) // a name
+                        } else {
+                            fit_parts(text, w)
+                        })
+                    })
                     .collect::<Vec<_>>(),
             )
             .style(*style)
@@ -616,4 +702,328 @@ pub(super) fn render_editor(frame: &mut Frame, area: Rect, cx: &ViewCx, editor: 
         Paragraph::new(footer).wrap(Wrap { trim: false }),
         footer_area,
     );
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    use crate::config::keys::{Bindings, Keymap};
+    use crate::control::client::{ClientEvent, Link, Outcome};
+    use crate::control::protocol::{Exceeded, VersionedBudget};
+    use crate::ingest::sources::files;
+    use crate::ingest::{Ingestor, TimeWindow};
+    use crate::model::budget::{BreachAction, Limits, Scope};
+    use crate::model::insights::{BleedRules, Insights};
+    use crate::model::{Ledger, LedgerConfig};
+    use crate::pricing::PriceBook;
+    use crate::ui::budgets::{BudgetBoard, BudgetEditor, EditorInput};
+    use crate::ui::data::{Published, Rows};
+    use crate::ui::state::{Screen, Tab, ViewState};
+    use crate::ui::theme::Theme;
+    use crate::ui::views::{ViewCx, list_rows, render};
+
+    /// 2026-11-27T09:01:00Z: one minute after the last sample event.
+    const NOW_MS: i64 = 1_796_202_100_000;
+    const SIZES: [(u16, u16); 3] = [(80, 24), (120, 30), (200, 60)];
+    const UP: &str = "unix:/run/agents/a.sock";
+    const DOWN: &str = "tcp:127.0.0.1:7701";
+
+    fn published() -> Published {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sample_logs");
+        let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default());
+        let mut ingestor = Ingestor::new(&mut ledger, TimeWindow::default());
+        let found = files::discover(&[root]).unwrap();
+        files::read_files(
+            &found,
+            files::DEFAULT_MAX_LINE_BYTES,
+            &Default::default(),
+            &mut ingestor,
+        )
+        .unwrap();
+        let stats = ingestor.stats;
+        let snapshot = ledger.snapshot();
+        let insights = Insights::compute(&snapshot, &BleedRules::default(), &PriceBook::embedded());
+        Published {
+            snapshot: Arc::new(snapshot),
+            stats: Arc::new(stats),
+            insights: Arc::new(insights),
+            lines_per_sec: 0.0,
+            last_event_ms: Some(NOW_MS - 4_000),
+            sources: vec!["sample_logs".into()],
+            reading_backlog: false,
+        }
+    }
+
+    fn hop(n: u64) -> Limits {
+        Limits {
+            per_hop_limit: Some(n),
+            on_hop_breach: Some(BreachAction::Trim),
+            ..Limits::default()
+        }
+    }
+
+    fn theirs(scope: Scope, version: u64, limits: Limits) -> VersionedBudget {
+        VersionedBudget {
+            scope,
+            version,
+            base_version: None,
+            idempotency_key: Some(format!("theirs-{version}")),
+            limits,
+        }
+    }
+
+    /// Two runtimes: one up with budgets in every state, one down (its last
+    /// known state unconfirmed).
+    fn board(data: &Published) -> BudgetBoard {
+        let mut board = BudgetBoard::default();
+        let global = board.desired.set(Scope::Global, hop(20_000), 1);
+        let pro = board.desired.set(
+            Scope::Segment("naive/pro".into()),
+            Limits {
+                total_run_limit: Some(120_000),
+                run_cost_limit_usd: Some("0.50".into()),
+                on_run_breach: Some(BreachAction::Abort),
+                ..Limits::default()
+            },
+            0,
+        );
+        board.desired.set(Scope::Agent("critic".into()), hop(13), 0);
+        board
+            .desired
+            .set(Scope::Segment("lean/free".into()), hop(4000), 0);
+        board
+            .pending_since
+            .insert(Scope::Segment("lean/free".into()), NOW_MS - 7_000);
+        for (addr, runtime_id) in [(UP, "demo-1"), (DOWN, "py-2")] {
+            board.apply(ClientEvent::Link {
+                addr: addr.into(),
+                link: Link::Connected {
+                    runtime: "tokwatch-demo 0.1.0".into(),
+                    runtime_id: runtime_id.into(),
+                },
+            });
+        }
+        board.apply(ClientEvent::State {
+            addr: UP.into(),
+            budgets: vec![
+                global.clone(),
+                pro.clone(),
+                theirs(Scope::Agent("writer".into()), 3, hop(9000)),
+            ],
+        });
+        board.apply(ClientEvent::State {
+            addr: DOWN.into(),
+            budgets: vec![theirs(Scope::Global, 1, hop(9000))],
+        });
+        board.apply(ClientEvent::Outcome {
+            addr: UP.into(),
+            scope: Scope::Agent("critic".into()),
+            version: 1,
+            outcome: Outcome::Nack {
+                reason: "per_hop_limit (13) is below this runtime's minimum (1000)".into(),
+                applied_version: 0,
+            },
+        });
+        board.apply(ClientEvent::Link {
+            addr: DOWN.into(),
+            link: Link::Down {
+                error: "connection refused".into(),
+                retry_in: Duration::from_secs(8),
+            },
+        });
+        board.apply(ClientEvent::Exceeded {
+            addr: UP.into(),
+            exceeded: Exceeded {
+                run_id: "naive-0042".into(),
+                hop: Some(4),
+                agent: Some("writer".into()),
+                segment: Some("naive/pro".into()),
+                limit_kind: "per_hop".into(),
+                limit: Some(9000),
+                tokens: Some(12_400),
+                action: "trim".into(),
+                ts: None,
+            },
+        });
+        board.refresh_usage(&data.snapshot);
+        board
+    }
+
+    fn draw(data: &Published, board: &BudgetBoard, view: &ViewState, (w, h): (u16, u16)) -> String {
+        let keymap = Keymap::new(&Bindings::default()).unwrap();
+        let theme = Theme::builtin("dark").unwrap();
+        let view = ViewState {
+            page_rows: list_rows(h - 2),
+            ..view.clone()
+        };
+        let rows = Rows::compute(data, view.screen(), &view);
+        let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+        terminal
+            .draw(|frame| {
+                render(
+                    frame,
+                    &ViewCx {
+                        data,
+                        view: &view,
+                        theme: &theme,
+                        keymap: &keymap,
+                        rows: &rows,
+                        now_ms: NOW_MS,
+                        budgets: board,
+                    },
+                );
+            })
+            .unwrap();
+        terminal.backend().to_string()
+    }
+
+    fn budgets_view() -> ViewState {
+        ViewState {
+            root: Tab::Budgets,
+            stack: vec![Screen::Tab(Tab::Budgets)],
+            ..ViewState::default()
+        }
+    }
+
+    #[test]
+    fn the_budgets_screen_lists_what_each_runtime_has_in_force_beside_what_is_wanted() {
+        let data = published();
+        let board = board(&data);
+        for size in SIZES {
+            let screen = draw(&data, &board, &budgets_view(), size);
+            insta::assert_snapshot!(format!("budgets_{}x{}", size.0, size.1), screen);
+            for shown in ["global", "applied v2", "unconfirmed"] {
+                assert!(screen.contains(shown), "{size:?}: {shown}\n{screen}");
+            }
+        }
+        let wide = draw(&data, &board, &budgets_view(), (200, 60));
+        for shown in [
+            "v3 per-hop 9000 (trim)",
+            "v3 set by another controller",
+            "rejected v1: per_hop_limit (13)",
+            "pending v1 (7s ago)",
+            "unconfirmed: last known v1",
+            "unconfirmed · v1 waits",
+        ] {
+            assert!(wide.contains(shown), "{shown}\n{wide}");
+        }
+    }
+
+    #[test]
+    fn an_empty_budgets_screen_says_what_to_do() {
+        let data = published();
+        let board = BudgetBoard::default();
+        let screen = draw(&data, &board, &budgets_view(), (80, 24));
+        insta::assert_snapshot!("budgets_empty_80x24", screen);
+        assert!(
+            screen.contains("Press b") && screen.contains("--control"),
+            "{screen}"
+        );
+    }
+
+    /// The editor for `scope` after `keys`.
+    fn editor(
+        data: &Published,
+        board: &BudgetBoard,
+        scope: Scope,
+        keys: &[EditorInput],
+    ) -> ViewState {
+        let mut editor = BudgetEditor::new(scope.clone(), board.editor_start(&scope));
+        for key in keys {
+            editor.input(key.clone(), &data.snapshot);
+        }
+        let mut view = budgets_view();
+        view.editor = Some(editor);
+        view
+    }
+
+    fn typed(text: &str) -> Vec<EditorInput> {
+        text.chars().map(EditorInput::Char).collect()
+    }
+
+    #[test]
+    fn the_editor_prompt_and_errors_stay_visible_at_every_size() {
+        let data = published();
+        let board = board(&data);
+        let writer = Scope::Agent("writer".into());
+        // From the limits in force (set by another controller), raised: the
+        // ordinary prompt.
+        let mut keys = vec![EditorInput::Backspace; 4];
+        keys.extend(typed("90000"));
+        keys.push(EditorInput::Enter);
+        let review = editor(&data, &board, writer.clone(), &keys);
+        // Per-hop 90000 above a run limit of 60000: refused with the reason.
+        let mut keys = typed("90000");
+        keys.push(EditorInput::Down);
+        keys.extend(typed("60000"));
+        keys.push(EditorInput::Enter);
+        let invalid = editor(&data, &board, Scope::Agent("researcher".into()), &keys);
+        // Below current usage: Y needed, and y says so.
+        let mut keys = vec![EditorInput::Backspace; 5];
+        keys.extend(typed("1000"));
+        keys.push(EditorInput::Enter);
+        keys.push(EditorInput::Confirm { strict: false });
+        let strict = editor(&data, &board, Scope::Global, &keys);
+        // An agent without its own limits: the inherited ones, as such.
+        let inherited = editor(&data, &board, Scope::Agent("planner".into()), &[]);
+        for size in SIZES {
+            let (w, h) = size;
+            let screen = draw(&data, &board, &review, size);
+            insta::assert_snapshot!(format!("editor_review_{w}x{h}"), screen);
+            assert!(screen.contains("press y or Enter"), "{size:?}\n{screen}");
+            assert!(screen.contains("· set by"), "{size:?}\n{screen}");
+
+            let screen = draw(&data, &board, &invalid, size);
+            insta::assert_snapshot!(format!("editor_invalid_{w}x{h}"), screen);
+            assert!(
+                screen.contains("per_hop_limit (90000) exceeds total_run_limit"),
+                "{size:?}\n{screen}"
+            );
+
+            let screen = draw(&data, &board, &strict, size);
+            insta::assert_snapshot!(format!("editor_below_usage_{w}x{h}"), screen);
+            assert!(screen.contains("BELOW CURRENT USAGE"), "{size:?}\n{screen}");
+            assert!(
+                screen.contains("below current usage: press Y (shift+y) to confirm"),
+                "{size:?}\n{screen}"
+            );
+
+            let screen = draw(&data, &board, &inherited, size);
+            insta::assert_snapshot!(format!("editor_inherited_{w}x{h}"), screen);
+            assert!(screen.contains("20000 (from global)"), "{size:?}\n{screen}");
+        }
+    }
+
+    #[test]
+    fn shortened_cells_never_cut_a_number() {
+        let text = "v1 run 120000 tokens (abort) · run $0.50 (abort)";
+        assert_eq!(super::fit_parts(text, 60), text);
+        assert_eq!(super::fit_parts(text, 32), "v1 run 120000 tokens (abort) …");
+        assert_eq!(super::fit_parts(text, 20), "v1 run 120000…");
+        assert_eq!(super::fit_parts(text, 12), "v1 run…");
+        assert_eq!(
+            super::fit_parts("unconfirmed: last known v1 · v2 waits", 30),
+            "unconfirmed: last known v1 …"
+        );
+    }
+
+    #[test]
+    fn a_short_terminal_scrolls_the_editor_body_and_keeps_the_prompt() {
+        let data = published();
+        let board = board(&data);
+        let mut keys = vec![EditorInput::Backspace; 5];
+        keys.extend(typed("1000"));
+        keys.push(EditorInput::Enter);
+        let strict = editor(&data, &board, Scope::Global, &keys);
+        let screen = draw(&data, &board, &strict, (60, 12));
+        assert!(screen.contains("scrolled"), "{screen}");
+        assert!(screen.contains("press Y"), "{screen}");
+    }
 }
