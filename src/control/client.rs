@@ -624,6 +624,50 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_ack_of_another_version_is_a_conflict_not_an_application() {
+        let ack = |version| Reply::Ack {
+            id: "c1".into(),
+            scope: Scope::Global,
+            version,
+        };
+        assert_eq!(Outcome::of(ack(4), 4), Some(Outcome::Ack));
+        // What a runtime that predates conflicts answers to a stale change.
+        assert_eq!(
+            Outcome::of(ack(7), 4),
+            Some(Outcome::Conflict {
+                reason: "v7 is in force (set by another controller)".into(),
+                applied_version: 7,
+                limits: None,
+            })
+        );
+        let nack = |code: Option<&str>| Reply::Nack {
+            id: "c1".into(),
+            scope: Scope::Global,
+            version: 4,
+            applied_version: 3,
+            reason: "r".into(),
+            code: code.map(str::to_owned),
+            limits: None,
+        };
+        assert!(matches!(
+            Outcome::of(nack(Some(CONFLICT)), 4),
+            Some(Outcome::Conflict {
+                applied_version: 3,
+                ..
+            })
+        ));
+        // An unknown code is a plain refusal.
+        assert!(matches!(
+            Outcome::of(nack(Some("quota")), 4),
+            Some(Outcome::Nack {
+                applied_version: 3,
+                ..
+            })
+        ));
+        assert_eq!(Outcome::of(Reply::Synced { id: "c1".into() }, 4), None);
+    }
+
+    #[test]
     fn backoff_grows_by_1_6_with_jitter_and_caps_at_30s() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let mut backoff = Backoff::new();

@@ -206,6 +206,54 @@ mod tests {
     }
 
     #[test]
+    fn base_versions_and_conflicts_are_optional_fields() {
+        // A client that predates base_version, and one that sends it.
+        let old: Request = decode(br#"{"type":"budget.set","id":"1","idempotency_key":"k","scope":{"kind":"global"},"version":2,"limits":{"per_hop_limit":5}}"#).unwrap();
+        assert!(matches!(
+            old,
+            Request::Set {
+                base_version: None,
+                ..
+            }
+        ));
+        let based = Request::Set {
+            id: "1".into(),
+            idempotency_key: "k".into(),
+            scope: Scope::Global,
+            version: 2,
+            base_version: Some(1),
+            limits: Limits {
+                per_hop_limit: Some(5),
+                ..Limits::default()
+            },
+        };
+        let line = encode(&based);
+        assert!(String::from_utf8_lossy(&line).contains("\"base_version\":1"));
+        assert_eq!(decode::<Request>(&line[..line.len() - 1]).unwrap(), based);
+        // A conflict carries what is in force; a plain nack has neither field.
+        let conflict: Reply = decode(br#"{"type":"budget.nack","id":"1","scope":{"kind":"global"},"version":2,"applied_version":3,"reason":"r","code":"conflict","limits":{"per_hop_limit":9000}}"#).unwrap();
+        assert!(matches!(
+            conflict,
+            Reply::Nack { code: Some(ref c), limits: Some(ref l), applied_version: 3, .. }
+                if c == CONFLICT && l.per_hop_limit == Some(9000)
+        ));
+        let plain = encode(&Reply::Nack {
+            id: "1".into(),
+            scope: Scope::Global,
+            version: 2,
+            applied_version: 1,
+            reason: "r".into(),
+            code: None,
+            limits: None,
+        });
+        let plain = String::from_utf8(plain).unwrap();
+        assert!(
+            !plain.contains("code") && !plain.contains("limits"),
+            "{plain}"
+        );
+    }
+
+    #[test]
     fn oversized_and_malformed_lines_are_refused() {
         let long = vec![b' '; MAX_LINE_BYTES + 1];
         assert_eq!(
