@@ -210,23 +210,6 @@ fn fit_columns(columns: &[Column], width: usize) -> Vec<(usize, usize)> {
 pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx) {
     let board = cx.budgets;
     let snap = &cx.data.snapshot;
-    let runtime_lines = board.runtimes.len().max(1) + 1 + board.exceeded.len().min(2);
-    let notes_height = u16::try_from(runtime_lines + 2).unwrap_or(6).min(8);
-    let [table_area, notes] =
-        Layout::vertical([Constraint::Min(4), Constraint::Length(notes_height)]).areas(area);
-    let edit_key = cx.keymap.describe(Action::EditBudget);
-    let title = if board.readonly {
-        "Budgets (read-only)".to_owned()
-    } else {
-        format!("Budgets · {edit_key}: edit global (agents, segments, runs: on their screens)")
-    };
-    let scopes = board.scopes();
-    if scopes.is_empty() {
-        render_empty(frame, table_area, cx, title);
-    } else {
-        render_table(frame, table_area, cx, title, &scopes);
-    }
-
     let mut lines: Vec<Line> = Vec::new();
     for (addr, runtime) in &board.runtimes {
         let link = match &runtime.link {
@@ -278,6 +261,7 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx) {
         ),
         cx.theme.text,
     )));
+    let fixed = lines.len();
     for (addr, e) in board.exceeded.iter().rev().take(2) {
         lines.push(Line::from(Span::styled(
             format!(
@@ -294,6 +278,33 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx) {
             cx.theme.budget_over,
         )));
     }
+    // The runtimes panel as tall as its wrapped lines (at most a third):
+    // notifications that do not fit whole are left out.
+    let most = usize::from((area.height / 3).max(4)) - 2;
+    let wrapped = |lines: &[Line]| {
+        Paragraph::new(lines.to_vec())
+            .wrap(Wrap { trim: false })
+            .line_count(area.width.saturating_sub(2))
+    };
+    while lines.len() > fixed && wrapped(&lines) > most {
+        lines.pop();
+    }
+    let notes_height = u16::try_from(wrapped(&lines).min(most) + 2).unwrap_or(u16::MAX);
+    let [table_area, notes] =
+        Layout::vertical([Constraint::Min(4), Constraint::Length(notes_height)]).areas(area);
+    let edit_key = cx.keymap.describe(Action::EditBudget);
+    let title = if board.readonly {
+        "Budgets (read-only)".to_owned()
+    } else {
+        format!("Budgets · {edit_key}: edit global (agents, segments, runs: on their screens)")
+    };
+    let scopes = board.scopes();
+    if scopes.is_empty() {
+        render_empty(frame, table_area, cx, title);
+    } else {
+        render_table(frame, table_area, cx, title, &scopes);
+    }
+
     frame.render_widget(
         Paragraph::new(lines)
             .wrap(Wrap { trim: false })
@@ -373,11 +384,11 @@ fn render_table(frame: &mut Frame, area: Rect, cx: &ViewCx, title: String, scope
     let priorities = [0, 1, 4, if several { 2 } else { 9 }, 2, 3, 5, 6, 7];
     let shrink = [
         None,
+        Some((8, 20)),
+        Some((12, 22)),
         Some((8, 24)),
-        Some((12, 28)),
-        Some((8, 28)),
-        Some((12, 28)),
-        Some((12, 32)),
+        Some((12, 24)),
+        Some((12, 26)),
         None,
         None,
         None,
