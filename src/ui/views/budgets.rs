@@ -136,6 +136,11 @@ fn brief(version: u64, limits: &Limits) -> String {
 
 /// Columns of this priority or better are kept while they fit shortened.
 const ESSENTIAL: u8 = 3;
+/// Usage columns (largest hop, worst run, would breach) have this priority
+/// or lower: they are dropped before an essential column is shortened.
+const USAGE: u8 = 5;
+/// Essential text up to this many cells is worth dropping usage columns for.
+const WHOLE_UP_TO: usize = 40;
 
 /// Which columns fit in `width`, and their widths: the lowest priority is
 /// dropped first while the rest does not fit whole (essential columns only
@@ -156,51 +161,71 @@ fn fit_columns(columns: &[Column], width: usize) -> Vec<(usize, usize)> {
             fewest.min(columns[i].width())
         })
     };
-    while total(&kept, &natural) > width {
-        let Some(drop) = kept
-            .iter()
+    let lowest = |kept: &[usize], above: u8| {
+        kept.iter()
             .enumerate()
-            .filter(|&(_, &i)| columns[i].priority > ESSENTIAL)
+            .filter(|&(_, &i)| columns[i].priority > above)
             .max_by_key(|&(_, &i)| columns[i].priority)
             .map(|(at, _)| at)
-        else {
+    };
+    while total(&kept, &natural) > width {
+        let Some(drop) = lowest(&kept, ESSENTIAL) else {
             break;
         };
         kept.remove(drop);
     }
     while kept.len() > 1 && total(&kept, &least) > width {
-        let Some(drop) = kept
-            .iter()
-            .enumerate()
-            .max_by_key(|&(_, &i)| columns[i].priority)
-            .map(|(at, _)| at)
-        else {
+        let Some(drop) = lowest(&kept, 0) else {
             break;
         };
         kept.remove(drop);
     }
-    let mut widths: Vec<(usize, usize)> = kept.iter().map(|&i| (i, natural(i))).collect();
-    // Room left: capped text columns take it, up to their whole width.
-    let mut spare = width.saturating_sub(total(&kept, &natural));
-    let mut by_priority: Vec<&mut (usize, usize)> = widths.iter_mut().collect();
-    by_priority.sort_by_key(|(i, _)| columns[*i].priority);
-    for (i, w) in by_priority {
-        let grow = columns[*i].width().saturating_sub(*w).min(spare);
-        *w += grow;
-        spare -= grow;
-    }
-    let mut over = total(&kept, &natural).saturating_sub(width);
-    // Shorten the widest text columns first.
-    while over > 0 {
-        let Some(slot) = widths
-            .iter_mut()
-            .filter(|(i, w)| *w > least(*i))
-            .max_by_key(|(_, w)| *w)
-        else {
-            break;
-        };
-        slot.1 -= 1;
-        over -= 1;
+    // Widths: capped, then what is left goes to the capped columns, most
+    // important first, up to their whole width; then the widest text
+    // columns are shortened until the row fits.
+    let assign = |kept: &[usize]| -> Vec<(usize, usize)> {
+        let mut widths: Vec<(usize, usize)> = kept.iter().map(|&i| (i, natural(i))).collect();
+        let mut spare = width.saturating_sub(total(kept, &natural));
+        let mut by_priority: Vec<&mut (usize, usize)> = widths.iter_mut().collect();
+        by_priority.sort_by_key(|(i, _)| columns[*i].priority);
+        for (i, w) in by_priority {
+            let grow = columns[*i].width().saturating_sub(*w).min(spare);
+            *w += grow;
+            spare -= grow;
+        }
+        let mut over = total(kept, &natural).saturating_sub(width);
+        while over > 0 {
+            let Some(slot) = widths
+                .iter_mut()
+                .filter(|(i, w)| *w > least(*i))
+                .max_by_key(|(_, w)| *w)
+            else {
+                break;
+            };
+            slot.1 -= 1;
+            over -= 1;
+        }
+        widths
+    };
+    // An essential column shortened while usage columns are shown: usage
+    // columns go, lowest first, if that lets every essential column show
+    // whole, or at least 40 cells of it (a long reason is shortened rather
+    // than pushing them all out).
+    let cut = |widths: &[(usize, usize)]| {
+        widths.iter().any(|&(i, w)| {
+            columns[i].priority <= ESSENTIAL && w < columns[i].width().min(WHOLE_UP_TO)
+        })
+    };
+    let widths = assign(&kept);
+    if cut(&widths) {
+        let mut trial = kept.clone();
+        while let Some(drop) = lowest(&trial, USAGE - 1) {
+            trial.remove(drop);
+            let fitted = assign(&trial);
+            if !cut(&fitted) {
+                return fitted;
+            }
+        }
     }
     widths
 }
