@@ -517,7 +517,6 @@ fn render_table(frame: &mut Frame, area: Rect, cx: &ViewCx, title: String, scope
         }
     }
     let inner = usize::from(area.width.saturating_sub(2));
-    // Leave room for the selection gutter ratatui's Table does not use here.
     let fitted = fit_columns(&columns, inner);
     let header = Row::new(
         fitted
