@@ -213,10 +213,17 @@ fn run_with_dashboard(runtime: &tokio::runtime::Runtime, config: DemoConfig) -> 
     let prices = crate::load_prices(None)?;
     let _log = crate::logging::init_file(None)?;
     crate::logging::install_panic_hook();
-    // The demo's budgets live with its telemetry (not in the user's store),
-    // so a fresh demo starts without limits.
-    ui.budgets_path = Some(config.out.join("budgets.toml"));
-    // Only the team files: the budget audit log beside them is not telemetry.
+    // The dashboard's budgets (store and audit log) live in a directory of
+    // this session, removed at exit like the runtime's own budgets: not in
+    // the user's store, and not among the telemetry, where `tokwatch report`
+    // would count the audit log's lines as malformed records.
+    let state = tempfile::Builder::new()
+        .prefix("tokwatch-demo-budgets-")
+        .tempdir()
+        .context("cannot create the demo's budgets directory")?;
+    ui.budgets_path = Some(state.path().join("budgets.toml"));
+    tracing::info!(dir = %state.path().display(), "demo budgets (removed at exit)");
+    // Only the team files.
     let follow = simulation::TEAM_FILES
         .iter()
         .map(|(_, name)| config.out.join(name).display().to_string())
@@ -240,17 +247,23 @@ fn run_with_dashboard(runtime: &tokio::runtime::Runtime, config: DemoConfig) -> 
         filters: crate::report::Filters::default(),
         decoders: std::sync::Arc::default(),
     };
-    runtime.block_on(async {
-        let demo = Demo::start(config)?;
-        // The dashboard's budget editor pushes to the demo runtime.
-        let control: ControlAddr = demo.control_addr().parse().map_err(anyhow::Error::msg)?;
-        tracing::info!(%control, runtime_id = demo.runtime_id(), "demo runtime started");
-        ui.control = vec![control];
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let runtime_task = tokio::spawn(demo.serve(stop_rx));
-        let result = crate::ui::app::run_tui(settings, prices, ui).await;
-        let _ = stop_tx.send(true);
-        let _ = runtime_task.await;
-        result
-    })
+    runtime
+        .block_on(async {
+            let demo = Demo::start(config)?;
+            // The dashboard's budget editor pushes to the demo runtime.
+            let control: ControlAddr = demo.control_addr().parse().map_err(anyhow::Error::msg)?;
+            tracing::info!(%control, runtime_id = demo.runtime_id(), "demo runtime started");
+            ui.control = vec![control];
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let runtime_task = tokio::spawn(demo.serve(stop_rx));
+            let result = crate::ui::app::run_tui(settings, prices, ui).await;
+            let _ = stop_tx.send(true);
+            let _ = runtime_task.await;
+            result
+        })
+        .and_then(|()| {
+            state
+                .close()
+                .context("cannot remove the demo's budgets directory")
+        })
 }

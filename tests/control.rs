@@ -14,9 +14,10 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, watch};
 use tokwatch::control::ControlAddr;
 use tokwatch::control::client::{ClientEvent, Link, Outcome, run_runtime_link};
-use tokwatch::control::protocol::{Applied, Reply, Request, VersionedBudget, encode};
+use tokwatch::control::protocol::{Applied, CONFLICT, Reply, Request, VersionedBudget, encode};
 use tokwatch::control::store::DesiredState;
 use tokwatch::model::budget::{Limits, Scope};
+use tokwatch::ui::budgets::{BudgetBoard, ScopeState};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
@@ -27,6 +28,9 @@ enum Mode {
     Garbage,
     /// Answers budget requests with a 100 KiB line.
     Oversized,
+    /// Another controller sets global per-hop 1 (5 versions up) right after
+    /// each hello: a change based on that hello is stale when it arrives.
+    Racy,
 }
 
 /// What the fake runtime received and holds.
@@ -57,12 +61,17 @@ async fn serve_client(stream: tokio::net::UnixStream, fake: Shared, mode: Mode) 
                         version: b.version,
                     })
                     .collect();
-                vec![Reply::Hello {
+                let hello = Reply::Hello {
                     protocol: 1,
                     runtime: "fake".into(),
                     runtime_id: "fake-1".into(),
                     applied,
-                }]
+                };
+                if mode == Mode::Racy {
+                    let version = f.applied.get(&Scope::Global).map_or(0, |b| b.version) + 5;
+                    f.applied.insert(Scope::Global, elsewhere(version, 1));
+                }
+                vec![hello]
             }
             _ if mode == Mode::Silent => continue,
             _ if mode == Mode::Garbage => {
@@ -81,6 +90,7 @@ async fn serve_client(stream: tokio::net::UnixStream, fake: Shared, mode: Mode) 
                 id,
                 scope,
                 version,
+                base_version,
                 limits,
                 idempotency_key,
             } => {
@@ -90,6 +100,7 @@ async fn serve_client(stream: tokio::net::UnixStream, fake: Shared, mode: Mode) 
                     VersionedBudget {
                         scope,
                         version,
+                        base_version,
                         limits,
                         idempotency_key: Some(idempotency_key),
                     },
@@ -114,31 +125,66 @@ async fn serve_client(stream: tokio::net::UnixStream, fake: Shared, mode: Mode) 
     }
 }
 
+/// A budget another controller set: global per-hop `hop` at `version`.
+fn elsewhere(version: u64, hop: u64) -> VersionedBudget {
+    VersionedBudget {
+        scope: Scope::Global,
+        version,
+        base_version: None,
+        idempotency_key: Some(format!("elsewhere-{version}")),
+        limits: Limits {
+            per_hop_limit: Some(hop),
+            ..Limits::default()
+        },
+    }
+}
+
+/// The runtime's rules (docs/control-protocol.md): the change in force
+/// again is acknowledged; a stale version, or a change based on an older
+/// version than in force, is a conflict carrying what is in force; invalid
+/// limits (and per-hop 13) are refused; otherwise applied.
 fn apply(fake: &Shared, id: String, budget: VersionedBudget) -> Reply {
     let mut f = fake.lock().unwrap();
     f.received.push((budget.scope.clone(), budget.version));
-    let current = f.applied.get(&budget.scope).map_or(0, |b| b.version);
-    if let Err(e) = budget.limits.validate() {
+    let in_force = f.applied.get(&budget.scope).cloned();
+    let current = in_force.as_ref().map_or(0, |b| b.version);
+    if in_force
+        .as_ref()
+        .is_some_and(|b| b.version == budget.version && b.idempotency_key == budget.idempotency_key)
+    {
+        return Reply::Ack {
+            id,
+            scope: budget.scope,
+            version: budget.version,
+        };
+    }
+    if budget.version <= current || budget.base_version.is_some_and(|b| b < current) {
         return Reply::Nack {
             id,
             scope: budget.scope,
             version: budget.version,
             applied_version: current,
-            reason: e.to_string(),
+            reason: format!("v{current} is in force (set by another controller)"),
+            code: Some(CONFLICT.into()),
+            limits: in_force.map(|b| b.limits),
         };
+    }
+    let refuse = |reason: String| Reply::Nack {
+        id: id.clone(),
+        scope: budget.scope.clone(),
+        version: budget.version,
+        applied_version: current,
+        reason,
+        code: None,
+        limits: None,
+    };
+    if let Err(e) = budget.limits.validate() {
+        return refuse(e.to_string());
     }
     if budget.limits.per_hop_limit == Some(13) {
-        return Reply::Nack {
-            id,
-            scope: budget.scope,
-            version: budget.version,
-            applied_version: current,
-            reason: "13 is unlucky".into(),
-        };
+        return refuse("13 is unlucky".into());
     }
-    if budget.version > current {
-        f.applied.insert(budget.scope.clone(), budget.clone());
-    }
+    f.applied.insert(budget.scope.clone(), budget.clone());
     Reply::Ack {
         id,
         scope: budget.scope,
@@ -284,6 +330,7 @@ fn versions_start_above_what_the_runtime_already_applies() {
         VersionedBudget {
             scope: Scope::Global,
             version: 41,
+            base_version: None,
             idempotency_key: None,
             limits: Limits {
                 per_hop_limit: Some(1),
@@ -408,6 +455,7 @@ fn desired_with(versions: &[(Scope, u64, u64)]) -> Arc<DesiredState> {
             VersionedBudget {
                 scope: scope.clone(),
                 version: *version,
+                base_version: None,
                 idempotency_key: Some(format!("k{version}")),
                 limits: Limits {
                     per_hop_limit: Some(*hop),
@@ -429,7 +477,7 @@ async fn a_runtime_down_for_a_while_gets_the_latest_state_once_in_order() {
     let link = tokio::spawn(run_runtime_link(
         ControlAddr::Unix(sock.clone()),
         None,
-        Duration::from_secs(2),
+        (Duration::from_secs(2), Duration::from_secs(5)),
         desired_rx,
         events_tx,
         stop_rx,
@@ -519,4 +567,271 @@ async fn a_runtime_down_for_a_while_gets_the_latest_state_once_in_order() {
     );
     drop(f);
     link.abort();
+}
+
+#[test]
+fn a_change_based_on_a_stale_hello_is_refused_not_acknowledged() {
+    // Another controller sets global v5 between our hello and our set.
+    let rig = Rig::new(Mode::Racy);
+    let out = rig.budget(&["set", "--global", "--per-hop-limit", "9000"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("global: refused v1: v5 is in force (set by another controller); v5 stays in force (per-hop 1 (trim))"),
+        "{stderr}"
+    );
+    assert_eq!(
+        rig.fake.lock().unwrap().applied[&Scope::Global]
+            .limits
+            .per_hop_limit,
+        Some(1),
+        "the runtime keeps the newer budget"
+    );
+    let audit = std::fs::read_to_string(rig.dir.path().join("budgets-audit.jsonl")).unwrap();
+    assert!(
+        audit.contains("\"result\":\"conflict: v5 is in force"),
+        "{audit}"
+    );
+}
+
+/// A desired state of one global change: `version` based on `base`.
+fn desired_based(version: u64, base: u64, hop: u64) -> Arc<DesiredState> {
+    let mut state = DesiredState::default();
+    state.budgets.insert(
+        Scope::Global,
+        VersionedBudget {
+            scope: Scope::Global,
+            version,
+            base_version: Some(base),
+            idempotency_key: Some(format!("ours-{version}")),
+            limits: Limits {
+                per_hop_limit: Some(hop),
+                ..Limits::default()
+            },
+        },
+    );
+    Arc::new(state)
+}
+
+/// A link to a fake runtime that refreshes every 200 ms, its events folded
+/// into a board as the dashboard does.
+struct Linked {
+    desired: watch::Sender<Arc<DesiredState>>,
+    events: mpsc::Receiver<ClientEvent>,
+    board: BudgetBoard,
+    addr: String,
+    _stop: watch::Sender<bool>,
+    link: tokio::task::JoinHandle<()>,
+}
+
+impl Linked {
+    fn start(sock: &Path, desired: Arc<DesiredState>) -> Linked {
+        let (desired_tx, desired_rx) = watch::channel(desired.clone());
+        let (events_tx, events) = mpsc::channel(64);
+        let (stop, stop_rx) = watch::channel(false);
+        let link = tokio::spawn(run_runtime_link(
+            ControlAddr::Unix(sock.to_path_buf()),
+            None,
+            (Duration::from_secs(2), Duration::from_millis(200)),
+            desired_rx,
+            events_tx,
+            stop_rx,
+        ));
+        Linked {
+            desired: desired_tx,
+            events,
+            board: BudgetBoard {
+                desired: (*desired).clone(),
+                ..BudgetBoard::default()
+            },
+            addr: format!("unix:{}", sock.display()),
+            _stop: stop,
+            link,
+        }
+    }
+
+    /// Folds events into the board until `done` holds for one of them.
+    async fn until(&mut self, what: &str, mut done: impl FnMut(&ClientEvent) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let event = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+                .unwrap();
+            let stop = done(&event);
+            self.board.apply(event);
+            if stop {
+                return;
+            }
+        }
+    }
+
+    fn want(&mut self, desired: Arc<DesiredState>) {
+        self.board.desired = (*desired).clone();
+        self.desired.send(desired).unwrap();
+    }
+
+    fn state(&self) -> ScopeState {
+        self.board.state(&self.addr, &Scope::Global)
+    }
+}
+
+fn global_in_force(event: &ClientEvent, version: u64) -> bool {
+    matches!(event, ClientEvent::State { budgets, .. }
+        if budgets.iter().any(|b| b.scope == Scope::Global && b.version == version))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_link_shows_what_another_controller_set_and_refuses_to_overwrite_it_blindly() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("two.sock");
+    let fake = Shared::default();
+    // Controller A set global per-hop 9000 (v1) before the dashboard opened.
+    fake.lock()
+        .unwrap()
+        .applied
+        .insert(Scope::Global, elsewhere(1, 9000));
+    start_fake(&sock, Mode::Normal, fake.clone());
+    let mut dashboard = Linked::start(&sock, Arc::new(DesiredState::default()));
+    dashboard
+        .until("what the runtime has in force", |e| global_in_force(e, 1))
+        .await;
+    assert_eq!(dashboard.state(), ScopeState::Elsewhere(1));
+    let start = dashboard.board.editor_start(&Scope::Global);
+    assert_eq!(
+        (start.before.unwrap().per_hop_limit, start.base_version),
+        (Some(9000), 1),
+        "the editor starts from what is in force"
+    );
+
+    // A change numbered from this dashboard's own store (v1, based on
+    // nothing) is stale at the runtime: refused, not acknowledged.
+    dashboard.want(desired_based(1, 0, 20_000));
+    dashboard
+        .until("the conflict", |e| {
+            matches!(e, ClientEvent::Outcome { outcome: Outcome::Conflict { applied_version: 1, limits: Some(l), .. }, .. }
+                if l.per_hop_limit == Some(9000))
+        })
+        .await;
+    assert_eq!(
+        dashboard.state(),
+        ScopeState::Conflict {
+            version: 1,
+            in_force: 1
+        }
+    );
+    assert_eq!(
+        fake.lock().unwrap().applied[&Scope::Global]
+            .limits
+            .per_hop_limit,
+        Some(9000)
+    );
+
+    // Rebased on v1: applied, and shown applied only once confirmed.
+    dashboard.want(desired_based(2, 1, 20_000));
+    dashboard
+        .until("the ack", |e| {
+            matches!(
+                e,
+                ClientEvent::Outcome {
+                    version: 2,
+                    outcome: Outcome::Ack,
+                    ..
+                }
+            )
+        })
+        .await;
+    assert_eq!(dashboard.state(), ScopeState::Applied(2));
+    assert_eq!(
+        fake.lock().unwrap().applied[&Scope::Global]
+            .limits
+            .per_hop_limit,
+        Some(20_000)
+    );
+
+    // A sets v3 while the dashboard is connected: the refresh shows it wins.
+    fake.lock()
+        .unwrap()
+        .applied
+        .insert(Scope::Global, elsewhere(3, 7000));
+    dashboard
+        .until("the refresh", |e| global_in_force(e, 3))
+        .await;
+    assert_eq!(dashboard.state(), ScopeState::Elsewhere(3));
+    assert_eq!(
+        dashboard
+            .board
+            .current(&Scope::Global)
+            .unwrap()
+            .0
+            .limits
+            .per_hop_limit,
+        Some(7000)
+    );
+    dashboard.link.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_reconnect_a_newer_state_set_elsewhere_wins_and_a_lost_one_is_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    // The dashboard's store: v2 based on v1. Meanwhile A set v3.
+    let sock = dir.path().join("sync.sock");
+    let fake = Shared::default();
+    fake.lock()
+        .unwrap()
+        .applied
+        .insert(Scope::Global, elsewhere(3, 7000));
+    start_fake(&sock, Mode::Normal, fake.clone());
+    let mut dashboard = Linked::start(&sock, desired_based(2, 1, 20_000));
+    dashboard
+        .until("the sync's answer", |e| {
+            matches!(
+                e,
+                ClientEvent::Outcome {
+                    outcome: Outcome::Conflict { .. },
+                    ..
+                }
+            )
+        })
+        .await;
+    dashboard
+        .until("the state after the sync", |e| global_in_force(e, 3))
+        .await;
+    assert_eq!(
+        dashboard.state(),
+        ScopeState::Conflict {
+            version: 2,
+            in_force: 3
+        }
+    );
+    assert_eq!(
+        fake.lock().unwrap().applied[&Scope::Global]
+            .limits
+            .per_hop_limit,
+        Some(7000),
+        "the newer state set elsewhere wins"
+    );
+    dashboard.link.abort();
+
+    // A runtime that lost its budgets (restarted) gets ours back.
+    let sock = dir.path().join("fresh.sock");
+    let fresh = Shared::default();
+    start_fake(&sock, Mode::Normal, fresh.clone());
+    let mut dashboard = Linked::start(&sock, desired_based(2, 1, 20_000));
+    dashboard
+        .until("the restore", |e| {
+            matches!(
+                e,
+                ClientEvent::Outcome {
+                    outcome: Outcome::Ack,
+                    ..
+                }
+            )
+        })
+        .await;
+    dashboard
+        .until("the state after the sync", |e| global_in_force(e, 2))
+        .await;
+    assert_eq!(dashboard.state(), ScopeState::Applied(2));
+    dashboard.link.abort();
 }

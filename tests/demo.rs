@@ -193,8 +193,9 @@ fn the_control_protocol_round_trips() {
     let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 
-    // set → ack; the same key again → the same answer; an old version → ack
-    // of what is in force, without change.
+    // set → ack; the same key again → the same answer; another change that
+    // is not newer than what is in force → refused as a conflict carrying
+    // what is in force, without change.
     let global = json!({"kind":"global"});
     client.send(&set(
         "1",
@@ -219,7 +220,26 @@ fn the_control_protocol_round_trips() {
         1,
         json!({"per_hop_limit":1}),
     ));
-    assert_eq!(client.reply(), ack("3", Scope::Global, 1));
+    assert_eq!(
+        client.reply(),
+        Reply::Nack {
+            id: "3".into(),
+            scope: Scope::Global,
+            version: 1,
+            applied_version: 1,
+            reason: "v1 is not newer than v1 in force (set by another controller)".into(),
+            code: Some("conflict".into()),
+            limits: Some(serde_json::from_value(json!({"per_hop_limit":9000})).unwrap()),
+        }
+    );
+    // Based on an older version than in force: refused too.
+    let mut behind = set("3b", "k0b", global.clone(), 5, json!({"per_hop_limit":1}));
+    behind["base_version"] = json!(0);
+    client.send(&behind);
+    assert!(matches!(
+        client.reply(),
+        Reply::Nack { code: Some(code), applied_version: 1, .. } if code == "conflict"
+    ));
     assert_eq!(state(&mut client), vec![(Scope::Global, 1, Some(9000))]);
 
     // Invalid → nack with the reason; the previous limits stay. The same
@@ -241,6 +261,8 @@ fn the_control_protocol_round_trips() {
             version: 2,
             applied_version: 1,
             reason: "per_hop_limit (90000) exceeds total_run_limit (60000)".into(),
+            code: None,
+            limits: None,
         }
     );
     client.send(&bad);

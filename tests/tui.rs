@@ -202,3 +202,223 @@ fn without_sources_the_dashboard_shows_the_built_in_workload() {
     tui.keys(&["q"]);
     tui.wait_for("exit", |_| tui.pane_dead());
 }
+
+/// Starts `tokwatch ARGS` in a `width`×`height` terminal.
+fn tmux_at(args: &str, width: u16, height: u16) -> Tmux {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = format!(
+        "tokwatch-budget-{}-{}",
+        std::process::id(),
+        dir.path().file_name().unwrap().to_string_lossy()
+    );
+    let command = format!(
+        "env XDG_STATE_HOME={} XDG_CONFIG_HOME={} TERM=xterm-256color {} {args}",
+        dir.path().display(),
+        dir.path().display(),
+        env!("CARGO_BIN_EXE_tokwatch")
+    );
+    let tmux = Tmux { socket, _dir: dir };
+    let (w, h) = (width.to_string(), height.to_string());
+    let out = tmux.tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        "tw",
+        "-x",
+        &w,
+        "-y",
+        &h,
+        &command,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tmux.tmux(&["set-option", "-t", "tw", "remain-on-exit", "on"]);
+    tmux
+}
+
+fn tokwatch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tokwatch"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+/// Polls `check` until it holds (15 s deadline).
+fn eventually(what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A headless demo runtime, stopped (SIGTERM) when dropped.
+struct HeadlessDemo(std::process::Child);
+
+impl HeadlessDemo {
+    fn start(out: &Path, control: &str) -> HeadlessDemo {
+        use std::io::BufRead as _;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tokwatch"))
+            .args(["demo", "--headless", "--rate", "4", "--out"])
+            .arg(out)
+            .args(["--control", control])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        std::io::BufReader::new(child.stderr.take().unwrap())
+            .read_line(&mut ready)
+            .unwrap();
+        assert!(ready.contains("control on"), "{ready}");
+        HeadlessDemo(child)
+    }
+}
+
+impl Drop for HeadlessDemo {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn two_controllers_one_runtime_the_dashboard_shows_and_bases_on_what_the_runtime_enforces() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("D");
+    let control = format!("unix:{}", dir.path().join("c.sock").display());
+    let _demo = HeadlessDemo::start(&out, &control);
+    let a = dir.path().join("A.toml").display().to_string();
+    let b = dir.path().join("B.toml").display().to_string();
+    let set = |store: &str, hop: &str| {
+        tokwatch(&[
+            "budget",
+            "set",
+            "--budgets",
+            store,
+            "--global",
+            "--per-hop-limit",
+            hop,
+            "--control",
+            &control,
+        ])
+    };
+    let first = set(&a, "9000");
+    assert!(
+        String::from_utf8_lossy(&first.stdout).contains("global: applied v1"),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let tui = tmux_at(
+        &format!(
+            "--follow {} --control {control} --budgets {b}",
+            out.display()
+        ),
+        120,
+        35,
+    );
+    tui.keys(&["7"]);
+    // What the runtime enforces, though this dashboard never set it.
+    let screen = tui.wait_for("the budget set by controller A", |s| {
+        s.contains("v1 per-hop 9000 (trim)") && s.contains("v1 set by another controller")
+    });
+    assert!(!screen.contains("applied v1"), "{screen}");
+    tui.keys(&["b"]);
+    tui.wait_for("the editor, from what is in force", |s| {
+        s.contains("Edit budget") && s.contains("9000") && s.contains("set by another controller")
+    });
+    tui.keys(&[
+        "BSpace", "BSpace", "BSpace", "BSpace", "2", "0", "0", "0", "0", "Enter",
+    ]);
+    let screen = tui.wait_for("the diff and the prompt", |s| {
+        s.contains("before  per-hop 9000 (trim)")
+            && (s.contains("press y or Enter") || s.contains("press Y"))
+    });
+    tui.keys(&[if screen.contains("press Y") { "Y" } else { "y" }]);
+    tui.wait_for("the runtime's confirmation", |s| s.contains("applied v2"));
+    let listed = tokwatch(&["budget", "list", "--control", &control]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains("v2") && listed.contains("per-hop 20000"),
+        "the runtime enforces what the dashboard says: {listed}"
+    );
+    // Controller A changes it again (based on v2, from its hello): the
+    // dashboard shows the newer state set elsewhere, not "applied".
+    let again = set(&a, "7000");
+    assert!(String::from_utf8_lossy(&again.stdout).contains("applied v3"));
+    let screen = tui.wait_for("controller A's change", |s| {
+        s.contains("v3 per-hop 7000 (trim)") && s.contains("v3 set by another controller")
+    });
+    assert!(!screen.contains("applied v2"), "{screen}");
+    tui.keys(&["q"]);
+    tui.wait_for("exit", |_| tui.pane_dead());
+}
+
+#[test]
+fn the_budget_flow_at_80x24_shows_the_prompt_and_the_runtime_enforces_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("D");
+    let control = format!("unix:{}", dir.path().join("c.sock").display());
+    let tui = tmux_at(
+        &format!("demo --out {} --control {control} --rate 4", out.display()),
+        80,
+        24,
+    );
+    tui.wait_for("the demo's dashboard", |s| s.contains("Overview"));
+    tui.keys(&["7"]);
+    tui.wait_for("the empty Budgets screen saying what to do", |s| {
+        s.contains("No budget") && s.contains("Press b")
+    });
+    tui.keys(&["b"]);
+    tui.wait_for("the editor", |s| s.contains("Edit budget"));
+    tui.keys(&["5", "0", "0", "0"]);
+    // Review until a hop above 5,000 input tokens has been seen, so that the
+    // change is below current usage (any key but y goes back to editing).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let screen = loop {
+        tui.keys(&["Enter"]);
+        let screen = tui.wait_for("a prompt", |s| {
+            s.contains("BELOW CURRENT USAGE") || s.contains("press y or Enter")
+        });
+        if screen.contains("BELOW CURRENT USAGE") {
+            break screen;
+        }
+        assert!(Instant::now() < deadline, "never below usage:\n{screen}");
+        tui.keys(&["Up"]);
+        tui.wait_for("editing again", |s| !s.contains("press y or Enter"));
+    };
+    assert!(screen.contains("press Y"), "{screen}");
+    tui.keys(&["y"]);
+    tui.wait_for("why y did nothing", |s| {
+        s.contains("below current usage: press Y (shift+y) to confirm")
+    });
+    tui.keys(&["Y"]);
+    tui.wait_for("the runtime's confirmation", |s| s.contains("applied v1"));
+    let listed = tokwatch(&["budget", "list", "--control", &control]);
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("per-hop 5000 (trim)"),
+        "{}",
+        String::from_utf8_lossy(&listed.stdout)
+    );
+    // The runtime enforces it: breaches at the new limit in its telemetry.
+    eventually("a breach of the 5,000-token limit", || {
+        std::fs::read_to_string(out.join("naive-team.jsonl"))
+            .is_ok_and(|t| t.contains("\"limit_kind\":\"per_hop\",\"limit\":5000"))
+    });
+    tui.keys(&["q"]);
+    tui.wait_for("exit", |_| tui.pane_dead());
+    // The dashboard's budgets are not among the telemetry.
+    let report = tokwatch(&["report", out.to_str().unwrap(), "--format", "json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(doc["ingest"]["malformed"], 0, "{doc}");
+    let files: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(files.iter().all(|f| !f.starts_with("budgets")), "{files:?}");
+}

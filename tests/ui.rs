@@ -83,7 +83,7 @@ fn draw(
             // what the app does: open the editor, prefilled from the desired state
             view.editor = Some(BudgetEditor::new(
                 tokwatch::model::budget::Scope::Agent("writer".into()),
-                None,
+                tokwatch::ui::budgets::EditorStart::default(),
             ));
         }
     }

@@ -92,8 +92,13 @@ class ControllerTest(unittest.TestCase):
         c = rt.BudgetController()
         self.assertEqual(c.set_budget(GLOBAL, 2, {"per_hop_limit": 9000}, "k2"),
                          {"type": "budget.ack", "scope": GLOBAL, "version": 2})
-        # An old version: ack of what is in force, nothing changes.
-        self.assertEqual(c.set_budget(GLOBAL, 1, {"per_hop_limit": 1}, "k1")["version"], 2)
+        # An old version is another controller's stale change: refused (not
+        # acknowledged) with what is in force, nothing changes.
+        self.assertEqual(c.set_budget(GLOBAL, 1, {"per_hop_limit": 1}, "k1"),
+                         {"type": "budget.nack", "scope": GLOBAL, "version": 1,
+                          "applied_version": 2, "code": "conflict",
+                          "limits": {"per_hop_limit": 9000},
+                          "reason": "v1 is not newer than v2 in force (set by another controller)"})
         self.assertEqual(c.effective()["per_hop_limit"], 9000)
         # The same key: the same answer, whatever it carries.
         self.assertEqual(c.set_budget(GLOBAL, 9, {"per_hop_limit": 5}, "k2")["version"], 2)
@@ -114,6 +119,28 @@ class ControllerTest(unittest.TestCase):
                 answer = c.set_budget(GLOBAL, 10, limits)
                 self.assertEqual(answer["type"], "budget.nack")
                 self.assertIn(reason, answer["reason"])
+
+    def test_a_change_based_on_an_older_version_than_in_force_is_a_conflict(self):
+        c = rt.BudgetController()
+        c.set_budget(GLOBAL, 1, {"per_hop_limit": 9000}, "a1", base_version=0)
+        # Based on v0 although v1 is in force: someone else changed it since.
+        conflict = c.set_budget(GLOBAL, 2, {"per_hop_limit": 20000}, "b1", base_version=0)
+        self.assertEqual((conflict["type"], conflict["code"], conflict["applied_version"],
+                          conflict["limits"]),
+                         ("budget.nack", "conflict", 1, {"per_hop_limit": 9000}))
+        self.assertIn("based on v0 but v1 is in force", conflict["reason"])
+        self.assertEqual(c.effective()["per_hop_limit"], 9000)
+        # Rebased on v1: applied; the state says whose change is in force.
+        rebased = c.set_budget(GLOBAL, 2, {"per_hop_limit": 20000}, "b2", base_version=1)
+        self.assertEqual(rebased, {"type": "budget.ack", "scope": GLOBAL, "version": 2})
+        self.assertEqual(c.state(), [{"scope": GLOBAL, "version": 2,
+                                      "limits": {"per_hop_limit": 20000},
+                                      "idempotency_key": "b2"}])
+        # The change in force sent again (a sync after its answer was
+        # forgotten) is acknowledged: it is applied.
+        c._answers.clear()
+        self.assertEqual(c.set_budget(GLOBAL, 2, {"per_hop_limit": 20000}, "b2", base_version=1)["type"],
+                         "budget.ack")
 
     def test_precedence_is_per_limit_agent_then_segment_then_global(self):
         c = rt.BudgetController()
@@ -327,6 +354,22 @@ class BinaryTest(unittest.TestCase):
         self.assertEqual(doc["ingest"]["malformed"], 0)
         limited = [b for run in doc["runs"] for b in run["budget_exceeded"]]
         self.assertTrue(limited and all(b["limit"] == 5000 for b in limited))
+
+    def test_two_controllers_each_change_is_based_on_what_is_in_force(self):
+        other_store = str(Path(self.tmp.name) / "other.toml")
+        first = self.budget("set", "--global", "--per-hop-limit", "9000")
+        self.assertIn("applied v1", first.stdout, first.stderr)
+        # Another controller with its own store: based on v1 (from hello), v2.
+        other = self.tokwatch("budget", "set", "--global", "--per-hop-limit", "7000",
+                              "--control", f"unix:{self.sock}", "--budgets", other_store)
+        self.assertEqual(other.returncode, 0, other.stderr)
+        self.assertIn("applied v2", other.stdout)
+        self.assertIn("per-hop 7000", self.budget("get", "--global").stdout)
+        # The first controller again: based on v2 now, v3 wins.
+        again = self.budget("set", "--global", "--per-hop-limit", "5000")
+        self.assertEqual(again.returncode, 0, again.stderr)
+        self.assertIn("applied v3", again.stdout)
+        self.assertIn("v3    per-hop 5000", self.budget("get", "--global").stdout)
 
 
 if __name__ == "__main__":

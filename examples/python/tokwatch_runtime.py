@@ -137,7 +137,8 @@ class BudgetController:
         # This runtime's largest context window: a longer per-hop limit is refused.
         self.max_context = max_context
         self._cond = threading.Condition()
-        self._applied: dict[tuple, tuple[int, dict]] = {}
+        # scope -> (version, limits, idempotency key of the change that set it)
+        self._applied: dict[tuple, tuple[int, dict, str | None]] = {}
         self._answers: OrderedDict[str, dict] = OrderedDict()
         self._listeners: list[Callable[[dict], None]] = []
         # Bumped by every applied change (paused runs wait on it).
@@ -156,22 +157,45 @@ class BudgetController:
                 )
         return reason
 
-    def set_budget(self, scope, version, limits, idempotency_key=None) -> dict:
+    def set_budget(self, scope, version, limits, idempotency_key=None, base_version=None) -> dict:
         """Handles a `budget.set` (or a `budget.sync` entry); returns the
-        answer without its `id`: a key seen before gets the same answer, an
-        old version an ack of the version in force, invalid limits a nack
-        with the reason (the previous limits stay)."""
+        answer without its `id`:
+
+        - a key seen before gets the same answer (and the budget in force
+          sent again with its own key is acknowledged: it is applied);
+        - a version not newer than the one in force, or a change based on an
+          older version than the one in force (`base_version`: another
+          controller changed the scope since), is refused with
+          `code: "conflict"` and the version and limits in force, so the
+          client can rebase;
+        - invalid limits get a nack with the reason (the previous limits stay).
+        """
         key = scope_key(scope)
         with self._cond:
             if idempotency_key is not None and idempotency_key in self._answers:
                 return dict(self._answers[idempotency_key])
-            applied_version = self._applied.get(key, (0, None))[0]
-            if version <= applied_version:
+            applied_version, applied_limits, applied_key = self._applied.get(key, (0, None, None))
+            if (applied_version == version and applied_key is not None
+                    and applied_key == idempotency_key):
+                return {"type": "budget.ack", "scope": scope_json(key), "version": version}
+            behind = base_version is not None and base_version < applied_version
+            if version <= applied_version or behind:
+                if behind:
+                    reason = (f"v{version} is based on v{base_version} but v{applied_version} "
+                              "is in force (set by another controller)")
+                else:
+                    reason = (f"v{version} is not newer than v{applied_version} in force "
+                              "(set by another controller)")
                 answer = {
-                    "type": "budget.ack",
+                    "type": "budget.nack",
                     "scope": scope_json(key),
-                    "version": applied_version,
+                    "version": version,
+                    "applied_version": applied_version,
+                    "reason": reason,
+                    "code": "conflict",
                 }
+                if applied_limits is not None:
+                    answer["limits"] = dict(applied_limits)
             elif (reason := self.validate(limits)) is not None:
                 answer = {
                     "type": "budget.nack",
@@ -182,7 +206,7 @@ class BudgetController:
                 }
             else:
                 # A budget replaces the scope's previous one.
-                self._applied[key] = (version, dict(limits))
+                self._applied[key] = (version, dict(limits), idempotency_key)
                 self.generation += 1
                 self._cond.notify_all()
                 answer = {
@@ -200,7 +224,7 @@ class BudgetController:
         with self._cond:
             applied = [
                 {"scope": scope_json(k), "version": v}
-                for k, (v, _) in sorted(self._applied.items(), key=_order)
+                for k, (v, _, _) in sorted(self._applied.items(), key=_order)
             ]
         return {
             "type": "hello",
@@ -213,8 +237,9 @@ class BudgetController:
     def state(self) -> list[dict]:
         with self._cond:
             return [
-                {"scope": scope_json(k), "version": v, "limits": dict(limits)}
-                for k, (v, limits) in sorted(self._applied.items(), key=_order)
+                {"scope": scope_json(k), "version": v, "limits": dict(limits),
+                 **({"idempotency_key": key} if key is not None else {})}
+                for k, (v, limits, key) in sorted(self._applied.items(), key=_order)
             ]
 
     def handle(self, request, greeted: bool) -> tuple[list[dict], str | None]:
@@ -238,6 +263,7 @@ class BudgetController:
                     _version(request["version"]),
                     request["limits"],
                     _key(request["idempotency_key"]),
+                    _base(request.get("base_version")),
                 )
                 return [{**answer, "id": request_id}], None
             if kind == "budget.sync":
@@ -251,6 +277,7 @@ class BudgetController:
                             _version(entry["version"]),
                             entry["limits"],
                             _key(entry.get("idempotency_key")),
+                            _base(entry.get("base_version")),
                         ),
                         "id": request_id,
                     }
@@ -366,6 +393,11 @@ def _version(value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"version {value!r} is not a whole number")
     return value
+
+
+def _base(value) -> int | None:
+    """`base_version`: optional (clients before it existed do not send it)."""
+    return None if value is None else _version(value)
 
 
 def _key(value) -> str | None:

@@ -80,7 +80,9 @@ async fn set(scope: Scope, limits: Limits, control: &ControlArgs) -> anyhow::Res
     let addresses = addresses(control)?;
     let path = store_path(control)?;
     let mut desired = DesiredState::load(&path)?;
-    // Greet every runtime first: the new version must be above what any applies.
+    // Greet every runtime first: the change is based on the newest version
+    // in force (a runtime where another controller sets a newer one before
+    // it arrives refuses it as a conflict).
     let mut connections = Vec::new();
     let mut failures = Vec::new();
     for addr in &addresses {
@@ -111,12 +113,22 @@ async fn set(scope: Scope, limits: Limits, control: &ControlArgs) -> anyhow::Res
                 "rejected v{}: {reason} (v{applied_version} stays in force)",
                 budget.version
             ),
+            Ok(Outcome::Conflict {
+                reason,
+                applied_version,
+                limits,
+            }) => format!(
+                "refused v{}: {reason}; v{applied_version} stays in force{}",
+                budget.version,
+                limits
+                    .as_ref()
+                    .map_or(String::new(), |l| format!(" ({})", l.describe()))
+            ),
             Err(e) => format!("failed: {e}"),
         };
         all_acked &= matches!(result, Ok(Outcome::Ack));
         let audit_result = match &result {
-            Ok(Outcome::Ack) => "ack".to_owned(),
-            Ok(Outcome::Nack { reason, .. }) => format!("nack: {reason}"),
+            Ok(outcome) => outcome.audit(),
             Err(ControlError::Timeout(_)) => "timeout".to_owned(),
             Err(e) => format!("error: {e}"),
         };

@@ -13,11 +13,11 @@ use tokio::sync::{mpsc, watch};
 
 use super::ControlAddr;
 use super::protocol::{
-    Exceeded, MAX_LINE_BYTES, PROTOCOL_VERSION, Reply, Request, VersionedBudget, WireError, decode,
-    encode,
+    CONFLICT, Exceeded, MAX_LINE_BYTES, PROTOCOL_VERSION, Reply, Request, VersionedBudget,
+    WireError, decode, encode,
 };
 use super::store::DesiredState;
-use crate::model::budget::Scope;
+use crate::model::budget::{Limits, Scope};
 
 /// Why talking to a runtime failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,11 +37,66 @@ pub enum ControlError {
 /// A runtime's answer to one budget.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// The runtime enforces this version.
     Ack,
+    /// The limits were refused; `applied_version` stays in force.
     Nack {
         reason: String,
         applied_version: u64,
     },
+    /// Not applied: the runtime has a newer budget for the scope, set by
+    /// another controller (`applied_version`, with its limits when the
+    /// runtime said them). The change must be rebased on it.
+    Conflict {
+        reason: String,
+        applied_version: u64,
+        limits: Option<Limits>,
+    },
+}
+
+impl Outcome {
+    /// The outcome of a reply to a change of version `sent`. An `ack` of
+    /// another version (what a runtime that predates conflicts answers to a
+    /// stale change) is a conflict: that version, not ours, is in force.
+    fn of(reply: Reply, sent: u64) -> Option<Outcome> {
+        match reply {
+            Reply::Ack { version, .. } if version == sent => Some(Outcome::Ack),
+            Reply::Ack { version, .. } => Some(Outcome::Conflict {
+                reason: format!("v{version} is in force (set by another controller)"),
+                applied_version: version,
+                limits: None,
+            }),
+            Reply::Nack {
+                reason,
+                applied_version,
+                code,
+                limits,
+                ..
+            } => Some(if code.as_deref() == Some(CONFLICT) {
+                Outcome::Conflict {
+                    reason,
+                    applied_version,
+                    limits,
+                }
+            } else {
+                Outcome::Nack {
+                    reason,
+                    applied_version,
+                }
+            }),
+            _ => None,
+        }
+    }
+
+    /// How the audit log records it: `ack`, `nack: reason`, `conflict: reason`.
+    #[must_use]
+    pub fn audit(&self) -> String {
+        match self {
+            Outcome::Ack => "ack".to_owned(),
+            Outcome::Nack { reason, .. } => format!("nack: {reason}"),
+            Outcome::Conflict { reason, .. } => format!("conflict: {reason}"),
+        }
+    }
 }
 
 trait Duplex: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -222,7 +277,8 @@ impl Connection {
         }
     }
 
-    /// Sends one budget and waits for its ack or nack.
+    /// Sends one budget (based on its `base_version`) and waits for the
+    /// answer.
     ///
     /// # Errors
     /// Timeout, closed connection, a reply that does not match.
@@ -237,29 +293,24 @@ impl Connection {
             idempotency_key: budget.idempotency_key.clone().unwrap_or_default(),
             scope: budget.scope.clone(),
             version: budget.version,
+            base_version: budget.base_version,
             limits: budget.limits.clone(),
         };
         self.write(&request).await?;
         loop {
             match self.next_reply(timeout).await? {
-                Reply::Ack { id: got, .. } if got == id => return Ok(Outcome::Ack),
-                Reply::Nack {
-                    id: got,
-                    reason,
-                    applied_version,
-                    ..
-                } if got == id => {
-                    return Ok(Outcome::Nack {
-                        reason,
-                        applied_version,
-                    });
+                reply @ (Reply::Ack { .. } | Reply::Nack { .. }) if reply_id(&reply) == id => {
+                    if let Some(outcome) = Outcome::of(reply, budget.version) {
+                        return Ok(outcome);
+                    }
                 }
                 _ => {} // a late reply to an earlier request
             }
         }
     }
 
-    /// Sends the full desired state; returns each scope's outcome.
+    /// Sends the full desired state; returns each scope's outcome (with the
+    /// version sent).
     ///
     /// # Errors
     /// As [`Connection::set`].
@@ -274,29 +325,21 @@ impl Connection {
             budgets: budgets.to_vec(),
         })
         .await?;
+        let sent: BTreeMap<&Scope, u64> = budgets.iter().map(|b| (&b.scope, b.version)).collect();
         let mut outcomes = Vec::new();
         loop {
             match self.next_reply(timeout).await? {
-                Reply::Ack {
-                    id: got,
-                    scope,
-                    version,
-                } if got == id => outcomes.push((scope, version, Outcome::Ack)),
-                Reply::Nack {
-                    id: got,
-                    scope,
-                    version,
-                    reason,
-                    applied_version,
-                } if got == id => {
-                    outcomes.push((
-                        scope,
-                        version,
-                        Outcome::Nack {
-                            reason,
-                            applied_version,
-                        },
-                    ));
+                reply @ (Reply::Ack { .. } | Reply::Nack { .. }) if reply_id(&reply) == id => {
+                    let (Reply::Ack { scope, .. } | Reply::Nack { scope, .. }) = &reply else {
+                        continue;
+                    };
+                    let scope = scope.clone();
+                    let Some(&version) = sent.get(&scope) else {
+                        continue; // not a scope we sent
+                    };
+                    if let Some(outcome) = Outcome::of(reply, version) {
+                        outcomes.push((scope, version, outcome));
+                    }
                 }
                 Reply::Synced { id: got } if got == id => return Ok(outcomes),
                 _ => {}
@@ -318,6 +361,16 @@ impl Connection {
                 return Ok(budgets);
             }
         }
+    }
+}
+
+fn reply_id(reply: &Reply) -> &str {
+    match reply {
+        Reply::Ack { id, .. }
+        | Reply::Nack { id, .. }
+        | Reply::Synced { id }
+        | Reply::State { id, .. } => id,
+        _ => "",
     }
 }
 
@@ -383,10 +436,11 @@ pub enum ClientEvent {
         version: u64,
         outcome: Outcome,
     },
-    /// The runtime's applied versions (after `hello`).
-    Applied {
+    /// What the runtime has in force (`budget.list`): after `hello`, after
+    /// a sync or a conflict, and every refresh interval while connected.
+    State {
         addr: String,
-        applied: BTreeMap<Scope, u64>,
+        budgets: Vec<VersionedBudget>,
     },
     Exceeded {
         addr: String,
@@ -394,12 +448,17 @@ pub enum ClientEvent {
     },
 }
 
-/// Keeps one runtime in sync with `desired` until `shutdown` turns true.
+/// How often a connected link asks the runtime what it has in force, so
+/// changes made by another controller show up.
+pub const REFRESH: Duration = Duration::from_secs(5);
+
+/// Keeps one runtime in sync with `desired` until `shutdown` turns true,
+/// asking it what it has in force every `refresh`.
 /// Events are sent on a bounded channel; the actor waits when it is full.
 pub async fn run_runtime_link(
     addr: ControlAddr,
     token: Option<String>,
-    timeout: Duration,
+    (timeout, refresh): (Duration, Duration),
     mut desired: watch::Receiver<Arc<DesiredState>>,
     events: mpsc::Sender<ClientEvent>,
     mut shutdown: watch::Receiver<bool>,
@@ -431,19 +490,14 @@ pub async fn run_runtime_link(
                     },
                 })
                 .await;
-                emit(ClientEvent::Applied {
-                    addr: name.clone(),
-                    applied: connection.applied.clone(),
-                })
-                .await;
-                match serve(
-                    &mut connection,
-                    &mut desired,
-                    &events,
-                    &mut shutdown,
+                let session = Session {
+                    events: &events,
                     timeout,
-                )
-                .await
+                    refresh,
+                };
+                match session
+                    .serve(&mut connection, &mut desired, &mut shutdown)
+                    .await
                 {
                     Ok(()) => return, // shutdown
                     Err(e) => e,
@@ -467,69 +521,100 @@ pub async fn run_runtime_link(
     }
 }
 
-/// One connected session: full sync, then every newer desired version.
-async fn serve(
-    connection: &mut Connection,
-    desired: &mut watch::Receiver<Arc<DesiredState>>,
-    events: &mpsc::Sender<ClientEvent>,
-    shutdown: &mut watch::Receiver<bool>,
+/// One connected session of a link.
+struct Session<'a> {
+    events: &'a mpsc::Sender<ClientEvent>,
     timeout: Duration,
-) -> Result<(), ControlError> {
-    let addr = connection.addr().to_owned();
-    // version sent per scope in this session
-    let mut sent: BTreeMap<Scope, u64> = BTreeMap::new();
-    let state = desired.borrow_and_update().clone();
-    let budgets: Vec<VersionedBudget> = state.budgets.values().cloned().collect();
-    for (scope, version, outcome) in connection.sync(&budgets, timeout).await? {
-        sent.insert(scope.clone(), version);
-        let _ = events
-            .send(ClientEvent::Outcome {
-                addr: addr.clone(),
-                scope,
-                version,
-                outcome,
-            })
-            .await;
+    refresh: Duration,
+}
+
+impl Session<'_> {
+    async fn emit(&self, event: ClientEvent) {
+        let _ = self.events.send(event).await;
     }
-    for budget in &budgets {
-        sent.entry(budget.scope.clone()).or_insert(budget.version);
+
+    /// Asks the runtime what it has in force and reports it.
+    async fn list(&self, connection: &mut Connection) -> Result<(), ControlError> {
+        let budgets = connection.list(self.timeout).await?;
+        let addr = connection.addr().to_owned();
+        self.emit(ClientEvent::State { addr, budgets }).await;
+        Ok(())
     }
-    loop {
-        for exceeded in connection.notifications.drain(..) {
-            let _ = events
-                .send(ClientEvent::Exceeded {
+
+    /// What the runtime has in force, then a full sync (each entry based on
+    /// the version it was made on: a runtime where another controller set
+    /// a newer one refuses it, and that state wins), then every new change;
+    /// the runtime's state is asked again after a refusal and every refresh.
+    async fn serve(
+        &self,
+        connection: &mut Connection,
+        desired: &mut watch::Receiver<Arc<DesiredState>>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), ControlError> {
+        let addr = connection.addr().to_owned();
+        self.list(connection).await?;
+        // The change (idempotency key) sent per scope in this session.
+        let mut sent: BTreeMap<Scope, Option<String>> = BTreeMap::new();
+        let state = desired.borrow_and_update().clone();
+        let budgets: Vec<VersionedBudget> = state.budgets.values().cloned().collect();
+        if !budgets.is_empty() {
+            for (scope, version, outcome) in connection.sync(&budgets, self.timeout).await? {
+                self.emit(ClientEvent::Outcome {
+                    addr: addr.clone(),
+                    scope,
+                    version,
+                    outcome,
+                })
+                .await;
+            }
+            self.list(connection).await?;
+        }
+        for budget in &budgets {
+            sent.insert(budget.scope.clone(), budget.idempotency_key.clone());
+        }
+        let mut refresh =
+            tokio::time::interval_at(tokio::time::Instant::now() + self.refresh, self.refresh);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            for exceeded in connection.notifications.drain(..) {
+                self.emit(ClientEvent::Exceeded {
                     addr: addr.clone(),
                     exceeded,
                 })
                 .await;
-        }
-        tokio::select! {
-            _ = shutdown.changed() => return Ok(()),
-            changed = desired.changed() => {
-                if changed.is_err() {
-                    return Ok(());
-                }
-                let state = desired.borrow_and_update().clone();
-                // Newer versions only, in scope order: a late edit never overtakes a newer one.
-                for budget in state.budgets.values() {
-                    if sent.get(&budget.scope).is_some_and(|&v| v >= budget.version) {
-                        continue;
-                    }
-                    let outcome = connection.set(budget, timeout).await?;
-                    sent.insert(budget.scope.clone(), budget.version);
-                    let _ = events
-                        .send(ClientEvent::Outcome { addr: addr.clone(), scope: budget.scope.clone(), version: budget.version, outcome })
-                        .await;
-                }
             }
-            line = connection.lines.recv() => match line {
-                Some(Ok(Reply::Exceeded(exceeded))) => {
-                    let _ = events.send(ClientEvent::Exceeded { addr: addr.clone(), exceeded }).await;
+            tokio::select! {
+                _ = shutdown.changed() => return Ok(()),
+                changed = desired.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    let state = desired.borrow_and_update().clone();
+                    // New changes only, in scope order.
+                    let mut refused = false;
+                    for budget in state.budgets.values() {
+                        if sent.get(&budget.scope) == Some(&budget.idempotency_key) {
+                            continue;
+                        }
+                        let outcome = connection.set(budget, self.timeout).await?;
+                        sent.insert(budget.scope.clone(), budget.idempotency_key.clone());
+                        refused |= !matches!(outcome, Outcome::Ack);
+                        self.emit(ClientEvent::Outcome { addr: addr.clone(), scope: budget.scope.clone(), version: budget.version, outcome }).await;
+                    }
+                    if refused {
+                        self.list(connection).await?;
+                    }
                 }
-                Some(Ok(_)) => {} // a late reply
-                Some(Err(e)) => return Err(e),
-                None => return Err(ControlError::Closed(addr.clone())),
-            },
+                _ = refresh.tick() => self.list(connection).await?,
+                line = connection.lines.recv() => match line {
+                    Some(Ok(Reply::Exceeded(exceeded))) => {
+                        self.emit(ClientEvent::Exceeded { addr: addr.clone(), exceeded }).await;
+                    }
+                    Some(Ok(_)) => {} // a late reply
+                    Some(Err(e)) => return Err(e),
+                    None => return Err(ControlError::Closed(addr.clone())),
+                },
+            }
         }
     }
 }
@@ -537,6 +622,50 @@ async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ack_of_another_version_is_a_conflict_not_an_application() {
+        let ack = |version| Reply::Ack {
+            id: "c1".into(),
+            scope: Scope::Global,
+            version,
+        };
+        assert_eq!(Outcome::of(ack(4), 4), Some(Outcome::Ack));
+        // What a runtime that predates conflicts answers to a stale change.
+        assert_eq!(
+            Outcome::of(ack(7), 4),
+            Some(Outcome::Conflict {
+                reason: "v7 is in force (set by another controller)".into(),
+                applied_version: 7,
+                limits: None,
+            })
+        );
+        let nack = |code: Option<&str>| Reply::Nack {
+            id: "c1".into(),
+            scope: Scope::Global,
+            version: 4,
+            applied_version: 3,
+            reason: "r".into(),
+            code: code.map(str::to_owned),
+            limits: None,
+        };
+        assert!(matches!(
+            Outcome::of(nack(Some(CONFLICT)), 4),
+            Some(Outcome::Conflict {
+                applied_version: 3,
+                ..
+            })
+        ));
+        // An unknown code is a plain refusal.
+        assert!(matches!(
+            Outcome::of(nack(Some("quota")), 4),
+            Some(Outcome::Nack {
+                applied_version: 3,
+                ..
+            })
+        ));
+        assert_eq!(Outcome::of(Reply::Synced { id: "c1".into() }, 4), None);
+    }
 
     #[test]
     fn backoff_grows_by_1_6_with_jitter_and_caps_at_30s() {

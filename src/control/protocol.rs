@@ -15,10 +15,21 @@ pub const MAX_LINE_BYTES: usize = 64 * 1024;
 pub struct VersionedBudget {
     pub scope: Scope,
     pub version: u64,
+    /// The version in force at the runtime(s) when the change was made (the
+    /// highest reported): a runtime with a newer one refuses the change as a
+    /// [`CONFLICT`]. Absent in `budget.state` and in stores written before it
+    /// existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_version: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
     pub limits: Limits,
 }
+
+/// The `code` of a `budget.nack` refusing a change that is not based on the
+/// version in force (another controller changed the scope since): the nack
+/// carries the version and limits in force, so the client can rebase.
+pub const CONFLICT: &str = "conflict";
 
 /// The version in force for a scope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +55,9 @@ pub enum Request {
         idempotency_key: String,
         scope: Scope,
         version: u64,
+        /// See [`VersionedBudget::base_version`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        base_version: Option<u64>,
         limits: Limits,
     },
     #[serde(rename = "budget.sync")]
@@ -81,6 +95,14 @@ pub enum Reply {
         #[serde(default)]
         applied_version: u64,
         reason: String,
+        /// [`CONFLICT`] when a newer budget set elsewhere is in force;
+        /// absent when the limits themselves were refused.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<String>,
+        /// With [`CONFLICT`]: the limits in force (`applied_version`), absent
+        /// when the scope has none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limits: Option<Limits>,
     },
     #[serde(rename = "budget.synced")]
     Synced { id: String },
@@ -155,6 +177,7 @@ mod tests {
             idempotency_key: "k".into(),
             scope: Scope::Agent("writer".into()),
             version: 7,
+            base_version: None,
             limits: Limits {
                 per_hop_limit: Some(9000),
                 on_hop_breach: Some(BreachAction::Trim),
@@ -180,6 +203,54 @@ mod tests {
             exceeded,
             Reply::Exceeded(Exceeded { hop: Some(4), .. })
         ));
+    }
+
+    #[test]
+    fn base_versions_and_conflicts_are_optional_fields() {
+        // A client that predates base_version, and one that sends it.
+        let old: Request = decode(br#"{"type":"budget.set","id":"1","idempotency_key":"k","scope":{"kind":"global"},"version":2,"limits":{"per_hop_limit":5}}"#).unwrap();
+        assert!(matches!(
+            old,
+            Request::Set {
+                base_version: None,
+                ..
+            }
+        ));
+        let based = Request::Set {
+            id: "1".into(),
+            idempotency_key: "k".into(),
+            scope: Scope::Global,
+            version: 2,
+            base_version: Some(1),
+            limits: Limits {
+                per_hop_limit: Some(5),
+                ..Limits::default()
+            },
+        };
+        let line = encode(&based);
+        assert!(String::from_utf8_lossy(&line).contains("\"base_version\":1"));
+        assert_eq!(decode::<Request>(&line[..line.len() - 1]).unwrap(), based);
+        // A conflict carries what is in force; a plain nack has neither field.
+        let conflict: Reply = decode(br#"{"type":"budget.nack","id":"1","scope":{"kind":"global"},"version":2,"applied_version":3,"reason":"r","code":"conflict","limits":{"per_hop_limit":9000}}"#).unwrap();
+        assert!(matches!(
+            conflict,
+            Reply::Nack { code: Some(ref c), limits: Some(ref l), applied_version: 3, .. }
+                if c == CONFLICT && l.per_hop_limit == Some(9000)
+        ));
+        let plain = encode(&Reply::Nack {
+            id: "1".into(),
+            scope: Scope::Global,
+            version: 2,
+            applied_version: 1,
+            reason: "r".into(),
+            code: None,
+            limits: None,
+        });
+        let plain = String::from_utf8(plain).unwrap();
+        assert!(
+            !plain.contains("code") && !plain.contains("limits"),
+            "{plain}"
+        );
     }
 
     #[test]

@@ -112,14 +112,16 @@ impl DesiredState {
         self.budgets.get(scope).map_or(0, |b| b.version)
     }
 
-    /// Records a change of `scope` to `limits` with a version above both
-    /// what is desired here and `seen` (the highest a runtime reported),
-    /// and returns it.
-    pub fn set(&mut self, scope: Scope, limits: Limits, seen: u64) -> VersionedBudget {
-        let version = self.version(&scope).max(seen) + 1;
+    /// Records a change of `scope` to `limits`, based on `base` (the
+    /// highest version a runtime reported in force when the user made it),
+    /// with a version above both that and what is desired here, and returns
+    /// it. A runtime with a newer version than `base` refuses it.
+    pub fn set(&mut self, scope: Scope, limits: Limits, base: u64) -> VersionedBudget {
+        let version = self.version(&scope).max(base) + 1;
         let budget = VersionedBudget {
             scope: scope.clone(),
             version,
+            base_version: Some(base),
             idempotency_key: Some(new_key()),
             limits,
         };
@@ -289,6 +291,7 @@ mod tests {
             4,
         );
         assert_eq!(second.version, 5, "above what a runtime reported");
+        assert_eq!(second.base_version, Some(4), "based on it");
         assert_ne!(first.idempotency_key, second.idempotency_key);
         state.save(&path).unwrap();
         assert_eq!(

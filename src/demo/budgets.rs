@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use crate::control::protocol::{Applied, Reply, VersionedBudget};
+use crate::control::protocol::{Applied, CONFLICT, Reply, VersionedBudget};
 use crate::model::budget::{Limits, Scope};
 
 /// Answers remembered per idempotency key (oldest forgotten first).
@@ -17,10 +17,19 @@ pub enum Outcome {
         scope: Scope,
         version: u64,
     },
+    /// Invalid limits.
     Nack {
         scope: Scope,
         version: u64,
         applied_version: u64,
+        reason: String,
+    },
+    /// Not based on the version in force: refused with what is in force.
+    Conflict {
+        scope: Scope,
+        version: u64,
+        applied_version: u64,
+        limits: Option<Limits>,
         reason: String,
     },
 }
@@ -46,6 +55,23 @@ impl Outcome {
                 version,
                 applied_version,
                 reason,
+                code: None,
+                limits: None,
+            },
+            Outcome::Conflict {
+                scope,
+                version,
+                applied_version,
+                limits,
+                reason,
+            } => Reply::Nack {
+                id: id.to_owned(),
+                scope,
+                version,
+                applied_version,
+                reason,
+                code: Some(CONFLICT.to_owned()),
+                limits,
             },
         }
     }
@@ -54,6 +80,7 @@ impl Outcome {
 #[derive(Debug, Clone)]
 struct InForce {
     version: u64,
+    key: Option<String>,
     limits: Limits,
 }
 
@@ -69,27 +96,53 @@ impl BudgetTable {
     /// Handles one change: returns the answer and whether the limits in
     /// force changed.
     ///
-    /// - a key seen before gets the same answer as the first time;
-    /// - a version not newer than the one in force is acknowledged with the
-    ///   version in force, without change;
+    /// - a key seen before gets the same answer as the first time (and the
+    ///   version in force with its own key is acknowledged: it is applied);
+    /// - a version not newer than the one in force, or a change based on an
+    ///   older version than the one in force (`base`), is refused as a
+    ///   conflict carrying the version and limits in force;
     /// - invalid limits are refused with the reason, the previous ones stay;
     /// - otherwise the budget replaces the scope's previous one.
     pub fn set(
         &mut self,
         scope: Scope,
         version: u64,
+        base: Option<u64>,
         key: Option<&str>,
         limits: Limits,
     ) -> (Outcome, bool) {
         if let Some(answer) = key.and_then(|k| self.answers.get(k)) {
             return (answer.clone(), false);
         }
-        let applied_version = self.applied.get(&scope).map_or(0, |b| b.version);
-        let (outcome, changed) = if version <= applied_version {
+        let in_force = self.applied.get(&scope);
+        let applied_version = in_force.map_or(0, |b| b.version);
+        if let Some(b) = in_force
+            && b.version == version
+            && b.key.is_some()
+            && b.key.as_deref() == key
+        {
+            return (Outcome::Ack { scope, version }, false);
+        }
+        let stale = version <= applied_version;
+        let behind = base.is_some_and(|b| b < applied_version);
+        let (outcome, changed) = if stale || behind {
+            let reason = if behind {
+                format!(
+                    "v{version} is based on v{} but v{applied_version} is in force (set by another controller)",
+                    base.unwrap_or(0)
+                )
+            } else {
+                format!(
+                    "v{version} is not newer than v{applied_version} in force (set by another controller)"
+                )
+            };
             (
-                Outcome::Ack {
+                Outcome::Conflict {
+                    limits: in_force.map(|b| b.limits.clone()),
                     scope,
-                    version: applied_version,
+                    version,
+                    applied_version,
+                    reason,
                 },
                 false,
             )
@@ -104,8 +157,14 @@ impl BudgetTable {
                 false,
             )
         } else {
-            self.applied
-                .insert(scope.clone(), InForce { version, limits });
+            self.applied.insert(
+                scope.clone(),
+                InForce {
+                    version,
+                    key: key.map(str::to_owned),
+                    limits,
+                },
+            );
             (Outcome::Ack { scope, version }, true)
         };
         if let Some(key) = key {
@@ -136,7 +195,8 @@ impl BudgetTable {
             .collect()
     }
 
-    /// The budgets in force (for `budget.state`).
+    /// The budgets in force (for `budget.state`), each with the key of the
+    /// change that set it.
     #[must_use]
     pub fn state(&self) -> Vec<VersionedBudget> {
         self.applied
@@ -144,7 +204,8 @@ impl BudgetTable {
             .map(|(scope, b)| VersionedBudget {
                 scope: scope.clone(),
                 version: b.version,
-                idempotency_key: None,
+                base_version: None,
+                idempotency_key: b.key.clone(),
                 limits: b.limits.clone(),
             })
             .collect()
@@ -173,9 +234,9 @@ mod tests {
     }
 
     #[test]
-    fn newer_versions_apply_older_ones_ack_what_is_in_force() {
+    fn newer_versions_apply_stale_and_unbased_ones_are_refused_with_what_is_in_force() {
         let mut table = BudgetTable::default();
-        let (first, changed) = table.set(Scope::Global, 3, Some("k3"), hop(9000));
+        let (first, changed) = table.set(Scope::Global, 3, Some(0), Some("k3"), hop(9000));
         assert!(changed);
         assert_eq!(
             first,
@@ -184,33 +245,62 @@ mod tests {
                 version: 3
             }
         );
-        let (late, changed) = table.set(Scope::Global, 2, Some("k2"), hop(1));
+        // An older version with a new key is another change, made on stale
+        // knowledge: refused (not acknowledged), with what is in force.
+        let (late, changed) = table.set(Scope::Global, 2, None, Some("k2"), hop(1));
         assert!(!changed);
         assert_eq!(
             late,
-            Outcome::Ack {
+            Outcome::Conflict {
                 scope: Scope::Global,
-                version: 3
+                version: 2,
+                applied_version: 3,
+                limits: Some(hop(9000)),
+                reason: "v2 is not newer than v3 in force (set by another controller)".into(),
             }
         );
+        // A newer version based on an older one than in force: refused too.
+        let (behind, changed) = table.set(Scope::Global, 4, Some(1), Some("k4"), hop(20_000));
+        assert!(!changed);
+        assert!(
+            matches!(&behind, Outcome::Conflict { applied_version: 3, reason, .. }
+                if reason == "v4 is based on v1 but v3 is in force (set by another controller)"),
+            "{behind:?}"
+        );
+        assert!(matches!(
+            behind.reply("c9"),
+            Reply::Nack { code: Some(ref c), limits: Some(ref l), applied_version: 3, .. }
+                if c == CONFLICT && *l == hop(9000)
+        ));
         assert_eq!(table.limits()[&Scope::Global], hop(9000));
         // A duplicate key answers as the first time, whatever it carries.
-        let (again, changed) = table.set(Scope::Global, 99, Some("k3"), hop(5));
+        let (again, changed) = table.set(Scope::Global, 99, None, Some("k3"), hop(5));
         assert!(!changed);
         assert_eq!(again, first);
-        assert_eq!(table.applied()[0].version, 3);
+        // Based on the version in force: applied.
+        let (rebased, changed) = table.set(Scope::Global, 5, Some(3), Some("k5"), hop(20_000));
+        assert!(changed);
+        assert_eq!(
+            rebased,
+            Outcome::Ack {
+                scope: Scope::Global,
+                version: 5
+            }
+        );
+        assert_eq!(table.applied()[0].version, 5);
+        assert_eq!(table.state()[0].idempotency_key.as_deref(), Some("k5"));
     }
 
     #[test]
     fn invalid_limits_are_refused_and_the_previous_ones_stay() {
         let mut table = BudgetTable::default();
-        table.set(Scope::Agent("writer".into()), 1, Some("a"), hop(9000));
+        table.set(Scope::Agent("writer".into()), 1, None, Some("a"), hop(9000));
         let bad = Limits {
             per_hop_limit: Some(90_000),
             total_run_limit: Some(60_000),
             ..Limits::default()
         };
-        let (nack, changed) = table.set(Scope::Agent("writer".into()), 2, Some("b"), bad);
+        let (nack, changed) = table.set(Scope::Agent("writer".into()), 2, Some(1), Some("b"), bad);
         assert!(!changed);
         assert_eq!(
             nack,
@@ -222,7 +312,7 @@ mod tests {
             }
         );
         assert_eq!(table.limits()[&Scope::Agent("writer".into())], hop(9000));
-        let (empty, _) = table.set(Scope::Global, 1, None, Limits::default());
+        let (empty, _) = table.set(Scope::Global, 1, None, None, Limits::default());
         assert!(matches!(
             empty,
             Outcome::Nack {
@@ -237,7 +327,7 @@ mod tests {
     fn remembered_keys_are_bounded() {
         let mut table = BudgetTable::default();
         for v in 1..=(REMEMBERED_KEYS as u64 + 5) {
-            table.set(Scope::Global, v, Some(&format!("k{v}")), hop(v));
+            table.set(Scope::Global, v, None, Some(&format!("k{v}")), hop(v));
         }
         assert_eq!(table.answers.len(), REMEMBERED_KEYS);
         assert!(!table.answers.contains_key("k1"));

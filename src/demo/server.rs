@@ -89,11 +89,12 @@ impl Control {
         id: &str,
         scope: Scope,
         version: u64,
+        base: Option<u64>,
         key: Option<&str>,
         limits: Limits,
     ) -> Reply {
         let mut table = self.table();
-        let (outcome, changed) = table.set(scope, version, key, limits);
+        let (outcome, changed) = table.set(scope, version, base, key, limits);
         if changed {
             // Published under the lock: readers never see versions out of order.
             self.limits.send_replace(Arc::new(table.limits()));
@@ -134,11 +135,13 @@ impl Control {
                 idempotency_key,
                 scope,
                 version,
+                base_version,
                 limits,
             } => Ok(vec![self.set(
                 &id,
                 scope,
                 version,
+                base_version,
                 Some(&idempotency_key),
                 limits,
             )]),
@@ -150,6 +153,7 @@ impl Control {
                             &id,
                             b.scope,
                             b.version,
+                            b.base_version,
                             b.idempotency_key.as_deref(),
                             b.limits,
                         )

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::config::keys::Keymap;
 use crate::control::ControlAddr;
-use crate::control::client::{ClientEvent, Outcome, run_runtime_link};
+use crate::control::client::{ClientEvent, REFRESH, run_runtime_link};
 use crate::control::store::{self, DesiredState};
 use crate::live::{Aggregator, LiveSettings, Sources};
 use crate::model::budget::{Limits, Scope};
@@ -81,7 +81,7 @@ impl Control {
                 tokio::spawn(run_runtime_link(
                     addr.clone(),
                     ui.control_token.clone(),
-                    Duration::from_secs(5),
+                    (Duration::from_secs(5), REFRESH),
                     desired_rx.clone(),
                     events_tx.clone(),
                     shutdown.clone(),
@@ -101,16 +101,11 @@ impl Control {
         })
     }
 
-    /// Records a confirmed change, saves it, and hands it to the links.
-    fn push(&mut self, scope: Scope, limits: Limits, now_ms: i64) -> Toast {
-        let before = self
-            .board
-            .desired
-            .budgets
-            .get(&scope)
-            .map(|b| b.limits.clone());
-        let seen = self.board.seen(&scope);
-        let budget = self.board.desired.set(scope.clone(), limits, seen);
+    /// Records a confirmed change (based on `base_version`, the version in
+    /// force when the editor opened), saves it, and hands it to the links.
+    fn push(&mut self, scope: Scope, limits: Limits, base_version: u64, now_ms: i64) -> Toast {
+        let before = self.board.current(&scope).map(|(b, _)| b.limits);
+        let budget = self.board.desired.set(scope.clone(), limits, base_version);
         self.board.pending_since.insert(scope.clone(), now_ms);
         if let Some(path) = &self.store {
             let saved = self
@@ -153,10 +148,7 @@ impl Control {
             },
         ) = (&self.store, &event)
         {
-            let result = match outcome {
-                Outcome::Ack => "ack".to_owned(),
-                Outcome::Nack { reason, .. } => format!("nack: {reason}"),
-            };
+            let result = outcome.audit();
             let key = self
                 .board
                 .desired
@@ -412,12 +404,12 @@ async fn ui_loop(
                                         BudgetTarget::Agent(name) => Scope::Agent(name.to_string()),
                                         BudgetTarget::Segment(name) => Scope::Segment(name.to_string()),
                                     };
-                                    let before = control.board.desired.budgets.get(&scope).map(|b| b.limits.clone());
-                                    view.editor = Some(BudgetEditor::new(scope, before));
+                                    let start = control.board.editor_start(&scope);
+                                    view.editor = Some(BudgetEditor::new(scope, start));
                                 }
                             }
-                            Some(Effect::PushBudget { scope, limits }) => {
-                                view.toast = Some(control.push(scope, limits, chrono::Utc::now().timestamp_millis()));
+                            Some(Effect::PushBudget { scope, limits, base_version }) => {
+                                view.toast = Some(control.push(scope, limits, base_version, chrono::Utc::now().timestamp_millis()));
                                 control.board.refresh_usage(&data.snapshot);
                             }
                             None => {}

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::control::client::{ClientEvent, Link, Outcome};
-use crate::control::protocol::Exceeded;
+use crate::control::protocol::{Exceeded, VersionedBudget};
 use crate::control::store::DesiredState;
 use crate::model::Usd;
 use crate::model::budget::{self, BreachAction, Limits, Scope};
@@ -15,15 +15,31 @@ use crate::model::snapshot::Snapshot;
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuntimeView {
     pub link: Link,
-    /// Version in force per scope.
-    pub applied: BTreeMap<Scope, u64>,
+    /// The budgets in force at the runtime as it last said (`budget.list`,
+    /// acknowledgements, conflicts). Kept while it is down: then only the
+    /// last known state, unconfirmed.
+    pub in_force: BTreeMap<Scope, VersionedBudget>,
+    /// `in_force` was reported on the current connection.
+    pub confirmed: bool,
     /// The last answer per scope: (version, outcome).
     pub outcomes: BTreeMap<Scope, (u64, Outcome)>,
 }
 
-/// Desired budgets and what every runtime made of them.
+impl RuntimeView {
+    fn new() -> Self {
+        RuntimeView {
+            link: Link::Connecting,
+            in_force: BTreeMap::new(),
+            confirmed: false,
+            outcomes: BTreeMap::new(),
+        }
+    }
+}
+
+/// Desired budgets and what every runtime has in force.
 #[derive(Debug, Clone, Default)]
 pub struct BudgetBoard {
+    /// What this dashboard wants (its store).
     pub desired: DesiredState,
     pub runtimes: BTreeMap<String, RuntimeView>,
     /// When the current desired version of a scope was pushed (epoch ms).
@@ -31,7 +47,7 @@ pub struct BudgetBoard {
     /// Recent `budget.exceeded` notifications, newest last (at most 50).
     pub exceeded: Vec<(String, Exceeded)>,
     pub readonly: bool,
-    /// Usage of each scope against its desired limits, computed once per
+    /// Usage of each scope against its current limits, computed once per
     /// snapshot and per change (scanning every hop is too slow per frame).
     pub usage: BTreeMap<Scope, budget::Usage>,
 }
@@ -39,10 +55,60 @@ pub struct BudgetBoard {
 /// A scope's state at one runtime, for display.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScopeState {
+    /// This dashboard's version is in force, confirmed by the connected runtime.
     Applied(u64),
-    Pending { version: u64, since_ms: Option<i64> },
-    Rejected { version: u64, reason: String },
+    /// Sent (or waiting to be sent), not confirmed yet.
+    Pending {
+        version: u64,
+        since_ms: Option<i64>,
+    },
+    /// The runtime refused the limits.
+    Rejected {
+        version: u64,
+        reason: String,
+    },
+    /// The runtime refused this dashboard's version: `in_force`, set by
+    /// another controller, is newer than what it was based on.
+    Conflict {
+        version: u64,
+        in_force: u64,
+    },
+    /// In force at the runtime, set by another controller (this dashboard
+    /// wants nothing for the scope, or an older version).
+    Elsewhere(u64),
+    /// The runtime is down or has not said yet: the last version known in
+    /// force there (if any), and this dashboard's version waiting for it.
+    Unconfirmed {
+        last: Option<u64>,
+        waiting: Option<u64>,
+    },
     NotSet,
+}
+
+/// Where the editor starts: the limits of the scope now and those a wider
+/// scope passes down.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EditorStart {
+    /// The scope's own limits now (in force, or wanted here if newer).
+    pub before: Option<Limits>,
+    /// Where `before` comes from (`v3 in force at unix:… · set by another controller`).
+    pub before_from: String,
+    /// Limits of the wider scope, for the fields this scope leaves unset.
+    pub inherited: Limits,
+    /// Its name (`global`).
+    pub inherited_from: Option<String>,
+    /// The newest version a runtime has in force for the scope: the change
+    /// is based on it.
+    pub base_version: u64,
+}
+
+/// Is `in_force` this dashboard's `wanted` change?
+fn is_ours(in_force: &VersionedBudget, wanted: &VersionedBudget) -> bool {
+    in_force.version == wanted.version
+        && match (&in_force.idempotency_key, &wanted.idempotency_key) {
+            (Some(theirs), Some(ours)) => theirs == ours,
+            _ => in_force.limits == wanted.limits,
+        }
 }
 
 impl BudgetBoard {
@@ -53,17 +119,39 @@ impl BudgetBoard {
                 let entry = self.runtime(&addr);
                 let was_up = matches!(entry.link, Link::Connected { .. });
                 entry.link = link.clone();
+                // Confirmed again only by what the runtime says next.
+                entry.confirmed = false;
                 match link {
                     Link::Down { error, .. } if was_up => Some((
-                        format!("{addr}: connection lost ({error}); changes wait"),
+                        format!(
+                            "{addr}: connection lost ({error}); its budgets are unconfirmed, changes wait"
+                        ),
                         true,
                     )),
                     _ => None,
                 }
             }
-            ClientEvent::Applied { addr, applied } => {
-                self.runtime(&addr).applied = applied;
-                None
+            ClientEvent::State { addr, budgets } => {
+                let desired = self.desired.budgets.clone();
+                let entry = self.runtime(&addr);
+                let known = entry.confirmed;
+                let before = std::mem::take(&mut entry.in_force);
+                entry.in_force = budgets.into_iter().map(|b| (b.scope.clone(), b)).collect();
+                entry.confirmed = matches!(entry.link, Link::Connected { .. });
+                // Changes made elsewhere while connected are worth saying.
+                let changed: Vec<String> = entry
+                    .in_force
+                    .values()
+                    .filter(|b| known && before.get(&b.scope).map(|o| o.version) != Some(b.version))
+                    .filter(|b| desired.get(&b.scope).is_none_or(|d| !is_ours(b, d)))
+                    .map(|b| format!("{} v{} ({})", b.scope, b.version, b.limits.describe()))
+                    .collect();
+                (!changed.is_empty()).then(|| {
+                    (
+                        format!("{addr}: set by another controller: {}", changed.join(", ")),
+                        false,
+                    )
+                })
             }
             ClientEvent::Outcome {
                 addr,
@@ -71,10 +159,18 @@ impl BudgetBoard {
                 version,
                 outcome,
             } => {
+                let wanted = self
+                    .desired
+                    .budgets
+                    .get(&scope)
+                    .filter(|d| d.version == version)
+                    .cloned();
                 let entry = self.runtime(&addr);
                 let message = match &outcome {
                     Outcome::Ack => {
-                        entry.applied.insert(scope.clone(), version);
+                        if let Some(wanted) = wanted {
+                            entry.in_force.insert(scope.clone(), wanted);
+                        }
                         (format!("{addr}: {scope} applied v{version}"), false)
                     }
                     Outcome::Nack {
@@ -86,6 +182,33 @@ impl BudgetBoard {
                         ),
                         true,
                     ),
+                    Outcome::Conflict {
+                        applied_version,
+                        limits,
+                        ..
+                    } => {
+                        if let Some(limits) = limits {
+                            entry.in_force.insert(
+                                scope.clone(),
+                                VersionedBudget {
+                                    scope: scope.clone(),
+                                    version: *applied_version,
+                                    base_version: None,
+                                    idempotency_key: None,
+                                    limits: limits.clone(),
+                                },
+                            );
+                        }
+                        let what = limits
+                            .as_ref()
+                            .map_or(String::new(), |l| format!(" ({})", l.describe()));
+                        (
+                            format!(
+                                "{addr}: {scope} v{version} refused: v{applied_version}{what} set by another controller is in force; b edits from it"
+                            ),
+                            true,
+                        )
+                    }
                 };
                 entry.outcomes.insert(scope, (version, outcome));
                 Some(message)
@@ -107,24 +230,19 @@ impl BudgetBoard {
     fn runtime(&mut self, addr: &str) -> &mut RuntimeView {
         self.runtimes
             .entry(addr.to_owned())
-            .or_insert_with(|| RuntimeView {
-                link: Link::Connecting,
-                applied: BTreeMap::new(),
-                outcomes: BTreeMap::new(),
-            })
+            .or_insert_with(RuntimeView::new)
     }
 
-    /// Recomputes [`BudgetBoard::usage`] for every scope.
+    /// Recomputes [`BudgetBoard::usage`] for every scope, against its
+    /// current limits ([`BudgetBoard::current`]).
     pub fn refresh_usage(&mut self, snapshot: &Snapshot) {
         self.usage = self
             .scopes()
             .into_iter()
             .map(|scope| {
                 let limits = self
-                    .desired
-                    .budgets
-                    .get(&scope)
-                    .map(|b| b.limits.clone())
+                    .current(&scope)
+                    .map(|(b, _)| b.limits)
                     .unwrap_or_default();
                 let usage = budget::usage(snapshot, &scope, &limits);
                 (scope, usage)
@@ -132,23 +250,41 @@ impl BudgetBoard {
             .collect();
     }
 
-    /// The highest version any runtime applies for `scope`.
+    /// The newest version any runtime has (or last had) in force for `scope`.
     #[must_use]
     pub fn seen(&self, scope: &Scope) -> u64 {
         self.runtimes
             .values()
-            .filter_map(|r| r.applied.get(scope))
-            .copied()
+            .filter_map(|r| r.in_force.get(scope))
+            .map(|b| b.version)
             .max()
             .unwrap_or(0)
     }
 
-    /// Every scope desired here or applied somewhere.
+    /// The scope's budget now: the newest in force at a runtime (and which),
+    /// or what this dashboard wants when that is newer (not applied yet).
+    #[must_use]
+    pub fn current(&self, scope: &Scope) -> Option<(VersionedBudget, Option<&str>)> {
+        let in_force = self
+            .runtimes
+            .iter()
+            .filter_map(|(addr, r)| r.in_force.get(scope).map(|b| (b, addr.as_str())))
+            .max_by_key(|(b, _)| b.version);
+        let wanted = self.desired.budgets.get(scope);
+        match (in_force, wanted) {
+            (Some((b, _)), Some(w)) if w.version > b.version => Some((w.clone(), None)),
+            (Some((b, addr)), _) => Some((b.clone(), Some(addr))),
+            (None, Some(w)) => Some((w.clone(), None)),
+            (None, None) => None,
+        }
+    }
+
+    /// Every scope wanted here or in force at some runtime.
     #[must_use]
     pub fn scopes(&self) -> Vec<Scope> {
         let mut scopes: Vec<Scope> = self.desired.budgets.keys().cloned().collect();
         for runtime in self.runtimes.values() {
-            scopes.extend(runtime.applied.keys().cloned());
+            scopes.extend(runtime.in_force.keys().cloned());
         }
         scopes.sort();
         scopes.dedup();
@@ -161,24 +297,93 @@ impl BudgetBoard {
         let Some(runtime) = self.runtimes.get(addr) else {
             return ScopeState::NotSet;
         };
-        let desired = self.desired.version(scope);
-        let applied = runtime.applied.get(scope).copied();
-        if let Some((version, Outcome::Nack { reason, .. })) = runtime.outcomes.get(scope)
-            && *version == desired
-        {
-            return ScopeState::Rejected {
-                version: *version,
-                reason: reason.clone(),
+        let in_force = runtime.in_force.get(scope);
+        let wanted = self.desired.budgets.get(scope);
+        if !runtime.confirmed {
+            return ScopeState::Unconfirmed {
+                last: in_force.map(|b| b.version),
+                waiting: wanted
+                    .filter(|w| in_force.is_none_or(|b| !is_ours(b, w)))
+                    .map(|w| w.version),
             };
         }
-        match applied {
-            Some(v) if v >= desired => ScopeState::Applied(v),
-            _ if desired > 0 => ScopeState::Pending {
-                version: desired,
+        let Some(wanted) = wanted else {
+            return in_force.map_or(ScopeState::NotSet, |b| ScopeState::Elsewhere(b.version));
+        };
+        if in_force.is_some_and(|b| is_ours(b, wanted)) {
+            return ScopeState::Applied(wanted.version);
+        }
+        match runtime.outcomes.get(scope) {
+            Some((version, Outcome::Nack { reason, .. })) if *version == wanted.version => {
+                return ScopeState::Rejected {
+                    version: *version,
+                    reason: reason.clone(),
+                };
+            }
+            Some((
+                version,
+                Outcome::Conflict {
+                    applied_version, ..
+                },
+            )) if *version == wanted.version => {
+                return ScopeState::Conflict {
+                    version: *version,
+                    in_force: in_force.map_or(*applied_version, |b| b.version),
+                };
+            }
+            _ => {}
+        }
+        match in_force {
+            // A newer state set elsewhere wins.
+            Some(b) if b.version >= wanted.version => ScopeState::Elsewhere(b.version),
+            _ => ScopeState::Pending {
+                version: wanted.version,
                 since_ms: self.pending_since.get(scope).copied(),
             },
-            Some(v) => ScopeState::Applied(v),
-            None => ScopeState::NotSet,
+        }
+    }
+
+    /// Where the editor for `scope` starts.
+    #[must_use]
+    pub fn editor_start(&self, scope: &Scope) -> EditorStart {
+        let (before, before_from) = match self.current(scope) {
+            Some((b, Some(addr))) => {
+                let who = if self
+                    .desired
+                    .budgets
+                    .get(scope)
+                    .is_some_and(|w| is_ours(&b, w))
+                {
+                    "set here"
+                } else {
+                    "set by another controller"
+                };
+                let confirmed = self.runtimes.get(addr).is_some_and(|r| r.confirmed);
+                let state = if confirmed { "in force" } else { "last known" };
+                (
+                    Some(b.limits),
+                    format!("v{} {state} at {addr} · {who}", b.version),
+                )
+            }
+            Some((w, None)) => (
+                Some(w.limits),
+                format!("v{} wanted here, not confirmed", w.version),
+            ),
+            None => (None, String::new()),
+        };
+        let (inherited, inherited_from) = match scope {
+            Scope::Global => (Limits::default(), None),
+            Scope::Agent(_) | Scope::Segment(_) => match self.current(&Scope::Global) {
+                Some((b, _)) => (b.limits, Some("global".to_owned())),
+                None => (Limits::default(), None),
+            },
+        };
+        EditorStart {
+            before,
+            before_from,
+            inherited,
+            inherited_from,
+            base_version: self.seen(scope),
         }
     }
 }
@@ -213,8 +418,14 @@ pub struct BudgetEditor {
     pub focus: usize,
     pub stage: Stage,
     pub error: Option<String>,
-    /// What is desired now, for the diff.
+    /// The scope's limits now, for the diff, and where they come from.
     pub before: Option<Limits>,
+    pub before_from: String,
+    /// What a wider scope passes down for fields left empty, and its name.
+    pub inherited: Limits,
+    pub inherited_from: Option<String>,
+    /// The version the change is based on (see [`EditorStart`]).
+    pub base_version: u64,
 }
 
 /// Keys while the editor is open.
@@ -245,7 +456,14 @@ const ACTIONS: [BreachAction; 4] = [
 
 impl BudgetEditor {
     #[must_use]
-    pub fn new(scope: Scope, before: Option<Limits>) -> Self {
+    pub fn new(scope: Scope, start: EditorStart) -> Self {
+        let EditorStart {
+            before,
+            before_from,
+            inherited,
+            inherited_from,
+            base_version,
+        } = start;
         let limits = before.clone().unwrap_or_default();
         BudgetEditor {
             scope,
@@ -260,12 +478,33 @@ impl BudgetEditor {
                     .unwrap_or_default(),
                 limits.run_cost_limit_usd.clone().unwrap_or_default(),
             ],
-            hop_action: limits.on_hop_breach.unwrap_or(BreachAction::Trim),
-            run_action: limits.on_run_breach.unwrap_or(BreachAction::Abort),
+            hop_action: limits
+                .on_hop_breach
+                .or(inherited.on_hop_breach)
+                .unwrap_or(BreachAction::Trim),
+            run_action: limits
+                .on_run_breach
+                .or(inherited.on_run_breach)
+                .unwrap_or(BreachAction::Abort),
             focus: 0,
             stage: Stage::Editing,
             error: None,
             before,
+            before_from,
+            inherited,
+            inherited_from,
+            base_version,
+        }
+    }
+
+    /// A field's inherited value when it is left empty (`9000`, `0.50`).
+    #[must_use]
+    pub fn inherited_value(&self, field: usize) -> Option<String> {
+        match field {
+            0 => self.inherited.per_hop_limit.map(|n| n.to_string()),
+            1 => self.inherited.total_run_limit.map(|n| n.to_string()),
+            2 => self.inherited.run_cost_limit_usd.clone(),
+            _ => None,
         }
     }
 
@@ -436,7 +675,7 @@ mod tests {
     #[test]
     fn typing_stepping_cycling_and_review() {
         let snap = snapshot_with_hop(5_000);
-        let mut editor = BudgetEditor::new(Scope::Agent("writer".into()), None);
+        let mut editor = BudgetEditor::new(Scope::Agent("writer".into()), EditorStart::default());
         for c in "8000".chars() {
             editor.input(EditorInput::Char(c), &snap);
         }
@@ -465,7 +704,7 @@ mod tests {
     #[test]
     fn lowering_below_current_usage_needs_explicit_confirmation() {
         let snap = snapshot_with_hop(50_000);
-        let mut editor = BudgetEditor::new(Scope::Segment("pro".into()), None);
+        let mut editor = BudgetEditor::new(Scope::Segment("pro".into()), EditorStart::default());
         editor.values[0] = "9000".into();
         editor.input(EditorInput::Enter, &snap);
         assert_eq!(editor.stage, Stage::Review { strict: true });
@@ -485,7 +724,7 @@ mod tests {
     #[test]
     fn invalid_values_stay_in_the_editor_with_a_reason() {
         let snap = snapshot_with_hop(1);
-        let mut editor = BudgetEditor::new(Scope::Global, None);
+        let mut editor = BudgetEditor::new(Scope::Global, EditorStart::default());
         editor.input(EditorInput::Enter, &snap);
         assert_eq!(
             editor.error.as_deref(),
@@ -503,50 +742,65 @@ mod tests {
         assert_eq!(editor.stage, Stage::Editing);
     }
 
-    #[test]
-    fn the_board_tracks_applied_pending_and_rejected() {
-        let mut board = BudgetBoard::default();
-        board.desired.set(
-            Scope::Global,
-            Limits {
-                per_hop_limit: Some(1),
-                ..Limits::default()
-            },
-            0,
-        );
-        assert_eq!(board.state("unix:/a", &Scope::Global), ScopeState::NotSet);
+    fn hop_limit(n: u64) -> Limits {
+        Limits {
+            per_hop_limit: Some(n),
+            ..Limits::default()
+        }
+    }
+
+    fn in_force(scope: Scope, version: u64, key: &str, limits: Limits) -> VersionedBudget {
+        VersionedBudget {
+            scope,
+            version,
+            base_version: None,
+            idempotency_key: Some(key.into()),
+            limits,
+        }
+    }
+
+    const A: &str = "unix:/a";
+
+    fn connect(board: &mut BudgetBoard, budgets: Vec<VersionedBudget>) {
         board.apply(ClientEvent::Link {
-            addr: "unix:/a".into(),
+            addr: A.into(),
             link: Link::Connected {
                 runtime: "r".into(),
                 runtime_id: "1".into(),
             },
         });
+        board.apply(ClientEvent::State {
+            addr: A.into(),
+            budgets,
+        });
+    }
+
+    #[test]
+    fn the_board_tracks_applied_pending_and_rejected() {
+        let mut board = BudgetBoard::default();
+        board.desired.set(Scope::Global, hop_limit(1), 0);
+        assert_eq!(board.state(A, &Scope::Global), ScopeState::NotSet);
+        connect(&mut board, Vec::new());
         assert!(matches!(
-            board.state("unix:/a", &Scope::Global),
+            board.state(A, &Scope::Global),
             ScopeState::Pending { version: 1, .. }
         ));
         let toast = board.apply(ClientEvent::Outcome {
-            addr: "unix:/a".into(),
+            addr: A.into(),
             scope: Scope::Global,
             version: 1,
             outcome: Outcome::Ack,
         });
         assert_eq!(toast, Some(("unix:/a: global applied v1".into(), false)));
+        assert_eq!(board.state(A, &Scope::Global), ScopeState::Applied(1));
         assert_eq!(
-            board.state("unix:/a", &Scope::Global),
-            ScopeState::Applied(1)
+            board.runtimes[A].in_force[&Scope::Global].limits,
+            hop_limit(1)
         );
-        board.desired.set(
-            Scope::Global,
-            Limits {
-                per_hop_limit: Some(2),
-                ..Limits::default()
-            },
-            board.seen(&Scope::Global),
-        );
+        let base = board.seen(&Scope::Global);
+        board.desired.set(Scope::Global, hop_limit(2), base);
         board.apply(ClientEvent::Outcome {
-            addr: "unix:/a".into(),
+            addr: A.into(),
             scope: Scope::Global,
             version: 2,
             outcome: Outcome::Nack {
@@ -555,19 +809,107 @@ mod tests {
             },
         });
         assert_eq!(
-            board.state("unix:/a", &Scope::Global),
+            board.state(A, &Scope::Global),
             ScopeState::Rejected {
                 version: 2,
                 reason: "no".into()
             }
         );
         let lost = board.apply(ClientEvent::Link {
-            addr: "unix:/a".into(),
+            addr: A.into(),
             link: Link::Down {
                 error: "gone".into(),
                 retry_in: std::time::Duration::from_secs(1),
             },
         });
         assert!(lost.unwrap().1);
+        // Down: the last known state, unconfirmed, never "applied".
+        assert_eq!(
+            board.state(A, &Scope::Global),
+            ScopeState::Unconfirmed {
+                last: Some(1),
+                waiting: Some(2)
+            }
+        );
+    }
+
+    #[test]
+    fn what_another_controller_set_is_listed_wins_and_the_editor_starts_from_it() {
+        let mut board = BudgetBoard::default();
+        // Another controller set global per-hop 9000 (v1) before we connected.
+        connect(
+            &mut board,
+            vec![in_force(Scope::Global, 1, "theirs", hop_limit(9000))],
+        );
+        assert_eq!(board.scopes(), vec![Scope::Global]);
+        assert_eq!(board.state(A, &Scope::Global), ScopeState::Elsewhere(1));
+        let start = board.editor_start(&Scope::Global);
+        assert_eq!(start.before, Some(hop_limit(9000)));
+        assert_eq!(start.base_version, 1);
+        assert!(
+            start.before_from.contains("set by another controller"),
+            "{start:?}"
+        );
+        let editor = BudgetEditor::new(Scope::Global, start);
+        assert_eq!(editor.values[0], "9000");
+        // An agent's editor shows what it inherits.
+        let agent = board.editor_start(&Scope::Agent("writer".into()));
+        assert_eq!(agent.before, None);
+        assert_eq!(agent.inherited, hop_limit(9000));
+        assert_eq!(agent.inherited_from.as_deref(), Some("global"));
+        let editor = BudgetEditor::new(Scope::Agent("writer".into()), agent);
+        assert_eq!(editor.values[0], "");
+        assert_eq!(editor.inherited_value(0).as_deref(), Some("9000"));
+
+        // Our change is based on v1: v2.
+        let ours = board.desired.set(Scope::Global, hop_limit(20_000), 1);
+        assert_eq!((ours.version, ours.base_version), (2, Some(1)));
+        board.apply(ClientEvent::Outcome {
+            addr: A.into(),
+            scope: Scope::Global,
+            version: 2,
+            outcome: Outcome::Ack,
+        });
+        assert_eq!(board.state(A, &Scope::Global), ScopeState::Applied(2));
+
+        // The other controller sets v3 while we are connected: the refresh
+        // shows it, and it wins.
+        let toast = board.apply(ClientEvent::State {
+            addr: A.into(),
+            budgets: vec![in_force(Scope::Global, 3, "theirs-2", hop_limit(7000))],
+        });
+        assert!(toast.unwrap().0.contains("set by another controller"));
+        assert_eq!(board.state(A, &Scope::Global), ScopeState::Elsewhere(3));
+        assert_eq!(
+            board.current(&Scope::Global).unwrap().0.limits,
+            hop_limit(7000)
+        );
+
+        // A change based on v2 (the editor opened before the refresh) is
+        // refused as a conflict; the board shows what is in force.
+        board.desired.set(Scope::Global, hop_limit(30_000), 2);
+        let toast = board.apply(ClientEvent::Outcome {
+            addr: A.into(),
+            scope: Scope::Global,
+            version: 3,
+            outcome: Outcome::Conflict {
+                reason: "v3 is based on v2 but v3 is in force".into(),
+                applied_version: 3,
+                limits: Some(hop_limit(7000)),
+            },
+        });
+        assert!(toast.unwrap().1, "a conflict is an error toast");
+        assert_eq!(
+            board.state(A, &Scope::Global),
+            ScopeState::Conflict {
+                version: 3,
+                in_force: 3
+            }
+        );
+        assert_eq!(
+            board.editor_start(&Scope::Global).before,
+            Some(hop_limit(7000))
+        );
+        assert_eq!(board.editor_start(&Scope::Global).base_version, 3);
     }
 }

@@ -33,10 +33,12 @@ pub enum Effect {
     NextTheme,
     /// Open the budget editor for a scope (budget control).
     EditBudget(BudgetTarget),
-    /// Record and push a confirmed budget change.
+    /// Record and push a confirmed budget change, based on the version the
+    /// runtimes had in force when the editor opened.
     PushBudget {
         scope: BudgetScope,
         limits: Limits,
+        base_version: u64,
     },
 }
 
@@ -91,8 +93,13 @@ pub fn update(view: &mut ViewState, input: Input, data: &Published) -> Option<Ef
             let editor = view.editor.as_mut()?;
             let limits = editor.input(key, &data.snapshot)?;
             let scope = editor.scope.clone();
+            let base_version = editor.base_version;
             view.editor = None;
-            Some(Effect::PushBudget { scope, limits })
+            Some(Effect::PushBudget {
+                scope,
+                limits,
+                base_version,
+            })
         }
     }
 }
