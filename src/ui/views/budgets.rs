@@ -793,6 +793,8 @@ mod tests {
             last_event_ms: Some(NOW_MS - 4_000),
             sources: vec!["sample_logs".into()],
             reading_backlog: false,
+            live: None,
+            prices: Some(Arc::new(PriceBook::embedded())),
         }
     }
 
