@@ -1,6 +1,8 @@
 //! Derived insights: which hops bleed, who the worst offenders are, run cost
-//! percentiles, per-agent hop-position statistics, burn rate. Pure: computed
-//! from a [`Snapshot`] and thresholds, once per snapshot (never per frame).
+//! percentiles (all time and in recent windows), per-agent hop-position
+//! statistics, burn rate. Pure: computed from a [`Snapshot`] and thresholds,
+//! once per snapshot (never per frame); what depends on the time of day takes
+//! `now_ms` as an argument and reads only the small series prepared here.
 //! The rules are specified in `docs/insights.md`.
 
 use std::collections::BTreeMap;
@@ -124,6 +126,18 @@ pub fn carried_tokens(hops: &[HopAgg], index: usize, rules: &BleedRules) -> u64 
     if input >= floor { before.min(input) } else { 0 }
 }
 
+/// The runtime cut this hop's input down to a budget (`budget_exceeded` with
+/// action `trim`): the hop shows the fix at work, not a leak. It is still
+/// marked `budget_enforced` wherever hops are listed, but it is not counted
+/// among bleeding hops nor ranked as an offender (`docs/insights.md`).
+#[must_use]
+pub fn trimmed_by_budget(hop: &HopAgg) -> bool {
+    hop.budget_hit
+        .as_ref()
+        .and_then(|hit| hit.action.as_deref())
+        .is_some_and(|action| action.eq_ignore_ascii_case("trim"))
+}
+
 /// Why hop `index` of `run` bleeds, if it does (the first matching reason,
 /// in the order of `docs/insights.md`).
 #[must_use]
@@ -181,7 +195,7 @@ pub struct Offender {
 }
 
 /// Median and 95th percentile (nearest rank).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Spread<T> {
     pub median: T,
     pub p95: T,
@@ -212,17 +226,72 @@ pub struct PositionStats {
     pub cost: Spread<Usd>,
 }
 
+/// One run's place in time, for the windows over recent runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunPoint {
+    /// Its first event.
+    pub start_ms: i64,
+    /// Its last event.
+    pub last_ms: i64,
+    /// A `run_end` was seen.
+    pub ended: bool,
+    pub cost: Usd,
+}
+
+impl RunPoint {
+    /// Finished at `now_ms`: it ended, or nothing came for [`SETTLED_AFTER_MS`].
+    /// A run still in flight has paid for part of its hops only.
+    #[must_use]
+    pub fn settled(&self, now_ms: i64) -> bool {
+        self.ended || now_ms.saturating_sub(self.last_ms) >= SETTLED_AFTER_MS
+    }
+}
+
+/// A run without `run_end` counts as finished after this long without events.
+pub const SETTLED_AFTER_MS: i64 = 60_000;
+
+/// The first time the runtime was seen enforcing a limit (a `budget_exceeded`
+/// with a (kind, limit) pair not seen before), at the time of the hop it
+/// concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enforcement {
+    pub at_ms: i64,
+    pub limit_kind: Option<String>,
+    pub limit: Option<u64>,
+}
+
+/// How far back [`Insights::recent_spend`] reaches from the last event.
+pub const RECENT_SPEND_MS: i64 = 60 * 60_000;
+
 /// Everything derived from one snapshot.
 #[derive(Debug, Clone, Default)]
 pub struct Insights {
-    /// Per run (same order as `Snapshot::runs`): the bleeding hops' indexes and reasons.
+    /// Per run (same order as `Snapshot::runs`): the bleeding hops' indexes
+    /// and reasons, hops trimmed by a budget included (marked `budget_enforced`).
     pub bleeding: Vec<Vec<(usize, BleedReason)>>,
+    /// Bleeding hops, not counting those a budget trimmed (the fix, not the leak).
     pub bleeding_hops: u64,
-    /// Worst first: by total cost.
+    /// Hops a budget trimmed ([`trimmed_by_budget`]).
+    pub trimmed_hops: u64,
+    /// Worst first: by total cost. Hops trimmed by a budget are left out.
     pub offenders: Vec<Offender>,
     /// Cost and token multiplier per run (runs with at least one hop).
     pub run_cost: Spread<Usd>,
     pub run_multiplier: Spread<u64>,
+    /// Context growth per run (last hop input ÷ first hop input, ×100 for
+    /// ordering like the multiplier; runs whose first hop has input).
+    pub run_growth: Spread<u64>,
+    /// Runs with at least one hop and a timestamp, by start (oldest first).
+    pub run_points: Vec<RunPoint>,
+    /// Spend per second over the [`RECENT_SPEND_MS`] before the last event,
+    /// by the time of each hop's first call (seconds since the epoch, oldest
+    /// first, seconds without spend left out).
+    pub recent_spend: Vec<(i64, Usd)>,
+    /// The first and last event of the snapshot (epoch ms).
+    pub first_ts_ms: Option<i64>,
+    pub last_ts_ms: Option<i64>,
+    /// Limits the runtime enforced, oldest first (see [`Enforcement`]).
+    pub enforcements: Vec<Enforcement>,
     /// Per agent (name order): hop-position statistics.
     pub positions: BTreeMap<Arc<str>, Vec<PositionStats>>,
     /// Dollars saved by cache reads versus paying input price for them.
@@ -245,31 +314,87 @@ impl Insights {
         let mut positions: BTreeMap<(Arc<str>, u32), PositionSamples> = BTreeMap::new();
         let mut run_costs = Vec::with_capacity(snapshot.runs.len());
         let mut multipliers = Vec::with_capacity(snapshot.runs.len());
+        let mut growths = Vec::with_capacity(snapshot.runs.len());
+        let recent_from = snapshot
+            .last_ts_ms
+            .map_or(i64::MAX, |last| last - RECENT_SPEND_MS);
+        let mut recent: BTreeMap<i64, Usd> = BTreeMap::new();
+        let mut enforced: BTreeMap<(Option<&str>, Option<u64>), i64> = BTreeMap::new();
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let hundredths = |ratio: f64| (ratio * 100.0).round() as u64;
         for run in &snapshot.runs {
             let mut bleeding = Vec::new();
             for (index, hop) in run.hops.iter().enumerate() {
                 let entry = positions.entry((hop.agent.clone(), hop.hop)).or_default();
                 entry.0.push(hop.usage.input_total());
                 entry.1.push(hop.cost);
+                if let Some(ts) = hop.first_ts_ms.filter(|&ts| ts >= recent_from)
+                    && hop.cost != Usd::ZERO
+                {
+                    *recent.entry(ts.div_euclid(1_000)).or_default() += hop.cost;
+                }
                 if let Some(reason) = hop_bleeding(run, index, rules) {
-                    let slot = offenders.entry((hop.agent.clone(), hop.hop)).or_default();
-                    slot.0 += 1;
-                    slot.1 += carried_tokens(&run.hops, index, rules);
-                    slot.2 += hop.cost;
-                    *slot.3.entry(reason.code()).or_default() += 1;
+                    if trimmed_by_budget(hop) {
+                        insights.trimmed_hops += 1;
+                    } else {
+                        let slot = offenders.entry((hop.agent.clone(), hop.hop)).or_default();
+                        slot.0 += 1;
+                        slot.1 += carried_tokens(&run.hops, index, rules);
+                        slot.2 += hop.cost;
+                        *slot.3.entry(reason.code()).or_default() += 1;
+                        insights.bleeding_hops += 1;
+                    }
                     bleeding.push((index, reason));
                 }
             }
-            insights.bleeding_hops += bleeding.len() as u64;
+            for hit in &run.budget_hits {
+                let at = hit
+                    .hop
+                    .and_then(|h| run.hops.binary_search_by_key(&h, |x| x.hop).ok())
+                    .and_then(|i| run.hops[i].first_ts_ms);
+                if let Some(at) = at {
+                    let first = enforced
+                        .entry((hit.limit_kind.as_deref(), hit.limit))
+                        .or_insert(at);
+                    *first = (*first).min(at);
+                }
+            }
             insights.bleeding.push(bleeding);
             if !run.hops.is_empty() {
                 run_costs.push(run.counters.cost);
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                multipliers.push((run.multiplier().unwrap_or(1.0) * 100.0).round() as u64);
+                multipliers.push(hundredths(run.multiplier().unwrap_or(1.0)));
+                if let Some(growth) = run.context_growth() {
+                    growths.push(hundredths(growth));
+                }
+                if let (Some(start_ms), Some(last_ms)) = (run.first_ts_ms, run.last_ts_ms) {
+                    insights.run_points.push(RunPoint {
+                        start_ms,
+                        last_ms,
+                        ended: run.ended.is_some(),
+                        cost: run.counters.cost,
+                    });
+                }
             }
         }
         insights.run_cost = spread(run_costs);
         insights.run_multiplier = spread(multipliers);
+        insights.run_growth = spread(growths);
+        insights
+            .run_points
+            .sort_unstable_by_key(|p| (p.start_ms, p.last_ms, p.cost));
+        insights.recent_spend = recent.into_iter().collect();
+        insights.first_ts_ms = snapshot.first_ts_ms;
+        insights.last_ts_ms = snapshot.last_ts_ms;
+        let mut enforcements: Vec<Enforcement> = enforced
+            .into_iter()
+            .map(|((kind, limit), at_ms)| Enforcement {
+                at_ms,
+                limit_kind: kind.map(str::to_owned),
+                limit,
+            })
+            .collect();
+        enforcements.sort_by_key(|e| e.at_ms);
+        insights.enforcements = enforcements;
         let mut offenders: Vec<Offender> = offenders
             .into_iter()
             .map(|((agent, hop), (runs, carried, total, reasons))| Offender {
@@ -344,6 +469,242 @@ pub fn burn_per_minute(snapshot: &Snapshot, now_minute: i64, minutes: usize) -> 
         }
     }
     out
+}
+
+/// Spend over one window ending now, and the part of it actually observed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BurnRate {
+    /// The window asked for.
+    pub window_ms: i64,
+    /// The part of it covered by data: from the first event (at most the
+    /// window, at least a second).
+    pub observed_ms: i64,
+    pub spend: Usd,
+}
+
+impl BurnRate {
+    /// Spend per minute over the observed time.
+    #[must_use]
+    pub fn per_minute(&self) -> Usd {
+        Usd::from_picos(self.spend.picos() * 60_000 / i128::from(self.observed_ms.max(1)))
+    }
+
+    /// Less was observed than the window asked for.
+    #[must_use]
+    pub fn partial(&self) -> bool {
+        self.observed_ms < self.window_ms
+    }
+}
+
+/// Where burn windows end: now, or the last event when it is stamped later
+/// than the clock (a skewed source).
+fn burn_end(insights: &Insights, now_ms: i64) -> i64 {
+    insights.last_ts_ms.map_or(now_ms, |last| last.max(now_ms))
+}
+
+/// Spend in the seconds `[from_s, to_s)` of the recent series.
+fn spend_between(series: &[(i64, Usd)], from_s: i64, to_s: i64) -> Usd {
+    let start = series.partition_point(|(s, _)| *s < from_s);
+    series[start..]
+        .iter()
+        .take_while(|(s, _)| *s < to_s)
+        .map(|(_, c)| *c)
+        .sum()
+}
+
+/// Spend over the last `window_ms` before `now_ms` (each at most
+/// [`RECENT_SPEND_MS`]), as a rate over the time actually observed: a
+/// dashboard that has seen 11 seconds of data divides by 11 seconds, not by
+/// the window. `None` without timestamped events.
+#[must_use]
+pub fn burn_rate(insights: &Insights, now_ms: i64, window_ms: i64) -> Option<BurnRate> {
+    let first = insights.first_ts_ms?;
+    let window_ms = window_ms.clamp(1_000, RECENT_SPEND_MS);
+    let end = burn_end(insights, now_ms);
+    // whole seconds: the second of `end` is included
+    let to_s = end.div_euclid(1_000) + 1;
+    let from_s = to_s - window_ms / 1_000;
+    let observed_ms = (end - first).clamp(1_000, window_ms);
+    Some(BurnRate {
+        window_ms,
+        observed_ms,
+        spend: spend_between(&insights.recent_spend, from_s, to_s),
+    })
+}
+
+/// Spend per bucket of `bucket_ms` (a whole number of seconds), `buckets`
+/// of them ending now (oldest first), from the recent series: the burn chart.
+#[must_use]
+pub fn burn_series(insights: &Insights, now_ms: i64, bucket_ms: i64, buckets: usize) -> Vec<Usd> {
+    let step = (bucket_ms / 1_000).max(1);
+    let to_s = burn_end(insights, now_ms).div_euclid(1_000) + 1;
+    let n = i64::try_from(buckets).unwrap_or(0);
+    (0..n)
+        .map(|i| {
+            let from = to_s - (n - i) * step;
+            spend_between(&insights.recent_spend, from, from + step)
+        })
+        .collect()
+}
+
+/// Cost per run over a set of finished runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CostWindow {
+    /// Finished runs counted.
+    pub runs: usize,
+    /// Runs of the window still in flight (left out: they paid for part of their hops).
+    pub in_flight: usize,
+    pub cost: Spread<Usd>,
+}
+
+fn cost_window<'a>(
+    points: impl Iterator<Item = &'a RunPoint>,
+    now_ms: i64,
+    limit: usize,
+) -> CostWindow {
+    let mut in_flight = 0;
+    let mut costs = Vec::new();
+    for p in points {
+        if costs.len() == limit {
+            break;
+        }
+        if p.settled(now_ms) {
+            costs.push(p.cost);
+        } else {
+            in_flight += 1;
+        }
+    }
+    CostWindow {
+        runs: costs.len(),
+        in_flight,
+        cost: spread(costs),
+    }
+}
+
+/// Cost per run before and after a budget change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SinceChange {
+    pub at_ms: i64,
+    /// Finished runs that started at or after the change.
+    pub since: CostWindow,
+    /// The last [`RECENT_RUNS`] runs that finished before it (runs that
+    /// spanned the change are in neither).
+    pub before: CostWindow,
+}
+
+/// Cost per run in recent windows (`docs/insights.md`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecentRunCost {
+    /// Runs started in the last [`RECENT_WINDOW_MS`].
+    pub last_minutes: CostWindow,
+    /// The last [`RECENT_RUNS`] finished runs (by start).
+    pub last_runs: CostWindow,
+    /// After the last budget change, when there was one.
+    pub since_change: Option<SinceChange>,
+}
+
+/// The recent time window of [`RecentRunCost`]: 5 minutes.
+pub const RECENT_WINDOW_MS: i64 = 5 * 60_000;
+/// The recent run count of [`RecentRunCost`].
+pub const RECENT_RUNS: usize = 50;
+
+/// Cost per run of finished runs: started in the last five minutes, the last
+/// fifty, and since `change_ms` (the last budget change) against before it.
+#[must_use]
+pub fn recent_run_cost(insights: &Insights, now_ms: i64, change_ms: Option<i64>) -> RecentRunCost {
+    let points = &insights.run_points;
+    let recent_from = points.partition_point(|p| p.start_ms < now_ms - RECENT_WINDOW_MS);
+    let since_change = change_ms.map(|at_ms| {
+        let split = points.partition_point(|p| p.start_ms < at_ms);
+        SinceChange {
+            at_ms,
+            since: cost_window(points[split..].iter(), now_ms, usize::MAX),
+            before: cost_window(
+                points[..split].iter().rev().filter(|p| p.last_ms < at_ms),
+                now_ms,
+                RECENT_RUNS,
+            ),
+        }
+    });
+    RecentRunCost {
+        last_minutes: cost_window(points[recent_from..].iter(), now_ms, usize::MAX),
+        last_runs: {
+            let mut w = cost_window(points.iter().rev(), now_ms, RECENT_RUNS);
+            // runs in flight are counted up to the last finished one only
+            w.in_flight = points
+                .iter()
+                .rev()
+                .take_while(|p| !p.settled(now_ms))
+                .count()
+                .min(w.in_flight);
+            w
+        },
+        since_change,
+    }
+}
+
+/// Run costs bucketed on a logarithmic scale: the naive and the lean runs
+/// of a workload, a factor of ten apart, show as two humps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Histogram {
+    /// Lower edge of the first bucket, upper edge of the last (the cheapest
+    /// and the dearest run above zero).
+    pub low: Usd,
+    pub high: Usd,
+    /// Runs per bucket; runs that cost nothing are in the first.
+    pub counts: Vec<u64>,
+}
+
+impl Histogram {
+    /// The edge between bucket `i - 1` and `i` (0 ..= buckets).
+    #[must_use]
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+    pub fn edge(&self, i: usize) -> Usd {
+        if i == 0 {
+            return self.low;
+        }
+        if i >= self.counts.len() {
+            return self.high;
+        }
+        let (lo, hi) = (self.low.picos() as f64, self.high.picos() as f64);
+        let ratio = i as f64 / self.counts.len() as f64;
+        Usd::from_picos((lo * (hi / lo).powf(ratio)).round() as i128)
+    }
+}
+
+/// The distribution of the cost of the runs finished at `now_ms` (a run in
+/// flight has paid for part of its hops) in `buckets` logarithmic buckets
+/// from the cheapest to the dearest run. `None` without finished runs that
+/// cost something.
+#[must_use]
+#[allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+pub fn cost_histogram(points: &[RunPoint], now_ms: i64, buckets: usize) -> Option<Histogram> {
+    let buckets = buckets.max(1);
+    let finished: Vec<Usd> = points
+        .iter()
+        .filter(|p| p.settled(now_ms))
+        .map(|p| p.cost)
+        .collect();
+    let positive = finished.iter().copied().filter(|c| *c > Usd::ZERO);
+    let low = positive.clone().min()?;
+    let high = positive.max()?;
+    let mut counts = vec![0_u64; buckets];
+    let (lo, hi) = (low.picos() as f64, high.picos() as f64);
+    let span = (hi / lo).ln();
+    for cost in finished {
+        let i = if cost <= low || span <= 0.0 {
+            0
+        } else {
+            let x = (cost.picos() as f64 / lo).ln() / span;
+            ((x * buckets as f64) as usize).min(buckets - 1)
+        };
+        counts[i] += 1;
+    }
+    Some(Histogram { low, high, counts })
 }
 
 #[cfg(test)]

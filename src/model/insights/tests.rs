@@ -260,3 +260,254 @@ fn burn_per_minute_fills_gaps_with_zero() {
     assert_eq!(burn[2], Usd::parse_decimal("2.5").unwrap());
     assert_eq!(burn.iter().filter(|c| **c == Usd::ZERO).count(), 4);
 }
+
+/// A naive run whose hop `trim_at` the runtime trimmed to a per-hop limit
+/// (the `budget_exceeded` record comes first, as runtimes send it).
+fn naive_trimmed(ledger: &mut Ledger, run: &str, trim_at: u32, limit: u64) {
+    let mut context = 3_000;
+    for n in 1..=6 {
+        let mut sent = context;
+        if n == trim_at {
+            let mut hit = hop(run, n, "worker", "claude-sonnet-4-5", Usage::default());
+            hit.kind = EventKind::BudgetExceeded {
+                limit_kind: Some("per_hop".into()),
+                limit: Some(limit),
+                observed: Some(context),
+                action: Some("trim".into()),
+            };
+            ledger.apply(&hit);
+            sent = limit;
+        }
+        ledger.apply(&hop(
+            run,
+            n,
+            if n == 1 { "planner" } else { "worker" },
+            "claude-sonnet-4-5",
+            input(sent, 0, 500),
+        ));
+        context += 500 + 5_000;
+    }
+}
+
+#[test]
+fn hops_trimmed_by_a_budget_are_marked_but_not_ranked_as_offenders() {
+    let (snap, prices) = snapshot(|l| {
+        for i in 0..4 {
+            naive(l, &format!("naive-{i}"));
+        }
+        // hop 6 cut from 30,500 to 9,000 input tokens: the fix, not the leak
+        naive_trimmed(l, "trimmed", 6, 9_000);
+    });
+    let insights = Insights::compute(&snap, &BleedRules::default(), &prices);
+    let hop6 = insights
+        .offenders
+        .iter()
+        .find(|o| &*o.agent == "worker" && o.hop == 6)
+        .unwrap();
+    assert_eq!(hop6.runs, 4, "the trimmed run is not counted at hop 6");
+    assert_eq!(hop6.reason, "history_resent");
+    assert!(
+        insights
+            .offenders
+            .iter()
+            .all(|o| o.reason != "budget_enforced"),
+        "{:?}",
+        insights.offenders
+    );
+    // 4 × 4 re-sent hops, plus hops 3–5 of the trimmed run (it still re-sent them)
+    assert_eq!(insights.bleeding_hops, 19);
+    // … and the trimmed hop is still marked where hops are shown
+    let trimmed = snap
+        .runs
+        .iter()
+        .position(|r| &*r.run_id == "trimmed")
+        .unwrap();
+    assert!(
+        insights.bleeding[trimmed]
+            .iter()
+            .any(|(i, reason)| *i == 5 && reason.code() == "budget_enforced")
+    );
+}
+
+fn at(mut event: TelemetryEvent<'static>, ts_ms: i64) -> TelemetryEvent<'static> {
+    event.ts_ms = Some(ts_ms);
+    event
+}
+
+fn run_end(run: &str, ts_ms: i64) -> TelemetryEvent<'static> {
+    let mut end = hop(run, 0, "a", "gpt-4o", Usage::default());
+    end.kind = EventKind::RunEnd;
+    end.hop = None;
+    at(end, ts_ms)
+}
+
+/// 1M gpt-4o input tokens: $2.50.
+fn dollars_2_50(run: &str, ts_ms: i64) -> TelemetryEvent<'static> {
+    at(hop(run, 1, "a", "gpt-4o", input(1_000_000, 0, 0)), ts_ms)
+}
+
+const T0: i64 = 1_795_860_000_000;
+
+#[test]
+fn burn_rate_divides_by_the_time_actually_observed() {
+    // $30 in 11 s: twelve calls a second apart
+    let (snap, prices) = snapshot(|l| {
+        for i in 0..12 {
+            l.apply(&dollars_2_50(&format!("r{i}"), T0 + i * 1_000));
+        }
+    });
+    let insights = Insights::compute(&snap, &BleedRules::default(), &prices);
+    let now = T0 + 11_000;
+    for window in [60_000, 5 * 60_000, 60 * 60_000] {
+        let rate = burn_rate(&insights, now, window).unwrap();
+        assert_eq!(rate.spend, Usd::parse_decimal("30").unwrap());
+        assert_eq!(rate.observed_ms, 11_000);
+        assert!(rate.partial());
+        // $30 ÷ 11 s × 60 s
+        assert_eq!(
+            rate.per_minute(),
+            Usd::from_picos(30 * 1_000_000_000_000 * 60 / 11)
+        );
+    }
+    // two minutes later the 1-minute window is whole and empty; the others
+    // divide by what was seen (2 min 11 s)
+    let later = now + 120_000;
+    let one = burn_rate(&insights, later, 60_000).unwrap();
+    assert_eq!(
+        (one.spend, one.observed_ms, one.partial()),
+        (Usd::ZERO, 60_000, false)
+    );
+    let five = burn_rate(&insights, later, 5 * 60_000).unwrap();
+    assert_eq!(five.observed_ms, 131_000);
+    assert_eq!(five.spend, Usd::parse_decimal("30").unwrap());
+    // an hour of history: the 60-minute rate is spend ÷ 60
+    let (snap, prices) = snapshot(|l| {
+        l.apply(&dollars_2_50("old", T0 - 3 * 3_600_000));
+        for i in 0..12 {
+            l.apply(&dollars_2_50(&format!("r{i}"), T0 + i * 1_000));
+        }
+    });
+    let insights = Insights::compute(&snap, &BleedRules::default(), &prices);
+    let hour = burn_rate(&insights, now, 60 * 60_000).unwrap();
+    assert_eq!(hour.observed_ms, 3_600_000);
+    assert_eq!(hour.per_minute(), Usd::parse_decimal("0.5").unwrap());
+    assert_eq!(Insights::default().first_ts_ms, None);
+    assert_eq!(burn_rate(&Insights::default(), now, 60_000), None);
+}
+
+#[test]
+fn burn_series_buckets_the_recent_spend_ending_now() {
+    let (snap, prices) = snapshot(|l| {
+        l.apply(&dollars_2_50("a", T0));
+        l.apply(&dollars_2_50("b", T0 + 9_999));
+        l.apply(&dollars_2_50("c", T0 + 25_000));
+    });
+    let insights = Insights::compute(&snap, &BleedRules::default(), &prices);
+    // 10-second buckets, the last one holding the second of T0 + 29 s
+    let series = burn_series(&insights, T0 + 29_000, 10_000, 4);
+    let d = |s: &str| Usd::parse_decimal(s).unwrap();
+    assert_eq!(series, vec![Usd::ZERO, d("5"), Usd::ZERO, d("2.5")]);
+}
+
+#[test]
+fn cost_per_run_in_recent_windows_counts_finished_runs_only() {
+    let minute = 60_000;
+    let (snap, prices) = snapshot(|l| {
+        // ten $2.50 runs an hour ago, finished
+        for i in 0..10 {
+            let id = format!("old-{i}");
+            l.apply(&dollars_2_50(&id, T0 - 60 * minute + i * 1_000));
+            l.apply(&run_end(&id, T0 - 60 * minute + i * 1_000 + 500));
+        }
+        // three cheap runs in the last minute ($0.0025 each), one still running
+        for i in 0..3 {
+            let id = format!("new-{i}");
+            l.apply(&at(
+                hop(&id, 1, "a", "gpt-4o", input(1_000, 0, 0)),
+                T0 - 30_000 + i * 1_000,
+            ));
+            if i < 2 {
+                l.apply(&run_end(&id, T0 - 30_000 + i * 1_000 + 500));
+            }
+        }
+    });
+    let insights = Insights::compute(&snap, &BleedRules::default(), &prices);
+    let d = |s: &str| Usd::parse_decimal(s).unwrap();
+    let recent = recent_run_cost(&insights, T0, None);
+    assert_eq!(recent.last_minutes.runs, 2);
+    assert_eq!(recent.last_minutes.in_flight, 1);
+    assert_eq!(recent.last_minutes.cost.median, d("0.0025"));
+    assert_eq!(recent.last_runs.runs, 12);
+    assert_eq!(recent.last_runs.in_flight, 1);
+    assert_eq!(recent.last_runs.cost.median, d("2.5"));
+    assert_eq!(recent.since_change, None);
+    // a budget change 3 minutes ago: since $0.0025 a run, was $2.50
+    let change = recent_run_cost(&insights, T0, Some(T0 - 3 * minute))
+        .since_change
+        .unwrap();
+    assert_eq!((change.since.runs, change.since.in_flight), (2, 1));
+    assert_eq!(change.since.cost.median, d("0.0025"));
+    assert_eq!(change.before.runs, 10);
+    assert_eq!(change.before.cost.median, d("2.5"));
+    // a run without run_end is finished after a minute of silence
+    let recent = recent_run_cost(&insights, T0 + SETTLED_AFTER_MS, None);
+    assert_eq!(recent.last_runs.in_flight, 0);
+    assert_eq!(recent.last_runs.runs, 13);
+}
+
+#[test]
+fn context_growth_spread_and_first_enforcements() {
+    let (snap, prices) = snapshot(|l| {
+        naive(l, "naive"); // 3,000 → 30,500 input: 10.17×
+        lean(l, "lean"); // flat: 1.0×
+        naive_trimmed(l, "trimmed", 6, 9_000); // 3,000 → 9,000: 3.0×
+    });
+    let insights = Insights::compute(&snap, &BleedRules::default(), &prices);
+    assert_eq!(insights.run_growth.median, 300);
+    assert_eq!(insights.run_growth.p95, 1_017);
+    assert_eq!(
+        insights.enforcements,
+        vec![Enforcement {
+            at_ms: 1_795_860_000_000 + 6_000,
+            limit_kind: Some("per_hop".into()),
+            limit: Some(9_000),
+        }]
+    );
+    assert_eq!(insights.trimmed_hops, 1);
+}
+
+#[test]
+fn the_cost_histogram_is_logarithmic_so_two_teams_make_two_humps() {
+    let point = |cost: &str| RunPoint {
+        start_ms: 0,
+        last_ms: 0,
+        ended: true,
+        cost: Usd::parse_decimal(cost).unwrap(),
+    };
+    let mut points: Vec<RunPoint> = Vec::new();
+    for c in ["0.10", "0.11", "0.12", "0.12", "0.13", "0.15"] {
+        points.push(point(c));
+    }
+    for c in ["1.2", "1.3", "1.4", "1.4", "1.5", "2.0"] {
+        points.push(point(c));
+    }
+    points.push(point("0"));
+    // a run in flight is not counted
+    points.push(RunPoint {
+        ended: false,
+        ..point("0.0001")
+    });
+    let h = cost_histogram(&points, 0, 10).unwrap();
+    assert_eq!(h.low, Usd::parse_decimal("0.10").unwrap());
+    assert_eq!(h.high, Usd::parse_decimal("2.0").unwrap());
+    assert_eq!(h.counts.iter().sum::<u64>(), 13);
+    // lean at the left, naive at the right, nothing in between
+    assert_eq!(h.counts, vec![6, 1, 0, 0, 0, 0, 0, 0, 4, 2]);
+    assert_eq!(h.edge(0), h.low);
+    assert_eq!(h.edge(10), h.high);
+    assert!(
+        h.edge(5) > Usd::parse_decimal("0.44").unwrap()
+            && h.edge(5) < Usd::parse_decimal("0.45").unwrap()
+    );
+    assert_eq!(cost_histogram(&[point("0")], 0, 10), None);
+}
