@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::ingest::IngestStats;
-use crate::model::insights::Insights;
+use crate::model::insights::{BleedReason, Insights, trimmed_by_budget};
 use crate::model::ledger::{KeyedAgg, RecentKind, RunAgg};
 use crate::model::snapshot::NO_SEGMENT;
 use crate::model::{Counters, Snapshot};
@@ -118,13 +118,25 @@ fn keyed_rows(rows: &[KeyedAgg], filter: &str, sort: Sort) -> Vec<usize> {
     indexes
 }
 
-fn run_matches(run: &RunAgg, scope: Option<&Scope>, filter: &str) -> bool {
+/// `bleeding`: the run's bleeding hops (`Insights::bleeding`).
+fn run_matches(
+    run: &RunAgg,
+    bleeding: &[(usize, BleedReason)],
+    scope: Option<&Scope>,
+    filter: &str,
+) -> bool {
     let in_scope = match scope {
         None => true,
         Some(Scope::Agent(agent)) => run.hops.iter().any(|h| h.agent == *agent),
         Some(Scope::Segment(segment)) => run.segment.as_ref() == Some(segment),
         Some(Scope::NoSegment) => run.segment.is_none(),
         Some(Scope::Model(model)) => run.hops.iter().any(|h| h.model == *model),
+        // as the offender was counted: a hop a budget trimmed did not bleed
+        Some(Scope::BleedingHop { agent, hop }) => bleeding.iter().any(|(i, _)| {
+            run.hops
+                .get(*i)
+                .is_some_and(|h| h.agent == *agent && h.hop == *hop && !trimmed_by_budget(h))
+        }),
     };
     in_scope
         && (filter.is_empty()
@@ -154,7 +166,10 @@ impl Rows {
                 };
                 let bleeding = |i: usize| data.insights.bleeding.get(i).map_or(0, Vec::len);
                 let mut indexes: Vec<usize> = (0..snap.runs.len())
-                    .filter(|&i| run_matches(&snap.runs[i], scope, &filter))
+                    .filter(|&i| {
+                        let bled = data.insights.bleeding.get(i).map_or(&[][..], Vec::as_slice);
+                        run_matches(&snap.runs[i], bled, scope, &filter)
+                    })
                     .collect();
                 indexes.sort_by(|&a, &b| {
                     let (ra, rb) = (&snap.runs[a], &snap.runs[b]);

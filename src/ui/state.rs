@@ -54,6 +54,12 @@ pub enum Scope {
     /// Runs whose calls carry no segment (the Segments `(none)` row).
     NoSegment,
     Model(Arc<str>),
+    /// Runs in which this agent's hop at this position bled (an offender of
+    /// the Overview).
+    BleedingHop {
+        agent: Arc<str>,
+        hop: u32,
+    },
 }
 
 /// One entry of the drill-down stack.
@@ -236,7 +242,14 @@ pub struct ViewState {
     pub page_rows: usize,
     /// The budget editor, when open (it takes the keyboard).
     pub editor: Option<super::budgets::BudgetEditor>,
+    /// When this dashboard pushed budget changes (wall clock, epoch ms,
+    /// oldest first, the last [`BUDGET_CHANGES_KEPT`]): the Overview's burn
+    /// chart marks them and compares cost per run since the last one.
+    pub budget_changes: Vec<i64>,
 }
+
+/// Budget change times kept in [`ViewState::budget_changes`].
+pub const BUDGET_CHANGES_KEPT: usize = 64;
 
 impl Default for ViewState {
     fn default() -> Self {
@@ -253,6 +266,7 @@ impl Default for ViewState {
             toast: None,
             page_rows: 20,
             editor: None,
+            budget_changes: Vec::new(),
         }
     }
 }
@@ -267,6 +281,14 @@ impl ViewState {
     #[must_use]
     pub fn cursor(&self) -> Cursor {
         self.cursors.get(self.screen()).cloned().unwrap_or_default()
+    }
+
+    /// Records a budget change pushed at `at_ms`.
+    pub fn budget_changed(&mut self, at_ms: i64) {
+        if self.budget_changes.len() >= BUDGET_CHANGES_KEPT {
+            self.budget_changes.remove(0);
+        }
+        self.budget_changes.push(at_ms);
     }
 
     #[must_use]

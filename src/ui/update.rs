@@ -329,7 +329,7 @@ fn drill_down(view: &mut ViewState, data: &Published) {
                 .iter()
                 .find(|o| Some(offender_key(&o.agent, o.hop)) == key);
             offender.map(|o| {
-                // show that agent's runs, worst bleeding first
+                // the runs where that hop bled, worst bleeding first
                 view.sorts.insert(
                     ListKind::Runs,
                     Sort {
@@ -337,7 +337,10 @@ fn drill_down(view: &mut ViewState, data: &Published) {
                         reversed: false,
                     },
                 );
-                Screen::Runs(Scope::Agent(o.agent.clone()))
+                Screen::Runs(Scope::BleedingHop {
+                    agent: o.agent.clone(),
+                    hop: o.hop,
+                })
             })
         }
         Screen::Tab(Tab::Runs) | Screen::Runs(_) => selected_key(view, data).map(Screen::Run),
@@ -381,7 +384,9 @@ fn budget_target(view: &ViewState, data: &Published) -> Option<BudgetTarget> {
                 BudgetTarget::Segment(k)
             }
         }),
-        Screen::Runs(Scope::Agent(agent)) => Some(BudgetTarget::Agent(agent.clone())),
+        Screen::Runs(Scope::Agent(agent) | Scope::BleedingHop { agent, .. }) => {
+            Some(BudgetTarget::Agent(agent.clone()))
+        }
         Screen::Runs(Scope::Segment(segment)) => Some(BudgetTarget::Segment(segment.clone())),
         Screen::Runs(Scope::NoSegment) => Some(BudgetTarget::Global),
         Screen::Tab(Tab::Runs) | Screen::Runs(Scope::Model(_)) => {

@@ -204,9 +204,15 @@ fn agents_segments_and_models_drill_to_their_runs() {
 fn overview_drills_from_the_worst_offender_to_its_runs() {
     let data = sample();
     let mut view = ViewState::default();
-    let worst = data.insights.offenders[0].agent.clone();
+    let worst = &data.insights.offenders[0];
     run(&mut view, &data, &[Action::DrillDown]);
-    assert_eq!(view.screen(), &Screen::Runs(Scope::Agent(worst)));
+    assert_eq!(
+        view.screen(),
+        &Screen::Runs(Scope::BleedingHop {
+            agent: worst.agent.clone(),
+            hop: worst.hop
+        })
+    );
     assert_eq!(view.sort(ListKind::Runs).key, SortKey::Bleeding);
 }
 
@@ -364,4 +370,29 @@ fn runs_sort_by_hops_and_names_go_a_to_z_under_an_up_arrow() {
     assert!(ids.windows(2).all(|w| w[0] <= w[1]), "{ids:?}");
     run(&mut view, &data, &[Action::ReverseSort]);
     assert_eq!(view.sort(ListKind::Runs).arrow(ListKind::Runs), "↓");
+}
+
+#[test]
+fn enter_on_a_bleeding_hop_opens_the_runs_where_that_hop_bled() {
+    let data = sample();
+    let mut view = ViewState::default();
+    // the second offender, to be sure the selection is used
+    run(&mut view, &data, &[Action::Down]);
+    let offender = data.insights.offenders[1].clone();
+    run(&mut view, &data, &[Action::DrillDown]);
+    let rows = Rows::compute(&data, view.screen(), &view);
+    let bled_at = |i: usize| {
+        let run = &data.snapshot.runs[i];
+        data.insights.bleeding[i]
+            .iter()
+            .any(|(h, _)| run.hops[*h].agent == offender.agent && run.hops[*h].hop == offender.hop)
+    };
+    assert_eq!(
+        rows.len() as u64,
+        offender.runs,
+        "one row per run in which {} · hop {} bled",
+        offender.agent,
+        offender.hop
+    );
+    assert!(rows.indexes.iter().all(|&i| bled_at(i)));
 }

@@ -108,6 +108,9 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx, scope: Option<&
         Some(Scope::Segment(s)) => format!("Runs of segment {}", sanitize(s)),
         Some(Scope::NoSegment) => "Runs without a segment".to_owned(),
         Some(Scope::Model(m)) => format!("Runs using {}", sanitize(m)),
+        Some(Scope::BleedingHop { agent, hop }) => {
+            format!("Runs where {} · hop {hop} bled", sanitize(agent))
+        }
     };
     let title = list_title(base, cx, ListKind::Runs) + " · Enter: hops";
     table.render(frame, area, block(title, cx));
