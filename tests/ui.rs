@@ -567,6 +567,142 @@ fn at_80_columns_no_number_is_cut() {
     }
 }
 
+/// `n` calls of 1M gpt-4o input tokens ($2.50 each), one per `step_ms`,
+/// the last at `last_ms`.
+fn spend_burst(dir: &std::path::Path, n: i64, step_ms: i64, last_ms: i64) -> PathBuf {
+    let log = dir.join("burst.jsonl");
+    let lines: String = (0..n)
+        .map(|i| {
+            let ts = chrono::DateTime::from_timestamp_millis(last_ms - (n - 1 - i) * step_ms)
+                .unwrap()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            format!(
+                "{{\"ts\":\"{ts}\",\"run_id\":\"r{i}\",\"hop\":1,\"agent\":\"a\",\"model\":\"gpt-4o\",\"input_tokens\":1000000,\"output_tokens\":0}}\n"
+            )
+        })
+        .collect();
+    std::fs::write(&log, lines).unwrap();
+    log
+}
+
+#[test]
+fn burn_rate_is_spend_over_the_time_actually_observed() {
+    let dir = tempfile::tempdir().unwrap();
+    // $30 in 11 s, the last call now: $163.64 a minute, not $30 ÷ 15
+    let log = spend_burst(dir.path(), 12, 1_000, NOW_MS);
+    let data = published(&[log.to_str().unwrap()]);
+    let text = screen(&data, &[], 120, 30);
+    assert!(text.contains("$163.64"), "{text}");
+    assert!(text.contains("(11s seen)"), "{text}");
+    assert!(!text.contains("$2.00"), "{text}");
+}
+
+/// A live workload seen from `NOW_MS`: for 40 minutes a run has started
+/// every 15 s, two naive runs for one lean run (the workflow of
+/// `tokwatch::workload`); a per-hop budget of 20,000 tokens, set 12 minutes
+/// ago, trims the naive runs that started after it (`budget_exceeded`
+/// records first, as runtimes send them). Records after now are not written
+/// yet: the last runs are in flight. Returns the log and the change's time.
+fn live_workload(dir: &std::path::Path) -> (PathBuf, i64) {
+    use rand::SeedableRng;
+    use tokwatch::workload::{RunSpec, Style, workflow_run};
+    const LIMIT: u64 = 20_000;
+    let change_ms = NOW_MS - 12 * 60_000;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(10);
+    let mut records = Vec::new();
+    for n in 0..160_i64 {
+        let start_ms = NOW_MS - 40 * 60_000 + n * 15_000;
+        let (style, team) = if n % 3 == 2 {
+            (Style::Lean, "lean")
+        } else {
+            (Style::Naive, "naive")
+        };
+        let user = (n * 7) % 9;
+        let tier = ["free", "pro", "enterprise"][usize::try_from((n / 3) % 3).unwrap()];
+        let spec = RunSpec {
+            run_id: format!("{team}-{n:05}"),
+            team,
+            user: format!("{team}-u{user:02}"),
+            tier,
+            start_ms,
+        };
+        for mut record in workflow_run(style, &spec, &mut rng) {
+            if style == Style::Naive
+                && start_ms >= change_ms
+                && record.kind.is_none()
+                && record.input_tokens.is_some_and(|t| t > LIMIT)
+            {
+                records.push(tokwatch::workload::NativeRecord {
+                    kind: Some("budget_exceeded"),
+                    ts: record.ts.clone(),
+                    run_id: record.run_id.clone(),
+                    hop: record.hop,
+                    agent: record.agent,
+                    limit_kind: Some("per_hop"),
+                    limit: Some(LIMIT),
+                    tokens: record.input_tokens,
+                    action: Some("trim"),
+                    ..Default::default()
+                });
+                record.input_tokens = Some(LIMIT);
+            }
+            records.push(record);
+        }
+    }
+    let now = chrono::DateTime::from_timestamp_millis(NOW_MS)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    // RFC 3339 UTC with milliseconds sorts as text
+    records.retain(|r| r.ts <= now);
+    records.sort_by(|a, b| a.ts.cmp(&b.ts));
+    let log = dir.join("live.jsonl");
+    let text: String = records.iter().map(|r| r.to_line() + "\n").collect();
+    std::fs::write(&log, text).unwrap();
+    (log, change_ms)
+}
+
+/// Draws `view` on a `width`×`height` screen.
+fn draw_view(data: &Published, view: &ViewState, width: u16, height: u16) -> String {
+    let keymap = keymap();
+    let theme = Theme::builtin("dark").unwrap();
+    let board = BudgetBoard::default();
+    let rows = Rows::compute(data, view.screen(), view);
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal
+        .draw(|frame| {
+            render(
+                frame,
+                &ViewCx {
+                    data,
+                    view,
+                    theme: &theme,
+                    keymap: &keymap,
+                    rows: &rows,
+                    now_ms: NOW_MS,
+                    budgets: &board,
+                },
+            )
+        })
+        .unwrap();
+    terminal.backend().to_string()
+}
+
+#[test]
+fn overview_of_a_live_workload_after_a_budget_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, change_ms) = live_workload(dir.path());
+    let data = published(&[log.to_str().unwrap()]);
+    for (w, h) in [(80, 24), (120, 30), (200, 60)] {
+        let mut view = ViewState {
+            page_rows: list_rows(h - 2),
+            ..ViewState::default()
+        };
+        view.budget_changed(change_ms);
+        let text = draw_view(&data, &view, w, h);
+        insta::assert_snapshot!(format!("overview_live_{w}x{h}"), text);
+    }
+}
+
 #[test]
 fn frozen_shows_in_the_tab_bar_at_80_columns() {
     let data = published(&["sample_logs"]);
@@ -598,4 +734,12 @@ fn events_show_what_budget_breaches_and_run_ends_reported() {
         end.contains("ok · 8 hops · 50.9k tokens · $0.121 in all"),
         "{end}"
     );
+}
+
+#[test]
+fn overview_of_the_sample_logs_at_three_sizes() {
+    let data = published(&["sample_logs"]);
+    for (w, h) in [(80, 24), (120, 30), (200, 60)] {
+        insta::assert_snapshot!(format!("overview_sample_{w}x{h}"), screen(&data, &[], w, h));
+    }
 }

@@ -409,7 +409,12 @@ async fn ui_loop(
                                 }
                             }
                             Some(Effect::PushBudget { scope, limits, base_version }) => {
-                                view.toast = Some(control.push(scope, limits, base_version, chrono::Utc::now().timestamp_millis()));
+                                let now_ms = chrono::Utc::now().timestamp_millis();
+                                let toast = control.push(scope, limits, base_version, now_ms);
+                                if !toast.error {
+                                    view.budget_changed(now_ms);
+                                }
+                                view.toast = Some(toast);
                                 control.board.refresh_usage(&data.snapshot);
                             }
                             None => {}

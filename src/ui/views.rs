@@ -20,6 +20,7 @@ use super::theme::Theme;
 
 mod agents;
 mod budgets;
+mod charts;
 mod chrome;
 mod events;
 mod help;
