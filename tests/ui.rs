@@ -743,3 +743,47 @@ fn overview_of_the_sample_logs_at_three_sizes() {
         insta::assert_snapshot!(format!("overview_sample_{w}x{h}"), screen(&data, &[], w, h));
     }
 }
+
+#[test]
+fn overview_figures_are_whole_at_every_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, change_ms) = live_workload(dir.path());
+    let data = published(&[log.to_str().unwrap()]);
+    let mut view = ViewState::default();
+    view.budget_changed(change_ms);
+    let insights = &data.insights;
+    let recent = tokwatch::model::insights::recent_run_cost(insights, NOW_MS, Some(change_ms));
+    let dollars = tokwatch::ui::format::dollars;
+    let whole = [
+        format!("spend {}", dollars(data.snapshot.totals.cost)),
+        format!("all: median {}", dollars(insights.run_cost.median)),
+        format!("p95 {}", dollars(insights.run_cost.p95)),
+        format!(
+            "last 5m: median {}",
+            dollars(recent.last_minutes.cost.median)
+        ),
+        format!(
+            "last 50 runs: median {}",
+            dollars(recent.last_runs.cost.median)
+        ),
+        format!(
+            "median {} p95 {}",
+            dollars(recent.since_change.unwrap().since.cost.median),
+            dollars(recent.since_change.unwrap().since.cost.p95),
+        ),
+        format!(
+            "was median {} p95 {}",
+            dollars(recent.since_change.unwrap().before.cost.median),
+            dollars(recent.since_change.unwrap().before.cost.p95),
+        ),
+        "context growth: median".to_owned(),
+    ];
+    for w in [60, 72, 80, 96, 110, 119, 120, 150, 180, 240] {
+        for h in [24, 30, 50] {
+            let text = draw(&data, &view, w, h);
+            for figure in &whole {
+                assert!(text.contains(figure.as_str()), "{w}×{h}: {figure}\n{text}");
+            }
+        }
+    }
+}

@@ -283,6 +283,9 @@ pub struct Insights {
     pub run_growth: Spread<u64>,
     /// Runs with at least one hop and a timestamp, by start (oldest first).
     pub run_points: Vec<RunPoint>,
+    /// How long runs take: the 95th percentile of the duration (first to
+    /// last event) of the runs finished by the last event (0 without any).
+    pub run_lag_ms: i64,
     /// Spend per second over the [`RECENT_SPEND_MS`] before the last event,
     /// by the time of each hop's first call (seconds since the epoch, oldest
     /// first, seconds without spend left out).
@@ -382,6 +385,15 @@ impl Insights {
         insights
             .run_points
             .sort_unstable_by_key(|p| (p.start_ms, p.last_ms, p.cost));
+        if let Some(last) = snapshot.last_ts_ms {
+            let durations: Vec<i64> = insights
+                .run_points
+                .iter()
+                .filter(|p| p.settled(last))
+                .map(|p| p.last_ms - p.start_ms)
+                .collect();
+            insights.run_lag_ms = spread(durations).p95;
+        }
         insights.recent_spend = recent.into_iter().collect();
         insights.first_ts_ms = snapshot.first_ts_ms;
         insights.last_ts_ms = snapshot.last_ts_ms;
@@ -557,18 +569,20 @@ pub struct CostWindow {
     pub cost: Spread<Usd>,
 }
 
+/// The newest `limit` runs of `newest_first` that `judged` accepts; the
+/// others met on the way are counted as in flight.
 fn cost_window<'a>(
-    points: impl Iterator<Item = &'a RunPoint>,
-    now_ms: i64,
+    newest_first: impl Iterator<Item = &'a RunPoint>,
+    judged: impl Fn(&RunPoint) -> bool,
     limit: usize,
 ) -> CostWindow {
     let mut in_flight = 0;
     let mut costs = Vec::new();
-    for p in points {
+    for p in newest_first {
         if costs.len() == limit {
             break;
         }
-        if p.settled(now_ms) {
+        if judged(p) {
             costs.push(p.cost);
         } else {
             in_flight += 1;
@@ -610,35 +624,37 @@ pub const RECENT_RUNS: usize = 50;
 
 /// Cost per run of finished runs: started in the last five minutes, the last
 /// fifty, and since `change_ms` (the last budget change) against before it.
+///
+/// Runs that finish early are the short ones, often the cheap ones: a window
+/// holding only the runs that happen to have finished would favour them. So
+/// a run is judged only once it is finished *and* started at least
+/// [`Insights::run_lag_ms`] (how long runs take) before now; younger runs
+/// count as in flight. Before a change, the runs judged are those that
+/// started that long before it and finished before it.
 #[must_use]
 pub fn recent_run_cost(insights: &Insights, now_ms: i64, change_ms: Option<i64>) -> RecentRunCost {
     let points = &insights.run_points;
+    let lag = insights.run_lag_ms;
+    let judged = |p: &RunPoint| p.settled(now_ms) && p.start_ms <= now_ms - lag;
     let recent_from = points.partition_point(|p| p.start_ms < now_ms - RECENT_WINDOW_MS);
     let since_change = change_ms.map(|at_ms| {
         let split = points.partition_point(|p| p.start_ms < at_ms);
         SinceChange {
             at_ms,
-            since: cost_window(points[split..].iter(), now_ms, usize::MAX),
+            since: cost_window(points[split..].iter().rev(), judged, usize::MAX),
             before: cost_window(
-                points[..split].iter().rev().filter(|p| p.last_ms < at_ms),
-                now_ms,
+                points[..split]
+                    .iter()
+                    .rev()
+                    .filter(|p| p.last_ms < at_ms && p.start_ms <= at_ms - lag),
+                |_| true,
                 RECENT_RUNS,
             ),
         }
     });
     RecentRunCost {
-        last_minutes: cost_window(points[recent_from..].iter(), now_ms, usize::MAX),
-        last_runs: {
-            let mut w = cost_window(points.iter().rev(), now_ms, RECENT_RUNS);
-            // runs in flight are counted up to the last finished one only
-            w.in_flight = points
-                .iter()
-                .rev()
-                .take_while(|p| !p.settled(now_ms))
-                .count()
-                .min(w.in_flight);
-            w
-        },
+        last_minutes: cost_window(points[recent_from..].iter().rev(), judged, usize::MAX),
+        last_runs: cost_window(points.iter().rev(), judged, RECENT_RUNS),
         since_change,
     }
 }

@@ -511,3 +511,47 @@ fn the_cost_histogram_is_logarithmic_so_two_teams_make_two_humps() {
     );
     assert_eq!(cost_histogram(&[point("0")], 0, 10), None);
 }
+
+#[test]
+fn windows_do_not_favour_the_runs_that_happen_to_finish_first() {
+    // a run starts every 10 s; before the change two in three are dear and
+    // take 100 s, one is cheap and takes 1 s; after it (at 150 s) all are
+    // cheap. Right after the change, the runs that had finished were mostly
+    // the cheap ones.
+    let change = T0 + 150_000;
+    let (snap, prices) = snapshot(|l| {
+        for n in 0..45_i64 {
+            let start = T0 + n * 10_000;
+            let id = format!("r{n}");
+            let dear = start < change && n % 3 != 0;
+            if dear {
+                l.apply(&dollars_2_50(&id, start));
+                l.apply(&run_end(&id, start + 100_000));
+            } else {
+                l.apply(&at(hop(&id, 1, "a", "gpt-4o", input(1_000, 0, 0)), start));
+                l.apply(&run_end(&id, start + 1_000));
+            }
+        }
+    });
+    let insights = Insights::compute(&snap, &BleedRules::default(), &prices);
+    assert_eq!(insights.run_lag_ms, 100_000);
+    let d = |s: &str| Usd::parse_decimal(s).unwrap();
+    // 20 s after the change: judged before it are the runs that started
+    // 100 s before it and ended before it (0–40 s): three dear, two cheap —
+    // not the 8 that had ended, 5 of them cheap
+    let early = recent_run_cost(&insights, change + 20_000, Some(change))
+        .since_change
+        .unwrap();
+    assert_eq!(early.before.runs, 5);
+    assert_eq!(early.before.cost.median, d("2.5"));
+    // runs started since are too young to judge yet (those of the snapshot
+    // that start later count as in flight too)
+    assert_eq!(early.since.runs, 0);
+    assert!(early.since.in_flight >= 3);
+    let later = recent_run_cost(&insights, T0 + 450_000, Some(change))
+        .since_change
+        .unwrap();
+    assert_eq!(later.since.cost.median, d("0.0025"));
+    assert_eq!(later.since.runs, 21, "started 150–350 s, 100 s or more ago");
+    assert_eq!(later.before, early.before);
+}

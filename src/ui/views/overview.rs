@@ -240,10 +240,12 @@ fn draw(frame: &mut Frame, area: Rect, panels: &[Panel], heights: &[u16], cx: &V
     }
 }
 
-/// `11s`, `2m 11s`, `60m`: how long a window really covered.
+/// `11s`, `14.5s`, `2m 11s`, `60m`: how long a window really covered.
 fn span(ms: i64) -> String {
-    let s = ms.max(0) / 1_000;
+    let ms = ms.max(0);
+    let s = ms / 1_000;
     match (s / 60, s % 60) {
+        (0, s) if ms % 1_000 >= 100 => format!("{s}.{}s", (ms % 1_000) / 100),
         (0, s) => format!("{s}s"),
         (m, 0) => format!("{m}m"),
         (m, s) => format!("{m}m {s}s"),
@@ -351,12 +353,12 @@ fn window_figures<'a>(label: &str, w: &CostWindow, cx: &ViewCx) -> Vec<Vec<Span<
             cx,
         )];
     }
-    let mut spans = figure(
-        &format!("{label} median"),
-        dollars(w.cost.median),
-        cx.theme.cost,
-        cx,
-    );
+    let label = if label.is_empty() {
+        "median".to_owned()
+    } else {
+        format!("{label} median")
+    };
+    let mut spans = figure(&label, dollars(w.cost.median), cx.theme.cost, cx);
     spans.extend(figure(" p95", dollars(w.cost.p95), cx.theme.cost_high, cx));
     vec![
         spans,
@@ -415,40 +417,32 @@ fn figure_lines<'a>(cx: &ViewCx, width: u16) -> Vec<Line<'a>> {
         ),
     ];
     if let Some(since) = recent.since_change {
-        let mut group = vec![
-            vec![Span::styled(
-                format!(
-                    "since the budget change {} ago:",
-                    ago(cx.now_ms - since.at_ms)
-                ),
-                cx.theme.muted,
-            )],
-            figure(
-                "median $/run",
-                if since.since.runs > 0 {
-                    format!(
-                        "{} ({} runs)",
-                        dollars(since.since.cost.median),
-                        since.since.runs
-                    )
-                } else {
-                    "no finished run yet".to_owned()
-                },
-                cx.theme.good,
-                cx,
+        let mut group = vec![vec![Span::styled(
+            format!(
+                "since the budget change {} ago: $/run",
+                ago(cx.now_ms - since.at_ms)
             ),
-        ];
+            cx.theme.muted,
+        )]];
+        group.extend(window_figures("", &since.since, cx));
         if since.before.runs > 0 {
-            group.push(figure(
-                "was",
-                format!(
-                    "{} ({} runs)",
-                    dollars(since.before.cost.median),
-                    since.before.runs
-                ),
+            let mut was = figure(
+                "was median",
+                dollars(since.before.cost.median),
                 cx.theme.cost,
                 cx,
+            );
+            was.extend(figure(
+                " p95",
+                dollars(since.before.cost.p95),
+                cx.theme.cost_high,
+                cx,
             ));
+            group.push(was);
+            group.push(vec![Span::styled(
+                format!("({} runs)", since.before.runs),
+                cx.theme.muted,
+            )]);
         }
         groups.push(group);
     }
