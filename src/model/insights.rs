@@ -283,6 +283,12 @@ pub struct Insights {
     pub run_growth: Spread<u64>,
     /// Runs with at least one hop and a timestamp, by start (oldest first).
     pub run_points: Vec<RunPoint>,
+    /// The cost of the runs finished by the last event (ended, or without
+    /// events for [`SETTLED_AFTER_MS`]), cheapest first: the distribution.
+    pub finished_costs: Vec<Usd>,
+    /// Runs not finished by the last event (in flight then): they join the
+    /// distribution once finished at the time it is drawn.
+    pub unfinished: Vec<RunPoint>,
     /// How long runs take: the 95th percentile of the duration (first to
     /// last event) of the runs finished by the last event (0 without any).
     pub run_lag_ms: i64,
@@ -393,6 +399,11 @@ impl Insights {
                 .map(|p| p.last_ms - p.start_ms)
                 .collect();
             insights.run_lag_ms = spread(durations).p95;
+            let (finished, unfinished): (Vec<RunPoint>, Vec<RunPoint>) =
+                insights.run_points.iter().partition(|p| p.settled(last));
+            insights.finished_costs = finished.iter().map(|p| p.cost).collect();
+            insights.finished_costs.sort_unstable();
+            insights.unfinished = unfinished;
         }
         insights.recent_spend = recent.into_iter().collect();
         insights.first_ts_ms = snapshot.first_ts_ms;
@@ -461,26 +472,6 @@ impl Insights {
     pub fn multiplier(value: u64) -> f64 {
         value as f64 / 100.0
     }
-}
-
-/// Spend per minute over the last `minutes` minutes ending at `now_minute`
-/// (oldest first), for sparklines and burn rate.
-#[must_use]
-pub fn burn_per_minute(snapshot: &Snapshot, now_minute: i64, minutes: usize) -> Vec<Usd> {
-    let start = now_minute - i64::try_from(minutes).unwrap_or(0) + 1;
-    let mut out = vec![Usd::ZERO; minutes];
-    for (minute, counters) in snapshot.per_minute.iter().rev() {
-        if *minute < start {
-            break;
-        }
-        if let Some(slot) = usize::try_from(*minute - start)
-            .ok()
-            .and_then(|i| out.get_mut(i))
-        {
-            *slot += counters.cost;
-        }
-    }
-    out
 }
 
 /// Spend over one window ending now, and the part of it actually observed.
@@ -688,39 +679,47 @@ impl Histogram {
     }
 }
 
-/// The distribution of the cost of the runs finished at `now_ms` (a run in
-/// flight has paid for part of its hops) in `buckets` logarithmic buckets
-/// from the cheapest to the dearest run. `None` without finished runs that
-/// cost something.
+/// The distribution of `sorted` (cheapest first: [`Insights::finished_costs`])
+/// and a few more costs in any order (`extra`: runs finished since the last
+/// event) in `buckets` logarithmic buckets from the cheapest to the dearest
+/// cost above zero (a bucket holds its lower edge; the last one also its
+/// upper edge). O(buckets × log runs + extra): drawn per frame. `None`
+/// without a cost above zero.
 #[must_use]
-#[allow(
-    clippy::cast_precision_loss,
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss
-)]
-pub fn cost_histogram(points: &[RunPoint], now_ms: i64, buckets: usize) -> Option<Histogram> {
+pub fn cost_histogram(sorted: &[Usd], extra: &[Usd], buckets: usize) -> Option<Histogram> {
     let buckets = buckets.max(1);
-    let finished: Vec<Usd> = points
+    let positive = |c: &Usd| *c > Usd::ZERO;
+    let low = sorted
         .iter()
-        .filter(|p| p.settled(now_ms))
-        .map(|p| p.cost)
-        .collect();
-    let positive = finished.iter().copied().filter(|c| *c > Usd::ZERO);
-    let low = positive.clone().min()?;
-    let high = positive.max()?;
-    let mut counts = vec![0_u64; buckets];
-    let (lo, hi) = (low.picos() as f64, high.picos() as f64);
-    let span = (hi / lo).ln();
-    for cost in finished {
-        let i = if cost <= low || span <= 0.0 {
-            0
+        .find(|c| positive(c))
+        .into_iter()
+        .chain(extra.iter().filter(|c| positive(c)))
+        .min()
+        .copied()?;
+    let high = sorted.last().into_iter().chain(extra).max().copied()?;
+    let mut histogram = Histogram {
+        low,
+        high,
+        counts: vec![0; buckets],
+    };
+    let mut from = 0;
+    for i in 0..buckets {
+        let to = if i + 1 == buckets {
+            sorted.len()
         } else {
-            let x = (cost.picos() as f64 / lo).ln() / span;
-            ((x * buckets as f64) as usize).min(buckets - 1)
+            let edge = histogram.edge(i + 1);
+            sorted.partition_point(|c| *c < edge)
         };
-        counts[i] += 1;
+        histogram.counts[i] = (to.max(from) - from) as u64;
+        from = to.max(from);
     }
-    Some(Histogram { low, high, counts })
+    for cost in extra {
+        let i = (1..buckets)
+            .position(|i| *cost < histogram.edge(i))
+            .unwrap_or(buckets - 1);
+        histogram.counts[i] += 1;
+    }
+    Some(histogram)
 }
 
 #[cfg(test)]

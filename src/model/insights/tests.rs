@@ -249,18 +249,6 @@ fn cache_savings_and_reasoning_cost_use_the_price_table() {
     );
 }
 
-#[test]
-fn burn_per_minute_fills_gaps_with_zero() {
-    let (snap, _) = snapshot(|l| {
-        l.apply(&hop("r", 1, "a", "gpt-4o", input(1_000_000, 0, 0))); // $2.50 at minute m
-    });
-    let minute = snap.per_minute[0].0;
-    let burn = burn_per_minute(&snap, minute + 2, 5);
-    assert_eq!(burn.len(), 5);
-    assert_eq!(burn[2], Usd::parse_decimal("2.5").unwrap());
-    assert_eq!(burn.iter().filter(|c| **c == Usd::ZERO).count(), 4);
-}
-
 /// A naive run whose hop `trim_at` the runtime trimmed to a per-hop limit
 /// (the `budget_exceeded` record comes first, as runtimes send it).
 fn naive_trimmed(ledger: &mut Ledger, run: &str, trim_at: u32, limit: u64) {
@@ -478,38 +466,55 @@ fn context_growth_spread_and_first_enforcements() {
 
 #[test]
 fn the_cost_histogram_is_logarithmic_so_two_teams_make_two_humps() {
-    let point = |cost: &str| RunPoint {
-        start_ms: 0,
-        last_ms: 0,
-        ended: true,
-        cost: Usd::parse_decimal(cost).unwrap(),
-    };
-    let mut points: Vec<RunPoint> = Vec::new();
-    for c in ["0.10", "0.11", "0.12", "0.12", "0.13", "0.15"] {
-        points.push(point(c));
-    }
-    for c in ["1.2", "1.3", "1.4", "1.4", "1.5", "2.0"] {
-        points.push(point(c));
-    }
-    points.push(point("0"));
-    // a run in flight is not counted
-    points.push(RunPoint {
-        ended: false,
-        ..point("0.0001")
-    });
-    let h = cost_histogram(&points, 0, 10).unwrap();
-    assert_eq!(h.low, Usd::parse_decimal("0.10").unwrap());
-    assert_eq!(h.high, Usd::parse_decimal("2.0").unwrap());
+    let d = |s: &str| Usd::parse_decimal(s).unwrap();
+    let mut costs: Vec<Usd> = [
+        "0", "0.10", "0.11", "0.12", "0.12", "0.13", "0.15", "1.2", "1.3", "1.4", "1.4", "1.5",
+        "2.0",
+    ]
+    .into_iter()
+    .map(d)
+    .collect();
+    costs.sort_unstable();
+    let h = cost_histogram(&costs, &[], 10).unwrap();
+    assert_eq!(h.low, d("0.10"));
+    assert_eq!(h.high, d("2.0"));
     assert_eq!(h.counts.iter().sum::<u64>(), 13);
-    // lean at the left, naive at the right, nothing in between
+    // lean at the left (the free run with them), naive at the right,
+    // nothing in between; buckets are ×1.35 wide (20^(1/10))
     assert_eq!(h.counts, vec![6, 1, 0, 0, 0, 0, 0, 0, 4, 2]);
     assert_eq!(h.edge(0), h.low);
     assert_eq!(h.edge(10), h.high);
-    assert!(
-        h.edge(5) > Usd::parse_decimal("0.44").unwrap()
-            && h.edge(5) < Usd::parse_decimal("0.45").unwrap()
+    assert!(h.edge(5) > d("0.44") && h.edge(5) < d("0.45"));
+    assert_eq!(cost_histogram(&[Usd::ZERO], &[], 10), None);
+    assert_eq!(cost_histogram(&[], &[], 10), None);
+    // one cost: one bucket holds it
+    assert_eq!(
+        cost_histogram(&[d("1")], &[], 3).unwrap().counts,
+        vec![0, 0, 1]
     );
-    assert_eq!(cost_histogram(&[point("0")], 0, 10), None);
+    // costs finished since the last event count the same, and may widen the scale
+    let (sorted, extra) = costs.split_at(9);
+    let mut extra = extra.to_vec();
+    extra.reverse();
+    assert_eq!(cost_histogram(sorted, &extra, 10).unwrap(), h);
+    let wider = cost_histogram(&costs, &[d("0.01")], 10).unwrap();
+    assert_eq!((wider.low, wider.counts[0]), (d("0.01"), 2));
+}
+
+#[test]
+fn only_runs_finished_by_the_last_event_are_in_the_distribution() {
+    let (snap, prices) = snapshot(|l| {
+        l.apply(&dollars_2_50("done", T0));
+        l.apply(&run_end("done", T0 + 1_000));
+        l.apply(&dollars_2_50("idle", T0));
+        l.apply(&dollars_2_50("running", T0 + 61_000));
+    });
+    let insights = Insights::compute(&snap, &BleedRules::default(), &prices);
+    // "idle" has had no event for 61 s at the last event; "running" is in flight
+    assert_eq!(
+        insights.finished_costs,
+        vec![Usd::parse_decimal("2.5").unwrap(); 2]
+    );
 }
 
 #[test]

@@ -188,8 +188,9 @@ pub(super) fn time_bars(frame: &mut Frame, area: Rect, block: Block, chart: Time
         }
         frame.render_widget(Paragraph::new(Line::from(spans)), legend);
     }
+    // the last bar (now) at the right edge
     let bars = Rect {
-        x: plot.x + gutter,
+        x: plot.x + plot.width - n,
         width: n,
         ..plot
     };
@@ -326,7 +327,10 @@ pub(super) fn histogram(
         bars,
     );
     frame.render_widget(
-        Paragraph::new(Line::styled(format!("▲ {max} runs"), cx.theme.muted)),
+        Paragraph::new(Line::styled(
+            format!("tallest bar: {max} runs"),
+            cx.theme.muted,
+        )),
         top,
     );
     // the scale: left edge, middle, right edge, each whole or left out

@@ -682,10 +682,17 @@ fn render_burn(frame: &mut Frame, area: Rect, cx: &ViewCx) {
 }
 
 fn render_histogram(frame: &mut Frame, area: Rect, cx: &ViewCx) {
-    let points = &cx.data.insights.run_points;
     let inner_w = area.width.saturating_sub(2);
     let buckets = usize::from((inner_w / 2).clamp(8, 40));
-    let Some(h) = cost_histogram(points, cx.now_ms, buckets) else {
+    let insights = &cx.data.insights;
+    // runs in flight at the last event that have finished since
+    let since: Vec<Usd> = insights
+        .unfinished
+        .iter()
+        .filter(|p| p.settled(cx.now_ms))
+        .map(|p| p.cost)
+        .collect();
+    let Some(h) = cost_histogram(&insights.finished_costs, &since, buckets) else {
         frame.render_widget(
             Paragraph::new(Line::styled("no run with a cost yet", cx.theme.muted))
                 .block(block("Cost per finished run".into(), cx)),
