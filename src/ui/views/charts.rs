@@ -137,7 +137,9 @@ pub(super) fn hbars(frame: &mut Frame, area: Rect, rows: &[BarRow], cx: &ViewCx)
 }
 
 /// Events marked under [`time_bars`]: a symbol, its legend and the buckets
-/// (indexes into the values) where they happened.
+/// (indexes into the values) where they happened. Where kinds share a
+/// bucket, the one given first is drawn; a kind left without a bucket is
+/// left out of the legend.
 pub(super) struct Markers<'a> {
     pub symbol: char,
     pub name: &'a str,
@@ -166,7 +168,23 @@ pub(super) fn time_bars(frame: &mut Frame, area: Rect, block: Block, chart: Time
     } = chart;
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let shown: Vec<&Markers> = markers.iter().filter(|m| !m.at.is_empty()).collect();
+    // one symbol per column: an earlier marker kind wins a shared column
+    let n_cols = values.len();
+    let mut taken = vec![false; n_cols];
+    let shown: Vec<(&Markers, Vec<usize>)> = markers
+        .iter()
+        .map(|m| {
+            let mut at = Vec::new();
+            for &i in &m.at {
+                if i < n_cols && !taken[i] {
+                    taken[i] = true;
+                    at.push(i);
+                }
+            }
+            (m, at)
+        })
+        .filter(|(_, at)| !at.is_empty())
+        .collect();
     let legend_h = u16::from(!shown.is_empty());
     let gutter = u16::try_from(y_top.chars().count().max(2) + 1).unwrap_or(u16::MAX);
     let n = u16::try_from(values.len()).unwrap_or(u16::MAX);
@@ -182,7 +200,7 @@ pub(super) fn time_bars(frame: &mut Frame, area: Rect, block: Block, chart: Time
     .areas(inner);
     if !shown.is_empty() {
         let mut spans = Vec::new();
-        for m in &shown {
+        for (m, _) in &shown {
             spans.push(Span::styled(format!("{} ", m.symbol), m.style));
             spans.push(Span::styled(format!("{}   ", m.name), cx.theme.muted));
         }
@@ -223,12 +241,9 @@ pub(super) fn time_bars(frame: &mut Frame, area: Rect, block: Block, chart: Time
     );
     // markers: a symbol under the bars, a dotted line through empty cells
     let buf = frame.buffer_mut();
-    for m in &shown {
-        for &i in &m.at {
+    for (m, at) in &shown {
+        for &i in at {
             let Ok(col) = u16::try_from(i) else { continue };
-            if col >= n {
-                continue;
-            }
             let x = bars.x + col;
             for y in bars.y..bars.y + bars.height {
                 if let Some(cell) = buf.cell_mut((x, y))
@@ -342,4 +357,119 @@ pub(super) fn histogram(
         Paragraph::new(Line::styled(spread_labels(scale, used), cx.theme.muted)),
         axis,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    use super::*;
+    use crate::config::keys::{Bindings, Keymap};
+    use crate::ui::budgets::BudgetBoard;
+    use crate::ui::data::{Published, Rows};
+    use crate::ui::state::ViewState;
+    use crate::ui::theme::Theme;
+
+    fn draw(width: u16, height: u16, f: impl FnOnce(&mut Frame, Rect, &ViewCx)) -> String {
+        let data = Published::default();
+        let view = ViewState::default();
+        let theme = Theme::builtin("dark").unwrap();
+        let keymap = Keymap::new(&Bindings::default()).unwrap();
+        let rows = Rows::default();
+        let budgets = BudgetBoard::default();
+        let cx = ViewCx {
+            data: &data,
+            view: &view,
+            theme: &theme,
+            keymap: &keymap,
+            rows: &rows,
+            now_ms: 0,
+            budgets: &budgets,
+        };
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+        terminal.draw(|frame| f(frame, frame.area(), &cx)).unwrap();
+        terminal.backend().to_string()
+    }
+
+    #[test]
+    fn figures_wrap_between_values_never_through_one() {
+        let text = draw(24, 4, |frame, area, cx| {
+            let group = vec![
+                figure("spend", "$1,234.56".into(), cx.theme.cost, cx),
+                figure("tokens", "12.34M".into(), cx.theme.text, cx),
+                figure("runs", "1234567".into(), cx.theme.text, cx),
+            ];
+            let lines = flow(vec![group], area.width);
+            assert_eq!(lines.len(), 3);
+            frame.render_widget(Paragraph::new(lines), area);
+        });
+        assert!(text.contains("spend $1,234.56"), "{text}");
+        assert!(text.contains("  tokens 12.34M"), "{text}");
+        assert!(text.contains("  runs 1234567"), "{text}");
+    }
+
+    #[test]
+    fn bars_shorten_labels_never_values_and_count_what_does_not_fit() {
+        let text = draw(30, 3, |frame, area, cx| {
+            let rows: Vec<BarRow> = (1..=4_u64)
+                .map(|i| BarRow {
+                    label: format!("a-very-long-agent-name-{i}"),
+                    value: i,
+                    text: format!("$12,345.6{i} 25%"),
+                    style: cx.theme.chart,
+                })
+                .collect();
+            hbars(frame, area, &rows, cx);
+        });
+        assert!(text.contains("$12,345.61 25%"), "{text}");
+        assert!(text.contains("$12,345.62 25%"), "{text}");
+        assert!(text.contains("a-very-… "), "{text}");
+        assert!(text.contains("… 2 more"), "{text}");
+    }
+
+    #[test]
+    fn markers_sharing_a_bar_show_the_first_kind_and_the_legend_only_what_is_drawn() {
+        let text = draw(40, 10, |frame, area, cx| {
+            let markers = vec![
+                Markers {
+                    symbol: '▲',
+                    name: "budget set here",
+                    at: vec![5],
+                    style: cx.theme.warning,
+                },
+                Markers {
+                    symbol: '△',
+                    name: "limit first enforced",
+                    at: vec![5],
+                    style: cx.theme.good,
+                },
+            ];
+            time_bars(
+                frame,
+                area,
+                Block::bordered(),
+                TimeBars {
+                    values: vec![1, 2, 3, 4, 5, 0, 0, 0, 0, 9],
+                    markers,
+                    y_top: "$9.00/min".into(),
+                    x_labels: ["-10s".into(), "-5s".into(), "now".into()],
+                },
+                cx,
+            );
+        });
+        assert!(
+            text.contains('▲') && text.contains("budget set here"),
+            "{text}"
+        );
+        assert!(
+            !text.contains('△') && !text.contains("limit first"),
+            "{text}"
+        );
+        assert!(
+            text.contains('┊'),
+            "the marker's line through empty cells:\n{text}"
+        );
+        assert!(text.contains("$9.00/min") && text.contains("now"), "{text}");
+    }
 }
