@@ -144,23 +144,23 @@ fn size(panel: Panel, width: u16, cx: &ViewCx) -> Size {
             flex: true,
         },
         Panel::Spend => Size {
-            min: rows_height(snap.by_agent.len().max(snap.by_segment.len()), 3) + 2,
-            want: rows_height(snap.by_agent.len().max(snap.by_segment.len()), 10) + 2,
+            min: rows_height(snap.by_agent.len().max(snap.by_segment.len()), 3).max(1) + 2,
+            want: rows_height(snap.by_agent.len().max(snap.by_segment.len()), 10).max(1) + 2,
             flex: false,
         },
         Panel::Agents => Size {
-            min: rows_height(snap.by_agent.len(), 3) + 2,
-            want: rows_height(snap.by_agent.len(), 8) + 2,
+            min: rows_height(snap.by_agent.len(), 3).max(1) + 2,
+            want: rows_height(snap.by_agent.len(), 8).max(1) + 2,
             flex: false,
         },
         Panel::Segments => Size {
-            min: rows_height(snap.by_segment.len(), 3) + 2,
-            want: rows_height(snap.by_segment.len(), 8) + 2,
+            min: rows_height(snap.by_segment.len(), 3).max(1) + 2,
+            want: rows_height(snap.by_segment.len(), 8).max(1) + 2,
             flex: false,
         },
         Panel::Models => Size {
-            min: rows_height(snap.by_model.len(), 3) + 2,
-            want: rows_height(snap.by_model.len(), 8) + 2,
+            min: rows_height(snap.by_model.len(), 3).max(1) + 2,
+            want: rows_height(snap.by_model.len(), 8).max(1) + 2,
             flex: false,
         },
     }
@@ -339,6 +339,19 @@ fn idle_for(cx: &ViewCx) -> Option<i64> {
     (idle > RECENT_SPEND_MS).then_some(idle)
 }
 
+/// `label` median, then ` p95` value, as one figure (money in the cost
+/// styles, ratios in text and warning).
+fn spread_figure<'a>(label: &str, median: String, p95: String, cx: &ViewCx) -> Vec<Span<'a>> {
+    let (m, p) = if median.starts_with('$') {
+        (cx.theme.cost, cx.theme.cost_high)
+    } else {
+        (cx.theme.text, cx.theme.warning)
+    };
+    let mut spans = figure(label, median, m, cx);
+    spans.extend(figure(" p95", p95, p, cx));
+    spans
+}
+
 fn window_figures<'a>(label: &str, w: &CostWindow, cx: &ViewCx) -> Vec<Vec<Span<'a>>> {
     let flight = if w.in_flight > 0 {
         format!(", {} in flight", w.in_flight)
@@ -390,32 +403,34 @@ fn figure_lines<'a>(cx: &ViewCx, width: u16) -> Vec<Line<'a>> {
             figure("calls", t.events.to_string(), cx.theme.text, cx),
         ],
         burn_figures(cx),
-        vec![vec![Span::styled("cost per run", cx.theme.muted)], {
-            let mut all = figure(
+    ];
+    let no_runs = snap.runs.is_empty();
+    if no_runs {
+        groups.push(vec![
+            vec![Span::styled("cost per run", cx.theme.muted)],
+            figure("", "no runs yet".into(), cx.theme.muted, cx),
+        ]);
+    } else {
+        groups.push(vec![
+            vec![Span::styled("cost per run", cx.theme.muted)],
+            spread_figure(
                 "all: median",
                 dollars(insights.run_cost.median),
-                cx.theme.cost,
-                cx,
-            );
-            all.extend(figure(
-                " p95",
                 dollars(insights.run_cost.p95),
-                cx.theme.cost_high,
                 cx,
-            ));
-            all
-        }],
-        window_figures(
+            ),
+        ]);
+        groups.push(window_figures(
             &format!("  last {}:", window_label(RECENT_WINDOW_MS)),
             &recent.last_minutes,
             cx,
-        ),
-        window_figures(
+        ));
+        groups.push(window_figures(
             &format!("  last {RECENT_RUNS} runs:"),
             &recent.last_runs,
             cx,
-        ),
-    ];
+        ));
+    }
     if let Some(since) = recent.since_change {
         let mut group = vec![vec![Span::styled(
             format!(
@@ -446,38 +461,22 @@ fn figure_lines<'a>(cx: &ViewCx, width: u16) -> Vec<Line<'a>> {
         }
         groups.push(group);
     }
-    groups.push(vec![
-        {
-            let mut m = figure(
+    if !no_runs {
+        groups.push(vec![
+            spread_figure(
                 "tokens per run ÷ first hop: median",
                 times(insights.run_multiplier.median),
-                cx.theme.text,
-                cx,
-            );
-            m.extend(figure(
-                " p95",
                 times(insights.run_multiplier.p95),
-                cx.theme.warning,
                 cx,
-            ));
-            m
-        },
-        {
-            let mut g = figure(
+            ),
+            spread_figure(
                 "context growth: median",
                 times(insights.run_growth.median),
-                cx.theme.text,
-                cx,
-            );
-            g.extend(figure(
-                " p95",
                 times(insights.run_growth.p95),
-                cx.theme.warning,
                 cx,
-            ));
-            g
-        },
-    ]);
+            ),
+        ]);
+    }
     groups.push(vec![
         figure("cache hit", percent(t.cache_hit_ratio()), cx.theme.good, cx),
         figure("saved", dollars(insights.cache_savings), cx.theme.good, cx),
@@ -813,6 +812,29 @@ fn title_for(width: u16, candidates: Vec<String>) -> String {
 fn render_offenders(frame: &mut Frame, area: Rect, cx: &ViewCx) {
     let insights = &cx.data.insights;
     let offenders = &insights.offenders;
+    if offenders.is_empty() {
+        let title = if insights.trimmed_hops > 0 {
+            format!(
+                "Bleeding hops — none · {} trimmed by budgets",
+                insights.trimmed_hops
+            )
+        } else {
+            "Bleeding hops — none".to_owned()
+        };
+        frame.render_widget(
+            Paragraph::new(Line::styled(
+                "no hop re-sends its history, passes a per-hop limit or dominates its run",
+                cx.theme.muted,
+            ))
+            .wrap(ratatui::widgets::Wrap { trim: true })
+            .block(block(
+                title_for(area.width, vec![title, "Bleeding hops".into()]),
+                cx,
+            )),
+            area,
+        );
+        return;
+    }
     let cursor = cx.view.cursor();
     let selected = cursor
         .selected
@@ -924,33 +946,22 @@ fn render_offenders(frame: &mut Frame, area: Rect, cx: &ViewCx) {
         (t, true) => format!(" · {t} trimmed by budgets"),
         (t, false) => format!(" · {t} trimmed"),
     };
-    let title = if offenders.is_empty() {
-        title_for(
-            area.width,
-            vec![
-                format!("Top bleeding hops — none{}", trim(true)),
-                format!("Bleeding hops — none{}", trim(false)),
-                "Bleeding hops — none".into(),
-            ],
-        )
-    } else {
-        title_for(
-            area.width,
-            vec![
-                format!(
-                    "Top bleeding hops ({n} hops in {places} places{}) — Enter: their runs",
-                    trim(true)
-                ),
-                format!(
-                    "Top bleeding hops ({n} hops in {places} places{})",
-                    trim(true)
-                ),
-                format!("Bleeding hops ({n} in {places} places{})", trim(false)),
-                format!("Bleeding hops ({n} in {places} places)"),
-                "Bleeding hops".into(),
-            ],
-        )
-    };
+    let title = title_for(
+        area.width,
+        vec![
+            format!(
+                "Top bleeding hops ({n} hops in {places} places{}) — Enter: their runs",
+                trim(true)
+            ),
+            format!(
+                "Top bleeding hops ({n} hops in {places} places{})",
+                trim(true)
+            ),
+            format!("Bleeding hops ({n} in {places} places{})", trim(false)),
+            format!("Bleeding hops ({n} in {places} places)"),
+            "Bleeding hops".into(),
+        ],
+    );
     frame.render_widget(
         Table::new(rows, widths)
             .header(header)
