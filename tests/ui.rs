@@ -780,7 +780,7 @@ fn overview_figures_are_whole_at_every_size() {
     ];
     for w in [60, 72, 80, 96, 110, 119, 120, 150, 180, 240] {
         for h in [24, 30, 50] {
-            let text = draw(&data, &view, w, h);
+            let text = draw_view(&data, &view, w, h);
             for figure in &whole {
                 assert!(text.contains(figure.as_str()), "{w}×{h}: {figure}\n{text}");
             }
