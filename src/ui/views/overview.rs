@@ -22,7 +22,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Paragraph, Row, Table};
+use ratatui::widgets::Paragraph;
 
 use crate::model::Usd;
 use crate::model::insights::{
@@ -32,6 +32,7 @@ use crate::model::insights::{
 use crate::sanitize::sanitize;
 
 use super::charts::{BarRow, Markers, TimeBars, figure, flow, hbars, histogram, time_bars};
+use super::table::{Column, DataTable, TableCell};
 use super::widgets::{block, cost_cell, window};
 use super::{ViewCx, list_rows};
 use crate::ui::format::{dollars, fit, percent, tokens};
@@ -847,95 +848,38 @@ fn render_offenders(frame: &mut Frame, area: Rect, cx: &ViewCx) {
         .unwrap_or(0);
     let visible = list_rows(area.height);
     let offset = window(selected, cursor.offset, visible, offenders.len());
-    // (position, agent, " · hop N", numbers and reason)
-    let shown: Vec<(usize, String, String, [String; 5])> = offenders
-        .iter()
-        .enumerate()
-        .skip(offset)
-        .take(visible)
-        .map(|(i, o)| {
-            (
-                i,
-                sanitize(&o.agent).into_owned(),
-                format!(" · hop {}", o.hop),
-                [
-                    o.runs.to_string(),
-                    tokens(o.carried_tokens),
-                    dollars(o.cost_per_run),
-                    dollars(o.total_cost),
-                    o.reason.replace('_', " "),
-                ],
-            )
-        })
-        .collect();
-    let headers = ["runs", "carried", "$/run", "total", "why"];
-    let w: Vec<u16> = (0..5)
-        .map(|c| {
-            shown
-                .iter()
-                .map(|(_, _, _, cells)| cells[c].chars().count())
-                .chain(std::iter::once(headers[c].chars().count()))
-                .max()
-                .map_or(0, |n| u16::try_from(n).unwrap_or(u16::MAX))
-        })
-        .collect();
-    let label_need = shown
-        .iter()
-        .map(|(_, agent, hop, _)| agent.chars().count() + hop.chars().count())
-        .chain(std::iter::once("agent · hop".len()))
-        .max()
-        .map_or(0, |n| u16::try_from(n).unwrap_or(u16::MAX));
-    // numbers keep their width; when room is short "why", then "carried"
-    // go; then agent names are shortened with … (the hop number stays)
-    let inner = area.width.saturating_sub(2);
-    let widths_of = w.clone();
-    let fixed = |cols: &[usize]| -> u16 { 2 + cols.iter().map(|&c| widths_of[c] + 1).sum::<u16>() };
-    let mut columns: Vec<usize> = vec![0, 1, 2, 3, 4];
-    for drop in [4, 1] {
-        if fixed(&columns) + label_need > inner {
-            columns.retain(|&c| c != drop);
-        }
-    }
-    let mut w = w;
-    if !columns.contains(&4) {
-        // the reason is text: shortened with … rather than left out when
-        // there is room for a useful part of it
-        let room = inner.saturating_sub(fixed(&columns) + label_need + 1);
-        if room >= 8 {
-            w[4] = room;
-            columns.push(4);
-        }
-    }
-    let fixed = |cols: &[usize]| -> u16 { 2 + cols.iter().map(|&c| w[c] + 1).sum::<u16>() };
-    let label_w = inner.saturating_sub(fixed(&columns)).min(label_need);
-    let mut widths = vec![Constraint::Length(1), Constraint::Length(label_w)];
-    widths.extend(columns.iter().map(|&c| Constraint::Length(w[c])));
-    let header = Row::new(
-        ["", "agent · hop"]
-            .into_iter()
-            .chain(columns.iter().map(|&c| headers[c])),
-    )
-    .style(cx.theme.header);
-    let rows: Vec<Row> = shown
-        .iter()
-        .map(|(i, agent, hop, cells)| {
-            let room = usize::from(label_w).saturating_sub(hop.chars().count());
-            let mut row = vec![
-                Cell::from("!"),
-                Cell::from(format!("{}{hop}", fit(agent, room))),
-            ];
-            row.extend(
-                columns
-                    .iter()
-                    .map(|&c| Cell::from(fit(&cells[c], usize::from(w[c])))),
-            );
-            Row::new(row).style(if *i == selected {
+    // numbers are never cut; "why", then "carried" go when room is short;
+    // then agent names are shortened with … (the hop number is a column)
+    let mut table = DataTable::new(vec![
+        Column::text("!", 0, 1, 1),
+        Column::text("agent", 0, 6, 32),
+        Column::number("hop", 0),
+        Column::number("runs", 0),
+        Column::number("carried", 2),
+        Column::number("$/run", 0),
+        Column::number("total", 0),
+        Column::text("why", 3, 8, 16),
+    ])
+    .header_style(cx.theme.header);
+    for (i, o) in offenders.iter().enumerate().skip(offset).take(visible) {
+        table.row(
+            vec![
+                TableCell::text("!"),
+                TableCell::text(sanitize(&o.agent).into_owned()),
+                TableCell::number(o.hop.to_string()),
+                TableCell::number(o.runs.to_string()),
+                TableCell::number(tokens(o.carried_tokens)),
+                TableCell::number(dollars(o.cost_per_run)),
+                TableCell::number(dollars(o.total_cost)),
+                TableCell::text(o.reason.replace('_', " ")),
+            ],
+            if i == selected {
                 cx.theme.selected
             } else {
                 cx.theme.warning
-            })
-        })
-        .collect();
+            },
+        );
+    }
     let (n, places, trimmed) = (
         insights.bleeding_hops,
         offenders.len(),
@@ -962,11 +906,5 @@ fn render_offenders(frame: &mut Frame, area: Rect, cx: &ViewCx) {
             "Bleeding hops".into(),
         ],
     );
-    frame.render_widget(
-        Table::new(rows, widths)
-            .header(header)
-            .column_spacing(1)
-            .block(block(title, cx)),
-        area,
-    );
+    table.render(frame, area, block(title, cx));
 }
