@@ -195,8 +195,9 @@ fn sigterm_restores_the_terminal() {
 fn without_sources_the_dashboard_shows_the_built_in_workload() {
     let tui = Tmux::start("");
     let screen = tui.wait_for("the demo workload", |s| s.contains("runs 54"));
+    // the Overview's bleeding hops: agent, then hop position
     assert!(
-        screen.contains("writer · hop"),
+        screen.contains("leeding hops") && screen.contains("! writer "),
         "bleeding hops of the naive team:\n{screen}"
     );
     tui.keys(&["q"]);
