@@ -787,3 +787,58 @@ fn overview_figures_are_whole_at_every_size() {
         }
     }
 }
+
+#[test]
+fn the_hop_detail_counts_carried_tokens_with_the_configured_rules() {
+    // no re-send tolerance and no history-resent bleeding: every hop's
+    // carried tokens come from the rules the insights were computed with
+    let rules = BleedRules {
+        resend_tolerance: 0.0,
+        growth_over_first: f64::INFINITY,
+        ..BleedRules::default()
+    };
+    let mut data = published(&["sample_logs"]);
+    data.insights = Arc::new(Insights::compute(
+        &data.snapshot,
+        &rules,
+        &PriceBook::embedded(),
+    ));
+    let carried = |run: &tokwatch::model::ledger::RunAgg, i: usize, rules: &BleedRules| {
+        tokwatch::model::insights::carried_tokens(&run.hops, i, rules)
+    };
+    // a run whose context shrinks somewhere (a lean one, trimmed to a summary)
+    let run = data
+        .snapshot
+        .runs
+        .iter()
+        .find(|run| {
+            (1..run.hops.len())
+                .any(|i| carried(run, i, &rules) != carried(run, i, &BleedRules::default()))
+        })
+        .expect("a run on which the rules make a difference");
+    let open = |hop_index: usize| {
+        let mut inputs = with(vec![], &[Action::ScreenRuns, Action::Filter]);
+        inputs.extend(run.run_id.chars().map(Input::FilterChar));
+        inputs.push(Input::FilterCommit);
+        inputs = with(inputs, &[Action::DrillDown]);
+        inputs = with(inputs, &vec![Action::Down; hop_index]);
+        inputs = with(inputs, &[Action::DrillDown]);
+        draw(&data, &inputs, &BudgetBoard::default(), 200, 60)
+    };
+    for i in 1..run.hops.len() {
+        let text = open(i);
+        assert!(
+            text.contains(&format!("· hop {}", run.hops[i].hop)),
+            "{text}"
+        );
+        let expected = format!(
+            "{} tokens from earlier hops",
+            tokwatch::ui::format::tokens(carried(run, i, &rules))
+        );
+        assert!(
+            text.contains(&expected),
+            "hop {}: {expected}\n{text}",
+            i + 1
+        );
+    }
+}

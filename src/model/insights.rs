@@ -307,6 +307,9 @@ pub struct Insights {
     pub cache_savings: Usd,
     /// Cost of hidden reasoning tokens (at output prices).
     pub reasoning_cost: Usd,
+    /// The rules these insights were derived with (the config's, so views
+    /// judge a hop as the insights did).
+    pub rules: BleedRules,
 }
 
 /// Runs, carried tokens, cost and reason counts of one (agent, hop) while summing.
@@ -318,7 +321,10 @@ impl Insights {
     /// Derives insights; `prices` values cache savings and reasoning cost.
     #[must_use]
     pub fn compute(snapshot: &Snapshot, rules: &BleedRules, prices: &PriceBook) -> Insights {
-        let mut insights = Insights::default();
+        let mut insights = Insights {
+            rules: rules.clone(),
+            ..Insights::default()
+        };
         let mut offenders: BTreeMap<(Arc<str>, u32), OffenderSums> = BTreeMap::new();
         let mut positions: BTreeMap<(Arc<str>, u32), PositionSamples> = BTreeMap::new();
         let mut run_costs = Vec::with_capacity(snapshot.runs.len());

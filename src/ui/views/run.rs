@@ -12,7 +12,7 @@ use ratatui::widgets::{Axis, Chart, Dataset, GraphType, Paragraph, Wrap};
 
 use crate::model::Usd;
 use crate::model::budget::{self, Limits, Scope};
-use crate::model::insights::{BleedReason, BleedRules, carried_tokens};
+use crate::model::insights::{BleedReason, carried_tokens};
 use crate::model::ledger::{HopAgg, RunAgg};
 use crate::pricing::PriceBook;
 use crate::sanitize::sanitize;
@@ -449,7 +449,7 @@ pub(super) fn render_hop(frame: &mut Frame, area: Rect, cx: &ViewCx, run_id: &st
     ]));
     let carried = match reason {
         Some(BleedReason::HistoryResent { carried, .. }) => *carried,
-        _ => carried_tokens(&run.hops, index, &BleedRules::default()),
+        _ => carried_tokens(&run.hops, index, &cx.data.insights.rules),
     };
     lines.push(Line::from(vec![
         label("carried"),
