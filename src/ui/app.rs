@@ -453,8 +453,12 @@ async fn ui_loop(
                 dirty = true;
             },
             Some(event) = control.events.recv() => {
+                let elsewhere = control.board.changed_elsewhere;
                 if let Some(toast) = control.event(event) {
                     view.toast = Some(toast);
+                }
+                if control.board.changed_elsewhere != elsewhere {
+                    view.budget_changed(chrono::Utc::now().timestamp_millis());
                 }
                 if control.board.usage.len() != control.board.scopes().len() {
                     control.board.refresh_usage(&data.snapshot);

@@ -50,6 +50,10 @@ pub struct BudgetBoard {
     /// Usage of each scope against its current limits, computed once per
     /// snapshot and per change (scanning every hop is too slow per frame).
     pub usage: BTreeMap<Scope, budget::Usage>,
+    /// Changes another controller made, seen as they happened (a connected
+    /// runtime's refresh showed a new version that is not ours): the app
+    /// marks them on the Overview like its own pushes.
+    pub changed_elsewhere: u64,
 }
 
 /// A scope's state at one runtime, for display.
@@ -146,6 +150,9 @@ impl BudgetBoard {
                     .filter(|b| desired.get(&b.scope).is_none_or(|d| !is_ours(b, d)))
                     .map(|b| format!("{} v{} ({})", b.scope, b.version, b.limits.describe()))
                     .collect();
+                if !changed.is_empty() {
+                    self.changed_elsewhere += 1;
+                }
                 (!changed.is_empty()).then(|| {
                     (
                         format!("{addr}: set by another controller: {}", changed.join(", ")),
@@ -873,12 +880,23 @@ mod tests {
         assert_eq!(board.state(A, &Scope::Global), ScopeState::Applied(2));
 
         // The other controller sets v3 while we are connected: the refresh
-        // shows it, and it wins.
+        // shows it, and it wins; the Overview counts it as a budget change
+        // (what was in force when we connected is not one).
+        assert_eq!(board.changed_elsewhere, 0);
         let toast = board.apply(ClientEvent::State {
             addr: A.into(),
             budgets: vec![in_force(Scope::Global, 3, "theirs-2", hop_limit(7000))],
         });
         assert!(toast.unwrap().0.contains("set by another controller"));
+        assert_eq!(board.changed_elsewhere, 1);
+        board.apply(ClientEvent::State {
+            addr: A.into(),
+            budgets: vec![in_force(Scope::Global, 3, "theirs-2", hop_limit(7000))],
+        });
+        assert_eq!(
+            board.changed_elsewhere, 1,
+            "the same state again is no change"
+        );
         assert_eq!(board.state(A, &Scope::Global), ScopeState::Elsewhere(3));
         assert_eq!(
             board.current(&Scope::Global).unwrap().0.limits,

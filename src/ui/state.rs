@@ -242,7 +242,8 @@ pub struct ViewState {
     pub page_rows: usize,
     /// The budget editor, when open (it takes the keyboard).
     pub editor: Option<super::budgets::BudgetEditor>,
-    /// When this dashboard pushed budget changes (wall clock, epoch ms,
+    /// When this dashboard pushed budget changes, or saw another controller
+    /// make one at a connected runtime (wall clock, epoch ms,
     /// oldest first, the last [`BUDGET_CHANGES_KEPT`]): the Overview's burn
     /// chart marks them and compares cost per run since the last one.
     pub budget_changes: Vec<i64>,
