@@ -842,3 +842,31 @@ fn the_hop_detail_counts_carried_tokens_with_the_configured_rules() {
         );
     }
 }
+
+#[test]
+fn the_events_screen_shows_the_latest_rejected_lines_once_more_were_rejected_than_kept() {
+    use tokwatch::ingest::stats::{MAX_REJECT_SAMPLES, RejectKind, Rejected};
+    let mut data = published(&["sample_logs"]);
+    let mut stats = (*data.stats).clone();
+    let rejected = |line: usize| Rejected {
+        location: format!("live.jsonl:{line}"),
+        kind: RejectKind::Malformed,
+        reason: format!("line {line} is not JSON"),
+    };
+    let total = 3 * MAX_REJECT_SAMPLES;
+    stats.malformed = total as u64;
+    stats.malformed_samples = (1..=MAX_REJECT_SAMPLES).map(rejected).collect();
+    stats.latest_rejected = (total - MAX_REJECT_SAMPLES + 1..=total)
+        .map(rejected)
+        .collect();
+    data.stats = Arc::new(stats);
+    for (width, height) in [(80, 24), (200, 60)] {
+        let text = screen(&data, &[Action::ScreenEvents], width, height);
+        assert!(
+            text.contains(&format!("live.jsonl:{total} ")),
+            "the newest rejected line is on screen at {width}x{height}:\n{text}"
+        );
+        assert!(!text.contains("live.jsonl:1 "), "{text}");
+        assert!(text.contains("the latest"), "{text}");
+    }
+}

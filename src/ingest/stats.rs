@@ -123,6 +123,11 @@ pub struct IngestStats {
     pub oversized: u64,
     /// The first [`MAX_REJECT_SAMPLES`] rejected lines, in reading order.
     pub malformed_samples: Vec<Rejected>,
+    /// The latest [`MAX_REJECT_SAMPLES`] rejected lines after those, oldest
+    /// first: what a live dashboard needs to see once the first are old news.
+    /// Not in reports (they list the first).
+    #[serde(skip)]
+    pub latest_rejected: std::collections::VecDeque<Rejected>,
     pub sources: Vec<SourceStats>,
     /// Live: `--follow` targets that name nothing yet (a path that does not
     /// exist, a glob with no match), in the order they were found missing;
@@ -200,13 +205,11 @@ impl IngestStats {
     pub(crate) fn count_unrevisable(&mut self, source: usize, location: String) {
         self.unrevisable += 1;
         self.sources[source].unrevisable += 1;
-        if self.malformed_samples.len() < MAX_REJECT_SAMPLES {
-            self.malformed_samples.push(Rejected {
-                location,
-                kind: RejectKind::Unrevisable,
-                reason: "a later report of this call has larger usage, but its first count is too old to replace (see ingest::dedup)".into(),
-            });
-        }
+        self.keep_rejected(Rejected {
+            location,
+            kind: RejectKind::Unrevisable,
+            reason: "a later report of this call has larger usage, but its first count is too old to replace (see ingest::dedup)".into(),
+        });
     }
 
     /// The formats of a source's lines, most lines first (`claude-code`).
@@ -257,12 +260,61 @@ impl IngestStats {
             }
             RejectKind::Malformed | RejectKind::Unrevisable => {}
         }
+        self.keep_rejected(Rejected {
+            location,
+            kind,
+            reason,
+        });
+    }
+
+    /// Keeps a rejected line among the first ones, or else among the latest.
+    fn keep_rejected(&mut self, rejected: Rejected) {
         if self.malformed_samples.len() < MAX_REJECT_SAMPLES {
-            self.malformed_samples.push(Rejected {
-                location,
-                kind,
-                reason,
-            });
+            self.malformed_samples.push(rejected);
+            return;
         }
+        if self.latest_rejected.len() == MAX_REJECT_SAMPLES {
+            self.latest_rejected.pop_front();
+        }
+        self.latest_rejected.push_back(rejected);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_and_the_latest_rejected_lines_are_kept() {
+        let mut stats = IngestStats::default();
+        let source = stats.add_source("a.jsonl".into(), "a.jsonl".into());
+        let total = 3 * MAX_REJECT_SAMPLES + 5;
+        for line in 1..=total {
+            stats.reject_at(
+                source,
+                format!("a.jsonl:{line}"),
+                RejectKind::Malformed,
+                "not JSON".into(),
+            );
+        }
+        assert_eq!(stats.malformed, total as u64);
+        let first: Vec<&str> = stats
+            .malformed_samples
+            .iter()
+            .map(|r| r.location.as_str())
+            .collect();
+        assert_eq!(first.len(), MAX_REJECT_SAMPLES);
+        assert_eq!(first[0], "a.jsonl:1");
+        let latest: Vec<&str> = stats
+            .latest_rejected
+            .iter()
+            .map(|r| r.location.as_str())
+            .collect();
+        assert_eq!(latest.len(), MAX_REJECT_SAMPLES);
+        assert_eq!(
+            latest[0],
+            format!("a.jsonl:{}", total - MAX_REJECT_SAMPLES + 1)
+        );
+        assert_eq!(*latest.last().unwrap(), format!("a.jsonl:{total}"));
     }
 }

@@ -5,7 +5,7 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 
-use crate::ingest::stats::RejectKind;
+use crate::ingest::stats::{RejectKind, Rejected};
 use crate::model::ledger::{BudgetHit, RecentEvent, RecentKind};
 use crate::sanitize::sanitize;
 
@@ -77,18 +77,26 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx) {
     render_malformed(frame, malformed, cx);
 }
 
-/// The rejected lines ingest kept (the first ones, see
-/// `ingest::stats::MAX_REJECT_SAMPLES`): where and why.
+/// The rejected lines ingest kept (see `ingest::stats::MAX_REJECT_SAMPLES`):
+/// where and why, the latest at the bottom. Once more were rejected than
+/// kept, the latest ones are shown (a live dashboard's news); the report
+/// lists the first ones.
 fn render_malformed(frame: &mut Frame, area: Rect, cx: &ViewCx) {
     let stats = &cx.data.stats;
-    let samples = &stats.malformed_samples;
+    let kept: Vec<&Rejected> = if stats.latest_rejected.is_empty() {
+        stats.malformed_samples.iter().collect()
+    } else {
+        stats.latest_rejected.iter().collect()
+    };
+    let visible = list_rows(area.height).min(kept.len());
+    let shown = &kept[kept.len() - visible..];
     let mut table = DataTable::new(vec![
         Column::text("file:line", 0, 12, 60),
         Column::text("kind", 2, 9, 12),
         Column::text("reason", 1, 16, 400),
     ])
     .header_style(cx.theme.header);
-    for rejected in samples.iter().take(list_rows(area.height)) {
+    for rejected in shown {
         let kind = match rejected.kind {
             RejectKind::Malformed => "malformed",
             RejectKind::InvalidUtf8 => "not UTF-8",
@@ -104,12 +112,14 @@ fn render_malformed(frame: &mut Frame, area: Rect, cx: &ViewCx) {
             cx.theme.warning,
         );
     }
-    let kept = samples.len();
     let rejected = stats.malformed + stats.unrevisable;
-    let title = if u64::try_from(kept).unwrap_or(u64::MAX) < rejected {
-        format!("Rejected lines · the first {kept} of {rejected} · all in `tokwatch report`")
+    let title = if u64::try_from(shown.len()).unwrap_or(u64::MAX) < rejected {
+        format!(
+            "Rejected lines · the latest {} of {rejected} · the first ones in `tokwatch report`",
+            shown.len()
+        )
     } else {
-        format!("Rejected lines · {kept}")
+        format!("Rejected lines · {rejected}")
     };
     table.render(frame, area, block(title, cx));
 }
