@@ -133,16 +133,18 @@ pub async fn run_runtime(
     Ok(())
 }
 
-/// Turns true on SIGINT or SIGTERM.
+/// Turns true on SIGINT, SIGTERM or SIGHUP (a closed terminal).
 fn on_signals() -> anyhow::Result<watch::Receiver<bool>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         tokio::select! {
             _ = int.recv() => {}
             _ = term.recv() => {}
+            _ = hup.recv() => {}
         }
         let _ = tx.send(true);
         // Keep the sender alive: a dropped sender also means "stop".

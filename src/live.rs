@@ -789,11 +789,13 @@ pub async fn run_headless(settings: LiveSettings, prices: PriceBook) -> anyhow::
     tokio::pin!(exit_after);
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     loop {
         tokio::select! {
             biased;
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
+            _ = sighup.recv() => break,
             () = &mut exit_after => break,
             _ = ticker.tick() => {
                 emit(&aggregator, false)?;

@@ -27,6 +27,12 @@ impl Tmux {
 
     /// Starts `tokwatch ARGS` in a 120×35 terminal.
     fn start(args: &str) -> Tmux {
+        Tmux::start_with_env("", args)
+    }
+
+    /// Starts `tokwatch ARGS` in a 120×35 terminal with `ENV` (`NAME=value …`)
+    /// added to its environment.
+    fn start_with_env(env: &str, args: &str) -> Tmux {
         let dir = tempfile::tempdir().unwrap();
         let socket = format!(
             "tokwatch-test-{}-{}",
@@ -34,7 +40,7 @@ impl Tmux {
             dir.path().file_name().unwrap().to_string_lossy()
         );
         let command = format!(
-            "env XDG_STATE_HOME={} XDG_CONFIG_HOME={} TERM=xterm-256color {} {args}",
+            "env XDG_STATE_HOME={} XDG_CONFIG_HOME={} TERM=xterm-256color {env} {} {args}",
             dir.path().display(),
             dir.path().display(),
             env!("CARGO_BIN_EXE_tokwatch")
@@ -188,6 +194,40 @@ fn sigterm_restores_the_terminal() {
     assert!(
         !tui.screen().contains("Overview"),
         "the alternate screen was left"
+    );
+}
+
+#[test]
+fn a_closed_terminal_ends_the_demo_and_removes_its_temporary_files() {
+    // SIGHUP is what a closed terminal window (or `tmux kill-session`) sends
+    let tmp = tempfile::tempdir().unwrap();
+    let tui = Tmux::start_with_env(&format!("TMPDIR={}", tmp.path().display()), "demo");
+    tui.wait_for("the demo's overview", |s| {
+        s.contains("runs ") && s.contains("spend")
+    });
+    let leftovers = || -> Vec<String> {
+        std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    assert!(
+        leftovers()
+            .iter()
+            .any(|name| name.starts_with("tokwatch-demo")),
+        "the demo works in a temporary directory: {:?}",
+        leftovers()
+    );
+    let status = Command::new("kill")
+        .args(["-HUP", &tui.pane_pid()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    tui.wait_for("exit", |_| tui.pane_dead());
+    assert_eq!(
+        leftovers(),
+        Vec::<String>::new(),
+        "temporary files left behind"
     );
 }
 

@@ -371,6 +371,9 @@ async fn ui_loop(
     }
     let mut events = EventStream::new();
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // A closed terminal sends SIGHUP: end as on SIGTERM, so that what the
+    // caller cleans up at exit (the demo's temporary files) is cleaned up.
+    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut view = ViewState::default();
     let mut theme_index = 0;
     let mut data: Arc<Published> = published.borrow_and_update().clone();
@@ -383,6 +386,7 @@ async fn ui_loop(
     loop {
         tokio::select! {
             _ = sigterm.recv() => break,
+            _ = sighup.recv() => break,
             event = events.next() => match event {
                 Some(Ok(event)) => {
                     if let Event::Resize(..) = event {
