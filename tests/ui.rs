@@ -758,23 +758,30 @@ fn overview_figures_are_whole_at_every_size() {
         format!("spend {}", dollars(data.snapshot.totals.cost)),
         format!("all: median {}", dollars(insights.run_cost.median)),
         format!("p95 {}", dollars(insights.run_cost.p95)),
+        format!("last 5m: mean {}", dollars(recent.last_minutes.mean)),
+        format!("median {}", dollars(recent.last_minutes.cost.median)),
+        format!("last 50 runs: mean {}", dollars(recent.last_runs.mean)),
+        format!("median {}", dollars(recent.last_runs.cost.median)),
+        format!("mean {}", dollars(recent.since_change.unwrap().since.mean)),
         format!(
-            "last 5m: median {}",
-            dollars(recent.last_minutes.cost.median)
+            "median {}",
+            dollars(recent.since_change.unwrap().since.cost.median)
         ),
         format!(
-            "last 50 runs: median {}",
-            dollars(recent.last_runs.cost.median)
+            "p95 {}",
+            dollars(recent.since_change.unwrap().since.cost.p95)
         ),
         format!(
-            "median {} p95 {}",
-            dollars(recent.since_change.unwrap().since.cost.median),
-            dollars(recent.since_change.unwrap().since.cost.p95),
+            "was mean {}",
+            dollars(recent.since_change.unwrap().before.mean)
         ),
         format!(
-            "was median {} p95 {}",
-            dollars(recent.since_change.unwrap().before.cost.median),
-            dollars(recent.since_change.unwrap().before.cost.p95),
+            "median {}",
+            dollars(recent.since_change.unwrap().before.cost.median)
+        ),
+        format!(
+            "p95 {}",
+            dollars(recent.since_change.unwrap().before.cost.p95)
         ),
         "context growth: median".to_owned(),
     ];

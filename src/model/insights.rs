@@ -564,6 +564,10 @@ pub struct CostWindow {
     /// Runs of the window still in flight (left out: they paid for part of their hops).
     pub in_flight: usize,
     pub cost: Spread<Usd>,
+    /// Total cost ÷ runs, exact to the picodollar (rounded down): with two
+    /// kinds of runs (a naive and a lean team) the median sits on one hump or
+    /// the other, the mean is what a run costs on average.
+    pub mean: Usd,
 }
 
 /// The newest `limit` runs of `newest_first` that `judged` accepts; the
@@ -585,10 +589,16 @@ fn cost_window<'a>(
             in_flight += 1;
         }
     }
+    let total: Usd = costs.iter().copied().sum();
+    let mean = match i128::try_from(costs.len()) {
+        Ok(n) if n > 0 => Usd::from_picos(total.picos() / n),
+        _ => Usd::ZERO,
+    };
     CostWindow {
         runs: costs.len(),
         in_flight,
         cost: spread(costs),
+        mean,
     }
 }
 

@@ -444,6 +444,36 @@ fn cost_per_run_in_recent_windows_counts_finished_runs_only() {
 }
 
 #[test]
+fn cost_per_run_windows_carry_the_exact_mean_beside_the_spread() {
+    // two teams, half and half: the median sits on one hump or the other,
+    // the mean says what a run costs on average (what finance pays)
+    let (snap, prices) = snapshot(|l| {
+        for i in 0..4 {
+            let id = format!("naive-{i}");
+            l.apply(&dollars_2_50(&id, T0 - 60_000 + i * 1_000));
+            l.apply(&run_end(&id, T0 - 60_000 + i * 1_000 + 500));
+        }
+        for i in 0..4 {
+            let id = format!("lean-{i}");
+            l.apply(&at(
+                hop(&id, 1, "a", "gpt-4o", input(1_000, 0, 0)),
+                T0 - 50_000 + i * 1_000,
+            ));
+            l.apply(&run_end(&id, T0 - 50_000 + i * 1_000 + 500));
+        }
+    });
+    let insights = Insights::compute(&snap, &BleedRules::default(), &prices);
+    let d = |s: &str| Usd::parse_decimal(s).unwrap();
+    let recent = recent_run_cost(&insights, T0, None);
+    assert_eq!(recent.last_runs.runs, 8);
+    // (4 × $2.50 + 4 × $0.0025) / 8
+    assert_eq!(recent.last_runs.mean, d("1.25125"));
+    assert_eq!(recent.last_minutes.mean, d("1.25125"));
+    let empty = recent_run_cost(&insights, T0 - 3_600_000, None);
+    assert_eq!((empty.last_runs.runs, empty.last_runs.mean), (0, Usd::ZERO));
+}
+
+#[test]
 fn context_growth_spread_and_first_enforcements() {
     let (snap, prices) = snapshot(|l| {
         naive(l, "naive"); // 3,000 → 30,500 input: 10.17×

@@ -368,11 +368,12 @@ fn window_figures<'a>(label: &str, w: &CostWindow, cx: &ViewCx) -> Vec<Vec<Span<
         )];
     }
     let label = if label.is_empty() {
-        "median".to_owned()
+        "mean".to_owned()
     } else {
-        format!("{label} median")
+        format!("{label} mean")
     };
-    let mut spans = figure(&label, dollars(w.cost.median), cx.theme.cost, cx);
+    let mut spans = figure(&label, dollars(w.mean), cx.theme.cost, cx);
+    spans.extend(figure(" median", dollars(w.cost.median), cx.theme.cost, cx));
     spans.extend(figure(" p95", dollars(w.cost.p95), cx.theme.cost_high, cx));
     vec![
         spans,
@@ -442,12 +443,13 @@ fn figure_lines<'a>(cx: &ViewCx, width: u16) -> Vec<Line<'a>> {
         )]];
         group.extend(window_figures("", &since.since, cx));
         if since.before.runs > 0 {
-            let mut was = figure(
-                "was median",
+            let mut was = figure("was mean", dollars(since.before.mean), cx.theme.cost, cx);
+            was.extend(figure(
+                " median",
                 dollars(since.before.cost.median),
                 cx.theme.cost,
                 cx,
-            );
+            ));
             was.extend(figure(
                 " p95",
                 dollars(since.before.cost.p95),
