@@ -11,6 +11,9 @@
 //! - when the columns do not fit, whole columns are **dropped by priority**
 //!   (the highest `priority` first; `0` is never dropped), and only then is
 //!   **text shortened with `…`** down to its `min`;
+//! - a text column may claim more room than its `min` ([`Column::wants`]):
+//!   columns that claim none are dropped first, so that it shows up to that
+//!   many cells (an essential state, say, rather than a usage figure);
 //! - a [`Kind::Bar`] column takes the width that is left (within
 //!   `min..=max`) and draws its stacked bars to that scale;
 //! - the sorted column's header carries the sort arrow (`cost↓`).
@@ -62,6 +65,10 @@ pub struct Column {
     pub min: u16,
     /// Text and bars: the widest it grows. Unused for numbers.
     pub max: u16,
+    /// Text: the cells (or its whole content, if shorter) worth dropping
+    /// the columns that claim none for, before it is shortened below them;
+    /// `0`: no claim. See [`Column::wants`].
+    pub wants: u16,
     /// The sort key this column shows (its header gets the arrow).
     pub sort: Option<SortKey>,
 }
@@ -76,6 +83,7 @@ impl Column {
             priority,
             min: 0,
             max: u16::MAX,
+            wants: 0,
             sort: None,
         }
     }
@@ -89,6 +97,7 @@ impl Column {
             priority,
             min,
             max: max.max(min),
+            wants: 0,
             sort: None,
         }
     }
@@ -102,8 +111,20 @@ impl Column {
             priority,
             min,
             max: max.max(min),
+            wants: 0,
             sort: None,
         }
+    }
+
+    /// Claims `cells` for this text column: while the row does not fit,
+    /// columns that claim nothing are dropped (by priority, as ever) before
+    /// it is given fewer than `cells` (or its whole content, if shorter).
+    /// When the claiming columns do not fit even then, they are shortened
+    /// down to their `min`, then dropped by priority, like any text.
+    #[must_use]
+    pub fn wants(mut self, cells: u16) -> Column {
+        self.wants = cells;
+        self
     }
 
     /// Marks the column as the one `key` sorts.
@@ -148,7 +169,8 @@ impl TableCell {
 
     /// Text made of parts joined with ` · `; when it does not fit, whole
     /// parts are left out from the end (shown by `…`), so a value in a part
-    /// is never cut. Only a first part that does not fit alone is shortened.
+    /// is never cut. Only a first part that does not fit alone is
+    /// shortened, at a word boundary ([`fit_words`]).
     #[must_use]
     pub fn parts(parts: Vec<String>) -> TableCell {
         TableCell {
@@ -271,17 +293,33 @@ impl DataTable {
                 }
             })
             .collect();
+        // what a column claims (`wants`), else its narrowest
+        let claimed: Vec<u16> = self
+            .columns
+            .iter()
+            .zip(&bounds)
+            .map(|(column, &(min, natural, _))| column.wants.min(natural).max(min))
+            .collect();
         let mut shown = vec![true; n];
-        let needed = |shown: &[bool]| -> u32 {
+        let sum = |shown: &[bool], cells: &dyn Fn(usize) -> u16| -> u32 {
             let visible = shown.iter().filter(|s| **s).count();
-            let cells: u32 = bounds
-                .iter()
-                .zip(shown)
-                .filter(|(_, s)| **s)
-                .map(|((min, _, _), _)| u32::from(*min))
+            let total: u32 = (0..n)
+                .filter(|&c| shown[c])
+                .map(|c| u32::from(cells(c)))
                 .sum();
-            cells + u32::from(SPACING) * u32::try_from(visible.saturating_sub(1)).unwrap_or(0)
+            total + u32::from(SPACING) * u32::try_from(visible.saturating_sub(1)).unwrap_or(0)
         };
+        let needed = |shown: &[bool]| sum(shown, &|c| bounds[c].0);
+        // columns that claim nothing go first, so that claims are met
+        while sum(&shown, &|c| claimed[c]) > u32::from(width) {
+            let Some(drop) = (0..n)
+                .filter(|&c| shown[c] && self.columns[c].priority > 0 && self.columns[c].wants == 0)
+                .max_by_key(|&c| (self.columns[c].priority, c))
+            else {
+                break;
+            };
+            shown[drop] = false;
+        }
         while needed(&shown) > u32::from(width) {
             // the highest priority number goes first; among equals, the rightmost
             let Some(drop) = (0..n)
@@ -295,9 +333,9 @@ impl DataTable {
         let mut widths: Vec<Option<u16>> =
             (0..n).map(|c| shown[c].then_some(bounds[c].0)).collect();
         let mut spare = u32::from(width).saturating_sub(needed(&shown));
-        // Text grows toward its natural width (within `max`), most important
-        // columns first; then bars take what is left; then text still cut
-        // grows past `max` toward its whole content.
+        // Text grows toward its claim, then its natural width (within
+        // `max`), most important columns first; then bars take what is left;
+        // then text still cut grows past `max` toward its whole content.
         let mut order: Vec<usize> = (0..n).filter(|&c| shown[c]).collect();
         order.sort_by_key(|&c| {
             (
@@ -306,10 +344,15 @@ impl DataTable {
                 c,
             )
         });
-        for target in [|b: (u16, u16, u16)| b.1, |b: (u16, u16, u16)| b.2] {
+        for target in [
+            |claim: u16, _: (u16, u16, u16)| claim,
+            |_: u16, b: (u16, u16, u16)| b.1,
+            |_: u16, b: (u16, u16, u16)| b.2,
+        ] {
             for &c in &order {
                 let Some(current) = widths[c] else { continue };
-                let grow = u32::from(target(bounds[c]).saturating_sub(current)).min(spare);
+                let wanted = target(claimed[c], bounds[c]);
+                let grow = u32::from(wanted.saturating_sub(current)).min(spare);
                 spare -= grow;
                 widths[c] = Some(current + to_u16(usize::try_from(grow).unwrap_or(0)));
             }
@@ -414,10 +457,42 @@ pub fn fit_parts(parts: &[String], width: usize) -> String {
         }
         out = candidate;
     }
-    if out.is_empty() {
-        return fit_width(parts.first().map_or("", String::as_str), width);
+    match parts {
+        [] => String::new(),
+        // not even the first part with ` …`: cut inside it, so that the
+        // `…` still says more was left out
+        [only] if out.is_empty() => fit_words(only, width),
+        [first, ..] if out.is_empty() => fit_words(&format!("{first} …"), width),
+        _ => out + " …",
     }
-    out + " …"
+}
+
+/// Shortens `text` to `width` cells at a word boundary (`v1 run 120000…`),
+/// so that a number in it is shown whole or not at all; a first word too
+/// wide alone (a name) is cut with `…`.
+#[must_use]
+pub fn fit_words(text: &str, width: usize) -> String {
+    if text.width() <= width {
+        return text.to_owned();
+    }
+    let mut words = String::new();
+    for word in text.split(' ') {
+        let candidate = if words.is_empty() {
+            word.to_owned()
+        } else {
+            format!("{words} {word}")
+        };
+        // room for the `…`
+        if candidate.width() + 1 > width {
+            break;
+        }
+        words = candidate;
+    }
+    if words.is_empty() {
+        fit_width(text, width)
+    } else {
+        words + "…"
+    }
 }
 
 /// Stacked bar parts scaled so that `scale` is `width` cells.
@@ -610,6 +685,67 @@ mod tests {
         assert_eq!(fit_parts(&parts, 20), "ok · 8 hops …");
         // a first part alone too wide is text: shortened
         assert_eq!(fit_parts(&["researcher".to_owned()], 8), "researc…");
+        // at a word boundary, so that a number in it is never cut
+        let limits: Vec<String> = ["v1 run 120000 tokens (abort)", "run $0.50 (abort)"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        assert_eq!(
+            fit_parts(&limits, 50),
+            "v1 run 120000 tokens (abort) · run $0.50 (abort)"
+        );
+        assert_eq!(fit_parts(&limits, 32), "v1 run 120000 tokens (abort) …");
+        // the first part fits, but not with ` …`: the `…` still shows
+        assert_eq!(fit_parts(&limits, 29), "v1 run 120000 tokens (abort)…");
+        assert_eq!(fit_parts(&limits, 28), "v1 run 120000 tokens…");
+        assert_eq!(fit_parts(&limits, 20), "v1 run 120000…");
+        assert_eq!(fit_parts(&limits, 12), "v1 run…");
+    }
+
+    #[test]
+    fn columns_that_claim_nothing_go_before_a_claim_is_cut() {
+        let columns = || {
+            vec![
+                Column::text("scope", 0, 6, 20),
+                Column::text("state", 1, 8, 40),
+                Column::number("largest hop", 3),
+                Column::number("worst run", 4),
+            ]
+        };
+        let rows = |table: &mut DataTable| {
+            table.row(
+                vec![
+                    TableCell::text("agent writer"),
+                    TableCell::text("v3 set by another controller"),
+                    TableCell::number("50.0k / 9.0k"),
+                    TableCell::number("259.6k"),
+                ],
+                Style::default(),
+            );
+        };
+        // without a claim, the state is shortened to keep both numbers
+        let mut plain = DataTable::new(columns());
+        rows(&mut plain);
+        assert_eq!(
+            plain.layout(60),
+            vec![Some(12), Some(24), Some(12), Some(9)]
+        );
+        // claimed: the numbers go, the lowest first, until scope and state
+        // show whole
+        let mut claimed = DataTable::new({
+            let mut c = columns();
+            c[0] = c[0].clone().wants(20);
+            c[1] = c[1].clone().wants(30);
+            c
+        });
+        rows(&mut claimed);
+        assert_eq!(claimed.layout(60), vec![Some(12), Some(28), Some(12), None]);
+        assert_eq!(claimed.layout(50), vec![Some(12), Some(28), None, None]);
+        // too narrow for the claim even alone: shortened down to its minimum
+        assert_eq!(claimed.layout(30), vec![Some(12), Some(17), None, None]);
+        assert_eq!(claimed.layout(18), vec![Some(9), Some(8), None, None]);
+        // wide enough: everything, as without a claim
+        assert_eq!(claimed.layout(80), plain.layout(80));
     }
 
     #[test]
