@@ -331,8 +331,9 @@ fn frames() {
             page_rows: list_rows(height - 2),
             ..ViewState::default()
         };
+        let board = if scoped { &board_scoped } else { &empty_board };
         for input in inputs {
-            update(&mut view, input, &data);
+            update(&mut view, input, &data, board);
         }
         let mut rows = Rows::default();
         let rows_ms = stats(
@@ -340,7 +341,6 @@ fn frames() {
                 .map(|_| time_ms(|| rows = Rows::compute(&data, view.screen(), &view)))
                 .collect(),
         );
-        let board = if scoped { &board_scoped } else { &empty_board };
         let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
         let draw = |terminal: &mut Terminal<TestBackend>, i: usize| {
             // the clock moves, as in the app (the status line's "ago" changes)

@@ -78,7 +78,7 @@ fn draw(
     };
     for input in inputs {
         if let Some(tokwatch::ui::update::Effect::EditBudget(_)) =
-            update(&mut view, input.clone(), data)
+            update(&mut view, input.clone(), data, board)
         {
             // what the app does: open the editor, prefilled from the desired state
             view.editor = Some(BudgetEditor::new(

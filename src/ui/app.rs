@@ -34,7 +34,7 @@ use super::data::{LiveIngest, Published, Rows};
 use super::state::{Toast, ViewState};
 use super::theme::Theme;
 use super::update::{BudgetTarget, Effect, Input, update};
-use super::views::{ViewCx, list_rows, render};
+use super::views::{ViewCx, list_page, list_rows, render};
 
 /// Dashboard settings resolved from the config file and command line.
 pub struct UiSettings {
@@ -393,7 +393,7 @@ async fn ui_loop(
                         dirty = true;
                     }
                     if let Some(input) = input_for(&event, &view, &ui.keymap) {
-                        match update(&mut view, input, &data) {
+                        match update(&mut view, input, &data, &control.board) {
                             Some(Effect::Quit) => break,
                             Some(Effect::NextTheme) => {
                                 theme_index = (theme_index + 1) % ui.themes.len().max(1);
@@ -464,7 +464,7 @@ async fn ui_loop(
                 if control.board.changed_elsewhere != elsewhere {
                     view.budget_changed(chrono::Utc::now().timestamp_millis());
                 }
-                if control.board.usage.len() != control.board.scopes().len() {
+                if control.board.usage.len() != control.board.listed().len() {
                     control.board.refresh_usage(&data.snapshot);
                 }
                 dirty = true;
@@ -475,6 +475,9 @@ async fn ui_loop(
                 view.page_rows = list_rows(size.height.saturating_sub(2));
                 let theme = &ui.themes[theme_index.min(ui.themes.len().saturating_sub(1))];
                 let now_ms = chrono::Utc::now().timestamp_millis();
+                // a list that shares the body: paging goes by what it shows
+                let page = list_page(ratatui::layout::Rect::new(0, 0, size.width, size.height), &ViewCx { data: &data, view: &view, theme, keymap: &ui.keymap, rows: &rows, now_ms, budgets: &control.board });
+                view.list_page = page.map(|rows| (view.screen().clone(), rows));
                 terminal.draw(|frame| render(frame, &ViewCx { data: &data, view: &view, theme, keymap: &ui.keymap, rows: &rows, now_ms, budgets: &control.board }))?;
                 dirty = false;
                 next_frame = tokio::time::Instant::now() + frame_time;

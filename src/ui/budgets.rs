@@ -3,6 +3,7 @@
 //! change as a diff with what it would have breached, confirm to push.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::control::client::{ClientEvent, Link, Outcome};
 use crate::control::protocol::{Exceeded, VersionedBudget};
@@ -54,6 +55,27 @@ pub struct BudgetBoard {
     /// runtime's refresh showed a new version that is not ours): the app
     /// marks them on the Overview like its own pushes.
     pub changed_elsewhere: u64,
+}
+
+/// One row of the Budgets screen: a scope at one runtime (`None` when no
+/// runtime is configured).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetRow {
+    pub scope: Scope,
+    pub runtime: Option<String>,
+}
+
+impl BudgetRow {
+    /// The row's identity for the selection: the scope and the runtime, so
+    /// it survives refreshes that add, remove or reorder rows.
+    #[must_use]
+    pub fn key(&self) -> Arc<str> {
+        Arc::from(format!(
+            "{}\0{}",
+            self.scope,
+            self.runtime.as_deref().unwrap_or("")
+        ))
+    }
 }
 
 /// A scope's state at one runtime, for display.
@@ -240,11 +262,12 @@ impl BudgetBoard {
             .or_insert_with(RuntimeView::new)
     }
 
-    /// Recomputes [`BudgetBoard::usage`] for every scope, against its
-    /// current limits ([`BudgetBoard::current`]).
+    /// Recomputes [`BudgetBoard::usage`] for every listed scope
+    /// ([`BudgetBoard::listed`]), against its current limits
+    /// ([`BudgetBoard::current`]).
     pub fn refresh_usage(&mut self, snapshot: &Snapshot) {
         self.usage = self
-            .scopes()
+            .listed()
             .into_iter()
             .map(|scope| {
                 let limits = self
@@ -296,6 +319,42 @@ impl BudgetBoard {
         scopes.sort();
         scopes.dedup();
         scopes
+    }
+
+    /// The scopes the Budgets screen lists: [`BudgetBoard::scopes`], with
+    /// the global one first even when nobody set it (so that it can be
+    /// selected and edited there); none when there is no budget at all.
+    #[must_use]
+    pub fn listed(&self) -> Vec<Scope> {
+        let mut scopes = self.scopes();
+        if !scopes.is_empty() && scopes[0] != Scope::Global {
+            scopes.insert(0, Scope::Global);
+        }
+        scopes
+    }
+
+    /// The rows of the Budgets screen in display order: each listed scope
+    /// whose name (as shown: `global`, `agent writer`, `segment naive/pro`)
+    /// contains `filter` (case-insensitive), at each runtime in address
+    /// order.
+    #[must_use]
+    pub fn rows(&self, filter: &str) -> Vec<BudgetRow> {
+        let filter = filter.to_lowercase();
+        let runtimes: Vec<Option<String>> = if self.runtimes.is_empty() {
+            vec![None]
+        } else {
+            self.runtimes.keys().cloned().map(Some).collect()
+        };
+        self.listed()
+            .into_iter()
+            .filter(|scope| scope.to_string().to_lowercase().contains(&filter))
+            .flat_map(|scope| {
+                runtimes.iter().map(move |runtime| BudgetRow {
+                    scope: scope.clone(),
+                    runtime: runtime.clone(),
+                })
+            })
+            .collect()
     }
 
     /// The state of `scope` at runtime `addr`.
@@ -838,6 +897,50 @@ mod tests {
                 waiting: Some(2)
             }
         );
+    }
+
+    #[test]
+    fn the_rows_are_each_scope_at_each_runtime_global_first_filtered_by_name() {
+        let mut board = BudgetBoard::default();
+        assert!(board.rows("").is_empty(), "no budget: no row");
+        // nobody set the global budget: it is listed all the same, first
+        board
+            .desired
+            .set(Scope::Segment("naive/pro".into()), hop_limit(5), 0);
+        connect(
+            &mut board,
+            vec![in_force(
+                Scope::Agent("writer".into()),
+                1,
+                "t",
+                hop_limit(9),
+            )],
+        );
+        board.apply(ClientEvent::Link {
+            addr: "tcp:127.0.0.1:7701".into(),
+            link: Link::Connecting,
+        });
+        let rows: Vec<(String, String)> = board
+            .rows("")
+            .into_iter()
+            .map(|r| (r.scope.to_string(), r.runtime.unwrap_or_default()))
+            .collect();
+        let at =
+            |scope: &str| ["tcp:127.0.0.1:7701", A].map(|addr| (scope.to_owned(), addr.to_owned()));
+        let expected: Vec<(String, String)> = ["global", "agent writer", "segment naive/pro"]
+            .into_iter()
+            .flat_map(at)
+            .collect();
+        assert_eq!(rows, expected);
+        assert_eq!(board.state(A, &Scope::Global), ScopeState::NotSet);
+        let writer: Vec<Scope> = board.rows("WRIT").into_iter().map(|r| r.scope).collect();
+        assert_eq!(writer, vec![Scope::Agent("writer".into()); 2]);
+        assert_eq!(board.rows("segment").len(), 2);
+        assert!(board.rows("nobody").is_empty());
+        // every listed scope has its usage, the unset global one included
+        board.refresh_usage(&snapshot_with_hop(100));
+        assert_eq!(board.usage.len(), 3);
+        assert_eq!(board.usage[&Scope::Global].largest_hop, 100);
     }
 
     #[test]

@@ -240,6 +240,11 @@ pub struct ViewState {
     pub toast: Option<Toast>,
     /// Rows of the list area, set from the terminal size by the app.
     pub page_rows: usize,
+    /// Rows the list of this screen shows when it has less than the whole
+    /// body (the Budgets table, above its runtimes panel), set by the app
+    /// with each frame: paging and scrolling go by it on that screen, by
+    /// [`ViewState::page_rows`] elsewhere.
+    pub list_page: Option<(Screen, usize)>,
     /// The budget editor, when open (it takes the keyboard).
     pub editor: Option<super::budgets::BudgetEditor>,
     /// When this dashboard pushed budget changes, or saw another controller
@@ -266,6 +271,7 @@ impl Default for ViewState {
             help_scroll: 0,
             toast: None,
             page_rows: 20,
+            list_page: None,
             editor: None,
             budget_changes: Vec::new(),
         }
@@ -282,6 +288,16 @@ impl ViewState {
     #[must_use]
     pub fn cursor(&self) -> Cursor {
         self.cursors.get(self.screen()).cloned().unwrap_or_default()
+    }
+
+    /// Rows a page of the current screen's list holds.
+    #[must_use]
+    pub fn page(&self) -> usize {
+        match &self.list_page {
+            Some((screen, rows)) if screen == self.screen() => *rows,
+            _ => self.page_rows,
+        }
+        .max(1)
     }
 
     /// Records a budget change pushed at `at_ms`.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::config::keys::Action;
 
-use super::budgets::EditorInput;
+use super::budgets::{BudgetBoard, EditorInput};
 use super::data::{NO_SEGMENT_KEY, Published, Rows, row_key, selected_position};
 use super::state::{Cursor, ListKind, Scope, Screen, Sort, SortKey, Tab, Toast, ViewState};
 use crate::model::budget::{Limits, Scope as BudgetScope};
@@ -55,10 +55,15 @@ fn offender_key(agent: &str, hop: u32) -> Arc<str> {
     Arc::from(format!("{agent}#{hop}"))
 }
 
-/// Applies `input` to `view`.
-pub fn update(view: &mut ViewState, input: Input, data: &Published) -> Option<Effect> {
+/// Applies `input` to `view`; `budgets` holds the Budgets screen's rows.
+pub fn update(
+    view: &mut ViewState,
+    input: Input,
+    data: &Published,
+    budgets: &BudgetBoard,
+) -> Option<Effect> {
     match input {
-        Input::Action(action) => act(view, action, data),
+        Input::Action(action) => act(view, action, data, budgets),
         Input::FilterChar(c) => {
             view.filter.push(c);
             reset_offset(view);
@@ -82,7 +87,7 @@ pub fn update(view: &mut ViewState, input: Input, data: &Published) -> Option<Ef
             None
         }
         Input::Scroll(rows) => {
-            move_by(view, data, i64::from(rows));
+            move_by(view, data, budgets, i64::from(rows));
             None
         }
         Input::Editor(EditorInput::Cancel) => {
@@ -118,7 +123,7 @@ fn scroll_help(view: &mut ViewState, delta: i64) {
 /// Keys while the help overlay is open: moving keys scroll it; help and
 /// back close it; any other action closes it and is done.
 fn help_key(view: &mut ViewState, action: Action) -> bool {
-    let page = page(view);
+    let page = i64::try_from(view.page_rows.max(1)).unwrap_or(1);
     match action {
         Action::Up => scroll_help(view, -1),
         Action::Down => scroll_help(view, 1),
@@ -139,7 +144,12 @@ fn help_key(view: &mut ViewState, action: Action) -> bool {
     true
 }
 
-fn act(view: &mut ViewState, action: Action, data: &Published) -> Option<Effect> {
+fn act(
+    view: &mut ViewState,
+    action: Action,
+    data: &Published,
+    budgets: &BudgetBoard,
+) -> Option<Effect> {
     view.toast = None;
     if view.help && help_key(view, action) {
         return None;
@@ -159,13 +169,13 @@ fn act(view: &mut ViewState, action: Action, data: &Published) -> Option<Effect>
         Action::ScreenModels => switch(view, Tab::Models),
         Action::ScreenEvents => switch(view, Tab::Events),
         Action::ScreenBudgets => switch(view, Tab::Budgets),
-        Action::Up => move_by(view, data, -1),
-        Action::Down => move_by(view, data, 1),
-        Action::PageUp => move_by(view, data, -page(view)),
-        Action::PageDown => move_by(view, data, page(view)),
-        Action::Top => move_by(view, data, i64::MIN / 2),
-        Action::Bottom => move_by(view, data, i64::MAX / 2),
-        Action::DrillDown => drill_down(view, data),
+        Action::Up => move_by(view, data, budgets, -1),
+        Action::Down => move_by(view, data, budgets, 1),
+        Action::PageUp => move_by(view, data, budgets, -page(view)),
+        Action::PageDown => move_by(view, data, budgets, page(view)),
+        Action::Top => move_by(view, data, budgets, i64::MIN / 2),
+        Action::Bottom => move_by(view, data, budgets, i64::MAX / 2),
+        Action::DrillDown => drill_down(view, data, budgets),
         Action::Back => {
             if view.help {
                 view.help = false;
@@ -217,13 +227,14 @@ fn act(view: &mut ViewState, action: Action, data: &Published) -> Option<Effect>
             });
         }
         Action::NextTheme => return Some(Effect::NextTheme),
-        Action::EditBudget => return budget_target(view, data).map(Effect::EditBudget),
+        Action::EditBudget => return budget_target(view, data, budgets).map(Effect::EditBudget),
     }
     None
 }
 
+/// Rows a page of the current list holds.
 fn page(view: &ViewState) -> i64 {
-    i64::try_from(view.page_rows.max(1)).unwrap_or(1)
+    i64::try_from(view.page()).unwrap_or(1)
 }
 
 fn switch(view: &mut ViewState, tab: Tab) {
@@ -239,8 +250,11 @@ fn reset_offset(view: &mut ViewState) {
 }
 
 /// Keys of the rows of the current screen, in display order.
-fn row_keys(view: &ViewState, data: &Published) -> Vec<Arc<str>> {
+fn row_keys(view: &ViewState, data: &Published, budgets: &BudgetBoard) -> Vec<Arc<str>> {
     let screen = view.screen();
+    if *screen == Screen::Tab(Tab::Budgets) {
+        return budgets.rows(&view.filter).iter().map(|r| r.key()).collect();
+    }
     if *screen == Screen::Tab(Tab::Overview) {
         return data
             .insights
@@ -259,7 +273,7 @@ fn row_keys(view: &ViewState, data: &Published) -> Vec<Arc<str>> {
 /// Moves the selection by `delta` rows (clamped) and keeps it in view; on a
 /// hop's detail, to the hop `delta` positions away in the run's waterfall
 /// (whose selection follows).
-fn move_by(view: &mut ViewState, data: &Published, delta: i64) {
+fn move_by(view: &mut ViewState, data: &Published, budgets: &BudgetBoard, delta: i64) {
     if let Screen::Hop(run_id, hop) = view.screen().clone() {
         let Some(parent) = view.stack.len().checked_sub(2) else {
             return;
@@ -272,14 +286,14 @@ fn move_by(view: &mut ViewState, data: &Published, delta: i64) {
             .entry(Screen::Run(run_id.clone()))
             .or_default()
             .selected = Some(Arc::from(hop.to_string()));
-        move_by(view, data, delta);
-        let next = selected_key(view, data)
+        move_by(view, data, budgets, delta);
+        let next = selected_key(view, data, budgets)
             .and_then(|k| k.parse::<u32>().ok())
             .unwrap_or(hop);
         view.stack.push(Screen::Hop(run_id, next));
         return;
     }
-    let keys = row_keys(view, data);
+    let keys = row_keys(view, data, budgets);
     if keys.is_empty() {
         return;
     }
@@ -294,7 +308,7 @@ fn move_by(view: &mut ViewState, data: &Published, delta: i64) {
     let target =
         usize::try_from((i64::try_from(current).unwrap_or(0).saturating_add(delta)).clamp(0, last))
             .unwrap_or(0);
-    let page = view.page_rows.max(1);
+    let page = view.page();
     let mut offset = cursor.offset.min(target);
     if target >= offset + page {
         offset = target + 1 - page;
@@ -309,8 +323,8 @@ fn move_by(view: &mut ViewState, data: &Published, delta: i64) {
 }
 
 /// The selected row's key on the current screen (the first row if none).
-fn selected_key(view: &ViewState, data: &Published) -> Option<Arc<str>> {
-    let keys = row_keys(view, data);
+fn selected_key(view: &ViewState, data: &Published, budgets: &BudgetBoard) -> Option<Arc<str>> {
+    let keys = row_keys(view, data, budgets);
     let cursor = view.cursor();
     cursor
         .selected
@@ -318,11 +332,11 @@ fn selected_key(view: &ViewState, data: &Published) -> Option<Arc<str>> {
         .or_else(|| keys.first().cloned())
 }
 
-fn drill_down(view: &mut ViewState, data: &Published) {
+fn drill_down(view: &mut ViewState, data: &Published, budgets: &BudgetBoard) {
     let screen = view.screen().clone();
     let next = match &screen {
         Screen::Tab(Tab::Overview) => {
-            let key = selected_key(view, data);
+            let key = selected_key(view, data, budgets);
             let offender = data
                 .insights
                 .offenders
@@ -343,16 +357,22 @@ fn drill_down(view: &mut ViewState, data: &Published) {
                 })
             })
         }
-        Screen::Tab(Tab::Runs) | Screen::Runs(_) => selected_key(view, data).map(Screen::Run),
-        Screen::Tab(Tab::Agents) => selected_key(view, data).map(|k| Screen::Runs(Scope::Agent(k))),
-        Screen::Tab(Tab::Segments) => selected_key(view, data).map(|k| {
+        Screen::Tab(Tab::Runs) | Screen::Runs(_) => {
+            selected_key(view, data, budgets).map(Screen::Run)
+        }
+        Screen::Tab(Tab::Agents) => {
+            selected_key(view, data, budgets).map(|k| Screen::Runs(Scope::Agent(k)))
+        }
+        Screen::Tab(Tab::Segments) => selected_key(view, data, budgets).map(|k| {
             Screen::Runs(if &*k == NO_SEGMENT_KEY {
                 Scope::NoSegment
             } else {
                 Scope::Segment(k)
             })
         }),
-        Screen::Tab(Tab::Models) => selected_key(view, data).map(|k| Screen::Runs(Scope::Model(k))),
+        Screen::Tab(Tab::Models) => {
+            selected_key(view, data, budgets).map(|k| Screen::Runs(Scope::Model(k)))
+        }
         Screen::Tab(Tab::Events) => {
             let rows = Rows::compute(data, &screen, view);
             let cursor = view.cursor();
@@ -361,7 +381,7 @@ fn drill_down(view: &mut ViewState, data: &Published) {
                 .map(|e| Screen::Run(e.run_id.clone()))
         }
         // a hop of the waterfall: its detail
-        Screen::Run(run_id) => selected_key(view, data)
+        Screen::Run(run_id) => selected_key(view, data, budgets)
             .and_then(|k| k.parse::<u32>().ok())
             .map(|hop| Screen::Hop(run_id.clone(), hop)),
         Screen::Hop(..) | Screen::Tab(Tab::Budgets) => None,
@@ -373,11 +393,15 @@ fn drill_down(view: &mut ViewState, data: &Published) {
     }
 }
 
-fn budget_target(view: &ViewState, data: &Published) -> Option<BudgetTarget> {
+fn budget_target(
+    view: &ViewState,
+    data: &Published,
+    budgets: &BudgetBoard,
+) -> Option<BudgetTarget> {
     match view.screen() {
-        Screen::Tab(Tab::Agents) => selected_key(view, data).map(BudgetTarget::Agent),
+        Screen::Tab(Tab::Agents) => selected_key(view, data, budgets).map(BudgetTarget::Agent),
         // calls without a segment fall under the global budget
-        Screen::Tab(Tab::Segments) => selected_key(view, data).map(|k| {
+        Screen::Tab(Tab::Segments) => selected_key(view, data, budgets).map(|k| {
             if &*k == NO_SEGMENT_KEY {
                 BudgetTarget::Global
             } else {
@@ -391,7 +415,7 @@ fn budget_target(view: &ViewState, data: &Published) -> Option<BudgetTarget> {
         Screen::Runs(Scope::NoSegment) => Some(BudgetTarget::Global),
         Screen::Tab(Tab::Runs) | Screen::Runs(Scope::Model(_)) => {
             // a run's budget is its segment's (or the global one)
-            let key = selected_key(view, data)?;
+            let key = selected_key(view, data, budgets)?;
             let run = data.snapshot.runs.iter().find(|r| r.run_id == key)?;
             Some(
                 run.segment
@@ -407,7 +431,21 @@ fn budget_target(view: &ViewState, data: &Published) -> Option<BudgetTarget> {
                     .map_or(BudgetTarget::Global, BudgetTarget::Segment),
             )
         }
-        Screen::Tab(Tab::Budgets | Tab::Overview) => Some(BudgetTarget::Global),
+        // the selected row's scope; none selected (no row): the global one
+        Screen::Tab(Tab::Budgets) => {
+            let key = selected_key(view, data, budgets);
+            let scope = budgets
+                .rows(&view.filter)
+                .into_iter()
+                .find(|r| Some(r.key()) == key)
+                .map(|r| r.scope);
+            Some(match scope {
+                Some(BudgetScope::Agent(name)) => BudgetTarget::Agent(Arc::from(name)),
+                Some(BudgetScope::Segment(name)) => BudgetTarget::Segment(Arc::from(name)),
+                Some(BudgetScope::Global) | None => BudgetTarget::Global,
+            })
+        }
+        Screen::Tab(Tab::Overview) => Some(BudgetTarget::Global),
         Screen::Tab(Tab::Models | Tab::Events) => None,
     }
 }

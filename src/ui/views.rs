@@ -47,13 +47,7 @@ pub struct ViewCx<'a> {
 
 /// Draws one frame.
 pub fn render(frame: &mut Frame, cx: &ViewCx) {
-    let area = frame.area();
-    let [tabs, body, status] = Layout::vertical([
-        Constraint::Length(1),
-        Constraint::Min(1),
-        Constraint::Length(1),
-    ])
-    .areas(area);
+    let [tabs, body, status] = areas(frame.area());
     chrome::render_tabs(frame, tabs, cx);
     match cx.view.screen() {
         Screen::Tab(Tab::Overview) => overview::render(frame, body, cx),
@@ -76,10 +70,33 @@ pub fn render(frame: &mut Frame, cx: &ViewCx) {
     }
 }
 
+/// The tab bar, the screen's body and the status bar.
+fn areas(area: ratatui::layout::Rect) -> [ratatui::layout::Rect; 3] {
+    Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(1),
+        Constraint::Length(1),
+    ])
+    .areas(area)
+}
+
 /// Lines of the help overlay's text (for scrolling it).
 #[must_use]
 pub fn help_lines() -> usize {
     help::line_count()
+}
+
+/// Rows a page of the current screen's list holds in a terminal of `area`
+/// when that is not [`list_rows`] of the whole body (the Budgets table
+/// shares it with the runtimes panel): the app keeps it in
+/// [`ViewState::list_page`] for paging and scrolling.
+#[must_use]
+pub fn list_page(area: ratatui::layout::Rect, cx: &ViewCx) -> Option<usize> {
+    let [_, body, _] = areas(area);
+    match cx.view.screen() {
+        Screen::Tab(Tab::Budgets) => Some(budgets::page_rows(body, cx)),
+        _ => None,
+    }
 }
 
 /// Rows a list body of `height` lines shows (borders and header excluded).

@@ -39,7 +39,7 @@ fn sample() -> Published {
 fn run(view: &mut ViewState, data: &Published, actions: &[Action]) -> Vec<Option<Effect>> {
     actions
         .iter()
-        .map(|a| update(view, Input::Action(*a), data))
+        .map(|a| update(view, Input::Action(*a), data, &BudgetBoard::default()))
         .collect()
 }
 
@@ -153,20 +153,45 @@ fn filter_narrows_and_escape_clears() {
     run(&mut view, &data, &[Action::ScreenRuns, Action::Filter]);
     assert!(view.filter_editing);
     for c in "LEAN-".chars() {
-        update(&mut view, Input::FilterChar(c), &data);
+        update(
+            &mut view,
+            Input::FilterChar(c),
+            &data,
+            &BudgetBoard::default(),
+        );
     }
-    update(&mut view, Input::FilterCommit, &data);
+    update(
+        &mut view,
+        Input::FilterCommit,
+        &data,
+        &BudgetBoard::default(),
+    );
     assert!(!view.filter_editing);
     let rows = Rows::compute(&data, view.screen(), &view);
     assert_eq!(rows.len(), 24, "case-insensitive substring of run ids");
-    update(&mut view, Input::FilterBackspace, &data);
+    update(
+        &mut view,
+        Input::FilterBackspace,
+        &data,
+        &BudgetBoard::default(),
+    );
     assert_eq!(view.filter, "LEAN");
     run(&mut view, &data, &[Action::Back]);
     assert!(view.filter.is_empty(), "Esc clears the filter first");
     assert_eq!(view.screen(), &Screen::Tab(Tab::Runs));
     run(&mut view, &data, &[Action::Filter]);
-    update(&mut view, Input::FilterChar('x'), &data);
-    update(&mut view, Input::FilterCancel, &data);
+    update(
+        &mut view,
+        Input::FilterChar('x'),
+        &data,
+        &BudgetBoard::default(),
+    );
+    update(
+        &mut view,
+        Input::FilterCancel,
+        &data,
+        &BudgetBoard::default(),
+    );
     assert!(view.filter.is_empty() && !view.filter_editing);
 }
 
@@ -242,7 +267,7 @@ fn paging_clamps_and_keeps_the_selection_in_view() {
     );
     run(&mut view, &data, &[Action::Top]);
     assert_eq!(view.cursor().offset, 0);
-    update(&mut view, Input::Scroll(3), &data);
+    update(&mut view, Input::Scroll(3), &data, &BudgetBoard::default());
     assert_eq!(position_of(&view, &data, &selected_key(&view, &data)), 3);
 }
 
@@ -297,7 +322,12 @@ fn while_help_is_open_moving_keys_scroll_it_not_the_list() {
     assert_eq!(view.help_scroll, last, "the last page stays full");
     run(&mut view, &data, &[Action::PageDown, Action::Up]);
     assert_eq!(view.help_scroll, last - 1);
-    update(&mut view, Input::Scroll(-100), &data);
+    update(
+        &mut view,
+        Input::Scroll(-100),
+        &data,
+        &BudgetBoard::default(),
+    );
     assert_eq!(view.help_scroll, 0);
     // another key closes the help and does what it says
     run(&mut view, &data, &[Action::Help, Action::ScreenAgents]);
@@ -395,4 +425,234 @@ fn enter_on_a_bleeding_hop_opens_the_runs_where_that_hop_bled() {
         offender.hop
     );
     assert!(rows.indexes.iter().all(|&i| bled_at(i)));
+}
+
+mod budgets {
+    use super::*;
+    use crate::control::client::{ClientEvent, Link};
+    use crate::control::protocol::VersionedBudget;
+    use crate::model::budget::{Limits, Scope as BudgetScope};
+    use crate::ui::budgets::BudgetRow;
+
+    const RUNTIME: &str = "unix:/run/agents.sock";
+
+    fn hop(n: u64) -> Limits {
+        Limits {
+            per_hop_limit: Some(n),
+            ..Limits::default()
+        }
+    }
+
+    fn theirs(scope: BudgetScope, version: u64) -> VersionedBudget {
+        VersionedBudget {
+            scope,
+            version,
+            base_version: None,
+            idempotency_key: Some(format!("theirs-{version}")),
+            limits: hop(9000),
+        }
+    }
+
+    /// A connected runtime with `scopes` in force, set by another controller.
+    fn board(scopes: &[BudgetScope]) -> BudgetBoard {
+        let mut board = BudgetBoard::default();
+        board.apply(ClientEvent::Link {
+            addr: RUNTIME.into(),
+            link: Link::Connected {
+                runtime: "demo".into(),
+                runtime_id: "1".into(),
+            },
+        });
+        board.apply(ClientEvent::State {
+            addr: RUNTIME.into(),
+            budgets: scopes.iter().map(|s| theirs(s.clone(), 1)).collect(),
+        });
+        board
+    }
+
+    fn agent(name: &str) -> BudgetScope {
+        BudgetScope::Agent(name.into())
+    }
+
+    fn act(
+        view: &mut ViewState,
+        data: &Published,
+        board: &BudgetBoard,
+        actions: &[Action],
+    ) -> Vec<Option<Effect>> {
+        actions
+            .iter()
+            .map(|a| update(view, Input::Action(*a), data, board))
+            .collect()
+    }
+
+    /// The scope of the selected row of the Budgets screen, and its position.
+    fn selected(view: &ViewState, board: &BudgetBoard) -> (BudgetScope, usize) {
+        let rows = board.rows(&view.filter);
+        let key = view.cursor().selected.expect("a selected row");
+        let at = rows
+            .iter()
+            .position(|r| r.key() == key)
+            .expect("a listed row");
+        (rows[at].scope.clone(), at)
+    }
+
+    fn edits(view: &mut ViewState, data: &Published, board: &BudgetBoard) -> Option<Effect> {
+        update(view, Input::Action(Action::EditBudget), data, board)
+    }
+
+    #[test]
+    fn b_on_a_selected_agent_row_opens_that_agents_editor() {
+        let data = sample();
+        let board = board(&[
+            BudgetScope::Global,
+            agent("writer"),
+            BudgetScope::Segment("naive/pro".into()),
+        ]);
+        let mut view = ViewState::default();
+        act(&mut view, &data, &board, &[Action::ScreenBudgets]);
+        // nothing selected yet: the first row, the global budget
+        assert_eq!(
+            edits(&mut view, &data, &board),
+            Some(Effect::EditBudget(BudgetTarget::Global))
+        );
+        act(&mut view, &data, &board, &[Action::Down]);
+        assert_eq!(selected(&view, &board), (agent("writer"), 1));
+        assert_eq!(
+            edits(&mut view, &data, &board),
+            Some(Effect::EditBudget(BudgetTarget::Agent("writer".into())))
+        );
+        act(&mut view, &data, &board, &[Action::Down]);
+        assert_eq!(
+            edits(&mut view, &data, &board),
+            Some(Effect::EditBudget(BudgetTarget::Segment(
+                "naive/pro".into()
+            )))
+        );
+        // the filter applies to scope names; the first match is selected
+        act(&mut view, &data, &board, &[Action::Top, Action::Filter]);
+        for c in "WRIT".chars() {
+            update(&mut view, Input::FilterChar(c), &data, &board);
+        }
+        update(&mut view, Input::FilterCommit, &data, &board);
+        assert_eq!(board.rows(&view.filter).len(), 1);
+        assert_eq!(
+            edits(&mut view, &data, &board),
+            Some(Effect::EditBudget(BudgetTarget::Agent("writer".into())))
+        );
+        // a filter nothing matches, or no budget at all: the global budget
+        update(&mut view, Input::FilterChar('x'), &data, &board);
+        assert!(board.rows(&view.filter).is_empty());
+        assert_eq!(
+            edits(&mut view, &data, &board),
+            Some(Effect::EditBudget(BudgetTarget::Global))
+        );
+        let empty = BudgetBoard::default();
+        let mut view = ViewState::default();
+        act(
+            &mut view,
+            &data,
+            &empty,
+            &[Action::ScreenBudgets, Action::Down],
+        );
+        assert_eq!(
+            edits(&mut view, &data, &empty),
+            Some(Effect::EditBudget(BudgetTarget::Global))
+        );
+    }
+
+    #[test]
+    fn the_budgets_list_moves_pages_and_keeps_the_selection_in_view() {
+        let data = sample();
+        let scopes: Vec<BudgetScope> = (0..30).map(|i| agent(&format!("agent-{i:02}"))).collect();
+        let board = board(&scopes);
+        // 30 agents and the global budget (listed though nobody set it)
+        assert_eq!(board.rows("").len(), 31);
+        let mut view = ViewState {
+            page_rows: 20,
+            // the table shares the body with its runtimes panel
+            list_page: Some((Screen::Tab(Tab::Budgets), 10)),
+            ..ViewState::default()
+        };
+        act(
+            &mut view,
+            &data,
+            &board,
+            &[Action::ScreenBudgets, Action::Down],
+        );
+        assert_eq!(selected(&view, &board), (agent("agent-00"), 1));
+        act(
+            &mut view,
+            &data,
+            &board,
+            &[Action::PageDown, Action::PageDown],
+        );
+        assert_eq!(selected(&view, &board).1, 21);
+        assert_eq!(
+            view.cursor().offset,
+            12,
+            "the selection is the last row shown"
+        );
+        act(&mut view, &data, &board, &[Action::Bottom, Action::Down]);
+        assert_eq!(selected(&view, &board), (agent("agent-29"), 30));
+        act(&mut view, &data, &board, &[Action::PageUp]);
+        assert_eq!(selected(&view, &board).1, 20);
+        act(&mut view, &data, &board, &[Action::Top]);
+        assert_eq!(selected(&view, &board), (BudgetScope::Global, 0));
+        assert_eq!(view.cursor().offset, 0);
+        update(&mut view, Input::Scroll(3), &data, &board);
+        assert_eq!(selected(&view, &board).1, 3);
+        act(&mut view, &data, &board, &[Action::Up]);
+        assert_eq!(selected(&view, &board).1, 2);
+    }
+
+    #[test]
+    fn the_selected_budget_row_survives_a_refresh_that_reorders_rows() {
+        let data = sample();
+        let mut board = board(&[BudgetScope::Global, agent("writer"), agent("zed")]);
+        let mut view = ViewState::default();
+        act(
+            &mut view,
+            &data,
+            &board,
+            &[Action::ScreenBudgets, Action::Down],
+        );
+        assert_eq!(selected(&view, &board), (agent("writer"), 1));
+        // another controller sets agents that sort before writer
+        board.apply(ClientEvent::State {
+            addr: RUNTIME.into(),
+            budgets: vec![
+                theirs(BudgetScope::Global, 1),
+                theirs(agent("alpha"), 1),
+                theirs(agent("beta"), 1),
+                theirs(agent("writer"), 1),
+                theirs(agent("zed"), 1),
+            ],
+        });
+        assert_eq!(selected(&view, &board), (agent("writer"), 3));
+        assert_eq!(
+            edits(&mut view, &data, &board),
+            Some(Effect::EditBudget(BudgetTarget::Agent("writer".into())))
+        );
+        act(&mut view, &data, &board, &[Action::Down]);
+        assert_eq!(selected(&view, &board), (agent("zed"), 4));
+        // the row is a scope at a runtime: the same scope elsewhere is another row
+        let key = view.cursor().selected.unwrap();
+        assert_eq!(
+            key,
+            BudgetRow {
+                scope: agent("zed"),
+                runtime: Some(RUNTIME.into())
+            }
+            .key()
+        );
+        assert_ne!(
+            key,
+            BudgetRow {
+                scope: agent("zed"),
+                runtime: Some("tcp:127.0.0.1:7701".into())
+            }
+            .key()
+        );
+    }
 }

@@ -1,9 +1,10 @@
 //! The Budgets screen and the budget editor popup.
 //!
 //! ```text
-//! ┌ Budgets · b: edit global … ───────────────────────────────────────────────────────────┐
-//! │  scope   wanted here        in force at the runtime   state                    largest hop │
-//! │! global  per-hop 20000 v2   per-hop 9000 (trim) v3    set by another controller 40.2k / 9.0k │
+//! ┌ Budgets · 4 rows · b: edit the selected scope ─────────────────────────────────────────┐
+//! │  scope         wanted here          in force at the runtime  state            largest hop │
+//! │! global        v2 per-hop 20000 (…  v3 per-hop 9000 (trim)   v3 set by another… 40.2k / 9.0k │
+//! │  agent writer  —                    v1 per-hop 7000 (trim)   v1 set by another… 38.0k / 7.0k │  ← selected
 //! └────────────────────────────────────────────────────────────────────────────────────────┘
 //! ┌ Runtimes ──────────────────────────────────────────────────────────────────────────────┐
 //! │ unix:/run/agents.sock connected to … · what it has in force is shown                    │
@@ -13,24 +14,28 @@
 //! One row per scope and runtime: what this dashboard wants beside what the
 //! runtime has in force (scopes set elsewhere included). "applied" only for
 //! what a connected runtime confirmed; a runtime that is down shows its last
-//! known state as unconfirmed. Columns are dropped by priority when the
-//! terminal is narrow; text is shortened with `…`, numbers never.
+//! known state as unconfirmed. The rows are a list like the others (a
+//! selection, paging, the filter on scope names); `b` edits the selected
+//! row's scope. Drawn with the shared [`DataTable`]: what is wanted here and
+//! usage are dropped before what is in force and its state are shortened;
+//! text is shortened with `…`, a limit never.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Clear, Paragraph, Row, Table, Wrap};
+use ratatui::widgets::{Clear, Paragraph, Wrap};
 
 use crate::config::keys::Action;
 use crate::sanitize::sanitize;
 
-use super::ViewCx;
-use super::widgets::block;
+use super::table::{Column, DataTable, TableCell};
+use super::widgets::{block, window};
+use super::{ViewCx, list_rows};
 use crate::control::client::Link;
-use crate::model::budget::{self, Limits, Scope};
-use crate::ui::budgets::{BudgetEditor, FIELDS, ScopeState, Stage};
-use crate::ui::format::{age, fit, tokens};
+use crate::model::budget::{self, Limits};
+use crate::ui::budgets::{BudgetEditor, BudgetRow, FIELDS, ScopeState, Stage};
+use crate::ui::format::{age, tokens};
 
 /// The text of a scope's state at a runtime, and how it is styled.
 fn state_text(state: &ScopeState, cx: &ViewCx) -> (String, Style) {
@@ -66,173 +71,19 @@ fn state_text(state: &ScopeState, cx: &ViewCx) -> (String, Style) {
     }
 }
 
-/// A column of the budgets table.
-struct Column {
-    header: &'static str,
-    /// Lower is kept longer when the terminal is narrow.
-    priority: u8,
-    /// Text that may be shortened with `…`: (fewest cells, most cells it
-    /// takes before others are dropped).
-    shrink: Option<(usize, usize)>,
-    cells: Vec<String>,
+/// A budget in a table cell, as parts: its version with the first limit,
+/// then each other limit (`v3 per-hop 9000 (trim)`, `run $0.50 (abort)`).
+fn brief(version: u64, limits: &Limits) -> Vec<String> {
+    let mut parts: Vec<String> = limits.describe().split(" · ").map(str::to_owned).collect();
+    if let Some(first) = parts.first_mut() {
+        *first = format!("v{version} {first}");
+    }
+    parts
 }
 
-impl Column {
-    fn width(&self) -> usize {
-        self.cells
-            .iter()
-            .map(|c| c.chars().count())
-            .chain([self.header.chars().count()])
-            .max()
-            .unwrap_or(0)
-    }
-}
-
-/// `text` in `width` cells: whole ` · `-separated parts while they fit,
-/// then `…`; a first part too long is cut at a word boundary. So a number is
-/// shown whole or not at all.
-fn fit_parts(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        return text.to_owned();
-    }
-    let mut out = String::new();
-    for part in text.split(" · ") {
-        let candidate = if out.is_empty() {
-            part.to_owned()
-        } else {
-            format!("{out} · {part}")
-        };
-        if candidate.chars().count() + 2 > width {
-            break;
-        }
-        out = candidate;
-    }
-    if !out.is_empty() {
-        return format!("{out} …");
-    }
-    let mut words = String::new();
-    for word in text.split(' ') {
-        let candidate = if words.is_empty() {
-            word.to_owned()
-        } else {
-            format!("{words} {word}")
-        };
-        if candidate.chars().count() + 1 > width {
-            break;
-        }
-        words = candidate;
-    }
-    if words.is_empty() {
-        fit(text, width)
-    } else {
-        format!("{words}…")
-    }
-}
-
-/// A budget in a table cell: its version first, then each limit.
-fn brief(version: u64, limits: &Limits) -> String {
-    format!("v{version} {}", limits.describe())
-}
-
-/// Columns of this priority or better are kept while they fit shortened.
-const ESSENTIAL: u8 = 3;
-/// Usage columns (largest hop, worst run, would breach) have this priority
-/// or lower: they are dropped before an essential column is shortened.
-const USAGE: u8 = 5;
-/// Essential text up to this many cells is worth dropping usage columns for.
-const WHOLE_UP_TO: usize = 40;
-
-/// Which columns fit in `width`, and their widths: the lowest priority is
-/// dropped first while the rest does not fit whole (essential columns only
-/// when they do not fit even shortened); then text is shortened, never
-/// below a column's minimum.
-fn fit_columns(columns: &[Column], width: usize) -> Vec<(usize, usize)> {
-    let mut kept: Vec<usize> = (0..columns.len()).collect();
-    let total = |kept: &[usize], widths: &dyn Fn(usize) -> usize| -> usize {
-        kept.iter().map(|&i| widths(i)).sum::<usize>() + kept.len().saturating_sub(1)
-    };
-    let natural = |i: usize| {
-        columns[i]
-            .shrink
-            .map_or(columns[i].width(), |(_, most)| most.min(columns[i].width()))
-    };
-    let least = |i: usize| {
-        columns[i].shrink.map_or(columns[i].width(), |(fewest, _)| {
-            fewest.min(columns[i].width())
-        })
-    };
-    let lowest = |kept: &[usize], above: u8| {
-        kept.iter()
-            .enumerate()
-            .filter(|&(_, &i)| columns[i].priority > above)
-            .max_by_key(|&(_, &i)| columns[i].priority)
-            .map(|(at, _)| at)
-    };
-    while total(&kept, &natural) > width {
-        let Some(drop) = lowest(&kept, ESSENTIAL) else {
-            break;
-        };
-        kept.remove(drop);
-    }
-    while kept.len() > 1 && total(&kept, &least) > width {
-        let Some(drop) = lowest(&kept, 0) else {
-            break;
-        };
-        kept.remove(drop);
-    }
-    // Widths: capped, then what is left goes to the capped columns, most
-    // important first, up to their whole width; then the widest text
-    // columns are shortened until the row fits.
-    let assign = |kept: &[usize]| -> Vec<(usize, usize)> {
-        let mut widths: Vec<(usize, usize)> = kept.iter().map(|&i| (i, natural(i))).collect();
-        let mut spare = width.saturating_sub(total(kept, &natural));
-        let mut by_priority: Vec<&mut (usize, usize)> = widths.iter_mut().collect();
-        by_priority.sort_by_key(|(i, _)| columns[*i].priority);
-        for (i, w) in by_priority {
-            let grow = columns[*i].width().saturating_sub(*w).min(spare);
-            *w += grow;
-            spare -= grow;
-        }
-        let mut over = total(kept, &natural).saturating_sub(width);
-        while over > 0 {
-            let Some(slot) = widths
-                .iter_mut()
-                .filter(|(i, w)| *w > least(*i))
-                .max_by_key(|(_, w)| *w)
-            else {
-                break;
-            };
-            slot.1 -= 1;
-            over -= 1;
-        }
-        widths
-    };
-    // An essential column shortened while usage columns are shown: usage
-    // columns go, lowest first, if that lets every essential column show
-    // whole, or at least 40 cells of it (a long reason is shortened rather
-    // than pushing them all out).
-    let cut = |widths: &[(usize, usize)]| {
-        widths.iter().any(|&(i, w)| {
-            columns[i].priority <= ESSENTIAL && w < columns[i].width().min(WHOLE_UP_TO)
-        })
-    };
-    let widths = assign(&kept);
-    if cut(&widths) {
-        let mut trial = kept.clone();
-        while let Some(drop) = lowest(&trial, USAGE - 1) {
-            trial.remove(drop);
-            let fitted = assign(&trial);
-            if !cut(&fitted) {
-                return fitted;
-            }
-        }
-    }
-    widths
-}
-
-/// Every scope: what this dashboard wants, what each runtime has in force,
-/// its state there, and usage against the current limits.
-pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx) {
+/// The runtimes panel's lines, and how many of them must stay (the
+/// notifications after them are left out when they do not fit).
+fn runtime_lines(cx: &ViewCx) -> (Vec<Line<'static>>, usize) {
     let board = cx.budgets;
     let snap = &cx.data.snapshot;
     let mut lines: Vec<Line> = Vec::new();
@@ -303,8 +154,14 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx) {
             cx.theme.budget_over,
         )));
     }
-    // The runtimes panel as tall as its wrapped lines (at most a third):
-    // notifications that do not fit whole are left out.
+    (lines, fixed)
+}
+
+/// The table's area, the runtimes panel's area below it (as tall as its
+/// wrapped lines, at most a third: notifications that do not fit whole are
+/// left out) and that panel's lines.
+fn split(area: Rect, cx: &ViewCx) -> (Rect, Rect, Vec<Line<'static>>) {
+    let (mut lines, fixed) = runtime_lines(cx);
     let most = usize::from((area.height / 3).max(4)) - 2;
     let wrapped = |lines: &[Line]| {
         Paragraph::new(lines.to_vec())
@@ -315,21 +172,51 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx) {
         lines.pop();
     }
     let notes_height = u16::try_from(wrapped(&lines).min(most) + 2).unwrap_or(u16::MAX);
-    let [table_area, notes] =
+    let [table, notes] =
         Layout::vertical([Constraint::Min(4), Constraint::Length(notes_height)]).areas(area);
-    let edit_key = cx.keymap.describe(Action::EditBudget);
-    let title = if board.readonly {
-        "Budgets (read-only)".to_owned()
-    } else {
-        format!("Budgets · {edit_key}: edit global (agents, segments, runs: on their screens)")
-    };
-    let scopes = board.scopes();
-    if scopes.is_empty() {
-        render_empty(frame, table_area, cx, title);
-    } else {
-        render_table(frame, table_area, cx, title, &scopes);
-    }
+    (table, notes, lines)
+}
 
+/// Rows of the budgets table shown at once in the screen's `area` (a page).
+pub(super) fn page_rows(area: Rect, cx: &ViewCx) -> usize {
+    list_rows(split(area, cx).0.height)
+}
+
+/// Every scope at every runtime, one selectable row each: what this
+/// dashboard wants, what the runtime has in force, its state there, and
+/// usage against the current limits; the runtimes below.
+pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx) {
+    let board = cx.budgets;
+    let (table_area, notes, lines) = split(area, cx);
+    let rows = board.rows(&cx.view.filter);
+    let listed = board.listed().len() * board.runtimes.len().max(1);
+    let mut title = "Budgets".to_owned();
+    if board.readonly {
+        title.push_str(" (read-only)");
+    }
+    if rows.len() == listed && listed > 0 {
+        title.push_str(&format!(" · {listed} rows"));
+    } else if listed > 0 {
+        title.push_str(&format!(" · {} of {listed} rows", rows.len()));
+    }
+    if !board.readonly {
+        let what = if rows.is_empty() {
+            "edit the global budget"
+        } else {
+            "edit the selected scope"
+        };
+        title.push_str(&format!(
+            " · {}: {what}",
+            cx.keymap.describe(Action::EditBudget)
+        ));
+    }
+    if listed == 0 {
+        render_empty(frame, table_area, cx, title);
+    } else if rows.is_empty() {
+        render_no_match(frame, table_area, cx, title);
+    } else {
+        render_table(frame, table_area, cx, title, &rows);
+    }
     frame.render_widget(
         Paragraph::new(lines)
             .wrap(Wrap { trim: false })
@@ -388,49 +275,72 @@ fn render_empty(frame: &mut Frame, area: Rect, cx: &ViewCx, title: String) {
     );
 }
 
-fn render_table(frame: &mut Frame, area: Rect, cx: &ViewCx, title: String, scopes: &[Scope]) {
+/// Budgets there are, but the filter hides them all.
+fn render_no_match(frame: &mut Frame, area: Rect, cx: &ViewCx, title: String) {
+    let mut lines = vec![Line::from(vec![
+        Span::styled("No scope matches the filter ", cx.theme.text),
+        Span::styled(
+            format!("\"{}\"", sanitize(&cx.view.filter)),
+            cx.theme.accent,
+        ),
+        Span::styled(
+            format!(" ({} clears it).", cx.keymap.describe(Action::Back)),
+            cx.theme.text,
+        ),
+    ])];
+    if !cx.budgets.readonly {
+        lines.push(Line::from(vec![
+            Span::styled("Press ", cx.theme.text),
+            Span::styled(cx.keymap.describe(Action::EditBudget), cx.theme.accent),
+            Span::styled(" to edit the global budget.", cx.theme.text),
+        ]));
+    }
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block(title, cx)),
+        area,
+    );
+}
+
+/// The rows in view, the selected one highlighted. A scope's name, what is
+/// wanted for it and its usage are on its first row (and on the first row
+/// in view); its other rows are the same scope at other runtimes.
+fn render_table(frame: &mut Frame, area: Rect, cx: &ViewCx, title: String, rows: &[BudgetRow]) {
     let board = cx.budgets;
     let snap = &cx.data.snapshot;
-    let addrs: Vec<&String> = board.runtimes.keys().collect();
-    let several = addrs.len() > 1;
-    let names = [
-        "",
-        "scope",
-        "wanted here",
-        "runtime",
-        "in force at the runtime",
-        "state",
-        "largest hop",
-        "worst run",
-        "would breach",
-    ];
-    // Priorities: the marker, scope, (runtime,) what is in force and its
-    // state first, then what is wanted here, then usage.
-    let priorities = [0, 1, 4, if several { 2 } else { 9 }, 2, 3, 5, 6, 7];
-    let shrink = [
-        None,
-        Some((8, 20)),
-        Some((12, 22)),
-        Some((8, 24)),
-        Some((12, 24)),
-        Some((12, 26)),
-        None,
-        None,
-        None,
-    ];
-    let mut columns: Vec<Column> = names
-        .iter()
-        .zip(priorities)
-        .zip(shrink)
-        .map(|((header, priority), shrink)| Column {
-            header,
-            priority,
-            shrink,
-            cells: Vec::new(),
-        })
-        .collect();
-    let mut styles: Vec<Style> = Vec::new();
-    for scope in scopes {
+    let several = board.runtimes.len() > 1;
+    let visible = list_rows(area.height);
+    let cursor = cx.view.cursor();
+    let selected = cursor
+        .selected
+        .as_ref()
+        .and_then(|key| rows.iter().position(|r| r.key() == *key))
+        .unwrap_or(0);
+    let offset = window(selected, cursor.offset, visible, rows.len());
+    // What is in force and its state (and, with several runtimes, which
+    // runtime) claim room: what is wanted here and usage go first, usage
+    // first of all; numbers are never cut.
+    let mut runtime = Column::text("runtime", if several { 2 } else { 9 }, 8, 28);
+    if several {
+        runtime = runtime.wants(18);
+    }
+    let mut table = DataTable::new(vec![
+        Column::text("", 0, 1, 1),
+        Column::text("scope", 0, 8, 30).wants(24),
+        // shorter than a limit or two is not worth showing
+        Column::text("wanted here", 4, 20, 32),
+        runtime,
+        Column::text("in force at the runtime", 1, 12, 60).wants(24),
+        // a long reason: whole only once every other column has its room
+        Column::text("state", 1, 12, 36).wants(28),
+        Column::number("largest hop", 5),
+        Column::number("worst run", 6),
+        Column::number("would breach", 7),
+    ])
+    .header_style(cx.theme.header);
+    for (position, row) in rows.iter().enumerate().skip(offset).take(visible) {
+        let scope = &row.scope;
         let limits = board
             .current(scope)
             .map(|(b, _)| b.limits)
@@ -441,121 +351,79 @@ fn render_table(frame: &mut Frame, area: Rect, cx: &ViewCx, title: String, scope
             .cloned()
             .unwrap_or_else(|| budget::usage(snap, scope, &limits));
         let over = usage.hops_over > 0 || usage.runs_over > 0;
-        let wanted = board
-            .desired
-            .budgets
-            .get(scope)
-            .map_or_else(|| "—".to_owned(), |w| brief(w.version, &w.limits));
-        let hop_usage = match limits.per_hop_limit {
-            Some(limit) => format!("{} / {}", tokens(usage.largest_hop), tokens(limit)),
-            None => tokens(usage.largest_hop),
-        };
-        let run_usage = match limits.total_run_limit {
-            Some(limit) => format!("{} / {}", tokens(usage.worst_run_tokens), tokens(limit)),
-            None => tokens(usage.worst_run_tokens),
-        };
-        let breach = format!("{} hops, {} runs", usage.hops_over, usage.runs_over);
-        let per_runtime: Vec<(String, String, String, Style)> = if addrs.is_empty() {
-            let text = if board.desired.budgets.contains_key(scope) {
-                "saved here, no runtime"
-            } else {
-                "not set"
-            };
-            vec![(
-                "—".to_owned(),
-                "—".to_owned(),
-                text.to_owned(),
-                cx.theme.muted,
-            )]
-        } else {
-            addrs
-                .iter()
-                .map(|addr| {
-                    let runtime = &board.runtimes[*addr];
-                    let in_force = runtime
-                        .in_force
-                        .get(scope)
-                        .map_or_else(|| "none".to_owned(), |b| brief(b.version, &b.limits));
-                    let (state, style) = state_text(&board.state(addr, scope), cx);
-                    (sanitize(addr).into_owned(), in_force, state, style)
-                })
-                .collect()
-        };
-        for (n, (addr, in_force, state, style)) in per_runtime.into_iter().enumerate() {
-            let first = n == 0;
-            let cells = [
-                if over && first { "!" } else { "" }.to_owned(),
-                if first {
-                    sanitize(&scope.to_string()).into_owned()
+        let (addr, in_force, (state, style)) = match &row.runtime {
+            None => {
+                let text = if board.desired.budgets.contains_key(scope) {
+                    "saved here, no runtime"
                 } else {
-                    String::new()
-                },
-                if first { wanted.clone() } else { String::new() },
-                addr,
-                in_force,
-                state,
-                if first {
-                    hop_usage.clone()
-                } else {
-                    String::new()
-                },
-                if first {
-                    run_usage.clone()
-                } else {
-                    String::new()
-                },
-                if first { breach.clone() } else { String::new() },
-            ];
-            for (column, cell) in columns.iter_mut().zip(cells) {
-                column.cells.push(cell);
+                    "not set"
+                };
+                (
+                    "—".to_owned(),
+                    vec!["—".to_owned()],
+                    (text.to_owned(), cx.theme.muted),
+                )
             }
-            styles.push(if over && style == cx.theme.budget_ok {
-                cx.theme.budget_over
-            } else {
-                style
-            });
-        }
+            Some(addr) => (
+                sanitize(addr).into_owned(),
+                board
+                    .runtimes
+                    .get(addr)
+                    .and_then(|r| r.in_force.get(scope))
+                    .map_or_else(|| vec!["none".to_owned()], |b| brief(b.version, &b.limits)),
+                state_text(&board.state(addr, scope), cx),
+            ),
+        };
+        // the scope's first row, or the first in view
+        let head = position == offset || rows[position - 1].scope != *scope;
+        let cells = if head {
+            let wanted = board
+                .desired
+                .budgets
+                .get(scope)
+                .map_or_else(|| vec!["—".to_owned()], |w| brief(w.version, &w.limits));
+            let hop_usage = match limits.per_hop_limit {
+                Some(limit) => format!("{} / {}", tokens(usage.largest_hop), tokens(limit)),
+                None => tokens(usage.largest_hop),
+            };
+            let run_usage = match limits.total_run_limit {
+                Some(limit) => format!("{} / {}", tokens(usage.worst_run_tokens), tokens(limit)),
+                None => tokens(usage.worst_run_tokens),
+            };
+            vec![
+                TableCell::text(if over { "!" } else { "" }),
+                TableCell::text(sanitize(&scope.to_string())),
+                TableCell::parts(wanted),
+                TableCell::text(addr),
+                TableCell::parts(in_force),
+                TableCell::parts(state.split(" · ").map(str::to_owned).collect()),
+                TableCell::number(hop_usage),
+                TableCell::number(run_usage),
+                TableCell::number(format!(
+                    "{} hops, {} runs",
+                    usage.hops_over, usage.runs_over
+                )),
+            ]
+        } else {
+            vec![
+                TableCell::text(""),
+                TableCell::text(""),
+                TableCell::text(""),
+                TableCell::text(addr),
+                TableCell::parts(in_force),
+                TableCell::parts(state.split(" · ").map(str::to_owned).collect()),
+            ]
+        };
+        let style = if position == selected {
+            cx.theme.selected
+        } else if over && style == cx.theme.budget_ok {
+            cx.theme.budget_over
+        } else {
+            style
+        };
+        table.row(cells, style);
     }
-    let inner = usize::from(area.width.saturating_sub(2));
-    let fitted = fit_columns(&columns, inner);
-    let header = Row::new(
-        fitted
-            .iter()
-            .map(|&(i, w)| Cell::from(fit(columns[i].header, w)))
-            .collect::<Vec<_>>(),
-    )
-    .style(cx.theme.header);
-    let rows: Vec<Row> = styles
-        .iter()
-        .enumerate()
-        .map(|(r, style)| {
-            Row::new(
-                fitted
-                    .iter()
-                    .map(|&(i, w)| {
-                        let text = &columns[i].cells[r];
-                        Cell::from(if i == 1 {
-                            fit(text, w) // a name
-                        } else {
-                            fit_parts(text, w)
-                        })
-                    })
-                    .collect::<Vec<_>>(),
-            )
-            .style(*style)
-        })
-        .collect();
-    let widths: Vec<Constraint> = fitted
-        .iter()
-        .map(|&(_, w)| Constraint::Length(u16::try_from(w).unwrap_or(u16::MAX)))
-        .collect();
-    frame.render_widget(
-        Table::new(rows, widths)
-            .header(header)
-            .block(block(title, cx))
-            .column_spacing(1),
-        area,
-    );
+    table.render(frame, area, block(title, cx));
 }
 
 /// The editor's body (scrolls when the popup is short) and its footer (the
@@ -749,6 +617,7 @@ mod tests {
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
 
+    use crate::config::keys::Action;
     use crate::config::keys::{Bindings, Keymap};
     use crate::control::client::{ClientEvent, Link, Outcome};
     use crate::control::protocol::{Exceeded, VersionedBudget};
@@ -762,7 +631,10 @@ mod tests {
     use crate::ui::data::{Published, Rows};
     use crate::ui::state::{Screen, Tab, ViewState};
     use crate::ui::theme::Theme;
-    use crate::ui::views::{ViewCx, list_rows, render};
+    use crate::ui::update::{Input, update};
+    use crate::ui::views::table::fit_parts;
+    use crate::ui::views::{ViewCx, list_page, list_rows, render};
+    use ratatui::layout::Rect;
 
     /// 2026-11-27T09:01:00Z: one minute after the last sample event.
     const NOW_MS: i64 = 1_796_202_100_000;
@@ -953,6 +825,151 @@ mod tests {
         }
     }
 
+    /// The Budgets screen after `inputs`, as the app runs them: the page of
+    /// the list measured from the screen before each.
+    fn after(
+        data: &Published,
+        board: &BudgetBoard,
+        inputs: &[Input],
+        (w, h): (u16, u16),
+    ) -> ViewState {
+        let keymap = Keymap::new(&Bindings::default()).unwrap();
+        let theme = Theme::builtin("dark").unwrap();
+        let mut view = ViewState {
+            page_rows: list_rows(h - 2),
+            ..budgets_view()
+        };
+        for input in inputs {
+            let rows = Rows::compute(data, view.screen(), &view);
+            let page = list_page(
+                Rect::new(0, 0, w, h),
+                &ViewCx {
+                    data,
+                    view: &view,
+                    theme: &theme,
+                    keymap: &keymap,
+                    rows: &rows,
+                    now_ms: NOW_MS,
+                    budgets: board,
+                },
+            );
+            view.list_page = page.map(|rows| (view.screen().clone(), rows));
+            update(&mut view, input.clone(), data, board);
+        }
+        view
+    }
+
+    /// Many scopes at one runtime: more rows than the screen holds.
+    fn long_board(data: &Published) -> BudgetBoard {
+        let mut board = BudgetBoard::default();
+        board.desired.set(Scope::Global, hop(20_000), 0);
+        board.apply(ClientEvent::Link {
+            addr: UP.into(),
+            link: Link::Connected {
+                runtime: "tokwatch-demo 0.1.0".into(),
+                runtime_id: "demo-1".into(),
+            },
+        });
+        board.apply(ClientEvent::State {
+            addr: UP.into(),
+            budgets: (0..40)
+                .map(|i| theirs(Scope::Agent(format!("agent-{i:02}")), 2, hop(9000 + i)))
+                .collect(),
+        });
+        board.refresh_usage(&data.snapshot);
+        board
+    }
+
+    #[test]
+    fn a_long_budgets_list_scrolls_to_the_selected_row_and_highlights_it() {
+        let data = published();
+        let board = long_board(&data);
+        let theme = Theme::builtin("dark").unwrap();
+        for size in [(80, 24), (120, 30), (200, 60)] {
+            // down to the last row but ten, then the wheel up three rows
+            let mut inputs = vec![Input::Action(Action::Down); 30];
+            inputs.push(Input::Scroll(-3));
+            let view = after(&data, &board, &inputs, size);
+            let screen = draw(&data, &board, &view, size);
+            if size == (80, 24) {
+                insta::assert_snapshot!("budgets_scrolled_80x24", screen);
+                // scrolled as the cursor went down, held still as it came
+                // back up: agent-15 to agent-29 in view, agent-26 selected
+                assert!(screen.contains("agent agent-15"), "{screen}");
+                assert!(!screen.contains("agent agent-14"), "{screen}");
+            }
+            // row 27 of 41: agent-26, in view; the first rows scrolled away
+            // (at 200×60 all 41 fit)
+            let lines: Vec<&str> = screen.lines().collect();
+            let at = lines
+                .iter()
+                .position(|l| l.contains("agent agent-26"))
+                .unwrap_or_else(|| panic!("{size:?}: the selected row is shown\n{screen}"));
+            assert!(screen.contains("v2 per-hop 9026 (trim)"), "{screen}");
+            if size.1 < 60 {
+                assert!(!screen.contains("agent agent-00"), "{screen}");
+            }
+            assert!(screen.contains("41 rows"), "{screen}");
+            // highlighted: the selected style on the row, not on its neighbours
+            let row = u16::try_from(at).unwrap();
+            let style = |y: u16| cell_style(&data, &board, &view, size, (3, y));
+            assert_eq!(style(row).bg, theme.selected.bg, "{size:?}\n{screen}");
+            assert_ne!(style(row + 1).bg, theme.selected.bg, "{size:?}\n{screen}");
+            assert_ne!(style(row - 1).bg, theme.selected.bg, "{size:?}\n{screen}");
+        }
+    }
+
+    #[test]
+    fn the_filter_narrows_the_budgets_to_matching_scope_names() {
+        let data = published();
+        let board = board(&data);
+        let mut view = budgets_view();
+        view.filter = "WRITER".into();
+        let screen = draw(&data, &board, &view, (80, 24));
+        assert!(screen.contains("2 of 10 rows"), "{screen}");
+        assert!(screen.contains("agent writer"), "{screen}");
+        assert!(!screen.contains("global "), "{screen}");
+        view.filter = "nobody".into();
+        let screen = draw(&data, &board, &view, (80, 24));
+        assert!(screen.contains("0 of 10 rows"), "{screen}");
+        assert!(
+            screen.contains("No scope matches the filter \"nobody\" (esc clears it).")
+                && screen.contains("Press b to edit the global budget."),
+            "{screen}"
+        );
+    }
+
+    /// The style of the cell at `(x, y)`.
+    fn cell_style(
+        data: &Published,
+        board: &BudgetBoard,
+        view: &ViewState,
+        (w, h): (u16, u16),
+        (x, y): (u16, u16),
+    ) -> ratatui::style::Style {
+        let keymap = Keymap::new(&Bindings::default()).unwrap();
+        let theme = Theme::builtin("dark").unwrap();
+        let rows = Rows::compute(data, view.screen(), view);
+        let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+        terminal
+            .draw(|frame| {
+                render(
+                    frame,
+                    &ViewCx {
+                        data,
+                        view,
+                        theme: &theme,
+                        keymap: &keymap,
+                        rows: &rows,
+                        now_ms: NOW_MS,
+                        budgets: board,
+                    },
+                );
+            })
+            .unwrap();
+        terminal.backend().buffer()[(x, y)].style()
+    }
+
     #[test]
     fn an_empty_budgets_screen_says_what_to_do() {
         let data = published();
@@ -1040,15 +1057,23 @@ mod tests {
 
     #[test]
     fn shortened_cells_never_cut_a_number() {
+        let limits = Limits {
+            total_run_limit: Some(120_000),
+            run_cost_limit_usd: Some("0.50".into()),
+            on_run_breach: Some(BreachAction::Abort),
+            ..Limits::default()
+        };
+        let parts = super::brief(1, &limits);
         let text = "v1 run 120000 tokens (abort) · run $0.50 (abort)";
-        assert_eq!(super::fit_parts(text, 60), text);
-        assert_eq!(super::fit_parts(text, 32), "v1 run 120000 tokens (abort) …");
-        assert_eq!(super::fit_parts(text, 20), "v1 run 120000…");
-        assert_eq!(super::fit_parts(text, 12), "v1 run…");
-        assert_eq!(
-            super::fit_parts("unconfirmed: last known v1 · v2 waits", 30),
-            "unconfirmed: last known v1 …"
-        );
+        assert_eq!(fit_parts(&parts, 60), text);
+        assert_eq!(fit_parts(&parts, 32), "v1 run 120000 tokens (abort) …");
+        assert_eq!(fit_parts(&parts, 20), "v1 run 120000…");
+        assert_eq!(fit_parts(&parts, 12), "v1 run…");
+        let state = [
+            "unconfirmed: last known v1".to_owned(),
+            "v2 waits".to_owned(),
+        ];
+        assert_eq!(fit_parts(&state, 30), "unconfirmed: last known v1 …");
     }
 
     #[test]
