@@ -463,3 +463,69 @@ fn the_budget_flow_at_80x24_shows_the_prompt_and_the_runtime_enforces_it() {
         .collect();
     assert!(files.iter().all(|f| !f.starts_with("budgets")), "{files:?}");
 }
+
+#[test]
+fn on_the_budgets_screen_b_edits_the_selected_rows_scope_at_80x24() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("D");
+    let control = format!("unix:{}", dir.path().join("c.sock").display());
+    let _demo = HeadlessDemo::start(&out, &control);
+    // Another controller sets the writer's budget; nobody sets a global one.
+    let a = dir.path().join("A.toml").display().to_string();
+    let set = tokwatch(&[
+        "budget",
+        "set",
+        "--budgets",
+        &a,
+        "--agent",
+        "writer",
+        "--per-hop-limit",
+        "9000",
+        "--control",
+        &control,
+    ]);
+    assert!(
+        String::from_utf8_lossy(&set.stdout).contains("applied v1"),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let b = dir.path().join("B.toml").display().to_string();
+    let tui = tmux_at(
+        &format!(
+            "--follow {} --control {control} --budgets {b}",
+            out.display()
+        ),
+        80,
+        24,
+    );
+    tui.keys(&["7"]);
+    tui.wait_for("the writer's budget, below the global row", |s| {
+        s.contains("agent writer") && s.contains("v1 per-hop 9000 (trim)") && s.contains("global")
+    });
+    // The global row is first and selected: j selects the writer's.
+    tui.keys(&["j", "b"]);
+    tui.wait_for("the writer's editor, from what is in force", |s| {
+        s.contains("Budget for agent writer") && s.contains("set by another controller")
+    });
+    tui.keys(&[
+        "BSpace", "BSpace", "BSpace", "BSpace", "8", "0", "0", "0", "Enter",
+    ]);
+    let screen = tui.wait_for("the prompt", |s| {
+        s.contains("before  per-hop 9000 (trim)")
+            && (s.contains("press y or Enter") || s.contains("press Y"))
+    });
+    tui.keys(&[if screen.contains("press Y") { "Y" } else { "y" }]);
+    tui.wait_for("the runtime's confirmation", |s| s.contains("applied v2"));
+    let listed = tokwatch(&["budget", "list", "--control", &control]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains("writer") && listed.contains("v2") && listed.contains("per-hop 8000"),
+        "the runtime enforces the writer's new limit: {listed}"
+    );
+    assert!(
+        !listed.contains("global"),
+        "the global budget is untouched: {listed}"
+    );
+    tui.keys(&["q"]);
+    tui.wait_for("exit", |_| tui.pane_dead());
+}
