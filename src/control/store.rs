@@ -25,6 +25,12 @@ pub fn default_path() -> Option<PathBuf> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DesiredState {
     pub budgets: BTreeMap<Scope, VersionedBudget>,
+    /// Scopes whose entry is not the user's change but the budget a runtime
+    /// had in force when it refused the user's change as a conflict (the
+    /// runtime is the source of truth): the runtime it was taken from. A
+    /// refused change is never pushed again; the adopted budget is (a
+    /// runtime that restarted without it gets it back).
+    pub adopted: BTreeMap<Scope, String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -32,6 +38,16 @@ pub struct DesiredState {
 struct StoreFile {
     #[serde(default, rename = "budget")]
     budgets: Vec<VersionedBudget>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    adopted: Vec<AdoptedEntry>,
+}
+
+/// `[[adopted]]` in the store: a scope whose entry was adopted from a runtime.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdoptedEntry {
+    scope: Scope,
+    from: String,
 }
 
 /// A fresh idempotency key (128 random bits, hex).
@@ -59,13 +75,18 @@ impl DesiredState {
         };
         let file: StoreFile =
             toml::from_str(&text).with_context(|| format!("budgets file '{}'", path.display()))?;
-        Ok(DesiredState {
-            budgets: file
-                .budgets
-                .into_iter()
-                .map(|b| (b.scope.clone(), b))
-                .collect(),
-        })
+        let budgets: BTreeMap<Scope, VersionedBudget> = file
+            .budgets
+            .into_iter()
+            .map(|b| (b.scope.clone(), b))
+            .collect();
+        let adopted = file
+            .adopted
+            .into_iter()
+            .filter(|a| budgets.contains_key(&a.scope))
+            .map(|a| (a.scope, a.from))
+            .collect();
+        Ok(DesiredState { budgets, adopted })
     }
 
     /// Writes the store atomically (temporary file, fsync, rename), mode 0600.
@@ -81,6 +102,14 @@ impl DesiredState {
             .with_context(|| format!("cannot create '{}'", dir.display()))?;
         let file = StoreFile {
             budgets: self.budgets.values().cloned().collect(),
+            adopted: self
+                .adopted
+                .iter()
+                .map(|(scope, from)| AdoptedEntry {
+                    scope: scope.clone(),
+                    from: from.clone(),
+                })
+                .collect(),
         };
         let text = format!(
             "# tokwatch desired budgets: written by tokwatch, pushed to every --control runtime.\n{}",
@@ -117,7 +146,22 @@ impl DesiredState {
     /// with a version above both that and what is desired here, and returns
     /// it. A runtime with a newer version than `base` refuses it.
     pub fn set(&mut self, scope: Scope, limits: Limits, base: u64) -> VersionedBudget {
-        let version = self.version(&scope).max(base) + 1;
+        self.set_above(scope, limits, base, base)
+    }
+
+    /// [`DesiredState::set`] when runtimes reported versions newer than the
+    /// one the change is based on (`seen`, e.g. while the editor was open):
+    /// the version is above `seen` too (versions are ordered per scope at
+    /// the runtime, never reused), while `base_version` stays `base`, so a
+    /// runtime that moved on since still refuses the change as a conflict.
+    pub fn set_above(
+        &mut self,
+        scope: Scope,
+        limits: Limits,
+        base: u64,
+        seen: u64,
+    ) -> VersionedBudget {
+        let version = self.version(&scope).max(base).max(seen) + 1;
         let budget = VersionedBudget {
             scope: scope.clone(),
             version,
@@ -125,8 +169,35 @@ impl DesiredState {
             idempotency_key: Some(new_key()),
             limits,
         };
+        self.adopted.remove(&scope);
         self.budgets.insert(scope, budget.clone());
         budget
+    }
+
+    /// Adopts what runtime `from` has in force for `in_force.scope` as the
+    /// desired state of the scope, in place of a change it refused as a
+    /// conflict. `None`: the runtime has nothing in force there, so nothing
+    /// is wanted. Returns the limits the refused change wanted.
+    pub fn adopt(
+        &mut self,
+        scope: &Scope,
+        in_force: Option<VersionedBudget>,
+        from: &str,
+    ) -> Option<Limits> {
+        let refused = self.budgets.remove(scope).map(|b| b.limits);
+        self.adopted.remove(scope);
+        if let Some(budget) = in_force {
+            let budget = VersionedBudget {
+                scope: scope.clone(),
+                // Based on itself: a runtime that lost it (restarted) takes
+                // it back; one that has it acknowledges it (same key).
+                base_version: Some(budget.version),
+                ..budget
+            };
+            self.budgets.insert(scope.clone(), budget);
+            self.adopted.insert(scope.clone(), from.to_owned());
+        }
+        refused
     }
 
     #[must_use]
@@ -143,7 +214,8 @@ impl DesiredState {
 pub struct AuditRecord<'a> {
     /// RFC 3339.
     pub ts: String,
-    /// `change` (the user's edit) or `result` (a runtime's answer).
+    /// `change` (the user's edit), `result` (a runtime's answer) or `adopt`
+    /// (a refused change replaced by what the runtime has in force).
     pub event: &'a str,
     pub scope: &'a Scope,
     pub version: u64,
@@ -215,6 +287,46 @@ pub fn audit_change(
             after: Some(&budget.limits),
             runtime: None,
             result: None,
+            user: user(),
+        },
+    )
+}
+
+/// Appends the record of an adoption: runtime `runtime` refused version
+/// `refused` of `scope` (`before`, the user's change) as a conflict, and
+/// what it has in force (`adopted`, `None`: nothing) became the desired state.
+///
+/// # Errors
+/// The log cannot be written.
+pub fn audit_adopt(
+    store: &Path,
+    scope: &Scope,
+    refused: u64,
+    before: Option<&Limits>,
+    adopted: Option<&VersionedBudget>,
+    runtime: &str,
+) -> anyhow::Result<()> {
+    let result = match adopted {
+        Some(b) => format!(
+            "v{refused} refused as a conflict; adopted v{} in force there (set by another controller)",
+            b.version
+        ),
+        None => format!(
+            "v{refused} refused as a conflict; nothing is in force there, nothing is wanted"
+        ),
+    };
+    audit(
+        &audit_path(store),
+        &AuditRecord {
+            ts: now_rfc3339(),
+            event: "adopt",
+            scope,
+            version: adopted.map_or(refused, |b| b.version),
+            idempotency_key: adopted.and_then(|b| b.idempotency_key.as_deref()),
+            before,
+            after: adopted.map(|b| &b.limits),
+            runtime: Some(runtime),
+            result: Some(&result),
             user: user(),
         },
     )
@@ -305,6 +417,63 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn a_change_is_numbered_above_every_version_seen_and_based_on_the_edit() {
+        let mut state = DesiredState::default();
+        let hop = |n| Limits {
+            per_hop_limit: Some(n),
+            ..Limits::default()
+        };
+        // Edited from v99; meanwhile a runtime reported v100.
+        let change = state.set_above(Scope::Global, hop(25_000), 99, 100);
+        assert_eq!((change.version, change.base_version), (101, Some(99)));
+        // Never below our own either.
+        let again = state.set_above(Scope::Global, hop(26_000), 99, 100);
+        assert_eq!(again.version, 102);
+    }
+
+    #[test]
+    fn an_adopted_budget_replaces_the_refused_change_and_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("budgets.toml");
+        let mut state = DesiredState::default();
+        let ours = state.set(
+            Scope::Global,
+            Limits {
+                per_hop_limit: Some(25_000),
+                ..Limits::default()
+            },
+            99,
+        );
+        let theirs = VersionedBudget {
+            scope: Scope::Global,
+            version: 100,
+            base_version: None,
+            idempotency_key: Some("theirs".into()),
+            limits: Limits {
+                per_hop_limit: Some(4000),
+                ..Limits::default()
+            },
+        };
+        let refused = state.adopt(&Scope::Global, Some(theirs.clone()), "unix:/a");
+        assert_eq!(refused, Some(ours.limits));
+        let adopted = &state.budgets[&Scope::Global];
+        assert_eq!(
+            (adopted.version, adopted.base_version, &adopted.limits),
+            (100, Some(100), &theirs.limits)
+        );
+        assert_eq!(adopted.idempotency_key.as_deref(), Some("theirs"));
+        assert_eq!(state.adopted[&Scope::Global], "unix:/a");
+        state.save(&path).unwrap();
+        assert_eq!(DesiredState::load(&path).unwrap(), state);
+        // The user's next change is theirs again, not adopted.
+        state.set(Scope::Global, theirs.limits.clone(), 100);
+        assert!(state.adopted.is_empty());
+        // Nothing in force there: nothing wanted.
+        state.adopt(&Scope::Global, None, "unix:/a");
+        assert!(state.budgets.is_empty() && state.adopted.is_empty());
     }
 
     #[test]

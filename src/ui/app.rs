@@ -105,7 +105,10 @@ impl Control {
     /// force when the editor opened), saves it, and hands it to the links.
     fn push(&mut self, scope: Scope, limits: Limits, base_version: u64, now_ms: i64) -> Toast {
         let before = self.board.current(&scope).map(|(b, _)| b.limits);
-        let budget = self.board.desired.set(scope.clone(), limits, base_version);
+        // Numbered above every version a runtime reported (one may have
+        // moved on while the editor was open), based on what the edit
+        // started from: a stale edit is still refused as a conflict.
+        let budget = self.board.change(scope.clone(), limits, base_version);
         self.board.pending_since.insert(scope.clone(), now_ms);
         if let Some(path) = &self.store {
             let saved = self
@@ -157,9 +160,48 @@ impl Control {
                 .and_then(|b| b.idempotency_key.clone());
             let _ = store::audit_result(path, scope, *version, key.as_deref(), addr, &result);
         }
-        self.board
+        let toast = self
+            .board
             .apply(event)
-            .map(|(text, error)| Toast { text, error })
+            .map(|(text, error)| Toast { text, error });
+        let failed = self.adopted();
+        failed.or(toast)
+    }
+
+    /// Saves and audit-logs changes a runtime refused as conflicts and
+    /// that were replaced by what it has in force, and hands the new
+    /// desired state to the links (so the refused change is never pushed
+    /// again, even after a reconnect). A toast when the store cannot be
+    /// written.
+    fn adopted(&mut self) -> Option<Toast> {
+        let adoptions = std::mem::take(&mut self.board.adoptions);
+        if adoptions.is_empty() {
+            return None;
+        }
+        let mut failure = None;
+        if let Some(path) = &self.store {
+            let mut saved = self.board.desired.save(path);
+            for a in &adoptions {
+                saved = saved.and_then(|()| {
+                    store::audit_adopt(
+                        path,
+                        &a.scope,
+                        a.refused_version,
+                        a.refused.as_ref(),
+                        a.adopted.as_ref(),
+                        &a.runtime,
+                    )
+                });
+            }
+            if let Err(e) = saved {
+                failure = Some(Toast {
+                    text: format!("could not save budgets: {e:#}"),
+                    error: true,
+                });
+            }
+        }
+        let _ = self.desired.send(Arc::new(self.board.desired.clone()));
+        failure
     }
 }
 

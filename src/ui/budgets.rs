@@ -55,6 +55,25 @@ pub struct BudgetBoard {
     /// runtime's refresh showed a new version that is not ours): the app
     /// marks them on the Overview like its own pushes.
     pub changed_elsewhere: u64,
+    /// Refused changes replaced by what the runtime has in force (see
+    /// [`DesiredState::adopt`]), not yet saved and audit-logged by the app.
+    pub adoptions: Vec<Adoption>,
+    /// Scopes refused as a conflict by a runtime that did not say what it
+    /// has in force (a runtime that predates conflicts): its next
+    /// `budget.state` is adopted. (runtime, scope) → refused version.
+    pub awaiting_adoption: BTreeMap<(String, Scope), u64>,
+}
+
+/// A refused change replaced by what the runtime has in force.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Adoption {
+    pub runtime: String,
+    pub scope: Scope,
+    /// The version the runtime refused, and its limits.
+    pub refused_version: u64,
+    pub refused: Option<Limits>,
+    /// What is now wanted here (`None`: nothing in force there, nothing wanted).
+    pub adopted: Option<VersionedBudget>,
 }
 
 /// One row of the Budgets screen: a scope at one runtime (`None` when no
@@ -164,14 +183,15 @@ impl BudgetBoard {
                 let before = std::mem::take(&mut entry.in_force);
                 entry.in_force = budgets.into_iter().map(|b| (b.scope.clone(), b)).collect();
                 entry.confirmed = matches!(entry.link, Link::Connected { .. });
+                let in_force = entry.in_force.clone();
                 // Changes made elsewhere while connected are worth saying.
-                let changed: Vec<String> = entry
-                    .in_force
+                let changed: Vec<String> = in_force
                     .values()
                     .filter(|b| known && before.get(&b.scope).map(|o| o.version) != Some(b.version))
                     .filter(|b| desired.get(&b.scope).is_none_or(|d| !is_ours(b, d)))
                     .map(|b| format!("{} v{} ({})", b.scope, b.version, b.limits.describe()))
                     .collect();
+                self.adopt_awaited(&addr, &in_force);
                 if !changed.is_empty() {
                     self.changed_elsewhere += 1;
                 }
@@ -216,30 +236,68 @@ impl BudgetBoard {
                         limits,
                         ..
                     } => {
-                        if let Some(limits) = limits {
-                            entry.in_force.insert(
-                                scope.clone(),
-                                VersionedBudget {
+                        // What is in force there: the nack says, or the
+                        // runtime's last state does when it is that version.
+                        let known = entry
+                            .in_force
+                            .get(&scope)
+                            .filter(|b| b.version == *applied_version)
+                            .cloned();
+                        let theirs = match limits {
+                            Some(limits) => {
+                                let theirs = VersionedBudget {
                                     scope: scope.clone(),
                                     version: *applied_version,
                                     base_version: None,
-                                    idempotency_key: None,
+                                    idempotency_key: known
+                                        .as_ref()
+                                        .filter(|b| &b.limits == limits)
+                                        .and_then(|b| b.idempotency_key.clone()),
                                     limits: limits.clone(),
-                                },
-                            );
-                        }
+                                };
+                                entry.in_force.insert(scope.clone(), theirs.clone());
+                                Some(Some(theirs))
+                            }
+                            None if *applied_version == 0 => Some(None),
+                            None => known.map(Some),
+                        };
                         let what = limits
                             .as_ref()
                             .map_or(String::new(), |l| format!(" ({})", l.describe()));
+                        // Our change, refused: never pushed again. The
+                        // runtime is the source of truth: what it has in
+                        // force becomes what is wanted here.
+                        let refused =
+                            wanted.is_some() && !self.desired.adopted.contains_key(&scope);
+                        let adopted = if refused {
+                            match theirs {
+                                Some(theirs) => {
+                                    self.adopt(&addr, &scope, version, theirs);
+                                    "; adopted as wanted here (b edits from it)"
+                                }
+                                None => {
+                                    // Not said: dropped now, adopted from
+                                    // the runtime's next state.
+                                    self.adopt(&addr, &scope, version, None);
+                                    self.awaiting_adoption
+                                        .insert((addr.clone(), scope.clone()), version);
+                                    "; dropped, what is in force there will be adopted"
+                                }
+                            }
+                        } else {
+                            "; b edits from it"
+                        };
                         (
                             format!(
-                                "{addr}: {scope} v{version} refused: v{applied_version}{what} set by another controller is in force; b edits from it"
+                                "{addr}: {scope} v{version} refused: v{applied_version}{what} set by another controller is in force{adopted}"
                             ),
                             true,
                         )
                     }
                 };
-                entry.outcomes.insert(scope, (version, outcome));
+                self.runtime(&addr)
+                    .outcomes
+                    .insert(scope, (version, outcome));
                 Some(message)
             }
             ClientEvent::Exceeded { addr, exceeded } => {
@@ -252,6 +310,50 @@ impl BudgetBoard {
                 );
                 self.exceeded.push((addr, exceeded));
                 Some((message, true))
+            }
+        }
+    }
+
+    /// Replaces the refused version `refused` of `scope` by `theirs` (what
+    /// runtime `addr` has in force) as the desired state, and records it
+    /// for the app to save and audit-log.
+    fn adopt(&mut self, addr: &str, scope: &Scope, refused: u64, theirs: Option<VersionedBudget>) {
+        let before = self.desired.adopt(scope, theirs, addr);
+        self.pending_since.remove(scope);
+        self.adoptions.push(Adoption {
+            runtime: addr.to_owned(),
+            scope: scope.clone(),
+            refused_version: refused,
+            refused: before,
+            adopted: self.desired.budgets.get(scope).cloned(),
+        });
+    }
+
+    /// Adopts what `addr` has in force for scopes it refused without saying
+    /// (unless the user made a new change since).
+    fn adopt_awaited(&mut self, addr: &str, in_force: &BTreeMap<Scope, VersionedBudget>) {
+        let mut awaited = Vec::new();
+        self.awaiting_adoption.retain(|(a, scope), refused| {
+            let mine = a == addr;
+            if mine {
+                awaited.push((scope.clone(), *refused));
+            }
+            !mine
+        });
+        for (scope, refused) in awaited {
+            if self.desired.budgets.contains_key(&scope) {
+                continue; // a new change of the user's
+            }
+            if let Some(theirs) = in_force.get(&scope) {
+                let theirs = theirs.clone();
+                let before = self.desired.adopt(&scope, Some(theirs), addr);
+                self.adoptions.push(Adoption {
+                    runtime: addr.to_owned(),
+                    scope: scope.clone(),
+                    refused_version: refused,
+                    refused: before,
+                    adopted: self.desired.budgets.get(&scope).cloned(),
+                });
             }
         }
     }
@@ -282,13 +384,59 @@ impl BudgetBoard {
 
     /// The newest version any runtime has (or last had) in force for `scope`.
     #[must_use]
-    pub fn seen(&self, scope: &Scope) -> u64 {
+    pub fn in_force_version(&self, scope: &Scope) -> u64 {
         self.runtimes
             .values()
             .filter_map(|r| r.in_force.get(scope))
             .map(|b| b.version)
             .max()
             .unwrap_or(0)
+    }
+
+    /// The newest version any runtime reported for `scope`: in force (now
+    /// or last known), or as the version that stays in force when it
+    /// refused a change. A new change is numbered above it.
+    #[must_use]
+    pub fn seen(&self, scope: &Scope) -> u64 {
+        let refusals = self
+            .runtimes
+            .values()
+            .filter_map(|r| match r.outcomes.get(scope) {
+                Some((
+                    _,
+                    Outcome::Nack {
+                        applied_version, ..
+                    }
+                    | Outcome::Conflict {
+                        applied_version, ..
+                    },
+                )) => Some(*applied_version),
+                _ => None,
+            });
+        refusals
+            .max()
+            .unwrap_or(0)
+            .max(self.in_force_version(scope))
+    }
+
+    /// The newest budget a runtime has in force for `scope` when it is newer
+    /// than `base` (another controller changed it since an edit based on
+    /// `base` started), and the runtime.
+    #[must_use]
+    pub fn newer_than(&self, scope: &Scope, base: u64) -> Option<(&VersionedBudget, &str)> {
+        self.runtimes
+            .iter()
+            .filter_map(|(addr, r)| r.in_force.get(scope).map(|b| (b, addr.as_str())))
+            .filter(|(b, _)| b.version > base)
+            .max_by_key(|(b, _)| b.version)
+    }
+
+    /// Records the user's change of `scope` to `limits`, based on
+    /// `base_version` (what the edit started from), numbered above every
+    /// version a runtime reported for the scope.
+    pub fn change(&mut self, scope: Scope, limits: Limits, base_version: u64) -> VersionedBudget {
+        let seen = self.seen(&scope);
+        self.desired.set_above(scope, limits, base_version, seen)
     }
 
     /// The scope's budget now: the newest in force at a runtime (and which),
@@ -376,6 +524,12 @@ impl BudgetBoard {
         let Some(wanted) = wanted else {
             return in_force.map_or(ScopeState::NotSet, |b| ScopeState::Elsewhere(b.version));
         };
+        // Adopted from a runtime: what another controller set, wanted here.
+        if self.desired.adopted.contains_key(scope)
+            && let Some(b) = in_force.filter(|b| b.version >= wanted.version)
+        {
+            return ScopeState::Elsewhere(b.version);
+        }
         if in_force.is_some_and(|b| is_ours(b, wanted)) {
             return ScopeState::Applied(wanted.version);
         }
@@ -414,11 +568,12 @@ impl BudgetBoard {
     pub fn editor_start(&self, scope: &Scope) -> EditorStart {
         let (before, before_from) = match self.current(scope) {
             Some((b, Some(addr))) => {
-                let who = if self
-                    .desired
-                    .budgets
-                    .get(scope)
-                    .is_some_and(|w| is_ours(&b, w))
+                let who = if !self.desired.adopted.contains_key(scope)
+                    && self
+                        .desired
+                        .budgets
+                        .get(scope)
+                        .is_some_and(|w| is_ours(&b, w))
                 {
                     "set here"
                 } else {
@@ -449,7 +604,7 @@ impl BudgetBoard {
             before_from,
             inherited,
             inherited_from,
-            base_version: self.seen(scope),
+            base_version: self.in_force_version(scope),
         }
     }
 }
@@ -592,7 +747,9 @@ impl BudgetEditor {
         let per_hop_limit = number(0, "per-hop limit")?;
         let total_run_limit = number(1, "run limit")?;
         let cost = self.values[2].trim().trim_start_matches('$');
-        let run_cost_limit_usd = (!cost.is_empty()).then(|| cost.to_owned());
+        // A money amount (`0.5` → `0.50`), exact: never rounded.
+        let run_cost_limit_usd = (!cost.is_empty())
+            .then(|| Usd::parse_decimal(cost).map_or_else(|_| cost.to_owned(), money_text));
         let limits = Limits {
             per_hop_limit,
             total_run_limit,
@@ -643,7 +800,7 @@ impl BudgetEditor {
             EditorInput::Enter => match self.limits() {
                 Ok(limits) => {
                     self.stage = Stage::Review {
-                        strict: below_usage(snapshot, &self.scope, &limits),
+                        strict: below_usage(snapshot, &self.scope, &self.replaced(), &limits),
                     }
                 }
                 Err(e) => self.error = Some(e),
@@ -651,6 +808,13 @@ impl BudgetEditor {
             _ => {}
         }
         None
+    }
+
+    /// The limits the change replaces for the scope: its own now, and for
+    /// the fields it leaves unset, what a wider scope passes down.
+    #[must_use]
+    pub fn replaced(&self) -> Limits {
+        self.before.clone().unwrap_or_default().or(&self.inherited)
     }
 
     fn cycle(&mut self) {
@@ -692,10 +856,48 @@ impl BudgetEditor {
     }
 }
 
-/// Would `limits` have stopped what already happened in `scope`?
+/// An exact dollar amount with at least two decimals (`0.50`, `0.125`).
 #[must_use]
-pub fn below_usage(snapshot: &Snapshot, scope: &Scope, limits: &Limits) -> bool {
-    let usage = budget::usage(snapshot, scope, limits);
+pub fn money_text(usd: Usd) -> String {
+    let text = usd.to_string();
+    match text.split_once('.') {
+        Some((_, frac)) if frac.len() >= 2 => text,
+        Some((_, frac)) => format!("{text}{}", "0".repeat(2 - frac.len())),
+        None => format!("{text}.00"),
+    }
+}
+
+/// The limits of `limits` that tighten what they replace (`replaced`): a
+/// limit lower than the one before, or one newly set.
+#[must_use]
+pub fn tightened(replaced: &Limits, limits: &Limits) -> Limits {
+    let lower = |new: Option<u64>, old: Option<u64>| new.filter(|n| old.is_none_or(|o| n < &o));
+    let cost = match (limits.run_cost_limit(), replaced.run_cost_limit()) {
+        (Some(new), Some(old)) if new >= old => None,
+        (Some(_), _) => limits.run_cost_limit_usd.clone(),
+        (None, _) => None,
+    };
+    Limits {
+        per_hop_limit: lower(limits.per_hop_limit, replaced.per_hop_limit),
+        total_run_limit: lower(limits.total_run_limit, replaced.total_run_limit),
+        run_cost_limit_usd: cost,
+        ..limits.clone()
+    }
+}
+
+/// Does the change from `replaced` to `limits` tighten a limit below what
+/// already happened in `scope` (a hop or run seen would breach it)?
+/// Loosening a limit never is, even while usage is above both.
+#[must_use]
+pub fn below_usage(snapshot: &Snapshot, scope: &Scope, replaced: &Limits, limits: &Limits) -> bool {
+    let tighter = tightened(replaced, limits);
+    if tighter.per_hop_limit.is_none()
+        && tighter.total_run_limit.is_none()
+        && tighter.run_cost_limit_usd.is_none()
+    {
+        return false;
+    }
+    let usage = budget::usage(snapshot, scope, &tighter);
     usage.hops_over > 0 || usage.runs_over > 0
 }
 
@@ -784,6 +986,95 @@ mod tests {
             editor
                 .input(EditorInput::Confirm { strict: true }, &snap)
                 .is_some()
+        );
+    }
+
+    #[test]
+    fn loosening_a_limit_never_needs_the_strong_confirmation() {
+        let snap = snapshot_with_hop(50_000);
+        let start = |hop: u64| EditorStart {
+            before: Some(hop_limit(hop)),
+            ..EditorStart::default()
+        };
+        // Raising a limit is never below current usage; lowering one is,
+        // when a hop seen (50000) is above the new value.
+        for (from, to, strict) in [
+            (9_000, 20_000, false),
+            (30_000, 45_000, false),
+            (30_000, 25_000, true),
+            (60_000, 40_000, true),
+            (60_000, 55_000, false),
+        ] {
+            let mut editor = BudgetEditor::new(Scope::Global, start(from));
+            editor.values[0] = to.to_string();
+            editor.input(EditorInput::Enter, &snap);
+            assert_eq!(
+                editor.stage,
+                Stage::Review { strict },
+                "per-hop {from} → {to} with a hop of 50000"
+            );
+        }
+        // An inherited limit is the one replaced: an agent's own 20000 above
+        // the global 9000 loosens it for the agent.
+        let mut editor = BudgetEditor::new(
+            Scope::Agent("writer".into()),
+            EditorStart {
+                inherited: hop_limit(9_000),
+                inherited_from: Some("global".into()),
+                ..EditorStart::default()
+            },
+        );
+        editor.values[0] = "20000".into();
+        editor.input(EditorInput::Enter, &snap);
+        assert_eq!(editor.stage, Stage::Review { strict: false });
+        // A cost limit compared in dollars: raising stays ordinary, a new
+        // one below the run's cost is strong.
+        let cost = |usd: &str| Limits {
+            run_cost_limit_usd: Some(usd.into()),
+            ..Limits::default()
+        };
+        let run_cost = snap.runs[0].counters.cost;
+        assert!(run_cost > Usd::ZERO);
+        assert!(below_usage(
+            &snap,
+            &Scope::Global,
+            &Limits::default(),
+            &cost("0.0001")
+        ));
+        assert!(!below_usage(
+            &snap,
+            &Scope::Global,
+            &cost("0.00001"),
+            &cost("0.0001")
+        ));
+        assert!(below_usage(
+            &snap,
+            &Scope::Global,
+            &cost("1"),
+            &cost("0.0001")
+        ));
+    }
+
+    #[test]
+    fn a_cost_limit_reads_as_money() {
+        let snap = snapshot_with_hop(1);
+        let mut editor = BudgetEditor::new(Scope::Global, EditorStart::default());
+        editor.values[2] = "0.5".into();
+        assert_eq!(
+            editor.limits().unwrap().run_cost_limit_usd.as_deref(),
+            Some("0.50")
+        );
+        editor.values[2] = "$2".into();
+        assert_eq!(
+            editor.limits().unwrap().run_cost_limit_usd.as_deref(),
+            Some("2.00")
+        );
+        // Exact: never rounded.
+        editor.values[2] = "0.125".into();
+        editor.input(EditorInput::Enter, &snap);
+        assert_eq!(
+            editor.limits().unwrap().run_cost_limit_usd.as_deref(),
+            Some("0.125")
         );
     }
 
@@ -1020,17 +1311,129 @@ mod tests {
             },
         });
         assert!(toast.unwrap().1, "a conflict is an error toast");
+        // The refused change is dropped: what is in force there is wanted.
         assert_eq!(
-            board.state(A, &Scope::Global),
-            ScopeState::Conflict {
-                version: 3,
-                in_force: 3
-            }
+            board.desired.budgets[&Scope::Global].limits,
+            hop_limit(7000)
         );
+        assert_eq!(board.state(A, &Scope::Global), ScopeState::Elsewhere(3));
         assert_eq!(
             board.editor_start(&Scope::Global).before,
             Some(hop_limit(7000))
         );
         assert_eq!(board.editor_start(&Scope::Global).base_version, 3);
+    }
+
+    #[test]
+    fn a_change_is_numbered_above_what_runtimes_reported_and_based_on_the_edit() {
+        let mut board = BudgetBoard::default();
+        connect(
+            &mut board,
+            vec![in_force(Scope::Global, 99, "theirs-99", hop_limit(30_000))],
+        );
+        // The editor opened on v99; the other controller then set v100.
+        let base = board.editor_start(&Scope::Global).base_version;
+        assert_eq!(base, 99);
+        board.apply(ClientEvent::State {
+            addr: A.into(),
+            budgets: vec![in_force(Scope::Global, 100, "theirs-100", hop_limit(4000))],
+        });
+        let ours = board.change(Scope::Global, hop_limit(25_000), base);
+        assert_eq!(
+            (ours.version, ours.base_version),
+            (101, Some(99)),
+            "never a version a runtime already reported; still based on the edit"
+        );
+    }
+
+    #[test]
+    fn a_refused_change_is_replaced_by_what_the_runtime_has_in_force() {
+        let mut board = BudgetBoard::default();
+        connect(
+            &mut board,
+            vec![in_force(Scope::Global, 100, "theirs-100", hop_limit(4000))],
+        );
+        board.change(Scope::Global, hop_limit(25_000), 99);
+        let toast = board.apply(ClientEvent::Outcome {
+            addr: A.into(),
+            scope: Scope::Global,
+            version: 101,
+            outcome: Outcome::Conflict {
+                reason: "v101 is based on v99 but v100 is in force".into(),
+                applied_version: 100,
+                limits: Some(hop_limit(4000)),
+            },
+        });
+        let (text, error) = toast.unwrap();
+        assert!(error && text.contains("adopted as wanted here"), "{text}");
+        // What is wanted here is now theirs, with their key: a runtime that
+        // has it acknowledges it, one that lost it gets it back.
+        let wanted = &board.desired.budgets[&Scope::Global];
+        assert_eq!(
+            (
+                wanted.version,
+                &wanted.limits,
+                wanted.idempotency_key.as_deref()
+            ),
+            (100, &hop_limit(4000), Some("theirs-100"))
+        );
+        assert_eq!(board.desired.adopted[&Scope::Global], A);
+        assert_eq!(
+            board.adoptions,
+            vec![Adoption {
+                runtime: A.into(),
+                scope: Scope::Global,
+                refused_version: 101,
+                refused: Some(hop_limit(25_000)),
+                adopted: Some(wanted.clone()),
+            }]
+        );
+        assert_eq!(board.state(A, &Scope::Global), ScopeState::Elsewhere(100));
+        let start = board.editor_start(&Scope::Global);
+        assert_eq!(start.before, Some(hop_limit(4000)));
+        assert_eq!(start.base_version, 100);
+        assert!(
+            start.before_from.contains("set by another controller"),
+            "{start:?}"
+        );
+
+        // The runtime restarts without budgets: what is wanted is still
+        // theirs (waiting to be restored), never the refused 25000.
+        board.apply(ClientEvent::Link {
+            addr: A.into(),
+            link: Link::Down {
+                error: "gone".into(),
+                retry_in: std::time::Duration::from_secs(1),
+            },
+        });
+        connect(&mut board, Vec::new());
+        assert_eq!(
+            board.desired.budgets[&Scope::Global].limits,
+            hop_limit(4000)
+        );
+        assert_eq!(board.adoptions.len(), 1, "adopted once");
+
+        // A runtime that predates conflicts acks another version without
+        // saying its limits: the refused change is dropped at once, and its
+        // next state adopted.
+        board.change(Scope::Global, hop_limit(50_000), 100);
+        let version = board.desired.budgets[&Scope::Global].version;
+        board.apply(ClientEvent::Outcome {
+            addr: A.into(),
+            scope: Scope::Global,
+            version,
+            outcome: Outcome::Conflict {
+                reason: "v120 is in force".into(),
+                applied_version: 120,
+                limits: None,
+            },
+        });
+        assert!(!board.desired.budgets.contains_key(&Scope::Global));
+        board.apply(ClientEvent::State {
+            addr: A.into(),
+            budgets: vec![in_force(Scope::Global, 120, "theirs-120", hop_limit(3000))],
+        });
+        assert_eq!(board.desired.budgets[&Scope::Global].version, 120);
+        assert_eq!(board.adoptions.len(), 3);
     }
 }
