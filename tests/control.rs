@@ -40,6 +40,8 @@ struct Fake {
     /// (scope, version) of every set or sync entry received, in order.
     received: Vec<(Scope, u64)>,
     hellos: usize,
+    /// Bumped by a restart: connections of an older epoch are dropped.
+    epoch: u64,
 }
 
 type Shared = Arc<Mutex<Fake>>;
@@ -47,7 +49,11 @@ type Shared = Arc<Mutex<Fake>>;
 async fn serve_client(stream: tokio::net::UnixStream, fake: Shared, mode: Mode) {
     let (reader, mut writer) = stream.into_split();
     let mut lines = BufReader::new(reader).lines();
+    let epoch = fake.lock().unwrap().epoch;
     while let Ok(Some(line)) = lines.next_line().await {
+        if fake.lock().unwrap().epoch != epoch {
+            return; // restarted: this connection is gone
+        }
         let request: Request = serde_json::from_str(&line).unwrap();
         let replies: Vec<Reply> = match request {
             Request::Hello { .. } => {
@@ -660,6 +666,13 @@ impl Linked {
                 .unwrap();
             let stop = done(&event);
             self.board.apply(event);
+            // As the app does: a refused change replaced by what the
+            // runtime has in force is what the links push from now on.
+            if !std::mem::take(&mut self.board.adoptions).is_empty() {
+                self.desired
+                    .send(Arc::new(self.board.desired.clone()))
+                    .unwrap();
+            }
             if stop {
                 return;
             }
@@ -833,5 +846,108 @@ async fn after_a_reconnect_a_newer_state_set_elsewhere_wins_and_a_lost_one_is_re
         .until("the state after the sync", |e| global_in_force(e, 2))
         .await;
     assert_eq!(dashboard.state(), ScopeState::Applied(2));
+    dashboard.link.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_change_is_never_pushed_again_after_the_runtime_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("restart.sock");
+    let fake = Shared::default();
+    // Another controller set global per-hop 4000 (v100).
+    fake.lock()
+        .unwrap()
+        .applied
+        .insert(Scope::Global, elsewhere(100, 4000));
+    start_fake(&sock, Mode::Normal, fake.clone());
+    let mut dashboard = Linked::start(&sock, Arc::new(DesiredState::default()));
+    dashboard
+        .until("what the runtime has in force", |e| global_in_force(e, 100))
+        .await;
+    // The user's edit was based on v99 (the editor opened before v100):
+    // numbered above v100, refused as a conflict.
+    let mut state = dashboard.board.desired.clone();
+    let refused = state.set_above(
+        Scope::Global,
+        Limits {
+            per_hop_limit: Some(25_000),
+            ..Limits::default()
+        },
+        99,
+        dashboard.board.seen(&Scope::Global),
+    );
+    assert_eq!(refused.version, 101);
+    dashboard.want(Arc::new(state));
+    dashboard
+        .until("the conflict", |e| {
+            matches!(
+                e,
+                ClientEvent::Outcome {
+                    version: 101,
+                    outcome: Outcome::Conflict { .. },
+                    ..
+                }
+            )
+        })
+        .await;
+    // Theirs is adopted; pushing it to the runtime that has it is a no-op ack.
+    dashboard
+        .until("the adopted budget acknowledged", |e| {
+            matches!(
+                e,
+                ClientEvent::Outcome {
+                    version: 100,
+                    outcome: Outcome::Ack,
+                    ..
+                }
+            )
+        })
+        .await;
+    let refusal = ScopeState::Conflict {
+        version: 101,
+        in_force: 100,
+    };
+    assert_eq!(dashboard.state(), refusal);
+    assert_eq!(dashboard.board.desired.adopted.len(), 1);
+
+    // The runtime restarts without its budgets; the link reconnects and syncs.
+    {
+        let mut f = fake.lock().unwrap();
+        f.applied.clear();
+        f.epoch += 1;
+    }
+    let hellos = fake.lock().unwrap().hellos;
+    dashboard
+        .until("the sync after the restart", |e| {
+            matches!(
+                e,
+                ClientEvent::Outcome {
+                    outcome: Outcome::Ack,
+                    ..
+                }
+            )
+        })
+        .await;
+    assert!(fake.lock().unwrap().hellos > hellos, "reconnected");
+    dashboard
+        .until("the state after the sync", |e| global_in_force(e, 100))
+        .await;
+    let f = fake.lock().unwrap();
+    assert_eq!(
+        f.applied[&Scope::Global].limits.per_hop_limit,
+        Some(4000),
+        "their budget restored, not the refused one"
+    );
+    assert_eq!(
+        f.received
+            .iter()
+            .filter(|(_, version)| *version == 101)
+            .count(),
+        1,
+        "the refused change was sent once, never again: {:?}",
+        f.received
+    );
+    drop(f);
+    assert_eq!(dashboard.state(), refusal);
     dashboard.link.abort();
 }

@@ -295,9 +295,19 @@ impl BudgetBoard {
                         )
                     }
                 };
-                self.runtime(&addr)
-                    .outcomes
-                    .insert(scope, (version, outcome));
+                let adopted = self.desired.adopted.contains_key(&scope);
+                let entry = self.runtime(&addr);
+                // The acknowledgement of an adopted budget (theirs, pushed
+                // back) does not hide that the user's change was refused.
+                let keep_refusal = adopted
+                    && outcome == Outcome::Ack
+                    && matches!(
+                        entry.outcomes.get(&scope),
+                        Some((_, Outcome::Conflict { .. }))
+                    );
+                if !keep_refusal {
+                    entry.outcomes.insert(scope, (version, outcome));
+                }
                 Some(message)
             }
             ClientEvent::Exceeded { addr, exceeded } => {
@@ -524,11 +534,18 @@ impl BudgetBoard {
         let Some(wanted) = wanted else {
             return in_force.map_or(ScopeState::NotSet, |b| ScopeState::Elsewhere(b.version));
         };
-        // Adopted from a runtime: what another controller set, wanted here.
+        // Adopted from a runtime: what another controller set, wanted here
+        // (since the user's change was refused, if that was here).
         if self.desired.adopted.contains_key(scope)
             && let Some(b) = in_force.filter(|b| b.version >= wanted.version)
         {
-            return ScopeState::Elsewhere(b.version);
+            return match runtime.outcomes.get(scope) {
+                Some((version, Outcome::Conflict { .. })) => ScopeState::Conflict {
+                    version: *version,
+                    in_force: b.version,
+                },
+                _ => ScopeState::Elsewhere(b.version),
+            };
         }
         if in_force.is_some_and(|b| is_ours(b, wanted)) {
             return ScopeState::Applied(wanted.version);
@@ -1316,7 +1333,14 @@ mod tests {
             board.desired.budgets[&Scope::Global].limits,
             hop_limit(7000)
         );
-        assert_eq!(board.state(A, &Scope::Global), ScopeState::Elsewhere(3));
+        // ... and the refusal shows.
+        assert_eq!(
+            board.state(A, &Scope::Global),
+            ScopeState::Conflict {
+                version: 3,
+                in_force: 3
+            }
+        );
         assert_eq!(
             board.editor_start(&Scope::Global).before,
             Some(hop_limit(7000))
@@ -1388,7 +1412,19 @@ mod tests {
                 adopted: Some(wanted.clone()),
             }]
         );
-        assert_eq!(board.state(A, &Scope::Global), ScopeState::Elsewhere(100));
+        let refusal = ScopeState::Conflict {
+            version: 101,
+            in_force: 100,
+        };
+        assert_eq!(board.state(A, &Scope::Global), refusal);
+        // Theirs pushed back and acknowledged: still the refusal, shown.
+        board.apply(ClientEvent::Outcome {
+            addr: A.into(),
+            scope: Scope::Global,
+            version: 100,
+            outcome: Outcome::Ack,
+        });
+        assert_eq!(board.state(A, &Scope::Global), refusal);
         let start = board.editor_start(&Scope::Global);
         assert_eq!(start.before, Some(hop_limit(4000)));
         assert_eq!(start.base_version, 100);
