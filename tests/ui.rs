@@ -877,3 +877,141 @@ fn the_events_screen_shows_the_latest_rejected_lines_once_more_were_rejected_tha
         assert!(text.contains("the latest"), "{text}");
     }
 }
+
+/// A board with one connected runtime that has global `version` per-hop `hop` in force.
+fn runtime_board(version: u64, hop: u64) -> BudgetBoard {
+    use tokwatch::control::client::{ClientEvent, Link};
+    let mut board = BudgetBoard::default();
+    board.apply(ClientEvent::Link {
+        addr: "unix:/run/a.sock".into(),
+        link: Link::Connected {
+            runtime: "demo".into(),
+            runtime_id: "1".into(),
+        },
+    });
+    set_in_force(&mut board, version, hop);
+    board
+}
+
+fn set_in_force(board: &mut BudgetBoard, version: u64, hop: u64) {
+    use tokwatch::control::client::ClientEvent;
+    use tokwatch::control::protocol::VersionedBudget;
+    use tokwatch::model::budget::{Limits, Scope};
+    board.apply(ClientEvent::State {
+        addr: "unix:/run/a.sock".into(),
+        budgets: vec![VersionedBudget {
+            scope: Scope::Global,
+            version,
+            base_version: None,
+            idempotency_key: Some(format!("theirs-{version}")),
+            limits: Limits {
+                per_hop_limit: Some(hop),
+                ..Limits::default()
+            },
+        }],
+    });
+}
+
+/// Draws `editor` over the Budgets screen.
+fn draw_editor(
+    data: &Published,
+    board: &BudgetBoard,
+    editor: BudgetEditor,
+    (width, height): (u16, u16),
+) -> String {
+    let keymap = keymap();
+    let theme = Theme::builtin("dark").unwrap();
+    let mut view = ViewState {
+        page_rows: list_rows(height - 2),
+        ..ViewState::default()
+    };
+    update(&mut view, Input::Action(Action::ScreenBudgets), data);
+    view.editor = Some(editor);
+    let rows = Rows::compute(data, view.screen(), &view);
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal
+        .draw(|frame| {
+            render(
+                frame,
+                &ViewCx {
+                    data,
+                    view: &view,
+                    theme: &theme,
+                    keymap: &keymap,
+                    rows: &rows,
+                    now_ms: NOW_MS,
+                    budgets: board,
+                },
+            )
+        })
+        .unwrap();
+    terminal.backend().to_string()
+}
+
+#[test]
+fn the_open_editor_shows_a_change_another_controller_made_meanwhile() {
+    use tokwatch::model::budget::Scope;
+    use tokwatch::ui::budgets::EditorInput;
+    let data = published(&["sample_logs"]);
+    // The editor opens on v99 (30000); the user types 25000 and reviews.
+    let mut board = runtime_board(99, 30_000);
+    let mut editor = BudgetEditor::new(Scope::Global, board.editor_start(&Scope::Global));
+    assert_eq!(editor.base_version, 99);
+    for _ in 0..5 {
+        editor.input(EditorInput::Backspace, &data.snapshot);
+    }
+    for c in "25000".chars() {
+        editor.input(EditorInput::Char(c), &data.snapshot);
+    }
+    editor.input(EditorInput::Enter, &data.snapshot);
+    let before = draw_editor(&data, &board, editor.clone(), (120, 30));
+    assert!(
+        !before.contains("changed by another controller"),
+        "{before}"
+    );
+    // Another controller sets v100 (4000) while it is open.
+    set_in_force(&mut board, 100, 4000);
+    for size in [(80, 24), (120, 30), (200, 60)] {
+        let screen = draw_editor(&data, &board, editor.clone(), size);
+        let flat: String = screen
+            .lines()
+            .map(|l| l.trim_matches(|c| c == '"' || c == '│' || c == ' '))
+            .collect::<Vec<_>>()
+            .join(" ");
+        for shown in [
+            "changed by another controller: v100 per-hop 4000",
+            "based on v99 and will be refused",
+            "Esc, then b",
+        ] {
+            assert!(flat.contains(shown), "{size:?}: {shown}\n{screen}");
+        }
+    }
+    insta::assert_snapshot!(
+        "editor_changed_meanwhile_120x30",
+        draw_editor(&data, &board, editor, (120, 30))
+    );
+}
+
+#[test]
+fn the_editor_review_gives_a_cost_limit_and_the_worst_run_in_dollars() {
+    use tokwatch::model::budget::Scope;
+    use tokwatch::ui::budgets::EditorInput;
+    let data = published(&["sample_logs"]);
+    let board = BudgetBoard::default();
+    let mut editor = BudgetEditor::new(Scope::Global, board.editor_start(&Scope::Global));
+    editor.input(EditorInput::Down, &data.snapshot);
+    editor.input(EditorInput::Down, &data.snapshot);
+    for c in "0.5".chars() {
+        editor.input(EditorInput::Char(c), &data.snapshot);
+    }
+    editor.input(EditorInput::Enter, &data.snapshot);
+    let screen = draw_editor(&data, &board, editor, (200, 60));
+    assert!(screen.contains("after   run $0.50 (abort)"), "{screen}");
+    assert!(!screen.contains("$0.5 "), "{screen}");
+    let worst = screen
+        .lines()
+        .find(|l| l.contains("worst run"))
+        .unwrap_or_else(|| panic!("{screen}"));
+    assert!(worst.contains("worst run $"), "{worst}");
+    assert!(!worst.contains("tokens)"), "{worst}");
+}

@@ -161,6 +161,7 @@ impl Limits {
             parts.push(format!("run {n} tokens ({run})"));
         }
         if let Some(usd) = &self.run_cost_limit_usd {
+            let usd = Usd::parse_decimal(usd).map_or_else(|_| usd.clone(), money_text);
             parts.push(format!("run ${usd} ({run})"));
         }
         if parts.is_empty() {
@@ -168,6 +169,18 @@ impl Limits {
         } else {
             parts.join(" · ")
         }
+    }
+}
+
+/// An exact dollar amount with at least two decimals (`0.50`, `0.125`):
+/// never rounded.
+#[must_use]
+pub fn money_text(usd: Usd) -> String {
+    let text = usd.to_string();
+    match text.split_once('.') {
+        Some((_, frac)) if frac.len() >= 2 => text,
+        Some((_, frac)) => format!("{text}{}", "0".repeat(2 - frac.len())),
+        None => format!("{text}.00"),
     }
 }
 
@@ -343,5 +356,17 @@ mod tests {
             l.describe(),
             "per-hop 9000 (trim) · run 60000 tokens (abort) · run $0.50 (abort)"
         );
+        // A runtime's `0.5` reads as money; exact amounts are never rounded.
+        for (text, shown) in [
+            ("0.5", "run $0.50 (abort)"),
+            ("2", "run $2.00 (abort)"),
+            ("0.125", "run $0.125 (abort)"),
+        ] {
+            let l = Limits {
+                run_cost_limit_usd: Some(text.into()),
+                ..Limits::default()
+            };
+            assert_eq!(l.describe(), shown);
+        }
     }
 }

@@ -9,7 +9,7 @@ use crate::control::client::{ClientEvent, Link, Outcome};
 use crate::control::protocol::{Exceeded, VersionedBudget};
 use crate::control::store::DesiredState;
 use crate::model::Usd;
-use crate::model::budget::{self, BreachAction, Limits, Scope};
+use crate::model::budget::{self, BreachAction, Limits, Scope, money_text};
 use crate::model::snapshot::Snapshot;
 
 /// One runtime as the dashboard sees it.
@@ -870,17 +870,6 @@ impl BudgetEditor {
             };
             *field = next.to_string();
         }
-    }
-}
-
-/// An exact dollar amount with at least two decimals (`0.50`, `0.125`).
-#[must_use]
-pub fn money_text(usd: Usd) -> String {
-    let text = usd.to_string();
-    match text.split_once('.') {
-        Some((_, frac)) if frac.len() >= 2 => text,
-        Some((_, frac)) => format!("{text}{}", "0".repeat(2 - frac.len())),
-        None => format!("{text}.00"),
     }
 }
 

@@ -35,7 +35,7 @@ use super::{ViewCx, list_rows};
 use crate::control::client::Link;
 use crate::model::budget::{self, Limits};
 use crate::ui::budgets::{BudgetEditor, BudgetRow, FIELDS, ScopeState, Stage};
-use crate::ui::format::{age, tokens};
+use crate::ui::format::{age, dollars, tokens};
 
 /// The text of a scope's state at a runtime, and how it is styled.
 fn state_text(state: &ScopeState, cx: &ViewCx) -> (String, Style) {
@@ -449,8 +449,25 @@ fn editor_lines<'a>(
                 cx.theme.text,
             ),
         ]),
-        Line::from(""),
     ];
+    // Another controller moved the scope on while the editor is open: the
+    // change is based on an older version and will be refused.
+    let moved = cx.budgets.newer_than(&editor.scope, editor.base_version);
+    if let Some((theirs, addr)) = moved {
+        body.push(Line::from(vec![
+            Span::styled("in force now  ", cx.theme.muted),
+            Span::styled(
+                format!(
+                    "v{} {} at {} — set by another controller since the editor opened",
+                    theirs.version,
+                    sanitize(&theirs.limits.describe()),
+                    sanitize(addr)
+                ),
+                cx.theme.warning,
+            ),
+        ]));
+    }
+    body.push(Line::from(""));
     let first_field = body.len();
     let actions = [editor.hop_action.as_str(), editor.run_action.as_str()];
     for (i, label) in FIELDS.iter().enumerate() {
@@ -484,19 +501,33 @@ fn editor_lines<'a>(
     match (&editor.stage, editor.limits()) {
         (Stage::Review { strict }, Ok(after)) => {
             body.push(Line::from(""));
-            let before = editor
-                .before
-                .as_ref()
-                .map_or_else(|| "no budget".to_owned(), Limits::describe);
+            let before = editor.before.as_ref().map_or_else(
+                || "no budget".to_owned(),
+                |l| sanitize(&l.describe()).into_owned(),
+            );
+            let based = if editor.base_version > 0 {
+                format!(" (v{}, what this change is based on)", editor.base_version)
+            } else {
+                String::new()
+            };
             body.push(Line::from(vec![
                 Span::styled("before  ", cx.theme.muted),
-                Span::styled(before, cx.theme.text),
+                Span::styled(format!("{before}{based}"), cx.theme.text),
             ]));
             body.push(Line::from(vec![
                 Span::styled("after   ", cx.theme.muted),
                 Span::styled(after.describe(), cx.theme.accent),
             ]));
             let usage = budget::usage(&cx.data.snapshot, &editor.scope, &after);
+            // The worst run in the unit of the run limits set: tokens,
+            // dollars, or both.
+            let mut worst = Vec::new();
+            if after.total_run_limit.is_some() || after.run_cost_limit_usd.is_none() {
+                worst.push(format!("{} tokens", tokens(usage.worst_run_tokens)));
+            }
+            if after.run_cost_limit_usd.is_some() {
+                worst.push(dollars(usage.worst_run_cost));
+            }
             let impact = format!(
                 "would have breached {} of {} hops and {} of {} runs seen (largest hop {}, worst run {})",
                 usage.hops_over,
@@ -504,7 +535,7 @@ fn editor_lines<'a>(
                 usage.runs_over,
                 usage.runs,
                 tokens(usage.largest_hop),
-                tokens(usage.worst_run_tokens)
+                worst.join(" · ")
             );
             body.push(Line::from(Span::styled(
                 impact,
@@ -532,6 +563,17 @@ fn editor_lines<'a>(
             "type digits · +/- step · ←/→ action · ↑/↓ field · Enter review · Esc cancel (empty = inherited, not set here)",
             cx.theme.muted,
         ))),
+    }
+    if let Some((theirs, _)) = moved {
+        footer.push(Line::from(Span::styled(
+            format!(
+                "changed by another controller: v{} {} — your change is based on v{} and will be refused; Esc, then b to start from it",
+                theirs.version,
+                sanitize(&theirs.limits.describe()),
+                editor.base_version
+            ),
+            cx.theme.warning,
+        )));
     }
     if let Some(error) = &editor.error {
         footer.push(Line::from(Span::styled(
