@@ -347,7 +347,9 @@ fn hop_detail() {
         "the full reason:\n{text}"
     );
     assert!(
-        text.contains("9.0k (desired, global): would have trimmed 36.6k tokens, saving $"),
+        text.contains(
+            "9.0k (wanted here, unconfirmed, global): would have trimmed 36.6k tokens, saving $"
+        ),
         "{text}"
     );
     // j moves to the next hop, Esc goes back to the waterfall
@@ -1014,4 +1016,60 @@ fn the_editor_review_gives_a_cost_limit_and_the_worst_run_in_dollars() {
         .unwrap_or_else(|| panic!("{screen}"));
     assert!(worst.contains("worst run $"), "{worst}");
     assert!(!worst.contains("tokens)"), "{worst}");
+}
+
+#[test]
+fn run_and_hop_detail_show_the_per_hop_limit_the_runtime_enforces() {
+    use tokwatch::model::budget::{Limits, Scope};
+    let data = published(&["sample_logs"]);
+    // This dashboard wants 7000; another controller set 5000 (v7) at the runtime.
+    let mut board = runtime_board(7, 5_000);
+    board.desired.set(
+        Scope::Global,
+        Limits {
+            per_hop_limit: Some(7_000),
+            ..Limits::default()
+        },
+        6,
+    );
+    let run = with(vec![], &[Action::ScreenRuns, Action::DrillDown]);
+    let hop = with(
+        run.clone(),
+        &[
+            Action::Down,
+            Action::Down,
+            Action::Down,
+            Action::Down,
+            Action::DrillDown,
+        ],
+    );
+    let text = draw(&data, &run, &board, 200, 60);
+    assert!(
+        text.contains(
+            "Input tokens per hop · per-hop limit 5.0k (in force at the runtime) · wanted here 7.0k"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("per-hop limit 7.0k"), "{text}");
+    let text = draw(&data, &hop, &board, 200, 60);
+    assert!(
+        text.contains("5.0k (in force at the runtime, global): would have trimmed"),
+        "{text}"
+    );
+    assert!(text.contains("wanted here 7.0k, not in force"), "{text}");
+    // Without a runtime: what is wanted here, as such.
+    let mut board = BudgetBoard::default();
+    board.desired.set(
+        Scope::Global,
+        Limits {
+            per_hop_limit: Some(7_000),
+            ..Limits::default()
+        },
+        0,
+    );
+    let text = draw(&data, &run, &board, 200, 60);
+    assert!(
+        text.contains("per-hop limit 7.0k (wanted here, unconfirmed)"),
+        "{text}"
+    );
 }

@@ -23,56 +23,202 @@ use super::events::breach_parts;
 use super::table::{Column, DataTable, TableCell};
 use super::widgets::{block, cost_cell, kv, list_title, list_window, pack, run_status, times};
 use super::{ViewCx, list_rows};
+use crate::ui::budgets::BudgetBoard;
 use crate::ui::format::{dollars, tokens};
 use crate::ui::state::{ListKind, SortKey};
 
 /// Where a hop's per-hop limit comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum LimitSource {
-    /// This dashboard's desired budgets (the scope that sets it).
-    Desired(Scope),
-    /// What the runtime reported enforcing (`budget_exceeded`, per_hop).
+    /// In force at the runtime(s) that said what they enforce (they agree),
+    /// set by `scope`; `confirmed` false when one of them is down (its last
+    /// known state). `runtimes`: how many said.
+    InForce {
+        scope: Option<Scope>,
+        runtimes: usize,
+        confirmed: bool,
+    },
+    /// The runtimes disagree: each one's limit (`None`: none in force).
+    Disagree(Vec<(String, Option<u64>)>),
+    /// No runtime said anything: what the runtime reported enforcing on
+    /// this run (`budget_exceeded`, per_hop).
     Enforced,
+    /// No runtime said anything: what this dashboard wants (the scope that
+    /// sets it), unconfirmed.
+    Wanted(Scope),
 }
 
-/// The per-hop input limit in force for each hop of `run`: the desired
-/// budgets (agent over segment over global, `model::budget::effective`),
-/// else the limit the runtime reported when it enforced one on this run.
-pub(super) fn hop_limits(
-    run: &RunAgg,
-    desired: &BTreeMap<Scope, Limits>,
-) -> Vec<Option<(u64, LimitSource)>> {
+/// A hop's per-hop limit as the runtime has it in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct HopLimit {
+    /// The limit drawn and judged against (`None`: none in force, or the
+    /// runtimes disagree).
+    pub limit: Option<u64>,
+    pub source: LimitSource,
+    /// This dashboard's wanted limit when it is not the one in force.
+    pub wanted: Option<u64>,
+}
+
+/// The per-hop limit of a hop of `agent` in `segment` under `budgets`, and
+/// the scope that sets it: agent over segment over global
+/// (`model::budget::effective`).
+fn per_hop(
+    budgets: &BTreeMap<Scope, Limits>,
+    agent: &str,
+    segment: Option<&str>,
+) -> Option<(u64, Scope)> {
+    let limit = budget::effective(budgets, Some(agent), segment).per_hop_limit?;
+    let scope = [
+        Some(Scope::Agent(agent.to_owned())),
+        segment.map(|s| Scope::Segment(s.to_owned())),
+        Some(Scope::Global),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|s| budgets.get(s).is_some_and(|l| l.per_hop_limit.is_some()))?;
+    Some((limit, scope))
+}
+
+/// The per-hop input limit for each hop of `run`: what the runtimes have
+/// in force (their `budget.list`, acknowledgements, conflicts; the last
+/// known state of one that is down, as such), saying so when they
+/// disagree; only when no runtime has said anything, the limit the runtime
+/// reported enforcing on this run, else what this dashboard wants
+/// (unconfirmed). This dashboard's wanted limit is kept beside when it is
+/// not the one in force.
+pub(super) fn hop_limits(run: &RunAgg, board: &BudgetBoard) -> Vec<Option<HopLimit>> {
     let enforced = run
         .budget_hits
         .iter()
         .filter(|h| h.limit_kind.as_deref() == Some("per_hop"))
         .find_map(|h| h.limit);
+    let wanted: BTreeMap<Scope, Limits> = board
+        .desired
+        .budgets
+        .iter()
+        .map(|(scope, b)| (scope.clone(), b.limits.clone()))
+        .collect();
+    // Runtimes that said what they have in force (now, or before going down).
+    let runtimes: Vec<(&str, BTreeMap<Scope, Limits>, bool)> = board
+        .runtimes
+        .iter()
+        .filter(|(_, r)| r.confirmed || !r.in_force.is_empty())
+        .map(|(addr, r)| {
+            let limits = r
+                .in_force
+                .iter()
+                .map(|(scope, b)| (scope.clone(), b.limits.clone()))
+                .collect();
+            (addr.as_str(), limits, r.confirmed)
+        })
+        .collect();
     let segment = run.segment.as_deref();
     run.hops
         .iter()
         .map(|hop| {
-            let limit = budget::effective(desired, Some(&hop.agent), segment).per_hop_limit;
-            match limit {
-                Some(limit) => {
-                    // the most specific scope that sets it
-                    let scope = [
-                        Scope::Agent(hop.agent.to_string()),
-                        Scope::Segment(segment.unwrap_or_default().to_owned()),
-                        Scope::Global,
-                    ]
-                    .into_iter()
-                    .find(|s| {
-                        desired
-                            .get(s)
-                            .is_some_and(|l| l.per_hop_limit == Some(limit))
-                    })
-                    .unwrap_or(Scope::Global);
-                    Some((limit, LimitSource::Desired(scope)))
-                }
-                None => enforced.map(|l| (l, LimitSource::Enforced)),
+            let wants = per_hop(&wanted, &hop.agent, segment);
+            if runtimes.is_empty() {
+                return match (enforced, wants) {
+                    (Some(limit), wants) => Some(HopLimit {
+                        limit: Some(limit),
+                        source: LimitSource::Enforced,
+                        wanted: wants.map(|(w, _)| w).filter(|w| *w != limit),
+                    }),
+                    (None, Some((limit, scope))) => Some(HopLimit {
+                        limit: Some(limit),
+                        source: LimitSource::Wanted(scope),
+                        wanted: None,
+                    }),
+                    (None, None) => None,
+                };
+            }
+            let each: Vec<(&str, Option<(u64, Scope)>, bool)> = runtimes
+                .iter()
+                .map(|(addr, limits, confirmed)| {
+                    (*addr, per_hop(limits, &hop.agent, segment), *confirmed)
+                })
+                .collect();
+            let first = each[0].1.as_ref().map(|(l, _)| *l);
+            let wanted = wants.map(|(w, _)| w);
+            if each
+                .iter()
+                .any(|(_, l, _)| l.as_ref().map(|(l, _)| *l) != first)
+            {
+                return Some(HopLimit {
+                    limit: None,
+                    source: LimitSource::Disagree(
+                        each.iter()
+                            .map(|(addr, l, _)| ((*addr).to_owned(), l.as_ref().map(|(l, _)| *l)))
+                            .collect(),
+                    ),
+                    wanted,
+                });
+            }
+            let source = LimitSource::InForce {
+                scope: each[0].1.as_ref().map(|(_, s)| s.clone()),
+                runtimes: each.len(),
+                confirmed: each.iter().all(|(_, _, c)| *c),
+            };
+            match first {
+                Some(limit) => Some(HopLimit {
+                    limit: Some(limit),
+                    source,
+                    wanted: wanted.filter(|w| *w != limit),
+                }),
+                // none in force: said only when something is wanted here
+                None => wanted.map(|w| HopLimit {
+                    limit: None,
+                    source,
+                    wanted: Some(w),
+                }),
             }
         })
         .collect()
+}
+
+impl LimitSource {
+    /// How the source reads beside the limit (`in force at the runtime,
+    /// global`).
+    fn describe(&self) -> String {
+        match self {
+            LimitSource::InForce {
+                scope,
+                runtimes,
+                confirmed,
+            } => {
+                let at = match (runtimes, confirmed) {
+                    (1, true) => "in force at the runtime".to_owned(),
+                    (1, false) => "last known at the runtime, unconfirmed".to_owned(),
+                    (n, true) => format!("in force at {n} runtimes"),
+                    (n, false) => format!("last known at {n} runtimes, unconfirmed"),
+                };
+                match scope {
+                    Some(scope) => format!("{at}, {}", sanitize(&scope.to_string())),
+                    None => at,
+                }
+            }
+            LimitSource::Disagree(_) => "runtimes disagree".to_owned(),
+            LimitSource::Enforced => "reported by the runtime".to_owned(),
+            LimitSource::Wanted(scope) => {
+                format!("wanted here, unconfirmed, {}", sanitize(&scope.to_string()))
+            }
+        }
+    }
+}
+
+/// `runtimes disagree: 4.0k at unix:/a · none at unix:/b`.
+fn disagreement(each: &[(String, Option<u64>)]) -> String {
+    let parts: Vec<String> = each
+        .iter()
+        .map(|(addr, l)| {
+            format!(
+                "{} at {}",
+                l.map_or_else(|| "none".to_owned(), tokens),
+                sanitize(addr)
+            )
+        })
+        .collect();
+    format!("runtimes disagree: {}", parts.join(" · "))
 }
 
 /// What trimming `usage` to `limit` input tokens would have saved: the
@@ -106,15 +252,6 @@ pub(super) fn trim_saving(
         Some(before.cost - after.cost)
     });
     (over, dollars)
-}
-
-fn desired_limits(cx: &ViewCx) -> BTreeMap<Scope, Limits> {
-    cx.budgets
-        .desired
-        .budgets
-        .iter()
-        .map(|(scope, b)| (scope.clone(), b.limits.clone()))
-        .collect()
 }
 
 fn find_run<'a>(cx: &'a ViewCx, run_id: &str) -> Option<(usize, &'a RunAgg)> {
@@ -195,7 +332,7 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx, run_id: &str) {
         Paragraph::new(summary).block(block(format!("Run {}", sanitize(run_id)), cx)),
         head,
     );
-    let limits = hop_limits(run, &desired_limits(cx));
+    let limits = hop_limits(run, cx.budgets);
     if chart_height > 0 {
         render_chart(frame, chart, cx, run, &limits);
     }
@@ -295,13 +432,72 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx, run_id: &str) {
     hops.render(frame, table, block(title, cx).title_bottom(legend));
 }
 
+/// The chart's title: the per-hop limit in force and where it comes from,
+/// this dashboard's wanted one beside when it differs, or that the
+/// runtimes disagree.
+fn chart_title(limits: &[Option<HopLimit>]) -> String {
+    let known: Vec<&HopLimit> = limits.iter().flatten().collect();
+    if let Some(LimitSource::Disagree(each)) = known
+        .iter()
+        .map(|l| &l.source)
+        .find(|s| matches!(s, LimitSource::Disagree(_)))
+    {
+        return format!(
+            "Input tokens per hop · per-hop limit: {}",
+            disagreement(each)
+        );
+    }
+    let range = |values: &[u64]| match (values.iter().min(), values.iter().max()) {
+        (Some(low), Some(high)) if low == high => Some(tokens(*low)),
+        (Some(low), Some(high)) => Some(format!("{}–{}", tokens(*low), tokens(*high))),
+        _ => None,
+    };
+    let values: Vec<u64> = known.iter().filter_map(|l| l.limit).collect();
+    let wanted: Vec<u64> = known.iter().filter_map(|l| l.wanted).collect();
+    let source = known
+        .iter()
+        .find(|l| l.limit.is_some())
+        .or(known.first())
+        .map(|l| match &l.source {
+            // the scope is per hop: the chart names where it is in force
+            LimitSource::InForce {
+                runtimes,
+                confirmed,
+                ..
+            } => LimitSource::InForce {
+                scope: None,
+                runtimes: *runtimes,
+                confirmed: *confirmed,
+            }
+            .describe(),
+            LimitSource::Wanted(_) => "wanted here, unconfirmed".to_owned(),
+            other => other.describe(),
+        });
+    let mut title = match (range(&values), &source) {
+        (Some(range), Some(source)) => {
+            let plural = if values.iter().min() == values.iter().max() {
+                "limit"
+            } else {
+                "limits"
+            };
+            format!("Input tokens per hop · per-hop {plural} {range} ({source})")
+        }
+        (None, Some(source)) => format!("Input tokens per hop · per-hop limit none ({source})"),
+        _ => "Input tokens per hop · no per-hop limit set".to_owned(),
+    };
+    if let Some(wanted) = range(&wanted) {
+        title.push_str(&format!(" · wanted here {wanted}"));
+    }
+    title
+}
+
 /// Input tokens per hop as a line, the per-hop limit as a second one.
 fn render_chart(
     frame: &mut Frame,
     area: Rect,
     cx: &ViewCx,
     run: &RunAgg,
-    limits: &[Option<(u64, LimitSource)>],
+    limits: &[Option<HopLimit>],
 ) {
     #[allow(clippy::cast_precision_loss)]
     let input: Vec<(f64, f64)> = run
@@ -314,13 +510,17 @@ fn render_chart(
         .hops
         .iter()
         .zip(limits)
-        .filter_map(|(h, l)| l.as_ref().map(|(l, _)| (f64::from(h.hop), *l as f64)))
+        .filter_map(|(h, l)| {
+            l.as_ref()
+                .and_then(|l| l.limit)
+                .map(|l| (f64::from(h.hop), l as f64))
+        })
         .collect();
     let top = run
         .hops
         .iter()
         .map(|h| h.usage.input_total())
-        .chain(limits.iter().flatten().map(|(l, _)| *l))
+        .chain(limits.iter().flatten().filter_map(|l| l.limit))
         .max()
         .unwrap_or(0)
         .max(1);
@@ -337,11 +537,6 @@ fn render_chart(
             .data(&input),
     ];
     // the limit is named in the title (a legend would hide the lines)
-    let values: Vec<u64> = limits.iter().flatten().map(|(l, _)| *l).collect();
-    let source = match limits.iter().flatten().next() {
-        Some((_, LimitSource::Enforced)) => " (reported by the runtime)",
-        _ => "",
-    };
     if !limit.is_empty() {
         datasets.push(
             Dataset::default()
@@ -352,18 +547,7 @@ fn render_chart(
                 .data(&limit),
         );
     }
-    let title = match (values.iter().min(), values.iter().max()) {
-        (Some(low), Some(high)) if low == high => format!(
-            "Input tokens per hop · per-hop limit {}{source}",
-            tokens(*low)
-        ),
-        (Some(low), Some(high)) => format!(
-            "Input tokens per hop · per-hop limits {}–{}{source}",
-            tokens(*low),
-            tokens(*high)
-        ),
-        _ => "Input tokens per hop · no per-hop limit set".to_owned(),
-    };
+    let title = chart_title(limits);
     #[allow(clippy::cast_precision_loss)]
     let chart = Chart::new(datasets)
         .hidden_legend_constraints((Constraint::Length(0), Constraint::Length(0)))
@@ -472,27 +656,58 @@ pub(super) fn render_hop(frame: &mut Frame, area: Rect, cx: &ViewCx, run_id: &st
             None => Span::styled("no", cx.theme.good),
         },
     ]));
-    let limits = hop_limits(run, &desired_limits(cx));
+    let limits = hop_limits(run, cx.budgets);
     let saving = match limits.get(index).cloned().flatten() {
         None => Span::styled(
             "no per-hop limit set (b: edit the budget)".to_owned(),
             cx.theme.muted,
         ),
-        Some((limit, source)) => {
-            let source = match source {
-                LimitSource::Desired(scope) => format!("desired, {}", sanitize(&scope.to_string())),
-                LimitSource::Enforced => "reported by the runtime".to_owned(),
-            };
+        Some(HopLimit {
+            source: LimitSource::Disagree(each),
+            wanted,
+            ..
+        }) => Span::styled(
+            format!(
+                "{}{}",
+                disagreement(&each),
+                wanted.map_or(String::new(), |w| format!(" · wanted here {}", tokens(w)))
+            ),
+            cx.theme.warning,
+        ),
+        Some(HopLimit {
+            limit: None,
+            source,
+            wanted,
+        }) => Span::styled(
+            format!(
+                "none ({}){}",
+                source.describe(),
+                wanted.map_or(String::new(), |w| format!(
+                    " · wanted here {}, not in force",
+                    tokens(w)
+                ))
+            ),
+            cx.theme.muted,
+        ),
+        Some(HopLimit {
+            limit: Some(limit),
+            source,
+            wanted,
+        }) => {
+            let source = source.describe();
+            let beside = wanted.map_or(String::new(), |w| {
+                format!(" · wanted here {}, not in force", tokens(w))
+            });
             let (saved, dollars_saved) = trim_saving(&h.model, u, limit, cx.data.prices.as_deref());
             if saved == 0 {
                 Span::styled(
-                    format!("{} ({source}): within the limit", tokens(limit)),
+                    format!("{} ({source}): within the limit{beside}", tokens(limit)),
                     cx.theme.good,
                 )
             } else {
                 Span::styled(
                     format!(
-                        "{} ({source}): would have trimmed {} tokens, saving {}",
+                        "{} ({source}): would have trimmed {} tokens, saving {}{beside}",
                         tokens(limit),
                         tokens(saved),
                         dollars_saved.map_or_else(
@@ -623,8 +838,8 @@ mod tests {
             ended: None,
             budget_hits: Vec::new(),
         };
-        let mut desired = BTreeMap::new();
-        assert!(hop_limits(&run, &desired).is_empty());
+        let mut board = BudgetBoard::default();
+        assert!(hop_limits(&run, &board).is_empty());
         // hops are built through a ledger: one per agent
         let mut ledger =
             crate::model::Ledger::new(PriceBook::embedded(), crate::model::LedgerConfig::default());
@@ -656,7 +871,7 @@ mod tests {
             ledger.apply(&event);
         }
         run.hops = ledger.snapshot().runs[0].hops.clone();
-        assert_eq!(hop_limits(&run, &desired), vec![None, None]);
+        assert_eq!(hop_limits(&run, &board), vec![None, None]);
         run.budget_hits.push(BudgetHit {
             limit_kind: Some("per_hop".into()),
             limit: Some(7_000),
@@ -664,23 +879,203 @@ mod tests {
             action: Some("trim".into()),
             hop: Some(2),
         });
+        let enforced = HopLimit {
+            limit: Some(7_000),
+            source: LimitSource::Enforced,
+            wanted: None,
+        };
+        assert_eq!(hop_limits(&run, &board), vec![Some(enforced.clone()); 2]);
+        // Wanted here, no runtime said anything: the run's enforced limit,
+        // the wanted one beside.
+        board.desired.set(Scope::Global, limit(9_000), 0);
+        board
+            .desired
+            .set(Scope::Segment("pro".into()), limit(8_000), 0);
+        board
+            .desired
+            .set(Scope::Agent("writer".into()), limit(5_000), 0);
         assert_eq!(
-            hop_limits(&run, &desired),
-            vec![Some((7_000, LimitSource::Enforced)); 2]
+            hop_limits(&run, &board),
+            vec![
+                Some(HopLimit {
+                    wanted: Some(8_000),
+                    ..enforced.clone()
+                }),
+                Some(HopLimit {
+                    wanted: Some(5_000),
+                    ..enforced
+                }),
+            ]
         );
-        let limit = |n: u64| Limits {
+        run.budget_hits.clear();
+        assert_eq!(
+            hop_limits(&run, &board),
+            vec![
+                Some(HopLimit {
+                    limit: Some(8_000),
+                    source: LimitSource::Wanted(Scope::Segment("pro".into())),
+                    wanted: None,
+                }),
+                Some(HopLimit {
+                    limit: Some(5_000),
+                    source: LimitSource::Wanted(Scope::Agent("writer".into())),
+                    wanted: None,
+                }),
+            ]
+        );
+    }
+
+    fn limit(n: u64) -> Limits {
+        Limits {
             per_hop_limit: Some(n),
             ..Limits::default()
-        };
-        desired.insert(Scope::Global, limit(9_000));
-        desired.insert(Scope::Segment("pro".into()), limit(8_000));
-        desired.insert(Scope::Agent("writer".into()), limit(5_000));
-        assert_eq!(
-            hop_limits(&run, &desired),
+        }
+    }
+
+    fn run_of(agents: &[&str]) -> RunAgg {
+        let mut ledger =
+            crate::model::Ledger::new(PriceBook::embedded(), crate::model::LedgerConfig::default());
+        for (n, agent) in (1..).zip(agents) {
+            ledger.apply(&crate::types::TelemetryEvent {
+                kind: crate::types::EventKind::Hop,
+                ts_ms: Some(0),
+                run_id: "r".into(),
+                hop: Some(n),
+                agent: (*agent).into(),
+                parent_agent: None,
+                user: None,
+                segment: Some("pro".into()),
+                task: None,
+                tool: None,
+                provider: None,
+                model: "gpt-4.1".into(),
+                usage: Usage {
+                    input_uncached: 100,
+                    ..Usage::default()
+                },
+                reported_cost: None,
+                latency_ms: None,
+                status: None,
+                estimated: false,
+                format: crate::types::Format::Native,
+                call: None,
+            });
+        }
+        (*ledger.snapshot().runs[0]).clone()
+    }
+
+    fn runtime(board: &mut BudgetBoard, addr: &str, budgets: Vec<(Scope, u64, u64)>) {
+        use crate::control::client::{ClientEvent, Link};
+        use crate::control::protocol::VersionedBudget;
+        board.apply(ClientEvent::Link {
+            addr: addr.into(),
+            link: Link::Connected {
+                runtime: "r".into(),
+                runtime_id: "1".into(),
+            },
+        });
+        board.apply(ClientEvent::State {
+            addr: addr.into(),
+            budgets: budgets
+                .into_iter()
+                .map(|(scope, version, hop)| VersionedBudget {
+                    scope,
+                    version,
+                    base_version: None,
+                    idempotency_key: None,
+                    limits: limit(hop),
+                })
+                .collect(),
+        });
+    }
+
+    #[test]
+    fn the_per_hop_limit_shown_is_the_one_the_runtime_has_in_force() {
+        let run = run_of(&["planner", "writer"]);
+        let mut board = BudgetBoard::default();
+        // This dashboard wants 7000; the runtime enforces 5000 (set by
+        // another controller) for everyone and 4000 for the writer.
+        board.desired.set(Scope::Global, limit(7_000), 0);
+        runtime(
+            &mut board,
+            "unix:/a",
             vec![
-                Some((8_000, LimitSource::Desired(Scope::Segment("pro".into())))),
-                Some((5_000, LimitSource::Desired(Scope::Agent("writer".into())))),
+                (Scope::Global, 7, 5_000),
+                (Scope::Agent("writer".into()), 2, 4_000),
+            ],
+        );
+        let in_force = |scope: Scope| LimitSource::InForce {
+            scope: Some(scope),
+            runtimes: 1,
+            confirmed: true,
+        };
+        let limits = hop_limits(&run, &board);
+        assert_eq!(
+            limits,
+            vec![
+                Some(HopLimit {
+                    limit: Some(5_000),
+                    source: in_force(Scope::Global),
+                    wanted: Some(7_000),
+                }),
+                Some(HopLimit {
+                    limit: Some(4_000),
+                    source: in_force(Scope::Agent("writer".into())),
+                    wanted: Some(7_000),
+                }),
             ]
+        );
+        assert_eq!(
+            chart_title(&limits),
+            "Input tokens per hop · per-hop limits 4.0k–5.0k (in force at the runtime) · wanted here 7.0k"
+        );
+
+        // The runtime goes down: its last known state, unconfirmed.
+        board.apply(crate::control::client::ClientEvent::Link {
+            addr: "unix:/a".into(),
+            link: crate::control::client::Link::Down {
+                error: "gone".into(),
+                retry_in: std::time::Duration::from_secs(1),
+            },
+        });
+        assert_eq!(
+            hop_limits(&run, &board)[0].as_ref().unwrap().source,
+            LimitSource::InForce {
+                scope: Some(Scope::Global),
+                runtimes: 1,
+                confirmed: false
+            }
+        );
+
+        // A second runtime enforcing 9000: they disagree, and it is said.
+        runtime(&mut board, "unix:/b", vec![(Scope::Global, 3, 9_000)]);
+        let limits = hop_limits(&run, &board);
+        assert_eq!(
+            limits[0],
+            Some(HopLimit {
+                limit: None,
+                source: LimitSource::Disagree(vec![
+                    ("unix:/a".into(), Some(5_000)),
+                    ("unix:/b".into(), Some(9_000)),
+                ]),
+                wanted: Some(7_000),
+            })
+        );
+        assert_eq!(
+            chart_title(&limits),
+            "Input tokens per hop · per-hop limit: runtimes disagree: 5.0k at unix:/a · 9.0k at unix:/b"
+        );
+
+        // A connected runtime with nothing in force: no limit, what is
+        // wanted here beside it.
+        let mut board = BudgetBoard::default();
+        board.desired.set(Scope::Global, limit(7_000), 0);
+        runtime(&mut board, "unix:/a", Vec::new());
+        let limits = hop_limits(&run, &board);
+        assert_eq!(limits[0].as_ref().unwrap().limit, None);
+        assert_eq!(
+            chart_title(&limits),
+            "Input tokens per hop · per-hop limit none (in force at the runtime) · wanted here 7.0k"
         );
     }
 }
