@@ -525,6 +525,83 @@ fn on_the_budgets_screen_b_edits_the_selected_rows_scope_at_80x24() {
     assert!(
         !listed.contains("global"),
         "the global budget is untouched: {listed}"
+
+fn a_change_refused_as_a_conflict_is_never_pushed_after_the_runtime_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("D");
+    let control = format!("unix:{}", dir.path().join("c.sock").display());
+    let demo = HeadlessDemo::start(&out, &control);
+    let a = dir.path().join("A.toml").display().to_string();
+    let b = dir.path().join("B.toml");
+    let set = |hop: &str| {
+        tokwatch(&[
+            "budget",
+            "set",
+            "--budgets",
+            &a,
+            "--global",
+            "--per-hop-limit",
+            hop,
+            "--control",
+            &control,
+        ])
+    };
+    assert!(String::from_utf8_lossy(&set("30000").stdout).contains("applied v1"));
+    let tui = tmux_at(
+        &format!(
+            "--follow {} --control {control} --budgets {}",
+            out.display(),
+            b.display()
+        ),
+        120,
+        35,
+    );
+    tui.keys(&["7"]);
+    tui.wait_for("the budget set by controller A", |s| {
+        s.contains("v1 set by another controller")
+    });
+    // The editor opens on v1; controller A sets v2 while it is open.
+    tui.keys(&["b"]);
+    tui.wait_for("the editor", |s| s.contains("Edit budget") && s.contains("30000"));
+    assert!(String::from_utf8_lossy(&set("4000").stdout).contains("applied v2"));
+    tui.wait_for("the editor saying the scope moved on", |s| {
+        s.contains("changed by another controller: v2 per-hop 4000")
+            && s.contains("your change is based on v1")
+    });
+    // Confirmed anyway: numbered v3 (above what the runtime reported), based
+    // on v1, refused; theirs is adopted.
+    tui.keys(&["BSpace", "BSpace", "BSpace", "BSpace", "BSpace"]);
+    tui.keys(&["2", "5", "0", "0", "0", "Enter"]);
+    let screen = tui.wait_for("the prompt", |s| {
+        s.contains("press y or Enter") || s.contains("press Y")
+    });
+    tui.keys(&[if screen.contains("press Y") { "Y" } else { "y" }]);
+    tui.wait_for("the refusal", |s| s.contains("v3 refused"));
+    eventually("the adopted budget in the store", || {
+        std::fs::read_to_string(&b).is_ok_and(|t| {
+            t.contains("[[adopted]]") && t.contains("per_hop_limit = 4000") && !t.contains("25000")
+        })
+    });
+    let audit = std::fs::read_to_string(dir.path().join("B-audit.jsonl")).unwrap();
+    assert!(audit.contains("\"event\":\"adopt\""), "{audit}");
+
+    // The runtime restarts without budgets; the dashboard reconnects and syncs.
+    drop(demo);
+    tui.wait_for("the runtime down", |s| s.contains("unconfirmed"));
+    let _demo = HeadlessDemo::start(&out, &control);
+    eventually("the runtime back with a budget", || {
+        let listed = tokwatch(&["budget", "list", "--control", &control]);
+        String::from_utf8_lossy(&listed.stdout).contains("per-hop")
+    });
+    // Give the sync its time; what is in force stays theirs.
+    tui.wait_for("the dashboard connected again", |s| {
+        s.contains("connected to") && !s.contains("unconfirmed")
+    });
+    let listed = tokwatch(&["budget", "list", "--control", &control]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains("v2") && listed.contains("per-hop 4000") && !listed.contains("25000"),
+        "{listed}"
     );
     tui.keys(&["q"]);
     tui.wait_for("exit", |_| tui.pane_dead());
