@@ -562,7 +562,9 @@ fn a_change_refused_as_a_conflict_is_never_pushed_after_the_runtime_restarts() {
     });
     // The editor opens on v1; controller A sets v2 while it is open.
     tui.keys(&["b"]);
-    tui.wait_for("the editor", |s| s.contains("Edit budget") && s.contains("30000"));
+    tui.wait_for("the editor", |s| {
+        s.contains("Edit budget") && s.contains("30000")
+    });
     assert!(String::from_utf8_lossy(&set("4000").stdout).contains("applied v2"));
     tui.wait_for("the editor saying the scope moved on", |s| {
         s.contains("changed by another controller: v2 per-hop 4000")

@@ -59,6 +59,10 @@ pub(super) struct HopLimit {
     pub wanted: Option<u64>,
 }
 
+/// What one runtime has in force for a hop: its address, the limit and the
+/// scope that sets it, and whether it is confirmed (connected).
+type Said<'a> = (&'a str, Option<(u64, Scope)>, bool);
+
 /// The per-hop limit of a hop of `agent` in `segment` under `budgets`, and
 /// the scope that sets it: agent over segment over global
 /// (`model::budget::effective`).
@@ -132,7 +136,7 @@ pub(super) fn hop_limits(run: &RunAgg, board: &BudgetBoard) -> Vec<Option<HopLim
                     (None, None) => None,
                 };
             }
-            let each: Vec<(&str, Option<(u64, Scope)>, bool)> = runtimes
+            let each: Vec<Said> = runtimes
                 .iter()
                 .map(|(addr, limits, confirmed)| {
                     (*addr, per_hop(limits, &hop.agent, segment), *confirmed)
