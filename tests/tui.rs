@@ -525,7 +525,12 @@ fn on_the_budgets_screen_b_edits_the_selected_rows_scope_at_80x24() {
     assert!(
         !listed.contains("global"),
         "the global budget is untouched: {listed}"
+    );
+    tui.keys(&["q"]);
+    tui.wait_for("exit", |_| tui.pane_dead());
+}
 
+#[test]
 fn a_change_refused_as_a_conflict_is_never_pushed_after_the_runtime_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("D");

@@ -927,7 +927,7 @@ fn draw_editor(
         page_rows: list_rows(height - 2),
         ..ViewState::default()
     };
-    update(&mut view, Input::Action(Action::ScreenBudgets), data);
+    update(&mut view, Input::Action(Action::ScreenBudgets), data, board);
     view.editor = Some(editor);
     let rows = Rows::compute(data, view.screen(), &view);
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
