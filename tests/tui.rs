@@ -33,6 +33,12 @@ impl Tmux {
     /// Starts `tokwatch ARGS` in a 120×35 terminal with `ENV` (`NAME=value …`)
     /// added to its environment.
     fn start_with_env(env: &str, args: &str) -> Tmux {
+        Tmux::launch(env, args, 120, 35)
+    }
+
+    /// Starts `tokwatch ARGS` with `ENV` added in a `width`×`height` terminal
+    /// of its own tmux server, with a private state and config home.
+    fn launch(env: &str, args: &str, width: u16, height: u16) -> Tmux {
         let dir = tempfile::tempdir().unwrap();
         let socket = format!(
             "tokwatch-test-{}-{}",
@@ -46,15 +52,16 @@ impl Tmux {
             env!("CARGO_BIN_EXE_tokwatch")
         );
         let tmux = Tmux { socket, _dir: dir };
+        let (w, h) = (width.to_string(), height.to_string());
         let out = tmux.tmux(&[
             "new-session",
             "-d",
             "-s",
             "tw",
             "-x",
-            "120",
+            &w,
             "-y",
-            "35",
+            &h,
             &command,
         ]);
         assert!(
@@ -246,38 +253,7 @@ fn without_sources_the_dashboard_shows_the_built_in_workload() {
 
 /// Starts `tokwatch ARGS` in a `width`×`height` terminal.
 fn tmux_at(args: &str, width: u16, height: u16) -> Tmux {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = format!(
-        "tokwatch-budget-{}-{}",
-        std::process::id(),
-        dir.path().file_name().unwrap().to_string_lossy()
-    );
-    let command = format!(
-        "env XDG_STATE_HOME={} XDG_CONFIG_HOME={} TERM=xterm-256color {} {args}",
-        dir.path().display(),
-        dir.path().display(),
-        env!("CARGO_BIN_EXE_tokwatch")
-    );
-    let tmux = Tmux { socket, _dir: dir };
-    let (w, h) = (width.to_string(), height.to_string());
-    let out = tmux.tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        "tw",
-        "-x",
-        &w,
-        "-y",
-        &h,
-        &command,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    tmux.tmux(&["set-option", "-t", "tw", "remain-on-exit", "on"]);
-    tmux
+    Tmux::launch("", args, width, height)
 }
 
 fn tokwatch(args: &[&str]) -> Output {
