@@ -77,9 +77,10 @@ fn draw(
         ..ViewState::default()
     };
     for input in inputs {
-        if let Some(tokwatch::ui::update::Effect::EditBudget(_)) =
-            update(&mut view, input.clone(), data, board)
-        {
+        let effect = update(&mut view, input.clone(), data, board);
+        // what the app does after every input
+        view.hold_clock(NOW_MS);
+        if let Some(tokwatch::ui::update::Effect::EditBudget(_)) = effect {
             // what the app does: open the editor, prefilled from the desired state
             view.editor = Some(BudgetEditor::new(
                 tokwatch::model::budget::Scope::Agent("writer".into()),
@@ -665,6 +666,17 @@ fn live_workload(dir: &std::path::Path) -> (PathBuf, i64) {
 
 /// Draws `view` on a `width`×`height` screen.
 fn draw_view(data: &Published, view: &ViewState, width: u16, height: u16) -> String {
+    draw_view_at(data, view, width, height, NOW_MS)
+}
+
+/// Draws `view` on a `width`×`height` screen with the wall clock at `now_ms`.
+fn draw_view_at(
+    data: &Published,
+    view: &ViewState,
+    width: u16,
+    height: u16,
+    now_ms: i64,
+) -> String {
     let keymap = keymap();
     let theme = Theme::builtin("dark").unwrap();
     let board = BudgetBoard::default();
@@ -680,7 +692,7 @@ fn draw_view(data: &Published, view: &ViewState, width: u16, height: u16) -> Str
                     theme: &theme,
                     keymap: &keymap,
                     rows: &rows,
-                    now_ms: NOW_MS,
+                    now_ms,
                     budgets: &board,
                 },
             )
@@ -1072,4 +1084,294 @@ fn run_and_hop_detail_show_the_per_hop_limit_the_runtime_enforces() {
         text.contains("per-hop limit 7.0k (wanted here, unconfirmed)"),
         "{text}"
     );
+}
+
+#[test]
+fn the_status_bar_and_the_overview_name_their_clocks_apart() {
+    // the sample's events are days old; its last line was read 4 s ago
+    let data = published(&["sample_logs"]);
+    for (width, height) in [(80, 24), (200, 60)] {
+        let text = screen(&data, &[], width, height);
+        let status = text.lines().last().unwrap();
+        assert!(status.contains("last line read 4s ago"), "{status}");
+        assert!(text.contains("newest event 5d ago"), "{text}");
+        assert!(!text.contains("last event"), "{text}");
+    }
+}
+
+#[test]
+fn events_are_listed_newest_event_time_first() {
+    let data = published(&["sample_logs"]);
+    let mut view = ViewState::default();
+    update(
+        &mut view,
+        Input::Action(Action::ScreenEvents),
+        &data,
+        &BudgetBoard::default(),
+    );
+    let rows = Rows::compute(&data, view.screen(), &view);
+    let times: Vec<i64> = rows
+        .indexes
+        .iter()
+        .map(|&i| data.snapshot.recent[i].ts_ms.unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "{times:?}");
+    let newest = data.snapshot.recent.iter().filter_map(|e| e.ts_ms).max();
+    assert_eq!(times.first().copied(), newest);
+    // reversed: oldest first
+    update(
+        &mut view,
+        Input::Action(Action::ReverseSort),
+        &data,
+        &BudgetBoard::default(),
+    );
+    let rows = Rows::compute(&data, view.screen(), &view);
+    let first = data.snapshot.recent[rows.indexes[0]].ts_ms;
+    assert_eq!(
+        first,
+        data.snapshot.recent.iter().filter_map(|e| e.ts_ms).min()
+    );
+    let text = screen(&data, &[Action::ScreenEvents], 80, 24);
+    let row = text.lines().nth(3).unwrap();
+    assert!(row.contains("11-27"), "{text}");
+}
+
+/// The parts of a status bar line (a message and the help hint, two
+/// spaces after them, left out).
+fn status_parts(status: &str) -> Vec<String> {
+    let status = status.trim_matches('"');
+    let status = status.strip_prefix(' ').unwrap_or(status);
+    let parts = status.split("  ").next().unwrap_or_default();
+    parts.split(" · ").map(|p| p.trim().to_owned()).collect()
+}
+
+#[test]
+fn the_status_bar_leaves_parts_out_whole_never_cut() {
+    let mut stats = (*published(&["sample_logs"]).stats).clone();
+    stats.malformed = 12;
+    stats.set_waiting("/var/log/agents/a-rather-long-folder-name", true);
+    let mut data = published(&["sample_logs"]);
+    data.stats = Arc::new(stats);
+    data.reading_backlog = true;
+    data.lines_per_sec = 1234.0;
+    data.last_event_ms = Some(NOW_MS - 500);
+    let whole = [
+        "4 sources (native ×4)",
+        "4 sources",
+        "waiting for /var/log/agents/a-rather-long-folder-name to appear",
+        "waiting for 1 path",
+        "reading backlog…",
+        "last line read 0s ago",
+        "1234 lines/s",
+        "12 malformed (6: Events)",
+        "12 malformed",
+        "filter: naive",
+    ];
+    let inputs = filter("naive");
+    for width in [80, 100, 120, 160, 250] {
+        let text = draw(&data, &inputs, &BudgetBoard::default(), width, 24);
+        let status = text.lines().last().unwrap();
+        for part in status_parts(status) {
+            assert!(
+                whole.contains(&part.as_str()),
+                "cut part {part:?} in {status}"
+            );
+        }
+        // what matters most stays
+        assert!(status.contains("filter: naive"), "{status}");
+        assert!(status.contains("12 malformed"), "{status}");
+        assert!(status.contains("? help"), "{status}");
+    }
+    let wide = draw(&data, &inputs, &BudgetBoard::default(), 250, 24);
+    assert!(wide.contains("1234 lines/s"), "{wide}");
+    assert!(wide.contains("4 sources (native ×4)"), "{wide}");
+    // frozen at 80 columns, with the freeze message: `0 lines/s` whole
+    let text = screen(&data, &[Action::Freeze], 80, 24);
+    let status = text.lines().last().unwrap();
+    assert!(status.contains("+0 lines since freeze"), "{status}");
+    for part in status_parts(status) {
+        assert!(
+            !part.contains("lines") || part.ends_with("lines/s") || part.ends_with("freeze"),
+            "cut part {part:?} in {status}"
+        );
+    }
+}
+
+#[test]
+fn frozen_figures_hold_still_while_the_clock_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = live_workload(dir.path());
+    let data = published(&[log.to_str().unwrap()]);
+    let mut view = ViewState {
+        page_rows: list_rows(28),
+        ..ViewState::default()
+    };
+    update(
+        &mut view,
+        Input::Action(Action::Freeze),
+        &data,
+        &BudgetBoard::default(),
+    );
+    view.hold_clock(NOW_MS);
+    for actions in [
+        &[Action::ScreenOverview][..],
+        &[Action::ScreenRuns],
+        &[Action::ScreenRuns, Action::DrillDown],
+    ] {
+        for action in actions {
+            update(
+                &mut view,
+                Input::Action(*action),
+                &data,
+                &BudgetBoard::default(),
+            );
+            view.hold_clock(NOW_MS + 1_000);
+        }
+        let body = |text: String| -> Vec<String> {
+            let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            lines.pop(); // the status bar follows ingest
+            lines
+        };
+        let at_freeze = body(draw_view_at(&data, &view, 120, 30, NOW_MS));
+        let later = body(draw_view_at(&data, &view, 120, 30, NOW_MS + 3 * 60_000));
+        assert_eq!(at_freeze, later, "{actions:?}");
+    }
+    // and resumed, the figures follow the clock again
+    update(
+        &mut view,
+        Input::Action(Action::ScreenOverview),
+        &data,
+        &BudgetBoard::default(),
+    );
+    update(
+        &mut view,
+        Input::Action(Action::Freeze),
+        &data,
+        &BudgetBoard::default(),
+    );
+    view.hold_clock(NOW_MS + 3 * 60_000);
+    assert!(!view.frozen && view.frozen_at_ms.is_none());
+    let now = draw_view_at(&data, &view, 120, 30, NOW_MS);
+    let later = draw_view_at(&data, &view, 120, 30, NOW_MS + 3 * 60_000);
+    assert_ne!(now, later);
+}
+
+#[test]
+fn one_of_a_thing_is_singular() {
+    let data = published(&["sample_logs"]);
+    let inputs = [with(vec![], &[Action::ScreenRuns]), filter("naive-0001")].concat();
+    let text = draw(&data, &inputs, &BudgetBoard::default(), 120, 30);
+    assert!(text.contains("Runs · 1 row ·"), "{text}");
+    let mut one = data.clone();
+    one.sources = vec!["a.jsonl".into()];
+    let mut stats = (*one.stats).clone();
+    stats.sources.truncate(1);
+    one.stats = Arc::new(stats);
+    let text = screen(&one, &[], 120, 30);
+    let status = text.lines().last().unwrap();
+    assert!(status.contains(" 1 source "), "{status}");
+}
+
+#[test]
+fn runs_without_a_segment_say_none_as_segments_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mixed.jsonl");
+    std::fs::write(
+        &log,
+        "{\"run_id\":\"r-seg\",\"segment\":\"team-a\",\"agent\":\"a\",\"model\":\"gpt-4o\",\"input_tokens\":1,\"output_tokens\":1}\n{\"run_id\":\"r-bare\",\"agent\":\"a\",\"model\":\"gpt-4o\",\"input_tokens\":1,\"output_tokens\":1}\n",
+    )
+    .unwrap();
+    let data = published(&[log.to_str().unwrap()]);
+    let text = screen(&data, &[Action::ScreenRuns], 120, 30);
+    let row = text.lines().find(|l| l.contains("r-bare")).unwrap();
+    assert!(row.contains("(none)"), "{text}");
+    let row = text.lines().find(|l| l.contains("r-seg")).unwrap();
+    assert!(row.contains("team-a") && !row.contains("(none)"), "{text}");
+}
+
+#[test]
+fn a_long_rejection_reason_can_be_read_whole() {
+    use tokwatch::ingest::stats::{RejectKind, Rejected};
+    let mut data = published(&["sample_logs"]);
+    let mut stats = (*data.stats).clone();
+    let reason = "expected `input_tokens` to be a non-negative integer, found the string \"twelve thousand\" at column 118";
+    stats.malformed = 1;
+    stats.malformed_samples = vec![Rejected {
+        location: "agents/live.jsonl:4711".into(),
+        kind: RejectKind::Malformed,
+        reason: reason.into(),
+    }];
+    data.stats = Arc::new(stats);
+    let text = screen(&data, &[Action::ScreenEvents], 80, 24);
+    // the reason, wrapped, word for word
+    let panel: String = text
+        .lines()
+        .skip_while(|l| !l.contains("Rejected lines"))
+        .map(|l| l.trim_matches('"').trim_matches(|c| c == '│' || c == ' '))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let words: Vec<&str> = panel.split_whitespace().collect();
+    let wanted: Vec<&str> = reason.split_whitespace().collect();
+    assert!(
+        words.windows(wanted.len()).any(|w| w == wanted.as_slice()),
+        "{text}"
+    );
+    assert!(text.contains("agents/live.jsonl:4711 malformed:"), "{text}");
+}
+
+#[test]
+fn the_run_chart_keeps_the_limit_apart_from_input_sitting_on_it() {
+    // lean-0005: hops trimmed to the 8.0k the runtime reported
+    let inputs = with(
+        [with(vec![], &[Action::ScreenRuns]), filter("lean-0005")].concat(),
+        &[Action::DrillDown],
+    );
+    let data = published(&["sample_logs"]);
+    for (width, height) in [(80, 24), (120, 30), (200, 60)] {
+        let text = draw(&data, &inputs, &BudgetBoard::default(), width, height);
+        let chart: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.contains("Input tokens per hop"))
+            .take_while(|l| !l.contains("Hops ·"))
+            .collect();
+        let joined = chart.join("\n");
+        assert!(joined.contains('•'), "the limit's dots:\n{text}");
+        assert!(
+            joined.contains("input tokens") && joined.contains("• per-hop limit"),
+            "the legend:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn agents_at_200_columns_show_more_columns_and_rows_by_their_count() {
+    let data = published(&["sample_logs"]);
+    let text = screen(&data, &[Action::ScreenAgents, Action::Down], 200, 60);
+    assert!(text.contains("cache wr"), "{text}");
+    assert!(text.contains("$/call"), "{text}");
+    // the list is as tall as its 7 rows; the hop positions below take the rest
+    let lines: Vec<&str> = text.lines().collect();
+    let positions = lines
+        .iter()
+        .position(|l| l.contains("Hop positions of"))
+        .unwrap();
+    assert_eq!(positions, 1 + 7 + 3, "{text}");
+    let text = screen(&data, &[Action::ScreenEvents], 200, 60);
+    assert!(
+        text.contains("cache rd") && text.contains("cache wr"),
+        "{text}"
+    );
+}
+
+#[test]
+fn events_at_80_columns_show_a_budget_event_s_own_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = live_workload(dir.path());
+    let data = published(&[log.to_str().unwrap()]);
+    let text = screen(&data, &[Action::ScreenEvents], 80, 24);
+    let row = text
+        .lines()
+        .find(|l| l.contains("! budget"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(row.contains("per_hop limit 20.0k"), "{text}");
 }

@@ -465,6 +465,7 @@ async fn ui_loop(
                             }
                             None => {}
                         }
+                        view.hold_clock(chrono::Utc::now().timestamp_millis());
                         if !view.frozen && data.live.is_some() {
                             // resumed: back to the latest state at once
                             data = published.borrow().clone();

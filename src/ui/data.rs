@@ -207,7 +207,6 @@ impl Rows {
                 keyed_rows(&rows, &filter, sort)
             }
             (ListKind::Events, _) => {
-                // newest first
                 let recent = &snap.recent;
                 let mut indexes: Vec<usize> = (0..recent.len())
                     .rev()
@@ -220,6 +219,11 @@ impl Rows {
                     })
                     .collect();
                 match sort.key {
+                    SortKey::Position => {
+                        // newest event time first, ties latest read first
+                        let times = event_times(recent);
+                        indexes.sort_by(|&a, &b| times[b].cmp(&times[a]).then(b.cmp(&a)));
+                    }
                     SortKey::Cost => indexes.sort_by(|&a, &b| recent[b].cost.cmp(&recent[a].cost)),
                     SortKey::Input => indexes.sort_by(|&a, &b| {
                         recent[b]
@@ -272,6 +276,22 @@ impl Rows {
     pub fn is_empty(&self) -> bool {
         self.indexes.is_empty()
     }
+}
+
+/// The time each tail event is ordered by: its own timestamp, or — for an
+/// event without one — the time of the latest event read before it, so that
+/// it keeps its place by arrival.
+fn event_times(recent: &[crate::model::ledger::RecentEvent]) -> Vec<i64> {
+    let mut last = i64::MIN;
+    recent
+        .iter()
+        .map(|e| {
+            if let Some(ts) = e.ts_ms {
+                last = ts;
+            }
+            e.ts_ms.unwrap_or(last)
+        })
+        .collect()
 }
 
 /// The key of row `index` (an index into the snapshot's vector) of `screen`.

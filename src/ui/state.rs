@@ -234,6 +234,10 @@ pub struct ViewState {
     pub filter_editing: bool,
     /// Data stops updating on screen; ingest continues.
     pub frozen: bool,
+    /// While frozen: the wall clock when the view was frozen (epoch ms).
+    /// What is derived from "now" (rates, ages, idle runs, windows) is
+    /// computed at this time, so frozen figures hold still.
+    pub frozen_at_ms: Option<i64>,
     pub help: bool,
     /// First line of the help overlay shown (it scrolls when too tall).
     pub help_scroll: usize,
@@ -267,6 +271,7 @@ impl Default for ViewState {
             filter: String::new(),
             filter_editing: false,
             frozen: false,
+            frozen_at_ms: None,
             help: false,
             help_scroll: 0,
             toast: None,
@@ -298,6 +303,26 @@ impl ViewState {
             _ => self.page_rows,
         }
         .max(1)
+    }
+
+    /// Keeps the freeze time: set to `now_ms` when the view was just
+    /// frozen, cleared when it resumes. The app calls it after every input.
+    pub fn hold_clock(&mut self, now_ms: i64) {
+        self.frozen_at_ms = if self.frozen {
+            Some(self.frozen_at_ms.unwrap_or(now_ms))
+        } else {
+            None
+        };
+    }
+
+    /// The time the view's figures are computed at: the freeze time while
+    /// frozen, else `now_ms`.
+    #[must_use]
+    pub fn view_now(&self, now_ms: i64) -> i64 {
+        match self.frozen_at_ms {
+            Some(at) if self.frozen => at,
+            _ => now_ms,
+        }
     }
 
     /// Records a budget change pushed at `at_ms`.

@@ -227,7 +227,15 @@ fn act(
             });
         }
         Action::NextTheme => return Some(Effect::NextTheme),
-        Action::EditBudget => return budget_target(view, data, budgets).map(Effect::EditBudget),
+        Action::EditBudget => match budget_target(view, data, budgets) {
+            Some(target) => return Some(Effect::EditBudget(target)),
+            None => {
+                view.toast = Some(Toast {
+                    text: no_budget_here(view.screen()),
+                    error: false,
+                });
+            }
+        },
     }
     None
 }
@@ -390,6 +398,16 @@ fn drill_down(view: &mut ViewState, data: &Published, budgets: &BudgetBoard) {
         view.filter.clear();
         view.filter_editing = false;
         view.stack.push(next);
+    }
+}
+
+/// What `b` says where it has no budget to edit: what it edits, and where.
+fn no_budget_here(screen: &Screen) -> String {
+    const EDITS: &str = "b edits agents, segments, runs, or global on Budgets";
+    match screen {
+        Screen::Tab(Tab::Models) => format!("no budget per model: {EDITS}"),
+        Screen::Tab(Tab::Events) => format!("no budget per event: {EDITS}"),
+        _ => format!("nothing selected: {EDITS}"),
     }
 }
 

@@ -39,10 +39,21 @@ pub struct ViewCx<'a> {
     pub keymap: &'a Keymap,
     /// Rows of the current list, computed when data or view changed.
     pub rows: &'a Rows,
-    /// Wall clock, epoch ms (pinned in tests).
+    /// Wall clock, epoch ms (pinned in tests). Figures derived from the
+    /// data use [`ViewCx::view_now`] (held while frozen); the status bar's
+    /// live ingest part uses this.
     pub now_ms: i64,
     /// Desired budgets and what runtimes applied.
     pub budgets: &'a BudgetBoard,
+}
+
+impl ViewCx<'_> {
+    /// The time figures are computed at: the freeze time while frozen (so
+    /// they hold still), else the wall clock.
+    #[must_use]
+    pub fn view_now(&self) -> i64 {
+        self.view.view_now(self.now_ms)
+    }
 }
 
 /// Draws one frame.

@@ -656,3 +656,23 @@ mod budgets {
         );
     }
 }
+
+#[test]
+fn b_where_there_is_no_budget_says_what_b_edits_and_where() {
+    let data = sample();
+    for screen in [Action::ScreenModels, Action::ScreenEvents] {
+        let mut view = ViewState::default();
+        assert_eq!(
+            run(&mut view, &data, &[screen, Action::EditBudget]),
+            vec![None, None]
+        );
+        let toast = view.toast.expect("b says something");
+        assert!(toast.text.contains("no budget per"), "{}", toast.text);
+        assert!(
+            toast.text.contains("b edits agents, segments, runs"),
+            "{}",
+            toast.text
+        );
+        assert!(toast.text.contains("global on Budgets"), "{}", toast.text);
+    }
+}

@@ -92,7 +92,8 @@ pub(super) fn hbars(frame: &mut Frame, area: Rect, rows: &[BarRow], cx: &ViewCx)
         .max()
         .unwrap_or(0);
     let room = width.saturating_sub(text_w + 2);
-    let label_w = label_max.min((room * 2 / 5).max(8)).min(room);
+    // labels as wide as they are while the bars keep two fifths of the room
+    let label_w = label_max.min((room * 3 / 5).max(8)).min(room);
     let bar_w = room.saturating_sub(label_w);
     let bar_w = if bar_w < 3 { 0 } else { bar_w };
     let label_w = room - bar_w;
@@ -426,6 +427,27 @@ mod tests {
         assert!(text.contains("$12,345.62 25%"), "{text}");
         assert!(text.contains("a-very-… "), "{text}");
         assert!(text.contains("… 2 more"), "{text}");
+    }
+
+    #[test]
+    fn labels_are_whole_while_the_bars_keep_room() {
+        // the Overview's spend-by-segment panel at 200 columns
+        let text = draw(46, 3, |frame, area, cx| {
+            let rows: Vec<BarRow> = [("naive/enterprise", 9), ("lean/enterprise", 1)]
+                .into_iter()
+                .map(|(label, value)| BarRow {
+                    label: label.into(),
+                    value,
+                    text: "$11.21  31%".into(),
+                    style: cx.theme.chart,
+                })
+                .collect();
+            hbars(frame, area, &rows, cx);
+        });
+        assert!(text.contains("naive/enterprise █"), "{text}");
+        assert!(text.contains("lean/enterprise  █"), "{text}");
+        // the bar still has two fifths of the room: 33 × 2 / 5 = 13 cells
+        assert!(text.contains(&"█".repeat(13)), "{text}");
     }
 
     #[test]

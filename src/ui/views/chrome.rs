@@ -46,70 +46,161 @@ pub(super) fn render_tabs(frame: &mut Frame, area: Rect, cx: &ViewCx) {
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
+/// A part of the status bar: its text, a shorter form to use before it is
+/// left out, and how soon it goes when the bar is too narrow (the highest
+/// `drop` first; `0` stays).
+struct Part {
+    text: String,
+    short: Option<String>,
+    drop: u8,
+}
+
+impl Part {
+    fn new(text: String, drop: u8) -> Part {
+        Part {
+            text,
+            short: None,
+            drop,
+        }
+    }
+
+    fn or_short(mut self, short: String) -> Part {
+        self.short = Some(short);
+        self
+    }
+}
+
+/// `n thing` or `n things`.
+pub(super) fn count(n: impl Into<u64>, thing: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{n} {thing}s")
+    }
+}
+
+/// The parts joined with ` · ` in at most `width` cells. Level by level,
+/// the highest `drop` first, parts are shortened, then left out whole (the
+/// rightmost first), so no part is ever cut — a number keeps its unit.
+fn fit_status(mut parts: Vec<Part>, width: usize) -> String {
+    let joined = |parts: &[Part]| -> String {
+        let texts: Vec<&str> = parts.iter().map(|p| p.text.as_str()).collect();
+        format!(" {}", texts.join(" · "))
+    };
+    let levels = parts.iter().map(|p| p.drop).max().unwrap_or(0);
+    for level in (1..=levels).rev() {
+        for shorten in [true, false] {
+            while joined(&parts).width() > width {
+                let at_level = |p: &Part| p.drop == level && (!shorten || p.short.is_some());
+                let Some(i) = parts.iter().rposition(at_level) else {
+                    break;
+                };
+                match parts[i].short.take() {
+                    Some(short) if shorten => parts[i].text = short,
+                    _ => {
+                        parts.remove(i);
+                    }
+                }
+            }
+        }
+    }
+    // only what must stay, and still too wide: shortened with `…`
+    fit_width(&joined(&parts), width)
+}
+
 pub(super) fn render_status(frame: &mut Frame, area: Rect, cx: &ViewCx) {
     let data = cx.data;
     let stats = &data.stats;
     let live = stats.live_totals();
-    let mut parts = vec![format!(
-        " {} sources{}",
-        data.sources.len().max(stats.sources.len()),
-        source_formats(stats)
-    )];
+    let sources = count(
+        u64::try_from(data.sources.len().max(stats.sources.len())).unwrap_or(u64::MAX),
+        "source",
+    );
+    let mut parts =
+        vec![Part::new(format!("{sources}{}", source_formats(stats)), 6).or_short(sources)];
     if !stats.waiting_for.is_empty() {
         let targets = stats.waiting_for.join(", ");
-        parts.push(format!("waiting for {} to appear", sanitize(&targets)));
+        parts.push(
+            Part::new(format!("waiting for {} to appear", sanitize(&targets)), 2).or_short(
+                format!(
+                    "waiting for {}",
+                    count(u64::try_from(stats.waiting_for.len()).unwrap_or(0), "path")
+                ),
+            ),
+        );
     }
     if data.reading_backlog {
-        parts.push("reading backlog…".to_owned());
+        parts.push(Part::new("reading backlog…".to_owned(), 5));
     }
     // While frozen, the clock, the rate and the line count come from
-    // ingest as it goes on, not from the held view.
-    let (last_event_ms, lines_per_sec) = match (&data.live, cx.view.frozen) {
+    // ingest as it goes on, not from the held view. The clock here is when
+    // a line was last read (not the events' own time stamps).
+    let (last_read_ms, lines_per_sec) = match (&data.live, cx.view.frozen) {
         (Some(live), true) => (live.last_event_ms, live.lines_per_sec),
         _ => (data.last_event_ms, data.lines_per_sec),
     };
     // The rate is measured while lines arrive; quiet for 2 s means 0.
-    let quiet = last_event_ms.is_none_or(|ms| cx.now_ms - ms > 2_000);
+    let quiet = last_read_ms.is_none_or(|ms| cx.now_ms - ms > 2_000);
     let rate = format!("{:.0} lines/s", if quiet { 0.0 } else { lines_per_sec });
     if cx.view.frozen {
         // what goes on behind the held view (the tab bar says FROZEN)
         let since = data
             .live
             .map_or(0, |live| live.lines.saturating_sub(stats.lines));
-        parts.push(format!("+{since} lines since freeze"));
+        parts.push(Part::new(format!("+{since} lines since freeze"), 1));
     } else {
-        match last_event_ms {
-            Some(ms) => parts.push(format!("last event {} ago", age(cx.now_ms - ms))),
-            None => parts.push("no events yet".to_owned()),
+        match last_read_ms {
+            Some(ms) => parts.push(Part::new(
+                format!("last line read {} ago", age(cx.now_ms - ms)),
+                3,
+            )),
+            None => parts.push(Part::new("no events yet".to_owned(), 3)),
         }
     }
-    parts.push(rate);
+    parts.push(Part::new(rate, 4));
     if stats.malformed > 0 {
-        parts.push(format!(
-            "{} malformed ({}: Events)",
-            stats.malformed,
-            cx.keymap.describe(Action::ScreenEvents)
-        ));
+        let malformed = format!("{} malformed", stats.malformed);
+        parts.push(
+            Part::new(
+                format!(
+                    "{malformed} ({}: Events)",
+                    cx.keymap.describe(Action::ScreenEvents)
+                ),
+                2,
+            )
+            .or_short(malformed),
+        );
     }
     if live.dropped > 0 {
-        parts.push(format!("{} DROPPED", live.dropped));
+        parts.push(Part::new(format!("{} DROPPED", live.dropped), 0));
     }
     if cx.view.filter_editing || !cx.view.filter.is_empty() {
         let cursor = if cx.view.filter_editing { "▏" } else { "" };
-        parts.push(format!("filter: {}{cursor}", sanitize(&cx.view.filter)));
+        parts.push(Part::new(
+            format!("filter: {}{cursor}", sanitize(&cx.view.filter)),
+            0,
+        ));
     }
-    let status = parts.join(" · ");
     let width = usize::from(area.width);
     let mut help = format!("  {} help ", cx.keymap.describe(Action::Help));
-    let mut spans = vec![Span::styled(status.clone(), cx.theme.status)];
-    if let Some(toast) = &cx.view.toast {
+    let toast = cx.view.toast.as_ref().map(|toast| {
         let style = if toast.error {
             cx.theme.error
         } else {
             cx.theme.accent
         };
-        // a message goes before the help hint, shortened with `…` if need be
-        let text = format!("  {}", sanitize(&toast.text));
+        (format!("  {}", sanitize(&toast.text)), style)
+    });
+    // a message (the answer to a key just pressed) goes before the status
+    // parts, which leave it room — all but a few cells
+    let reserved = toast.as_ref().map_or(help.width(), |(text, _)| {
+        text.width().min(width.saturating_sub(12))
+    });
+    let status = fit_status(parts, width.saturating_sub(reserved));
+    let mut spans = vec![Span::styled(status.clone(), cx.theme.status)];
+    if let Some((text, style)) = toast {
+        // before the help hint, shortened with `…` if need be
         let mut room = width.saturating_sub(status.width());
         if room < text.width() + help.width() {
             help.clear();
@@ -119,6 +210,9 @@ pub(super) fn render_status(frame: &mut Frame, area: Rect, cx: &ViewCx) {
         spans.push(Span::styled(fit_width(&text, room), style));
     }
     let used: usize = spans.iter().map(|s| s.content.width()).sum();
+    if used + help.width() > width {
+        help.clear();
+    }
     let pad = width.saturating_sub(used + help.width());
     spans.push(Span::styled(" ".repeat(pad), cx.theme.status));
     spans.push(Span::styled(
@@ -164,6 +258,40 @@ pub(super) fn source_formats(stats: &crate::ingest::IngestStats) -> String {
 #[cfg(test)]
 mod tests {
     use crate::ingest::IngestStats;
+
+    #[test]
+    fn status_parts_are_shortened_then_left_out_whole() {
+        use super::{Part, fit_status};
+        let parts = || {
+            vec![
+                Part::new("4 sources (native ×4)".into(), 6).or_short("4 sources".into()),
+                Part::new("last line read 4s ago".into(), 3),
+                Part::new("0 lines/s".into(), 4),
+                Part::new("3 malformed (6: Events)".into(), 2).or_short("3 malformed".into()),
+                Part::new("2 DROPPED".into(), 0),
+            ]
+        };
+        let all = " 4 sources (native ×4) · last line read 4s ago · 0 lines/s · 3 malformed (6: Events) · 2 DROPPED";
+        assert_eq!(fit_status(parts(), 200), all);
+        assert_eq!(
+            fit_status(parts(), 90),
+            " 4 sources · last line read 4s ago · 0 lines/s · 3 malformed (6: Events) · 2 DROPPED"
+        );
+        assert_eq!(
+            fit_status(parts(), 72),
+            " last line read 4s ago · 0 lines/s · 3 malformed (6: Events) · 2 DROPPED"
+        );
+        assert_eq!(
+            fit_status(parts(), 60),
+            " last line read 4s ago · 3 malformed (6: Events) · 2 DROPPED"
+        );
+        assert_eq!(
+            fit_status(parts(), 40),
+            " 3 malformed (6: Events) · 2 DROPPED"
+        );
+        assert_eq!(fit_status(parts(), 30), " 3 malformed · 2 DROPPED");
+        assert_eq!(fit_status(parts(), 12), " 2 DROPPED");
+    }
 
     #[test]
     fn the_status_bar_names_the_formats_sources_were_read_in() {

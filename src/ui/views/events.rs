@@ -4,6 +4,8 @@
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph, Wrap};
 
 use crate::ingest::stats::{RejectKind, Rejected};
 use crate::model::ledger::{BudgetHit, RecentEvent, RecentKind};
@@ -69,7 +71,8 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx) {
         return;
     }
     // the malformed lines below the tail: a third of the screen at most
-    let wanted = u16::try_from(samples.len() + 3).unwrap_or(u16::MAX);
+    // room for a reason wrapped on a second line
+    let wanted = u16::try_from(2 * samples.len() + 2).unwrap_or(u16::MAX);
     let height = wanted.min(area.height / 3).max(4.min(area.height));
     let [tail, malformed] =
         Layout::vertical([Constraint::Min(3), Constraint::Length(height)]).areas(area);
@@ -78,9 +81,10 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx) {
 }
 
 /// The rejected lines ingest kept (see `ingest::stats::MAX_REJECT_SAMPLES`):
-/// where and why, the latest at the bottom. Once more were rejected than
-/// kept, the latest ones are shown (a live dashboard's news); the report
-/// lists the first ones.
+/// where, what kind and why — each reason whole, wrapped under its place —
+/// the latest at the bottom, as many as the panel holds. Once more were
+/// rejected than kept, the latest ones are shown (a live dashboard's news);
+/// the report lists the first ones.
 fn render_malformed(frame: &mut Frame, area: Rect, cx: &ViewCx) {
     let stats = &cx.data.stats;
     let kept: Vec<&Rejected> = if stats.latest_rejected.is_empty() {
@@ -88,29 +92,36 @@ fn render_malformed(frame: &mut Frame, area: Rect, cx: &ViewCx) {
     } else {
         stats.latest_rejected.iter().collect()
     };
-    let visible = list_rows(area.height).min(kept.len());
-    let shown = &kept[kept.len() - visible..];
-    let mut table = DataTable::new(vec![
-        Column::text("file:line", 0, 12, 60),
-        Column::text("kind", 2, 9, 12),
-        Column::text("reason", 1, 16, 400),
-    ])
-    .header_style(cx.theme.header);
-    for rejected in shown {
+    let inner = Block::bordered().inner(area);
+    let entry = |rejected: &Rejected| -> Paragraph<'static> {
         let kind = match rejected.kind {
             RejectKind::Malformed => "malformed",
             RejectKind::InvalidUtf8 => "not UTF-8",
             RejectKind::Oversized => "too long",
             RejectKind::Unrevisable => "late",
         };
-        table.row(
-            vec![
-                TableCell::text(sanitize(&rejected.location)),
-                TableCell::text(kind),
-                TableCell::text(sanitize(&rejected.reason)),
-            ],
-            cx.theme.warning,
-        );
+        Paragraph::new(Line::from(vec![
+            Span::styled(sanitize(&rejected.location).into_owned(), cx.theme.warning),
+            Span::styled(format!(" {kind}: "), cx.theme.muted),
+            Span::styled(sanitize(&rejected.reason).into_owned(), cx.theme.text),
+        ]))
+        .wrap(Wrap { trim: false })
+    };
+    // the latest that fit, each in as many lines as its reason needs
+    let mut shown: Vec<(Paragraph, u16)> = Vec::new();
+    let mut used = 0;
+    for rejected in kept.iter().rev() {
+        let paragraph = entry(rejected);
+        let lines = u16::try_from(paragraph.line_count(inner.width)).unwrap_or(u16::MAX);
+        if used + lines > inner.height {
+            if shown.is_empty() {
+                // one reason taller than the panel: its beginning
+                shown.push((paragraph, inner.height));
+            }
+            break;
+        }
+        used += lines;
+        shown.push((paragraph, lines));
     }
     let rejected = stats.malformed + stats.unrevisable;
     let title = if u64::try_from(shown.len()).unwrap_or(u64::MAX) < rejected {
@@ -121,26 +132,52 @@ fn render_malformed(frame: &mut Frame, area: Rect, cx: &ViewCx) {
     } else {
         format!("Rejected lines · {rejected}")
     };
-    table.render(frame, area, block(title, cx));
+    frame.render_widget(block(title, cx), area);
+    let mut y = inner.y;
+    for (paragraph, lines) in shown.into_iter().rev() {
+        frame.render_widget(
+            paragraph,
+            Rect {
+                y,
+                height: lines,
+                ..inner
+            },
+        );
+        y += lines;
+    }
 }
 
 fn render_tail(frame: &mut Frame, area: Rect, cx: &ViewCx) {
     let recent = &cx.data.snapshot.recent;
     let visible = list_rows(area.height);
     let (selected, offset) = list_window(cx, visible);
-    let mut table = DataTable::new(vec![
+    // the token buckets beside input and output on wide terminals only:
+    // below that, the names and what an event reported come first
+    let buckets = area.width >= 120;
+    let mut columns = vec![
         Column::number("time UTC", 1).sorts(SortKey::Position),
-        Column::text("kind", 0, 4, 8),
+        Column::text("kind", 0, 8, 8),
         Column::text("run", 0, 10, 36),
         Column::number("hop", 4),
-        Column::text("what", 2, 14, 64),
+        // what happened gets its share before a long run id takes the rest
+        Column::text("what", 2, 14, 64).wants(16),
         Column::number("in", 3).sorts(SortKey::Input),
+        Column::number("cache rd", 6),
+        Column::number("cache wr", 7),
         Column::number("out", 5),
+        Column::number("reas.", 8),
         Column::number("cost", 0).sorts(SortKey::Cost),
-    ])
-    .sorted(cx.view.sort(ListKind::Events), ListKind::Events)
-    .header_style(cx.theme.header);
-    let today = chrono::DateTime::from_timestamp_millis(cx.now_ms)
+    ];
+    let bucket_columns = [6, 7, 9];
+    if !buckets {
+        for c in bucket_columns.iter().rev() {
+            columns.remove(*c);
+        }
+    }
+    let mut table = DataTable::new(columns)
+        .sorted(cx.view.sort(ListKind::Events), ListKind::Events)
+        .header_style(cx.theme.header);
+    let today = chrono::DateTime::from_timestamp_millis(cx.view_now())
         .map(|t| t.date_naive())
         .unwrap_or_default();
     for (position, &i) in cx
@@ -178,17 +215,31 @@ fn render_tail(frame: &mut Frame, area: Rect, cx: &ViewCx) {
             RecentKind::RunEnd(_) => String::new(),
         };
         let number = |text: String| TableCell::number(if call { text } else { String::new() });
+        let mut cells = vec![
+            TableCell::number(time),
+            TableCell::text(kind),
+            TableCell::text(sanitize(&e.run_id)),
+            TableCell::number(hop),
+            match e.kind {
+                // names, shortened at the end like any text
+                RecentKind::Hop => TableCell::text(detail(e).join(" · ")),
+                // values, left out whole
+                _ => TableCell::parts(detail(e)),
+            },
+            number(tokens(e.usage.input_total())),
+            number(tokens(e.usage.cache_read)),
+            number(tokens(e.usage.cache_write())),
+            number(tokens(e.usage.output)),
+            number(tokens(e.usage.reasoning)),
+            number(e.cost.map_or_else(|| "unpriced".into(), dollars)),
+        ];
+        if !buckets {
+            for c in bucket_columns.iter().rev() {
+                cells.remove(*c);
+            }
+        }
         table.row(
-            vec![
-                TableCell::number(time),
-                TableCell::text(kind),
-                TableCell::text(sanitize(&e.run_id)),
-                TableCell::number(hop),
-                TableCell::parts(detail(e)),
-                number(tokens(e.usage.input_total())),
-                number(tokens(e.usage.output)),
-                number(e.cost.map_or_else(|| "unpriced".into(), dollars)),
-            ],
+            cells,
             if Some(position) == selected {
                 cx.theme.selected
             } else {

@@ -7,6 +7,7 @@ use ratatui::style::Style;
 use crate::model::ledger::KeyedAgg;
 use crate::model::{Counters, Usd};
 use crate::sanitize::sanitize;
+use unicode_width::UnicodeWidthStr;
 
 use super::table::{Column, DataTable, TableCell};
 use super::widgets::{block, cost_cell, list_title, list_window};
@@ -31,16 +32,26 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx, list: ListKind)
         ListKind::Segments => "segment",
         _ => "model",
     };
+    // a name is cut only below 20 cells: low-priority columns go first
+    let names: Vec<&str> = match list {
+        ListKind::Agents => snap.by_agent.iter().map(|r| &*r.name).collect(),
+        ListKind::Segments => segments.iter().map(|r| &*r.name).collect(),
+        _ => snap.by_model.iter().map(|r| &*r.name).collect(),
+    };
+    let widest = names.iter().map(|n| sanitize(n).width()).max().unwrap_or(0);
+    let name_min = u16::try_from(widest.clamp(10, 20)).unwrap_or(20);
     let mut table = DataTable::new(vec![
-        Column::text(label, 0, 10, 40).sorts(SortKey::Name),
+        Column::text(label, 0, name_min, 40).sorts(SortKey::Name),
         Column::number("calls", 3).sorts(SortKey::Calls),
         Column::number("input", 2),
         Column::number("cache rd", 4),
+        Column::number("cache wr", 5),
         Column::number("output", 2),
-        Column::number("reason.", 5),
+        Column::number("reason.", 6),
         Column::number("tokens", 1).sorts(SortKey::Tokens),
         Column::number("cost", 0).sorts(SortKey::Cost),
         Column::number("share", 1),
+        Column::number("$/call", 7),
         Column::text("", 6, 10, 40),
     ])
     .sorted(cx.view.sort(list), list)
@@ -98,6 +109,7 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx, list: ListKind)
                 TableCell::number(counters.events.to_string()),
                 TableCell::number(tokens(counters.input_tokens)),
                 TableCell::number(tokens(counters.cache_read_tokens)),
+                TableCell::number(tokens(counters.cache_write_tokens)),
                 TableCell::number(tokens(counters.output_tokens)),
                 TableCell::number(tokens(counters.reasoning_tokens)),
                 TableCell::number(tokens(counters.total_tokens)),
@@ -107,6 +119,7 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx, list: ListKind)
                     cx.theme.cost_style(share)
                 }),
                 TableCell::number(percent(share)),
+                TableCell::number(per_call(counters)),
                 TableCell::text(extra),
             ],
             style,
@@ -119,4 +132,13 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx, list: ListKind)
     };
     let title = list_title(base.into(), cx, list) + " · Enter: runs";
     table.render(frame, area, block(title, cx));
+}
+
+/// The mean cost of a priced call (`unpriced` when none was priced).
+fn per_call(c: &Counters) -> String {
+    let priced = c.events.saturating_sub(c.unpriced_events);
+    if priced == 0 {
+        return "unpriced".to_owned();
+    }
+    crate::ui::format::dollars(Usd::from_picos(c.cost.picos() / i128::from(priced)))
 }

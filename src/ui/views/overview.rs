@@ -282,7 +282,7 @@ fn burn_figures<'a>(cx: &ViewCx) -> Vec<Vec<Span<'a>>> {
     let insights = &cx.data.insights;
     let rates: Vec<BurnRate> = [60_000, 5 * 60_000, RECENT_SPEND_MS]
         .into_iter()
-        .filter_map(|w| burn_rate(insights, cx.now_ms, w))
+        .filter_map(|w| burn_rate(insights, cx.view_now(), w))
         .collect();
     let mut items = vec![vec![Span::styled("burn per min", cx.theme.muted)]];
     if rates.is_empty() {
@@ -293,7 +293,7 @@ fn burn_figures<'a>(cx: &ViewCx) -> Vec<Vec<Span<'a>>> {
         items.push(figure(
             "",
             format!(
-                "none in the last {} (last event {} ago)",
+                "none in the last {} (newest event {} ago)",
                 window_label(RECENT_SPEND_MS),
                 ago(idle)
             ),
@@ -336,7 +336,7 @@ fn burn_figures<'a>(cx: &ViewCx) -> Vec<Vec<Span<'a>>> {
 /// reach (an hour): the chart then shows the hour before the last event.
 fn idle_for(cx: &ViewCx) -> Option<i64> {
     let last = cx.data.insights.last_ts_ms?;
-    let idle = cx.now_ms - last;
+    let idle = cx.view_now() - last;
     (idle > RECENT_SPEND_MS).then_some(idle)
 }
 
@@ -396,7 +396,7 @@ fn figure_lines<'a>(cx: &ViewCx, width: u16) -> Vec<Line<'a>> {
     };
     let bold_cost = cx.theme.cost.add_modifier(Modifier::BOLD);
     let change = cx.view.budget_changes.last().copied();
-    let recent = recent_run_cost(insights, cx.now_ms, change);
+    let recent = recent_run_cost(insights, cx.view_now(), change);
     let mut groups = vec![
         vec![
             figure("spend", spend, bold_cost, cx),
@@ -437,7 +437,7 @@ fn figure_lines<'a>(cx: &ViewCx, width: u16) -> Vec<Line<'a>> {
         let mut group = vec![vec![Span::styled(
             format!(
                 "since the budget change {} ago: $/run",
-                ago(cx.now_ms - since.at_ms)
+                ago(cx.view_now() - since.at_ms)
             ),
             cx.theme.muted,
         )]];
@@ -572,7 +572,7 @@ fn burn_scale(observed_ms: i64, columns: u16) -> (i64, i64) {
 
 fn render_burn(frame: &mut Frame, area: Rect, cx: &ViewCx) {
     let insights = &cx.data.insights;
-    let Some(hour) = burn_rate(insights, cx.now_ms, RECENT_SPEND_MS) else {
+    let Some(hour) = burn_rate(insights, cx.view_now(), RECENT_SPEND_MS) else {
         frame.render_widget(
             Paragraph::new(Line::styled("no timed events yet", cx.theme.muted))
                 .block(block("Burn".into(), cx)),
@@ -589,7 +589,7 @@ fn render_burn(frame: &mut Frame, area: Rect, cx: &ViewCx) {
     let idle = idle_for(cx);
     let end_ms = match (idle, insights.last_ts_ms) {
         (Some(_), Some(last)) => last,
-        (_, last) => last.map_or(cx.now_ms, |l| l.max(cx.now_ms)),
+        (_, last) => last.map_or(cx.view_now(), |l| l.max(cx.view_now())),
     };
     let observed = match insights.first_ts_ms {
         Some(first) if idle.is_some() => (end_ms - first).clamp(1_000, RECENT_SPEND_MS),
@@ -643,15 +643,15 @@ fn render_burn(frame: &mut Frame, area: Rect, cx: &ViewCx) {
         match idle {
             Some(idle) => vec![
                 format!(
-                    "Burn $/min in the {over} before the last event ({} ago), {bar} a bar",
+                    "Burn $/min in the {over} before the newest event ({} ago), {bar} a bar",
                     ago(idle)
                 ),
                 format!(
-                    "Burn $/min in the {over} before the last event ({} ago)",
+                    "Burn $/min in the {over} before the newest event ({} ago)",
                     ago(idle)
                 ),
-                format!("Burn $/min before the last event ({} ago)", ago(idle)),
-                "Burn $/min before the last event".into(),
+                format!("Burn $/min before the newest event ({} ago)", ago(idle)),
+                "Burn $/min before the newest event".into(),
                 "Burn $/min".into(),
             ],
             None => vec![
@@ -673,7 +673,7 @@ fn render_burn(frame: &mut Frame, area: Rect, cx: &ViewCx) {
                 format!("-{}", span(span_s * 1_000)),
                 format!("-{}", span(span_s * 500)),
                 if idle.is_some() {
-                    "last event".into()
+                    "newest event".into()
                 } else {
                     "now".into()
                 },
@@ -691,7 +691,7 @@ fn render_histogram(frame: &mut Frame, area: Rect, cx: &ViewCx) {
     let since: Vec<Usd> = insights
         .unfinished
         .iter()
-        .filter(|p| p.settled(cx.now_ms))
+        .filter(|p| p.settled(cx.view_now()))
         .map(|p| p.cost)
         .collect();
     let Some(h) = cost_histogram(&insights.finished_costs, &since, buckets) else {

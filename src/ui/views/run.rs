@@ -306,7 +306,7 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx, run_id: &str) {
             cx.theme.text,
             cx,
         ),
-        kv("status", run_status(run, cx.now_ms), cx.theme.text, cx),
+        kv("status", run_status(run, cx.view_now()), cx.theme.text, cx),
         kv(
             "budget breaches",
             run.budget_hits.len().to_string(),
@@ -510,7 +510,7 @@ fn render_chart(
         .map(|h| (f64::from(h.hop), h.usage.input_total() as f64))
         .collect();
     #[allow(clippy::cast_precision_loss)]
-    let limit: Vec<(f64, f64)> = run
+    let at_hops: Vec<(f64, f64)> = run
         .hops
         .iter()
         .zip(limits)
@@ -520,14 +520,13 @@ fn render_chart(
                 .map(|l| (f64::from(h.hop), l as f64))
         })
         .collect();
-    let top = run
-        .hops
-        .iter()
-        .map(|h| h.usage.input_total())
-        .chain(limits.iter().flatten().filter_map(|l| l.limit))
-        .max()
-        .unwrap_or(0)
-        .max(1);
+    // the limit as dots every other column, drawn over the input line: where
+    // trimmed hops sit right on the limit, both stay visible
+    let top = top_input(run, limits);
+    let plot_width = area
+        .width
+        .saturating_sub(3 + u16::try_from(tokens(top).len()).unwrap_or(0));
+    let limit = dotted(&at_hops, plot_width / 2);
     let (first, last) = (
         run.hops.first().map_or(0, |h| h.hop),
         run.hops.last().map_or(1, |h| h.hop),
@@ -540,22 +539,27 @@ fn render_chart(
             .style(cx.theme.chart)
             .data(&input),
     ];
-    // the limit is named in the title (a legend would hide the lines)
+    // the limit is named in the title and both lines in the bottom legend
+    // (ratatui's legend box would hide the lines)
     if !limit.is_empty() {
         datasets.push(
             Dataset::default()
                 .name("per-hop limit")
-                .marker(Marker::Braille)
-                .graph_type(GraphType::Line)
+                .marker(Marker::Dot)
+                .graph_type(GraphType::Scatter)
                 .style(cx.theme.budget_over)
                 .data(&limit),
         );
+    }
+    let mut legend = vec![Span::styled(" ⠤ input tokens ", cx.theme.chart)];
+    if !limit.is_empty() {
+        legend.push(Span::styled("• per-hop limit ", cx.theme.budget_over));
     }
     let title = chart_title(limits);
     #[allow(clippy::cast_precision_loss)]
     let chart = Chart::new(datasets)
         .hidden_legend_constraints((Constraint::Length(0), Constraint::Length(0)))
-        .block(block(title, cx))
+        .block(block(title, cx).title_bottom(Line::from(legend)))
         .x_axis(
             Axis::default()
                 .style(cx.theme.muted)
@@ -569,6 +573,44 @@ fn render_chart(
                 .labels(["0".to_owned(), tokens(top)]),
         );
     frame.render_widget(chart, area);
+}
+
+/// The top of the chart: the largest input or limit.
+fn top_input(run: &RunAgg, limits: &[Option<HopLimit>]) -> u64 {
+    run.hops
+        .iter()
+        .map(|h| h.usage.input_total())
+        .chain(limits.iter().flatten().filter_map(|l| l.limit))
+        .max()
+        .unwrap_or(0)
+        .max(1)
+}
+
+/// Points every `(last - first) / steps` along the line through `points`
+/// (sorted by x; a gap between points is bridged straight, as a line
+/// chart would).
+fn dotted(points: &[(f64, f64)], steps: u16) -> Vec<(f64, f64)> {
+    let (Some(&(first, _)), Some(&(last, _))) = (points.first(), points.last()) else {
+        return Vec::new();
+    };
+    if points.len() == 1 || steps < 2 || last <= first {
+        return points.to_vec();
+    }
+    let step = (last - first) / f64::from(steps);
+    (0..=steps)
+        .filter_map(|i| {
+            let x = (first + step * f64::from(i)).min(last);
+            let right = points.iter().position(|&(px, _)| px >= x)?;
+            let (x1, y1) = points[right];
+            let (x0, y0) = points[right.saturating_sub(1)];
+            let y = if x1 > x0 {
+                y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+            } else {
+                y1
+            };
+            Some((x, y))
+        })
+        .collect()
 }
 
 /// One hop: what it sent and cost, why it bleeds (in full), how much of its

@@ -6,6 +6,7 @@ use ratatui::style::Style;
 
 use crate::model::Usd;
 use crate::model::ledger::RunAgg;
+use crate::model::snapshot::NO_SEGMENT;
 use crate::sanitize::sanitize;
 
 use super::table::{Column, DataTable, TableCell};
@@ -74,7 +75,7 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx, scope: Option<&
         } else {
             cx.theme.text
         };
-        let mut status = TableCell::text(run_status(run, cx.now_ms));
+        let mut status = TableCell::text(run_status(run, cx.view_now()));
         if !run.budget_hits.is_empty() && !is_selected {
             status = status.styled(cx.theme.budget_over);
         }
@@ -82,7 +83,12 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx, scope: Option<&
             vec![
                 TableCell::text(marker(bleeding, run.budget_hits.len())),
                 TableCell::text(sanitize(&run.run_id)),
-                TableCell::text(sanitize(run.segment.as_deref().unwrap_or(""))),
+                match run.segment.as_deref() {
+                    Some(segment) => TableCell::text(sanitize(segment)),
+                    // as the Segments screen names calls without one
+                    None if is_selected => TableCell::text(NO_SEGMENT),
+                    None => TableCell::text(NO_SEGMENT).styled(cx.theme.muted),
+                },
                 TableCell::text(path.join("→")),
                 TableCell::number(run.hops.len().to_string()),
                 TableCell::number(tokens(run.counters.total_tokens)),
@@ -96,7 +102,7 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx, scope: Option<&
                 status,
                 TableCell::number(
                     run.first_ts_ms
-                        .map_or_else(String::new, |t| format!("{} ago", age(cx.now_ms - t))),
+                        .map_or_else(String::new, |t| format!("{} ago", age(cx.view_now() - t))),
                 ),
             ],
             style,

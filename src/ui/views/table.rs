@@ -14,6 +14,9 @@
 //! - a text column may claim more room than its `min` ([`Column::wants`]):
 //!   columns that claim none are dropped first, so that it shows up to that
 //!   many cells (an essential state, say, rather than a usage figure);
+//! - text cut short runs on over the cells to its right that are empty in
+//!   its row (a budget event has no tokens to show: its breach takes their
+//!   room);
 //! - a [`Kind::Bar`] column takes the width that is left (within
 //!   `min..=max`) and draws its stacked bars to that scale;
 //! - the sorted column's header carries the sort arrow (`cost↓`).
@@ -400,6 +403,68 @@ impl DataTable {
                 .column_spacing(SPACING),
             area,
         );
+        // text too long for its column runs on over the row's empty cells
+        // to its right (a budget event has no tokens of its own to show)
+        let used: u32 = visible
+            .iter()
+            .map(|&(_, w)| u32::from(w) + u32::from(SPACING))
+            .sum();
+        if used > u32::from(inner.width) + u32::from(SPACING) {
+            return;
+        }
+        let buffer = frame.buffer_mut();
+        let rows_shown = usize::from(inner.height.saturating_sub(1));
+        for (r, (cells, style)) in self.rows.iter().enumerate().take(rows_shown) {
+            let y = inner.y + 1 + to_u16(r);
+            for (x, width, text, cell_style) in self.run_ons(cells, &visible) {
+                let style = cell_style.map_or(*style, |s| style.patch(s));
+                buffer.set_stringn(inner.x + x, y, text, usize::from(width), style);
+            }
+        }
+    }
+
+    /// The text cells of a row that run on over empty cells to their right:
+    /// `(x, width, text, style)`, x from the table's left edge.
+    fn run_ons(
+        &self,
+        cells: &[TableCell],
+        visible: &[(usize, u16)],
+    ) -> Vec<(u16, u16, String, Option<Style>)> {
+        let blank = |c: usize| {
+            cells
+                .get(c)
+                .is_none_or(|cell| matches!(&cell.content, Content::Plain(t) if t.is_empty()))
+        };
+        let mut out = Vec::new();
+        let mut x = 0;
+        for (k, &(c, w)) in visible.iter().enumerate() {
+            let start = x;
+            x += w + SPACING;
+            let Some(cell) = cells.get(c) else { continue };
+            if self.columns[c].kind != Kind::Text
+                || matches!(cell.content, Content::Bar { .. })
+                || cell.width() <= usize::from(w)
+            {
+                continue;
+            }
+            let room: u16 = visible[k + 1..]
+                .iter()
+                .take_while(|&&(next, _)| blank(next))
+                .map(|&(_, next_w)| next_w + SPACING)
+                .sum();
+            if room == 0 {
+                continue;
+            }
+            let width = w + room;
+            let text = match &cell.content {
+                Content::Plain(text) => fit_width(text, usize::from(width)),
+                Content::Parts(parts) => fit_parts(parts, usize::from(width)),
+                Content::Bar { .. } => continue,
+            };
+            let pad = usize::from(width).saturating_sub(text.width());
+            out.push((start, width, text + &" ".repeat(pad), cell.style));
+        }
+        out
     }
 }
 
@@ -746,6 +811,45 @@ mod tests {
         assert_eq!(claimed.layout(18), vec![Some(9), Some(8), None, None]);
         // wide enough: everything, as without a claim
         assert_eq!(claimed.layout(80), plain.layout(80));
+    }
+
+    #[test]
+    fn text_cut_short_runs_on_over_the_empty_cells_of_its_row() {
+        let mut table = DataTable::new(vec![
+            Column::text("what", 0, 6, 40),
+            Column::number("in", 1),
+            Column::number("cost", 0),
+        ]);
+        let parts = |p: &[&str]| TableCell::parts(p.iter().map(|s| (*s).to_owned()).collect());
+        table.row(
+            vec![
+                parts(&["researcher", "claude-opus-4-6"]),
+                TableCell::number("49.2k"),
+                TableCell::number("$0.170"),
+            ],
+            Style::default(),
+        );
+        // a budget event: no tokens or cost of its own
+        table.row(
+            vec![
+                parts(&["researcher", "per_hop limit 7.0k", "saw 34.4k", "→ trim"]),
+                TableCell::number(""),
+                TableCell::number(""),
+            ],
+            Style::default(),
+        );
+        // what: 40 - 2 spaces - 5 - 6 = 27 cells
+        assert_eq!(table.layout(40), vec![Some(27), Some(5), Some(6)]);
+        let text = draw(table, 40);
+        // a row with values in its cells keeps to its column
+        assert!(
+            text.contains("researcher …                49.2k $0.170"),
+            "{text}"
+        );
+        assert!(
+            text.contains("researcher · per_hop limit 7.0k …       "),
+            "the row's own data uses its empty cells:\n{text}"
+        );
     }
 
     #[test]

@@ -88,8 +88,8 @@ pub(super) fn list_window(cx: &ViewCx, visible: usize) -> (Option<usize>, usize)
 pub(super) fn list_title(base: String, cx: &ViewCx, list: ListKind) -> String {
     let sort = cx.view.sort(list);
     format!(
-        "{base} · {} rows · sort {}{}",
-        cx.rows.len(),
+        "{base} · {} · sort {}{}",
+        super::chrome::count(u64::try_from(cx.rows.len()).unwrap_or(u64::MAX), "row"),
         sort.key.label(),
         sort.arrow(list)
     )
