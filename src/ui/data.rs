@@ -149,6 +149,21 @@ fn run_matches(
 }
 
 impl Rows {
+    /// The `visible` rows from display position `offset`: (position, index
+    /// into the screen's data). What a list screen draws.
+    pub fn window(
+        &self,
+        offset: usize,
+        visible: usize,
+    ) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.indexes
+            .iter()
+            .copied()
+            .enumerate()
+            .skip(offset)
+            .take(visible)
+    }
+
     /// Rows of `screen` in display order.
     #[must_use]
     pub fn compute(data: &Published, screen: &Screen, view: &ViewState) -> Rows {

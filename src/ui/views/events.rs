@@ -180,14 +180,7 @@ fn render_tail(frame: &mut Frame, area: Rect, cx: &ViewCx) {
     let today = chrono::DateTime::from_timestamp_millis(cx.view_now())
         .map(|t| t.date_naive())
         .unwrap_or_default();
-    for (position, &i) in cx
-        .rows
-        .indexes
-        .iter()
-        .enumerate()
-        .skip(offset)
-        .take(visible)
-    {
+    for (position, i) in cx.rows.window(offset, visible) {
         let e = &recent[i];
         let time = e
             .ts_ms

@@ -56,14 +56,7 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx, list: ListKind)
     ])
     .sorted(cx.view.sort(list), list)
     .header_style(cx.theme.header);
-    for (position, &i) in cx
-        .rows
-        .indexes
-        .iter()
-        .enumerate()
-        .skip(offset)
-        .take(visible)
-    {
+    for (position, i) in cx.rows.window(offset, visible) {
         let (name, counters, extra, none): (&str, &Counters, String, bool) = match list {
             ListKind::Agents => (
                 &snap.by_agent[i].name,

@@ -365,14 +365,7 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx, run_id: &str) {
     ])
     .sorted(cx.view.sort(ListKind::Hops), ListKind::Hops)
     .header_style(cx.theme.header);
-    for (position, &i) in cx
-        .rows
-        .indexes
-        .iter()
-        .enumerate()
-        .skip(offset)
-        .take(visible)
-    {
+    for (position, i) in cx.rows.window(offset, visible) {
         let hop: &HopAgg = &run.hops[i];
         let reason = bleeding
             .and_then(|b| b.iter().find(|(index, _)| *index == i))

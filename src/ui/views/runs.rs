@@ -47,14 +47,7 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx, scope: Option<&
     ])
     .sorted(cx.view.sort(ListKind::Runs), ListKind::Runs)
     .header_style(cx.theme.header);
-    for (position, &index) in cx
-        .rows
-        .indexes
-        .iter()
-        .enumerate()
-        .skip(offset)
-        .take(visible)
-    {
+    for (position, index) in cx.rows.window(offset, visible) {
         let run: &RunAgg = &snap.runs[index];
         let bleeding = cx.data.insights.bleeding.get(index).map_or(0, Vec::len);
         let path: Vec<String> = run
