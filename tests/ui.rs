@@ -598,6 +598,9 @@ fn burn_rate_is_spend_over_the_time_actually_observed() {
     assert!(text.contains("$163.64"), "{text}");
     assert!(text.contains("(11s seen)"), "{text}");
     assert!(!text.contains("$2.00"), "{text}");
+    // eleven seconds say nothing about a day: no projection before 5 minutes
+    assert!(!text.contains("$235,636"), "{text}");
+    assert!(text.contains("→ day after 5m seen"), "{text}");
 }
 
 /// A live workload seen from `NOW_MS`: for 40 minutes a run has started

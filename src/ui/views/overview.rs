@@ -322,15 +322,28 @@ fn burn_figures<'a>(cx: &ViewCx) -> Vec<Vec<Span<'a>>> {
         i = j;
     }
     if let Some(hour) = rates.last() {
-        items.push(figure(
-            "→ day",
-            dollars(Usd::from_picos(hour.per_minute().picos() * 1_440)),
-            cx.theme.cost_high,
-            cx,
-        ));
+        if hour.observed_ms >= PROJECT_AFTER_MS {
+            items.push(figure(
+                "→ day",
+                dollars(Usd::from_picos(hour.per_minute().picos() * 1_440)),
+                cx.theme.cost_high,
+                cx,
+            ));
+        } else {
+            items.push(figure(
+                "→ day",
+                format!("after {} seen", window_label(PROJECT_AFTER_MS)),
+                cx.theme.muted,
+                cx,
+            ));
+        }
     }
     items
 }
+
+/// Spend is projected to a day only from this much observed time: a few
+/// seconds of a starting workload say nothing about a day.
+const PROJECT_AFTER_MS: i64 = 5 * 60_000;
 
 /// How long since the last event, when it is longer than the burn chart's
 /// reach (an hour): the chart then shows the hour before the last event.
