@@ -194,10 +194,11 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx) {
     if board.readonly {
         title.push_str(" (read-only)");
     }
+    let listed_rows = super::chrome::count(u64::try_from(listed).unwrap_or(u64::MAX), "row");
     if rows.len() == listed && listed > 0 {
-        title.push_str(&format!(" · {listed} rows"));
+        title.push_str(&format!(" · {listed_rows}"));
     } else if listed > 0 {
-        title.push_str(&format!(" · {} of {listed} rows", rows.len()));
+        title.push_str(&format!(" · {} of {listed_rows}", rows.len()));
     }
     if !board.readonly {
         let what = if rows.is_empty() {
