@@ -1378,3 +1378,36 @@ fn events_at_80_columns_show_a_budget_event_s_own_data() {
         .unwrap_or_else(|| panic!("{text}"));
     assert!(row.contains("per_hop limit 20.0k"), "{text}");
 }
+
+#[test]
+fn a_page_of_the_agents_list_is_the_rows_it_shows_beside_the_hop_positions() {
+    let data = published(&["sample_logs"]);
+    let keymap = keymap();
+    let theme = Theme::builtin("dark").unwrap();
+    let mut view = ViewState::default();
+    update(
+        &mut view,
+        Input::Action(Action::ScreenAgents),
+        &data,
+        &BudgetBoard::default(),
+    );
+    let rows = Rows::compute(&data, view.screen(), &view);
+    let board = BudgetBoard::default();
+    let cx = ViewCx {
+        data: &data,
+        view: &view,
+        theme: &theme,
+        keymap: &keymap,
+        rows: &rows,
+        now_ms: NOW_MS,
+        budgets: &board,
+    };
+    // 80×24: the body is 22 lines; the list as tall as its 7 agents (and
+    // borders and header), the hop positions below it
+    let page = tokwatch::ui::views::list_page(ratatui::layout::Rect::new(0, 0, 80, 24), &cx);
+    assert_eq!(
+        page,
+        Some(rows.len()),
+        "a page is the agents shown, not the body"
+    );
+}

@@ -99,13 +99,15 @@ pub fn help_lines() -> usize {
 
 /// Rows a page of the current screen's list holds in a terminal of `area`
 /// when that is not [`list_rows`] of the whole body (the Budgets table
-/// shares it with the runtimes panel): the app keeps it in
+/// shares it with the runtimes panel, the Agents list with the hop-positions
+/// panel): the app keeps it in
 /// [`ViewState::list_page`] for paging and scrolling.
 #[must_use]
 pub fn list_page(area: ratatui::layout::Rect, cx: &ViewCx) -> Option<usize> {
     let [_, body, _] = areas(area);
     match cx.view.screen() {
         Screen::Tab(Tab::Budgets) => Some(budgets::page_rows(body, cx)),
+        Screen::Tab(Tab::Agents) => Some(agents::page_rows(body, cx)),
         _ => None,
     }
 }

@@ -3,6 +3,8 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 
+use crate::model::insights::PositionStats;
+use crate::model::ledger::KeyedAgg;
 use crate::sanitize::sanitize;
 
 use super::table::{Column, DataTable, TableCell};
@@ -27,8 +29,8 @@ fn split(height: u16, agents: usize, positions: usize) -> (u16, u16) {
     (height - detail, detail)
 }
 
-pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx) {
-    // per-hop-position statistics of the selected agent
+/// The selected agent and its hop-position statistics.
+fn selected_agent<'a>(cx: &ViewCx<'a>) -> (Option<&'a KeyedAgg>, &'a [PositionStats]) {
     let snap = &cx.data.snapshot;
     let cursor = cx.view.cursor();
     let selected = selected_position(cx.data, cx.view.screen(), cx.rows, cursor.selected.as_ref())
@@ -36,6 +38,19 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx) {
     let positions = selected
         .and_then(|agent| cx.data.insights.positions.get(&agent.name))
         .map_or(&[][..], Vec::as_slice);
+    (selected, positions)
+}
+
+/// Rows one page of the agents list shows in `area` (the body): it shares
+/// the body with the hop-positions panel.
+pub(super) fn page_rows(area: Rect, cx: &ViewCx) -> usize {
+    let (_, positions) = selected_agent(cx);
+    list_rows(split(area.height, cx.rows.len(), positions.len()).0)
+}
+
+pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx) {
+    // per-hop-position statistics of the selected agent
+    let (selected, positions) = selected_agent(cx);
     let (list_h, detail_h) = split(area.height, cx.rows.len(), positions.len());
     let [list, detail] =
         Layout::vertical([Constraint::Length(list_h), Constraint::Length(detail_h)]).areas(area);
