@@ -62,6 +62,10 @@ pub struct BudgetBoard {
     /// has in force (a runtime that predates conflicts): its next
     /// `budget.state` is adopted. (runtime, scope) → refused version.
     pub awaiting_adoption: BTreeMap<(String, Scope), u64>,
+    /// The limits of this dashboard's change a runtime refused, per scope:
+    /// what was asked for stays readable beside the refusal (the wanted
+    /// state is theirs by then) until the next change of the scope.
+    pub refused: BTreeMap<Scope, Limits>,
 }
 
 /// A refused change replaced by what the runtime has in force.
@@ -329,6 +333,9 @@ impl BudgetBoard {
     /// for the app to save and audit-log.
     fn adopt(&mut self, addr: &str, scope: &Scope, refused: u64, theirs: Option<VersionedBudget>) {
         let before = self.desired.adopt(scope, theirs, addr);
+        if let Some(limits) = &before {
+            self.refused.insert(scope.clone(), limits.clone());
+        }
         self.pending_since.remove(scope);
         self.adoptions.push(Adoption {
             runtime: addr.to_owned(),
@@ -445,6 +452,7 @@ impl BudgetBoard {
     /// `base_version` (what the edit started from), numbered above every
     /// version a runtime reported for the scope.
     pub fn change(&mut self, scope: Scope, limits: Limits, base_version: u64) -> VersionedBudget {
+        self.refused.remove(&scope);
         let seen = self.seen(&scope);
         self.desired.set_above(scope, limits, base_version, seen)
     }

@@ -33,12 +33,12 @@ use super::table::{Column, DataTable, TableCell};
 use super::widgets::{block, window};
 use super::{ViewCx, list_rows};
 use crate::control::client::Link;
-use crate::model::budget::{self, Limits};
+use crate::model::budget::{self, Limits, Scope};
 use crate::ui::budgets::{BudgetEditor, BudgetRow, FIELDS, ScopeState, Stage};
 use crate::ui::format::{age, dollars, tokens};
 
 /// The text of a scope's state at a runtime, and how it is styled.
-fn state_text(state: &ScopeState, cx: &ViewCx) -> (String, Style) {
+fn state_text(state: &ScopeState, scope: &Scope, cx: &ViewCx) -> (String, Style) {
     match state {
         ScopeState::Applied(v) => (format!("applied v{v}"), cx.theme.budget_ok),
         ScopeState::Pending { version, since_ms } => (
@@ -53,7 +53,13 @@ fn state_text(state: &ScopeState, cx: &ViewCx) -> (String, Style) {
             cx.theme.error,
         ),
         ScopeState::Conflict { version, in_force } => (
-            format!("v{version} refused: v{in_force} set by another controller"),
+            match cx.budgets.refused.get(scope) {
+                Some(asked) => format!(
+                    "v{version} refused · yours {} · v{in_force} set by another controller",
+                    asked.describe()
+                ),
+                None => format!("v{version} refused: v{in_force} set by another controller"),
+            },
             cx.theme.error,
         ),
         ScopeState::Elsewhere(v) => (format!("v{v} set by another controller"), cx.theme.warning),
@@ -372,7 +378,7 @@ fn render_table(frame: &mut Frame, area: Rect, cx: &ViewCx, title: String, rows:
                     .get(addr)
                     .and_then(|r| r.in_force.get(scope))
                     .map_or_else(|| vec!["none".to_owned()], |b| brief(b.version, &b.limits)),
-                state_text(&board.state(addr, scope), cx),
+                state_text(&board.state(addr, scope), scope, cx),
             ),
         };
         // the scope's first row, or the first in view
@@ -866,6 +872,42 @@ mod tests {
         ] {
             assert!(wide.contains(shown), "{shown}\n{wide}");
         }
+    }
+
+    #[test]
+    fn a_refusal_says_what_was_refused_at_80_columns() {
+        let data = published();
+        let mut board = BudgetBoard::default();
+        board.apply(ClientEvent::Link {
+            addr: UP.into(),
+            link: Link::Connected {
+                runtime: "tokwatch-demo 0.1.0".into(),
+                runtime_id: "demo-1".into(),
+            },
+        });
+        board.apply(ClientEvent::State {
+            addr: UP.into(),
+            budgets: vec![theirs(Scope::Global, 100, hop(4000))],
+        });
+        let ours = board.change(Scope::Global, hop(25_000), 99);
+        board.apply(ClientEvent::Outcome {
+            addr: UP.into(),
+            scope: Scope::Global,
+            version: ours.version,
+            outcome: Outcome::Conflict {
+                reason: "based on v99, v100 is in force".into(),
+                applied_version: 100,
+                limits: Some(hop(4000)),
+            },
+        });
+        // the refused change was replaced by theirs: the screen still says
+        // what this dashboard asked for
+        let screen = draw(&data, &board, &budgets_view(), (80, 24));
+        assert!(screen.contains("refused"), "{screen}");
+        assert!(screen.contains("25000"), "what was refused:\n{screen}");
+        // a new change of the scope ends the refusal's story
+        board.change(Scope::Global, hop(6000), 100);
+        assert!(!board.refused.contains_key(&Scope::Global));
     }
 
     /// The Budgets screen after `inputs`, as the app runs them: the page of
