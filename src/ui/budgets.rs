@@ -672,6 +672,10 @@ pub struct BudgetEditor {
     pub inherited_from: Option<String>,
     /// The version the change is based on (see [`EditorStart`]).
     pub base_version: u64,
+    /// Fields the user has edited: the first digit typed into a field still
+    /// showing its prefilled value replaces it (as a selected value would),
+    /// rather than appending to it (5000, then 30000 typed, is 30000).
+    pub edited: [bool; 3],
 }
 
 /// Keys while the editor is open.
@@ -740,6 +744,7 @@ impl BudgetEditor {
             inherited,
             inherited_from,
             base_version,
+            edited: [false; 3],
         }
     }
 
@@ -812,14 +817,20 @@ impl BudgetEditor {
             EditorInput::Char(c)
                 if self.focus < 3 && (c.is_ascii_digit() || (self.focus == 2 && c == '.')) =>
             {
-                self.values[self.focus].push(c)
+                if !self.edited[self.focus] {
+                    self.values[self.focus].clear();
+                }
+                self.edited[self.focus] = true;
+                self.values[self.focus].push(c);
             }
             EditorInput::Char(' ') | EditorInput::Cycle if self.focus >= 3 => self.cycle(),
             EditorInput::Backspace if self.focus < 3 => {
+                self.edited[self.focus] = true;
                 self.values[self.focus].pop();
             }
             EditorInput::Plus | EditorInput::Minus if self.focus < 3 => {
-                self.step(input == EditorInput::Plus)
+                self.edited[self.focus] = true;
+                self.step(input == EditorInput::Plus);
             }
             EditorInput::Plus | EditorInput::Minus => self.cycle(),
             EditorInput::Enter => match self.limits() {
@@ -952,6 +963,35 @@ mod tests {
             call: None,
         });
         ledger.snapshot()
+    }
+
+    #[test]
+    fn typing_into_a_prefilled_field_replaces_its_value() {
+        let snap = snapshot_with_hop(5_000);
+        let start = EditorStart {
+            before: Some(Limits {
+                per_hop_limit: Some(5_000),
+                run_cost_limit_usd: Some("0.25".into()),
+                ..Limits::default()
+            }),
+            ..EditorStart::default()
+        };
+        let mut editor = BudgetEditor::new(Scope::Global, start);
+        assert_eq!(editor.values[0], "5000");
+        for c in "30000".chars() {
+            editor.input(EditorInput::Char(c), &snap);
+        }
+        assert_eq!(editor.values[0], "30000", "not 500030000");
+        // once typed in, keys edit the field as usual
+        editor.input(EditorInput::Backspace, &snap);
+        editor.input(EditorInput::Char('5'), &snap);
+        assert_eq!(editor.values[0], "30005");
+        // a field first edited with backspace keeps the rest of its value
+        editor.input(EditorInput::Down, &snap);
+        editor.input(EditorInput::Down, &snap);
+        editor.input(EditorInput::Backspace, &snap);
+        editor.input(EditorInput::Char('9'), &snap);
+        assert_eq!(editor.values[2], "0.29");
     }
 
     #[test]
