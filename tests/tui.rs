@@ -225,16 +225,35 @@ fn a_closed_terminal_ends_the_demo_and_removes_its_temporary_files() {
         "the demo works in a temporary directory: {:?}",
         leftovers()
     );
+    let pid = tui.pane_pid();
+    // the terminal goes away: the pty is closed, the process gets SIGHUP
+    // and every write to the terminal fails from then on
+    tui.tmux(&["kill-session", "-t", "tw"]);
+    eventually("the demo to end", || {
+        !Path::new(&format!("/proc/{pid}")).exists()
+    });
+    assert_eq!(
+        leftovers(),
+        Vec::<String>::new(),
+        "temporary files left behind"
+    );
+}
+
+#[test]
+fn sighup_ends_the_dashboard_and_restores_the_terminal() {
+    let logs = tempfile::tempdir().unwrap();
+    append(&logs.path().join("a.jsonl"), &hop("r", 1, 10));
+    let tui = Tmux::start(&format!("--follow {}", logs.path().display()));
+    tui.wait_for("the overview", |s| s.contains("calls 1"));
     let status = Command::new("kill")
         .args(["-HUP", &tui.pane_pid()])
         .status()
         .unwrap();
     assert!(status.success());
     tui.wait_for("exit", |_| tui.pane_dead());
-    assert_eq!(
-        leftovers(),
-        Vec::<String>::new(),
-        "temporary files left behind"
+    assert!(
+        !tui.screen().contains("Overview"),
+        "the alternate screen was left"
     );
 }
 

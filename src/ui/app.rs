@@ -276,7 +276,11 @@ impl Drop for TerminalGuard {
                 ratatui::crossterm::event::DisableMouseCapture
             );
         }
-        ratatui::restore();
+        // Errors are ignored, never printed: when the terminal is gone
+        // (closed window, SIGHUP) printing to it panics, and a panic here
+        // would end the process before its caller cleans up.
+        let _ = ratatui::try_restore();
+        let _ = ratatui::crossterm::execute!(io::stdout(), ratatui::crossterm::cursor::Show);
     }
 }
 
@@ -406,7 +410,11 @@ async fn ui_loop(
     ui: UiSettings,
     mut control: Control,
 ) -> anyhow::Result<()> {
-    let mut terminal = ratatui::try_init().context("cannot use the terminal")?;
+    // Never dropped: ratatui's `Terminal` prints to stderr on drop when the
+    // cursor cannot be shown, which panics once the terminal is gone (SIGHUP)
+    // and so skips the caller's cleanup; `TerminalGuard` restores instead.
+    let mut terminal =
+        std::mem::ManuallyDrop::new(ratatui::try_init().context("cannot use the terminal")?);
     let _guard = TerminalGuard { mouse: ui.mouse };
     if ui.mouse {
         ratatui::crossterm::execute!(io::stdout(), ratatui::crossterm::event::EnableMouseCapture)?;
