@@ -1411,3 +1411,27 @@ fn a_page_of_the_agents_list_is_the_rows_it_shows_beside_the_hop_positions() {
         "a page is the agents shown, not the body"
     );
 }
+
+#[test]
+fn run_markers_are_never_cut_at_80_columns() {
+    // naive runs trimmed by a budget: bleeding hops and budget breaches,
+    // `!5 $3`, a count that must show whole or not at all
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = live_workload(dir.path());
+    let data = published(&[log.to_str().unwrap()]);
+    // the cheapest naive runs: those the budget trimmed
+    let mut inputs = with(vec![], &[Action::ScreenRuns, Action::Filter]);
+    inputs.extend("naive".chars().map(Input::FilterChar));
+    inputs.push(Input::FilterCommit);
+    let inputs = with(inputs, &[Action::Bottom]);
+    let text = draw(&data, &inputs, &BudgetBoard::default(), 80, 24);
+    assert!(text.contains(" $"), "runs with budget breaches:\n{text}");
+    assert!(
+        text.contains("!6 $"),
+        "bleeding hops and breaches, whole:\n{text}"
+    );
+    assert!(
+        !text.contains("!6 …") && !text.contains("!…"),
+        "a cut marker:\n{text}"
+    );
+}

@@ -33,7 +33,8 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx, scope: Option<&
     let (selected, offset) = list_window(cx, visible);
     let total = snap.totals.cost;
     let mut table = DataTable::new(vec![
-        Column::text("!", 2, 2, 8).sorts(SortKey::Bleeding),
+        // counts (`!6 $2`): shown whole or, when there is no room, not at all
+        Column::number("!", 2).sorts(SortKey::Bleeding),
         Column::text("run", 0, 10, 36).sorts(SortKey::Name),
         Column::text("segment", 3, 8, 24),
         Column::text("agents", 6, 12, 60),
