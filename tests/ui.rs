@@ -1435,3 +1435,18 @@ fn run_markers_are_never_cut_at_80_columns() {
         "a cut marker:\n{text}"
     );
 }
+
+#[test]
+fn a_run_without_segment_reads_none_in_its_detail_as_in_the_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("a.jsonl");
+    std::fs::write(
+        &log,
+        "{\"run_id\":\"solo\",\"hop\":1,\"agent\":\"a\",\"model\":\"gpt-4.1\",\"input_tokens\":100,\"output_tokens\":10}\n",
+    )
+    .unwrap();
+    let data = published(&[log.to_str().unwrap()]);
+    let text = screen(&data, &[Action::ScreenRuns, Action::DrillDown], 120, 30);
+    assert!(text.contains("Run solo"), "{text}");
+    assert!(text.contains("segment (none)"), "{text}");
+}

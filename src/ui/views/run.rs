@@ -14,6 +14,7 @@ use crate::model::Usd;
 use crate::model::budget::{self, Limits, Scope};
 use crate::model::insights::{BleedReason, carried_tokens};
 use crate::model::ledger::{HopAgg, RunAgg};
+use crate::model::snapshot::NO_SEGMENT;
 use crate::pricing::PriceBook;
 use crate::sanitize::sanitize;
 use crate::types::usage::Usage;
@@ -302,7 +303,7 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx, run_id: &str) {
         kv("growth", times(run.context_growth()), cx.theme.text, cx),
         kv(
             "segment",
-            sanitize(run.segment.as_deref().unwrap_or("-")).into_owned(),
+            sanitize(run.segment.as_deref().unwrap_or(NO_SEGMENT)).into_owned(),
             cx.theme.text,
             cx,
         ),
