@@ -78,18 +78,14 @@ impl Tmux {
     }
 
     fn wait_for(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
+        poll(what, || {
             let screen = self.screen();
             if ready(&screen) {
-                return screen;
+                Ok(screen)
+            } else {
+                Err(format!("screen:\n{screen}"))
             }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        })
     }
 
     fn keys(&self, keys: &[&str]) {
@@ -187,21 +183,23 @@ fn live_numbers_change_and_enter_drills_into_hops() {
 }
 
 #[test]
-fn sigterm_restores_the_terminal() {
-    let logs = tempfile::tempdir().unwrap();
-    append(&logs.path().join("a.jsonl"), &hop("r", 1, 10));
-    let tui = Tmux::start(&format!("--follow {}", logs.path().display()));
-    tui.wait_for("the overview", |s| s.contains("calls 1"));
-    let status = Command::new("kill")
-        .args(["-TERM", &tui.pane_pid()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    tui.wait_for("exit", |_| tui.pane_dead());
-    assert!(
-        !tui.screen().contains("Overview"),
-        "the alternate screen was left"
-    );
+fn sigterm_and_sighup_restore_the_terminal() {
+    for signal in ["-TERM", "-HUP"] {
+        let logs = tempfile::tempdir().unwrap();
+        append(&logs.path().join("a.jsonl"), &hop("r", 1, 10));
+        let tui = Tmux::start(&format!("--follow {}", logs.path().display()));
+        tui.wait_for("the overview", |s| s.contains("calls 1"));
+        let status = Command::new("kill")
+            .args([signal, &tui.pane_pid()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        tui.wait_for("exit", |_| tui.pane_dead());
+        assert!(
+            !tui.screen().contains("Overview"),
+            "{signal}: the alternate screen was left"
+        );
+    }
 }
 
 #[test]
@@ -240,24 +238,6 @@ fn a_closed_terminal_ends_the_demo_and_removes_its_temporary_files() {
 }
 
 #[test]
-fn sighup_ends_the_dashboard_and_restores_the_terminal() {
-    let logs = tempfile::tempdir().unwrap();
-    append(&logs.path().join("a.jsonl"), &hop("r", 1, 10));
-    let tui = Tmux::start(&format!("--follow {}", logs.path().display()));
-    tui.wait_for("the overview", |s| s.contains("calls 1"));
-    let status = Command::new("kill")
-        .args(["-HUP", &tui.pane_pid()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    tui.wait_for("exit", |_| tui.pane_dead());
-    assert!(
-        !tui.screen().contains("Overview"),
-        "the alternate screen was left"
-    );
-}
-
-#[test]
 fn without_sources_the_dashboard_shows_the_built_in_workload() {
     let tui = Tmux::start("");
     let screen = tui.wait_for("the demo workload", |s| s.contains("runs 54"));
@@ -285,10 +265,27 @@ fn tokwatch(args: &[&str]) -> Output {
 
 /// Polls `check` until it holds (15 s deadline).
 fn eventually(what: &str, check: impl Fn() -> bool) {
+    poll(what, || if check() { Ok(()) } else { Err(String::new()) });
+}
+
+/// Tries `attempt` until it succeeds, with a 15 s deadline; the last
+/// failure's text goes in the timeout message. What is awaited (a screen in
+/// another process's terminal, a process ending, a file written by another
+/// process) has nothing to block on from here, so it is polled: the pause
+/// between tries is the polling interval, never a wait that an assertion
+/// then trusts.
+fn poll<T>(what: &str, mut attempt: impl FnMut() -> Result<T, String>) -> T {
+    const INTERVAL: Duration = Duration::from_millis(50);
     let deadline = Instant::now() + Duration::from_secs(15);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
+    loop {
+        match attempt() {
+            Ok(value) => return value,
+            Err(last) => assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; {last}"
+            ),
+        }
+        std::thread::sleep(INTERVAL);
     }
 }
 
