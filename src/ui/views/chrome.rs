@@ -10,8 +10,8 @@ use crate::config::keys::Action;
 use crate::sanitize::sanitize;
 
 use super::ViewCx;
-use super::table::fit_width;
 use crate::ui::format::age;
+use crate::ui::format::fit;
 use crate::ui::state::Tab;
 use unicode_width::UnicodeWidthStr;
 
@@ -106,7 +106,7 @@ fn fit_status(mut parts: Vec<Part>, width: usize) -> String {
         }
     }
     // only what must stay, and still too wide: shortened with `…`
-    fit_width(&joined(&parts), width)
+    fit(&joined(&parts), width)
 }
 
 pub(super) fn render_status(frame: &mut Frame, area: Rect, cx: &ViewCx) {
@@ -207,7 +207,7 @@ pub(super) fn render_status(frame: &mut Frame, area: Rect, cx: &ViewCx) {
         } else {
             room -= help.width();
         }
-        spans.push(Span::styled(fit_width(&text, room), style));
+        spans.push(Span::styled(fit(&text, room), style));
     }
     let used: usize = spans.iter().map(|s| s.content.width()).sum();
     if used + help.width() > width {

@@ -37,8 +37,9 @@ use ratatui::layout::{Alignment, Constraint, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Row, Table};
-use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+use unicode_width::UnicodeWidthStr;
 
+use crate::ui::format::fit;
 use crate::ui::state::{ListKind, Sort, SortKey};
 
 /// Cells between columns.
@@ -375,7 +376,7 @@ impl DataTable {
         let header = Row::new(visible.iter().map(|&(c, w)| {
             let column = &self.columns[c];
             let text = self.header(column);
-            cell_line(&column.kind, fit_width(&text, usize::from(w)), None)
+            cell_line(&column.kind, fit(&text, usize::from(w)), None)
         }))
         .style(self.header_style);
         let rows: Vec<Row> = self
@@ -457,7 +458,7 @@ impl DataTable {
             }
             let width = w + room;
             let text = match &cell.content {
-                Content::Plain(text) => fit_width(text, usize::from(width)),
+                Content::Plain(text) => fit(text, usize::from(width)),
                 Content::Parts(parts) => fit_parts(parts, usize::from(width)),
                 Content::Bar { .. } => continue,
             };
@@ -492,7 +493,7 @@ fn render_cell<'a>(kind: Kind, cell: &TableCell, width: usize) -> Cell<'a> {
                 // never cut: the layout made room (below the narrowest
                 // terminal the table can hold, ratatui clips)
                 Kind::Number => text.clone(),
-                Kind::Text | Kind::Bar => fit_width(text, width),
+                Kind::Text | Kind::Bar => fit(text, width),
             };
             cell_line(&kind, text, cell.style)
         }
@@ -554,7 +555,7 @@ pub fn fit_words(text: &str, width: usize) -> String {
         words = candidate;
     }
     if words.is_empty() {
-        fit_width(text, width)
+        fit(text, width)
     } else {
         words + "…"
     }
@@ -579,29 +580,6 @@ fn bar_line<'a>(parts: &[(u64, char, Style)], scale: u64, width: usize) -> Line<
             .map(|(n, glyph, style)| Span::styled(glyph.to_string().repeat(n), *style))
             .collect::<Vec<_>>(),
     )
-}
-
-/// Shortens `text` to `width` terminal cells, ending with `…` when cut.
-#[must_use]
-pub fn fit_width(text: &str, width: usize) -> String {
-    if text.width() <= width {
-        return text.to_owned();
-    }
-    if width == 0 {
-        return String::new();
-    }
-    let mut out = String::new();
-    let mut used = 0;
-    for ch in text.chars() {
-        let w = ch.width().unwrap_or(0);
-        if used + w > width - 1 {
-            break;
-        }
-        used += w;
-        out.push(ch);
-    }
-    out.push('…');
-    out
 }
 
 #[cfg(test)]
@@ -853,10 +831,10 @@ mod tests {
     }
 
     #[test]
-    fn fit_width_counts_terminal_cells() {
-        assert_eq!(fit_width("researcher", 6), "resea…");
-        assert_eq!(fit_width("abc", 6), "abc");
-        assert_eq!(fit_width("日本語テキスト", 5), "日本…");
-        assert_eq!(fit_width("abc", 0), "");
+    fn fit_counts_terminal_cells() {
+        assert_eq!(fit("researcher", 6), "resea…");
+        assert_eq!(fit("abc", 6), "abc");
+        assert_eq!(fit("日本語テキスト", 5), "日本…");
+        assert_eq!(fit("abc", 0), "");
     }
 }
