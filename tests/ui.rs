@@ -70,8 +70,6 @@ fn draw(
     width: u16,
     height: u16,
 ) -> String {
-    let keymap = keymap();
-    let theme = Theme::builtin("dark").unwrap();
     let mut view = ViewState {
         page_rows: list_rows(height - 2),
         ..ViewState::default()
@@ -88,25 +86,7 @@ fn draw(
             ));
         }
     }
-    let rows = Rows::compute(data, view.screen(), &view);
-    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
-    terminal
-        .draw(|frame| {
-            render(
-                frame,
-                &ViewCx {
-                    data,
-                    view: &view,
-                    theme: &theme,
-                    keymap: &keymap,
-                    rows: &rows,
-                    now_ms: NOW_MS,
-                    budgets: board,
-                },
-            )
-        })
-        .unwrap();
-    terminal.backend().to_string()
+    render_view(data, &view, board, (width, height), NOW_MS)
 }
 
 fn golden(name: &str, actions: &[Action]) {
@@ -680,9 +660,20 @@ fn draw_view_at(
     height: u16,
     now_ms: i64,
 ) -> String {
+    render_view(data, view, &BudgetBoard::default(), (width, height), now_ms)
+}
+
+/// Draws `view` as it stands (no input applied) on a `width`×`height`
+/// TestBackend with `board`'s budgets and the wall clock at `now_ms`.
+fn render_view(
+    data: &Published,
+    view: &ViewState,
+    board: &BudgetBoard,
+    (width, height): (u16, u16),
+    now_ms: i64,
+) -> String {
     let keymap = keymap();
     let theme = Theme::builtin("dark").unwrap();
-    let board = BudgetBoard::default();
     let rows = Rows::compute(data, view.screen(), view);
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
     terminal
@@ -696,7 +687,7 @@ fn draw_view_at(
                     keymap: &keymap,
                     rows: &rows,
                     now_ms,
-                    budgets: &board,
+                    budgets: board,
                 },
             )
         })
@@ -936,33 +927,13 @@ fn draw_editor(
     editor: BudgetEditor,
     (width, height): (u16, u16),
 ) -> String {
-    let keymap = keymap();
-    let theme = Theme::builtin("dark").unwrap();
     let mut view = ViewState {
         page_rows: list_rows(height - 2),
         ..ViewState::default()
     };
     update(&mut view, Input::Action(Action::ScreenBudgets), data, board);
     view.editor = Some(editor);
-    let rows = Rows::compute(data, view.screen(), &view);
-    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
-    terminal
-        .draw(|frame| {
-            render(
-                frame,
-                &ViewCx {
-                    data,
-                    view: &view,
-                    theme: &theme,
-                    keymap: &keymap,
-                    rows: &rows,
-                    now_ms: NOW_MS,
-                    budgets: board,
-                },
-            )
-        })
-        .unwrap();
-    terminal.backend().to_string()
+    render_view(data, &view, board, (width, height), NOW_MS)
 }
 
 #[test]
