@@ -365,3 +365,44 @@ pub fn selected_position(
         .position(|&i| row_key(data, screen, i).as_ref() == Some(key))
         .or(Some(0))
 }
+
+/// What unit tests of the dashboard draw from.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use super::Published;
+    use crate::ingest::sources::files;
+    use crate::ingest::{Ingestor, TimeWindow};
+    use crate::model::insights::{BleedRules, Insights};
+    use crate::model::{Ledger, LedgerConfig};
+    use crate::pricing::PriceBook;
+
+    /// The sample workload (`sample_logs/`) as the dashboard would have
+    /// published it once read, with the default rules and embedded prices.
+    pub(crate) fn sample() -> Published {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sample_logs");
+        let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default());
+        let mut ingestor = Ingestor::new(&mut ledger, TimeWindow::default());
+        let found = files::discover(&[root]).unwrap();
+        files::read_files(
+            &found,
+            files::DEFAULT_MAX_LINE_BYTES,
+            &Default::default(),
+            &mut ingestor,
+        )
+        .unwrap();
+        let stats = ingestor.stats;
+        let snapshot = ledger.snapshot();
+        let insights = Insights::compute(&snapshot, &BleedRules::default(), &PriceBook::embedded());
+        Published {
+            snapshot: Arc::new(snapshot),
+            stats: Arc::new(stats),
+            insights: Arc::new(insights),
+            sources: vec!["sample_logs".into()],
+            prices: Some(Arc::new(PriceBook::embedded())),
+            ..Published::default()
+        }
+    }
+}

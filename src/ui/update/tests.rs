@@ -1,39 +1,14 @@
 //! Action scripts → view state, on the sample workload.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::*;
 use crate::config::keys::Action;
-use crate::ingest::sources::files;
-use crate::ingest::{Ingestor, TimeWindow};
-use crate::model::insights::{BleedRules, Insights};
-use crate::model::{Ledger, LedgerConfig};
-use crate::pricing::PriceBook;
 use crate::ui::data::Published;
 use crate::ui::state::{ListKind, Scope, Screen, SortKey, Tab, ViewState};
 
 fn sample() -> Published {
-    let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default());
-    let mut ingestor = Ingestor::new(&mut ledger, TimeWindow::default());
-    let paths = files::discover(&[PathBuf::from("sample_logs")]).unwrap();
-    files::read_files(
-        &paths,
-        files::DEFAULT_MAX_LINE_BYTES,
-        &Default::default(),
-        &mut ingestor,
-    )
-    .unwrap();
-    let stats = ingestor.stats;
-    let snapshot = ledger.snapshot();
-    let insights = Insights::compute(&snapshot, &BleedRules::default(), &PriceBook::embedded());
-    Published {
-        snapshot: Arc::new(snapshot),
-        stats: Arc::new(stats),
-        insights: Arc::new(insights),
-        prices: Some(Arc::new(PriceBook::embedded())),
-        ..Published::default()
-    }
+    crate::ui::data::test_support::sample()
 }
 
 fn run(view: &mut ViewState, data: &Published, actions: &[Action]) -> Vec<Option<Effect>> {

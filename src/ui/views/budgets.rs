@@ -659,8 +659,7 @@ pub(super) fn render_editor(frame: &mut Frame, area: Rect, cx: &ViewCx, editor: 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::path::PathBuf;
-    use std::sync::Arc;
+
     use std::time::Duration;
 
     use ratatui::Terminal;
@@ -670,12 +669,9 @@ mod tests {
     use crate::config::keys::{Bindings, Keymap};
     use crate::control::client::{ClientEvent, Link, Outcome};
     use crate::control::protocol::{Exceeded, VersionedBudget};
-    use crate::ingest::sources::files;
-    use crate::ingest::{Ingestor, TimeWindow};
+
     use crate::model::budget::{BreachAction, Limits, Scope};
-    use crate::model::insights::{BleedRules, Insights};
-    use crate::model::{Ledger, LedgerConfig};
-    use crate::pricing::PriceBook;
+
     use crate::ui::budgets::{BudgetBoard, BudgetEditor, EditorInput};
     use crate::ui::data::{Published, Rows};
     use crate::ui::state::{Screen, Tab, ViewState};
@@ -692,30 +688,9 @@ mod tests {
     const DOWN: &str = "tcp:127.0.0.1:7701";
 
     fn published() -> Published {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sample_logs");
-        let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default());
-        let mut ingestor = Ingestor::new(&mut ledger, TimeWindow::default());
-        let found = files::discover(&[root]).unwrap();
-        files::read_files(
-            &found,
-            files::DEFAULT_MAX_LINE_BYTES,
-            &Default::default(),
-            &mut ingestor,
-        )
-        .unwrap();
-        let stats = ingestor.stats;
-        let snapshot = ledger.snapshot();
-        let insights = Insights::compute(&snapshot, &BleedRules::default(), &PriceBook::embedded());
         Published {
-            snapshot: Arc::new(snapshot),
-            stats: Arc::new(stats),
-            insights: Arc::new(insights),
-            lines_per_sec: 0.0,
             last_event_ms: Some(NOW_MS - 4_000),
-            sources: vec!["sample_logs".into()],
-            reading_backlog: false,
-            live: None,
-            prices: Some(Arc::new(PriceBook::embedded())),
+            ..crate::ui::data::test_support::sample()
         }
     }
 
