@@ -881,36 +881,7 @@ mod tests {
         let mut board = BudgetBoard::default();
         assert!(hop_limits(&run, &board).is_empty());
         // hops are built through a ledger: one per agent
-        let mut ledger =
-            crate::model::Ledger::new(PriceBook::embedded(), crate::model::LedgerConfig::default());
-        for (n, agent) in [(1, "planner"), (2, "writer")] {
-            let event = crate::types::TelemetryEvent {
-                kind: crate::types::EventKind::Hop,
-                ts_ms: Some(0),
-                run_id: "r".into(),
-                hop: Some(n),
-                agent: agent.into(),
-                parent_agent: None,
-                user: None,
-                segment: Some("pro".into()),
-                task: None,
-                tool: None,
-                provider: None,
-                model: "gpt-4.1".into(),
-                usage: Usage {
-                    input_uncached: 100,
-                    ..Usage::default()
-                },
-                reported_cost: None,
-                latency_ms: None,
-                status: None,
-                estimated: false,
-                format: crate::types::Format::Native,
-                call: None,
-            };
-            ledger.apply(&event);
-        }
-        run.hops = ledger.snapshot().runs[0].hops.clone();
+        run.hops = run_of(&["planner", "writer"]).hops;
         assert_eq!(hop_limits(&run, &board), vec![None, None]);
         run.budget_hits.push(BudgetHit {
             limit_kind: Some("per_hop".into()),
