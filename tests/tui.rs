@@ -263,6 +263,24 @@ fn tokwatch(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// In the open budget editor: replaces the per-hop limit (prefilled with
+/// the limit in force, `before`) by `value`, reviews, confirms with `y` or
+/// `Y` as the prompt asks, and waits for the runtime to apply `version`.
+fn push_from_editor(tui: &Tmux, value: &str, before: &str, version: u64) {
+    let mut keys: Vec<String> = value.chars().map(String::from).collect();
+    keys.push("Enter".into());
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    tui.keys(&keys);
+    let screen = tui.wait_for("the diff and the prompt", |s| {
+        s.contains(&format!("before  {before}"))
+            && (s.contains("press y or Enter") || s.contains("press Y"))
+    });
+    tui.keys(&[if screen.contains("press Y") { "Y" } else { "y" }]);
+    tui.wait_for("the runtime's confirmation", |s| {
+        s.contains(&format!("applied v{version}"))
+    });
+}
+
 /// Polls `check` until it holds (15 s deadline).
 fn eventually(what: &str, check: impl Fn() -> bool) {
     poll(what, || if check() { Ok(()) } else { Err(String::new()) });
@@ -365,15 +383,7 @@ fn two_controllers_one_runtime_the_dashboard_shows_and_bases_on_what_the_runtime
     tui.wait_for("the editor, from what is in force", |s| {
         s.contains("Edit budget") && s.contains("9000") && s.contains("set by another controller")
     });
-    tui.keys(&[
-        "BSpace", "BSpace", "BSpace", "BSpace", "2", "0", "0", "0", "0", "Enter",
-    ]);
-    let screen = tui.wait_for("the diff and the prompt", |s| {
-        s.contains("before  per-hop 9000 (trim)")
-            && (s.contains("press y or Enter") || s.contains("press Y"))
-    });
-    tui.keys(&[if screen.contains("press Y") { "Y" } else { "y" }]);
-    tui.wait_for("the runtime's confirmation", |s| s.contains("applied v2"));
+    push_from_editor(&tui, "20000", "per-hop 9000 (trim)", 2);
     let listed = tokwatch(&["budget", "list", "--control", &control]);
     let listed = String::from_utf8_lossy(&listed.stdout);
     assert!(
@@ -499,15 +509,7 @@ fn on_the_budgets_screen_b_edits_the_selected_rows_scope_at_80x24() {
     tui.wait_for("the writer's editor, from what is in force", |s| {
         s.contains("Budget for agent writer") && s.contains("set by another controller")
     });
-    tui.keys(&[
-        "BSpace", "BSpace", "BSpace", "BSpace", "8", "0", "0", "0", "Enter",
-    ]);
-    let screen = tui.wait_for("the prompt", |s| {
-        s.contains("before  per-hop 9000 (trim)")
-            && (s.contains("press y or Enter") || s.contains("press Y"))
-    });
-    tui.keys(&[if screen.contains("press Y") { "Y" } else { "y" }]);
-    tui.wait_for("the runtime's confirmation", |s| s.contains("applied v2"));
+    push_from_editor(&tui, "8000", "per-hop 9000 (trim)", 2);
     let listed = tokwatch(&["budget", "list", "--control", &control]);
     let listed = String::from_utf8_lossy(&listed.stdout);
     assert!(
