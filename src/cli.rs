@@ -368,12 +368,21 @@ pub struct ScopeArgs {
     /// The global budget.
     #[arg(long)]
     pub global: bool,
-    /// An agent's budget.
-    #[arg(long, value_name = "NAME")]
+    /// An agent's budget (the name as the agent reports it; not blank).
+    #[arg(long, value_name = "NAME", value_parser = scope_name)]
     pub agent: Option<String>,
-    /// A user segment's budget.
-    #[arg(long, value_name = "NAME")]
+    /// A user segment's budget (not blank).
+    #[arg(long, value_name = "NAME", value_parser = scope_name)]
     pub segment: Option<String>,
+}
+
+/// An agent or segment name for a budget scope: a blank one could never
+/// match a call, so it is refused rather than stored.
+fn scope_name(name: &str) -> Result<String, String> {
+    if name.trim().is_empty() {
+        return Err("a scope name cannot be empty or blank".to_owned());
+    }
+    Ok(name.to_owned())
 }
 
 /// Where runtimes are and how long to wait for them.

@@ -31,6 +31,15 @@ enum Mode {
     /// Another controller sets global per-hop 1 (5 versions up) right after
     /// each hello: a change based on that hello is stale when it arrives.
     Racy,
+    /// Acknowledges every change as the version before it (wrapping).
+    AckPrevious,
+    /// Acknowledges every change for another scope.
+    AckOtherScope,
+}
+
+/// The scope `Mode::AckOtherScope` acknowledges.
+fn someone_else() -> Scope {
+    Scope::Agent("someone-else".into())
 }
 
 /// What the fake runtime received and holds.
@@ -91,6 +100,47 @@ async fn serve_client(stream: tokio::net::UnixStream, fake: Shared, mode: Mode) 
                 writer.write_all(&vec![b'x'; 100 * 1024]).await.unwrap();
                 writer.write_all(b"\n").await.unwrap();
                 continue;
+            }
+            Request::Set {
+                id, scope, version, ..
+            } if mode == Mode::AckPrevious || mode == Mode::AckOtherScope => {
+                fake.lock().unwrap().received.push((scope.clone(), version));
+                vec![if mode == Mode::AckPrevious {
+                    Reply::Ack {
+                        id,
+                        scope,
+                        version: version.wrapping_sub(1),
+                    }
+                } else {
+                    Reply::Ack {
+                        id,
+                        scope: someone_else(),
+                        version,
+                    }
+                }]
+            }
+            Request::Sync { id, budgets }
+                if mode == Mode::AckPrevious || mode == Mode::AckOtherScope =>
+            {
+                let mut f = fake.lock().unwrap();
+                let mut replies: Vec<Reply> = budgets
+                    .into_iter()
+                    .map(|b| {
+                        f.received.push((b.scope.clone(), b.version));
+                        let (scope, version) = if mode == Mode::AckPrevious {
+                            (b.scope, b.version.wrapping_sub(1))
+                        } else {
+                            (someone_else(), b.version)
+                        };
+                        Reply::Ack {
+                            id: id.clone(),
+                            scope,
+                            version,
+                        }
+                    })
+                    .collect();
+                replies.push(Reply::Synced { id });
+                replies
             }
             Request::Set {
                 id,
@@ -950,4 +1000,112 @@ async fn a_refused_change_is_never_pushed_again_after_the_runtime_restarts() {
     drop(f);
     assert_eq!(dashboard.state(), refusal);
     dashboard.link.abort();
+}
+
+#[test]
+fn an_ack_of_another_version_or_scope_is_never_reported_as_applied() {
+    for (mode, message) in [
+        (
+            Mode::AckPrevious,
+            "global: refused v1: the runtime acknowledged v0, not v1; v0 stays in force",
+        ),
+        (
+            Mode::AckOtherScope,
+            "acknowledged agent someone-else instead of global",
+        ),
+    ] {
+        let rig = Rig::new(mode);
+        let out = rig.budget(&["set", "--global", "--per-hop-limit", "9000"]);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(out.status.code(), Some(1), "{mode:?}: {stdout}{stderr}");
+        assert!(!stdout.contains("applied v1"), "{mode:?}: {stdout}");
+        assert!(stderr.contains(message), "{mode:?}: {stderr}");
+        let audit = std::fs::read_to_string(rig.dir.path().join("budgets-audit.jsonl")).unwrap();
+        assert!(
+            !audit.contains("\"result\":\"ack\""),
+            "{mode:?}: the audit log never records a mismatched ack as one: {audit}"
+        );
+    }
+}
+
+#[test]
+fn a_version_that_would_overflow_is_refused_before_anything_is_sent() {
+    let rig = Rig::new(Mode::Normal);
+    rig.fake
+        .lock()
+        .unwrap()
+        .applied
+        .insert(Scope::Global, elsewhere(u64::MAX, 1));
+    let out = rig.budget(&["set", "--global", "--per-hop-limit", "9000"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("global is at v18446744073709551615: no version above it"),
+        "{stderr}"
+    );
+    let f = rig.fake.lock().unwrap();
+    assert!(f.received.is_empty(), "nothing sent: {:?}", f.received);
+    assert_eq!(f.applied[&Scope::Global].version, u64::MAX);
+    assert!(
+        !rig.dir.path().join("budgets.toml").exists(),
+        "nothing saved either"
+    );
+}
+
+#[test]
+fn empty_scope_names_are_refused() {
+    let rig = Rig::new(Mode::Normal);
+    for args in [
+        &["set", "--agent", "", "--per-hop-limit", "9"][..],
+        &["set", "--segment", "  ", "--per-hop-limit", "9"],
+        &["get", "--agent", "\t"],
+    ] {
+        let out = rig.budget(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("a scope name cannot be empty or blank"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(rig.fake.lock().unwrap().received.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_link_never_takes_an_ack_for_another_scope_as_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("other.sock");
+    let fake = Shared::default();
+    start_fake(&sock, Mode::AckOtherScope, fake.clone());
+    let (desired_tx, desired_rx) = watch::channel(Arc::new(DesiredState::default()));
+    let (events_tx, mut events) = mpsc::channel(64);
+    let (_stop_tx, stop_rx) = watch::channel(false);
+    let link = tokio::spawn(run_runtime_link(
+        ControlAddr::Unix(sock.clone()),
+        None,
+        (Duration::from_secs(2), Duration::from_secs(5)),
+        desired_rx,
+        events_tx,
+        stop_rx,
+    ));
+    events_until(&mut events, "what the runtime has", |e| {
+        matches!(e, ClientEvent::State { .. })
+    })
+    .await;
+    desired_tx
+        .send(desired_with(&[(Scope::Global, 1, 100)]))
+        .unwrap();
+    events_until(&mut events, "the link to refuse the reply", |e| {
+        if let ClientEvent::Outcome { outcome, .. } = e {
+            assert_ne!(*outcome, Outcome::Ack, "{e:?}");
+        }
+        matches!(e, ClientEvent::Link { link: Link::Down { error, .. }, .. }
+            // "instead of global" (a change) or "of a scope it was sent" (a sync)
+            if error.contains("acknowledged agent someone-else instead of"))
+    })
+    .await;
+    link.abort();
 }

@@ -98,7 +98,7 @@ async fn set(scope: Scope, limits: Limits, control: &ControlArgs) -> anyhow::Res
         .max()
         .unwrap_or(0);
     let before = desired.budgets.get(&scope).map(|b| b.limits.clone());
-    let budget = desired.set(scope.clone(), limits, seen);
+    let budget = desired.try_set(scope.clone(), limits, seen)?;
     desired.save(&path)?;
     store::audit_change(&path, &budget, before.as_ref())?;
     let mut all_acked = failures.is_empty();

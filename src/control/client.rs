@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use super::ControlAddr;
 use super::protocol::{
     CONFLICT, Exceeded, MAX_LINE_BYTES, PROTOCOL_VERSION, Reply, Request, VersionedBudget,
-    WireError, decode, encode,
+    WireError, decode, try_encode,
 };
 use super::store::DesiredState;
 use crate::model::budget::{Limits, Scope};
@@ -55,14 +55,22 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The outcome of a reply to a change of version `sent`. An `ack` of
-    /// another version (what a runtime that predates conflicts answers to a
-    /// stale change) is a conflict: that version, not ours, is in force.
+    /// The outcome of a reply to a change of version `sent`. Only an `ack`
+    /// of exactly that version applies it. An `ack` of a newer version (what
+    /// a runtime that predates conflicts answers to a stale change) is a
+    /// conflict: that version, not ours, is in force. An `ack` of an older
+    /// one (a runtime that wrapped or mixed up versions) applied nothing
+    /// we know of: a conflict too, so the state in force is asked again.
     fn of(reply: Reply, sent: u64) -> Option<Outcome> {
         match reply {
             Reply::Ack { version, .. } if version == sent => Some(Outcome::Ack),
-            Reply::Ack { version, .. } => Some(Outcome::Conflict {
+            Reply::Ack { version, .. } if version > sent => Some(Outcome::Conflict {
                 reason: format!("v{version} is in force (set by another controller)"),
+                applied_version: version,
+                limits: None,
+            }),
+            Reply::Ack { version, .. } => Some(Outcome::Conflict {
+                reason: format!("the runtime acknowledged v{version}, not v{sent}"),
                 applied_version: version,
                 limits: None,
             }),
@@ -245,7 +253,10 @@ impl Connection {
     }
 
     async fn write(&mut self, request: &Request) -> Result<(), ControlError> {
-        let line = encode(request);
+        let line = try_encode(request).map_err(|e| ControlError::Protocol {
+            addr: self.addr.clone(),
+            reason: e.to_string(),
+        })?;
         self.writer
             .write_all(&line)
             .await
@@ -300,6 +311,7 @@ impl Connection {
         loop {
             match self.next_reply(timeout).await? {
                 reply @ (Reply::Ack { .. } | Reply::Nack { .. }) if reply_id(&reply) == id => {
+                    self.check_scope(&reply, |scope| *scope == budget.scope, &budget.scope)?;
                     if let Some(outcome) = Outcome::of(reply, budget.version) {
                         return Ok(outcome);
                     }
@@ -307,6 +319,28 @@ impl Connection {
                 _ => {} // a late reply to an earlier request
             }
         }
+    }
+
+    /// An answer about a scope that was not sent breaks the protocol: it
+    /// says nothing about what was sent (never taken for an answer to it).
+    fn check_scope(
+        &self,
+        reply: &Reply,
+        sent: impl Fn(&Scope) -> bool,
+        expected: &dyn std::fmt::Display,
+    ) -> Result<(), ControlError> {
+        let (verb, scope) = match reply {
+            Reply::Ack { scope, .. } => ("acknowledged", scope),
+            Reply::Nack { scope, .. } => ("refused", scope),
+            _ => return Ok(()),
+        };
+        if sent(scope) {
+            return Ok(());
+        }
+        Err(ControlError::Protocol {
+            addr: self.addr.clone(),
+            reason: format!("{verb} {scope} instead of {expected}"),
+        })
     }
 
     /// Sends the full desired state; returns each scope's outcome (with the
@@ -334,8 +368,9 @@ impl Connection {
                         continue;
                     };
                     let scope = scope.clone();
+                    self.check_scope(&reply, |s| sent.contains_key(s), &"a scope it was sent")?;
                     let Some(&version) = sent.get(&scope) else {
-                        continue; // not a scope we sent
+                        continue; // checked above
                     };
                     if let Some(outcome) = Outcome::of(reply, version) {
                         outcomes.push((scope, version, outcome));
@@ -661,6 +696,22 @@ mod tests {
             Outcome::of(nack(Some("quota")), 4),
             Some(Outcome::Nack {
                 applied_version: 3,
+                ..
+            })
+        ));
+        // An ack of an older version, or of one that wrapped: not applied.
+        assert_eq!(
+            Outcome::of(ack(3), 4),
+            Some(Outcome::Conflict {
+                reason: "the runtime acknowledged v3, not v4".into(),
+                applied_version: 3,
+                limits: None,
+            })
+        );
+        assert!(matches!(
+            Outcome::of(ack(0), u64::MAX),
+            Some(Outcome::Conflict {
+                applied_version: 0,
                 ..
             })
         ));

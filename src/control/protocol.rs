@@ -144,6 +144,8 @@ pub enum WireError {
     TooLong(usize),
     #[error("not a protocol message: {0}")]
     Malformed(String),
+    #[error("cannot encode the message: {0}")]
+    Unencodable(String),
 }
 
 /// Parses one line (without its newline) as `T`, refusing oversized lines.
@@ -158,11 +160,28 @@ pub fn decode<T: for<'de> Deserialize<'de>>(line: &[u8]) -> Result<T, WireError>
 }
 
 /// Serializes a message as one line with its newline.
+///
+/// # Errors
+/// The message cannot be serialized ([`WireError::Unencodable`]).
+pub fn try_encode<T: Serialize>(message: &T) -> Result<Vec<u8>, WireError> {
+    let mut line =
+        serde_json::to_vec(message).map_err(|e| WireError::Unencodable(e.to_string()))?;
+    line.push(b'\n');
+    Ok(line)
+}
+
+/// [`try_encode`] for a side that must answer something: a message that
+/// cannot be serialized becomes an `error` message saying so (never an
+/// empty line).
 #[must_use]
 pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
-    let mut line = serde_json::to_vec(message).unwrap_or_default();
-    line.push(b'\n');
-    line
+    try_encode(message).unwrap_or_else(|e| {
+        let mut line = serde_json::json!({"type": "error", "reason": e.to_string()})
+            .to_string()
+            .into_bytes();
+        line.push(b'\n');
+        line
+    })
 }
 
 #[cfg(test)]

@@ -21,6 +21,18 @@ pub fn default_path() -> Option<PathBuf> {
         .and_then(|log| log.parent().map(|dir| dir.join("budgets.toml")))
 }
 
+/// A scope whose version is already `u64::MAX`: no change can be numbered
+/// above it (versions never wrap to 0, which every runtime would take for
+/// an old version or, worse, acknowledge).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{scope} is at v{version}: no version above it, so no change can be made (versions never wrap to 0)"
+)]
+pub struct VersionsExhausted {
+    pub scope: Scope,
+    pub version: u64,
+}
+
 /// What the user wants in force, per scope.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DesiredState {
@@ -145,8 +157,45 @@ impl DesiredState {
     /// highest version a runtime reported in force when the user made it),
     /// with a version above both that and what is desired here, and returns
     /// it. A runtime with a newer version than `base` refuses it.
+    ///
+    /// Versions never wrap: a scope already at `u64::MAX` gets `u64::MAX`
+    /// again, which every runtime refuses (it is not above the version in
+    /// force). [`DesiredState::try_set`] refuses to make such a change.
     pub fn set(&mut self, scope: Scope, limits: Limits, base: u64) -> VersionedBudget {
         self.set_above(scope, limits, base, base)
+    }
+
+    /// [`DesiredState::set`], refusing (and recording nothing) when no
+    /// version is left above the ones known for the scope.
+    ///
+    /// # Errors
+    /// The scope is at `u64::MAX` here or at a runtime.
+    pub fn try_set(
+        &mut self,
+        scope: Scope,
+        limits: Limits,
+        base: u64,
+    ) -> Result<VersionedBudget, VersionsExhausted> {
+        self.next_version(&scope, base, base)?;
+        Ok(self.set_above(scope, limits, base, base))
+    }
+
+    /// The version of the next change of `scope`: above what is desired
+    /// here, `base` and `seen`.
+    ///
+    /// # Errors
+    /// One of them is `u64::MAX`: versions never wrap to 0.
+    pub fn next_version(
+        &self,
+        scope: &Scope,
+        base: u64,
+        seen: u64,
+    ) -> Result<u64, VersionsExhausted> {
+        let highest = self.version(scope).max(base).max(seen);
+        highest.checked_add(1).ok_or_else(|| VersionsExhausted {
+            scope: scope.clone(),
+            version: highest,
+        })
     }
 
     /// [`DesiredState::set`] when runtimes reported versions newer than the
@@ -161,7 +210,8 @@ impl DesiredState {
         base: u64,
         seen: u64,
     ) -> VersionedBudget {
-        let version = self.version(&scope).max(base).max(seen) + 1;
+        // Saturating: see `set` (the editor path cannot fail here).
+        let version = self.next_version(&scope, base, seen).unwrap_or(u64::MAX);
         let budget = VersionedBudget {
             scope: scope.clone(),
             version,
