@@ -227,6 +227,12 @@ pub enum GroupBy {
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// JSONL files, or directories searched recursively for `*.jsonl`.
+    ///
+    /// A path named here must exist (else exit status 2). What cannot be
+    /// read under it (a broken or looping link, a directory that cannot be
+    /// listed, a file that cannot be opened or fails while read) is skipped
+    /// with a warning on stderr, listed in the report and counted in the
+    /// JSON (`ingest.errors`); the exit status stays 0.
     #[arg(required_unless_present_any = ["claude", "codex"])]
     pub paths: Vec<PathBuf>,
     /// Config file for the bleeding-hop thresholds (`[insights]`; default:

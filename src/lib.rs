@@ -58,8 +58,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         None => run_live(cli.live)?,
         Some(Command::Report(args)) => {
-            let text = report_text(&args, now_ms())?;
-            print_stdout(&text)?;
+            let (snapshot, stats, options) = build_report(&args, now_ms())?;
+            // Entries that could not be read were skipped: said once each
+            // on stderr (and listed in the report), never fatal.
+            for warning in report::unreadable_warnings(&stats) {
+                eprintln!("tokwatch: warning: {warning}");
+            }
+            let text = report::render(&snapshot, &stats, &options)?;
+            print_stdout(&text).context("cannot write the report")?;
         }
         Some(Command::Demo(args)) => demo::run(args)?,
         Some(Command::Budget(args)) => return control::cli::run(args),
@@ -495,7 +501,8 @@ pub fn build_report(
     });
     let mut paths = args.paths.clone();
     paths.extend(agent_log_dirs(args.input.claude, args.input.codex)?);
-    let files = ingest::sources::files::discover(&paths)?;
+    let found = ingest::sources::files::discover_all(&paths)?;
+    let files = found.files;
     // Records with text but no counts: counted exactly on the estimator's
     // thread while files are read, folded in before the report is built.
     let (estimated_tx, estimated_rx) = std::sync::mpsc::channel();
@@ -517,6 +524,7 @@ pub fn build_report(
         },
     );
     let mut ingestor = Ingestor::new(&mut ledger, window);
+    ingest::sources::files::record_skipped(&mut ingestor.stats, &found.skipped);
     ingest::pipeline::read_files_threads(
         &files,
         args.max_line_bytes,
@@ -559,5 +567,5 @@ pub fn build_report(
 /// As [`run`].
 pub fn report_text(args: &ReportArgs, now_ms: i64) -> anyhow::Result<String> {
     let (snapshot, stats, options) = build_report(args, now_ms)?;
-    Ok(report::render(&snapshot, &stats, &options))
+    report::render(&snapshot, &stats, &options)
 }

@@ -53,14 +53,44 @@ pub struct Filters {
 }
 
 /// Renders the report in the chosen format.
-#[must_use]
-pub fn render(snapshot: &Snapshot, ingest: &IngestStats, options: &ReportOptions) -> String {
-    match options.format {
-        ReportFormat::Json => render_json(snapshot, ingest, options),
-        ReportFormat::Csv => render_csv(snapshot, options),
+///
+/// # Errors
+/// The JSON or CSV could not be written (a bug: nothing is printed rather
+/// than an empty or partial report).
+pub fn render(
+    snapshot: &Snapshot,
+    ingest: &IngestStats,
+    options: &ReportOptions,
+) -> anyhow::Result<String> {
+    Ok(match options.format {
+        ReportFormat::Json => render_json(snapshot, ingest, options)?,
+        ReportFormat::Csv => render_csv(snapshot, options)?,
         ReportFormat::Table => render_text(snapshot, ingest, options, false),
         ReportFormat::Markdown => render_text(snapshot, ingest, options, true),
-    }
+    })
+}
+
+/// One warning per input that could not be read (skipped, or cut short
+/// where it failed), for stderr: `'path': reason`, sanitized.
+#[must_use]
+pub fn unreadable_warnings(ingest: &IngestStats) -> Vec<String> {
+    unreadable(ingest)
+        .map(|(name, reason, lines)| {
+            let skipped = if lines == 0 { "skipped " } else { "" };
+            format!("{skipped}'{}': {}", sanitize(name), sanitize(reason))
+        })
+        .collect()
+}
+
+/// Sources with a read error: name, reason, lines read before it.
+fn unreadable(ingest: &IngestStats) -> impl Iterator<Item = (&str, &str, u64)> {
+    ingest.sources.iter().filter_map(|s| {
+        s.live
+            .last_error
+            .as_deref()
+            .filter(|_| s.live.errors > 0)
+            .map(|reason| (s.name.as_str(), reason, s.lines))
+    })
 }
 
 fn iso(ts_ms: Option<i64>) -> Option<String> {
@@ -340,15 +370,36 @@ fn json_run<'a>(run: &'a RunAgg, hops: bool, rules: &BleedRules) -> JsonRun<'a> 
     }
 }
 
-fn render_json(snapshot: &Snapshot, ingest: &IngestStats, options: &ReportOptions) -> String {
+fn render_json(
+    snapshot: &Snapshot,
+    ingest: &IngestStats,
+    options: &ReportOptions,
+) -> serde_json::Result<String> {
     let report = json_report(snapshot, ingest, options, None);
-    let mut text =
-        serde_json::to_string_pretty(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    let mut text = serde_json::to_string_pretty(&report)?;
     text.push('\n');
-    text
+    Ok(text)
 }
 
 /// The report JSON on one line (live snapshots: one per line).
+///
+/// # Errors
+/// The snapshot could not be serialized (a bug).
+pub fn try_render_json_line(
+    snapshot: &Snapshot,
+    ingest: &IngestStats,
+    options: &ReportOptions,
+    live: Option<LiveInfo>,
+) -> serde_json::Result<String> {
+    let report = json_report(snapshot, ingest, options, live);
+    let mut text = serde_json::to_string(&report)?;
+    text.push('\n');
+    Ok(text)
+}
+
+/// [`try_render_json_line`] for a stream that must go on: a snapshot that
+/// cannot be serialized becomes a line `{"error": "…"}` (valid JSON, never
+/// an empty line).
 #[must_use]
 pub fn render_json_line(
     snapshot: &Snapshot,
@@ -356,11 +407,11 @@ pub fn render_json_line(
     options: &ReportOptions,
     live: Option<LiveInfo>,
 ) -> String {
-    let report = json_report(snapshot, ingest, options, live);
-    let mut text =
-        serde_json::to_string(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
-    text.push('\n');
-    text
+    try_render_json_line(snapshot, ingest, options, live).unwrap_or_else(|e| {
+        let mut line = serde_json::json!({ "error": e.to_string() }).to_string();
+        line.push('\n');
+        line
+    })
 }
 
 fn json_report<'a>(
@@ -476,16 +527,37 @@ struct CsvRow<'a> {
     provenance: &'a str,
 }
 
+/// Untrusted text for a CSV cell. Control characters (C0, DEL, C1: ESC
+/// of OSC 52 or `ESC[2J`, tab, CR, newline) and bidi controls are written
+/// as visible `\u{…}` escapes; a cell that a spreadsheet would take for
+/// a formula (starting with `=`, `+`, `-` or `@`) gets a leading `'`
+/// (OWASP's CSV injection rule). Only text columns go through it: numbers
+/// stay numbers.
+fn csv_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 1);
+    if text.starts_with(['=', '+', '-', '@']) {
+        out.push('\'');
+    }
+    for c in text.chars() {
+        if crate::sanitize::is_unsafe(c) {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn csv_record(row: &CsvRow<'_>, c: &Counters) -> Vec<String> {
     let opt = |v: Option<String>| v.unwrap_or_default();
     vec![
         row.section.to_owned(),
-        row.key.to_owned(),
-        row.run_id.to_owned(),
+        csv_text(row.key),
+        csv_text(row.run_id),
         opt(row.hop.map(|h| h.to_string())),
-        row.agent.to_owned(),
-        row.model.to_owned(),
-        row.segment.to_owned(),
+        csv_text(row.agent),
+        csv_text(row.model),
+        csv_text(row.segment),
         c.events.to_string(),
         c.input_tokens.to_string(),
         c.uncached_input_tokens.to_string(),
@@ -506,7 +578,7 @@ fn csv_record(row: &CsvRow<'_>, c: &Counters) -> Vec<String> {
 
 /// One long table with a `section` column (totals, agent, segment, user,
 /// model, period, run, hop) so it loads into any spreadsheet; money is exact.
-fn render_csv(snapshot: &Snapshot, options: &ReportOptions) -> String {
+fn render_csv(snapshot: &Snapshot, options: &ReportOptions) -> anyhow::Result<String> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     let mut rows: Vec<Vec<String>> = vec![CSV_HEADER.iter().map(|s| (*s).to_owned()).collect()];
     rows.push(csv_record(
@@ -587,10 +659,12 @@ fn render_csv(snapshot: &Snapshot, options: &ReportOptions) -> String {
         }
     }
     for row in rows {
-        // Writing to a Vec cannot fail.
-        let _ = writer.write_record(&row);
+        writer.write_record(&row)?;
     }
-    String::from_utf8(writer.into_inner().unwrap_or_default()).unwrap_or_default()
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("cannot write the CSV: {}", e.error()))?;
+    Ok(String::from_utf8(bytes)?)
 }
 
 // ---------------------------------------------------------------- table / Markdown
@@ -622,15 +696,23 @@ fn cost_cell(c: &Counters) -> String {
     }
 }
 
-/// Untrusted text for a table cell: sanitized, and `|` escaped in Markdown
-/// (it would split the cell).
+/// Untrusted text for a table cell (or a heading): sanitized, and in
+/// Markdown, every character that would split the cell (`|`), start code
+/// (`` ` ``), emphasis (`*`, `_`), a link (`[`, `]`), HTML (`<`, `>`) or
+/// an escape (`\`) is escaped with a backslash, so it shows as written.
 fn cell(text: &str, markdown: bool) -> String {
     let clean = sanitize(text);
-    if markdown {
-        clean.replace('|', "\\|")
-    } else {
-        clean.into_owned()
+    if !markdown {
+        return clean.into_owned();
     }
+    let mut out = String::with_capacity(clean.len());
+    for c in clean.chars() {
+        if matches!(c, '|' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn new_table(markdown: bool, header: &[&str]) -> Table {
@@ -730,7 +812,7 @@ fn render_text(
         tokens(snapshot.runs.len() as u64),
         tokens(ingest.events),
         ingest.files,
-        sanitize(&snapshot.price_version)
+        cell(&snapshot.price_version, markdown)
     );
 
     let mut totals = new_table(markdown, &["", "tokens", "cost"]);
@@ -1100,7 +1182,7 @@ fn render_runs(out: &mut String, snapshot: &Snapshot, options: &ReportOptions, m
             section(
                 out,
                 markdown,
-                &format!("Run {} hops", sanitize(&run.run_id)),
+                &format!("Run {} hops", cell(&run.run_id, markdown)),
                 &hops,
             );
         }
@@ -1151,21 +1233,49 @@ fn render_ingest(out: &mut String, ingest: &IngestStats, markdown: bool) {
     } else {
         let _ = writeln!(out, "\nIngest: {line}");
     }
+    // Lists: indented in a table report, bullets in Markdown (where
+    // indented lines would run together into one paragraph).
+    let item = if markdown { "- " } else { "  " };
     for sample in &ingest.malformed_samples {
         let _ = writeln!(
             out,
-            "  {}: {}",
-            sanitize(&sample.location),
-            sanitize(&sample.reason)
+            "{item}{}: {}",
+            cell(&sample.location, markdown),
+            cell(&sample.reason, markdown)
         );
     }
     let noted = ingest.malformed + ingest.unrevisable;
     if noted > ingest.malformed_samples.len() as u64 {
         let _ = writeln!(
             out,
-            "  … and {} more",
+            "{item}… and {} more",
             noted - ingest.malformed_samples.len() as u64
         );
+    }
+    let unreadable: Vec<(&str, &str, u64)> = unreadable(ingest).collect();
+    if !unreadable.is_empty() {
+        let entries = if unreadable.len() == 1 {
+            "entry"
+        } else {
+            "entries"
+        };
+        let _ = writeln!(
+            out,
+            "{}{} {entries} skipped (cannot be read):",
+            if markdown { "\n" } else { "" },
+            unreadable.len()
+        );
+        if markdown {
+            out.push('\n');
+        }
+        for (name, reason, _) in unreadable {
+            let _ = writeln!(
+                out,
+                "{item}'{}': {}",
+                cell(name, markdown),
+                cell(reason, markdown)
+            );
+        }
     }
 }
 

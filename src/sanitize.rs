@@ -5,7 +5,8 @@
 use std::borrow::Cow;
 
 /// Whether `c` could move the cursor, recolour, or reorder what a terminal shows.
-fn is_unsafe(c: char) -> bool {
+#[must_use]
+pub fn is_unsafe(c: char) -> bool {
     c.is_control() // C0 (ESC, BEL, CR …), DEL and C1 (CSI U+009B …)
         || matches!(c,
             '\u{200E}' | '\u{200F}'            // LRM, RLM

@@ -101,7 +101,13 @@ fn escape_sequences_in_logs_never_reach_the_terminal() {
             !stdout.contains('\u{1b}') && !stdout.contains('\u{7}') && !stdout.contains('\u{202e}'),
             "{format}: {stdout:?}"
         );
-        assert!(stdout.contains("evil\u{FFFD}]0;pwned"), "{stdout}");
+        // Markdown escapes the `]` too (it could close a link).
+        let shown = if format == "markdown" {
+            "evil\u{FFFD}\\]0;pwned"
+        } else {
+            "evil\u{FFFD}]0;pwned"
+        };
+        assert!(stdout.contains(shown), "{stdout}");
     }
 }
 
@@ -489,4 +495,117 @@ fn a_followed_path_that_does_not_exist_is_waited_for_visibly_then_read() {
             && stderr.contains(&format!("tokwatch: '{shown}' appeared")),
         "{stderr}"
     );
+}
+
+/// Counts how often `needle` occurs in `text`.
+fn occurrences(text: &str, needle: &str) -> usize {
+    text.matches(needle).count()
+}
+
+#[test]
+fn bad_entries_under_a_directory_are_skipped_warned_once_and_listed() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(logs.join("sub")).unwrap();
+    std::fs::write(
+        logs.join("good.jsonl"),
+        "{\"run_id\":\"r\",\"agent\":\"a\",\"model\":\"gpt-4o\",\"input_tokens\":10,\"output_tokens\":5}\n",
+    )
+    .unwrap();
+    symlink(logs.join("gone.jsonl"), logs.join("dangling.jsonl")).unwrap();
+    symlink("loop-b.jsonl", logs.join("loop-a.jsonl")).unwrap();
+    symlink("loop-a.jsonl", logs.join("loop-b.jsonl")).unwrap();
+    symlink("..", logs.join("sub/up")).unwrap();
+    // Opens, then fails to read (EIO at offset 0), even for root.
+    symlink("/proc/self/mem", logs.join("unreadable.jsonl")).unwrap();
+    // A broken link that is not a log is none of our business.
+    symlink(logs.join("gone.txt"), logs.join("notes.txt")).unwrap();
+    let bad = [
+        "dangling.jsonl",
+        "loop-a.jsonl",
+        "loop-b.jsonl",
+        "sub/up",
+        "unreadable.jsonl",
+    ];
+    for threads in ["1", "2"] {
+        let out = tokwatch(&["report", logs.to_str().unwrap(), "--threads", threads]);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(out.status.code(), Some(0), "{threads}: {stderr}");
+        assert!(stdout.contains("1 model calls in 1 runs"), "{stdout}");
+        for name in bad {
+            assert_eq!(
+                occurrences(&stderr, &format!("{name}'")),
+                1,
+                "{threads}: one warning for {name}: {stderr}"
+            );
+            assert!(
+                stdout.contains(&format!("{name}'")),
+                "{threads}: {name} listed in the report: {stdout}"
+            );
+        }
+        assert!(!stderr.contains("notes.txt"), "{stderr}");
+        assert!(stderr.contains("broken symbolic link"), "{stderr}");
+        assert!(stderr.contains("symbolic link loop"), "{stderr}");
+        assert!(stderr.contains("Input/output error"), "{stderr}");
+        assert!(
+            stdout.contains("5 entries skipped (cannot be read)"),
+            "{stdout}"
+        );
+    }
+    let out = tokwatch(&["report", logs.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["ingest"]["errors"], 5, "{}", json["ingest"]);
+    let failed: Vec<&str> = json["ingest"]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["errors"] == 1 && s["last_error"].is_string())
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed.len(), 5, "{failed:?}");
+    for name in bad {
+        assert!(
+            failed.iter().any(|f| f.ends_with(name)),
+            "{name}: {failed:?}"
+        );
+    }
+}
+
+#[test]
+fn a_named_path_that_is_a_symlink_loop_is_a_clear_error_said_once() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.jsonl");
+    symlink("b.jsonl", &a).unwrap();
+    symlink("a.jsonl", dir.path().join("b.jsonl")).unwrap();
+    let out = tokwatch(&["report", a.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(occurrences(&stderr, "symbolic links"), 1, "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn a_full_disk_is_an_error_not_an_empty_report() {
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        return; // no /dev/full here
+    };
+    for format in ["table", "json", "csv", "markdown"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tokwatch"))
+            .args(["report", "sample_logs", "--format", format])
+            .stdout(full.try_clone().unwrap())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{format}: {stderr}");
+        assert!(
+            stderr.contains("cannot write the report") && stderr.contains("No space left"),
+            "{format}: {stderr}"
+        );
+    }
 }

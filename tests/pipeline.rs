@@ -224,7 +224,7 @@ fn ingest(
 }
 
 #[test]
-fn a_missing_file_stops_both_paths_at_the_same_place() {
+fn a_missing_file_is_skipped_alike_on_both_paths() {
     let dir = tempfile::tempdir().unwrap();
     let files = [
         PathBuf::from(root("tests/fixtures/oracles.jsonl")),
@@ -237,7 +237,29 @@ fn a_missing_file_stops_both_paths_at_the_same_place() {
     let piped = ingest(&files, |f, i| {
         pipeline::read_files(f, 2048, &Default::default(), i)
     });
-    assert!(single.0.contains("gone.jsonl"), "{}", single.0);
+    // Skipped and counted as its source's error; the files after it are read.
+    assert_eq!(single.0, "Ok(())");
+    let gone = single
+        .1
+        .sources
+        .iter()
+        .find(|s| s.name.ends_with("gone.jsonl"))
+        .unwrap();
+    assert_eq!(gone.live.errors, 1);
+    assert!(
+        gone.live
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("cannot open:")),
+        "{gone:?}"
+    );
+    assert!(
+        single
+            .1
+            .sources
+            .iter()
+            .any(|s| s.name.ends_with("malformed.jsonl") && s.lines > 0)
+    );
     assert_eq!(single, piped);
 }
 

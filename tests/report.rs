@@ -552,3 +552,145 @@ fn calls_without_a_segment_are_a_none_row_as_on_the_dashboard() {
         assert!(section.find("(none)") < section.find("pro"), "{text}");
     }
 }
+
+/// Writes `records` (one JSON object each) to a fresh `calls.jsonl`.
+fn log_of(records: &[serde_json::Value]) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("calls.jsonl");
+    let text: String = records.iter().map(|r| format!("{r}\n")).collect();
+    std::fs::write(&path, text).unwrap();
+    let path = path.display().to_string();
+    (dir, path)
+}
+
+#[test]
+fn json_money_is_the_exact_decimal_never_a_float() {
+    let record = |run: &str, cost: &str| {
+        serde_json::json!({"run_id": run, "agent": "a", "model": "gpt-4o",
+            "input_tokens": 1, "output_tokens": 1, "cost_usd": cost})
+    };
+    let (_dir, log) = log_of(&[
+        record("r", "12345.000000000001"),
+        record("r", "0.1"),
+        record("s", "0.000000000001"),
+    ]);
+    let text = report(&[&log, "--format", "json", "--hops"]);
+    // As f64 the sum is 12345.1, and 1e-12 prints in exponent notation.
+    assert!(
+        text.contains("\"cost_usd\": 12345.100000000002,")
+            || text.contains("\"cost_usd\": 12345.100000000001,"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"reported_cost_usd\": 12345.100000000001,"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"reported_cost_usd\": 0.000000000001,"),
+        "{text}"
+    );
+    assert!(!text.contains("e-"), "no exponent notation: {text}");
+    // Still a JSON number, and exactly the decimal for a reader that keeps it.
+    let json: Value = serde_json::from_str(&text).unwrap();
+    assert!(json["totals"]["reported_cost_usd"].is_number());
+}
+
+/// Whether `c` could drive a terminal or reorder text (`sanitize`'s set).
+fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{061C}' | '\u{FEFF}')
+}
+
+const HOSTILE: [&str; 10] = [
+    "=HYPERLINK(\"http://evil.example\",\"x\")",
+    "+1+1",
+    "-2+3",
+    "@SUM(A1:A2)",
+    "\tcmd",
+    "\rcmd",
+    "osc\u{1b}]52;c;ZXZpbA==\u{7}",
+    "clear\u{1b}[2J",
+    "c1\u{9b}31m",
+    "bidi\u{202e}gnp.exe",
+];
+
+#[test]
+fn csv_escapes_control_characters_and_neutralises_formulas() {
+    let records: Vec<Value> = HOSTILE
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            serde_json::json!({"run_id": name, "hop": 1, "agent": name, "model": name,
+                "segment": name, "input_tokens": 10 + i, "output_tokens": 1})
+        })
+        .collect();
+    let (_dir, log) = log_of(&records);
+    let text = report(&[&log, "--format", "csv", "--hops"]);
+    assert!(!text.chars().any(|c| is_unsafe(c) && c != '\n'), "{text:?}");
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let text_columns = ["key", "run_id", "agent", "model", "segment"].map(column);
+    let mut keys = Vec::new();
+    for row in reader.records() {
+        let row = row.unwrap();
+        for (i, cell) in row.iter().enumerate() {
+            if text_columns.contains(&i) {
+                assert!(
+                    !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                    "{cell:?} in {row:?}"
+                );
+            } else if i >= column("events") && i != column("provenance") && !cell.is_empty() {
+                assert!(cell.parse::<f64>().is_ok(), "numeric cell {cell:?}");
+            }
+        }
+        if &row[0] == "agent" {
+            keys.push(row[1].to_owned());
+        }
+    }
+    for expected in [
+        "'=HYPERLINK(\"http://evil.example\",\"x\")",
+        "'+1+1",
+        "'-2+3",
+        "'@SUM(A1:A2)",
+        "\\u{9}cmd",
+        "\\u{d}cmd",
+        "osc\\u{1b}]52;c;ZXZpbA==\\u{7}",
+        "clear\\u{1b}[2J",
+        "c1\\u{9b}31m",
+        "bidi\\u{202e}gnp.exe",
+    ] {
+        assert!(keys.iter().any(|k| k == expected), "{expected}: {keys:?}");
+    }
+}
+
+#[test]
+fn markdown_and_table_cells_cannot_break_out() {
+    let mut names: Vec<&str> = HOSTILE.to_vec();
+    names.push("pipe|tick`star*under_score[link](x)<b>");
+    let records: Vec<Value> = names
+        .iter()
+        .map(|name| {
+            serde_json::json!({"run_id": name, "hop": 1, "agent": name, "model": "gpt-4o",
+                "segment": name, "input_tokens": 10, "output_tokens": 1})
+        })
+        .collect();
+    let (_dir, log) = log_of(&records);
+    for format in ["markdown", "table"] {
+        let text = report(&[&log, "--format", format, "--hops", "--top", "0"]);
+        assert!(!text.chars().any(|c| is_unsafe(c) && c != '\n'), "{text:?}");
+        if format == "markdown" {
+            assert!(
+                text.contains("pipe\\|tick\\`star\\*under\\_score\\[link\\](x)\\<b\\>"),
+                "{text}"
+            );
+            // Every table row has as many cells as its header.
+            for table in text.split("\n\n").filter(|t| t.starts_with('|')) {
+                let cells = |line: &str| line.replace("\\|", "").matches('|').count();
+                let mut lines = table.lines();
+                let header = cells(lines.next().unwrap());
+                assert!(lines.all(|l| cells(l) == header), "{table}");
+            }
+        }
+    }
+}

@@ -21,7 +21,7 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
@@ -30,7 +30,7 @@ use super::Ingestor;
 use super::formats::{Decoder, DecoderConfig};
 use super::lines::{Line, LineSplitter, ReadBuffer};
 use super::parsed::{Emitter, ParsedLines, Relocator};
-use super::sources::files::{CHUNK_BYTES, DiscoverError, origin_of};
+use super::sources::files::{CHUNK_BYTES, DiscoverError, note_unreadable, origin_of, read_failure};
 
 /// Bytes of decoded batches waiting for the fold, over all files (the file
 /// being folded may exceed it). A few chunks: enough for threads to work
@@ -65,11 +65,12 @@ pub fn read_files_threads(
 
 /// Reads, decodes and folds each file once, on this thread: each file
 /// through its own [`Decoder`], 1 MiB at a time, held events flushed at its
-/// end.
+/// end. A file that cannot be opened is skipped, one that fails while read
+/// is cut short there (its lines before the error are counted): either is
+/// counted as an error of its source, with the reason (`last_error`).
 ///
 /// # Errors
-/// A file that cannot be opened or read, named in the message; everything
-/// before it has been ingested.
+/// An internal error (a bug), named with the file.
 pub fn read_files_one_thread(
     files: &[PathBuf],
     max_line_bytes: usize,
@@ -82,26 +83,50 @@ pub fn read_files_one_thread(
             .stats
             .add_source(path.display().to_string(), origin_of(path));
         ingestor.stats.files += 1;
-        let io_error = |source: io::Error| DiscoverError::Io {
-            path: path.clone(),
-            source,
+        let mut file = match File::open(path) {
+            Ok(file) => file,
+            Err(error) => {
+                note_unreadable(&mut ingestor.stats, source, read_failure(&error, false, 0));
+                continue;
+            }
         };
-        let mut file = File::open(path).map_err(io_error)?;
+        let mut internal = None;
         let mut apply = |mut full: Batch| -> Result<Batch, Stop> {
-            full.apply(source, max_line_bytes, ingestor, |line_no| {
+            if let Err(error) = full.apply(source, max_line_bytes, ingestor, |line_no| {
                 format!("{}:{line_no}", path.display())
-            })
-            .map_err(Stop::Io)?;
+            }) {
+                internal = Some(error);
+                return Err(Stop::Hung);
+            }
             Ok(full)
         };
         let read = produce_file(&mut file, path, max_line_bytes, decoders, batch, &mut apply);
+        if let Some(error) = internal {
+            return Err(internal_error(path, &error));
+        }
         batch = match read {
             Ok(batch) => batch,
-            Err(Stop::Io(error)) => return Err(io_error(error)),
+            Err(Stop::Io(error)) => {
+                let lines = ingestor.stats.sources[source].lines;
+                note_unreadable(
+                    &mut ingestor.stats,
+                    source,
+                    read_failure(&error, true, lines),
+                );
+                new_batch()
+            }
             Err(Stop::Hung) => new_batch(),
         };
     }
     Ok(())
+}
+
+/// A span out of place in a batch: a bug, reported with the file.
+fn internal_error(path: &Path, error: &io::Error) -> DiscoverError {
+    DiscoverError::Internal {
+        path: path.to_path_buf(),
+        reason: error.to_string(),
+    }
 }
 
 /// [`read_files_one_thread`] with reading and decoding on other threads:
@@ -180,20 +205,30 @@ pub fn read_files_with(
                 decode_files(files, max_line_bytes, decoders, senders, shared, ahead)
             });
         }
-        let result = fold_files(
+        // The receivers are dropped once the fold returns, so decode
+        // threads still sending stop (a send fails); those waiting for room
+        // wake when the guard drops (after the fold, even if it panicked:
+        // the scope would otherwise wait for them forever).
+        let _wake = StopOnDrop(&shared);
+        fold_files(
             files,
             max_line_bytes,
             ingestor,
             receivers,
             &to_decoders,
             &shared,
-        );
-        // The receivers are dropped by now, so decode threads still
-        // sending stop (a send fails); those waiting for room wake here.
-        shared.stop.store(true, Ordering::Relaxed);
-        shared.turn.notify_all();
-        result
+        )
     })
+}
+
+/// Tells decode threads to stop, when dropped.
+struct StopOnDrop<'a>(&'a Shared);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.stop.store(true, Ordering::Relaxed);
+        self.0.turn.notify_all();
+    }
 }
 
 /// What a decode thread tells the fold about one file.
@@ -202,8 +237,10 @@ enum Msg {
     Batch(Batch, usize),
     /// The file is read to its end.
     Done,
-    /// It could not be opened or read; nothing follows.
-    Failed(io::Error),
+    /// It could not be opened (`false`) or read (`true`); nothing follows.
+    Failed(io::Error, bool),
+    /// Decoding it panicked (a bug); nothing follows.
+    Panicked(String),
 }
 
 /// One read's worth of decoded lines: `text` is the read buffer, always
@@ -323,21 +360,38 @@ fn decode_files(
                 .map_err(|_| Stop::Hung)?;
             Ok(reuse(shared, &mut spare))
         };
-        let result = File::open(path).map_err(Stop::Io).and_then(|mut file| {
-            produce_file(&mut file, path, max_line_bytes, decoders, first, &mut send)
-        });
-        let last = match result {
-            Ok(empty) => {
+        // A panic (a bug) must reach the fold, which waits for this file:
+        // caught here, it ends the report with an error instead of a hang.
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match File::open(path) {
+                Ok(mut file) => {
+                    produce_file(&mut file, path, max_line_bytes, decoders, first, &mut send)
+                        .map_err(|stop| (stop, true))
+                }
+                Err(error) => Err((Stop::Io(error), false)),
+            }));
+        let (last, go_on) = match result {
+            Ok(Ok(empty)) => {
                 leftover = Some(empty);
-                Msg::Done
+                (Msg::Done, true)
             }
-            Err(Stop::Io(error)) => Msg::Failed(error),
-            Err(Stop::Hung) => return,
+            Ok(Err((Stop::Io(error), opened))) => (Msg::Failed(error, opened), true),
+            Ok(Err((Stop::Hung, _))) => return,
+            Err(panic) => (Msg::Panicked(panic_message(panic.as_ref())), false),
         };
-        if to_fold.send(last).is_err() {
+        if to_fold.send(last).is_err() || !go_on {
             return;
         }
     }
+}
+
+/// The message of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned())
 }
 
 /// The calling thread: folds each file's batches, in the order given.
@@ -356,10 +410,6 @@ fn fold_files(
             .stats
             .add_source(path.display().to_string(), origin_of(path));
         ingestor.stats.files += 1;
-        let io_error = |source: io::Error| DiscoverError::Io {
-            path: path.clone(),
-            source,
-        };
         loop {
             match from_decoder.recv() {
                 Ok(Msg::Batch(mut batch, weight)) => {
@@ -372,16 +422,28 @@ fn fold_files(
                             progress.in_flight_of[index].saturating_sub(weight);
                     }
                     shared.turn.notify_all();
-                    applied.map_err(io_error)?;
+                    applied.map_err(|e| internal_error(path, &e))?;
                     // Decode threads may have finished already; the batch is then freed.
                     let _ = to_decoders.send(batch);
                 }
                 Ok(Msg::Done) => break,
-                Ok(Msg::Failed(error)) => return Err(io_error(error)),
+                Ok(Msg::Failed(error, opened)) => {
+                    let lines = ingestor.stats.sources[source].lines;
+                    let reason = read_failure(&error, opened, lines);
+                    note_unreadable(&mut ingestor.stats, source, reason);
+                    break;
+                }
+                Ok(Msg::Panicked(message)) => {
+                    return Err(DiscoverError::Internal {
+                        path: path.clone(),
+                        reason: format!("a decode thread panicked: {message}"),
+                    });
+                }
                 Err(_) => {
-                    return Err(io_error(io::Error::other(
-                        "internal error: a decode thread stopped early",
-                    )));
+                    return Err(DiscoverError::Internal {
+                        path: path.clone(),
+                        reason: "a decode thread stopped early".to_owned(),
+                    });
                 }
             }
         }
@@ -406,6 +468,11 @@ fn produce_file(
     mut batch: Batch,
     deliver: &mut dyn FnMut(Batch) -> Result<Batch, Stop>,
 ) -> Result<Batch, Stop> {
+    #[cfg(test)]
+    #[allow(clippy::panic)]
+    if path.file_name().is_some_and(|n| n == tests::PANICS) {
+        panic!("injected panic");
+    }
     let mut decoder = Decoder::new(decoders.clone(), Arc::from(origin_of(path)))
         .named(Arc::from(path.display().to_string()));
     let mut splitter = LineSplitter::new(max_line_bytes);
@@ -444,6 +511,48 @@ fn produce_file(
         }
         if read == 0 {
             return Ok(batch);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Ledger, LedgerConfig};
+    use crate::pricing::PriceBook;
+
+    /// Decoding a file of this name panics (a stand-in for a bug).
+    pub(super) const PANICS: &str = "tokwatch-test-panic.jsonl";
+
+    #[test]
+    fn a_panicking_decode_thread_fails_the_report_instead_of_hanging_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = "{\"run_id\":\"r\",\"agent\":\"a\",\"model\":\"gpt-4o\",\"input_tokens\":1,\"output_tokens\":1}\n";
+        let files: Vec<PathBuf> = ["a.jsonl", PANICS, "c.jsonl", "d.jsonl"]
+            .iter()
+            .map(|name| {
+                let path = dir.path().join(name);
+                std::fs::write(&path, line).unwrap();
+                path
+            })
+            .collect();
+        for threads in [1, 2, 3] {
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
+            let files = files.clone();
+            std::thread::spawn(move || {
+                let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default());
+                let mut ingestor = Ingestor::new(&mut ledger, Default::default());
+                let result = read_files_with(&files, 4096, &Arc::default(), &mut ingestor, threads);
+                let _ = done_tx.send(result.map_err(|e| e.to_string()));
+            });
+            let result = done_rx
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("{threads} threads: the report hung"));
+            let error = result.expect_err("a panic is an error");
+            assert!(
+                error.contains(PANICS) && error.contains("panicked: injected panic"),
+                "{threads} threads: {error}"
+            );
         }
     }
 }

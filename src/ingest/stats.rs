@@ -54,7 +54,8 @@ pub struct SourceStats {
     pub malformed: u64,
     pub invalid_utf8: u64,
     pub oversized: u64,
-    /// Live sources only (absent from one-shot reports' meaning: always 0 there).
+    /// Live sources; a one-shot report uses only `errors` and `last_error`
+    /// (an input it could not read, skipped: see `sources::files`).
     #[serde(flatten)]
     pub live: LiveStats,
 }

@@ -185,8 +185,15 @@ impl fmt::Display for Usd {
 }
 
 impl Serialize for Usd {
+    /// The exact decimal as a JSON number (`12345.100000000001`, never
+    /// rounded through `f64`): a `serde_json` raw value, written as is.
+    /// Money is only ever serialized to JSON (another serializer would see
+    /// `serde_json`'s raw-value marker).
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_f64(self.to_f64())
+        match serde_json::value::RawValue::from_string(self.to_string()) {
+            Ok(exact) => exact.serialize(serializer),
+            Err(_) => serializer.serialize_f64(self.to_f64()),
+        }
     }
 }
 

@@ -4,9 +4,9 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::ingest::Ingestor;
 use crate::ingest::formats::DecoderConfig;
 use crate::ingest::lines::{Line, LineSplitter, ReadBuffer};
+use crate::ingest::{IngestStats, Ingestor};
 
 /// Default `--max-line-bytes`: 1 MiB.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1024 * 1024;
@@ -18,23 +18,60 @@ pub(crate) const CHUNK_BYTES: usize = 512 * 1024;
 pub enum DiscoverError {
     #[error("'{0}': no such file or directory")]
     Missing(PathBuf),
-    #[error("'{path}': {source}")]
-    Io { path: PathBuf, source: io::Error },
+    /// A path named on the command line that cannot be looked up (the
+    /// error is part of the message, not a `source`: said once).
+    #[error("'{path}': {error}")]
+    Io { path: PathBuf, error: io::Error },
+    /// A bug (a decode thread panicked): the report cannot be trusted.
+    #[error("internal error while reading '{path}': {reason}")]
+    Internal { path: PathBuf, reason: String },
+}
+
+/// An entry under a named directory that cannot be read (a broken or
+/// looping symbolic link, a directory that cannot be listed): skipped,
+/// listed in the report and warned about once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// What [`discover_all`] found: the files to read, in order, and the
+/// entries it had to skip.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Discovered {
+    pub files: Vec<PathBuf>,
+    pub skipped: Vec<Skipped>,
 }
 
 /// Files named on the command line, and `*.jsonl` files found recursively
-/// under directories, in a stable (sorted) order, without duplicates.
+/// under directories, in a stable (sorted) order, without duplicates;
+/// entries that cannot be read are left out (see [`discover_all`] for
+/// them).
 ///
 /// # Errors
-/// A path that does not exist or a directory that cannot be read.
+/// As [`discover_all`].
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, DiscoverError> {
+    discover_all(paths).map(|found| found.files)
+}
+
+/// [`discover`], with the entries under directories that cannot be read:
+/// a `*.jsonl` link whose target is missing or loops, a link to an
+/// ancestor directory, a directory that cannot be listed. A broken link
+/// that is not named `*.jsonl` is not a log and is passed over silently.
+///
+/// # Errors
+/// A path named in `paths` that does not exist or cannot be looked up (a
+/// typo never gives an empty report).
+pub fn discover_all(paths: &[PathBuf]) -> Result<Discovered, DiscoverError> {
     let mut found = Vec::new();
+    let mut skipped = Vec::new();
     for path in paths {
         let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => DiscoverError::Missing(path.clone()),
             _ => DiscoverError::Io {
                 path: path.clone(),
-                source: e,
+                error: e,
             },
         })?;
         if meta.is_dir() {
@@ -42,14 +79,15 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, DiscoverError> {
                 .follow_links(true)
                 .sort_by_file_name();
             for entry in walker {
-                let entry = entry.map_err(|e| DiscoverError::Io {
-                    path: e.path().map_or_else(|| path.clone(), Path::to_path_buf),
-                    source: e.into(),
-                })?;
-                if entry.file_type().is_file()
-                    && entry.path().extension().is_some_and(|x| x == "jsonl")
-                {
-                    found.push(entry.into_path());
+                match entry {
+                    Ok(entry) => {
+                        if entry.file_type().is_file()
+                            && entry.path().extension().is_some_and(|x| x == "jsonl")
+                        {
+                            found.push(entry.into_path());
+                        }
+                    }
+                    Err(error) => skipped.extend(skipped_entry(path, &error)),
                 }
             }
         } else {
@@ -58,7 +96,66 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, DiscoverError> {
     }
     let mut seen = std::collections::HashSet::new();
     found.retain(|p| seen.insert(FileIdentity::of(p)));
-    Ok(found)
+    Ok(Discovered {
+        files: found,
+        skipped,
+    })
+}
+
+/// Why a directory entry cannot be read, in one phrase; `None` for a
+/// broken link that does not look like a log.
+fn skipped_entry(root: &Path, error: &walkdir::Error) -> Option<Skipped> {
+    let path = error.path().unwrap_or(root).to_path_buf();
+    let is_log = path.extension().is_some_and(|x| x == "jsonl");
+    let reason = if let Some(ancestor) = error.loop_ancestor() {
+        format!(
+            "symbolic link loop (back to '{}'), not followed",
+            ancestor.display()
+        )
+    } else if let Some(io) = error.io_error() {
+        let link = std::fs::read_link(&path).ok();
+        match (io.kind(), link) {
+            (io::ErrorKind::NotFound, _) if !is_log => return None,
+            (io::ErrorKind::NotFound, Some(target)) => format!(
+                "broken symbolic link (to '{}', which does not exist)",
+                target.display()
+            ),
+            _ => io.to_string(),
+        }
+    } else {
+        error.to_string()
+    };
+    Some(Skipped { path, reason })
+}
+
+/// Lists `skipped` entries in the ingest statistics as sources that could
+/// not be read: each with one error and its reason (`errors`,
+/// `last_error`, as live sources report theirs).
+pub fn record_skipped(stats: &mut IngestStats, skipped: &[Skipped]) {
+    for entry in skipped {
+        let source = stats.add_source(entry.path.display().to_string(), origin_of(&entry.path));
+        note_unreadable(stats, source, entry.reason.clone());
+    }
+}
+
+/// Counts a read error of `source` (the file is skipped, or cut short
+/// where it failed).
+pub(crate) fn note_unreadable(stats: &mut IngestStats, source: usize, reason: String) {
+    let live = &mut stats.sources[source].live;
+    live.errors += 1;
+    live.last_error = Some(reason);
+}
+
+/// Why a file could not be read to its end, for [`note_unreadable`]:
+/// `lines` were read (and are counted) before the error.
+pub(crate) fn read_failure(error: &io::Error, opened: bool, lines: u64) -> String {
+    match (opened, lines) {
+        (false, _) => format!("cannot open: {error}"),
+        (true, 0) => format!("cannot read: {error}"),
+        (true, n) => {
+            format!("read error after line {n} (the lines before it are counted): {error}")
+        }
+    }
 }
 
 /// What makes two paths the same file: its device and inode (one `stat`,
