@@ -485,6 +485,37 @@ mod tests {
     }
 
     #[test]
+    fn versions_never_wrap() {
+        let mut state = DesiredState::default();
+        let hop = |n| Limits {
+            per_hop_limit: Some(n),
+            ..Limits::default()
+        };
+        // A runtime at the last version: the change is refused, nothing recorded.
+        assert_eq!(
+            state.try_set(Scope::Global, hop(1), u64::MAX),
+            Err(VersionsExhausted {
+                scope: Scope::Global,
+                version: u64::MAX,
+            })
+        );
+        assert!(state.budgets.is_empty());
+        assert_eq!(
+            state
+                .try_set(Scope::Global, hop(1), u64::MAX - 1)
+                .map(|b| b.version),
+            Ok(u64::MAX)
+        );
+        // Our own store at the last version: refused too.
+        assert!(state.try_set(Scope::Global, hop(2), 0).is_err());
+        // The editor's path saturates (a runtime refuses it) instead of wrapping to 0.
+        assert_eq!(
+            state.set_above(Scope::Global, hop(3), 0, 0).version,
+            u64::MAX
+        );
+    }
+
+    #[test]
     fn an_adopted_budget_replaces_the_refused_change_and_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("budgets.toml");
