@@ -48,6 +48,8 @@ struct Fake {
     applied: BTreeMap<Scope, VersionedBudget>,
     /// (scope, version) of every set or sync entry received, in order.
     received: Vec<(Scope, u64)>,
+    /// The idempotency key of every `budget.set` received, in order.
+    set_keys: Vec<String>,
     hellos: usize,
     /// Bumped by a restart: connections of an older epoch are dropped.
     epoch: u64,
@@ -150,6 +152,7 @@ async fn serve_client(stream: tokio::net::UnixStream, fake: Shared, mode: Mode) 
                 limits,
                 idempotency_key,
             } => {
+                fake.lock().unwrap().set_keys.push(idempotency_key.clone());
                 vec![apply(
                     &fake,
                     id,
@@ -1107,5 +1110,81 @@ async fn the_link_never_takes_an_ack_for_another_scope_as_applied() {
             if error.contains("acknowledged agent someone-else instead of"))
     })
     .await;
+    link.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budgets_without_a_key_never_share_one_on_the_wire() {
+    // Adopted budgets carry the key the runtime listed, possibly none. Sent
+    // with one empty key, a runtime that remembers keys would answer a
+    // second such budget (another scope) with the first one's answer.
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("keys.sock");
+    let fake = Shared::default();
+    start_fake(&sock, Mode::Normal, fake.clone());
+    let initial = desired_with(&[(Scope::Global, 1, 100)]);
+    let (desired_tx, desired_rx) = watch::channel(initial.clone());
+    let (events_tx, mut events) = mpsc::channel(64);
+    let (_stop_tx, stop_rx) = watch::channel(false);
+    let link = tokio::spawn(run_runtime_link(
+        ControlAddr::Unix(sock.clone()),
+        None,
+        (Duration::from_secs(2), Duration::from_secs(5)),
+        desired_rx,
+        events_tx,
+        stop_rx,
+    ));
+    // The sync of the initial state, then the state listed after it.
+    events_until(&mut events, "the sync", |e| {
+        matches!(
+            e,
+            ClientEvent::Outcome {
+                outcome: Outcome::Ack,
+                ..
+            }
+        )
+    })
+    .await;
+    events_until(&mut events, "the state after the sync", |e| {
+        matches!(e, ClientEvent::State { .. })
+    })
+    .await;
+    let mut state = (*initial).clone();
+    for scope in [Scope::Agent("w".into()), Scope::Segment("s".into())] {
+        state.budgets.insert(
+            scope.clone(),
+            VersionedBudget {
+                scope,
+                version: 1,
+                base_version: Some(0),
+                idempotency_key: None,
+                limits: Limits {
+                    per_hop_limit: Some(10),
+                    ..Limits::default()
+                },
+            },
+        );
+    }
+    desired_tx.send(Arc::new(state)).unwrap();
+    let mut acked = 0;
+    events_until(&mut events, "both changes applied", |e| {
+        if matches!(
+            e,
+            ClientEvent::Outcome {
+                outcome: Outcome::Ack,
+                ..
+            }
+        ) {
+            acked += 1;
+        }
+        acked == 2
+    })
+    .await;
+    let keys = fake.lock().unwrap().set_keys.clone();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(
+        keys.iter().all(|k| !k.is_empty()) && keys[0] != keys[1],
+        "{keys:?}"
+    );
     link.abort();
 }

@@ -301,7 +301,14 @@ impl Connection {
         let id = self.id();
         let request = Request::Set {
             id: id.clone(),
-            idempotency_key: budget.idempotency_key.clone().unwrap_or_default(),
+            // A budget adopted from a runtime may have no key: one of its
+            // own (never an empty key shared by every such budget, which a
+            // runtime would answer with the first one's answer), the same
+            // for every retry of it.
+            idempotency_key: budget
+                .idempotency_key
+                .clone()
+                .unwrap_or_else(|| format!("unkeyed:{}:v{}", budget.scope, budget.version)),
             scope: budget.scope.clone(),
             version: budget.version,
             base_version: budget.base_version,
