@@ -100,7 +100,14 @@ pub fn read_files_one_thread(
             }
             Ok(full)
         };
-        let read = produce_file(&mut file, path, max_line_bytes, decoders, batch, &mut apply);
+        // A panic (a bug) ends the report with an error, as on decode threads.
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            produce_file(&mut file, path, max_line_bytes, decoders, batch, &mut apply)
+        }))
+        .map_err(|panic| DiscoverError::Internal {
+            path: path.clone(),
+            reason: format!("decoding panicked: {}", panic_message(panic.as_ref())),
+        })?;
         if let Some(error) = internal {
             return Err(internal_error(path, &error));
         }
@@ -436,7 +443,7 @@ fn fold_files(
                 Ok(Msg::Panicked(message)) => {
                     return Err(DiscoverError::Internal {
                         path: path.clone(),
-                        reason: format!("a decode thread panicked: {message}"),
+                        reason: format!("decoding panicked: {message}"),
                     });
                 }
                 Err(_) => {
@@ -550,9 +557,19 @@ mod tests {
                 .unwrap_or_else(|_| panic!("{threads} threads: the report hung"));
             let error = result.expect_err("a panic is an error");
             assert!(
-                error.contains(PANICS) && error.contains("panicked: injected panic"),
+                error.contains(PANICS) && error.contains("decoding panicked: injected panic"),
                 "{threads} threads: {error}"
             );
         }
+        // On this thread too: an error, not a crash.
+        let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default());
+        let mut ingestor = Ingestor::new(&mut ledger, Default::default());
+        let error = read_files_one_thread(&files, 4096, &Arc::default(), &mut ingestor)
+            .expect_err("a panic is an error")
+            .to_string();
+        assert!(
+            error.contains(PANICS) && error.contains("decoding panicked: injected panic"),
+            "{error}"
+        );
     }
 }
