@@ -241,10 +241,7 @@ impl Aggregator {
                     FileEvent::Closed { incomplete } => {
                         live.incomplete += u64::from(incomplete > 0)
                     }
-                    FileEvent::Error(message) => {
-                        live.errors += 1;
-                        live.last_error = Some(message);
-                    }
+                    FileEvent::Error(message) => self.stats.count_error(index, &message),
                 }
             }
             IngestMsg::Waiting { target, missing } => self.stats.set_waiting(&target, missing),

@@ -29,7 +29,21 @@ impl Live {
     }
 
     fn start_with_stdin(args: &[&str], stdin: Stdio) -> Live {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tokwatch"))
+        Live::start_command(Command::new(env!("CARGO_BIN_EXE_tokwatch")), args, stdin)
+    }
+
+    /// Runs tokwatch through `wrapper` (`prlimit …`, `setpriv …`): the
+    /// binary's path and `args` follow the wrapper's own arguments.
+    fn start_wrapped(wrapper: &[&str], args: &[&str]) -> Live {
+        let mut command = Command::new(wrapper[0]);
+        command
+            .args(&wrapper[1..])
+            .arg(env!("CARGO_BIN_EXE_tokwatch"));
+        Live::start_command(command, args, Stdio::null())
+    }
+
+    fn start_command(mut command: Command, args: &[&str], stdin: Stdio) -> Live {
+        let mut child = command
             .args(args)
             .args(["--jsonl", "--interval", "50ms"])
             .stdin(stdin)
@@ -707,4 +721,159 @@ fn a_rotated_log_and_its_successor_keep_their_own_state() {
     // s1: 1,000 + 500; s2: 300 + 150 + 150.
     assert_eq!(last["totals"]["input_tokens"], 2_100, "{}", last["ingest"]);
     assert_eq!(last["totals"]["events"], 5);
+}
+
+/// Runs `args` as the user `nobody` when the tests run as root (root reads
+/// a `chmod 000` directory all the same), else as is.
+fn start_unprivileged(home: &Path, args: &[&str]) -> Live {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if root {
+        Live::start_wrapped(
+            &[
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "env",
+                &format!("HOME={}", arg(home)),
+                &format!("XDG_CONFIG_HOME={}", arg(home)),
+            ],
+            args,
+        )
+    } else {
+        Live::start(args)
+    }
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The ingest counters of a snapshot, without the per-source lists.
+fn brief(snapshot: &Value) -> String {
+    let ingest = &snapshot["ingest"];
+    format!(
+        "events {} files {} errors {} last_error {}",
+        ingest["events"], ingest["files"], ingest["errors"], ingest["last_error"]
+    )
+}
+
+/// Longer than the 2 s grace after which a file no path leads to is closed:
+/// the fault lasts that long (this is the fault, not a wait for tokwatch).
+const PAST_GRACE: Duration = Duration::from_millis(3500);
+
+#[test]
+fn a_directory_moved_away_and_back_is_not_read_again() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("d");
+    fs::create_dir(&dir).unwrap();
+    let log = dir.join("a.jsonl");
+    append(&log, &(hop("r", 1) + &hop("r", 2) + &hop("r", 3)));
+    let mut live = Live::start(&["--follow", arg(&dir), "--poll-interval", "100ms"]);
+    live.events(3);
+    let moved = root.path().join("d.x");
+    fs::rename(&dir, &moved).unwrap();
+    live.wait_until("the directory waited for", |s| {
+        s["ingest"]["waiting_for"][0] == arg(&dir)
+    });
+    std::thread::sleep(PAST_GRACE);
+    fs::rename(&moved, &dir).unwrap();
+    live.wait_until("the directory back", |s| {
+        s["ingest"]["waiting_for"].is_null()
+    });
+    append(&log, &hop("r", 4));
+    live.wait_until("the new line", |s| {
+        s["ingest"]["events"].as_u64() >= Some(4)
+    });
+    let last = live.stop();
+    assert_eq!(
+        last["ingest"]["events"],
+        4,
+        "nothing read twice: {}",
+        brief(&last)
+    );
+    assert_eq!(last["totals"]["input_tokens"], 10);
+}
+
+#[test]
+fn a_directory_that_cannot_be_listed_keeps_its_offsets_and_says_why() {
+    let root = tempfile::tempdir().unwrap();
+    chmod(root.path(), 0o755);
+    let dir = root.path().join("d");
+    fs::create_dir(&dir).unwrap();
+    let log = dir.join("a.jsonl");
+    append(&log, &(hop("r", 1) + &hop("r", 2) + &hop("r", 3)));
+    chmod(&log, 0o644);
+    let mut live = start_unprivileged(
+        root.path(),
+        &["--follow", arg(&dir), "--poll-interval", "100ms"],
+    );
+    live.events(3);
+    chmod(&dir, 0o000);
+    let s = live.wait_until("the listing error", |s| s["ingest"]["errors"] == 1);
+    let error = s["ingest"]["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(arg(&dir)) && error.contains("ermission denied"),
+        "the error says where and why: {}",
+        brief(&s)
+    );
+    // while the directory cannot be listed, its open file is still read
+    append(&log, &hop("r", 4));
+    live.wait_until("a line written meanwhile", |s| s["ingest"]["events"] == 4);
+    std::thread::sleep(PAST_GRACE);
+    chmod(&dir, 0o755);
+    append(&log, &hop("r", 5));
+    live.wait_until("the new line", |s| {
+        s["ingest"]["events"].as_u64() >= Some(5)
+    });
+    let last = live.stop();
+    assert_eq!(
+        last["ingest"]["events"],
+        5,
+        "nothing read twice: {}",
+        brief(&last)
+    );
+    assert_eq!(last["totals"]["input_tokens"], 15);
+    assert_eq!(
+        last["ingest"]["errors"],
+        1,
+        "one failure, counted once: {}",
+        brief(&last)
+    );
+}
+
+#[test]
+fn many_files_under_a_low_open_file_limit_are_each_read_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = 300;
+    for i in 0..files {
+        append(
+            &dir.path().join(format!("f{i:03}.jsonl")),
+            &hop(&format!("r{i}"), 1),
+        );
+    }
+    let mut live = Live::start_wrapped(
+        &["prlimit", "--nofile=64:64"],
+        &["--follow", arg(dir.path()), "--poll-interval", "100ms"],
+    );
+    let s = live.wait_until("every file read", |s| {
+        s["live"]["caught_up"] == true && s["ingest"]["events"].as_u64() >= Some(files)
+    });
+    assert_eq!(s["ingest"]["events"], files, "{}", brief(&s));
+    for i in 0..files {
+        append(
+            &dir.path().join(format!("f{i:03}.jsonl")),
+            &hop(&format!("r{i}"), 2),
+        );
+    }
+    live.wait_until("every new line", |s| {
+        s["ingest"]["events"].as_u64() >= Some(2 * files)
+    });
+    let last = live.stop();
+    assert_eq!(last["ingest"]["events"], 2 * files, "nothing read twice");
+    assert_eq!(last["totals"]["input_tokens"], 3 * files);
 }

@@ -1421,3 +1421,26 @@ fn a_run_without_segment_reads_none_in_its_detail_as_in_the_lists() {
     assert!(text.contains("Run solo"), "{text}");
     assert!(text.contains("segment (none)"), "{text}");
 }
+
+#[test]
+fn the_status_bar_shows_read_errors_and_the_latest_one() {
+    let mut stats = tokwatch::ingest::IngestStats::default();
+    let dir = stats.add_source("/logs/d".into(), "d".into());
+    stats.count_error(dir, "cannot list: Permission denied (os error 13)");
+    let data = Published {
+        stats: Arc::new(stats),
+        sources: vec!["/logs/d".into()],
+        last_event_ms: None,
+        ..Published::default()
+    };
+    let text = screen(&data, &[], 120, 24);
+    let status = text.lines().last().unwrap();
+    assert!(
+        status.contains("1 error, last: /logs/d: cannot list: Permission denied (os error 13)"),
+        "{status}"
+    );
+    // narrow: the count stays
+    let text = screen(&data, &[], 60, 24);
+    let status = text.lines().last().unwrap();
+    assert!(status.contains("1 error"), "{status}");
+}

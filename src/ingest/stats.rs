@@ -81,8 +81,10 @@ pub struct LiveStats {
     pub clients_total: u64,
     /// Connections closed before any event: an HTTP request, a bad token.
     pub clients_rejected: u64,
-    /// Read errors (the last one is in `last_error`).
+    /// Failures to list, open or read (the last one is in `last_error`).
     pub errors: u64,
+    /// The latest failure, with the path it concerns (or the latest
+    /// client turned away); in total, the latest of all sources.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
 }
@@ -135,17 +137,37 @@ pub struct IngestStats {
     /// each is read as soon as it appears. Absent from JSON when empty.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub waiting_for: Vec<String>,
+    /// The source of the latest error ([`IngestStats::count_error`]).
+    #[serde(skip)]
+    pub latest_error: Option<usize>,
 }
 
 impl IngestStats {
-    /// Totals of the live counters over all sources.
+    /// Totals of the live counters over all sources; `last_error` is the
+    /// latest error of any source (else the last source's that has one).
     #[must_use]
     pub fn live_totals(&self) -> LiveStats {
         let mut total = LiveStats::default();
         for source in &self.sources {
             total.merge_counts(&source.live);
         }
+        total.last_error = self
+            .latest_error
+            .and_then(|index| self.sources.get(index))
+            .into_iter()
+            .chain(self.sources.iter().rev())
+            .find_map(|source| source.live.last_error.clone());
         total
+    }
+
+    /// A failure of source `source` (a directory that cannot be listed, a
+    /// file that cannot be opened or read): counted, and kept as the
+    /// latest error with the source's name as its location.
+    pub fn count_error(&mut self, source: usize, message: &str) {
+        let stats = &mut self.sources[source];
+        stats.live.errors += 1;
+        stats.live.last_error = Some(format!("{}: {message}", stats.name));
+        self.latest_error = Some(source);
     }
 
     /// Records that `target` names nothing (`missing`) or names something
@@ -284,6 +306,29 @@ impl IngestStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_error_counted_is_the_last_error_with_its_location() {
+        let mut stats = IngestStats::default();
+        let a = stats.add_source("logs/a.jsonl".into(), "a.jsonl".into());
+        let b = stats.add_source("logs/b.jsonl".into(), "b.jsonl".into());
+        assert_eq!(stats.live_totals().last_error, None);
+        stats.count_error(b, "cannot read: Input/output error (os error 5)");
+        stats.count_error(a, "cannot open: Permission denied (os error 13)");
+        let total = stats.live_totals();
+        assert_eq!(total.errors, 2);
+        assert_eq!(
+            total.last_error.as_deref(),
+            Some("logs/a.jsonl: cannot open: Permission denied (os error 13)"),
+            "the latest, not the last source's"
+        );
+        let json = serde_json::to_value(&total).unwrap_or_default();
+        assert_eq!(json["errors"], 2);
+        assert_eq!(
+            json["last_error"],
+            "logs/a.jsonl: cannot open: Permission denied (os error 13)"
+        );
+    }
 
     #[test]
     fn the_first_and_the_latest_rejected_lines_are_kept() {

@@ -172,6 +172,16 @@ pub(super) fn render_status(frame: &mut Frame, area: Rect, cx: &ViewCx) {
             .or_short(malformed),
         );
     }
+    if live.errors > 0 {
+        // a directory that cannot be listed, a file that cannot be opened:
+        // never silent (the latest one says where)
+        let errors = count(live.errors, "error");
+        let text = match &live.last_error {
+            Some(last) => format!("{errors}, last: {}", sanitize(last)),
+            None => errors.clone(),
+        };
+        parts.push(Part::new(text, 1).or_short(errors));
+    }
     if live.dropped > 0 {
         parts.push(Part::new(format!("{} DROPPED", live.dropped), 0));
     }
