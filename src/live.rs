@@ -597,12 +597,13 @@ impl Sources {
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let stop = Arc::new(AtomicBool::new(false));
-        let targets: Vec<Target> = settings
+        // Pipes (`<(…)`, a FIFO) are read as streams, like standard input.
+        let (pipes, followed): (Vec<&String>, Vec<&String>) = settings
             .follow
             .iter()
             .filter(|f| f.as_str() != "-")
-            .map(|f| Target::parse(f))
-            .collect();
+            .partition(|f| crate::ingest::sources::stdin::is_pipe(Path::new(f)));
+        let targets: Vec<Target> = followed.into_iter().map(|f| Target::parse(f)).collect();
         if targets.is_empty() {
             // No backlog to read: the follower that would say so is not
             // started. The channel is new, so this cannot fail.
@@ -659,6 +660,16 @@ impl Sources {
             )?;
             sources.warnings.extend(warning);
             sources.threads.push(handle);
+        }
+        for pipe in pipes {
+            sources
+                .threads
+                .push(crate::ingest::sources::stdin::spawn_pipe(
+                    PathBuf::from(pipe),
+                    tx.clone(),
+                    settings.max_line_bytes,
+                    decoders.clone(),
+                )?);
         }
         if settings.follow.iter().any(|f| f == "-") {
             sources.threads.push(crate::ingest::sources::stdin::spawn(

@@ -877,3 +877,45 @@ fn many_files_under_a_low_open_file_limit_are_each_read_once() {
     assert_eq!(last["ingest"]["events"], 2 * files, "nothing read twice");
     assert_eq!(last["totals"]["input_tokens"], 3 * files);
 }
+
+#[test]
+fn a_fifo_and_a_process_substitution_are_read_as_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut live = Live::start(&["--follow", arg(&fifo)]);
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut pipe = OpenOptions::new().write(true).open(fifo).unwrap();
+            pipe.write_all((hop("p", 1) + &hop("p", 2)).as_bytes())
+                .unwrap();
+        })
+    };
+    live.events(2);
+    writer.join().unwrap();
+    // the writer closed its end: the stream is over, and so is tokwatch
+    // (as with standard input)
+    let last = live.finish();
+    assert_eq!(last["ingest"]["events"], 2, "{}", brief(&last));
+    assert_eq!(last["totals"]["input_tokens"], 3);
+    assert_eq!(last["ingest"]["sources"][0]["name"], arg(&fifo));
+
+    // `--follow <(…)`: bash hands tokwatch a /dev/fd/N pipe
+    let lines = dir.path().join("lines.jsonl");
+    fs::write(&lines, hop("s", 5) + &hop("s", 6)).unwrap();
+    let script = r#"exec "$0" --follow <(cat "$1") "${@:2}""#;
+    let mut command = Command::new("bash");
+    command.args(["-c", script, env!("CARGO_BIN_EXE_tokwatch"), arg(&lines)]);
+    let mut live = Live::start_command(command, &[], Stdio::null());
+    live.events(2);
+    let last = live.finish();
+    assert_eq!(last["ingest"]["events"], 2, "{}", brief(&last));
+    assert_eq!(last["totals"]["input_tokens"], 11);
+}

@@ -1,7 +1,12 @@
-//! Standard input (`--follow -`): read to its end on its own thread, split
-//! and parsed into batches like any other source.
+//! Streams: standard input (`--follow -`) and pipes (`--follow <(…)`, a
+//! named FIFO). Each is read to its end on its own thread, lines as they
+//! come (no offsets: what was read is gone from the pipe), split and parsed
+//! into batches like any other source.
 
+use std::fs::File;
 use std::io::{self, Read};
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -10,6 +15,7 @@ use tokio::sync::mpsc;
 use crate::ingest::channel::{IngestMsg, LineBatch, SourceKind, SourceRef};
 use crate::ingest::formats::DecoderConfig;
 use crate::ingest::lines::{Line, LineSplitter, ReadBuffer};
+use crate::ingest::sources::tail::FileEvent;
 
 /// Reads standard input to its end on a thread of its own.
 ///
@@ -20,21 +26,84 @@ pub fn spawn(
     max_line_bytes: usize,
     decoders: Arc<DecoderConfig>,
 ) -> io::Result<JoinHandle<()>> {
+    let source = SourceRef {
+        name: "stdin".into(),
+        origin: "stdin".into(),
+        kind: SourceKind::Stdin,
+        client: None,
+    };
+    spawn_reader(
+        "tokwatch-stdin",
+        source,
+        || Ok(io::stdin().lock()),
+        tx,
+        max_line_bytes,
+        decoders,
+    )
+}
+
+/// Is `path` a pipe (a named FIFO, or `/dev/fd/N` from `<(…)`)? Such a
+/// path is read as a stream ([`spawn_pipe`]), not followed as a file.
+#[must_use]
+pub fn is_pipe(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|meta| meta.file_type().is_fifo())
+}
+
+/// Reads the pipe at `path` to its end on a thread of its own (opening a
+/// named FIFO waits there for a writer). The source is named as given.
+///
+/// # Errors
+/// The thread cannot be started.
+pub fn spawn_pipe(
+    path: PathBuf,
+    tx: mpsc::Sender<IngestMsg>,
+    max_line_bytes: usize,
+    decoders: Arc<DecoderConfig>,
+) -> io::Result<JoinHandle<()>> {
+    let source = SourceRef {
+        name: path.display().to_string().into(),
+        origin: crate::ingest::sources::files::origin_of(&path).into(),
+        kind: SourceKind::File,
+        client: None,
+    };
+    spawn_reader(
+        "tokwatch-pipe",
+        source,
+        move || File::open(&path),
+        tx,
+        max_line_bytes,
+        decoders,
+    )
+}
+
+/// Reads what `open` returns to its end on a thread named `name`. A failure
+/// to open or read is counted as an error of the source.
+fn spawn_reader<R: Read>(
+    name: &str,
+    source: SourceRef,
+    open: impl FnOnce() -> io::Result<R> + Send + 'static,
+    tx: mpsc::Sender<IngestMsg>,
+    max_line_bytes: usize,
+    decoders: Arc<DecoderConfig>,
+) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
-        .name("tokwatch-stdin".into())
+        .name(name.into())
         .spawn(move || {
-            let source = SourceRef {
-                name: "stdin".into(),
-                origin: "stdin".into(),
-                kind: SourceKind::Stdin,
-                client: None,
+            let fail = |what: &str, e: io::Error| {
+                let _ = tx.blocking_send(IngestMsg::File {
+                    source: source.clone(),
+                    event: FileEvent::Error(format!("cannot {what}: {e}")),
+                });
+            };
+            let mut reader = match open() {
+                Ok(reader) => reader,
+                Err(e) => return fail("open", e),
             };
             let mut splitter = LineSplitter::new(max_line_bytes);
             let estimator = decoders.estimator.clone();
             let mut batch = LineBatch::new(&source, decoders);
             let mut line_no = 0_u64;
             let mut buffer = ReadBuffer::new(256 * 1024);
-            let mut stdin = io::stdin().lock();
             let mut pending = Vec::new();
             let mut handle =
                 |line: Line<'_>, batch: &mut LineBatch, pending: &mut Vec<IngestMsg>| {
@@ -57,9 +126,14 @@ pub fn spawn(
                     }
                 };
             loop {
-                let n = match stdin.read(buffer.space()) {
-                    Ok(0) | Err(_) => break,
+                let n = match reader.read(buffer.space()) {
+                    Ok(0) => break,
                     Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        fail("read", e);
+                        break;
+                    }
                 };
                 splitter.feed(buffer.data(n), |line| {
                     handle(line, &mut batch, &mut pending)
@@ -71,7 +145,7 @@ pub fn spawn(
                     }
                 }
             }
-            // standard input is complete at EOF: an unterminated last line counts
+            // a stream is complete at EOF: an unterminated last line counts
             splitter.finish(|line| handle(line, &mut batch, &mut pending));
             batch.end_of_source();
             pending.extend(batch.take(&source));
