@@ -204,17 +204,24 @@ fn appends_in_bursts_and_partial_lines_with_file_events_and_polling() {
         live.events(4);
         let line = hop("r2", 5);
         append(&log, &line[..20]);
-        std::thread::sleep(Duration::from_millis(300));
+        // Proof that the fragment was read: a line written after it in
+        // another file counted, then a second one. The pass that reads the
+        // second began after the first was read, so after the fragment
+        // was written (a pass reads every file once).
+        let marker = dir.path().join("z.jsonl");
+        append(&marker, &hop("m", 1000));
+        live.events(5);
+        append(&marker, &hop("m", 1000));
         assert_eq!(
-            live.events(4)["ingest"]["malformed"],
+            live.events(6)["ingest"]["malformed"],
             0,
             "a partial line is never parsed"
         );
         append(&log, &line[20..].replace('\n', "\r\n"));
-        let snapshot = live.events(5);
-        assert_eq!(snapshot["totals"]["input_tokens"], 111, "{mode:?}");
+        let snapshot = live.events(7);
+        assert_eq!(snapshot["totals"]["input_tokens"], 2111, "{mode:?}");
         let last = live.stop();
-        assert_eq!(last["ingest"]["events"], 5);
+        assert_eq!(last["ingest"]["events"], 7);
     }
 }
 
@@ -331,7 +338,9 @@ fn from_end_and_since_skip_history() {
         "{\"ts\":\"2020-01-01T00:00:00Z\",\"model\":\"m\",\"input_tokens\":1,\"output_tokens\":1}\n",
     );
     let mut live = Live::start(&["--follow", arg(dir.path()), "--from-end"]);
-    std::thread::sleep(Duration::from_millis(300));
+    // what is there once caught up is history; what comes after is new
+    let s = live.wait_until("caught up", |s| s["live"]["caught_up"] == true);
+    assert_eq!(s["ingest"]["events"], 0, "history skipped");
     append(&log, &hop("new", 1));
     let s = live.events(1);
     assert_eq!(s["totals"]["input_tokens"], 1);
