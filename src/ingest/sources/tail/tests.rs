@@ -664,3 +664,57 @@ fn many_files_under_a_small_open_file_budget_are_each_read_once() {
     );
     assert_eq!(rig.sink.count(|e| matches!(e, FileEvent::Error(_))), 0);
 }
+
+#[test]
+fn a_failure_is_reported_once_per_episode_with_its_path() {
+    let mut rig = Rig::with(StartAt::Beginning, |dir| {
+        vec![
+            Target::Path(dir.join("agent.sock")),
+            Target::Path(dir.join("a.jsonl")),
+        ]
+    });
+    append(&rig.path("a.jsonl"), "1\n");
+    let socket = std::os::unix::net::UnixListener::bind(rig.path("agent.sock")).unwrap();
+    for _ in 0..3 {
+        rig.poll();
+    }
+    let errors = |sink: &Collect| -> Vec<(PathBuf, String)> {
+        sink.events
+            .iter()
+            .filter_map(|(source, e)| match e {
+                FileEvent::Error(message) => Some((sink.sources[*source].clone(), message.clone())),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(
+        errors(&rig.sink),
+        [(
+            rig.path("agent.sock"),
+            "a socket, not a file or directory: not followed".to_owned()
+        )]
+    );
+    assert_eq!(
+        rig.sink.texts(),
+        ["1"],
+        "the other target is read all the same"
+    );
+    // cleared, then again: a second episode
+    drop(socket);
+    fs::remove_file(rig.path("agent.sock")).unwrap();
+    rig.poll();
+    let _socket = std::os::unix::net::UnixListener::bind(rig.path("agent.sock")).unwrap();
+    rig.poll();
+    rig.poll();
+    assert_eq!(errors(&rig.sink).len(), 2);
+}
+
+#[test]
+fn the_open_file_budget_is_half_the_soft_limit_within_bounds() {
+    assert_eq!(budget_for(Some(1024)), 512);
+    assert_eq!(budget_for(Some(64)), 32);
+    assert_eq!(budget_for(Some(3)), 4);
+    assert_eq!(budget_for(Some(1 << 20)), 16_384);
+    assert_eq!(budget_for(None), 16_384, "unlimited");
+    assert!(open_file_budget() >= 4);
+}
