@@ -718,3 +718,37 @@ fn the_open_file_budget_is_half_the_soft_limit_within_bounds() {
     assert_eq!(budget_for(None), 16_384, "unlimited");
     assert!(open_file_budget() >= 4);
 }
+
+#[test]
+fn files_below_a_path_that_cannot_be_read_are_not_taken_for_gone() {
+    // (`chmod 000` does not stop root, so the failure here is ENOTDIR: a
+    // parent that is a file for a while; tests/live.rs has the chmod case.)
+    let mut rig = Rig::with(StartAt::Beginning, |dir| {
+        fs::create_dir_all(dir.join("p/d")).unwrap();
+        vec![Target::Path(dir.join("p/d"))]
+    });
+    let log = rig.path("p/d/a.jsonl");
+    append(&log, "1\n2\n");
+    rig.poll();
+    fs::rename(rig.path("p"), rig.path("p.x")).unwrap();
+    fs::write(rig.path("p"), "a file where the directory was\n").unwrap();
+    append(&rig.path("p.x/d/a.jsonl"), "3\n");
+    rig.settle();
+    assert_eq!(rig.follower.open_files(), 1, "still open, still read");
+    assert_eq!(rig.sink.texts(), ["1", "2", "3"]);
+    assert!(rig.sink.waiting.is_empty(), "not missing: unreadable");
+    let errors: Vec<&FileEvent> = rig
+        .sink
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, FileEvent::Error(_)))
+        .map(|(_, e)| e)
+        .collect();
+    assert_eq!(errors.len(), 1, "once for the whole episode: {errors:?}");
+    fs::remove_file(rig.path("p")).unwrap();
+    fs::rename(rig.path("p.x"), rig.path("p")).unwrap();
+    append(&log, "4\n");
+    rig.settle();
+    assert_eq!(rig.sink.texts(), ["1", "2", "3", "4"]);
+    assert_eq!(rig.sink.count(|e| matches!(e, FileEvent::Closed { .. })), 0);
+}
