@@ -83,8 +83,9 @@ pub struct LiveStats {
     pub clients_rejected: u64,
     /// Failures to list, open or read (the last one is in `last_error`).
     pub errors: u64,
-    /// The latest failure, with the path it concerns (or the latest
-    /// client turned away); in total, the latest of all sources.
+    /// Per source, the reason of its latest failure (or of the latest
+    /// client turned away); in total, the latest of all sources, after the
+    /// name of its source (`logs/d: cannot list: Permission denied …`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
 }
@@ -156,17 +157,26 @@ impl IngestStats {
             .and_then(|index| self.sources.get(index))
             .into_iter()
             .chain(self.sources.iter().rev())
-            .find_map(|source| source.live.last_error.clone());
+            .find_map(|source| {
+                let reason = source.live.last_error.as_deref()?;
+                // located: a source's own reason does not name it
+                Some(if reason.starts_with(source.name.as_str()) {
+                    reason.to_owned()
+                } else {
+                    format!("{}: {reason}", source.name)
+                })
+            });
         total
     }
 
     /// A failure of source `source` (a directory that cannot be listed, a
-    /// file that cannot be opened or read): counted, and kept as the
-    /// latest error with the source's name as its location.
-    pub fn count_error(&mut self, source: usize, message: &str) {
-        let stats = &mut self.sources[source];
-        stats.live.errors += 1;
-        stats.live.last_error = Some(format!("{}: {message}", stats.name));
+    /// file that cannot be opened or read): counted, its reason kept as the
+    /// source's `last_error`, and the source as the one of the latest error
+    /// (in total, `last_error` names it).
+    pub fn count_error(&mut self, source: usize, reason: &str) {
+        let live = &mut self.sources[source].live;
+        live.errors += 1;
+        live.last_error = Some(reason.to_owned());
         self.latest_error = Some(source);
     }
 
@@ -321,6 +331,21 @@ mod tests {
             total.last_error.as_deref(),
             Some("logs/a.jsonl: cannot open: Permission denied (os error 13)"),
             "the latest, not the last source's"
+        );
+        assert_eq!(
+            stats.sources[a].live.last_error.as_deref(),
+            Some("cannot open: Permission denied (os error 13)"),
+            "a source's own reason does not repeat its name"
+        );
+        // an error counted elsewhere (a one-shot report's unreadable input)
+        // is located all the same
+        let mut report = IngestStats::default();
+        let c = report.add_source("logs/c.jsonl".into(), "c.jsonl".into());
+        report.sources[c].live.errors += 1;
+        report.sources[c].live.last_error = Some("cannot open: gone".into());
+        assert_eq!(
+            report.live_totals().last_error.as_deref(),
+            Some("logs/c.jsonl: cannot open: gone")
         );
         let json = serde_json::to_value(&total).unwrap_or_default();
         assert_eq!(json["errors"], 2);
