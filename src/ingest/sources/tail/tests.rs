@@ -752,3 +752,23 @@ fn files_below_a_path_that_cannot_be_read_are_not_taken_for_gone() {
     assert_eq!(rig.sink.texts(), ["1", "2", "3", "4"]);
     assert_eq!(rig.sink.count(|e| matches!(e, FileEvent::Closed { .. })), 0);
 }
+
+#[test]
+fn the_memory_of_closed_files_is_bounded_least_recently_closed_first() {
+    let mut rig = Rig::with(StartAt::Beginning, in_subdirectory);
+    rig.follower.config.remembered = 1;
+    append(&rig.path("d/a.jsonl"), "a1\n");
+    rig.poll();
+    fs::rename(rig.path("d/a.jsonl"), rig.path("a.away")).unwrap();
+    rig.settle(); // a closed, remembered
+    append(&rig.path("d/b.jsonl"), "b1\n");
+    rig.poll();
+    fs::rename(rig.path("d/b.jsonl"), rig.path("b.away")).unwrap();
+    rig.settle(); // b closed, remembered; a forgotten (one at most)
+    assert_eq!(rig.follower.forgotten.len(), 1);
+    fs::rename(rig.path("a.away"), rig.path("d/a.jsonl")).unwrap();
+    fs::rename(rig.path("b.away"), rig.path("d/b.jsonl")).unwrap();
+    rig.poll();
+    // a is new again: read from 0 (the documented bound); b resumes
+    assert_eq!(rig.sink.texts(), ["a1", "b1", "a1"]);
+}
