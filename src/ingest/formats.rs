@@ -119,6 +119,11 @@ fn new_state(format: Format) -> Option<Box<dyn FormatDecoder>> {
     })
 }
 
+/// A UTF-8 byte-order mark. Editors on Windows start files with one; it is
+/// dropped where a line starts (a file's first, or where concatenated files
+/// meet on standard input), where JSON never has it.
+const BOM: &str = "\u{feff}";
+
 /// One source's decoder: detection, remembered format, per-format state.
 pub struct Decoder {
     config: Arc<DecoderConfig>,
@@ -205,6 +210,7 @@ impl Decoder {
     /// Decodes one complete line (without its newline) that may not be
     /// UTF-8.
     pub fn decode_bytes(&mut self, line: &[u8], line_no: u64, out: &mut impl Emit) -> Outcome {
+        let line = line.strip_prefix(BOM.as_bytes()).unwrap_or(line);
         if line.trim_ascii().is_empty() {
             return Outcome::Blank;
         }
@@ -221,6 +227,7 @@ impl Decoder {
 
     /// [`Decoder::decode_bytes`] for a line known to be UTF-8.
     pub fn decode_str(&mut self, line: &str, line_no: u64, out: &mut impl Emit) -> Outcome {
+        let line = line.strip_prefix(BOM).unwrap_or(line);
         if line.trim_ascii().is_empty() {
             return Outcome::Blank;
         }

@@ -244,16 +244,16 @@ pub fn usage(snapshot: &Snapshot, scope: &Scope, limits: &Limits) -> Usage {
         if hops.is_empty() {
             continue;
         }
-        usage.runs += 1;
+        usage.runs = usage.runs.saturating_add(1);
         for hop in &hops {
-            usage.hops += 1;
+            usage.hops = usage.hops.saturating_add(1);
             let input = hop.usage.input_total();
             if input > usage.largest_hop {
                 usage.largest_hop = input;
                 usage.largest_hop_at = Some((run.run_id.clone(), hop.hop));
             }
             if limits.per_hop_limit.is_some_and(|l| input > l) {
-                usage.hops_over += 1;
+                usage.hops_over = usage.hops_over.saturating_add(1);
             }
         }
         let tokens = run.counters.total_tokens;
@@ -265,7 +265,7 @@ pub fn usage(snapshot: &Snapshot, scope: &Scope, limits: &Limits) -> Usage {
         if limits.total_run_limit.is_some_and(|l| tokens > l)
             || cost_limit.is_some_and(|l| run.counters.cost > l)
         {
-            usage.runs_over += 1;
+            usage.runs_over = usage.runs_over.saturating_add(1);
         }
     }
     usage

@@ -94,57 +94,64 @@ impl Counters {
         (self.reported_events > 0).then_some(self.reported_cost)
     }
 
+    /// Counts one call. Every sum saturates at its largest value rather
+    /// than wrapping round to a small one ([`Counters::saturated`]); with
+    /// calls limited per record (`types::usage::MAX_CALL_TOKENS`,
+    /// `types::money::MAX_CALL_COST`) no real workload comes near.
     pub fn add(&mut self, usage: &Usage, costing: &Costing) {
-        self.events += 1;
-        self.input_tokens += usage.input_total();
-        self.uncached_input_tokens += usage.input_uncached;
-        self.cache_read_tokens += usage.cache_read;
-        self.cache_write_tokens += usage.cache_write();
-        self.cache_write_1h_tokens += usage.cache_write_1h;
-        self.output_tokens += usage.output;
-        self.reasoning_tokens += usage.reasoning;
-        self.total_tokens += usage.total();
+        let add = |a: &mut u64, b: u64| *a = a.saturating_add(b);
+        add(&mut self.events, 1);
+        add(&mut self.input_tokens, usage.input_total());
+        add(&mut self.uncached_input_tokens, usage.input_uncached);
+        add(&mut self.cache_read_tokens, usage.cache_read);
+        add(&mut self.cache_write_tokens, usage.cache_write());
+        add(&mut self.cache_write_1h_tokens, usage.cache_write_1h);
+        add(&mut self.output_tokens, usage.output);
+        add(&mut self.reasoning_tokens, usage.reasoning);
+        add(&mut self.total_tokens, usage.total());
         if let Some(cost) = costing.effective {
             self.cost += cost;
         } else {
-            self.unpriced_events += 1;
-            self.unpriced_tokens += usage.total();
+            add(&mut self.unpriced_events, 1);
+            add(&mut self.unpriced_tokens, usage.total());
         }
         if let Some(cost) = costing.computed {
             self.computed_cost += cost;
-            self.computed_events += 1;
+            add(&mut self.computed_events, 1);
         }
         if let Some(cost) = costing.reported {
             self.reported_cost += cost;
-            self.reported_events += 1;
+            add(&mut self.reported_events, 1);
         }
         if costing.provenance == Provenance::Estimated {
-            self.estimated_events += 1;
+            add(&mut self.estimated_events, 1);
         }
         if costing.long_context {
-            self.long_context_events += 1;
+            add(&mut self.long_context_events, 1);
         }
     }
 
+    /// Adds another aggregate, saturating like [`Counters::add`].
     pub fn merge(&mut self, other: &Counters) {
-        self.events += other.events;
-        self.input_tokens += other.input_tokens;
-        self.uncached_input_tokens += other.uncached_input_tokens;
-        self.cache_read_tokens += other.cache_read_tokens;
-        self.cache_write_tokens += other.cache_write_tokens;
-        self.cache_write_1h_tokens += other.cache_write_1h_tokens;
-        self.output_tokens += other.output_tokens;
-        self.reasoning_tokens += other.reasoning_tokens;
-        self.total_tokens += other.total_tokens;
+        let add = |a: &mut u64, b: u64| *a = a.saturating_add(b);
+        add(&mut self.events, other.events);
+        add(&mut self.input_tokens, other.input_tokens);
+        add(&mut self.uncached_input_tokens, other.uncached_input_tokens);
+        add(&mut self.cache_read_tokens, other.cache_read_tokens);
+        add(&mut self.cache_write_tokens, other.cache_write_tokens);
+        add(&mut self.cache_write_1h_tokens, other.cache_write_1h_tokens);
+        add(&mut self.output_tokens, other.output_tokens);
+        add(&mut self.reasoning_tokens, other.reasoning_tokens);
+        add(&mut self.total_tokens, other.total_tokens);
         self.cost += other.cost;
         self.computed_cost += other.computed_cost;
         self.reported_cost += other.reported_cost;
-        self.reported_events += other.reported_events;
-        self.computed_events += other.computed_events;
-        self.estimated_events += other.estimated_events;
-        self.unpriced_events += other.unpriced_events;
-        self.unpriced_tokens += other.unpriced_tokens;
-        self.long_context_events += other.long_context_events;
+        add(&mut self.reported_events, other.reported_events);
+        add(&mut self.computed_events, other.computed_events);
+        add(&mut self.estimated_events, other.estimated_events);
+        add(&mut self.unpriced_events, other.unpriced_events);
+        add(&mut self.unpriced_tokens, other.unpriced_tokens);
+        add(&mut self.long_context_events, other.long_context_events);
     }
 
     /// Takes back what [`Counters::merge`] added (a call reported again
@@ -169,6 +176,35 @@ impl Counters {
         sub(&mut self.unpriced_events, other.unpriced_events);
         sub(&mut self.unpriced_tokens, other.unpriced_tokens);
         sub(&mut self.long_context_events, other.long_context_events);
+    }
+
+    /// Some sum reached its largest value and stopped there: it is a lower
+    /// bound, not exact (it shows as `18446744073709551615` tokens or
+    /// ±$170141183460469231731687303.715884105727, never wrapped).
+    #[must_use]
+    pub fn saturated(&self) -> bool {
+        let counts = [
+            self.events,
+            self.input_tokens,
+            self.uncached_input_tokens,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+            self.cache_write_1h_tokens,
+            self.output_tokens,
+            self.reasoning_tokens,
+            self.total_tokens,
+            self.reported_events,
+            self.computed_events,
+            self.estimated_events,
+            self.unpriced_events,
+            self.unpriced_tokens,
+            self.long_context_events,
+        ];
+        let extreme = |usd: Usd| usd.picos() == i128::MAX || usd.picos() == i128::MIN;
+        counts.contains(&u64::MAX)
+            || extreme(self.cost)
+            || extreme(self.computed_cost)
+            || extreme(self.reported_cost)
     }
 
     /// Share of input served from cache, 0–1.
@@ -215,5 +251,62 @@ impl Serialize for Counters {
         out.serialize_field("unpriced_tokens", &self.unpriced_tokens)?;
         out.serialize_field("long_context_events", &self.long_context_events)?;
         out.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn costing(cost: i128) -> Costing {
+        Costing {
+            effective: Some(Usd::from_picos(cost)),
+            computed: Some(Usd::from_picos(cost)),
+            reported: None,
+            provenance: Provenance::Computed,
+            long_context: false,
+        }
+    }
+
+    /// Sums saturate at the largest value, never wrap round to a small one
+    /// (two calls of 2^63 tokens used to sum to 0).
+    #[test]
+    fn sums_saturate_instead_of_wrapping() {
+        let huge = Usage {
+            input_uncached: 1 << 63,
+            output: 1 << 63,
+            ..Usage::default()
+        };
+        let mut counters = Counters::default();
+        counters.add(&huge, &costing(i128::MAX));
+        counters.add(&huge, &costing(i128::MAX));
+        counters.add(
+            &Usage {
+                input_uncached: 5,
+                ..Usage::default()
+            },
+            &costing(1),
+        );
+        assert_eq!(counters.input_tokens, u64::MAX);
+        assert_eq!(counters.total_tokens, u64::MAX);
+        assert_eq!(counters.cost, Usd::from_picos(i128::MAX));
+        assert!(counters.saturated());
+        let mut merged = counters;
+        merged.merge(&counters);
+        assert_eq!(merged.output_tokens, u64::MAX);
+        assert_eq!(merged.events, 6);
+        let full = Counters {
+            events: u64::MAX,
+            ..Counters::default()
+        };
+        let mut sum = full;
+        sum.merge(&full);
+        assert_eq!(sum.events, u64::MAX);
+        let mut one = Counters::default();
+        one.add(&Usage::default(), &costing(0));
+        assert!(!one.saturated());
+        sum.add(&Usage::default(), &costing(0));
+        assert_eq!(sum.events, u64::MAX);
+        assert!(sum.saturated());
     }
 }

@@ -169,6 +169,12 @@ pub struct TelemetryEvent<'a> {
     pub call: Option<CallId>,
 }
 
+/// The largest hop index a record may give (a run has fewer than 10⁹
+/// calls). Larger ones are rejected (native) or ignored (labels of other
+/// formats), so that positions in arrival order (last hop + 1) stay far
+/// from `u32::MAX`, where they could not advance.
+pub const MAX_HOP: u32 = 999_999_999;
+
 /// Placeholder for a missing agent or model name.
 pub const UNKNOWN: &str = "unknown";
 

@@ -3,7 +3,13 @@
 //! Provider prices are quoted per million tokens with at most six decimals
 //! (e.g. $0.075/MTok), which is an integer number of picodollars per token, so
 //! `tokens × price` is exact. `i128` holds ±1.7 × 10¹⁴ billion dollars: sums
-//! never overflow in practice, and arithmetic saturates rather than wraps.
+//! never overflow in practice, and arithmetic saturates rather than wraps
+//! (a saturated sum shows as ±$170141183460469231731687303.715884105727,
+//! never as a small or negative amount).
+//!
+//! What a record reports is checked before it is summed: a cost is a whole
+//! number of picodollars ([`Usd::parse_reported`]) below
+//! [`MAX_CALL_COST`] per call.
 
 use std::fmt;
 use std::iter::Sum;
@@ -14,6 +20,16 @@ use serde::{Serialize, Serializer};
 /// Picodollars per US dollar.
 pub const PICOS_PER_USD: i128 = 1_000_000_000_000;
 
+/// No real model call costs this much ($10⁵): a record reporting as much
+/// or more is rejected as malformed (`docs/schema.md`), so that a hostile or
+/// broken writer cannot push totals anywhere near saturation.
+pub const MAX_CALL_COST: Usd = Usd(100_000 * PICOS_PER_USD);
+
+/// Relative difference from a whole number of picodollars below which the
+/// extra digits of a reported cost are binary floating-point noise (a few
+/// units in the last place of an `f64`, whose precision is 2.2 × 10⁻¹⁶).
+const FLOAT_NOISE: f64 = 1e-15;
+
 /// An exact amount of US dollars.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Usd(i128);
@@ -23,7 +39,7 @@ pub struct Usd(i128);
 pub enum MoneyError {
     #[error("'{0}' is not a decimal number")]
     NotANumber(String),
-    #[error("'{0}' has more precision than 12 decimal places")]
+    #[error("'{0}' is finer than a picodollar ($0.000000000001)")]
     TooPrecise(String),
     #[error("'{0}' is out of range")]
     OutOfRange(String),
@@ -62,6 +78,101 @@ impl Usd {
         Ok(Usd(picos))
     }
 
+    /// Parses a cost a record reports (a JSON number's shortest decimal, or
+    /// a decimal string), by one rule: it is a whole number of picodollars.
+    /// Digits past the twelfth decimal are accepted only when they are
+    /// binary floating-point noise, which a gateway summing `f64` prices
+    /// leaves (`0.011349000000000001` is $0.011349): the amount then lies
+    /// within 10⁻¹⁵ of itself of a whole number of picodollars, taken as the
+    /// cost. Anything finer is rejected, never rounded: `1e-30` is not $0.
+    ///
+    /// # Errors
+    /// A malformed number, one out of range, or one finer than a picodollar
+    /// that is not float noise.
+    pub fn parse_reported(text: &str) -> Result<Usd, MoneyError> {
+        let decimal = Decimal::read(text, 12)?;
+        let Some(drop) = decimal.finer_digits() else {
+            return decimal.scaled(text).map(Usd);
+        };
+        let too_precise = || MoneyError::TooPrecise(text.to_owned());
+        let (kept, tail) = decimal
+            .digits
+            .split_at(decimal.digits.len().saturating_sub(drop));
+        // The dropped digits as a fraction of a picodollar: `tail` after
+        // `drop - tail.len()` zeros (a fraction that small is noise or
+        // nothing, whatever its digits).
+        let zeros = drop - tail.len();
+        let fraction = if zeros > 40 {
+            0.0
+        } else {
+            format!("0.{}{tail}", "0".repeat(zeros))
+                .parse::<f64>()
+                .map_err(|_| too_precise())?
+        };
+        let whole = Decimal {
+            negative: decimal.negative,
+            digits: kept.to_owned(),
+            shift: 0,
+        }
+        .scaled(text)?
+        .unsigned_abs();
+        let (rounded, error) = if fraction >= 0.5 {
+            (whole + 1, 1.0 - fraction)
+        } else {
+            (whole, fraction)
+        };
+        #[allow(clippy::cast_precision_loss, reason = "a tolerance, not a sum")]
+        let tolerance = rounded as f64 * FLOAT_NOISE;
+        if rounded == 0 || error > tolerance {
+            return Err(too_precise());
+        }
+        let picos = i128::try_from(rounded).map_err(|_| MoneyError::OutOfRange(text.to_owned()))?;
+        Ok(Usd(if decimal.negative { -picos } else { picos }))
+    }
+
+    /// [`Usd::parse_reported`] for a JSON number, through the shortest
+    /// decimal that reads back as the same `f64` (what the writer wrote).
+    ///
+    /// # Errors
+    /// As [`Usd::parse_reported`]; `NaN` and infinities are not numbers.
+    pub fn from_reported_f64(value: f64) -> Result<Usd, MoneyError> {
+        // `{:?}` is the shortest round-trip form, in exponent notation for
+        // very small and very large values (`1e-30`, not 31 decimals).
+        Usd::parse_reported(&format!("{value:?}"))
+    }
+
+    /// A cost one call reported, checked against [`MAX_CALL_COST`]; the
+    /// error names `field` and the value as `written`.
+    ///
+    /// # Errors
+    /// $10⁵ or more (or a saturated amount).
+    pub fn check_call_cost(self, field: &str, written: &str) -> Result<Usd, String> {
+        if self.0.unsigned_abs() >= MAX_CALL_COST.0.unsigned_abs() {
+            return Err(format!(
+                "{field} {written} is implausible: no call costs $100000 (10^5) or more"
+            ));
+        }
+        Ok(self)
+    }
+
+    /// The cost of one call a record reports: `parsed` (by
+    /// [`Usd::parse_reported`]) checked by [`Usd::check_call_cost`]. An
+    /// amount too large for [`Usd`] at all is implausible too, and said so.
+    ///
+    /// # Errors
+    /// The parse error, prefixed by `field`, or the implausible amount.
+    pub fn reported_call_cost(
+        parsed: Result<Usd, MoneyError>,
+        field: &str,
+        written: &str,
+    ) -> Result<Usd, String> {
+        match parsed {
+            Ok(amount) => amount.check_call_cost(field, written),
+            Err(MoneyError::OutOfRange(_)) => MAX_CALL_COST.check_call_cost(field, written),
+            Err(error) => Err(format!("{field}: {error}")),
+        }
+    }
+
     /// The closest `f64`, for JSON output and ratios; never used for sums.
     #[must_use]
     #[allow(clippy::cast_precision_loss)]
@@ -89,15 +200,11 @@ impl Usd {
     #[must_use]
     pub fn display_rounded(self, decimals: u32) -> String {
         let decimals = decimals.min(12);
-        let unit = 10_i128.pow(12 - decimals);
-        let half = unit / 2;
-        let rounded = if self.0 >= 0 {
-            (self.0 + half) / unit
-        } else {
-            (self.0 - half) / unit
-        };
-        let sign = if rounded < 0 { "-" } else { "" };
-        let abs = rounded.unsigned_abs();
+        let unit = 10_u128.pow(12 - decimals);
+        // In u128, where |i128::MIN| + half still fits: no overflow at the
+        // extremes a saturated sum reaches.
+        let abs = (self.0.unsigned_abs() + unit / 2) / unit;
+        let sign = if self.0 < 0 && abs != 0 { "-" } else { "" };
         if decimals == 0 {
             return format!("{sign}{abs}");
         }
@@ -111,62 +218,101 @@ impl Usd {
     }
 }
 
+/// A decimal number as digits and a power of ten: `digits × 10^shift` in
+/// units of `10^-scale`.
+struct Decimal {
+    negative: bool,
+    /// Without leading zeros; empty for zero.
+    digits: String,
+    shift: i64,
+}
+
+impl Decimal {
+    /// Reads a JSON-style decimal (optionally with exponent).
+    fn read(text: &str, scale: i32) -> Result<Decimal, MoneyError> {
+        let err = || MoneyError::NotANumber(text.to_owned());
+        let trimmed = text.trim();
+        let (negative, unsigned) = match trimmed.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, trimmed.strip_prefix('+').unwrap_or(trimmed)),
+        };
+        let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+            Some(pos) => (
+                &unsigned[..pos],
+                unsigned[pos + 1..].parse::<i32>().map_err(|_| err())?,
+            ),
+            None => (unsigned, 0),
+        };
+        let (int_part, frac_part) = match mantissa.split_once('.') {
+            Some((i, f)) => (i, f),
+            None => (mantissa, ""),
+        };
+        if int_part.is_empty() && frac_part.is_empty() {
+            return Err(err());
+        }
+        if !int_part.bytes().all(|b| b.is_ascii_digit())
+            || !frac_part.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(err());
+        }
+        let digits = format!("{int_part}{frac_part}");
+        let digits = digits.trim_start_matches('0').to_owned();
+        // value = digits × 10^(exponent - frac_len); scaled = value × 10^scale
+        // (in i64: an i32 exponent and a text's length cannot overflow it).
+        let frac_len = i64::try_from(frac_part.len()).map_err(|_| err())?;
+        let shift = i64::from(exponent) - frac_len + i64::from(scale);
+        Ok(Decimal {
+            negative,
+            digits,
+            shift,
+        })
+    }
+
+    /// How many trailing digits fall below the unit, when any of them is
+    /// not zero (zeros there are harmless: `12.50000000000000`).
+    fn finer_digits(&self) -> Option<usize> {
+        if self.shift >= 0 || self.digits.is_empty() {
+            return None;
+        }
+        let below = usize::try_from(self.shift.unsigned_abs()).unwrap_or(usize::MAX);
+        let zeros = self.digits.len() - self.digits.trim_end_matches('0').len();
+        (below > zeros).then_some(below)
+    }
+
+    /// The scaled integer, when no digit falls below the unit.
+    fn scaled(&self, text: &str) -> Result<i128, MoneyError> {
+        let out_of_range = || MoneyError::OutOfRange(text.to_owned());
+        if self.digits.is_empty() {
+            return Ok(0);
+        }
+        if self.finer_digits().is_some() {
+            return Err(MoneyError::TooPrecise(text.to_owned()));
+        }
+        let mut digits = self.digits.as_str();
+        let mut shift = self.shift;
+        if shift < 0 {
+            // Only zeros fall below the unit (`finer_digits`).
+            let below = usize::try_from(shift.unsigned_abs()).unwrap_or(usize::MAX);
+            digits = &digits[..digits.len() - below];
+            shift = 0;
+        }
+        let shift = usize::try_from(shift).map_err(|_| out_of_range())?;
+        if digits.len().saturating_add(shift) > 36 {
+            return Err(out_of_range());
+        }
+        let base: i128 = digits.parse().map_err(|_| out_of_range())?;
+        let power = u32::try_from(shift).map_err(|_| out_of_range())?;
+        let value = base
+            .checked_mul(10_i128.pow(power))
+            .ok_or_else(out_of_range)?;
+        Ok(if self.negative { -value } else { value })
+    }
+}
+
 /// Parses a decimal (optionally with exponent) into an integer scaled by
 /// `10^scale`, failing rather than rounding.
 pub(crate) fn parse_scaled(text: &str, scale: i32) -> Result<i128, MoneyError> {
-    let err = || MoneyError::NotANumber(text.to_owned());
-    let trimmed = text.trim();
-    let (negative, unsigned) = match trimmed.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, trimmed.strip_prefix('+').unwrap_or(trimmed)),
-    };
-    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
-        Some(pos) => (
-            &unsigned[..pos],
-            unsigned[pos + 1..].parse::<i32>().map_err(|_| err())?,
-        ),
-        None => (unsigned, 0),
-    };
-    let (int_part, frac_part) = match mantissa.split_once('.') {
-        Some((i, f)) => (i, f),
-        None => (mantissa, ""),
-    };
-    if int_part.is_empty() && frac_part.is_empty() {
-        return Err(err());
-    }
-    if !int_part.bytes().all(|b| b.is_ascii_digit())
-        || !frac_part.bytes().all(|b| b.is_ascii_digit())
-    {
-        return Err(err());
-    }
-    let digits = format!("{int_part}{frac_part}");
-    let digits = digits.trim_start_matches('0');
-    // value = digits × 10^(exponent - frac_len); scaled = value × 10^scale
-    let frac_len = i32::try_from(frac_part.len()).map_err(|_| err())?;
-    let mut shift = exponent - frac_len + scale;
-    let mut digits = digits.to_owned();
-    while shift < 0 {
-        match digits.pop() {
-            Some('0') => shift += 1,
-            Some(_) => return Err(MoneyError::TooPrecise(text.to_owned())),
-            None => {
-                shift = 0;
-            }
-        }
-    }
-    if digits.is_empty() {
-        return Ok(0);
-    }
-    if digits.len() + usize::try_from(shift).unwrap_or(usize::MAX) > 36 {
-        return Err(MoneyError::OutOfRange(text.to_owned()));
-    }
-    let base: i128 = digits
-        .parse()
-        .map_err(|_| MoneyError::OutOfRange(text.to_owned()))?;
-    let value = base
-        .checked_mul(10_i128.pow(u32::try_from(shift).unwrap_or(0)))
-        .ok_or_else(|| MoneyError::OutOfRange(text.to_owned()))?;
-    Ok(if negative { -value } else { value })
+    Decimal::read(text, scale)?.scaled(text)
 }
 
 impl fmt::Display for Usd {
@@ -315,6 +461,69 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&Usd::parse_decimal("0.00064965").unwrap()).unwrap(),
             "0.00064965"
+        );
+    }
+
+    #[test]
+    fn extremes_display_without_overflow() {
+        let max = Usd::from_picos(i128::MAX);
+        assert_eq!(max.display_rounded(4), "170141183460469231731687303.7159");
+        assert_eq!(max.display_rounded(0), "170141183460469231731687304");
+        assert_eq!(
+            max.display_significant(4),
+            "170141183460469231731687303.7159"
+        );
+        let min = Usd::from_picos(i128::MIN);
+        assert_eq!(min.display_rounded(2), "-170141183460469231731687303.72");
+        assert_eq!(min.to_string(), "-170141183460469231731687303.715884105728");
+        assert_eq!(max + Usd::from_picos(1), max, "saturates, never wraps");
+        assert_eq!(min - Usd::from_picos(1), min);
+    }
+
+    #[test]
+    fn huge_exponents_are_errors_not_overflows() {
+        for text in [
+            "1.5e-2147483648",
+            "1e2147483647",
+            "0.1e-2147483648",
+            "1e-99999999999",
+        ] {
+            assert!(Usd::parse_decimal(text).is_err(), "{text}");
+            assert!(Usd::parse_reported(text).is_err(), "{text}");
+        }
+        assert_eq!(Usd::parse_decimal("0e-2147483648"), Ok(Usd::ZERO));
+    }
+
+    #[test]
+    fn reported_costs_are_whole_picodollars_or_float_noise() {
+        let picos = |text: &str| Usd::parse_reported(text).map(Usd::picos);
+        assert_eq!(picos("0.011349000000000001"), Ok(11_349_000_000));
+        assert_eq!(picos("0.30000000000000004"), Ok(300_000_000_000));
+        assert_eq!(picos("0.29999999999999998"), Ok(300_000_000_000));
+        assert_eq!(picos("1.5e-07"), Ok(150_000));
+        assert_eq!(picos("-0.5"), Ok(-500_000_000_000));
+        for finer in [
+            "1e-30",
+            "0.0000000000015",
+            "1.0000000000005",
+            "0.1234567890123456",
+        ] {
+            assert!(
+                matches!(Usd::parse_reported(finer), Err(MoneyError::TooPrecise(_))),
+                "{finer}"
+            );
+        }
+        assert_eq!(
+            Usd::parse_reported("1e-30").unwrap_err().to_string(),
+            "'1e-30' is finer than a picodollar ($0.000000000001)"
+        );
+        assert_eq!(
+            Usd::from_reported_f64(1e-30),
+            Err(MoneyError::TooPrecise("1e-30".into()))
+        );
+        assert_eq!(
+            Usd::from_reported_f64(0.1 + 0.2).map(Usd::picos),
+            Ok(300_000_000_000)
         );
     }
 

@@ -2,6 +2,18 @@
 //! cache_write_5m + cache_write_1h` is all prompt input; `output` includes
 //! `reasoning`, which is informational only.
 
+/// No real model call has this many tokens (10¹⁰) of input or of output:
+/// a record that says so is rejected as malformed (`docs/schema.md`), so
+/// that sums of plausible calls never come near `u64::MAX`.
+pub const MAX_CALL_TOKENS: u64 = 10_000_000_000;
+
+/// The reason a count is rejected: `what` (a field name, or a bucket's
+/// tokens) `n` is implausible.
+#[must_use]
+pub fn implausible_tokens(what: &str, n: u64) -> String {
+    format!("{what} {n} is implausible: no call has 10^10 tokens or more")
+}
+
 /// Disjoint token buckets of one model call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -34,6 +46,27 @@ impl Usage {
         self.cache_write_5m.saturating_add(self.cache_write_1h)
     }
 
+    /// The usage, when no bucket and neither the input nor the output
+    /// reaches [`MAX_CALL_TOKENS`]; every decoder checks what it built.
+    ///
+    /// # Errors
+    /// The first implausible count, named by its bucket.
+    pub fn plausible(self) -> Result<Usage, String> {
+        let counts = [
+            ("uncached input tokens", self.input_uncached),
+            ("cache read tokens", self.cache_read),
+            ("cache write tokens", self.cache_write_5m),
+            ("1-hour cache write tokens", self.cache_write_1h),
+            ("input tokens", self.input_total()),
+            ("output tokens", self.output),
+            ("reasoning tokens", self.reasoning),
+        ];
+        match counts.iter().find(|(_, n)| *n >= MAX_CALL_TOKENS) {
+            Some((what, n)) => Err(implausible_tokens(what, *n)),
+            None => Ok(self),
+        }
+    }
+
     /// Input plus output (reasoning is inside output).
     #[must_use]
     pub fn total(&self) -> u64 {
@@ -44,6 +77,35 @@ impl Usage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_of_ten_billion_tokens_is_implausible() {
+        let most = Usage {
+            input_uncached: MAX_CALL_TOKENS / 2,
+            cache_read: MAX_CALL_TOKENS / 2 - 1,
+            output: MAX_CALL_TOKENS - 1,
+            reasoning: MAX_CALL_TOKENS - 1,
+            ..Usage::default()
+        };
+        assert_eq!(most.plausible(), Ok(most));
+        let split = Usage {
+            cache_read: MAX_CALL_TOKENS / 2,
+            ..most
+        };
+        assert_eq!(
+            split.plausible(),
+            Err("input tokens 10000000000 is implausible: no call has 10^10 tokens or more".into())
+        );
+        let huge = Usage {
+            cache_write_1h: u64::MAX,
+            ..Usage::default()
+        };
+        assert!(
+            huge.plausible()
+                .unwrap_err()
+                .starts_with("1-hour cache write tokens 18446744073709551615")
+        );
+    }
 
     #[test]
     fn buckets_are_disjoint_and_reasoning_is_inside_output() {

@@ -131,7 +131,8 @@ pub(super) fn usage(raw: &RawUsage) -> Result<Usage, String> {
         cache_write_1h: write_1h,
         output,
         reasoning,
-    })
+    }
+    .plausible()?)
 }
 
 #[derive(Deserialize)]

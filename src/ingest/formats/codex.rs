@@ -89,7 +89,8 @@ fn usage(counts: Counts) -> Result<Usage, String> {
         cache_write_1h: 0,
         output,
         reasoning,
-    })
+    }
+    .plausible()?)
 }
 
 #[derive(Deserialize)]

@@ -30,6 +30,7 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
 use serde_json::value::RawValue;
 
 use super::json::{self, Str};
+use crate::types::event::MAX_HOP;
 use crate::types::money::Usd;
 
 /// Labels a wrapper (or a response's own `metadata`) may carry; at the top
@@ -321,12 +322,14 @@ impl<'a> Labels<'a> {
             out.hop = [self.hop.number(), self.step.number()]
                 .into_iter()
                 .flatten()
-                .find(|n| n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(n))
+                // Past `MAX_HOP` a label is no position (a loose label:
+                // ignored, so the call takes the next one in arrival order).
+                .find(|n| n.fract() == 0.0 && (0.0..=f64::from(MAX_HOP)).contains(n))
                 .map(|n| {
                     #[allow(
                         clippy::cast_possible_truncation,
                         clippy::cast_sign_loss,
-                        reason = "an integer in u32 range"
+                        reason = "an integer up to MAX_HOP"
                     )]
                     let hop = n as u32;
                     hop

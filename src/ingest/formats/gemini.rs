@@ -86,7 +86,8 @@ fn usage(raw: &UsageMetadata) -> Result<Usage, String> {
         cache_write_1h: 0,
         output: json::count(raw.candidates).saturating_add(thoughts),
         reasoning: thoughts,
-    })
+    }
+    .plausible()?)
 }
 
 impl FormatDecoder for Gemini {

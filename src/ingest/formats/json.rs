@@ -171,17 +171,18 @@ impl<'de> Deserialize<'de> for Number {
 }
 
 /// A cost in dollars as the record wrote it, kept exact (the shortest
-/// decimal that reads back as the same `f64`, which is what was written).
+/// decimal that reads back as the same `f64`, which is what was written),
+/// by [`Usd::parse_reported`]'s rule: whole picodollars, float noise past
+/// them forgiven, anything finer rejected.
 ///
 /// # Errors
-/// Negative, not finite, or out of range.
+/// Negative, not finite, finer than a picodollar, or implausible for one
+/// call (`types::money::MAX_CALL_COST`).
 pub fn usd(value: f64, field: &str) -> Result<Usd, String> {
     if !value.is_finite() || value < 0.0 {
         return Err(format!("{field} {value} is not a non-negative amount"));
     }
-    Usd::parse_decimal(&value.to_string())
-        .or_else(|_| Usd::parse_decimal(&format!("{value:.12}")))
-        .map_err(|e| format!("{field}: {e}"))
+    Usd::reported_call_cost(Usd::from_reported_f64(value), field, &format!("{value:?}"))
 }
 
 /// Epoch milliseconds of an RFC 3339 time.

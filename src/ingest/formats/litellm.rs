@@ -152,6 +152,7 @@ impl FormatDecoder for LiteLlm {
                     output: json::count(payload.completion_tokens),
                     ..Usage::default()
                 }
+                .plausible()?
             }
         };
         let cache_hit = payload.cache_hit.is_some_and(|c| c.0);

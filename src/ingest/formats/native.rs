@@ -10,9 +10,9 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
-use crate::types::event::{EventKind, Format, TelemetryEvent, UNKNOWN};
+use crate::types::event::{EventKind, Format, MAX_HOP, TelemetryEvent, UNKNOWN};
 use crate::types::money::Usd;
-use crate::types::usage::Usage;
+use crate::types::usage::{MAX_CALL_TOKENS, Usage, implausible_tokens};
 
 /// Why a line is not a valid record. Never fatal: counted and located.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,8 +44,10 @@ struct RawRecord<'a> {
     ts: Option<TsMillis>,
     #[serde(borrow, default)]
     run_id: Option<Text<'a>>,
+    /// Read as `u64` so that both paths give one reason for an index out
+    /// of range ([`MAX_HOP`]).
     #[serde(default)]
-    hop: Option<u32>,
+    hop: Option<u64>,
     #[serde(borrow, default)]
     agent: Option<Text<'a>>,
     #[serde(borrow, default)]
@@ -220,8 +222,28 @@ fn normalize<'a>(
             ));
         }
     };
+    let hop = match raw.hop {
+        Some(hop) if hop > u64::from(MAX_HOP) => {
+            return invalid(format!(
+                "hop {hop} is out of range: a run has fewer than 10^9 hops"
+            ));
+        }
+        hop => hop.and_then(|h| u32::try_from(h).ok()),
+    };
     let mut estimated = raw.estimated.unwrap_or(false);
     let usage = if kind == EventKind::Hop {
+        for (field, count) in [
+            ("input_tokens", raw.input_tokens),
+            ("output_tokens", raw.output_tokens),
+            ("cache_read_tokens", raw.cache_read_tokens),
+            ("cache_write_tokens", raw.cache_write_tokens),
+            ("cache_write_1h_tokens", raw.cache_write_1h_tokens),
+            ("reasoning_tokens", raw.reasoning_tokens),
+        ] {
+            if let Some(n) = count.filter(|n| *n >= MAX_CALL_TOKENS) {
+                return invalid(implausible_tokens(field, n));
+            }
+        }
         let input = match (raw.input_tokens, raw.prompt.as_ref().map(|t| t.0.as_ref())) {
             (Some(n), _) => n,
             (None, Some(text)) => {
@@ -274,6 +296,8 @@ fn normalize<'a>(
             output,
             reasoning,
         }
+        .plausible()
+        .map_err(ParseError::Invalid)?
     } else {
         Usage::default()
     };
@@ -281,7 +305,7 @@ fn normalize<'a>(
         kind,
         ts_ms,
         run_id,
-        hop: raw.hop,
+        hop,
         agent,
         parent_agent: non_empty(raw.parent_agent.take()),
         user: non_empty(raw.user.take()),
@@ -479,8 +503,24 @@ fn fast_rfc3339_millis(text: &str) -> Option<i64> {
     Some(seconds * 1_000 + millis)
 }
 
-/// A non-negative USD amount, kept exact.
+/// A non-negative USD amount below [`crate::types::money::MAX_CALL_COST`],
+/// kept exact by [`Usd::parse_reported`]'s rule (whole picodollars; float
+/// noise past them forgiven, anything finer rejected).
 struct CostUsd(Usd);
+
+impl CostUsd {
+    fn checked<E: de::Error>(
+        parsed: Result<Usd, crate::types::money::MoneyError>,
+        written: &str,
+    ) -> Result<CostUsd, E> {
+        if parsed.as_ref().is_ok_and(|amount| *amount < Usd::ZERO) {
+            return Err(E::custom("cost_usd must not be negative"));
+        }
+        Usd::reported_call_cost(parsed, "cost_usd", written)
+            .map(CostUsd)
+            .map_err(E::custom)
+    }
+}
 
 impl<'de> Deserialize<'de> for CostUsd {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -491,9 +531,8 @@ impl<'de> Deserialize<'de> for CostUsd {
                 f.write_str("a non-negative number of US dollars")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<CostUsd, E> {
-                Ok(CostUsd(Usd::from_picos(
-                    i128::from(v) * crate::types::money::PICOS_PER_USD,
-                )))
+                let picos = i128::from(v) * crate::types::money::PICOS_PER_USD;
+                CostUsd::checked(Ok(Usd::from_picos(picos)), &v.to_string())
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<CostUsd, E> {
                 u64::try_from(v)
@@ -504,19 +543,14 @@ impl<'de> Deserialize<'de> for CostUsd {
                 if !v.is_finite() || v < 0.0 {
                     return Err(E::custom("cost_usd must be a non-negative number"));
                 }
-                // The shortest decimal that round-trips is what the sender wrote;
-                // anything finer than a picodollar is rounded.
-                Usd::parse_decimal(&v.to_string())
-                    .or_else(|_| Usd::parse_decimal(&format!("{v:.12}")))
-                    .map(CostUsd)
-                    .map_err(E::custom)
+                CostUsd::checked(Usd::from_reported_f64(v), &format!("{v:?}"))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<CostUsd, E> {
-                let amount = Usd::parse_decimal(v).map_err(E::custom)?;
-                if amount < Usd::ZERO {
+                if v.trim_start().starts_with('-') {
                     return Err(E::custom("cost_usd must not be negative"));
                 }
-                Ok(CostUsd(amount))
+                let written = format!("'{}'", v.chars().take(40).collect::<String>());
+                CostUsd::checked(Usd::parse_reported(v), &written)
             }
         }
         deserializer.deserialize_any(CostVisitor)

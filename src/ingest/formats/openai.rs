@@ -178,7 +178,8 @@ pub(crate) fn usage(raw: &RawUsage) -> Result<Usage, String> {
         cache_write_1h: 0,
         output,
         reasoning,
-    })
+    }
+    .plausible()?)
 }
 
 impl FormatDecoder for OpenAi {

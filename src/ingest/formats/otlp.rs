@@ -462,14 +462,15 @@ fn usage(span: &SpanRecord<'_>) -> Result<Usage, String> {
     } else {
         input
     };
-    Ok(Usage {
+    Usage {
         input_uncached: uncached,
         cache_read,
         cache_write_5m: cache_write,
         cache_write_1h: 0,
         output,
         reasoning,
-    })
+    }
+    .plausible()
 }
 
 fn resource_text<'r>(

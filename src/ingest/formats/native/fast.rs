@@ -542,12 +542,7 @@ pub(super) fn record_str<'a>(text: &'a str, r: &mut RawRecord<'a>) -> Option<()>
             // their readers are inlined once.
             match f {
                 1 => c.opt_ts().map(|v| r.ts = v),
-                3 => {
-                    let mut hop = None;
-                    c.opt_u64(&mut hop)?;
-                    r.hop = hop.map(u32::try_from).transpose().ok()?;
-                    Some(())
-                }
+                3 => c.opt_u64(&mut r.hop),
                 26 => c.opt_bool().map(|v| r.estimated = v),
                 IGNORED => c.skip_scalar(),
                 _ => match text_slot(r, f) {

@@ -308,3 +308,119 @@ fn synthetic_run_ids_name_the_utc_day_as_chrono_does() {
     }
     assert_eq!(synthetic_run_id("f", None), "auto:f");
 }
+
+#[test]
+fn token_counts_of_ten_billion_or_more_are_implausible() {
+    for field in [
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "cache_write_1h_tokens",
+        "reasoning_tokens",
+    ] {
+        let line =
+            format!(r#"{{"model":"m","input_tokens":1,"output_tokens":1,"{field}":10000000000}}"#)
+                .replacen(&format!(r#""{field}":1,"#), "", 1);
+        let reason = reason(&line);
+        assert!(
+            reason.contains(&format!("{field} 10000000000 is implausible")),
+            "{field}: {reason}"
+        );
+        assert!(reason.contains("10^10"), "{reason}");
+    }
+    let most = r#"{"model":"m","input_tokens":9999999999,"cache_read_tokens":9999999999,"output_tokens":9999999999,"reasoning_tokens":9999999999}"#;
+    assert_eq!(parse(most).unwrap().usage.cache_read, 9_999_999_999);
+    // The limit holds whichever path reads the line.
+    let escaped = r#"{"model":"\u006d","input_tokens":10000000000,"output_tokens":1}"#;
+    assert!(
+        reason(escaped).contains("implausible"),
+        "{}",
+        reason(escaped)
+    );
+}
+
+#[test]
+fn costs_of_a_hundred_thousand_dollars_or_more_are_implausible() {
+    for cost in [
+        "100000",
+        "1e5",
+        "\"100000\"",
+        "\"9e23\"",
+        "1e300",
+        "18446744073709551615",
+    ] {
+        let line =
+            format!(r#"{{"model":"m","input_tokens":1,"output_tokens":1,"cost_usd":{cost}}}"#);
+        let reason = reason(&line);
+        assert!(
+            reason.contains("implausible") || reason.contains("out of range"),
+            "{cost}: {reason}"
+        );
+    }
+    let line =
+        r#"{"model":"m","input_tokens":1,"output_tokens":1,"cost_usd":"99999.999999999999"}"#;
+    assert_eq!(
+        parse(line).unwrap().reported_cost,
+        Some(Usd::parse_decimal("99999.999999999999").unwrap())
+    );
+}
+
+/// Costs are whole picodollars; finer digits are rejected unless they are
+/// binary floating-point noise (issue 11: `1e-30` became $0 silently).
+#[test]
+fn costs_finer_than_a_picodollar_are_rejected_unless_float_noise() {
+    for cost in [
+        "1e-30",
+        "\"1e-30\"",
+        "0.0000000000015",
+        "\"0.0000000000015\"",
+        "1.0000000000005",
+    ] {
+        let line =
+            format!(r#"{{"model":"m","input_tokens":1,"output_tokens":1,"cost_usd":{cost}}}"#);
+        let reason = reason(&line);
+        assert!(
+            reason.contains("finer than a picodollar"),
+            "{cost}: {reason}"
+        );
+    }
+    for (cost, exact) in [
+        ("0.011349000000000001", "0.011349"),
+        ("\"0.011349000000000001\"", "0.011349"),
+        ("0.30000000000000004", "0.3"),
+        ("3.0000000000000004e-06", "0.000003"),
+        ("1.5e-07", "0.00000015"),
+        ("0.000000000001", "0.000000000001"),
+        ("0", "0"),
+    ] {
+        let line =
+            format!(r#"{{"model":"m","input_tokens":1,"output_tokens":1,"cost_usd":{cost}}}"#);
+        assert_eq!(
+            parse(&line).unwrap().reported_cost.map(|c| c.to_string()),
+            Some(exact.to_owned()),
+            "{cost}"
+        );
+    }
+}
+
+/// A hop index of 10^9 or more is rejected (an arrival-order position
+/// after it could not advance past u32::MAX).
+#[test]
+fn hop_indexes_of_a_billion_or_more_are_rejected() {
+    for hop in [
+        "1000000000",
+        "4294967295",
+        "4294967296",
+        "18446744073709551615",
+    ] {
+        let line = format!(r#"{{"model":"m","hop":{hop},"input_tokens":1,"output_tokens":1}}"#);
+        let reason = reason(&line);
+        assert!(
+            reason.contains(&format!("hop {hop} is out of range")),
+            "{hop}: {reason}"
+        );
+    }
+    let line = r#"{"model":"m","hop":999999999,"input_tokens":1,"output_tokens":1}"#;
+    assert_eq!(parse(line).unwrap().hop, Some(999_999_999));
+}
