@@ -61,6 +61,9 @@ pub struct LineSplitter {
     max_line_bytes: usize,
     /// Bytes of an over-long line being skipped, when one is in progress.
     skipping: Option<u64>,
+    /// The last byte skipped was a CR (not counted if the newline follows:
+    /// an over-long line's length never depends on where reads split it).
+    skipped_cr: bool,
 }
 
 fn trim_cr(line: &[u8]) -> &[u8] {
@@ -74,6 +77,7 @@ impl LineSplitter {
             partial: Vec::new(),
             max_line_bytes,
             skipping: None,
+            skipped_cr: false,
         }
     }
 
@@ -101,7 +105,7 @@ impl LineSplitter {
             let piece = &rest[..pos];
             rest = &rest[pos + 1..];
             if let Some(skipped) = self.skipping.take() {
-                emit(Line::Oversized(skipped + piece.len() as u64));
+                emit(Line::Oversized(self.skipped_len(skipped, piece)));
             } else if self.partial.is_empty() {
                 self.emit_checked(piece, &mut emit);
             } else {
@@ -122,7 +126,7 @@ impl LineSplitter {
     /// read once is complete even without a final newline).
     pub fn finish(&mut self, mut emit: impl FnMut(Line<'_>)) {
         if let Some(skipped) = self.skipping.take() {
-            emit(Line::Oversized(skipped));
+            emit(Line::Oversized(self.skipped_len(skipped, b"")));
         } else if !self.partial.is_empty() {
             let partial = std::mem::take(&mut self.partial);
             self.emit_checked(&partial, &mut emit);
@@ -138,15 +142,27 @@ impl LineSplitter {
         }
     }
 
+    /// The length of a skipped line of `skipped` bytes so far and `piece`
+    /// up to its newline, without a final CR (as [`trim_cr`] would).
+    fn skipped_len(&self, skipped: u64, piece: &[u8]) -> u64 {
+        let cr = match piece.last() {
+            Some(&last) => last == b'\r',
+            None => self.skipped_cr,
+        };
+        (skipped + piece.len() as u64) - u64::from(cr)
+    }
+
     fn hold(&mut self, rest: &[u8]) {
-        if rest.is_empty() {
+        let Some(&last) = rest.last() else {
             return;
-        }
+        };
         if let Some(skipped) = &mut self.skipping {
             *skipped += rest.len() as u64;
+            self.skipped_cr = last == b'\r';
         } else if self.partial.len() + rest.len() > self.max_line_bytes + 1 {
             // +1 leaves room for a CR that will be trimmed.
             self.skipping = Some((self.partial.len() + rest.len()) as u64);
+            self.skipped_cr = last == b'\r';
             self.partial = Vec::new();
         } else {
             self.partial.extend_from_slice(rest);
@@ -226,6 +242,23 @@ mod tests {
         let (out, pending) = run(10, &[b"a\n", &big], true);
         assert_eq!(out, vec![l("a"), Out::Big(50)]);
         assert_eq!(pending, 50);
+    }
+
+    /// Found by `prop_framer_any_chunking_gives_the_same_lines`: an
+    /// over-long line ending in CR was measured with its CR when it was
+    /// skipped across reads, without it when it came in one read.
+    #[test]
+    fn an_oversized_lines_length_does_not_depend_on_the_reads() {
+        let mut line = vec![b'y'; 513];
+        line.extend_from_slice(b"\r\n");
+        let (whole, _) = run(512, &[&line], true);
+        let (split, _) = run(512, &[&line[..514], &line[514..]], true);
+        let (bytewise, _) = run(512, &line.chunks(1).collect::<Vec<_>>(), true);
+        assert_eq!(whole, vec![Out::Big(513)]);
+        assert_eq!(split, whole);
+        assert_eq!(bytewise, whole);
+        let (unterminated, _) = run(512, &[&line[..300], &line[300..514]], true);
+        assert_eq!(unterminated, whole, "at the end of the stream too");
     }
 
     #[test]

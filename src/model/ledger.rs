@@ -205,19 +205,22 @@ struct HopTally {
 impl HopTally {
     fn add(&mut self, usage: &Usage, costing: &Costing) {
         if costing.effective.is_none() {
-            self.unpriced_calls += 1;
-            self.unpriced_tokens += usage.total();
+            self.unpriced_calls = self.unpriced_calls.saturating_add(1);
+            self.unpriced_tokens = self.unpriced_tokens.saturating_add(usage.total());
         }
         if let Some(cost) = costing.computed {
             self.computed_cost += cost;
-            self.computed_calls += 1;
+            self.computed_calls = self.computed_calls.saturating_add(1);
         }
         if let Some(cost) = costing.reported {
             self.reported_cost += cost;
-            self.reported_calls += 1;
+            self.reported_calls = self.reported_calls.saturating_add(1);
         }
-        self.estimated_calls += u32::from(costing.provenance == Provenance::Estimated);
-        self.long_context_calls += u32::from(costing.long_context);
+        let estimated = u32::from(costing.provenance == Provenance::Estimated);
+        self.estimated_calls = self.estimated_calls.saturating_add(estimated);
+        self.long_context_calls = self
+            .long_context_calls
+            .saturating_add(u32::from(costing.long_context));
     }
 }
 
@@ -1502,12 +1505,7 @@ fn sub_usage(from: &mut Usage, usage: &Usage) {
 }
 
 fn add_usage(into: &mut Usage, usage: &Usage) {
-    into.input_uncached += usage.input_uncached;
-    into.cache_read += usage.cache_read;
-    into.cache_write_5m += usage.cache_write_5m;
-    into.cache_write_1h += usage.cache_write_1h;
-    into.output += usage.output;
-    into.reasoning += usage.reasoning;
+    *into = into.saturating_add(usage);
 }
 
 #[cfg(test)]

@@ -297,14 +297,21 @@ impl Decimal {
             shift = 0;
         }
         let shift = usize::try_from(shift).map_err(|_| out_of_range())?;
-        if digits.len().saturating_add(shift) > 36 {
+        // i128 has 39 digits; beyond, parse and multiply check the rest.
+        if digits.len().saturating_add(shift) > 39 {
             return Err(out_of_range());
         }
-        let base: i128 = digits.parse().map_err(|_| out_of_range())?;
+        // The magnitude in u128, so that i128::MIN (one more than MAX)
+        // reads back too.
+        let base: u128 = digits.parse().map_err(|_| out_of_range())?;
         let power = u32::try_from(shift).map_err(|_| out_of_range())?;
-        let value = base
-            .checked_mul(10_i128.pow(power))
+        let magnitude = base
+            .checked_mul(10_u128.pow(power))
             .ok_or_else(out_of_range)?;
+        if self.negative && magnitude == i128::MIN.unsigned_abs() {
+            return Ok(i128::MIN);
+        }
+        let value = i128::try_from(magnitude).map_err(|_| out_of_range())?;
         Ok(if self.negative { -value } else { value })
     }
 }
@@ -478,6 +485,29 @@ mod tests {
         assert_eq!(min.to_string(), "-170141183460469231731687303.715884105728");
         assert_eq!(max + Usd::from_picos(1), max, "saturates, never wraps");
         assert_eq!(min - Usd::from_picos(1), min);
+    }
+
+    /// Found by `prop_usd_display_parse_round_trip`: amounts of more than
+    /// 36 digits (a saturated sum) printed but did not parse back.
+    #[test]
+    fn every_amount_parses_back_from_its_decimal() {
+        for picos in [
+            i128::MAX,
+            i128::MIN,
+            i128::MAX - 1_000_000_000,
+            10_i128.pow(37),
+        ] {
+            let amount = Usd::from_picos(picos);
+            assert_eq!(
+                Usd::parse_decimal(&amount.to_string()),
+                Ok(amount),
+                "{picos}"
+            );
+        }
+        assert!(matches!(
+            Usd::parse_decimal("170141183460469231731687303.715884105728"),
+            Err(MoneyError::OutOfRange(_))
+        ));
     }
 
     #[test]

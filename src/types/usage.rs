@@ -46,6 +46,20 @@ impl Usage {
         self.cache_write_5m.saturating_add(self.cache_write_1h)
     }
 
+    /// Two calls' usage bucket by bucket (calls at one position of a run),
+    /// each saturating rather than wrapping.
+    #[must_use]
+    pub fn saturating_add(&self, other: &Usage) -> Usage {
+        Usage {
+            input_uncached: self.input_uncached.saturating_add(other.input_uncached),
+            cache_read: self.cache_read.saturating_add(other.cache_read),
+            cache_write_5m: self.cache_write_5m.saturating_add(other.cache_write_5m),
+            cache_write_1h: self.cache_write_1h.saturating_add(other.cache_write_1h),
+            output: self.output.saturating_add(other.output),
+            reasoning: self.reasoning.saturating_add(other.reasoning),
+        }
+    }
+
     /// The usage, when no bucket and neither the input nor the output
     /// reaches [`MAX_CALL_TOKENS`]; every decoder checks what it built.
     ///
@@ -77,6 +91,30 @@ impl Usage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_sums_saturate() {
+        let half = Usage {
+            input_uncached: 1 << 63,
+            cache_read: 2,
+            cache_write_5m: 3,
+            cache_write_1h: 4,
+            output: u64::MAX,
+            reasoning: 6,
+        };
+        let sum = half.saturating_add(&half);
+        assert_eq!(sum.input_uncached, u64::MAX);
+        assert_eq!(sum.output, u64::MAX);
+        assert_eq!(
+            (
+                sum.cache_read,
+                sum.cache_write_5m,
+                sum.cache_write_1h,
+                sum.reasoning
+            ),
+            (4, 6, 8, 12)
+        );
+    }
 
     #[test]
     fn a_call_of_ten_billion_tokens_is_implausible() {

@@ -310,3 +310,165 @@ fn a_byte_order_mark_before_a_line_is_ignored() {
     let (outcomes, _) = decode_all(&mut decoder, &[foreign]);
     assert_eq!(outcomes, vec![Outcome::Events(Format::OpenAi)]);
 }
+
+mod properties {
+    //! Every format's decoder on generated lines (`scripts/fuzz.sh` runs
+    //! this for minutes): runs of real lines from the format fixtures and
+    //! `sample_logs/`, with values swapped for hostile ones and bytes
+    //! changed. No panic; a rejection says why; whatever is emitted, on
+    //! any path, is within the per-call limits.
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::types::event::MAX_HOP;
+    use crate::types::money::{MAX_CALL_COST, Usd};
+
+    /// Runs of consecutive lines (stateful formats need their context),
+    /// per file.
+    fn files() -> Vec<Vec<Vec<u8>>> {
+        let mut files = Vec::new();
+        let mut dirs = vec![
+            std::path::PathBuf::from("tests/fixtures/formats"),
+            std::path::PathBuf::from("sample_logs"),
+        ];
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            let mut paths: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+            paths.sort();
+            for path in paths {
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|x| x == "jsonl") {
+                    let data = std::fs::read(&path).unwrap();
+                    let lines: Vec<Vec<u8>> = data
+                        .split(|b| *b == b'\n')
+                        .map(<[u8]>::to_vec)
+                        .take(400)
+                        .collect();
+                    files.push(lines);
+                }
+            }
+        }
+        assert!(files.len() >= 10, "{}", files.len());
+        files
+    }
+
+    const HOSTILE: &[&str] = &[
+        "9223372036854775808",
+        "9223372036854775807",
+        "\"9223372036854775807\"",
+        "18446744073709551615",
+        "10000000000",
+        "9999999999",
+        "4294967295",
+        "-1",
+        "1e-30",
+        "1e24",
+        "\"9e23\"",
+        "99999.99",
+        "0.30000000000000004",
+        "1.5",
+        "null",
+        "\"\"",
+        "\"\\u001b]52;c;aGk=\\u0007\"",
+        "[]",
+        "{}",
+    ];
+
+    fn mutate(line: &mut Vec<u8>, at: prop::sample::Index, pick: prop::sample::Index, kind: u8) {
+        let colons: Vec<usize> = line
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b':')
+            .map(|(i, _)| i)
+            .collect();
+        match kind % 3 {
+            0 | 1 if !colons.is_empty() => {
+                let start = colons[at.index(colons.len())] + 1;
+                let end = line[start..]
+                    .iter()
+                    .position(|b| matches!(b, b',' | b'}' | b']'))
+                    .map_or(line.len(), |p| start + p);
+                let value = HOSTILE[pick.index(HOSTILE.len())].as_bytes();
+                line.splice(start..end, value.iter().copied());
+            }
+            _ => {
+                let pos = at.index(line.len() + 1);
+                let pool = b"\"{}[],:0\\\xff";
+                line.insert(pos, pool[pick.index(pool.len())]);
+            }
+        }
+    }
+
+    fn runs() -> impl Strategy<Value = (Vec<Vec<u8>>, bool)> {
+        let files = files();
+        (
+            prop::sample::select(files),
+            any::<prop::sample::Index>(),
+            1_usize..8,
+            proptest::collection::vec(
+                (
+                    any::<prop::sample::Index>(),
+                    any::<prop::sample::Index>(),
+                    any::<prop::sample::Index>(),
+                    any::<u8>(),
+                ),
+                0..6,
+            ),
+            any::<bool>(),
+        )
+            .prop_map(|(file, start, len, edits, bom)| {
+                let start = start.index(file.len());
+                let mut run: Vec<Vec<u8>> = file[start..(start + len).min(file.len())].to_vec();
+                for (which, at, pick, kind) in edits {
+                    let n = which.index(run.len());
+                    mutate(&mut run[n], at, pick, kind);
+                }
+                (run, bom)
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn prop_every_decoder_is_total_and_within_limits((run, bom) in runs()) {
+            // Two decoders in step: one reads bytes, the other text where
+            // the line is UTF-8; they must agree line by line.
+            let mut decoder = Decoder::plain("t.jsonl");
+            let mut twin = Decoder::plain("t.jsonl");
+            let mut out = Collect::default();
+            let mut twin_out = Collect::default();
+            for (n, line) in run.iter().enumerate() {
+                let mut bytes = if bom && n == 0 { "\u{feff}".as_bytes().to_vec() } else { Vec::new() };
+                bytes.extend_from_slice(line);
+                let line_no = n as u64 + 1;
+                let outcome = decoder.decode_bytes(&bytes, line_no, &mut out);
+                let twin_outcome = match std::str::from_utf8(&bytes) {
+                    Ok(text) => twin.decode_str(text, line_no, &mut twin_out),
+                    Err(_) => twin.decode_bytes(&bytes, line_no, &mut twin_out),
+                };
+                prop_assert_eq!(&outcome, &twin_outcome);
+                if let Outcome::Rejected { format, kind, reason } = &outcome {
+                    match kind {
+                        RejectKind::InvalidUtf8 => prop_assert!(!reason.is_empty()),
+                        _ => prop_assert!(
+                            reason.starts_with(&format!("{}: ", format.name())) && reason.len() > format.name().len() + 3,
+                            "{}", reason
+                        ),
+                    }
+                }
+            }
+            twin.flush(&mut twin_out);
+            decoder.flush(&mut out);
+            prop_assert_eq!(&out.0, &twin_out.0);
+            for (_, event) in &out.0 {
+                prop_assert_eq!(event.usage.plausible(), Ok(event.usage));
+                prop_assert!(event.hop.is_none_or(|h| h <= MAX_HOP));
+                prop_assert!(event
+                    .reported_cost
+                    .is_none_or(|c| c >= Usd::ZERO && c < MAX_CALL_COST), "{:?}", event.reported_cost);
+            }
+        }
+    }
+}

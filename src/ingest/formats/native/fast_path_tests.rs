@@ -383,3 +383,150 @@ fn the_word_scan_agrees_with_the_byte_loop() {
         }
     }
 }
+
+mod properties {
+    //! The fast path against serde on generated lines (`scripts/fuzz.sh`
+    //! runs these for minutes): real lines whose values are swapped for
+    //! hostile numbers, strings and escapes, then byte-edited.
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Values that sit on the edges of what either reader accepts.
+    const HOSTILE: &[&str] = &[
+        "0",
+        "-0",
+        "01",
+        "1.0",
+        "1e3",
+        "-1",
+        "9999999999",
+        "10000000000",
+        "999999999",
+        "1000000000",
+        "4294967295",
+        "4294967296",
+        "9223372036854775807",
+        "9223372036854775808",
+        "18446744073709551615",
+        "18446744073709551616",
+        "123456789012345678901234567890",
+        "1e-30",
+        "1e400",
+        "-1e400",
+        "0.0000000000001",
+        "0.011349000000000001",
+        "99999.99",
+        "100000",
+        "\"9e23\"",
+        "\"0.25\"",
+        "\"-0.5\"",
+        "\"1e-30\"",
+        "\"\"",
+        "\" \"",
+        "\"a\\\"b\"",
+        "\"\\u0000\"",
+        "\"\\ud800\"",
+        "\"\\ud83d\\ude00\"",
+        "\"\\u00e9\"",
+        "\"\u{feff}x\"",
+        "\"\u{202e}evil\"",
+        "\"\\u001b[2J\"",
+        "\"2026-02-29T10:00:00Z\"",
+        "\"2028-02-29T23:59:60Z\"",
+        "1772400000000",
+        "1772400000",
+        "true",
+        "null",
+        "[]",
+        "{}",
+        "{\"a\":[1,{\"b\":null}]}",
+    ];
+
+    /// A seed line with `edits` applied: each swaps the value after one of
+    /// its `:` for a hostile one, or changes one byte.
+    fn generated(
+        line: &[u8],
+        edits: &[(prop::sample::Index, prop::sample::Index, u8, u8)],
+    ) -> Vec<u8> {
+        let mut line = line.to_vec();
+        for (at, pick, byte, kind) in edits {
+            let colons: Vec<usize> = line
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b':')
+                .map(|(i, _)| i)
+                .collect();
+            match kind % 4 {
+                0 | 1 if !colons.is_empty() => {
+                    let start = colons[at.index(colons.len())] + 1;
+                    let end = line[start..]
+                        .iter()
+                        .position(|b| matches!(b, b',' | b'}'))
+                        .map_or(line.len(), |p| start + p);
+                    let value = HOSTILE[pick.index(HOSTILE.len())].as_bytes();
+                    line.splice(start..end, value.iter().copied());
+                }
+                2 => {
+                    let pos = at.index(line.len() + 1);
+                    line.insert(pos, *byte);
+                }
+                _ if !line.is_empty() => {
+                    let pos = at.index(line.len());
+                    line[pos] = *byte;
+                }
+                _ => {}
+            }
+        }
+        line
+    }
+
+    fn lines() -> impl Strategy<Value = Vec<u8>> {
+        let edit = (
+            any::<prop::sample::Index>(),
+            any::<prop::sample::Index>(),
+            prop_oneof![
+                Just(b'"'),
+                Just(b'\\'),
+                Just(b'0'),
+                Just(b'9'),
+                Just(b'e'),
+                Just(b'-'),
+                Just(b'.'),
+                Just(b','),
+                Just(b'}'),
+                Just(b' '),
+                Just(0xff_u8),
+                any::<u8>()
+            ],
+            any::<u8>(),
+        );
+        (
+            prop::sample::select(seeds()),
+            proptest::collection::vec(edit, 1..5),
+        )
+            .prop_map(|(seed, edits)| generated(&seed, &edits))
+    }
+
+    proptest! {
+        /// Same event or same rejection, whichever path reads the line; the
+        /// bytes and text entry points agree too; accepted records are
+        /// plausible (the limits hold on every path).
+        #[test]
+        fn prop_fast_path_agrees_with_serde(line in lines()) {
+            let reference = parse_line_serde(&line, ORIGIN);
+            let fast = parse_line(&line, ORIGIN);
+            prop_assert_eq!(&fast, &reference, "{}", String::from_utf8_lossy(&line));
+            if let Ok(text) = std::str::from_utf8(&line) {
+                prop_assert_eq!(&parse_str(text, ORIGIN), &reference);
+            }
+            if let Ok(event) = &reference {
+                prop_assert_eq!(event.usage.plausible(), Ok(event.usage));
+                prop_assert!(event.hop.is_none_or(|h| h <= crate::types::event::MAX_HOP));
+                prop_assert!(event
+                    .reported_cost
+                    .is_none_or(|c| c >= Usd::ZERO && c < crate::types::money::MAX_CALL_COST));
+            }
+        }
+    }
+}
