@@ -124,7 +124,7 @@ pub(super) fn usage(raw: &RawUsage) -> Result<Usage, String> {
         }
         _ => (json::count(raw.cache_creation_input_tokens), 0),
     };
-    Ok(Usage {
+    Usage {
         input_uncached: json::count(raw.input_tokens),
         cache_read: json::count(raw.cache_read_input_tokens),
         cache_write_5m: write_5m,
@@ -132,7 +132,7 @@ pub(super) fn usage(raw: &RawUsage) -> Result<Usage, String> {
         output,
         reasoning,
     }
-    .plausible()?)
+    .plausible()
 }
 
 #[derive(Deserialize)]

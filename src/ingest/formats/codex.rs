@@ -82,7 +82,7 @@ fn usage(counts: Counts) -> Result<Usage, String> {
             "reasoning_output_tokens ({reasoning}) exceed output_tokens ({output}), which must include them"
         ));
     }
-    Ok(Usage {
+    Usage {
         input_uncached: input - cached_all,
         cache_read: cached,
         cache_write_5m: written,
@@ -90,7 +90,7 @@ fn usage(counts: Counts) -> Result<Usage, String> {
         output,
         reasoning,
     }
-    .plausible()?)
+    .plausible()
 }
 
 #[derive(Deserialize)]

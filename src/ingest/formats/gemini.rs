@@ -79,7 +79,7 @@ fn usage(raw: &UsageMetadata) -> Result<Usage, String> {
         ));
     }
     let thoughts = json::count(raw.thoughts);
-    Ok(Usage {
+    Usage {
         input_uncached: (prompt - cached).saturating_add(json::count(raw.tool_use_prompt)),
         cache_read: cached,
         cache_write_5m: 0,
@@ -87,7 +87,7 @@ fn usage(raw: &UsageMetadata) -> Result<Usage, String> {
         output: json::count(raw.candidates).saturating_add(thoughts),
         reasoning: thoughts,
     }
-    .plausible()?)
+    .plausible()
 }
 
 impl FormatDecoder for Gemini {

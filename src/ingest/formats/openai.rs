@@ -171,7 +171,7 @@ pub(crate) fn usage(raw: &RawUsage) -> Result<Usage, String> {
             reasoning = reasoning.saturating_add(hidden);
         }
     }
-    Ok(Usage {
+    Usage {
         input_uncached: input - cached,
         cache_read,
         cache_write_5m: cache_write,
@@ -179,7 +179,7 @@ pub(crate) fn usage(raw: &RawUsage) -> Result<Usage, String> {
         output,
         reasoning,
     }
-    .plausible()?)
+    .plausible()
 }
 
 impl FormatDecoder for OpenAi {
