@@ -299,8 +299,10 @@ impl Codex {
             },
             None => total,
         };
-        self.totals = Some(total);
+        // A rejected report (implausible counts) leaves the running totals
+        // as they were: it is not partly counted.
         let usage = usage(counts)?;
+        self.totals = Some(total);
         let session = self.session.clone().unwrap_or_default();
         let keys: Vec<String> = total.iter().map(u64::to_string).collect();
         let call = CallId {

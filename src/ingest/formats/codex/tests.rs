@@ -278,3 +278,26 @@ fn inconsistent_totals_are_rejected() {
             .starts_with("codex: cached_input_tokens (20)")
     );
 }
+
+/// A report with implausible totals is rejected whole: the session's
+/// running totals stay as they were, so the next report's delta is right.
+#[test]
+fn an_implausible_report_leaves_the_running_totals_alone() {
+    let huge = 20_000_000_000;
+    let lines = [
+        META.to_owned(),
+        TURN.to_owned(),
+        token_count("2026-05-13T09:01:00.000Z", [1000, 250, 125, 75], [1000, 250, 125, 75], None),
+        token_count("2026-05-13T09:02:00.000Z", [huge, 250, 125, 75], [huge - 1000, 0, 0, 0], None),
+        // Totals only (no last_token_usage): the delta from the last good
+        // totals, not the whole session again.
+        r#"{"timestamp":"2026-05-13T09:03:00.000Z","type":"event_msg","payload":{"type":"token_count","info":{"total_token_usage":{"input_tokens":1600,"cached_input_tokens":250,"output_tokens":225,"reasoning_output_tokens":75,"total_tokens":1825}}}}"#.to_owned(),
+    ];
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let (snap, stats) = report(&lines);
+    assert_eq!(stats.malformed, 1, "{:?}", stats.malformed_samples);
+    assert!(stats.malformed_samples[0].reason.contains("implausible"));
+    assert_eq!(snap.totals.events, 2);
+    assert_eq!(snap.totals.input_tokens, 1600);
+    assert_eq!(snap.totals.output_tokens, 225);
+}
