@@ -222,6 +222,10 @@ fn normalize<'a>(
             ));
         }
     };
+    let reported_cost = match raw.cost_usd.take().map(|c| c.0).transpose() {
+        Ok(cost) => cost,
+        Err(reason) => return invalid(reason),
+    };
     let hop = match raw.hop {
         Some(hop) if hop > u64::from(MAX_HOP) => {
             return invalid(format!(
@@ -315,7 +319,7 @@ fn normalize<'a>(
         provider: non_empty(raw.provider.take()),
         model,
         usage,
-        reported_cost: raw.cost_usd.take().map(|c| c.0),
+        reported_cost,
         latency_ms: raw.latency_ms,
         status: non_empty(raw.status.take()),
         estimated,
@@ -505,8 +509,10 @@ fn fast_rfc3339_millis(text: &str) -> Option<i64> {
 
 /// A non-negative USD amount below [`crate::types::money::MAX_CALL_COST`],
 /// kept exact by [`Usd::parse_reported`]'s rule (whole picodollars; float
-/// noise past them forgiven, anything finer rejected).
-struct CostUsd(Usd);
+/// noise past them forgiven, anything finer rejected). A well-typed value
+/// that breaks those rules is kept as its reason, so that the line is
+/// rejected for the value (in `normalize`), not as invalid JSON.
+struct CostUsd(Result<Usd, String>);
 
 impl CostUsd {
     fn checked<E: de::Error>(
@@ -516,9 +522,9 @@ impl CostUsd {
         if parsed.as_ref().is_ok_and(|amount| *amount < Usd::ZERO) {
             return Err(E::custom("cost_usd must not be negative"));
         }
-        Usd::reported_call_cost(parsed, "cost_usd", written)
-            .map(CostUsd)
-            .map_err(E::custom)
+        Ok(CostUsd(Usd::reported_call_cost(
+            parsed, "cost_usd", written,
+        )))
     }
 }
 
