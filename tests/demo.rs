@@ -671,3 +671,57 @@ fn headless_runs_n_then_exits() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--rate"));
 }
+
+#[test]
+fn an_empty_idempotency_key_is_no_key() {
+    // Two controllers that both send empty keys make two different changes:
+    // each is processed, neither gets the other's remembered answer.
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("control.sock");
+    let runtime = Runtime::start(dir.path(), &format!("unix:{}", sock.display()), 1.0);
+    let global = json!({"kind":"global"});
+    let (mut first, _) = Client::hello(&sock);
+    let (mut second, _) = Client::hello(&sock);
+    first.send(&set(
+        "a",
+        "",
+        global.clone(),
+        1,
+        json!({"per_hop_limit":9000}),
+    ));
+    assert_eq!(first.reply(), ack("a", Scope::Global, 1));
+    second.send(&set(
+        "b",
+        "",
+        global.clone(),
+        2,
+        json!({"per_hop_limit":5000}),
+    ));
+    assert_eq!(second.reply(), ack("b", Scope::Global, 2));
+    assert_eq!(state(&mut first), vec![(Scope::Global, 2, Some(5000))]);
+    // A blank key is no key either, in a sync too; the state lists none.
+    second.send(&json!({"type":"budget.sync","id":"s","budgets":[
+        {"scope":global,"version":3,"idempotency_key":"  ","limits":{"per_hop_limit":4000}},
+    ]}));
+    assert_eq!(second.reply(), ack("s", Scope::Global, 3));
+    assert_eq!(second.reply(), Reply::Synced { id: "s".into() });
+    first.send(&set(
+        "c",
+        " ",
+        json!({"kind":"global"}),
+        4,
+        json!({"per_hop_limit":3000}),
+    ));
+    assert_eq!(first.reply(), ack("c", Scope::Global, 4));
+    first.send(&json!({"type":"budget.list","id":"l"}));
+    match first.reply() {
+        Reply::State { budgets, .. } => {
+            assert_eq!(budgets.len(), 1);
+            assert_eq!(budgets[0].version, 4);
+            assert_eq!(budgets[0].limits.per_hop_limit, Some(3000));
+            assert_eq!(budgets[0].idempotency_key, None, "{budgets:?}");
+        }
+        other => panic!("expected budget.state, got {other:?}"),
+    }
+    runtime.stop().unwrap();
+}

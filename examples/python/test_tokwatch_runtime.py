@@ -142,6 +142,20 @@ class ControllerTest(unittest.TestCase):
         self.assertEqual(c.set_budget(GLOBAL, 2, {"per_hop_limit": 20000}, "b2", base_version=1)["type"],
                          "budget.ack")
 
+    def test_an_empty_key_is_no_key(self):
+        # Two controllers sending empty (or blank) keys make different
+        # changes: each is processed, none gets another's remembered answer.
+        c = rt.BudgetController()
+        self.assertEqual(c.set_budget(GLOBAL, 1, {"per_hop_limit": 9000}, ""),
+                         {"type": "budget.ack", "scope": GLOBAL, "version": 1})
+        self.assertEqual(c.set_budget(GLOBAL, 2, {"per_hop_limit": 5000}, ""),
+                         {"type": "budget.ack", "scope": GLOBAL, "version": 2})
+        self.assertEqual(c.set_budget(GLOBAL, 3, {"per_hop_limit": 4000}, "  "),
+                         {"type": "budget.ack", "scope": GLOBAL, "version": 3})
+        self.assertEqual(c.effective()["per_hop_limit"], 4000)
+        self.assertEqual(c.state(), [{"scope": GLOBAL, "version": 3,
+                                      "limits": {"per_hop_limit": 4000}}])
+
     def test_precedence_is_per_limit_agent_then_segment_then_global(self):
         c = rt.BudgetController()
         c.set_budget(GLOBAL, 1, {"per_hop_limit": 100, "total_run_limit": 1000, "on_run_breach": "warn"})
@@ -226,6 +240,20 @@ class ProtocolTest(unittest.TestCase):
         client.reply()
         self.assertEqual(client.notes[0]["run_id"], "r")
         client.close()
+
+    def test_empty_keys_over_the_socket_are_processed(self):
+        first, second = Client(self.path), Client(self.path)
+        first.hello()
+        second.hello()
+        first.send(budget_set("a", "", GLOBAL, 1, {"per_hop_limit": 9000}))
+        self.assertEqual(first.reply(), {"type": "budget.ack", "id": "a", "scope": GLOBAL, "version": 1})
+        second.send(budget_set("b", "", GLOBAL, 2, {"per_hop_limit": 5000}))
+        self.assertEqual(second.reply(), {"type": "budget.ack", "id": "b", "scope": GLOBAL, "version": 2})
+        first.send({"type": "budget.list", "id": "l"})
+        self.assertEqual(first.reply()["budgets"],
+                         [{"scope": GLOBAL, "version": 2, "limits": {"per_hop_limit": 5000}}])
+        first.close()
+        second.close()
 
     def test_refusals_close_the_connection(self):
         cases = [

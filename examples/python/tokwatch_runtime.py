@@ -161,6 +161,7 @@ class BudgetController:
         """Handles a `budget.set` (or a `budget.sync` entry); returns the
         answer without its `id`:
 
+        - an empty or blank key is no key (never remembered);
         - a key seen before gets the same answer (and the budget in force
           sent again with its own key is acknowledged: it is applied);
         - a version not newer than the one in force, or a change based on an
@@ -171,6 +172,10 @@ class BudgetController:
         - invalid limits get a nack with the reason (the previous limits stay).
         """
         key = scope_key(scope)
+        # An empty or blank key is no key: clients that send one would
+        # otherwise all share it and get each other's remembered answers.
+        if idempotency_key is not None and not idempotency_key.strip():
+            idempotency_key = None
         with self._cond:
             if idempotency_key is not None and idempotency_key in self._answers:
                 return dict(self._answers[idempotency_key])

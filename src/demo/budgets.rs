@@ -96,6 +96,8 @@ impl BudgetTable {
     /// Handles one change: returns the answer and whether the limits in
     /// force changed.
     ///
+    /// - an empty or blank key is no key: clients that send one would
+    ///   otherwise all share it and get each other's remembered answers;
     /// - a key seen before gets the same answer as the first time (and the
     ///   version in force with its own key is acknowledged: it is applied);
     /// - a version not newer than the one in force, or a change based on an
@@ -111,6 +113,7 @@ impl BudgetTable {
         key: Option<&str>,
         limits: Limits,
     ) -> (Outcome, bool) {
+        let key = key.filter(|k| !k.trim().is_empty());
         if let Some(answer) = key.and_then(|k| self.answers.get(k)) {
             return (answer.clone(), false);
         }
@@ -321,6 +324,25 @@ mod tests {
             }
         ));
         assert!(table.state().iter().all(|b| b.scope != Scope::Global));
+    }
+
+    #[test]
+    fn empty_and_blank_keys_are_no_keys() {
+        let mut table = BudgetTable::default();
+        for (version, key, limit) in [(1, "", 9000), (2, "", 5000), (3, " \t", 4000)] {
+            let (outcome, changed) = table.set(Scope::Global, version, None, Some(key), hop(limit));
+            assert!(changed, "v{version} with key {key:?}");
+            assert_eq!(
+                outcome,
+                Outcome::Ack {
+                    scope: Scope::Global,
+                    version
+                }
+            );
+        }
+        assert_eq!(table.limits()[&Scope::Global], hop(4000));
+        assert_eq!(table.state()[0].idempotency_key, None);
+        assert!(table.answers.is_empty() && table.keys.is_empty());
     }
 
     #[test]
