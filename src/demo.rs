@@ -101,7 +101,12 @@ impl Demo {
     /// Runs the simulation and serves the control protocol until `shutdown`
     /// turns true (or its sender is dropped), or until `runs` runs have
     /// finished. Runs in flight end as `cancelled`; the socket is removed.
-    pub async fn serve(self, mut shutdown: watch::Receiver<bool>) -> Totals {
+    ///
+    /// # Errors
+    /// The telemetry cannot be written (a full disk): the runtime stops
+    /// (runs cancelled, socket removed) rather than go on without it.
+    pub async fn serve(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<Totals> {
+        let out = self.config.out.clone();
         let (stop_tx, stop_rx) = watch::channel(false);
         let server = tokio::spawn(self.listener.serve(self.control.clone(), stop_rx.clone()));
         let driver = simulation::drive(self.sim, self.config.rate, self.config.runs, stop_rx);
@@ -114,22 +119,30 @@ impl Demo {
             }
         };
         let _ = stop_tx.send(true);
-        let _ = server.await;
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "demo: the control server failed");
+        }
+        let totals = totals.with_context(|| {
+            format!(
+                "the demo runtime stopped: its telemetry in '{}' cannot be written",
+                out.display()
+            )
+        })?;
         tracing::info!(?totals, "demo runtime stopped");
-        totals
+        Ok(totals)
     }
 }
 
 /// Runs the simulated runtime (see [`Demo::serve`]).
 ///
 /// # Errors
-/// As [`Demo::start`].
+/// As [`Demo::start`] and [`Demo::serve`].
 pub async fn run_runtime(
     config: DemoConfig,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let demo = Demo::start(config)?;
-    demo.serve(shutdown).await;
+    demo.serve(shutdown).await?;
     Ok(())
 }
 
@@ -199,7 +212,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 out.display(),
                 demo.control_addr()
             );
-            demo.serve(shutdown).await;
+            demo.serve(shutdown).await?;
             anyhow::Ok(())
         })
     } else {
@@ -257,15 +270,72 @@ fn run_with_dashboard(runtime: &tokio::runtime::Runtime, config: DemoConfig) -> 
             tracing::info!(%control, runtime_id = demo.runtime_id(), "demo runtime started");
             ui.control = vec![control];
             let (stop_tx, stop_rx) = watch::channel(false);
-            let runtime_task = tokio::spawn(demo.serve(stop_rx));
-            let result = crate::ui::app::run_tui(settings, prices, ui).await;
+            let mut runtime_task = tokio::spawn(demo.serve(stop_rx));
+            let dashboard = crate::ui::app::run_tui(settings, prices, ui);
+            tokio::pin!(dashboard);
+            // A runtime that fails (its telemetry cannot be written) ends
+            // the dashboard too, which restores the terminal when dropped:
+            // the error is then printed, not left behind a frozen screen.
+            let result = tokio::select! {
+                result = &mut dashboard => result,
+                ended = &mut runtime_task => match ended {
+                    Ok(Err(e)) => return Err(e),
+                    Err(e) => return Err(anyhow::Error::new(e).context("the demo runtime failed")),
+                    // `--runs` reached: the dashboard stays until the user quits.
+                    Ok(Ok(_)) => return dashboard.await,
+                },
+            };
             let _ = stop_tx.send(true);
-            let _ = runtime_task.await;
-            result
+            match runtime_task.await {
+                Ok(Ok(_)) => result,
+                Ok(Err(e)) => result.and(Err(e)),
+                Err(e) => result.and(Err(anyhow::Error::new(e).context("the demo runtime failed"))),
+            }
         })
         .and_then(|()| {
             state
                 .close()
                 .context("cannot remove the demo's budgets directory")
         })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_runtime_that_cannot_write_its_telemetry_stops_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("control.sock");
+        let config = DemoConfig {
+            out: dir.path().to_path_buf(),
+            control: format!("unix:{}", sock.display()),
+            runs: None,
+            rate: 200.0,
+            seed: 1,
+        };
+        let control = Arc::new(Control::new());
+        let demo = Demo {
+            listener: ControlListener::bind(&config.control.parse().unwrap()).unwrap(),
+            config,
+            control,
+            sim: simulation::tests::unwritable_sim(dir.path()),
+        };
+        // Never told to stop: only the failure ends it.
+        let (_shutdown, rx) = watch::channel(false);
+        let error = tokio::time::timeout(Duration::from_secs(10), demo.serve(rx))
+            .await
+            .unwrap()
+            .unwrap_err();
+        let text = format!("{error:#}");
+        assert!(
+            text.starts_with(&format!(
+                "the demo runtime stopped: its telemetry in '{}' cannot be written: cannot write ",
+                dir.path().display()
+            )),
+            "{text}"
+        );
+        assert!(!sock.exists(), "the socket is removed");
+    }
 }

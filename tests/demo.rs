@@ -432,6 +432,7 @@ fn stale_sockets_are_replaced_and_tcp_stays_on_loopback() {
             .await
             .expect("--runs ends the runtime")
             .unwrap()
+            .unwrap()
     });
     assert_eq!(totals.started, 2);
     assert_eq!(totals.ok + totals.aborted, 2);

@@ -27,7 +27,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::task::{JoinError, JoinSet};
 
 use super::server::Control;
 use crate::control::protocol::Exceeded;
@@ -443,17 +443,28 @@ impl Telemetry {
         ))
     }
 
-    fn write(&self, style: Style, record: &Record<'_>) {
-        let mut line = serde_json::to_vec(record).unwrap_or_default();
-        line.push(b'\n');
-        let file = match style {
-            Style::Naive => &self.naive,
-            Style::Lean => &self.lean,
+    /// Appends `record` to its team's file.
+    ///
+    /// # Errors
+    /// The record cannot be serialized (a bug: nothing is written) or the
+    /// file cannot be written (a full disk). Either ends the demo: its
+    /// telemetry is its whole output, so it never goes on without it.
+    fn write(&self, style: Style, record: &Record<'_>) -> io::Result<()> {
+        let (file, name) = match style {
+            Style::Naive => (&self.naive, TEAM_FILES[0].1),
+            Style::Lean => (&self.lean, TEAM_FILES[1].1),
         };
+        let mut line = serde_json::to_vec(record).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("cannot serialize a record for {name}: {e}"),
+            )
+        })?;
+        line.push(b'\n');
         let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Err(e) = file.write_all(&line).and_then(|()| file.flush()) {
-            tracing::warn!(error = %e, "demo: cannot write telemetry");
-        }
+        file.write_all(&line)
+            .and_then(|()| file.flush())
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot write {name}: {e}")))
     }
 }
 
@@ -507,7 +518,7 @@ struct RunCtx<'a> {
 }
 
 impl RunCtx<'_> {
-    fn report(&self, breach: &Breach) {
+    fn report(&self, breach: &Breach) -> io::Result<()> {
         let ts = now_rfc3339();
         self.sim.telemetry.write(
             self.plan.style,
@@ -527,7 +538,7 @@ impl RunCtx<'_> {
                 run_cost_usd: breach.cost.map(|u| u.to_string()),
                 ..Record::default()
             },
-        );
+        )?;
         self.sim.control.notify(Exceeded {
             run_id: self.run_id.clone(),
             hop: Some(breach.hop),
@@ -539,9 +550,10 @@ impl RunCtx<'_> {
             action: breach.action.as_str().to_owned(),
             ts: Some(ts),
         });
+        Ok(())
     }
 
-    fn hop(&self, index: usize, shape: &HopShape) {
+    fn hop(&self, index: usize, shape: &HopShape) -> io::Result<()> {
         let hop = &self.plan.hops[index];
         self.sim.telemetry.write(
             self.plan.style,
@@ -565,10 +577,10 @@ impl RunCtx<'_> {
                 status: Some("ok"),
                 ..Record::default()
             },
-        );
+        )
     }
 
-    fn end(&self, status: RunStatus) -> RunStatus {
+    fn end(&self, status: RunStatus) -> io::Result<RunStatus> {
         self.sim.telemetry.write(
             self.plan.style,
             &Record {
@@ -578,8 +590,8 @@ impl RunCtx<'_> {
                 status: Some(status.as_str()),
                 ..Record::default()
             },
-        );
-        status
+        )?;
+        Ok(status)
     }
 }
 
@@ -630,7 +642,10 @@ fn run_breaches(
 }
 
 /// Runs run number `n` to its end, writing its telemetry.
-pub async fn run(sim: Arc<Sim>, n: u64, mut stop: watch::Receiver<bool>) -> RunStatus {
+///
+/// # Errors
+/// The telemetry cannot be written: the run ends there.
+pub async fn run(sim: Arc<Sim>, n: u64, mut stop: watch::Receiver<bool>) -> io::Result<RunStatus> {
     let plan = plan_run(sim.seed, n);
     let ctx = RunCtx {
         sim: &sim,
@@ -669,21 +684,21 @@ pub async fn run(sim: Arc<Sim>, n: u64, mut stop: watch::Receiver<bool>) -> RunS
             };
             match action {
                 BreachAction::Trim => {
-                    ctx.report(&breach);
+                    ctx.report(&breach)?;
                     call.trim(limit);
                     break;
                 }
                 BreachAction::Warn => {
-                    ctx.report(&breach);
+                    ctx.report(&breach)?;
                     break;
                 }
                 BreachAction::Abort => {
-                    ctx.report(&breach);
+                    ctx.report(&breach)?;
                     return ctx.end(RunStatus::Aborted);
                 }
                 BreachAction::Pause => {
                     if !pause_reported {
-                        ctx.report(&breach);
+                        ctx.report(&breach)?;
                         pause_reported = true;
                     }
                     // Held until a budget changes, then looked at again.
@@ -703,7 +718,7 @@ pub async fn run(sim: Arc<Sim>, n: u64, mut stop: watch::Receiver<bool>) -> RunS
             () = tokio::time::sleep(pause) => {}
             () = stopped(&mut stop) => return ctx.end(RunStatus::Cancelled),
         }
-        ctx.hop(index, &call);
+        ctx.hop(index, &call)?;
         let cost = sim
             .prices
             .price(call.model, &call.usage())
@@ -726,7 +741,7 @@ pub async fn run(sim: Arc<Sim>, n: u64, mut stop: watch::Receiver<bool>) -> RunS
                     for breach in breaches {
                         if !warned.contains(&breach.limit_kind) {
                             warned.push(breach.limit_kind);
-                            ctx.report(&breach);
+                            ctx.report(&breach)?;
                         }
                     }
                     break;
@@ -735,7 +750,7 @@ pub async fn run(sim: Arc<Sim>, n: u64, mut stop: watch::Receiver<bool>) -> RunS
                     for breach in breaches {
                         if !paused.contains(&breach.limit_kind) {
                             paused.push(breach.limit_kind);
-                            ctx.report(&breach);
+                            ctx.report(&breach)?;
                         }
                     }
                     tokio::select! {
@@ -749,7 +764,7 @@ pub async fn run(sim: Arc<Sim>, n: u64, mut stop: watch::Receiver<bool>) -> RunS
                 BreachAction::Abort | BreachAction::Trim => {
                     for mut breach in breaches {
                         breach.action = BreachAction::Abort;
-                        ctx.report(&breach);
+                        ctx.report(&breach)?;
                     }
                     return ctx.end(RunStatus::Aborted);
                 }
@@ -770,21 +785,35 @@ pub struct Totals {
 
 /// Starts `rate` runs per second until `stop` (or until `runs` runs have
 /// finished), then lets the runs in flight end as cancelled.
+///
+/// # Errors
+/// A run could not write its telemetry (or panicked): the other runs are
+/// stopped as on `stop`, and the first failure is returned.
 pub async fn drive(
     sim: Arc<Sim>,
     rate: f64,
     runs: Option<u64>,
     mut stop: watch::Receiver<bool>,
-) -> Totals {
+) -> io::Result<Totals> {
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The runs' own stop: `stop`, or a run that failed.
+    let (halt, halted) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let mut totals = Totals::default();
-    let count = |totals: &mut Totals, status: RunStatus| match status {
-        RunStatus::Ok => totals.ok += 1,
-        RunStatus::Aborted => totals.aborted += 1,
-        RunStatus::Cancelled => totals.cancelled += 1,
-    };
+    let mut failure: Option<io::Error> = None;
+    let mut settle =
+        |totals: &mut Totals, done: Result<io::Result<RunStatus>, JoinError>| match done {
+            Ok(Ok(RunStatus::Ok)) => totals.ok += 1,
+            Ok(Ok(RunStatus::Aborted)) => totals.aborted += 1,
+            Ok(Ok(RunStatus::Cancelled)) => totals.cancelled += 1,
+            Ok(Err(e)) => {
+                failure.get_or_insert(e);
+            }
+            Err(e) => {
+                failure.get_or_insert_with(|| io::Error::other(format!("a run failed: {e}")));
+            }
+        };
     loop {
         if runs.is_some_and(|n| totals.ok + totals.aborted + totals.cancelled >= n) {
             break;
@@ -794,30 +823,42 @@ pub async fn drive(
             () = stopped(&mut stop) => break,
             _ = ticker.tick(), if more => {
                 totals.started += 1;
-                tasks.spawn(run(sim.clone(), totals.started, stop.clone()));
+                tasks.spawn(run(sim.clone(), totals.started, halted.clone()));
             }
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                if let Ok(status) = done {
-                    count(&mut totals, status);
+                let failed = matches!(done, Ok(Err(_)) | Err(_));
+                settle(&mut totals, done);
+                if failed {
+                    break;
                 }
             }
         }
     }
-    // Runs in flight see `stop` and end as cancelled; give them a moment.
+    // Runs in flight see the halt and end as cancelled; give them a moment.
+    halt.send_replace(true);
     let drain = async {
         while let Some(done) = tasks.join_next().await {
-            if let Ok(status) = done {
-                count(&mut totals, status);
-            }
+            settle(&mut totals, done);
         }
     };
-    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
-    totals
+    if tokio::time::timeout(Duration::from_secs(2), drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!("demo: runs still in flight after 2 s are abandoned");
+    }
+    match failure {
+        Some(e) => {
+            tracing::error!(error = %e, ?totals, "demo: the simulated runtime stopped");
+            Err(e)
+        }
+        None => Ok(totals),
+    }
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -928,6 +969,49 @@ mod tests {
                 assert!(within(p10, 0.7, 1.0) && within(p90, 1.0, 1.4), "{summary}");
             }
         }
+    }
+
+    /// A `Sim` whose telemetry files are open read-only: every write fails.
+    pub(crate) fn unwritable_sim(dir: &Path) -> Arc<Sim> {
+        let file = |name: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, "").unwrap();
+            Mutex::new(File::open(&path).unwrap())
+        };
+        Arc::new(Sim {
+            seed: 1,
+            first_run: 0,
+            control: Arc::new(Control::new()),
+            prices: PriceBook::embedded(),
+            telemetry: Telemetry {
+                naive: file("naive.jsonl"),
+                lean: file("lean.jsonl"),
+            },
+        })
+    }
+
+    #[tokio::test]
+    async fn the_driver_stops_when_telemetry_cannot_be_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_stop, stop_rx) = watch::channel(false);
+        // Without a limit on runs, only the failure can end the driver.
+        let ended = tokio::time::timeout(
+            Duration::from_secs(10),
+            drive(unwritable_sim(dir.path()), 200.0, None, stop_rx),
+        )
+        .await;
+        let error = ended
+            .expect("the driver went on without its telemetry")
+            .expect_err("a failure to write is an error");
+        assert!(
+            error
+                .to_string()
+                .starts_with("cannot write naive-team.jsonl: ")
+                || error
+                    .to_string()
+                    .starts_with("cannot write lean-team.jsonl: "),
+            "{error}"
+        );
     }
 
     #[test]
