@@ -14,6 +14,8 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use crate::types::money::Usd;
+
 /// One native record, fields in documentation order.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct NativeRecord {
@@ -48,8 +50,9 @@ pub struct NativeRecord {
     pub output_tokens: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning_tokens: Option<u64>,
+    /// Exact (written as the decimal, never through `f64`; so never `NaN`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cost_usd: Option<f64>,
+    pub cost_usd: Option<Usd>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -69,10 +72,16 @@ pub struct NativeRecord {
 }
 
 impl NativeRecord {
+    /// The record as one JSON line (without its `\n`).
+    ///
+    /// # Panics
+    /// Never: the fields are strings, integers and exact money (a valid
+    /// JSON number), none of which `serde_json` can fail to write; a unit
+    /// test writes a record with every field set.
     #[must_use]
+    #[allow(clippy::expect_used)]
     pub fn to_line(&self) -> String {
-        // Serializing plain data to a String cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+        serde_json::to_string(self).expect("a native record always serializes")
     }
 }
 
@@ -192,10 +201,42 @@ const LEAN_TOOL_KEEP: u64 = 3_000;
 const LEAN_PER_HOP_LIMIT: u64 = 8_000;
 const TIERS: [&str; 3] = ["free", "pro", "enterprise"];
 
-fn rfc3339(ts_ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ts_ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+/// 0000-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z: RFC 3339 writes
+/// four-digit years only.
+const MIN_TS_MS: i64 = -62_167_219_200_000;
+const MAX_TS_MS: i64 = 253_402_300_799_999;
+
+/// Why a workload cannot be generated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkloadError {
+    /// A record's time is outside the years RFC 3339 can write.
+    #[error(
+        "a record would be dated {0} ms from 1970, outside the years 0000 to 9999 that RFC 3339 can write"
+    )]
+    TimeOutOfRange(i128),
+}
+
+impl From<WorkloadError> for io::Error {
+    fn from(e: WorkloadError) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidInput, e)
+    }
+}
+
+/// `ts_ms` as RFC 3339 with milliseconds, or the error: never another date
+/// (chrono's default is 1970; past year 9999 it writes `+10000-…`).
+fn rfc3339(ts_ms: i64) -> Result<String, WorkloadError> {
+    (MIN_TS_MS..=MAX_TS_MS)
+        .contains(&ts_ms)
+        .then(|| chrono::DateTime::from_timestamp_millis(ts_ms))
+        .flatten()
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .ok_or(WorkloadError::TimeOutOfRange(i128::from(ts_ms)))
+}
+
+/// `ms + delta`, or the error when the sum leaves `i64`.
+fn later(ms: i64, delta: u64) -> Result<i64, WorkloadError> {
+    i64::try_from(i128::from(ms) + i128::from(delta))
+        .map_err(|_| WorkloadError::TimeOutOfRange(i128::from(ms) + i128::from(delta)))
 }
 
 /// ±15 % jitter.
@@ -214,8 +255,25 @@ pub struct RunSpec<'a> {
 }
 
 /// The records of one workflow run (hops, budget events, `run_end`).
+///
+/// # Panics
+/// When a record's time would fall outside the years 0000 to 9999 (a
+/// `start_ms` out of that range): [`try_workflow_run`] returns that error.
 #[must_use]
+#[allow(clippy::panic)]
 pub fn workflow_run(style: Style, spec: &RunSpec<'_>, rng: &mut ChaCha8Rng) -> Vec<NativeRecord> {
+    try_workflow_run(style, spec, rng).unwrap_or_else(|e| panic!("run '{}': {e}", spec.run_id))
+}
+
+/// The records of one workflow run (hops, budget events, `run_end`).
+///
+/// # Errors
+/// A record's time would fall outside the years 0000 to 9999.
+pub fn try_workflow_run(
+    style: Style,
+    spec: &RunSpec<'_>,
+    rng: &mut ChaCha8Rng,
+) -> Result<Vec<NativeRecord>, WorkloadError> {
     let mut records = Vec::with_capacity(WORKFLOW.len() + 2);
     let mut history = TASK_TOKENS;
     let mut clock = spec.start_ms;
@@ -255,12 +313,13 @@ pub fn workflow_run(style: Style, spec: &RunSpec<'_>, rng: &mut ChaCha8Rng) -> V
         };
         let mut input = input;
         let latency = 350 + output * 18 + input / 50;
-        clock += i64::try_from(latency).unwrap_or(0);
+        let hop_start = clock;
+        clock = later(clock, latency)?;
         if style == Style::Lean && input > LEAN_PER_HOP_LIMIT {
             // The runtime trims the context to the per-hop limit and says so.
             records.push(NativeRecord {
                 kind: Some("budget_exceeded"),
-                ts: rfc3339(clock - i64::try_from(latency).unwrap_or(0)),
+                ts: rfc3339(hop_start)?,
                 run_id: Some(spec.run_id.clone()),
                 hop: Some(hop),
                 agent: Some(step.agent),
@@ -273,7 +332,7 @@ pub fn workflow_run(style: Style, spec: &RunSpec<'_>, rng: &mut ChaCha8Rng) -> V
             input = LEAN_PER_HOP_LIMIT;
         }
         records.push(NativeRecord {
-            ts: rfc3339(clock),
+            ts: rfc3339(clock)?,
             run_id: Some(spec.run_id.clone()),
             hop: Some(hop),
             agent: Some(step.agent),
@@ -304,12 +363,12 @@ pub fn workflow_run(style: Style, spec: &RunSpec<'_>, rng: &mut ChaCha8Rng) -> V
     }
     records.push(NativeRecord {
         kind: Some("run_end"),
-        ts: rfc3339(clock + 5),
+        ts: rfc3339(later(clock, 5)?)?,
         run_id: Some(spec.run_id.clone()),
         status: Some("ok"),
         ..NativeRecord::default()
     });
-    records
+    Ok(records)
 }
 
 /// 2026-11-23T08:00:00Z
@@ -317,8 +376,10 @@ const SAMPLE_START_MS: i64 = 1_795_420_800_000;
 const RUNS_PER_TEAM: usize = 24;
 
 /// One team's runs over three working days.
-#[must_use]
-pub fn team_runs(style: Style, team: &str, seed: u64) -> Vec<NativeRecord> {
+///
+/// # Errors
+/// None in practice: the dates are fixed in November 2026.
+pub fn team_runs(style: Style, team: &str, seed: u64) -> Result<Vec<NativeRecord>, WorkloadError> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut records = Vec::new();
     for run in 0..RUNS_PER_TEAM {
@@ -334,32 +395,37 @@ pub fn team_runs(style: Style, team: &str, seed: u64) -> Vec<NativeRecord> {
             tier: TIERS[user_no % TIERS.len()],
             start_ms,
         };
-        records.extend(workflow_run(style, &spec, &mut rng));
+        records.extend(try_workflow_run(style, &spec, &mut rng)?);
     }
-    records
+    Ok(records)
 }
 
 /// The 5-step loop that re-sends its history (~27,000 tokens) beside the
 /// single 2,000-token call that does the same job.
-#[must_use]
-pub fn loop_versus_single() -> Vec<NativeRecord> {
+///
+/// # Errors
+/// None in practice: the dates are fixed in November 2026.
+pub fn loop_versus_single() -> Result<Vec<NativeRecord>, WorkloadError> {
     let start = SAMPLE_START_MS + 4 * 86_400_000;
     let mut records = Vec::new();
-    let base = |run: &str, hop: u32, ts: i64, input: u64, output: u64| NativeRecord {
-        ts: rfc3339(ts),
-        run_id: Some(run.to_owned()),
-        hop: Some(hop),
-        agent: Some("assistant"),
-        user: Some("lab-u01".to_owned()),
-        segment: Some("lab/pro".to_owned()),
-        task: Some("answer"),
-        model: Some("gpt-4.1"),
-        input_tokens: Some(input),
-        output_tokens: Some(output),
-        latency_ms: Some(1_200),
-        status: Some("ok"),
-        ..NativeRecord::default()
-    };
+    let base =
+        |run: &str, hop: u32, ts: i64, input: u64, output: u64| -> Result<_, WorkloadError> {
+            Ok(NativeRecord {
+                ts: rfc3339(ts)?,
+                run_id: Some(run.to_owned()),
+                hop: Some(hop),
+                agent: Some("assistant"),
+                user: Some("lab-u01".to_owned()),
+                segment: Some("lab/pro".to_owned()),
+                task: Some("answer"),
+                model: Some("gpt-4.1"),
+                input_tokens: Some(input),
+                output_tokens: Some(output),
+                latency_ms: Some(1_200),
+                status: Some("ok"),
+                ..NativeRecord::default()
+            })
+        };
     for step in 0..5_u32 {
         // hop k re-sends everything before it: 1,400 + 1,800·(k-1) tokens in.
         let input = 1_400 + 1_800 * u64::from(step);
@@ -369,21 +435,23 @@ pub fn loop_versus_single() -> Vec<NativeRecord> {
             start + i64::from(step) * 2_000,
             input,
             400,
-        ));
+        )?);
     }
-    records.push(base("single-call", 1, start + 60_000, 1_600, 400));
-    records
+    records.push(base("single-call", 1, start + 60_000, 1_600, 400)?);
+    Ok(records)
 }
 
 /// Other realities: a gateway that reports its own cost, a self-hosted model
 /// with no price, a record with text but no counts, one without a run id.
-#[must_use]
-pub fn gateway_and_self_hosted() -> Vec<NativeRecord> {
+///
+/// # Errors
+/// None in practice: the dates are fixed in November 2026.
+pub fn gateway_and_self_hosted() -> Result<Vec<NativeRecord>, WorkloadError> {
     let start = SAMPLE_START_MS + 4 * 86_400_000 + 3_600_000;
     let hop =
-        |run: &str, n: u32, model: &'static str, input: u64, output: u64, cost: Option<f64>| {
-            NativeRecord {
-                ts: rfc3339(start + i64::from(n) * 1_500),
+        |run: &str, n: u32, model: &'static str, input: u64, output: u64, cost: Option<Usd>| {
+            Ok::<_, WorkloadError>(NativeRecord {
+                ts: rfc3339(start + i64::from(n) * 1_500)?,
                 run_id: Some(run.to_owned()),
                 hop: Some(n),
                 agent: Some("support-bot"),
@@ -396,12 +464,12 @@ pub fn gateway_and_self_hosted() -> Vec<NativeRecord> {
                 cost_usd: cost,
                 status: Some("ok"),
                 ..NativeRecord::default()
-            }
+            })
         };
-    vec![
+    Ok(vec![
         // LiteLLM proxy reports cost; 0.0071 differs from list price (a negotiated discount).
-        hop("gw-0001", 1, "openai/gpt-4o", 2_000, 300, Some(0.0071)),
-        hop("gw-0001", 2, "openai/gpt-4o", 2_600, 250, Some(0.0082)),
+        hop("gw-0001", 1, "openai/gpt-4o", 2_000, 300, Some(usd(71, 4)))?,
+        hop("gw-0001", 2, "openai/gpt-4o", 2_600, 250, Some(usd(82, 4)))?,
         hop(
             "selfhost-0001",
             1,
@@ -409,7 +477,7 @@ pub fn gateway_and_self_hosted() -> Vec<NativeRecord> {
             3_000,
             500,
             None,
-        ),
+        )?,
         hop(
             "selfhost-0001",
             2,
@@ -417,9 +485,9 @@ pub fn gateway_and_self_hosted() -> Vec<NativeRecord> {
             3_800,
             450,
             None,
-        ),
+        )?,
         NativeRecord {
-            ts: rfc3339(start + 30_000),
+            ts: rfc3339(start + 30_000)?,
             run_id: Some("estimate-0001".to_owned()),
             hop: Some(1),
             agent: Some("support-bot"),
@@ -432,7 +500,7 @@ pub fn gateway_and_self_hosted() -> Vec<NativeRecord> {
             ..NativeRecord::default()
         },
         NativeRecord {
-            ts: rfc3339(start + 40_000),
+            ts: rfc3339(start + 40_000)?,
             agent: Some("cron-digest"),
             segment: Some("ops/enterprise".to_owned()),
             model: Some("claude-haiku-4-5"),
@@ -441,28 +509,46 @@ pub fn gateway_and_self_hosted() -> Vec<NativeRecord> {
             output_tokens: Some(320),
             ..NativeRecord::default()
         },
-    ]
+    ])
+}
+
+/// `units × 10^-decimals` dollars, exact.
+const fn usd(units: i128, decimals: u32) -> Usd {
+    Usd::from_picos(units * 10_i128.pow(12 - decimals))
 }
 
 /// The files of `sample_logs/` and their lines.
+///
+/// # Panics
+/// Never: the dates are fixed in November 2026 and a unit test generates
+/// the files ([`try_sample_files`] returns the error instead).
 #[must_use]
+#[allow(clippy::panic)]
 pub fn sample_files() -> Vec<(&'static str, Vec<String>)> {
+    try_sample_files().unwrap_or_else(|e| panic!("sample_logs: {e}"))
+}
+
+/// The files of `sample_logs/` and their lines.
+///
+/// # Errors
+/// None in practice: the dates are fixed in November 2026.
+pub fn try_sample_files() -> Result<Vec<(&'static str, Vec<String>)>, WorkloadError> {
     let lines = |records: Vec<NativeRecord>| records.iter().map(NativeRecord::to_line).collect();
-    vec![
+    Ok(vec![
         (
             "teams/naive-team.jsonl",
-            lines(team_runs(Style::Naive, "naive", 11)),
+            lines(team_runs(Style::Naive, "naive", 11)?),
         ),
         (
             "teams/lean-team.jsonl",
-            lines(team_runs(Style::Lean, "lean", 22)),
+            lines(team_runs(Style::Lean, "lean", 22)?),
         ),
-        ("loop-vs-single.jsonl", lines(loop_versus_single())),
+        ("loop-vs-single.jsonl", lines(loop_versus_single()?)),
         (
             "misc/gateway-and-self-hosted.jsonl",
-            lines(gateway_and_self_hosted()),
+            lines(gateway_and_self_hosted()?),
         ),
-    ]
+    ])
 }
 
 /// Writes `sample_logs/` under `out`.
@@ -471,7 +557,7 @@ pub fn sample_files() -> Vec<(&'static str, Vec<String>)> {
 /// File system errors.
 pub fn write_samples(out: &Path) -> io::Result<Vec<(PathBuf, usize)>> {
     let mut written = Vec::new();
-    for (name, lines) in sample_files() {
+    for (name, lines) in try_sample_files()? {
         let path = out.join(name);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
@@ -484,12 +570,27 @@ pub fn write_samples(out: &Path) -> io::Result<Vec<(PathBuf, usize)>> {
     Ok(written)
 }
 
+/// Runs of the benchmark corpus start 7 s apart.
+const BENCH_RUN_EVERY_MS: u64 = 7_000;
+/// Longer than any generated run lasts (8 hops of at most about a minute).
+const RUN_SPAN_BOUND_MS: u64 = 3_600_000;
+
+/// When benchmark run number `run` starts.
+fn bench_start(run: u64) -> Result<i64, WorkloadError> {
+    let ms = i128::from(SAMPLE_START_MS) + i128::from(run) * i128::from(BENCH_RUN_EVERY_MS);
+    i64::try_from(ms).map_err(|_| WorkloadError::TimeOutOfRange(ms))
+}
+
 /// A benchmark corpus: `events` records of naive and lean runs with unique
 /// run ids (so hops are distinct keys, as in real logs).
 ///
 /// # Errors
-/// File system errors.
+/// File system errors; so many events that the last runs would be dated
+/// after year 9999 (refused before anything is written).
 pub fn write_bench_corpus(out: &Path, events: u64, seed: u64) -> io::Result<u64> {
+    // Every run writes at least one event, so no run is numbered past
+    // `events`.
+    rfc3339(later(bench_start(events)?, RUN_SPAN_BOUND_MS)?)?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut writer = BufWriter::with_capacity(1 << 20, std::fs::File::create(out)?);
     let (mut written, mut bytes, mut run) = (0_u64, 0_u64, 0_u64);
@@ -511,9 +612,9 @@ pub fn write_bench_corpus(out: &Path, events: u64, seed: u64) -> io::Result<u64>
             team,
             user: format!("{team}-u{user_no:03}"),
             tier: TIERS[user_no % TIERS.len()],
-            start_ms: SAMPLE_START_MS + i64::try_from(run).unwrap_or(0) * 7_000,
+            start_ms: bench_start(run)?,
         };
-        for record in workflow_run(style, &spec, &mut rng) {
+        for record in try_workflow_run(style, &spec, &mut rng)? {
             if written == events {
                 break;
             }
@@ -526,4 +627,131 @@ pub fn write_bench_corpus(out: &Path, events: u64, seed: u64) -> io::Result<u64>
     }
     writer.flush()?;
     Ok(bytes)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn spec(start_ms: i64) -> RunSpec<'static> {
+        RunSpec {
+            run_id: "r-1".into(),
+            team: "lean",
+            user: "lean-u01".into(),
+            tier: "pro",
+            start_ms,
+        }
+    }
+
+    #[test]
+    fn an_out_of_range_start_is_never_written_as_another_date() {
+        // Past chrono's range (was written as 1970), past year 9999 (was
+        // written as `+10000-…`, not RFC 3339), a day before year 0.
+        for start_ms in [
+            9_000_000_000_000_000,
+            253_402_300_800_000,
+            -62_167_305_600_000,
+        ] {
+            let mut rng = ChaCha8Rng::seed_from_u64(1);
+            let generated = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                workflow_run(Style::Lean, &spec(start_ms), &mut rng)
+            }));
+            if let Ok(records) = generated {
+                let ts: Vec<&str> = records.iter().map(|r| r.ts.as_str()).collect();
+                unreachable!("start {start_ms} ms written as {ts:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn out_of_range_times_are_errors() {
+        assert_eq!(rfc3339(MIN_TS_MS).unwrap(), "0000-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(MAX_TS_MS).unwrap(), "9999-12-31T23:59:59.999Z");
+        for ms in [MIN_TS_MS - 1, MAX_TS_MS + 1, i64::MIN, i64::MAX] {
+            assert_eq!(
+                rfc3339(ms),
+                Err(WorkloadError::TimeOutOfRange(i128::from(ms)))
+            );
+        }
+        // Within range but minutes before its end: the later hops are refused.
+        // Near `i64::MAX`: the clock never overflows, the start is refused.
+        for start_ms in [MAX_TS_MS - 10_000, i64::MAX - 1, i64::MIN] {
+            let mut rng = ChaCha8Rng::seed_from_u64(1);
+            let error = try_workflow_run(Style::Naive, &spec(start_ms), &mut rng).unwrap_err();
+            assert!(
+                error.to_string().contains("outside the years 0000 to 9999"),
+                "{error}"
+            );
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        assert!(try_workflow_run(Style::Naive, &spec(SAMPLE_START_MS), &mut rng).is_ok());
+    }
+
+    #[test]
+    fn a_corpus_dated_past_year_9999_is_refused_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("corpus.jsonl");
+        // ~3.6·10^10 runs 7 s apart reach year 10000.
+        for events in [40_000_000_000, u64::MAX] {
+            let error = write_bench_corpus(&path, events, 1).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+            assert!(error.to_string().contains("outside the years"), "{error}");
+            assert!(!path.exists(), "nothing is written");
+        }
+        assert!(write_bench_corpus(&path, 100, 1).unwrap() > 0);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 100);
+        assert!(text.lines().all(|l| l.starts_with('{') && l.ends_with('}')));
+    }
+
+    #[test]
+    fn a_record_with_every_field_set_is_one_json_line() {
+        let record = NativeRecord {
+            kind: Some("budget_exceeded"),
+            ts: rfc3339(SAMPLE_START_MS).unwrap(),
+            run_id: Some("r\"1\n".into()),
+            hop: Some(u32::MAX),
+            agent: Some("writer"),
+            parent_agent: Some("planner"),
+            user: Some("u".into()),
+            segment: Some("s/pro".into()),
+            task: Some("draft"),
+            tool: Some("fetch_page"),
+            model: Some("gpt-4o"),
+            input_tokens: Some(u64::MAX),
+            cache_read_tokens: Some(1),
+            cache_write_tokens: Some(2),
+            output_tokens: Some(3),
+            reasoning_tokens: Some(4),
+            cost_usd: Some(usd(12_345_000_000_000_001, 12)),
+            latency_ms: Some(5),
+            status: Some("ok"),
+            prompt: Some("p"),
+            completion: Some("c"),
+            limit_kind: Some("per_hop"),
+            limit: Some(6),
+            tokens: Some(7),
+            action: Some("trim"),
+        };
+        let line = record.to_line();
+        assert!(!line.contains('\n'), "{line}");
+        assert!(line.contains("\"cost_usd\":12345.000000000001,"), "{line}");
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value.as_object().unwrap().len(), 25);
+        assert_eq!(value["run_id"], "r\"1\n");
+        assert_eq!(value["input_tokens"], u64::MAX);
+    }
+
+    #[test]
+    fn samples_generate() {
+        let files = try_sample_files().unwrap();
+        assert_eq!(files.len(), 4);
+        assert!(files.iter().all(|(_, lines)| {
+            !lines.is_empty()
+                && lines
+                    .iter()
+                    .all(|l| l.starts_with("{\"") && l.ends_with('}'))
+        }));
+    }
 }
