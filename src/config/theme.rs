@@ -128,12 +128,21 @@ impl ThemeFile {
     }
 
     /// The built-in theme `name` as written (complete: a test checks it).
+    ///
+    /// # Panics
+    /// Never in a released build: unit tests parse every embedded theme. A
+    /// broken one fails loudly, naming it, rather than turning every role
+    /// into plain text.
     #[must_use]
     pub fn builtin(name: &str) -> Option<ThemeFile> {
-        let (_, text) = BUILTIN_THEMES.iter().find(|(n, _)| *n == name)?;
-        // The embedded files are parsed by the tests, so this cannot fail in
-        // a released binary; an empty theme (plain text) is a safe fallback.
-        Some(ThemeFile::parse(text).unwrap_or_default())
+        let (name, text) = BUILTIN_THEMES.iter().find(|(n, _)| *n == name)?;
+        Some(ThemeFile::parse_builtin(name, text))
+    }
+
+    #[allow(clippy::panic)]
+    fn parse_builtin(name: &str, text: &str) -> ThemeFile {
+        ThemeFile::parse(text)
+            .unwrap_or_else(|e| panic!("the built-in theme '{name}' does not parse: {e}"))
     }
 
     /// The roles this file leaves unset.
@@ -378,6 +387,21 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn every_built_in_theme_parses_complete() {
+        for (name, _) in BUILTIN_THEMES {
+            let file = ThemeFile::builtin(name).unwrap();
+            assert_eq!(file.missing_roles(), Vec::<&str>::new(), "{name}");
+        }
+        assert_eq!(ThemeFile::builtin("nope"), None);
+    }
+
+    #[test]
+    #[should_panic(expected = "the built-in theme 'broken' does not parse: ")]
+    fn a_broken_built_in_theme_fails_loudly() {
+        let _ = ThemeFile::parse_builtin("broken", "cost = \"purpel\"");
     }
 
     #[test]
