@@ -726,3 +726,34 @@ fn an_empty_idempotency_key_is_no_key() {
     }
     runtime.stop().unwrap();
 }
+
+#[test]
+fn team_files_that_are_not_regular_files_are_refused() {
+    // A FIFO in place of a team file: reading it for the last run number
+    // must not block the start (nor a device such as /dev/zero fill memory).
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("naive-team.jsonl");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let out = dir.path().to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let refused = tokio::runtime::Runtime::new().unwrap().block_on(async {
+            Demo::start(DemoConfig {
+                control: format!("unix:{}", out.join("control.sock").display()),
+                out,
+                runs: Some(1),
+                rate: 1.0,
+                seed: 1,
+            })
+            .err()
+            .map(|e| format!("{e:#}"))
+        });
+        let _ = tx.send(refused);
+    });
+    let refused = rx
+        .recv_timeout(WAIT)
+        .expect("Demo::start blocked on a FIFO")
+        .expect("a FIFO team file is refused");
+    assert!(refused.contains("is not a regular file"), "{refused}");
+}

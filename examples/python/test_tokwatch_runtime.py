@@ -203,6 +203,19 @@ class ControllerTest(unittest.TestCase):
             self.assertEqual([(l["type"], l["action"]) for l in lines], [("budget_exceeded", "pause")])
 
 
+class TelemetryTest(unittest.TestCase):
+    def test_a_record_that_is_not_json_is_refused_not_written(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "t.jsonl"
+            telemetry = rt.Telemetry(path)
+            telemetry.write({"run_id": "r1", "input_tokens": 5})
+            for bad in (float("nan"), float("inf")):
+                with self.assertRaises(ValueError):
+                    telemetry.write({"run_id": "r1", "cost_usd": bad})
+            telemetry.close()
+            self.assertEqual(path.read_text(), '{"run_id":"r1","input_tokens":5}\n')
+
+
 class ProtocolTest(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory()

@@ -617,7 +617,10 @@ class Telemetry:
         self._lock = threading.Lock()
 
     def write(self, record: dict) -> None:
-        line = json.dumps({k: v for k, v in record.items() if v is not None}, separators=(",", ":"))
+        # NaN and infinities are not JSON: refused (ValueError), never
+        # written as `NaN` for a reader to reject.
+        line = json.dumps({k: v for k, v in record.items() if v is not None},
+                          separators=(",", ":"), allow_nan=False)
         with self._lock:
             self._file.write(line + "\n")
             self._file.flush()

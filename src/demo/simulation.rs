@@ -404,13 +404,25 @@ impl Telemetry {
     /// directory continues the numbering instead of reusing run ids.
     ///
     /// # Errors
-    /// The files cannot be opened or read.
+    /// The files cannot be opened or read, or one is not a regular file (a
+    /// FIFO would block the start, a device such as `/dev/zero` never end).
     pub fn open(out: &Path) -> io::Result<(Telemetry, u64)> {
         let mut last_run = 0;
         let mut files = Vec::new();
         for (team, name) in TEAM_FILES {
             let path = out.join(name);
-            if path.exists() {
+            let exists = match std::fs::metadata(&path) {
+                Ok(meta) if meta.is_file() => true,
+                Ok(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("'{}' is not a regular file", path.display()),
+                    ));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+                Err(e) => return Err(e),
+            };
+            if exists {
                 let prefix = format!("{team}-");
                 for line in io::BufReader::new(File::open(&path)?).lines() {
                     let line = line?;
