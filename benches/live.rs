@@ -65,12 +65,6 @@ fn settings() -> LiveSettings {
         window: TimeWindow::default(),
         max_line_bytes: files::DEFAULT_MAX_LINE_BYTES,
         record: None,
-        interval: Duration::from_secs(1),
-        exit_after: None,
-        hops: false,
-        json_runs: 0,
-        rules: tokwatch::model::insights::BleedRules::default(),
-        filters: report::Filters::default(),
         decoders: std::sync::Arc::default(),
     }
 }

@@ -254,12 +254,6 @@ fn run_with_dashboard(runtime: &tokio::runtime::Runtime, config: DemoConfig) -> 
         window: crate::ingest::TimeWindow::default(),
         max_line_bytes: crate::ingest::sources::files::DEFAULT_MAX_LINE_BYTES,
         record: None,
-        interval: Duration::from_secs(1),
-        exit_after: None,
-        hops: false,
-        json_runs: 100,
-        rules: crate::model::insights::BleedRules::default(),
-        filters: crate::report::Filters::default(),
         decoders: std::sync::Arc::default(),
     };
     runtime

@@ -225,13 +225,6 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
         until_ms: None,
     };
     let settings = live::LiveSettings {
-        filters: Filters {
-            since: args.since.clone(),
-            until: None,
-            group_by: None,
-            timezone: args.since.as_ref().map(|_| tz.name().to_owned()),
-            prices: args.prices.as_ref().map(|p| p.display().to_string()),
-        },
         follow: args.follow,
         listen: args.listen,
         listen_token: args.listen_token,
@@ -242,11 +235,6 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
         window,
         max_line_bytes: args.max_line_bytes,
         record: args.record,
-        interval: args.interval,
-        exit_after: args.exit_after,
-        hops: args.hops,
-        json_runs: args.top,
-        rules: bleed_rules(args.config.as_deref())?,
         decoders: Arc::new(DecoderConfig {
             forced: args.input.input_format,
             segment_attribute: args.input.segment_attribute.clone(),
@@ -260,7 +248,44 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     if args.jsonl {
-        return runtime.block_on(live::run_headless(settings, prices));
+        let options = ReportOptions {
+            format: report::ReportFormat::Json,
+            hops: args.hops,
+            top_runs: 0,
+            json_runs: args.top,
+            rules: bleed_rules(args.config.as_deref())?,
+            filters: Filters {
+                since: args.since.clone(),
+                until: None,
+                group_by: None,
+                timezone: args.since.as_ref().map(|_| tz.name().to_owned()),
+                prices: args.prices.as_ref().map(|p| p.display().to_string()),
+            },
+        };
+        let headless = live::Headless {
+            every: args.interval,
+            top_runs: args.top,
+            exit_after: args.exit_after,
+        };
+        return runtime.block_on(live::run_headless(
+            &settings,
+            prices,
+            &headless,
+            move |publication, sequence| {
+                let info = report::LiveInfo {
+                    sequence,
+                    uptime_ms: u64::try_from(publication.uptime.as_millis()).unwrap_or(u64::MAX),
+                    last: publication.last,
+                    caught_up: publication.caught_up,
+                };
+                report::render_json_line(
+                    &publication.snapshot,
+                    &publication.stats,
+                    &options,
+                    Some(info),
+                )
+            },
+        ));
     }
     let mut ui = dashboard_settings(args.config.as_deref(), args.theme.as_deref())?;
     ui.control = args

@@ -1,12 +1,14 @@
 //! Live mode: sources (followed files, sockets, standard input) split and
 //! parse their lines and feed one aggregator through a bounded channel; the
-//! aggregator owns the ledger, folds the parsed events in and publishes
-//! snapshots. `--jsonl` prints one JSON snapshot per interval.
+//! [`LiveService`] runs the aggregator on a thread of its own, folds the
+//! parsed events into the ledger and publishes snapshots by one policy
+//! ([`Publish`]) to the dashboard and to `--jsonl` ([`run_headless`]).
 //!
 //! ```text
-//!  follower thread (notify hint + stat tick) ─┐  parsed
-//!  socket listeners (task per client)        ├─► mpsc(64 batches) ─► Aggregator ─► snapshot ─► stdout (--jsonl)
-//!  stdin thread                              ─┘  backpressure        Ledger                   or the dashboard
+//!  follower thread (notify hint + stat tick) ─┐  parsed                     aggregator thread
+//!  socket listeners (task per client)        ├─► mpsc(64 batches) ─► Aggregator ─► Publication ─► watch ─► dashboard
+//!  stdin thread                              ─┘  backpressure        Ledger, insights           (latest)  or --jsonl
+//!                                                                     ▲ Control (stop)
 //! ```
 
 use std::fs::{File, OpenOptions};
@@ -33,13 +35,18 @@ use crate::ingest::record::{Recorded, record_line};
 use crate::ingest::sources::socket::{ListenAddr, ListenConfig, Listener};
 use crate::ingest::sources::tail::{FileEvent, FollowConfig, Follower, StartAt, TailSink, Target};
 use crate::ingest::{IngestStats, Ingestor, RejectKind, TimeWindow};
-use crate::model::insights::BleedRules;
 use crate::model::{Ledger, LedgerConfig, Snapshot};
 use crate::pricing::PriceBook;
-use crate::report::{self, Filters, LiveInfo, ReportFormat, ReportOptions};
 use crate::types::event::Format;
 
-/// Everything live mode needs, resolved from the command line.
+mod headless;
+mod service;
+
+pub use headless::{Headless, run_headless};
+pub use service::{Control, LiveService, Publication, Publish};
+
+/// Where live mode reads from and how, resolved from the command line (how
+/// it publishes is [`Publish`]; what `--jsonl` prints is the caller's).
 #[derive(Debug, Clone)]
 pub struct LiveSettings {
     /// `--follow` arguments; `-` is standard input.
@@ -53,14 +60,6 @@ pub struct LiveSettings {
     pub window: TimeWindow,
     pub max_line_bytes: usize,
     pub record: Option<PathBuf>,
-    pub interval: Duration,
-    pub exit_after: Option<Duration>,
-    pub hops: bool,
-    /// Runs per snapshot, most expensive first (0 = all).
-    pub json_runs: usize,
-    /// Bleeding-hop thresholds (`[insights]` in the config file).
-    pub rules: BleedRules,
-    pub filters: Filters,
     /// How sources decode their lines (`--input-format`, …).
     pub decoders: Arc<DecoderConfig>,
 }
@@ -88,6 +87,18 @@ pub struct Aggregator {
     /// [`IngestMsg::CaughtUp`] arrived: followed files have all been read
     /// to their end once (without followed files it comes at once).
     pub caught_up: bool,
+    /// Tests: a fold that blocks (see [`TestHold`]).
+    #[cfg(test)]
+    pub(crate) hold: Option<TestHold>,
+}
+
+/// Tests: makes [`Aggregator::handle`] say it started (`entered`) and then
+/// wait until `release` is sent to or dropped — a fold as slow as a test
+/// wants it.
+#[cfg(test)]
+pub(crate) struct TestHold {
+    pub entered: std::sync::mpsc::Sender<()>,
+    pub release: std::sync::mpsc::Receiver<()>,
 }
 
 impl Aggregator {
@@ -110,6 +121,8 @@ impl Aggregator {
             input_format: None,
             dirty: true,
             caught_up: false,
+            #[cfg(test)]
+            hold: None,
         }
     }
 
@@ -133,6 +146,12 @@ impl Aggregator {
             },
         );
         self
+    }
+
+    /// The prices the ledger uses.
+    #[must_use]
+    pub fn prices(&self) -> &PriceBook {
+        self.ledger.prices()
     }
 
     #[must_use]
@@ -161,6 +180,11 @@ impl Aggregator {
     /// # Errors
     /// Writing the `--record` file failed (the message was not applied).
     pub fn handle(&mut self, msg: IngestMsg) -> io::Result<()> {
+        #[cfg(test)]
+        if let Some(hold) = &self.hold {
+            let _ = hold.entered.send(());
+            let _ = hold.release.recv();
+        }
         self.dirty = true;
         match msg {
             IngestMsg::Lines {
@@ -728,112 +752,4 @@ impl Sources {
         }
         Ok(())
     }
-}
-
-/// Runs headless live mode until a signal, `--exit-after`, or the end of
-/// every finite source (standard input alone).
-///
-/// # Errors
-/// A listener cannot bind, the record file cannot be opened, stdout fails.
-pub async fn run_headless(settings: LiveSettings, prices: PriceBook) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let mut sources = Sources::start(&settings)?;
-    for name in &sources.listening {
-        eprintln!("tokwatch: listening on {name}");
-    }
-    for warning in &sources.warnings {
-        eprintln!("tokwatch: {warning}");
-    }
-    let mut aggregator = Aggregator::new(
-        prices,
-        settings.window,
-        settings.max_line_bytes,
-        sources.record.take(),
-    )
-    .with_input_format(settings.decoders.forced)
-    // JSON snapshots never show the live tail: keep no recent events.
-    .with_recent_events(0);
-    let options = ReportOptions {
-        format: ReportFormat::Json,
-        hops: settings.hops,
-        top_runs: 0,
-        json_runs: settings.json_runs,
-        rules: settings.rules.clone(),
-        filters: settings.filters.clone(),
-    };
-    let mut sequence = 0_u64;
-    let mut out = io::stdout().lock();
-    let mut emit = |aggregator: &Aggregator, last: bool| -> anyhow::Result<()> {
-        sequence += 1;
-        let info = LiveInfo {
-            sequence,
-            uptime_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            last,
-            caught_up: aggregator.caught_up,
-        };
-        let line = report::render_json_line(
-            &aggregator.snapshot_top(options.json_runs),
-            aggregator.stats(),
-            &options,
-            Some(info),
-        );
-        match out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-            other => other.context("cannot write to standard output"),
-        }
-    };
-
-    // The first snapshot comes quickly (within 100 ms), then one per interval.
-    let first = settings.interval.min(Duration::from_millis(100));
-    let mut ticker =
-        tokio::time::interval_at(tokio::time::Instant::now() + first, settings.interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let exit_after = async {
-        match settings.exit_after {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(exit_after);
-    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            biased;
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
-            _ = sighup.recv() => break,
-            () = &mut exit_after => break,
-            _ = ticker.tick() => {
-                emit(&aggregator, false)?;
-                // A snapshot slower than the interval must not starve ingestion:
-                // the next one is a full interval after this one ended.
-                ticker.reset();
-            }
-            msg = sources.rx.recv() => match msg {
-                Some(IngestMsg::CaughtUp) if !aggregator.caught_up => {
-                    aggregator.handle(IngestMsg::CaughtUp)?;
-                    // The backlog is in: print it now rather than at the next tick.
-                    emit(&aggregator, false)?;
-                    ticker.reset();
-                }
-                Some(msg) => {
-                    if let IngestMsg::Waiting { target, missing } = &msg {
-                        let target = crate::sanitize::sanitize(target);
-                        if *missing {
-                            eprintln!("tokwatch: waiting for '{target}' to appear");
-                        } else {
-                            eprintln!("tokwatch: '{target}' appeared");
-                        }
-                    }
-                    aggregator.handle(msg)?;
-                }
-                None => break, // every source finished
-            },
-        }
-    }
-    sources.shutdown(|msg| aggregator.handle(msg)).await?;
-    emit(&aggregator, true)?;
-    Ok(())
 }

@@ -1,13 +1,14 @@
-//! The dashboard's event loop. One task owns the terminal; the aggregator
-//! task owns the ledger and publishes at most one snapshot per
-//! `snapshot_interval`, only when something changed; frames are drawn only
+//! The dashboard's event loop. One task owns the terminal; the live service
+//! (`live::LiveService`, on a thread of its own) owns the ledger and
+//! publishes at most one snapshot per `snapshot_interval`, only when
+//! something changed; the loop only receives them. Frames are drawn only
 //! when something changed, at most `max_fps` per second. Nothing ticks while
 //! nothing happens, except a once-a-second redraw of the "last event … ago"
 //! clock.
 
 use std::io;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use futures_util::StreamExt as _;
@@ -24,9 +25,9 @@ use crate::config::keys::Keymap;
 use crate::control::ControlAddr;
 use crate::control::client::{ClientEvent, REFRESH, run_runtime_link};
 use crate::control::store::{self, DesiredState};
-use crate::live::{Aggregator, LiveSettings, Sources};
+use crate::live::{LiveService, LiveSettings, Publication, Publish};
 use crate::model::budget::{Limits, Scope};
-use crate::model::insights::{BleedRules, Insights};
+use crate::model::insights::BleedRules;
 use crate::pricing::PriceBook;
 
 use super::budgets::{BudgetBoard, BudgetEditor, EditorInput};
@@ -284,8 +285,8 @@ impl Drop for TerminalGuard {
     }
 }
 
-/// Runs sources, the aggregator and the dashboard until the user quits or a
-/// signal arrives.
+/// Runs the live service and the dashboard until the user quits or a signal
+/// arrives.
 ///
 /// # Errors
 /// Sources cannot start, or the terminal cannot be used.
@@ -294,139 +295,108 @@ pub async fn run_tui(
     prices: PriceBook,
     ui: UiSettings,
 ) -> anyhow::Result<()> {
-    let mut sources = Sources::start(&settings)?;
-    let mut aggregator = Aggregator::new(
+    let service = LiveService::start(
+        &settings,
         prices.clone(),
-        settings.window,
-        settings.max_line_bytes,
-        sources.record.take(),
-    )
-    .with_input_format(settings.decoders.forced)
-    .with_recent_events(ui.recent_events);
-    let source_names: Vec<String> = settings
-        .follow
-        .iter()
-        .cloned()
-        .chain(sources.listening.iter().cloned())
-        .collect();
-    let shared_prices = Arc::new(prices.clone());
-    let (publish, mut published) = watch::channel(Arc::new(Published {
-        sources: source_names.clone(),
-        prices: Some(shared_prices.clone()),
+        Publish::Dashboard {
+            every: ui.snapshot_interval,
+            rules: ui.rules.clone(),
+            recent_events: ui.recent_events,
+        },
+    )?;
+    let base = Published {
+        sources: settings
+            .follow
+            .iter()
+            .cloned()
+            .chain(service.listening.iter().cloned())
+            .collect(),
+        prices: Some(Arc::new(prices)),
         ..Published::default()
-    }));
-    let (stop_tx, mut stop_rx) = watch::channel(false);
-    let rules = ui.rules.clone();
-    let interval = ui.snapshot_interval;
-
-    // The aggregator: applies messages, publishes when dirty, rate-limited.
-    let aggregator_task = tokio::spawn(async move {
-        let mut last_publish = tokio::time::Instant::now() - interval;
-        let mut window_start = Instant::now();
-        let mut lines_at_window = 0_u64;
-        let mut lines_per_sec = 0.0;
-        let mut last_event_ms = None;
-        // Every source ended (standard input alone): keep publishing what was read.
-        let mut sources_done = false;
-        // How long the last publish took: the next waits at least four times
-        // that (nine while a backlog is being read, and at least a second),
-        // so building snapshots and insights of a large ledger never takes
-        // more than a fifth (a tenth) of the task. The moment the backlog is
-        // in, it is published.
-        let mut publish_cost = Duration::ZERO;
-        let mut publish_now = false;
-        loop {
-            let gap = if publish_now {
-                Duration::ZERO
-            } else if aggregator.caught_up {
-                interval.max(publish_cost * 4)
-            } else {
-                interval.max(publish_cost * 9).max(Duration::from_secs(1))
-            };
-            let deadline = last_publish + gap;
-            tokio::select! {
-                _ = stop_rx.changed() => break,
-                msg = sources.rx.recv(), if !sources_done => match msg {
-                    Some(msg) => {
-                        let catching_up = !aggregator.caught_up;
-                        // Only telemetry is an event ("last event … ago"),
-                        // not a file opened or a path waited for.
-                        let telemetry = {
-                            use crate::ingest::channel::IngestMsg as M;
-                            matches!(msg, M::Lines { .. } | M::Oversized { .. } | M::Estimated(_))
-                        };
-                        if aggregator.handle(msg).is_err() {
-                            break;
-                        }
-                        publish_now |= catching_up && aggregator.caught_up;
-                        if telemetry {
-                            last_event_ms = Some(chrono::Utc::now().timestamp_millis());
-                        }
-                    }
-                    None => sources_done = true,
-                },
-                () = tokio::time::sleep_until(deadline), if aggregator.dirty => {
-                    let elapsed = window_start.elapsed().as_secs_f64();
-                    #[allow(clippy::cast_precision_loss)]
-                    if elapsed >= 1.0 {
-                        lines_per_sec = (aggregator.stats().lines - lines_at_window) as f64 / elapsed;
-                        lines_at_window = aggregator.stats().lines;
-                        window_start = Instant::now();
-                    }
-                    let started = Instant::now();
-                    let snapshot = aggregator.snapshot();
-                    let insights = Insights::compute(&snapshot, &rules, &prices);
-                    let data = Published {
-                        snapshot: Arc::new(snapshot),
-                        stats: Arc::new(aggregator.stats().clone()),
-                        insights: Arc::new(insights),
-                        lines_per_sec,
-                        last_event_ms,
-                        sources: source_names.clone(),
-                        reading_backlog: !aggregator.caught_up,
-                        live: None,
-                        prices: Some(shared_prices.clone()),
-                    };
-                    let _ = publish.send(Arc::new(data));
-                    aggregator.dirty = false;
-                    last_publish = tokio::time::Instant::now();
-                    publish_cost = started.elapsed();
-                    publish_now = false;
-                }
-            }
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let control = Control::start(&ui, &stop_rx)?;
+    let mut published = service.subscribe();
+    let result = async {
+        // Never dropped: ratatui's `Terminal` prints to stderr on drop when the
+        // cursor cannot be shown, which panics once the terminal is gone (SIGHUP)
+        // and so skips the caller's cleanup; `TerminalGuard` restores instead.
+        let mut terminal =
+            std::mem::ManuallyDrop::new(ratatui::try_init().context("cannot use the terminal")?);
+        let _guard = TerminalGuard { mouse: ui.mouse };
+        if ui.mouse {
+            ratatui::crossterm::execute!(
+                io::stdout(),
+                ratatui::crossterm::event::EnableMouseCapture
+            )?;
         }
-        let _ = sources.shutdown(|msg| aggregator.handle(msg)).await;
-    });
-
-    let control = Control::start(&ui, &stop_tx.subscribe())?;
-    let result = ui_loop(&mut published, ui, control).await;
+        let mut sigterm =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        // A closed terminal sends SIGHUP: end as on SIGTERM, so that what the
+        // caller cleans up at exit (the demo's temporary files) is cleaned up.
+        let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let signal = async {
+            tokio::select! {
+                _ = sigterm.recv() => {}
+                _ = sighup.recv() => {}
+            }
+        };
+        dashboard(
+            &mut terminal,
+            EventStream::new(),
+            signal,
+            &mut published,
+            &base,
+            &ui,
+            control,
+        )
+        .await
+    }
+    .await;
     let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(3), aggregator_task).await;
+    // What is still in flight is folded for at most 3 s after quitting.
+    let _ = tokio::time::timeout(Duration::from_secs(3), service.stop()).await;
     result
 }
 
-async fn ui_loop(
-    published: &mut watch::Receiver<Arc<Published>>,
-    ui: UiSettings,
+/// What the dashboard shows of a publication.
+fn shown(publication: &Publication, base: &Published) -> Arc<Published> {
+    Arc::new(Published {
+        snapshot: publication.snapshot.clone(),
+        stats: publication.stats.clone(),
+        insights: publication.insights.clone().unwrap_or_default(),
+        lines_per_sec: publication.lines_per_sec,
+        last_event_ms: publication.last_event_ms,
+        sources: base.sources.clone(),
+        reading_backlog: !publication.caught_up,
+        live: None,
+        prices: base.prices.clone(),
+    })
+}
+
+/// The dashboard's loop: terminal events (`events`) become inputs, the
+/// service's publications the data shown, link events the budget board;
+/// draws when something changed, at most `max_fps` a second. Ends on the
+/// quit key, the end of `events`, or `stop`.
+async fn dashboard<B, E>(
+    terminal: &mut ratatui::Terminal<B>,
+    mut events: E,
+    stop: impl std::future::Future<Output = ()>,
+    published: &mut watch::Receiver<Arc<Publication>>,
+    base: &Published,
+    ui: &UiSettings,
     mut control: Control,
-) -> anyhow::Result<()> {
-    // Never dropped: ratatui's `Terminal` prints to stderr on drop when the
-    // cursor cannot be shown, which panics once the terminal is gone (SIGHUP)
-    // and so skips the caller's cleanup; `TerminalGuard` restores instead.
-    let mut terminal =
-        std::mem::ManuallyDrop::new(ratatui::try_init().context("cannot use the terminal")?);
-    let _guard = TerminalGuard { mouse: ui.mouse };
-    if ui.mouse {
-        ratatui::crossterm::execute!(io::stdout(), ratatui::crossterm::event::EnableMouseCapture)?;
-    }
-    let mut events = EventStream::new();
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    // A closed terminal sends SIGHUP: end as on SIGTERM, so that what the
-    // caller cleans up at exit (the demo's temporary files) is cleaned up.
-    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+) -> anyhow::Result<()>
+where
+    B: ratatui::backend::Backend,
+    B::Error: Send + Sync + 'static,
+    E: futures_util::Stream<Item = io::Result<Event>> + Unpin,
+{
+    tokio::pin!(stop);
     let mut view = ViewState::default();
     let mut theme_index = 0;
-    let mut data: Arc<Published> = published.borrow_and_update().clone();
+    // Until the first publication: the sources and prices, nothing counted.
+    let mut data = Arc::new(base.clone());
     let mut rows = Rows::compute(&data, view.screen(), &view);
     let frame_time = Duration::from_secs_f64(1.0 / f64::from(ui.max_fps.max(1)));
     let mut dirty = true;
@@ -435,8 +405,7 @@ async fn ui_loop(
     clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
-            _ = sigterm.recv() => break,
-            _ = sighup.recv() => break,
+            () = &mut stop => break,
             event = events.next() => match event {
                 Some(Ok(event)) => {
                     if let Event::Resize(..) = event {
@@ -476,7 +445,7 @@ async fn ui_loop(
                         view.hold_clock(chrono::Utc::now().timestamp_millis());
                         if !view.frozen && data.live.is_some() {
                             // resumed: back to the latest state at once
-                            data = published.borrow().clone();
+                            data = shown(&published.borrow(), base);
                             control.board.refresh_usage(&data.snapshot);
                         }
                         rows = Rows::compute(&data, view.screen(), &view);
@@ -490,7 +459,7 @@ async fn ui_loop(
                 if changed.is_err() {
                     break;
                 }
-                let latest = published.borrow_and_update().clone();
+                let latest = shown(&published.borrow_and_update(), base);
                 if view.frozen {
                     // the view holds still; the status bar follows ingest
                     let mut held = (*data).clone();
@@ -536,4 +505,206 @@ async fn ui_loop(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    use ratatui::backend::{Backend, ClearType, TestBackend, WindowSize};
+    use ratatui::buffer::Cell;
+    use ratatui::layout::{Position, Size};
+
+    use super::*;
+    use crate::ingest::TimeWindow;
+    use crate::ingest::sources::files::DEFAULT_MAX_LINE_BYTES;
+    use crate::live::{Aggregator, Sources, TestHold};
+
+    /// A `TestBackend` the test reads while the dashboard draws on it.
+    #[derive(Clone)]
+    struct Shared(Arc<Mutex<TestBackend>>);
+
+    impl Backend for Shared {
+        type Error = <TestBackend as Backend>::Error;
+        fn draw<'a, I>(&mut self, content: I) -> Result<(), Self::Error>
+        where
+            I: Iterator<Item = (u16, u16, &'a Cell)>,
+        {
+            self.0.lock().unwrap().draw(content)
+        }
+        fn hide_cursor(&mut self) -> Result<(), Self::Error> {
+            self.0.lock().unwrap().hide_cursor()
+        }
+        fn show_cursor(&mut self) -> Result<(), Self::Error> {
+            self.0.lock().unwrap().show_cursor()
+        }
+        fn get_cursor_position(&mut self) -> Result<Position, Self::Error> {
+            self.0.lock().unwrap().get_cursor_position()
+        }
+        fn set_cursor_position<P: Into<Position>>(&mut self, p: P) -> Result<(), Self::Error> {
+            self.0.lock().unwrap().set_cursor_position(p)
+        }
+        fn clear(&mut self) -> Result<(), Self::Error> {
+            self.0.lock().unwrap().clear()
+        }
+        fn clear_region(&mut self, clear_type: ClearType) -> Result<(), Self::Error> {
+            self.0.lock().unwrap().clear_region(clear_type)
+        }
+        fn size(&self) -> Result<Size, Self::Error> {
+            self.0.lock().unwrap().size()
+        }
+        fn window_size(&mut self) -> Result<WindowSize, Self::Error> {
+            self.0.lock().unwrap().window_size()
+        }
+        fn flush(&mut self) -> Result<(), Self::Error> {
+            self.0.lock().unwrap().flush()
+        }
+    }
+
+    fn ui_settings() -> UiSettings {
+        UiSettings {
+            themes: vec![Theme::builtin(Theme::builtin_names()[0]).unwrap()],
+            keymap: Keymap::default(),
+            max_fps: 30,
+            snapshot_interval: Duration::from_millis(100),
+            mouse: false,
+            rules: BleedRules::default(),
+            recent_events: 500,
+            control: Vec::new(),
+            control_token: None,
+            budgets_path: None,
+            readonly: false,
+        }
+    }
+
+    fn key(c: char) -> Event {
+        Event::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
+    }
+
+    /// Polls `done` until it holds; fails after 30 s with `what`.
+    fn eventually(what: &str, mut done: impl FnMut() -> Option<String>) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match done() {
+                None => return,
+                Some(state) if Instant::now() > deadline => panic!("{what}; {state}"),
+                Some(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    }
+
+    /// The stall: the fold is busy (here: blocked until released)
+    /// while a client keeps one of the runtime's two workers busy. The
+    /// dashboard still draws what is typed, and quits when asked; nothing
+    /// read meanwhile is lost.
+    #[test]
+    fn input_is_answered_while_the_aggregator_is_busy() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let _entered_runtime = runtime.enter();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("a.jsonl");
+        let line = "{\"ts\":\"2026-11-28T10:00:00Z\",\"run_id\":\"r1\",\"agent\":\"a\",\"model\":\"gpt-4o-mini\",\"input_tokens\":100,\"output_tokens\":10}\n";
+        std::fs::write(&log, line.repeat(3)).unwrap();
+        let settings = LiveSettings {
+            follow: vec![log.display().to_string()],
+            listen: Vec::new(),
+            listen_token: None,
+            max_clients: 8,
+            poll: true,
+            poll_interval: Duration::from_millis(100),
+            from_end: false,
+            window: TimeWindow::default(),
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            record: None,
+            decoders: Arc::default(),
+        };
+        let sources = Sources::start(&settings).unwrap();
+        let (entered_tx, entered) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        let mut aggregator = Aggregator::new(
+            PriceBook::embedded(),
+            TimeWindow::default(),
+            DEFAULT_MAX_LINE_BYTES,
+            None,
+        );
+        aggregator.hold = Some(TestHold {
+            entered: entered_tx,
+            release: release_rx,
+        });
+        let ui = ui_settings();
+        let service = LiveService::with_parts(
+            sources,
+            aggregator,
+            Publish::Dashboard {
+                every: ui.snapshot_interval,
+                rules: ui.rules.clone(),
+                recent_events: ui.recent_events,
+            },
+        )
+        .unwrap();
+        entered
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the aggregator never received the file's lines");
+        // A busy client on the runtime (a blocking task holds a worker).
+        let (busy_tx, busy) = std::sync::mpsc::channel();
+        let (unbusy, unbusy_rx) = std::sync::mpsc::channel::<()>();
+        runtime.spawn(async move {
+            let _ = busy_tx.send(());
+            let _ = unbusy_rx.recv();
+        });
+        busy.recv_timeout(Duration::from_secs(30)).unwrap();
+
+        let screen = Arc::new(Mutex::new(TestBackend::new(100, 30)));
+        // Bounded like a terminal's input: the test types two keys.
+        let (keys, keys_rx) = mpsc::channel::<Event>(8);
+        let mut published = service.subscribe();
+        let handle = runtime.handle().clone();
+        let backend = Shared(screen.clone());
+        let dashboard_thread = std::thread::spawn(move || {
+            handle.block_on(async move {
+                let mut terminal = ratatui::Terminal::new(backend).unwrap();
+                let (_stop, stop_rx) = watch::channel(false);
+                let control = Control::start(&ui, &stop_rx).unwrap();
+                let events = Box::pin(futures_util::stream::unfold(keys_rx, |mut rx| async {
+                    rx.recv().await.map(|event| (Ok(event), rx))
+                }));
+                let base = Published::default();
+                dashboard(
+                    &mut terminal,
+                    events,
+                    std::future::pending(),
+                    &mut published,
+                    &base,
+                    &ui,
+                    control,
+                )
+                .await
+            })
+        });
+        keys.blocking_send(key('?')).unwrap();
+        eventually("the help overlay was never drawn", || {
+            let text = screen.lock().unwrap().to_string();
+            (!text.contains("this help (j/k, PgUp/PgDn scroll it)")).then_some(text)
+        });
+        keys.blocking_send(key('q')).unwrap();
+        eventually("the dashboard did not quit", || {
+            (!dashboard_thread.is_finished()).then(|| "still running".to_owned())
+        });
+        dashboard_thread.join().unwrap().unwrap();
+
+        // The fold was held all along; released, it counts every line.
+        drop(release);
+        drop(unbusy);
+        let mut published = service.subscribe();
+        runtime.block_on(service.stop()).unwrap();
+        let last = published.borrow_and_update().clone();
+        assert!(last.last);
+        assert_eq!(last.stats.events, 3);
+        assert_eq!(last.snapshot.totals.input_tokens, 300);
+    }
 }

@@ -1,0 +1,120 @@
+//! `--jsonl`: the live service's publications printed one per line.
+
+use std::io::{self, Write as _};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use super::{LiveService, LiveSettings, Publication, Publish};
+use crate::pricing::PriceBook;
+
+/// How `--jsonl` runs; what a line holds is the caller's `render`.
+#[derive(Debug, Clone)]
+pub struct Headless {
+    /// One snapshot per interval (`--interval`).
+    pub every: Duration,
+    /// Runs per snapshot, most expensive first (0 = all).
+    pub top_runs: usize,
+    /// Stop after this long (`--exit-after`).
+    pub exit_after: Option<Duration>,
+}
+
+/// Runs headless live mode until a signal, `--exit-after`, or the end of
+/// every finite source (standard input alone), printing each publication as
+/// `render` makes it (given the publication and its 1-based sequence
+/// number). Rendering and writing happen off the runtime's workers, one at
+/// a time: when they are slower than the interval, publications in between
+/// are skipped (the last one never is).
+///
+/// # Errors
+/// A listener cannot bind, the record file cannot be opened or written,
+/// stdout fails.
+pub async fn run_headless<R>(
+    settings: &LiveSettings,
+    prices: PriceBook,
+    headless: &Headless,
+    render: R,
+) -> anyhow::Result<()>
+where
+    R: Fn(&Publication, u64) -> String + Send + Sync + 'static,
+{
+    let service = LiveService::start(
+        settings,
+        prices,
+        Publish::Lines {
+            every: headless.every,
+            top_runs: headless.top_runs,
+        },
+    )?;
+    for name in &service.listening {
+        eprintln!("tokwatch: listening on {name}");
+    }
+    for warning in &service.warnings {
+        eprintln!("tokwatch: {warning}");
+    }
+    let render = Arc::new(render);
+    let mut published = service.subscribe();
+    let mut sequence = 0_u64;
+    let exit_after = async {
+        match headless.exit_after {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(exit_after);
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut printed_last = false;
+    loop {
+        tokio::select! {
+            biased;
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            _ = sighup.recv() => break,
+            () = &mut exit_after => break,
+            changed = published.changed() => {
+                if changed.is_err() {
+                    break; // every source ended: the service stopped by itself
+                }
+                let publication = published.borrow_and_update().clone();
+                sequence += 1;
+                printed_last = publication.last;
+                print(&render, publication, sequence).await?;
+                if printed_last {
+                    break;
+                }
+            }
+        }
+    }
+    let result = service.stop().await;
+    // The last publication: printed whatever was skipped before it.
+    let publication = published.borrow_and_update().clone();
+    if publication.last && !printed_last {
+        sequence += 1;
+        print(&render, publication, sequence).await?;
+    }
+    result.context("cannot write the --record file")
+}
+
+async fn print<R>(
+    render: &Arc<R>,
+    publication: Arc<Publication>,
+    sequence: u64,
+) -> anyhow::Result<()>
+where
+    R: Fn(&Publication, u64) -> String + Send + Sync + 'static,
+{
+    let render = render.clone();
+    tokio::task::spawn_blocking(move || {
+        let line = render(&publication, sequence);
+        let mut out = io::stdout().lock();
+        match out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            other => other.context("cannot write to standard output"),
+        }
+    })
+    .await
+    .context("printing a snapshot failed")?
+}

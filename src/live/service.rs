@@ -1,0 +1,392 @@
+//! The live service: one aggregator on a thread of its own, publishing
+//! snapshots by one policy to whoever shows them (the dashboard, `--jsonl`).
+//!
+//! Folding events, taking snapshots and computing insights are CPU work that
+//! can take a while on a large ledger; none of it runs on the async runtime,
+//! whose workers serve socket clients and control links and drive the
+//! dashboard's timers. The thread waits on its inputs (the sources' channel,
+//! [`Control`] messages, the next publication's deadline) with a
+//! single-threaded tokio scheduler of its own, on which nothing else runs.
+//!
+//! Publishing ([`Publish`]): the dashboard gets a full snapshot with its
+//! insights only when something changed, at most once per interval (and
+//! never more than a fifth of the thread's time: a slow publication spaces
+//! the next ones out); `--jsonl` gets the top runs once per interval whether
+//! anything changed or not. Both get one the moment the backlog is read,
+//! and a last one when the service stops. Publications travel in a `watch`
+//! channel: the latest wins, a slow reader never slows the aggregator.
+
+use std::io;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+
+use super::{Aggregator, LiveSettings, Sources};
+use crate::ingest::IngestStats;
+use crate::ingest::channel::IngestMsg;
+use crate::model::Snapshot;
+use crate::model::insights::{BleedRules, Insights};
+use crate::pricing::PriceBook;
+
+/// How the service publishes.
+#[derive(Debug, Clone)]
+pub enum Publish {
+    /// For the dashboard: the whole snapshot and its insights, when
+    /// something changed, at most every `every`; the live tail keeps
+    /// `recent_events` events. The service runs until told to stop, also
+    /// after every source ended (what was read stays on screen).
+    Dashboard {
+        every: Duration,
+        rules: BleedRules,
+        recent_events: usize,
+    },
+    /// For `--jsonl`: the `top_runs` most expensive runs (0: all; totals
+    /// stay exact), no per-minute series nor insights, once per `every`
+    /// (the first within 100 ms), changed or not; the service ends when
+    /// every source did (standard input alone). Waiting for and finding
+    /// followed paths is told on standard error.
+    Lines { every: Duration, top_runs: usize },
+}
+
+impl Publish {
+    fn recent_events(&self) -> usize {
+        match self {
+            Publish::Dashboard { recent_events, .. } => *recent_events,
+            // JSON snapshots never show the live tail.
+            Publish::Lines { .. } => 0,
+        }
+    }
+}
+
+/// What the service publishes.
+#[derive(Debug, Clone, Default)]
+pub struct Publication {
+    pub snapshot: Arc<Snapshot>,
+    pub stats: Arc<IngestStats>,
+    /// Bleeding hops, percentiles… ([`Publish::Dashboard`] only).
+    pub insights: Option<Arc<Insights>>,
+    /// Lines per second read over the last second or more (all sources).
+    pub lines_per_sec: f64,
+    /// Wall-clock time of the newest telemetry received, epoch ms.
+    pub last_event_ms: Option<i64>,
+    /// Every followed file has been read to its end once.
+    pub caught_up: bool,
+    /// The service started this long before the snapshot was taken.
+    pub uptime: Duration,
+    /// The last publication: the service stopped.
+    pub last: bool,
+}
+
+/// Messages to the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Stop the sources, fold what they had sent, publish a last time, end.
+    Stop,
+}
+
+/// A running live service: sources, and the aggregator thread.
+pub struct LiveService {
+    published: watch::Receiver<Arc<Publication>>,
+    /// Bounded: a stop is all there is to say.
+    control: mpsc::Sender<Control>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+    /// Listeners as bound (`tcp:127.0.0.1:40123`).
+    pub listening: Vec<String>,
+    /// Warnings to show (file events unavailable, …).
+    pub warnings: Vec<String>,
+}
+
+/// How long [`LiveService::stop`] waits for the aggregator thread: sources
+/// take up to 2 s to stop, records counted from text up to 10 s.
+const STOP_WAIT: Duration = Duration::from_secs(15);
+
+impl LiveService {
+    /// Starts the sources and the aggregator thread. Must run inside a
+    /// tokio runtime (socket listeners are tasks on it).
+    ///
+    /// # Errors
+    /// A source cannot start (see [`Sources::start`]), or the thread cannot
+    /// be spawned.
+    pub fn start(
+        settings: &LiveSettings,
+        prices: PriceBook,
+        publish: Publish,
+    ) -> anyhow::Result<LiveService> {
+        let mut sources = Sources::start(settings)?;
+        let aggregator = Aggregator::new(
+            prices,
+            settings.window,
+            settings.max_line_bytes,
+            sources.record.take(),
+        )
+        .with_input_format(settings.decoders.forced)
+        .with_recent_events(publish.recent_events());
+        Ok(Self::with_parts(sources, aggregator, publish)?)
+    }
+
+    /// Runs `aggregator` over started `sources`.
+    ///
+    /// # Errors
+    /// The thread cannot be spawned.
+    pub fn with_parts(
+        mut sources: Sources,
+        aggregator: Aggregator,
+        publish: Publish,
+    ) -> io::Result<LiveService> {
+        let (publish_tx, published) = watch::channel(Arc::new(Publication::default()));
+        let (control, control_rx) = mpsc::channel(4);
+        let listening = std::mem::take(&mut sources.listening);
+        let warnings = std::mem::take(&mut sources.warnings);
+        let thread = std::thread::Builder::new()
+            .name("tokwatch-aggregate".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()?;
+                runtime.block_on(serve(sources, aggregator, publish, control_rx, publish_tx))
+            })?;
+        Ok(LiveService {
+            published,
+            control,
+            thread: Some(thread),
+            listening,
+            warnings,
+        })
+    }
+
+    /// Publications, latest first; `changed` fails once the service ended
+    /// (the last publication stays readable).
+    #[must_use]
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Publication>> {
+        self.published.clone()
+    }
+
+    /// Where to send [`Control`] messages.
+    #[must_use]
+    pub fn control(&self) -> mpsc::Sender<Control> {
+        self.control.clone()
+    }
+
+    /// Stops the service (see [`Control::Stop`]) and waits for its last
+    /// publication (at most [`STOP_WAIT`]).
+    ///
+    /// # Errors
+    /// Folding failed (writing the `--record` file).
+    pub async fn stop(mut self) -> io::Result<()> {
+        let _ = self.control.send(Control::Stop).await;
+        self.finished().await
+    }
+
+    /// Waits until the service ended by itself ([`Publish::Lines`]: every
+    /// source ended) or was stopped, at most [`STOP_WAIT`].
+    ///
+    /// # Errors
+    /// As [`LiveService::stop`].
+    pub async fn finished(&mut self) -> io::Result<()> {
+        let mut published = self.published.clone();
+        let _ = tokio::time::timeout(STOP_WAIT, async {
+            while published.changed().await.is_ok() {}
+        })
+        .await;
+        match self.thread.take() {
+            Some(thread) if thread.is_finished() => thread
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the aggregator thread panicked"))),
+            // Still folding after STOP_WAIT: left to end with the process.
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for LiveService {
+    fn drop(&mut self) {
+        // Not stopped explicitly (an error path): the thread stops by itself.
+        let _ = self.control.try_send(Control::Stop);
+    }
+}
+
+/// When and what to publish, and the figures that span publications.
+struct Publisher {
+    publish: Publish,
+    prices: Arc<PriceBook>,
+    started: Instant,
+    last_publish: Option<Instant>,
+    /// How long the last publication took to build.
+    cost: Duration,
+    /// Publish at once (the backlog was just read).
+    now: bool,
+    window_start: Instant,
+    lines_at_window: u64,
+    lines_per_sec: f64,
+    last_event_ms: Option<i64>,
+}
+
+impl Publisher {
+    fn new(publish: Publish, prices: PriceBook) -> Self {
+        let started = Instant::now();
+        Publisher {
+            publish,
+            prices: Arc::new(prices),
+            started,
+            last_publish: None,
+            cost: Duration::ZERO,
+            now: false,
+            window_start: started,
+            lines_at_window: 0,
+            lines_per_sec: 0.0,
+            last_event_ms: None,
+        }
+    }
+
+    /// When the next publication is due; `None`: nothing to publish.
+    fn deadline(&self, aggregator: &Aggregator) -> Option<Instant> {
+        match &self.publish {
+            Publish::Dashboard { every, .. } => {
+                if !aggregator.dirty {
+                    return None;
+                }
+                if self.now {
+                    return Some(Instant::now());
+                }
+                // The next publication waits at least four times what the
+                // last one took (nine while a backlog is being read, and at
+                // least a second then): building snapshots and insights of a
+                // large ledger never takes more than a fifth (a tenth) of
+                // the thread.
+                let gap = if aggregator.caught_up {
+                    (*every).max(self.cost * 4)
+                } else {
+                    (*every).max(self.cost * 9).max(Duration::from_secs(1))
+                };
+                Some(self.last_publish.map_or_else(Instant::now, |at| at + gap))
+            }
+            Publish::Lines { every, .. } => {
+                if self.now {
+                    return Some(Instant::now());
+                }
+                // The first within 100 ms, then a full interval after the
+                // previous one was published: a publication slower than the
+                // interval never starves ingestion.
+                Some(match self.last_publish {
+                    Some(at) => at + *every,
+                    None => self.started + (*every).min(Duration::from_millis(100)),
+                })
+            }
+        }
+    }
+
+    fn publish(
+        &mut self,
+        aggregator: &mut Aggregator,
+        last: bool,
+        tx: &watch::Sender<Arc<Publication>>,
+    ) {
+        let started = Instant::now();
+        let elapsed = self.window_start.elapsed().as_secs_f64();
+        let lines = aggregator.stats().lines;
+        #[allow(clippy::cast_precision_loss)]
+        if elapsed >= 1.0 {
+            self.lines_per_sec = lines.saturating_sub(self.lines_at_window) as f64 / elapsed;
+            self.lines_at_window = lines;
+            self.window_start = started;
+        }
+        let (snapshot, insights) = match &self.publish {
+            Publish::Dashboard { rules, .. } => {
+                let snapshot = aggregator.snapshot();
+                let insights = Insights::compute(&snapshot, rules, &self.prices);
+                (snapshot, Some(Arc::new(insights)))
+            }
+            Publish::Lines { top_runs, .. } => (aggregator.snapshot_top(*top_runs), None),
+        };
+        let publication = Publication {
+            snapshot: Arc::new(snapshot),
+            stats: Arc::new(aggregator.stats().clone()),
+            insights,
+            lines_per_sec: self.lines_per_sec,
+            last_event_ms: self.last_event_ms,
+            caught_up: aggregator.caught_up,
+            uptime: started.duration_since(self.started),
+            last,
+        };
+        // Nobody subscribed (yet): the value is kept all the same.
+        tx.send_replace(Arc::new(publication));
+        aggregator.dirty = false;
+        self.now = false;
+        let done = Instant::now();
+        self.cost = done.duration_since(started);
+        self.last_publish = Some(done);
+    }
+}
+
+/// The aggregator thread's loop.
+async fn serve(
+    mut sources: Sources,
+    mut aggregator: Aggregator,
+    publish: Publish,
+    mut control: mpsc::Receiver<Control>,
+    tx: watch::Sender<Arc<Publication>>,
+) -> io::Result<()> {
+    let lines_mode = matches!(publish, Publish::Lines { .. });
+    let mut publisher = Publisher::new(publish, aggregator.prices().clone());
+    let mut sources_done = false;
+    let mut failed = Ok(());
+    loop {
+        let deadline = publisher.deadline(&aggregator);
+        let due = tokio::time::Instant::from_std(deadline.unwrap_or_else(Instant::now));
+        tokio::select! {
+            biased;
+            // A dropped service stops it too.
+            Some(Control::Stop) | None = control.recv() => break,
+            () = tokio::time::sleep_until(due), if deadline.is_some() => {
+                publisher.publish(&mut aggregator, false, &tx);
+            }
+            msg = sources.rx.recv(), if !sources_done => match msg {
+                Some(msg) => {
+                    let catching_up = !aggregator.caught_up;
+                    // Only telemetry is an event ("last event … ago"), not
+                    // a file opened or a path waited for.
+                    let telemetry = matches!(
+                        msg,
+                        IngestMsg::Lines { .. } | IngestMsg::Oversized { .. } | IngestMsg::Estimated(_)
+                    );
+                    if lines_mode && let IngestMsg::Waiting { target, missing } = &msg {
+                        let target = crate::sanitize::sanitize(target);
+                        if *missing {
+                            eprintln!("tokwatch: waiting for '{target}' to appear");
+                        } else {
+                            eprintln!("tokwatch: '{target}' appeared");
+                        }
+                    }
+                    if let Err(e) = aggregator.handle(msg) {
+                        failed = Err(e);
+                        break;
+                    }
+                    // The backlog is in: published now rather than later.
+                    publisher.now |= catching_up && aggregator.caught_up;
+                    if telemetry {
+                        publisher.last_event_ms = Some(chrono::Utc::now().timestamp_millis());
+                    }
+                }
+                None => {
+                    sources_done = true;
+                    if lines_mode {
+                        break;
+                    }
+                }
+            },
+        }
+    }
+    let stopped = sources
+        .shutdown(|msg| {
+            if failed.is_ok() {
+                aggregator.handle(msg)
+            } else {
+                Ok(())
+            }
+        })
+        .await;
+    publisher.publish(&mut aggregator, true, &tx);
+    failed.and(stopped)
+}
