@@ -8,8 +8,9 @@
 //! bounded queue ([`QUEUE`] jobs: a full queue makes the decoder wait —
 //! backpressure, never a drop). The worker loads the tokenizers lazily,
 //! counts with the model's (tiktoken: `o200k_base` for GPT-4o, GPT-4.1,
-//! o-series and GPT-5; `cl100k_base` for older OpenAI models; `o200k_base`
-//! as an approximation for every other model, counted in
+//! o-series and GPT-5; `o200k_base` as an approximation for every other
+//! model — GPT-4, GPT-3.5 and older OpenAI models included: their tables
+//! (cl100k, p50k, r50k) are not shipped, 3.4 MB of binary — counted in
 //! `estimates_approximate`) and sends the call back recounted, replacing
 //! the rough count (`Supersede::Latest`). Text never leaves memory.
 //!
@@ -48,17 +49,21 @@ pub fn rough_tokens(text: &str) -> u64 {
 pub fn tokenizer_for(model: &str) -> (Tokenizer, bool) {
     let bare = model.rsplit('/').next().unwrap_or(model).trim();
     match tiktoken_rs::tokenizer::get_tokenizer(&bare.to_ascii_lowercase()) {
-        Some(tokenizer) => (tokenizer, true),
-        None => (Tokenizer::O200kBase, false),
+        Some(tokenizer @ (Tokenizer::O200kBase | Tokenizer::O200kHarmony)) => (tokenizer, true),
+        // Only o200k's table ships (each other table is 0.8–1.7 MB of
+        // binary): GPT-4, GPT-3.5 and older are approximated with it.
+        Some(_) | None => (Tokenizer::O200kBase, false),
     }
 }
 
 /// Tokens of `text` under `tokenizer`, safely (see the module documentation).
 #[must_use]
 pub fn count_tokens(tokenizer: Tokenizer, text: &str) -> u64 {
-    let Ok(bpe) = tiktoken_rs::bpe_for_tokenizer(tokenizer) else {
-        return rough_tokens(text);
-    };
+    // Only o200k's table is linked in (see `tokenizer_for`): every
+    // tokenizer is counted with it; harmony differs from o200k_base only in
+    // special tokens, never counted here.
+    let _ = tokenizer;
+    let bpe = tiktoken_rs::o200k_base_singleton();
     let counted = floor_char_boundary(text, MAX_TEXT_BYTES);
     let head = &text[..counted];
     let encode = |piece: &str| guarded(piece, |p| bpe.encode_ordinary(p).len() as u64);

@@ -17,10 +17,15 @@ fn tokenizers_follow_the_model_and_others_are_approximations() {
         (Tokenizer::O200kBase, true)
     );
     assert_eq!(tokenizer_for("o3-mini"), (Tokenizer::O200kBase, true));
-    assert_eq!(tokenizer_for("gpt-4-0613"), (Tokenizer::Cl100kBase, true));
+    // Only o200k's table ships: older models are approximated with it.
+    assert_eq!(tokenizer_for("gpt-4-0613"), (Tokenizer::O200kBase, false));
+    assert_eq!(
+        tokenizer_for("text-davinci-003"),
+        (Tokenizer::O200kBase, false)
+    );
     assert_eq!(
         tokenizer_for("gpt-3.5-turbo"),
-        (Tokenizer::Cl100kBase, true)
+        (Tokenizer::O200kBase, false)
     );
     assert_eq!(
         tokenizer_for("claude-sonnet-4-5"),
