@@ -559,6 +559,7 @@ fn build_report_ledger(
             period,
             recent_capacity: 0,
             per_minute: false,
+            ..LedgerConfig::default().unlimited()
         },
     );
     let mut ingestor = Ingestor::new(&mut ledger, window);

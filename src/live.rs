@@ -64,6 +64,10 @@ pub struct LiveSettings {
     pub decoders: Arc<DecoderConfig>,
 }
 
+/// Runs and rows of each list a dashboard snapshot carries: the cost of a
+/// snapshot follows this, not the number of distinct keys.
+pub const DASHBOARD_TOP: usize = 2_000;
+
 /// Owns the ledger: applies what sources send, in order per source.
 pub struct Aggregator {
     ledger: Ledger,
@@ -159,13 +163,15 @@ impl Aggregator {
         &self.stats
     }
 
+    /// The dashboard's snapshot: the [`DASHBOARD_TOP`] most expensive runs
+    /// and rows of each list, the rest folded ([`Ledger::snapshot_live`]).
     #[must_use]
     pub fn snapshot(&self) -> Snapshot {
-        self.ledger.snapshot()
+        self.ledger.snapshot_live(DASHBOARD_TOP)
     }
 
     /// A snapshot for printing ([`Ledger::snapshot_top`]): the `runs` most
-    /// expensive runs (0: all), no per-minute series.
+    /// expensive runs and rows of each list (0: all), no per-minute series.
     #[must_use]
     pub fn snapshot_top(&self, runs: usize) -> Snapshot {
         self.ledger.snapshot_top(runs)

@@ -155,6 +155,9 @@ struct TimeRange {
 #[derive(Serialize)]
 struct JsonTotals<'a> {
     runs: usize,
+    /// Live mode only, once runs were evicted past the cap (`docs/live.md`).
+    #[serde(skip_serializing_if = "is_zero")]
+    runs_evicted: u64,
     #[serde(flatten)]
     counters: &'a Counters,
     cache_hit_ratio: f64,
@@ -224,7 +227,7 @@ struct JsonRun<'a> {
     status: Option<&'a str>,
     budget_exceeded: Vec<JsonBudgetHit<'a>>,
     #[serde(flatten)]
-    counters: &'a Counters,
+    counters: Counters,
     #[serde(skip_serializing_if = "Option::is_none")]
     hop_details: Option<Vec<JsonHop<'a>>>,
 }
@@ -335,6 +338,11 @@ fn json_hop<'a>(
     }
 }
 
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 fn saturating_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
@@ -356,7 +364,7 @@ fn json_run<'a>(run: &'a RunAgg, hops: bool, rules: &BleedRules) -> JsonRun<'a> 
         last_ts: iso(run.last_ts_ms),
         status: run.ended.as_deref(),
         budget_exceeded: run.budget_hits.iter().map(json_budget).collect(),
-        counters: &run.counters,
+        counters: run.counters(),
         hop_details: hops.then(|| {
             run.hops
                 .iter()
@@ -431,6 +439,7 @@ fn json_report<'a>(
         },
         totals: JsonTotals {
             runs: snapshot.runs_total,
+            runs_evicted: snapshot.runs_evicted,
             counters: &snapshot.totals,
             cache_hit_ratio: (snapshot.totals.cache_hit_ratio() * 10_000.0).round() / 10_000.0,
             budget_exceeded_events: snapshot.budget_events,
@@ -637,7 +646,7 @@ fn render_csv(snapshot: &Snapshot, options: &ReportOptions) -> anyhow::Result<St
                 multiplier: run.multiplier(),
                 ..CsvRow::default()
             },
-            &run.counters,
+            &run.counters(),
         ));
         if options.hops {
             for hop in &run.hops {
@@ -1101,10 +1110,10 @@ fn render_runs(out: &mut String, snapshot: &Snapshot, options: &ReportOptions, m
             cell(run.segment.as_deref().unwrap_or(""), markdown),
             path.join("→"),
             run.hops.len().to_string(),
-            tokens(run.counters.total_tokens),
+            tokens(run.counters().total_tokens),
             run.multiplier()
                 .map_or_else(|| "-".to_owned(), |m| format!("{m:.1}×")),
-            cost_cell(&run.counters),
+            cost_cell(&run.counters()),
             status,
         ]);
     }

@@ -256,14 +256,14 @@ pub fn usage(snapshot: &Snapshot, scope: &Scope, limits: &Limits) -> Usage {
                 usage.hops_over = usage.hops_over.saturating_add(1);
             }
         }
-        let tokens = run.counters.total_tokens;
+        let tokens = run.counters().total_tokens;
         if tokens > usage.worst_run_tokens {
             usage.worst_run_tokens = tokens;
             usage.worst_run = Some(run.run_id.clone());
         }
-        usage.worst_run_cost = usage.worst_run_cost.max(run.counters.cost);
+        usage.worst_run_cost = usage.worst_run_cost.max(run.counters().cost);
         if limits.total_run_limit.is_some_and(|l| tokens > l)
-            || cost_limit.is_some_and(|l| run.counters.cost > l)
+            || cost_limit.is_some_and(|l| run.counters().cost > l)
         {
             usage.runs_over = usage.runs_over.saturating_add(1);
         }

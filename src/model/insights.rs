@@ -168,8 +168,8 @@ pub fn hop_bleeding(run: &RunAgg, index: usize, rules: &BleedRules) -> Option<Bl
             });
         }
     }
-    if run.hops.len() >= rules.min_hops_for_share && run.counters.cost > Usd::ZERO {
-        let share = hop.cost.to_f64() / run.counters.cost.to_f64();
+    if run.hops.len() >= rules.min_hops_for_share && run.counters().cost > Usd::ZERO {
+        let share = hop.cost.to_f64() / run.counters().cost.to_f64();
         if share >= rules.cost_share {
             return Some(BleedReason::CostShare { share });
         }
@@ -376,7 +376,7 @@ impl Insights {
             }
             insights.bleeding.push(bleeding);
             if !run.hops.is_empty() {
-                run_costs.push(run.counters.cost);
+                run_costs.push(run.counters().cost);
                 multipliers.push(hundredths(run.multiplier().unwrap_or(1.0)));
                 if let Some(growth) = run.context_growth() {
                     growths.push(hundredths(growth));
@@ -386,7 +386,7 @@ impl Insights {
                         start_ms,
                         last_ms,
                         ended: run.ended.is_some(),
-                        cost: run.counters.cost,
+                        cost: run.counters().cost,
                     });
                 }
             }

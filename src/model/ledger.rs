@@ -11,7 +11,7 @@ use chrono::{Datelike, NaiveDate, TimeZone};
 use hashbrown::{DefaultHashBuilder, HashSet, HashTable};
 
 use super::counters::{Costing, Counters, Provenance};
-use super::snapshot::Snapshot;
+use super::snapshot::{Limits, OTHER, Snapshot};
 use crate::pricing::{PriceBook, PriceRef};
 use crate::types::event::{EventKind, Format, TelemetryEvent, infer_provider};
 use crate::types::money::Usd;
@@ -68,14 +68,51 @@ pub struct LedgerConfig {
     /// Keep counters per minute (the burn rate). A one-shot report prints
     /// none, and weeks of calls are tens of thousands of minutes.
     pub per_minute: bool,
+    /// Distinct runs kept (0: no limit). Past it, the runs least recently
+    /// active are evicted: their calls stay in the totals and in their
+    /// agent, segment, user and model rows, and are counted in
+    /// `runs_evicted` and `evicted` (`docs/limits.md`).
+    pub max_runs: usize,
+    /// Distinct names kept in each list (agents, segments, users, models,
+    /// and each hop label: task, tool, status, parent agent); 0: no limit.
+    /// Past it, new names are counted in one row named `(other)`.
+    pub max_labels: usize,
+    /// Minutes of the per-minute series kept before the newest one (0: all).
+    pub minutes_kept: i64,
+}
+
+impl LedgerConfig {
+    /// Live mode's bounds: memory stays bounded however long it runs.
+    pub const LIVE_MAX_RUNS: usize = 100_000;
+    pub const LIVE_MAX_LABELS: usize = 10_000;
+    /// The longest window the dashboard shows (an hour of burn), and a day
+    /// of margin for late events.
+    pub const LIVE_MINUTES_KEPT: i64 = 25 * 60;
+
+    /// No limit on keys (what a one-shot `report` uses: it prints them all).
+    #[must_use]
+    pub fn unlimited(self) -> Self {
+        LedgerConfig {
+            max_runs: 0,
+            max_labels: 0,
+            minutes_kept: 0,
+            ..self
+        }
+    }
 }
 
 impl Default for LedgerConfig {
+    /// Live mode's: a tail of 500 events, the per-minute series of the last
+    /// day, at most [`Self::LIVE_MAX_RUNS`] runs and
+    /// [`Self::LIVE_MAX_LABELS`] names per list.
     fn default() -> Self {
         LedgerConfig {
             recent_capacity: 500,
             period: None,
             per_minute: true,
+            max_runs: Self::LIVE_MAX_RUNS,
+            max_labels: Self::LIVE_MAX_LABELS,
+            minutes_kept: Self::LIVE_MINUTES_KEPT,
         }
     }
 }
@@ -285,31 +322,141 @@ impl std::ops::Deref for HopAgg {
 #[derive(Debug, Clone)]
 pub struct RunAgg {
     pub run_id: Arc<str>,
-    /// Sorted by hop position.
-    pub hops: Vec<HopAgg>,
-    pub counters: Counters,
+    /// Sorted by hop position (see [`Hops`]).
+    pub hops: Hops,
+    /// The run's sum once it has had two hops; before, its hop's counters
+    /// are the run's (single-hop runs are the many: see [`RunAgg::counters`]).
+    sum: Option<Box<Counters>>,
     pub segment: Option<Arc<str>>,
     pub user: Option<Arc<str>>,
     pub first_ts_ms: Option<i64>,
     pub last_ts_ms: Option<i64>,
     /// `status` of the `run_end` record, once seen.
     pub ended: Option<Arc<str>>,
+    /// One per (hop, limit kind), in the order they were first reported.
     pub budget_hits: Vec<BudgetHit>,
+    /// Where `budget_hits` are, once there are many (kept by the ledger).
+    hit_index: Option<Box<HitIndex>>,
 }
 
+/// Positions in a run's `budget_hits`, so that a run with a breach on
+/// each of thousands of hops finds one without scanning them all.
+#[derive(Debug, Clone, Default)]
+struct HitIndex {
+    /// By (hop, limit kind).
+    by_kind: HashTable<u32>,
+    /// The last reported of each hop's.
+    last_of_hop: hashbrown::HashMap<Option<u32>, u32>,
+    hasher: DefaultHashBuilder,
+}
+
+/// Breaches a run scans before it indexes them.
+const SCANNED_HITS: usize = 8;
+
 impl RunAgg {
-    fn new(run_id: Arc<str>) -> Self {
+    /// A run without calls.
+    #[must_use]
+    pub fn new(run_id: Arc<str>) -> Self {
         RunAgg {
             run_id,
-            hops: Vec::new(),
-            counters: Counters::default(),
+            hops: Hops::default(),
+            sum: None,
             segment: None,
             user: None,
             first_ts_ms: None,
             last_ts_ms: None,
             ended: None,
             budget_hits: Vec::new(),
+            hit_index: None,
         }
+    }
+
+    /// Every call of the run, summed.
+    #[must_use]
+    pub fn counters(&self) -> Counters {
+        match (&self.sum, self.hops.first()) {
+            (Some(sum), _) => **sum,
+            (None, Some(hop)) => hop.counters(),
+            (None, None) => Counters::default(),
+        }
+    }
+
+    /// (cost, total tokens): what runs are ranked by.
+    fn rank(&self) -> Rank {
+        let counters = self.counters();
+        (rank_cost(counters.cost), counters.total_tokens)
+    }
+
+    /// The breach last reported for hop `position`.
+    fn last_hit_of(&self, position: u32) -> Option<&BudgetHit> {
+        match &self.hit_index {
+            Some(index) => index
+                .last_of_hop
+                .get(&Some(position))
+                .and_then(|&i| self.budget_hits.get(i as usize)),
+            None => {
+                #[cfg(test)]
+                count_work(self.budget_hits.len());
+                self.budget_hits
+                    .iter()
+                    .rev()
+                    .find(|h| h.hop == Some(position))
+            }
+        }
+    }
+
+    /// Keeps `hit`, over the one of the same hop and limit kind if any.
+    fn record_hit(&mut self, hit: BudgetHit) {
+        let hash = |index: &HitIndex, h: &BudgetHit| {
+            index.hasher.hash_one((h.hop, h.limit_kind.as_deref()))
+        };
+        let existing = match &self.hit_index {
+            Some(index) => {
+                let hits = &self.budget_hits;
+                index
+                    .by_kind
+                    .find(hash(index, &hit), |&i| {
+                        let h = &hits[i as usize];
+                        h.hop == hit.hop && h.limit_kind == hit.limit_kind
+                    })
+                    .map(|&i| i as usize)
+            }
+            None => {
+                #[cfg(test)]
+                count_work(self.budget_hits.len());
+                self.budget_hits
+                    .iter()
+                    .position(|h| h.hop == hit.hop && h.limit_kind == hit.limit_kind)
+            }
+        };
+        if let Some(i) = existing {
+            self.budget_hits[i] = hit;
+            return;
+        }
+        self.budget_hits.push(hit);
+        if self.hit_index.is_none() && self.budget_hits.len() > SCANNED_HITS {
+            self.hit_index = Some(Box::default());
+            for i in 0..self.budget_hits.len() - 1 {
+                self.index_hit(i);
+            }
+        }
+        self.index_hit(self.budget_hits.len() - 1);
+    }
+
+    fn index_hit(&mut self, i: usize) {
+        let (Some(index), Some(hit)) = (&mut self.hit_index, self.budget_hits.get(i)) else {
+            return;
+        };
+        let Ok(at) = u32::try_from(i) else {
+            return;
+        };
+        let hash = index.hasher.hash_one((hit.hop, hit.limit_kind.as_deref()));
+        let (hits, hasher) = (&self.budget_hits, &index.hasher);
+        index.by_kind.insert_unique(hash, at, |&j| {
+            let h = &hits[j as usize];
+            hasher.hash_one((h.hop, h.limit_kind.as_deref()))
+        });
+        index.last_of_hop.insert(hit.hop, at);
     }
 
     /// Run tokens ÷ first hop's tokens: how much re-sent context costs.
@@ -317,7 +464,7 @@ impl RunAgg {
     #[allow(clippy::cast_precision_loss)]
     pub fn multiplier(&self) -> Option<f64> {
         let first = self.hops.first()?.usage.total();
-        (first > 0).then(|| self.counters.total_tokens as f64 / first as f64)
+        (first > 0).then(|| self.counters().total_tokens as f64 / first as f64)
     }
 
     /// Last hop's input ÷ first hop's input: whether the context grows along
@@ -341,23 +488,6 @@ impl RunAgg {
             }
         }
         path
-    }
-
-    /// Where the hop at `hop` (or the next position) is or goes: `Ok(index)`
-    /// when it exists, `Err((index, position))` when it must be inserted.
-    fn find_hop(&self, hop: Option<u32>) -> Result<usize, (usize, u32)> {
-        let position =
-            hop.unwrap_or_else(|| self.hops.last().map_or(1, |h| h.hop.saturating_add(1)));
-        // Hops usually arrive in order: check the end before searching.
-        match self.hops.last() {
-            Some(last) if last.hop == position => Ok(self.hops.len() - 1),
-            Some(last) if last.hop < position => Err((self.hops.len(), position)),
-            None => Err((0, position)),
-            Some(_) => self
-                .hops
-                .binary_search_by_key(&position, |h| h.hop)
-                .map_err(|index| (index, position)),
-        }
     }
 }
 
@@ -507,6 +637,18 @@ impl ModelAgg {
         model
     }
 
+    /// The row of models folded together (never priced as one).
+    pub(crate) fn other() -> Self {
+        ModelAgg {
+            name: Arc::from(OTHER),
+            provider: None,
+            counters: Counters::default(),
+            price: None,
+            priced_as: None,
+            price_version: None,
+        }
+    }
+
     fn resolve(&mut self, prices: &PriceBook) {
         self.price = prices.resolve(&self.name);
         self.priced_as = self.price.map(|p| Arc::from(prices.model(p).name.as_str()));
@@ -556,9 +698,13 @@ pub struct RunEnded {
 pub(crate) struct Table<V> {
     pub(crate) rows: Vec<V>,
     /// (hash of the name, position): growing never re-hashes names.
-    index: HashTable<(u64, usize)>,
+    /// Positions, hashed by name (4 bytes a row: growing re-hashes the
+    /// names, once per doubling).
+    index: HashTable<u32>,
     hasher: DefaultHashBuilder,
     last: usize,
+    /// Positions of removed rows, reused by new names (runs only).
+    free: Vec<usize>,
 }
 
 /// String equality for short names and labels, inlined (a `memcmp` call
@@ -615,7 +761,45 @@ impl<V: Named> Table<V> {
             index: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
             last: usize::MAX,
+            free: Vec::new(),
         }
+    }
+
+    /// Like [`Table::locate`], but past `cap` rows (0: no cap) a new name
+    /// gets the row named [`OTHER`]. Returns the position and whether the
+    /// name was folded.
+    fn locate_capped(
+        &mut self,
+        name: &str,
+        cap: usize,
+        make: impl FnOnce(Arc<str>) -> V,
+    ) -> (usize, bool) {
+        if cap == 0 || self.rows.len() < cap {
+            return (self.locate(name, make), false);
+        }
+        match self.find(name) {
+            Some(position) => {
+                self.last = position;
+                (position, false)
+            }
+            None => (self.locate(OTHER, make), name != OTHER),
+        }
+    }
+
+    /// Removes the row at `position` from the index; its position is
+    /// reused by a new name.
+    fn unlist(&mut self, position: usize) {
+        let Some(row) = self.rows.get(position) else {
+            return;
+        };
+        let hash = self.hasher.hash_one(row.name());
+        if let Ok(entry) = self.index.find_entry(hash, |&i| i as usize == position) {
+            entry.remove();
+        }
+        if self.last == position {
+            self.last = usize::MAX;
+        }
+        self.free.push(position);
     }
 
     /// The position of `name`, its row created by `make` when new.
@@ -631,13 +815,23 @@ impl<V: Named> Table<V> {
         let rows = &self.rows;
         let found = self
             .index
-            .find(hash, |&(h, i)| h == hash && same(rows[i].name(), name))
-            .map(|&(_, i)| i);
+            .find(hash, |&i| same(rows[i as usize].name(), name))
+            .map(|&i| i as usize);
         let position = found.unwrap_or_else(|| {
-            let position = self.rows.len();
-            self.rows.push(make(Arc::from(name)));
-            self.index
-                .insert_unique(hash, (hash, position), |&(h, _)| h);
+            let position = match self.free.pop() {
+                Some(position) => {
+                    self.rows[position] = make(Arc::from(name));
+                    position
+                }
+                None => {
+                    self.rows.push(make(Arc::from(name)));
+                    self.rows.len() - 1
+                }
+            };
+            let (rows, hasher) = (&self.rows, &self.hasher);
+            self.index.insert_unique(hash, row_u32(position), |&i| {
+                hasher.hash_one(rows[i as usize].name())
+            });
             position
         });
         self.last = position;
@@ -655,8 +849,8 @@ impl<V: Named> Table<V> {
         }
         let hash = self.hasher.hash_one(name);
         self.index
-            .find(hash, |&(h, i)| h == hash && same(self.rows[i].name(), name))
-            .map(|&(_, i)| i)
+            .find(hash, |&i| same(self.rows[i as usize].name(), name))
+            .map(|&i| i as usize)
     }
 }
 
@@ -669,15 +863,37 @@ struct Idents {
     labels: HashSet<Arc<str>>,
     /// Recently used idents by (agent, model, position) slot.
     cache: Vec<Option<Arc<HopIdent>>>,
+    /// Distinct hop labels kept (0: no limit): past it, `(other)`.
+    cap: usize,
 }
 
 const IDENT_CACHE: usize = 64;
 
 impl Idents {
+    /// `text`, shared with its earlier copies while under the cap.
     fn label(&mut self, text: &str) -> Arc<str> {
+        if self.cap > 0 && self.labels.len() >= self.cap && !self.labels.contains(text) {
+            return Arc::from(text);
+        }
         self.labels
             .get_or_insert_with(text, |t| Arc::from(t))
             .clone()
+    }
+
+    /// A hop label: past the cap, a new one is `(other)`.
+    fn hop_label(&mut self, text: &str) -> Arc<str> {
+        if self.cap > 0 && self.labels.len() >= self.cap && !self.labels.contains(text) {
+            return self.label(OTHER);
+        }
+        self.label(text)
+    }
+
+    /// Forgets the idents no hop holds any more (after runs were evicted).
+    fn purge(&mut self) {
+        self.cache.clear();
+        let hasher = &self.hasher;
+        self.index.retain(|ident| Arc::strong_count(ident) > 1);
+        self.index.shrink_to_fit(|i| hasher.hash_one(i.key()));
     }
 
     /// The ident with these parts; `agent` and `model` name positions
@@ -717,10 +933,10 @@ impl Idents {
             agent: agent.clone(),
             model: model.clone(),
             labels: HopLabels {
-                parent_agent: labels.parent_agent.map(|t| self.label(t)),
-                task: labels.task.map(|t| self.label(t)),
-                tool: labels.tool.map(|t| self.label(t)),
-                status: labels.status.map(|t| self.label(t)),
+                parent_agent: labels.parent_agent.map(|t| self.hop_label(t)),
+                task: labels.task.map(|t| self.hop_label(t)),
+                tool: labels.tool.map(|t| self.hop_label(t)),
+                status: labels.status.map(|t| self.hop_label(t)),
             },
             price_version: price_version.cloned(),
             agent_ix,
@@ -744,7 +960,7 @@ pub struct Ledger {
     pub(crate) runs: Table<Arc<RunAgg>>,
     /// (cost, total tokens) of `runs.rows[i]`, side by side: picking the
     /// most expensive runs scans this instead of visiting every run.
-    pub(crate) run_rank: Vec<(Usd, u64)>,
+    pub(crate) run_rank: Vec<Rank>,
     pub(crate) agents: Table<KeyedAgg>,
     pub(crate) segments: Table<KeyedAgg>,
     pub(crate) users: Table<KeyedAgg>,
@@ -764,11 +980,40 @@ pub struct Ledger {
     /// Runs whose every call was taken back (`run_rank` holds [`VACANT`]
     /// for them): left out of snapshots.
     pub(crate) vacant_runs: usize,
+    /// Per run position: the ledger's tick when the run was last active
+    /// (runs are evicted least recently active first) and how many runs
+    /// held the position before (a receipt of an evicted run is told apart).
+    run_touch: Vec<u64>,
+    run_gen: Vec<u16>,
+    /// Events applied: the clock of `run_touch`.
+    tick: u64,
+    /// Runs evicted past `max_runs`, and their calls.
+    pub(crate) runs_evicted: u64,
+    pub(crate) evicted: Counters,
+    /// What an evicted run's position holds until it is reused.
+    no_run: Arc<RunAgg>,
+    /// The newest minute of the per-minute series.
+    newest_minute: Option<i64>,
     idents: Idents,
 }
 
 /// `run_rank` of a run whose calls were all taken back.
-pub(crate) const VACANT: (Usd, u64) = (Usd::from_picos(i128::MIN), 0);
+pub(crate) const VACANT: Rank = (i64::MIN, 0);
+
+/// `run_rank` of a position whose run was evicted (free for a new run).
+const FREE: Rank = (i64::MIN, 1);
+
+/// A run's (cost in picodollars, saturated to ±$9.2 million, total
+/// tokens): half the room of the exact pair, kept for every run.
+pub(crate) type Rank = (i64, u64);
+
+fn rank_cost(cost: Usd) -> i64 {
+    i64::try_from(cost.picos()).unwrap_or(if cost < Usd::ZERO {
+        i64::MIN + 1
+    } else {
+        i64::MAX
+    })
+}
 
 /// What one call added to the ledger: enough to take it back exactly
 /// ([`Ledger::retract`], [`Ledger::replace`]), with the cost it was given
@@ -781,6 +1026,10 @@ pub struct Receipt {
     /// [`NO_TIME`] when the call had none.
     ts_ms: i64,
     run_ix: u32,
+    /// `run_gen` of the run's position when the call was counted (16 bits
+    /// keep a receipt in 112 bytes; a position would have to be reused
+    /// 65,536 times while the receipt is kept to be mistaken).
+    run_gen: u16,
     hop: u32,
     agent_ix: u32,
     model_ix: u32,
@@ -925,6 +1174,7 @@ fn delta(usage: &Usage, costing: &Costing) -> Counters {
 impl Ledger {
     #[must_use]
     pub fn new(prices: PriceBook, config: LedgerConfig) -> Self {
+        let label_cap = config.max_labels;
         Ledger {
             prices,
             config,
@@ -945,7 +1195,17 @@ impl Ledger {
             last_ts_ms: None,
             by_format: [Counters::default(); Format::ALL.len()],
             vacant_runs: 0,
-            idents: Idents::default(),
+            run_touch: Vec::new(),
+            run_gen: Vec::new(),
+            tick: 0,
+            runs_evicted: 0,
+            evicted: Counters::default(),
+            no_run: Arc::new(RunAgg::new(Arc::from(""))),
+            newest_minute: None,
+            idents: Idents {
+                cap: label_cap,
+                ..Idents::default()
+            },
         }
     }
 
@@ -971,6 +1231,11 @@ impl Ledger {
 
     /// Folds one event in.
     pub fn apply(&mut self, event: &TelemetryEvent<'_>) {
+        self.apply_one(event);
+        self.evict_runs();
+    }
+
+    fn apply_one(&mut self, event: &TelemetryEvent<'_>) {
         self.touch_time(event.ts_ms);
         match &event.kind {
             EventKind::Hop => {
@@ -993,22 +1258,13 @@ impl Ledger {
                 };
                 let run = self.run_mut(&event.run_id);
                 touch_run_time(run, event.ts_ms);
-                if let Some(hop) = event.hop
-                    && let Ok(i) = run.hops.binary_search_by_key(&hop, |h| h.hop)
-                {
-                    run.hops[i].budget_hit = Some(Box::new(hit.clone()));
+                if let Some(hop) = event.hop.and_then(|h| run.hops.get_mut(h)) {
+                    hop.budget_hit = Some(Box::new(hit.clone()));
                 }
                 // One entry per (hop, limit kind): memory follows distinct
                 // breaches, not repeated reports of the same one.
                 let shown = Box::new(hit.clone());
-                match run
-                    .budget_hits
-                    .iter_mut()
-                    .find(|h| h.hop == hit.hop && h.limit_kind == hit.limit_kind)
-                {
-                    Some(existing) => *existing = hit,
-                    None => run.budget_hits.push(hit),
-                }
+                run.record_hit(hit);
                 let run_id = run.run_id.clone();
                 self.push_recent(
                     event,
@@ -1027,9 +1283,9 @@ impl Ledger {
                 run.ended = Some(status.clone());
                 let ended = Box::new(RunEnded {
                     status,
-                    hops: run.hops.len(),
-                    tokens: run.counters.total_tokens,
-                    cost: run.counters.known_cost(),
+                    hops: run.hops.count(),
+                    tokens: run.counters().total_tokens,
+                    cost: run.counters().known_cost(),
                 });
                 let run_id = run.run_id.clone();
                 self.push_recent(
@@ -1047,13 +1303,85 @@ impl Ledger {
     /// The run named `run_id` (created when new), for events that do not
     /// change its counters.
     fn run_mut(&mut self, run_id: &str) -> &mut RunAgg {
-        let run_ix = self.runs.locate(run_id, new_run);
-        self.run_rank.resize(self.runs.rows.len(), (Usd::ZERO, 0));
+        let run_ix = self.locate_run(run_id);
         if self.run_rank[run_ix] == VACANT {
-            self.run_rank[run_ix] = (Usd::ZERO, 0);
+            self.run_rank[run_ix] = (0, 0);
             self.vacant_runs -= 1;
         }
         Arc::make_mut(&mut self.runs.rows[run_ix])
+    }
+
+    /// The position of run `run_id` (created when new, in the position of
+    /// an evicted run if there is one), marked as active now.
+    fn locate_run(&mut self, run_id: &str) -> usize {
+        let run_ix = self.runs.locate(run_id, new_run);
+        let len = self.runs.rows.len();
+        if self.run_rank.len() < len {
+            self.run_rank.resize(len, (0, 0));
+        }
+        if self.run_rank[run_ix] == FREE {
+            self.run_rank[run_ix] = (0, 0);
+        }
+        // Without a cap nothing is evicted: no column to keep.
+        if self.config.max_runs > 0 {
+            if self.run_touch.len() < len {
+                self.run_touch.resize(len, 0);
+                self.run_gen.resize(len, 0);
+            }
+            self.tick += 1;
+            self.run_touch[run_ix] = self.tick;
+        }
+        run_ix
+    }
+
+    /// Runs held, listed or vacant (not the free positions).
+    fn runs_held(&self) -> usize {
+        self.runs.rows.len() - self.runs.free.len()
+    }
+
+    /// Past `max_runs`, evicts the runs least recently active, down to
+    /// 15/16 of the cap (one pass per cap/16 new runs: amortised O(1)).
+    fn evict_runs(&mut self) {
+        let cap = self.config.max_runs;
+        if cap == 0 || self.runs_held() <= cap {
+            return;
+        }
+        let goal = cap - cap / 16;
+        let excess = self.runs_held() - goal.max(1);
+        let mut order: Vec<(u64, u32)> = (0..self.runs.rows.len())
+            .filter(|&i| self.run_rank[i] != FREE)
+            .map(|i| (self.run_touch[i], row_u32(i)))
+            .collect();
+        if excess == 0 || excess > order.len() {
+            return;
+        }
+        order.select_nth_unstable(excess - 1);
+        for &(_, i) in &order[..excess] {
+            self.evict_run(i as usize);
+        }
+        self.idents.purge();
+    }
+
+    /// Drops run `i`: its calls stay in every other aggregate and in
+    /// `evicted`.
+    fn evict_run(&mut self, i: usize) {
+        if self.run_rank[i] == VACANT {
+            self.vacant_runs -= 1;
+        } else {
+            self.evicted.merge(&self.runs.rows[i].counters());
+            self.runs_evicted += 1;
+        }
+        self.runs.unlist(i);
+        self.runs.rows[i] = self.no_run.clone();
+        self.run_rank[i] = FREE;
+        self.run_gen[i] = self.run_gen[i].wrapping_add(1);
+    }
+
+    /// Whether the run a receipt counted in is still held.
+    fn holds_run_of(&self, r: &Receipt) -> bool {
+        let i = r.run_ix as usize;
+        self.run_gen.get(i).copied().unwrap_or(0) == r.run_gen
+            && self.run_rank.get(i).is_some_and(|&rank| rank != FREE)
     }
 
     /// Folds one event in; for a model call, returns what it added so that
@@ -1066,6 +1394,7 @@ impl Ledger {
         self.touch_time(event.ts_ms);
         let receipt = self.apply_hop(event, None);
         self.show_call(&receipt, event.ts_ms, None);
+        self.evict_runs();
         Some(receipt)
     }
 
@@ -1081,7 +1410,9 @@ impl Ledger {
     /// is no longer listed).
     pub fn retract(&mut self, receipt: &Receipt) {
         self.take_back(receipt);
-        self.drop_if_empty(receipt.run_ix as usize, receipt.hop);
+        if self.holds_run_of(receipt) {
+            self.drop_if_empty(receipt.run_ix as usize, receipt.hop);
+        }
         if let Some(line) = self.line_of(receipt) {
             self.recent.remove(line);
         }
@@ -1096,18 +1427,25 @@ impl Ledger {
     /// holds the hop (a hop left empty is rebuilt from the new report).
     pub fn replace(&mut self, old: &Receipt, event: &TelemetryEvent<'_>) -> Receipt {
         self.take_back(old);
-        self.drop_if_empty(old.run_ix as usize, old.hop);
-        let same_run = self.runs.find(&event.run_id) == Some(old.run_ix as usize);
+        let held = self.holds_run_of(old);
+        if held {
+            self.drop_if_empty(old.run_ix as usize, old.hop);
+        }
+        let same_run = held && self.runs.find(&event.run_id) == Some(old.run_ix as usize);
         let at = (event.hop.is_none() && same_run).then_some(old.hop);
         self.touch_time(event.ts_ms);
         let receipt = self.apply_hop(event, at);
         self.show_call(&receipt, event.ts_ms, Some(old));
+        self.evict_runs();
         receipt
     }
 
     /// The recent tail's line of a call: the last one of its run, hop,
     /// agent, model and usage (lines that share all of these look alike).
     fn line_of(&self, r: &Receipt) -> Option<usize> {
+        if !self.holds_run_of(r) {
+            return None;
+        }
         let run = &self.runs.rows.get(r.run_ix as usize)?.run_id;
         let agent = &self.agents.rows.get(r.agent_ix as usize)?.name;
         let model = &self.models.rows.get(r.model_ix as usize)?.name;
@@ -1185,16 +1523,23 @@ impl Ledger {
             }
         }
         let run_ix = r.run_ix as usize;
+        if !self.holds_run_of(r) {
+            // Its run was evicted: the call is in `evicted`.
+            self.evicted.unmerge(&one);
+            return;
+        }
         let Some(run) = self.runs.rows.get_mut(run_ix) else {
             return;
         };
         let run = Arc::make_mut(run);
-        run.counters.unmerge(&one);
-        if let Ok(i) = run.hops.binary_search_by_key(&r.hop, |h| h.hop) {
-            let latency = (r.latency_ms != NO_LATENCY).then_some(u64::from(r.latency_ms));
-            run.hops[i].remove(&r.usage, &costing, latency);
+        if let Some(sum) = &mut run.sum {
+            sum.unmerge(&one);
         }
-        self.run_rank[run_ix] = (run.counters.cost, run.counters.total_tokens);
+        if let Some(hop) = run.hops.get_mut(r.hop) {
+            let latency = (r.latency_ms != NO_LATENCY).then_some(u64::from(r.latency_ms));
+            hop.remove(&r.usage, &costing, latency);
+        }
+        self.run_rank[run_ix] = run.rank();
     }
 
     /// Removes hop `hop` of run `run_ix` if no call is left in it, and
@@ -1203,16 +1548,11 @@ impl Ledger {
         let Some(run) = self.runs.rows.get_mut(run_ix) else {
             return;
         };
-        let empty_hop = run
-            .hops
-            .binary_search_by_key(&hop, |h| h.hop)
-            .ok()
-            .filter(|&i| run.hops[i].calls == 0);
-        if let Some(i) = empty_hop {
-            Arc::make_mut(run).hops.remove(i);
+        if run.hops.get(hop).is_some_and(|h| h.calls == 0) {
+            Arc::make_mut(run).hops.remove_if(hop, |h| h.calls == 0);
         }
-        let vacant = run.hops.is_empty()
-            && run.counters.events == 0
+        let vacant = run.hops.count() == 0
+            && run.counters().events == 0
             && run.budget_hits.is_empty()
             && run.ended.is_none();
         if vacant && self.run_rank[run_ix] != VACANT {
@@ -1224,6 +1564,8 @@ impl Ledger {
     /// Folds a model call in, at position `at` when the event has none of
     /// its own and one is given.
     fn apply_hop(&mut self, event: &TelemetryEvent<'_>, at: Option<u32>) -> Receipt {
+        let run_ix = self.locate_run(&event.run_id);
+        let run_gen = self.run_gen.get(run_ix).copied().unwrap_or(0);
         // Disjoint borrows of the tables, so rows can be held side by side.
         let Ledger {
             prices,
@@ -1241,18 +1583,30 @@ impl Ledger {
             idents,
             by_format,
             vacant_runs,
+            newest_minute,
             ..
         } = self;
         let usage = &event.usage;
+        let cap = config.max_labels;
 
-        let model_ix = models.locate(&event.model, |name| ModelAgg::new(name, prices));
+        let (model_ix, folded) =
+            models.locate_capped(&event.model, cap, |name| ModelAgg::new(name, prices));
         let model = &mut models.rows[model_ix];
         if model.provider.is_none()
+            && !folded
             && let Some(provider) = &event.provider
         {
             model.provider = Some(Arc::from(provider.as_ref()));
         }
-        let quote = model.price.map(|p| prices.quote(p, usage));
+        // A model counted in `(other)` is still priced by its own name.
+        let (price, folded_version) = if folded {
+            let price = prices.resolve(&event.model);
+            let version: Option<Arc<str>> = price.map(|p| Arc::from(prices.version_of(p)));
+            (price, version)
+        } else {
+            (model.price, None)
+        };
+        let quote = price.map(|p| prices.quote(p, usage));
         let computed = quote.map(|q| q.cost);
         let provenance = match (event.reported_cost, computed) {
             (Some(_), _) => Provenance::Reported,
@@ -1272,11 +1626,11 @@ impl Ledger {
         totals.merge(&one);
         by_format[event.format.index()].merge(&one);
 
-        let agent_ix = agents.locate(&event.agent, keyed);
+        let (agent_ix, _) = agents.locate_capped(&event.agent, cap, keyed);
         agents.rows[agent_ix].counters.merge(&one);
         let mut segment_ix = NO_ROW;
         let segment = event.segment.as_deref().map(|s| {
-            let position = segments.locate(s, keyed);
+            let (position, _) = segments.locate_capped(s, cap, keyed);
             segment_ix = row_u32(position);
             let row = &mut segments.rows[position];
             row.counters.merge(&one);
@@ -1284,7 +1638,7 @@ impl Ledger {
         });
         let mut user_ix = NO_ROW;
         let user = event.user.as_deref().map(|u| {
-            let position = users.locate(u, keyed);
+            let (position, _) = users.locate_capped(u, cap, keyed);
             user_ix = row_u32(position);
             let row = &mut users.rows[position];
             row.counters.merge(&one);
@@ -1292,22 +1646,26 @@ impl Ledger {
         });
         if let Some(ts) = event.ts_ms {
             if config.per_minute {
-                add_minute(open_minutes, minutes, ts.div_euclid(60_000), &one);
+                let at = ts.div_euclid(60_000);
+                let kept = config.minutes_kept;
+                if kept == 0 || newest_minute.is_none_or(|n| at >= n.saturating_sub(kept)) {
+                    add_minute(open_minutes, minutes, at, &one);
+                }
+                if kept > 0 && newest_minute.is_none_or(|n| at > n) {
+                    *newest_minute = Some(at);
+                    prune_minutes(open_minutes, minutes, at.saturating_sub(kept));
+                }
             }
             if let Some(start) = config.period.and_then(|p| p.start_of(ts)) {
                 periods.entry(start).or_default().merge(&one);
             }
         }
 
-        let run_ix = runs.locate(&event.run_id, new_run);
-        run_rank.resize(runs.rows.len(), (Usd::ZERO, 0));
         if run_rank[run_ix] == VACANT {
             *vacant_runs -= 1;
         }
         let run = Arc::make_mut(&mut runs.rows[run_ix]);
         touch_run_time(run, event.ts_ms);
-        run.counters.merge(&one);
-        run_rank[run_ix] = (run.counters.cost, run.counters.total_tokens);
         // Assign only on change: most events repeat their run's segment and user.
         if let Some(segment) = segment
             && !run
@@ -1324,15 +1682,20 @@ impl Ledger {
         }
 
         let model = &models.rows[model_ix];
+        let price_version = if folded {
+            folded_version.as_ref()
+        } else {
+            model.price_version.as_ref()
+        };
         let labels = LabelsRef::of(event);
-        let index = match run.find_hop(event.hop.or(at)) {
-            Ok(index) => {
-                let hop = &mut run.hops[index];
+        let position = event.hop.or(at).unwrap_or_else(|| run.hops.next_position());
+        let hop = match run.hops.get_mut(position) {
+            Some(hop) => {
                 // A later call's labels replace the hop's when it has any;
                 // a priced call stamps its table's version.
                 let relabel = !labels.is_empty() && labels != hop.labels.borrowed();
-                let reversion = model.price_version.is_some()
-                    && model.price_version.as_deref() != hop.price_version.as_deref();
+                let reversion = price_version.is_some()
+                    && price_version.map(|v| &**v) != hop.price_version.as_deref();
                 if relabel || reversion {
                     let (agent_ix, model_ix) = (hop.agent_ix, hop.model_ix);
                     let ident = hop.ident.clone();
@@ -1344,43 +1707,32 @@ impl Ledger {
                         } else {
                             ident.labels.borrowed()
                         },
-                        model
-                            .price_version
-                            .as_ref()
-                            .or(ident.price_version.as_ref()),
+                        price_version.or(ident.price_version.as_ref()),
                         hop.hop,
                     );
                 }
-                index
+                hop
             }
-            Err((index, position)) => {
+            None => {
                 let ident = idents.intern(
                     (agent_ix, &agents.rows[agent_ix].name),
                     (model_ix, &model.name),
                     labels,
-                    model.price_version.as_ref(),
+                    price_version,
                     position,
                 );
-                // Grow by half, not double: one hop per call, and a run of
-                // thousands of calls would hold as much unused room.
-                if run.hops.len() == run.hops.capacity() {
-                    run.hops.reserve_exact(run.hops.len() / 2 + 8);
+                if run.sum.is_none() && run.hops.count() > 0 {
+                    // A second hop: the run's sum is no longer its hop's.
+                    run.sum = Some(Box::new(run.counters()));
                 }
                 let mut hop = HopAgg::new(position, ident);
                 // Runtimes report a breach before the (trimmed) hop it was for.
-                if let Some(hit) = run
-                    .budget_hits
-                    .iter()
-                    .rev()
-                    .find(|h| h.hop == Some(position))
-                {
+                if let Some(hit) = run.last_hit_of(position) {
                     hop.budget_hit = Some(Box::new(hit.clone()));
                 }
-                run.hops.insert(index, hop);
-                index
+                run.hops.insert(hop)
             }
         };
-        let hop = &mut run.hops[index];
         if let Some(ts) = event.ts_ms {
             hop.first_ts_ms = Some(hop.first_ts_ms.map_or(ts, |first| first.min(ts)));
         }
@@ -1388,6 +1740,11 @@ impl Ledger {
             hop.latency_ms = Some(hop.latency_ms.unwrap_or(0).saturating_add(latency));
         }
         hop.add(usage, &costing);
+        let hop_position = hop.hop;
+        if let Some(sum) = &mut run.sum {
+            sum.merge(&one);
+        }
+        run_rank[run_ix] = run.rank();
         let compact = CompactCosting::new(&costing);
         let mut receipt = Receipt {
             usage: *usage,
@@ -1395,7 +1752,8 @@ impl Ledger {
             cost_flags: compact.flags,
             ts_ms: event.ts_ms.unwrap_or(NO_TIME),
             run_ix: row_u32(run_ix),
-            hop: hop.hop,
+            run_gen,
+            hop: hop_position,
             agent_ix: row_u32(agent_ix),
             model_ix: row_u32(model_ix),
             segment_ix,
@@ -1446,23 +1804,98 @@ impl Ledger {
         });
     }
 
+    /// Runs listed in snapshots (all but the vacant ones).
+    pub(crate) fn runs_listed(&self) -> usize {
+        self.runs_held() - self.vacant_runs
+    }
+
+    /// The `limit` most expensive runs (0: all): highest cost, then most
+    /// tokens, then run id.
+    pub(crate) fn top_runs(&self, limit: usize) -> Vec<Arc<RunAgg>> {
+        let rank = &self.run_rank;
+        let id = |i: usize| &*self.runs.rows[i].run_id;
+        let live = (0..rank.len()).filter(|&i| rank[i] != VACANT && rank[i] != FREE);
+        let mut kept: Vec<usize> = if limit > 0 && limit < rank.len() {
+            // Keep the `limit` first keys in a max-heap: one comparison
+            // with its top rejects almost every run, and a run's id is read
+            // only on a tie.
+            type Key<'a> = (std::cmp::Reverse<Rank>, &'a str, usize);
+            let mut top: std::collections::BinaryHeap<Key<'_>> =
+                std::collections::BinaryHeap::with_capacity(limit + 1);
+            for i in live {
+                if top.len() < limit {
+                    top.push((std::cmp::Reverse(rank[i]), id(i), i));
+                } else if let Some(mut worst) = top.peek_mut()
+                    && std::cmp::Reverse(rank[i]) <= worst.0
+                {
+                    let candidate = (std::cmp::Reverse(rank[i]), id(i), i);
+                    if candidate < *worst {
+                        *worst = candidate;
+                    }
+                }
+            }
+            top.into_iter().map(|(_, _, i)| i).collect()
+        } else {
+            live.collect()
+        };
+        // Run ids are unique: the order is total, an unstable sort exact.
+        // Positions alone are sorted (8 bytes a run, not a 40-byte key).
+        kept.sort_unstable_by(|&a, &b| rank[b].cmp(&rank[a]).then_with(|| id(a).cmp(id(b))));
+        kept.into_iter().map(|i| self.run_for_snapshot(i)).collect()
+    }
+
+    /// Run `i` as a snapshot holds it: every hop merged (a copy when some
+    /// arrived out of order and are not merged yet).
+    pub(crate) fn run_for_snapshot(&self, i: usize) -> Arc<RunAgg> {
+        let run = &self.runs.rows[i];
+        if run.hops.is_merged() {
+            return run.clone();
+        }
+        let mut copy = RunAgg::clone(run);
+        copy.hops.merge();
+        Arc::new(copy)
+    }
+
     #[must_use]
     pub fn totals(&self) -> &Counters {
         &self.totals
     }
 
-    /// An immutable view for reports and the UI.
+    /// An immutable view of everything, for reports.
     #[must_use]
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot::from_ledger(self, 0, true)
+        Snapshot::from_ledger(self, Limits::ALL)
     }
 
-    /// A snapshot for printed reports: only the `runs` most expensive runs
-    /// (0: all; `runs_total` still counts every run), and no per-minute
-    /// series.
+    /// A live snapshot: the `top` most expensive runs and rows of each
+    /// `by_*` list (0: all), the rest of each list folded into an
+    /// `(other)` row so that every list still adds up to the totals
+    /// (`runs_total` counts every run). Its cost follows `top`, not the
+    /// number of keys, beyond one pass over each table.
     #[must_use]
-    pub fn snapshot_top(&self, runs: usize) -> Snapshot {
-        Snapshot::from_ledger(self, runs, false)
+    pub fn snapshot_live(&self, top: usize) -> Snapshot {
+        Snapshot::from_ledger(
+            self,
+            Limits {
+                runs: top,
+                rows: top,
+                per_minute: true,
+            },
+        )
+    }
+
+    /// A snapshot for printing: like [`Ledger::snapshot_live`] without
+    /// the per-minute series.
+    #[must_use]
+    pub fn snapshot_top(&self, top: usize) -> Snapshot {
+        Snapshot::from_ledger(
+            self,
+            Limits {
+                runs: top,
+                rows: top,
+                per_minute: false,
+            },
+        )
     }
 }
 
@@ -1470,6 +1903,18 @@ fn touch_run_time(run: &mut RunAgg, ts: Option<i64>) {
     if let Some(ts) = ts {
         run.first_ts_ms = Some(run.first_ts_ms.map_or(ts, |t| t.min(ts)));
         run.last_ts_ms = Some(run.last_ts_ms.map_or(ts, |t| t.max(ts)));
+    }
+}
+
+/// Forgets the minutes before `from`.
+fn prune_minutes(
+    open_minutes: &mut Vec<(i64, Counters)>,
+    minutes: &mut BTreeMap<i64, Counters>,
+    from: i64,
+) {
+    open_minutes.retain(|(m, _)| *m >= from);
+    while minutes.first_key_value().is_some_and(|(m, _)| *m < from) {
+        minutes.pop_first();
     }
 }
 
@@ -1507,6 +1952,26 @@ fn sub_usage(from: &mut Usage, usage: &Usage) {
 fn add_usage(into: &mut Usage, usage: &Usage) {
     *into = into.saturating_add(usage);
 }
+
+#[cfg(test)]
+thread_local! {
+    /// Steps of hop bookkeeping on this thread: hops shifted or copied,
+    /// breaches scanned (tests check it grows near-linearly).
+    static WORK: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+#[cfg(test)]
+fn count_work(steps: usize) {
+    WORK.with(|w| w.set(w.get() + steps as u64));
+}
+
+#[cfg(test)]
+fn work_done() -> u64 {
+    WORK.with(std::cell::Cell::get)
+}
+
+mod hops;
+pub use hops::Hops;
 
 #[cfg(test)]
 mod tests;

@@ -3,9 +3,8 @@
 use std::sync::Arc;
 
 use super::counters::Counters;
-use super::ledger::{KeyedAgg, Ledger, ModelAgg, RecentEvent, RunAgg, VACANT};
+use super::ledger::{KeyedAgg, Ledger, ModelAgg, RecentEvent, RunAgg};
 use crate::types::event::Format;
-use crate::types::money::Usd;
 
 /// Aggregate rows sorted by cost (highest first), then name.
 #[derive(Debug, Clone, Default)]
@@ -26,8 +25,17 @@ pub struct Snapshot {
     /// Highest cost first, then run id (only the first N when the snapshot
     /// was taken with a limit: see `runs_total`).
     pub runs: Vec<Arc<RunAgg>>,
-    /// Runs in the ledger, listed in `runs` or not.
+    /// Runs in the ledger, listed in `runs` or not (evicted runs are not:
+    /// see `runs_evicted`).
     pub runs_total: usize,
+    /// Runs the ledger evicted past its cap (`LedgerConfig::max_runs`),
+    /// and their calls: `runs` of an unlimited snapshot plus `evicted` make
+    /// the totals (evicted calls stay in every other list).
+    pub runs_evicted: u64,
+    pub evicted: Counters,
+    /// Rows of each `by_*` list folded into its last row, named
+    /// [`OTHER`], when the snapshot was taken with a limit (0: none).
+    pub folded: Folded,
     /// (minute since the epoch, counters), oldest first; empty in a
     /// [`Ledger::snapshot_top`] (reports do not print it).
     pub per_minute: Vec<(i64, Counters)>,
@@ -37,18 +45,105 @@ pub struct Snapshot {
     pub recent: Vec<RecentEvent>,
 }
 
-/// Highest cost, then most tokens, then run id; then the run's position.
-type RunKey<'a> = (std::cmp::Reverse<(Usd, u64)>, &'a str, usize);
+/// The row that stands for the rest of a list: rows past a snapshot's
+/// limit, labels past the ledger's cap.
+pub const OTHER: &str = "(other)";
 
-fn by_cost_then_name<T>(rows: &mut [T], key: impl Fn(&T) -> (&Counters, &str)) {
-    rows.sort_by(|a, b| {
-        let (ca, na) = key(a);
-        let (cb, nb) = key(b);
-        cb.cost
-            .cmp(&ca.cost)
-            .then(cb.total_tokens.cmp(&ca.total_tokens))
-            .then_with(|| na.cmp(nb))
-    });
+/// How many rows of each list a limited snapshot folded into its
+/// [`OTHER`] row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Folded {
+    pub agents: usize,
+    pub segments: usize,
+    pub users: usize,
+    pub models: usize,
+}
+
+/// Rows ahead of `b` come first: highest cost, then most tokens, then name.
+fn ahead(a: (&Counters, &str), b: (&Counters, &str)) -> std::cmp::Ordering {
+    b.0.cost
+        .cmp(&a.0.cost)
+        .then(b.0.total_tokens.cmp(&a.0.total_tokens))
+        .then_with(|| a.1.cmp(b.1))
+}
+
+/// A row as [`top_rows`] ranks it; the greatest comes last by [`ahead`].
+struct Ranked<'a>(usize, &'a Counters, &'a str);
+
+impl PartialEq for Ranked<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Ranked<'_> {}
+
+impl PartialOrd for Ranked<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        ahead((self.1, self.2), (other.1, other.2)).then(self.0.cmp(&other.0))
+    }
+}
+
+/// What [`top_rows`] keeps: the rows, then how many were folded and their sum.
+type Top<R> = (Vec<R>, usize, Counters);
+
+/// The first `limit` rows (0: all) by [`ahead`], sorted, each copied by
+/// `copy`; rows without calls left out. The rest are counted and summed.
+///
+/// A max-heap holds the `limit` best rows seen, the worst on top: one
+/// comparison with it rejects almost every row, and only kept rows are
+/// copied (a snapshot of a million agents copies `limit` of them).
+fn top_rows<T, R>(
+    rows: &[T],
+    limit: usize,
+    key: impl Fn(&T) -> (&Counters, &str),
+    copy: impl Fn(&T) -> R,
+) -> Top<R> {
+    let live = || {
+        rows.iter()
+            .enumerate()
+            .filter(|(_, r)| key(r).0.events > 0)
+            .map(|(i, r)| {
+                let (counters, name) = key(r);
+                Ranked(i, counters, name)
+            })
+    };
+    let mut kept: Vec<Ranked<'_>> = if limit == 0 {
+        live().collect()
+    } else {
+        let mut heap = std::collections::BinaryHeap::with_capacity(limit + 1);
+        for row in live() {
+            if heap.len() < limit {
+                heap.push(row);
+            } else if let Some(mut worst) = heap.peek_mut()
+                && row < *worst
+            {
+                *worst = row;
+            }
+        }
+        heap.into_vec()
+    };
+    kept.sort_unstable();
+    let mut rest = Counters::default();
+    let mut folded = 0;
+    if limit > 0 && kept.len() == limit {
+        let mut is_kept = vec![false; rows.len()];
+        for row in &kept {
+            is_kept[row.0] = true;
+        }
+        for row in live().filter(|r| !is_kept[r.0]) {
+            rest.merge(row.1);
+            folded += 1;
+        }
+    }
+    let rows = kept.iter().map(|r| copy(&rows[r.0])).collect();
+    (rows, folded, rest)
 }
 
 /// How the dashboard and the reports name the calls without a segment.
@@ -66,72 +161,50 @@ impl Snapshot {
         rest
     }
 
-    /// `run_limit` keeps only the most expensive runs (0 keeps all): live
-    /// JSON snapshots list a few, and selecting them is O(runs) where
-    /// sorting every run is O(runs log runs).
-    /// `per_minute: false` leaves the burn series out (weeks of history are
-    /// tens of thousands of minutes, copied for nothing when only printed
-    /// totals are wanted).
-    pub(crate) fn from_ledger<'a>(ledger: &'a Ledger, run_limit: usize, per_minute: bool) -> Self {
+    pub(crate) fn from_ledger(ledger: &Ledger, limits: Limits) -> Self {
         // Rows whose calls were all taken back (a call re-attributed) are
         // left out, like vacant runs.
-        let keyed = |rows: &[KeyedAgg]| {
-            let mut rows: Vec<KeyedAgg> = rows
-                .iter()
-                .filter(|r| r.counters.events > 0)
-                .cloned()
-                .collect();
-            by_cost_then_name(&mut rows, |r| (&r.counters, &r.name));
-            rows
-        };
-        let mut by_model: Vec<ModelAgg> = ledger
-            .models
-            .rows
-            .iter()
-            .filter(|m| m.counters.events > 0)
-            .cloned()
-            .collect();
-        by_cost_then_name(&mut by_model, |r| (&r.counters, &r.name));
-        // Ranks come from the ledger's compact (cost, tokens) column; a
-        // run's id is read only for runs that are kept.
-        let key = |i: usize, (cost, tokens): (Usd, u64)| -> RunKey<'a> {
-            (
-                std::cmp::Reverse((cost, tokens)),
-                &*ledger.runs.rows[i].run_id,
-                i,
-            )
-        };
-        let ranks = ledger.run_rank.iter().copied().enumerate();
-        // Run ids are unique, so the order is total: an unstable sort (and
-        // the selection) is exact.
-        let mut order: Vec<RunKey<'_>> = if run_limit > 0 && run_limit < ledger.runs.rows.len() {
-            // Keep the `run_limit` first keys in a max-heap: one comparison
-            // with its top rejects almost every run, and nothing is
-            // allocated per run.
-            let mut top: std::collections::BinaryHeap<RunKey<'_>> =
-                std::collections::BinaryHeap::with_capacity(run_limit + 1);
-            for (i, rank) in ranks {
-                if top.len() < run_limit {
-                    top.push(key(i, rank));
-                } else if let Some(mut worst) = top.peek_mut()
-                    && std::cmp::Reverse(rank) <= worst.0
-                {
-                    let candidate = key(i, rank);
-                    if candidate < *worst {
-                        *worst = candidate;
-                    }
+        let mut folded = Folded::default();
+        let keyed = |rows: &[KeyedAgg], count: &mut usize| {
+            let (mut kept, n, rest) = top_rows(
+                rows,
+                limits.rows,
+                |r| (&r.counters, &r.name),
+                KeyedAgg::clone,
+            );
+            if n > 0 {
+                *count = n;
+                let mut counters = rest;
+                // The ledger's own row of labels past its cap joins the rest.
+                if let Some(i) = kept.iter().position(|r| &*r.name == OTHER) {
+                    counters.merge(&kept.remove(i).counters);
                 }
+                kept.push(KeyedAgg {
+                    name: Arc::from(OTHER),
+                    counters,
+                });
             }
-            top.into_vec()
-        } else {
-            ranks.map(|(i, rank)| key(i, rank)).collect()
+            kept
         };
-        order.sort_unstable();
-        let runs: Vec<Arc<RunAgg>> = order
-            .iter()
-            .filter(|&&(_, _, i)| ledger.run_rank[i] != VACANT)
-            .map(|&(_, _, i)| ledger.runs.rows[i].clone())
-            .collect();
+        let by_agent = keyed(&ledger.agents.rows, &mut folded.agents);
+        let by_segment = keyed(&ledger.segments.rows, &mut folded.segments);
+        let by_user = keyed(&ledger.users.rows, &mut folded.users);
+        let (mut by_model, n, rest) = top_rows(
+            &ledger.models.rows,
+            limits.rows,
+            |r| (&r.counters, &r.name),
+            ModelAgg::clone,
+        );
+        if n > 0 {
+            folded.models = n;
+            let mut other = ModelAgg::other();
+            other.counters = rest;
+            if let Some(i) = by_model.iter().position(|r| &*r.name == OTHER) {
+                other.counters.merge(&by_model.remove(i).counters);
+            }
+            by_model.push(other);
+        }
+        let runs = ledger.top_runs(limits.runs);
         let periods = match ledger.config().period {
             Some(spec) => ledger
                 .periods
@@ -141,7 +214,7 @@ impl Snapshot {
             None => Vec::new(),
         };
         // Minutes being filled are kept apart from the map, never in both.
-        let per_minute: Vec<(i64, Counters)> = if per_minute {
+        let per_minute: Vec<(i64, Counters)> = if limits.per_minute {
             let mut series: Vec<(i64, Counters)> = ledger
                 .minutes
                 .iter()
@@ -162,9 +235,9 @@ impl Snapshot {
             totals: ledger.totals,
             budget_events: ledger.budget_events,
             run_ends: ledger.run_ends,
-            by_agent: keyed(&ledger.agents.rows),
-            by_segment: keyed(&ledger.segments.rows),
-            by_user: keyed(&ledger.users.rows),
+            by_agent,
+            by_segment,
+            by_user,
             by_model,
             by_format: Format::ALL
                 .into_iter()
@@ -172,10 +245,31 @@ impl Snapshot {
                 .filter(|(_, c)| c.events > 0)
                 .collect(),
             runs,
-            runs_total: ledger.runs.rows.len() - ledger.vacant_runs,
+            runs_total: ledger.runs_listed(),
+            runs_evicted: ledger.runs_evicted,
+            evicted: ledger.evicted,
+            folded,
             per_minute,
             periods,
             recent: ledger.recent.iter().cloned().collect(),
         }
     }
+}
+
+/// What a snapshot lists: the first `runs` runs and `rows` rows of each
+/// `by_*` list (0: all), and whether the per-minute series is copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub runs: usize,
+    pub rows: usize,
+    pub per_minute: bool,
+}
+
+impl Limits {
+    /// Everything (what `report` prints from).
+    pub const ALL: Limits = Limits {
+        runs: 0,
+        rows: 0,
+        per_minute: true,
+    };
 }

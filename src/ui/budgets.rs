@@ -1087,7 +1087,7 @@ mod tests {
             run_cost_limit_usd: Some(usd.into()),
             ..Limits::default()
         };
-        let run_cost = snap.runs[0].counters.cost;
+        let run_cost = snap.runs[0].counters().cost;
         assert!(run_cost > Usd::ZERO);
         assert!(below_usage(
             &snap,

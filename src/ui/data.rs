@@ -197,7 +197,7 @@ impl Rows {
                             .total_cmp(&ra.multiplier().unwrap_or(0.0)),
                         SortKey::Bleeding => bleeding(b).cmp(&bleeding(a)),
                         SortKey::Hops => rb.hops.len().cmp(&ra.hops.len()),
-                        key => cmp_counters(&ra.counters, &rb.counters, key),
+                        key => cmp_counters(&ra.counters(), &rb.counters(), key),
                     }
                     .then_with(|| ra.run_id.cmp(&rb.run_id));
                     if sort.reversed {

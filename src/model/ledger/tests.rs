@@ -118,7 +118,8 @@ fn totals_equal_the_sum_over_agents_segments_users_models_runs_and_minutes() {
     assert_eq!(sum(s.by_segment.iter().map(|r| &r.counters)), s.totals);
     assert_eq!(sum(s.by_user.iter().map(|r| &r.counters)), s.totals);
     assert_eq!(sum(s.by_model.iter().map(|r| &r.counters)), s.totals);
-    assert_eq!(sum(s.runs.iter().map(|r| &r.counters)), s.totals);
+    let runs: Vec<Counters> = s.runs.iter().map(|r| r.counters()).collect();
+    assert_eq!(sum(runs.iter()), s.totals);
     assert_eq!(sum(s.per_minute.iter().map(|(_, c)| c)), s.totals);
     let hops: Vec<Counters> = s
         .runs
@@ -174,7 +175,7 @@ fn two_calls_at_the_same_run_and_hop_add_up() {
         (c.events, c.computed_events, c.computed_cost),
         (2, 2, gpt41(400, 40))
     );
-    assert_eq!(r.counters, c);
+    assert_eq!(r.counters(), c);
     // Each call still counts for its own agent.
     assert_eq!(
         s.by_agent
@@ -420,7 +421,7 @@ fn budget_exceeded_and_run_end_mark_the_run_and_hop() {
     };
     assert_eq!(&*ended.status, "budget");
     assert_eq!((ended.hops, ended.tokens), (2, 22));
-    assert_eq!(ended.cost, Some(r.counters.cost));
+    assert_eq!(ended.cost, Some(r.counters().cost));
 }
 
 #[test]
@@ -470,6 +471,7 @@ fn minutes_and_periods_bucket_by_time_in_the_zone() {
             recent_capacity: 0,
             period: Some(spec(PeriodUnit::Day)),
             per_minute: true,
+            ..LedgerConfig::default()
         },
     );
     let s = fold(&mut by_day, &events);
@@ -495,6 +497,7 @@ fn minutes_and_periods_bucket_by_time_in_the_zone() {
             recent_capacity: 0,
             period: Some(spec(PeriodUnit::Week)),
             per_minute: true,
+            ..LedgerConfig::default()
         },
     );
     let weeks: Vec<String> = fold(&mut by_week, &events)
@@ -509,6 +512,7 @@ fn minutes_and_periods_bucket_by_time_in_the_zone() {
             recent_capacity: 0,
             period: Some(spec(PeriodUnit::Month)),
             per_minute: true,
+            ..LedgerConfig::default()
         },
     );
     let months: Vec<(String, u64)> = fold(&mut by_month, &events)
@@ -554,6 +558,7 @@ fn the_recent_ring_stays_bounded() {
             recent_capacity: 3,
             period: None,
             per_minute: true,
+            ..LedgerConfig::default()
         },
     );
     let events: Vec<TelemetryEvent<'static>> = (0..10)
@@ -573,6 +578,7 @@ fn the_recent_ring_stays_bounded() {
             recent_capacity: 0,
             period: None,
             per_minute: true,
+            ..LedgerConfig::default()
         },
     );
     assert!(fold(&mut none, &events).recent.is_empty());
@@ -637,8 +643,8 @@ fn a_limited_snapshot_lists_the_same_first_runs_and_counts_them_all() {
     assert_eq!(ledger.run_rank.len(), ledger.runs.rows.len());
     for (run, &(cost, tokens)) in ledger.runs.rows.iter().zip(&ledger.run_rank) {
         assert_eq!(
-            (run.counters.cost, run.counters.total_tokens),
-            (cost, tokens)
+            (run.counters().cost.picos(), run.counters().total_tokens),
+            (i128::from(cost), tokens)
         );
     }
     for limit in [1, 3, 5, 11, 12, 13, 14] {
@@ -666,6 +672,7 @@ fn a_replaced_call_is_the_new_report_alone_in_its_hop_and_the_tail() {
             recent_capacity: 8,
             period: None,
             per_minute: true,
+            ..LedgerConfig::default()
         },
     );
     let mut first = at(hop("r", None, "a", "gpt-4.1", 100, 10), T0);
@@ -731,6 +738,278 @@ fn ledger_with_tail() -> Ledger {
             recent_capacity: 8,
             period: None,
             per_minute: true,
+            ..LedgerConfig::default()
         },
     )
+}
+
+/// Hops of one run arriving in descending order (OTLP exporters send spans
+/// in any order), with a breach reported on every hop first: the ledger's
+/// work stays near-linear (counted in hops shifted or copied and breaches
+/// scanned, [`work_done`]), and the run is the same as in ascending order.
+#[test]
+fn hops_out_of_order_cost_near_linear_work_and_land_sorted() {
+    const N: u32 = 20_000;
+    let breach = |n: u32| {
+        let mut event = hop("r", Some(n), "a", "gpt-4.1", 0, 0);
+        event.kind = EventKind::BudgetExceeded {
+            limit_kind: Some("per_hop".into()),
+            limit: Some(100),
+            observed: Some(u64::from(n)),
+            action: Some("trim".into()),
+        };
+        event
+    };
+    let call = |n: u32| hop("r", Some(n), "a", "gpt-4.1", u64::from(n), 1);
+    let mut ascending = ledger();
+    for n in 1..=N {
+        ascending.apply(&breach(n));
+        ascending.apply(&call(n));
+    }
+    let mut descending = ledger();
+    let before = work_done();
+    for n in (1..=N).rev() {
+        descending.apply(&breach(n));
+        descending.apply(&call(n));
+    }
+    let work = work_done() - before;
+    assert!(
+        work <= 64 * u64::from(N),
+        "{work} steps for {N} hops out of order: quadratic"
+    );
+    let (a, d) = (ascending.snapshot(), descending.snapshot());
+    let (ra, rd) = (run(&a, "r"), run(&d, "r"));
+    assert_eq!(rd.hops.len(), N as usize);
+    assert!(rd.hops.iter().map(|h| h.hop).eq(1..=N));
+    for (x, y) in ra.hops.iter().zip(rd.hops.iter()) {
+        assert_eq!((x.hop, x.usage, x.cost), (y.hop, y.usage, y.cost));
+        let observed = |h: &HopAgg| h.budget_hit.as_ref().and_then(|b| b.observed);
+        assert_eq!(observed(y), Some(u64::from(y.hop)));
+        assert_eq!(observed(x), observed(y));
+    }
+    assert_eq!(rd.counters(), ra.counters());
+    assert_eq!(rd.budget_hits.len(), N as usize);
+    assert_eq!(d.totals, a.totals);
+}
+
+/// Hops arriving in a shuffled order, some twice, one taken back: the
+/// same run as in order.
+#[test]
+fn shuffled_hops_repeated_and_taken_back_fold_like_ordered_ones() {
+    let order: Vec<u32> = (0..3_000u32).map(|i| (i * 7_919) % 3_000 + 1).collect();
+    let mut ordered = ledger();
+    let mut shuffled = ledger();
+    for n in 1..=3_000 {
+        ordered.apply(&hop("r", Some(n), "a", "gpt-4.1", u64::from(n), 1));
+        if n % 10 == 0 {
+            ordered.apply(&hop("r", Some(n), "a", "gpt-4.1", 5, 5));
+        }
+    }
+    let mut taken = None;
+    for &n in &order {
+        let receipt = shuffled.apply_call(&hop("r", Some(n), "a", "gpt-4.1", u64::from(n), 1));
+        if n % 10 == 0 {
+            shuffled.apply(&hop("r", Some(n), "a", "gpt-4.1", 5, 5));
+        }
+        if n == 1_501 {
+            taken = receipt;
+        }
+    }
+    // hop 1501 taken back, then reported again
+    shuffled.retract(&taken.expect("a receipt"));
+    let s = shuffled.snapshot();
+    assert!(run(&s, "r").hops.iter().all(|h| h.hop != 1_501));
+    shuffled.apply(&hop("r", Some(1_501), "a", "gpt-4.1", 1_501, 1));
+    let (o, s) = (ordered.snapshot(), shuffled.snapshot());
+    let (ro, rs) = (run(&o, "r"), run(&s, "r"));
+    assert_eq!(rs.hops.len(), 3_000);
+    for (x, y) in ro.hops.iter().zip(rs.hops.iter()) {
+        assert_eq!((x.hop, x.usage, x.calls), (y.hop, y.usage, y.calls));
+    }
+    assert_eq!(rs.counters(), ro.counters());
+    // a hop without a number goes after the last one
+    shuffled.apply(&hop("r", None, "a", "gpt-4.1", 1, 1));
+    let s = shuffled.snapshot();
+    assert_eq!(run(&s, "r").hops.last().map(|h| h.hop), Some(3_001));
+}
+
+/// A live snapshot lists the first rows of each list, folds the rest into
+/// an `(other)` row, and every list still adds up to the totals.
+#[test]
+fn a_live_snapshot_lists_the_top_rows_and_folds_the_rest() {
+    let names: Vec<String> = (0..50).map(|i| format!("n{i:02}")).collect();
+    let mut ledger = ledger();
+    for (i, name) in names.iter().enumerate() {
+        let mut event = hop("r", None, "a", "gpt-4.1", 10 * (i as u64 + 1), 1);
+        event.run_id = Cow::Owned(format!("run-{name}"));
+        event.agent = Cow::Owned(format!("agent-{name}"));
+        event.segment = (i % 2 == 0).then(|| Cow::Owned(format!("seg-{name}")));
+        event.user = Some(Cow::Owned(format!("user-{}", i % 7)));
+        ledger.apply(&event);
+    }
+    let all = ledger.snapshot();
+    let top = ledger.snapshot_live(10);
+    assert_eq!(top.totals, all.totals);
+    assert_eq!((top.runs.len(), top.runs_total), (10, 50));
+    let ids = |s: &Snapshot| -> Vec<Arc<str>> { s.runs.iter().map(|r| r.run_id.clone()).collect() };
+    assert_eq!(ids(&top), ids(&all)[..10]);
+    assert_eq!(top.by_agent.len(), 11);
+    assert_eq!(&*top.by_agent[10].name, OTHER);
+    assert_eq!(&*top.by_agent[0].name, "agent-n49");
+    assert_eq!(top.folded.agents, 40);
+    assert_eq!((top.folded.segments, top.folded.users), (15, 0));
+    assert_eq!(top.by_user.len(), 7, "under the limit: nothing folded");
+    assert_eq!(top.folded.models, 0);
+    for list in [&top.by_agent, &top.by_segment, &top.by_user] {
+        assert!(list.len() <= 11);
+    }
+    assert_eq!(sum(top.by_agent.iter().map(|r| &r.counters)), top.totals);
+    assert_eq!(sum(top.by_user.iter().map(|r| &r.counters)), top.totals);
+    assert_eq!(sum(top.by_model.iter().map(|r| &r.counters)), top.totals);
+    // segments plus the calls without one make the totals, folded or not
+    let mut segments = sum(top.by_segment.iter().map(|r| &r.counters));
+    segments.merge(&top.unsegmented());
+    assert_eq!(segments, top.totals);
+    assert_eq!(top.unsegmented(), all.unsegmented());
+    assert!(!top.per_minute.is_empty());
+    // 0: everything, as `report` gets it
+    let everything = ledger.snapshot_live(0);
+    assert_eq!((everything.by_agent.len(), everything.runs.len()), (50, 50));
+    assert_eq!(everything.folded, crate::model::snapshot::Folded::default());
+}
+
+fn capped(max_runs: usize, max_labels: usize, minutes_kept: i64) -> Ledger {
+    Ledger::new(
+        PriceBook::embedded(),
+        LedgerConfig {
+            max_runs,
+            max_labels,
+            minutes_kept,
+            ..LedgerConfig::default()
+        },
+    )
+}
+
+/// Past `max_runs`, the least recently active runs are evicted: the totals
+/// and every other list stay exact, the evicted calls are counted apart,
+/// and a call of an evicted run can still be taken back exactly.
+#[test]
+fn evicted_runs_keep_every_total_exact() {
+    let mut ledger = capped(100, 0, 0);
+    let mut first = None;
+    for i in 0..1_000u64 {
+        let mut event = hop("r", Some(1), "a", "gpt-4.1", 10 + i, 1);
+        event.run_id = Cow::Owned(format!("run-{i:04}"));
+        event.agent = Cow::Borrowed(["a", "b", "c"][(i % 3) as usize]);
+        event.segment = Some(Cow::Borrowed(["s", "t"][(i % 2) as usize]));
+        let receipt = ledger.apply_call(&event);
+        first = first.or(receipt);
+        if i % 10 == 0 {
+            // an old run active again is kept
+            ledger.apply(&hop("run-0000", Some(2), "a", "gpt-4.1", 1, 1));
+        }
+    }
+    let check = |s: &Snapshot| {
+        assert!(s.runs_total <= 100, "{}", s.runs_total);
+        assert_eq!(s.runs.len(), s.runs_total);
+        let mut runs = sum(s
+            .runs
+            .iter()
+            .map(|r| r.counters())
+            .collect::<Vec<_>>()
+            .iter());
+        runs.merge(&s.evicted);
+        assert_eq!(runs, s.totals);
+        assert_eq!(sum(s.by_agent.iter().map(|r| &r.counters)), s.totals);
+        let mut segments = sum(s.by_segment.iter().map(|r| &r.counters));
+        segments.merge(&s.unsegmented());
+        assert_eq!(segments, s.totals);
+        assert_eq!(s.unsegmented().events, 100);
+        assert_eq!(sum(s.by_model.iter().map(|r| &r.counters)), s.totals);
+    };
+    let s = ledger.snapshot();
+    check(&s);
+    assert_eq!(s.totals.events, 1_000 + 100);
+    assert_eq!(s.runs_evicted as usize + s.runs_total, 1_000);
+    assert!(s.runs.iter().any(|r| &*r.run_id == "run-0999"));
+    assert!(
+        s.runs.iter().any(|r| &*r.run_id == "run-0000"),
+        "active again"
+    );
+    assert!(
+        s.runs.iter().all(|r| &*r.run_id != "run-0001"),
+        "least recent"
+    );
+    // run-0001 was evicted: taking its call back takes it from `evicted`
+    let mut event = hop("run-0001", Some(1), "b", "gpt-4.1", 11, 1);
+    event.segment = Some(Cow::Borrowed("t"));
+    let before = s.totals;
+    let again = ledger.apply_call(&event).expect("a receipt");
+    ledger.retract(&again);
+    ledger.retract(&first.expect("a receipt"));
+    let s = ledger.snapshot();
+    check(&s);
+    assert_eq!(s.totals.events, before.events - 1);
+    // positions of evicted runs are reused, not grown
+    assert!(ledger.runs.rows.len() <= 101, "{}", ledger.runs.rows.len());
+}
+
+/// Past `max_labels`, new agents, segments, users, models and hop labels
+/// are counted in one `(other)` row; a model in it is still priced by its
+/// own name, so costs equal an unlimited ledger's.
+#[test]
+fn labels_past_the_cap_fold_into_other_with_exact_costs() {
+    let models = [
+        "gpt-4.1",
+        "gpt-4.1-mini",
+        "claude-sonnet-4-5",
+        "no-such-model",
+    ];
+    let mut capped = capped(0, 3, 0);
+    let mut unlimited = capped_unlimited();
+    for i in 0..40u64 {
+        let mut event = hop("r", None, "a", "gpt-4.1", 100 + i, 10);
+        event.run_id = Cow::Owned(format!("run-{}", i % 5));
+        event.agent = Cow::Owned(format!("agent-{i}"));
+        event.model = Cow::Borrowed(models[(i % 4) as usize]);
+        event.task = Some(Cow::Owned(format!("task-{i}")));
+        capped.apply(&event);
+        unlimited.apply(&event);
+    }
+    let (c, u) = (capped.snapshot(), unlimited.snapshot());
+    assert_eq!(c.totals, u.totals);
+    assert_eq!(c.by_agent.len(), 4);
+    assert!(c.by_agent.iter().any(|r| &*r.name == OTHER));
+    assert_eq!(sum(c.by_agent.iter().map(|r| &r.counters)), c.totals);
+    assert_eq!(c.by_model.len(), 4);
+    assert_eq!(sum(c.by_model.iter().map(|r| &r.counters)), c.totals);
+    assert_eq!(c.runs_total, 5, "runs are not labels");
+    let tasks: std::collections::BTreeSet<&str> = c
+        .runs
+        .iter()
+        .flat_map(|r| r.hops.iter().filter_map(|h| h.labels.task.as_deref()))
+        .collect();
+    assert!(tasks.contains(OTHER) && tasks.len() <= 4, "{tasks:?}");
+}
+
+fn capped_unlimited() -> Ledger {
+    Ledger::new(PriceBook::embedded(), LedgerConfig::default().unlimited())
+}
+
+/// The per-minute series keeps `minutes_kept` minutes before the newest.
+#[test]
+fn the_per_minute_series_is_pruned_past_the_minutes_kept() {
+    let mut ledger = capped(0, 0, 60);
+    for m in 0..600 {
+        ledger.apply(&at(hop("r", None, "a", "gpt-4.1", 10, 1), T0 + m * MINUTE));
+    }
+    // a late call before the kept minutes still counts in the totals
+    ledger.apply(&at(hop("r", None, "a", "gpt-4.1", 10, 1), T0));
+    let s = ledger.snapshot();
+    assert_eq!(s.totals.events, 601);
+    assert_eq!(s.per_minute.len(), 61);
+    assert_eq!(
+        s.per_minute.first().map(|(m, _)| *m),
+        Some((T0 + 539 * MINUTE) / MINUTE)
+    );
 }

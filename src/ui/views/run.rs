@@ -289,13 +289,13 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx, run_id: &str) {
     let summary = vec![
         kv(
             "cost",
-            cost_cell(&run.counters),
+            cost_cell(&run.counters()),
             cx.theme.cost.add_modifier(Modifier::BOLD),
             cx,
         ),
         kv(
             "tokens",
-            tokens(run.counters.total_tokens),
+            tokens(run.counters().total_tokens),
             cx.theme.text,
             cx,
         ),
@@ -839,7 +839,6 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::model::Counters;
     use crate::model::ledger::BudgetHit;
 
     #[test]
@@ -867,17 +866,8 @@ mod tests {
 
     #[test]
     fn the_per_hop_limit_follows_precedence_then_what_the_runtime_enforced() {
-        let mut run = RunAgg {
-            run_id: Arc::from("r"),
-            hops: Vec::new(),
-            counters: Counters::default(),
-            segment: Some(Arc::from("pro")),
-            user: None,
-            first_ts_ms: None,
-            last_ts_ms: None,
-            ended: None,
-            budget_hits: Vec::new(),
-        };
+        let mut run = RunAgg::new(Arc::from("r"));
+        run.segment = Some(Arc::from("pro"));
         let mut board = BudgetBoard::default();
         assert!(hop_limits(&run, &board).is_empty());
         // hops are built through a ledger: one per agent

@@ -57,7 +57,7 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx, scope: Option<&
             .map(|a| sanitize(a).into_owned())
             .collect();
         let share = if total > Usd::ZERO {
-            run.counters.cost.to_f64() / total.to_f64()
+            run.counters().cost.to_f64() / total.to_f64()
         } else {
             0.0
         };
@@ -85,10 +85,10 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx, scope: Option<&
                 },
                 TableCell::text(path.join("→")),
                 TableCell::number(run.hops.len().to_string()),
-                TableCell::number(tokens(run.counters.total_tokens)),
+                TableCell::number(tokens(run.counters().total_tokens)),
                 TableCell::number(times(run.multiplier())),
                 TableCell::number(times(run.context_growth())),
-                TableCell::number(cost_cell(&run.counters)).styled(if is_selected {
+                TableCell::number(cost_cell(&run.counters())).styled(if is_selected {
                     Style::default()
                 } else {
                     cx.theme.cost_style(share)

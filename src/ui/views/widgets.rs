@@ -141,17 +141,9 @@ mod tests {
 
     #[test]
     fn a_quiet_run_without_an_end_is_idle_not_running_forever() {
-        let mut run = RunAgg {
-            run_id: Arc::from("r"),
-            hops: Vec::new(),
-            counters: Counters::default(),
-            segment: None,
-            user: None,
-            first_ts_ms: Some(1_000_000),
-            last_ts_ms: Some(1_000_000),
-            ended: None,
-            budget_hits: Vec::new(),
-        };
+        let mut run = RunAgg::new(Arc::from("r"));
+        run.first_ts_ms = Some(1_000_000);
+        run.last_ts_ms = Some(1_000_000);
         assert_eq!(run_status(&run, 1_000_000 + 4_000), "running");
         assert_eq!(run_status(&run, 1_000_000 + IDLE_AFTER_MS - 1), "running");
         assert_eq!(run_status(&run, 1_000_000 + 5 * 60_000), "idle 5m");
