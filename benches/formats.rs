@@ -542,6 +542,7 @@ fn fold(corpus: &Corpus) -> anyhow::Result<Tally> {
             recent_capacity: 0,
             period: None,
             per_minute: true,
+            ..LedgerConfig::default()
         },
     );
     let mut ingestor = Ingestor::new(&mut ledger, TimeWindow::default());

@@ -252,6 +252,7 @@ fn reference(all: &[u8]) -> (u64, u64, String) {
             recent_capacity: 0,
             period: None,
             per_minute: true,
+            ..LedgerConfig::default()
         },
     );
     let mut ingestor = Ingestor::new(&mut ledger, TimeWindow::default());

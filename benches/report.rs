@@ -69,6 +69,7 @@ fn ledger_only(events: &[tokwatch::model::TelemetryEvent<'_>]) -> (u64, u64) {
             recent_capacity: 0,
             period: None,
             per_minute: true,
+            ..LedgerConfig::default()
         },
     );
     for event in events {
@@ -94,6 +95,7 @@ fn tokwatch_report(path: &Path, read: ReadFiles) -> anyhow::Result<(u64, u64)> {
             recent_capacity: 0,
             period: None,
             per_minute: true,
+            ..LedgerConfig::default()
         },
     );
     let mut ingestor = Ingestor::new(&mut ledger, TimeWindow::default());
