@@ -383,8 +383,12 @@ impl RunAgg {
 
     /// (cost, total tokens): what runs are ranked by.
     fn rank(&self) -> Rank {
-        let counters = self.counters();
-        (rank_cost(counters.cost), counters.total_tokens)
+        // What `counters()` would say, without building them (once per call).
+        match (&self.sum, self.hops.first()) {
+            (Some(sum), _) => (rank_cost(sum.cost), sum.total_tokens),
+            (None, Some(hop)) => (rank_cost(hop.cost), hop.usage.total()),
+            (None, None) => (0, 0),
+        }
     }
 
     /// The breach last reported for hop `position`.
