@@ -159,3 +159,101 @@ fn spawn_reader<R: Read>(
             }
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads `chunks` in turn; `None` is a read interrupted by a signal,
+    /// and after the chunks, `end` (end of file or an error).
+    struct Scripted {
+        chunks: std::collections::VecDeque<Option<&'static [u8]>>,
+        end: Option<io::ErrorKind>,
+    }
+
+    impl Read for Scripted {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self.chunks.pop_front() {
+                Some(Some(chunk)) => {
+                    buf[..chunk.len()].copy_from_slice(chunk);
+                    Ok(chunk.len())
+                }
+                Some(None) => Err(io::ErrorKind::Interrupted.into()),
+                None => self.end.map_or(Ok(0), |kind| Err(kind.into())),
+            }
+        }
+    }
+
+    fn read_all(input: Scripted) -> Vec<IngestMsg> {
+        let (tx, mut rx) = mpsc::channel(64);
+        let source = SourceRef {
+            name: "stdin".into(),
+            origin: "stdin".into(),
+            kind: SourceKind::Stdin,
+            client: None,
+        };
+        let thread = spawn_reader(
+            "test",
+            source,
+            move || Ok(input),
+            tx,
+            1 << 20,
+            Arc::default(),
+        )
+        .unwrap();
+        let msgs = std::iter::from_fn(|| rx.blocking_recv()).collect();
+        thread.join().unwrap();
+        msgs
+    }
+
+    fn lines(msgs: &[IngestMsg]) -> usize {
+        msgs.iter()
+            .map(|m| match m {
+                IngestMsg::Lines { lines, .. } => lines.len(),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    const HOP: &[u8] = br#"{"run_id":"r","model":"gpt-4o","input_tokens":1,"output_tokens":1}"#;
+
+    #[test]
+    fn an_interrupted_read_is_retried_not_taken_for_the_end() {
+        let msgs = read_all(Scripted {
+            chunks: [
+                Some(&b"{\"run_id\":\"r\",\"model\":\"gpt-4o\",\"input"[..]),
+                None,
+            ]
+            .into_iter()
+            .chain([
+                Some(&b"_tokens\":1,\"output_tokens\":1}\n"[..]),
+                None,
+                Some(HOP),
+            ])
+            .collect(),
+            end: None,
+        });
+        assert_eq!(lines(&msgs), 2, "{msgs:?}");
+        assert!(!msgs.iter().any(|m| matches!(m, IngestMsg::File { .. })));
+    }
+
+    #[test]
+    fn a_read_error_is_reported() {
+        let msgs = read_all(Scripted {
+            chunks: [Some(HOP)].into_iter().collect(),
+            end: Some(io::ErrorKind::BrokenPipe),
+        });
+        assert_eq!(lines(&msgs), 1);
+        let error = msgs.iter().find_map(|m| match m {
+            IngestMsg::File {
+                event: FileEvent::Error(message),
+                ..
+            } => Some(message),
+            _ => None,
+        });
+        assert!(
+            error.is_some_and(|m| m.starts_with("cannot read")),
+            "{msgs:?}"
+        );
+    }
+}
