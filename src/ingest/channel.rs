@@ -119,10 +119,16 @@ pub struct LineBatch {
 impl LineBatch {
     #[must_use]
     pub fn new(source: &SourceRef, decoders: Arc<DecoderConfig>) -> Self {
+        let mut decoder = Decoder::new(decoders, source.origin.clone()).named(source.name.clone());
+        if let Some(client) = source.client {
+            // Clients of a listener share its origin (`socket`): keys of
+            // their id-less calls must not collide.
+            decoder = decoder.scoped(format!("{}#{client}", source.name).into());
+        }
         LineBatch {
             first_line: 1,
             next_line: 1,
-            decoder: Decoder::new(decoders, source.origin.clone()).named(source.name.clone()),
+            decoder,
             lines: ParsedLines::with_capacity(SMALL_BATCH_CAPACITY),
         }
     }

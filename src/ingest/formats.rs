@@ -76,6 +76,10 @@ pub struct DecoderConfig {
 pub struct Context<'c> {
     /// Short name of the source for synthetic run ids (a file name, `stdin`).
     pub origin: &'c str,
+    /// Names this source instance in the keys of calls that carry no id
+    /// (`stream:{scope}:{line}`): the origin, or for a socket client its
+    /// listener and connection number, so that two clients never share keys.
+    pub scope: &'c str,
     pub config: &'c DecoderConfig,
 }
 
@@ -130,6 +134,8 @@ pub struct Decoder {
     origin: Arc<str>,
     /// The source as shown to the user (a path, `unix:…`).
     name: Arc<str>,
+    /// [`Context::scope`].
+    scope: Arc<str>,
     /// The format of the last line recognised.
     current: Option<Format>,
     /// Per-format state, created on first use (`Format::index` order).
@@ -178,9 +184,18 @@ impl Decoder {
             current: config.forced,
             config,
             name: origin.clone(),
+            scope: origin.clone(),
             origin,
             states: Default::default(),
         }
+    }
+
+    /// The same decoder, with keys of id-less calls scoped by `scope`
+    /// ([`Context::scope`]).
+    #[must_use]
+    pub fn scoped(mut self, scope: Arc<str>) -> Self {
+        self.scope = scope;
+        self
     }
 
     /// The same decoder for a source shown as `name`.
@@ -248,6 +263,7 @@ impl Decoder {
     pub fn flush(&mut self, out: &mut impl Emit) {
         let cx = Context {
             origin: &self.origin,
+            scope: &self.scope,
             config: &self.config,
         };
         for state in self.states.iter_mut().flatten() {
@@ -389,6 +405,7 @@ impl Decoder {
     ) -> Outcome {
         let cx = Context {
             origin: &self.origin,
+            scope: &self.scope,
             config: &self.config,
         };
         let slot = &mut self.states[format.index()];

@@ -233,7 +233,7 @@ impl FormatDecoder for Anthropic {
                     // Without an id, the deltas of this stream still replace
                     // one another.
                     id: Some(message.id.map_or_else(
-                        || format!("stream:{}:{line_no}", cx.origin),
+                        || format!("stream:{}:{line_no}", cx.scope),
                         |s| s.0.into_owned(),
                     )),
                     model: message.model.map(|s| s.0.into_owned()),

@@ -115,7 +115,7 @@ impl FormatDecoder for Gemini {
         let id = json::text(body.id).or_else(|| {
             let key = self
                 .open_stream
-                .get_or_insert_with(|| format!("stream:{}:{line_no}", cx.origin))
+                .get_or_insert_with(|| format!("stream:{}:{line_no}", cx.scope))
                 .clone();
             Some(std::borrow::Cow::Owned(key))
         });
