@@ -203,13 +203,15 @@ impl Aggregator {
                 {
                     // Socket data has no file behind it: keep it before counting it
                     // (without prompt or completion text: never written to disk).
-                    lines.try_for_each_line(|line| match record_line(line, self.input_format) {
-                        Recorded::Line(bytes) => {
-                            record.write_all(&bytes)?;
-                            record.write_all(b"\n")
+                    lines.try_for_each_line(|line| {
+                        match record_line(line, self.input_format)? {
+                            Recorded::Line(bytes) => {
+                                record.write_all(&bytes)?;
+                                record.write_all(b"\n")
+                            }
+                            // Counted from its text: recorded once counted.
+                            Recorded::Later => Ok(()),
                         }
-                        // Counted from its text: recorded once counted.
-                        Recorded::Later => Ok(()),
                     })?;
                     record.flush()?;
                     if !self.recorded_sources.contains(&source.name) {
@@ -323,6 +325,9 @@ impl Aggregator {
         if let (Some(record), Some(line)) = (&mut self.record, &estimated.record)
             && self.recorded_sources.contains(&estimated.source)
         {
+            let line = line
+                .as_ref()
+                .map_err(|e| io::Error::new(e.kind(), e.to_string()))?;
             record.write_all(line)?;
             record.write_all(b"\n")?;
             record.flush()?;
@@ -561,28 +566,6 @@ fn open_record(path: &Path) -> anyhow::Result<File> {
         .with_context(|| format!("cannot open --record file '{}'", path.display()))
 }
 
-/// Refuses to record into a file that is also followed (it would count twice).
-fn check_record_not_followed(record: &Path, targets: &[Target]) -> anyhow::Result<()> {
-    let record_abs = std::path::absolute(record).unwrap_or_else(|_| record.to_path_buf());
-    for target in targets {
-        let followed = match target {
-            Target::Path(path) if path.is_dir() => {
-                let dir = std::path::absolute(path).unwrap_or_else(|_| path.clone());
-                record_abs.starts_with(&dir) && record_abs.extension().is_some_and(|x| x == "jsonl")
-            }
-            Target::Path(path) => std::path::absolute(path).is_ok_and(|p| p == record_abs),
-            Target::Glob(pattern) => glob::Pattern::new(pattern)
-                .is_ok_and(|p| p.matches_path(record) || p.matches_path(&record_abs)),
-        };
-        anyhow::ensure!(
-            !followed,
-            "--record '{}' is also followed: every socket event would be counted twice. Record elsewhere, and --follow the recording after a restart.",
-            record.display()
-        );
-    }
-    Ok(())
-}
-
 /// How long stopping waits for records being counted from text (the first
 /// one loads a tokenizer: about 2 s).
 const ESTIMATES_AT_EXIT: Duration = Duration::from_secs(10);
@@ -640,7 +623,8 @@ impl Sources {
             let _ = tx.try_send(IngestMsg::CaughtUp);
         }
         if let Some(record) = &settings.record {
-            check_record_not_followed(record, &targets)?;
+            crate::ingest::record::check_not_followed(record, &targets)
+                .map_err(anyhow::Error::msg)?;
         }
         let record = settings.record.as_deref().map(open_record).transpose()?;
         let mut sources = Sources {

@@ -174,8 +174,9 @@ pub struct Job {
 pub struct Estimated {
     /// Replaces the rough count (`Supersede::Latest`).
     pub event: TelemetryEvent<'static>,
-    /// The line to record, without its text, with the counts.
-    pub record: Option<Vec<u8>>,
+    /// The line to record, without its text, with the counts (or why it
+    /// could not be written as JSON: recording it fails, never an empty line).
+    pub record: Option<std::io::Result<Vec<u8>>>,
     pub source: Arc<str>,
     pub origin: Arc<str>,
     pub line_no: u64,
@@ -238,7 +239,9 @@ impl Estimator {
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Queues a job, waiting while the queue is full.
+    /// Queues a job, waiting while the queue is full: it blocks the calling
+    /// thread, so decoders that may call it never run on an async
+    /// runtime's worker (sockets decode on blocking threads).
     pub fn submit(&self, job: Job) {
         let sender = {
             let Ok(mut state) = self.shared.state.lock() else {
@@ -330,7 +333,7 @@ fn work(jobs: &Receiver<Job>, deliver: &dyn Fn(Estimated), shared: &Weak<Shared>
         }
         let record = record.map(|mut r| {
             r.insert("estimated".into(), true.into());
-            serde_json::to_vec(&r).unwrap_or_default()
+            serde_json::to_vec(&r).map_err(std::io::Error::from)
         });
         deliver(Estimated {
             event,

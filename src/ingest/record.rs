@@ -12,10 +12,12 @@
 //! `"estimated": true` ([`Recorded::Later`], `ingest::estimate`).
 
 use std::borrow::Cow;
+use std::path::{Component, Path, PathBuf};
 
 use serde_json::Value;
 
 use super::formats::{Sse, detect, sse};
+use super::sources::tail::Target;
 use crate::types::event::Format;
 
 /// Members whose value is text (or holds text) in some format.
@@ -70,30 +72,159 @@ pub const NOT_RECORDED: &[u8] = b"(a line that was not a JSON object, left out o
 /// whose format is `forced` (`--input-format`) or detected per line. A
 /// server-sent event's `data:` is recorded as its JSON alone (which decodes
 /// the same); other framing lines as they are.
-#[must_use]
-pub fn record_line(line: &[u8], forced: Option<Format>) -> Recorded<'_> {
+///
+/// # Errors
+/// The line without its text cannot be written as JSON again (never an
+/// empty line in its place).
+pub fn record_line(line: &[u8], forced: Option<Format>) -> std::io::Result<Recorded<'_>> {
     let data = match sse(line) {
         Sse::Data(data) => data,
         Sse::Framing | Sse::Plain => line,
     };
     if !may_hold_text(data) {
-        return Recorded::Line(Cow::Borrowed(line));
+        return Ok(Recorded::Line(Cow::Borrowed(line)));
     }
     let Ok(Value::Object(mut object)) = serde_json::from_slice::<Value>(data) else {
         // Not a JSON object, and it may hold text: left out, in a line a
         // replay rejects as this one was.
-        return Recorded::Line(Cow::Borrowed(NOT_RECORDED));
+        return Ok(Recorded::Line(Cow::Borrowed(NOT_RECORDED)));
     };
     // The decoder counts a native record from its text later, and the
     // estimator records it then.
     let native = forced.map_or_else(|| detect::foreign(data).is_none(), |f| f == Format::Native);
     if native && counts_from_text(&object) {
-        return Recorded::Later;
+        return Ok(Recorded::Later);
     }
     strip_object(&mut object);
-    Recorded::Line(Cow::Owned(
-        serde_json::to_vec(&Value::Object(object)).unwrap_or_default(),
-    ))
+    Ok(Recorded::Line(Cow::Owned(serde_json::to_vec(
+        &Value::Object(object),
+    )?)))
+}
+
+/// Refuses to record into a file that is also followed: every socket event
+/// would be counted twice. Paths are compared once resolved (symbolic links,
+/// `.` and `..`; the recording may not exist yet, nor the followed path),
+/// and a followed directory reaches into the directories its symbolic links
+/// name, as the follower does.
+///
+/// # Errors
+/// The recording is followed, by which `--follow` argument.
+pub fn check_not_followed(record: &Path, targets: &[Target]) -> Result<(), String> {
+    let resolved = resolve(record);
+    let is_jsonl = resolved.extension().is_some_and(|x| x == "jsonl");
+    for target in targets {
+        let followed = match target {
+            Target::Path(path) if path.is_dir() => is_jsonl && dir_reaches(path, &resolved),
+            Target::Path(path) => resolve(path) == resolved,
+            Target::Glob(pattern) => glob_reaches(pattern, record, &resolved),
+        };
+        if followed {
+            return Err(format!(
+                "--record '{}' is also followed (--follow '{}'): every socket event would be counted twice. Record elsewhere, and --follow the recording after a restart.",
+                record.display(),
+                target.name()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `path` made absolute with every symbolic link, `.` and `..` resolved,
+/// as far as it exists (what does not is appended as written, `..`
+/// resolved lexically; a dangling link resolves to where it points).
+#[must_use]
+pub fn resolve(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    resolve_within(&absolute, 0)
+}
+
+fn resolve_within(path: &Path, links: u32) -> PathBuf {
+    if let Ok(canonical) = path.canonicalize() {
+        return canonical;
+    }
+    // A dangling link: opening it for writing creates what it names.
+    if links < 40
+        && let Ok(target) = std::fs::read_link(path)
+    {
+        let parent = path.parent().unwrap_or(Path::new("/"));
+        return resolve_within(&parent.join(target), links + 1);
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => resolve_within(parent, links).join(name),
+        _ => lexical(path),
+    }
+}
+
+/// `.` and `..` removed without looking at the file system.
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Whether following directory `dir` reads `file` (resolved): it is inside
+/// the directory, or inside a directory that a symbolic link in it names.
+fn dir_reaches(dir: &Path, file: &Path) -> bool {
+    let root = resolve(dir);
+    if file.starts_with(&root) {
+        return true;
+    }
+    walkdir::WalkDir::new(&root)
+        .follow_links(true)
+        .into_iter()
+        .flatten()
+        .filter(|entry| entry.path_is_symlink() && entry.file_type().is_dir())
+        .any(|entry| {
+            entry
+                .path()
+                .canonicalize()
+                .is_ok_and(|d| file.starts_with(d))
+        })
+}
+
+/// Whether glob `pattern` matches the recording, as written or resolved
+/// (with the pattern's leading directories resolved too).
+fn glob_reaches(pattern: &str, record: &Path, resolved: &Path) -> bool {
+    let Ok(compiled) = glob::Pattern::new(pattern) else {
+        return false;
+    };
+    let absolute = std::path::absolute(record).unwrap_or_else(|_| record.to_path_buf());
+    if [record, &absolute, resolved]
+        .iter()
+        .any(|p| compiled.matches_path(p))
+    {
+        return true;
+    }
+    let wild = |c: &Component<'_>| c.as_os_str().to_string_lossy().contains(['*', '?', '[']);
+    let base: PathBuf = Path::new(pattern)
+        .components()
+        .take_while(|c| !wild(c))
+        .collect();
+    let rest: PathBuf = Path::new(pattern)
+        .components()
+        .skip_while(|c| !wild(c))
+        .collect();
+    let base = resolve(if base.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        &base
+    });
+    let rebuilt = format!(
+        "{}/{}",
+        glob::Pattern::escape(&base.to_string_lossy()),
+        rest.to_string_lossy()
+    );
+    glob::Pattern::new(&rebuilt).is_ok_and(|p| p.matches_path(resolved))
+        || glob::glob(pattern)
+            .is_ok_and(|mut found| found.any(|p| p.is_ok_and(|p| resolve(&p) == resolved)))
 }
 
 /// A native record that will be counted from its text.
@@ -147,7 +278,7 @@ mod tests {
     use crate::ingest::formats::tests::report;
 
     fn recorded(line: &str) -> String {
-        match record_line(line.as_bytes(), None) {
+        match record_line(line.as_bytes(), None).unwrap() {
             Recorded::Line(bytes) => String::from_utf8(bytes.into_owned()).unwrap(),
             Recorded::Later => "later".into(),
         }
@@ -175,18 +306,58 @@ mod tests {
     }
 
     #[test]
+    fn a_followed_recording_is_found_through_links_dots_and_globs() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let logs = root.join("logs");
+        std::fs::create_dir_all(logs.join("sub")).unwrap();
+        std::fs::create_dir_all(root.join("elsewhere/deep")).unwrap();
+        symlink(&logs, root.join("link")).unwrap();
+        // A link inside the followed directory: the follower walks into it.
+        symlink(root.join("elsewhere"), logs.join("more")).unwrap();
+        // A dangling link: writing to it creates the file in `logs`.
+        symlink(logs.join("new.jsonl"), root.join("dangling.jsonl")).unwrap();
+        let dir_target = [Target::Path(logs.clone())];
+        let followed =
+            |record: PathBuf, targets: &[Target]| check_not_followed(&record, targets).is_err();
+        assert!(followed(logs.join("r.jsonl"), &dir_target));
+        assert!(followed(root.join("link/r.jsonl"), &dir_target));
+        assert!(followed(
+            root.join("elsewhere/../logs/r.jsonl"),
+            &dir_target
+        ));
+        assert!(followed(logs.join("sub/../../logs/r.jsonl"), &dir_target));
+        assert!(followed(root.join("dangling.jsonl"), &dir_target));
+        assert!(followed(root.join("elsewhere/deep/r.jsonl"), &dir_target));
+        let through_link = [Target::Path(root.join("link"))];
+        assert!(followed(logs.join("r.jsonl"), &through_link));
+        let glob = [Target::Glob(format!("{}/link/*.jsonl", root.display()))];
+        assert!(followed(logs.join("r.jsonl"), &glob));
+        let file = [Target::Path(root.join("link/r.jsonl"))];
+        assert!(followed(root.join("elsewhere/../logs/r.jsonl"), &file));
+        // Not followed: another directory, or not a `*.jsonl` file.
+        assert!(!followed(root.join("logs2/r.jsonl"), &dir_target));
+        assert!(!followed(root.join("elsewhere.jsonl"), &dir_target));
+        assert!(!followed(logs.join("r.log"), &dir_target));
+        assert!(!followed(root.join("r.jsonl"), &glob));
+        let message = check_not_followed(&root.join("link/r.jsonl"), &dir_target).unwrap_err();
+        assert!(message.contains("counted twice"), "{message}");
+    }
+
+    #[test]
     fn lines_without_text_are_recorded_as_they_came() {
         let line = br#"{"model":"m","input_tokens":1,"output_tokens":1}"#;
         assert_eq!(
-            record_line(line, None),
+            record_line(line, None).unwrap(),
             Recorded::Line(Cow::Borrowed(&line[..]))
         );
         assert_eq!(
-            record_line(b"{broken", None),
+            record_line(b"{broken", None).unwrap(),
             Recorded::Line(Cow::Borrowed(&b"{broken"[..]))
         );
         assert_eq!(
-            record_line(b"event: message_delta", None),
+            record_line(b"event: message_delta", None).unwrap(),
             Recorded::Line(Cow::Borrowed(&b"event: message_delta"[..]))
         );
     }
@@ -217,14 +388,15 @@ mod tests {
         assert_eq!(recorded(&format!("data: {native}")), "later");
         // Read as another format (`--input-format`), it is never counted
         // from its text: recorded now, without it.
-        let Recorded::Line(now) = record_line(native.as_bytes(), Some(Format::OpenAi)) else {
+        let Recorded::Line(now) = record_line(native.as_bytes(), Some(Format::OpenAi)).unwrap()
+        else {
             panic!("recorded later");
         };
         assert!(!String::from_utf8_lossy(&now).contains("hi there"));
         // Forced native, a line of another shape with text but no counts is.
         let shaped = r#"{"object":"chat.completion","model":"gpt-4o","prompt":"hi"}"#;
         assert_eq!(
-            record_line(shaped.as_bytes(), Some(Format::Native)),
+            record_line(shaped.as_bytes(), Some(Format::Native)).unwrap(),
             Recorded::Later
         );
     }

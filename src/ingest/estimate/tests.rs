@@ -113,7 +113,7 @@ fn the_decoder_counts_roughly_at_once_and_the_worker_exactly_later() {
     assert_eq!(exact.line_no, 7);
     assert!(exact.exact_tokenizer);
     // The recording carries the counts, never the text.
-    let record = String::from_utf8(exact.record.unwrap()).unwrap();
+    let record = String::from_utf8(exact.record.unwrap().unwrap()).unwrap();
     assert!(
         !record.contains("Summarize") && !record.contains("Revenue") && !record.contains("SECRET"),
         "{record}"
