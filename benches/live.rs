@@ -59,6 +59,7 @@ fn settings() -> LiveSettings {
         listen: Vec::new(),
         listen_token: None,
         max_clients: 1024,
+        client_idle_timeout: tokwatch::ingest::sources::socket::DEFAULT_IDLE_TIMEOUT,
         poll: false,
         poll_interval: Duration::from_millis(500),
         from_end: false,

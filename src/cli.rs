@@ -73,9 +73,12 @@ pub struct LiveArgs {
         hide_env_values = true
     )]
     pub listen_token: Option<String>,
-    /// Most socket clients at once; more are turned away.
+    /// Most socket clients at once, over all listeners; more are turned away.
     #[arg(long, default_value_t = 1024, value_name = "N")]
     pub max_clients: u64,
+    /// Close a socket client that sends nothing for this long (0: never).
+    #[arg(long, default_value = "15m", value_parser = parse_duration, value_name = "DURATION")]
+    pub client_idle_timeout: Duration,
     /// Print one JSON snapshot per interval to stdout instead of the dashboard.
     #[arg(long)]
     pub jsonl: bool,

@@ -248,6 +248,7 @@ fn run_with_dashboard(runtime: &tokio::runtime::Runtime, config: DemoConfig) -> 
         listen: Vec::new(),
         listen_token: None,
         max_clients: 1024,
+        client_idle_timeout: crate::ingest::sources::socket::DEFAULT_IDLE_TIMEOUT,
         poll: false,
         poll_interval: Duration::from_millis(500),
         from_end: false,

@@ -233,6 +233,7 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
         listen: args.listen,
         listen_token: args.listen_token,
         max_clients: args.max_clients,
+        client_idle_timeout: args.client_idle_timeout,
         poll: args.poll,
         poll_interval: args.poll_interval,
         from_end: args.from_end,

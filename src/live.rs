@@ -54,6 +54,8 @@ pub struct LiveSettings {
     pub listen: Vec<ListenAddr>,
     pub listen_token: Option<String>,
     pub max_clients: u64,
+    /// Socket clients silent this long are closed (zero: never).
+    pub client_idle_timeout: Duration,
     pub poll: bool,
     pub poll_interval: Duration,
     pub from_end: bool,
@@ -293,6 +295,10 @@ impl Aggregator {
                 let index = self.source(&source);
                 let live = &mut self.stats.sources[index].live;
                 match change {
+                    ClientChange::HandshakeStarted => live.clients_pending += 1,
+                    ClientChange::HandshakeEnded => {
+                        live.clients_pending = live.clients_pending.saturating_sub(1);
+                    }
                     ClientChange::Connected => {
                         live.clients_connected += 1;
                         live.clients_total += 1;
@@ -302,7 +308,6 @@ impl Aggregator {
                         live.incomplete += u64::from(incomplete > 0);
                     }
                     ClientChange::Rejected { reason } => {
-                        live.clients_connected = live.clients_connected.saturating_sub(1);
                         live.clients_rejected += 1;
                         live.last_error = Some(format!(
                             "{}: {reason}",
@@ -638,18 +643,20 @@ impl Sources {
             listener_tasks: Vec::new(),
             estimator,
         };
+        // One configuration for all listeners: `--max-clients` is a total.
+        let config = ListenConfig::new(
+            settings.max_line_bytes,
+            settings.listen_token.clone(),
+            settings.max_clients,
+            decoders.clone(),
+        )
+        .with_idle_timeout(settings.client_idle_timeout);
         for addr in &settings.listen {
             let listener = Listener::bind(addr, settings.listen_token.as_deref())?;
             sources.listening.push(listener.name().to_owned());
-            let config = ListenConfig {
-                max_line_bytes: settings.max_line_bytes,
-                token: settings.listen_token.clone(),
-                max_clients: settings.max_clients,
-                decoders: decoders.clone(),
-            };
             sources.listener_tasks.push(tokio::spawn(listener.serve(
                 tx.clone(),
-                config,
+                config.clone(),
                 shutdown_rx.clone(),
             )));
         }

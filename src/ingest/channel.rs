@@ -99,8 +99,17 @@ pub enum IngestMsg {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientChange {
+    /// A connection that must send the token first took a handshake slot.
+    HandshakeStarted,
+    /// It sent the token (then `Connected` or `Rejected` follows), or not.
+    HandshakeEnded,
+    /// The client took a client slot.
     Connected,
+    /// A connected client is gone.
     Disconnected { incomplete: u64 },
+    /// A connection was closed before (or without) being counted as
+    /// connected: no slot, no token, an HTTP request; or, after its
+    /// `Disconnected`, a connected client was closed for a reason.
     Rejected { reason: String },
 }
 

@@ -79,6 +79,9 @@ pub struct LiveStats {
     /// Clients connected now / ever (sockets).
     pub clients_connected: u64,
     pub clients_total: u64,
+    /// TCP connections that have not sent `--listen-token` yet (they hold
+    /// handshake slots, not client slots).
+    pub clients_pending: u64,
     /// Connections closed before any event: an HTTP request, a bad token.
     pub clients_rejected: u64,
     /// Failures to list, open or read (the last one is in `last_error`).
@@ -100,6 +103,7 @@ impl LiveStats {
         self.dropped += other.dropped;
         self.clients_connected += other.clients_connected;
         self.clients_total += other.clients_total;
+        self.clients_pending += other.clients_pending;
         self.clients_rejected += other.clients_rejected;
         self.errors += other.errors;
     }

@@ -615,6 +615,7 @@ mod tests {
             listen: Vec::new(),
             listen_token: None,
             max_clients: 8,
+            client_idle_timeout: Duration::ZERO,
             poll: true,
             poll_interval: Duration::from_millis(100),
             from_end: false,
