@@ -36,6 +36,7 @@ use tokio::sync::{mpsc, watch};
 use crate::ingest::channel::{ClientChange, IngestMsg, LineBatch, SourceKind, SourceRef};
 use crate::ingest::formats::DecoderConfig;
 use crate::ingest::lines::{Line, LineSplitter, ReadBuffer};
+use crate::ingest::sources::tail::FileEvent;
 
 /// A `--listen` address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -305,12 +306,22 @@ impl Listener {
                 _ = shutdown.changed() => break,
                 accepted = self.inner.accept() => accepted,
             };
-            let Ok(stream) = accepted else {
-                // e.g. EMFILE: the connection stays queued; keep serving
-                // the others, without spinning on it.
-                tokio::select! {
+            let stream = match accepted {
+                Ok(stream) => stream,
+                Err(e) => {
+                    // e.g. EMFILE: the connection stays queued. Reported
+                    // (`errors`, `last_error`); the others are still served,
+                    // and the listener does not spin on it.
+                    let _ = tx
+                        .send(IngestMsg::File {
+                            source: self.source.clone(),
+                            event: FileEvent::Error(format!("cannot accept a connection: {e}")),
+                        })
+                        .await;
+                    tokio::select! {
                     _ = shutdown.changed() => break,
-                    () = tokio::time::sleep(Duration::from_millis(50)) => continue,
+                        () = tokio::time::sleep(Duration::from_millis(50)) => continue,
+                    }
                 }
             };
             next_client += 1;
