@@ -173,6 +173,38 @@ impl Usd {
         }
     }
 
+    /// The cost of one call a record reports, read from the text written
+    /// (a JSON number's token, or a string's content) by
+    /// [`Usd::parse_reported`] and checked by [`Usd::check_call_cost`]:
+    /// the one rule of every format. Reasons name `field` and quote the
+    /// text (its first 40 characters), never a float it became.
+    ///
+    /// # Errors
+    /// Not a decimal number, negative, finer than a picodollar (and not
+    /// float noise), or $10⁵ or more.
+    pub fn reported_call_cost_text(text: &str, field: &str) -> Result<Usd, String> {
+        let mut written: String = text.chars().take(40).collect();
+        if written.len() < text.len() {
+            written.push('…');
+        }
+        let written = format!("'{written}'");
+        let negative = text.trim_start().starts_with('-');
+        match Usd::parse_reported(text) {
+            Ok(amount) if amount < Usd::ZERO => Err(format!("{field} {written} is negative")),
+            Ok(amount) => amount.check_call_cost(field, &written),
+            Err(_) if negative && Decimal::read(text, 12).is_ok() => {
+                Err(format!("{field} {written} is negative"))
+            }
+            Err(MoneyError::OutOfRange(_)) => MAX_CALL_COST.check_call_cost(field, &written),
+            Err(MoneyError::TooPrecise(_)) => Err(format!(
+                "{field} {written} is finer than a picodollar ($0.000000000001)"
+            )),
+            Err(MoneyError::NotANumber(_)) => {
+                Err(format!("{field} {written} is not a decimal number"))
+            }
+        }
+    }
+
     /// The closest `f64`, for JSON output and ratios; never used for sums.
     #[must_use]
     #[allow(clippy::cast_precision_loss)]

@@ -60,8 +60,10 @@ impl Usage {
         }
     }
 
-    /// The usage, when no bucket and neither the input nor the output
-    /// reaches [`MAX_CALL_TOKENS`]; every decoder checks what it built.
+    /// The usage, when no bucket, neither the input nor the output, and
+    /// not their total reaches [`MAX_CALL_TOKENS`]; every decoder checks
+    /// what it built, derived buckets included (an OpenAI `total_tokens`
+    /// beyond input and output becomes output and reasoning).
     ///
     /// # Errors
     /// The first implausible count, named by its bucket.
@@ -74,6 +76,7 @@ impl Usage {
             ("input tokens", self.input_total()),
             ("output tokens", self.output),
             ("reasoning tokens", self.reasoning),
+            ("total tokens", self.total()),
         ];
         match counts.iter().find(|(_, n)| *n >= MAX_CALL_TOKENS) {
             Some((what, n)) => Err(implausible_tokens(what, *n)),
@@ -120,14 +123,26 @@ mod tests {
     fn a_call_of_ten_billion_tokens_is_implausible() {
         let most = Usage {
             input_uncached: MAX_CALL_TOKENS / 2,
-            cache_read: MAX_CALL_TOKENS / 2 - 1,
-            output: MAX_CALL_TOKENS - 1,
-            reasoning: MAX_CALL_TOKENS - 1,
+            cache_read: MAX_CALL_TOKENS / 2 - 2,
+            output: 1,
+            reasoning: 1,
             ..Usage::default()
         };
         assert_eq!(most.plausible(), Ok(most));
+        // Input and output each plausible, together not (review finding 5).
+        let both = Usage {
+            output: MAX_CALL_TOKENS / 2,
+            reasoning: MAX_CALL_TOKENS / 2,
+            ..most
+        };
+        assert_eq!(
+            both.plausible(),
+            Err("total tokens 14999999998 is implausible: no call has 10^10 tokens or more".into())
+        );
         let split = Usage {
             cache_read: MAX_CALL_TOKENS / 2,
+            output: 0,
+            reasoning: 0,
             ..most
         };
         assert_eq!(

@@ -33,7 +33,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 
 use super::anthropic::{self, RawUsage};
-use super::json::{self, Number, Str, When};
+use super::json::{self, Str, When};
 use super::{Context, Decoded, Emit, FormatDecoder};
 use crate::types::event::{CallId, EventKind, Format, Supersede, TelemetryEvent, UNKNOWN};
 
@@ -77,7 +77,7 @@ struct Line<'a> {
     #[serde(borrow, default)]
     cwd: Option<Str<'a>>,
     #[serde(rename = "costUSD", default)]
-    cost_usd: Option<Number>,
+    cost_usd: Option<json::Cost>,
     #[serde(borrow, default)]
     message: Option<Message<'a>>,
 }
@@ -208,7 +208,7 @@ fn decode_line<'a>(line: Line<'a>, cx: Context<'_>) -> Result<Option<TelemetryEv
     let ts_ms = line.timestamp.and_then(|w| w.0);
     let sidechain = line.is_sidechain == Some(true);
     let reported_cost = match line.cost_usd {
-        Some(cost) => Some(json::usd(cost.0, "costUSD")?),
+        Some(cost) => Some(json::usd(&cost, "costUSD")?),
         None => None,
     };
     let message_id = json::text(message.id);

@@ -69,7 +69,7 @@ pub struct Labels<'a> {
     start_time: Loose<'a>,
     latency_ms: Loose<'a>,
     duration_ms: Loose<'a>,
-    cost_usd: Loose<'a>,
+    cost_usd: json::LooseCost,
     status: Loose<'a>,
 }
 
@@ -120,7 +120,10 @@ impl<'a> Labels<'a> {
             "start_time" => &mut self.start_time,
             "latency_ms" => &mut self.latency_ms,
             "duration_ms" => &mut self.duration_ms,
-            "cost_usd" => &mut self.cost_usd,
+            "cost_usd" => {
+                self.cost_usd = map.next_value()?;
+                return Ok(true);
+            }
             "status" => &mut self.status,
             _ => return Ok(false),
         };
@@ -356,7 +359,7 @@ impl<'a> Labels<'a> {
                 });
         }
         if out.cost.is_none()
-            && let Some(cost) = self.cost_usd.number()
+            && let Some(cost) = &self.cost_usd.0
         {
             out.cost = Some(json::usd(cost, "cost_usd")?);
         }

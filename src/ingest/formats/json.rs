@@ -136,53 +136,67 @@ pub fn count(value: Option<Count>) -> u64 {
     value.map_or(0, |c| c.0)
 }
 
-/// A JSON number or numeric string, as written (for costs and epoch times).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Number(pub f64);
+/// A cost as the record wrote it: a JSON number's own text or a string's
+/// content, never an `f64` (`12345.000000000001` stays exact, `1e-400` is
+/// not $0). Read by [`usd`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cost(pub Box<str>);
 
-impl<'de> Deserialize<'de> for Number {
+impl<'de> Deserialize<'de> for Cost {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct NumberVisitor;
-        impl Visitor<'_> for NumberVisitor {
-            type Value = Number;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a number")
-            }
-            #[allow(clippy::cast_precision_loss, reason = "epoch times and costs fit")]
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Number, E> {
-                Ok(Number(v as f64))
-            }
-            #[allow(clippy::cast_precision_loss, reason = "epoch times and costs fit")]
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Number, E> {
-                Ok(Number(v as f64))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Number, E> {
-                Ok(Number(v))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Number, E> {
-                v.trim()
-                    .parse::<f64>()
-                    .map(Number)
-                    .map_err(|_| E::custom(format!("'{v}' is not a number")))
-            }
+        let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+        match cost_text(raw.get()) {
+            Some(text) => text.map(|t| Cost(t.into())).map_err(de::Error::custom),
+            None => Err(de::Error::custom(format!(
+                "invalid type: {}, expected a number of US dollars",
+                raw.get().chars().take(40).collect::<String>()
+            ))),
         }
-        deserializer.deserialize_any(NumberVisitor)
     }
 }
 
-/// A cost in dollars as the record wrote it, kept exact (the shortest
-/// decimal that reads back as the same `f64`, which is what was written),
-/// by [`Usd::parse_reported`]'s rule: whole picodollars, float noise past
-/// them forgiven, anything finer rejected.
+/// A cost label on a wrapper (`envelope`): a number or a string is a
+/// [`Cost`]; any other value carries none (as for every label).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LooseCost(pub Option<Cost>);
+
+impl<'de> Deserialize<'de> for LooseCost {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+        match cost_text(raw.get()) {
+            Some(text) => text
+                .map(|t| LooseCost(Some(Cost(t.into()))))
+                .map_err(de::Error::custom),
+            None => Ok(LooseCost(None)),
+        }
+    }
+}
+
+/// The text of a cost from the raw JSON of its value: a number as written,
+/// a string's content (borrowed unless it has escapes); `None` for any
+/// other value.
+pub fn cost_text(raw: &str) -> Option<Result<Cow<'_, str>, String>> {
+    match raw.as_bytes().first()? {
+        b'"' => Some(match raw[1..].strip_suffix('"') {
+            Some(inner) if !inner.contains('\\') => Ok(Cow::Borrowed(inner)),
+            _ => serde_json::from_str::<String>(raw)
+                .map(Cow::Owned)
+                .map_err(|e| e.to_string()),
+        }),
+        b'-' | b'0'..=b'9' => Some(Ok(Cow::Borrowed(raw))),
+        _ => None,
+    }
+}
+
+/// A cost one call reported, by [`Usd::reported_call_cost_text`]'s rule
+/// (`Usd::parse_reported`): whole picodollars, float noise past them
+/// forgiven, anything finer rejected; below `types::money::MAX_CALL_COST`.
 ///
 /// # Errors
-/// Negative, not finite, finer than a picodollar, or implausible for one
-/// call (`types::money::MAX_CALL_COST`).
-pub fn usd(value: f64, field: &str) -> Result<Usd, String> {
-    if !value.is_finite() || value < 0.0 {
-        return Err(format!("{field} {value} is not a non-negative amount"));
-    }
-    Usd::reported_call_cost(Usd::from_reported_f64(value), field, &format!("{value:?}"))
+/// Not a number, negative, finer than a picodollar, or implausible for one
+/// call; the reason quotes the text written.
+pub fn usd(cost: &Cost, field: &str) -> Result<Usd, String> {
+    Usd::reported_call_cost_text(&cost.0, field)
 }
 
 /// Epoch milliseconds of an RFC 3339 time.

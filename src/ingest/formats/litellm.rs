@@ -22,7 +22,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::json::{self, Count, Id, Number, Str, When};
+use super::json::{self, Count, Id, Str, When};
 use super::openai::{RawUsage, synthetic_run_id, usage as openai_usage};
 use super::{Context, Decoded, Emit, FormatDecoder};
 use crate::types::event::{CallId, EventKind, Format, Supersede, TelemetryEvent, UNKNOWN};
@@ -87,9 +87,9 @@ struct Payload<'a> {
     #[serde(default)]
     completion_tokens: Option<Count>,
     #[serde(default)]
-    response_cost: Option<Number>,
+    response_cost: Option<json::Cost>,
     #[serde(default)]
-    spend: Option<Number>,
+    spend: Option<json::Cost>,
     #[serde(default, rename = "startTime")]
     start: Option<When>,
     #[serde(default, rename = "endTime")]
@@ -156,8 +156,8 @@ impl FormatDecoder for LiteLlm {
             }
         };
         let cache_hit = payload.cache_hit.is_some_and(|c| c.0);
-        let reported = match payload.response_cost.or(payload.spend) {
-            Some(cost) => Some(json::usd(cost.0, "response_cost")?),
+        let reported = match payload.response_cost.as_ref().or(payload.spend.as_ref()) {
+            Some(cost) => Some(json::usd(cost, "response_cost")?),
             None => None,
         };
         let ts_ms = payload.start.and_then(|w| w.0);

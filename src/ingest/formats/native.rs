@@ -508,58 +508,25 @@ fn fast_rfc3339_millis(text: &str) -> Option<i64> {
 }
 
 /// A non-negative USD amount below [`crate::types::money::MAX_CALL_COST`],
-/// kept exact by [`Usd::parse_reported`]'s rule (whole picodollars; float
-/// noise past them forgiven, anything finer rejected). A well-typed value
-/// that breaks those rules is kept as its reason, so that the line is
-/// rejected for the value (in `normalize`), not as invalid JSON.
+/// read from the text written (a number's own token, a string's content;
+/// never an `f64`) by [`Usd::reported_call_cost_text`]: whole picodollars,
+/// float noise past them forgiven, anything finer rejected. A number or a
+/// string that breaks those rules is kept as its reason, so that the line
+/// is rejected for the value (in `normalize`), not as invalid JSON.
 struct CostUsd(Result<Usd, String>);
-
-impl CostUsd {
-    fn checked<E: de::Error>(
-        parsed: Result<Usd, crate::types::money::MoneyError>,
-        written: &str,
-    ) -> Result<CostUsd, E> {
-        if parsed.as_ref().is_ok_and(|amount| *amount < Usd::ZERO) {
-            return Err(E::custom("cost_usd must not be negative"));
-        }
-        Ok(CostUsd(Usd::reported_call_cost(
-            parsed, "cost_usd", written,
-        )))
-    }
-}
 
 impl<'de> Deserialize<'de> for CostUsd {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct CostVisitor;
-        impl Visitor<'_> for CostVisitor {
-            type Value = CostUsd;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a non-negative number of US dollars")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<CostUsd, E> {
-                let picos = i128::from(v) * crate::types::money::PICOS_PER_USD;
-                CostUsd::checked(Ok(Usd::from_picos(picos)), &v.to_string())
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<CostUsd, E> {
-                u64::try_from(v)
-                    .map_err(|_| E::custom("cost_usd must not be negative"))
-                    .and_then(|v| self.visit_u64(v))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<CostUsd, E> {
-                if !v.is_finite() || v < 0.0 {
-                    return Err(E::custom("cost_usd must be a non-negative number"));
-                }
-                CostUsd::checked(Usd::from_reported_f64(v), &format!("{v:?}"))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<CostUsd, E> {
-                if v.trim_start().starts_with('-') {
-                    return Err(E::custom("cost_usd must not be negative"));
-                }
-                let written = format!("'{}'", v.chars().take(40).collect::<String>());
-                CostUsd::checked(Usd::parse_reported(v), &written)
-            }
+        // Borrowed: the line is always parsed from a slice or a str.
+        let raw = <&'de serde_json::value::RawValue>::deserialize(deserializer)?;
+        match super::json::cost_text(raw.get()) {
+            Some(Ok(text)) => Ok(CostUsd(Usd::reported_call_cost_text(&text, "cost_usd"))),
+            Some(Err(error)) => Err(de::Error::custom(error)),
+            None => Err(de::Error::custom(format!(
+                "invalid type: {}, expected a non-negative number of US dollars",
+                raw.get().chars().take(40).collect::<String>()
+            ))),
         }
-        deserializer.deserialize_any(CostVisitor)
     }
 }
 

@@ -24,7 +24,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 
 use super::envelope::{self, Resolved};
-use super::json::{self, Count, Number, Str, When};
+use super::json::{self, Count, Str, When};
 use super::{Context, Decoded, Emit, FormatDecoder};
 use crate::types::event::{CallId, EventKind, Format, Supersede, TelemetryEvent, UNKNOWN};
 use crate::types::usage::Usage;
@@ -71,7 +71,7 @@ pub(crate) struct RawUsage {
     cache_creation_input_tokens: Option<Count>,
     /// OpenRouter's reported cost, in dollars.
     #[serde(default)]
-    cost: Option<Number>,
+    cost: Option<json::Cost>,
 }
 
 #[derive(Deserialize)]
@@ -195,8 +195,8 @@ impl FormatDecoder for OpenAi {
             return Ok(Decoded::Ignored);
         };
         let usage = usage(raw)?;
-        let reported = match raw.cost {
-            Some(cost) => Some(json::usd(cost.0, "usage.cost")?),
+        let reported = match &raw.cost {
+            Some(cost) => Some(json::usd(cost, "usage.cost")?),
             None => None,
         };
         let run = labels.run.clone().or_else(|| match body.conversation {

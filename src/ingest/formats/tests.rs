@@ -282,6 +282,160 @@ fn every_format_rejects_implausible_values() {
     }
 }
 
+/// One line per place a format reports a cost, with `{COST}` where the
+/// value goes (review findings 1, 2 and 4).
+const COST_LINES: &[(&str, &str)] = &[
+    (
+        "native",
+        r#"{"model":"m","input_tokens":1,"output_tokens":1,"cost_usd":{COST}}"#,
+    ),
+    (
+        "openai",
+        r#"{"id":"chatcmpl-1","object":"chat.completion","created":1778662800,"model":"gpt-4o","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1,"cost":{COST}}}"#,
+    ),
+    (
+        "openai",
+        r#"{"id":"chatcmpl-1","object":"chat.completion","created":1778662800,"model":"gpt-4o","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1},"cost_usd":{COST}}"#,
+    ),
+    (
+        "litellm",
+        r#"{"id":"litellm-1","call_type":"acompletion","response_cost":{COST},"status":"success","custom_llm_provider":"openai","prompt_tokens":1,"completion_tokens":1,"startTime":1778662804.5,"endTime":1778662805.75,"model":"gpt-4o-mini"}"#,
+    ),
+    (
+        "claude-code",
+        r#"{"parentUuid":null,"isSidechain":false,"userType":"external","cwd":"/x","sessionId":"s-1","version":"1.0.0","costUSD":{COST},"message":{"id":"msg_cc_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[],"usage":{"input_tokens":1,"output_tokens":1}},"requestId":"req_1","type":"assistant","uuid":"u-1","timestamp":"2026-05-13T09:00:03.000Z"}"#,
+    ),
+];
+
+/// The cost each line of [`COST_LINES`] yields for `value` written there:
+/// the reported cost, or the rejection's reason.
+fn costs_for(value: &str) -> Vec<(&'static str, Result<String, String>)> {
+    COST_LINES
+        .iter()
+        .map(|(name, template)| {
+            let line = template.replace("{COST}", value);
+            let mut decoder = Decoder::plain("t.jsonl");
+            let (outcomes, events) = decode_all(&mut decoder, &[&line]);
+            let result = match &outcomes[0] {
+                Outcome::Rejected { reason, .. } => Err(reason.clone()),
+                _ => match events.as_slice() {
+                    [(_, event)] => Ok(event
+                        .reported_cost
+                        .map_or_else(|| "none".to_owned(), |c| c.to_string())),
+                    _ => Err(format!("{outcomes:?}: {} events", events.len())),
+                },
+            };
+            (*name, result)
+        })
+        .collect()
+}
+
+/// Every format reads a reported cost from the text written, by one rule
+/// (`Usd::parse_reported`): whole picodollars exactly, float noise past
+/// them dropped, anything finer or $10^5 and more rejected, with the text
+/// quoted in the reason. Through `f64`, `1e-400` became $0 and
+/// `12345.000000000001` became 12345.000000000002 (or 12345).
+#[test]
+fn every_format_reads_a_reported_cost_from_its_text() {
+    for (value, exact) in [
+        ("12345.000000000001", "12345.000000000001"),
+        ("\"12345.000000000001\"", "12345.000000000001"),
+        ("99999.999999999999", "99999.999999999999"),
+        ("\"99999.999999999999\"", "99999.999999999999"),
+        ("0.011349000000000001", "0.011349"),
+        ("0.00064965", "0.00064965"),
+        ("1E-3", "0.001"),
+        ("0", "0"),
+    ] {
+        for (name, result) in costs_for(value) {
+            assert_eq!(result, Ok(exact.to_owned()), "{name}: {value}");
+        }
+    }
+    for (value, text, why) in [
+        ("1e-400", "1e-400", "finer than a picodollar"),
+        ("\"1e-400\"", "1e-400", "finer than a picodollar"),
+        ("4.9e-324", "4.9e-324", "finer than a picodollar"),
+        (
+            "0.00000000000150000000001",
+            "0.00000000000150000000001",
+            "finer than a picodollar",
+        ),
+        ("1e-30", "1e-30", "finer than a picodollar"),
+        ("100000", "100000", "implausible"),
+        ("99999.9999999999999", "99999.9999999999999", "implausible"),
+        ("1e400", "1e400", "implausible"),
+        ("\"9e23\"", "9e23", "implausible"),
+        ("-1", "-1", "negative"),
+    ] {
+        for (name, result) in costs_for(value) {
+            let reason = result.expect_err(&format!("{name}: {value}"));
+            assert!(
+                reason.starts_with(&format!("{name}: "))
+                    && reason.contains(&format!("'{text}'"))
+                    && reason.contains(why),
+                "{name}: {value}: {reason}"
+            );
+        }
+    }
+}
+
+/// A call's total tokens are limited as its buckets are: an OpenAI
+/// `total_tokens` whose remainder becomes output (and reasoning) cannot
+/// bring a call to 10^10 tokens (review finding 5).
+#[test]
+fn a_derived_total_of_ten_billion_tokens_is_rejected() {
+    let line = |total: u64| {
+        format!(
+            r#"{{"id":"chatcmpl-1","object":"chat.completion","created":1778662800,"model":"gpt-4o","choices":[],"usage":{{"prompt_tokens":1,"completion_tokens":1,"total_tokens":{total}}}}}"#
+        )
+    };
+    let max = crate::types::usage::MAX_CALL_TOKENS;
+    let (snap, stats) = report(&[&line(max)]);
+    assert_eq!(stats.malformed, 1, "{:?}", snap.totals);
+    assert!(
+        stats.malformed_samples[0]
+            .reason
+            .contains("total tokens 10000000000 is implausible"),
+        "{:?}",
+        stats.malformed_samples[0]
+    );
+    let (snap, stats) = report(&[&line(max - 1)]);
+    assert_eq!(stats.malformed, 0, "{:?}", stats.malformed_samples);
+    assert_eq!(snap.totals.output_tokens, max - 2);
+    assert_eq!(snap.totals.reasoning_tokens, max - 3);
+    // Input and output each under the limit, together over it.
+    let half = max / 2;
+    let native = format!(r#"{{"model":"m","input_tokens":{half},"output_tokens":{half}}}"#);
+    let (_, stats) = report(&[&native]);
+    assert_eq!(stats.malformed, 1);
+}
+
+/// How each format spells a token count (formats.md, schema.md): the
+/// native schema takes JSON integers only; the other formats also take
+/// an integral float (`12.0`, `1E2`) or a decimal string (`"12"`).
+#[test]
+fn token_count_spellings_per_format() {
+    let native = |n: &str| format!(r#"{{"model":"m","input_tokens":{n},"output_tokens":1}}"#);
+    let openai = |n: &str| {
+        format!(
+            r#"{{"id":"chatcmpl-1","object":"chat.completion","created":1778662800,"model":"gpt-4o","choices":[],"usage":{{"prompt_tokens":{n},"completion_tokens":1}}}}"#
+        )
+    };
+    for spelling in ["100.0", "1E2", "\"100\"", "-1", "1.5"] {
+        let (_, stats) = report(&[&native(spelling)]);
+        assert_eq!(stats.malformed, 1, "native {spelling}");
+    }
+    for spelling in ["100", "100.0", "1E2", "\"100\""] {
+        let (snap, stats) = report(&[&openai(spelling)]);
+        assert_eq!(stats.malformed, 0, "openai {spelling}");
+        assert_eq!(snap.totals.input_tokens, 100, "openai {spelling}");
+    }
+    for spelling in ["-1", "1.5", "\"1.5\"", "\"x\""] {
+        let (_, stats) = report(&[&openai(spelling)]);
+        assert_eq!(stats.malformed, 1, "openai {spelling}");
+    }
+}
+
 /// A UTF-8 byte-order mark where a file starts (or where two concatenated
 /// files meet) is not part of the record.
 #[test]

@@ -329,8 +329,15 @@ fn token_counts_of_ten_billion_or_more_are_implausible() {
         );
         assert!(reason.contains("10^10"), "{reason}");
     }
-    let most = r#"{"model":"m","input_tokens":9999999999,"cache_read_tokens":9999999999,"output_tokens":9999999999,"reasoning_tokens":9999999999}"#;
-    assert_eq!(parse(most).unwrap().usage.cache_read, 9_999_999_999);
+    let most = r#"{"model":"m","input_tokens":9999999998,"cache_read_tokens":9999999998,"output_tokens":1,"reasoning_tokens":1}"#;
+    assert_eq!(parse(most).unwrap().usage.cache_read, 9_999_999_998);
+    // A call's input and output together are limited too.
+    let both = r#"{"model":"m","input_tokens":9999999999,"output_tokens":1}"#;
+    assert!(
+        reason(both).contains("total tokens 10000000000 is implausible"),
+        "{}",
+        reason(both)
+    );
     // The limit holds whichever path reads the line.
     let escaped = r#"{"model":"\u006d","input_tokens":10000000000,"output_tokens":1}"#;
     assert!(
