@@ -539,12 +539,16 @@ struct CsvRow<'a> {
 /// Untrusted text for a CSV cell. Control characters (C0, DEL, C1: ESC
 /// of OSC 52 or `ESC[2J`, tab, CR, newline) and bidi controls are written
 /// as visible `\u{…}` escapes; a cell that a spreadsheet would take for
-/// a formula (starting with `=`, `+`, `-` or `@`) gets a leading `'`
-/// (OWASP's CSV injection rule). Only text columns go through it: numbers
-/// stay numbers.
+/// a formula (starting with `=`, `+`, `-`, `@` or `%`, also after leading
+/// whitespace such as a space, a tab or a no-break space, which spreadsheets
+/// skip) gets a leading `'` (OWASP's CSV injection rule). Only text columns
+/// go through it: numbers stay numbers.
 fn csv_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 1);
-    if text.starts_with(['=', '+', '-', '@']) {
+    if text
+        .trim_start_matches(char::is_whitespace)
+        .starts_with(['=', '+', '-', '@', '%'])
+    {
         out.push('\'');
     }
     for c in text.chars() {

@@ -601,7 +601,7 @@ fn is_unsafe(c: char) -> bool {
         || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{061C}' | '\u{FEFF}')
 }
 
-const HOSTILE: [&str; 10] = [
+const HOSTILE: [&str; 14] = [
     "=HYPERLINK(\"http://evil.example\",\"x\")",
     "+1+1",
     "-2+3",
@@ -612,6 +612,10 @@ const HOSTILE: [&str; 10] = [
     "clear\u{1b}[2J",
     "c1\u{9b}31m",
     "bidi\u{202e}gnp.exe",
+    " =1+2",
+    "\u{a0}=1+2",
+    "%0A=1",
+    " \t@SUM(A1)",
 ];
 
 #[test]
@@ -636,8 +640,9 @@ fn csv_escapes_control_characters_and_neutralises_formulas() {
         let row = row.unwrap();
         for (i, cell) in row.iter().enumerate() {
             if text_columns.contains(&i) {
+                let start = cell.trim_start_matches([' ', '\u{a0}']);
                 assert!(
-                    !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                    !start.starts_with(['=', '+', '-', '@', '\t', '\r', '%']),
                     "{cell:?} in {row:?}"
                 );
             } else if i >= column("events") && i != column("provenance") && !cell.is_empty() {
@@ -659,6 +664,10 @@ fn csv_escapes_control_characters_and_neutralises_formulas() {
         "clear\\u{1b}[2J",
         "c1\\u{9b}31m",
         "bidi\\u{202e}gnp.exe",
+        "' =1+2",
+        "'\u{a0}=1+2",
+        "'%0A=1",
+        "' \\u{9}@SUM(A1)",
     ] {
         assert!(keys.iter().any(|k| k == expected), "{expected}: {keys:?}");
     }
@@ -692,5 +701,62 @@ fn markdown_and_table_cells_cannot_break_out() {
                 assert!(lines.all(|l| cells(l) == header), "{table}");
             }
         }
+    }
+}
+
+#[test]
+fn markdown_columns_line_up_after_a_replaced_character() {
+    let records: Vec<Value> = ["esc\u{1b}[2Jx", "plain"]
+        .iter()
+        .map(|name| {
+            serde_json::json!({"run_id": "r", "hop": 1, "agent": name, "model": "gpt-4o",
+                "input_tokens": 10, "output_tokens": 1})
+        })
+        .collect();
+    let (_dir, log) = log_of(&records);
+    let text = report(&[&log, "--format", "markdown"]);
+    let start = text.find("| agent").expect("an agent table");
+    let table: Vec<&str> = text[start..]
+        .lines()
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    let width = |line: &str| unicode_width::UnicodeWidthStr::width(line);
+    assert!(table.len() >= 4, "{text}");
+    assert!(
+        table.iter().all(|l| width(l) == width(table[0])),
+        "every row as wide as the header:\n{}",
+        table.join("\n")
+    );
+}
+
+#[test]
+fn fifos_and_devices_in_a_reported_directory_are_skipped_and_listed() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("good.jsonl"),
+        "{\"run_id\":\"r\",\"agent\":\"a\",\"model\":\"gpt-4o\",\"input_tokens\":10,\"output_tokens\":5}\n",
+    )
+    .unwrap();
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(dir.path().join("fifo.jsonl"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    symlink("/dev/zero", dir.path().join("zero.jsonl")).unwrap();
+    let json = report_json(&[dir.path().to_str().unwrap()]);
+    assert_eq!(json["ingest"]["events"], 1, "{json}");
+    let sources = json["ingest"]["sources"].as_array().unwrap();
+    for (name, why) in [("fifo.jsonl", "a pipe"), ("zero.jsonl", "a device")] {
+        assert!(
+            sources.iter().any(|s| {
+                s["name"].as_str().is_some_and(|n| n.ends_with(name))
+                    && s["errors"] == 1
+                    && s["last_error"].as_str().is_some_and(|e| e.contains(why))
+            }),
+            "{name}: {sources:?}"
+        );
     }
 }

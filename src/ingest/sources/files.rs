@@ -81,10 +81,16 @@ pub fn discover_all(paths: &[PathBuf]) -> Result<Discovered, DiscoverError> {
             for entry in walker {
                 match entry {
                     Ok(entry) => {
-                        if entry.file_type().is_file()
-                            && entry.path().extension().is_some_and(|x| x == "jsonl")
-                        {
-                            found.push(entry.into_path());
+                        if entry.path().extension().is_some_and(|x| x == "jsonl") {
+                            if entry.file_type().is_file() {
+                                found.push(entry.into_path());
+                            } else if let Some(kind) = special_kind(entry.file_type()) {
+                                // a FIFO would block, a device never end
+                                skipped.push(Skipped {
+                                    path: entry.into_path(),
+                                    reason: not_a_file(kind),
+                                });
+                            }
                         }
                     }
                     Err(error) => skipped.extend(skipped_entry(path, &error)),
@@ -102,6 +108,39 @@ pub fn discover_all(paths: &[PathBuf]) -> Result<Discovered, DiscoverError> {
     })
 }
 
+/// What a file type that is neither a regular file, a directory nor a
+/// link is (`a pipe`, `a device`, `a socket`); `None` for those.
+#[must_use]
+pub(crate) fn special_kind(kind: std::fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt as _;
+    if kind.is_file() || kind.is_dir() || kind.is_symlink() {
+        None
+    } else if kind.is_fifo() {
+        Some("a pipe")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else if kind.is_char_device() || kind.is_block_device() {
+        Some("a device")
+    } else {
+        Some("not a regular file")
+    }
+}
+
+/// Why an entry named `*.jsonl` of kind [`special_kind`] is not read.
+pub(crate) fn not_a_file(kind: &str) -> String {
+    format!("{kind}, not a regular file: not read")
+}
+
+/// Why a `*.jsonl` link under a directory leads nowhere; `None` if `path`
+/// is not a link.
+pub(crate) fn broken_link(path: &Path) -> Option<String> {
+    let target = std::fs::read_link(path).ok()?;
+    Some(format!(
+        "broken symbolic link (to '{}', which does not exist)",
+        target.display()
+    ))
+}
+
 /// Why a directory entry cannot be read, in one phrase; `None` for a
 /// broken link that does not look like a log.
 fn skipped_entry(root: &Path, error: &walkdir::Error) -> Option<Skipped> {
@@ -113,13 +152,9 @@ fn skipped_entry(root: &Path, error: &walkdir::Error) -> Option<Skipped> {
             ancestor.display()
         )
     } else if let Some(io) = error.io_error() {
-        let link = std::fs::read_link(&path).ok();
-        match (io.kind(), link) {
+        match (io.kind(), broken_link(&path)) {
             (io::ErrorKind::NotFound, _) if !is_log => return None,
-            (io::ErrorKind::NotFound, Some(target)) => format!(
-                "broken symbolic link (to '{}', which does not exist)",
-                target.display()
-            ),
+            (io::ErrorKind::NotFound, Some(broken)) => broken,
             _ => io.to_string(),
         }
     } else {
