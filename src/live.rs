@@ -91,7 +91,8 @@ pub struct Aggregator {
     /// Something changed since the last snapshot.
     pub dirty: bool,
     /// [`IngestMsg::CaughtUp`] arrived: followed files have all been read
-    /// to their end once (without followed files it comes at once).
+    /// to their end once, and followed streams (pipes, standard input) as
+    /// far as they had data ready (without them it comes at once).
     pub caught_up: bool,
     /// Tests: a fold that blocks (see [`TestHold`]).
     #[cfg(test)]
@@ -267,12 +268,13 @@ impl Aggregator {
                 let index = self.source(&source);
                 let live = &mut self.stats.sources[index].live;
                 match event {
-                    FileEvent::Opened { .. } => self.stats.files += 1,
+                    // a file back after an absence is not another file
+                    FileEvent::Opened { resumed, .. } => self.stats.files += u64::from(!resumed),
                     FileEvent::Rotated => live.rotations += 1,
                     FileEvent::Truncated => live.truncations += 1,
                     FileEvent::Replaced => live.replacements += 1,
                     FileEvent::CopyOfTruncated { .. } => live.copies_skipped += 1,
-                    FileEvent::Closed { incomplete } => {
+                    FileEvent::Closed { incomplete } | FileEvent::Lost { incomplete } => {
                         live.incomplete += u64::from(incomplete > 0)
                     }
                     FileEvent::Error(message) => self.stats.count_error(index, &message),
@@ -459,7 +461,7 @@ impl TailSink for ChannelSink {
                 false
             }
             FileEvent::Closed { .. } => true,
-            FileEvent::Error(_) => !self.open[source],
+            FileEvent::Error(_) | FileEvent::Lost { .. } => !self.open[source],
             _ => false,
         };
         if done {
@@ -481,14 +483,15 @@ impl TailSink for ChannelSink {
 }
 
 /// Runs the follower on its own thread: a pass on every notify event (a
-/// hint only) and at least every `poll_interval` (the safety net).
+/// hint only) and at least every `poll_interval` (the safety net). Its
+/// output: the channel, and its share of catching up.
 fn spawn_follower(
     targets: Vec<Target>,
     config: FollowConfig,
     decoders: Arc<DecoderConfig>,
     poll_interval: Duration,
     use_notify: bool,
-    tx: mpsc::Sender<IngestMsg>,
+    (tx, catch_up): (mpsc::Sender<IngestMsg>, crate::ingest::sources::CatchUp),
     stop: Arc<AtomicBool>,
 ) -> io::Result<(JoinHandle<()>, Option<String>)> {
     // Capacity 1: wake-ups coalesce; a pass reads everything anyway.
@@ -538,15 +541,18 @@ fn spawn_follower(
             let _watcher = watcher; // dropped with the thread
             let mut follower = Follower::new(targets, config);
             let mut sink = ChannelSink::new(tx, decoders);
-            let mut caught_up = false;
+            let mut catch_up = Some(catch_up);
             while !stop.load(Ordering::Relaxed) {
                 let report = follower.poll(Instant::now(), &mut sink);
                 sink.flush_all();
                 if report.more {
                     continue;
                 }
-                if !caught_up {
-                    caught_up = true;
+                // The last source caught up says so.
+                if catch_up
+                    .take()
+                    .is_some_and(crate::ingest::sources::CatchUp::done)
+                {
                     // The backlog's records counted from text are part of it.
                     if let Some(estimator) = &sink.decoders.estimator {
                         estimator.flush();
@@ -622,9 +628,13 @@ impl Sources {
             .filter(|f| f.as_str() != "-")
             .partition(|f| crate::ingest::sources::stdin::is_pipe(Path::new(f)));
         let targets: Vec<Target> = followed.into_iter().map(|f| Target::parse(f)).collect();
-        if targets.is_empty() {
-            // No backlog to read: the follower that would say so is not
-            // started. The channel is new, so this cannot fail.
+        let stdin = settings.follow.iter().any(|f| f == "-");
+        // The follower, each pipe and standard input read a backlog: the
+        // last one caught up says so (`sources::CatchUp`).
+        let readers = usize::from(!targets.is_empty()) + pipes.len() + usize::from(stdin);
+        let catch_up = crate::ingest::sources::CatchUp::new(readers);
+        if readers == 0 {
+            // No backlog to read. The channel is new, so this cannot fail.
             let _ = tx.try_send(IngestMsg::CaughtUp);
         }
         if let Some(record) = &settings.record {
@@ -676,7 +686,7 @@ impl Sources {
                 decoders.clone(),
                 settings.poll_interval,
                 !settings.poll,
-                tx.clone(),
+                (tx.clone(), catch_up.clone()),
                 stop,
             )?;
             sources.warnings.extend(warning);
@@ -688,13 +698,15 @@ impl Sources {
                 .push(crate::ingest::sources::stdin::spawn_pipe(
                     PathBuf::from(pipe),
                     tx.clone(),
+                    catch_up.clone(),
                     settings.max_line_bytes,
                     decoders.clone(),
                 )?);
         }
-        if settings.follow.iter().any(|f| f == "-") {
+        if stdin {
             sources.threads.push(crate::ingest::sources::stdin::spawn(
                 tx,
+                catch_up,
                 settings.max_line_bytes,
                 decoders.clone(),
             )?);

@@ -770,9 +770,13 @@ fn a_directory_moved_away_and_back_is_not_read_again() {
     let dir = root.path().join("d");
     fs::create_dir(&dir).unwrap();
     let log = dir.join("a.jsonl");
-    append(&log, &(hop("r", 1) + &hop("r", 2) + &hop("r", 3)));
+    // a second file, and a last line half written when the directory goes
+    let fourth = hop("r", 4);
+    let (head, tail) = fourth.split_at(30);
+    append(&log, &(hop("r", 1) + &hop("r", 2) + &hop("r", 3) + head));
+    append(&dir.join("b.jsonl"), &hop("s", 100));
     let mut live = Live::start(&["--follow", arg(&dir), "--poll-interval", "100ms"]);
-    live.events(3);
+    live.events(4);
     let moved = root.path().join("d.x");
     fs::rename(&dir, &moved).unwrap();
     live.wait_until("the directory waited for", |s| {
@@ -783,18 +787,25 @@ fn a_directory_moved_away_and_back_is_not_read_again() {
     live.wait_until("the directory back", |s| {
         s["ingest"]["waiting_for"].is_null()
     });
-    append(&log, &hop("r", 4));
-    live.wait_until("the new line", |s| {
-        s["ingest"]["events"].as_u64() >= Some(4)
+    append(&log, &(tail.to_owned() + &hop("r", 5)));
+    live.wait_until("the new lines", |s| {
+        s["ingest"]["events"].as_u64() >= Some(6)
     });
     let last = live.stop();
     assert_eq!(
         last["ingest"]["events"],
-        4,
+        6,
         "nothing read twice: {}",
         brief(&last)
     );
-    assert_eq!(last["totals"]["input_tokens"], 10);
+    assert_eq!(last["totals"]["input_tokens"], 115);
+    assert_eq!(last["ingest"]["files"], 2, "each file counted once");
+    assert_eq!(
+        last["ingest"]["incomplete"],
+        0,
+        "the half line was read whole when it came back: {}",
+        brief(&last)
+    );
 }
 
 #[test]
@@ -911,4 +922,97 @@ fn a_fifo_and_a_process_substitution_are_read_as_streams() {
     let last = live.finish();
     assert_eq!(last["ingest"]["events"], 2, "{}", brief(&last));
     assert_eq!(last["totals"]["input_tokens"], 11);
+}
+
+#[test]
+fn a_followed_pipe_is_caught_up_once_what_it_holds_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut live = Live::start(&["--follow", arg(&fifo)]);
+    // the writer keeps its end open: the stream is not over, only drained
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut pipe = OpenOptions::new().write(true).open(fifo).unwrap();
+            pipe.write_all((hop("p", 1) + &hop("p", 2)).as_bytes())
+                .unwrap();
+            let _ = done_rx.recv_timeout(WAIT);
+        })
+    };
+    let s = live.wait_until("caught up", |s| s["live"]["caught_up"] == true);
+    assert_eq!(
+        s["ingest"]["events"],
+        2,
+        "caught up with what the pipe held: {}",
+        brief(&s)
+    );
+    drop(done_tx);
+    writer.join().unwrap();
+    live.finish();
+
+    // `--follow <(…)`: caught up at the end of the stream at the latest
+    let lines = dir.path().join("lines.jsonl");
+    fs::write(&lines, hop("s", 5) + &hop("s", 6)).unwrap();
+    let script = r#"exec "$0" --follow <(sleep 0.3; cat "$1") "${@:2}""#;
+    let mut command = Command::new("bash");
+    command.args(["-c", script, env!("CARGO_BIN_EXE_tokwatch"), arg(&lines)]);
+    let mut live = Live::start_command(command, &[], Stdio::null());
+    let s = live.wait_until("caught up", |s| s["live"]["caught_up"] == true);
+    assert_eq!(s["ingest"]["events"], 2, "{}", brief(&s));
+    live.finish();
+}
+
+#[test]
+fn fifos_devices_and_dangling_links_in_a_followed_directory_are_warned_not_read() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    append(&dir.path().join("good.jsonl"), &hop("r", 1));
+    assert!(
+        Command::new("mkfifo")
+            .arg(dir.path().join("fifo.jsonl"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    symlink("/dev/zero", dir.path().join("zero.jsonl")).unwrap();
+    symlink(dir.path().join("gone"), dir.path().join("dangling.jsonl")).unwrap();
+    let mut live = Live::start(&["--follow", arg(dir.path()), "--poll-interval", "100ms"]);
+    let s = live.wait_until("caught up with every warning", |s| {
+        s["live"]["caught_up"] == true && s["ingest"]["errors"].as_u64() >= Some(3)
+    });
+    assert_eq!(s["ingest"]["events"], 1, "{}", brief(&s));
+    // more passes: each entry is warned about once
+    append(&dir.path().join("good.jsonl"), &hop("r", 2));
+    live.events(2);
+    let last = live.stop();
+    assert_eq!(
+        last["ingest"]["errors"],
+        3,
+        "once per entry: {}",
+        brief(&last)
+    );
+    let reasons: Vec<String> = last["ingest"]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| Some(format!("{} {}", s["name"], s["last_error"].as_str()?)))
+        .collect();
+    for (name, why) in [
+        ("fifo.jsonl", "a pipe"),
+        ("zero.jsonl", "a device"),
+        ("dangling.jsonl", "broken symbolic link"),
+    ] {
+        assert!(
+            reasons.iter().any(|r| r.contains(name) && r.contains(why)),
+            "{name}: {reasons:?}"
+        );
+    }
 }

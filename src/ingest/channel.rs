@@ -83,8 +83,9 @@ pub enum IngestMsg {
     /// A `--follow` target names nothing (`missing`; it is waited for) or
     /// names something again.
     Waiting { target: Arc<str>, missing: bool },
-    /// The follower has read every followed file to its end once: what
-    /// existed at start (the backlog) is all in the messages before this.
+    /// Every followed file was read to its end once, every followed stream
+    /// as far as it had data ready (`sources::CatchUp`): what existed at
+    /// start (the backlog) is all in the messages before this.
     CaughtUp,
     /// A record counted from its text by the estimator (replaces its rough
     /// count).

@@ -2,9 +2,15 @@
 //! named FIFO). Each is read to its end on its own thread, lines as they
 //! come (no offsets: what was read is gone from the pipe), split and parsed
 //! into batches like any other source.
+//!
+//! A stream is caught up (its share of the backlog read, see
+//! [`CatchUp`]) once its first read returned and no more data is ready
+//! (`FIONREAD` says 0 bytes), or at its end; a terminal at once (nothing
+//! was written before tokwatch started).
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, IsTerminal, Read};
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,6 +21,7 @@ use tokio::sync::mpsc;
 use crate::ingest::channel::{IngestMsg, LineBatch, SourceKind, SourceRef};
 use crate::ingest::formats::DecoderConfig;
 use crate::ingest::lines::{Line, LineSplitter, ReadBuffer};
+use crate::ingest::sources::CatchUp;
 use crate::ingest::sources::tail::FileEvent;
 
 /// Reads standard input to its end on a thread of its own.
@@ -23,6 +30,7 @@ use crate::ingest::sources::tail::FileEvent;
 /// The thread cannot be started.
 pub fn spawn(
     tx: mpsc::Sender<IngestMsg>,
+    catch_up: CatchUp,
     max_line_bytes: usize,
     decoders: Arc<DecoderConfig>,
 ) -> io::Result<JoinHandle<()>> {
@@ -37,6 +45,7 @@ pub fn spawn(
         source,
         || Ok(io::stdin().lock()),
         tx,
+        catch_up,
         max_line_bytes,
         decoders,
     )
@@ -57,6 +66,7 @@ pub fn is_pipe(path: &Path) -> bool {
 pub fn spawn_pipe(
     path: PathBuf,
     tx: mpsc::Sender<IngestMsg>,
+    catch_up: CatchUp,
     max_line_bytes: usize,
     decoders: Arc<DecoderConfig>,
 ) -> io::Result<JoinHandle<()>> {
@@ -71,24 +81,62 @@ pub fn spawn_pipe(
         source,
         move || File::open(&path),
         tx,
+        catch_up,
         max_line_bytes,
         decoders,
     )
 }
 
 /// Reads what `open` returns to its end on a thread named `name`. A failure
+/// A stream read to its end, that says whether more is ready now.
+trait Stream: Read {
+    /// Bytes ready to be read without waiting, if that can be known.
+    fn ready(&self) -> Option<u64>;
+    /// A terminal: nothing was written before tokwatch started.
+    fn is_terminal(&self) -> bool;
+}
+
+impl Stream for File {
+    fn ready(&self) -> Option<u64> {
+        rustix::io::ioctl_fionread(self.as_fd()).ok()
+    }
+    fn is_terminal(&self) -> bool {
+        IsTerminal::is_terminal(self)
+    }
+}
+
+impl Stream for io::StdinLock<'static> {
+    fn ready(&self) -> Option<u64> {
+        rustix::io::ioctl_fionread(self.as_fd()).ok()
+    }
+    fn is_terminal(&self) -> bool {
+        self.as_fd().is_terminal()
+    }
+}
+
 /// to open or read is counted as an error of the source.
-fn spawn_reader<R: Read>(
+fn spawn_reader<R: Stream>(
     name: &str,
     source: SourceRef,
     open: impl FnOnce() -> io::Result<R> + Send + 'static,
     tx: mpsc::Sender<IngestMsg>,
+    catch_up: CatchUp,
     max_line_bytes: usize,
     decoders: Arc<DecoderConfig>,
 ) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
+            let mut catch_up = Some(catch_up);
+            // After this stream's lines: the last source caught up says so.
+            let caught_up = |catch_up: &mut Option<CatchUp>| {
+                if catch_up.take().is_some_and(CatchUp::done) {
+                    if let Some(estimator) = &decoders.estimator {
+                        estimator.flush();
+                    }
+                    let _ = tx.blocking_send(IngestMsg::CaughtUp);
+                }
+            };
             let fail = |what: &str, e: io::Error| {
                 let _ = tx.blocking_send(IngestMsg::File {
                     source: source.clone(),
@@ -97,11 +145,17 @@ fn spawn_reader<R: Read>(
             };
             let mut reader = match open() {
                 Ok(reader) => reader,
-                Err(e) => return fail("open", e),
+                Err(e) => {
+                    fail("open", e);
+                    return caught_up(&mut catch_up);
+                }
             };
+            if reader.is_terminal() {
+                caught_up(&mut catch_up);
+            }
             let mut splitter = LineSplitter::new(max_line_bytes);
             let estimator = decoders.estimator.clone();
-            let mut batch = LineBatch::new(&source, decoders);
+            let mut batch = LineBatch::new(&source, decoders.clone());
             let mut line_no = 0_u64;
             let mut buffer = ReadBuffer::new(256 * 1024);
             let mut pending = Vec::new();
@@ -144,6 +198,10 @@ fn spawn_reader<R: Read>(
                         return;
                     }
                 }
+                // what was ready is read: the next read would wait
+                if catch_up.is_some() && reader.ready() == Some(0) {
+                    caught_up(&mut catch_up);
+                }
             }
             // a stream is complete at EOF: an unterminated last line counts
             splitter.finish(|line| handle(line, &mut batch, &mut pending));
@@ -157,6 +215,7 @@ fn spawn_reader<R: Read>(
             if let Some(estimator) = estimator {
                 estimator.flush();
             }
+            caught_up(&mut catch_up);
         })
 }
 
@@ -169,6 +228,15 @@ mod tests {
     struct Scripted {
         chunks: std::collections::VecDeque<Option<&'static [u8]>>,
         end: Option<io::ErrorKind>,
+    }
+
+    impl Stream for Scripted {
+        fn ready(&self) -> Option<u64> {
+            Some(self.chunks.iter().flatten().map(|c| c.len() as u64).sum())
+        }
+        fn is_terminal(&self) -> bool {
+            false
+        }
     }
 
     impl Read for Scripted {
@@ -197,6 +265,7 @@ mod tests {
             source,
             move || Ok(input),
             tx,
+            CatchUp::new(1),
             1 << 20,
             Arc::default(),
         )
@@ -216,6 +285,27 @@ mod tests {
     }
 
     const HOP: &[u8] = br#"{"run_id":"r","model":"gpt-4o","input_tokens":1,"output_tokens":1}"#;
+
+    #[test]
+    fn a_stream_is_caught_up_once_nothing_more_is_ready_after_what_was() {
+        let line: &'static [u8] =
+            b"{\"run_id\":\"r\",\"model\":\"gpt-4o\",\"input_tokens\":1,\"output_tokens\":1}\n";
+        let msgs = read_all(Scripted {
+            chunks: [Some(line), Some(line), Some(line)].into(),
+            end: None,
+        });
+        let at = msgs
+            .iter()
+            .position(|m| matches!(m, IngestMsg::CaughtUp))
+            .expect("caught up");
+        assert_eq!(lines(&msgs[..at]), 3, "after every line that was ready");
+        assert_eq!(
+            msgs.iter()
+                .filter(|m| matches!(m, IngestMsg::CaughtUp))
+                .count(),
+            1
+        );
+    }
 
     #[test]
     fn an_interrupted_read_is_retried_not_taken_for_the_end() {

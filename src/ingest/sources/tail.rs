@@ -42,6 +42,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::ingest::lines::{Line, LineSplitter, ReadBuffer};
+use crate::ingest::sources::files;
 
 /// Where reading starts in files that exist when following begins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,8 +188,9 @@ pub trait TailSink {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileEvent {
-    /// A new file is being read (`from` is the starting offset).
-    Opened { from: u64 },
+    /// A file is being read from `from`: a new one, or (`resumed`) one
+    /// that was followed before, back after an absence (not a new file).
+    Opened { from: u64, resumed: bool },
     /// The path now names a different file; the old one is drained first.
     Rotated,
     /// The file shrank below what was read: reading restarts at 0.
@@ -199,8 +201,14 @@ pub enum FileEvent {
     /// what was already read from the original.
     CopyOfTruncated { from: u64 },
     /// The file is gone and was drained; `incomplete` bytes of a last line
-    /// without newline were dropped.
+    /// without newline were dropped. A file that may come back (not
+    /// deleted) keeps its partial line: it says 0 here, and [`FileEvent::Lost`]
+    /// once the line is known never to be read whole.
     Closed { incomplete: u64 },
+    /// The partial last line (`incomplete` bytes) of a file closed while
+    /// away is dropped for good: the file came back with other content,
+    /// was forgotten ([`FollowConfig::remembered`]), or following ended.
+    Lost { incomplete: u64 },
     /// The file could not be read.
     Error(String),
 }
@@ -294,6 +302,9 @@ struct Forgotten {
     offset: u64,
     line_no: u64,
     fingerprint: u64,
+    /// Bytes of a last line not read whole, and where: dropped for good
+    /// ([`FileEvent::Lost`]) unless the file comes back as it was.
+    partial: Option<(u64, PathBuf)>,
     /// Key in [`Follower::forgotten_order`].
     closed: u64,
 }
@@ -424,7 +435,15 @@ impl Follower {
                             for entry in paths {
                                 match entry {
                                     Ok(path) if path.is_file() => listing.found.push(path),
-                                    Ok(_) => {}
+                                    Ok(path) => {
+                                        let kind = std::fs::metadata(&path)
+                                            .ok()
+                                            .and_then(|m| files::special_kind(m.file_type()));
+                                        if let Some(kind) = kind {
+                                            let why = files::not_a_file(kind);
+                                            listing.errors.push((path, why));
+                                        }
+                                    }
                                     Err(e) if e.error().kind() == io::ErrorKind::NotFound => {}
                                     Err(e) => {
                                         listing.unlisted.push(e.path().to_path_buf());
@@ -722,9 +741,12 @@ impl Follower {
         let mut offset = 0;
         let mut line_no = 0;
         let mut head = Vec::new();
+        let mut resumed = false;
+        let mut lost = None;
         if let Some(forgotten) = self.forget(id) {
             // It was followed before, closed when it vanished: what was read
             // is not read again if it is still there.
+            resumed = true;
             if fingerprint(&file, forgotten.offset) == Some(forgotten.fingerprint) {
                 offset = forgotten.offset;
                 line_no = forgotten.line_no;
@@ -732,6 +754,9 @@ impl Follower {
                 if file.read_exact_at(&mut head, 0).is_err() {
                     head.clear();
                 }
+            } else {
+                // other content: its half line will never be read whole
+                lost = forgotten.partial.map(|(incomplete, _)| incomplete);
             }
         }
         if offset == 0 {
@@ -753,7 +778,16 @@ impl Follower {
                 sink.file_event(source, FileEvent::CopyOfTruncated { from: offset });
             }
         }
-        sink.file_event(source, FileEvent::Opened { from: offset });
+        sink.file_event(
+            source,
+            FileEvent::Opened {
+                from: offset,
+                resumed,
+            },
+        );
+        if let Some(incomplete) = lost {
+            sink.file_event(source, FileEvent::Lost { incomplete });
+        }
         let used = self.tick();
         self.open.insert(used, id);
         self.files.insert(
@@ -780,17 +814,33 @@ impl Follower {
         Some(forgotten)
     }
 
-    /// Keeps the offset of a file closed after it vanished.
-    fn remember(&mut self, id: FileId, offset: u64, line_no: u64, fingerprint: u64) {
+    /// Keeps the offset of a file closed after it vanished (and its
+    /// partial last line, if any). Returns false when it cannot be kept.
+    fn remember(
+        &mut self,
+        id: FileId,
+        offset: u64,
+        line_no: u64,
+        fingerprint: u64,
+        partial: Option<(u64, PathBuf)>,
+        sink: &mut impl TailSink,
+    ) -> bool {
         if self.config.remembered == 0 || offset == 0 {
-            return;
+            return false;
         }
         self.forget(id);
         while self.forgotten.len() >= self.config.remembered {
             let Some((_, oldest)) = self.forgotten_order.pop_first() else {
                 break;
             };
-            self.forgotten.remove(&oldest);
+            if let Some(Forgotten {
+                partial: Some((incomplete, path)),
+                ..
+            }) = self.forgotten.remove(&oldest)
+            {
+                let source = sink.source(&path);
+                sink.file_event(source, FileEvent::Lost { incomplete });
+            }
         }
         let closed = self.tick();
         self.forgotten_order.insert(closed, id);
@@ -800,9 +850,11 @@ impl Follower {
                 offset,
                 line_no,
                 fingerprint,
+                partial,
                 closed,
             },
         );
+        true
     }
 
     /// `path` used to lead to `old` and now leads to `new`.
@@ -986,27 +1038,41 @@ impl Follower {
         };
         self.open.remove(&tracked.used);
         let resume = tracked.resume_at();
+        // A deleted file (no link left) cannot come back.
+        let deleted = tracked
+            .file
+            .as_ref()
+            .is_some_and(|f| f.metadata().is_ok_and(|m| m.nlink() == 0));
         let print = match (&tracked.file, tracked.closed) {
+            (_, _) if deleted => None,
             (Some(file), _) => fingerprint(file, resume),
             (None, Some((_, print))) => print,
             (None, None) => None,
         };
-        if let (true, Some(print)) = (remember, print) {
-            self.remember(id, resume, tracked.line_no, print);
+        let mut incomplete = tracked.splitter.pending();
+        let partial = (incomplete > 0).then(|| (incomplete, tracked.path.clone()));
+        if let (true, Some(print)) = (remember, print)
+            && self.remember(id, resume, tracked.line_no, print, partial, sink)
+        {
+            // kept with the offset: read whole if the file comes back
+            incomplete = 0;
         }
-        sink.file_event(
-            tracked.source,
-            FileEvent::Closed {
-                incomplete: tracked.splitter.pending(),
-            },
-        );
+        sink.file_event(tracked.source, FileEvent::Closed { incomplete });
     }
 
-    /// Closes every file (shutdown), reporting incomplete last lines.
+    /// Closes every file (shutdown), reporting incomplete last lines, those
+    /// of files closed while away included.
     pub fn close_all(&mut self, sink: &mut impl TailSink) {
         let ids: Vec<FileId> = self.files.keys().copied().collect();
         for id in ids {
             self.close(id, false, sink);
+        }
+        self.forgotten_order.clear();
+        for (_, forgotten) in self.forgotten.drain() {
+            if let Some((incomplete, path)) = forgotten.partial {
+                let source = sink.source(&path);
+                sink.file_event(source, FileEvent::Lost { incomplete });
+            }
         }
     }
 }
@@ -1019,18 +1085,34 @@ fn walk(dir: &Path, listing: &mut Listing) {
     {
         match entry {
             Ok(entry) => {
-                if entry.file_type().is_file()
-                    && entry.path().extension().is_some_and(|x| x == "jsonl")
-                {
-                    listing.found.push(entry.into_path());
+                if entry.path().extension().is_some_and(|x| x == "jsonl") {
+                    if entry.file_type().is_file() {
+                        listing.found.push(entry.into_path());
+                    } else if let Some(kind) = files::special_kind(entry.file_type()) {
+                        // a FIFO would block the follower, a device never end
+                        let why = files::not_a_file(kind);
+                        listing.errors.push((entry.into_path(), why));
+                    }
                 }
             }
             // A symlink loop: what it leads to is listed through its target.
             Err(e) if e.loop_ancestor().is_some() => {}
-            // Removed while listed, or a dangling link: names nothing.
+            // Removed while listed (names nothing), or a dangling link
+            // named like a log (said, once).
             Err(e)
                 if e.io_error()
-                    .is_some_and(|e| e.kind() == io::ErrorKind::NotFound) => {}
+                    .is_some_and(|e| e.kind() == io::ErrorKind::NotFound) =>
+            {
+                if let Some(path) = e
+                    .path()
+                    .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+                    && let Some(broken) = files::broken_link(path)
+                {
+                    listing
+                        .errors
+                        .push((path.to_path_buf(), format!("{broken}: not read")));
+                }
+            }
             Err(e) => {
                 let at = e.path().unwrap_or(dir).to_path_buf();
                 let why = e

@@ -153,7 +153,7 @@ fn tiny_files_are_read_immediately() {
     assert_eq!(rig.sink.texts().len(), 1);
     assert_eq!(
         rig.sink
-            .count(|e| matches!(e, FileEvent::Opened { from: 0 })),
+            .count(|e| matches!(e, FileEvent::Opened { from: 0, .. })),
         2
     );
 }
@@ -584,9 +584,43 @@ fn a_directory_moved_away_and_back_resumes_at_its_offsets() {
     let numbers: Vec<u64> = rig.sink.lines.iter().map(|(_, n, _)| *n).collect();
     assert_eq!(numbers, [1, 2, 3, 4, 5], "lines keep their numbers");
     assert_eq!(
-        rig.sink.count(|e| *e == FileEvent::Opened { from: 6 }),
+        rig.sink.count(|e| *e
+            == FileEvent::Opened {
+                from: 6,
+                resumed: true
+            }),
         1,
         "resumed where the last complete line ended"
+    );
+    rig.follower.close_all(&mut rig.sink);
+    assert_eq!(
+        rig.sink.count(|e| matches!(
+            e,
+            FileEvent::Closed { incomplete: 1.. } | FileEvent::Lost { .. }
+        )),
+        0,
+        "the half line was read whole: not incomplete"
+    );
+}
+
+#[test]
+fn a_half_line_of_a_file_that_never_comes_back_is_incomplete_at_the_end() {
+    let mut rig = Rig::with(StartAt::Beginning, in_subdirectory);
+    append(&rig.path("d/a.jsonl"), "1\npart");
+    rig.poll();
+    fs::rename(rig.path("d"), rig.path("d.x")).unwrap();
+    rig.settle();
+    assert_eq!(rig.follower.open_files(), 0);
+    assert_eq!(
+        rig.sink
+            .count(|e| matches!(e, FileEvent::Closed { incomplete: 1.. })),
+        0,
+        "kept while the file may come back"
+    );
+    rig.follower.close_all(&mut rig.sink);
+    assert_eq!(
+        rig.sink.count(|e| *e == FileEvent::Lost { incomplete: 4 }),
+        1
     );
 }
 
