@@ -311,10 +311,11 @@ impl Aggregator {
                     }
                     ClientChange::Rejected { reason } => {
                         live.clients_rejected += 1;
-                        live.last_error = Some(format!(
-                            "{}: {reason}",
-                            source.location(0).trim_end_matches(":0")
-                        ));
+                        // counted as an error too: `last_error` is never
+                        // a reason that `errors` does not count
+                        let reason =
+                            format!("{}: {reason}", source.location(0).trim_end_matches(":0"));
+                        self.stats.count_error(index, &reason);
                     }
                 }
             }

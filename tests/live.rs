@@ -443,6 +443,15 @@ fn browsers_and_wrong_tokens_are_turned_away() {
         s["ingest"]["events"] == 1 && s["ingest"]["clients_rejected"] == 3
     });
     assert_eq!(s["totals"]["input_tokens"], 7);
+    // each rejection is an error with its reason, never a reason alone
+    assert_eq!(s["ingest"]["errors"], 3, "{}", brief(&s));
+    assert!(
+        s["ingest"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("tcp:127.0.0.1:")),
+        "{}",
+        brief(&s)
+    );
     let stderr = live.stderr().join("\n");
     assert!(!stderr.contains("s3cret"), "the token is never printed");
     live.stop();

@@ -84,7 +84,8 @@ pub struct LiveStats {
     pub clients_pending: u64,
     /// Connections closed before any event: an HTTP request, a bad token.
     pub clients_rejected: u64,
-    /// Failures to list, open or read (the last one is in `last_error`).
+    /// Failures to list, open or read, and connections turned away (also
+    /// in `clients_rejected`); the last one is in `last_error`.
     pub errors: u64,
     /// Per source, the reason of its latest failure (or of the latest
     /// client turned away); in total, the latest of all sources, after the
