@@ -329,7 +329,7 @@ fn json_hop<'a>(
         long_context: c.long_context_events > 0,
         latency_ms: hop.latency_ms,
         status: hop.labels.status.as_deref(),
-        budget_exceeded: hop.budget_hit.as_deref().map(json_budget),
+        budget_exceeded: hop.budget_hit().map(json_budget),
         bleeding: bleeding.is_some(),
         bleeding_reason: bleeding.map(|reason| JsonBleed {
             kind: reason.code(),

@@ -132,8 +132,7 @@ pub fn carried_tokens(hops: &[HopAgg], index: usize, rules: &BleedRules) -> u64 
 /// among bleeding hops nor ranked as an offender (`docs/insights.md`).
 #[must_use]
 pub fn trimmed_by_budget(hop: &HopAgg) -> bool {
-    hop.budget_hit
-        .as_ref()
+    hop.budget_hit()
         .and_then(|hit| hit.action.as_deref())
         .is_some_and(|action| action.eq_ignore_ascii_case("trim"))
 }
@@ -144,7 +143,7 @@ pub fn trimmed_by_budget(hop: &HopAgg) -> bool {
 pub fn hop_bleeding(run: &RunAgg, index: usize, rules: &BleedRules) -> Option<BleedReason> {
     let hop = &run.hops[index];
     let input = hop.usage.input_total();
-    if let Some(hit) = &hop.budget_hit {
+    if let Some(hit) = hop.budget_hit() {
         return Some(BleedReason::BudgetEnforced {
             limit_kind: hit.limit_kind.clone().unwrap_or_else(|| "budget".into()),
         });

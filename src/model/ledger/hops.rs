@@ -22,20 +22,36 @@ const SHIFT_IN_PLACE: usize = 64;
 
 /// See the module documentation.
 #[derive(Debug, Clone, Default)]
-pub struct Hops {
-    sorted: Vec<HopAgg>,
-    /// Hops that arrived out of order, not yet merged into `sorted`
-    /// (never the same position in both). Boxed: 8 bytes in every run,
-    /// where the map itself would take 24.
-    #[allow(clippy::box_collection)]
-    pending: Option<Box<BTreeMap<u32, HopAgg>>>,
+pub struct Hops(Repr);
+
+/// Most runs have one hop: it is held in the run itself (no allocation of
+/// its own), and becomes a vector when a second one arrives.
+#[derive(Debug, Clone, Default)]
+enum Repr {
+    #[default]
+    Empty,
+    One(HopAgg),
+    Many {
+        sorted: Vec<HopAgg>,
+        /// Hops that arrived out of order, not yet merged into `sorted`
+        /// (never the same position in both).
+        pending: Pending,
+    },
 }
+
+/// Boxed: 8 bytes in every run, where the map itself would take 24.
+#[allow(clippy::box_collection)]
+type Pending = Option<Box<BTreeMap<u32, HopAgg>>>;
 
 impl std::ops::Deref for Hops {
     type Target = [HopAgg];
     /// Every hop, sorted, in a snapshot; in a ledger, the merged ones.
     fn deref(&self) -> &[HopAgg] {
-        &self.sorted
+        match &self.0 {
+            Repr::Empty => &[],
+            Repr::One(hop) => std::slice::from_ref(hop),
+            Repr::Many { sorted, .. } => sorted,
+        }
     }
 }
 
@@ -43,7 +59,7 @@ impl<'a> IntoIterator for &'a Hops {
     type Item = &'a HopAgg;
     type IntoIter = std::slice::Iter<'a, HopAgg>;
     fn into_iter(self) -> Self::IntoIter {
-        self.sorted.iter()
+        self.iter()
     }
 }
 
@@ -51,100 +67,142 @@ impl Hops {
     /// Whether every hop is in the slice (always so in a snapshot).
     #[must_use]
     pub fn is_merged(&self) -> bool {
-        self.pending.is_none()
+        self.pending().is_none()
+    }
+
+    fn pending(&self) -> Option<&BTreeMap<u32, HopAgg>> {
+        match &self.0 {
+            Repr::Many { pending, .. } => pending.as_deref(),
+            _ => None,
+        }
     }
 
     /// Hops, merged or not.
     pub(super) fn count(&self) -> usize {
-        self.sorted.len() + self.pending.as_ref().map_or(0, |p| p.len())
+        self.len() + self.pending().map_or(0, BTreeMap::len)
     }
 
     /// The position after the last hop (1 for a run without hops).
     pub(super) fn next_position(&self) -> u32 {
-        let last = self.sorted.last().map(|h| h.hop);
+        let last = self.last().map(|h| h.hop);
         let last_pending = self
-            .pending
-            .as_ref()
-            .and_then(|p| p.last_key_value())
+            .pending()
+            .and_then(BTreeMap::last_key_value)
             .map(|(k, _)| *k);
         last.max(last_pending).map_or(1, |l| l.saturating_add(1))
     }
 
     pub(super) fn get_mut(&mut self, position: u32) -> Option<&mut HopAgg> {
+        let (sorted, pending) = match &mut self.0 {
+            Repr::Empty => return None,
+            Repr::One(hop) => return (hop.hop == position).then_some(hop),
+            Repr::Many { sorted, pending } => (sorted, pending),
+        };
         // Hops usually arrive in order: check the end before searching.
-        match self.sorted.last() {
-            Some(last) if last.hop == position => return self.sorted.last_mut(),
+        match sorted.last() {
+            Some(last) if last.hop == position => return sorted.last_mut(),
             Some(last) if last.hop < position => {}
             _ => {
-                if let Ok(i) = self.sorted.binary_search_by_key(&position, |h| h.hop) {
-                    return self.sorted.get_mut(i);
+                if let Ok(i) = sorted.binary_search_by_key(&position, |h| h.hop) {
+                    return sorted.get_mut(i);
                 }
             }
         }
-        self.pending.as_mut()?.get_mut(&position)
+        pending.as_mut()?.get_mut(&position)
     }
 
     pub(super) fn get(&self, position: u32) -> Option<&HopAgg> {
-        match self.sorted.binary_search_by_key(&position, |h| h.hop) {
-            Ok(i) => self.sorted.get(i),
-            Err(_) => self.pending.as_ref()?.get(&position),
+        match self.binary_search_by_key(&position, |h| h.hop) {
+            Ok(i) => Some(&self[i]),
+            Err(_) => self.pending()?.get(&position),
+        }
+    }
+
+    /// The vector form, the inline hop (if any) moved into it.
+    fn many(&mut self) -> (&mut Vec<HopAgg>, &mut Pending) {
+        if !matches!(self.0, Repr::Many { .. }) {
+            let sorted = match std::mem::take(&mut self.0) {
+                Repr::One(hop) => {
+                    // Room for eight hops: a run with two usually has more.
+                    let mut sorted = Vec::with_capacity(8);
+                    sorted.push(hop);
+                    sorted
+                }
+                _ => Vec::new(),
+            };
+            self.0 = Repr::Many {
+                sorted,
+                pending: None,
+            };
+        }
+        match &mut self.0 {
+            Repr::Many { sorted, pending } => (sorted, pending),
+            _ => unreachable!("just made the vector form"),
         }
     }
 
     /// Adds a hop at a position that has none.
     pub(super) fn insert(&mut self, hop: HopAgg) -> &mut HopAgg {
-        let position = hop.hop;
-        let index = match self.sorted.last() {
-            Some(last) if last.hop > position => {
-                let index = self.sorted.partition_point(|h| h.hop < position);
-                if self.sorted.len() > SHIFT_IN_PLACE {
-                    return self.insert_pending(hop);
-                }
-                index
-            }
-            _ => self.sorted.len(),
-        };
-        if index == self.sorted.len() && self.sorted.len() == self.sorted.capacity() {
-            // Room for one hop first (most runs have one), then eight, then
-            // half again: not double, as a run of thousands of calls would
-            // hold as much unused room.
-            let more = match self.sorted.len() {
-                0 => 1,
-                1 => 7,
-                n => n / 2,
+        if matches!(self.0, Repr::Empty) {
+            self.0 = Repr::One(hop);
+            let Repr::One(hop) = &mut self.0 else {
+                unreachable!("just set")
             };
-            self.sorted.reserve_exact(more);
+            return hop;
+        }
+        let position = hop.hop;
+        let (sorted, _) = self.many();
+        let early = sorted.last().is_some_and(|last| last.hop > position);
+        if early && sorted.len() > SHIFT_IN_PLACE {
+            return self.insert_pending(hop);
+        }
+        let (sorted, _) = self.many();
+        let index = if early {
+            sorted.partition_point(|h| h.hop < position)
+        } else {
+            sorted.len()
+        };
+        if index == sorted.len() && sorted.len() == sorted.capacity() {
+            // Half again, not double: a run of thousands of calls would
+            // hold as much unused room.
+            sorted.reserve_exact((sorted.len() / 2).max(1));
         }
         #[cfg(test)]
-        super::count_work(self.sorted.len() - index);
-        self.sorted.insert(index, hop);
-        &mut self.sorted[index]
+        super::count_work(sorted.len() - index);
+        sorted.insert(index, hop);
+        &mut sorted[index]
     }
 
     fn insert_pending(&mut self, hop: HopAgg) -> &mut HopAgg {
         let position = hop.hop;
-        let held = self.pending.as_ref().map_or(0, |p| p.len());
-        if held < self.sorted.len() / 8 {
-            return self
-                .pending
+        let (sorted, pending) = self.many();
+        let held = pending.as_ref().map_or(0, |p| p.len());
+        if held < sorted.len() / 8 {
+            let (_, pending) = self.many();
+            return pending
                 .get_or_insert_with(Box::default)
                 .entry(position)
                 .or_insert(hop);
         }
-        self.pending
+        let (_, pending) = self.many();
+        pending
             .get_or_insert_with(Box::default)
             .insert(position, hop);
         self.merge();
-        let index = self.sorted.partition_point(|h| h.hop < position);
-        &mut self.sorted[index]
+        let (sorted, _) = self.many();
+        let index = sorted.partition_point(|h| h.hop < position);
+        &mut sorted[index]
     }
 
     /// Merges the side map into the sorted vector.
     pub(super) fn merge(&mut self) {
-        let Some(pending) = self.pending.take() else {
+        let Repr::Many { sorted, pending } = &mut self.0 else {
             return;
         };
-        let old = std::mem::take(&mut self.sorted);
+        let Some(pending) = pending.take() else {
+            return;
+        };
+        let old = std::mem::take(sorted);
         #[cfg(test)]
         super::count_work(old.len() + pending.len());
         let mut merged = Vec::with_capacity(old.len() + pending.len());
@@ -156,23 +214,33 @@ impl Hops {
             merged.push(hop);
         }
         merged.extend(late);
-        self.sorted = merged;
+        *sorted = merged;
     }
 
     /// Removes the hop at `position` if `empty` says so.
     pub(super) fn remove_if(&mut self, position: u32, empty: impl Fn(&HopAgg) -> bool) {
-        if let Ok(i) = self.sorted.binary_search_by_key(&position, |h| h.hop) {
-            if empty(&self.sorted[i]) {
-                self.sorted.remove(i);
+        let (sorted, pending) = match &mut self.0 {
+            Repr::Empty => return,
+            Repr::One(hop) => {
+                if hop.hop == position && empty(hop) {
+                    self.0 = Repr::Empty;
+                }
+                return;
+            }
+            Repr::Many { sorted, pending } => (sorted, pending),
+        };
+        if let Ok(i) = sorted.binary_search_by_key(&position, |h| h.hop) {
+            if empty(&sorted[i]) {
+                sorted.remove(i);
             }
             return;
         }
-        if let Some(pending) = &mut self.pending {
-            if pending.get(&position).is_some_and(empty) {
-                pending.remove(&position);
+        if let Some(map) = pending {
+            if map.get(&position).is_some_and(empty) {
+                map.remove(&position);
             }
-            if pending.is_empty() {
-                self.pending = None;
+            if map.is_empty() {
+                *pending = None;
             }
         }
     }
@@ -182,9 +250,13 @@ impl From<Vec<HopAgg>> for Hops {
     /// Hops sorted by position, as given.
     fn from(mut sorted: Vec<HopAgg>) -> Self {
         sorted.sort_by_key(|h| h.hop);
-        Hops {
-            sorted,
-            pending: None,
+        match sorted.len() {
+            0 => Hops(Repr::Empty),
+            1 => Hops(sorted.pop().map_or(Repr::Empty, Repr::One)),
+            _ => Hops(Repr::Many {
+                sorted,
+                pending: None,
+            }),
         }
     }
 }

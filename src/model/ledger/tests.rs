@@ -392,11 +392,8 @@ fn budget_exceeded_and_run_end_mark_the_run_and_hop() {
     let r = run(&s, "r");
     assert_eq!(r.budget_hits.len(), 2);
     assert_eq!(r.budget_hits[0].hop, Some(2));
-    assert_eq!(
-        r.hops[1].budget_hit.as_ref().map(|b| b.observed),
-        Some(Some(120))
-    );
-    assert!(r.hops[0].budget_hit.is_none());
+    assert_eq!(r.hops[1].budget_hit().map(|b| b.observed), Some(Some(120)));
+    assert!(r.hops[0].budget_hit().is_none());
     assert_eq!(r.ended.as_deref(), Some("budget"));
     assert_eq!((s.budget_events, s.run_ends), (2, 1));
     assert_eq!(
@@ -443,11 +440,8 @@ fn a_breach_reported_before_its_hop_marks_the_hop_when_it_arrives() {
     );
     let r = run(&s, "r");
     assert_eq!(r.hops[1].hop, 3);
-    assert_eq!(
-        r.hops[1].budget_hit.as_ref().and_then(|b| b.limit),
-        Some(9000)
-    );
-    assert!(r.hops[0].budget_hit.is_none());
+    assert_eq!(r.hops[1].budget_hit().and_then(|b| b.limit), Some(9000));
+    assert!(r.hops[0].budget_hit().is_none());
 }
 
 #[test]
@@ -783,7 +777,7 @@ fn hops_out_of_order_cost_near_linear_work_and_land_sorted() {
     assert!(rd.hops.iter().map(|h| h.hop).eq(1..=N));
     for (x, y) in ra.hops.iter().zip(rd.hops.iter()) {
         assert_eq!((x.hop, x.usage, x.cost), (y.hop, y.usage, y.cost));
-        let observed = |h: &HopAgg| h.budget_hit.as_ref().and_then(|b| b.observed);
+        let observed = |h: &HopAgg| h.budget_hit().and_then(|b| b.observed);
         assert_eq!(observed(y), Some(u64::from(y.hop)));
         assert_eq!(observed(x), observed(y));
     }
@@ -1011,5 +1005,39 @@ fn the_per_minute_series_is_pruned_past_the_minutes_kept() {
     assert_eq!(
         s.per_minute.first().map(|(m, _)| *m),
         Some((T0 + 539 * MINUTE) / MINUTE)
+    );
+}
+
+#[test]
+fn a_hop_is_128_bytes_and_a_single_hop_run_holds_it_inline() {
+    // 300,000 single-hop runs in 128 MiB (BENCHMARKS.md "Memory at scale"):
+    // a hop's rare parts are boxed together, and a run's one hop lives in
+    // the run, not in an allocation of its own.
+    let hop_size = std::mem::size_of::<HopAgg>();
+    assert!(hop_size <= 128, "HopAgg is {hop_size} bytes");
+    let hops = std::mem::size_of::<Hops>();
+    assert!(
+        hops <= hop_size + 16,
+        "Hops is {hops} bytes beside a {hop_size}-byte hop"
+    );
+    let run_size = std::mem::size_of::<RunAgg>();
+    // Arc counts + RunAgg in one allocation: at most a 304-byte malloc chunk,
+    // where the run (208) and its hop's vector (160) took 368 bytes before.
+    assert!(run_size + 16 <= 296, "RunAgg is {run_size} bytes");
+
+    let mut l = ledger();
+    let one = fold(&mut l, &[hop("r1", Some(1), "a", "gpt-4.1", 10, 0)]);
+    let r = run(&one, "r1");
+    assert_eq!(r.hops.len(), 1);
+    assert_eq!(r.hops[0].hop, 1);
+    assert!(r.hops.is_merged());
+    let two = fold(&mut l, &[hop("r1", Some(2), "a", "gpt-4.1", 5, 0)]);
+    let r = run(&two, "r1");
+    assert_eq!(r.hops.iter().map(|h| h.hop).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(r.counters().input_tokens, 15);
+    assert_eq!(
+        run(&one, "r1").counters().input_tokens,
+        10,
+        "snapshots keep theirs"
     );
 }

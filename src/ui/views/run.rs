@@ -379,7 +379,7 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx, run_id: &str) {
                 format!("-{}", tokens(before - now))
             }
         });
-        let marker = match (reason.is_some(), hop.budget_hit.is_some()) {
+        let marker = match (reason.is_some(), hop.budget_hit().is_some()) {
             (_, true) => "!$",
             (true, false) => "!",
             _ => "",
