@@ -30,7 +30,9 @@ use crate::types::usage::Usage;
 #[derive(Debug, Default)]
 pub struct ParsedLines {
     /// The report's read buffer: spans stay in `text[..filled]`, validated
-    /// as UTF-8 where the batch is applied. Empty in live batches.
+    /// as UTF-8 once, where the read was parsed (the buffer carries the
+    /// proof); a read that is not UTF-8 has its spans checked where the
+    /// batch is applied. Empty in live batches.
     pub(super) text: ReadBuffer,
     /// How much of `text` holds data (the report reads into a fixed-size
     /// buffer).
@@ -244,10 +246,17 @@ impl ParsedLines {
             items,
         } = self;
         let texts = if lines.is_empty() {
-            // Dense batches (an event per line) are validated at once, the
-            // rest span by span.
-            let dense = items.len().saturating_mul(SPARSE_BYTES_PER_EVENT) >= *filled;
-            Texts::new(text.data(*filled), side, dense)
+            // A read checked as UTF-8 where it was parsed needs no check
+            // here; any other (not UTF-8, or sparse and detached) is
+            // checked span by span.
+            match text.text(*filled) {
+                Some(valid) => Texts {
+                    text: valid.as_bytes(),
+                    valid,
+                    side,
+                },
+                None => Texts::unchecked(text.data(*filled), side),
+            }
         } else {
             Texts {
                 text: lines.as_bytes(),
@@ -400,10 +409,21 @@ impl<'r, 's> Emitter<'r, 's> {
     }
 
     /// A line that came out of the splitter: decoded, or skipped as too long.
-    pub(super) fn line(&mut self, decoder: &mut Decoder, line: Line<'_>, line_no: u64) {
+    /// `valid`: the read, when it is known to be UTF-8 (a line in it is
+    /// decoded as text, not checked again).
+    pub(super) fn line(
+        &mut self,
+        decoder: &mut Decoder,
+        line: Line<'_>,
+        line_no: u64,
+        valid: Option<&str>,
+    ) {
         match line {
             Line::Complete(bytes) => {
-                let outcome = decoder.decode_bytes(bytes, line_no, self);
+                let outcome = match valid.and_then(|text| within_text(text, bytes)) {
+                    Some(text) => decoder.decode_str(text, line_no, self),
+                    None => decoder.decode_bytes(bytes, line_no, self),
+                };
                 self.finish_line(line_no, outcome);
             }
             Line::Oversized(bytes) => {
@@ -645,30 +665,32 @@ impl Relocator<'_> {
     }
 }
 
+/// `part` as a slice of `text`, when it lies in it (a line of the read, not
+/// one the splitter joined from two reads).
+fn within_text<'t>(text: &'t str, part: &[u8]) -> Option<&'t str> {
+    let start = part.as_ptr().addr().checked_sub(text.as_ptr().addr())?;
+    text.get(start..start.checked_add(part.len())?)
+}
+
 /// Where the owner finds the strings of a batch.
 struct Texts<'b> {
     text: &'b [u8],
-    /// Text known to be UTF-8 (a live batch's lines; the longest valid
-    /// prefix of a dense report batch, checked at once): spans in it need
-    /// no validation of their own. Sparse batches (Claude Code, whose lines
-    /// are mostly skipped) check their few spans one by one instead.
+    /// Text known to be UTF-8 (a live batch's lines; a report read checked
+    /// once where it was parsed): spans in it need no validation of their
+    /// own. Other reads (not UTF-8, or detached) check their spans one by
+    /// one.
     valid: &'b str,
     side: &'b str,
 }
 
 impl<'b> Texts<'b> {
-    /// `validate`: check the whole text at once (the longest valid prefix
-    /// then needs no check per span).
-    fn new(text: &'b [u8], side: &'b str, validate: bool) -> Self {
-        let valid = if validate {
-            match std::str::from_utf8(text) {
-                Ok(valid) => valid,
-                Err(e) => std::str::from_utf8(&text[..e.valid_up_to()]).unwrap_or_default(),
-            }
-        } else {
-            ""
-        };
-        Texts { text, valid, side }
+    /// Text not known to be UTF-8: each span is checked.
+    fn unchecked(text: &'b [u8], side: &'b str) -> Self {
+        Texts {
+            text,
+            valid: "",
+            side,
+        }
     }
 
     /// `None` for a span out of place.

@@ -494,7 +494,16 @@ fn produce_file(
         let ParsedLines {
             text, side, items, ..
         } = &mut batch;
-        let bytes = text.data(read);
+        // The read is checked as UTF-8 here, once: its lines are decoded as
+        // text (no check per line) and the ledger's thread takes the
+        // strings of their events from it unchecked. A read that is not
+        // UTF-8 is decoded line by line as bytes.
+        let valid = if text.validate(read) {
+            text.text(read)
+        } else {
+            None
+        };
+        let bytes = valid.map_or_else(|| text.data(read), str::as_bytes);
         let mut emitter = Emitter::new(
             Relocator {
                 text_start: bytes.as_ptr().addr(),
@@ -505,7 +514,7 @@ fn produce_file(
         );
         let mut push = |line: Line<'_>| {
             line_no += 1;
-            emitter.line(&mut decoder, line, line_no);
+            emitter.line(&mut decoder, line, line_no, valid);
         };
         if read == 0 {
             splitter.finish(&mut push);
