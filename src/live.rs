@@ -269,14 +269,19 @@ impl Aggregator {
                 let live = &mut self.stats.sources[index].live;
                 match event {
                     // a file back after an absence is not another file
-                    FileEvent::Opened { resumed, .. } => self.stats.files += u64::from(!resumed),
+                    FileEvent::Opened { resumed, .. } => {
+                        self.stats.files += u64::from(!resumed);
+                        self.stats.files_followed += 1;
+                    }
                     FileEvent::Rotated => live.rotations += 1,
                     FileEvent::Truncated => live.truncations += 1,
                     FileEvent::Replaced => live.replacements += 1,
                     FileEvent::CopyOfTruncated { .. } => live.copies_skipped += 1,
-                    FileEvent::Closed { incomplete } | FileEvent::Lost { incomplete } => {
-                        live.incomplete += u64::from(incomplete > 0)
+                    FileEvent::Closed { incomplete } => {
+                        live.incomplete += u64::from(incomplete > 0);
+                        self.stats.files_followed = self.stats.files_followed.saturating_sub(1);
                     }
+                    FileEvent::Lost { incomplete } => live.incomplete += u64::from(incomplete > 0),
                     FileEvent::Error(message) => self.stats.count_error(index, &message),
                 }
             }

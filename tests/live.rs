@@ -770,7 +770,8 @@ fn brief(snapshot: &Value) -> String {
 }
 
 /// Longer than the 2 s grace after which a file no path leads to is closed:
-/// the fault lasts that long (this is the fault, not a wait for tokwatch).
+/// how long a fault lasts when nothing in tokwatch should change meanwhile
+/// (so there is no condition to wait on: the fault's length is the point).
 const PAST_GRACE: Duration = Duration::from_millis(3500);
 
 #[test]
@@ -791,15 +792,19 @@ fn a_directory_moved_away_and_back_is_not_read_again() {
     live.wait_until("the directory waited for", |s| {
         s["ingest"]["waiting_for"][0] == arg(&dir)
     });
-    std::thread::sleep(PAST_GRACE);
+    // away past the grace: both files closed, their offsets remembered
+    live.wait_until("the vanished files closed", |s| {
+        s["ingest"]["files_followed"] == 0
+    });
     fs::rename(&moved, &dir).unwrap();
     live.wait_until("the directory back", |s| {
         s["ingest"]["waiting_for"].is_null()
     });
     append(&log, &(tail.to_owned() + &hop("r", 5)));
-    live.wait_until("the new lines", |s| {
+    let back = live.wait_until("the new lines", |s| {
         s["ingest"]["events"].as_u64() >= Some(6)
     });
+    assert_eq!(back["ingest"]["files_followed"], 2, "both followed again");
     let last = live.stop();
     assert_eq!(
         last["ingest"]["events"],
@@ -837,6 +842,8 @@ fn a_directory_that_cannot_be_listed_keeps_its_offsets_and_says_why() {
     // while the directory cannot be listed, its open file is still read
     append(&log, &hop("r", 4));
     live.wait_until("a line written meanwhile", |s| s["ingest"]["events"] == 4);
+    // the fault outlasts the grace; nothing is to happen meanwhile, so this
+    // is the fault's length, not a wait for tokwatch
     std::thread::sleep(PAST_GRACE);
     chmod(&dir, 0o755);
     append(&log, &hop("r", 5));

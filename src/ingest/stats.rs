@@ -114,6 +114,10 @@ impl LiveStats {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct IngestStats {
     pub files: u64,
+    /// Files followed now (live): open, or closed for the open-file budget,
+    /// or vanished within their grace; a file closed after it vanished (its
+    /// offset remembered) is no longer followed.
+    pub files_followed: u64,
     pub lines: u64,
     pub events: u64,
     pub blank: u64,
