@@ -21,6 +21,8 @@ pub mod envelope;
 pub mod gemini;
 pub mod json;
 pub mod litellm;
+#[cfg(test)]
+mod mutation;
 pub mod native;
 pub mod openai;
 pub mod otlp;

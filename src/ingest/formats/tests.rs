@@ -473,6 +473,8 @@ mod properties {
     //! any path, is within the per-call limits.
     use proptest::prelude::*;
 
+    use crate::ingest::formats::mutation::replace_value;
+
     use super::*;
     use crate::types::event::MAX_HOP;
     use crate::types::money::{MAX_CALL_COST, Usd};
@@ -532,22 +534,9 @@ mod properties {
     ];
 
     fn mutate(line: &mut Vec<u8>, at: prop::sample::Index, pick: prop::sample::Index, kind: u8) {
-        let colons: Vec<usize> = line
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| **b == b':')
-            .map(|(i, _)| i)
-            .collect();
+        let value = HOSTILE[pick.index(HOSTILE.len())].as_bytes();
         match kind % 3 {
-            0 | 1 if !colons.is_empty() => {
-                let start = colons[at.index(colons.len())] + 1;
-                let end = line[start..]
-                    .iter()
-                    .position(|b| matches!(b, b',' | b'}' | b']'))
-                    .map_or(line.len(), |p| start + p);
-                let value = HOSTILE[pick.index(HOSTILE.len())].as_bytes();
-                line.splice(start..end, value.iter().copied());
-            }
+            0 | 1 if replace_value(line, at, value, b",}]") => {}
             _ => {
                 let pos = at.index(line.len() + 1);
                 let pool = b"\"{}[],:0\\\xff";

@@ -390,6 +390,8 @@ mod properties {
     //! hostile numbers, strings and escapes, then byte-edited.
     use proptest::prelude::*;
 
+    use crate::ingest::formats::mutation::replace_value;
+
     use super::*;
 
     /// Values that sit on the edges of what either reader accepts.
@@ -451,22 +453,9 @@ mod properties {
     ) -> Vec<u8> {
         let mut line = line.to_vec();
         for (at, pick, byte, kind) in edits {
-            let colons: Vec<usize> = line
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| **b == b':')
-                .map(|(i, _)| i)
-                .collect();
+            let value = HOSTILE[pick.index(HOSTILE.len())].as_bytes();
             match kind % 4 {
-                0 | 1 if !colons.is_empty() => {
-                    let start = colons[at.index(colons.len())] + 1;
-                    let end = line[start..]
-                        .iter()
-                        .position(|b| matches!(b, b',' | b'}'))
-                        .map_or(line.len(), |p| start + p);
-                    let value = HOSTILE[pick.index(HOSTILE.len())].as_bytes();
-                    line.splice(start..end, value.iter().copied());
-                }
+                0 | 1 if replace_value(&mut line, *at, value, b",}") => {}
                 2 => {
                     let pos = at.index(line.len() + 1);
                     line.insert(pos, *byte);
