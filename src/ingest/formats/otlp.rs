@@ -352,8 +352,15 @@ impl Otlp {
             let Some(trace) = self.traces.get_mut(trace_id) else {
                 continue;
             };
-            let unresolved: Vec<String> = trace.unresolved.keys().cloned().collect();
-            for span_id in unresolved {
+            // In the order the calls started (as they were first emitted),
+            // not the map's: a run's hops are numbered as they arrive.
+            let mut unresolved: Vec<(Option<i64>, String)> = trace
+                .unresolved
+                .iter()
+                .map(|(id, pending)| (pending.event.ts_ms, id.clone()))
+                .collect();
+            unresolved.sort_unstable();
+            for (_, span_id) in unresolved {
                 let found = trace.attribution(&span_id);
                 let Some(pending) = trace.unresolved.get_mut(&span_id) else {
                     continue;
@@ -370,7 +377,8 @@ impl Otlp {
                     trace.unresolved.remove(&span_id);
                 }
             }
-            let counted: Vec<String> = trace.agent_usage.keys().cloned().collect();
+            let mut counted: Vec<String> = trace.agent_usage.keys().cloned().collect();
+            counted.sort_unstable();
             for span_id in counted {
                 if trace.has_model_below(&span_id)
                     && let Some(pending) = trace.agent_usage.remove(&span_id)

@@ -292,3 +292,36 @@ fn bad_spans_reject_the_request_whole() {
             .contains("traceId 'zz' is not hex")
     );
 }
+
+#[test]
+fn calls_re_attributed_later_keep_their_start_order() {
+    // Eight calls arrive before their agent span, in one request; when it
+    // arrives they move to its conversation, in the order they started
+    // (the order of a run's hops), whatever order they are remembered in.
+    let calls: Vec<String> = (1..=8_u64)
+        .map(|n| {
+            span(
+                TRACE,
+                &format!("{n:016x}"),
+                Some("a1b2c3d4e5f60718"),
+                "chat gpt-4o",
+                1_760_000_000 + n,
+                &[
+                    attr("gen_ai.operation.name", &s("chat")),
+                    attr("gen_ai.request.model", &s("gpt-4o")),
+                    attr("gen_ai.usage.input_tokens", &int(n * 100)),
+                    attr("gen_ai.usage.output_tokens", &int(n)),
+                ],
+            )
+        })
+        .rev()
+        .collect();
+    let (snap, _) = report(&[&request(&calls), &request(&[agent_span(None)])]);
+    let run = snap
+        .runs
+        .iter()
+        .find(|r| &*r.run_id == "conv_5j66UpCpwteGg4YSxUnt7lPY")
+        .expect("the conversation's run");
+    let outputs: Vec<u64> = run.hops.iter().map(|h| h.usage.output).collect();
+    assert_eq!(outputs, (1..=8).collect::<Vec<u64>>());
+}
