@@ -67,6 +67,7 @@ fn settings() -> LiveSettings {
         max_line_bytes: files::DEFAULT_MAX_LINE_BYTES,
         record: None,
         decoders: std::sync::Arc::default(),
+        otlp: tokwatch::ingest::sources::otlp::OtlpSettings::default(),
     }
 }
 

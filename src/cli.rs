@@ -76,6 +76,23 @@ pub struct LiveArgs {
     /// Most socket clients at once, over all listeners; more are turned away.
     #[arg(long, default_value_t = 1024, value_name = "N")]
     pub max_clients: u64,
+    /// Receive OpenTelemetry traces over OTLP/HTTP on HOST:PORT (`POST
+    /// /v1/traces`, protobuf or JSON, gzip), e.g. 127.0.0.1:4318. Repeatable.
+    #[arg(long, value_name = "HOST:PORT", value_parser = crate::ingest::sources::otlp::parse_addr)]
+    pub otlp: Vec<String>,
+    /// Bearer token OTLP clients must send (`Authorization: Bearer TOKEN`);
+    /// required for a non-loopback OTLP address.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "TOKWATCH_OTLP_TOKEN",
+        hide_env_values = true
+    )]
+    pub otlp_token: Option<String>,
+    /// Largest OTLP request body, on the wire and once decompressed; larger
+    /// ones get 413.
+    #[arg(long, default_value_t = crate::ingest::sources::otlp::DEFAULT_MAX_BODY, value_name = "BYTES")]
+    pub otlp_max_body: usize,
     /// Close a socket client that sends nothing for this long (0: never).
     #[arg(long, default_value = "15m", value_parser = parse_duration, value_name = "DURATION")]
     pub client_idle_timeout: Duration,
@@ -127,7 +144,9 @@ pub struct LiveArgs {
     /// Only count events at or after: a duration ago (`2h`) or a time (RFC 3339, YYYY-MM-DD).
     #[arg(long, value_name = "WHEN")]
     pub since: Option<String>,
-    /// Append every line received on sockets to this JSONL file before counting it.
+    /// Append every line received on sockets, and every OTLP request (as one
+    /// normalized OTLP/JSON line), to this JSONL file before counting it;
+    /// never prompt or completion text.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
     /// Include per-hop detail in snapshots.

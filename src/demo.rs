@@ -256,6 +256,7 @@ fn run_with_dashboard(runtime: &tokio::runtime::Runtime, config: DemoConfig) -> 
         max_line_bytes: crate::ingest::sources::files::DEFAULT_MAX_LINE_BYTES,
         record: None,
         decoders: std::sync::Arc::default(),
+        otlp: crate::ingest::sources::otlp::OtlpSettings::default(),
     };
     runtime
         .block_on(async {

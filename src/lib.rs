@@ -43,6 +43,7 @@ use clap::CommandFactory as _;
 
 use cli::{BindingsFormat, Cli, Command, ConfigArgs, GenerateWhat, GroupBy, LiveArgs, ReportArgs};
 use ingest::formats::DecoderConfig;
+use ingest::sources::otlp::OtlpSettings;
 use ingest::{IngestStats, Ingestor, TimeWindow};
 use model::insights::BleedRules;
 use model::{Ledger, LedgerConfig, PeriodSpec, PeriodUnit, Snapshot};
@@ -203,10 +204,10 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
     for dir in agent_log_dirs(args.input.claude, args.input.codex)? {
         args.follow.push(dir.display().to_string());
     }
-    let demo = if args.follow.is_empty() && args.listen.is_empty() {
+    let demo = if args.follow.is_empty() && args.listen.is_empty() && args.otlp.is_empty() {
         anyhow::ensure!(
             !args.jsonl,
-            "nothing to watch: pass --follow PATH and/or --listen ADDR"
+            "nothing to watch: pass --follow PATH, --listen ADDR and/or --otlp HOST:PORT"
         );
         let dir = tempfile::Builder::new()
             .prefix("tokwatch-demo-")
@@ -246,6 +247,14 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
             // Live sources get theirs when they start (`live::Sources`).
             estimator: None,
         }),
+        otlp: OtlpSettings {
+            http: args.otlp,
+            grpc: Vec::new(),
+            token: args.otlp_token,
+            max_body: args.otlp_max_body,
+            // A hidden hook for tests of backpressure (tests/otlp.rs).
+            hold_aggregator_while: std::env::var_os("TOKWATCH_TEST_HOLD_WHILE").map(PathBuf::from),
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -25,15 +25,19 @@ use notify::Watcher as _;
 use tokio::sync::{mpsc, watch};
 
 use crate::ingest::channel::{
-    CHANNEL_CAPACITY, ClientChange, IngestMsg, LineBatch, SourceKind, SourceRef,
+    CHANNEL_CAPACITY, ClientChange, IngestMsg, LineBatch, OtlpRequest, SourceKind, SourceRef,
 };
 use crate::ingest::dedup::CallRegistry;
 use crate::ingest::estimate::{Estimator, fold_estimated};
 use crate::ingest::formats::DecoderConfig;
-use crate::ingest::parsed::oversized_reason;
+use crate::ingest::parsed::{ParsedLines, oversized_reason};
 use crate::ingest::record::{Recorded, record_line};
+use crate::ingest::sources::otlp::{
+    Endpoint, Intake, OtlpCounters, OtlpEndpointStats, OtlpSettings,
+};
 use crate::ingest::sources::socket::{ListenAddr, ListenConfig, Listener};
 use crate::ingest::sources::tail::{FileEvent, FollowConfig, Follower, StartAt, TailSink, Target};
+use crate::ingest::stats::OtlpStats;
 use crate::ingest::{IngestStats, Ingestor, RejectKind, TimeWindow};
 use crate::model::{Ledger, LedgerConfig, Snapshot};
 use crate::pricing::PriceBook;
@@ -64,6 +68,8 @@ pub struct LiveSettings {
     pub record: Option<PathBuf>,
     /// How sources decode their lines (`--input-format`, …).
     pub decoders: Arc<DecoderConfig>,
+    /// OTLP receivers (`--otlp`, `--otlp-grpc`, …).
+    pub otlp: OtlpSettings,
 }
 
 /// Runs and rows of each list a dashboard snapshot carries: the cost of a
@@ -94,6 +100,12 @@ pub struct Aggregator {
     /// to their end once, and followed streams (pipes, standard input) as
     /// far as they had data ready (without them it comes at once).
     pub caught_up: bool,
+    /// OTLP listeners' counters of what never reaches the channel
+    /// (throttled, refused), by source index.
+    otlp: Vec<(usize, Arc<OtlpCounters>)>,
+    /// Tests of the binary (`TOKWATCH_TEST_HOLD_WHILE`): nothing is folded
+    /// while this file exists.
+    hold_while: Option<PathBuf>,
     /// Tests: a fold that blocks (see [`TestHold`]).
     #[cfg(test)]
     pub(crate) hold: Option<TestHold>,
@@ -128,8 +140,42 @@ impl Aggregator {
             input_format: None,
             dirty: true,
             caught_up: false,
+            otlp: Vec::new(),
+            hold_while: None,
             #[cfg(test)]
             hold: None,
+        }
+    }
+
+    /// Shows these OTLP listeners in the statistics from the start, with
+    /// their counters.
+    pub fn watch_otlp(&mut self, endpoints: Vec<OtlpEndpointStats>) {
+        for endpoint in endpoints {
+            let index = self.stats.source_named(&endpoint.name, "otlp");
+            self.stats.sources[index].otlp = Some(OtlpStats {
+                protocol: endpoint.protocol,
+                ..OtlpStats::default()
+            });
+            self.otlp.push((index, endpoint.counters));
+        }
+        self.sync_otlp();
+    }
+
+    /// Tests of the binary: fold nothing while `path` exists.
+    pub fn hold_while(&mut self, path: Option<PathBuf>) {
+        self.hold_while = path;
+    }
+
+    /// Reads the OTLP listeners' own counters into the statistics.
+    pub fn sync_otlp(&mut self) {
+        for (index, counters) in &self.otlp {
+            if let Some(otlp) = &mut self.stats.sources[*index].otlp {
+                let throttled = counters.throttled.load(Ordering::Relaxed);
+                let refused = counters.refused.load(Ordering::Relaxed);
+                self.dirty |= otlp.throttled != throttled || otlp.refused != refused;
+                otlp.throttled = throttled;
+                otlp.refused = refused;
+            }
         }
     }
 
@@ -194,6 +240,11 @@ impl Aggregator {
             let _ = hold.entered.send(());
             let _ = hold.release.recv();
         }
+        if let Some(path) = &self.hold_while {
+            while path.exists() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         self.dirty = true;
         match msg {
             IngestMsg::Lines {
@@ -201,54 +252,9 @@ impl Aggregator {
                 first_line: _,
                 mut lines,
             } => {
-                if let (Some(record), SourceKind::Unix | SourceKind::Tcp) =
-                    (&mut self.record, source.kind)
-                {
-                    // Socket data has no file behind it: keep it before counting it
-                    // (without prompt or completion text: never written to disk).
-                    lines.try_for_each_line(|line| {
-                        match record_line(line, self.input_format)? {
-                            Recorded::Line(bytes) => {
-                                record.write_all(&bytes)?;
-                                record.write_all(b"\n")
-                            }
-                            // Counted from its text: recorded once counted.
-                            Recorded::Later => Ok(()),
-                        }
-                    })?;
-                    record.flush()?;
-                    if !self.recorded_sources.contains(&source.name) {
-                        self.recorded_sources.insert(source.name.clone());
-                    }
-                }
-                let index = self.source(&source);
-                let mut ingestor = Ingestor {
-                    ledger: &mut self.ledger,
-                    stats: std::mem::take(&mut self.stats),
-                    window: self.window,
-                    calls: std::mem::take(&mut self.calls),
-                };
-                let applied = lines.apply(index, self.max_line_bytes, &mut ingestor, |line_no| {
-                    source.location(line_no)
-                });
-                self.stats = ingestor.stats;
-                self.calls = ingestor.calls;
-                applied?;
-                if !self.early_estimates.is_empty() {
-                    let early = std::mem::take(&mut self.early_estimates);
-                    for estimated in early {
-                        if estimated
-                            .event
-                            .call
-                            .is_some_and(|c| self.calls.knows(c.key))
-                        {
-                            self.apply_estimated(&estimated)?;
-                        } else {
-                            self.early_estimates.push(estimated);
-                        }
-                    }
-                }
+                self.fold(&source, &mut lines)?;
             }
+            IngestMsg::Otlp(request) => self.otlp_request(*request)?,
             IngestMsg::Oversized {
                 source,
                 line_no,
@@ -330,6 +336,104 @@ impl Aggregator {
 }
 
 impl Aggregator {
+    /// Records (socket and OTLP lines, `--record`) and folds a batch of
+    /// lines; returns the source's index in the statistics.
+    fn fold(&mut self, source: &SourceRef, lines: &mut ParsedLines) -> io::Result<usize> {
+        if let Some(record) = &mut self.record {
+            match source.kind {
+                SourceKind::Unix | SourceKind::Tcp => {
+                    // Socket data has no file behind it: keep it before counting it
+                    // (without prompt or completion text: never written to disk).
+                    lines.try_for_each_line(|line| {
+                        match record_line(line, self.input_format)? {
+                            Recorded::Line(bytes) => {
+                                record.write_all(&bytes)?;
+                                record.write_all(b"\n")
+                            }
+                            // Counted from its text: recorded once counted.
+                            Recorded::Later => Ok(()),
+                        }
+                    })?;
+                    record.flush()?;
+                    if !self.recorded_sources.contains(&source.name) {
+                        self.recorded_sources.insert(source.name.clone());
+                    }
+                }
+                SourceKind::Otlp => {
+                    // Already normalized OTLP/JSON without text: recorded
+                    // as it is decoded, so a replay decodes the same.
+                    lines.try_for_each_line(|line| {
+                        record.write_all(line)?;
+                        record.write_all(b"\n")
+                    })?;
+                    record.flush()?;
+                }
+                SourceKind::File | SourceKind::Stdin => {}
+            }
+        }
+        let index = self.source(source);
+        let mut ingestor = Ingestor {
+            ledger: &mut self.ledger,
+            stats: std::mem::take(&mut self.stats),
+            window: self.window,
+            calls: std::mem::take(&mut self.calls),
+        };
+        let applied = lines.apply(index, self.max_line_bytes, &mut ingestor, |line_no| {
+            source.location(line_no)
+        });
+        self.stats = ingestor.stats;
+        self.calls = ingestor.calls;
+        applied?;
+        if !self.early_estimates.is_empty() {
+            let early = std::mem::take(&mut self.early_estimates);
+            for estimated in early {
+                if estimated
+                    .event
+                    .call
+                    .is_some_and(|c| self.calls.knows(c.key))
+                {
+                    self.apply_estimated(&estimated)?;
+                } else {
+                    self.early_estimates.push(estimated);
+                }
+            }
+        }
+        Ok(index)
+    }
+
+    /// Folds an OTLP request's line, and counts how its spans fared:
+    /// a malformed request, and each span rejected alone, as a rejected
+    /// line at the request's location.
+    fn otlp_request(&mut self, request: OtlpRequest) -> io::Result<()> {
+        let OtlpRequest {
+            source,
+            request,
+            mut lines,
+            spans_accepted,
+            rejected_spans,
+            malformed,
+        } = request;
+        let index = self.fold(&source, &mut lines)?;
+        let location = source.location(request);
+        if let Some(reason) = malformed {
+            self.stats.count_line(index, Format::Otlp);
+            self.stats
+                .reject_at(index, location.clone(), RejectKind::Malformed, reason);
+        }
+        let rejected = rejected_spans.len() as u64;
+        for reason in rejected_spans {
+            self.stats
+                .reject_at(index, location.clone(), RejectKind::Malformed, reason);
+        }
+        let otlp = self.stats.sources[index]
+            .otlp
+            .get_or_insert_with(OtlpStats::default);
+        otlp.requests += 1;
+        otlp.spans_accepted += spans_accepted;
+        otlp.spans_rejected += rejected;
+        Ok(())
+    }
+
     /// Records (socket lines) and folds an exact count from text.
     fn apply_estimated(
         &mut self,
@@ -593,8 +697,14 @@ pub struct Sources {
     pub rx: mpsc::Receiver<IngestMsg>,
     /// `--record` file for socket data, handed to the aggregator.
     pub record: Option<File>,
-    /// Listeners as bound (`tcp:127.0.0.1:40123`), and warnings to show.
+    /// Listeners as bound (`tcp:127.0.0.1:40123`,
+    /// `otlp-http:127.0.0.1:4318`), and warnings to show.
     pub listening: Vec<String>,
+    /// OTLP listeners, for the aggregator's statistics
+    /// ([`Aggregator::watch_otlp`]).
+    pub otlp: Vec<OtlpEndpointStats>,
+    /// Tests of the binary ([`OtlpSettings::hold_aggregator_while`]).
+    pub hold_while: Option<PathBuf>,
     pub warnings: Vec<String>,
     shutdown: watch::Sender<bool>,
     stop: Arc<AtomicBool>,
@@ -652,6 +762,8 @@ impl Sources {
             rx,
             record,
             listening: Vec::new(),
+            otlp: Vec::new(),
+            hold_while: settings.otlp.hold_aggregator_while.clone(),
             warnings: Vec::new(),
             shutdown,
             stop: stop.clone(),
@@ -675,6 +787,9 @@ impl Sources {
                 config.clone(),
                 shutdown_rx.clone(),
             )));
+        }
+        if settings.otlp.any() {
+            sources.start_otlp(settings, &tx, &decoders, &shutdown_rx)?;
         }
         if !targets.is_empty() {
             let config = FollowConfig {
@@ -718,6 +833,55 @@ impl Sources {
             )?);
         }
         Ok(sources)
+    }
+
+    /// Binds the OTLP listeners, all sharing one [`Intake`].
+    fn start_otlp(
+        &mut self,
+        settings: &LiveSettings,
+        tx: &mpsc::Sender<IngestMsg>,
+        decoders: &DecoderConfig,
+        shutdown: &watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        use crate::ingest::sources::otlp;
+        let otlp_settings = &settings.otlp;
+        let token = otlp_settings.token.as_deref();
+        let mut bound = Vec::new();
+        for (protocol, addrs) in [
+            ("otlp-http", &otlp_settings.http),
+            ("otlp-grpc", &otlp_settings.grpc),
+        ] {
+            for addr in addrs {
+                let (listener, source) = otlp::bind(protocol, addr, token)?;
+                bound.push((protocol, listener, source));
+            }
+        }
+        let intake = Arc::new(Intake::new(
+            tx.clone(),
+            decoders,
+            otlp_settings.token.clone(),
+            otlp_settings.max_body,
+        ));
+        for (protocol, listener, source) in bound {
+            let counters = Arc::new(OtlpCounters::default());
+            self.listening.push(source.name.to_string());
+            self.otlp.push(OtlpEndpointStats {
+                name: source.name.clone(),
+                protocol,
+                counters: counters.clone(),
+            });
+            let endpoint = Endpoint {
+                source,
+                counters,
+                intake: intake.clone(),
+            };
+            let task = match protocol {
+                "otlp-grpc" => anyhow::bail!("OTLP/gRPC is not served yet"),
+                _ => tokio::spawn(otlp::http::serve(listener, endpoint, shutdown.clone())),
+            };
+            self.listener_tasks.push(task);
+        }
+        Ok(())
     }
 
     /// Stops every source and hands what they had already sent to `apply`

@@ -37,6 +37,9 @@ pub enum SourceKind {
     Stdin,
     Unix,
     Tcp,
+    /// An OTLP receiver (`--otlp`, `--otlp-grpc`): each request it decodes
+    /// is one line, numbered over all OTLP listeners.
+    Otlp,
 }
 
 /// Which source (and which client of a listener) a message is about.
@@ -55,6 +58,9 @@ impl SourceRef {
     /// Where line `line_no` of this source is, for error messages.
     #[must_use]
     pub fn location(&self, line_no: u64) -> String {
+        if self.kind == SourceKind::Otlp {
+            return format!("{}#request {line_no}", self.name);
+        }
         match self.client {
             Some(client) => format!("{}#{client}:{line_no}", self.name),
             None => format!("{}:{line_no}", self.name),
@@ -90,12 +96,30 @@ pub enum IngestMsg {
     /// A record counted from its text by the estimator (replaces its rough
     /// count).
     Estimated(Box<crate::ingest::estimate::Estimated>),
+    /// One request an OTLP receiver decoded (`ingest::sources::otlp`).
+    Otlp(Box<OtlpRequest>),
     /// A client connected or hung up (`incomplete` bytes of a last line lost),
     /// or was turned away before sending events.
     Client {
         source: SourceRef,
         change: ClientChange,
     },
+}
+
+/// An OTLP export request, decoded: its normalized line (one line, none
+/// when the request was malformed) and how its spans fared.
+#[derive(Debug)]
+pub struct OtlpRequest {
+    pub source: SourceRef,
+    /// The request's number over every OTLP listener: its line number.
+    pub request: u64,
+    pub lines: ParsedLines,
+    /// Spans passed on to the decoder.
+    pub spans_accepted: u64,
+    /// Spans rejected alone (`partial_success`): why, each naming its span.
+    pub rejected_spans: Vec<String>,
+    /// The request was malformed (answered 400 / `INVALID_ARGUMENT`): why.
+    pub malformed: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

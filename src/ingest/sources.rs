@@ -1,7 +1,9 @@
 //! Input sources: where lines come from (files read once, followed files,
-//! sockets, standard input), apart from what their lines mean (`formats`).
+//! sockets, standard input, OTLP receivers), apart from what their lines
+//! mean (`formats`).
 
 pub mod files;
+pub mod otlp;
 pub mod socket;
 pub mod stdin;
 pub mod tail;

@@ -54,10 +54,38 @@ pub struct SourceStats {
     pub malformed: u64,
     pub invalid_utf8: u64,
     pub oversized: u64,
+    /// OTLP receivers only (`--otlp`, `--otlp-grpc`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp: Option<OtlpStats>,
     /// Live sources; a one-shot report uses only `errors` and `last_error`
     /// (an input it could not read, skipped: see `sources::files`).
     #[serde(flatten)]
     pub live: LiveStats,
+}
+
+/// What an OTLP receiver did with the requests it was sent. Each request
+/// decoded is one line of its source (`lines`); a malformed one, and each
+/// span rejected alone, is counted in `malformed` with its location
+/// (`otlp-http:127.0.0.1:4318#request 7`) and reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OtlpStats {
+    /// `otlp-http` or `otlp-grpc`.
+    pub protocol: &'static str,
+    /// Requests decoded: accepted (200 / OK, maybe with `partial_success`)
+    /// or malformed (400 / `INVALID_ARGUMENT`).
+    pub requests: u64,
+    /// Spans passed on to the decoder.
+    pub spans_accepted: u64,
+    /// Spans rejected alone (bad usage values), named in the response's
+    /// `partial_success`.
+    pub spans_rejected: u64,
+    /// Requests turned away because the aggregator was behind (429 /
+    /// `RESOURCE_EXHAUSTED`, to be retried): nothing of them was decoded.
+    pub throttled: u64,
+    /// Requests refused before decoding: no or a wrong token (401 /
+    /// `UNAUTHENTICATED`), too large (413), an unsupported content type or
+    /// encoding (415), or sent while stopping (503 / `UNAVAILABLE`).
+    pub refused: u64,
 }
 
 /// What happens to live sources: files that rotate, sockets that connect.

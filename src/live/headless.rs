@@ -48,7 +48,7 @@ where
         },
     )?;
     for name in &service.listening {
-        eprintln!("tokwatch: listening on {name}");
+        eprintln!("tokwatch: {}", listening_line(name));
     }
     for warning in &service.warnings {
         eprintln!("tokwatch: {warning}");
@@ -96,6 +96,15 @@ where
         print(&render, publication, sequence).await?;
     }
     result.context("cannot write the --record file")
+}
+
+/// How a bound listener is announced: `listening on tcp:127.0.0.1:7700`,
+/// `otlp-http listening on 127.0.0.1:4318` (scripts and tests read the port).
+fn listening_line(name: &str) -> String {
+    match name.split_once(':') {
+        Some((kind @ ("otlp-http" | "otlp-grpc"), addr)) => format!("{kind} listening on {addr}"),
+        _ => format!("listening on {name}"),
+    }
 }
 
 async fn print<R>(

@@ -132,9 +132,11 @@ impl LiveService {
     /// The thread cannot be spawned.
     pub fn with_parts(
         mut sources: Sources,
-        aggregator: Aggregator,
+        mut aggregator: Aggregator,
         publish: Publish,
     ) -> io::Result<LiveService> {
+        aggregator.watch_otlp(std::mem::take(&mut sources.otlp));
+        aggregator.hold_while(sources.hold_while.take());
         let (publish_tx, published) = watch::channel(Arc::new(Publication::default()));
         let (control, control_rx) = mpsc::channel(4);
         let listening = std::mem::take(&mut sources.listening);
@@ -284,6 +286,7 @@ impl Publisher {
         tx: &watch::Sender<Arc<Publication>>,
     ) {
         let started = Instant::now();
+        aggregator.sync_otlp();
         let elapsed = self.window_start.elapsed().as_secs_f64();
         let lines = aggregator.stats().lines;
         #[allow(clippy::cast_precision_loss)]
@@ -349,7 +352,7 @@ async fn serve(
                     // a file opened or a path waited for.
                     let telemetry = matches!(
                         msg,
-                        IngestMsg::Lines { .. } | IngestMsg::Oversized { .. } | IngestMsg::Estimated(_)
+                        IngestMsg::Lines { .. } | IngestMsg::Otlp(_) | IngestMsg::Oversized { .. } | IngestMsg::Estimated(_)
                     );
                     if lines_mode && let IngestMsg::Waiting { target, missing } = &msg {
                         let target = crate::sanitize::sanitize(target);

@@ -623,6 +623,7 @@ mod tests {
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             record: None,
             decoders: Arc::default(),
+            otlp: crate::ingest::sources::otlp::OtlpSettings::default(),
         };
         let sources = Sources::start(&settings).unwrap();
         let (entered_tx, entered) = std::sync::mpsc::channel();

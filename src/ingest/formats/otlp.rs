@@ -126,7 +126,8 @@ impl<'a> SpanRecord<'a> {
     }
 }
 
-type Attributes<'a> = Vec<(Cow<'a, str>, AttrValue<'a>)>;
+/// A resource's (or span's) attributes, in the order they came.
+pub type Attributes<'a> = Vec<(Cow<'a, str>, AttrValue<'a>)>;
 
 /// What an operation is for tokwatch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -418,6 +419,21 @@ impl Otlp {
                 role,
             },
         );
+    }
+}
+
+/// Whether the decoder accepts this span's usage: a model call's (or an
+/// `invoke_agent` span's own) counts must be plausible integers. An OTLP
+/// receiver rejects such a span alone (`partial_success`) and passes the
+/// others on; a file's line is rejected whole.
+///
+/// # Errors
+/// Why the span is rejected.
+pub fn check_span(span: &SpanRecord<'_>) -> Result<(), String> {
+    match role(span) {
+        Role::Model => usage(span).map(drop),
+        Role::Agent if has_usage(span) => usage(span).map(drop),
+        _ => Ok(()),
     }
 }
 
@@ -789,5 +805,7 @@ impl FormatDecoder for Otlp {
     }
 }
 
+pub mod normalize;
+pub mod proto;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,336 @@
+//! One OTLP export request (protobuf or JSON, as received) written as one
+//! normalized OTLP/JSON line: what the OTLP decoder reads of it and
+//! nothing else. The line decodes ([`super::parse_request`]) to the same
+//! spans as far as the decoder is concerned, so an OTLP receiver feeds its
+//! requests through the decoder as lines, and `--record` keeps them in the
+//! Collector file exporter's format that `--follow` and `report` read.
+//!
+//! Attributes are kept by an allow-list ([`SPAN_KEYS`], [`RESOURCE_KEYS`],
+//! the `gen_ai.usage.*` counts and `--segment-attribute`): instrumentations
+//! put prompts and completions in attributes of their own choosing
+//! (OpenLLMetry `gen_ai.prompt.0.content`, OpenInference `input.value`),
+//! so text is never recognised by name, only what is read is kept. A
+//! `gen_ai.usage.*` value that is not a number is kept as an empty value
+//! (present, not read: exactly how the decoder treats it). Ids are
+//! lowercase hex, times decimal strings; span events and links are dropped.
+
+use std::borrow::Cow;
+
+use super::{AttrValue, Attributes, SpanRecord};
+
+/// Span attributes the decoder reads (besides `gen_ai.usage.*`).
+pub const SPAN_KEYS: &[&str] = &[
+    "gen_ai.operation.name",
+    "gen_ai.response.model",
+    "gen_ai.request.model",
+    "gen_ai.provider.name",
+    "gen_ai.system",
+    "gen_ai.agent.name",
+    "gen_ai.conversation.id",
+    "user.id",
+    "enduser.id",
+    "tokwatch.segment",
+    "segment",
+];
+
+/// Resource attributes the decoder reads.
+pub const RESOURCE_KEYS: &[&str] = &[
+    "service.name",
+    "user.id",
+    "enduser.id",
+    "tokwatch.segment",
+    "segment",
+];
+
+const USAGE_PREFIX: &str = "gen_ai.usage.";
+
+fn kept(key: &str, keys: &[&str], segment_attribute: Option<&str>, usage: bool) -> bool {
+    keys.contains(&key)
+        || segment_attribute == Some(key)
+        || (usage && key.starts_with(USAGE_PREFIX))
+}
+
+fn push_json_str(out: &mut String, text: &str) {
+    // serde_json escapes exactly as JSON needs; writing a str cannot fail.
+    out.push_str(&serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into()));
+}
+
+fn push_value(out: &mut String, key: &str, value: &AttrValue<'_>) {
+    match value {
+        AttrValue::Str(s) if key.starts_with(USAGE_PREFIX) && s.trim().parse::<i64>().is_err() => {
+            out.push_str("{}");
+        }
+        AttrValue::Str(s) => {
+            out.push_str(r#"{"stringValue":"#);
+            push_json_str(out, s);
+            out.push('}');
+        }
+        AttrValue::Int(n) => {
+            out.push_str(r#"{"intValue":""#);
+            out.push_str(&n.to_string());
+            out.push_str(r#""}"#);
+        }
+        AttrValue::Double(d) if d.is_finite() => {
+            out.push_str(r#"{"doubleValue":"#);
+            out.push_str(&serde_json::to_string(d).unwrap_or_else(|_| "0".into()));
+            out.push('}');
+        }
+        // NaN and infinities read as what they are to the decoder: a value
+        // that is neither text nor a count.
+        AttrValue::Double(_) | AttrValue::Other => out.push_str("{}"),
+        AttrValue::Bool(b) => {
+            out.push_str(r#"{"boolValue":"#);
+            out.push_str(if *b { "true" } else { "false" });
+            out.push('}');
+        }
+    }
+}
+
+/// Writes the kept attributes (the first of each key: the one the decoder
+/// reads).
+fn push_attributes(
+    out: &mut String,
+    attributes: &[(Cow<'_, str>, AttrValue<'_>)],
+    keys: &[&str],
+    segment_attribute: Option<&str>,
+    usage: bool,
+) {
+    out.push_str(r#""attributes":["#);
+    let mut first = true;
+    for (index, (key, value)) in attributes.iter().enumerate() {
+        if !kept(key, keys, segment_attribute, usage)
+            || attributes[..index].iter().any(|(k, _)| k == key)
+        {
+            continue;
+        }
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push_str(r#"{"key":"#);
+        push_json_str(out, key);
+        out.push_str(r#","value":"#);
+        push_value(out, key, value);
+        out.push('}');
+    }
+    out.push(']');
+}
+
+fn push_span(out: &mut String, span: &SpanRecord<'_>, segment_attribute: Option<&str>) {
+    out.push_str(r#"{"traceId":""#);
+    out.push_str(&span.trace_id);
+    out.push_str(r#"","spanId":""#);
+    out.push_str(&span.span_id);
+    out.push('"');
+    if let Some(parent) = &span.parent_span_id {
+        out.push_str(r#","parentSpanId":""#);
+        out.push_str(parent);
+        out.push('"');
+    }
+    out.push_str(r#","name":"#);
+    push_json_str(out, &span.name);
+    for (key, nanos) in [
+        ("startTimeUnixNano", span.start_ns),
+        ("endTimeUnixNano", span.end_ns),
+    ] {
+        if let Some(nanos) = nanos {
+            out.push_str(&format!(r#","{key}":"{nanos}""#));
+        }
+    }
+    if span.error {
+        out.push_str(r#","status":{"code":2}"#);
+    }
+    out.push(',');
+    push_attributes(out, &span.attributes, SPAN_KEYS, segment_attribute, true);
+    out.push('}');
+}
+
+/// The normalized OTLP/JSON line (one `ExportTraceServiceRequest`) for
+/// `spans` (ids already lowercase hex) and their resources: one
+/// `resourceSpans` per resource that has spans, in order.
+#[must_use]
+pub fn normalized_line(
+    spans: &[&SpanRecord<'_>],
+    resources: &[Attributes<'_>],
+    segment_attribute: Option<&str>,
+) -> String {
+    let mut out = String::with_capacity(64 + spans.len() * 320);
+    out.push_str(r#"{"resourceSpans":["#);
+    let mut indices: Vec<usize> = spans.iter().map(|s| s.resource).collect();
+    indices.sort_unstable();
+    indices.dedup();
+    for (n, resource) in indices.iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        out.push_str(r#"{"resource":{"#);
+        let attributes = resources.get(*resource).map_or(&[][..], Vec::as_slice);
+        push_attributes(
+            &mut out,
+            attributes,
+            RESOURCE_KEYS,
+            segment_attribute,
+            false,
+        );
+        out.push_str(r#"},"scopeSpans":[{"spans":["#);
+        let mut first = true;
+        for span in spans.iter().filter(|s| s.resource == *resource) {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            push_span(&mut out, span, segment_attribute);
+        }
+        out.push_str("]}]}");
+    }
+    out.push_str("]}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::formats::otlp::parse_request;
+
+    fn attr<'a>(key: &'a str, value: AttrValue<'a>) -> (Cow<'a, str>, AttrValue<'a>) {
+        (Cow::Borrowed(key), value)
+    }
+
+    fn sample() -> (Vec<SpanRecord<'static>>, Vec<Attributes<'static>>) {
+        let resources = vec![
+            vec![
+                attr("service.name", AttrValue::Str("bot \"one\"\n".into())),
+                attr("host.name", AttrValue::Str("secret-host".into())),
+                attr("team", AttrValue::Str("payments".into())),
+            ],
+            vec![attr("telemetry.sdk.name", AttrValue::Str("x".into()))],
+            vec![attr("enduser.id", AttrValue::Int(42))],
+        ];
+        let chat = SpanRecord {
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+            span_id: "00f067aa0ba902b7".into(),
+            parent_span_id: Some("00f067aa0ba902b6".into()),
+            name: "chat gpt-4o – «ü»".into(),
+            start_ns: Some(1_700_000_000_123_456_789),
+            end_ns: Some(1_700_000_002_000_000_000),
+            error: true,
+            attributes: vec![
+                attr("gen_ai.operation.name", AttrValue::Str("chat".into())),
+                attr("gen_ai.usage.input_tokens", AttrValue::Int(1200)),
+                attr("gen_ai.usage.output_tokens", AttrValue::Str("300".into())),
+                attr("gen_ai.usage.cost", AttrValue::Double(0.25)),
+                attr("gen_ai.usage.flag", AttrValue::Bool(true)),
+                attr("gen_ai.request.model", AttrValue::Str("gpt-4o".into())),
+                attr("gen_ai.agent.name", AttrValue::Int(7)),
+                attr("segment", AttrValue::Other),
+                attr("team", AttrValue::Str("search".into())),
+            ],
+            resource: 0,
+        };
+        let agent = SpanRecord {
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+            span_id: "00f067aa0ba902b6".into(),
+            parent_span_id: None,
+            name: "invoke_agent Triage".into(),
+            start_ns: None,
+            end_ns: None,
+            error: false,
+            attributes: vec![attr("gen_ai.agent.name", AttrValue::Str("Triage".into()))],
+            resource: 2,
+        };
+        (vec![chat, agent], resources)
+    }
+
+    #[test]
+    fn the_line_reads_back_as_the_same_spans() {
+        let (spans, resources) = sample();
+        let line = normalized_line(&spans.iter().collect::<Vec<_>>(), &resources, Some("team"));
+        let (read, read_resources) = parse_request(line.as_bytes()).unwrap();
+        // Resource 1 has no span: left out, so resource 2 is now 1.
+        assert_eq!(read_resources.len(), 2);
+        assert_eq!(
+            read_resources[0],
+            vec![
+                attr("service.name", AttrValue::Str("bot \"one\"\n".into())),
+                attr("team", AttrValue::Str("payments".into())),
+            ]
+        );
+        assert_eq!(read_resources[1], resources[2]);
+        assert_eq!(read.len(), 2);
+        for (got, want) in read.iter().zip(&spans) {
+            assert_eq!(got.trace_id, want.trace_id);
+            assert_eq!(got.span_id, want.span_id);
+            assert_eq!(got.parent_span_id, want.parent_span_id);
+            assert_eq!(got.name, want.name);
+            assert_eq!((got.start_ns, got.end_ns), (want.start_ns, want.end_ns));
+            assert_eq!(got.error, want.error);
+            assert_eq!(got.attributes, want.attributes, "every attribute is read");
+        }
+        assert_eq!((read[0].resource, read[1].resource), (0, 1));
+        // And the line is its own normal form.
+        assert_eq!(
+            normalized_line(
+                &read.iter().collect::<Vec<_>>(),
+                &read_resources,
+                Some("team")
+            ),
+            line
+        );
+    }
+
+    #[test]
+    fn only_what_the_decoder_reads_is_written() {
+        let (mut spans, resources) = sample();
+        spans[0].attributes.extend([
+            attr(
+                "gen_ai.prompt.0.content",
+                AttrValue::Str("my password is hunter2".into()),
+            ),
+            attr("input.value", AttrValue::Str("tell me a secret".into())),
+            attr(
+                "gen_ai.input.messages",
+                AttrValue::Str("[{\"role\":\"user\"}]".into()),
+            ),
+            attr(
+                "gen_ai.usage.details",
+                AttrValue::Str("the completion text".into()),
+            ),
+            attr(
+                "gen_ai.agent.name",
+                AttrValue::Str("second, ignored".into()),
+            ),
+            attr("gen_ai.usage.bad", AttrValue::Double(f64::NAN)),
+        ]);
+        let line = normalized_line(&spans.iter().collect::<Vec<_>>(), &resources, None);
+        for secret in [
+            "hunter2",
+            "secret",
+            "completion text",
+            "role",
+            "second, ignored",
+            "payments",
+            "search",
+            "telemetry.sdk",
+        ] {
+            assert!(!line.contains(secret), "{secret} in {line}");
+        }
+        let (read, _) = parse_request(line.as_bytes()).unwrap();
+        let details = read[0]
+            .attributes
+            .iter()
+            .find(|(k, _)| k == "gen_ai.usage.details")
+            .map(|(_, v)| v.clone());
+        assert_eq!(details, Some(AttrValue::Other), "present, not read");
+        let nan = read[0]
+            .attributes
+            .iter()
+            .find(|(k, _)| k == "gen_ai.usage.bad")
+            .map(|(_, v)| v.clone());
+        assert_eq!(nan, Some(AttrValue::Other));
+    }
+
+    #[test]
+    fn no_spans_is_an_empty_request() {
+        assert_eq!(normalized_line(&[], &[], None), r#"{"resourceSpans":[]}"#);
+    }
+}

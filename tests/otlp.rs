@@ -1,0 +1,960 @@
+//! The OTLP receivers through the real binary in `--jsonl` mode: OTLP/HTTP
+//! with a hyper client (protobuf and JSON, gzip, the answers the OTLP
+//! specification asks for, tokens, size caps, backpressure) and the
+//! recording that replays to the same totals.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message as _;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+struct Live {
+    child: Child,
+    snapshots: Receiver<Value>,
+    latest: Value,
+    stderr: Receiver<String>,
+    seen_stderr: Vec<String>,
+}
+
+impl Live {
+    fn start(args: &[&str]) -> Live {
+        Live::start_env(args, &[])
+    }
+
+    fn start_env(args: &[&str], env: &[(&str, &Path)]) -> Live {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tokwatch"));
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command
+            .args(args)
+            .args(["--jsonl", "--interval", "50ms"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tokwatch");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, snapshots) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let value: Value =
+                    serde_json::from_str(&line).expect("each line is one JSON snapshot");
+                if tx.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr_pipe = child.stderr.take().unwrap();
+        let (etx, stderr) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
+                let _ = etx.send(line);
+            }
+        });
+        Live {
+            child,
+            snapshots,
+            latest: Value::Null,
+            stderr,
+            seen_stderr: Vec::new(),
+        }
+    }
+
+    /// Waits for a snapshot that satisfies `ready`.
+    fn wait_until(&mut self, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if !self.latest.is_null() && ready(&self.latest) {
+                return self.latest.clone();
+            }
+            match self
+                .snapshots
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(snapshot) => self.latest = snapshot,
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "timed out waiting for {what}; last snapshot: {}",
+                    self.latest
+                ),
+                Err(RecvTimeoutError::Disconnected) => panic!(
+                    "tokwatch exited while waiting for {what}; stderr: {:?}",
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
+    /// Waits until the OTLP listeners decoded `n` requests in all (they
+    /// are all folded then).
+    fn requests(&mut self, n: u64) -> Value {
+        self.wait_until(&format!("{n} OTLP requests"), |s| {
+            s["ingest"]["sources"].as_array().is_some_and(|sources| {
+                sources
+                    .iter()
+                    .filter_map(|s| s["otlp"]["requests"].as_u64())
+                    .sum::<u64>()
+                    == n
+            })
+        })
+    }
+
+    fn stderr(&mut self) -> Vec<String> {
+        self.seen_stderr.extend(self.stderr.try_iter());
+        self.seen_stderr.clone()
+    }
+
+    /// The address an OTLP listener bound (`otlp-http`), as announced.
+    fn listening(&mut self, kind: &str) -> String {
+        self.listening_all(kind, 1).remove(0)
+    }
+
+    /// The addresses of the first `n` listeners of `kind`, as announced.
+    fn listening_all(&mut self, kind: &str, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + WAIT;
+        let prefix = format!("tokwatch: {kind} listening on ");
+        loop {
+            let found: Vec<String> = self
+                .seen_stderr
+                .iter()
+                .filter_map(|line| line.strip_prefix(&prefix).map(str::to_owned))
+                .collect();
+            if found.len() >= n {
+                return found;
+            }
+            let line = self
+                .stderr
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("a '{prefix}' line; stderr: {:?}", self.seen_stderr));
+            self.seen_stderr.push(line);
+        }
+    }
+
+    /// Sends SIGTERM and returns the final snapshot.
+    fn stop(mut self) -> Value {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let status = self.child.wait().unwrap();
+        assert!(
+            status.success(),
+            "tokwatch exited with {status:?}: {:?}",
+            self.stderr()
+        );
+        let last = self.snapshots.iter().last().unwrap_or(self.latest.clone());
+        assert_eq!(last["live"]["last"], true, "a final snapshot on exit");
+        last
+    }
+
+    /// Peak resident memory of the process so far, in KiB.
+    fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn otlp_stats(snapshot: &Value) -> Value {
+    snapshot["ingest"]["sources"]
+        .as_array()
+        .and_then(|sources| sources.iter().find(|s| s["otlp"].is_object()))
+        .map(|s| s["otlp"].clone())
+        .unwrap_or(Value::Null)
+}
+
+// ------------------------------------------------------------------ client
+
+struct Response {
+    status: u16,
+    headers: hyper::HeaderMap,
+    body: Vec<u8>,
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// One HTTP/1.1 request on a connection of its own.
+fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Response {
+    runtime().block_on(async {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let mut builder = hyper::Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"))
+            .header("host", addr);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let response = sender
+            .send_request(builder.body(Full::new(Bytes::from(body))).unwrap())
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        Response {
+            status,
+            headers,
+            body,
+        }
+    })
+}
+
+type Headers = Vec<(&'static str, &'static str)>;
+
+const PROTOBUF: (&str, &str) = ("content-type", "application/x-protobuf");
+const JSON: (&str, &str) = ("content-type", "application/json");
+const GZIP: (&str, &str) = ("content-encoding", "gzip");
+
+fn post(addr: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Response {
+    request(addr, "POST", "/v1/traces", headers, body)
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+// ------------------------------------------------------------------ spans
+
+fn kv(key: &str, value: any_value::Value) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..KeyValue::default()
+    }
+}
+
+fn text(key: &str, value: &str) -> KeyValue {
+    kv(key, any_value::Value::StringValue(value.into()))
+}
+
+fn int(key: &str, value: i64) -> KeyValue {
+    kv(key, any_value::Value::IntValue(value))
+}
+
+fn id(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// A trace id of 32 hex digits from a small number.
+fn trace(n: u64) -> String {
+    format!("{n:032x}")
+}
+
+fn span_id(n: u64) -> String {
+    format!("{n:016x}")
+}
+
+/// A `chat` span with `input`/`output` tokens (a hop).
+fn chat(trace_hex: &str, span: u64, parent: Option<u64>, input: i64, output: i64) -> Span {
+    Span {
+        trace_id: id(trace_hex),
+        span_id: id(&span_id(span)),
+        parent_span_id: parent.map(|p| id(&span_id(p))).unwrap_or_default(),
+        name: "chat gpt-4o".into(),
+        start_time_unix_nano: 1_764_000_000_000_000_000 + span * 1_000_000_000,
+        end_time_unix_nano: 1_764_000_000_500_000_000 + span * 1_000_000_000,
+        attributes: vec![
+            text("gen_ai.operation.name", "chat"),
+            text("gen_ai.provider.name", "openai"),
+            text("gen_ai.request.model", "gpt-4o"),
+            int("gen_ai.usage.input_tokens", input),
+            int("gen_ai.usage.output_tokens", output),
+            text("gen_ai.prompt.0.content", "SECRET prompt"),
+            text("input.value", "SECRET input"),
+        ],
+        ..Span::default()
+    }
+}
+
+/// An `invoke_agent` span naming `agent` in `conversation`, with its own
+/// (total) usage when given.
+fn invoke_agent(trace_hex: &str, span: u64, agent: &str, usage: Option<(i64, i64)>) -> Span {
+    let mut attributes = vec![
+        text("gen_ai.operation.name", "invoke_agent"),
+        text("gen_ai.agent.name", agent),
+        text("gen_ai.conversation.id", &format!("conv-{agent}")),
+    ];
+    if let Some((input, output)) = usage {
+        attributes.push(int("gen_ai.usage.input_tokens", input));
+        attributes.push(int("gen_ai.usage.output_tokens", output));
+    }
+    Span {
+        trace_id: id(trace_hex),
+        span_id: id(&span_id(span)),
+        name: format!("invoke_agent {agent}"),
+        start_time_unix_nano: 1_764_000_000_000_000_000,
+        end_time_unix_nano: 1_764_000_100_000_000_000,
+        attributes,
+        ..Span::default()
+    }
+}
+
+fn export(spans: Vec<Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![text("service.name", "fleet-bot")],
+                ..Resource::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..ScopeSpans::default()
+            }],
+            ..ResourceSpans::default()
+        }],
+    }
+}
+
+/// The same request in the OTLP/JSON encoding (ids as hex, as the
+/// specification's JSON mapping for OTLP says).
+fn json(request: &ExportTraceServiceRequest) -> Vec<u8> {
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let attributes = |list: &[KeyValue]| {
+        list.iter()
+            .map(|kv| {
+                let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                    Some(any_value::Value::StringValue(s)) => serde_json::json!({"stringValue": s}),
+                    Some(any_value::Value::IntValue(n)) => {
+                        serde_json::json!({"intValue": n.to_string()})
+                    }
+                    other => panic!("not used in these tests: {other:?}"),
+                };
+                serde_json::json!({"key": kv.key, "value": value})
+            })
+            .collect::<Vec<_>>()
+    };
+    let resource_spans: Vec<Value> = request
+        .resource_spans
+        .iter()
+        .map(|rs| {
+            let spans: Vec<Value> = rs.scope_spans[0]
+                .spans
+                .iter()
+                .map(|s| {
+                    serde_json::json!({
+                        "traceId": hex(&s.trace_id),
+                        "spanId": hex(&s.span_id),
+                        "parentSpanId": hex(&s.parent_span_id),
+                        "name": s.name,
+                        "kind": 1,
+                        "startTimeUnixNano": s.start_time_unix_nano.to_string(),
+                        "endTimeUnixNano": s.end_time_unix_nano.to_string(),
+                        "attributes": attributes(&s.attributes),
+                        "status": {},
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "resource": {"attributes": attributes(&rs.resource.as_ref().unwrap().attributes)},
+                "scopeSpans": [{"scope": {"name": "test"}, "spans": spans}],
+            })
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({ "resourceSpans": resource_spans })).unwrap()
+}
+
+fn tokens(snapshot: &Value) -> (u64, u64) {
+    (
+        snapshot["totals"]["input_tokens"].as_u64().unwrap(),
+        snapshot["totals"]["output_tokens"].as_u64().unwrap(),
+    )
+}
+
+// ------------------------------------------------------------------ tests
+
+#[test]
+fn protobuf_and_json_gzip_or_not_are_counted_alike() {
+    // with a followed file beside it
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("native.jsonl");
+    std::fs::write(
+        &file,
+        "{\"ts\":\"2026-11-28T10:00:00Z\",\"run_id\":\"f\",\"agent\":\"a\",\"model\":\"gpt-4o\",\"input_tokens\":5000,\"output_tokens\":500}\n",
+    )
+    .unwrap();
+    let mut live = Live::start(&["--otlp", "127.0.0.1:0", "--follow", file.to_str().unwrap()]);
+    let addr = live.listening("otlp-http");
+    let bodies: Vec<(Headers, Vec<u8>)> = vec![
+        (
+            vec![PROTOBUF],
+            export(vec![chat(&trace(1), 1, None, 100, 10)]).encode_to_vec(),
+        ),
+        (
+            vec![PROTOBUF, GZIP],
+            gzip(&export(vec![chat(&trace(2), 1, None, 200, 20)]).encode_to_vec()),
+        ),
+        (
+            vec![JSON],
+            json(&export(vec![chat(&trace(3), 1, None, 300, 30)])),
+        ),
+        (
+            vec![("content-type", "application/json; charset=utf-8"), GZIP],
+            gzip(&json(&export(vec![chat(&trace(4), 1, None, 400, 40)]))),
+        ),
+    ];
+    for (headers, body) in bodies {
+        let json_answer = headers
+            .iter()
+            .any(|(_, v)| v.starts_with("application/json"));
+        let response = post(&addr, &headers, body);
+        assert_eq!(response.status, 200, "{headers:?}");
+        if json_answer {
+            assert_eq!(response.headers["content-type"], "application/json");
+            assert_eq!(response.body, b"{}");
+        } else {
+            assert_eq!(response.headers["content-type"], "application/x-protobuf");
+            let answer = ExportTraceServiceResponse::decode(response.body.as_slice()).unwrap();
+            assert_eq!(answer.partial_success, None);
+        }
+    }
+    live.requests(4);
+    let snapshot = live.wait_until("the followed file too", |s| s["totals"]["events"] == 5);
+    assert_eq!(tokens(&snapshot), (1000 + 5000, 100 + 500));
+    let fleet = snapshot["by_agent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["agent"] == "fleet-bot")
+        .expect("the resource's service.name is the agent");
+    assert_eq!(fleet["events"], 4);
+    let stats = otlp_stats(&snapshot);
+    assert_eq!(stats["protocol"], "otlp-http");
+    assert_eq!(stats["spans_accepted"], 4);
+    assert_eq!(stats["spans_rejected"], 0);
+    let source = snapshot["ingest"]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["otlp"].is_object())
+        .unwrap();
+    assert_eq!(source["name"], format!("otlp-http:{addr}"));
+    assert_eq!(source["lines"], 4, "one line per request");
+    assert_eq!(source["formats"]["otlp"], 4);
+    live.stop();
+}
+
+#[test]
+fn spans_of_a_trace_in_several_requests_and_any_order_are_attributed_once() {
+    let mut live = Live::start(&["--otlp", "127.0.0.1:0", "--otlp", "127.0.0.1:0"]);
+    let addrs = live.listening_all("otlp-http", 2);
+    let (first, second) = (&addrs[0], &addrs[1]);
+    assert_ne!(first, second);
+    // Trace A: the model calls first (protobuf, to the first listener),
+    // their invoke_agent span later (JSON, to the second), carrying the
+    // total of its calls as its own usage (the double-count trap).
+    let a = trace(0xA);
+    let calls = export(vec![
+        chat(&a, 2, Some(1), 100, 10),
+        chat(&a, 3, Some(1), 50, 5),
+    ]);
+    assert_eq!(post(first, &[PROTOBUF], calls.encode_to_vec()).status, 200);
+    let snapshot = live.requests(1);
+    assert_eq!(
+        snapshot["by_agent"][0]["agent"], "fleet-bot",
+        "not known yet"
+    );
+    let agent = export(vec![invoke_agent(&a, 1, "Planner", Some((150, 15)))]);
+    assert_eq!(post(second, &[JSON], json(&agent)).status, 200);
+    // Trace B: the agent span with its usage first, its call later.
+    let b = trace(0xB);
+    let agent_first = export(vec![invoke_agent(&b, 1, "Coder", Some((70, 7)))]);
+    assert_eq!(
+        post(second, &[PROTOBUF], agent_first.encode_to_vec()).status,
+        200
+    );
+    let snapshot = live.requests(3);
+    assert_eq!(
+        tokens(&snapshot),
+        (150 + 70, 15 + 7),
+        "B's agent counts while alone"
+    );
+    let call = export(vec![chat(&b, 2, Some(1), 70, 7)]);
+    assert_eq!(post(first, &[JSON], json(&call)).status, 200);
+    let snapshot = live.requests(4);
+    assert_eq!(
+        tokens(&snapshot),
+        (150 + 70, 15 + 7),
+        "never on top of the calls"
+    );
+    assert_eq!(snapshot["totals"]["events"], 3, "three model calls");
+    let agents: Vec<(String, u64)> = snapshot["by_agent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["agent"].as_str().unwrap().to_owned(),
+                a["events"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        agents,
+        [("Planner".to_owned(), 2), ("Coder".to_owned(), 1)],
+        "re-attributed to the agent that arrived later"
+    );
+    let mut runs: Vec<&str> = snapshot["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap())
+        .collect();
+    runs.sort_unstable();
+    assert_eq!(runs, ["conv-Coder", "conv-Planner"]);
+    live.stop();
+}
+
+#[test]
+fn bad_requests_get_the_answers_of_the_specification() {
+    let mut live = Live::start(&["--otlp", "127.0.0.1:0", "--otlp-max-body", "65536"]);
+    let addr = live.listening("otlp-http");
+    // malformed protobuf: 400 with a google.rpc.Status
+    let bad = post(
+        &addr,
+        &[PROTOBUF],
+        b"\xff\xff\xff\xff not protobuf".to_vec(),
+    );
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.headers["content-type"], "application/x-protobuf");
+    let status = tonic_types::Status::decode(bad.body.as_slice()).unwrap();
+    assert_eq!(status.code, 3, "INVALID_ARGUMENT");
+    assert!(
+        status.message.contains("invalid OTLP protobuf"),
+        "{}",
+        status.message
+    );
+    // malformed JSON: 400, in JSON
+    let bad = post(
+        &addr,
+        &[JSON],
+        br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"zz","spanId":"01"}]}]}]}"#
+            .to_vec(),
+    );
+    assert_eq!(bad.status, 400);
+    let status: Value = serde_json::from_slice(&bad.body).unwrap();
+    assert_eq!(status["code"], 3);
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("traceId 'zz' is not hex")
+    );
+    // wrong content type or encoding: 415
+    let wrong = post(&addr, &[("content-type", "text/plain")], b"hello".to_vec());
+    assert_eq!(wrong.status, 415);
+    assert_eq!(post(&addr, &[], b"hello".to_vec()).status, 415);
+    let br = post(
+        &addr,
+        &[PROTOBUF, ("content-encoding", "br")],
+        vec![1, 2, 3],
+    );
+    assert_eq!(br.status, 415);
+    // too large on the wire: 413
+    let big = export(vec![Span {
+        name: "x".repeat(70_000),
+        ..chat(&trace(1), 1, None, 1, 1)
+    }]);
+    assert_eq!(post(&addr, &[PROTOBUF], big.encode_to_vec()).status, 413);
+    // too large once decompressed: 413
+    assert_eq!(
+        post(&addr, &[PROTOBUF, GZIP], gzip(&big.encode_to_vec())).status,
+        413
+    );
+    // not gzip at all: 400
+    assert_eq!(
+        post(&addr, &[PROTOBUF, GZIP], b"plain".to_vec()).status,
+        400
+    );
+    // other paths and methods
+    assert_eq!(
+        request(&addr, "POST", "/v1/logs", &[PROTOBUF], vec![]).status,
+        404
+    );
+    assert_eq!(request(&addr, "GET", "/", &[], vec![]).status, 404);
+    let get = request(&addr, "GET", "/v1/traces", &[], vec![]);
+    assert_eq!(get.status, 405);
+    assert_eq!(get.headers["allow"], "POST");
+    // nothing above was counted as telemetry; the two malformed requests
+    // are counted as rejected lines, located
+    let snapshot = live.requests(2);
+    assert_eq!(snapshot["totals"]["events"], 0);
+    let stats = otlp_stats(&snapshot);
+    assert_eq!(stats["refused"], 6, "415 ×3, 413 ×2, bad gzip");
+    assert_eq!(snapshot["ingest"]["malformed"], 2);
+    let locations: Vec<&str> = snapshot["ingest"]["malformed_samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["location"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        locations,
+        [
+            format!("otlp-http:{addr}#request 1"),
+            format!("otlp-http:{addr}#request 2")
+        ]
+    );
+    // and the receiver still works
+    assert_eq!(
+        post(
+            &addr,
+            &[PROTOBUF],
+            export(vec![chat(&trace(9), 1, None, 5, 1)]).encode_to_vec()
+        )
+        .status,
+        200
+    );
+    live.requests(3);
+    live.stop();
+}
+
+#[test]
+fn a_gzip_bomb_gets_413_and_memory_stays_small() {
+    let mut live = Live::start(&["--otlp", "127.0.0.1:0", "--otlp-max-body", "4194304"]);
+    let addr = live.listening("otlp-http");
+    let before = live.peak_rss_kib();
+    // 2 GiB of zeros: 200 gzip members of 10 MiB each (~2 MiB on the wire)
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(&vec![0_u8; 10 << 20]).unwrap();
+    let member = encoder.finish().unwrap();
+    let bomb: Vec<u8> = member
+        .iter()
+        .copied()
+        .cycle()
+        .take(member.len() * 200)
+        .collect();
+    assert!(bomb.len() < 4 << 20, "{} bytes on the wire", bomb.len());
+    let response = post(&addr, &[PROTOBUF, GZIP], bomb);
+    assert_eq!(response.status, 413);
+    let status = tonic_types::Status::decode(response.body.as_slice()).unwrap();
+    assert!(
+        status.message.contains("--otlp-max-body"),
+        "{}",
+        status.message
+    );
+    let after = live.peak_rss_kib();
+    assert!(
+        after < before + 64 * 1024,
+        "peak memory grew from {before} KiB to {after} KiB"
+    );
+    live.wait_until("the refusal counted", |s| otlp_stats(s)["refused"] == 1);
+    live.stop();
+}
+
+#[test]
+fn a_token_is_checked_and_required_off_loopback() {
+    let mut live = Live::start(&["--otlp", "127.0.0.1:0", "--otlp-token", "s3cret"]);
+    let addr = live.listening("otlp-http");
+    let body = export(vec![chat(&trace(1), 1, None, 10, 1)]).encode_to_vec();
+    let missing = post(&addr, &[PROTOBUF], body.clone());
+    assert_eq!(missing.status, 401);
+    assert_eq!(missing.headers["www-authenticate"], "Bearer");
+    assert_eq!(
+        tonic_types::Status::decode(missing.body.as_slice())
+            .unwrap()
+            .code,
+        16
+    );
+    let wrong = post(
+        &addr,
+        &[PROTOBUF, ("authorization", "Bearer s3cre")],
+        body.clone(),
+    );
+    assert_eq!(wrong.status, 401);
+    let right = post(&addr, &[PROTOBUF, ("authorization", "Bearer s3cret")], body);
+    assert_eq!(right.status, 200);
+    let snapshot = live.requests(1);
+    assert_eq!(otlp_stats(&snapshot)["refused"], 2);
+    assert_eq!(snapshot["totals"]["events"], 1);
+    live.stop();
+
+    // not loopback, no token: refused at start
+    let out = Command::new(env!("CARGO_BIN_EXE_tokwatch"))
+        .args(["--otlp", "0.0.0.0:0", "--jsonl"])
+        .env_remove("TOKWATCH_OTLP_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--otlp 0.0.0.0:0 is not a loopback address: pass --otlp-token"),
+        "{stderr}"
+    );
+
+    // with a token it starts, and demands it
+    let mut open = Live::start(&["--otlp", "0.0.0.0:0", "--otlp-token", "t0ken"]);
+    let bound = open.listening("otlp-http");
+    let port = bound.rsplit_once(':').unwrap().1;
+    assert!(bound.starts_with("0.0.0.0:"), "{bound}");
+    let local = format!("127.0.0.1:{port}");
+    let body = export(vec![chat(&trace(2), 1, None, 10, 1)]).encode_to_vec();
+    assert_eq!(post(&local, &[PROTOBUF], body.clone()).status, 401);
+    assert_eq!(
+        post(&local, &[PROTOBUF, ("authorization", "bearer t0ken")], body).status,
+        200
+    );
+    open.requests(1);
+    open.stop();
+}
+
+#[test]
+fn a_partial_success_names_the_rejected_span_and_counts_the_rest() {
+    let mut live = Live::start(&["--otlp", "127.0.0.1:0"]);
+    let addr = live.listening("otlp-http");
+    let t = trace(7);
+    let request = export(vec![
+        chat(&t, 1, None, 100, 10),
+        chat(&t, 2, None, -3, 10),
+        chat(&t, 3, None, 40, 4),
+    ]);
+    let response = post(&addr, &[PROTOBUF], request.encode_to_vec());
+    assert_eq!(response.status, 200);
+    let answer = ExportTraceServiceResponse::decode(response.body.as_slice()).unwrap();
+    let partial = answer.partial_success.expect("a partial success");
+    assert_eq!(partial.rejected_spans, 1);
+    assert!(
+        partial.error_message.contains(&format!(
+            "span {t}/{}: gen_ai.usage.input_tokens (-3) is negative",
+            span_id(2)
+        )),
+        "{}",
+        partial.error_message
+    );
+    // the same in JSON
+    let t2 = trace(8);
+    let response = post(
+        &addr,
+        &[JSON],
+        json(&export(vec![
+            chat(&t2, 1, None, 1, 20),
+            chat(&t2, 2, None, 1, 1),
+        ])),
+    );
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, b"{}");
+    let reasoning = {
+        let mut span = chat(&t2, 3, None, 10, 1);
+        span.attributes
+            .push(int("gen_ai.usage.reasoning.output_tokens", 5));
+        span
+    };
+    let response = post(&addr, &[JSON], json(&export(vec![reasoning])));
+    let answer: Value = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(answer["partialSuccess"]["rejectedSpans"], "1");
+    assert!(
+        answer["partialSuccess"]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("exceed")
+    );
+    let snapshot = live.requests(3);
+    assert_eq!(tokens(&snapshot), (100 + 40 + 2, 10 + 4 + 21));
+    let stats = otlp_stats(&snapshot);
+    assert_eq!(stats["spans_accepted"], 4);
+    assert_eq!(stats["spans_rejected"], 2);
+    assert_eq!(snapshot["ingest"]["malformed"], 2);
+    let sample = &snapshot["ingest"]["malformed_samples"][0];
+    assert_eq!(sample["location"], format!("otlp-http:{addr}#request 1"));
+    assert!(sample["reason"].as_str().unwrap().contains("is negative"));
+    live.stop();
+}
+
+#[test]
+fn a_request_sent_twice_counts_once() {
+    let mut live = Live::start(&["--otlp", "127.0.0.1:0"]);
+    let addr = live.listening("otlp-http");
+    let body = export(vec![
+        chat(&trace(3), 1, None, 100, 10),
+        chat(&trace(3), 2, None, 200, 20),
+    ])
+    .encode_to_vec();
+    assert_eq!(post(&addr, &[PROTOBUF], body.clone()).status, 200);
+    // a retry after a lost response
+    assert_eq!(post(&addr, &[PROTOBUF], body).status, 200);
+    let snapshot = live.requests(2);
+    assert_eq!(tokens(&snapshot), (300, 30));
+    assert_eq!(snapshot["totals"]["events"], 2);
+    assert_eq!(snapshot["ingest"]["duplicates"], 2);
+    live.stop();
+}
+
+#[test]
+fn backpressure_answers_429_and_the_retry_counts_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let hold = dir.path().join("hold");
+    std::fs::write(&hold, "").unwrap();
+    let mut live = Live::start_env(
+        &["--otlp", "127.0.0.1:0"],
+        &[("TOKWATCH_TEST_HOLD_WHILE", hold.as_path())],
+    );
+    let addr = live.listening("otlp-http");
+    let body = |n: u64| export(vec![chat(&trace(n), 1, None, 10, 1)]).encode_to_vec();
+    // The aggregator folds nothing: the channel fills, then 429.
+    let mut accepted = 0_u64;
+    let throttled = loop {
+        let response = post(&addr, &[PROTOBUF], body(accepted + 1));
+        match response.status {
+            200 => accepted += 1,
+            429 => break response,
+            other => panic!("unexpected {other}"),
+        }
+        assert!(accepted < 200, "never throttled");
+    };
+    assert_eq!(throttled.headers["retry-after"], "1");
+    let status = tonic_types::Status::decode(throttled.body.as_slice()).unwrap();
+    assert_eq!(status.code, 8, "RESOURCE_EXHAUSTED");
+    std::fs::remove_file(&hold).unwrap();
+    let snapshot = live.requests(accepted);
+    assert_eq!(otlp_stats(&snapshot)["throttled"], 1);
+    assert_eq!(
+        snapshot["totals"]["events"], accepted,
+        "nothing of the 429 was counted"
+    );
+    // the client retries: counted once
+    assert_eq!(post(&addr, &[PROTOBUF], body(accepted + 1)).status, 200);
+    let snapshot = live.requests(accepted + 1);
+    assert_eq!(snapshot["totals"]["events"], accepted + 1);
+    assert_eq!(tokens(&snapshot), (10 * (accepted + 1), accepted + 1));
+    live.stop();
+}
+
+#[test]
+fn recorded_requests_replay_to_the_same_totals_without_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("otlp.jsonl");
+    let mut live = Live::start(&[
+        "--otlp",
+        "127.0.0.1:0",
+        "--record",
+        record.to_str().unwrap(),
+    ]);
+    let addr = live.listening("otlp-http");
+    // calls first, their agent later (a re-attribution); an agent's usage
+    // first, its call later (a retraction); a rejected span; a malformed
+    // request; a duplicate.
+    let a = trace(0xA);
+    let b = trace(0xB);
+    let sends: Vec<(Headers, Vec<u8>)> = vec![
+        (
+            vec![PROTOBUF],
+            export(vec![
+                chat(&a, 2, Some(1), 100, 10),
+                chat(&a, 3, Some(1), 50, 5),
+            ])
+            .encode_to_vec(),
+        ),
+        (
+            vec![JSON],
+            json(&export(vec![invoke_agent(
+                &a,
+                1,
+                "Planner",
+                Some((150, 15)),
+            )])),
+        ),
+        (
+            vec![PROTOBUF, GZIP],
+            gzip(&export(vec![invoke_agent(&b, 1, "Coder", Some((70, 7)))]).encode_to_vec()),
+        ),
+        (
+            vec![PROTOBUF],
+            export(vec![
+                chat(&b, 2, Some(1), 70, 7),
+                chat(&b, 3, Some(1), -1, 7),
+            ])
+            .encode_to_vec(),
+        ),
+        (vec![PROTOBUF], b"\x0a\xff not protobuf".to_vec()),
+        (
+            vec![PROTOBUF],
+            export(vec![chat(&a, 2, Some(1), 100, 10)]).encode_to_vec(),
+        ),
+    ];
+    for (headers, body) in sends {
+        let status = post(&addr, &headers, body).status;
+        assert!(status == 200 || status == 400, "{status}");
+    }
+    live.requests(6);
+    let last = live.stop();
+    assert_eq!(tokens(&last), (220, 22));
+    let recorded = std::fs::read_to_string(&record).unwrap();
+    assert!(!recorded.contains("SECRET"), "no text on disk: {recorded}");
+    assert_eq!(recorded.lines().count(), 5, "one line per accepted request");
+
+    // replayed by --follow
+    let mut replay = Live::start(&["--follow", record.to_str().unwrap(), "--exit-after", "1s"]);
+    replay.wait_until("the replay", |s| s["live"]["caught_up"] == true);
+    let replayed = replay.stop();
+    assert_eq!(replayed["totals"], last["totals"]);
+    assert_eq!(replayed["by_agent"], last["by_agent"]);
+    assert_eq!(replayed["runs"], last["runs"]);
+
+    // and by a one-shot report
+    let out = Command::new(env!("CARGO_BIN_EXE_tokwatch"))
+        .args(["report", record.to_str().unwrap(), "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["totals"], last["totals"]);
+    assert_eq!(report["by_agent"], last["by_agent"]);
+}
