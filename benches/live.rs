@@ -68,6 +68,7 @@ fn settings() -> LiveSettings {
         record: None,
         decoders: std::sync::Arc::default(),
         otlp: tokwatch::ingest::sources::otlp::OtlpSettings::default(),
+        metrics: None,
     }
 }
 

@@ -97,8 +97,23 @@ pub struct LiveArgs {
     #[arg(long, default_value = "15m", value_parser = parse_duration, value_name = "DURATION")]
     pub client_idle_timeout: Duration,
     /// Print one JSON snapshot per interval to stdout instead of the dashboard.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "headless")]
     pub jsonl: bool,
+    /// No dashboard and no --jsonl: ingest, --record, serve --metrics (a
+    /// fleet deployment); logs go to --log-file. Ends on SIGINT/SIGTERM or --exit-after.
+    #[arg(long)]
+    pub headless: bool,
+    /// Serve Prometheus metrics on `GET http://HOST:PORT/metrics` (loopback unless --metrics-token).
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_metrics_addr)]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Bearer token scrapes must send; required for a non-loopback --metrics address.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "TOKWATCH_METRICS_TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
     /// Config file (default: $XDG_CONFIG_HOME/tokwatch/config.toml).
     #[arg(long, value_name = "FILE", env = "TOKWATCH_CONFIG")]
     pub config: Option<PathBuf>,
@@ -469,4 +484,8 @@ pub enum BudgetAction {
         #[command(flatten)]
         control: ControlArgs,
     },
+}
+
+fn parse_metrics_addr(text: &str) -> Result<std::net::SocketAddr, String> {
+    crate::metrics::server::parse_addr(text).map_err(|e| e.to_string())
 }

@@ -29,6 +29,7 @@ use serde::Deserializer;
 use serde::de::{self, DeserializeSeed, Visitor};
 
 use crate::model::insights::BleedRules;
+use crate::model::ledger::SeriesCaps;
 
 pub use file::ConfigFile;
 pub use keys::{Action, KeyBinding, Keymap, KeymapError};
@@ -53,6 +54,8 @@ pub struct Settings {
     pub ui: UiSettings,
     /// `[insights]`.
     pub insights: InsightSettings,
+    /// `[metrics]`: caps on what `--metrics` exports.
+    pub metrics: SeriesCaps,
     /// Defaults with `[bindings]` applied.
     pub keymap: Keymap,
 }
@@ -64,6 +67,7 @@ impl Default for Settings {
             theme_overrides: ThemeFile::default(),
             ui: UiSettings::default(),
             insights: InsightSettings::default(),
+            metrics: SeriesCaps::default(),
             keymap: Keymap::default(),
         }
     }
@@ -285,6 +289,50 @@ impl Settings {
                     1..=i64::MAX,
                     "1 or more",
                 )?;
+            }
+        }
+        if let Some(metrics) = file.metrics {
+            let caps = &mut settings.metrics;
+            for (key, value, slot, range, allowed) in [
+                (
+                    "[metrics] max-agents",
+                    metrics.max_agents,
+                    &mut caps.agents,
+                    1..=100_000,
+                    "1 to 100000",
+                ),
+                (
+                    "[metrics] max-segments",
+                    metrics.max_segments,
+                    &mut caps.segments,
+                    1..=100_000,
+                    "1 to 100000",
+                ),
+                (
+                    "[metrics] max-models",
+                    metrics.max_models,
+                    &mut caps.models,
+                    1..=100_000,
+                    "1 to 100000",
+                ),
+                (
+                    "[metrics] max-series",
+                    metrics.max_series,
+                    &mut caps.series,
+                    1..=1_000_000,
+                    "1 to 1000000",
+                ),
+                (
+                    "[metrics] max-label-bytes",
+                    metrics.max_label_bytes,
+                    &mut caps.label_bytes,
+                    16..=4_096,
+                    "16 to 4096",
+                ),
+            ] {
+                if let Some(n) = value {
+                    *slot = in_range(key, n, range, allowed)?;
+                }
             }
         }
         if let Some(bindings) = file.bindings {

@@ -257,6 +257,7 @@ fn run_with_dashboard(runtime: &tokio::runtime::Runtime, config: DemoConfig) -> 
         record: None,
         decoders: std::sync::Arc::default(),
         otlp: crate::ingest::sources::otlp::OtlpSettings::default(),
+        metrics: None,
     };
     runtime
         .block_on(async {

@@ -23,6 +23,7 @@ pub mod demo;
 pub mod ingest;
 pub mod live;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod pricing;
 pub mod report;
@@ -206,7 +207,7 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
     }
     let demo = if args.follow.is_empty() && args.listen.is_empty() && args.otlp.is_empty() {
         anyhow::ensure!(
-            !args.jsonl,
+            !args.jsonl && !args.headless,
             "nothing to watch: pass --follow PATH, --listen ADDR and/or --otlp HOST:PORT"
         );
         let dir = tempfile::Builder::new()
@@ -255,12 +256,32 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
             // A hidden hook for tests of backpressure (tests/otlp.rs).
             hold_aggregator_while: std::env::var_os("TOKWATCH_TEST_HOLD_WHILE").map(PathBuf::from),
         },
+        metrics: match args.metrics {
+            Some(addr) => {
+                let token = args.metrics_token.clone();
+                metrics::server::check(addr, token.as_deref())?;
+                Some(live::MetricsSettings {
+                    addr,
+                    token,
+                    caps: config_settings(args.config.as_deref())?.metrics,
+                })
+            }
+            None => None,
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    if args.headless {
+        let _log = logging::init_file(args.log_file.as_deref())?;
+        tracing::info!(sources = ?settings.follow, listen = ?settings.listen, metrics = ?args.metrics, "headless starting");
+        let serve = live::Serve {
+            exit_after: args.exit_after,
+        };
+        return runtime.block_on(live::run_serve(&settings, prices, &serve));
+    }
     if args.jsonl {
         let options = ReportOptions {
             format: report::ReportFormat::Json,
@@ -326,11 +347,15 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
 /// # Errors
 /// An explicit config file that is missing or invalid, or an invalid default one.
 pub fn bleed_rules(config_path: Option<&Path>) -> anyhow::Result<BleedRules> {
-    let settings = match config::config_path(config_path) {
+    Ok(config_settings(config_path)?.insights.bleed_rules())
+}
+
+/// The config file's settings (`--config`, else the default file if any).
+fn config_settings(config_path: Option<&Path>) -> anyhow::Result<config::Settings> {
+    Ok(match config::config_path(config_path) {
         Some((path, explicit)) => config::load(Some(&path), explicit)?,
         None => config::load(None, false)?,
-    };
-    Ok(settings.insights.bleed_rules())
+    })
 }
 
 /// Config file, themes and keymap for the dashboard.

@@ -46,7 +46,7 @@ use crate::types::event::Format;
 mod headless;
 mod service;
 
-pub use headless::{Headless, run_headless};
+pub use headless::{Headless, Serve, run_headless, run_serve};
 pub use service::{Control, LiveService, Publication, Publish};
 
 /// Where live mode reads from and how, resolved from the command line (how
@@ -70,6 +70,16 @@ pub struct LiveSettings {
     pub decoders: Arc<DecoderConfig>,
     /// OTLP receivers (`--otlp`, `--otlp-grpc`, …).
     pub otlp: OtlpSettings,
+    /// `--metrics`: serve `GET /metrics` (`crate::metrics`).
+    pub metrics: Option<MetricsSettings>,
+}
+
+/// `--metrics ADDR [--metrics-token T]` and the `[metrics]` caps.
+#[derive(Debug, Clone)]
+pub struct MetricsSettings {
+    pub addr: std::net::SocketAddr,
+    pub token: Option<String>,
+    pub caps: crate::model::ledger::SeriesCaps,
 }
 
 /// Runs and rows of each list a dashboard snapshot carries: the cost of a
@@ -188,6 +198,7 @@ impl Aggregator {
     }
 
     /// Keeps `capacity` recent events for the live tail (default 500).
+    /// Call before any event is applied.
     #[must_use]
     pub fn with_recent_events(mut self, capacity: usize) -> Self {
         let prices = self.ledger.prices().clone();
@@ -195,7 +206,22 @@ impl Aggregator {
             prices,
             LedgerConfig {
                 recent_capacity: capacity,
-                ..LedgerConfig::default()
+                ..self.ledger.config().clone()
+            },
+        );
+        self
+    }
+
+    /// Keeps per-series sums for the metrics under `caps` (`None`: none).
+    /// Call before any event is applied.
+    #[must_use]
+    pub fn with_series(mut self, caps: Option<crate::model::ledger::SeriesCaps>) -> Self {
+        let prices = self.ledger.prices().clone();
+        self.ledger = Ledger::new(
+            prices,
+            LedgerConfig {
+                series: caps,
+                ..self.ledger.config().clone()
             },
         );
         self

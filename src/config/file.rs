@@ -24,6 +24,8 @@ pub struct ConfigFile {
     pub ui: Option<UiSection>,
     /// `[insights]`.
     pub insights: Option<InsightsSection>,
+    /// `[metrics]`.
+    pub metrics: Option<MetricsSection>,
     /// `[bindings]`.
     pub bindings: Option<Bindings>,
 }
@@ -103,6 +105,17 @@ pub struct UiSection {
     pub mouse: Option<bool>,
     /// Length of the live event tail.
     pub recent_events: Option<i64>,
+}
+
+/// `[metrics]`: caps on the label values `--metrics` exports.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MetricsSection {
+    pub max_agents: Option<i64>,
+    pub max_segments: Option<i64>,
+    pub max_models: Option<i64>,
+    pub max_series: Option<i64>,
+    pub max_label_bytes: Option<i64>,
 }
 
 /// `[insights]`: thresholds of the bleeding-hop rule.

@@ -1,4 +1,6 @@
-//! `--jsonl`: the live service's publications printed one per line.
+//! The modes without a dashboard: `--jsonl` (the live service's
+//! publications printed one per line, [`run_headless`]) and `--headless`
+//! (ingest, record and serve `--metrics`, printing nothing, [`run_serve`]).
 
 use std::io::{self, Write as _};
 use std::sync::Arc;
@@ -47,12 +49,7 @@ where
             top_runs: headless.top_runs,
         },
     )?;
-    for name in &service.listening {
-        eprintln!("tokwatch: {}", listening_line(name));
-    }
-    for warning in &service.warnings {
-        eprintln!("tokwatch: {warning}");
-    }
+    announce(&service);
     let render = Arc::new(render);
     let mut published = service.subscribe();
     let mut sequence = 0_u64;
@@ -105,6 +102,74 @@ fn listening_line(name: &str) -> String {
         Some((kind @ ("otlp-http" | "otlp-grpc"), addr)) => format!("{kind} listening on {addr}"),
         _ => format!("listening on {name}"),
     }
+}
+
+/// Tells standard error where the service listens and what it warns of.
+fn announce(service: &LiveService) {
+    for name in &service.listening {
+        eprintln!("tokwatch: {}", listening_line(name));
+    }
+    if let Some(addr) = service.metrics_addr() {
+        eprintln!("tokwatch: metrics listening on {addr}");
+    }
+    for warning in &service.warnings {
+        eprintln!("tokwatch: {warning}");
+    }
+}
+
+/// How `--headless` runs.
+#[derive(Debug, Clone, Default)]
+pub struct Serve {
+    /// Stop after this long (`--exit-after`).
+    pub exit_after: Option<Duration>,
+}
+
+/// Runs `--headless` until SIGINT, SIGTERM, SIGHUP or `--exit-after`: the
+/// sources feed the ledger (and `--record`), `--metrics` serves it, nothing
+/// is printed but where it listens and, at the end, what was counted. Ending
+/// stops the sources and folds what they had accepted. Finite sources
+/// (standard input) ending do not end it: the metrics stay served.
+///
+/// # Errors
+/// A listener cannot bind, the record file cannot be opened or written.
+pub async fn run_serve(
+    settings: &LiveSettings,
+    prices: PriceBook,
+    serve: &Serve,
+) -> anyhow::Result<()> {
+    let service = LiveService::start(settings, prices, Publish::Quiet)?;
+    announce(&service);
+    tracing::info!(listening = ?service.listening, metrics = ?service.metrics_addr(), "headless serving");
+    let exit_after = async {
+        match serve.exit_after {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let why = tokio::select! {
+        _ = sigint.recv() => "SIGINT",
+        _ = sigterm.recv() => "SIGTERM",
+        _ = sighup.recv() => "SIGHUP",
+        () = exit_after => "--exit-after",
+    };
+    tracing::info!(why, "headless stopping");
+    let published = service.subscribe();
+    let result = service.stop().await;
+    let last = published.borrow().clone();
+    let totals = last.snapshot.totals;
+    eprintln!(
+        "tokwatch: stopped ({why}): {} calls, {} tokens, ${} counted from {} lines",
+        totals.events, totals.total_tokens, totals.cost, last.stats.lines
+    );
+    tracing::info!(
+        calls = totals.events,
+        lines = last.stats.lines,
+        "headless stopped"
+    );
+    result.context("cannot write the --record file")
 }
 
 async fn print<R>(

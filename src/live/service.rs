@@ -26,6 +26,8 @@ use tokio::sync::{mpsc, watch};
 use super::{Aggregator, LiveSettings, Sources};
 use crate::ingest::IngestStats;
 use crate::ingest::channel::IngestMsg;
+use crate::metrics::server::{MetricsRequest, MetricsServer, RuntimeBoard};
+use crate::metrics::{MetricsView, ingest_by_kind};
 use crate::model::Snapshot;
 use crate::model::insights::{BleedRules, Insights};
 use crate::pricing::PriceBook;
@@ -48,14 +50,18 @@ pub enum Publish {
     /// every source did (standard input alone). Waiting for and finding
     /// followed paths is told on standard error.
     Lines { every: Duration, top_runs: usize },
+    /// For `--headless`: nothing until the service is stopped, then one
+    /// last publication (the totals, no runs). Sources ending do not end
+    /// the service (the metrics stay served).
+    Quiet,
 }
 
 impl Publish {
     fn recent_events(&self) -> usize {
         match self {
             Publish::Dashboard { recent_events, .. } => *recent_events,
-            // JSON snapshots never show the live tail.
-            Publish::Lines { .. } => 0,
+            // JSON snapshots never show the live tail; nothing shows one headless.
+            Publish::Lines { .. } | Publish::Quiet => 0,
         }
     }
 }
@@ -96,6 +102,13 @@ pub struct LiveService {
     pub listening: Vec<String>,
     /// Warnings to show (file events unavailable, …).
     pub warnings: Vec<String>,
+    /// Scrapes' requests to the aggregator thread (bounded: a scrape waits
+    /// its turn, at most [`crate::metrics::server::VIEW_TIMEOUT`]).
+    metrics_requests: mpsc::Sender<MetricsRequest>,
+    /// `--metrics`: the server, while it runs.
+    metrics: Option<MetricsServer>,
+    /// What control links report, for the metrics (see [`LiveService::runtime_board`]).
+    board: watch::Sender<Arc<RuntimeBoard>>,
 }
 
 /// How long [`LiveService::stop`] waits for the aggregator thread: sources
@@ -114,6 +127,11 @@ impl LiveService {
         prices: PriceBook,
         publish: Publish,
     ) -> anyhow::Result<LiveService> {
+        // Refused before any source starts: a bad address or a missing
+        // token is a usage error.
+        if let Some(m) = &settings.metrics {
+            crate::metrics::server::check(m.addr, m.token.as_deref())?;
+        }
         let mut sources = Sources::start(settings)?;
         let aggregator = Aggregator::new(
             prices,
@@ -122,8 +140,31 @@ impl LiveService {
             sources.record.take(),
         )
         .with_input_format(settings.decoders.forced)
-        .with_recent_events(publish.recent_events());
-        Ok(Self::with_parts(sources, aggregator, publish)?)
+        .with_recent_events(publish.recent_events())
+        .with_series(settings.metrics.as_ref().map(|m| m.caps));
+        let mut service = Self::with_parts(sources, aggregator, publish)?;
+        if let Some(m) = &settings.metrics {
+            service.metrics = Some(crate::metrics::server::start(
+                m.addr,
+                m.token.clone(),
+                service.metrics_requests.clone(),
+                Some(service.board.subscribe()),
+            )?);
+        }
+        Ok(service)
+    }
+
+    /// Where `--metrics` listens (the port chosen when 0 was asked).
+    #[must_use]
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().map(|m| m.local_addr)
+    }
+
+    /// Where control links report runtimes and their budgets for the
+    /// metrics (`tokwatch_runtime_up`, `tokwatch_budget_limit`).
+    #[must_use]
+    pub fn runtime_board(&self) -> watch::Sender<Arc<RuntimeBoard>> {
+        self.board.clone()
     }
 
     /// Runs `aggregator` over started `sources`.
@@ -139,6 +180,7 @@ impl LiveService {
         aggregator.hold_while(sources.hold_while.take());
         let (publish_tx, published) = watch::channel(Arc::new(Publication::default()));
         let (control, control_rx) = mpsc::channel(4);
+        let (metrics_requests, metrics_rx) = mpsc::channel(4);
         let listening = std::mem::take(&mut sources.listening);
         let warnings = std::mem::take(&mut sources.warnings);
         let thread = std::thread::Builder::new()
@@ -147,7 +189,13 @@ impl LiveService {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_time()
                     .build()?;
-                runtime.block_on(serve(sources, aggregator, publish, control_rx, publish_tx))
+                runtime.block_on(serve(
+                    sources,
+                    aggregator,
+                    publish,
+                    (control_rx, metrics_rx),
+                    publish_tx,
+                ))
             })?;
         Ok(LiveService {
             published,
@@ -155,6 +203,9 @@ impl LiveService {
             thread: Some(thread),
             listening,
             warnings,
+            metrics_requests,
+            metrics: None,
+            board: watch::channel(Arc::new(RuntimeBoard::default())).0,
         })
     }
 
@@ -177,6 +228,9 @@ impl LiveService {
     /// # Errors
     /// Folding failed (writing the `--record` file).
     pub async fn stop(mut self) -> io::Result<()> {
+        if let Some(metrics) = self.metrics.take() {
+            metrics.stop().await;
+        }
         let _ = self.control.send(Control::Stop).await;
         self.finished().await
     }
@@ -264,6 +318,7 @@ impl Publisher {
                 };
                 Some(self.last_publish.map_or_else(Instant::now, |at| at + gap))
             }
+            Publish::Quiet => None,
             Publish::Lines { every, .. } => {
                 if self.now {
                     return Some(Instant::now());
@@ -302,6 +357,8 @@ impl Publisher {
                 (snapshot, Some(Arc::new(insights)))
             }
             Publish::Lines { top_runs, .. } => (aggregator.snapshot_top(*top_runs), None),
+            // The totals only: the one at stop says what was counted.
+            Publish::Quiet => (aggregator.snapshot_top(1), None),
         };
         let publication = Publication {
             snapshot: Arc::new(snapshot),
@@ -323,12 +380,27 @@ impl Publisher {
     }
 }
 
+/// What a scrape at `now_ms` exports.
+fn metrics_view(aggregator: &Aggregator, now_ms: i64) -> MetricsView {
+    let ledger = &aggregator.ledger;
+    let minute = now_ms.div_euclid(60_000);
+    MetricsView {
+        series: ledger.series_view().unwrap_or_default(),
+        runs: ledger.runs_counted(),
+        cost_last_minute: ledger.cost_in_minutes(minute - 1, minute),
+        cost_last_5_minutes: ledger.cost_in_minutes(minute - 5, minute),
+        ingest: ingest_by_kind(aggregator.stats()),
+        budgets: Vec::new(),
+        runtimes: Vec::new(),
+    }
+}
+
 /// The aggregator thread's loop.
 async fn serve(
     mut sources: Sources,
     mut aggregator: Aggregator,
     publish: Publish,
-    mut control: mpsc::Receiver<Control>,
+    (mut control, mut metrics): (mpsc::Receiver<Control>, mpsc::Receiver<MetricsRequest>),
     tx: watch::Sender<Arc<Publication>>,
 ) -> io::Result<()> {
     let lines_mode = matches!(publish, Publish::Lines { .. });
@@ -342,6 +414,10 @@ async fn serve(
             biased;
             // A dropped service stops it too.
             Some(Control::Stop) | None = control.recv() => break,
+            // A scrape reads the ledger as it is between two messages.
+            Some(request) = metrics.recv() => {
+                let _ = request.reply.send(metrics_view(&aggregator, request.now_ms));
+            }
             () = tokio::time::sleep_until(due), if deadline.is_some() => {
                 publisher.publish(&mut aggregator, false, &tx);
             }

@@ -79,6 +79,9 @@ pub struct LedgerConfig {
     pub max_labels: usize,
     /// Minutes of the per-minute series kept before the newest one (0: all).
     pub minutes_kept: i64,
+    /// Keep per-series sums for the Prometheus metrics, under these caps
+    /// (`None`: none; see [`series`]).
+    pub series: Option<SeriesCaps>,
 }
 
 impl LedgerConfig {
@@ -113,6 +116,7 @@ impl Default for LedgerConfig {
             max_runs: Self::LIVE_MAX_RUNS,
             max_labels: Self::LIVE_MAX_LABELS,
             minutes_kept: Self::LIVE_MINUTES_KEPT,
+            series: None,
         }
     }
 }
@@ -1025,6 +1029,8 @@ pub struct Ledger {
     /// The newest minute of the per-minute series.
     newest_minute: Option<i64>,
     idents: Idents,
+    /// Per-series sums for the metrics (`LedgerConfig::series`).
+    series: Option<Box<Series>>,
 }
 
 /// `run_rank` of a run whose calls were all taken back.
@@ -1205,6 +1211,7 @@ impl Ledger {
     #[must_use]
     pub fn new(prices: PriceBook, config: LedgerConfig) -> Self {
         let label_cap = config.max_labels;
+        let series = config.series.map(|caps| Box::new(Series::new(caps)));
         Ledger {
             prices,
             config,
@@ -1236,6 +1243,7 @@ impl Ledger {
                 cap: label_cap,
                 ..Idents::default()
             },
+            series,
         }
     }
 
@@ -1439,7 +1447,10 @@ impl Ledger {
     /// tables; a hop left without calls is removed, a run left with nothing
     /// is no longer listed).
     pub fn retract(&mut self, receipt: &Receipt) {
-        self.take_back(receipt);
+        let first = self.take_back(receipt);
+        if let (Some(series), Some(first)) = (&mut self.series, first) {
+            series.corrected(first);
+        }
         if self.holds_run_of(receipt) {
             self.drop_if_empty(receipt.run_ix as usize, receipt.hop);
         }
@@ -1456,7 +1467,7 @@ impl Ledger {
     /// report's time too; so does a hop's first time while another call
     /// holds the hop (a hop left empty is rebuilt from the new report).
     pub fn replace(&mut self, old: &Receipt, event: &TelemetryEvent<'_>) -> Receipt {
-        self.take_back(old);
+        let first = self.take_back(old);
         let held = self.holds_run_of(old);
         if held {
             self.drop_if_empty(old.run_ix as usize, old.hop);
@@ -1465,6 +1476,9 @@ impl Ledger {
         let at = (event.hop.is_none() && same_run).then_some(old.hop);
         self.touch_time(event.ts_ms);
         let receipt = self.apply_hop(event, at);
+        if let (Some(series), Some(first)) = (&mut self.series, first) {
+            series.corrected(first);
+        }
         self.show_call(&receipt, event.ts_ms, Some(old));
         self.evict_runs();
         receipt
@@ -1520,10 +1534,38 @@ impl Ledger {
         }
     }
 
-    /// Subtracts a receipt from every aggregate it was added to.
-    fn take_back(&mut self, r: &Receipt) {
+    /// Subtracts a receipt from every aggregate it was added to; with
+    /// per-series sums, returns the call's series row and what it held before.
+    fn take_back(&mut self, r: &Receipt) -> Option<(usize, SeriesSums)> {
         let costing = r.costing();
         let one = delta(&r.usage, &costing);
+        let first = self.series.as_mut().map(|series| {
+            fn name(row: Option<&str>) -> &str {
+                row.unwrap_or(OTHER)
+            }
+            let place = Place {
+                agent: (
+                    r.agent_ix,
+                    name(self.agents.rows.get(r.agent_ix as usize).map(|a| &*a.name)),
+                ),
+                segment: (r.segment_ix != NO_ROW).then(|| {
+                    (
+                        r.segment_ix,
+                        name(
+                            self.segments
+                                .rows
+                                .get(r.segment_ix as usize)
+                                .map(|s| &*s.name),
+                        ),
+                    )
+                }),
+                model: (
+                    r.model_ix,
+                    name(self.models.rows.get(r.model_ix as usize).map(|m| &*m.name)),
+                ),
+            };
+            series.remove(&place, &r.usage, &costing)
+        });
         self.totals.unmerge(&one);
         self.by_format[r.format.index()].unmerge(&one);
         if let Some(model) = self.models.rows.get_mut(r.model_ix as usize) {
@@ -1556,10 +1598,10 @@ impl Ledger {
         if !self.holds_run_of(r) {
             // Its run was evicted: the call is in `evicted`.
             self.evicted.unmerge(&one);
-            return;
+            return first;
         }
         let Some(run) = self.runs.rows.get_mut(run_ix) else {
-            return;
+            return first;
         };
         let run = Arc::make_mut(run);
         if let Some(sum) = &mut run.sum {
@@ -1570,6 +1612,7 @@ impl Ledger {
             hop.remove(&r.usage, &costing, latency);
         }
         self.run_rank[run_ix] = run.rank();
+        first
     }
 
     /// Removes hop `hop` of run `run_ix` if no call is left in it, and
@@ -1614,6 +1657,7 @@ impl Ledger {
             by_format,
             vacant_runs,
             newest_minute,
+            series,
             ..
         } = self;
         let usage = &event.usage;
@@ -1674,6 +1718,14 @@ impl Ledger {
             row.counters.merge(&one);
             &row.name
         });
+        if let Some(series) = series {
+            let place = Place {
+                agent: (row_u32(agent_ix), &agents.rows[agent_ix].name),
+                segment: segment.map(|name| (segment_ix, &**name)),
+                model: (row_u32(model_ix), &models.rows[model_ix].name),
+            };
+            series.add(&place, usage, &costing);
+        }
         if let Some(ts) = event.ts_ms {
             if config.per_minute {
                 let at = ts.div_euclid(60_000);
@@ -2002,6 +2054,10 @@ fn work_done() -> u64 {
 
 mod hops;
 pub use hops::Hops;
+
+pub mod series;
+use series::{Place, Series, SeriesSums};
+pub use series::{SeriesCaps, SeriesView};
 
 #[cfg(test)]
 mod tests;

@@ -624,6 +624,7 @@ mod tests {
             record: None,
             decoders: Arc::default(),
             otlp: crate::ingest::sources::otlp::OtlpSettings::default(),
+            metrics: None,
         };
         let sources = Sources::start(&settings).unwrap();
         let (entered_tx, entered) = std::sync::mpsc::channel();

@@ -1,0 +1,629 @@
+//! `--metrics` through the real binary: scrapes over HTTP (hyper), checked
+//! by `promtool check metrics` when it is installed (required when `CI` is
+//! set), summed against the one-shot report, bounded and sanitized against
+//! hostile names, guarded by a token off loopback; and `--headless`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A running tokwatch whose standard error is read line by line.
+struct Tw {
+    child: Child,
+    stderr: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Tw {
+    fn start(args: &[&str]) -> Tw {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tokwatch"))
+            .args(args)
+            .env_remove("TOKWATCH_METRICS_TOKEN")
+            .env_remove("TOKWATCH_CONFIG")
+            .env("XDG_CONFIG_HOME", "/nonexistent-tokwatch-test-config")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tokwatch starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Tw {
+            child,
+            stderr: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line of standard error starting with `prefix`; returns the rest.
+    fn line(&mut self, prefix: &str) -> String {
+        if let Some(line) = self.seen.iter().find_map(|l| l.strip_prefix(prefix)) {
+            return line.to_owned();
+        }
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self
+                .stderr
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) => {
+                    let rest = line.strip_prefix(prefix).map(str::to_owned);
+                    self.seen.push(line);
+                    if let Some(rest) = rest {
+                        return rest;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("timed out waiting for '{prefix}'; stderr: {:?}", self.seen)
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("tokwatch exited before '{prefix}'; stderr: {:?}", self.seen)
+                }
+            }
+        }
+    }
+
+    fn metrics_addr(&mut self) -> SocketAddr {
+        self.line("tokwatch: metrics listening on ")
+            .parse()
+            .expect("an address")
+    }
+
+    fn signal(&mut self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "tokwatch did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Tw {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Response {
+    status: u16,
+    content_type: String,
+    body: String,
+}
+
+/// One HTTP/1.1 request with hyper's client.
+fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> Response {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connects");
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+            .await
+            .expect("handshake");
+        tokio::spawn(connection);
+        let mut builder = hyper::Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"))
+            .header("host", addr.to_string());
+        if let Some(token) = token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        let response = sender
+            .send_request(builder.body(Empty::<Bytes>::new()).expect("a request"))
+            .await
+            .expect("a response");
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap_or("").to_owned())
+            .unwrap_or_default();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("a body")
+            .to_bytes();
+        Response {
+            status,
+            content_type,
+            body: String::from_utf8(body.to_vec()).expect("UTF-8"),
+        }
+    })
+}
+
+fn scrape(addr: SocketAddr) -> String {
+    let response = request(addr, "GET", "/metrics", None);
+    assert_eq!(response.status, 200, "{}", response.body);
+    response.body
+}
+
+/// Scrapes until `ready` holds (deadline: [`WAIT`]).
+fn scrape_until(addr: SocketAddr, what: &str, ready: impl Fn(&Samples) -> bool) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = scrape(addr);
+        if ready(&Samples::parse(&text)) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A decimal as picounits (exact: tokwatch prints exact decimals).
+fn picos(text: &str) -> i128 {
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+    assert!(frac.len() <= 12, "{text}");
+    let frac = format!("{frac:0<12}");
+    whole.parse::<i128>().expect("digits") * 1_000_000_000_000
+        + frac.parse::<i128>().expect("digits")
+}
+
+/// Samples of a scrape: (name, labels) → value text.
+struct Samples(Vec<(String, BTreeMap<String, String>, String)>);
+
+impl Samples {
+    fn parse(text: &str) -> Samples {
+        let mut out = Vec::new();
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let (series, value) = line.rsplit_once(' ').expect("name value");
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => (name, parse_labels(rest.strip_suffix('}').expect("}"))),
+                None => (series, BTreeMap::new()),
+            };
+            out.push((name.to_owned(), labels, value.to_owned()));
+        }
+        Samples(out)
+    }
+
+    fn of<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a (String, BTreeMap<String, String>, String)> {
+        self.0.iter().filter(move |(n, _, _)| n == name)
+    }
+
+    /// Sum of a family, exact (picounits).
+    fn sum(&self, name: &str) -> i128 {
+        self.of(name).map(|(_, _, v)| picos(v)).sum()
+    }
+
+    fn label_values(&self, name: &str, label: &str) -> Vec<String> {
+        let mut values: Vec<String> = self
+            .of(name)
+            .filter_map(|(_, labels, _)| labels.get(label).cloned())
+            .collect();
+        values.sort();
+        values.dedup();
+        values
+    }
+}
+
+/// `a="x",b="y\"z"` → map, unescaping `\\`, `\"`, `\n`.
+fn parse_labels(text: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        let name: String = chars.by_ref().take_while(|&c| c != '=').collect();
+        if name.is_empty() {
+            return labels;
+        }
+        assert_eq!(chars.next(), Some('"'));
+        let mut value = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some(c) => value.push(c),
+                    None => panic!("dangling escape"),
+                },
+                '"' => break,
+                c => value.push(c),
+            }
+        }
+        labels.insert(name, value);
+        if chars.peek() == Some(&',') {
+            chars.next();
+        }
+    }
+}
+
+/// `promtool check metrics` on a scrape: must pass; when promtool is
+/// missing, fails under `CI` and is skipped loudly otherwise.
+fn promtool_check(text: &str) {
+    let spawned = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "promtool is required when CI is set (Debian: apt-get install prometheus)"
+            );
+            eprintln!(
+                "!!! SKIPPED promtool check metrics: promtool is not installed (apt-get install prometheus)"
+            );
+            return;
+        }
+        Err(e) => panic!("cannot run promtool: {e}"),
+    };
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("promtool reads");
+    let out = child.wait_with_output().expect("promtool runs");
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn report_totals(path: &Path) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_tokwatch"))
+        .args(["report", path.to_str().unwrap(), "--format", "json"])
+        .env_remove("TOKWATCH_CONFIG")
+        .env("XDG_CONFIG_HOME", "/nonexistent-tokwatch-test-config")
+        .output()
+        .expect("report runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    json["totals"].clone()
+}
+
+fn copy_samples(dir: &Path) {
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_logs");
+    for entry in walkdir(&samples) {
+        let to = dir.join(entry.file_name().unwrap());
+        std::fs::copy(&entry, to).expect("copy");
+    }
+}
+
+fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("readable") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            files.extend(walkdir(&path));
+        } else if path.extension().is_some_and(|e| e == "jsonl") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn headless_metrics_add_up_to_the_report_and_pass_promtool() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_samples(dir.path());
+    let totals = report_totals(dir.path());
+    let events = totals["events"].as_u64().unwrap();
+    let mut tw = Tw::start(&[
+        "--headless",
+        "--follow",
+        dir.path().to_str().unwrap(),
+        "--metrics",
+        "127.0.0.1:0",
+        "--log-file",
+        dir.path().join("tw.log").to_str().unwrap(),
+    ]);
+    let addr = tw.metrics_addr();
+    assert!(addr.ip().is_loopback());
+    let cost = picos(&totals["cost_usd"].to_string());
+    // Records counted from their text are counted roughly at once, exactly
+    // a moment later (`ingest::estimate`): the sum settles on the report's.
+    let text = scrape_until(addr, "every call at its exact cost", |s| {
+        s.sum("tokwatch_calls_total") == i128::from(events) * 1_000_000_000_000
+            && s.sum("tokwatch_cost_usd_total") == cost
+    });
+    let s = Samples::parse(&text);
+    let unit = 1_000_000_000_000_i128;
+    assert_eq!(
+        s.sum("tokwatch_tokens_total"),
+        i128::from(totals["total_tokens"].as_u64().unwrap()) * unit
+    );
+    assert_eq!(
+        s.sum("tokwatch_reasoning_tokens_total"),
+        i128::from(totals["reasoning_tokens"].as_u64().unwrap()) * unit
+    );
+    assert_eq!(
+        s.sum("tokwatch_unpriced_calls_total"),
+        i128::from(totals["unpriced_events"].as_u64().unwrap()) * unit
+    );
+    assert_eq!(
+        s.sum("tokwatch_runs_total"),
+        i128::from(totals["runs"].as_u64().unwrap()) * unit
+    );
+    let kinds = s.label_values("tokwatch_tokens_total", "kind");
+    assert_eq!(
+        kinds,
+        [
+            "cache_read",
+            "cache_write_1h",
+            "cache_write_5m",
+            "output",
+            "uncached_input"
+        ]
+    );
+    assert_eq!(
+        s.sum("tokwatch_ingest_lines_total"),
+        s.of("tokwatch_ingest_lines_total")
+            .filter(|(_, l, _)| l["source_kind"] == "file")
+            .map(|(_, _, v)| picos(v))
+            .sum::<i128>()
+    );
+    assert!(s.sum("tokwatch_ingest_lines_total") > 0);
+    promtool_check(&text);
+
+    let response = request(addr, "GET", "/metrics", None);
+    assert_eq!(
+        response.content_type,
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    assert_eq!(request(addr, "GET", "/", None).status, 404);
+    assert_eq!(request(addr, "GET", "/metrics/x", None).status, 404);
+    assert_eq!(request(addr, "POST", "/metrics", None).status, 405);
+
+    // SIGTERM: ends, folding what was accepted, and says what it counted.
+    tw.signal("TERM");
+    assert!(tw.wait_exit().success());
+    let summary = tw.line("tokwatch: stopped (SIGTERM): ");
+    assert!(summary.starts_with(&format!("{events} calls")), "{summary}");
+}
+
+#[test]
+fn jsonl_mode_serves_metrics_that_follow_a_growing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.jsonl");
+    std::fs::write(&file, line("r1", "planner", "gpt-4.1", 1_000, 100)).unwrap();
+    let mut tw = Tw::start(&[
+        "--jsonl",
+        "--follow",
+        file.to_str().unwrap(),
+        "--metrics",
+        "localhost:0",
+    ]);
+    let addr = tw.metrics_addr();
+    scrape_until(addr, "the first call", |s| {
+        s.sum("tokwatch_calls_total") == 1_000_000_000_000
+    });
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap();
+    f.write_all(line("r2", "writer", "gpt-4.1", 500, 50).as_bytes())
+        .unwrap();
+    let text = scrape_until(addr, "the second call", |s| {
+        s.sum("tokwatch_calls_total") == 2_000_000_000_000
+    });
+    let s = Samples::parse(&text);
+    assert_eq!(
+        s.label_values("tokwatch_calls_total", "agent"),
+        ["planner", "writer"]
+    );
+    // gpt-4.1: $2 per million input tokens, $8 per million output tokens.
+    assert_eq!(s.sum("tokwatch_cost_usd_total"), picos("0.0042"));
+    assert_eq!(s.sum("tokwatch_runs_total"), 2_000_000_000_000);
+    promtool_check(&text);
+}
+
+fn line(run: &str, agent: &str, model: &str, input: u64, output: u64) -> String {
+    format!(
+        "{}\n",
+        serde_json::json!({
+            "ts": "2026-11-23T08:07:31.101Z",
+            "run_id": run,
+            "agent": agent,
+            "model": model,
+            "input_tokens": input,
+            "output_tokens": output,
+        })
+    )
+}
+
+#[test]
+fn hostile_agent_names_are_bounded_to_other_and_sanitized() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[metrics]\nmax-agents = 3\nmax-label-bytes = 32\n").unwrap();
+    let file = dir.path().join("hostile.jsonl");
+    let mut lines = String::new();
+    let hostile = [
+        "planner".to_owned(),
+        "evil\u{1b}[2J\u{1b}]0;pwned\u{7}".to_owned(),
+        "quote\"back\\slash\nnewline".to_owned(),
+        "x".repeat(500),
+    ];
+    for (i, agent) in hostile.iter().enumerate() {
+        lines.push_str(&line(&format!("r{i}"), agent, "gpt-4.1", 10, 1));
+    }
+    for i in 0..500 {
+        lines.push_str(&line(
+            &format!("flood{i}"),
+            &format!("agent-{i}"),
+            "gpt-4.1",
+            10,
+            1,
+        ));
+    }
+    std::fs::write(&file, lines).unwrap();
+    let mut tw = Tw::start(&[
+        "--headless",
+        "--config",
+        config.to_str().unwrap(),
+        "--follow",
+        file.to_str().unwrap(),
+        "--metrics",
+        "127.0.0.1:0",
+        "--log-file",
+        dir.path().join("tw.log").to_str().unwrap(),
+    ]);
+    let addr = tw.metrics_addr();
+    let text = scrape_until(addr, "every call", |s| {
+        s.sum("tokwatch_calls_total") == 504 * 1_000_000_000_000
+    });
+    promtool_check(&text);
+    assert!(
+        !text.contains('\u{1b}') && !text.contains('\u{7}'),
+        "raw controls:\n{text}"
+    );
+    let s = Samples::parse(&text);
+    let agents = s.label_values("tokwatch_calls_total", "agent");
+    assert_eq!(agents.len(), 4, "three agents and (other): {agents:?}");
+    assert!(agents.contains(&"(other)".to_owned()));
+    assert!(agents.contains(&"planner".to_owned()));
+    assert!(
+        agents.contains(&"evil\u{FFFD}[2J\u{FFFD}]0;pwned\u{FFFD}".to_owned()),
+        "{agents:?}"
+    );
+    assert!(agents.iter().all(|a| a.len() <= 32), "{agents:?}");
+    let other: i128 = s
+        .of("tokwatch_calls_total")
+        .filter(|(_, l, _)| l["agent"] == "(other)")
+        .map(|(_, _, v)| picos(v))
+        .sum();
+    assert_eq!(other, 501 * 1_000_000_000_000, "the newcomers past the cap");
+}
+
+#[test]
+fn a_non_loopback_address_needs_a_token_and_scrapes_must_present_it() {
+    let refused = Command::new(env!("CARGO_BIN_EXE_tokwatch"))
+        .args([
+            "--headless",
+            "--follow",
+            "/nonexistent-dir",
+            "--metrics",
+            "0.0.0.0:0",
+        ])
+        .env_remove("TOKWATCH_METRICS_TOKEN")
+        .output()
+        .expect("runs");
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("--metrics-token"), "{message}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut tw = Tw::start(&[
+        "--headless",
+        "--follow",
+        dir.path().to_str().unwrap(),
+        "--metrics",
+        "0.0.0.0:0",
+        "--metrics-token",
+        "s3cret",
+        "--log-file",
+        dir.path().join("tw.log").to_str().unwrap(),
+    ]);
+    let bound = tw.metrics_addr();
+    let addr = SocketAddr::from(([127, 0, 0, 1], bound.port()));
+    assert_eq!(request(addr, "GET", "/metrics", None).status, 401);
+    assert_eq!(request(addr, "GET", "/metrics", Some("wrong")).status, 401);
+    assert_eq!(
+        request(addr, "GET", "/metrics", Some("s3cret!")).status,
+        401
+    );
+    assert_eq!(request(addr, "GET", "/elsewhere", None).status, 401);
+    let ok = request(addr, "GET", "/metrics", Some("s3cret"));
+    assert_eq!(ok.status, 200);
+    assert!(ok.body.contains("# TYPE tokwatch_cost_usd_total counter"));
+    promtool_check(&ok.body);
+}
+
+#[test]
+fn headless_ends_at_exit_after_and_records_what_it_received() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("record.jsonl");
+    let mut tw = Tw::start(&[
+        "--headless",
+        "--listen",
+        "tcp:127.0.0.1:0",
+        "--record",
+        record.to_str().unwrap(),
+        "--metrics",
+        "127.0.0.1:0",
+        "--exit-after",
+        "60s",
+        "--log-file",
+        dir.path().join("tw.log").to_str().unwrap(),
+    ]);
+    let listen = tw.line("tokwatch: listening on tcp:");
+    let addr = tw.metrics_addr();
+    let mut client = std::net::TcpStream::connect(listen.trim()).expect("connects");
+    client
+        .write_all(line("r1", "planner", "gpt-4.1", 1_000, 100).as_bytes())
+        .unwrap();
+    client.flush().unwrap();
+    scrape_until(addr, "the call", |s| {
+        s.sum("tokwatch_calls_total") == 1_000_000_000_000
+    });
+    drop(client);
+    tw.signal("INT");
+    assert!(tw.wait_exit().success());
+    let summary = tw.line("tokwatch: stopped (SIGINT): ");
+    assert!(summary.starts_with("1 calls"), "{summary}");
+    let recorded = std::fs::read_to_string(&record).unwrap();
+    assert_eq!(recorded.lines().count(), 1, "{recorded}");
+}
+
+#[test]
+fn headless_and_jsonl_exclude_each_other() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tokwatch"))
+        .args(["--headless", "--jsonl", "--follow", "x"])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--jsonl"));
+}
