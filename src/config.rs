@@ -548,6 +548,11 @@ mod tests {
         assert!((settings.insights.growth_over_first - 2.0).abs() < f64::EPSILON);
         assert_eq!(settings.insights.min_hops_for_share, 5);
         assert_eq!(settings.keymap.describe(Action::Quit), "x");
+        let metrics = Settings::from_toml("[metrics]\nmax-agents = 7\nmax-series = 70\n")
+            .unwrap()
+            .metrics;
+        assert_eq!((metrics.agents, metrics.series), (7, 70));
+        assert_eq!(metrics.models, SeriesCaps::DEFAULT_MODELS);
     }
 
     #[test]
@@ -570,6 +575,12 @@ mod tests {
             ("[ui]\nsnapshot-interval = \"11s\"", "\"20ms\" to \"10s\""),
             ("[ui]\nrecent-events = 9", "recent-events = 9"),
             ("[insights]\ngrowth-over-first = 1.0", "above 1.0"),
+            (
+                "[metrics]\nmax-agents = 0",
+                "[metrics] max-agents = 0 is out of range",
+            ),
+            ("[metrics]\nmax-series = 1000001", "1 to 1000000"),
+            ("[metrics]\nmax-label-bytes = 8", "16 to 4096"),
             (
                 "[insights]\ngrowth-over-first = nan",
                 "growth-over-first = NaN",

@@ -274,11 +274,20 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let runtimes = live::Runtimes {
+        control: args
+            .control
+            .iter()
+            .map(|a| a.parse().map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<_>>()?,
+        token: args.control_token.clone(),
+    };
     if args.headless {
         let _log = logging::init_file(args.log_file.as_deref())?;
         tracing::info!(sources = ?settings.follow, listen = ?settings.listen, metrics = ?args.metrics, "headless starting");
         let serve = live::Serve {
             exit_after: args.exit_after,
+            runtimes,
         };
         return runtime.block_on(live::run_serve(&settings, prices, &serve));
     }
@@ -301,6 +310,7 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
             every: args.interval,
             top_runs: args.top,
             exit_after: args.exit_after,
+            runtimes,
         };
         return runtime.block_on(live::run_headless(
             &settings,

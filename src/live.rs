@@ -46,7 +46,7 @@ use crate::types::event::Format;
 mod headless;
 mod service;
 
-pub use headless::{Headless, Serve, run_headless, run_serve};
+pub use headless::{Headless, Runtimes, Serve, run_headless, run_serve};
 pub use service::{Control, LiveService, Publication, Publish};
 
 /// Where live mode reads from and how, resolved from the command line (how

@@ -10,6 +10,7 @@ use crate::ingest::IngestStats;
 use crate::model::ledger::series::{SeriesRow, SeriesView};
 use crate::types::money::Usd;
 
+pub mod runtimes;
 pub mod server;
 
 /// The content type of [`render`]'s text.

@@ -627,3 +627,111 @@ fn headless_and_jsonl_exclude_each_other() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--jsonl"));
 }
+
+#[test]
+fn runtimes_and_their_budgets_in_force_are_gauges_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = format!("unix:{}", dir.path().join("rt.sock").display());
+    let out = dir.path().join("out");
+    let budgets = dir.path().join("budgets.toml");
+    let mut runtime = Tw::start(&[
+        "demo",
+        "--headless",
+        "--out",
+        out.to_str().unwrap(),
+        "--control",
+        &socket,
+        "--rate",
+        "2",
+    ]);
+    runtime.line("tokwatch demo: telemetry in ");
+    let set = Command::new(env!("CARGO_BIN_EXE_tokwatch"))
+        .args([
+            "budget",
+            "set",
+            "--agent",
+            "planner",
+            "--per-hop-limit",
+            "9000",
+        ])
+        .args(["--run-cost-limit", "0.50", "--control", &socket])
+        .args(["--budgets", budgets.to_str().unwrap()])
+        .output()
+        .expect("budget set runs");
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+
+    let mut tw = Tw::start(&[
+        "--headless",
+        "--follow",
+        out.to_str().unwrap(),
+        "--control",
+        &socket,
+        "--budgets",
+        dir.path().join("unused.toml").to_str().unwrap(),
+        "--metrics",
+        "127.0.0.1:0",
+        "--log-file",
+        dir.path().join("tw.log").to_str().unwrap(),
+    ]);
+    let addr = tw.metrics_addr();
+    let gauge = |s: &Samples, name: &str, want: &[(&str, &str)]| -> Option<String> {
+        s.of(name)
+            .find(|(_, labels, _)| {
+                want.iter()
+                    .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|(_, _, v)| v.clone())
+    };
+    let text = scrape_until(addr, "the runtime's budgets", |s| {
+        gauge(s, "tokwatch_runtime_up", &[("runtime", &socket)]).as_deref() == Some("1")
+            && gauge(
+                s,
+                "tokwatch_budget_limit",
+                &[
+                    ("runtime", &socket),
+                    ("scope", "agent:planner"),
+                    ("kind", "run_cost_usd"),
+                ],
+            )
+            .is_some()
+    });
+    let s = Samples::parse(&text);
+    let limit = |kind: &str| {
+        gauge(
+            &s,
+            "tokwatch_budget_limit",
+            &[
+                ("runtime", &socket),
+                ("scope", "agent:planner"),
+                ("kind", kind),
+            ],
+        )
+    };
+    assert_eq!(limit("per_hop_input_tokens").as_deref(), Some("9000"));
+    assert_eq!(limit("run_cost_usd").as_deref(), Some("0.5"));
+    assert_eq!(limit("run_tokens"), None);
+    promtool_check(&text);
+    // Read-only: the runtime still has the one version that was set.
+    let list = Command::new(env!("CARGO_BIN_EXE_tokwatch"))
+        .args(["budget", "list", "--control", &socket])
+        .args(["--budgets", budgets.to_str().unwrap()])
+        .output()
+        .expect("budget list runs");
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        listed.contains("agent planner") && listed.contains(" v1 "),
+        "{listed}"
+    );
+    assert_eq!(listed.matches(" v").count(), 1, "{listed}");
+
+    // The runtime goes away: its link is down.
+    runtime.signal("TERM");
+    runtime.wait_exit();
+    scrape_until(addr, "the runtime down", |s| {
+        gauge(s, "tokwatch_runtime_up", &[("runtime", &socket)]).as_deref() == Some("0")
+    });
+}

@@ -8,7 +8,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+use tokio::sync::{mpsc, watch};
+
 use super::{LiveService, LiveSettings, Publication, Publish};
+use crate::control::ControlAddr;
+use crate::control::client::{REFRESH, run_runtime_link};
+use crate::control::store::DesiredState;
+use crate::metrics::runtimes::RuntimeFold;
 use crate::pricing::PriceBook;
 
 /// How `--jsonl` runs; what a line holds is the caller's `render`.
@@ -20,6 +26,80 @@ pub struct Headless {
     pub top_runs: usize,
     /// Stop after this long (`--exit-after`).
     pub exit_after: Option<Duration>,
+    /// Runtimes whose state `--metrics` exports (`--control`, read-only).
+    pub runtimes: Runtimes,
+}
+
+/// `--control` and `--control-token` in the modes without a dashboard:
+/// with `--metrics`, one read-only link per runtime reports whether it is
+/// up and the budgets it has in force (`tokwatch_runtime_up`,
+/// `tokwatch_budget_limit`). The links push nothing: their desired state is
+/// empty and never changes (budgets are changed from the dashboard or
+/// `tokwatch budget`).
+#[derive(Debug, Clone, Default)]
+pub struct Runtimes {
+    pub control: Vec<ControlAddr>,
+    pub token: Option<String>,
+}
+
+/// Running read-only links and the task folding their events for the metrics.
+struct Links {
+    shutdown: watch::Sender<bool>,
+    /// Held: a link whose desired state closes ends.
+    _desired: watch::Sender<Arc<DesiredState>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Links {
+    /// Links to `runtimes` when the service serves metrics (else none).
+    fn start(service: &LiveService, runtimes: &Runtimes) -> Option<Links> {
+        service.metrics_addr()?;
+        if runtimes.control.is_empty() {
+            return None;
+        }
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (desired, desired_rx) = watch::channel(Arc::new(DesiredState::default()));
+        // Bounded: links wait while the fold is behind.
+        let (events_tx, mut events) = mpsc::channel(256);
+        let names: Vec<String> = runtimes.control.iter().map(ToString::to_string).collect();
+        let mut fold = RuntimeFold::new(&names);
+        let board = service.runtime_board();
+        board.send_replace(Arc::new(fold.board()));
+        let mut tasks: Vec<_> = runtimes
+            .control
+            .iter()
+            .map(|addr| {
+                tokio::spawn(run_runtime_link(
+                    addr.clone(),
+                    runtimes.token.clone(),
+                    (Duration::from_secs(5), REFRESH),
+                    desired_rx.clone(),
+                    events_tx.clone(),
+                    shutdown_rx.clone(),
+                ))
+            })
+            .collect();
+        drop(events_tx);
+        tasks.push(tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                if fold.apply(&event) {
+                    board.send_replace(Arc::new(fold.board()));
+                }
+            }
+        }));
+        Some(Links {
+            shutdown,
+            _desired: desired,
+            tasks,
+        })
+    }
+
+    async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+        }
+    }
 }
 
 /// Runs headless live mode until a signal, `--exit-after`, or the end of
@@ -50,6 +130,7 @@ where
         },
     )?;
     announce(&service);
+    let links = Links::start(&service, &headless.runtimes);
     let render = Arc::new(render);
     let mut published = service.subscribe();
     let mut sequence = 0_u64;
@@ -84,6 +165,9 @@ where
                 }
             }
         }
+    }
+    if let Some(links) = links {
+        links.stop().await;
     }
     let result = service.stop().await;
     // The last publication: printed whatever was skipped before it.
@@ -122,6 +206,8 @@ fn announce(service: &LiveService) {
 pub struct Serve {
     /// Stop after this long (`--exit-after`).
     pub exit_after: Option<Duration>,
+    /// Runtimes whose state `--metrics` exports.
+    pub runtimes: Runtimes,
 }
 
 /// Runs `--headless` until SIGINT, SIGTERM, SIGHUP or `--exit-after`: the
@@ -139,6 +225,7 @@ pub async fn run_serve(
 ) -> anyhow::Result<()> {
     let service = LiveService::start(settings, prices, Publish::Quiet)?;
     announce(&service);
+    let links = Links::start(&service, &serve.runtimes);
     tracing::info!(listening = ?service.listening, metrics = ?service.metrics_addr(), "headless serving");
     let exit_after = async {
         match serve.exit_after {
@@ -156,6 +243,9 @@ pub async fn run_serve(
         () = exit_after => "--exit-after",
     };
     tracing::info!(why, "headless stopping");
+    if let Some(links) = links {
+        links.stop().await;
+    }
     let published = service.subscribe();
     let result = service.stop().await;
     let last = published.borrow().clone();

@@ -150,6 +150,7 @@ impl LiveService {
                 service.metrics_requests.clone(),
                 Some(service.board.subscribe()),
             )?);
+            tracing::info!(addr = ?service.metrics_addr(), "metrics listening");
         }
         Ok(service)
     }

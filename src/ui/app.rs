@@ -65,6 +65,11 @@ struct Control {
     events: mpsc::Receiver<ClientEvent>,
     store: Option<PathBuf>,
     links: Vec<tokio::task::JoinHandle<()>>,
+    /// `--metrics`: the links' reports folded for the scrapes.
+    metrics: Option<(
+        crate::metrics::runtimes::RuntimeFold,
+        watch::Sender<Arc<crate::metrics::server::RuntimeBoard>>,
+    )>,
 }
 
 impl Control {
@@ -99,6 +104,7 @@ impl Control {
             events,
             store: ui.budgets_path.clone(),
             links,
+            metrics: None,
         })
     }
 
@@ -142,6 +148,11 @@ impl Control {
 
     /// Applies a link event; audit-logs outcomes.
     fn event(&mut self, event: ClientEvent) -> Option<Toast> {
+        if let Some((fold, board)) = &mut self.metrics
+            && fold.apply(&event)
+        {
+            board.send_replace(Arc::new(fold.board()));
+        }
         if let (
             Some(path),
             ClientEvent::Outcome {
@@ -315,7 +326,14 @@ pub async fn run_tui(
         ..Published::default()
     };
     let (stop_tx, stop_rx) = watch::channel(false);
-    let control = Control::start(&ui, &stop_rx)?;
+    let mut control = Control::start(&ui, &stop_rx)?;
+    if service.metrics_addr().is_some() {
+        let names: Vec<String> = ui.control.iter().map(ToString::to_string).collect();
+        control.metrics = Some((
+            crate::metrics::runtimes::RuntimeFold::new(&names),
+            service.runtime_board(),
+        ));
+    }
     let mut published = service.subscribe();
     let result = async {
         // Never dropped: ratatui's `Terminal` prints to stderr on drop when the
