@@ -61,14 +61,18 @@ fn parse_only(path: &Path) -> io::Result<(u64, u64)> {
     Ok((events, tokens))
 }
 
-/// The ledger alone: events parsed beforehand, then applied and snapshotted.
+/// The ledger alone: events parsed beforehand, then applied and snapshotted
+/// (`TOKWATCH_BENCH_SERIES=1`: keeping the per-series sums `--metrics` reads).
 fn ledger_only(events: &[tokwatch::model::TelemetryEvent<'_>]) -> (u64, u64) {
+    let series = std::env::var_os("TOKWATCH_BENCH_SERIES")
+        .map(|_| tokwatch::model::ledger::SeriesCaps::default());
     let mut ledger = Ledger::new(
         PriceBook::embedded(),
         LedgerConfig {
             recent_capacity: 0,
             period: None,
             per_minute: true,
+            series,
             ..LedgerConfig::default()
         },
     );

@@ -47,7 +47,11 @@ pub struct BudgetGauge {
     pub value: String,
 }
 
-/// Ingest counters of every source of one kind.
+/// Ingest counters of every source of one kind (what [`IngestStats`] keeps
+/// per source, summed by [`source_kind`]). Hook for the OTLP receivers: a
+/// counter they add to `SourceStats` (requests, spans, throttled) becomes a
+/// field here, summed in [`ingest_by_kind`], and one more family in
+/// `render_ingest` (`docs/metrics.md` lists it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IngestKind {
     /// `file`, `stdin`, `unix`, `tcp`, `otlp-http`, `otlp-grpc`.
