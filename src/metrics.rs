@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use crate::ingest::IngestStats;
+use crate::ingest::stats::OtlpStats;
 use crate::model::ledger::series::{SeriesRow, SeriesView};
 use crate::types::money::Usd;
 
@@ -48,10 +49,7 @@ pub struct BudgetGauge {
 }
 
 /// Ingest counters of every source of one kind (what [`IngestStats`] keeps
-/// per source, summed by [`source_kind`]). Hook for the OTLP receivers: a
-/// counter they add to `SourceStats` (requests, spans, throttled) becomes a
-/// field here, summed in [`ingest_by_kind`], and one more family in
-/// `render_ingest` (`docs/metrics.md` lists it).
+/// per source, summed by [`source_kind`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IngestKind {
     /// `file`, `stdin`, `unix`, `tcp`, `otlp-http`, `otlp-grpc`.
@@ -65,6 +63,8 @@ pub struct IngestKind {
     pub errors: u64,
     pub duplicates: u64,
     pub revised: u64,
+    /// The OTLP receivers' own counters, summed (OTLP kinds only).
+    pub otlp: Option<OtlpStats>,
 }
 
 /// The kind of a source, from the name live mode gives it.
@@ -107,6 +107,17 @@ pub fn ingest_by_kind(stats: &IngestStats) -> Vec<IngestKind> {
         k.errors += source.live.errors;
         k.duplicates += source.duplicates;
         k.revised += source.revised;
+        if let Some(o) = &source.otlp {
+            let sum = k.otlp.get_or_insert_with(|| OtlpStats {
+                protocol: kind,
+                ..OtlpStats::default()
+            });
+            sum.requests += o.requests;
+            sum.spans_accepted += o.spans_accepted;
+            sum.spans_rejected += o.spans_rejected;
+            sum.throttled += o.throttled;
+            sum.refused += o.refused;
+        }
     }
     kinds.sort_by_key(|k| k.kind);
     kinds
@@ -418,6 +429,40 @@ fn render_ingest(out: &mut Out, kinds: &[IngestKind]) {
         out.family(name, kind, help);
         for k in kinds {
             out.sample(name, &[("source_kind", k.kind)], &field(k).to_string());
+        }
+    }
+    type OtlpField = fn(&OtlpStats) -> u64;
+    let otlp: [(&str, &str, OtlpField); 5] = [
+        (
+            "tokwatch_otlp_requests_total",
+            "OTLP export requests decoded (accepted, maybe in part, or malformed), per receiver protocol.",
+            |o| o.requests,
+        ),
+        (
+            "tokwatch_otlp_spans_accepted_total",
+            "Spans passed on to the decoder, per receiver protocol.",
+            |o| o.spans_accepted,
+        ),
+        (
+            "tokwatch_otlp_spans_rejected_total",
+            "Spans rejected alone (named in partial_success), per receiver protocol.",
+            |o| o.spans_rejected,
+        ),
+        (
+            "tokwatch_otlp_throttled_total",
+            "Requests turned away to be retried because the aggregator was behind (429, RESOURCE_EXHAUSTED).",
+            |o| o.throttled,
+        ),
+        (
+            "tokwatch_otlp_refused_total",
+            "Requests refused before decoding: token, size, content type or encoding, stopping.",
+            |o| o.refused,
+        ),
+    ];
+    for (name, help, field) in otlp {
+        out.family(name, "counter", help);
+        for (k, o) in kinds.iter().filter_map(|k| Some((k, k.otlp.as_ref()?))) {
+            out.sample(name, &[("source_kind", k.kind)], &field(o).to_string());
         }
     }
 }

@@ -735,3 +735,166 @@ fn runtimes_and_their_budgets_in_force_are_gauges_read_only() {
         gauge(s, "tokwatch_runtime_up", &[("runtime", &socket)]).as_deref() == Some("0")
     });
 }
+
+/// An OTLP/JSON span (`attrs`: string and integer attributes).
+fn otlp_span(
+    trace: u64,
+    span: u64,
+    parent: Option<u64>,
+    name: &str,
+    attrs: &[(&str, serde_json::Value)],
+) -> serde_json::Value {
+    let attributes: Vec<serde_json::Value> = attrs
+        .iter()
+        .map(|(key, value)| {
+            let value = match value {
+                serde_json::Value::Number(n) => serde_json::json!({ "intValue": n.to_string() }),
+                other => serde_json::json!({ "stringValue": other.as_str().unwrap() }),
+            };
+            serde_json::json!({ "key": key, "value": value })
+        })
+        .collect();
+    let start = 1_764_000_000_000_000_000_u64 + span * 1_000_000_000;
+    serde_json::json!({
+        "traceId": format!("{trace:032x}"),
+        "spanId": format!("{span:016x}"),
+        "parentSpanId": parent.map(|p| format!("{p:016x}")).unwrap_or_default(),
+        "name": name,
+        "startTimeUnixNano": start.to_string(),
+        "endTimeUnixNano": (start + 500_000_000).to_string(),
+        "attributes": attributes,
+    })
+}
+
+fn otlp_post(addr: SocketAddr, spans: Vec<serde_json::Value>) {
+    let body = serde_json::json!({
+        "resourceSpans": [{
+            "resource": { "attributes": [
+                { "key": "service.name", "value": { "stringValue": "fleet-bot" } }
+            ]},
+            "scopeSpans": [{ "spans": spans }]
+        }]
+    })
+    .to_string();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = runtime.block_on(async {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let request = hyper::Request::post(format!("http://{addr}/v1/traces"))
+            .header("host", addr.to_string())
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(Bytes::from(body)))
+            .unwrap();
+        sender
+            .send_request(request)
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn otlp_calls_re_attributed_to_their_agent_move_series_and_keep_sums_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tw = Tw::start(&[
+        "--headless",
+        "--otlp",
+        "127.0.0.1:0",
+        "--metrics",
+        "127.0.0.1:0",
+        "--log-file",
+        dir.path().join("tw.log").to_str().unwrap(),
+    ]);
+    let otlp: SocketAddr = tw
+        .line("tokwatch: otlp-http listening on ")
+        .parse()
+        .unwrap();
+    let addr = tw.metrics_addr();
+    let chat = |span: u64, input: i64, output: i64| {
+        otlp_span(
+            0xA,
+            span,
+            Some(1),
+            "chat gpt-4o",
+            &[
+                ("gen_ai.operation.name", "chat".into()),
+                ("gen_ai.request.model", "gpt-4o".into()),
+                ("gen_ai.usage.input_tokens", input.into()),
+                ("gen_ai.usage.output_tokens", output.into()),
+            ],
+        )
+    };
+    // The model calls end (and are exported) before their agent's span.
+    otlp_post(otlp, vec![chat(2, 1_000, 100), chat(3, 500, 50)]);
+    let calls_of = |s: &Samples, agent: &str| -> i128 {
+        s.of("tokwatch_calls_total")
+            .filter(|(_, l, _)| l["agent"] == agent)
+            .map(|(_, _, v)| picos(v))
+            .sum()
+    };
+    let before = Samples::parse(&scrape_until(addr, "both calls", |s| {
+        calls_of(s, "fleet-bot") == 2_000_000_000_000
+    }));
+    let cost = before.sum("tokwatch_cost_usd_total");
+    assert!(cost > 0);
+    let agent = otlp_span(
+        0xA,
+        1,
+        None,
+        "invoke_agent Planner",
+        &[
+            ("gen_ai.operation.name", "invoke_agent".into()),
+            ("gen_ai.agent.name", "Planner".into()),
+            ("gen_ai.conversation.id", "conv-1".into()),
+            ("gen_ai.usage.input_tokens", 1_500.into()),
+            ("gen_ai.usage.output_tokens", 150.into()),
+        ],
+    );
+    otlp_post(otlp, vec![agent]);
+    let text = scrape_until(addr, "the calls under their agent", |s| {
+        calls_of(s, "Planner") == 2_000_000_000_000
+    });
+    let after = Samples::parse(&text);
+    // Moved, not copied: the service-named series went down to 0 ...
+    assert_eq!(calls_of(&after, "fleet-bot"), 0);
+    // ... every sum is what it was (the agent's own usage is not added) ...
+    assert_eq!(after.sum("tokwatch_cost_usd_total"), cost);
+    assert_eq!(
+        after.sum("tokwatch_tokens_total"),
+        before.sum("tokwatch_tokens_total")
+    );
+    assert_eq!(after.sum("tokwatch_calls_total"), 2_000_000_000_000);
+    // ... and the decrease is said.
+    assert!(
+        after.sum("tokwatch_series_decreases_total") >= 1_000_000_000_000,
+        "{text}"
+    );
+    assert!(
+        after.sum("tokwatch_call_corrections_total") >= 2_000_000_000_000,
+        "{text}"
+    );
+    assert_eq!(
+        after.sum("tokwatch_runs_total"),
+        1_000_000_000_000,
+        "one conversation"
+    );
+    assert_eq!(after.sum("tokwatch_otlp_requests_total"), 2_000_000_000_000);
+    assert_eq!(
+        after.sum("tokwatch_otlp_spans_accepted_total"),
+        3_000_000_000_000
+    );
+    assert_eq!(
+        after.label_values("tokwatch_otlp_requests_total", "source_kind"),
+        ["otlp-http"]
+    );
+    promtool_check(&text);
+}

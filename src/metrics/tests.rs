@@ -68,6 +68,23 @@ fn small_view() -> MetricsView {
                 errors: 1,
                 duplicates: 4,
                 revised: 2,
+                otlp: None,
+            },
+            IngestKind {
+                kind: "otlp-http",
+                sources: 1,
+                lines: 4,
+                events: 30,
+                malformed: 1,
+                otlp: Some(crate::ingest::stats::OtlpStats {
+                    protocol: "otlp-http",
+                    requests: 4,
+                    spans_accepted: 40,
+                    spans_rejected: 2,
+                    throttled: 3,
+                    refused: 1,
+                }),
+                ..IngestKind::default()
             },
             IngestKind {
                 kind: "tcp",
