@@ -898,3 +898,35 @@ fn otlp_calls_re_attributed_to_their_agent_move_series_and_keep_sums_exact() {
     );
     promtool_check(&text);
 }
+
+#[test]
+fn a_metrics_address_in_use_is_a_clear_error_at_start() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tokwatch"))
+        .args([
+            "--headless",
+            "--follow",
+            dir.path().to_str().unwrap(),
+            "--metrics",
+            &addr,
+        ])
+        .args(["--log-file", dir.path().join("tw.log").to_str().unwrap()])
+        .env_remove("TOKWATCH_CONFIG")
+        .env("XDG_CONFIG_HOME", "/nonexistent-tokwatch-test-config")
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        message.contains(&format!("cannot listen on {addr} for --metrics")),
+        "{message}"
+    );
+    let bad = Command::new(env!("CARGO_BIN_EXE_tokwatch"))
+        .args(["--headless", "--follow", "x", "--metrics", "nowhere"])
+        .output()
+        .expect("runs");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected HOST:PORT"));
+}
