@@ -930,3 +930,66 @@ fn a_metrics_address_in_use_is_a_clear_error_at_start() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("expected HOST:PORT"));
 }
+
+#[test]
+fn the_dashboard_serves_metrics_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.jsonl");
+    std::fs::write(&file, line("r1", "planner", "gpt-4.1", 1_000, 100)).unwrap();
+    let log = dir.path().join("tw.log");
+    // The dashboard needs a terminal: util-linux's `script` gives it one.
+    let command = format!(
+        "{} --follow {} --metrics 127.0.0.1:0 --log-file {}",
+        env!("CARGO_BIN_EXE_tokwatch"),
+        file.display(),
+        log.display()
+    );
+    let spawned = Command::new("script")
+        .args(["-qfc", &command, "/dev/null"])
+        .env("XDG_STATE_HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path())
+        .env_remove("TOKWATCH_CONFIG")
+        .env_remove("TOKWATCH_METRICS_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && std::env::var_os("CI").is_none() => {
+            eprintln!(
+                "!!! SKIPPED the dashboard's metrics: `script` (util-linux) is not installed"
+            );
+            return;
+        }
+        Err(e) => panic!("cannot run script: {e}"),
+    };
+    // The dashboard owns the terminal: it logs where the metrics are.
+    let deadline = Instant::now() + WAIT;
+    let addr: SocketAddr = loop {
+        let logged = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with("tw.log"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect::<String>();
+        if let Some(rest) = logged.split("metrics listening addr=Some(").nth(1) {
+            break rest.split(')').next().unwrap().parse().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no metrics address logged: {logged}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = scrape_until(addr, "the call", |s| {
+        s.sum("tokwatch_calls_total") == 1_000_000_000_000
+    });
+    assert_eq!(
+        Samples::parse(&text).label_values("tokwatch_calls_total", "agent"),
+        ["planner"]
+    );
+    promtool_check(&text);
+    let _ = child.kill();
+    let _ = child.wait();
+}
