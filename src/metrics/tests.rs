@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use proptest::prelude::any;
+
 use super::*;
 use crate::model::ledger::series::{SeriesCaps, SeriesRow, SeriesSums};
 use crate::types::usage::Usage;
@@ -179,4 +181,58 @@ fn decimal_prints_exact_scaled_values() {
     assert_eq!(decimal(20, 1), "2");
     assert_eq!(decimal(-25, 1), "-2.5");
     assert_eq!(per_minute(Usd::from_picos(3), 5), "0.0000000000006");
+}
+
+/// `a="x",b="y\"z"` back to the values, undoing the text format's escapes.
+fn unescape_labels(text: &str) -> Vec<String> {
+    let mut values = Vec::new();
+    let mut chars = text.chars();
+    while chars.by_ref().any(|c| c == '"') {
+        let mut value = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some(c) => value.push(c),
+                    None => break,
+                },
+                '"' => break,
+                c => value.push(c),
+            }
+        }
+        values.push(value);
+    }
+    values
+}
+
+proptest::proptest! {
+    /// Whatever the telemetry names an agent, model or segment, each sample
+    /// is one line whose labels read back as the sanitized, shortened value.
+    #[test]
+    fn any_label_value_round_trips_through_the_text_format(
+        agent in "\\PC{0,40}|[\\\\\"\n\r\u{1b}\u{202e} a-z]{0,40}",
+        model in any::<String>(),
+        segment in any::<String>(),
+    ) {
+        use crate::model::ledger::series::label_value;
+        let (a, m, s) = (label_value(&agent, 64), label_value(&model, 64), label_value(&segment, 64));
+        let mut view = MetricsView::default();
+        view.series.rows.push(SeriesRow {
+            agent: a.clone(),
+            segment: s.clone(),
+            model: m.clone(),
+            sums: SeriesSums { calls: 1, ..SeriesSums::default() },
+            priced: false,
+        });
+        let text = render(&view);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("tokwatch_calls_total{"))
+            .expect("a calls sample");
+        proptest::prop_assert!(line.ends_with("} 1"), "{}", line);
+        let labels = &line["tokwatch_calls_total{".len()..line.len() - "} 1".len()];
+        proptest::prop_assert_eq!(unescape_labels(labels), vec![a.to_string(), s.to_string(), m.to_string()]);
+        proptest::prop_assert!(!a.chars().any(crate::sanitize::is_unsafe));
+        proptest::prop_assert!(a.len() <= 64 && m.len() <= 64 && s.len() <= 64);
+    }
 }
