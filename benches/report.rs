@@ -83,6 +83,72 @@ fn ledger_only(events: &[tokwatch::model::TelemetryEvent<'_>]) -> (u64, u64) {
     (events.len() as u64, snapshot.totals.total_tokens)
 }
 
+/// A `--metrics` scrape at full cardinality: 2,000 (agent, segment, model)
+/// series (200 agents × 10 segments, 20 models), the view taken from the
+/// ledger and rendered as text (`TOKWATCH_BENCH_ONLY=scrape`). Returns the
+/// time of the best of `runs` and the text's size.
+fn scrape(runs: usize) -> (Duration, usize) {
+    use std::borrow::Cow;
+    use tokwatch::model::{EventKind, TelemetryEvent, Usage};
+    let mut ledger = Ledger::new(
+        PriceBook::embedded(),
+        LedgerConfig {
+            series: Some(tokwatch::model::ledger::SeriesCaps::default()),
+            ..LedgerConfig::default()
+        },
+    );
+    let models = [
+        "gpt-4.1",
+        "gpt-4.1-mini",
+        "claude-sonnet-4",
+        "o4-mini",
+        "gemini-2.5-pro",
+    ];
+    for i in 0..2_000_u32 {
+        let model = format!("{}-v{}", models[(i % 5) as usize], i % 4);
+        ledger.apply(&TelemetryEvent {
+            kind: EventKind::Hop,
+            ts_ms: Some(1_764_000_000_000 + i64::from(i) * 1_000),
+            run_id: Cow::Owned(format!("run-{}", i % 300)),
+            hop: None,
+            agent: Cow::Owned(format!("agent-{}", i % 200)),
+            parent_agent: None,
+            user: None,
+            segment: Some(Cow::Owned(format!("segment-{}", i / 200))),
+            task: None,
+            tool: None,
+            provider: None,
+            model: Cow::Owned(model),
+            usage: Usage {
+                input_uncached: 1_000 + u64::from(i),
+                cache_read: 500,
+                output: 200,
+                reasoning: 50,
+                ..Usage::default()
+            },
+            reported_cost: None,
+            latency_ms: None,
+            status: None,
+            estimated: false,
+            format: tokwatch::types::Format::Native,
+            call: None,
+        });
+    }
+    let mut best = Duration::MAX;
+    let mut size = 0;
+    for _ in 0..runs.max(1) * 10 {
+        let start = Instant::now();
+        let view = tokwatch::metrics::MetricsView {
+            series: ledger.series_view().unwrap_or_default(),
+            ..tokwatch::metrics::MetricsView::default()
+        };
+        let text = tokwatch::metrics::render(&view);
+        best = best.min(start.elapsed());
+        size = std::hint::black_box(text).len();
+    }
+    (best, size)
+}
+
 /// What `tokwatch report` does before rendering: read, parse, fold, snapshot,
 /// through `read` (one thread: `files::read_files`; two: `pipeline::read_files`).
 type ReadFiles = fn(
@@ -228,6 +294,14 @@ impl Best {
 }
 
 fn main() -> anyhow::Result<()> {
+    if std::env::var("TOKWATCH_BENCH_ONLY").as_deref() == Ok("scrape") {
+        let (best, size) = scrape(7);
+        println!(
+            "metrics scrape, 2,000 series: view + render {:.2} ms (best of 70), {size} bytes of text",
+            best.as_secs_f64() * 1e3
+        );
+        return Ok(());
+    }
     let dir = tempfile::tempdir()?;
     let path: PathBuf = match std::env::var_os("TOKWATCH_BENCH_FILE") {
         Some(p) => PathBuf::from(p),
@@ -242,7 +316,7 @@ fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(7);
-    // `TOKWATCH_BENCH_ONLY=baseline|ours|pipe|parse|ledger` runs one part (for perf).
+    // `TOKWATCH_BENCH_ONLY=baseline|ours|pipe|parse|ledger|scrape` runs one part (for perf).
     let only = std::env::var("TOKWATCH_BENCH_ONLY").ok();
     let parts = std::env::var_os("TOKWATCH_BENCH_PARTS").is_some()
         || matches!(only.as_deref(), Some("parse" | "ledger"));
