@@ -80,6 +80,10 @@ pub struct LiveArgs {
     /// /v1/traces`, protobuf or JSON, gzip), e.g. 127.0.0.1:4318. Repeatable.
     #[arg(long, value_name = "HOST:PORT", value_parser = crate::ingest::sources::otlp::parse_addr)]
     pub otlp: Vec<String>,
+    /// Receive OpenTelemetry traces over OTLP/gRPC on HOST:PORT
+    /// (`TraceService/Export`, gzip), e.g. 127.0.0.1:4317. Repeatable.
+    #[arg(long, value_name = "HOST:PORT", value_parser = crate::ingest::sources::otlp::parse_addr)]
+    pub otlp_grpc: Vec<String>,
     /// Bearer token OTLP clients must send (`Authorization: Bearer TOKEN`);
     /// required for a non-loopback OTLP address.
     #[arg(

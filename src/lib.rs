@@ -205,10 +205,14 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
     for dir in agent_log_dirs(args.input.claude, args.input.codex)? {
         args.follow.push(dir.display().to_string());
     }
-    let demo = if args.follow.is_empty() && args.listen.is_empty() && args.otlp.is_empty() {
+    let demo = if args.follow.is_empty()
+        && args.listen.is_empty()
+        && args.otlp.is_empty()
+        && args.otlp_grpc.is_empty()
+    {
         anyhow::ensure!(
             !args.jsonl && !args.headless,
-            "nothing to watch: pass --follow PATH, --listen ADDR and/or --otlp HOST:PORT"
+            "nothing to watch: pass --follow PATH, --listen ADDR, --otlp HOST:PORT and/or --otlp-grpc HOST:PORT"
         );
         let dir = tempfile::Builder::new()
             .prefix("tokwatch-demo-")
@@ -250,7 +254,7 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
         }),
         otlp: OtlpSettings {
             http: args.otlp,
-            grpc: Vec::new(),
+            grpc: args.otlp_grpc,
             token: args.otlp_token,
             max_body: args.otlp_max_body,
             // A hidden hook for tests of backpressure (tests/otlp.rs).

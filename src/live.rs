@@ -902,7 +902,9 @@ impl Sources {
                 intake: intake.clone(),
             };
             let task = match protocol {
-                "otlp-grpc" => anyhow::bail!("OTLP/gRPC is not served yet"),
+                "otlp-grpc" => {
+                    tokio::spawn(otlp::grpc::serve(listener, endpoint, shutdown.clone()))
+                }
                 _ => tokio::spawn(otlp::http::serve(listener, endpoint, shutdown.clone())),
             };
             self.listener_tasks.push(task);

@@ -958,3 +958,288 @@ fn recorded_requests_replay_to_the_same_totals_without_text() {
     assert_eq!(report["totals"], last["totals"]);
     assert_eq!(report["by_agent"], last["by_agent"]);
 }
+
+// ------------------------------------------------------------------ gRPC
+
+mod grpc {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    use prost::bytes::{Buf as _, BufMut as _};
+    use tonic::codec::{CompressionEncoding, DecodeBuf, EncodeBuf};
+    use tonic::{Code, Status};
+    use tonic_types::StatusExt as _;
+
+    use super::*;
+
+    async fn channel(addr: &str) -> tonic::transport::Channel {
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    /// One export with the generated client.
+    pub fn send(
+        addr: &str,
+        token: Option<&str>,
+        gzip: bool,
+        request: ExportTraceServiceRequest,
+    ) -> Result<ExportTraceServiceResponse, Status> {
+        runtime().block_on(async {
+            let mut client = TraceServiceClient::new(channel(addr).await)
+                .accept_compressed(CompressionEncoding::Gzip);
+            if gzip {
+                client = client.send_compressed(CompressionEncoding::Gzip);
+            }
+            let mut request = tonic::Request::new(request);
+            if let Some(token) = token {
+                request
+                    .metadata_mut()
+                    .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            }
+            client
+                .export(request)
+                .await
+                .map(tonic::Response::into_inner)
+        })
+    }
+
+    /// Bytes as they are, for a message that is not protobuf.
+    #[derive(Debug, Clone, Copy, Default)]
+    struct Raw;
+
+    impl tonic::codec::Codec for Raw {
+        type Encode = Vec<u8>;
+        type Decode = Vec<u8>;
+        type Encoder = Raw;
+        type Decoder = Raw;
+        fn encoder(&mut self) -> Raw {
+            Raw
+        }
+        fn decoder(&mut self) -> Raw {
+            Raw
+        }
+    }
+
+    impl tonic::codec::Encoder for Raw {
+        type Item = Vec<u8>;
+        type Error = Status;
+        fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+            dst.put_slice(&item);
+            Ok(())
+        }
+    }
+
+    impl tonic::codec::Decoder for Raw {
+        type Item = Vec<u8>;
+        type Error = Status;
+        fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+            let mut out = vec![0; src.remaining()];
+            src.copy_to_slice(&mut out);
+            Ok(Some(out))
+        }
+    }
+
+    pub fn export_raw(addr: &str, body: Vec<u8>) -> Result<Vec<u8>, Status> {
+        runtime().block_on(async {
+            let mut grpc = tonic::client::Grpc::new(channel(addr).await);
+            grpc.ready().await.unwrap();
+            let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            );
+            grpc.unary(tonic::Request::new(body), path, Raw)
+                .await
+                .map(tonic::Response::into_inner)
+        })
+    }
+
+    fn source<'s>(snapshot: &'s Value, protocol: &str) -> &'s Value {
+        snapshot["ingest"]["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["otlp"]["protocol"] == protocol)
+            .unwrap()
+    }
+
+    #[test]
+    fn grpc_and_http_listeners_share_one_decoder() {
+        let mut live = Live::start(&["--otlp-grpc", "127.0.0.1:0", "--otlp", "127.0.0.1:0"]);
+        let grpc = live.listening("otlp-grpc");
+        let http = live.listening("otlp-http");
+        // the calls over gRPC (gzip), their agent over HTTP, later
+        let a = trace(0xA);
+        let calls = super::export(vec![
+            chat(&a, 2, Some(1), 100, 10),
+            chat(&a, 3, Some(1), 50, 5),
+        ]);
+        let answer = send(&grpc, None, true, calls).unwrap();
+        assert_eq!(answer.partial_success, None);
+        let agent = super::export(vec![invoke_agent(&a, 1, "Planner", Some((150, 15)))]);
+        assert_eq!(post(&http, &[PROTOBUF], agent.encode_to_vec()).status, 200);
+        // a partial success over gRPC
+        let b = trace(0xB);
+        let mixed = super::export(vec![chat(&b, 1, None, 7, 1), chat(&b, 2, None, -7, 1)]);
+        let answer = send(&grpc, None, false, mixed).unwrap();
+        let partial = answer.partial_success.expect("a partial success");
+        assert_eq!(partial.rejected_spans, 1);
+        assert!(
+            partial
+                .error_message
+                .contains(&format!("span {b}/{}", span_id(2))),
+            "{}",
+            partial.error_message
+        );
+        let snapshot = live.requests(3);
+        assert_eq!(tokens(&snapshot), (157, 16), "the agent's usage not on top");
+        let planner = snapshot["by_agent"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["agent"] == "Planner")
+            .expect("re-attributed across protocols");
+        assert_eq!(planner["events"], 2);
+        let stats = &source(&snapshot, "otlp-grpc")["otlp"];
+        assert_eq!(stats["requests"], 2);
+        assert_eq!(stats["spans_accepted"], 3);
+        assert_eq!(stats["spans_rejected"], 1);
+        assert_eq!(
+            source(&snapshot, "otlp-grpc")["name"],
+            format!("otlp-grpc:{grpc}")
+        );
+        assert_eq!(
+            snapshot["ingest"]["malformed_samples"][0]["location"],
+            format!("otlp-grpc:{grpc}#request 3")
+        );
+        live.stop();
+    }
+
+    #[test]
+    fn grpc_errors_are_the_codes_of_the_specification() {
+        let mut live = Live::start(&[
+            "--otlp-grpc",
+            "127.0.0.1:0",
+            "--otlp-token",
+            "s3cret",
+            "--otlp-max-body",
+            "4194304",
+        ]);
+        let addr = live.listening("otlp-grpc");
+        let ok = || super::export(vec![chat(&trace(1), 1, None, 10, 1)]);
+        let missing = send(&addr, None, false, ok()).unwrap_err();
+        assert_eq!(missing.code(), Code::Unauthenticated);
+        let wrong = send(&addr, Some("s3cre"), false, ok()).unwrap_err();
+        assert_eq!(wrong.code(), Code::Unauthenticated);
+        // not protobuf: INVALID_ARGUMENT, counted as a malformed request
+        let bad = export_raw(&addr, b"\xff\xff\xff not protobuf".to_vec()).unwrap_err();
+        assert_eq!(bad.code(), Code::Unauthenticated, "the token comes first");
+        // (with the token, through the generated client's metadata)
+        let mut no_ids = chat(&trace(2), 1, None, 10, 1);
+        no_ids.trace_id.clear();
+        let invalid = send(&addr, Some("s3cret"), false, super::export(vec![no_ids])).unwrap_err();
+        assert_eq!(invalid.code(), Code::InvalidArgument);
+        assert!(
+            invalid.message().contains("without a traceId"),
+            "{}",
+            invalid.message()
+        );
+        // over the cap on the wire: RESOURCE_EXHAUSTED, no retry delay
+        let big = super::export(vec![Span {
+            name: "x".repeat(5 << 20),
+            ..chat(&trace(3), 1, None, 1, 1)
+        }]);
+        let too_big = send(&addr, Some("s3cret"), false, big).unwrap_err();
+        assert_eq!(too_big.code(), Code::ResourceExhausted, "{too_big:?}");
+        assert!(
+            too_big.get_details_retry_info().is_none(),
+            "not to be retried"
+        );
+        // a gzip bomb: 256 MiB of one letter, a few hundred KiB on the wire
+        let before = live.peak_rss_kib();
+        let bomb = super::export(vec![Span {
+            name: "a".repeat(256 << 20),
+            ..chat(&trace(4), 1, None, 1, 1)
+        }]);
+        let bombed = send(&addr, Some("s3cret"), true, bomb).unwrap_err();
+        assert_eq!(bombed.code(), Code::ResourceExhausted, "{bombed:?}");
+        assert!(bombed.get_details_retry_info().is_none());
+        let after = live.peak_rss_kib();
+        assert!(
+            after < before + 64 * 1024,
+            "peak memory grew from {before} KiB to {after} KiB"
+        );
+        assert!(send(&addr, Some("s3cret"), false, ok()).is_ok());
+        let snapshot = live.requests(2);
+        let stats = otlp_stats(&snapshot);
+        assert_eq!(stats["protocol"], "otlp-grpc");
+        assert_eq!(
+            stats["refused"], 5,
+            "2 tokens, the raw message, 2 over the cap"
+        );
+        assert_eq!(snapshot["totals"]["events"], 1);
+        assert_eq!(snapshot["ingest"]["malformed"], 1);
+        live.stop();
+
+        // without a token, a message that is not protobuf
+        let mut live = Live::start(&["--otlp-grpc", "127.0.0.1:0"]);
+        let addr = live.listening("otlp-grpc");
+        let bad = export_raw(&addr, b"\xff\xff\xff not protobuf".to_vec()).unwrap_err();
+        assert_eq!(bad.code(), Code::InvalidArgument, "{bad:?}");
+        assert!(
+            bad.message().contains("invalid OTLP protobuf"),
+            "{}",
+            bad.message()
+        );
+        let snapshot = live.requests(1);
+        assert_eq!(snapshot["ingest"]["malformed"], 1);
+        assert_eq!(
+            snapshot["ingest"]["malformed_samples"][0]["location"],
+            format!("otlp-grpc:{addr}#request 1")
+        );
+        live.stop();
+
+        // not loopback without a token: refused at start
+        let out = Command::new(env!("CARGO_BIN_EXE_tokwatch"))
+            .args(["--otlp-grpc", "0.0.0.0:0", "--jsonl"])
+            .env_remove("TOKWATCH_OTLP_TOKEN")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            String::from_utf8_lossy(&out.stderr)
+                .contains("--otlp-grpc 0.0.0.0:0 is not a loopback address: pass --otlp-token")
+        );
+    }
+
+    #[test]
+    fn grpc_backpressure_is_resource_exhausted_with_a_retry_delay() {
+        let dir = tempfile::tempdir().unwrap();
+        let hold = dir.path().join("hold");
+        std::fs::write(&hold, "").unwrap();
+        let mut live = Live::start_env(
+            &["--otlp-grpc", "127.0.0.1:0"],
+            &[("TOKWATCH_TEST_HOLD_WHILE", hold.as_path())],
+        );
+        let addr = live.listening("otlp-grpc");
+        let request = |n: u64| super::export(vec![chat(&trace(n), 1, None, 10, 1)]);
+        let mut accepted = 0_u64;
+        let throttled = loop {
+            match send(&addr, None, false, request(accepted + 1)) {
+                Ok(_) => accepted += 1,
+                Err(status) => break status,
+            }
+            assert!(accepted < 200, "never throttled");
+        };
+        assert_eq!(throttled.code(), Code::ResourceExhausted, "{throttled:?}");
+        let retry = throttled.get_details_retry_info().expect("a RetryInfo");
+        assert_eq!(retry.retry_delay, Some(Duration::from_secs(1)));
+        std::fs::remove_file(&hold).unwrap();
+        let snapshot = live.requests(accepted);
+        assert_eq!(otlp_stats(&snapshot)["throttled"], 1);
+        assert_eq!(snapshot["totals"]["events"], accepted);
+        assert!(send(&addr, None, false, request(accepted + 1)).is_ok());
+        let snapshot = live.requests(accepted + 1);
+        assert_eq!(snapshot["totals"]["events"], accepted + 1);
+        live.stop();
+    }
+}

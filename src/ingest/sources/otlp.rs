@@ -28,6 +28,7 @@
 //! The same request sent twice (a retry after a lost response) counts once:
 //! its spans carry the same call ids (`ingest::dedup`).
 
+pub mod grpc;
 pub mod http;
 
 use std::io::Read as _;
@@ -38,7 +39,7 @@ use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message as _;
-use tokio::sync::{Semaphore, SemaphorePermit, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit, mpsc};
 
 use crate::ingest::channel::{IngestMsg, OtlpRequest, SourceKind, SourceRef};
 use crate::ingest::formats::otlp::normalize::normalized_line;
@@ -208,7 +209,7 @@ struct State {
 pub struct Intake {
     tx: mpsc::Sender<IngestMsg>,
     state: Mutex<State>,
-    slots: Semaphore,
+    slots: Arc<Semaphore>,
     token: Option<String>,
     pub max_body: usize,
     segment_attribute: Option<String>,
@@ -235,7 +236,7 @@ impl Intake {
                 decoder: Decoder::new(Arc::new(config), Arc::from("otlp")),
                 requests: 0,
             }),
-            slots: Semaphore::new(MAX_IN_FLIGHT),
+            slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             token: token.filter(|t| !t.is_empty()),
             max_body,
             segment_attribute: decoders.segment_attribute.clone(),
@@ -284,37 +285,59 @@ impl Intake {
             .ok()
     }
 
+    /// A slot without waiting (gRPC takes it before tonic decodes the
+    /// message); `None`: answer `RESOURCE_EXHAUSTED`.
+    #[must_use]
+    pub fn try_slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.slots.clone().try_acquire_owned().ok()
+    }
+
+    /// Room for one message on the aggregator's channel, waiting at most
+    /// [`BACKPRESSURE_WAIT`]; else the answer.
+    async fn reserve(&self, endpoint: &Endpoint) -> Result<mpsc::OwnedPermit<IngestMsg>, Export> {
+        if self.stopping() {
+            endpoint.counters.refuse();
+            return Err(Export::Stopping);
+        }
+        match tokio::time::timeout(BACKPRESSURE_WAIT, self.tx.clone().reserve_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            // The aggregator is gone: stopping.
+            Ok(Err(_)) => Err(Export::Stopping),
+            Err(_) => {
+                endpoint.counters.throttle();
+                Err(Export::Throttled)
+            }
+        }
+    }
+
     /// Decodes and passes on one request (steps 4 and 5 of the module
     /// documentation).
     pub async fn export(self: &Arc<Self>, endpoint: &Endpoint, payload: Payload) -> Export {
-        if self.stopping() {
-            endpoint.counters.refuse();
-            return Export::Stopping;
-        }
-        let permit =
-            match tokio::time::timeout(BACKPRESSURE_WAIT, self.tx.clone().reserve_owned()).await {
-                Ok(Ok(permit)) => permit,
-                // The aggregator is gone: stopping.
-                Ok(Err(_)) => return Export::Stopping,
-                Err(_) => {
-                    endpoint.counters.throttle();
-                    return Export::Throttled;
-                }
-            };
+        let permit = match self.reserve(endpoint).await {
+            Ok(permit) => permit,
+            Err(answer) => return answer,
+        };
         let intake = self.clone();
         let source = endpoint.source.clone();
-        tokio::task::spawn_blocking(move || intake.decode(source, &payload, permit))
-            .await
-            .unwrap_or_else(|e| Export::Failed(format!("decoding the request failed: {e}")))
+        tokio::task::spawn_blocking(move || {
+            let decoded = intake.decode(&payload);
+            intake.send(source, decoded, permit)
+        })
+        .await
+        .unwrap_or_else(|e| Export::Failed(format!("decoding the request failed: {e}")))
     }
 
-    fn decode(
-        &self,
-        source: SourceRef,
-        payload: &Payload,
-        permit: mpsc::OwnedPermit<IngestMsg>,
-    ) -> Export {
-        let decoded = match payload {
+    /// Counts a request found malformed before it reached the intake (a
+    /// gRPC message tonic could not decode), as [`Intake::export`] would.
+    pub async fn malformed(&self, endpoint: &Endpoint, reason: String) -> Export {
+        match self.reserve(endpoint).await {
+            Ok(permit) => self.send(endpoint.source.clone(), Err(reason), permit),
+            Err(answer) => answer,
+        }
+    }
+
+    fn decode(&self, payload: &Payload) -> Result<Normal, String> {
+        match payload {
             Payload::Json(body) => parse_request(body)
                 .map_err(|e| format!("invalid OTLP/JSON: {e}"))
                 .map(|(spans, resources)| self.normalize(&spans, &resources)),
@@ -326,7 +349,17 @@ impl Intake {
             Payload::Decoded(request) => {
                 records(request).map(|(spans, resources)| self.normalize(&spans, &resources))
             }
-        };
+        }
+    }
+
+    /// Numbers a decoded request, decodes its line and sends the result
+    /// with the room reserved for it.
+    fn send(
+        &self,
+        source: SourceRef,
+        decoded: Result<Normal, String>,
+        permit: mpsc::OwnedPermit<IngestMsg>,
+    ) -> Export {
         // Numbered, decoded and sent in one order: a later request's
         // re-attribution never overtakes the call it replaces.
         let mut state = match self.state.lock() {
@@ -534,6 +567,95 @@ mod tests {
         assert!(bomb.len() < 100 << 10, "{} bytes", bomb.len());
         assert_eq!(gunzip(&bomb, 1 << 20), Err(Gunzip::TooLarge));
         assert!(matches!(gunzip(b"not gzip", 5), Err(Gunzip::Invalid(_))));
+    }
+
+    fn endpoint(intake: Intake) -> Endpoint {
+        Endpoint {
+            source: SourceRef {
+                name: "otlp-http:127.0.0.1:4318".into(),
+                origin: "otlp".into(),
+                kind: SourceKind::Otlp,
+                client: None,
+            },
+            counters: Arc::default(),
+            intake: Arc::new(intake),
+        }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    const REQUEST: &[u8] = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"01","spanId":"02","name":"chat","attributes":[{"key":"gen_ai.usage.input_tokens","value":{"intValue":"5"}},{"key":"gen_ai.prompt.0.content","value":{"stringValue":"SECRET"}}]}]}]}]}"#;
+
+    #[test]
+    fn a_request_is_decoded_only_with_room_on_the_channel() {
+        runtime().block_on(async {
+            let (tx, mut rx) = mpsc::channel(1);
+            let endpoint = endpoint(Intake::new(tx, &DecoderConfig::default(), None, 1024));
+            let intake = endpoint.intake.clone();
+            let first = intake
+                .export(&endpoint, Payload::Json(REQUEST.to_vec()))
+                .await;
+            assert_eq!(
+                first,
+                Export::Accepted {
+                    rejected: 0,
+                    message: String::new()
+                }
+            );
+            // the channel is full: throttled, not numbered, not decoded
+            let second = intake
+                .export(&endpoint, Payload::Json(REQUEST.to_vec()))
+                .await;
+            assert_eq!(second, Export::Throttled);
+            assert_eq!(endpoint.counters.throttled.load(Ordering::Relaxed), 1);
+            let Some(IngestMsg::Otlp(request)) = rx.recv().await else {
+                panic!("the first request")
+            };
+            assert_eq!((request.request, request.spans_accepted), (1, 1));
+            let mut line = Vec::new();
+            request
+                .lines
+                .try_for_each_line(|l| {
+                    line.extend_from_slice(l);
+                    Ok::<_, ()>(())
+                })
+                .unwrap();
+            let line = String::from_utf8(line).unwrap();
+            assert!(
+                line.contains("gen_ai.usage.input_tokens") && !line.contains("SECRET"),
+                "{line}"
+            );
+            // room again: the retry is request 2, counted once
+            let retry = intake
+                .export(&endpoint, Payload::Json(REQUEST.to_vec()))
+                .await;
+            assert!(matches!(retry, Export::Accepted { .. }));
+            let Some(IngestMsg::Otlp(request)) = rx.recv().await else {
+                panic!("the retry")
+            };
+            assert_eq!(request.request, 2);
+        });
+    }
+
+    #[test]
+    fn a_stopping_intake_answers_unavailable() {
+        runtime().block_on(async {
+            let (tx, mut rx) = mpsc::channel(4);
+            let endpoint = endpoint(Intake::new(tx, &DecoderConfig::default(), None, 1024));
+            endpoint.intake.stop();
+            let answer = endpoint
+                .intake
+                .export(&endpoint, Payload::Json(REQUEST.to_vec()))
+                .await;
+            assert_eq!(answer, Export::Stopping);
+            assert_eq!(endpoint.counters.refused.load(Ordering::Relaxed), 1);
+            assert!(rx.try_recv().is_err(), "nothing sent");
+        });
     }
 
     #[test]

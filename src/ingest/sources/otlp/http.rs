@@ -28,7 +28,7 @@ use super::{Endpoint, Export, Gunzip, Payload, RETRY_AFTER, gunzip};
 
 /// How long a request's body may take to arrive (a client that trickles
 /// it must not hold one of the few slots for ever).
-const BODY_DEADLINE: Duration = Duration::from_secs(30);
+pub(super) const BODY_DEADLINE: Duration = Duration::from_secs(30);
 
 /// google.rpc.Code values.
 const INVALID_ARGUMENT: i32 = 3;
