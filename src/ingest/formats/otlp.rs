@@ -29,8 +29,9 @@
 //! An `invoke_agent` span's own usage totals its model calls: it counts only
 //! while none of its model calls is known, and is taken back
 //! (`Supersede::Retract`) when one arrives. Memory: at most
-//! [`MAX_TRACES`] traces of [`MAX_SPANS`] spans each are remembered (the
-//! oldest trace is forgotten first); a late span of a forgotten trace is
+//! [`MAX_TRACES`] traces of [`MAX_SPANS`] spans each, and
+//! [`MAX_SPANS_REMEMBERED`] spans in all, are remembered (the oldest trace
+//! is forgotten first); a late span of a forgotten trace is
 //! counted with what it says itself.
 
 use std::borrow::Cow;
@@ -48,6 +49,11 @@ use crate::types::usage::Usage;
 pub const MAX_TRACES: usize = 4096;
 /// Spans remembered per trace.
 pub const MAX_SPANS: usize = 4096;
+/// Spans remembered over all traces (about 380 bytes each with a parent
+/// and an agent name: some 100 MB, measured through `--otlp`): past it the
+/// oldest traces are forgotten, so that many large traces at once (an
+/// OTLP receiver's clients) cannot hold 4,096 × 4,096 spans (~6 GB).
+pub const MAX_SPANS_REMEMBERED: usize = 262_144;
 
 /// An attribute value, as far as tokwatch reads it.
 #[derive(Debug, Clone, PartialEq)]
@@ -195,6 +201,8 @@ pub struct Otlp {
     traces: HashMap<String, Trace>,
     /// Trace ids, oldest first, for forgetting.
     order: VecDeque<String>,
+    /// Spans in `traces`, over all of them.
+    remembered: usize,
 }
 
 /// What the walk up a span's ancestors found.
@@ -392,19 +400,44 @@ impl Otlp {
         }
     }
 
+    /// Spans remembered over all traces.
+    #[cfg(test)]
+    pub(crate) fn remembered_spans(&self) -> usize {
+        self.remembered
+    }
+
+    /// Forgets the oldest trace other than `keep`; false when there is none.
+    fn forget_oldest(&mut self, keep: &str) -> bool {
+        let Some(at) = self.order.iter().position(|t| t != keep) else {
+            return false;
+        };
+        if let Some(oldest) = self.order.remove(at)
+            && let Some(trace) = self.traces.remove(&oldest)
+        {
+            self.remembered = self.remembered.saturating_sub(trace.spans.len());
+        }
+        true
+    }
+
     fn register(&mut self, span: &SpanRecord<'_>) {
         if !self.traces.contains_key(&span.trace_id) {
-            if self.traces.len() >= MAX_TRACES
-                && let Some(oldest) = self.order.pop_front()
-            {
-                self.traces.remove(&oldest);
+            if self.traces.len() >= MAX_TRACES {
+                self.forget_oldest(&span.trace_id);
             }
             self.order.push_back(span.trace_id.clone());
         }
+        let known = self
+            .traces
+            .get(&span.trace_id)
+            .is_some_and(|t| t.spans.contains_key(&span.span_id));
+        if !known {
+            while self.remembered >= MAX_SPANS_REMEMBERED && self.forget_oldest(&span.trace_id) {}
+        }
         let trace = self.traces.entry(span.trace_id.clone()).or_default();
-        if trace.spans.len() >= MAX_SPANS && !trace.spans.contains_key(&span.span_id) {
+        if !known && (trace.spans.len() >= MAX_SPANS || self.remembered >= MAX_SPANS_REMEMBERED) {
             return;
         }
+        self.remembered += usize::from(!known);
         let role = match role(span) {
             Role::Model => Some(RoleTag::Model),
             Role::Agent => Some(RoleTag::Agent),

@@ -325,3 +325,45 @@ fn calls_re_attributed_later_keep_their_start_order() {
     let outputs: Vec<u64> = run.hops.iter().map(|h| h.usage.output).collect();
     assert_eq!(outputs, (1..=8).collect::<Vec<u64>>());
 }
+
+#[test]
+fn spans_remembered_over_all_traces_are_capped() {
+    use super::{AttrValue, MAX_SPANS_REMEMBERED, Otlp, SpanRecord};
+    use crate::ingest::formats::{Context, Emit};
+    struct Sink;
+    impl Emit for Sink {
+        fn event(&mut self, _: u64, _: crate::types::event::TelemetryEvent<'_>) {}
+    }
+    let config = DecoderConfig::default();
+    let cx = Context {
+        origin: "t",
+        scope: "t",
+        config: &config,
+    };
+    let mut otlp = Otlp::default();
+    // 70 traces of 4,096 tool spans each: within the per-trace and the
+    // trace caps, over the total.
+    for trace in 0..70_u32 {
+        let spans: Vec<SpanRecord<'_>> = (0..4096_u32)
+            .map(|span| SpanRecord {
+                trace_id: format!("{trace:032x}"),
+                span_id: format!("{span:016x}"),
+                parent_span_id: None,
+                name: "execute_tool x".into(),
+                attributes: vec![(
+                    "gen_ai.operation.name".into(),
+                    AttrValue::Str("execute_tool".into()),
+                )],
+                ..SpanRecord::default()
+            })
+            .collect();
+        otlp.spans(&spans, &[], 1, cx, &mut Sink).unwrap();
+        assert!(
+            otlp.remembered_spans() <= MAX_SPANS_REMEMBERED,
+            "{} spans remembered after trace {trace}",
+            otlp.remembered_spans()
+        );
+    }
+    // the newest traces are still known whole
+    assert!(otlp.remembered_spans() >= MAX_SPANS_REMEMBERED - 4096);
+}
