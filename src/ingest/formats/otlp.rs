@@ -35,7 +35,7 @@
 //! counted with what it says itself.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
@@ -245,24 +245,26 @@ impl Trace {
         found
     }
 
-    /// Whether a model call is known below `span_id`.
-    fn has_model_below(&self, span_id: &str) -> bool {
-        self.spans.iter().any(|(id, known)| {
-            known.role == Some(RoleTag::Model) && id != span_id && {
-                let mut at = known.parent.as_deref();
-                let mut steps = 0;
-                loop {
-                    match at {
-                        Some(p) if p == span_id => break true,
-                        Some(p) if steps < MAX_SPANS => {
-                            steps += 1;
-                            at = self.spans.get(p).and_then(|k| k.parent.as_deref());
-                        }
-                        _ => break false,
-                    }
-                }
+    /// The spans a known model call is below (its ancestors): one walk up
+    /// from each call, stopping where an earlier walk went, so linear in
+    /// the trace's spans however deep it nests (a walk per agent and call
+    /// was cubic on a hostile chain).
+    fn above_models(&self) -> HashSet<String> {
+        let mut above: HashSet<String> = HashSet::new();
+        for known in self.spans.values() {
+            if known.role != Some(RoleTag::Model) {
+                continue;
             }
-        })
+            let mut at = known.parent.as_deref();
+            while let Some(parent) = at {
+                if above.contains(parent) {
+                    break;
+                }
+                above.insert(parent.to_owned());
+                at = self.spans.get(parent).and_then(|k| k.parent.as_deref());
+            }
+        }
+        above
     }
 }
 
@@ -308,6 +310,8 @@ impl Otlp {
         }
         hops.sort_by_key(|(span, _)| span.start_ns.unwrap_or(0));
         let mut emitted = false;
+        // Per trace, computed when an agent span first needs it.
+        let mut above: HashMap<&str, HashSet<String>> = HashMap::new();
         for (span, usage) in &hops {
             let resource = resources.get(span.resource).map_or(&[][..], Vec::as_slice);
             let Some(trace) = self.traces.get_mut(&span.trace_id) else {
@@ -330,7 +334,11 @@ impl Otlp {
                     emitted = true;
                 }
                 _ => {
-                    if trace.has_model_below(&span.span_id) {
+                    if above
+                        .entry(span.trace_id.as_str())
+                        .or_insert_with(|| trace.above_models())
+                        .contains(&span.span_id)
+                    {
                         continue;
                     }
                     let found = trace.attribution(&span.span_id);
@@ -388,8 +396,13 @@ impl Otlp {
             }
             let mut counted: Vec<String> = trace.agent_usage.keys().cloned().collect();
             counted.sort_unstable();
+            let above = if counted.is_empty() {
+                HashSet::new()
+            } else {
+                trace.above_models()
+            };
             for span_id in counted {
-                if trace.has_model_below(&span_id)
+                if above.contains(&span_id)
                     && let Some(pending) = trace.agent_usage.remove(&span_id)
                 {
                     let mut event = pending.event;

@@ -367,3 +367,38 @@ fn spans_remembered_over_all_traces_are_capped() {
     // the newest traces are still known whole
     assert!(otlp.remembered_spans() >= MAX_SPANS_REMEMBERED - 4096);
 }
+
+#[test]
+fn a_deep_chain_of_agents_and_calls_decodes_in_linear_time() {
+    // A hostile request: 4,096 spans in one chain, agents with usage and
+    // model calls in turn. Whether an agent has a call below it must not
+    // cost a walk per call per agent (4,096³ / 4 steps).
+    let spans: Vec<String> = (1..=4096_u64)
+        .map(|n| {
+            let parent = (n > 1).then(|| format!("{:016x}", n - 1));
+            let operation = if n % 2 == 0 { "chat" } else { "invoke_agent" };
+            span(
+                TRACE,
+                &format!("{n:016x}"),
+                parent.as_deref(),
+                operation,
+                1_760_000_000 + n,
+                &[
+                    attr("gen_ai.operation.name", &s(operation)),
+                    attr("gen_ai.agent.name", &s(&format!("a{}", n % 3))),
+                    attr("gen_ai.usage.input_tokens", &int(10)),
+                    attr("gen_ai.usage.output_tokens", &int(1)),
+                ],
+            )
+        })
+        .collect();
+    let line = request(&spans);
+    let started = std::time::Instant::now();
+    let (snap, _) = report(&[&line]);
+    let took = started.elapsed();
+    assert_eq!(
+        snap.totals.events, 2048,
+        "the calls; no agent has usage of its own left"
+    );
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+}
