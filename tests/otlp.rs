@@ -815,6 +815,35 @@ fn a_partial_success_names_the_rejected_span_and_counts_the_rest() {
 }
 
 #[test]
+fn what_was_accepted_before_a_stop_is_in_the_last_snapshot() {
+    let mut live = Live::start(&["--otlp", "127.0.0.1:0", "--listen", "tcp:127.0.0.1:0"]);
+    let addr = live.listening("otlp-http");
+    // a socket listener beside it
+    let tcp = live
+        .stderr()
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("tokwatch: listening on tcp:")
+                .map(str::to_owned)
+        })
+        .expect("the socket listener");
+    let mut stream = std::net::TcpStream::connect(&tcp).unwrap();
+    stream
+        .write_all(b"{\"run_id\":\"s\",\"agent\":\"a\",\"model\":\"gpt-4o\",\"input_tokens\":1000,\"output_tokens\":100}\n")
+        .unwrap();
+    drop(stream);
+    live.wait_until("the socket's line", |s| s["totals"]["events"] == 1);
+    for n in 1..=20 {
+        let body = export(vec![chat(&trace(n), 1, None, 10, 1)]).encode_to_vec();
+        assert_eq!(post(&addr, &[PROTOBUF], body).status, 200);
+    }
+    // stopped at once: every request answered 200 is counted
+    let last = live.stop();
+    assert_eq!(tokens(&last), (1000 + 200, 100 + 20));
+    assert_eq!(otlp_stats(&last)["requests"], 20);
+}
+
+#[test]
 fn a_request_sent_twice_counts_once() {
     let mut live = Live::start(&["--otlp", "127.0.0.1:0"]);
     let addr = live.listening("otlp-http");
