@@ -97,7 +97,12 @@ pub struct LiveArgs {
     /// ones get 413.
     #[arg(long, default_value_t = crate::ingest::sources::otlp::DEFAULT_MAX_BODY, value_name = "BYTES")]
     pub otlp_max_body: usize,
-    /// Close a socket client that sends nothing for this long (0: never).
+    /// Most OTLP connections at once, over all OTLP listeners; more wait to
+    /// be accepted.
+    #[arg(long, default_value_t = crate::ingest::sources::otlp::conn::DEFAULT_MAX_CONNECTIONS, value_name = "N")]
+    pub otlp_max_connections: usize,
+    /// Close a socket client, or an OTLP connection, that sends nothing for
+    /// this long (0: never).
     #[arg(long, default_value = "15m", value_parser = parse_duration, value_name = "DURATION")]
     pub client_idle_timeout: Duration,
     /// Print one JSON snapshot per interval to stdout instead of the dashboard.

@@ -257,6 +257,7 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
             grpc: args.otlp_grpc,
             token: args.otlp_token,
             max_body: args.otlp_max_body,
+            max_connections: args.otlp_max_connections,
             // A hidden hook for tests of backpressure (tests/otlp.rs).
             hold_aggregator_while: std::env::var_os("TOKWATCH_TEST_HOLD_WHILE").map(PathBuf::from),
         },

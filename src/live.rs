@@ -888,6 +888,10 @@ impl Sources {
             otlp_settings.token.clone(),
             otlp_settings.max_body,
         ));
+        let connections = Arc::new(otlp::conn::Connections::new(
+            otlp_settings.max_connections,
+            settings.client_idle_timeout,
+        ));
         for (protocol, listener, source) in bound {
             let counters = Arc::new(OtlpCounters::default());
             self.listening.push(source.name.to_string());
@@ -901,6 +905,7 @@ impl Sources {
                 counters,
                 intake: intake.clone(),
             };
+            let listener = otlp::conn::Limited::new(listener, connections.clone());
             let task = match protocol {
                 "otlp-grpc" => {
                     tokio::spawn(otlp::grpc::serve(listener, endpoint, shutdown.clone()))

@@ -844,6 +844,41 @@ fn what_was_accepted_before_a_stop_is_in_the_last_snapshot() {
 }
 
 #[test]
+fn connections_are_capped_and_idle_ones_closed() {
+    let mut live = Live::start(&[
+        "--otlp",
+        "127.0.0.1:0",
+        "--otlp-max-connections",
+        "2",
+        "--client-idle-timeout",
+        "2s",
+    ]);
+    let addr = live.listening("otlp-http");
+    // two peers that connect and say nothing hold both slots
+    let idle: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200)); // let them be accepted
+    let started = Instant::now();
+    let body = export(vec![chat(&trace(1), 1, None, 10, 1)]).encode_to_vec();
+    // served once an idle one is closed, not before
+    assert_eq!(post(&addr, &[PROTOBUF], body).status, 200);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "served after {waited:?}"
+    );
+    for mut stream in idle {
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let mut byte = [0_u8; 1];
+        let read = std::io::Read::read(&mut stream, &mut byte);
+        assert!(matches!(read, Ok(0)), "closed by tokwatch: {read:?}");
+    }
+    live.requests(1);
+    live.stop();
+}
+
+#[test]
 fn a_request_sent_twice_counts_once() {
     let mut live = Live::start(&["--otlp", "127.0.0.1:0"]);
     let addr = live.listening("otlp-http");

@@ -28,6 +28,7 @@
 //! The same request sent twice (a retry after a lost response) counts once:
 //! its spans carry the same call ids (`ingest::dedup`).
 
+pub mod conn;
 pub mod grpc;
 pub mod http;
 
@@ -81,6 +82,8 @@ pub struct OtlpSettings {
     pub token: Option<String>,
     /// `--otlp-max-body`.
     pub max_body: usize,
+    /// `--otlp-max-connections`: over every OTLP listener.
+    pub max_connections: usize,
     /// Tests only (`TOKWATCH_TEST_HOLD_WHILE`, read by `lib.rs`): the
     /// aggregator folds nothing while this file exists, so that a test can
     /// fill the channel and see backpressure deterministically.
@@ -94,6 +97,7 @@ impl Default for OtlpSettings {
             grpc: Vec::new(),
             token: None,
             max_body: DEFAULT_MAX_BODY,
+            max_connections: conn::DEFAULT_MAX_CONNECTIONS,
             hold_aggregator_while: None,
         }
     }

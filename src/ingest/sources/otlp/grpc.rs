@@ -166,7 +166,7 @@ where
 /// Serves OTLP/gRPC on `listener` until `shutdown` turns true: then new
 /// exports get `UNAVAILABLE`, and what was accepted is on the channel.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: super::conn::Limited,
     endpoint: Endpoint,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -214,7 +214,10 @@ pub async fn serve(
         let _ = shutdown.wait_for(|stop| *stop).await;
         intake.stop();
     };
-    let incoming = tonic::codegen::tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let incoming = futures_util::stream::unfold(listener, |mut listener| async move {
+        let (conn, _) = listener.next().await;
+        Some((Ok::<_, std::io::Error>(conn), listener))
+    });
     if let Err(e) = tonic::transport::Server::builder()
         // A connection's exports beyond this wait (HTTP/2 flow control);
         // over all connections, the intake's slots bound the rest.

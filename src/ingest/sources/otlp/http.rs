@@ -328,7 +328,7 @@ async fn not_found() -> Response {
 /// requests get 503, connections close once their request is answered,
 /// and what was accepted is already on the channel.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: super::conn::Limited,
     endpoint: Endpoint,
     mut shutdown: watch::Receiver<bool>,
 ) {
