@@ -250,6 +250,46 @@ fn without_sources_the_dashboard_shows_the_built_in_workload() {
     tui.wait_for("exit", |_| tui.pane_dead());
 }
 
+#[test]
+fn the_dashboard_shows_what_an_otlp_receiver_gets() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let tui = Tmux::start(&format!("--otlp 127.0.0.1:{port}"));
+    let attr = |k: &str, v: &str| format!(r#"{{"key":"{k}","value":{v}}}"#);
+    let body = format!(
+        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{}]}},"scopeSpans":[{{"spans":[{{"traceId":"0af7651916cd43dd8448eb211c80319c","spanId":"b7ad6b7169203331","name":"chat","startTimeUnixNano":"1764000000000000000","attributes":[{},{},{},{}]}}]}}]}}]}}"#,
+        attr("service.name", r#"{"stringValue":"otlp-fleet-bot"}"#),
+        attr("gen_ai.operation.name", r#"{"stringValue":"chat"}"#),
+        attr("gen_ai.request.model", r#"{"stringValue":"gpt-4o"}"#),
+        attr("gen_ai.usage.input_tokens", r#"{"intValue":"1000"}"#),
+        attr("gen_ai.usage.output_tokens", r#"{"intValue":"100"}"#),
+    );
+    let request = format!(
+        "POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = poll("the receiver", || {
+        let mut stream =
+            std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+        stream
+            .write_all(request.as_bytes())
+            .map_err(|e| e.to_string())?;
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut answer).map_err(|e| e.to_string())?;
+        Ok(answer)
+    });
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    tui.keys(&["3"]);
+    tui.wait_for("the agent of the OTLP span", |s| {
+        s.contains("otlp-fleet-bot")
+    });
+    tui.keys(&["q"]);
+    tui.wait_for("exit", |_| tui.pane_dead());
+}
+
 /// Starts `tokwatch ARGS` in a `width`×`height` terminal.
 fn tmux_at(args: &str, width: u16, height: u16) -> Tmux {
     Tmux::launch("", args, width, height)
