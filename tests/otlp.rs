@@ -858,7 +858,7 @@ fn connections_are_capped_and_idle_ones_closed() {
     let idle: Vec<std::net::TcpStream> = (0..2)
         .map(|_| std::net::TcpStream::connect(&addr).unwrap())
         .collect();
-    std::thread::sleep(Duration::from_millis(200)); // let them be accepted
+    // (accepted in the order they connected: the kernel's backlog is FIFO)
     let started = Instant::now();
     let body = export(vec![chat(&trace(1), 1, None, 10, 1)]).encode_to_vec();
     // served once an idle one is closed, not before
