@@ -659,15 +659,37 @@ impl<'de> Deserialize<'de> for IntValue {
     }
 }
 
-/// `…TimeUnixNano`: a decimal string or a number.
+/// `…TimeUnixNano`: a decimal string or a number, unsigned 64-bit (fixed64
+/// in protobuf: every value a protobuf request carries reads back from its
+/// normalized line).
 struct Nanos(u64);
 
 impl<'de> Deserialize<'de> for Nanos {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let IntValue(n) = IntValue::deserialize(deserializer)?;
-        u64::try_from(n)
-            .map(Nanos)
-            .map_err(|_| de::Error::custom("a time before 1970"))
+        struct NanosVisitor;
+        impl Visitor<'_> for NanosVisitor {
+            type Value = Nanos;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("nanoseconds since 1970, a number or a decimal string")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Nanos, E> {
+                u64::try_from(v)
+                    .map(Nanos)
+                    .map_err(|_| E::custom("a time before 1970"))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Nanos, E> {
+                Ok(Nanos(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Nanos, E> {
+                let v = v.trim();
+                match v.parse::<u64>() {
+                    Ok(n) => Ok(Nanos(n)),
+                    Err(_) if v.parse::<i64>().is_ok() => Err(E::custom("a time before 1970")),
+                    Err(_) => Err(E::custom(format!("time '{v}' is not an integer"))),
+                }
+            }
+        }
+        deserializer.deserialize_any(NanosVisitor)
     }
 }
 
