@@ -438,8 +438,12 @@ impl Aggregator {
             spans_accepted,
             rejected_spans,
             malformed,
+            budget,
         } = request;
         let index = self.fold(&source, &mut lines)?;
+        // Folded: its bytes are no longer in flight.
+        drop(budget);
+        drop(lines);
         let location = source.location(request);
         if let Some(reason) = malformed {
             self.stats.count_line(index, Format::Otlp);

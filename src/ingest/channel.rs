@@ -120,6 +120,9 @@ pub struct OtlpRequest {
     pub rejected_spans: Vec<String>,
     /// The request was malformed (answered 400 / `INVALID_ARGUMENT`): why.
     pub malformed: Option<String>,
+    /// The bytes of its line out of the receivers' budget of bytes in
+    /// flight, given back when the aggregator drops the request (folded).
+    pub budget: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

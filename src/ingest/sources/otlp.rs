@@ -64,6 +64,13 @@ pub const MAX_IN_FLIGHT: usize = 4;
 /// channel, before it is answered 429 / `RESOURCE_EXHAUSTED`.
 pub const BACKPRESSURE_WAIT: Duration = Duration::from_secs(1);
 
+/// Bytes of normalized lines on their way to the aggregator, over all OTLP
+/// requests: a request whose line does not fit waits for room (at most
+/// [`BACKPRESSURE_WAIT`], then 429), so that the channel's 64 messages never
+/// hold 64 maximal requests (a protobuf body of spans without text is about
+/// five times larger as a JSON line).
+pub const MAX_BYTES_IN_FLIGHT: usize = 64 * 1024 * 1024;
+
 /// The retry delay a throttled client is told (`Retry-After`, `RetryInfo`).
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -214,6 +221,9 @@ pub struct Intake {
     tx: mpsc::Sender<IngestMsg>,
     state: Mutex<State>,
     slots: Arc<Semaphore>,
+    /// [`MAX_BYTES_IN_FLIGHT`], one permit a byte.
+    bytes: Arc<Semaphore>,
+    bytes_max: usize,
     token: Option<String>,
     pub max_body: usize,
     segment_attribute: Option<String>,
@@ -241,6 +251,8 @@ impl Intake {
                 requests: 0,
             }),
             slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            bytes: Arc::new(Semaphore::new(MAX_BYTES_IN_FLIGHT)),
+            bytes_max: MAX_BYTES_IN_FLIGHT,
             token: token.filter(|t| !t.is_empty()),
             max_body,
             segment_attribute: decoders.segment_attribute.clone(),
@@ -268,6 +280,14 @@ impl Intake {
         };
         scheme.eq_ignore_ascii_case(b"bearer")
             && constant_time_eq::constant_time_eq(credentials.trim_ascii(), token.as_bytes())
+    }
+
+    /// The same intake with another budget of bytes in flight (tests).
+    #[must_use]
+    pub fn with_bytes_in_flight(mut self, max: usize) -> Self {
+        self.bytes = Arc::new(Semaphore::new(max));
+        self.bytes_max = max;
+        self
     }
 
     /// New requests are answered 503 / `UNAVAILABLE` from now on.
@@ -323,9 +343,34 @@ impl Intake {
         };
         let intake = self.clone();
         let source = endpoint.source.clone();
+        let counters = endpoint.counters.clone();
+        let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             let decoded = intake.decode(&payload);
-            intake.send(source, decoded, permit)
+            drop(payload);
+            // Room for the line among the bytes in flight; the decoder's
+            // state is untouched so far, so a request turned away here
+            // was not counted either.
+            let budget = match &decoded {
+                Ok(normal) => {
+                    let weight = normal.line.len().clamp(1, intake.bytes_max);
+                    let weight = u32::try_from(weight).unwrap_or(u32::MAX);
+                    let room = runtime.block_on(tokio::time::timeout(
+                        BACKPRESSURE_WAIT,
+                        intake.bytes.clone().acquire_many_owned(weight),
+                    ));
+                    match room {
+                        Ok(Ok(budget)) => Some(budget),
+                        Ok(Err(_)) => return Export::Stopping,
+                        Err(_) => {
+                            counters.throttle();
+                            return Export::Throttled;
+                        }
+                    }
+                }
+                Err(_) => None,
+            };
+            intake.send(source, decoded, budget, permit)
         })
         .await
         .unwrap_or_else(|e| Export::Failed(format!("decoding the request failed: {e}")))
@@ -335,7 +380,7 @@ impl Intake {
     /// gRPC message tonic could not decode), as [`Intake::export`] would.
     pub async fn malformed(&self, endpoint: &Endpoint, reason: String) -> Export {
         match self.reserve(endpoint).await {
-            Ok(permit) => self.send(endpoint.source.clone(), Err(reason), permit),
+            Ok(permit) => self.send(endpoint.source.clone(), Err(reason), None, permit),
             Err(answer) => answer,
         }
     }
@@ -362,6 +407,7 @@ impl Intake {
         &self,
         source: SourceRef,
         decoded: Result<Normal, String>,
+        budget: Option<OwnedSemaphorePermit>,
         permit: mpsc::OwnedPermit<IngestMsg>,
     ) -> Export {
         // Numbered, decoded and sent in one order: a later request's
@@ -387,6 +433,7 @@ impl Intake {
                     spans_accepted: normal.accepted,
                     rejected_spans: normal.rejected,
                     malformed: None,
+                    budget,
                 };
                 (msg, export)
             }
@@ -398,6 +445,7 @@ impl Intake {
                     spans_accepted: 0,
                     rejected_spans: Vec::new(),
                     malformed: Some(reason.clone()),
+                    budget: None,
                 };
                 (msg, Export::Malformed(reason))
             }
@@ -639,6 +687,42 @@ mod tests {
                 .export(&endpoint, Payload::Json(REQUEST.to_vec()))
                 .await;
             assert!(matches!(retry, Export::Accepted { .. }));
+            let Some(IngestMsg::Otlp(request)) = rx.recv().await else {
+                panic!("the retry")
+            };
+            assert_eq!(request.request, 2);
+        });
+    }
+
+    #[test]
+    fn lines_in_flight_are_bounded_by_bytes() {
+        runtime().block_on(async {
+            let (tx, mut rx) = mpsc::channel(8);
+            // room for one request's line, not two
+            let endpoint = endpoint(
+                Intake::new(tx, &DecoderConfig::default(), None, 1024).with_bytes_in_flight(300),
+            );
+            let intake = endpoint.intake.clone();
+            let first = intake
+                .export(&endpoint, Payload::Json(REQUEST.to_vec()))
+                .await;
+            assert!(matches!(first, Export::Accepted { .. }), "{first:?}");
+            // the first is not folded yet: no room, though the channel has some
+            let second = intake
+                .export(&endpoint, Payload::Json(REQUEST.to_vec()))
+                .await;
+            assert_eq!(second, Export::Throttled);
+            assert_eq!(endpoint.counters.throttled.load(Ordering::Relaxed), 1);
+            // folded (dropped by the aggregator): room again, and the
+            // throttled request was never numbered
+            let Some(IngestMsg::Otlp(folded)) = rx.recv().await else {
+                panic!("the first request")
+            };
+            drop(folded);
+            let retry = intake
+                .export(&endpoint, Payload::Json(REQUEST.to_vec()))
+                .await;
+            assert!(matches!(retry, Export::Accepted { .. }), "{retry:?}");
             let Some(IngestMsg::Otlp(request)) = rx.recv().await else {
                 panic!("the retry")
             };
