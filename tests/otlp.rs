@@ -664,6 +664,31 @@ fn bad_requests_get_the_answers_of_the_specification() {
 }
 
 #[test]
+fn a_client_still_sending_a_large_body_reads_the_answer() {
+    // Answers given before the body is read (413 by its length, 401, 415)
+    // must reach a client still writing it: not a broken pipe.
+    let mut live = Live::start(&[
+        "--otlp",
+        "127.0.0.1:0",
+        "--otlp-max-body",
+        "1048576",
+        "--otlp-token",
+        "t",
+    ]);
+    let addr = live.listening("otlp-http");
+    let big = vec![0_u8; 24 << 20];
+    let auth = ("authorization", "Bearer t");
+    assert_eq!(post(&addr, &[PROTOBUF, auth], big.clone()).status, 413);
+    assert_eq!(post(&addr, &[PROTOBUF], big.clone()).status, 401);
+    assert_eq!(
+        post(&addr, &[("content-type", "text/plain"), auth], big).status,
+        415
+    );
+    live.wait_until("three refusals", |s| otlp_stats(s)["refused"] == 3);
+    live.stop();
+}
+
+#[test]
 fn a_gzip_bomb_gets_413_and_memory_stays_small() {
     let mut live = Live::start(&["--otlp", "127.0.0.1:0", "--otlp-max-body", "4194304"]);
     let addr = live.listening("otlp-http");

@@ -30,6 +30,12 @@ use super::{Endpoint, Export, Gunzip, Payload, RETRY_AFTER, gunzip};
 /// it must not hold one of the few slots for ever).
 pub(super) const BODY_DEADLINE: Duration = Duration::from_secs(30);
 
+/// A body answered before it is read (401, 413 by its length, 415, 429 for
+/// want of a slot) is read on and thrown away up to this much, so that a
+/// client still writing it gets the answer rather than a broken pipe; what
+/// is read is never kept.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
 /// google.rpc.Code values.
 const INVALID_ARGUMENT: i32 = 3;
 const NOT_FOUND: i32 = 5;
@@ -142,6 +148,30 @@ fn accepted(encoding: Encoding, rejected: u64, message: String) -> Response {
         .into_response()
 }
 
+/// Reads and throws away what is left of a body, up to [`DRAIN_LIMIT`] and
+/// within [`BODY_DEADLINE`] (then the connection closes).
+async fn drain<S>(stream: &mut S)
+where
+    S: futures_util::Stream<Item = Result<axum::body::Bytes, axum::Error>> + Unpin,
+{
+    let mut seen = 0_usize;
+    let _ = tokio::time::timeout(BODY_DEADLINE, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len();
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// `response`, once the unread `body` is drained.
+async fn unread(response: Response, body: Body) -> Response {
+    drain(&mut body.into_data_stream()).await;
+    response
+}
+
 /// Reads a body of at most `max` bytes; `Err`: the answer.
 async fn read_body(body: Body, max: usize, encoding: Encoding) -> Result<Vec<u8>, Response> {
     let mut stream = body.into_data_stream();
@@ -157,6 +187,7 @@ async fn read_body(body: Body, max: usize, encoding: Encoding) -> Result<Vec<u8>
                 )
             })?;
             if out.len() + chunk.len() > max {
+                drain(&mut stream).await;
                 return Err(too_large(encoding, max));
             }
             out.extend_from_slice(&chunk);
@@ -207,7 +238,7 @@ async fn traces(State(endpoint): State<Arc<Endpoint>>, request: Request) -> Resp
         response
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return response;
+        return unread(response, body).await;
     }
     if intake.stopping() {
         endpoint.counters.refuse();
@@ -220,21 +251,23 @@ async fn traces(State(endpoint): State<Arc<Endpoint>>, request: Request) -> Resp
     }
     let Some(encoding) = known else {
         endpoint.counters.refuse();
-        return status(
+        let response = status(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Encoding::Protobuf,
             INVALID_ARGUMENT,
             "Content-Type must be application/x-protobuf or application/json",
         );
+        return unread(response, body).await;
     };
     let Some(gzip) = gzipped(&parts.headers) else {
         endpoint.counters.refuse();
-        return status(
+        let response = status(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             encoding,
             INVALID_ARGUMENT,
             "Content-Encoding must be gzip or none",
         );
+        return unread(response, body).await;
     };
     let max = intake.max_body;
     let declared = parts
@@ -244,16 +277,17 @@ async fn traces(State(endpoint): State<Arc<Endpoint>>, request: Request) -> Resp
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
         endpoint.counters.refuse();
-        return too_large(encoding, max);
+        return unread(too_large(encoding, max), body).await;
     }
     let Some(_slot) = intake.slot().await else {
         endpoint.counters.throttle();
-        return with_retry_after(status(
+        let response = with_retry_after(status(
             StatusCode::TOO_MANY_REQUESTS,
             encoding,
             RESOURCE_EXHAUSTED,
             "too many requests at once: retry later",
         ));
+        return unread(response, body).await;
     };
     let body = match read_body(body, max, encoding).await {
         Ok(body) => body,
