@@ -21,7 +21,9 @@
 //!    [`parse_request`] the file decoder uses), each span whose usage the
 //!    decoder would reject is set apart (`partial_success`), the others are
 //!    written as one normalized OTLP/JSON line ([`normalized_line`]: no
-//!    text) which the shared decoder decodes as request number N
+//!    text); its bytes are taken from [`MAX_BYTES_IN_FLIGHT`] (none free
+//!    within [`BACKPRESSURE_WAIT`]: 429, the shared decoder untouched);
+//!    the shared decoder decodes it as request number N
 //!    (`otlp-http:127.0.0.1:4318#request N`), and the result is sent with
 //!    the reserved room, in decoding order.
 //!
@@ -67,8 +69,8 @@ pub const BACKPRESSURE_WAIT: Duration = Duration::from_secs(1);
 /// Bytes of normalized lines on their way to the aggregator, over all OTLP
 /// requests: a request whose line does not fit waits for room (at most
 /// [`BACKPRESSURE_WAIT`], then 429), so that the channel's 64 messages never
-/// hold 64 maximal requests (a protobuf body of spans without text is about
-/// five times larger as a JSON line).
+/// hold 64 maximal requests (a protobuf body of spans without text grows
+/// several times as a JSON line: hex ids, key names).
 pub const MAX_BYTES_IN_FLIGHT: usize = 64 * 1024 * 1024;
 
 /// The retry delay a throttled client is told (`Retry-After`, `RetryInfo`).
