@@ -218,6 +218,19 @@ struct Sent {
 }
 
 fn send(python: &Path, dir: &Path, protocol: &str, endpoint: &str, tag: &str, gzip: bool) -> Sent {
+    send_with(python, dir, protocol, endpoint, tag, gzip, &[])
+}
+
+/// `send` with more arguments for the sender.
+fn send_with(
+    python: &Path,
+    dir: &Path,
+    protocol: &str,
+    endpoint: &str,
+    tag: &str,
+    gzip: bool,
+    more: &[&str],
+) -> Sent {
     let native = dir.join(format!("{tag}.native.jsonl"));
     let otlp_json = dir.join(format!("{tag}.otlp.json"));
     let mut command = Command::new(python);
@@ -228,7 +241,8 @@ fn send(python: &Path, dir: &Path, protocol: &str, endpoint: &str, tag: &str, gz
         .arg("--native-out")
         .arg(&native)
         .arg("--otlp-json-out")
-        .arg(&otlp_json);
+        .arg(&otlp_json)
+        .args(more);
     if !gzip {
         command.arg("--no-gzip");
     }
@@ -501,12 +515,21 @@ fn source_names(snapshot: &Value) -> Vec<String> {
 // ---------------------------------------------------------------- tests: OTLP
 
 /// The SDK's OTLP/HTTP exporter (protobuf, gzip, bearer token): every
-/// token, call, run and cent it sent, attributed to the right agent.
+/// token, call, run and cent it sent, attributed to the right agent; and
+/// the `--record`ing of it replays to the same aggregates.
 #[test]
 fn otel_sdk_over_http_counts_exactly_what_was_sent() {
     let Some(python) = otel_python() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let mut tokwatch = Tokwatch::start(&["--otlp", "127.0.0.1:0", "--otlp-token", OTLP_TOKEN]);
+    let record = dir.path().join("received.jsonl");
+    let mut tokwatch = Tokwatch::start(&[
+        "--otlp",
+        "127.0.0.1:0",
+        "--otlp-token",
+        OTLP_TOKEN,
+        "--record",
+        record.to_str().unwrap(),
+    ]);
     let http = tokwatch.listening("otlp-http");
     let sent = send(
         &python,
@@ -522,6 +545,18 @@ fn otel_sdk_over_http_counts_exactly_what_was_sent() {
         "{:?}",
         source_names(&snapshot)
     );
+    drop(tokwatch);
+    let replay = report(&[record.as_path()]);
+    for key in ["totals", "by_agent", "by_model", "by_format"] {
+        let mut live = snapshot[key].clone();
+        if key == "totals" {
+            live.as_object_mut().unwrap().remove("runs_evicted");
+        }
+        assert_eq!(
+            live, replay[key],
+            "{key}: live, then the replay of --record"
+        );
+    }
 }
 
 /// The SDK's OTLP/gRPC exporter (gzip, bearer token in the metadata) and
@@ -555,6 +590,46 @@ fn otel_sdk_over_grpc_and_http_into_one_tokwatch() {
     let names = source_names(&snapshot);
     for name in [format!("otlp-grpc:{grpc}"), format!("otlp-http:{http}")] {
         assert!(names.contains(&name), "{name} in {names:?}");
+    }
+}
+
+/// One trace through two listeners: the SDK sends each batch's agent and
+/// root spans over OTLP/HTTP and its model calls and tools over OTLP/gRPC
+/// (`--protocol split`), so a call arrives on one listener and the span
+/// that names its agent and run on the other. One decoder state for every
+/// listener: the totals are those of one listener.
+#[test]
+#[ignore = "needs --otlp-grpc (the OTLP/gRPC receiver is not on main yet)"]
+fn otel_sdk_spans_of_one_trace_through_both_listeners() {
+    let Some(python) = otel_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut tokwatch = Tokwatch::start(&[
+        "--otlp",
+        "127.0.0.1:0",
+        "--otlp-grpc",
+        "127.0.0.1:0",
+        "--otlp-token",
+        OTLP_TOKEN,
+    ]);
+    let http = tokwatch.listening("otlp-http");
+    let grpc = tokwatch.listening("otlp-grpc");
+    let grpc = grpc.to_string();
+    let sent = send_with(
+        &python,
+        dir.path(),
+        "split",
+        &format!("http://{http}"),
+        "s",
+        true,
+        &["--grpc-endpoint", &grpc],
+    );
+    let (snapshot, _) = assert_counts_what_was_sent(&mut tokwatch, &[&sent]);
+    // Both listeners had a part.
+    for source in snapshot["ingest"]["sources"].as_array().unwrap() {
+        assert!(
+            source["otlp"]["spans_accepted"].as_u64().unwrap() > 0,
+            "{source}"
+        );
     }
 }
 

@@ -18,7 +18,9 @@ The spans follow the OpenTelemetry GenAI semantic conventions (`invoke_agent`, `
 - a model without a price (it must be counted as unpriced, never as $0);
 - an Anthropic instrumentation's input count that excludes the cache counts;
 - a chat span with no agent anywhere (the service name is the agent);
-- prompt-cache reads and writes, reasoning tokens, an errored call, tool spans.
+- prompt-cache reads and writes, reasoning tokens, an errored call, tool spans;
+- with `--protocol split`, one trace through two listeners (agent spans over HTTP, the rest
+  over gRPC).
 
 stdout gets one JSON object: what was sent, in tokwatch's disjoint buckets, computed here without
 tokwatch (totals, per agent, per model, per run). `--native-out FILE` also writes the same calls
@@ -45,9 +47,9 @@ BUCKETS = ("uncached_input", "cache_read", "cache_write", "output", "reasoning")
 
 
 class Counting(SpanExporter):
-    """Wraps the real exporter: counts requests and spans, remembers failures, and
-    optionally writes each request as one OTLP/JSON line (what the Collector's file
-    exporter writes)."""
+    """Wraps the real exporter: counts export batches (requests, but two with --protocol
+    split) and spans, remembers failures, and optionally writes each batch as one OTLP/JSON
+    line (what the Collector's file exporter writes)."""
 
     def __init__(self, inner, json_out=None):
         self.inner = inner
@@ -86,9 +88,39 @@ class Discard(SpanExporter):
         pass
 
 
-def exporter(protocol, endpoint, token, gzip):
+class Split(SpanExporter):
+    """`--protocol split`: each batch is sent in two requests, the agent and root spans
+    over OTLP/HTTP and the rest (model calls, tools) over OTLP/gRPC, so the spans of one
+    trace reach the receiver through two listeners."""
+
+    def __init__(self, http, grpc):
+        self.http = http
+        self.grpc = grpc
+
+    def export(self, spans):
+        def over_http(span):
+            agent = span.attributes.get("gen_ai.operation.name") == "invoke_agent"
+            return agent or span.parent is None
+
+        results = []
+        for inner, part in ((self.grpc, [s for s in spans if not over_http(s)]),
+                            (self.http, [s for s in spans if over_http(s)])):
+            if part:
+                results.append(inner.export(part))
+        ok = all(r == SpanExportResult.SUCCESS for r in results)
+        return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
+
+    def shutdown(self):
+        self.http.shutdown()
+        self.grpc.shutdown()
+
+
+def exporter(protocol, endpoint, token, gzip, grpc_endpoint=None):
     if protocol == "file":
         return Discard()
+    if protocol == "split":
+        return Split(exporter("http", endpoint, token, gzip),
+                     exporter("grpc", grpc_endpoint, token, gzip))
     headers = {"authorization": f"Bearer {token}"} if token else {}
     if protocol == "http":
         from opentelemetry.exporter.otlp.proto.http import Compression
@@ -381,8 +413,11 @@ def usage_attributes(u):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--protocol", choices=("http", "grpc", "file"), required=True,
-                        help="the OTLP exporter to use (file: none, only --otlp-json-out)")
+    parser.add_argument("--protocol", choices=("http", "grpc", "split", "file"), required=True,
+                        help="the OTLP exporter to use (split: agent and root spans over HTTP "
+                        "to --endpoint, the rest over gRPC to --grpc-endpoint; file: none, "
+                        "only --otlp-json-out)")
+    parser.add_argument("--grpc-endpoint", help="HOST:PORT, for --protocol split")
     parser.add_argument("--endpoint", default="",
                         help="http://HOST:PORT (HTTP: /v1/traces is added) or HOST:PORT (gRPC)")
     parser.add_argument("--token", help="sent as `authorization: Bearer TOKEN`")
@@ -399,6 +434,8 @@ def main():
         parser.error("--protocol file needs --otlp-json-out")
     if args.protocol != "file" and not args.endpoint:
         parser.error(f"--protocol {args.protocol} needs --endpoint")
+    if args.protocol == "split" and not args.grpc_endpoint:
+        parser.error("--protocol split needs --grpc-endpoint")
 
     service = f"fleet-{args.tag}"
     provider = TracerProvider(resource=Resource.create({
@@ -407,8 +444,8 @@ def main():
         "deployment.environment.name": "test",
     }))
     json_out = open(args.otlp_json_out, "w", encoding="utf-8") if args.otlp_json_out else None
-    counting = Counting(exporter(args.protocol, args.endpoint, args.token, not args.no_gzip),
-                        json_out)
+    counting = Counting(exporter(args.protocol, args.endpoint, args.token, not args.no_gzip,
+                                 args.grpc_endpoint), json_out)
     # Requests go out only on force_flush (the schedule never fires during a run), in
     # batches of --batch spans: the request boundaries are the workload's own.
     processor = BatchSpanProcessor(counting, max_export_batch_size=args.batch,
