@@ -563,7 +563,6 @@ fn otel_sdk_over_http_counts_exactly_what_was_sent() {
 /// its OTLP/HTTP exporter (uncompressed) into one tokwatch: both
 /// workloads counted exactly, each listener its own source.
 #[test]
-#[ignore = "needs --otlp-grpc (the OTLP/gRPC receiver is not on main yet)"]
 fn otel_sdk_over_grpc_and_http_into_one_tokwatch() {
     let Some(python) = otel_python() else { return };
     let dir = tempfile::tempdir().unwrap();
@@ -599,7 +598,6 @@ fn otel_sdk_over_grpc_and_http_into_one_tokwatch() {
 /// that names its agent and run on the other. One decoder state for every
 /// listener: the totals are those of one listener.
 #[test]
-#[ignore = "needs --otlp-grpc (the OTLP/gRPC receiver is not on main yet)"]
 fn otel_sdk_spans_of_one_trace_through_both_listeners() {
     let Some(python) = otel_python() else { return };
     let dir = tempfile::tempdir().unwrap();
@@ -680,7 +678,6 @@ fn otel_sdk_over_http_without_the_token_is_refused() {
 }
 
 #[test]
-#[ignore = "needs --otlp-grpc (the OTLP/gRPC receiver is not on main yet)"]
 fn otel_sdk_over_grpc_without_the_token_is_refused() {
     refused_without_the_token("grpc");
 }
