@@ -631,9 +631,55 @@ fn otel_sdk_spans_of_one_trace_through_both_listeners() {
     }
 }
 
+/// Runs the sender where every export must fail; returns how many export
+/// requests it made.
+fn send_refused(python: &Path, protocol: &str, endpoint: &str, token: Option<&str>) -> u64 {
+    let mut command = Command::new(python);
+    command.arg(repo().join("tests/otel/send_spans.py")).args([
+        "--protocol",
+        protocol,
+        "--endpoint",
+        endpoint,
+        "--tag",
+        "x",
+    ]);
+    if let Some(token) = token {
+        command.args(["--token", token]);
+    }
+    let out = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("export requests failed"),
+        "{protocol} with token {token:?}: exports succeeded ({})\n{stderr}",
+        out.status
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("send_spans.py prints JSON");
+    assert_eq!(printed["exported_spans"], 0, "{printed}");
+    printed["requests"].as_u64().unwrap()
+}
+
+/// Waits until the OTLP listeners have refused `n` requests, and checks that
+/// nothing was counted.
+fn wait_refused(tokwatch: &mut Tokwatch, n: u64) {
+    let snapshot = tokwatch.wait_until(&format!("{n} refused requests"), |s| {
+        let refused: u64 = s["ingest"]["sources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|source| source["otlp"]["refused"].as_u64())
+            .sum();
+        if refused == n {
+            vec![]
+        } else {
+            vec![format!("refused: {refused}")]
+        }
+    });
+    assert_eq!(snapshot["totals"]["events"], 0, "{}", snapshot["totals"]);
+}
+
 /// With a wrong token, or none, the SDK's exports through `protocol` are
-/// refused; then, with the token, tokwatch shows exactly that workload, so
-/// nothing of the refused ones was counted.
+/// refused (each request counted as refused) and nothing is counted; then,
+/// with the token, tokwatch shows exactly that workload.
 fn refused_without_the_token(protocol: &str) {
     let Some(python) = otel_python() else { return };
     let (flag, kind) = match protocol {
@@ -646,30 +692,30 @@ fn refused_without_the_token(protocol: &str) {
         "http" => format!("http://{addr}"),
         _ => addr.to_string(),
     };
-    for token in [Some("wrong-token"), None] {
-        let mut command = Command::new(&python);
-        command.arg(repo().join("tests/otel/send_spans.py")).args([
-            "--protocol",
-            protocol,
-            "--endpoint",
-            &endpoint,
-            "--tag",
-            "x",
-        ]);
-        if let Some(token) = token {
-            command.args(["--token", token]);
-        }
-        let out = command.output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !out.status.success() && stderr.contains("export requests failed"),
-            "{protocol} with token {token:?}: {}\n{stderr}",
-            out.status
-        );
-    }
+    let refused = send_refused(&python, protocol, &endpoint, Some("wrong-token"))
+        + send_refused(&python, protocol, &endpoint, None);
+    wait_refused(&mut tokwatch, refused);
     let dir = tempfile::tempdir().unwrap();
     let sent = send(&python, dir.path(), protocol, &endpoint, "ok", true);
     assert_counts_what_was_sent(&mut tokwatch, &[&sent]);
+}
+
+/// Requests over `--otlp-max-body` get 413, which the SDK's HTTP exporter
+/// does not retry: each is refused once, nothing is counted.
+#[test]
+fn otel_sdk_over_http_oversized_requests_get_413() {
+    let Some(python) = otel_python() else { return };
+    let mut tokwatch = Tokwatch::start(&[
+        "--otlp",
+        "127.0.0.1:0",
+        "--otlp-token",
+        OTLP_TOKEN,
+        "--otlp-max-body",
+        "300",
+    ]);
+    let endpoint = format!("http://{}", tokwatch.listening("otlp-http"));
+    let requests = send_refused(&python, "http", &endpoint, Some(OTLP_TOKEN));
+    wait_refused(&mut tokwatch, requests);
 }
 
 #[test]
