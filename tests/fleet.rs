@@ -95,9 +95,18 @@ struct Tokwatch {
 
 impl Tokwatch {
     fn start(args: &[&str]) -> Tokwatch {
+        Tokwatch::spawn(args, &["--jsonl", "--interval", "100ms"])
+    }
+
+    /// `--headless`: no snapshots, only the listeners' lines on stderr.
+    fn start_headless(args: &[&str]) -> Tokwatch {
+        Tokwatch::spawn(args, &["--headless"])
+    }
+
+    fn spawn(args: &[&str], mode: &[&str]) -> Tokwatch {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tokwatch"))
             .args(args)
-            .args(["--jsonl", "--interval", "100ms"])
+            .args(mode)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -785,8 +794,15 @@ impl Prometheus {
         panic!("prometheus did not start");
     }
 
+    /// The last lines of the server's log, for failure messages.
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+        let log =
+            std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        format!(
+            "prometheus log (last lines):\n{}",
+            lines[lines.len().saturating_sub(15)..].join("\n")
+        )
     }
 
     /// An instant query: its `data.result`, or the error Prometheus gave.
@@ -933,10 +949,184 @@ fn grafana_expand(expr: &str) -> String {
     expanded
 }
 
+/// Fetches `/metrics` as Prometheus would: refused without the token, and
+/// clean under `promtool check metrics` with it. Returns the text.
+fn checked_scrape(metrics: SocketAddr, promtool: &Path) -> String {
+    let (status, _) = http_get(metrics, "/metrics", None).unwrap();
+    assert_eq!(status, 401, "/metrics without the token");
+    let (status, body) = http_get(metrics, "/metrics", Some(METRICS_TOKEN)).unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let mut check = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    check.stdin.take().unwrap().write_all(&body).unwrap();
+    let checked = check.wait_with_output().unwrap();
+    let body = String::from_utf8(body).expect("the scrape is UTF-8");
+    assert!(
+        checked.status.success() && checked.stdout.is_empty() && checked.stderr.is_empty(),
+        "promtool check metrics: {}{}\n{body}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr),
+    );
+    body
+}
+
+/// What differs between Prometheus's sums and `totals`/`by_agent` (a
+/// snapshot's or a report's), with `spans` accepted by the OTLP listeners.
+/// Counts are integers, exact in a double at these sizes, and compared
+/// exactly; money is compared with the report's exact decimal up to the
+/// rounding of Prometheus's float sum (see `close`).
+fn prometheus_differences(
+    prometheus: &Prometheus,
+    totals: &Value,
+    by_agent: &Value,
+    spans: u64,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut exact = |expr: &str, want: u64| match prometheus.scalar(expr) {
+        Ok(got) if got == want as f64 => {}
+        Ok(got) => out.push(format!("{expr} = {got}, want {want}")),
+        Err(e) => out.push(e),
+    };
+    let n = |v: &Value| v.as_u64().unwrap();
+    exact("up{job=\"tokwatch\"}", 1);
+    exact("sum(tokwatch_tokens_total)", n(&totals["total_tokens"]));
+    for (kind, field) in [
+        ("uncached_input", "uncached_input_tokens"),
+        ("cache_read", "cache_read_tokens"),
+        ("cache_write_5m", "cache_write_tokens"),
+        ("output", "output_tokens"),
+    ] {
+        exact(
+            &format!("sum(tokwatch_tokens_total{{kind=\"{kind}\"}})"),
+            n(&totals[field]),
+        );
+    }
+    exact(
+        "sum(tokwatch_tokens_total{kind=\"cache_write_1h\"}) or vector(0)",
+        0,
+    );
+    exact(
+        "sum(tokwatch_reasoning_tokens_total)",
+        n(&totals["reasoning_tokens"]),
+    );
+    exact("sum(tokwatch_calls_total)", n(&totals["events"]));
+    exact("sum(tokwatch_runs_total)", n(&totals["runs"]));
+    exact(
+        "sum(tokwatch_unpriced_calls_total)",
+        n(&totals["unpriced_events"]),
+    );
+    exact("sum(tokwatch_otlp_spans_accepted_total)", spans);
+    exact("sum(tokwatch_otlp_spans_rejected_total)", 0);
+    for agent in by_agent.as_array().unwrap() {
+        let name = agent["agent"].as_str().unwrap();
+        exact(
+            &format!("sum(tokwatch_tokens_total{{agent=\"{name}\"}})"),
+            n(&agent["total_tokens"]),
+        );
+        exact(
+            &format!("sum(tokwatch_calls_total{{agent=\"{name}\"}})"),
+            n(&agent["events"]),
+        );
+    }
+    let series = prometheus
+        .query("tokwatch_cost_usd_total")
+        .map_or(0, |r| r.len());
+    let mut cost = |expr: &str, want: &Value| {
+        let want = want.as_f64().unwrap();
+        match prometheus.scalar(expr) {
+            Ok(got) if close(got, want, series) => {}
+            Ok(got) => out.push(format!("{expr} = {got}, want {want}")),
+            Err(e) => out.push(e),
+        }
+    };
+    cost("sum(tokwatch_cost_usd_total)", &totals["cost_usd"]);
+    for agent in by_agent.as_array().unwrap() {
+        if !agent["cost_usd"].is_null() {
+            let name = agent["agent"].as_str().unwrap();
+            cost(
+                &format!("sum(tokwatch_cost_usd_total{{agent=\"{name}\"}})"),
+                &agent["cost_usd"],
+            );
+        }
+    }
+    match prometheus.query("tokwatch_cost_usd_total{model=\"acme-llm-7b-instruct\"}") {
+        Ok(found) if found.is_empty() => {}
+        Ok(found) => out.push(format!(
+            "an unpriced model has a cost (never $0): {found:?}"
+        )),
+        Err(e) => out.push(e),
+    }
+    match prometheus.scalar("sum(tokwatch_unpriced_calls_total{model=\"acme-llm-7b-instruct\"})") {
+        Ok(got) if got > 0.0 => {}
+        Ok(got) => out.push(format!("unpriced calls of acme-llm-7b-instruct: {got}")),
+        Err(e) => out.push(e),
+    }
+    out
+}
+
+/// Waits until Prometheus shows `totals` and `by_agent`.
+fn wait_for_prometheus(prometheus: &Prometheus, totals: &Value, by_agent: &Value, spans: u64) {
+    eventually("Prometheus to show the totals", || {
+        let problems = prometheus_differences(prometheus, totals, by_agent, spans);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "\n  {}\n{}",
+                problems.join("\n  "),
+                prometheus.log()
+            ))
+        }
+    });
+}
+
+/// Runs every query of the Grafana dashboard (docs/grafana/tokwatch.json)
+/// on `prometheus`: each must succeed and read only metrics that tokwatch
+/// exports (`scrape`).
+fn check_dashboard(prometheus: &Prometheus, scrape: &str) {
+    let path = repo().join("docs/grafana/tokwatch.json");
+    if !path.exists() {
+        eprintln!("docs/grafana/tokwatch.json is not there: its queries are not checked");
+        return;
+    }
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let exported = metric_names(scrape);
+    let queries = dashboard_queries(&dashboard);
+    assert!(!queries.is_empty(), "the dashboard has PromQL queries");
+    let mut failed = Vec::new();
+    for query in &queries {
+        if let Err(e) = prometheus.query(query) {
+            failed.push(format!("{query}: {e}"));
+        }
+        for name in tokwatch_names(query) {
+            if !exported.contains(&name) {
+                failed.push(format!("{query}: tokwatch exports no {name}"));
+            }
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "dashboard queries failed:\n{}",
+        failed.join("\n")
+    );
+}
+
+fn spans_of(sent: &[&Sent]) -> u64 {
+    sent.iter()
+        .map(|s| s.expected["spans"].as_u64().unwrap())
+        .sum()
+}
+
 /// A real Prometheus scrapes tokwatch's `/metrics` (with the bearer token)
-/// after the SDK's spans are in: its sums equal the snapshot's totals, and
-/// the scrape passes `promtool check metrics`. Every query of the Grafana
-/// dashboard (docs/grafana/tokwatch.json) runs on it.
+/// after the SDK's spans are in: its sums equal the snapshot's totals
+/// (tokens, calls, runs, unpriced calls exactly; cost up to the float sum's
+/// rounding), per agent too, and the scrape passes `promtool check
+/// metrics`. Every query of the Grafana dashboard runs on it.
 #[test]
 #[ignore = "needs --metrics (not on main yet)"]
 fn prometheus_scrapes_the_totals_of_what_the_sdk_sent() {
@@ -966,141 +1156,70 @@ fn prometheus_scrapes_the_totals_of_what_the_sdk_sent() {
         true,
     );
     let (snapshot, native) = assert_counts_what_was_sent(&mut tokwatch, &[&sent]);
-    let totals = &snapshot["totals"];
-
-    // The scrape itself: the token is required, and promtool finds it clean.
-    let (status, _) = http_get(metrics, "/metrics", None).unwrap();
-    assert_eq!(status, 401, "/metrics without the token");
-    let (status, body) = http_get(metrics, "/metrics", Some(METRICS_TOKEN)).unwrap();
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    let mut check = Command::new(&promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    check.stdin.take().unwrap().write_all(&body).unwrap();
-    let checked = check.wait_with_output().unwrap();
-    assert!(
-        checked.status.success() && checked.stdout.is_empty() && checked.stderr.is_empty(),
-        "promtool check metrics: {}{}\n{}",
-        String::from_utf8_lossy(&checked.stdout),
-        String::from_utf8_lossy(&checked.stderr),
-        String::from_utf8_lossy(&body)
-    );
-
+    assert_eq!(snapshot["totals"]["cost_usd"], native["totals"]["cost_usd"]);
+    let scrape = checked_scrape(metrics, &promtool);
     let prometheus = Prometheus::start(&server, metrics, METRICS_TOKEN);
-    eventually("Prometheus to scrape tokwatch", || {
-        let up = prometheus.scalar("up{job=\"tokwatch\"}")?;
-        if up > 0.5 {
-            Ok(())
-        } else {
-            Err(format!("up = {up}; {}", prometheus.log()))
-        }
-    });
-
-    // Cost: the report's exact decimal against Prometheus's float sum,
-    // equal up to the rounding of that sum (see `close`).
-    let want_cost = totals["cost_usd"].as_f64().unwrap();
-    assert_eq!(totals["cost_usd"], native["totals"]["cost_usd"]);
-    let series = prometheus.query("tokwatch_cost_usd_total").unwrap().len();
-    let cost = eventually("sum(tokwatch_cost_usd_total)", || {
-        let got = prometheus.scalar("sum(tokwatch_cost_usd_total)")?;
-        if close(got, want_cost, series) {
-            Ok(got)
-        } else {
-            Err(format!("{got} (report: {want_cost})"))
-        }
-    });
+    wait_for_prometheus(
+        &prometheus,
+        &snapshot["totals"],
+        &snapshot["by_agent"],
+        spans_of(&[&sent]),
+    );
     eprintln!(
-        "sum(tokwatch_cost_usd_total) = {cost}, report {}",
-        totals["cost_usd"]
+        "sum(tokwatch_cost_usd_total) = {:?}, report {}",
+        prometheus.scalar("sum(tokwatch_cost_usd_total)"),
+        native["totals"]["cost_usd"]
     );
-    assert!(
-        prometheus
-            .query("tokwatch_cost_usd_total{model=\"acme-llm-7b-instruct\"}")
-            .unwrap()
-            .is_empty(),
-        "an unpriced model has no cost series (never $0)"
-    );
+    check_dashboard(&prometheus, &scrape);
+}
 
-    // Counters are integers, exact in a double at these sizes.
-    let exact = |expr: &str, want: &Value| {
-        let want = want.as_u64().unwrap() as f64;
-        let got = prometheus.scalar(expr).unwrap();
-        assert!(got == want, "{expr} = {got}, snapshot {want}");
+/// The deployment shape of a fleet: `--headless` (no snapshots to watch)
+/// with OTLP/gRPC and OTLP/HTTP in and Prometheus out. Prometheus's sums
+/// equal `tokwatch report` of the same calls as native lines, whose tokens
+/// equal what the SDK says it sent.
+#[test]
+#[ignore = "needs --metrics and --headless (not on main yet)"]
+fn headless_tokwatch_serves_prometheus_what_the_sdk_sent() {
+    let Some(python) = otel_python() else { return };
+    let Some((server, promtool)) = prometheus_bins() else {
+        return;
     };
-    exact("sum(tokwatch_tokens_total)", &totals["total_tokens"]);
-    exact(
-        "sum(tokwatch_reasoning_tokens_total)",
-        &totals["reasoning_tokens"],
-    );
-    exact("sum(tokwatch_calls_total)", &totals["events"]);
-    exact("sum(tokwatch_runs_total)", &totals["runs"]);
-    exact(
-        "sum(tokwatch_unpriced_calls_total)",
-        &totals["unpriced_events"],
-    );
-    exact(
-        "sum(tokwatch_unpriced_calls_total{model=\"acme-llm-7b-instruct\"})",
-        &json!(1),
-    );
-    for (kind, field) in [
-        ("uncached_input", "uncached_input_tokens"),
-        ("cache_read", "cache_read_tokens"),
-        ("cache_write_5m", "cache_write_tokens"),
-        ("output", "output_tokens"),
-    ] {
-        exact(
-            &format!("sum(tokwatch_tokens_total{{kind=\"{kind}\"}})"),
-            &totals[field],
-        );
+    let dir = tempfile::tempdir().unwrap();
+    let mut tokwatch = Tokwatch::start_headless(&[
+        "--otlp-grpc",
+        "127.0.0.1:0",
+        "--otlp",
+        "127.0.0.1:0",
+        "--otlp-token",
+        OTLP_TOKEN,
+        "--metrics",
+        "127.0.0.1:0",
+        "--metrics-token",
+        METRICS_TOKEN,
+    ]);
+    let grpc = tokwatch.listening("otlp-grpc").to_string();
+    let http = format!("http://{}", tokwatch.listening("otlp-http"));
+    let metrics = tokwatch.listening("metrics");
+    let a = send(&python, dir.path(), "grpc", &grpc, "hg", true);
+    let b = send(&python, dir.path(), "http", &http, "hh", true);
+    let native = report(&[a.native.as_path(), b.native.as_path()]);
+    let expected = expected_of(&[&a, &b]);
+    for (sent, field) in BUCKETS {
+        assert_eq!(native["totals"][field], expected["totals"][sent], "{field}");
     }
-    exact(
-        "sum(tokwatch_tokens_total{kind=\"cache_write_1h\"}) or vector(0)",
-        &json!(0),
+    assert_eq!(native["totals"]["runs"], expected["totals"]["runs"]);
+    let prometheus = Prometheus::start(&server, metrics, METRICS_TOKEN);
+    wait_for_prometheus(
+        &prometheus,
+        &native["totals"],
+        &native["by_agent"],
+        spans_of(&[&a, &b]),
     );
-    for agent in snapshot["by_agent"].as_array().unwrap() {
-        let name = agent["agent"].as_str().unwrap();
-        exact(
-            &format!("sum(tokwatch_tokens_total{{agent=\"{name}\"}})"),
-            &agent["total_tokens"],
-        );
-        if let Some(want) = agent["cost_usd"].as_f64() {
-            let expr = format!("sum(tokwatch_cost_usd_total{{agent=\"{name}\"}})");
-            let got = prometheus.scalar(&expr).unwrap();
-            assert!(close(got, want, series), "{expr} = {got}, snapshot {want}");
-        }
-    }
-
-    // The Grafana dashboard's queries all run, on metrics tokwatch exports.
-    let dashboard = repo().join("docs/grafana/tokwatch.json");
-    if dashboard.exists() {
-        let dashboard: Value =
-            serde_json::from_str(&std::fs::read_to_string(&dashboard).unwrap()).unwrap();
-        let exported = metric_names(&String::from_utf8_lossy(&body));
-        let queries = dashboard_queries(&dashboard);
-        assert!(!queries.is_empty(), "the dashboard has PromQL queries");
-        let mut failed = Vec::new();
-        for query in &queries {
-            if let Err(e) = prometheus.query(query) {
-                failed.push(format!("{query}: {e}"));
-            }
-            for name in tokwatch_names(query) {
-                if !exported.contains(&name) {
-                    failed.push(format!("{query}: tokwatch exports no {name}"));
-                }
-            }
-        }
-        assert!(
-            failed.is_empty(),
-            "dashboard queries failed:\n{}",
-            failed.join("\n")
-        );
-    } else {
-        eprintln!("docs/grafana/tokwatch.json is not there: its queries are not checked");
-    }
+    checked_scrape(metrics, &promtool);
+    assert!(
+        tokwatch.child.try_wait().unwrap().is_none(),
+        "--headless keeps running"
+    );
 }
 
 /// The metric names of a scrape: its samples' and its `# TYPE` lines'.
