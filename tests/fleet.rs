@@ -473,6 +473,11 @@ fn assert_counts_what_was_sent(tokwatch: &mut Tokwatch, sent: &[&Sent]) -> (Valu
         "{expected}"
     );
     assert_eq!(native["totals"]["unpriced_events"], json!(sent.len()));
+    assert_eq!(
+        expected["totals"]["runs"],
+        json!(5 * sent.len()),
+        "the workloads' runs are distinct"
+    );
     assert!(native["totals"]["cost_usd"].as_f64().unwrap() > 0.0);
     let snapshot = tokwatch.wait_until("the totals of what the SDK sent", |s| {
         differences(s, &expected, &native, &otlp)
@@ -568,9 +573,10 @@ fn otel_sdk_over_http_counts_exactly_what_was_sent() {
     }
 }
 
-/// The SDK's OTLP/gRPC exporter (gzip, bearer token in the metadata) and
-/// its OTLP/HTTP exporter (uncompressed) into one tokwatch: both
-/// workloads counted exactly, each listener its own source.
+/// A fleet: four agent processes export at the same time into one
+/// tokwatch, two with the SDK's OTLP/gRPC exporter (bearer token in the
+/// metadata) and two with its OTLP/HTTP exporter, gzip and plain: every
+/// workload counted exactly, each listener its own source.
 #[test]
 fn otel_sdk_over_grpc_and_http_into_one_tokwatch() {
     let Some(python) = otel_python() else { return };
@@ -585,16 +591,25 @@ fn otel_sdk_over_grpc_and_http_into_one_tokwatch() {
     ]);
     let http = tokwatch.listening("otlp-http");
     let grpc = tokwatch.listening("otlp-grpc");
-    let by_grpc = send(&python, dir.path(), "grpc", &grpc.to_string(), "g", true);
-    let by_http = send(
-        &python,
-        dir.path(),
-        "http",
-        &format!("http://{http}"),
-        "u",
-        false,
-    );
-    let (snapshot, _) = assert_counts_what_was_sent(&mut tokwatch, &[&by_grpc, &by_http]);
+    let (grpc_endpoint, http_endpoint) = (grpc.to_string(), format!("http://{http}"));
+    let senders = [
+        ("grpc", grpc_endpoint.as_str(), "g1", true),
+        ("grpc", grpc_endpoint.as_str(), "g2", false),
+        ("http", http_endpoint.as_str(), "u1", false),
+        ("http", http_endpoint.as_str(), "u2", true),
+    ];
+    let sent: Vec<Sent> = std::thread::scope(|scope| {
+        let running: Vec<_> = senders
+            .iter()
+            .map(|&(protocol, endpoint, tag, gzip)| {
+                let (python, dir) = (&python, dir.path());
+                scope.spawn(move || send(python, dir, protocol, endpoint, tag, gzip))
+            })
+            .collect();
+        running.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let sent: Vec<&Sent> = sent.iter().collect();
+    let (snapshot, _) = assert_counts_what_was_sent(&mut tokwatch, &sent);
     let names = source_names(&snapshot);
     for name in [format!("otlp-grpc:{grpc}"), format!("otlp-http:{http}")] {
         assert!(names.contains(&name), "{name} in {names:?}");
