@@ -578,7 +578,6 @@ fn otel_sdk_over_http_counts_exactly_what_was_sent() {
 /// metadata) and two with its OTLP/HTTP exporter, gzip and plain: every
 /// workload counted exactly, each listener its own source.
 #[test]
-#[ignore = "needs --otlp-grpc (the OTLP/gRPC receiver is not on main yet)"]
 fn otel_sdk_over_grpc_and_http_into_one_tokwatch() {
     let Some(python) = otel_python() else { return };
     let dir = tempfile::tempdir().unwrap();
@@ -623,7 +622,6 @@ fn otel_sdk_over_grpc_and_http_into_one_tokwatch() {
 /// that names its agent and run on the other. One decoder state for every
 /// listener: the totals are those of one listener.
 #[test]
-#[ignore = "needs --otlp-grpc (the OTLP/gRPC receiver is not on main yet)"]
 fn otel_sdk_spans_of_one_trace_through_both_listeners() {
     let Some(python) = otel_python() else { return };
     let dir = tempfile::tempdir().unwrap();
@@ -750,7 +748,6 @@ fn otel_sdk_over_http_without_the_token_is_refused() {
 }
 
 #[test]
-#[ignore = "needs --otlp-grpc (the OTLP/gRPC receiver is not on main yet)"]
 fn otel_sdk_over_grpc_without_the_token_is_refused() {
     refused_without_the_token("grpc");
 }
@@ -1195,7 +1192,6 @@ fn prometheus_scrapes_the_totals_of_what_the_sdk_sent() {
 /// equal `tokwatch report` of the same calls as native lines, whose tokens
 /// equal what the SDK says it sent.
 #[test]
-#[ignore = "needs --otlp-grpc (the OTLP/gRPC receiver is not on main yet)"]
 fn headless_tokwatch_serves_prometheus_what_the_sdk_sent() {
     let Some(python) = otel_python() else { return };
     let Some((server, promtool)) = prometheus_bins() else {
