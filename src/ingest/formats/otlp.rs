@@ -26,12 +26,14 @@
 //! is emitted as soon as its span arrives, with the attribution known then;
 //! when an enclosing span arrives later with a better one (its agent, its
 //! conversation), the call is re-emitted to replace it (`Supersede::Latest`).
-//! An `invoke_agent` span's own usage totals its model calls: it counts only
-//! while none of its model calls is known, and is taken back
-//! (`Supersede::Retract`) when one arrives. Memory: at most
-//! [`MAX_TRACES`] traces of [`MAX_SPANS`] spans each, and
-//! [`MAX_SPANS_REMEMBERED`] spans in all, are remembered (the oldest trace
-//! is forgotten first); a late span of a forgotten trace is
+//! An `invoke_agent` span's own usage totals what it encloses: it counts only
+//! while no span with usage below it (a model call, or a nested agent span
+//! with usage of its own) is known, and is taken back (`Supersede::Retract`)
+//! when one arrives. Memory: after each request at most [`MAX_TRACES`]
+//! traces and [`MAX_SPANS_REMEMBERED`] spans in all are remembered (the
+//! oldest traces are forgotten first; never those of the request being
+//! decoded, whose calls are all emitted), and at most [`MAX_SPANS`] spans
+//! per trace; a span past them, or a late span of a forgotten trace, is
 //! counted with what it says itself.
 
 use std::borrow::Cow;
@@ -169,13 +171,24 @@ struct Known {
     parent: Option<String>,
     agent: Option<String>,
     conversation: Option<String>,
-    role: Option<RoleTag>,
+    /// A model call, or an agent span with usage of its own: what an
+    /// enclosing agent span's usage would total.
+    has_usage: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RoleTag {
-    Model,
-    Agent,
+impl Known {
+    fn of(span: &SpanRecord<'_>) -> Self {
+        Known {
+            parent: span.parent_span_id.clone(),
+            agent: span.text(&["gen_ai.agent.name"]).map(Cow::into_owned),
+            conversation: span.text(&["gen_ai.conversation.id"]).map(Cow::into_owned),
+            has_usage: match role(span) {
+                Role::Model => true,
+                Role::Agent => has_usage(span),
+                Role::Other => false,
+            },
+        }
+    }
 }
 
 /// A call emitted whose attribution may still improve, or an agent span's
@@ -217,8 +230,15 @@ struct Attribution {
 
 impl Trace {
     fn attribution(&self, span_id: &str) -> Attribution {
+        self.spans
+            .get(span_id)
+            .map_or_else(Attribution::default, |known| self.attribution_from(known))
+    }
+
+    /// Walks up from `start` (a span of this trace, remembered or not).
+    fn attribution_from(&self, start: &Known) -> Attribution {
         let mut found = Attribution::default();
-        let mut at = self.spans.get(span_id);
+        let mut at = Some(start);
         let mut seen = 0;
         while let Some(known) = at {
             if found.agent.is_none() {
@@ -245,14 +265,15 @@ impl Trace {
         found
     }
 
-    /// The spans a known model call is below (its ancestors): one walk up
-    /// from each call, stopping where an earlier walk went, so linear in
-    /// the trace's spans however deep it nests (a walk per agent and call
-    /// was cubic on a hostile chain).
-    fn above_models(&self) -> HashSet<String> {
+    /// The spans a known span with usage (a model call, or a nested agent
+    /// span with usage of its own) is below: one walk up from each, stopping
+    /// where an earlier walk went, so linear in the trace's spans however
+    /// deep it nests (a walk per agent and call was cubic on a hostile
+    /// chain). An agent span among them totals usage counted below it.
+    fn above_usage(&self) -> HashSet<String> {
         let mut above: HashSet<String> = HashSet::new();
         for known in self.spans.values() {
-            if known.role != Some(RoleTag::Model) {
+            if !known.has_usage {
                 continue;
             }
             let mut at = known.parent.as_deref();
@@ -304,7 +325,9 @@ impl Otlp {
             }
         }
         // Register every span before judging any: a request holds parents
-        // and children in any order.
+        // and children in any order. Nothing is forgotten until the request
+        // is decoded (`forget_beyond_caps`): a request's own traces must all
+        // be there when its calls are emitted.
         for span in spans {
             self.register(span);
         }
@@ -314,14 +337,18 @@ impl Otlp {
         let mut above: HashMap<&str, HashSet<String>> = HashMap::new();
         for (span, usage) in &hops {
             let resource = resources.get(span.resource).map_or(&[][..], Vec::as_slice);
-            let Some(trace) = self.traces.get_mut(&span.trace_id) else {
-                continue;
+            let trace = self.traces.entry(span.trace_id.clone()).or_default();
+            // A span past its trace's cap is not remembered: it is
+            // attributed by what it says itself and its known ancestors.
+            let remembered = trace.spans.contains_key(&span.span_id);
+            let found = match trace.spans.get(&span.span_id) {
+                Some(known) => trace.attribution_from(known),
+                None => trace.attribution_from(&Known::of(span)),
             };
             match role(span) {
                 Role::Model => {
-                    let found = trace.attribution(&span.span_id);
                     let event = model_event(span, resource, *usage, &found, cx);
-                    if !found.complete {
+                    if !found.complete && remembered {
                         trace.unresolved.insert(
                             span.span_id.clone(),
                             Pending {
@@ -336,12 +363,11 @@ impl Otlp {
                 _ => {
                     if above
                         .entry(span.trace_id.as_str())
-                        .or_insert_with(|| trace.above_models())
+                        .or_insert_with(|| trace.above_usage())
                         .contains(&span.span_id)
                     {
                         continue;
                     }
-                    let found = trace.attribution(&span.span_id);
                     let event = model_event(span, resource, *usage, &found, cx);
                     trace.agent_usage.insert(
                         span.span_id.clone(),
@@ -356,6 +382,7 @@ impl Otlp {
             }
         }
         self.settle_earlier(spans, out);
+        self.forget_beyond_caps();
         Ok(emitted)
     }
 
@@ -399,7 +426,7 @@ impl Otlp {
             let above = if counted.is_empty() {
                 HashSet::new()
             } else {
-                trace.above_models()
+                trace.above_usage()
             };
             for span_id in counted {
                 if above.contains(&span_id)
@@ -419,52 +446,37 @@ impl Otlp {
         self.remembered
     }
 
-    /// Forgets the oldest trace other than `keep`; false when there is none.
-    fn forget_oldest(&mut self, keep: &str) -> bool {
-        let Some(at) = self.order.iter().position(|t| t != keep) else {
-            return false;
-        };
-        if let Some(oldest) = self.order.remove(at)
-            && let Some(trace) = self.traces.remove(&oldest)
-        {
-            self.remembered = self.remembered.saturating_sub(trace.spans.len());
+    /// Traces remembered.
+    #[cfg(test)]
+    pub(crate) fn remembered_traces(&self) -> usize {
+        self.traces.len()
+    }
+
+    /// Forgets the oldest traces until at most [`MAX_TRACES`] traces and
+    /// [`MAX_SPANS_REMEMBERED`] spans are left. Between requests only: within
+    /// one, memory may exceed the caps by what the request itself holds.
+    fn forget_beyond_caps(&mut self) {
+        while self.traces.len() > MAX_TRACES || self.remembered > MAX_SPANS_REMEMBERED {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(trace) = self.traces.remove(&oldest) {
+                self.remembered = self.remembered.saturating_sub(trace.spans.len());
+            }
         }
-        true
     }
 
     fn register(&mut self, span: &SpanRecord<'_>) {
         if !self.traces.contains_key(&span.trace_id) {
-            if self.traces.len() >= MAX_TRACES {
-                self.forget_oldest(&span.trace_id);
-            }
             self.order.push_back(span.trace_id.clone());
         }
-        let known = self
-            .traces
-            .get(&span.trace_id)
-            .is_some_and(|t| t.spans.contains_key(&span.span_id));
-        if !known {
-            while self.remembered >= MAX_SPANS_REMEMBERED && self.forget_oldest(&span.trace_id) {}
-        }
         let trace = self.traces.entry(span.trace_id.clone()).or_default();
-        if !known && (trace.spans.len() >= MAX_SPANS || self.remembered >= MAX_SPANS_REMEMBERED) {
+        let known = trace.spans.contains_key(&span.span_id);
+        if !known && trace.spans.len() >= MAX_SPANS {
             return;
         }
         self.remembered += usize::from(!known);
-        let role = match role(span) {
-            Role::Model => Some(RoleTag::Model),
-            Role::Agent => Some(RoleTag::Agent),
-            Role::Other => None,
-        };
-        trace.spans.insert(
-            span.span_id.clone(),
-            Known {
-                parent: span.parent_span_id.clone(),
-                agent: span.text(&["gen_ai.agent.name"]).map(Cow::into_owned),
-                conversation: span.text(&["gen_ai.conversation.id"]).map(Cow::into_owned),
-                role,
-            },
-        );
+        trace.spans.insert(span.span_id.clone(), Known::of(span));
     }
 }
 

@@ -402,3 +402,132 @@ fn a_deep_chain_of_agents_and_calls_decodes_in_linear_time() {
     );
     assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
 }
+
+/// An `invoke_agent` span with usage, named `name`, below `parent`.
+fn agent_with_usage(id: &str, parent: Option<&str>, name: &str, input: u64, output: u64) -> String {
+    span(
+        TRACE,
+        id,
+        parent,
+        &format!("invoke_agent {name}"),
+        1_760_000_000,
+        &[
+            attr("gen_ai.operation.name", &s("invoke_agent")),
+            attr("gen_ai.agent.name", &s(name)),
+            attr("gen_ai.usage.input_tokens", &int(input)),
+            attr("gen_ai.usage.output_tokens", &int(output)),
+        ],
+    )
+}
+
+#[test]
+fn a_nested_agent_with_usage_is_not_added_to_the_agent_that_totals_it() {
+    // An agent used as a tool (or a handoff): the outer span's usage totals
+    // the inner one's; no model span is exported. Every order, one request
+    // or two.
+    let outer = agent_with_usage("00000000000000a1", None, "Planner", 1000, 100);
+    let inner = agent_with_usage(
+        "00000000000000b2",
+        Some("00000000000000a1"),
+        "Researcher",
+        1000,
+        100,
+    );
+    for lines in [
+        vec![request(&[outer.clone(), inner.clone()])],
+        vec![request(&[inner.clone(), outer.clone()])],
+        vec![request(&[outer.clone()]), request(&[inner.clone()])],
+        vec![request(&[inner.clone()]), request(&[outer.clone()])],
+    ] {
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let (snap, _) = report(&lines);
+        assert_eq!(snap.totals.events, 1, "{lines:?}");
+        assert_eq!(snap.totals.total_tokens, 1100, "{lines:?}");
+        let agents: Vec<&str> = snap
+            .by_agent
+            .iter()
+            .filter(|a| a.counters.events > 0)
+            .map(|a| &*a.name)
+            .collect();
+        assert_eq!(agents, ["Researcher"], "{lines:?}");
+    }
+}
+
+#[test]
+fn a_request_with_more_traces_than_are_remembered_counts_every_call() {
+    // A Collector's batch of root chat spans, one trace each: more traces in
+    // one request than the decoder remembers between requests.
+    let n = super::MAX_TRACES as u64 + 904;
+    let spans: Vec<String> = (0..n)
+        .map(|i| {
+            span(
+                &format!("{i:032x}"),
+                "00000000000000c1",
+                None,
+                "chat gpt-4o",
+                1_760_000_000 + i,
+                &[
+                    attr("gen_ai.operation.name", &s("chat")),
+                    attr("gen_ai.request.model", &s("gpt-4o")),
+                    attr("gen_ai.usage.input_tokens", &int(10)),
+                    attr("gen_ai.usage.output_tokens", &int(1)),
+                ],
+            )
+        })
+        .collect();
+    let line = request(&spans);
+    let (snap, _) = report(&[&line, &line]);
+    assert_eq!(
+        snap.totals.events, n,
+        "every call once, the second line a duplicate"
+    );
+    assert_eq!(snap.totals.total_tokens, 11 * n);
+}
+
+#[test]
+fn calls_past_a_traces_span_cap_are_counted_with_their_own_agent() {
+    use super::{AttrValue, MAX_SPANS, Otlp, SpanRecord};
+    use crate::ingest::formats::{Context, Emit};
+    use crate::types::event::TelemetryEvent;
+    struct Sink(Vec<TelemetryEvent<'static>>);
+    impl Emit for Sink {
+        fn event(&mut self, _: u64, event: TelemetryEvent<'_>) {
+            self.0.push(event.into_owned());
+        }
+    }
+    let config = DecoderConfig::default();
+    let cx = Context {
+        origin: "t",
+        scope: "t",
+        config: &config,
+    };
+    let mut otlp = Otlp::default();
+    let mut spans: Vec<SpanRecord<'_>> = (0..MAX_SPANS as u32)
+        .map(|span| SpanRecord {
+            trace_id: TRACE.into(),
+            span_id: format!("{span:016x}"),
+            name: "execute_tool x".into(),
+            ..SpanRecord::default()
+        })
+        .collect();
+    spans.push(SpanRecord {
+        trace_id: TRACE.into(),
+        span_id: "ffffffffffffffff".into(),
+        name: "chat".into(),
+        attributes: vec![
+            (
+                "gen_ai.operation.name".into(),
+                AttrValue::Str("chat".into()),
+            ),
+            ("gen_ai.agent.name".into(), AttrValue::Str("Writer".into())),
+            ("gen_ai.usage.input_tokens".into(), AttrValue::Int(7)),
+        ],
+        ..SpanRecord::default()
+    });
+    let mut sink = Sink(Vec::new());
+    otlp.spans(&spans, &[], 1, cx, &mut sink).unwrap();
+    assert_eq!(sink.0.len(), 1);
+    assert_eq!(&*sink.0[0].agent, "Writer");
+    assert_eq!(sink.0[0].usage.input_uncached, 7);
+    assert!(otlp.remembered_traces() <= super::MAX_TRACES);
+}
