@@ -6,7 +6,9 @@
 //! Collector file exporter's format that `--follow` and `report` read.
 //!
 //! Attributes are kept by an allow-list ([`SPAN_KEYS`], [`RESOURCE_KEYS`],
-//! the `gen_ai.usage.*` counts and `--segment-attribute`): instrumentations
+//! the `gen_ai.usage.*` counts the decoder reads and at most
+//! [`MAX_OTHER_USAGE`] others, which only say that a span has usage, and
+//! `--segment-attribute`); the first of each key only: instrumentations
 //! put prompts and completions in attributes of their own choosing
 //! (OpenLLMetry `gen_ai.prompt.0.content`, OpenInference `input.value`),
 //! so text is never recognised by name, only what is read is kept. A
@@ -16,7 +18,7 @@
 
 use std::borrow::Cow;
 
-use super::{AttrValue, Attributes, SpanRecord};
+use super::{AttrValue, Attributes, SpanRecord, USAGE_KEYS};
 
 /// Span attributes the decoder reads (besides `gen_ai.usage.*`).
 pub const SPAN_KEYS: &[&str] = &[
@@ -44,10 +46,27 @@ pub const RESOURCE_KEYS: &[&str] = &[
 
 const USAGE_PREFIX: &str = "gen_ai.usage.";
 
-fn kept(key: &str, keys: &[&str], segment_attribute: Option<&str>, usage: bool) -> bool {
-    keys.contains(&key)
-        || segment_attribute == Some(key)
-        || (usage && key.starts_with(USAGE_PREFIX))
+/// `gen_ai.usage.*` attributes kept per span besides those the decoder
+/// reads: their presence marks an agent span as having usage of its own.
+pub const MAX_OTHER_USAGE: usize = 8;
+
+/// Why an attribute is kept, if it is.
+#[derive(PartialEq)]
+enum Kept {
+    Read,
+    OtherUsage,
+}
+
+fn kept(key: &str, keys: &[&str], segment_attribute: Option<&str>, usage: bool) -> Option<Kept> {
+    if keys.contains(&key) || segment_attribute == Some(key) {
+        Some(Kept::Read)
+    } else if usage && USAGE_KEYS.iter().any(|group| group.contains(&key)) {
+        Some(Kept::Read)
+    } else if usage && key.starts_with(USAGE_PREFIX) {
+        Some(Kept::OtherUsage)
+    } else {
+        None
+    }
 }
 
 fn push_json_str(out: &mut String, text: &str) {
@@ -87,7 +106,8 @@ fn push_value(out: &mut String, key: &str, value: &AttrValue<'_>) {
 }
 
 /// Writes the kept attributes (the first of each key: the one the decoder
-/// reads).
+/// reads). Linear in the attributes: the kept ones are few (the allow-list
+/// and [`MAX_OTHER_USAGE`]), and only they are looked up among those seen.
 fn push_attributes(
     out: &mut String,
     attributes: &[(Cow<'_, str>, AttrValue<'_>)],
@@ -97,12 +117,19 @@ fn push_attributes(
 ) {
     out.push_str(r#""attributes":["#);
     let mut first = true;
-    for (index, (key, value)) in attributes.iter().enumerate() {
-        if !kept(key, keys, segment_attribute, usage)
-            || attributes[..index].iter().any(|(k, _)| k == key)
+    let mut seen: Vec<&str> = Vec::new();
+    let mut other_usage = 0;
+    for (key, value) in attributes {
+        let Some(why) = kept(key, keys, segment_attribute, usage) else {
+            continue;
+        };
+        if seen.contains(&key.as_ref())
+            || (why == Kept::OtherUsage && other_usage == MAX_OTHER_USAGE)
         {
             continue;
         }
+        seen.push(key);
+        other_usage += usize::from(why == Kept::OtherUsage);
         if !first {
             out.push(',');
         }
@@ -156,15 +183,22 @@ pub fn normalized_line(
 ) -> String {
     let mut out = String::with_capacity(64 + spans.len() * 320);
     out.push_str(r#"{"resourceSpans":["#);
-    let mut indices: Vec<usize> = spans.iter().map(|s| s.resource).collect();
-    indices.sort_unstable();
-    indices.dedup();
-    for (n, resource) in indices.iter().enumerate() {
+    // Grouped by resource, each group in the spans' order (a stable sort:
+    // one pass per resource was quadratic in a request of one span per
+    // resource).
+    let mut by_resource: Vec<&SpanRecord<'_>> = spans.to_vec();
+    by_resource.sort_by_key(|s| s.resource);
+    for (n, group) in by_resource
+        .chunk_by(|a, b| a.resource == b.resource)
+        .enumerate()
+    {
         if n > 0 {
             out.push(',');
         }
         out.push_str(r#"{"resource":{"#);
-        let attributes = resources.get(*resource).map_or(&[][..], Vec::as_slice);
+        let attributes = resources
+            .get(group[0].resource)
+            .map_or(&[][..], Vec::as_slice);
         push_attributes(
             &mut out,
             attributes,
@@ -173,18 +207,78 @@ pub fn normalized_line(
             false,
         );
         out.push_str(r#"},"scopeSpans":[{"spans":["#);
-        let mut first = true;
-        for span in spans.iter().filter(|s| s.resource == *resource) {
-            if !first {
+        for (i, span) in group.iter().enumerate() {
+            if i > 0 {
                 out.push(',');
             }
-            first = false;
             push_span(&mut out, span, segment_attribute);
         }
         out.push_str("]}]}");
     }
     out.push_str("]}");
     out
+}
+
+/// The normalized lines for `spans`, each at most `max_bytes` long: one
+/// line when it fits; else the spans, grouped by trace, are split in halves
+/// until each part fits (a trace split between lines decodes the same: the
+/// decoder joins a trace across requests). A span too long alone is
+/// returned apart, with the length of its line.
+#[must_use]
+pub fn normalized_lines<'s, 'a>(
+    spans: &[&'s SpanRecord<'a>],
+    resources: &[Attributes<'_>],
+    segment_attribute: Option<&str>,
+    max_bytes: usize,
+) -> (Vec<String>, Vec<(&'s SpanRecord<'a>, usize)>) {
+    let mut lines = Vec::new();
+    let mut too_long = Vec::new();
+    let line = normalized_line(spans, resources, segment_attribute);
+    if line.len() <= max_bytes {
+        lines.push(line);
+        return (lines, too_long);
+    }
+    drop(line);
+    let mut by_trace = spans.to_vec();
+    by_trace.sort_by(|a, b| a.trace_id.cmp(&b.trace_id));
+    split_lines(
+        &by_trace,
+        resources,
+        segment_attribute,
+        max_bytes,
+        &mut lines,
+        &mut too_long,
+    );
+    (lines, too_long)
+}
+
+fn split_lines<'s, 'a>(
+    spans: &[&'s SpanRecord<'a>],
+    resources: &[Attributes<'_>],
+    segment_attribute: Option<&str>,
+    max_bytes: usize,
+    lines: &mut Vec<String>,
+    too_long: &mut Vec<(&'s SpanRecord<'a>, usize)>,
+) {
+    let line = normalized_line(spans, resources, segment_attribute);
+    if line.len() <= max_bytes {
+        lines.push(line);
+    } else if let [span] = spans {
+        too_long.push((span, line.len()));
+    } else {
+        drop(line);
+        let (first, second) = spans.split_at(spans.len() / 2);
+        for half in [first, second] {
+            split_lines(
+                half,
+                resources,
+                segment_attribute,
+                max_bytes,
+                lines,
+                too_long,
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -465,6 +559,66 @@ mod tests {
             (read[0].start_ns, read[0].end_ns),
             (Some(u64::MAX), Some(1 << 63))
         );
+    }
+
+    #[test]
+    fn many_resources_or_attributes_normalize_in_linear_time() {
+        // Hostile requests of a few MB: one span per resource, or one span
+        // with tens of thousands of attributes. Each took a pass over the
+        // others (80,000² steps, minutes); now one sort and one pass.
+        const N: usize = 80_000;
+        let resources: Vec<Attributes<'_>> = (0..N)
+            .map(|n| {
+                vec![(
+                    Cow::Borrowed("service.name"),
+                    AttrValue::Str(format!("s{n}").into()),
+                )]
+            })
+            .collect();
+        let spans: Vec<SpanRecord<'_>> = (0..N)
+            .map(|n| SpanRecord {
+                trace_id: format!("{n:032x}"),
+                span_id: format!("{n:016x}"),
+                name: "chat".into(),
+                resource: N - 1 - n,
+                ..SpanRecord::default()
+            })
+            .collect();
+        let mut wide = spans[0].clone();
+        wide.attributes = (0..N)
+            .map(|n| {
+                (
+                    Cow::Owned(format!("gen_ai.usage.n{n}")),
+                    AttrValue::Int(i64::try_from(n).unwrap()),
+                )
+            })
+            .collect();
+        wide.attributes.push((
+            Cow::Borrowed("gen_ai.usage.input_tokens"),
+            AttrValue::Int(7),
+        ));
+        let started = std::time::Instant::now();
+        let line = normalized_line(&spans.iter().collect::<Vec<_>>(), &resources, None);
+        let wide_line = normalized_line(&[&wide], &resources, None);
+        let took = started.elapsed();
+        let (read, read_resources) = parse_request(line.as_bytes()).unwrap();
+        assert_eq!(read.len(), N);
+        // grouped by resource, in resource order
+        assert_eq!(read[0].span_id, format!("{:016x}", N - 1));
+        assert_eq!(read_resources.len(), N);
+        let (wide_read, _) = parse_request(wide_line.as_bytes()).unwrap();
+        let keys: Vec<&str> = wide_read[0]
+            .attributes
+            .iter()
+            .map(|(k, _)| k.as_ref())
+            .collect();
+        assert_eq!(
+            keys.len(),
+            MAX_OTHER_USAGE + 1,
+            "what is read, and a few others"
+        );
+        assert!(keys.contains(&"gen_ai.usage.input_tokens"));
+        assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
     }
 
     #[test]
