@@ -34,7 +34,10 @@
 //! oldest traces are forgotten first; never those of the request being
 //! decoded, whose calls are all emitted), and at most [`MAX_SPANS`] spans
 //! per trace; a span past them, or a late span of a forgotten trace, is
-//! counted with what it says itself.
+//! counted with what it says itself, except that a late agent span's own
+//! usage is not counted when its forgotten trace had usage counted (the
+//! ids of the last [`MAX_FORGOTTEN`] such traces are kept): agent spans end,
+//! and are exported, after what they enclose.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -204,6 +207,9 @@ struct Trace {
     spans: HashMap<String, Known>,
     /// Model calls emitted while an ancestor was unknown.
     unresolved: HashMap<String, Pending>,
+    /// The calls of `unresolved` by the ancestor they wait for: only the
+    /// arrival of that span can change their attribution.
+    waiting: HashMap<String, Vec<String>>,
     /// `invoke_agent` spans counted for their own usage.
     agent_usage: HashMap<String, Pending>,
 }
@@ -216,7 +222,15 @@ pub struct Otlp {
     order: VecDeque<String>,
     /// Spans in `traces`, over all of them.
     remembered: usize,
+    /// Forgotten traces that had usage counted (at most
+    /// [`MAX_FORGOTTEN`], oldest dropped first): a late agent span of one
+    /// totals what was counted, and is not added to it.
+    forgotten_with_usage: HashSet<String>,
+    forgotten_order: VecDeque<String>,
 }
+
+/// Forgotten traces remembered by id alone (about 100 bytes each).
+pub const MAX_FORGOTTEN: usize = 65_536;
 
 /// What the walk up a span's ancestors found.
 #[derive(Debug, Default, PartialEq)]
@@ -224,9 +238,16 @@ struct Attribution {
     agent: Option<String>,
     parent_agent: Option<String>,
     conversation: Option<String>,
-    /// Every ancestor up to a root is known.
+    /// Every ancestor up to a root is known (or [`MAX_DEPTH`] of them).
     complete: bool,
+    /// The first ancestor not known yet, when not complete.
+    missing: Option<String>,
 }
+
+/// Ancestors looked at for a span's attribution: agent nesting is a few
+/// levels deep, and a deeper (hostile) chain must not cost a walk of
+/// thousands of steps per call.
+pub const MAX_DEPTH: usize = 64;
 
 impl Trace {
     fn attribution(&self, span_id: &str) -> Attribution {
@@ -254,12 +275,16 @@ impl Trace {
             }
             seen += 1;
             match &known.parent {
-                None => {
+                Some(parent) if seen < MAX_DEPTH => {
+                    at = self.spans.get(parent);
+                    if at.is_none() {
+                        found.missing = Some(parent.clone());
+                    }
+                }
+                _ => {
                     found.complete = true;
                     break;
                 }
-                Some(parent) if seen < MAX_SPANS => at = self.spans.get(parent),
-                Some(_) => break,
             }
         }
         found
@@ -356,15 +381,23 @@ impl Otlp {
                                 line_no,
                             },
                         );
+                        if let Some(missing) = &found.missing {
+                            trace
+                                .waiting
+                                .entry(missing.clone())
+                                .or_default()
+                                .push(span.span_id.clone());
+                        }
                     }
                     out.event(line_no, event);
                     emitted = true;
                 }
                 _ => {
-                    if above
-                        .entry(span.trace_id.as_str())
-                        .or_insert_with(|| trace.above_usage())
-                        .contains(&span.span_id)
+                    if self.forgotten_with_usage.contains(&span.trace_id)
+                        || above
+                            .entry(span.trace_id.as_str())
+                            .or_insert_with(|| trace.above_usage())
+                            .contains(&span.span_id)
                     {
                         continue;
                     }
@@ -386,25 +419,35 @@ impl Otlp {
         Ok(emitted)
     }
 
-    /// Re-attributes calls whose ancestors just arrived, and takes back
-    /// agent usage whose model calls just arrived.
+    /// Re-attributes calls whose missing ancestor just arrived, and takes
+    /// back agent usage whose model calls just arrived. Work in proportion
+    /// to the request and the calls it wakes, not to all the calls still
+    /// waiting in its traces.
     fn settle_earlier(&mut self, spans: &[SpanRecord<'_>], out: &mut dyn Emit) {
-        let mut traces: Vec<&str> = spans.iter().map(|s| s.trace_id.as_str()).collect();
-        traces.sort_unstable();
-        traces.dedup();
-        for trace_id in traces {
+        let mut arrived: HashMap<&str, Vec<&str>> = HashMap::new();
+        for span in spans {
+            arrived
+                .entry(span.trace_id.as_str())
+                .or_default()
+                .push(span.span_id.as_str());
+        }
+        let mut arrived: Vec<(&str, Vec<&str>)> = arrived.into_iter().collect();
+        arrived.sort_unstable();
+        for (trace_id, span_ids) in arrived {
             let Some(trace) = self.traces.get_mut(trace_id) else {
                 continue;
             };
             // In the order the calls started (as they were first emitted),
             // not the map's: a run's hops are numbered as they arrive.
-            let mut unresolved: Vec<(Option<i64>, String)> = trace
-                .unresolved
+            let mut woken: Vec<(Option<i64>, String)> = span_ids
                 .iter()
-                .map(|(id, pending)| (pending.event.ts_ms, id.clone()))
+                .filter_map(|id| trace.waiting.remove(*id))
+                .flatten()
+                .filter_map(|id| trace.unresolved.get(&id).map(|p| (p.event.ts_ms, id)))
                 .collect();
-            unresolved.sort_unstable();
-            for (_, span_id) in unresolved {
+            woken.sort_unstable();
+            woken.dedup();
+            for (_, span_id) in woken {
                 let found = trace.attribution(&span_id);
                 let Some(pending) = trace.unresolved.get_mut(&span_id) else {
                     continue;
@@ -419,6 +462,8 @@ impl Otlp {
                 }
                 if found.complete {
                     trace.unresolved.remove(&span_id);
+                } else if let Some(missing) = found.missing {
+                    trace.waiting.entry(missing).or_default().push(span_id);
                 }
             }
             let mut counted: Vec<String> = trace.agent_usage.keys().cloned().collect();
@@ -462,6 +507,16 @@ impl Otlp {
             };
             if let Some(trace) = self.traces.remove(&oldest) {
                 self.remembered = self.remembered.saturating_sub(trace.spans.len());
+                if trace.spans.values().any(|k| k.has_usage)
+                    && self.forgotten_with_usage.insert(oldest.clone())
+                {
+                    self.forgotten_order.push_back(oldest);
+                    if self.forgotten_order.len() > MAX_FORGOTTEN
+                        && let Some(dropped) = self.forgotten_order.pop_front()
+                    {
+                        self.forgotten_with_usage.remove(&dropped);
+                    }
+                }
             }
         }
     }
@@ -495,42 +550,62 @@ pub fn check_span(span: &SpanRecord<'_>) -> Result<(), String> {
     }
 }
 
+/// What remains of a rejected span for the decoder: an agent span's
+/// structure (parent, agent name, conversation) without its usage, so that
+/// its children are still attributed to it; nothing of a model call.
+#[must_use]
+pub fn structure_only<'a>(span: &SpanRecord<'a>) -> Option<SpanRecord<'a>> {
+    (role(span) == Role::Agent).then(|| SpanRecord {
+        attributes: span
+            .attributes
+            .iter()
+            .filter(|(key, _)| !key.starts_with("gen_ai.usage."))
+            .cloned()
+            .collect(),
+        ..span.clone()
+    })
+}
+
 fn has_usage(span: &SpanRecord<'_>) -> bool {
     span.attributes
         .iter()
         .any(|(k, _)| k.starts_with("gen_ai.usage."))
 }
 
+/// The usage attributes the decoder reads, by bucket (first found wins):
+/// input, output, cache read, cache write, reasoning.
+pub const USAGE_KEYS: [&[&str]; 5] = [
+    &["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"],
+    &[
+        "gen_ai.usage.output_tokens",
+        "gen_ai.usage.completion_tokens",
+    ],
+    &[
+        "gen_ai.usage.cache_read.input_tokens",
+        "gen_ai.usage.cache_read_input_tokens",
+        "gen_ai.usage.input_tokens.cached",
+    ],
+    &[
+        "gen_ai.usage.cache_creation.input_tokens",
+        "gen_ai.usage.cache_creation_input_tokens",
+        "gen_ai.usage.input_tokens.cache_write",
+    ],
+    &[
+        "gen_ai.usage.reasoning.output_tokens",
+        "gen_ai.usage.output_tokens.reasoning",
+    ],
+];
+
 fn usage(span: &SpanRecord<'_>) -> Result<Usage, String> {
-    let input = span
-        .count(&["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"])?
-        .unwrap_or(0);
-    let output = span
-        .count(&[
-            "gen_ai.usage.output_tokens",
-            "gen_ai.usage.completion_tokens",
-        ])?
-        .unwrap_or(0);
-    let cache_read = span
-        .count(&[
-            "gen_ai.usage.cache_read.input_tokens",
-            "gen_ai.usage.cache_read_input_tokens",
-            "gen_ai.usage.input_tokens.cached",
-        ])?
-        .unwrap_or(0);
-    let cache_write = span
-        .count(&[
-            "gen_ai.usage.cache_creation.input_tokens",
-            "gen_ai.usage.cache_creation_input_tokens",
-            "gen_ai.usage.input_tokens.cache_write",
-        ])?
-        .unwrap_or(0);
-    let reasoning = span
-        .count(&[
-            "gen_ai.usage.reasoning.output_tokens",
-            "gen_ai.usage.output_tokens.reasoning",
-        ])?
-        .unwrap_or(0);
+    let [input, output, cache_read, cache_write, reasoning] =
+        USAGE_KEYS.map(|keys| span.count(keys));
+    let (input, output, cache_read, cache_write, reasoning) = (
+        input?.unwrap_or(0),
+        output?.unwrap_or(0),
+        cache_read?.unwrap_or(0),
+        cache_write?.unwrap_or(0),
+        reasoning?.unwrap_or(0),
+    );
     if reasoning > output {
         return Err(format!(
             "gen_ai.usage.reasoning.output_tokens ({reasoning}) exceed gen_ai.usage.output_tokens ({output}), which must include them"

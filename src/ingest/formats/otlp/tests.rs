@@ -531,3 +531,106 @@ fn calls_past_a_traces_span_cap_are_counted_with_their_own_agent() {
     assert_eq!(sink.0[0].usage.input_uncached, 7);
     assert!(otlp.remembered_traces() <= super::MAX_TRACES);
 }
+
+#[test]
+fn calls_waiting_for_an_ancestor_cost_nothing_to_later_requests() {
+    // A chain of 3,000 chat spans whose root has not arrived: each call
+    // waits for an ancestor. Later small requests of the same trace must not
+    // re-walk them all (3,000 walks of up to 3,000 steps each, per
+    // request), only the calls their spans wake.
+    let chain: Vec<String> = (1..=3000_u64)
+        .map(|n| {
+            span(
+                TRACE,
+                &format!("{n:016x}"),
+                Some(&format!("{:016x}", n + 1)),
+                "chat",
+                1_760_000_000 + n,
+                &[
+                    attr("gen_ai.operation.name", &s("chat")),
+                    attr("gen_ai.usage.input_tokens", &int(1)),
+                ],
+            )
+        })
+        .collect();
+    let mut lines = vec![request(&chain)];
+    for n in 0..200_u64 {
+        lines.push(request(&[span(
+            TRACE,
+            &format!("{:016x}", 10_000 + n),
+            None,
+            "execute_tool",
+            1_760_000_000,
+            &[attr("gen_ai.operation.name", &s("execute_tool"))],
+        )]));
+    }
+    // at last the missing root: the calls near it learn their agent
+    lines.push(request(&[span(
+        TRACE,
+        &format!("{:016x}", 3001),
+        None,
+        "invoke_agent",
+        1_760_000_000,
+        &[
+            attr("gen_ai.operation.name", &s("invoke_agent")),
+            attr("gen_ai.agent.name", &s("Deep")),
+        ],
+    )]));
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let started = std::time::Instant::now();
+    let (snap, _) = report(&lines);
+    let took = started.elapsed();
+    assert_eq!(snap.totals.events, 3000);
+    assert_eq!(snap.totals.input_tokens, 3000);
+    let deep = snap
+        .by_agent
+        .iter()
+        .find(|a| &*a.name == "Deep")
+        .unwrap_or_else(|| {
+            panic!(
+                "{:?}",
+                snap.by_agent
+                    .iter()
+                    .map(|a| (&a.name, a.counters.events))
+                    .collect::<Vec<_>>()
+            )
+        });
+    assert_eq!(deep.counters.events, super::MAX_DEPTH as u64 - 1);
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+}
+
+#[test]
+fn a_late_agent_span_of_a_forgotten_trace_is_not_added_to_its_calls() {
+    // Its chat was counted, then 4,096 newer traces pushed the trace out;
+    // the invoke_agent span (exported when it ends, after its calls)
+    // arrives with the turn's total.
+    let chat = span(
+        TRACE,
+        "00000000000000c2",
+        Some("00000000000000a1"),
+        "chat",
+        1_760_000_000,
+        &[
+            attr("gen_ai.operation.name", &s("chat")),
+            attr("gen_ai.usage.input_tokens", &int(1000)),
+        ],
+    );
+    let newer: Vec<String> = (0..super::MAX_TRACES as u64 + 10)
+        .map(|i| {
+            span(
+                &format!("{:032x}", i + 1),
+                "00000000000000c1",
+                None,
+                "execute_tool",
+                1_760_000_000,
+                &[attr("gen_ai.operation.name", &s("execute_tool"))],
+            )
+        })
+        .collect();
+    let late = agent_with_usage("00000000000000a1", None, "Writer", 1000, 0);
+    let lines = [request(&[chat]), request(&newer), request(&[late])];
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let (snap, _) = report(&lines);
+    assert_eq!(snap.totals.events, 1);
+    assert_eq!(snap.totals.input_tokens, 1000, "not 2 × 1000");
+}
