@@ -886,12 +886,15 @@ impl Sources {
                 bound.push((protocol, listener, source));
             }
         }
-        let intake = Arc::new(Intake::new(
-            tx.clone(),
-            decoders,
-            otlp_settings.token.clone(),
-            otlp_settings.max_body,
-        ));
+        let intake = Arc::new(
+            Intake::new(
+                tx.clone(),
+                decoders,
+                otlp_settings.token.clone(),
+                otlp_settings.max_body,
+            )
+            .with_max_line_bytes(settings.max_line_bytes),
+        );
         let connections = Arc::new(otlp::conn::Connections::new(
             otlp_settings.max_connections,
             settings.client_idle_timeout,

@@ -1048,6 +1048,83 @@ fn recorded_requests_replay_to_the_same_totals_without_text() {
     assert_eq!(report["by_agent"], last["by_agent"]);
 }
 
+#[test]
+fn a_request_larger_than_a_line_is_recorded_in_lines_that_replay() {
+    // --follow skips a line over --max-line-bytes: a request whose
+    // normalized form is longer is recorded as several lines, each within
+    // it, and a span that cannot fit alone is rejected (partial_success),
+    // never answered 200 and lost on replay.
+    const MAX: usize = 4096;
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("otlp.jsonl");
+    let max = MAX.to_string();
+    let mut live = Live::start(&[
+        "--otlp",
+        "127.0.0.1:0",
+        "--record",
+        record.to_str().unwrap(),
+        "--max-line-bytes",
+        &max,
+    ]);
+    let addr = live.listening("otlp-http");
+    let mut spans = Vec::new();
+    for t in 0..40_u64 {
+        let t = trace(0x100 + t);
+        spans.push(invoke_agent(&t, 1, "Planner", None));
+        for s in 2..6 {
+            spans.push(chat(&t, s, Some(1), 100, 10));
+        }
+    }
+    // an agent whose name alone is longer than a line
+    let long = trace(0x200);
+    spans.push(invoke_agent(&long, 1, &"x".repeat(MAX), Some((5, 5))));
+    // an agent span rejected for its usage still names its child's agent
+    let rejected = trace(0x300);
+    spans.push(invoke_agent(&rejected, 1, "Reviewer", Some((-1, 5))));
+    spans.push(chat(&rejected, 2, Some(1), 7, 1));
+    let response = post(&addr, &[PROTOBUF], export(spans).encode_to_vec());
+    assert_eq!(response.status, 200);
+    let answer = ExportTraceServiceResponse::decode(response.body.as_slice()).unwrap();
+    let partial = answer.partial_success.expect("a partial success");
+    assert_eq!(partial.rejected_spans, 2, "{}", partial.error_message);
+    assert!(
+        partial.error_message.contains("over --max-line-bytes 4096"),
+        "{}",
+        partial.error_message
+    );
+    live.requests(1);
+    let last = live.stop();
+    assert_eq!(tokens(&last), (40 * 4 * 100 + 7, 40 * 4 * 10 + 1));
+    let reviewer = last["by_agent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["agent"] == "Reviewer")
+        .unwrap_or_else(|| panic!("the rejected agent's child: {}", last["by_agent"]));
+    assert_eq!(reviewer["events"], 1);
+    let recorded = std::fs::read_to_string(&record).unwrap();
+    assert!(recorded.lines().count() > 1, "split");
+    assert!(
+        recorded.lines().all(|l| l.len() <= MAX),
+        "{:?}",
+        recorded.lines().map(str::len).collect::<Vec<_>>()
+    );
+
+    let mut replay = Live::start(&[
+        "--follow",
+        record.to_str().unwrap(),
+        "--max-line-bytes",
+        &max,
+        "--exit-after",
+        "1s",
+    ]);
+    replay.wait_until("the replay", |s| s["live"]["caught_up"] == true);
+    let replayed = replay.stop();
+    assert_eq!(replayed["totals"], last["totals"]);
+    assert_eq!(replayed["by_agent"], last["by_agent"]);
+    assert_eq!(replayed["runs"], last["runs"]);
+}
+
 // ------------------------------------------------------------------ gRPC
 
 mod grpc {

@@ -45,9 +45,9 @@ use prost::Message as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit, mpsc};
 
 use crate::ingest::channel::{IngestMsg, OtlpRequest, SourceKind, SourceRef};
-use crate::ingest::formats::otlp::normalize::normalized_line;
+use crate::ingest::formats::otlp::normalize::normalized_lines;
 use crate::ingest::formats::otlp::{
-    Attributes, SpanRecord, check_span, parse_request, proto::records,
+    Attributes, SpanRecord, check_span, parse_request, proto::records, structure_only,
 };
 use crate::ingest::formats::{Decoder, DecoderConfig};
 use crate::ingest::parsed::ParsedLines;
@@ -229,6 +229,8 @@ pub struct Intake {
     token: Option<String>,
     pub max_body: usize,
     segment_attribute: Option<String>,
+    /// `--max-line-bytes`: the longest normalized line (see [`Self::normalize`]).
+    max_line_bytes: usize,
     stopping: AtomicBool,
 }
 
@@ -258,8 +260,17 @@ impl Intake {
             token: token.filter(|t| !t.is_empty()),
             max_body,
             segment_attribute: decoders.segment_attribute.clone(),
+            max_line_bytes: crate::ingest::sources::files::DEFAULT_MAX_LINE_BYTES,
             stopping: AtomicBool::new(false),
         }
+    }
+
+    /// The longest normalized line: `--max-line-bytes`, so that what
+    /// `--record` keeps is read back by `--follow` with the same setting.
+    #[must_use]
+    pub fn with_max_line_bytes(mut self, max_line_bytes: usize) -> Self {
+        self.max_line_bytes = max_line_bytes.max(1);
+        self
     }
 
     /// Whether an `authorization` header value lets a request in: any when
@@ -355,7 +366,7 @@ impl Intake {
             // was not counted either.
             let budget = match &decoded {
                 Ok(normal) => {
-                    let weight = normal.line.len().clamp(1, intake.bytes_max);
+                    let weight = normal.bytes().clamp(1, intake.bytes_max);
                     let weight = u32::try_from(weight).unwrap_or(u32::MAX);
                     let room = runtime.block_on(tokio::time::timeout(
                         BACKPRESSURE_WAIT,
@@ -422,8 +433,10 @@ impl Intake {
         let request = state.requests;
         let (msg, export) = match decoded {
             Ok(normal) => {
-                let mut lines = ParsedLines::with_capacity(normal.line.len() + 1);
-                lines.push_line(&mut state.decoder, request, normal.line.as_bytes());
+                let mut lines = ParsedLines::with_capacity(normal.bytes() + normal.lines.len());
+                for line in &normal.lines {
+                    lines.push_line(&mut state.decoder, request, line.as_bytes());
+                }
                 let export = Export::Accepted {
                     rejected: normal.rejected.len() as u64,
                     message: rejected_message(&normal.rejected),
@@ -457,30 +470,56 @@ impl Intake {
     }
 
     /// Sets apart the spans the decoder would reject, and writes the others
-    /// as one line.
+    /// as lines of at most `--max-line-bytes` (what `--record` keeps must
+    /// replay: `--follow` skips a longer line). A rejected agent span still
+    /// gives its children their agent and conversation: it is kept without
+    /// its usage.
     fn normalize(&self, spans: &[SpanRecord<'_>], resources: &[Attributes<'_>]) -> Normal {
         let mut kept = Vec::with_capacity(spans.len());
+        let mut structure = Vec::new();
         let mut rejected = Vec::new();
         for span in spans {
             match check_span(span) {
                 Ok(()) => kept.push(span),
                 Err(reason) => {
-                    rejected.push(format!("span {}/{}: {reason}", span.trace_id, span.span_id))
+                    rejected.push(format!("span {}/{}: {reason}", span.trace_id, span.span_id));
+                    structure.extend(structure_only(span));
                 }
             }
         }
+        let accepted = kept.len();
+        kept.extend(structure.iter());
+        let (lines, too_long) = normalized_lines(
+            &kept,
+            resources,
+            self.segment_attribute.as_deref(),
+            self.max_line_bytes,
+        );
+        for (span, bytes) in &too_long {
+            rejected.push(format!(
+                "span {}/{}: {bytes} bytes once normalized, over --max-line-bytes {} (it could not be recorded and replayed)",
+                span.trace_id, span.span_id, self.max_line_bytes
+            ));
+        }
         Normal {
-            line: normalized_line(&kept, resources, self.segment_attribute.as_deref()),
-            accepted: kept.len() as u64,
+            lines,
+            accepted: accepted.saturating_sub(too_long.len()) as u64,
             rejected,
         }
     }
 }
 
 struct Normal {
-    line: String,
+    /// Each at most `--max-line-bytes`; one unless the request is larger.
+    lines: Vec<String>,
     accepted: u64,
     rejected: Vec<String>,
+}
+
+impl Normal {
+    fn bytes(&self) -> usize {
+        self.lines.iter().map(String::len).sum()
+    }
 }
 
 /// `partial_success.error_message`: how many spans were rejected, and the
