@@ -58,9 +58,10 @@ enum Kept {
 }
 
 fn kept(key: &str, keys: &[&str], segment_attribute: Option<&str>, usage: bool) -> Option<Kept> {
-    if keys.contains(&key) || segment_attribute == Some(key) {
-        Some(Kept::Read)
-    } else if usage && USAGE_KEYS.iter().any(|group| group.contains(&key)) {
+    if keys.contains(&key)
+        || segment_attribute == Some(key)
+        || (usage && USAGE_KEYS.iter().any(|group| group.contains(&key)))
+    {
         Some(Kept::Read)
     } else if usage && key.starts_with(USAGE_PREFIX) {
         Some(Kept::OtherUsage)

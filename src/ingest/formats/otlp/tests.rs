@@ -436,8 +436,14 @@ fn a_nested_agent_with_usage_is_not_added_to_the_agent_that_totals_it() {
     for lines in [
         vec![request(&[outer.clone(), inner.clone()])],
         vec![request(&[inner.clone(), outer.clone()])],
-        vec![request(&[outer.clone()]), request(&[inner.clone()])],
-        vec![request(&[inner.clone()]), request(&[outer.clone()])],
+        vec![
+            request(std::slice::from_ref(&outer)),
+            request(std::slice::from_ref(&inner)),
+        ],
+        vec![
+            request(std::slice::from_ref(&inner)),
+            request(std::slice::from_ref(&outer)),
+        ],
     ] {
         let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
         let (snap, _) = report(&lines);
