@@ -92,7 +92,15 @@ fn push_value(out: &mut String, key: &str, value: &AttrValue<'_>) {
         }
         AttrValue::Double(d) if d.is_finite() => {
             out.push_str(r#"{"doubleValue":"#);
-            out.push_str(&serde_json::to_string(d).unwrap_or_else(|_| "0".into()));
+            // An integral double (a count, to the decoder) as an integer:
+            // exact when read back, where a decimal may come back a unit in
+            // the last place off, no longer integral.
+            #[allow(clippy::cast_possible_truncation, reason = "integral, under 2^53")]
+            if d.fract() == 0.0 && d.abs() < 9_007_199_254_740_992.0 {
+                out.push_str(&(*d as i64).to_string());
+            } else {
+                out.push_str(&serde_json::to_string(d).unwrap_or_else(|_| "0".into()));
+            }
             out.push('}');
         }
         // NaN and infinities read as what they are to the decoder: a value
@@ -620,6 +628,19 @@ mod tests {
         );
         assert!(keys.contains(&"gen_ai.usage.input_tokens"));
         assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    }
+
+    #[test]
+    fn integral_doubles_read_back_integral() {
+        // found by the property test: -2178604947947989.0 written as a
+        // decimal read back a unit in the last place off
+        let (mut spans, resources) = sample();
+        for d in [-2_178_604_947_947_989.0, 4_503_599_627_370_497.0, 0.5, -0.0] {
+            spans[0].attributes = vec![(Cow::Borrowed("segment"), AttrValue::Double(d))];
+            let line = normalized_line(&[&spans[0]], &resources, None);
+            let (read, _) = parse_request(line.as_bytes()).unwrap();
+            assert_eq!(read[0].attributes[0].1, AttrValue::Double(d), "{line}");
+        }
     }
 
     #[test]
