@@ -272,6 +272,9 @@ impl Aggregator {
             }
         }
         self.dirty = true;
+        // The per-minute series (the burn rate) is anchored on this clock,
+        // not on the newest call time (an agent's clock may be wrong).
+        self.ledger.set_clock(chrono::Utc::now().timestamp_millis());
         match msg {
             IngestMsg::Lines {
                 source,

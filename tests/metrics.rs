@@ -899,6 +899,71 @@ fn otlp_calls_re_attributed_to_their_agent_move_series_and_keep_sums_exact() {
     promtool_check(&text);
 }
 
+/// A span timed in the year 2200 (a wrong clock, a hostile client) is in
+/// the totals but never in the burn rate, and never pushes the present out
+/// of it: the burn rate is anchored on the clock at scrape time.
+#[test]
+fn a_span_timed_in_the_future_leaves_the_burn_rate_of_the_present() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tw = Tw::start(&[
+        "--headless",
+        "--otlp",
+        "127.0.0.1:0",
+        "--metrics",
+        "127.0.0.1:0",
+        "--log-file",
+        dir.path().join("tw.log").to_str().unwrap(),
+    ]);
+    let otlp: SocketAddr = tw
+        .line("tokwatch: otlp-http listening on ")
+        .parse()
+        .unwrap();
+    let addr = tw.metrics_addr();
+    let chat = |span: u64, start_ns: u128| {
+        let mut span = otlp_span(
+            0xB,
+            span,
+            None,
+            "chat gpt-4o",
+            &[
+                ("gen_ai.operation.name", "chat".into()),
+                ("gen_ai.request.model", "gpt-4o".into()),
+                ("gen_ai.usage.input_tokens", 1_000_000.into()),
+            ],
+        );
+        span["startTimeUnixNano"] = start_ns.to_string().into();
+        span["endTimeUnixNano"] = (start_ns + 500_000_000).to_string().into();
+        span
+    };
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // the middle of the last full minute
+    let last_minute = u128::from((now_s / 60 - 1) * 60 + 30) * 1_000_000_000;
+    otlp_post(otlp, vec![chat(1, 7_258_118_400_000_000_000)]);
+    otlp_post(otlp, vec![chat(2, last_minute)]);
+    let text = scrape_until(addr, "both calls", |s| {
+        s.sum("tokwatch_calls_total") == 2_000_000_000_000
+    });
+    let samples = Samples::parse(&text);
+    let burn = |window: &str| {
+        samples
+            .of("tokwatch_burn_rate_usd_per_minute")
+            .find(|(_, l, _)| l["window"] == window)
+            .map(|(_, _, v)| picos(v))
+            .unwrap()
+    };
+    // gpt-4o: $2.50 per million input tokens; the scrape may fall in the
+    // next minute already, so the 5-minute window is the one sure to hold it.
+    assert_eq!(burn("5m"), 500_000_000_000, "{text}");
+    assert_eq!(
+        samples.sum("tokwatch_cost_usd_total"),
+        5_000_000_000_000,
+        "{text}"
+    );
+}
+
 #[test]
 fn a_metrics_address_in_use_is_a_clear_error_at_start() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

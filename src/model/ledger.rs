@@ -1028,6 +1028,10 @@ pub struct Ledger {
     no_run: Arc<RunAgg>,
     /// The newest minute of the per-minute series.
     newest_minute: Option<i64>,
+    /// The caller's clock ([`Ledger::set_clock`]), in minutes: calls timed
+    /// more than [`FUTURE_MINUTES`] after it stay out of the per-minute
+    /// series. `None`: no clock (every call is in it).
+    clock_minute: Option<i64>,
     idents: Idents,
     /// Per-series sums for the metrics (`LedgerConfig::series`).
     series: Option<Box<Series>>,
@@ -1105,6 +1109,15 @@ const LONG_CONTEXT: u8 = 8;
 /// An amount did not fit: the receipt cannot be taken back.
 const TOO_LARGE: u8 = 16;
 const PROVENANCE_SHIFT: u8 = 5;
+const PROVENANCE_MASK: u8 = 3;
+/// The call is not in the per-minute series (timed too far ahead of the
+/// clock): taking it back leaves the series alone.
+const OFF_MINUTES: u8 = 128;
+
+/// How far ahead of the caller's clock a call may be timed and still count
+/// in the per-minute series (a skewed agent clock); calls further ahead are
+/// left out of it, so that they can never push the present out.
+pub const FUTURE_MINUTES: i64 = 5;
 
 impl CompactCosting {
     fn new(costing: &Costing) -> Self {
@@ -1147,7 +1160,7 @@ impl CompactCosting {
             effective: amount(self.effective, HAS_EFFECTIVE),
             computed: amount(self.computed, HAS_COMPUTED),
             reported: amount(self.reported, HAS_REPORTED),
-            provenance: match self.flags >> PROVENANCE_SHIFT {
+            provenance: match (self.flags >> PROVENANCE_SHIFT) & PROVENANCE_MASK {
                 0 => Provenance::Reported,
                 1 => Provenance::Computed,
                 2 => Provenance::Estimated,
@@ -1239,6 +1252,7 @@ impl Ledger {
             evicted: Counters::default(),
             no_run: Arc::new(RunAgg::new(Arc::from(""))),
             newest_minute: None,
+            clock_minute: None,
             idents: Idents {
                 cap: label_cap,
                 ..Idents::default()
@@ -1436,6 +1450,15 @@ impl Ledger {
         Some(receipt)
     }
 
+    /// Sets the caller's clock (epoch milliseconds; the model reads none):
+    /// calls timed more than [`FUTURE_MINUTES`] after it are left out of the
+    /// per-minute series (the burn rate) — a wrong agent clock cannot move
+    /// the series into the future and prune the present. They are in every
+    /// total all the same.
+    pub fn set_clock(&mut self, now_ms: i64) {
+        self.clock_minute = Some(now_ms.div_euclid(60_000));
+    }
+
     fn touch_time(&mut self, ts: Option<i64>) {
         if let Some(ts) = ts {
             self.first_ts_ms = Some(self.first_ts_ms.map_or(ts, |t| t.min(ts)));
@@ -1583,9 +1606,15 @@ impl Ledger {
         if r.ts_ms != NO_TIME {
             let ts = r.ts_ms;
             let at = ts.div_euclid(60_000);
-            if let Some((_, counters)) = self.open_minutes.iter_mut().find(|(m, _)| *m == at) {
+            // A call timed too far ahead was never in the per-minute series.
+            let in_minutes = r.cost_flags & OFF_MINUTES == 0;
+            if let Some((_, counters)) = self
+                .open_minutes
+                .iter_mut()
+                .find(|(m, _)| in_minutes && *m == at)
+            {
                 counters.unmerge(&one);
-            } else if let Some(counters) = self.minutes.get_mut(&at) {
+            } else if in_minutes && let Some(counters) = self.minutes.get_mut(&at) {
                 counters.unmerge(&one);
             }
             if let Some(start) = self.config.period.and_then(|p| p.start_of(ts))
@@ -1657,6 +1686,7 @@ impl Ledger {
             by_format,
             vacant_runs,
             newest_minute,
+            clock_minute,
             series,
             ..
         } = self;
@@ -1726,9 +1756,14 @@ impl Ledger {
             };
             series.add(&place, usage, &costing);
         }
+        let mut off_minutes = false;
         if let Some(ts) = event.ts_ms {
-            if config.per_minute {
-                let at = ts.div_euclid(60_000);
+            let at = ts.div_euclid(60_000);
+            // Timed far ahead of the clock: out of the per-minute series,
+            // which it would otherwise move into the future.
+            off_minutes = config.per_minute
+                && clock_minute.is_some_and(|now| at > now.saturating_add(FUTURE_MINUTES));
+            if config.per_minute && !off_minutes {
                 let kept = config.minutes_kept;
                 if kept == 0 || newest_minute.is_none_or(|n| at >= n.saturating_sub(kept)) {
                     add_minute(open_minutes, minutes, at, &one);
@@ -1843,6 +1878,9 @@ impl Ledger {
             format: event.format,
             latency_ms: NO_LATENCY,
         };
+        if off_minutes {
+            receipt.cost_flags |= OFF_MINUTES;
+        }
         if let Some(latency) = event.latency_ms {
             match u32::try_from(latency).ok().filter(|l| *l != NO_LATENCY) {
                 Some(latency) => receipt.latency_ms = latency,

@@ -1008,6 +1008,46 @@ fn the_per_minute_series_is_pruned_past_the_minutes_kept() {
     );
 }
 
+/// A call timed far ahead of the clock (a wrong agent clock, year 2200)
+/// stays out of the per-minute series: the present minutes are kept and
+/// the burn rate reads them; the totals count it all the same, and taking
+/// it back leaves the series alone.
+#[test]
+fn a_call_timed_far_in_the_future_never_prunes_the_present_minutes() {
+    let mut ledger = capped(0, 0, 60);
+    let now = T0 + 10 * MINUTE;
+    ledger.set_clock(now);
+    for m in 0..10 {
+        ledger.apply(&at(hop("r", None, "a", "gpt-4.1", 10, 1), T0 + m * MINUTE));
+    }
+    let present = ledger.cost_in_minutes(T0 / MINUTE, now / MINUTE);
+    assert!(present > Usd::ZERO);
+    let year_2200 = 7_258_118_400_000;
+    let future = ledger
+        .apply_call(&at(hop("f", None, "a", "gpt-4.1", 10, 1), year_2200))
+        .expect("a model call");
+    // a little skew is kept
+    ledger.apply(&at(
+        hop("s", None, "a", "gpt-4.1", 10, 1),
+        now + FUTURE_MINUTES * MINUTE,
+    ));
+    let s = ledger.snapshot();
+    assert_eq!(s.totals.events, 12);
+    assert_eq!(s.per_minute.len(), 11, "{:?}", s.per_minute);
+    assert_eq!(ledger.cost_in_minutes(T0 / MINUTE, now / MINUTE), present);
+    assert_eq!(
+        ledger.cost_in_minutes(year_2200 / MINUTE, year_2200 / MINUTE + 1),
+        Usd::ZERO
+    );
+    // later calls of the present still count in it
+    ledger.apply(&at(hop("r", None, "a", "gpt-4.1", 10, 1), now - MINUTE));
+    let later = ledger.cost_in_minutes(T0 / MINUTE, now / MINUTE);
+    assert!(later > present);
+    ledger.retract(&future);
+    assert_eq!(ledger.snapshot().totals.events, 12);
+    assert_eq!(ledger.cost_in_minutes(T0 / MINUTE, now / MINUTE), later);
+}
+
 #[test]
 fn a_hop_is_128_bytes_and_a_single_hop_run_holds_it_inline() {
     // 300,000 single-hop runs in 128 MiB (BENCHMARKS.md "Memory at scale"):
