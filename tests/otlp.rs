@@ -903,6 +903,74 @@ fn connections_are_capped_and_idle_ones_closed() {
     live.stop();
 }
 
+/// Peers without the token cannot hold the connection slots until the
+/// idle timeout (15 minutes): a connection none of whose requests passed
+/// the token check is closed at a short deadline (1 s here, 10 s by
+/// default), and a 401 closes its connection.
+#[test]
+fn peers_without_the_token_cannot_hold_the_connection_slots() {
+    let mut live = Live::start_env(
+        &[
+            "--otlp",
+            "127.0.0.1:0",
+            "--otlp-token",
+            "t0ken",
+            "--otlp-max-connections",
+            "2",
+        ],
+        &[("TOKWATCH_TEST_VOUCH_MS", Path::new("1000"))],
+    );
+    let addr = live.listening("otlp-http");
+    // two peers that connect and say nothing hold both slots
+    let idle: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    let started = Instant::now();
+    let body = export(vec![chat(&trace(1), 1, None, 10, 1)]).encode_to_vec();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let to = addr.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(post(
+            &to,
+            &[PROTOBUF, ("authorization", "Bearer t0ken")],
+            body,
+        ));
+    });
+    // served once a silent peer is closed, long before the idle timeout
+    let response = rx.recv_timeout(WAIT).expect("answered within the deadline");
+    assert_eq!(response.status, 200);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "served after {waited:?}"
+    );
+    for mut stream in idle {
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let mut byte = [0_u8; 1];
+        let read = std::io::Read::read(&mut stream, &mut byte);
+        assert!(
+            matches!(read, Ok(0))
+                || read.is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            "closed by tokwatch"
+        );
+    }
+    // a 401 is the last answer on its connection
+    let mut peer = std::net::TcpStream::connect(&addr).unwrap();
+    peer.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        peer,
+        "POST /v1/traces HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    std::io::Read::read_to_end(&mut peer, &mut answer).expect("closed after the answer");
+    let answer = String::from_utf8_lossy(&answer).to_lowercase();
+    assert!(answer.starts_with("http/1.1 401"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    live.requests(1);
+    live.stop();
+}
+
 #[test]
 fn a_request_sent_twice_counts_once() {
     let mut live = Live::start(&["--otlp", "127.0.0.1:0"]);
@@ -1280,16 +1348,106 @@ mod grpc {
         live.stop();
     }
 
+    /// Connects to one address and counts the connections made.
+    #[derive(Clone)]
+    struct Counting {
+        addr: String,
+        made: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl tonic::codegen::Service<tonic::codegen::http::Uri> for Counting {
+        type Response = TokioIo<tokio::net::TcpStream>;
+        type Error = std::io::Error;
+        type Future = std::pin::Pin<
+            Box<dyn std::future::Future<Output = std::io::Result<Self::Response>> + Send>,
+        >;
+
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: tonic::codegen::http::Uri) -> Self::Future {
+            self.made.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let addr = self.addr.clone();
+            Box::pin(async move { tokio::net::TcpStream::connect(addr).await.map(TokioIo::new) })
+        }
+    }
+
+    /// A gRPC connection whose export presented the token outlives the
+    /// deadline for it (1 s here); one that never did is closed at it.
+    #[test]
+    fn a_grpc_connection_with_the_token_is_kept_and_one_without_is_closed() {
+        let mut live = Live::start_env(
+            &["--otlp-grpc", "127.0.0.1:0", "--otlp-token", "s3cret"],
+            &[("TOKWATCH_TEST_VOUCH_MS", Path::new("1000"))],
+        );
+        let addr = live.listening("otlp-grpc");
+        let mut silent = std::net::TcpStream::connect(&addr).unwrap();
+        let connector = Counting {
+            addr: addr.clone(),
+            made: std::sync::Arc::default(),
+        };
+        let made = connector.made.clone();
+        let results = runtime().block_on(async {
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect_with_connector(connector)
+                .await
+                .unwrap();
+            let mut client = TraceServiceClient::new(channel);
+            let export = |n: u64| {
+                let mut request =
+                    tonic::Request::new(super::export(vec![chat(&trace(n), 1, None, 10, 1)]));
+                request
+                    .metadata_mut()
+                    .insert("authorization", "Bearer s3cret".parse().unwrap());
+                request
+            };
+            let first = client.export(export(1)).await.map(|_| ());
+            // past the deadline, on the same connection
+            tokio::time::sleep_until(tokio::time::Instant::now() + Duration::from_millis(1500))
+                .await;
+            let second = client.export(export(2)).await.map(|_| ());
+            (first, second)
+        });
+        assert!(results.0.is_ok(), "{results:?}");
+        assert!(results.1.is_ok(), "{results:?}");
+        assert_eq!(
+            made.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "one connection, kept"
+        );
+        // (the server's SETTINGS frame, then the end)
+        silent.set_read_timeout(Some(WAIT)).unwrap();
+        let read = std::io::Read::read_to_end(&mut silent, &mut Vec::new());
+        assert!(
+            read.is_ok() || read.is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            "closed by tokwatch"
+        );
+        let snapshot = live.requests(2);
+        assert_eq!(otlp_stats(&snapshot)["refused"], 0);
+        live.stop();
+    }
+
     #[test]
     fn grpc_errors_are_the_codes_of_the_specification() {
-        let mut live = Live::start(&[
-            "--otlp-grpc",
-            "127.0.0.1:0",
-            "--otlp-token",
-            "s3cret",
-            "--otlp-max-body",
-            "4194304",
-        ]);
+        // The gzip bomb below is compressed (256 MiB, a debug build) on the
+        // client's one thread, which can hold its request's headers back for
+        // longer than the 10 s a connection has to present the token.
+        let mut live = Live::start_env(
+            &[
+                "--otlp-grpc",
+                "127.0.0.1:0",
+                "--otlp-token",
+                "s3cret",
+                "--otlp-max-body",
+                "4194304",
+            ],
+            &[("TOKWATCH_TEST_VOUCH_MS", Path::new("120000"))],
+        );
         let addr = live.listening("otlp-grpc");
         let ok = || super::export(vec![chat(&trace(1), 1, None, 10, 1)]);
         let missing = send(&addr, None, false, ok()).unwrap_err();

@@ -3,12 +3,16 @@
 //! kernel's backlog holds the next ones), each closed once it has read and
 //! written nothing for `--client-idle-timeout` (hyper and tonic close
 //! neither an idle keep-alive connection nor one that never sends a
-//! request).
+//! request), and closed [`VOUCH_DEADLINE`] after it was accepted unless one
+//! of its requests passed the token check by then ([`Vouch`]; without
+//! `--otlp-token`, any request): peers without the token cannot hold the
+//! slots for the idle timeout.
 
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -20,21 +24,53 @@ use tokio::time::Sleep;
 /// Default `--otlp-max-connections`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
+/// How long after it was accepted a connection is closed unless one of its
+/// requests passed the token check (a request's head arrives well within
+/// it; a connection that has answered one keeps only the idle timeout).
+pub const VOUCH_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Tests of the binary: [`VOUCH_DEADLINE`] in milliseconds instead.
+const VOUCH_DEADLINE_TEST_ENV: &str = "TOKWATCH_TEST_VOUCH_MS";
+
 /// What every OTLP listener shares: the connection slots, the idle time.
 #[derive(Debug)]
 pub struct Connections {
     slots: Arc<Semaphore>,
     /// `None`: never closed for being idle.
     idle: Option<Duration>,
+    /// [`VOUCH_DEADLINE`].
+    vouch: Duration,
 }
 
 impl Connections {
     #[must_use]
     pub fn new(max: usize, idle: Duration) -> Self {
+        let vouch = std::env::var(VOUCH_DEADLINE_TEST_ENV)
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map_or(VOUCH_DEADLINE, Duration::from_millis);
         Connections {
             slots: Arc::new(Semaphore::new(max.max(1))),
             idle: (!idle.is_zero()).then_some(idle),
+            vouch,
         }
+    }
+}
+
+/// Set by a request of the connection that passed the token check (the
+/// connection's `ConnectInfo`, in each request's extensions): the
+/// connection is then no longer closed at [`VOUCH_DEADLINE`].
+#[derive(Debug, Clone, Default)]
+pub struct Vouch(Arc<AtomicBool>);
+
+impl Vouch {
+    /// A request of this connection passed the token check.
+    pub fn set(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
     }
 }
 
@@ -65,7 +101,8 @@ impl Limited {
             match self.listener.accept().await {
                 Ok((stream, addr)) => {
                     let _ = stream.set_nodelay(true);
-                    return (Conn::new(stream, slot, self.connections.idle), addr);
+                    let conn = Conn::new(stream, slot, &self.connections);
+                    return (conn, addr);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot accept an OTLP connection");
@@ -89,23 +126,48 @@ impl axum::serve::Listener for Limited {
     }
 }
 
-/// An accepted connection: its slot, and its idle deadline.
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Limited>> for Vouch {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Limited>) -> Self {
+        stream.io().vouch.clone()
+    }
+}
+
+/// An accepted connection: its slot, its idle deadline, and its deadline
+/// for a request with the token.
 #[derive(Debug)]
 pub struct Conn {
     stream: TcpStream,
     _slot: OwnedSemaphorePermit,
     idle: Option<Duration>,
     deadline: Option<Pin<Box<Sleep>>>,
+    vouch: Vouch,
+    /// [`VOUCH_DEADLINE`] from the accept; `None` once vouched for.
+    unvouched: Option<Pin<Box<Sleep>>>,
 }
 
 impl Conn {
-    fn new(stream: TcpStream, slot: OwnedSemaphorePermit, idle: Option<Duration>) -> Self {
+    fn new(stream: TcpStream, slot: OwnedSemaphorePermit, connections: &Connections) -> Self {
+        let idle = connections.idle;
         Conn {
             stream,
             _slot: slot,
             idle,
             deadline: idle.map(|d| Box::pin(tokio::time::sleep(d))),
+            vouch: Vouch::default(),
+            unvouched: Some(Box::pin(tokio::time::sleep(connections.vouch))),
         }
+    }
+
+    /// [`VOUCH_DEADLINE`] passed without a request with the token.
+    fn unvouched(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(deadline) = &mut self.unvouched else {
+            return false;
+        };
+        if self.vouch.is_set() {
+            self.unvouched = None;
+            return false;
+        }
+        deadline.as_mut().poll(cx).is_ready()
     }
 
     /// Something was read or written: the idle time starts again.
@@ -126,6 +188,13 @@ fn idle_error() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, "idle for --client-idle-timeout")
 }
 
+fn unvouched_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "no request with the token within the deadline",
+    )
+}
+
 impl AsyncRead for Conn {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -142,6 +211,7 @@ impl AsyncRead for Conn {
                 Poll::Ready(result)
             }
             Poll::Pending if this.timed_out(cx) => Poll::Ready(Err(idle_error())),
+            Poll::Pending if this.unvouched(cx) => Poll::Ready(Err(unvouched_error())),
             Poll::Pending => Poll::Pending,
         }
     }
@@ -187,10 +257,60 @@ impl AsyncWrite for Conn {
     }
 }
 
+/// gRPC: the connection's [`Vouch`] is in each request's extensions.
 impl tonic::transport::server::Connected for Conn {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+    type ConnectInfo = Vouch;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.stream.connect_info()
+        self.vouch.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    /// An accepted connection whose deadline for the token is `vouch`, and
+    /// its peer.
+    async fn pair(vouch: Duration) -> (Conn, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(Connections {
+            slots: Arc::new(Semaphore::new(1)),
+            idle: None,
+            vouch,
+        });
+        let mut limited = Limited::new(listener, connections);
+        let (accepted, peer) = tokio::join!(limited.next(), TcpStream::connect(addr));
+        (accepted.0, peer.unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_connection_without_a_request_with_the_token_is_closed_at_the_deadline() {
+        let (mut conn, _peer) = pair(Duration::from_millis(100)).await;
+        let started = tokio::time::Instant::now();
+        let mut buf = [0_u8; 8];
+        let read = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+            .await
+            .expect("closed at the deadline, not at the idle timeout");
+        assert_eq!(read.unwrap_err().kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= Duration::from_millis(100));
+    }
+
+    #[tokio::test]
+    async fn a_connection_vouched_for_outlives_the_deadline() {
+        let (mut conn, mut peer) = pair(Duration::from_millis(100)).await;
+        conn.vouch.set();
+        let past = tokio::time::Instant::now() + Duration::from_millis(200);
+        let mut buf = [0_u8; 8];
+        // the read waits across the deadline, then gets what the peer sends
+        let (read, wrote) = tokio::join!(conn.read(&mut buf), async {
+            tokio::time::sleep_until(past).await;
+            peer.write_all(b"x").await
+        });
+        wrote.unwrap();
+        assert_eq!(read.unwrap(), 1);
     }
 }

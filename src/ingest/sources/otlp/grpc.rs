@@ -193,6 +193,10 @@ pub async fn serve(
                     "missing or wrong bearer token (--otlp-token)",
                 ));
             }
+            // The connection is no longer closed for want of the token.
+            if let Some(vouch) = request.extensions().get::<super::conn::Vouch>() {
+                vouch.set();
+            }
             if gate.intake.stopping() {
                 gate.counters.refuse();
                 return Err(Status::unavailable("tokwatch is stopping"));

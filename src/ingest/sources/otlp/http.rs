@@ -6,14 +6,16 @@
 //! decompressed), 415 for another content type or encoding, 429 with
 //! `Retry-After` when the aggregator is behind, 503 while stopping. Error
 //! bodies are a `google.rpc.Status` in the request's encoding (protobuf
-//! when it has none).
+//! when it has none). A 401 closes the connection, and a connection
+//! without a request that passed the token check is closed
+//! [`super::conn::VOUCH_DEADLINE`] after it was accepted.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -24,6 +26,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use prost::Message as _;
 use tokio::sync::watch;
 
+use super::conn::Vouch;
 use super::{Endpoint, Export, Gunzip, Payload, RETRY_AFTER, gunzip};
 
 /// How long a request's body may take to arrive (a client that trickles
@@ -235,10 +238,14 @@ async fn traces(State(endpoint): State<Arc<Endpoint>>, request: Request) -> Resp
             UNAUTHENTICATED,
             "missing or wrong bearer token (--otlp-token)",
         );
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        let headers = response.headers_mut();
+        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        // Not kept alive: the slot goes back at once.
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         return unread(response, body).await;
+    }
+    if let Some(ConnectInfo(vouch)) = parts.extensions.get::<ConnectInfo<Vouch>>() {
+        vouch.set();
     }
     if intake.stopping() {
         endpoint.counters.refuse();
@@ -377,7 +384,7 @@ pub async fn serve(
         let _ = shutdown.wait_for(|stop| *stop).await;
         intake.stop();
     };
-    if let Err(e) = axum::serve(listener, app)
+    if let Err(e) = axum::serve(listener, app.into_make_service_with_connect_info::<Vouch>())
         .with_graceful_shutdown(stop)
         .await
     {
