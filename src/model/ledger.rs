@@ -11,7 +11,7 @@ use chrono::{Datelike, NaiveDate, TimeZone};
 use hashbrown::{DefaultHashBuilder, HashSet, HashTable};
 
 use super::counters::{Costing, Counters, Provenance};
-use super::snapshot::{Limits, OTHER, Snapshot};
+use super::snapshot::{Limits, OTHER, Snapshot, not_other};
 use crate::pricing::{PriceBook, PriceRef};
 use crate::types::event::{EventKind, Format, TelemetryEvent, infer_provider};
 use crate::types::money::Usd;
@@ -801,13 +801,15 @@ impl<V: Named> Table<V> {
 
     /// Like [`Table::locate`], but past `cap` rows (0: no cap) a new name
     /// gets the row named [`OTHER`]. Returns the position and whether the
-    /// name was folded.
+    /// name was folded. A name that is literally `(other)` is kept as
+    /// [`super::snapshot::OTHER_NAMED`], apart from the folded rows.
     fn locate_capped(
         &mut self,
         name: &str,
         cap: usize,
         make: impl FnOnce(Arc<str>) -> V,
     ) -> (usize, bool) {
+        let name = not_other(name);
         if cap == 0 || self.rows.len() < cap {
             return (self.locate(name, make), false);
         }
@@ -816,7 +818,7 @@ impl<V: Named> Table<V> {
                 self.last = position;
                 (position, false)
             }
-            None => (self.locate(OTHER, make), name != OTHER),
+            None => (self.locate(OTHER, make), true),
         }
     }
 
@@ -914,8 +916,10 @@ impl Idents {
             .clone()
     }
 
-    /// A hop label: past the cap, a new one is `(other)`.
+    /// A hop label: past the cap, a new one is `(other)` (and a label
+    /// that is literally `(other)` is [`super::snapshot::OTHER_NAMED`]).
     fn hop_label(&mut self, text: &str) -> Arc<str> {
+        let text = not_other(text);
         if self.cap > 0 && self.labels.len() >= self.cap && !self.labels.contains(text) {
             return self.label(OTHER);
         }

@@ -49,6 +49,17 @@ pub struct Snapshot {
 /// limit, labels past the ledger's cap.
 pub const OTHER: &str = "(other)";
 
+/// A name that is literally `(other)` (an agent, model, segment, user or
+/// hop label so named), as the ledger and the metrics keep it: `(other)`
+/// alone always means the rows folded together, never a name.
+pub const OTHER_NAMED: &str = "\"(other)\"";
+
+/// `name`, unless it is literally [`OTHER`]: then [`OTHER_NAMED`].
+#[must_use]
+pub fn not_other(name: &str) -> &str {
+    if name == OTHER { OTHER_NAMED } else { name }
+}
+
 /// How many rows of each list a limited snapshot folded into its
 /// [`OTHER`] row.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -61,7 +61,9 @@ impl Default for SeriesCaps {
 }
 
 /// A label value as exported: sanitized (control, escape and bidi
-/// characters become `�`) and at most `max_bytes` long.
+/// characters become `�`) and at most `max_bytes` long. (A name that is
+/// literally `(other)` reaches it as [`crate::model::snapshot::OTHER_NAMED`]:
+/// `(other)` is only ever the folded rows.)
 #[must_use]
 pub fn label_value(raw: &str, max_bytes: usize) -> Arc<str> {
     let clean = sanitize(raw);

@@ -196,6 +196,33 @@ fn past_a_cap_newcomers_go_to_other_and_earlier_values_keep_their_series() {
     assert_eq!(row(&view, "(other)", "gpt-4.1").sums.calls, 2);
 }
 
+/// An agent, segment or model literally named `(other)` has a series of
+/// its own, `"(other)"`: `(other)` is only ever the overflow.
+#[test]
+fn a_name_that_reads_other_is_not_the_overflow() {
+    let caps = SeriesCaps {
+        agents: 1,
+        ..SeriesCaps::default()
+    };
+    let mut ledger = ledger(caps);
+    ledger.apply(&call("r", "(other)", Some("(other)"), "(other)", 10, 1));
+    ledger.apply(&call("r", "b", None, "gpt-4.1", 10, 1));
+    assert_exact(&ledger);
+    let view = ledger.series_view().expect("series");
+    let rows: Vec<(&str, &str, &str)> = view
+        .rows
+        .iter()
+        .map(|r| (&*r.agent, &*r.segment, &*r.model))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("\"(other)\"", "\"(other)\"", "\"(other)\""),
+            ("(other)", "", "gpt-4.1"),
+        ]
+    );
+}
+
 #[test]
 fn past_the_series_cap_new_combinations_go_to_all_other() {
     let caps = SeriesCaps {
