@@ -40,9 +40,11 @@ pub struct MetricsView {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BudgetGauge {
     pub runtime: Arc<str>,
-    /// `global`, `agent:NAME`, `segment:NAME`, `run:ID`.
+    /// `global`, `agent:NAME` or `segment:NAME` (a name that had to be
+    /// shortened or sanitized ends with `~` and a hash of it: two scopes
+    /// never share a series).
     pub scope: Arc<str>,
-    /// The limit's kind (`max_cost_usd`, `max_tokens`, …).
+    /// The limit's kind: `per_hop_input_tokens`, `run_tokens`, `run_cost_usd`.
     pub kind: Arc<str>,
     /// Exact decimal text (dollars for a cost limit, a count otherwise).
     pub value: String,

@@ -2,7 +2,7 @@
 //! `tokwatch_runtime_up{runtime}` and `tokwatch_budget_limit{runtime,
 //! scope, kind}`. Pure: [`RuntimeFold::apply`] takes the links' events.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use super::BudgetGauge;
@@ -16,6 +16,25 @@ use crate::types::money::Usd;
 /// Budget series exported at most, over all runtimes (past it, the rest is
 /// left out and counted in the log).
 pub const MAX_BUDGET_SERIES: usize = 1_000;
+
+/// `raw` as a label value of at most `max_bytes` that no other raw value
+/// shares: as it is when [`label_value`] keeps it unchanged, else the
+/// shortened, sanitized text followed by `~` and 8 hex digits of a hash of
+/// `raw` (two runtimes or scopes that read alike once shortened or
+/// sanitized stay two series).
+fn distinct_label(raw: &str, max_bytes: usize) -> Arc<str> {
+    let plain = label_value(raw, max_bytes);
+    if &*plain == raw {
+        return plain;
+    }
+    // FNV-1a, 64 bits: stable across runs (a series keeps its name).
+    let hash = raw.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let tag = format!("~{:08x}", hash >> 32);
+    let text = label_value(raw, max_bytes.saturating_sub(tag.len()));
+    Arc::from(format!("{text}{tag}"))
+}
 
 /// The runtimes' link states and budgets in force, as last reported.
 #[derive(Debug, Clone, Default)]
@@ -58,16 +77,18 @@ impl RuntimeFold {
         let runtimes = self
             .up
             .iter()
-            .map(|(addr, up)| (label_value(addr, bytes), *up))
+            .map(|(addr, up)| (distinct_label(addr, bytes), *up))
             .collect();
         let mut budgets = Vec::new();
+        // A runtime reporting one scope twice: its first budget.
+        let mut seen = HashSet::new();
         'all: for (addr, list) in &self.budgets {
-            let runtime = label_value(addr, bytes);
+            let runtime = distinct_label(addr, bytes);
             for budget in list {
                 let scope = match &budget.scope {
                     Scope::Global => Arc::from("global"),
-                    Scope::Agent(name) => label_value(&format!("agent:{name}"), bytes),
-                    Scope::Segment(name) => label_value(&format!("segment:{name}"), bytes),
+                    Scope::Agent(name) => distinct_label(&format!("agent:{name}"), bytes),
+                    Scope::Segment(name) => distinct_label(&format!("segment:{name}"), bytes),
                 };
                 let l = &budget.limits;
                 let cost = l
@@ -87,6 +108,9 @@ impl RuntimeFold {
                     let Some(value) = value else { continue };
                     if budgets.len() >= MAX_BUDGET_SERIES {
                         break 'all;
+                    }
+                    if !seen.insert((runtime.clone(), scope.clone(), kind)) {
+                        continue;
                     }
                     budgets.push(BudgetGauge {
                         runtime: runtime.clone(),
@@ -165,8 +189,13 @@ mod tests {
             gauges,
             [
                 ("global", "run_cost_usd", "0.5"),
-                ("agent:plan\u{FFFD}ner", "per_hop_input_tokens", "8000"),
-                ("agent:plan\u{FFFD}ner", "run_tokens", "50000"),
+                // sanitized: a hash of the name says which it was
+                (
+                    "agent:plan\u{FFFD}ner~fe40797c",
+                    "per_hop_input_tokens",
+                    "8000"
+                ),
+                ("agent:plan\u{FFFD}ner~fe40797c", "run_tokens", "50000"),
             ]
         );
         // Down: the last budgets stay, the runtime is down.
@@ -180,5 +209,39 @@ mod tests {
         let board = fold.board();
         assert_eq!(board.runtimes[0], (Arc::from("unix:/a.sock"), false));
         assert_eq!(board.budgets.len(), 3);
+    }
+
+    /// Two agents whose scopes read alike once shortened to 128 bytes, or
+    /// once sanitized, are two series; a scope reported twice is one.
+    #[test]
+    fn scopes_that_read_alike_once_shortened_or_sanitized_stay_apart() {
+        let long = "a".repeat(200);
+        let limits = Limits {
+            total_run_limit: Some(1_000),
+            ..Limits::default()
+        };
+        let mut fold = RuntimeFold::new(&[]);
+        fold.apply(&ClientEvent::State {
+            addr: "unix:/a.sock".into(),
+            budgets: vec![
+                budget(Scope::Agent(format!("{long}1")), limits.clone()),
+                budget(Scope::Agent(format!("{long}2")), limits.clone()),
+                budget(Scope::Agent("x\u{1}".into()), limits.clone()),
+                budget(Scope::Agent("x\u{2}".into()), limits.clone()),
+                budget(Scope::Agent("x\u{2}".into()), limits.clone()),
+                budget(Scope::Agent("plain".into()), limits),
+            ],
+        });
+        let board = fold.board();
+        let scopes: Vec<&str> = board.budgets.iter().map(|b| &*b.scope).collect();
+        assert_eq!(scopes.len(), 5, "{scopes:?}");
+        let distinct: HashSet<&str> = scopes.iter().copied().collect();
+        assert_eq!(distinct.len(), 5, "{scopes:?}");
+        for scope in &scopes {
+            assert!(scope.len() <= SeriesCaps::DEFAULT_LABEL_BYTES, "{scope}");
+        }
+        assert!(scopes[0].starts_with("agent:aaa") && scopes[0].contains("…~"));
+        assert!(scopes[2].starts_with("agent:x\u{FFFD}~"), "{}", scopes[2]);
+        assert_eq!(scopes[4], "agent:plain");
     }
 }
