@@ -443,7 +443,11 @@ fn protobuf_and_json_gzip_or_not_are_counted_alike() {
             json(&export(vec![chat(&trace(3), 1, None, 300, 30)])),
         ),
         (
-            vec![("content-type", "application/json; charset=utf-8"), GZIP],
+            // a list of codings: gzip, then nothing
+            vec![
+                ("content-type", "application/json; charset=utf-8"),
+                ("content-encoding", "gzip, identity"),
+            ],
             gzip(&json(&export(vec![chat(&trace(4), 1, None, 400, 40)]))),
         ),
     ];

@@ -79,19 +79,24 @@ fn encoding(headers: &HeaderMap) -> Option<Encoding> {
 }
 
 /// Whether the body is gzip (`Some(true)`), plain (`Some(false)`) or in an
-/// encoding tokwatch does not read (`None`).
+/// encoding tokwatch does not read (`None`). `Content-Encoding` is a list
+/// (`gzip, identity`): `identity` tokens change nothing, one `gzip` (or
+/// `x-gzip`) is read; gzip twice, or any other coding, is not.
 fn gzipped(headers: &HeaderMap) -> Option<bool> {
-    let Some(value) = headers.get(header::CONTENT_ENCODING) else {
-        return Some(false);
-    };
-    let value = value.to_str().ok()?.trim();
-    if value.eq_ignore_ascii_case("gzip") || value.eq_ignore_ascii_case("x-gzip") {
-        Some(true)
-    } else if value.is_empty() || value.eq_ignore_ascii_case("identity") {
-        Some(false)
-    } else {
-        None
+    let mut gzip = false;
+    for value in headers.get_all(header::CONTENT_ENCODING) {
+        for token in value.to_str().ok()?.split(',').map(str::trim) {
+            if token.eq_ignore_ascii_case("gzip") || token.eq_ignore_ascii_case("x-gzip") {
+                if gzip {
+                    return None;
+                }
+                gzip = true;
+            } else if !(token.is_empty() || token.eq_ignore_ascii_case("identity")) {
+                return None;
+            }
+        }
     }
+    Some(gzip)
 }
 
 /// A `google.rpc.Status` answer.
@@ -428,6 +433,12 @@ mod tests {
             ("identity", Some(false)),
             ("br", None),
             ("deflate", None),
+            ("gzip, identity", Some(true)),
+            ("identity,gzip", Some(true)),
+            ("identity, identity", Some(false)),
+            (" ", Some(false)),
+            ("gzip, gzip", None),
+            ("gzip, br", None),
         ] {
             assert_eq!(
                 gzipped(&headers(&[(header::CONTENT_ENCODING, value)])),
