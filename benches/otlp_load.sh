@@ -30,7 +30,7 @@ set -euo pipefail
 TRACES=${TRACES:-40000}            # traces per burst phase (5 spans each by default)
 CHATS=${CHATS:-3}                  # chat spans per trace (spans per trace = CHATS + 2)
 CONCURRENCY=${CONCURRENCY:-4}      # requests in flight
-SPANS_PER_REQUEST=${SPANS_PER_REQUEST:-500}
+SPANS_PER_REQUEST=${SPANS_PER_REQUEST:-512}   # an SDK batch processor exports at most 512
 STEADY_RATE=${STEADY_RATE:-10000}  # spans/s in the steady phase (0: skip it)
 STEADY_SECONDS=${STEADY_SECONDS:-60}
 FILE_PHASE=${FILE_PHASE:-1}

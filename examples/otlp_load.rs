@@ -76,8 +76,8 @@ struct Args {
     /// Requests in flight at once (one connection each).
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
-    /// Spans per export request.
-    #[arg(long, default_value_t = 500)]
+    /// Spans per export request (512: an SDK batch processor's largest export).
+    #[arg(long, default_value_t = 512)]
     spans_per_request: u64,
     /// `chat` spans per trace.
     #[arg(long, default_value_t = 3)]
