@@ -8,7 +8,8 @@
 # Builds tokwatch and examples/otlp_load in release mode (CARGO_TARGET_DIR,
 # default target/ of this checkout), starts ONE tokwatch with an OTLP/HTTP and
 # an OTLP/gRPC listener on loopback (ports chosen by the system, read from
-# its stderr), and, in turn:
+# its stderr; a tokwatch without --otlp-grpc skips the grpc phase), and, in
+# turn:
 #   1. http   — the generator over OTLP/HTTP protobuf, as fast as acknowledged;
 #   2. grpc   — the same workload shape (other ids) over OTLP/gRPC;
 #   3. steady — OTLP/HTTP at a fixed STEADY_RATE spans/s for STEADY_SECONDS,
@@ -62,7 +63,10 @@ if [ "$HEADLESS" = 1 ] && { [ "$metrics" = 0 ] || ! has_flag '--headless'; }; th
   exit 2
 fi
 
-args=(--otlp 127.0.0.1:0 --otlp-grpc 127.0.0.1:0)
+grpc=0
+has_flag '--otlp-grpc' && grpc=1
+args=(--otlp 127.0.0.1:0)
+[ "$grpc" = 1 ] && args+=(--otlp-grpc 127.0.0.1:0)
 [ "$metrics" = 1 ] && args+=(--metrics 127.0.0.1:0)
 if [ "$HEADLESS" = 1 ]; then
   args+=(--headless)
@@ -76,14 +80,14 @@ pids+=("$tw_pid")
 listening() { sed -n "s/^tokwatch: $1 listening on \([^ ]*\).*/\1/p" "$dir/err" | head -n 1; }
 for _ in $(seq 200); do
   http_addr=$(listening otlp-http); grpc_addr=$(listening otlp-grpc)
-  [ -n "$http_addr" ] && [ -n "$grpc_addr" ] && break
+  [ -n "$http_addr" ] && { [ "$grpc" = 0 ] || [ -n "$grpc_addr" ]; } && break
   kill -0 "$tw_pid" 2>/dev/null || { cat "$dir/err" >&2; exit 1; }
   sleep 0.1
 done
-[ -n "$http_addr" ] && [ -n "$grpc_addr" ] || { echo "tokwatch did not say where it listens" >&2; cat "$dir/err" >&2; exit 1; }
+[ -n "$http_addr" ] && { [ "$grpc" = 0 ] || [ -n "$grpc_addr" ]; } || { echo "tokwatch did not say where it listens" >&2; cat "$dir/err" >&2; exit 1; }
 metrics_addr=""
 [ "$metrics" = 1 ] && metrics_addr=$(listening metrics)
-echo "== tokwatch $("$tw" --version 2>/dev/null | head -n 1): otlp-http $http_addr, otlp-grpc $grpc_addr${metrics_addr:+, metrics $metrics_addr}"
+echo "== tokwatch $("$tw" --version 2>/dev/null | head -n 1): otlp-http $http_addr, otlp-grpc ${grpc_addr:-(this tokwatch has no --otlp-grpc)}${metrics_addr:+, metrics $metrics_addr}"
 echo "   $(nproc) cores; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 clk=$(getconf CLK_TCK)
@@ -290,7 +294,9 @@ EOF
 for p in $PHASES; do
   case $p in
     http) phase http --http "http://$http_addr/v1/traces" --traces "$TRACES" ;;
-    grpc) phase grpc --grpc "http://$grpc_addr" --traces "$TRACES" ;;
+    grpc)
+      if [ "$grpc" = 1 ]; then phase grpc --grpc "http://$grpc_addr" --traces "$TRACES"
+      else echo; echo "== grpc: skipped, this tokwatch has no --otlp-grpc"; fi ;;
     steady)
       [ "$STEADY_RATE" -gt 0 ] || continue
       phase steady --http "http://$http_addr/v1/traces" --rate "$STEADY_RATE" \
