@@ -20,7 +20,8 @@
 # generator had acknowledged, and checks calls, every token bucket, the exact
 # cost and unpriced calls against what was sent: nothing lost, nothing counted
 # twice. RSS (VmRSS, sampled every 0.5 s) and VmHWM come from /proc, CPU from
-# /proc/PID/stat (user+system ticks over the phase's wall time).
+# /proc/PID/stat (user+system ticks over the phase's wall time); the
+# generator's own CPU from /usr/bin/time (it shares the machine).
 #
 # tokwatch reports through --jsonl snapshots (every 1 s); when it has
 # --metrics, /metrics is scraped too and its sums are checked as well. With
@@ -251,12 +252,13 @@ phase() { # $1: label; rest: generator arguments
   : >"$dir/rss.$label"
   sample_rss "$dir/rss.$label" &
   local sampler=$!
-  local c0 t0 c1 t1
+  local c0 c1 t0 t1
   c0=$(cpu_ticks "$tw_pid"); t0=$(date +%s.%N)
-  "$gen" --run-id "$run_id" --chats "$CHATS" --concurrency "$CONCURRENCY" \
+  /usr/bin/time -o "$dir/gen.$label.time" -f '%U %S' \
+    "$gen" --run-id "$run_id" --chats "$CHATS" --concurrency "$CONCURRENCY" \
     --spans-per-request "$SPANS_PER_REQUEST" "$@" >"$dir/gen.$label.json" 2>"$dir/gen.$label.err" || {
     cat "$dir/gen.$label.err" >&2; cat "$dir/gen.$label.json" >&2; echo "   generator failed" >&2; }
-  t1=$(date +%s.%N)
+  c1=$(cpu_ticks "$tw_pid"); t1=$(date +%s.%N)
   add_expected "$dir/gen.$label.json"
   local want waited c2 t2
   want=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["calls"])' "$expected_file")
@@ -264,13 +266,14 @@ phase() { # $1: label; rest: generator arguments
   c2=$(cpu_ticks "$tw_pid"); t2=$(date +%s.%N)
   kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
   python3 - "$dir/gen.$label.json" "$dir/rss.$label" "$c0" "$c1" "$c2" "$t0" "$t1" "$t2" "$clk" "$waited" \
-    "$(status_kb "$tw_pid" VmHWM)" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'EOF' 2>/dev/null || true
+    "$(status_kb "$tw_pid" VmHWM)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$(tail -n 1 "$dir/gen.$label.time")" <<'EOF' 2>/dev/null || true
 import json, sys, statistics
 g = json.load(open(sys.argv[1]))
 rss = [int(x) for x in open(sys.argv[2]).read().split() if x.strip()]
 c0, _c1, c2 = (int(x) for x in sys.argv[3:6])
 t0, t1, t2 = (float(x) for x in sys.argv[6:9])
 clk, waited, hwm, load = int(sys.argv[9]), float(sys.argv[10]), int(sys.argv[11]), sys.argv[12]
+gen_cpu = sum(float(x) for x in sys.argv[13].split())
 cpu = (c2 - c0) / clk
 spans = g["spans_acked"]
 steady = rss[len(rss) // 5:] or rss
@@ -282,10 +285,13 @@ print(f"   pushed back (429/RESOURCE_EXHAUSTED/503) {g['throttled']:,} times, re
       + (f" ({g['first_error']})" if g.get('first_error') else ""))
 print(f"   tokwatch counted the last call {waited:.1f} s after the generator finished")
 print(f"   tokwatch CPU {cpu:.1f} s over {t2 - t0:.1f} s wall = {100 * cpu / (t2 - t0):.0f} % of one core; "
-      f"{1e6 * cpu / max(spans, 1):.1f} µs CPU per span")
+      f"{1e6 * cpu / max(spans, 1):.1f} µs CPU per span; the generator used {gen_cpu:.1f} s CPU")
 if rss:
     print(f"   tokwatch RSS during the phase: {min(rss)/1024:.0f}–{max(rss)/1024:.0f} MiB "
           f"(median of the last 80 %: {statistics.median(steady)/1024:.0f} MiB); VmHWM so far {hwm/1024:.0f} MiB")
+    if len(rss) >= 20:
+        tenths = [rss[min(len(rss) - 1, len(rss) * k // 10)] for k in range(1, 11)]
+        print("   RSS at each tenth of the phase (MiB): " + " ".join(f"{x / 1024:.0f}" for x in tenths))
 print(f"   load average at end: {load}")
 EOF
   check_totals "$label"
