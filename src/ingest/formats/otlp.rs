@@ -37,7 +37,10 @@
 //! counted with what it says itself, except that a late agent span's own
 //! usage is not counted when its forgotten trace had usage counted (the
 //! ids of the last [`MAX_FORGOTTEN`] such traces are kept): agent spans end,
-//! and are exported, after what they enclose.
+//! and are exported, after what they enclose; and a model call of a
+//! forgotten trace takes back the agent usage counted in it
+//! ([`MAX_FORGOTTEN_AGENTS`]), as its arrival would have had the trace been
+//! remembered.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -50,8 +53,11 @@ use super::{Context, Decoded, Emit, FormatDecoder};
 use crate::types::event::{CallId, EventKind, Format, Supersede, TelemetryEvent, UNKNOWN};
 use crate::types::usage::Usage;
 
-/// Traces remembered per source.
-pub const MAX_TRACES: usize = 4096;
+/// Traces remembered per source between requests. Memory is bounded by
+/// [`MAX_SPANS_REMEMBERED`]; this many traces lets a receiver taking tens of
+/// thousands of spans a second remember a trace for seconds, longer than
+/// an exporter's retry after a push-back (4,096 was a third of a second).
+pub const MAX_TRACES: usize = 65_536;
 /// Spans remembered per trace.
 pub const MAX_SPANS: usize = 4096;
 /// Spans remembered over all traces (about 380 bytes each with a parent
@@ -227,7 +233,17 @@ pub struct Otlp {
     /// totals what was counted, and is not added to it.
     forgotten_with_usage: HashSet<String>,
     forgotten_order: VecDeque<String>,
+    /// Agent spans counted for their own usage in forgotten traces (at
+    /// most [`MAX_FORGOTTEN_AGENTS`] traces, oldest dropped first): a model
+    /// call of such a trace arriving later takes them back, as it would
+    /// had the trace been remembered.
+    forgotten_agent_usage: HashMap<String, Vec<(String, Pending)>>,
+    forgotten_agent_order: VecDeque<String>,
 }
+
+/// Forgotten traces whose counted agent usage is kept (an event each,
+/// about 500 bytes: some 8 MB at most).
+pub const MAX_FORGOTTEN_AGENTS: usize = 16_384;
 
 /// Forgotten traces remembered by id alone (about 100 bytes each).
 pub const MAX_FORGOTTEN: usize = 65_536;
@@ -372,6 +388,13 @@ impl Otlp {
             };
             match role(span) {
                 Role::Model => {
+                    if let Some(counted) = self.forgotten_agent_usage.remove(&span.trace_id) {
+                        for (span_id, pending) in counted {
+                            let mut event = pending.event;
+                            event.call = Some(call(&span.trace_id, &span_id, Supersede::Retract));
+                            out.event(pending.line_no, event);
+                        }
+                    }
                     let event = model_event(span, resource, *usage, &found, cx);
                     if !found.complete && remembered {
                         trace.unresolved.insert(
@@ -505,8 +528,23 @@ impl Otlp {
             let Some(oldest) = self.order.pop_front() else {
                 break;
             };
-            if let Some(trace) = self.traces.remove(&oldest) {
+            if let Some(mut trace) = self.traces.remove(&oldest) {
                 self.remembered = self.remembered.saturating_sub(trace.spans.len());
+                if !trace.agent_usage.is_empty() {
+                    let counted: Vec<(String, Pending)> = trace.agent_usage.drain().collect();
+                    if self
+                        .forgotten_agent_usage
+                        .insert(oldest.clone(), counted)
+                        .is_none()
+                    {
+                        self.forgotten_agent_order.push_back(oldest.clone());
+                        if self.forgotten_agent_order.len() > MAX_FORGOTTEN_AGENTS
+                            && let Some(dropped) = self.forgotten_agent_order.pop_front()
+                        {
+                            self.forgotten_agent_usage.remove(&dropped);
+                        }
+                    }
+                }
                 if trace.spans.values().any(|k| k.has_usage)
                     && self.forgotten_with_usage.insert(oldest.clone())
                 {

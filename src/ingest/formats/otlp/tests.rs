@@ -640,3 +640,66 @@ fn a_late_agent_span_of_a_forgotten_trace_is_not_added_to_its_calls() {
     assert_eq!(snap.totals.events, 1);
     assert_eq!(snap.totals.input_tokens, 1000, "not 2 × 1000");
 }
+
+#[test]
+fn a_call_of_a_forgotten_trace_takes_back_its_agents_counted_usage() {
+    // An exporter pushed back retries later: the invoke_agent span (with
+    // the turn's total) came first and was counted, then the trace was
+    // forgotten before its chat arrived.
+    use super::{AttrValue, MAX_TRACES, Otlp, SpanRecord};
+    use crate::ingest::formats::{Context, Emit};
+    use crate::types::event::{Supersede, TelemetryEvent};
+    struct Sink(Vec<TelemetryEvent<'static>>);
+    impl Emit for Sink {
+        fn event(&mut self, _: u64, event: TelemetryEvent<'_>) {
+            self.0.push(event.into_owned());
+        }
+    }
+    let config = DecoderConfig::default();
+    let cx = Context {
+        origin: "t",
+        scope: "t",
+        config: &config,
+    };
+    let record = |trace: String, id: &str, parent: Option<&str>, operation: &str| SpanRecord {
+        trace_id: trace,
+        span_id: id.into(),
+        parent_span_id: parent.map(str::to_owned),
+        name: operation.to_owned().into(),
+        attributes: vec![
+            (
+                "gen_ai.operation.name".into(),
+                AttrValue::Str(operation.to_owned().into()),
+            ),
+            ("gen_ai.usage.input_tokens".into(), AttrValue::Int(1000)),
+        ],
+        ..SpanRecord::default()
+    };
+    let mut otlp = Otlp::default();
+    let mut sink = Sink(Vec::new());
+    let agent = record(TRACE.into(), "00000000000000a1", None, "invoke_agent");
+    otlp.spans(&[agent], &[], 1, cx, &mut sink).unwrap();
+    let newer: Vec<SpanRecord<'_>> = (0..MAX_TRACES as u64)
+        .map(|i| SpanRecord {
+            trace_id: format!("{:032x}", i + 1),
+            span_id: "00000000000000c1".into(),
+            name: "execute_tool".into(),
+            ..SpanRecord::default()
+        })
+        .collect();
+    otlp.spans(&newer, &[], 2, cx, &mut sink).unwrap();
+    let chat = record(
+        TRACE.into(),
+        "00000000000000c2",
+        Some("00000000000000a1"),
+        "chat",
+    );
+    otlp.spans(&[chat], &[], 3, cx, &mut sink).unwrap();
+    let rules: Vec<Supersede> = sink.0.iter().map(|e| e.call.unwrap().rule).collect();
+    assert_eq!(
+        rules,
+        [Supersede::Largest, Supersede::Retract, Supersede::Largest],
+        "the agent's usage counted, taken back, the call counted"
+    );
+    assert_eq!(sink.0[1].call.unwrap().key, sink.0[0].call.unwrap().key);
+}
