@@ -24,7 +24,13 @@
 //! - receipts are kept for the last [`RECEIPTS`] counted calls: a call
 //!   reported again with larger usage after that many others cannot be
 //!   replaced any more, and is counted in `unrevisable` (its first count
-//!   stays). Revisions come within a few lines in every known format.
+//!   stays). Revisions come within a few lines in every known format;
+//! - except a call counted with [`CallId::pin`] (an OTLP call that may be
+//!   re-attributed or taken back when a span arrives, seconds later): its
+//!   receipt is kept apart, for the last [`MAX_PINNED`] such calls, until
+//!   it is revised without `pin` or taken back.
+
+use std::collections::VecDeque;
 
 use hashbrown::HashMap;
 
@@ -35,8 +41,12 @@ use crate::types::event::{CallId, Supersede, TelemetryEvent};
 /// Calls remembered, over both generations (~45 bytes each: ~180 MB at most).
 pub const MAX_CALLS: usize = 4_000_000;
 
-/// Receipts kept for replacements (~128 bytes each: 1 MiB).
-pub const RECEIPTS: usize = 8_192;
+/// Receipts kept for replacements (~136 bytes each: 17 MiB, reserved at
+/// once, touched as used). An OTLP receiver taking 30,000 calls a second
+/// must still take a call back (its `invoke_agent` span's usage) or
+/// re-attribute it seconds later, when an exporter pushed back retries:
+/// 8,192 receipts lasted a quarter of a second.
+pub const RECEIPTS: usize = 131_072;
 
 /// What happened to an event that carried a [`CallId`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,9 +64,14 @@ pub enum Settled {
     Unrevisable,
 }
 
+/// Pinned receipts kept (~150 bytes each: 10 MiB at most).
+pub const MAX_PINNED: usize = 65_536;
+
 const REPLAY: u8 = 1;
 const FILTERED: u8 = 2;
 const RETRACTED: u8 = 4;
+/// Its receipt is in `pinned`, not the ring.
+const PINNED: u8 = 8;
 
 /// One counted call: enough to judge its next report.
 #[derive(Debug, Clone, Copy)]
@@ -130,6 +145,11 @@ pub struct CallRegistry {
     max_calls: usize,
     receipts: Vec<Stored>,
     next_slot: usize,
+    /// Receipts of pinned calls by key, with the number they were pinned
+    /// under (`pinned_order` may name a key pinned again since).
+    pinned: HashMap<u64, (u64, Stored), Build>,
+    pinned_order: VecDeque<(u64, u64)>,
+    pins: u64,
     /// Calls forgotten when a generation was dropped.
     pub forgotten: u64,
 }
@@ -150,6 +170,9 @@ impl CallRegistry {
             max_calls: max_calls.max(2),
             receipts: Vec::new(),
             next_slot: 0,
+            pinned: HashMap::default(),
+            pinned_order: VecDeque::new(),
+            pins: 0,
             forgotten: 0,
         }
     }
@@ -183,7 +206,7 @@ impl CallRegistry {
             };
             let settled = if in_window {
                 if let Some(receipt) = ledger.apply_call(event).filter(Receipt::is_exact) {
-                    call.slot = store(&mut self.receipts, &mut self.next_slot, &id, receipt);
+                    self.keep(&mut call, &id, receipt);
                 }
                 Settled::Counted
             } else {
@@ -210,17 +233,21 @@ impl CallRegistry {
         if !supersedes {
             return Settled::Duplicate;
         }
-        let Some(old) = self
-            .receipts
-            .get(call.slot as usize)
+        let stored = if call.flags & PINNED != 0 {
+            self.pinned.remove(&id.key).map(|(_, s)| s)
+        } else {
+            self.receipts.get(call.slot as usize).copied()
+        };
+        let Some(old) = stored
             .filter(|s| s.key == id.key && s.attempt == call.attempt)
             .map(|s| s.receipt)
         else {
+            call.flags &= !PINNED;
             return Settled::Unrevisable;
         };
         if id.rule == Supersede::Retract {
             ledger.retract(&old);
-            call.flags |= RETRACTED;
+            call.flags = (call.flags | RETRACTED) & !PINNED;
             call.slot = u32::MAX;
             return Settled::Revised;
         }
@@ -228,12 +255,44 @@ impl CallRegistry {
         call.attempt = id.attempt;
         call.total = total;
         call.flags = if id.replay { REPLAY } else { 0 };
-        call.slot = if new.is_exact() {
-            store(&mut self.receipts, &mut self.next_slot, &id, new)
-        } else {
-            u32::MAX
-        };
+        call.slot = u32::MAX;
+        if new.is_exact() {
+            // (the borrow of `call` ends before `keep` needs `self`)
+            let mut kept = *call;
+            self.keep(&mut kept, &id, new);
+            if let Some(call) = self
+                .current
+                .get_mut(&id.key)
+                .and_then(|calls| calls.find_mut(&id))
+            {
+                *call = kept;
+            }
+        }
         Settled::Revised
+    }
+
+    /// Keeps `receipt` for `call`: pinned when `id` asks, else in the ring.
+    fn keep(&mut self, call: &mut Call, id: &CallId, receipt: Receipt) {
+        let stored = Stored {
+            key: id.key,
+            attempt: id.attempt,
+            receipt,
+        };
+        if id.pin {
+            self.pins += 1;
+            self.pinned.insert(id.key, (self.pins, stored));
+            self.pinned_order.push_back((id.key, self.pins));
+            while self.pinned_order.len() > MAX_PINNED {
+                if let Some((key, pin)) = self.pinned_order.pop_front()
+                    && self.pinned.get(&key).is_some_and(|(p, _)| *p == pin)
+                {
+                    self.pinned.remove(&key);
+                }
+            }
+            call.flags |= PINNED;
+        } else {
+            call.slot = store(&mut self.receipts, &mut self.next_slot, id, receipt);
+        }
     }
 
     fn insert(&mut self, key: u64, call: Call) {

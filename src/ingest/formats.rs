@@ -386,6 +386,7 @@ impl Decoder {
             attempt: 0,
             replay: false,
             rule: crate::types::event::Supersede::Largest,
+            pin: false,
         });
         Some(estimate::Job {
             event: event.clone().into_owned(),

@@ -135,6 +135,11 @@ pub struct CallId {
     /// parent's message): it never displaces the original.
     pub replay: bool,
     pub rule: Supersede,
+    /// Its count may be revised long after it is counted (an OTLP call
+    /// whose parent has not arrived, an `invoke_agent` span's usage that a
+    /// later model call takes back): `ingest::dedup` keeps its receipt
+    /// apart from the ring of recent ones.
+    pub pin: bool,
 }
 
 /// One normalized record. Strings borrow from the input line where they can,

@@ -14,6 +14,7 @@ fn call(message: &str, request: Option<&str>, replay: bool, rule: Supersede) -> 
         attempt: crate::ingest::formats::json::attempt_key(request),
         replay,
         rule,
+        pin: false,
     }
 }
 
@@ -249,6 +250,76 @@ fn a_revision_after_too_many_calls_is_reported_not_applied() {
         Settled::Unrevisable
     );
     assert_eq!(world.snapshot().totals, before);
+}
+
+#[test]
+fn a_pinned_call_is_revised_and_taken_back_after_many_calls() {
+    // An OTLP call waiting for its parent span, and an invoke_agent span's
+    // usage waiting for its model calls: seconds and many calls later.
+    let mut world = World::new();
+    let pinned = |rule| CallId {
+        pin: true,
+        ..call("msg_pinned", None, false, rule)
+    };
+    let agent = CallId {
+        pin: true,
+        ..call("msg_agent", None, false, Supersede::Largest)
+    };
+    world.feed(&hop("s", "main", 4, pinned(Supersede::Largest)));
+    world.feed(&hop("s", "planner", 7, agent));
+    for n in 0..RECEIPTS + 1 {
+        let id = call(&format!("msg_{n}"), Some("r"), false, Supersede::Largest);
+        world.feed(&hop("s", "main", 1, id));
+    }
+    let before = world.snapshot().totals;
+    // re-attributed, still pinned (its parent's parent is missing)
+    assert_eq!(
+        world.feed(&hop("s", "researcher", 4, pinned(Supersede::Latest))),
+        Settled::Revised
+    );
+    assert_eq!(world.snapshot().totals, before);
+    // taken back
+    let retract = CallId {
+        rule: Supersede::Retract,
+        ..agent
+    };
+    assert_eq!(
+        world.feed(&hop("s", "planner", 7, retract)),
+        Settled::Revised
+    );
+    assert_eq!(world.snapshot().totals.events, before.events - 1);
+    // re-attributed again, unpinned now: into the ring
+    let unpinned = CallId {
+        pin: false,
+        ..pinned(Supersede::Latest)
+    };
+    assert_eq!(
+        world.feed(&hop("s", "writer", 4, unpinned)),
+        Settled::Revised
+    );
+    assert!(world.calls.pinned.is_empty());
+}
+
+#[test]
+fn pinned_receipts_are_bounded() {
+    let mut world = World::new();
+    for n in 0..MAX_PINNED + 10 {
+        let id = CallId {
+            pin: true,
+            ..call(&format!("msg_{n}"), None, false, Supersede::Largest)
+        };
+        world.feed(&hop("s", "main", 1, id));
+    }
+    assert_eq!(world.calls.pinned.len(), MAX_PINNED);
+    // the oldest are revised no more
+    let first = CallId {
+        pin: true,
+        ..call("msg_0", None, false, Supersede::Latest)
+    };
+    assert_eq!(
+        world.feed(&hop("s", "other", 1, first)),
+        Settled::Unrevisable
+    );
 }
 
 #[test]

@@ -183,6 +183,7 @@ fn call_id(id: Option<&str>) -> Option<CallId> {
         attempt: 0,
         replay: false,
         rule: Supersede::Largest,
+        pin: false,
     })
 }
 

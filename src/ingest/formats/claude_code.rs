@@ -218,6 +218,7 @@ fn decode_line<'a>(line: Line<'a>, cx: Context<'_>) -> Result<Option<TelemetryEv
         attempt: json::attempt_key(request_id.as_deref()),
         replay: sidechain,
         rule: Supersede::Largest,
+        pin: false,
     });
     Ok(Some(TelemetryEvent {
         kind: EventKind::Hop,

@@ -313,6 +313,7 @@ impl Codex {
             attempt: 0,
             replay: false,
             rule: Supersede::Largest,
+            pin: false,
         };
         let event = self.event(cx, ts_ms, usage, model, Some(call));
         out.event(line_no, event);

@@ -137,6 +137,7 @@ impl FormatDecoder for Gemini {
                 attempt: 0,
                 replay: false,
                 rule: Supersede::Largest,
+                pin: false,
             }),
         );
         out.event(line_no, event);

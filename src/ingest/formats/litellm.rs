@@ -209,6 +209,7 @@ impl FormatDecoder for LiteLlm {
                 attempt: 0,
                 replay: false,
                 rule: Supersede::Largest,
+                pin: false,
             }),
         };
         out.event(line_no, event);

@@ -223,6 +223,7 @@ impl FormatDecoder for OpenAi {
                 attempt: 0,
                 replay: false,
                 rule: Supersede::Largest,
+                pin: false,
             }),
         );
         out.event(line_no, event);

@@ -330,12 +330,21 @@ impl Trace {
     }
 }
 
+/// Keeps the receipt of the event's call apart: it may be revised long
+/// after it is counted.
+fn pin(event: &mut TelemetryEvent<'_>) {
+    if let Some(call) = event.call.as_mut() {
+        call.pin = true;
+    }
+}
+
 fn call(trace: &str, span: &str, rule: Supersede) -> CallId {
     CallId {
         key: json::call_key(Format::Otlp, &[trace, span]),
         attempt: 0,
         replay: false,
         rule,
+        pin: false,
     }
 }
 
@@ -395,8 +404,10 @@ impl Otlp {
                             out.event(pending.line_no, event);
                         }
                     }
-                    let event = model_event(span, resource, *usage, &found, cx);
+                    let mut event = model_event(span, resource, *usage, &found, cx);
                     if !found.complete && remembered {
+                        // to be re-attributed when its ancestor arrives
+                        pin(&mut event);
                         trace.unresolved.insert(
                             span.span_id.clone(),
                             Pending {
@@ -424,7 +435,9 @@ impl Otlp {
                     {
                         continue;
                     }
-                    let event = model_event(span, resource, *usage, &found, cx);
+                    let mut event = model_event(span, resource, *usage, &found, cx);
+                    // to be taken back when a model call below it arrives
+                    pin(&mut event);
                     trace.agent_usage.insert(
                         span.span_id.clone(),
                         Pending {
@@ -478,7 +491,10 @@ impl Otlp {
                 let mut event = pending.event.clone();
                 apply_attribution(&mut event, &found, trace_id);
                 if event != pending.event {
-                    event.call = Some(call(trace_id, &span_id, Supersede::Latest));
+                    event.call = Some(CallId {
+                        pin: !found.complete,
+                        ..call(trace_id, &span_id, Supersede::Latest)
+                    });
                     out.event(pending.line_no, event.clone());
                     event.call = Some(call(trace_id, &span_id, Supersede::Largest));
                     pending.event = event;
