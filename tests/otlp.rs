@@ -1126,7 +1126,7 @@ fn a_request_larger_than_a_line_is_recorded_in_lines_that_replay() {
     // normalized form is longer is recorded as several lines, each within
     // it, and a span that cannot fit alone is rejected (partial_success),
     // never answered 200 and lost on replay.
-    const MAX: usize = 4096;
+    const MAX: usize = 1200;
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("otlp.jsonl");
     let max = MAX.to_string();
@@ -1147,9 +1147,9 @@ fn a_request_larger_than_a_line_is_recorded_in_lines_that_replay() {
             spans.push(chat(&t, s, Some(1), 100, 10));
         }
     }
-    // an agent whose name alone is longer than a line
+    // an agent whose name alone (cut to 1 KiB) makes a span longer than a line
     let long = trace(0x200);
-    spans.push(invoke_agent(&long, 1, &"x".repeat(MAX), Some((5, 5))));
+    spans.push(invoke_agent(&long, 1, &"x".repeat(5000), Some((5, 5))));
     // an agent span rejected for its usage still names its child's agent
     let rejected = trace(0x300);
     spans.push(invoke_agent(&rejected, 1, "Reviewer", Some((-1, 5))));
@@ -1160,7 +1160,9 @@ fn a_request_larger_than_a_line_is_recorded_in_lines_that_replay() {
     let partial = answer.partial_success.expect("a partial success");
     assert_eq!(partial.rejected_spans, 2, "{}", partial.error_message);
     assert!(
-        partial.error_message.contains("over --max-line-bytes 4096"),
+        partial
+            .error_message
+            .contains(&format!("over --max-line-bytes {MAX}")),
         "{}",
         partial.error_message
     );

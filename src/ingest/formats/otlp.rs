@@ -31,8 +31,9 @@
 //! with usage of its own) is known, and is taken back (`Supersede::Retract`)
 //! when one arrives. Memory: after each request at most [`MAX_TRACES`]
 //! traces and [`MAX_SPANS_REMEMBERED`] spans in all are remembered (the
-//! oldest traces are forgotten first; never those of the request being
-//! decoded, whose calls are all emitted), and at most [`MAX_SPANS`] spans
+//! least recently used traces are forgotten first; never those of the
+//! request (line) being decoded, whose calls are all emitted), and at most
+//! [`MAX_SPANS`] spans
 //! per trace; a span past them, or a late span of a forgotten trace, is
 //! counted with what it says itself, except that a late agent span's own
 //! usage is not counted when its forgotten trace had usage counted (the
@@ -183,6 +184,8 @@ struct Known {
     /// A model call, or an agent span with usage of its own: what an
     /// enclosing agent span's usage would total.
     has_usage: bool,
+    /// A model call.
+    model: bool,
 }
 
 impl Known {
@@ -196,6 +199,7 @@ impl Known {
                 Role::Agent => has_usage(span),
                 Role::Other => false,
             },
+            model: role(span) == Role::Model,
         }
     }
 }
@@ -218,14 +222,20 @@ struct Trace {
     waiting: HashMap<String, Vec<String>>,
     /// `invoke_agent` spans counted for their own usage.
     agent_usage: HashMap<String, Pending>,
+    /// The request that last brought a span of it ([`Otlp::requests`]).
+    touched: u64,
 }
 
 /// Per-source state: recent traces.
 #[derive(Debug, Default)]
 pub struct Otlp {
     traces: HashMap<String, Trace>,
-    /// Trace ids, oldest first, for forgetting.
-    order: VecDeque<String>,
+    /// Trace ids by the request that brought them (least recently used
+    /// first), for forgetting; an entry whose number is not its trace's
+    /// `touched` any more is stale (the trace was used again since).
+    order: VecDeque<(String, u64)>,
+    /// Requests decoded.
+    requests: u64,
     /// Spans in `traces`, over all of them.
     remembered: usize,
     /// Forgotten traces that had usage counted (at most
@@ -239,10 +249,12 @@ pub struct Otlp {
     /// had the trace been remembered.
     forgotten_agent_usage: HashMap<String, Vec<(String, Pending)>>,
     forgotten_agent_order: VecDeque<String>,
+    /// Events in `forgotten_agent_usage`.
+    forgotten_agent_events: usize,
 }
 
-/// Forgotten traces whose counted agent usage is kept (an event each,
-/// about 500 bytes: some 8 MB at most).
+/// Counted agent usages of forgotten traces kept (an event each, about
+/// 500 bytes: some 8 MB at most).
 pub const MAX_FORGOTTEN_AGENTS: usize = 16_384;
 
 /// Forgotten traces remembered by id alone (about 100 bytes each).
@@ -378,6 +390,7 @@ impl Otlp {
         // and children in any order. Nothing is forgotten until the request
         // is decoded (`forget_beyond_caps`): a request's own traces must all
         // be there when its calls are emitted.
+        self.requests += 1;
         for span in spans {
             self.register(span);
         }
@@ -398,6 +411,7 @@ impl Otlp {
             match role(span) {
                 Role::Model => {
                     if let Some(counted) = self.forgotten_agent_usage.remove(&span.trace_id) {
+                        self.forgotten_agent_events -= counted.len();
                         for (span_id, pending) in counted {
                             let mut event = pending.event;
                             event.call = Some(call(&span.trace_id, &span_id, Supersede::Retract));
@@ -408,14 +422,17 @@ impl Otlp {
                     if !found.complete && remembered {
                         // to be re-attributed when its ancestor arrives
                         pin(&mut event);
-                        trace.unresolved.insert(
+                        let again = trace.unresolved.insert(
                             span.span_id.clone(),
                             Pending {
                                 event: event.clone().into_owned(),
                                 line_no,
                             },
                         );
-                        if let Some(missing) = &found.missing {
+                        // (a re-sent call is waiting already)
+                        if again.is_none()
+                            && let Some(missing) = &found.missing
+                        {
                             trace
                                 .waiting
                                 .entry(missing.clone())
@@ -451,7 +468,7 @@ impl Otlp {
             }
         }
         self.settle_earlier(spans, out);
-        self.forget_beyond_caps();
+        self.forget_beyond_caps(out);
         Ok(emitted)
     }
 
@@ -536,50 +553,89 @@ impl Otlp {
         self.traces.len()
     }
 
-    /// Forgets the oldest traces until at most [`MAX_TRACES`] traces and
-    /// [`MAX_SPANS_REMEMBERED`] spans are left. Between requests only: within
-    /// one, memory may exceed the caps by what the request itself holds.
-    fn forget_beyond_caps(&mut self) {
+    /// Forgets the least recently used traces until at most [`MAX_TRACES`]
+    /// traces and [`MAX_SPANS_REMEMBERED`] spans are left. Between requests
+    /// only: within one, memory may exceed the caps by what the request
+    /// itself holds. The agent usage counted in a forgotten trace that
+    /// knows a model call is taken back then (that call, not yet linked to
+    /// it, is what it totals); in one that knows none it is kept, for a
+    /// model call that may still come.
+    fn forget_beyond_caps(&mut self, out: &mut dyn Emit) {
         while self.traces.len() > MAX_TRACES || self.remembered > MAX_SPANS_REMEMBERED {
-            let Some(oldest) = self.order.pop_front() else {
+            let Some((oldest, touched)) = self.order.pop_front() else {
                 break;
             };
-            if let Some(mut trace) = self.traces.remove(&oldest) {
-                self.remembered = self.remembered.saturating_sub(trace.spans.len());
-                if !trace.agent_usage.is_empty() {
-                    let counted: Vec<(String, Pending)> = trace.agent_usage.drain().collect();
-                    if self
-                        .forgotten_agent_usage
-                        .insert(oldest.clone(), counted)
-                        .is_none()
-                    {
-                        self.forgotten_agent_order.push_back(oldest.clone());
-                        if self.forgotten_agent_order.len() > MAX_FORGOTTEN_AGENTS
-                            && let Some(dropped) = self.forgotten_agent_order.pop_front()
-                        {
-                            self.forgotten_agent_usage.remove(&dropped);
-                        }
-                    }
+            if self
+                .traces
+                .get(&oldest)
+                .is_none_or(|t| t.touched != touched)
+            {
+                continue;
+            }
+            let Some(mut trace) = self.traces.remove(&oldest) else {
+                continue;
+            };
+            self.remembered = self.remembered.saturating_sub(trace.spans.len());
+            let mut counted: Vec<(String, Pending)> = trace.agent_usage.drain().collect();
+            counted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            if trace.spans.values().any(|k| k.model) {
+                for (span_id, pending) in counted {
+                    let mut event = pending.event;
+                    event.call = Some(call(&oldest, &span_id, Supersede::Retract));
+                    out.event(pending.line_no, event);
                 }
-                if trace.spans.values().any(|k| k.has_usage)
-                    && self.forgotten_with_usage.insert(oldest.clone())
-                {
-                    self.forgotten_order.push_back(oldest);
-                    if self.forgotten_order.len() > MAX_FORGOTTEN
-                        && let Some(dropped) = self.forgotten_order.pop_front()
-                    {
-                        self.forgotten_with_usage.remove(&dropped);
+            } else if !counted.is_empty() {
+                self.forgotten_agent_events += counted.len();
+                let kept = self
+                    .forgotten_agent_usage
+                    .entry(oldest.clone())
+                    .or_default();
+                if kept.is_empty() {
+                    self.forgotten_agent_order.push_back(oldest.clone());
+                }
+                kept.extend(counted);
+                while self.forgotten_agent_events > MAX_FORGOTTEN_AGENTS {
+                    let Some(dropped) = self.forgotten_agent_order.pop_front() else {
+                        break;
+                    };
+                    if let Some(events) = self.forgotten_agent_usage.remove(&dropped) {
+                        self.forgotten_agent_events -= events.len();
                     }
                 }
             }
+            if trace.spans.values().any(|k| k.has_usage)
+                && self.forgotten_with_usage.insert(oldest.clone())
+            {
+                self.forgotten_order.push_back(oldest);
+                if self.forgotten_order.len() > MAX_FORGOTTEN
+                    && let Some(dropped) = self.forgotten_order.pop_front()
+                {
+                    self.forgotten_with_usage.remove(&dropped);
+                }
+            }
+        }
+        // Stale entries (traces used again since) are dropped when the
+        // queue holds more of them than live ones.
+        if self.order.len() > 2 * self.traces.len() + 1024 {
+            let mut live: Vec<(u64, String)> = self
+                .traces
+                .iter()
+                .map(|(id, trace)| (trace.touched, id.clone()))
+                .collect();
+            live.sort_unstable();
+            self.order = live
+                .into_iter()
+                .map(|(touched, id)| (id, touched))
+                .collect();
         }
     }
 
     fn register(&mut self, span: &SpanRecord<'_>) {
-        if !self.traces.contains_key(&span.trace_id) {
-            self.order.push_back(span.trace_id.clone());
-        }
         let trace = self.traces.entry(span.trace_id.clone()).or_default();
+        if trace.touched != self.requests {
+            trace.touched = self.requests;
+            self.order.push_back((span.trace_id.clone(), self.requests));
+        }
         let known = trace.spans.contains_key(&span.span_id);
         if !known && trace.spans.len() >= MAX_SPANS {
             return;
@@ -588,7 +644,6 @@ impl Otlp {
         trace.spans.insert(span.span_id.clone(), Known::of(span));
     }
 }
-
 /// Whether the decoder accepts this span's usage: a model call's (or an
 /// `invoke_agent` span's own) counts must be plausible integers. An OTLP
 /// receiver rejects such a span alone (`partial_success`) and passes the

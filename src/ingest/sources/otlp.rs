@@ -495,6 +495,13 @@ impl Intake {
             self.segment_attribute.as_deref(),
             self.max_line_bytes,
         );
+        // (a rejected agent span's structure too long to keep is not
+        // rejected twice)
+        let structure_range = structure.as_ptr_range();
+        let too_long: Vec<_> = too_long
+            .into_iter()
+            .filter(|(span, _)| !structure_range.contains(&std::ptr::from_ref(*span)))
+            .collect();
         for (span, bytes) in &too_long {
             rejected.push(format!(
                 "span {}/{}: {bytes} bytes once normalized, over --max-line-bytes {} (it could not be recorded and replayed)",

@@ -63,10 +63,28 @@ fn kept(key: &str, keys: &[&str], segment_attribute: Option<&str>, usage: bool) 
         || (usage && USAGE_KEYS.iter().any(|group| group.contains(&key)))
     {
         Some(Kept::Read)
-    } else if usage && key.starts_with(USAGE_PREFIX) {
+    } else if usage && key.starts_with(USAGE_PREFIX) && key.len() <= 128 {
         Some(Kept::OtherUsage)
     } else {
         None
+    }
+}
+
+/// The longest text kept (an attribute's value, a span's name): a longer
+/// one is cut, at a character boundary, and ends with `…`. Names and ids
+/// this long are hostile, and each split line repeats its resource's.
+pub const MAX_TEXT_BYTES: usize = 1024;
+
+/// Writes `text` as a JSON string, cut to [`MAX_TEXT_BYTES`].
+fn push_text(out: &mut String, text: &str) {
+    if text.len() <= MAX_TEXT_BYTES {
+        push_json_str(out, text);
+    } else {
+        let mut end = MAX_TEXT_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        push_json_str(out, &format!("{}…", &text[..end]));
     }
 }
 
@@ -82,7 +100,7 @@ fn push_value(out: &mut String, key: &str, value: &AttrValue<'_>) {
         }
         AttrValue::Str(s) => {
             out.push_str(r#"{"stringValue":"#);
-            push_json_str(out, s);
+            push_text(out, s);
             out.push('}');
         }
         AttrValue::Int(n) => {
@@ -164,7 +182,7 @@ fn push_span(out: &mut String, span: &SpanRecord<'_>, segment_attribute: Option<
         out.push('"');
     }
     out.push_str(r#","name":"#);
-    push_json_str(out, &span.name);
+    push_text(out, &span.name);
     for (key, nanos) in [
         ("startTimeUnixNano", span.start_ns),
         ("endTimeUnixNano", span.end_ns),
@@ -230,8 +248,8 @@ pub fn normalized_line(
 
 /// The normalized lines for `spans`, each at most `max_bytes` long: one
 /// line when it fits; else the spans, grouped by trace, are split in halves
-/// until each part fits (a trace split between lines decodes the same: the
-/// decoder joins a trace across requests). A span too long alone is
+/// until each part fits (a trace split between lines is joined by the
+/// decoder, as one sent in several requests). A span too long alone is
 /// returned apart, with the length of its line.
 #[must_use]
 pub fn normalized_lines<'s, 'a>(
@@ -243,7 +261,8 @@ pub fn normalized_lines<'s, 'a>(
     let mut lines = Vec::new();
     let mut too_long = Vec::new();
     let line = normalized_line(spans, resources, segment_attribute);
-    if line.len() <= max_bytes {
+    // (no spans: the empty request, however small --max-line-bytes is)
+    if line.len() <= max_bytes || spans.is_empty() {
         lines.push(line);
         return (lines, too_long);
     }
@@ -270,7 +289,7 @@ fn split_lines<'s, 'a>(
     too_long: &mut Vec<(&'s SpanRecord<'a>, usize)>,
 ) {
     let line = normalized_line(spans, resources, segment_attribute);
-    if line.len() <= max_bytes {
+    if line.len() <= max_bytes || spans.is_empty() {
         lines.push(line);
     } else if let [span] = spans {
         too_long.push((span, line.len()));
@@ -646,6 +665,28 @@ mod tests {
             let (read, _) = parse_request(line.as_bytes()).unwrap();
             assert_eq!(read[0].attributes[0].1, AttrValue::Double(d), "{line}");
         }
+    }
+
+    #[test]
+    fn long_texts_are_cut_and_an_empty_request_is_one_line() {
+        let (mut spans, resources) = sample();
+        spans[0].name = "chat ".repeat(1000).into();
+        spans[0].attributes = vec![(
+            Cow::Borrowed("gen_ai.agent.name"),
+            AttrValue::Str("é".repeat(5000).into()),
+        )];
+        let line = normalized_line(&[&spans[0]], &resources, None);
+        let (read, _) = parse_request(line.as_bytes()).unwrap();
+        assert!(read[0].name.len() <= MAX_TEXT_BYTES + 3 && read[0].name.ends_with('…'));
+        let AttrValue::Str(agent) = &read[0].attributes[0].1 else {
+            panic!("{line}")
+        };
+        assert!(agent.len() <= MAX_TEXT_BYTES + 3 && agent.ends_with('…'));
+        // an empty request is one (short) line, whatever the limit: the
+        // split of nothing recursed for ever under 20 bytes
+        let (lines, too_long) = normalized_lines(&[], &resources, None, 5);
+        assert_eq!(lines, [r#"{"resourceSpans":[]}"#]);
+        assert!(too_long.is_empty());
     }
 
     #[test]

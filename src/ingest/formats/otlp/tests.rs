@@ -703,3 +703,145 @@ fn a_call_of_a_forgotten_trace_takes_back_its_agents_counted_usage() {
     );
     assert_eq!(sink.0[1].call.unwrap().key, sink.0[0].call.unwrap().key);
 }
+
+mod forgetting {
+    use super::super::{AttrValue, MAX_TRACES, Otlp, SpanRecord};
+    use super::TRACE;
+    use crate::ingest::formats::{Context, DecoderConfig, Emit};
+    use crate::types::event::{Supersede, TelemetryEvent};
+
+    struct Sink(Vec<TelemetryEvent<'static>>);
+    impl Emit for Sink {
+        fn event(&mut self, _: u64, event: TelemetryEvent<'_>) {
+            self.0.push(event.into_owned());
+        }
+    }
+
+    fn record(
+        trace: &str,
+        id: &str,
+        parent: Option<&str>,
+        operation: &str,
+        agent: Option<&str>,
+        input: Option<i64>,
+    ) -> SpanRecord<'static> {
+        let mut attributes = vec![(
+            "gen_ai.operation.name".into(),
+            AttrValue::Str(operation.to_owned().into()),
+        )];
+        if let Some(agent) = agent {
+            attributes.push((
+                "gen_ai.agent.name".into(),
+                AttrValue::Str(agent.to_owned().into()),
+            ));
+        }
+        if let Some(input) = input {
+            attributes.push(("gen_ai.usage.input_tokens".into(), AttrValue::Int(input)));
+        }
+        SpanRecord {
+            trace_id: trace.into(),
+            span_id: id.into(),
+            parent_span_id: parent.map(str::to_owned),
+            name: operation.to_owned().into(),
+            attributes,
+            ..SpanRecord::default()
+        }
+    }
+
+    fn newer(from: usize, n: usize) -> Vec<SpanRecord<'static>> {
+        (from..from + n)
+            .map(|i| {
+                record(
+                    &format!("{:032x}", i + 1),
+                    "00000000000000c1",
+                    None,
+                    "execute_tool",
+                    None,
+                    None,
+                )
+            })
+            .collect()
+    }
+
+    fn decode(otlp: &mut Otlp, spans: &[SpanRecord<'_>], sink: &mut Sink) {
+        let config = DecoderConfig::default();
+        let cx = Context {
+            origin: "t",
+            scope: "t",
+            config: &config,
+        };
+        otlp.spans(spans, &[], 1, cx, sink).unwrap();
+    }
+
+    #[test]
+    fn a_trace_in_use_is_not_forgotten() {
+        // the least recently used traces go first, not the first to arrive:
+        // a long session keeps its agent while others come and go
+        let mut otlp = Otlp::default();
+        let mut sink = Sink(Vec::new());
+        let agent = record(
+            TRACE,
+            "00000000000000a1",
+            None,
+            "invoke_agent",
+            Some("Keeper"),
+            None,
+        );
+        decode(&mut otlp, &[agent], &mut sink);
+        decode(&mut otlp, &newer(0, 40_000), &mut sink);
+        let tool = record(
+            TRACE,
+            "00000000000000b1",
+            Some("00000000000000a1"),
+            "execute_tool",
+            None,
+            None,
+        );
+        decode(&mut otlp, &[tool], &mut sink);
+        decode(&mut otlp, &newer(40_000, 40_000), &mut sink);
+        assert!(otlp.remembered_traces() <= MAX_TRACES);
+        let chat = record(
+            TRACE,
+            "00000000000000c2",
+            Some("00000000000000a1"),
+            "chat",
+            None,
+            Some(10),
+        );
+        decode(&mut otlp, &[chat], &mut sink);
+        assert_eq!(sink.0.len(), 1);
+        assert_eq!(&*sink.0[0].agent, "Keeper");
+    }
+
+    #[test]
+    fn a_forgotten_trace_with_a_call_takes_back_its_agents_usage() {
+        // The call's link to its agent (a tool span) never came before the
+        // trace was forgotten: the agent's usage totals that call.
+        let mut otlp = Otlp::default();
+        let mut sink = Sink(Vec::new());
+        let agent = record(
+            TRACE,
+            "00000000000000a1",
+            None,
+            "invoke_agent",
+            Some("A"),
+            Some(10),
+        );
+        let chat = record(
+            TRACE,
+            "00000000000000c2",
+            Some("00000000000000b1"),
+            "chat",
+            None,
+            Some(10),
+        );
+        decode(&mut otlp, &[agent, chat], &mut sink);
+        decode(&mut otlp, &newer(0, MAX_TRACES), &mut sink);
+        let rules: Vec<Supersede> = sink.0.iter().map(|e| e.call.unwrap().rule).collect();
+        assert_eq!(
+            rules,
+            [Supersede::Largest, Supersede::Largest, Supersede::Retract]
+        );
+        assert_eq!(&*sink.0[2].agent, "A");
+    }
+}
