@@ -997,6 +997,20 @@ struct Request<'a> {
     resource_spans: Vec<ResourceSpans<'a>>,
 }
 
+/// An id of `bytes` bytes, as the specification has them (a trace id 16,
+/// a span id 8): another length is an id in another encoding (base64 of
+/// hex-looking characters) or none at all.
+pub(crate) fn id_length(hex: &str, what: &str, bytes: usize) -> Result<(), String> {
+    if hex.len() == 2 * bytes {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} '{}' is not {bytes} bytes of hex",
+            hex.chars().take(40).collect::<String>()
+        ))
+    }
+}
+
 /// An id in lowercase hex (`""` is no id).
 fn hex_id(id: &str, what: &str) -> Result<Option<String>, String> {
     let id = id.trim();
@@ -1035,6 +1049,11 @@ pub fn parse_request(line: &[u8]) -> Result<(Vec<SpanRecord<'_>>, Vec<Attributes
                     Some(parent) => hex_id(parent.as_str(), "parentSpanId")?,
                     None => None,
                 };
+                id_length(&trace_id, "traceId", 16)?;
+                id_length(&span_id, "spanId", 8)?;
+                if let Some(parent) = &parent_span_id {
+                    id_length(parent, "parentSpanId", 8)?;
+                }
                 spans.push(SpanRecord {
                     trace_id,
                     span_id,

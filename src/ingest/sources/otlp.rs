@@ -689,7 +689,7 @@ mod tests {
             .unwrap()
     }
 
-    const REQUEST: &[u8] = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"01","spanId":"02","name":"chat","attributes":[{"key":"gen_ai.usage.input_tokens","value":{"intValue":"5"}},{"key":"gen_ai.prompt.0.content","value":{"stringValue":"SECRET"}}]}]}]}]}"#;
+    const REQUEST: &[u8] = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","name":"chat","attributes":[{"key":"gen_ai.usage.input_tokens","value":{"intValue":"5"}},{"key":"gen_ai.prompt.0.content","value":{"stringValue":"SECRET"}}]}]}]}]}"#;
 
     #[test]
     fn a_request_is_decoded_only_with_room_on_the_channel() {

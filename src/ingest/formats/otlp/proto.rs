@@ -62,6 +62,15 @@ pub fn records(
             for span in &scope.spans {
                 let trace_id = hex(&span.trace_id).ok_or("a span without a traceId")?;
                 let span_id = hex(&span.span_id).ok_or("a span without a spanId")?;
+                super::id_length(&trace_id, "traceId", 16)?;
+                super::id_length(&span_id, "spanId", 8)?;
+                if !span.parent_span_id.is_empty() {
+                    super::id_length(
+                        &hex(&span.parent_span_id).unwrap_or_default(),
+                        "parentSpanId",
+                        8,
+                    )?;
+                }
                 let nanos = |n: u64| (n != 0).then_some(n);
                 spans.push(SpanRecord {
                     trace_id,
@@ -211,5 +220,35 @@ mod tests {
         let empty = ExportTraceServiceRequest::default();
         let (spans, resources) = records(&empty).unwrap();
         assert!(spans.is_empty() && resources.is_empty());
+    }
+
+    #[test]
+    fn ids_of_another_length_are_refused() {
+        let request = |trace_id: Vec<u8>, span_id: Vec<u8>, parent_span_id: Vec<u8>| {
+            ExportTraceServiceRequest {
+                resource_spans: vec![ResourceSpans {
+                    scope_spans: vec![ScopeSpans {
+                        spans: vec![Span {
+                            trace_id,
+                            span_id,
+                            parent_span_id,
+                            ..Span::default()
+                        }],
+                        ..ScopeSpans::default()
+                    }],
+                    ..ResourceSpans::default()
+                }],
+            }
+        };
+        assert!(records(&request(vec![1; 16], vec![2; 8], vec![3; 8])).is_ok());
+        assert!(records(&request(vec![1; 16], vec![2; 8], Vec::new())).is_ok());
+        for (trace, span, parent) in [
+            (vec![1; 4], vec![2; 8], Vec::new()),
+            (vec![1; 16], vec![2; 7], Vec::new()),
+            (vec![1; 16], vec![2; 8], vec![3; 16]),
+        ] {
+            let error = records(&request(trace, span, parent)).err().unwrap();
+            assert!(error.contains("bytes of hex"), "{error}");
+        }
     }
 }

@@ -845,3 +845,28 @@ mod forgetting {
         assert_eq!(&*sink.0[2].agent, "A");
     }
 }
+
+#[test]
+fn ids_of_another_length_are_refused() {
+    // base64 of hex-looking characters, or a truncated id: not the 16 and
+    // 8 bytes of the specification
+    for (trace, span, parent) in [
+        ("01", "0000000000000001", None),
+        (TRACE, "01", None),
+        (TRACE, "0000000000000001", Some("0001")),
+        (
+            "000102030405060708090a0b0c0d0e0f10",
+            "0000000000000001",
+            None,
+        ),
+    ] {
+        let parent = parent.map_or(String::new(), |p| format!(r#","parentSpanId":"{p}""#));
+        let line = format!(
+            r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"{trace}","spanId":"{span}"{parent},"name":"chat"}}]}}]}}]}}"#
+        );
+        let error = super::parse_request(line.as_bytes())
+            .err()
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!(error.contains("bytes of hex"), "{error}");
+    }
+}
