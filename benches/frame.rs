@@ -180,7 +180,12 @@ fn frames() {
         let snapshot = snapshot.unwrap();
         let mut insights = None;
         insights_ms.push(time_ms(|| {
-            insights = Some(Insights::compute(&snapshot, &rules, &prices));
+            insights = Some(Insights::compute(
+                &snapshot,
+                &rules,
+                &prices,
+                Some(1_795_500_000_000),
+            ));
         }));
         published = Some(Published {
             snapshot: Arc::new(snapshot),

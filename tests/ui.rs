@@ -38,7 +38,12 @@ fn published(paths: &[&str]) -> Published {
     .unwrap();
     let stats = ingestor.stats;
     let snapshot = ledger.snapshot();
-    let insights = Insights::compute(&snapshot, &BleedRules::default(), &PriceBook::embedded());
+    let insights = Insights::compute(
+        &snapshot,
+        &BleedRules::default(),
+        &PriceBook::embedded(),
+        None,
+    );
     Published {
         snapshot: Arc::new(snapshot),
         stats: Arc::new(stats),
@@ -817,6 +822,7 @@ fn the_hop_detail_counts_carried_tokens_with_the_configured_rules() {
         &data.snapshot,
         &rules,
         &PriceBook::embedded(),
+        None,
     ));
     let carried = |run: &tokwatch::model::ledger::RunAgg, i: usize, rules: &BleedRules| {
         tokwatch::model::insights::carried_tokens(&run.hops, i, rules)

@@ -354,7 +354,11 @@ impl Publisher {
         let (snapshot, insights) = match &self.publish {
             Publish::Dashboard { rules, .. } => {
                 let snapshot = aggregator.snapshot();
-                let insights = Insights::compute(&snapshot, rules, &self.prices);
+                // Anchored on the wall clock, as the per-minute series is
+                // (`Ledger::set_clock`): a call timed far in the future
+                // cannot move the dashboard's burn rate out of the present.
+                let now_ms = chrono::Utc::now().timestamp_millis();
+                let insights = Insights::compute(&snapshot, rules, &self.prices, Some(now_ms));
                 (snapshot, Some(Arc::new(insights)))
             }
             Publish::Lines { top_runs, .. } => (aggregator.snapshot_top(*top_runs), None),

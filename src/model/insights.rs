@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use super::ledger::{HopAgg, RunAgg};
+use super::ledger::{HopAgg, RunAgg, ahead_of_clock};
 use super::snapshot::Snapshot;
 use crate::pricing::PriceBook;
 use crate::types::money::Usd;
@@ -291,11 +291,14 @@ pub struct Insights {
     /// How long runs take: the 95th percentile of the duration (first to
     /// last event) of the runs finished by the last event (0 without any).
     pub run_lag_ms: i64,
-    /// Spend per second over the [`RECENT_SPEND_MS`] before the last event,
+    /// Spend per second over the [`RECENT_SPEND_MS`] up to the last event,
     /// by the time of each hop's first call (seconds since the epoch, oldest
     /// first, seconds without spend left out).
     pub recent_spend: Vec<(i64, Usd)>,
-    /// The first and last event of the snapshot (epoch ms).
+    /// The first and last event of the snapshot (epoch ms) not timed ahead
+    /// of the clock the insights were computed at ([`ahead_of_clock`]: a
+    /// wrong agent clock, a span dated 2200): the present, on which the
+    /// burn rate, the burn chart and the finished runs are anchored.
     pub first_ts_ms: Option<i64>,
     pub last_ts_ms: Option<i64>,
     /// Limits the runtime enforced, oldest first (see [`Enforcement`]).
@@ -318,8 +321,18 @@ type PositionSamples = (Vec<u64>, Vec<Usd>);
 
 impl Insights {
     /// Derives insights; `prices` values cache savings and reasoning cost.
+    /// `clock_ms` is the caller's clock (epoch ms; the model reads none):
+    /// events timed more than [`FUTURE_MINUTES`](super::ledger::FUTURE_MINUTES)
+    /// after it do not move what is anchored on the newest event (burn rate,
+    /// recent spend, finished runs) into the future; they are in every
+    /// other figure. `None`: no clock, every event is of the present.
     #[must_use]
-    pub fn compute(snapshot: &Snapshot, rules: &BleedRules, prices: &PriceBook) -> Insights {
+    pub fn compute(
+        snapshot: &Snapshot,
+        rules: &BleedRules,
+        prices: &PriceBook,
+        clock_ms: Option<i64>,
+    ) -> Insights {
         let mut insights = Insights {
             rules: rules.clone(),
             ..Insights::default()
@@ -329,10 +342,11 @@ impl Insights {
         let mut run_costs = Vec::with_capacity(snapshot.runs.len());
         let mut multipliers = Vec::with_capacity(snapshot.runs.len());
         let mut growths = Vec::with_capacity(snapshot.runs.len());
-        let recent_from = snapshot
-            .last_ts_ms
-            .map_or(i64::MAX, |last| last - RECENT_SPEND_MS);
-        let mut recent: BTreeMap<i64, Usd> = BTreeMap::new();
+        let last_ts_ms = newest_present(snapshot, clock_ms);
+        // the first event is of the present when any is
+        let first_ts_ms = last_ts_ms.and(snapshot.first_ts_ms);
+        let recent = last_ts_ms.map(|last| last - RECENT_SPEND_MS..=last);
+        let mut recent_spend: BTreeMap<i64, Usd> = BTreeMap::new();
         let mut enforced: BTreeMap<(Option<&str>, Option<u64>), i64> = BTreeMap::new();
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let hundredths = |ratio: f64| (ratio * 100.0).round() as u64;
@@ -342,10 +356,12 @@ impl Insights {
                 let entry = positions.entry((hop.agent.clone(), hop.hop)).or_default();
                 entry.0.push(hop.usage.input_total());
                 entry.1.push(hop.cost);
-                if let Some(ts) = hop.first_ts_ms.filter(|&ts| ts >= recent_from)
+                if let Some(ts) = hop
+                    .first_ts_ms
+                    .filter(|ts| recent.as_ref().is_some_and(|r| r.contains(ts)))
                     && hop.cost != Usd::ZERO
                 {
-                    *recent.entry(ts.div_euclid(1_000)).or_default() += hop.cost;
+                    *recent_spend.entry(ts.div_euclid(1_000)).or_default() += hop.cost;
                 }
                 if let Some(reason) = hop_bleeding(run, index, rules) {
                     if trimmed_by_budget(hop) {
@@ -396,7 +412,7 @@ impl Insights {
         insights
             .run_points
             .sort_unstable_by_key(|p| (p.start_ms, p.last_ms, p.cost));
-        if let Some(last) = snapshot.last_ts_ms {
+        if let Some(last) = last_ts_ms {
             let durations: Vec<i64> = insights
                 .run_points
                 .iter()
@@ -410,9 +426,9 @@ impl Insights {
             insights.finished_costs.sort_unstable();
             insights.unfinished = unfinished;
         }
-        insights.recent_spend = recent.into_iter().collect();
-        insights.first_ts_ms = snapshot.first_ts_ms;
-        insights.last_ts_ms = snapshot.last_ts_ms;
+        insights.recent_spend = recent_spend.into_iter().collect();
+        insights.first_ts_ms = first_ts_ms;
+        insights.last_ts_ms = last_ts_ms;
         let mut enforcements: Vec<Enforcement> = enforced
             .into_iter()
             .map(|((kind, limit), at_ms)| Enforcement {
@@ -479,6 +495,30 @@ impl Insights {
     }
 }
 
+/// The newest event of `snapshot` not timed ahead of the clock `clock_ms`
+/// ([`ahead_of_clock`], the rule of the per-minute series): the snapshot's
+/// last event, unless that is in the future (then the newest time of a run
+/// or hop that is not; events outside runs are not looked at).
+fn newest_present(snapshot: &Snapshot, clock_ms: Option<i64>) -> Option<i64> {
+    let clock_minute = clock_ms.map(|now| now.div_euclid(60_000));
+    let present = |ts: &i64| clock_minute.is_none_or(|now| !ahead_of_clock(*ts, now));
+    let last = snapshot.last_ts_ms?;
+    if present(&last) {
+        return Some(last);
+    }
+    snapshot
+        .runs
+        .iter()
+        .flat_map(|run| {
+            [run.first_ts_ms, run.last_ts_ms]
+                .into_iter()
+                .chain(run.hops.iter().map(|hop| hop.first_ts_ms))
+                .flatten()
+        })
+        .filter(present)
+        .max()
+}
+
 /// Spend over one window ending now, and the part of it actually observed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BurnRate {
@@ -505,7 +545,9 @@ impl BurnRate {
 }
 
 /// Where burn windows end: now, or the last event when it is stamped later
-/// than the clock (a skewed source).
+/// than the clock (a skewed source, by at most
+/// [`FUTURE_MINUTES`](super::ledger::FUTURE_MINUTES): see
+/// [`Insights::last_ts_ms`]).
 fn burn_end(insights: &Insights, now_ms: i64) -> i64 {
     insights.last_ts_ms.map_or(now_ms, |last| last.max(now_ms))
 }

@@ -1123,6 +1123,15 @@ const OFF_MINUTES: u8 = 128;
 /// left out of it, so that they can never push the present out.
 pub const FUTURE_MINUTES: i64 = 5;
 
+/// A call timed at `ts_ms` is more than [`FUTURE_MINUTES`] (whole minutes)
+/// after the clock minute `clock_minute` (epoch ms ÷ 60,000): a wrong agent
+/// clock or a hostile span, left out of what is anchored on the present
+/// (the per-minute series here, the dashboard's burn rate in insights).
+#[must_use]
+pub fn ahead_of_clock(ts_ms: i64, clock_minute: i64) -> bool {
+    ts_ms.div_euclid(60_000) > clock_minute.saturating_add(FUTURE_MINUTES)
+}
+
 impl CompactCosting {
     fn new(costing: &Costing) -> Self {
         let mut flags = 0;
@@ -1765,8 +1774,8 @@ impl Ledger {
             let at = ts.div_euclid(60_000);
             // Timed far ahead of the clock: out of the per-minute series,
             // which it would otherwise move into the future.
-            off_minutes = config.per_minute
-                && clock_minute.is_some_and(|now| at > now.saturating_add(FUTURE_MINUTES));
+            off_minutes =
+                config.per_minute && clock_minute.is_some_and(|now| ahead_of_clock(ts, now));
             if config.per_minute && !off_minutes {
                 let kept = config.minutes_kept;
                 if kept == 0 || newest_minute.is_none_or(|n| at >= n.saturating_sub(kept)) {

@@ -395,7 +395,12 @@ pub(crate) mod test_support {
         .unwrap();
         let stats = ingestor.stats;
         let snapshot = ledger.snapshot();
-        let insights = Insights::compute(&snapshot, &BleedRules::default(), &PriceBook::embedded());
+        let insights = Insights::compute(
+            &snapshot,
+            &BleedRules::default(),
+            &PriceBook::embedded(),
+            None,
+        );
         Published {
             snapshot: Arc::new(snapshot),
             stats: Arc::new(stats),

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use super::*;
-use crate::model::ledger::{Ledger, LedgerConfig};
+use crate::model::ledger::{FUTURE_MINUTES, Ledger, LedgerConfig};
 use crate::types::event::{EventKind, TelemetryEvent};
 use crate::types::usage::Usage;
 
@@ -195,7 +195,7 @@ fn offenders_rank_agent_hop_positions_by_money() {
         }
         lean(l, "lean");
     });
-    let insights = Insights::compute(&snap, &BleedRules::default(), &prices);
+    let insights = Insights::compute(&snap, &BleedRules::default(), &prices, None);
     assert_eq!(insights.bleeding_hops, 16);
     let worst = &insights.offenders[0];
     assert_eq!((&*worst.agent, worst.hop, worst.runs), ("worker", 6, 4));
@@ -239,7 +239,7 @@ fn cache_savings_and_reasoning_cost_use_the_price_table() {
         reasoning.reasoning = 1_000;
         l.apply(&hop("r", 2, "a", "o3", reasoning));
     });
-    let insights = Insights::compute(&snap, &BleedRules::default(), &prices);
+    let insights = Insights::compute(&snap, &BleedRules::default(), &prices, None);
     // 1M reads at $3 − $0.30 per MTok
     assert_eq!(insights.cache_savings, Usd::parse_decimal("2.7").unwrap());
     // 1,000 reasoning tokens at o3's $8/MTok
@@ -286,7 +286,7 @@ fn hops_trimmed_by_a_budget_are_marked_but_not_ranked_as_offenders() {
         // hop 6 cut from 30,500 to 9,000 input tokens: the fix, not the leak
         naive_trimmed(l, "trimmed", 6, 9_000);
     });
-    let insights = Insights::compute(&snap, &BleedRules::default(), &prices);
+    let insights = Insights::compute(&snap, &BleedRules::default(), &prices, None);
     let hop6 = insights
         .offenders
         .iter()
@@ -344,7 +344,7 @@ fn burn_rate_divides_by_the_time_actually_observed() {
             l.apply(&dollars_2_50(&format!("r{i}"), T0 + i * 1_000));
         }
     });
-    let insights = Insights::compute(&snap, &BleedRules::default(), &prices);
+    let insights = Insights::compute(&snap, &BleedRules::default(), &prices, None);
     let now = T0 + 11_000;
     for window in [60_000, 5 * 60_000, 60 * 60_000] {
         let rate = burn_rate(&insights, now, window).unwrap();
@@ -375,12 +375,74 @@ fn burn_rate_divides_by_the_time_actually_observed() {
             l.apply(&dollars_2_50(&format!("r{i}"), T0 + i * 1_000));
         }
     });
-    let insights = Insights::compute(&snap, &BleedRules::default(), &prices);
+    let insights = Insights::compute(&snap, &BleedRules::default(), &prices, None);
     let hour = burn_rate(&insights, now, 60 * 60_000).unwrap();
     assert_eq!(hour.observed_ms, 3_600_000);
     assert_eq!(hour.per_minute(), Usd::parse_decimal("0.5").unwrap());
     assert_eq!(Insights::default().first_ts_ms, None);
     assert_eq!(burn_rate(&Insights::default(), now, 60_000), None);
+}
+
+/// A call timed in the year 2200 (a wrong agent clock, a hostile OTLP span)
+/// cannot move the dashboard's windows into the future: they are anchored
+/// on the caller's clock, so the present keeps its burn rate (the same as
+/// without that call) and its in-flight runs stay in flight.
+#[test]
+fn a_call_timed_in_the_future_leaves_the_burn_rate_of_the_present() {
+    let now = T0 + 10 * 60_000;
+    let year_2200 = 7_258_118_400_000;
+    let rules = BleedRules::default();
+    // $10: 4M gpt-4o input tokens
+    let future = || {
+        at(
+            hop("future", 1, "a", "gpt-4o", input(4_000_000, 0, 0)),
+            year_2200,
+        )
+    };
+    let (snap, prices) = snapshot(|l| l.apply(&dollars_2_50("present", now - 30_000)));
+    let one = Insights::compute(&snap, &rules, &prices, Some(now));
+    let (snap, prices) = snapshot(|l| {
+        l.apply(&future());
+        l.apply(&dollars_2_50("present", now - 30_000));
+    });
+    let both = Insights::compute(&snap, &rules, &prices, Some(now));
+    for window in [60_000, 5 * 60_000, RECENT_SPEND_MS] {
+        let rate = burn_rate(&both, now, window).unwrap();
+        assert!(rate.per_minute() > Usd::ZERO, "{window}: {rate:?}");
+        assert_eq!(Some(rate), burn_rate(&one, now, window), "{window}");
+    }
+    assert_eq!(
+        burn_series(&both, now, 10_000, 6),
+        burn_series(&one, now, 10_000, 6)
+    );
+    assert_eq!(both.last_ts_ms, Some(now - 30_000));
+    assert_eq!(both.recent_spend, one.recent_spend);
+    // the present run is still in flight (not settled at the year 2200)
+    assert_eq!(both.finished_costs, one.finished_costs);
+    assert_eq!(both.run_lag_ms, one.run_lag_ms);
+    // a view drawn later still reads the present, not the year 2200
+    let later = now + 90_000;
+    assert_eq!(
+        burn_rate(&both, later, 60_000),
+        burn_rate(&one, later, 60_000)
+    );
+    // a little skew is kept: a call FUTURE_MINUTES ahead ends the windows
+    let skewed = now + FUTURE_MINUTES * 60_000;
+    let (snap, prices) = snapshot(|l| {
+        l.apply(&future());
+        l.apply(&dollars_2_50("skewed", skewed));
+    });
+    let ahead = Insights::compute(&snap, &rules, &prices, Some(now));
+    assert_eq!(ahead.last_ts_ms, Some(skewed));
+    assert_eq!(
+        burn_rate(&ahead, now, 60_000).unwrap().spend,
+        Usd::parse_decimal("2.5").unwrap()
+    );
+    // nothing but the future: no timed event of the present
+    let (snap, prices) = snapshot(|l| l.apply(&future()));
+    let only = Insights::compute(&snap, &rules, &prices, Some(now));
+    assert_eq!(burn_rate(&only, now, 60_000), None);
+    assert!(only.recent_spend.is_empty());
 }
 
 #[test]
@@ -390,7 +452,7 @@ fn burn_series_buckets_the_recent_spend_ending_now() {
         l.apply(&dollars_2_50("b", T0 + 9_999));
         l.apply(&dollars_2_50("c", T0 + 25_000));
     });
-    let insights = Insights::compute(&snap, &BleedRules::default(), &prices);
+    let insights = Insights::compute(&snap, &BleedRules::default(), &prices, None);
     // 10-second buckets, the last one holding the second of T0 + 29 s
     let series = burn_series(&insights, T0 + 29_000, 10_000, 4);
     let d = |s: &str| Usd::parse_decimal(s).unwrap();
@@ -419,7 +481,7 @@ fn cost_per_run_in_recent_windows_counts_finished_runs_only() {
             }
         }
     });
-    let insights = Insights::compute(&snap, &BleedRules::default(), &prices);
+    let insights = Insights::compute(&snap, &BleedRules::default(), &prices, None);
     let d = |s: &str| Usd::parse_decimal(s).unwrap();
     let recent = recent_run_cost(&insights, T0, None);
     assert_eq!(recent.last_minutes.runs, 2);
@@ -462,7 +524,7 @@ fn cost_per_run_windows_carry_the_exact_mean_beside_the_spread() {
             l.apply(&run_end(&id, T0 - 50_000 + i * 1_000 + 500));
         }
     });
-    let insights = Insights::compute(&snap, &BleedRules::default(), &prices);
+    let insights = Insights::compute(&snap, &BleedRules::default(), &prices, None);
     let d = |s: &str| Usd::parse_decimal(s).unwrap();
     let recent = recent_run_cost(&insights, T0, None);
     assert_eq!(recent.last_runs.runs, 8);
@@ -480,7 +542,7 @@ fn context_growth_spread_and_first_enforcements() {
         lean(l, "lean"); // flat: 1.0×
         naive_trimmed(l, "trimmed", 6, 9_000); // 3,000 → 9,000: 3.0×
     });
-    let insights = Insights::compute(&snap, &BleedRules::default(), &prices);
+    let insights = Insights::compute(&snap, &BleedRules::default(), &prices, None);
     assert_eq!(insights.run_growth.median, 300);
     assert_eq!(insights.run_growth.p95, 1_017);
     assert_eq!(
@@ -539,7 +601,7 @@ fn only_runs_finished_by_the_last_event_are_in_the_distribution() {
         l.apply(&dollars_2_50("idle", T0));
         l.apply(&dollars_2_50("running", T0 + 61_000));
     });
-    let insights = Insights::compute(&snap, &BleedRules::default(), &prices);
+    let insights = Insights::compute(&snap, &BleedRules::default(), &prices, None);
     // "idle" has had no event for 61 s at the last event; "running" is in flight
     assert_eq!(
         insights.finished_costs,
@@ -568,7 +630,7 @@ fn windows_do_not_favour_the_runs_that_happen_to_finish_first() {
             }
         }
     });
-    let insights = Insights::compute(&snap, &BleedRules::default(), &prices);
+    let insights = Insights::compute(&snap, &BleedRules::default(), &prices, None);
     assert_eq!(insights.run_lag_ms, 100_000);
     let d = |s: &str| Usd::parse_decimal(s).unwrap();
     // 20 s after the change: judged before it are the runs that started
