@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
+
+mod common;
 const OTLP_TOKEN: &str = "fleet-otlp-token";
 const METRICS_TOKEN: &str = "fleet-metrics-token";
 
@@ -850,17 +852,16 @@ impl Prometheus {
 
 /// Waits for Prometheus's `/-/ready`; false when it exits first.
 fn ready(child: &mut Child, addr: SocketAddr) -> bool {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
+    common::until(WAIT, || {
         if let Ok(Some(_)) = child.try_wait() {
-            return false;
+            return Ok(false);
         }
-        if http_get(addr, "/-/ready", None).is_ok_and(|(status, _)| status == 200) {
-            return true;
+        match http_get(addr, "/-/ready", None) {
+            Ok((200, _)) => Ok(true),
+            other => Err(format!("{other:?}")),
         }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
+    })
+    .unwrap_or(false)
 }
 
 impl Drop for Prometheus {
@@ -902,14 +903,7 @@ fn http_get(addr: SocketAddr, path: &str, token: Option<&str>) -> std::io::Resul
 
 /// Waits until `check` passes; on the deadline, fails with its last error.
 fn eventually<T>(what: &str, check: impl Fn() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        match check() {
-            Ok(value) => return value,
-            Err(e) if Instant::now() >= deadline => panic!("timed out waiting for {what}: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
+    common::until(WAIT, check).unwrap_or_else(|e| panic!("timed out waiting for {what}: {e}"))
 }
 
 /// Whether two amounts are equal up to the rounding of a sum of `terms`

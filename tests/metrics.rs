@@ -18,6 +18,8 @@ use hyper::body::Bytes;
 
 const WAIT: Duration = Duration::from_secs(20);
 
+mod common;
+
 /// A running tokwatch whose standard error is read line by line.
 struct Tw {
     child: Child,
@@ -96,14 +98,13 @@ impl Tw {
     }
 
     fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "tokwatch did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        common::until(WAIT, || {
+            self.child
+                .try_wait()
+                .expect("try_wait")
+                .ok_or_else(|| "still running".to_owned())
+        })
+        .unwrap_or_else(|e| panic!("tokwatch did not exit: {e}"))
     }
 }
 
@@ -174,18 +175,15 @@ fn scrape(addr: SocketAddr) -> String {
 
 /// Scrapes until `ready` holds (deadline: [`WAIT`]).
 fn scrape_until(addr: SocketAddr, what: &str, ready: impl Fn(&Samples) -> bool) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
+    common::until(WAIT, || {
         let text = scrape(addr);
         if ready(&Samples::parse(&text)) {
-            return text;
+            Ok(text)
+        } else {
+            Err(text)
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    })
+    .unwrap_or_else(|text| panic!("timed out waiting for {what}:\n{text}"))
 }
 
 /// A decimal as picounits (exact: tokwatch prints exact decimals).
@@ -1030,23 +1028,19 @@ fn the_dashboard_serves_metrics_too() {
         Err(e) => panic!("cannot run script: {e}"),
     };
     // The dashboard owns the terminal: it logs where the metrics are.
-    let deadline = Instant::now() + WAIT;
-    let addr: SocketAddr = loop {
+    let addr: SocketAddr = common::until(WAIT, || {
         let logged = std::fs::read_dir(dir.path())
             .unwrap()
             .filter_map(Result::ok)
             .filter(|e| e.file_name().to_string_lossy().starts_with("tw.log"))
             .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
             .collect::<String>();
-        if let Some(rest) = logged.split("metrics listening addr=Some(").nth(1) {
-            break rest.split(')').next().unwrap().parse().unwrap();
+        match logged.split("metrics listening addr=Some(").nth(1) {
+            Some(rest) => Ok(rest.split(')').next().unwrap().parse().unwrap()),
+            None => Err(logged),
         }
-        assert!(
-            Instant::now() < deadline,
-            "no metrics address logged: {logged}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    })
+    .unwrap_or_else(|logged| panic!("no metrics address logged: {logged}"));
     let text = scrape_until(addr, "the call", |s| {
         s.sum("tokwatch_calls_total") == 1_000_000_000_000
     });
