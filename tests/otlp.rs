@@ -5,10 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::Write as _;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt as _, Full};
@@ -25,13 +24,12 @@ use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(15);
 
-struct Live {
-    child: Child,
-    snapshots: Receiver<Value>,
-    latest: Value,
-    stderr: Receiver<String>,
-    seen_stderr: Vec<String>,
-}
+mod common;
+
+use common::tokwatch::Tokwatch;
+
+/// tokwatch in `--jsonl` mode, snapshots every 50 ms.
+struct Live(Tokwatch);
 
 impl Live {
     fn start(args: &[&str]) -> Live {
@@ -39,68 +37,19 @@ impl Live {
     }
 
     fn start_env(args: &[&str], env: &[(&str, &Path)]) -> Live {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tokwatch"));
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let mut child = command
-            .args(args)
-            .args(["--jsonl", "--interval", "50ms"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start tokwatch");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, snapshots) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let value: Value =
-                    serde_json::from_str(&line).expect("each line is one JSON snapshot");
-                if tx.send(value).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr_pipe = child.stderr.take().unwrap();
-        let (etx, stderr) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
-                let _ = etx.send(line);
-            }
-        });
-        Live {
-            child,
-            snapshots,
-            latest: Value::Null,
-            stderr,
-            seen_stderr: Vec::new(),
-        }
+        let args = [args, &["--jsonl", "--interval", "50ms"]].concat();
+        Live(Tokwatch::spawn(&args, env))
     }
 
     /// Waits for a snapshot that satisfies `ready`.
     fn wait_until(&mut self, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if !self.latest.is_null() && ready(&self.latest) {
-                return self.latest.clone();
+        self.0.wait_for(what, WAIT, |s| {
+            if ready(s) {
+                Ok(())
+            } else {
+                Err("not yet".to_owned())
             }
-            match self
-                .snapshots
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(snapshot) => self.latest = snapshot,
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "timed out waiting for {what}; last snapshot: {}",
-                    self.latest
-                ),
-                Err(RecvTimeoutError::Disconnected) => panic!(
-                    "tokwatch exited while waiting for {what}; stderr: {:?}",
-                    self.stderr()
-                ),
-            }
-        }
+        })
     }
 
     /// Waits until the OTLP listeners decoded `n` requests in all (they
@@ -118,8 +67,7 @@ impl Live {
     }
 
     fn stderr(&mut self) -> Vec<String> {
-        self.seen_stderr.extend(self.stderr.try_iter());
-        self.seen_stderr.clone()
+        self.0.stderr()
     }
 
     /// The address an OTLP listener bound (`otlp-http`), as announced.
@@ -129,58 +77,23 @@ impl Live {
 
     /// The addresses of the first `n` listeners of `kind`, as announced.
     fn listening_all(&mut self, kind: &str, n: usize) -> Vec<String> {
-        let deadline = Instant::now() + WAIT;
-        let prefix = format!("tokwatch: {kind} listening on ");
-        loop {
-            let found: Vec<String> = self
-                .seen_stderr
-                .iter()
-                .filter_map(|line| line.strip_prefix(&prefix).map(str::to_owned))
-                .collect();
-            if found.len() >= n {
-                return found;
-            }
-            let line = self
-                .stderr
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|_| panic!("a '{prefix}' line; stderr: {:?}", self.seen_stderr));
-            self.seen_stderr.push(line);
-        }
+        self.0.listening_all(kind, n, WAIT)
     }
 
     /// Sends SIGTERM and returns the final snapshot.
-    fn stop(mut self) -> Value {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let status = self.child.wait().unwrap();
-        assert!(
-            status.success(),
-            "tokwatch exited with {status:?}: {:?}",
-            self.stderr()
-        );
-        let last = self.snapshots.iter().last().unwrap_or(self.latest.clone());
-        assert_eq!(last["live"]["last"], true, "a final snapshot on exit");
-        last
+    fn stop(self) -> Value {
+        self.0.stop()
     }
 
     /// Peak resident memory of the process so far, in KiB.
     fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.0.child.id())).unwrap();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap()
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

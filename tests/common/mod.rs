@@ -1,6 +1,10 @@
-//! Shared by the integration tests.
+//! Shared by the integration tests (each test crate uses a part of it).
+
+#![allow(dead_code)]
 
 use std::time::{Duration, Instant};
+
+pub mod tokwatch;
 
 /// Between two checks of a condition. The tests wait on a condition with a
 /// deadline ([`until`]); what they wait for (a child process exiting, an
