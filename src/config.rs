@@ -28,6 +28,7 @@ use std::time::Duration;
 use serde::Deserializer;
 use serde::de::{self, DeserializeSeed, Visitor};
 
+use crate::model::advisor::{AdvisorRules, Confidence, RouteRule, RouteTarget};
 use crate::model::insights::BleedRules;
 use crate::model::ledger::SeriesCaps;
 
@@ -54,6 +55,8 @@ pub struct Settings {
     pub ui: UiSettings,
     /// `[insights]`.
     pub insights: InsightSettings,
+    /// `[advisor]`.
+    pub advisor: AdvisorRules,
     /// `[metrics]`: caps on what `--metrics` exports.
     pub metrics: SeriesCaps,
     /// Defaults with `[bindings]` applied.
@@ -67,6 +70,7 @@ impl Default for Settings {
             theme_overrides: ThemeFile::default(),
             ui: UiSettings::default(),
             insights: InsightSettings::default(),
+            advisor: AdvisorRules::default(),
             metrics: SeriesCaps::default(),
             keymap: Keymap::default(),
         }
@@ -291,6 +295,9 @@ impl Settings {
                 )?;
             }
         }
+        if let Some(advisor) = file.advisor {
+            advisor_rules(&mut settings.advisor, advisor)?;
+        }
         if let Some(metrics) = file.metrics {
             let caps = &mut settings.metrics;
             for (key, value, slot, range, allowed) in [
@@ -385,6 +392,137 @@ fn in_range<T: TryFrom<i64>>(
 }
 
 /// A share must be in 0..=1 (NaN is not).
+/// `[advisor]` over the default rules.
+fn advisor_rules(
+    rules: &mut AdvisorRules,
+    section: file::AdvisorSection,
+) -> Result<(), SettingsError> {
+    let bad = |key: &'static str, value: String, allowed: &'static str| SettingsError::OutOfRange {
+        key,
+        value,
+        allowed,
+    };
+    if let Some(tasks) = section.simple_tasks {
+        rules.simple_tasks = tasks;
+    }
+    if let Some(targets) = section.route_targets {
+        rules.route_targets = targets;
+    }
+    if let Some(n) = section.trim_limit {
+        rules.trim_limit = Some(in_range(
+            "[advisor] trim-limit",
+            n,
+            1..=i64::MAX,
+            "1 or more",
+        )?);
+    }
+    if let Some(x) = section.trim_over_first {
+        if !(x >= 1.0 && x.is_finite()) {
+            return Err(bad(
+                "[advisor] trim-over-first",
+                x.to_string(),
+                "1.0 or more",
+            ));
+        }
+        rules.trim_over_first = x;
+    }
+    if let Some(n) = section.trim_min_tokens {
+        rules.trim_min_tokens =
+            in_range("[advisor] trim-min-tokens", n, 0..=i64::MAX, "0 or more")?;
+    }
+    if let Some(mins) = section.cache_min_tokens {
+        for (name, n) in mins {
+            let n: u64 = in_range("[advisor] cache-min-tokens", n, 0..=i64::MAX, "0 or more")?;
+            match rules
+                .cache_min_tokens
+                .iter_mut()
+                .find(|(k, _)| k.eq_ignore_ascii_case(&name))
+            {
+                Some(slot) => slot.1 = n,
+                None => rules.cache_min_tokens.push((name, n)),
+            }
+        }
+    }
+    if let Some(x) = section.reasoning_over_visible {
+        if !(x >= 0.0 && x.is_finite()) {
+            return Err(bad(
+                "[advisor] reasoning-over-visible",
+                x.to_string(),
+                "0.0 or more",
+            ));
+        }
+        rules.reasoning_over_visible = x;
+    }
+    if let Some(n) = section.reasoning_min_tokens {
+        rules.reasoning_min_tokens = in_range(
+            "[advisor] reasoning-min-tokens",
+            n,
+            0..=i64::MAX,
+            "0 or more",
+        )?;
+    }
+    if let Some(n) = section.month_days {
+        rules.month_days = in_range("[advisor] month-days", n, 1..=31, "1 to 31")?;
+    }
+    if let Some(share) = section.min_saving_share {
+        rules.min_saving_share = share_in_range("[advisor] min-saving-share", share)?;
+    }
+    if let Some(routes) = section.route {
+        rules.routes = routes
+            .into_iter()
+            .map(|r| {
+                let to = match r.to.as_str() {
+                    "cheapest" => RouteTarget::Cheapest,
+                    "next-cheaper" => RouteTarget::NextCheaper,
+                    "" => {
+                        return Err(bad(
+                            "[[advisor.route]] to",
+                            "\"\"".into(),
+                            "cheapest, next-cheaper or a model name",
+                        ));
+                    }
+                    model => RouteTarget::Model(model.to_owned()),
+                };
+                let confidence = match r.confidence.as_deref() {
+                    None => Confidence::Medium,
+                    Some(text) => Confidence::parse(text).ok_or_else(|| {
+                        bad(
+                            "[[advisor.route]] confidence",
+                            format!("\"{text}\""),
+                            "low, medium or high",
+                        )
+                    })?,
+                };
+                let max_output_tokens = r
+                    .max_output_tokens
+                    .map(|n| {
+                        in_range(
+                            "[[advisor.route]] max-output-tokens",
+                            n,
+                            0..=i64::MAX,
+                            "0 or more",
+                        )
+                    })
+                    .transpose()?;
+                let max_reasoning_share = r
+                    .max_reasoning_share
+                    .map(|x| share_in_range("[[advisor.route]] max-reasoning-share", x))
+                    .transpose()?;
+                Ok(RouteRule {
+                    name: r.name,
+                    tasks: r.tasks.unwrap_or_default(),
+                    agents: r.agents.unwrap_or_default(),
+                    max_output_tokens,
+                    max_reasoning_share,
+                    to,
+                    confidence,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(())
+}
+
 fn share_in_range(key: &'static str, share: f64) -> Result<f64, SettingsError> {
     if (0.0..=1.0).contains(&share) {
         Ok(share)

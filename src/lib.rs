@@ -565,6 +565,7 @@ fn build_report_ledger(
     args: &ReportArgs,
     now_ms: i64,
 ) -> anyhow::Result<(Ledger, Snapshot, IngestStats, ReportOptions)> {
+    let settings = config_settings(args.config.as_deref())?;
     let prices = load_prices(args.prices.as_deref())?;
     let tz = resolve_timezone(args.timezone.as_deref())?;
     let window = TimeWindow {
@@ -634,7 +635,7 @@ fn build_report_ledger(
         hops: args.hops,
         top_runs: args.top,
         json_runs: 0,
-        rules: bleed_rules(args.config.as_deref())?,
+        rules: settings.insights.bleed_rules(),
         filters: Filters {
             since: args.since.clone(),
             until: args.until.clone(),
@@ -647,8 +648,29 @@ fn build_report_ledger(
                 .map(|p: &PathBuf| p.display().to_string()),
         },
     };
-    let snapshot = ledger.snapshot();
+    let mut snapshot = ledger.snapshot();
+    snapshot.advice = Some(Arc::new(advise_runs(
+        &snapshot,
+        settings.advisor,
+        options.rules.clone(),
+        ledger.prices(),
+    )));
     Ok((ledger, snapshot, stats, options))
+}
+
+/// The advice on every run of `snapshot`.
+fn advise_runs(
+    snapshot: &Snapshot,
+    rules: model::advisor::AdvisorRules,
+    bleed: BleedRules,
+    prices: &pricing::PriceBook,
+) -> model::advisor::Advice {
+    let mut advisor = model::advisor::Advisor::new(rules, bleed, prices);
+    for run in &snapshot.runs {
+        advisor.observe(run);
+    }
+    let span = snapshot.first_ts_ms.zip(snapshot.last_ts_ms);
+    advisor.advice(span, &snapshot.runs)
 }
 
 /// The report as text.

@@ -1,6 +1,8 @@
 //! Headless reports of a [`Snapshot`]: a human table, JSON (stable, see
 //! `docs/report-schema.md`), CSV and Markdown. Pure: returns text.
 
+pub mod insights;
+
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
@@ -118,6 +120,8 @@ struct JsonReport<'a> {
     by_period: Option<Vec<JsonPeriod<'a>>>,
     runs: Vec<JsonRun<'a>>,
     ingest: JsonIngest<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    insights: Option<insights::JsonInsights<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     live: Option<LiveInfo>,
 }
@@ -481,6 +485,7 @@ fn json_report<'a>(
             stats: ingest,
             live: ingest.live_totals(),
         },
+        insights: snapshot.advice.as_deref().map(insights::json_insights),
         live,
     }
 }

@@ -24,6 +24,8 @@ pub struct ConfigFile {
     pub ui: Option<UiSection>,
     /// `[insights]`.
     pub insights: Option<InsightsSection>,
+    /// `[advisor]` and `[[advisor.route]]`.
+    pub advisor: Option<AdvisorSection>,
     /// `[metrics]`.
     pub metrics: Option<MetricsSection>,
     /// `[bindings]`.
@@ -134,6 +136,49 @@ pub struct InsightsSection {
     pub cost_share: Option<f64>,
     /// Least hops in a run for the cost-share rule.
     pub min_hops_for_share: Option<i64>,
+}
+
+/// `[advisor]`: the advisor's rules (`docs/insights.md`, "Advisor").
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AdvisorSection {
+    /// Task labels of simple work.
+    pub simple_tasks: Option<Vec<String>>,
+    /// Models hops may be routed to (within their own provider).
+    pub route_targets: Option<Vec<String>>,
+    /// Per-hop input limit the carried context is trimmed to.
+    pub trim_limit: Option<i64>,
+    /// The derived trim limit: times the run's first hop input …
+    pub trim_over_first: Option<f64>,
+    /// … and at least this many tokens.
+    pub trim_min_tokens: Option<i64>,
+    /// Least cacheable prefix, by provider or model (merged over the defaults).
+    pub cache_min_tokens: Option<std::collections::BTreeMap<String, i64>>,
+    /// Reasoning allowed per visible output token on simple tasks.
+    pub reasoning_over_visible: Option<f64>,
+    /// Least reasoning tokens per call to flag.
+    pub reasoning_min_tokens: Option<i64>,
+    /// Days of the monthly projection.
+    pub month_days: Option<i64>,
+    /// Least share of the spend a recommendation must save.
+    pub min_saving_share: Option<f64>,
+    /// `[[advisor.route]]`: routing rules, in order (they replace the defaults).
+    pub route: Option<Vec<RouteSection>>,
+}
+
+/// `[[advisor.route]]`: one routing rule.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RouteSection {
+    pub name: String,
+    pub tasks: Option<Vec<String>>,
+    pub agents: Option<Vec<String>>,
+    pub max_output_tokens: Option<i64>,
+    pub max_reasoning_share: Option<f64>,
+    /// `cheapest`, `next-cheaper`, or a model name.
+    pub to: String,
+    /// `low`, `medium` or `high` (default `medium`).
+    pub confidence: Option<String>,
 }
 
 /// A duration written as a string: `"100ms"`, `"1s"`, `"1m 30s"`.

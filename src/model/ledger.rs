@@ -1937,6 +1937,17 @@ impl Ledger {
         });
     }
 
+    /// Slots of the run table ([`Ledger::run_slot`] for each).
+    pub(crate) fn run_slots(&self) -> usize {
+        self.runs.rows.len()
+    }
+
+    /// The run held in slot `i` (its calls all taken back or not), `None`
+    /// for a free slot (a run evicted past the cap, or never used).
+    pub(crate) fn run_slot(&self, i: usize) -> Option<&Arc<RunAgg>> {
+        (self.run_rank.get(i).is_some_and(|&r| r != FREE)).then(|| &self.runs.rows[i])
+    }
+
     /// Runs listed in snapshots (all but the vacant ones).
     pub(crate) fn runs_listed(&self) -> usize {
         self.runs_held() - self.vacant_runs

@@ -43,6 +43,9 @@ pub struct Snapshot {
     pub periods: Vec<(String, Counters)>,
     /// Oldest first.
     pub recent: Vec<RecentEvent>,
+    /// What the advisor says (attached by whoever keeps an
+    /// [`Advisor`](super::advisor::Advisor): reports, live publications).
+    pub advice: Option<std::sync::Arc<super::advisor::Advice>>,
 }
 
 /// The row that stands for the rest of a list: rows past a snapshot's
@@ -263,6 +266,7 @@ impl Snapshot {
             per_minute,
             periods,
             recent: ledger.recent.iter().cloned().collect(),
+            advice: None,
         }
     }
 }

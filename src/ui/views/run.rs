@@ -239,18 +239,7 @@ pub(super) fn trim_saving(
     if over == 0 {
         return (0, Some(Usd::ZERO));
     }
-    let mut trimmed = *usage;
-    let mut left = over;
-    for bucket in [
-        &mut trimmed.input_uncached,
-        &mut trimmed.cache_write_5m,
-        &mut trimmed.cache_write_1h,
-        &mut trimmed.cache_read,
-    ] {
-        let take = left.min(*bucket);
-        *bucket -= take;
-        left -= take;
-    }
+    let trimmed = crate::model::advisor::whatif::trim(*usage, over);
     let dollars = prices.and_then(|p| {
         let before = p.price(model, usage)?;
         let after = p.price(model, &trimmed)?;

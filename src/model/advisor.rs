@@ -1,0 +1,805 @@
+//! The advisor: what to change and what it saves, from telemetry alone —
+//! route simple hops to small models, trim carried context, cache the
+//! carried prefix, rein in reasoning on simple tasks — with the evidence
+//! (runs and hops), the saving per run and per month, and how sure it is.
+//!
+//! Incremental: each run is analysed when it changes ([`Advisor::observe`])
+//! and its share replaces the previous one in additive sums, so a
+//! publication costs the changed runs and the size of the answer, never a
+//! pass over history. Pure: no I/O, no clock. Rules in `docs/insights.md`.
+
+pub mod compare;
+pub mod forecast;
+pub mod rules;
+pub mod tally;
+pub mod whatif;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::insights::BleedRules;
+use super::ledger::{Ledger, RunAgg};
+use crate::pricing::{ModelPrice, PriceBook};
+use crate::types::money::Usd;
+pub use rules::{AdvisorRules, Candidates, Confidence, RouteRule, RouteTarget};
+pub use tally::{Tallies, Tally};
+use whatif::{HopWhatIf, PriceOf};
+
+/// The kind of fix a recommendation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lever {
+    /// Move matching hops to a cheaper model of the same provider.
+    Route,
+    /// Cap input per hop: stop re-sending the whole history.
+    Trim,
+    /// Cache the prefix hops re-send (none is cached today).
+    Cache,
+    /// Runs whose cache reads stop mid-loop.
+    CacheBreak,
+    /// Reasoning far beyond the visible output on simple tasks.
+    Reasoning,
+}
+
+impl Lever {
+    #[must_use]
+    pub fn code(self) -> &'static str {
+        match self {
+            Lever::Route => "route",
+            Lever::Trim => "trim",
+            Lever::Cache => "cache",
+            Lever::CacheBreak => "cache_break",
+            Lever::Reasoning => "reasoning",
+        }
+    }
+}
+
+/// What a recommendation is about: a lever, an agent, and for routing the
+/// rule and the two models.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct RecKey {
+    lever: Lever,
+    agent: Arc<str>,
+    model: Arc<str>,
+    target: Option<Arc<str>>,
+    rule: Option<usize>,
+}
+
+/// One run's part of a recommendation.
+#[derive(Debug, Clone)]
+struct RunRec {
+    key: RecKey,
+    saving: Usd,
+    tokens: u64,
+    hops: Vec<u32>,
+    /// The trim limit of the run.
+    limit: Option<u64>,
+}
+
+/// A recommendation's sums over runs.
+#[derive(Debug, Clone, Default)]
+struct RecSum {
+    saving: Usd,
+    tokens: u64,
+    hops: u64,
+    runs: u64,
+    /// Trim limits of the runs, counted (the suggestion is their median).
+    limits: BTreeMap<u64, u64>,
+    /// The runs, by their saving (the evidence is the largest few).
+    evidence: BTreeSet<(Usd, Arc<str>)>,
+}
+
+/// One run's share of every sum.
+#[derive(Debug, Clone, Default)]
+struct RunFacts {
+    total: Tally,
+    segment: Option<(Arc<str>, Tally)>,
+    agents: Vec<(Arc<str>, Tally)>,
+    models: Vec<(Arc<str>, Tally)>,
+    recs: Vec<RunRec>,
+    /// The hop at which the run's cache reads stopped, if they did.
+    cache_broke_at: Option<u32>,
+    /// Hops of a run that ended (`run_end`): the loop lengths forecasts use.
+    ended_hops: Option<u32>,
+}
+
+/// Model prices resolved once per name.
+#[derive(Debug, Clone)]
+struct PriceMemo {
+    book: PriceBook,
+    memo: HashMap<Arc<str>, Option<Arc<ModelPrice>>>,
+}
+
+impl PriceOf for PriceMemo {
+    fn price_of(&mut self, model: &Arc<str>) -> Option<Arc<ModelPrice>> {
+        if let Some(hit) = self.memo.get(model) {
+            return hit.clone();
+        }
+        let price = self
+            .book
+            .resolve(model)
+            .map(|p| Arc::new(self.book.model(p).clone()));
+        self.memo.insert(model.clone(), price.clone());
+        price
+    }
+}
+
+/// Bound on the price memo: names are read from the input.
+const MEMO_CAP: usize = 4_096;
+
+/// The incremental advisor (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct Advisor {
+    rules: AdvisorRules,
+    bleed: BleedRules,
+    candidates: Candidates,
+    prices: PriceMemo,
+    runs: HashMap<Arc<str>, RunFacts>,
+    total: Tally,
+    by_agent: Tallies,
+    by_segment: Tallies,
+    by_model: Tallies,
+    recs: HashMap<RecKey, RecSum>,
+    /// Runs with a cache break, by run id (the hop).
+    breaks: BTreeMap<Arc<str>, u32>,
+    /// The ledger's runs as last seen, by slot ([`Advisor::sync`]): holding
+    /// them makes the ledger copy a run it changes, so a changed run is a
+    /// new pointer.
+    held: Vec<Option<Arc<RunAgg>>>,
+    /// Hop counts of ended runs, counted.
+    loop_lengths: BTreeMap<u64, u64>,
+}
+
+impl Advisor {
+    #[must_use]
+    pub fn new(rules: AdvisorRules, bleed: BleedRules, prices: &PriceBook) -> Advisor {
+        let candidates = Candidates::new(&rules, prices);
+        Advisor {
+            rules,
+            bleed,
+            candidates,
+            prices: PriceMemo {
+                book: prices.clone(),
+                memo: HashMap::new(),
+            },
+            runs: HashMap::new(),
+            total: Tally::default(),
+            by_agent: Tallies::default(),
+            by_segment: Tallies::default(),
+            by_model: Tallies::default(),
+            recs: HashMap::new(),
+            breaks: BTreeMap::new(),
+            loop_lengths: BTreeMap::new(),
+            held: Vec::new(),
+        }
+    }
+
+    #[must_use]
+    pub fn rules(&self) -> &AdvisorRules {
+        &self.rules
+    }
+
+    /// The run as it is now replaces what was seen of it before (a run
+    /// without hops takes its share back).
+    pub fn observe(&mut self, run: &RunAgg) {
+        if self.prices.memo.len() > MEMO_CAP {
+            self.prices.memo.clear();
+        }
+        let facts = self.facts(run);
+        if let Some(old) = self.runs.remove(&run.run_id) {
+            self.apply(&run.run_id, &old, -1);
+        }
+        if facts.total.hops > 0 {
+            self.apply(&run.run_id, &facts, 1);
+            self.runs.insert(run.run_id.clone(), facts);
+        }
+    }
+
+    /// Takes in the runs of `ledger` that changed since the last call:
+    /// one pointer comparison per run, an analysis per changed run. A run
+    /// the ledger evicted is frozen ([`Advisor::freeze`]).
+    pub fn sync(&mut self, ledger: &Ledger) {
+        let slots = ledger.run_slots();
+        if self.held.len() < slots {
+            self.held.resize(slots, None);
+        }
+        for i in 0..slots {
+            let now = ledger.run_slot(i);
+            let same = match (&self.held[i], now) {
+                (Some(old), Some(new)) => Arc::ptr_eq(old, new),
+                (None, None) => true,
+                _ => false,
+            };
+            if same {
+                continue;
+            }
+            if let Some(old) = self.held[i].take()
+                && now.is_none_or(|new| new.run_id != old.run_id)
+            {
+                self.freeze(&old.run_id);
+            }
+            if let Some(new) = now {
+                self.observe(&ledger.run_for_snapshot(i));
+                self.held[i] = Some(new.clone());
+            }
+        }
+    }
+
+    /// The ledger let the run go (evicted past its cap): its share stays in
+    /// every sum, but it can no longer change (nor be named as evidence).
+    pub fn freeze(&mut self, run_id: &str) {
+        if let Some(facts) = self.runs.remove(run_id) {
+            for rec in &facts.recs {
+                if let Some(sum) = self.recs.get_mut(&rec.key) {
+                    sum.evidence.retain(|(_, id)| &**id != run_id);
+                }
+            }
+            self.breaks.remove(run_id);
+        }
+    }
+
+    /// Runs held (not frozen).
+    #[must_use]
+    pub fn runs_held(&self) -> usize {
+        self.runs.len()
+    }
+
+    /// The median hop count of ended runs: how long loops run.
+    #[must_use]
+    pub fn expected_hops(&self) -> Option<u32> {
+        median_of(&self.loop_lengths).and_then(|n| u32::try_from(n).ok())
+    }
+
+    /// Forecasts of the runs of `runs` still going (no `run_end`), the
+    /// first [`FORECAST_RUNS`] of them, for loops of [`Advisor::expected_hops`].
+    #[must_use]
+    pub fn forecasts(&self, runs: &[Arc<RunAgg>]) -> Vec<RunForecast> {
+        let Some(expected) = self.expected_hops() else {
+            return Vec::new();
+        };
+        runs.iter()
+            .filter(|r| r.ended.is_none())
+            .filter_map(|r| {
+                forecast::forecast(r, expected, None, None).map(|f| RunForecast {
+                    run_id: r.run_id.clone(),
+                    forecast: f,
+                })
+            })
+            .take(FORECAST_RUNS)
+            .collect()
+    }
+
+    /// The run's hops under each lever (for the what-if overlay).
+    #[must_use]
+    pub fn what_if(&mut self, run: &RunAgg) -> Vec<HopWhatIf> {
+        whatif::analyze(
+            run,
+            &self.rules,
+            &self.bleed,
+            &self.candidates,
+            &mut self.prices,
+        )
+    }
+
+    fn facts(&mut self, run: &RunAgg) -> RunFacts {
+        let hops = whatif::analyze(
+            run,
+            &self.rules,
+            &self.bleed,
+            &self.candidates,
+            &mut self.prices,
+        );
+        let mut facts = RunFacts::default();
+        let mut agents: BTreeMap<Arc<str>, Tally> = BTreeMap::new();
+        let mut models: BTreeMap<Arc<str>, Tally> = BTreeMap::new();
+        let mut recs: BTreeMap<RecKey, RunRec> = BTreeMap::new();
+        let limit = {
+            let first = run.hops.first();
+            let per_call = first.map_or(0, |h| h.usage.input_total() / u64::from(h.calls.max(1)));
+            self.rules.trim_limit(per_call)
+        };
+        for (hop, what) in run.hops.iter().zip(&hops) {
+            let mut t = Tally {
+                hops: 1,
+                input_tokens: hop.usage.input_total(),
+                cache_read_tokens: hop.usage.cache_read,
+                cache_write_tokens: hop.usage.cache_write(),
+                output_tokens: hop.usage.output,
+                reasoning_tokens: hop.usage.reasoning,
+                carried_tokens: what.carried,
+                ..Tally::default()
+            };
+            let mut add_rec = |lever: Lever,
+                               target: Option<(usize, Arc<str>)>,
+                               saving: Usd,
+                               tokens: u64,
+                               limit: Option<u64>| {
+                if saving <= Usd::ZERO {
+                    return;
+                }
+                let (rule, target) = match target {
+                    Some((rule, target)) => (Some(rule), Some(target)),
+                    None => (None, None),
+                };
+                let key = RecKey {
+                    lever,
+                    agent: hop.agent.clone(),
+                    model: hop.model.clone(),
+                    target,
+                    rule,
+                };
+                let entry = recs.entry(key.clone()).or_insert_with(|| RunRec {
+                    key,
+                    saving: Usd::ZERO,
+                    tokens: 0,
+                    hops: Vec::new(),
+                    limit,
+                });
+                entry.saving += saving;
+                entry.tokens += tokens;
+                entry.hops.push(hop.hop);
+            };
+            match what.current {
+                None => t.unpriced_hops = 1,
+                Some(current) => {
+                    let price = self.prices.price_of(&hop.model);
+                    if let Some(price) = price {
+                        let u = &hop.usage;
+                        let r = price.rates;
+                        t.cache_saved = Usd::for_tokens(u.cache_read, r.input)
+                            .saturating_sub(Usd::for_tokens(u.cache_read, r.cache_read))
+                            - Usd::for_tokens(
+                                u.cache_write_5m,
+                                r.cache_write_5m.saturating_sub(r.input),
+                            )
+                            - Usd::for_tokens(
+                                u.cache_write_1h,
+                                r.cache_write_1h.saturating_sub(r.input),
+                            );
+                        t.reasoning_cost = Usd::for_tokens(u.reasoning, r.output);
+                    }
+                    t.cost = current;
+                    let input_cost = current.saturating_sub(Usd::for_tokens(
+                        hop.usage.output,
+                        self.prices
+                            .price_of(&hop.model)
+                            .map_or(0, |p| p.rates.output),
+                    ));
+                    t.carried_cost = scale(input_cost, what.carried, hop.usage.input_total());
+                    t.routed = what.routed;
+                    t.trimmed = what.trimmed;
+                    t.cached = what.cached;
+                    t.routed_trimmed = what.routed_trimmed;
+                    t.combined = what.combined;
+                    if let Some((rule, target)) = &what.route {
+                        add_rec(
+                            Lever::Route,
+                            Some((*rule, Arc::from(target.name.as_str()))),
+                            current.saturating_sub(what.routed),
+                            hop.usage.total(),
+                            None,
+                        );
+                    }
+                    add_rec(
+                        Lever::Trim,
+                        None,
+                        current.saturating_sub(what.trimmed),
+                        what.trimmed_tokens,
+                        Some(limit),
+                    );
+                    let lever = if what.cache_broke {
+                        Lever::CacheBreak
+                    } else {
+                        Lever::Cache
+                    };
+                    add_rec(
+                        lever,
+                        None,
+                        current.saturating_sub(what.cached),
+                        what.cache_tokens,
+                        None,
+                    );
+                    add_rec(
+                        Lever::Reasoning,
+                        None,
+                        what.reasoning_excess_cost,
+                        what.reasoning_excess,
+                        None,
+                    );
+                    if what.cache_broke && what.cache_tokens > 0 && facts.cache_broke_at.is_none() {
+                        facts.cache_broke_at = Some(hop.hop);
+                    }
+                }
+            }
+            facts.total.fold(&t, 1);
+            agents.entry(hop.agent.clone()).or_default().fold(&t, 1);
+            models.entry(hop.model.clone()).or_default().fold(&t, 1);
+        }
+        if facts.total.hops > 0 {
+            facts.total.runs = 1;
+            for t in agents.values_mut().chain(models.values_mut()) {
+                t.runs = 1;
+            }
+            if let Some(segment) = &run.segment {
+                facts.segment = Some((segment.clone(), facts.total));
+            }
+        }
+        if run.ended.is_some() && facts.total.hops > 0 {
+            facts.ended_hops = u32::try_from(run.hops.len()).ok();
+        }
+        facts.agents = agents.into_iter().collect();
+        facts.models = models.into_iter().collect();
+        facts.recs = recs.into_values().collect();
+        facts
+    }
+
+    fn apply(&mut self, run_id: &Arc<str>, facts: &RunFacts, sign: i8) {
+        self.total.fold(&facts.total, sign);
+        for (name, t) in &facts.agents {
+            self.by_agent.fold(name, t, sign);
+        }
+        for (name, t) in &facts.models {
+            self.by_model.fold(name, t, sign);
+        }
+        if let Some((name, t)) = &facts.segment {
+            self.by_segment.fold(name, t, sign);
+        }
+        for rec in &facts.recs {
+            if sign > 0 {
+                let sum = self.recs.entry(rec.key.clone()).or_default();
+                sum.saving += rec.saving;
+                sum.tokens += rec.tokens;
+                sum.hops += rec.hops.len() as u64;
+                sum.runs += 1;
+                if let Some(limit) = rec.limit {
+                    *sum.limits.entry(limit).or_default() += 1;
+                }
+                sum.evidence.insert((rec.saving, run_id.clone()));
+            } else if let Some(sum) = self.recs.get_mut(&rec.key) {
+                sum.saving -= rec.saving;
+                sum.tokens = sum.tokens.saturating_sub(rec.tokens);
+                sum.hops = sum.hops.saturating_sub(rec.hops.len() as u64);
+                sum.runs = sum.runs.saturating_sub(1);
+                if let Some(limit) = rec.limit
+                    && let Some(n) = sum.limits.get_mut(&limit)
+                {
+                    *n -= 1;
+                    if *n == 0 {
+                        sum.limits.remove(&limit);
+                    }
+                }
+                sum.evidence.remove(&(rec.saving, run_id.clone()));
+                if sum.runs == 0 {
+                    self.recs.remove(&rec.key);
+                }
+            }
+        }
+        if let Some(n) = facts.ended_hops {
+            let slot = self.loop_lengths.entry(u64::from(n)).or_default();
+            if sign > 0 {
+                *slot += 1;
+            } else {
+                *slot = slot.saturating_sub(1);
+                if *slot == 0 {
+                    self.loop_lengths.remove(&u64::from(n));
+                }
+            }
+        }
+        match (sign > 0, facts.cache_broke_at) {
+            (true, Some(hop)) => {
+                self.breaks.insert(run_id.clone(), hop);
+            }
+            (false, Some(_)) => {
+                self.breaks.remove(run_id);
+            }
+            _ => {}
+        }
+    }
+
+    /// The advice at this point: sums, the ranked recommendations, and the
+    /// saving of all of them together. `span` is the first and last event
+    /// (epoch ms) the volume per month is projected from.
+    #[must_use]
+    pub fn advice(&self, span: Option<(i64, i64)>, runs_listed: &[Arc<RunAgg>]) -> Advice {
+        let runs = self.total.runs;
+        let span_ms = span.map(|(a, b)| (b - a).max(0));
+        #[allow(clippy::cast_precision_loss)]
+        let runs_per_month = span_ms
+            .filter(|&ms| ms > 0 && runs > 0)
+            .map(|ms| runs as f64 * f64::from(self.rules.month_days) * 86_400_000.0 / ms as f64);
+        let short_span = span_ms.is_none_or(|ms| ms < 86_400_000);
+        let per_run = |usd: Usd| per(usd, runs);
+        let per_month = |usd: Usd| runs_per_month.map(|rpm| scale_f(per_run(usd), rpm));
+        let min_saving = scale_f(self.total.cost, self.rules.min_saving_share);
+        let mut recommendations: Vec<Recommendation> = self
+            .recs
+            .iter()
+            .filter(|(_, sum)| sum.saving > Usd::ZERO && sum.saving >= min_saving)
+            .map(|(key, sum)| {
+                let rule = key.rule.and_then(|i| self.rules.routes.get(i));
+                let base = match key.lever {
+                    Lever::Route => rule.map_or(Confidence::Medium, |r| r.confidence),
+                    Lever::Trim | Lever::Cache => Confidence::High,
+                    Lever::CacheBreak | Lever::Reasoning => Confidence::Medium,
+                };
+                let thin = sum.runs < 5 || short_span;
+                let confidence = if thin { lower(base) } else { base };
+                let suggested_limit = median_of(&sum.limits);
+                let evidence = sum
+                    .evidence
+                    .iter()
+                    .rev()
+                    .take(EVIDENCE_RUNS)
+                    .map(|(saving, run_id)| Evidence {
+                        run_id: run_id.clone(),
+                        hops: self
+                            .runs
+                            .get(run_id)
+                            .and_then(|f| f.recs.iter().find(|r| r.key == *key))
+                            .map(|r| r.hops.clone())
+                            .unwrap_or_default(),
+                        saving: *saving,
+                    })
+                    .collect();
+                Recommendation {
+                    rank: 0,
+                    lever: key.lever,
+                    title: title(key, rule, suggested_limit, self.breaks.len()),
+                    agent: key.agent.clone(),
+                    model: key.model.clone(),
+                    target: key.target.clone(),
+                    rule: rule.map(|r| r.name.clone()),
+                    suggested_limit,
+                    runs: sum.runs,
+                    hops: sum.hops,
+                    tokens: sum.tokens,
+                    saving: sum.saving,
+                    saving_per_run: per_run(sum.saving),
+                    saving_per_month: per_month(sum.saving),
+                    share: ratio_usd(sum.saving, self.total.cost),
+                    confidence,
+                    evidence,
+                }
+            })
+            .collect();
+        recommendations.sort_by(|a, b| {
+            b.saving
+                .cmp(&a.saving)
+                .then(a.lever.cmp(&b.lever))
+                .then(a.agent.cmp(&b.agent))
+                .then(a.model.cmp(&b.model))
+                .then(a.target.cmp(&b.target))
+        });
+        for (i, r) in recommendations.iter_mut().enumerate() {
+            r.rank = i + 1;
+        }
+        let together = self.total.cost.saturating_sub(self.total.combined);
+        Advice {
+            runs,
+            span_ms,
+            runs_per_month,
+            total: self.total,
+            by_agent: named(&self.by_agent),
+            by_segment: named(&self.by_segment),
+            by_model: named(&self.by_model),
+            combined: Combined {
+                cost_per_run: per_run(self.total.cost),
+                combined_per_run: per_run(self.total.combined),
+                saving_per_run: per_run(together),
+                saving_per_month: per_month(together),
+                unpriced_hops: self.total.unpriced_hops,
+            },
+            cache_breaks: self
+                .breaks
+                .iter()
+                .take(EVIDENCE_RUNS)
+                .map(|(run, hop)| CacheBreak {
+                    run_id: run.clone(),
+                    hop: *hop,
+                })
+                .collect(),
+            cache_break_runs: self.breaks.len() as u64,
+            recommendations,
+            forecasts: self.forecasts(runs_listed),
+        }
+    }
+}
+
+/// Live runs forecast in an [`Advice`].
+pub const FORECAST_RUNS: usize = 50;
+
+/// A live run's forecast, with its id.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunForecast {
+    pub run_id: Arc<str>,
+    #[serde(flatten)]
+    pub forecast: forecast::Forecast,
+}
+
+/// Runs named as evidence per recommendation.
+pub const EVIDENCE_RUNS: usize = 5;
+
+fn lower(c: Confidence) -> Confidence {
+    match c {
+        Confidence::High => Confidence::Medium,
+        _ => Confidence::Low,
+    }
+}
+
+fn median_of(counts: &BTreeMap<u64, u64>) -> Option<u64> {
+    let n: u64 = counts.values().sum();
+    let mut seen = 0;
+    for (value, count) in counts {
+        seen += count;
+        if seen * 2 >= n {
+            return Some(*value);
+        }
+    }
+    None
+}
+
+fn named(tallies: &Tallies) -> Vec<Named> {
+    let mut out: Vec<Named> = tallies
+        .0
+        .iter()
+        .map(|(name, tally)| Named {
+            name: name.clone(),
+            tally: *tally,
+        })
+        .collect();
+    out.sort_by(|a, b| b.tally.cost.cmp(&a.tally.cost).then(a.name.cmp(&b.name)));
+    out
+}
+
+/// `usd` × `part` ÷ `whole`, exact (rounded down).
+fn scale(usd: Usd, part: u64, whole: u64) -> Usd {
+    if whole == 0 {
+        return Usd::ZERO;
+    }
+    Usd::from_picos(usd.picos() * i128::from(part) / i128::from(whole))
+}
+
+/// `usd` ÷ `n`, exact (rounded down); zero when `n` is 0.
+#[must_use]
+pub fn per(usd: Usd, n: u64) -> Usd {
+    if n == 0 {
+        Usd::ZERO
+    } else {
+        Usd::from_picos(usd.picos() / i128::from(n))
+    }
+}
+
+/// `usd` × a ratio (a projection: rounded to the picodollar).
+#[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+fn scale_f(usd: Usd, factor: f64) -> Usd {
+    Usd::from_picos((usd.picos() as f64 * factor).round() as i128)
+}
+
+fn ratio_usd(a: Usd, b: Usd) -> f64 {
+    if b == Usd::ZERO {
+        0.0
+    } else {
+        a.to_f64() / b.to_f64()
+    }
+}
+
+fn title(key: &RecKey, rule: Option<&RouteRule>, limit: Option<u64>, breaks: usize) -> String {
+    match key.lever {
+        Lever::Route => format!(
+            "route {}'s {} hops to {} ({})",
+            key.agent,
+            key.model,
+            key.target.as_deref().unwrap_or("?"),
+            rule.map_or("rule", |r| r.name.as_str())
+        ),
+        Lever::Trim => format!(
+            "trim {}'s carried context: per-hop limit {} input tokens",
+            key.agent,
+            limit.map_or_else(|| "?".to_owned(), |l| l.to_string())
+        ),
+        Lever::Cache => format!(
+            "cache the prefix {} re-sends on {} (no cache reads today)",
+            key.agent, key.model
+        ),
+        Lever::CacheBreak => format!(
+            "fix the cache that breaks mid-run for {} on {} ({breaks} runs)",
+            key.agent, key.model
+        ),
+        Lever::Reasoning => format!(
+            "lower reasoning effort for {} on {}: simple tasks reason far beyond their output",
+            key.agent, key.model
+        ),
+    }
+}
+
+/// A tally with its name.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Named {
+    pub name: Arc<str>,
+    #[serde(flatten)]
+    pub tally: Tally,
+}
+
+/// A run named as evidence, with the hops concerned.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evidence {
+    pub run_id: Arc<str>,
+    pub hops: Vec<u32>,
+    pub saving: Usd,
+}
+
+/// One ranked recommendation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recommendation {
+    pub rank: usize,
+    pub lever: Lever,
+    pub title: String,
+    pub agent: Arc<str>,
+    pub model: Arc<str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suggested_limit: Option<u64>,
+    /// Runs and hops it applies to, tokens it concerns.
+    pub runs: u64,
+    pub hops: u64,
+    pub tokens: u64,
+    /// Over the runs seen; per run of all runs; per month at the volume seen.
+    pub saving: Usd,
+    pub saving_per_run: Usd,
+    pub saving_per_month: Option<Usd>,
+    /// Of the spend (priced hops).
+    pub share: f64,
+    #[serde(serialize_with = "confidence_code")]
+    pub confidence: Confidence,
+    pub evidence: Vec<Evidence>,
+}
+
+fn confidence_code<S: serde::Serializer>(c: &Confidence, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(c.code())
+}
+
+/// Every lever at once.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Combined {
+    /// Recomputed from the tokens, priced hops only.
+    pub cost_per_run: Usd,
+    /// With routing, trimming and caching all applied.
+    pub combined_per_run: Usd,
+    pub saving_per_run: Usd,
+    pub saving_per_month: Option<Usd>,
+    /// Hops of unpriced models, in neither figure.
+    pub unpriced_hops: u64,
+}
+
+/// A run whose cache reads stopped.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CacheBreak {
+    pub run_id: Arc<str>,
+    pub hop: u32,
+}
+
+/// Everything the advisor says at one point.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Advice {
+    pub runs: u64,
+    pub span_ms: Option<i64>,
+    pub runs_per_month: Option<f64>,
+    pub total: Tally,
+    pub by_agent: Vec<Named>,
+    pub by_segment: Vec<Named>,
+    pub by_model: Vec<Named>,
+    pub recommendations: Vec<Recommendation>,
+    pub combined: Combined,
+    pub cache_breaks: Vec<CacheBreak>,
+    pub cache_break_runs: u64,
+    /// Runs still going, projected to the end of their loop.
+    pub forecasts: Vec<RunForecast>,
+}
+
+#[cfg(test)]
+mod tests;
