@@ -198,6 +198,12 @@ pub enum Command {
     /// Read telemetry files once and print tokens and dollars per run, hop,
     /// agent, segment and model.
     Report(ReportArgs),
+    /// What to change and what it saves: routing, trimming, caching,
+    /// reasoning — ranked, with the evidence, per run and per month.
+    Advise(AdviseArgs),
+    /// Two sets of runs side by side (two paths, or two segments) and the
+    /// differences that explain the gap in cost per run.
+    Compare(CompareArgs),
     /// Write the deterministic sample workloads (sample_logs/) or a benchmark corpus.
     Generate(GenerateArgs),
     /// A simulated multi-agent runtime that writes telemetry and obeys budgets
@@ -261,6 +267,67 @@ pub struct ManArgs {
     /// tokwatch-budget-set.1 and so on) into this directory instead of printing tokwatch.1.
     #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub out: Option<PathBuf>,
+}
+
+/// How `advise` and `compare` print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DocFormat {
+    Table,
+    Json,
+    Markdown,
+}
+
+/// What `advise` and `compare` read (as `report` does).
+#[derive(Debug, Clone, Args)]
+pub struct ReadArgs {
+    /// Config file: the advisor's rules (`[advisor]`) and the bleeding-hop
+    /// thresholds (`[insights]`); default $XDG_CONFIG_HOME/tokwatch/config.toml.
+    #[arg(long, value_name = "FILE", env = "TOKWATCH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: DocFormat,
+    /// Price override: tokwatch TOML or LiteLLM model_prices_and_context_window.json.
+    #[arg(long, value_name = "FILE", env = "TOKWATCH_PRICES")]
+    pub prices: Option<PathBuf>,
+    /// IANA time zone for bare dates in --since/--until (default: local).
+    #[arg(long, value_name = "TZ", env = "TOKWATCH_TIMEZONE")]
+    pub timezone: Option<String>,
+    /// Only events at or after: RFC 3339, YYYY-MM-DD, YYYYMMDD, or a duration ago (`24h`, `7d`).
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Only events before: RFC 3339, a duration ago, or a date (inclusive: the whole day).
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+    /// Lines longer than this are skipped and counted.
+    #[arg(long, default_value_t = DEFAULT_MAX_LINE_BYTES, value_name = "BYTES", env = "TOKWATCH_MAX_LINE_BYTES")]
+    pub max_line_bytes: usize,
+    #[command(flatten)]
+    pub input: InputArgs,
+}
+
+/// `tokwatch advise PATH…`.
+#[derive(Debug, Args)]
+pub struct AdviseArgs {
+    /// JSONL files, or directories searched recursively for `*.jsonl`.
+    #[arg(required_unless_present_any = ["claude", "codex"])]
+    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
+/// `tokwatch compare A B`, or `tokwatch compare PATH… --segment X --segment Y`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Two paths (side A and side B), or with --segment any number of
+    /// paths read together.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Compare these two user segments of the runs read (give it twice).
+    #[arg(long, value_name = "NAME", num_args = 1)]
+    pub segment: Vec<String>,
+    #[command(flatten)]
+    pub read: ReadArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

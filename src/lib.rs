@@ -73,6 +73,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // exit (5–6 % of a large report's time).
             std::mem::forget((ledger, snapshot, stats));
         }
+        Some(Command::Advise(args)) => print_stdout(&advise_text(&args, now_ms())?)?,
+        Some(Command::Compare(args)) => print_stdout(&compare_text(&args, now_ms())?)?,
         Some(Command::Demo(args)) => demo::run(args)?,
         Some(Command::Budget(args)) => return control::cli::run(args),
         Some(Command::Config(args)) => print_stdout(&config_text(&args)?)?,
@@ -273,6 +275,10 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
             }
             None => None,
         },
+        advisor: {
+            let settings = config_settings(args.config.as_deref())?;
+            Some((settings.advisor, settings.insights.bleed_rules()))
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -402,6 +408,7 @@ pub fn dashboard_settings(
         }
     }
     Ok(ui::app::UiSettings {
+        advisor: settings.advisor.clone(),
         themes,
         keymap: settings.keymap.clone(),
         max_fps: settings.ui.max_fps,
@@ -671,6 +678,146 @@ fn advise_runs(
     }
     let span = snapshot.first_ts_ms.zip(snapshot.last_ts_ms);
     advisor.advice(span, &snapshot.runs)
+}
+
+/// What `advise` and `compare` read, as `report` arguments.
+fn report_args_of(paths: Vec<PathBuf>, read: &cli::ReadArgs) -> ReportArgs {
+    ReportArgs {
+        paths,
+        config: read.config.clone(),
+        format: report::ReportFormat::Json,
+        prices: read.prices.clone(),
+        hops: false,
+        group_by: None,
+        timezone: read.timezone.clone(),
+        since: read.since.clone(),
+        until: read.until.clone(),
+        top: 0,
+        max_line_bytes: read.max_line_bytes,
+        threads: None,
+        input: read.input.clone(),
+    }
+}
+
+/// Reads `paths` as `report` does (unreadable entries warned about on
+/// stderr), with the advice attached to the snapshot.
+fn read_advised(
+    paths: Vec<PathBuf>,
+    read: &cli::ReadArgs,
+    now_ms: i64,
+) -> anyhow::Result<(Ledger, Snapshot)> {
+    let (ledger, snapshot, stats, _) = build_report_ledger(&report_args_of(paths, read), now_ms)?;
+    for warning in report::unreadable_warnings(&stats) {
+        eprintln!("tokwatch: warning: {warning}");
+    }
+    Ok((ledger, snapshot))
+}
+
+/// Version line of the `advise` and `compare` JSON documents.
+#[derive(serde::Serialize)]
+struct JsonDoc<'a, T: serde::Serialize> {
+    schema_version: u32,
+    generator: String,
+    price_table: &'a str,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+fn json_doc<T: serde::Serialize>(price_table: &str, body: &T) -> anyhow::Result<String> {
+    let doc = JsonDoc {
+        schema_version: report::SCHEMA_VERSION,
+        generator: format!("tokwatch {}", env!("CARGO_PKG_VERSION")),
+        price_table,
+        body,
+    };
+    let mut text = serde_json::to_string_pretty(&doc)?;
+    text.push('\n');
+    Ok(text)
+}
+
+/// `tokwatch advise` as text.
+///
+/// # Errors
+/// As [`run`].
+pub fn advise_text(args: &cli::AdviseArgs, now_ms: i64) -> anyhow::Result<String> {
+    let mut paths = args.paths.clone();
+    paths.extend(agent_log_dirs(
+        args.read.input.claude,
+        args.read.input.codex,
+    )?);
+    let (_ledger, snapshot) = read_advised(paths, &args.read, now_ms)?;
+    let advice = snapshot
+        .advice
+        .clone()
+        .context("the report carries no advice (a bug)")?;
+    Ok(match args.read.format {
+        cli::DocFormat::Json => json_doc(&snapshot.price_version, &*advice)?,
+        cli::DocFormat::Table => report::insights::advise_text(&advice, false),
+        cli::DocFormat::Markdown => report::insights::advise_text(&advice, true),
+    })
+}
+
+/// One side of a comparison: the runs of `snapshot` that `keep` accepts.
+fn compare_side(
+    label: &str,
+    snapshot: &Snapshot,
+    keep: impl Fn(&model::RunAgg) -> bool,
+    settings: &config::Settings,
+    prices: &PriceBook,
+) -> (model::advisor::compare::Side, model::advisor::Advice) {
+    let mut sub = snapshot.clone();
+    sub.runs.retain(|r| keep(r));
+    let bleed = settings.insights.bleed_rules();
+    let advice = advise_runs(&sub, settings.advisor.clone(), bleed.clone(), prices);
+    let insights = model::insights::Insights::compute(&sub, &bleed, prices, None);
+    let cost = sub.runs.iter().map(|r| r.counters().cost).sum();
+    let side = model::advisor::compare::Side::new(label, &insights, &advice, cost);
+    (side, advice)
+}
+
+/// `tokwatch compare` as text.
+///
+/// # Errors
+/// Neither two paths nor two segments; as [`run`].
+pub fn compare_text(args: &cli::CompareArgs, now_ms: i64) -> anyhow::Result<String> {
+    let settings = config_settings(args.read.config.as_deref())?;
+    let ((a, advice_a), (b, advice_b), price_table) = match (&args.segment[..], &args.paths[..]) {
+        ([x, y], _) => {
+            let (ledger, snapshot) = read_advised(args.paths.clone(), &args.read, now_ms)?;
+            let side = |name: &str| {
+                compare_side(
+                    name,
+                    &snapshot,
+                    |r| r.segment.as_deref().unwrap_or(model::snapshot::NO_SEGMENT) == name,
+                    &settings,
+                    ledger.prices(),
+                )
+            };
+            (side(x), side(y), snapshot.price_version.clone())
+        }
+        ([], [pa, pb]) => {
+            let side = |path: &PathBuf| -> anyhow::Result<_> {
+                let (ledger, snapshot) = read_advised(vec![path.clone()], &args.read, now_ms)?;
+                let label = path.display().to_string();
+                Ok((
+                    compare_side(&label, &snapshot, |_| true, &settings, ledger.prices()),
+                    snapshot.price_version.clone(),
+                ))
+            };
+            let (a, version) = side(pa)?;
+            let (b, _) = side(pb)?;
+            (a, b, version)
+        }
+        _ => anyhow::bail!(
+            "compare needs two paths (tokwatch compare A B), or --segment given twice"
+        ),
+    };
+    let comparison = model::advisor::compare::compare(a, &advice_a, b, &advice_b);
+    Ok(match args.read.format {
+        cli::DocFormat::Json => json_doc(&price_table, &comparison)?,
+        cli::DocFormat::Table => report::insights::compare_text(&comparison, false),
+        cli::DocFormat::Markdown => report::insights::compare_text(&comparison, true),
+    })
 }
 
 /// The report as text.

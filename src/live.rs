@@ -72,6 +72,12 @@ pub struct LiveSettings {
     pub otlp: OtlpSettings,
     /// `--metrics`: serve `GET /metrics` (`crate::metrics`).
     pub metrics: Option<MetricsSettings>,
+    /// The advisor's rules and the bleeding-hop thresholds: publications
+    /// carry its advice (`None`: no advisor).
+    pub advisor: Option<(
+        crate::model::advisor::AdvisorRules,
+        crate::model::insights::BleedRules,
+    )>,
 }
 
 /// `--metrics ADDR [--metrics-token T]` and the `[metrics]` caps.
@@ -104,6 +110,8 @@ pub struct Aggregator {
     record: Option<io::BufWriter<File>>,
     /// `--input-format`: how recorded lines were read.
     input_format: Option<Format>,
+    /// The advisor, kept up to date at each publication ([`Aggregator::attach_advice`]).
+    advisor: Option<crate::model::advisor::Advisor>,
     /// Something changed since the last snapshot.
     pub dirty: bool,
     /// [`IngestMsg::CaughtUp`] arrived: followed files have all been read
@@ -148,6 +156,7 @@ impl Aggregator {
             max_line_bytes,
             record: record.map(io::BufWriter::new),
             input_format: None,
+            advisor: None,
             dirty: true,
             caught_up: false,
             otlp: Vec::new(),
@@ -236,6 +245,31 @@ impl Aggregator {
     #[must_use]
     pub fn stats(&self) -> &IngestStats {
         &self.stats
+    }
+
+    /// Keeps an advisor with these rules (`None`: none).
+    #[must_use]
+    pub fn with_advisor(
+        mut self,
+        rules: Option<(
+            crate::model::advisor::AdvisorRules,
+            crate::model::insights::BleedRules,
+        )>,
+    ) -> Self {
+        self.advisor = rules.map(|(advisor, bleed)| {
+            crate::model::advisor::Advisor::new(advisor, bleed, self.ledger.prices())
+        });
+        self
+    }
+
+    /// Brings the advisor up to date (the runs changed since the last
+    /// publication) and attaches its advice to `snapshot`.
+    pub fn attach_advice(&mut self, snapshot: &mut Snapshot) {
+        if let Some(advisor) = &mut self.advisor {
+            advisor.sync(&self.ledger);
+            let span = snapshot.first_ts_ms.zip(snapshot.last_ts_ms);
+            snapshot.advice = Some(Arc::new(advisor.advice(span, &snapshot.runs)));
+        }
     }
 
     /// The dashboard's snapshot: the [`DASHBOARD_TOP`] most expensive runs

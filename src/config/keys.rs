@@ -323,6 +323,7 @@ actions! {
     ScreenModels = "screen-models", "Models screen", [KeyBinding::char('5')];
     ScreenEvents = "screen-events", "Live events screen", [KeyBinding::char('6')];
     ScreenBudgets = "screen-budgets", "Budgets screen", [KeyBinding::char('7')];
+    ScreenAdvice = "screen-advice", "Advice screen (what to change, what it saves)", [KeyBinding::char('8')];
     Up = "up", "Move up", [KeyBinding::char('k'), KeyBinding::key(KeyCode::Up)];
     Down = "down", "Move down", [KeyBinding::char('j'), KeyBinding::key(KeyCode::Down)];
     PageUp = "page-up", "Page up", [KeyBinding::key(KeyCode::PageUp)];
@@ -335,6 +336,7 @@ actions! {
     NextSort = "next-sort", "Sort by the next column", [KeyBinding::char('s')];
     ReverseSort = "reverse-sort", "Reverse the sort order", [KeyBinding::char('r')];
     Freeze = "freeze", "Freeze or resume the display", [KeyBinding::char('f')];
+    WhatIf = "what-if", "A run's hops with the advisor's recommendations applied, or as they were", [KeyBinding::char('w')];
     NextTheme = "next-theme", "Switch to the next theme", [KeyBinding::char('t')];
     EditBudget = "edit-budget", "Edit the selected budget", [KeyBinding::char('b')];
 }

@@ -141,7 +141,8 @@ impl LiveService {
         )
         .with_input_format(settings.decoders.forced)
         .with_recent_events(publish.recent_events())
-        .with_series(settings.metrics.as_ref().map(|m| m.caps));
+        .with_series(settings.metrics.as_ref().map(|m| m.caps))
+        .with_advisor(settings.advisor.clone());
         let mut service = Self::with_parts(sources, aggregator, publish)?;
         if let Some(m) = &settings.metrics {
             service.metrics = Some(crate::metrics::server::start(
@@ -353,7 +354,8 @@ impl Publisher {
         }
         let (snapshot, insights) = match &self.publish {
             Publish::Dashboard { rules, .. } => {
-                let snapshot = aggregator.snapshot();
+                let mut snapshot = aggregator.snapshot();
+                aggregator.attach_advice(&mut snapshot);
                 // Anchored on the wall clock, as the per-minute series is
                 // (`Ledger::set_clock`): a call timed far in the future
                 // cannot move the dashboard's burn rate out of the present.
@@ -361,7 +363,11 @@ impl Publisher {
                 let insights = Insights::compute(&snapshot, rules, &self.prices, Some(now_ms));
                 (snapshot, Some(Arc::new(insights)))
             }
-            Publish::Lines { top_runs, .. } => (aggregator.snapshot_top(*top_runs), None),
+            Publish::Lines { top_runs, .. } => {
+                let mut snapshot = aggregator.snapshot_top(*top_runs);
+                aggregator.attach_advice(&mut snapshot);
+                (snapshot, None)
+            }
             // The totals only: the one at stop says what was counted.
             Publish::Quiet => (aggregator.snapshot_top(1), None),
         };

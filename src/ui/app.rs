@@ -46,6 +46,8 @@ pub struct UiSettings {
     pub snapshot_interval: Duration,
     pub mouse: bool,
     pub rules: BleedRules,
+    /// The advisor's rules (the what-if overlay re-prices with them).
+    pub advisor: crate::model::advisor::AdvisorRules,
     /// Length of the live tail (Events screen).
     pub recent_events: usize,
     /// Runtimes to push budgets to (`--control`), their token, the desired
@@ -323,6 +325,7 @@ pub async fn run_tui(
             .chain(service.listening.iter().cloned())
             .collect(),
         prices: Some(Arc::new(prices)),
+        advisor: Some(Arc::new(ui.advisor.clone())),
         ..Published::default()
     };
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -389,6 +392,7 @@ fn shown(publication: &Publication, base: &Published) -> Arc<Published> {
         reading_backlog: !publication.caught_up,
         live: None,
         prices: base.prices.clone(),
+        advisor: base.advisor.clone(),
     })
 }
 
@@ -582,6 +586,7 @@ mod tests {
 
     fn ui_settings() -> UiSettings {
         UiSettings {
+            advisor: crate::model::advisor::AdvisorRules::default(),
             themes: vec![Theme::builtin(Theme::builtin_names()[0]).unwrap()],
             keymap: Keymap::default(),
             max_fps: 30,
@@ -643,6 +648,7 @@ mod tests {
             decoders: Arc::default(),
             otlp: crate::ingest::sources::otlp::OtlpSettings::default(),
             metrics: None,
+            advisor: None,
         };
         let sources = Sources::start(&settings).unwrap();
         let (entered_tx, entered) = std::sync::mpsc::channel();

@@ -34,6 +34,8 @@ pub struct Published {
     /// The prices the ledger uses (what a trimmed hop would have cost);
     /// `None` before the first snapshot.
     pub prices: Option<Arc<PriceBook>>,
+    /// The advisor's rules (the what-if overlay re-prices a run with them).
+    pub advisor: Option<Arc<crate::model::advisor::AdvisorRules>>,
 }
 
 /// The row key of the Segments row of calls without a segment (`(none)`):

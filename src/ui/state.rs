@@ -14,10 +14,11 @@ pub enum Tab {
     Models,
     Events,
     Budgets,
+    Advice,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 7] = [
+    pub const ALL: [Tab; 8] = [
         Tab::Overview,
         Tab::Runs,
         Tab::Agents,
@@ -25,6 +26,7 @@ impl Tab {
         Tab::Models,
         Tab::Events,
         Tab::Budgets,
+        Tab::Advice,
     ];
 
     #[must_use]
@@ -37,6 +39,7 @@ impl Tab {
             Tab::Models => "Models",
             Tab::Events => "Events",
             Tab::Budgets => "Budgets",
+            Tab::Advice => "Advice",
         }
     }
 
@@ -95,7 +98,7 @@ impl Screen {
             Screen::Tab(Tab::Models) => Some(ListKind::Models),
             Screen::Tab(Tab::Events) => Some(ListKind::Events),
             Screen::Run(_) => Some(ListKind::Hops),
-            Screen::Tab(Tab::Overview | Tab::Budgets) | Screen::Hop(..) => None,
+            Screen::Tab(Tab::Overview | Tab::Budgets | Tab::Advice) | Screen::Hop(..) => None,
         }
     }
 }
@@ -239,6 +242,8 @@ pub struct ViewState {
     /// computed at this time, so frozen figures hold still.
     pub frozen_at_ms: Option<i64>,
     pub help: bool,
+    /// The run's waterfall with the advisor's recommendations applied (`w`).
+    pub what_if: bool,
     /// First line of the help overlay shown (it scrolls when too tall).
     pub help_scroll: usize,
     pub toast: Option<Toast>,
@@ -273,6 +278,7 @@ impl Default for ViewState {
             frozen: false,
             frozen_at_ms: None,
             help: false,
+            what_if: false,
             help_scroll: 0,
             toast: None,
             page_rows: 20,

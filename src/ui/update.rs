@@ -169,6 +169,7 @@ fn act(
         Action::ScreenModels => switch(view, Tab::Models),
         Action::ScreenEvents => switch(view, Tab::Events),
         Action::ScreenBudgets => switch(view, Tab::Budgets),
+        Action::ScreenAdvice => switch(view, Tab::Advice),
         Action::Up => move_by(view, data, budgets, -1),
         Action::Down => move_by(view, data, budgets, 1),
         Action::PageUp => move_by(view, data, budgets, -page(view)),
@@ -215,6 +216,7 @@ fn act(
                 );
             }
         }
+        Action::WhatIf => view.what_if = !view.what_if,
         Action::Freeze => {
             view.frozen = !view.frozen;
             view.toast = Some(Toast {
@@ -262,6 +264,14 @@ fn row_keys(view: &ViewState, data: &Published, budgets: &BudgetBoard) -> Vec<Ar
     let screen = view.screen();
     if *screen == Screen::Tab(Tab::Budgets) {
         return budgets.rows(&view.filter).iter().map(|r| r.key()).collect();
+    }
+    if *screen == Screen::Tab(Tab::Advice) {
+        return data
+            .snapshot
+            .advice
+            .as_ref()
+            .map(|a| a.recommendations.iter().map(advice_key).collect())
+            .unwrap_or_default();
     }
     if *screen == Screen::Tab(Tab::Overview) {
         return data
@@ -331,6 +341,19 @@ fn move_by(view: &mut ViewState, data: &Published, budgets: &BudgetBoard, delta:
 }
 
 /// The selected row's key on the current screen (the first row if none).
+/// The selection key of a recommendation: what it is about, not its rank
+/// (ranks move as data comes in).
+#[must_use]
+pub fn advice_key(r: &crate::model::advisor::Recommendation) -> Arc<str> {
+    Arc::from(format!(
+        "{}|{}|{}|{}",
+        r.lever.code(),
+        r.agent,
+        r.model,
+        r.target.as_deref().unwrap_or("")
+    ))
+}
+
 fn selected_key(view: &ViewState, data: &Published, budgets: &BudgetBoard) -> Option<Arc<str>> {
     let keys = row_keys(view, data, budgets);
     let cursor = view.cursor();
@@ -392,6 +415,20 @@ fn drill_down(view: &mut ViewState, data: &Published, budgets: &BudgetBoard) {
         Screen::Run(run_id) => selected_key(view, data, budgets)
             .and_then(|k| k.parse::<u32>().ok())
             .map(|hop| Screen::Hop(run_id.clone(), hop)),
+        // a recommendation: the run of its evidence that saves the most
+        Screen::Tab(Tab::Advice) => {
+            let key = selected_key(view, data, budgets);
+            data.snapshot
+                .advice
+                .as_ref()
+                .and_then(|a| {
+                    a.recommendations
+                        .iter()
+                        .find(|r| Some(advice_key(r)) == key)
+                })
+                .and_then(|r| r.evidence.first())
+                .map(|e| Screen::Run(e.run_id.clone()))
+        }
         Screen::Hop(..) | Screen::Tab(Tab::Budgets) => None,
     };
     if let Some(next) = next {
@@ -464,6 +501,16 @@ fn budget_target(
             })
         }
         Screen::Tab(Tab::Overview) => Some(BudgetTarget::Global),
+        // a recommendation's agent (a trim suggests its per-hop limit)
+        Screen::Tab(Tab::Advice) => {
+            let key = selected_key(view, data, budgets)?;
+            let advice = data.snapshot.advice.as_ref()?;
+            let r = advice
+                .recommendations
+                .iter()
+                .find(|r| advice_key(r) == key)?;
+            Some(BudgetTarget::Agent(r.agent.clone()))
+        }
         Screen::Tab(Tab::Models | Tab::Events) => None,
     }
 }

@@ -18,6 +18,7 @@ use super::data::{Published, Rows};
 use super::state::{ListKind, Screen, Tab, ViewState};
 use super::theme::Theme;
 
+mod advice;
 mod agents;
 mod budgets;
 mod charts;
@@ -71,6 +72,7 @@ pub fn render(frame: &mut Frame, cx: &ViewCx) {
         Screen::Tab(Tab::Models) => keyed::render(frame, body, cx, ListKind::Models),
         Screen::Tab(Tab::Events) => events::render(frame, body, cx),
         Screen::Tab(Tab::Budgets) => budgets::render(frame, body, cx),
+        Screen::Tab(Tab::Advice) => advice::render(frame, body, cx),
     }
     chrome::render_status(frame, status, cx);
     if let Some(editor) = &cx.view.editor {

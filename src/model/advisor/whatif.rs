@@ -18,6 +18,18 @@ pub trait PriceOf {
     fn price_of(&mut self, model: &Arc<str>) -> Option<Arc<ModelPrice>>;
 }
 
+/// Prices straight from a book, resolved on each call (one run at a time:
+/// the what-if overlay).
+pub struct BookPrices<'a>(pub &'a crate::pricing::PriceBook);
+
+impl PriceOf for BookPrices<'_> {
+    fn price_of(&mut self, model: &Arc<str>) -> Option<Arc<ModelPrice>> {
+        self.0
+            .resolve(model)
+            .map(|p| Arc::new(self.0.model(p).clone()))
+    }
+}
+
 /// How one hop fares under each lever.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HopWhatIf {
@@ -41,8 +53,11 @@ pub struct HopWhatIf {
     pub cache_broke: bool,
     /// Routing and trimming (the step between routing and all three).
     pub routed_trimmed: Usd,
-    /// Routing, trimming and caching together.
+    /// Routing, trimming and caching together: the cost, the tokens by
+    /// bucket and the model (the what-if waterfall draws them).
     pub combined: Usd,
+    pub combined_usage: Usage,
+    pub combined_model: Option<Arc<ModelPrice>>,
     /// Reasoning beyond the allowed multiple of the visible output on a
     /// simple task, and its cost at the model's output price.
     pub reasoning_excess: u64,
@@ -224,6 +239,8 @@ pub fn analyze(
             cache_broke: false,
             routed_trimmed: Usd::ZERO,
             combined: Usd::ZERO,
+            combined_usage: hop.usage,
+            combined_model: None,
             reasoning_excess: 0,
             reasoning_excess_cost: Usd::ZERO,
         };
@@ -278,6 +295,8 @@ pub fn analyze(
         what.cached = cost(model, usage, *calls);
         let (model, usage, calls, _) = &together[k];
         what.combined = cost(model, usage, *calls);
+        what.combined_usage = *usage;
+        what.combined_model = Some(model.clone());
     }
     out
 }

@@ -13,7 +13,7 @@ use super::ViewCx;
 use super::widgets::{block, centered};
 
 /// Key bindings, in the order shown.
-const ENTRIES: [(Action, &str); 25] = [
+const ENTRIES: [(Action, &str); 26] = [
     (Action::Help, "this help (j/k, PgUp/PgDn scroll it)"),
     (Action::Quit, "quit"),
     (Action::NextScreen, "next screen"),
@@ -25,6 +25,10 @@ const ENTRIES: [(Action, &str); 25] = [
     (Action::ScreenModels, "Models"),
     (Action::ScreenEvents, "Events (and the malformed lines)"),
     (Action::ScreenBudgets, "Budgets"),
+    (
+        Action::ScreenAdvice,
+        "Advice: ranked recommendations (Enter: a run of the evidence)",
+    ),
     (Action::Up, "up"),
     (Action::Down, "down"),
     (Action::PageUp, "page up"),

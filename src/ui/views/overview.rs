@@ -33,7 +33,7 @@ use crate::sanitize::sanitize;
 
 use super::charts::{BarRow, Markers, TimeBars, figure, flow, hbars, histogram, time_bars};
 use super::table::{Column, DataTable, TableCell};
-use super::widgets::{block, cost_cell, window};
+use super::widgets::{block, cost_cell, title_for, window};
 use super::{ViewCx, list_rows};
 use crate::ui::format::{dollars, fit, percent, tokens};
 
@@ -813,16 +813,6 @@ fn render_models(frame: &mut Frame, area: Rect, cx: &ViewCx) {
     let inner = b.inner(area);
     frame.render_widget(b, area);
     hbars(frame, inner, &bars, cx);
-}
-
-/// The first title that fits `width` columns of a block's top border.
-fn title_for(width: u16, candidates: Vec<String>) -> String {
-    let room = usize::from(width).saturating_sub(4);
-    let last = candidates.last().cloned().unwrap_or_default();
-    candidates
-        .into_iter()
-        .find(|t| t.chars().count() <= room)
-        .unwrap_or(last)
 }
 
 fn render_offenders(frame: &mut Frame, area: Rect, cx: &ViewCx) {

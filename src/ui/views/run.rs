@@ -248,6 +248,25 @@ pub(super) fn trim_saving(
     (over, dollars)
 }
 
+/// The run's hops under every recommendation together, when `w` is on
+/// (and prices and rules are known).
+fn what_if(cx: &ViewCx, run: &RunAgg) -> Option<Vec<crate::model::advisor::whatif::HopWhatIf>> {
+    use crate::model::advisor::{Candidates, whatif};
+    if !cx.view.what_if {
+        return None;
+    }
+    let prices = cx.data.prices.as_deref()?;
+    let rules = cx.data.advisor.as_deref()?;
+    let candidates = Candidates::new(rules, prices);
+    Some(whatif::analyze(
+        run,
+        rules,
+        &cx.data.insights.rules,
+        &candidates,
+        &mut whatif::BookPrices(prices),
+    ))
+}
+
 fn find_run<'a>(cx: &'a ViewCx, run_id: &str) -> Option<(usize, &'a RunAgg)> {
     cx.data
         .snapshot
@@ -275,7 +294,9 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx, run_id: &str) {
         return;
     };
     let bleeding = cx.data.insights.bleeding.get(run_index);
-    let summary = vec![
+    // `w`: the hops as the advisor's recommendations would make them
+    let what_if = what_if(cx, run);
+    let mut summary = vec![
         kv(
             "cost",
             cost_cell(&run.counters()),
@@ -308,6 +329,29 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx, run_id: &str) {
             cx,
         ),
     ];
+    if let Some(hops) = &what_if {
+        let (now, then) = hops.iter().fold((Usd::ZERO, Usd::ZERO), |(a, b), w| {
+            (
+                a + w.current.unwrap_or(Usd::ZERO),
+                b + if w.current.is_some() {
+                    w.combined
+                } else {
+                    Usd::ZERO
+                },
+            )
+        });
+        let cut = if now > Usd::ZERO {
+            100.0 * (1.0 - then.to_f64() / now.to_f64())
+        } else {
+            0.0
+        };
+        summary.push(kv(
+            "what-if (w)",
+            format!("{} → {} (−{cut:.0}%)", dollars(now), dollars(then)),
+            cx.theme.good.add_modifier(Modifier::BOLD),
+            cx,
+        ));
+    }
     let summary = pack(summary, area.width.saturating_sub(2));
     let head_height = u16::try_from(summary.len()).unwrap_or(1).saturating_add(2);
     // the chart when there is room for it and for a few hops below
@@ -357,6 +401,10 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx, run_id: &str) {
     .header_style(cx.theme.header);
     for (position, i) in cx.rows.window(offset, visible) {
         let hop: &HopAgg = &run.hops[i];
+        let changed = what_if
+            .as_ref()
+            .and_then(|w| w.get(i))
+            .filter(|w| w.current.is_some());
         let reason = bleeding
             .and_then(|b| b.iter().find(|(index, _)| *index == i))
             .map(|(_, r)| r);
@@ -380,13 +428,30 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx, run_id: &str) {
         } else {
             cx.theme.text
         };
-        let u = &hop.usage;
+        let u = changed.map_or(&hop.usage, |w| &w.combined_usage);
+        let model = match changed.and_then(|w| w.combined_model.as_ref()) {
+            Some(m) if *m.name != *hop.model => {
+                format!("{} → {}", sanitize(&hop.model), sanitize(&m.name))
+            }
+            _ => sanitize(&hop.model).into_owned(),
+        };
+        let cost = match changed {
+            Some(w) => format!(
+                "{} → {}",
+                hop.complete_cost()
+                    .map_or_else(|| "unpriced".to_owned(), dollars),
+                dollars(w.combined)
+            ),
+            None => hop
+                .complete_cost()
+                .map_or_else(|| "unpriced".to_owned(), dollars),
+        };
         hops.row(
             vec![
                 TableCell::text(marker),
                 TableCell::number(hop.hop.to_string()),
                 TableCell::text(sanitize(&hop.agent)),
-                TableCell::text(sanitize(&hop.model)),
+                TableCell::text(model),
                 TableCell::bar(
                     vec![
                         (u.input_uncached, '█', cx.theme.chart),
@@ -400,16 +465,21 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx, run_id: &str) {
                 TableCell::number(tokens(u.output)),
                 TableCell::number(tokens(u.reasoning)),
                 TableCell::number(growth.unwrap_or_default()),
-                TableCell::number(
-                    hop.complete_cost()
-                        .map_or_else(|| "unpriced".to_owned(), dollars),
-                ),
+                TableCell::number(cost),
                 TableCell::text(reason.map_or_else(String::new, |r| r.code().replace('_', " "))),
             ],
             row_style,
         );
     }
-    let title = list_title("Hops".into(), cx, ListKind::Hops) + " · Enter: hop detail";
+    let title = if what_if.is_some() {
+        list_title(
+            "Hops what-if: routed, trimmed, cached".into(),
+            cx,
+            ListKind::Hops,
+        ) + " · w: as they were"
+    } else {
+        list_title("Hops".into(), cx, ListKind::Hops) + " · Enter: hop detail · w: what-if"
+    };
     let legend = Line::from(vec![
         Span::styled(" █ uncached ", cx.theme.chart),
         Span::styled("▒ cache read ", cx.theme.good),

@@ -155,3 +155,13 @@ mod tests {
         );
     }
 }
+
+/// The first title that fits `width` columns of a block's top border.
+pub(super) fn title_for(width: u16, candidates: Vec<String>) -> String {
+    let room = usize::from(width).saturating_sub(4);
+    let last = candidates.last().cloned().unwrap_or_default();
+    candidates
+        .into_iter()
+        .find(|t| t.chars().count() <= room)
+        .unwrap_or(last)
+}
