@@ -262,7 +262,13 @@ impl Advisor {
         runs.iter()
             .filter(|r| r.ended.is_none())
             .filter_map(|r| {
-                forecast::forecast(r, expected, None, None).map(|f| RunForecast {
+                let book = &self.prices.book;
+                let price = r
+                    .hops
+                    .last()
+                    .and_then(|h| book.resolve(&h.model))
+                    .map(|p| book.model(p));
+                forecast::forecast(r, expected, None, None, price).map(|f| RunForecast {
                     run_id: r.run_id.clone(),
                     forecast: f,
                 })
@@ -316,7 +322,8 @@ impl Advisor {
                                saving: Usd,
                                tokens: u64,
                                limit: Option<u64>| {
-                if saving <= Usd::ZERO {
+                // a hop may lose (a cache write premium): the run's net counts
+                if saving == Usd::ZERO && tokens == 0 {
                     return;
                 }
                 let (rule, target) = match target {
@@ -377,7 +384,7 @@ impl Advisor {
                         add_rec(
                             Lever::Route,
                             Some((*rule, Arc::from(target.name.as_str()))),
-                            current.saturating_sub(what.routed),
+                            current - what.routed,
                             hop.usage.total(),
                             None,
                         );
@@ -385,7 +392,7 @@ impl Advisor {
                     add_rec(
                         Lever::Trim,
                         None,
-                        current.saturating_sub(what.trimmed),
+                        current - what.trimmed,
                         what.trimmed_tokens,
                         Some(limit),
                     );
@@ -394,13 +401,9 @@ impl Advisor {
                     } else {
                         Lever::Cache
                     };
-                    add_rec(
-                        lever,
-                        None,
-                        current.saturating_sub(what.cached),
-                        what.cache_tokens,
-                        None,
-                    );
+                    if what.cached != current {
+                        add_rec(lever, None, current - what.cached, what.cache_tokens, None);
+                    }
                     add_rec(
                         Lever::Reasoning,
                         None,
@@ -431,7 +434,8 @@ impl Advisor {
         }
         facts.agents = agents.into_iter().collect();
         facts.models = models.into_iter().collect();
-        facts.recs = recs.into_values().collect();
+        // what saves nothing over the whole run is no recommendation
+        facts.recs = recs.into_values().filter(|r| r.saving > Usd::ZERO).collect();
         facts
     }
 

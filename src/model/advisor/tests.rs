@@ -1,33 +1,319 @@
-use super::*;
-use crate::model::{Ledger, LedgerConfig};
-use crate::types::event::TelemetryEvent;
+//! The advisor's formulas on hand-computed examples (`docs/insights.md`,
+//! "Advisor"), and its incremental sums against a fresh computation.
 
-fn ledger_of(lines: &str) -> Ledger {
-    let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default().unlimited());
-    for line in lines.lines().filter(|l| !l.trim().is_empty()) {
-        let origin = crate::ingest::formats::native::LineOrigin {
-            rough: false,
-            source: "test",
-        };
-        let event = crate::ingest::formats::native::parse_str(line, origin).expect("valid line");
-        ledger.apply(&event);
+use std::borrow::Cow;
+
+use super::forecast::forecast;
+use super::*;
+use crate::model::{EventKind, LedgerConfig, Snapshot, TelemetryEvent, Usage};
+
+const T0: i64 = 1_772_445_600_000;
+
+/// Dollars from micro-dollars (exact).
+fn micros(n: i128) -> Usd {
+    Usd::from_picos(n * 1_000_000)
+}
+
+struct Hop {
+    run: &'static str,
+    hop: u32,
+    agent: &'static str,
+    model: &'static str,
+    task: Option<&'static str>,
+    usage: Usage,
+}
+
+fn hop(run: &'static str, hop: u32, model: &'static str, input: u64, output: u64) -> Hop {
+    Hop {
+        run,
+        hop,
+        agent: "agent",
+        model,
+        task: None,
+        usage: Usage {
+            input_uncached: input,
+            output,
+            ..Usage::default()
+        },
     }
-    ledger
+}
+
+fn event(h: &Hop) -> TelemetryEvent<'static> {
+    TelemetryEvent {
+        kind: EventKind::Hop,
+        ts_ms: Some(T0 + i64::from(h.hop) * 1_000),
+        run_id: Cow::Borrowed(h.run),
+        hop: Some(h.hop),
+        agent: Cow::Borrowed(h.agent),
+        parent_agent: None,
+        user: None,
+        segment: None,
+        task: h.task.map(Cow::Borrowed),
+        tool: None,
+        provider: None,
+        model: Cow::Borrowed(h.model),
+        usage: h.usage,
+        reported_cost: None,
+        latency_ms: None,
+        status: None,
+        estimated: false,
+        format: crate::types::Format::Native,
+        call: None,
+    }
+}
+
+fn snapshot(hops: &[Hop]) -> Snapshot {
+    let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default().unlimited());
+    for h in hops {
+        ledger.apply(&event(h));
+    }
+    ledger.snapshot()
+}
+
+fn advise(rules: AdvisorRules, hops: &[Hop]) -> Advice {
+    let snap = snapshot(hops);
+    let mut advisor = Advisor::new(rules, BleedRules::default(), &PriceBook::embedded());
+    for run in &snap.runs {
+        advisor.observe(run);
+    }
+    advisor.advice(snap.first_ts_ms.zip(snap.last_ts_ms), &snap.runs)
+}
+
+fn rec(advice: &Advice, lever: Lever) -> &Recommendation {
+    advice
+        .recommendations
+        .iter()
+        .find(|r| r.lever == lever)
+        .unwrap_or_else(|| panic!("no {lever:?} in {:#?}", advice.recommendations))
+}
+
+/// Only the lever under test: no routing rule, no trimming (a limit no hop
+/// reaches), every saving listed.
+fn bare() -> AdvisorRules {
+    AdvisorRules {
+        routes: Vec::new(),
+        trim_limit: Some(u64::MAX / 4),
+        min_saving_share: 0.0,
+        ..AdvisorRules::default()
+    }
 }
 
 #[test]
-fn debug_naive_run() {
-    let text = std::fs::read_to_string("sample_logs/teams/naive-team.jsonl").unwrap();
-    let first: String = text.lines().take(9).map(|l| format!("{l}\n")).collect();
-    let ledger = ledger_of(&first);
-    let snapshot = ledger.snapshot();
-    let mut advisor = Advisor::new(
-        AdvisorRules::default(),
-        BleedRules::default(),
-        &PriceBook::embedded(),
+fn trimming_cuts_each_hop_to_twice_the_first_hop_rounded_up() {
+    // first hop 2,900 → limit 5,800 → 6,000; hop 2 loses 14,000 uncached
+    // tokens at opus-4-6's $5/M: $0.07
+    let rules = AdvisorRules {
+        trim_limit: None,
+        ..bare()
+    };
+    let advice = advise(
+        rules,
+        &[hop("r", 1, "claude-opus-4-6", 2_900, 1_000), hop("r", 2, "claude-opus-4-6", 20_000, 500)],
     );
-    for w in advisor.what_if(&snapshot.runs[0]) {
-        eprintln!("{w:?}");
+    let trim = rec(&advice, Lever::Trim);
+    assert_eq!(trim.suggested_limit, Some(6_000));
+    assert_eq!(trim.saving, micros(70_000));
+    assert_eq!(trim.tokens, 14_000);
+    assert_eq!(trim.evidence[0].hops, vec![2]);
+    // a small first hop: the floor of 4,000
+    assert_eq!(AdvisorRules::default().trim_limit(1_000), 4_000);
+    assert_eq!(AdvisorRules::default().trim_limit(2_001), 5_000);
+}
+
+#[test]
+fn caching_reads_the_carried_prefix_and_pays_the_write_premium() {
+    // sonnet-4-5: input $3, cache read $0.30, 5-minute write $3.75, output $15 (per M).
+    // hop 1 (2,000 in): written for hop 2: 2,000 × 3.75 + 100 × 15 = 9,000 µ$
+    // hop 2 (5,000 in, 2,000 carried): reads 2,000, writes the other 3,000
+    //   for hop 3: 600 + 11,250 + 1,500 = 13,350 µ$
+    // hop 3 (8,000 in, 5,000 carried): reads 5,000, 3,000 uncached:
+    //   1,500 + 9,000 + 1,500 = 12,000 µ$
+    // today 15,000 × 3 + 300 × 15 = 49,500 µ$; cached 34,350 µ$
+    let model = "claude-sonnet-4-5";
+    let advice = advise(
+        bare(),
+        &[hop("r", 1, model, 2_000, 100), hop("r", 2, model, 5_000, 100), hop("r", 3, model, 8_000, 100)],
+    );
+    assert_eq!(advice.total.cost, micros(49_500));
+    assert_eq!(advice.total.cached, micros(34_350));
+    let cache = rec(&advice, Lever::Cache);
+    assert_eq!(cache.saving, micros(49_500 - 34_350));
+    assert_eq!(cache.tokens, 7_000);
+    // hop 1 pays the write premium: it is part of the fix
+    assert_eq!(cache.evidence[0].hops, vec![1, 2, 3]);
+    assert_eq!(advice.combined.combined_per_run, micros(34_350));
+}
+
+#[test]
+fn a_prefix_under_the_providers_minimum_is_not_cached() {
+    // haiku-4-5 caches from 4,096 tokens: a 2,000-token prefix is not
+    let model = "claude-haiku-4-5";
+    let advice = advise(bare(), &[hop("r", 1, model, 2_000, 10), hop("r", 2, model, 2_500, 10)]);
+    assert!(advice.recommendations.is_empty(), "{:#?}", advice.recommendations);
+    assert_eq!(advice.total.cached, advice.total.cost);
+}
+
+#[test]
+fn a_run_whose_cache_reads_stop_is_a_cache_break() {
+    let model = "claude-sonnet-4-5";
+    let mut first = hop("r", 1, model, 3_000, 10);
+    first.usage = Usage {
+        input_uncached: 1_000,
+        cache_read: 2_000,
+        output: 10,
+        ..Usage::default()
+    };
+    let advice = advise(bare(), &[first, hop("r", 2, model, 5_000, 10), hop("r", 3, model, 7_000, 10)]);
+    // hop 2 carries hop 1's 3,000 tokens and reads none of them: broken there
+    let broke = rec(&advice, Lever::CacheBreak);
+    assert_eq!(broke.evidence[0].hops, vec![2, 3]);
+    assert_eq!(advice.cache_break_runs, 1);
+    assert_eq!(advice.cache_breaks[0].hop, 2);
+    assert!(advice.recommendations.iter().all(|r| r.lever != Lever::Cache));
+}
+
+#[test]
+fn routing_picks_the_cheapest_model_of_the_same_provider_only() {
+    let mut classify = hop("r", 1, "gpt-4.1", 10_000, 200);
+    classify.task = Some("classify");
+    let mut claude = hop("s", 1, "claude-sonnet-4-5", 10_000, 200);
+    claude.task = Some("classify");
+    let rules = AdvisorRules {
+        routes: AdvisorRules::default().routes,
+        ..bare()
+    };
+    let advice = advise(rules, &[classify, claude, hop("t", 1, "mystery-9", 10_000, 200)]);
+    let routes: Vec<(&str, &str)> = advice
+        .recommendations
+        .iter()
+        .filter(|r| r.lever == Lever::Route)
+        .map(|r| (&*r.model, r.target.as_deref().unwrap_or("")))
+        .collect();
+    // gpt-4.1 $2/$8 → gpt-5-nano $0.05/$0.40: 500 + 80 µ$; sonnet → haiku-4-5
+    assert!(routes.contains(&("gpt-4.1", "gpt-5-nano")), "{routes:?}");
+    assert!(routes.contains(&("claude-sonnet-4-5", "claude-haiku-4-5")), "{routes:?}");
+    let gpt = advice.recommendations.iter().find(|r| &*r.model == "gpt-4.1").unwrap();
+    assert_eq!(gpt.saving, micros(20_000 + 1_600 - 500 - 80));
+    assert_eq!(gpt.rule.as_deref(), Some("simple-task"));
+    // the unpriced model is in no dollar figure, and counted as such
+    assert_eq!(advice.total.unpriced_hops, 1);
+    assert_eq!(advice.combined.unpriced_hops, 1);
+    assert!(advice.recommendations.iter().all(|r| &*r.model != "mystery-9"));
+}
+
+#[test]
+fn a_rule_naming_a_model_of_another_provider_routes_nothing() {
+    let mut h = hop("r", 1, "gpt-4.1", 10_000, 200);
+    h.task = Some("extract");
+    let rule = |to: &str| RouteRule {
+        name: "custom".into(),
+        tasks: vec!["extract".into()],
+        agents: Vec::new(),
+        max_output_tokens: None,
+        max_reasoning_share: None,
+        to: RouteTarget::Model(to.into()),
+        confidence: Confidence::High,
+    };
+    let across = AdvisorRules {
+        routes: vec![rule("claude-haiku-4-5")],
+        route_targets: vec!["claude-haiku-4-5".into(), "gpt-4.1-mini".into()],
+        ..bare()
+    };
+    assert!(advise(across, &[hop("r", 1, "gpt-4.1", 10_000, 200)]).recommendations.is_empty());
+    let within = AdvisorRules {
+        routes: vec![rule("gpt-4.1-mini")],
+        route_targets: vec!["claude-haiku-4-5".into(), "gpt-4.1-mini".into()],
+        ..bare()
+    };
+    let advice = advise(within, &[h]);
+    // $2/$8 → $0.40/$1.60: 20,000 + 1,600 − 4,000 − 320 µ$
+    assert_eq!(rec(&advice, Lever::Route).saving, micros(17_280));
+}
+
+#[test]
+fn next_cheaper_goes_one_tier_down() {
+    let rules = AdvisorRules {
+        routes: vec![RouteRule {
+            name: "tier-down".into(),
+            tasks: Vec::new(),
+            agents: Vec::new(),
+            max_output_tokens: None,
+            max_reasoning_share: None,
+            to: RouteTarget::NextCheaper,
+            confidence: Confidence::Low,
+        }],
+        ..bare()
+    };
+    let advice = advise(rules, &[hop("r", 1, "claude-opus-4-6", 10_000, 3_000)]);
+    let route = rec(&advice, Lever::Route);
+    assert_eq!(route.target.as_deref(), Some("claude-sonnet-4-5"));
+    // opus $5/$25 → sonnet $3/$15: 50,000 + 75,000 − 30,000 − 45,000 µ$
+    assert_eq!(route.saving, micros(50_000));
+    // one run over no time at all: a thin sample lowers how sure it is
+    assert_eq!(route.confidence, Confidence::Low);
+}
+
+#[test]
+fn reasoning_far_beyond_the_visible_output_on_a_simple_task() {
+    // o4-mini: output $4.40/M. 2,000 output of which 1,800 reasoning: 200
+    // visible allow 600 (3×); 1,200 too many: 5,280 µ$
+    let mut h = hop("r", 1, "o4-mini", 1_000, 2_000);
+    h.task = Some("classify");
+    h.usage.reasoning = 1_800;
+    let advice = advise(bare(), &[h]);
+    let reasoning = rec(&advice, Lever::Reasoning);
+    assert_eq!(reasoning.tokens, 1_200);
+    assert_eq!(reasoning.saving, micros(5_280));
+    assert_eq!(advice.total.reasoning_cost, micros(7_920));
+}
+
+#[test]
+fn a_run_forecast_follows_its_growth_to_the_expected_length() {
+    let snap = snapshot(&[
+        hop("r", 1, "gpt-4.1", 1_000, 100),
+        hop("r", 2, "gpt-4.1", 2_000, 100),
+        hop("r", 3, "gpt-4.1", 3_000, 100),
+    ]);
+    let run = &snap.runs[0];
+    // +1,000 input a hop: hops 4 and 5 send 4,000 and 5,000 (100 out each)
+    let book = PriceBook::embedded();
+    let price = book.model(book.resolve("gpt-4.1").unwrap());
+    let f = forecast(run, 5, Some(10_000), Some(micros(20_000)), Some(price)).unwrap();
+    assert_eq!(f.input_growth_per_hop, 1_000);
+    assert_eq!(f.tokens, 6_300 + 4_100 + 5_100);
+    // 6,300 seen; 10,400 after hop 4
+    assert_eq!(f.crosses_token_limit_at, Some(4));
+    // $2/M in, $8/M out: seen 12,000 + 2,400 µ$; hop 4 8,000 + 800; hop 5 10,000 + 800
+    assert_eq!(f.cost, micros(14_400 + 8_800 + 10_800));
+    assert_eq!(f.crosses_cost_limit_at, Some(4));
+    assert_eq!(forecast(run, 2, None, None, None).unwrap().hops_expected, 3);
+}
+
+#[test]
+fn kept_up_to_date_run_by_run_it_says_what_a_fresh_advisor_says() {
+    let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default().unlimited());
+    let mut live = Advisor::new(AdvisorRules::default(), BleedRules::default(), &PriceBook::embedded());
+    let hops = [
+        hop("a", 1, "claude-opus-4-6", 2_900, 1_000),
+        hop("b", 1, "gpt-4.1", 3_000, 100),
+        hop("a", 2, "claude-opus-4-6", 9_000, 400),
+        hop("a", 3, "claude-opus-4-6", 20_000, 400),
+        hop("b", 2, "gpt-4.1", 12_000, 2_000),
+    ];
+    let mut receipts = Vec::new();
+    for h in &hops {
+        receipts.push(ledger.apply_call(&event(h)));
+        live.sync(&ledger);
     }
-    let _: Option<TelemetryEvent<'_>> = None;
+    // a call taken back (a duplicate seen later): its share goes too
+    ledger.retract(receipts[3].as_ref().unwrap());
+    live.sync(&ledger);
+    let snap = ledger.snapshot();
+    let mut fresh = Advisor::new(AdvisorRules::default(), BleedRules::default(), &PriceBook::embedded());
+    for run in &snap.runs {
+        fresh.observe(run);
+    }
+    let span = snap.first_ts_ms.zip(snap.last_ts_ms);
+    assert_eq!(live.advice(span, &snap.runs), fresh.advice(span, &snap.runs));
+    assert!(live.advice(span, &snap.runs).total.hops == 4);
 }
