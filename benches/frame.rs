@@ -17,6 +17,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use tokwatch::model::advisor::{Advisor, AdvisorRules};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -148,6 +149,59 @@ fn time_both(f: impl FnOnce()) -> (f64, f64) {
 
 // ---------------------------------------------------------------- frames
 
+/// What the advisor adds to a publication: its first sync (every run
+/// analysed once), then per publish — a few new hops in live runs and a
+/// few new runs, as between two 100 ms publications — the sync (pointer
+/// comparisons, changed runs analysed) and the advice; beside it the
+/// dashboard's other per-publish work (`snapshot_live` of 2,000 runs and
+/// `Insights::compute` on it).
+fn advisor_publish(ledger: &mut Ledger, lines: &[String], runs: u64, hops: u32, prices: &PriceBook) {
+    let mut advisor = Advisor::new(AdvisorRules::default(), BleedRules::default(), prices);
+    let first = time_ms(|| advisor.sync(ledger));
+    println!(
+        "advisor      first sync ({} runs)    {first:7.2} ms",
+        advisor.runs_held()
+    );
+    let extra = run_lines(200, hops, 12, "live-");
+    let mut sync_ms = Vec::new();
+    let mut advice_ms = Vec::new();
+    let mut live_ms = Vec::new();
+    let mut insights_ms = Vec::new();
+    for (round, chunk) in extra.chunks(extra.len() / 20).enumerate() {
+        let mut ingestor = Ingestor::new(ledger, TimeWindow::default());
+        let source = ingestor.stats.source_named("bench", "bench");
+        let mut decoder = Decoder::plain("bench");
+        fold_lines(
+            &mut ingestor,
+            source,
+            &mut decoder,
+            (1..).zip(chunk.iter().map(|l| l.as_bytes())),
+        );
+        let _ = round;
+        let mut snapshot = None;
+        live_ms.push(time_ms(|| snapshot = Some(ledger.snapshot_live(2_000))));
+        let mut snapshot = snapshot.unwrap();
+        insights_ms.push(time_ms(|| {
+            let _ = Insights::compute(&snapshot, &BleedRules::default(), prices, None);
+        }));
+        sync_ms.push(time_ms(|| advisor.sync(ledger)));
+        advice_ms.push(time_ms(|| {
+            let span = snapshot.first_ts_ms.zip(snapshot.last_ts_ms);
+            snapshot.advice = Some(Arc::new(advisor.advice(span, &snapshot.runs)));
+        }));
+    }
+    let _ = (lines, runs);
+    for (name, ms) in [
+        ("advisor      sync per publish     ", sync_ms),
+        ("advisor      advice per publish   ", advice_ms),
+        ("dashboard    snapshot_live(2000)  ", live_ms),
+        ("dashboard    Insights::compute    ", insights_ms),
+    ] {
+        let s = stats(ms);
+        println!("{name} mean {:7.2} ms  p50 {:7.2}  max {:7.2}", s.mean, s.p50, s.max);
+    }
+}
+
 fn frames() {
     let runs: u64 = env_or("TOKWATCH_BENCH_RUNS", 10_000);
     let hops: u32 = env_or("TOKWATCH_BENCH_HOPS_PER_RUN", 10);
@@ -197,9 +251,11 @@ fn frames() {
             reading_backlog: false,
             live: None,
             prices: Some(Arc::new(prices.clone())),
+            advisor: Some(Arc::new(AdvisorRules::default())),
         });
     }
     let data = published.unwrap();
+    advisor_publish(&mut ledger, &lines, runs, hops, &prices);
     let total_hops: usize = data.snapshot.runs.iter().map(|r| r.hops.len()).sum();
     println!(
         "ledger: {} runs, {} hops, {} lines; terminal {width}x{height}; {n} frames per screen",

@@ -199,7 +199,7 @@ pub enum Command {
     /// agent, segment and model.
     Report(ReportArgs),
     /// What to change and what it saves: routing, trimming, caching,
-    /// reasoning — ranked, with the evidence, per run and per month.
+    /// reasoning, ranked, with the evidence, per run and per month.
     Advise(AdviseArgs),
     /// Two sets of runs side by side (two paths, or two segments) and the
     /// differences that explain the gap in cost per run.

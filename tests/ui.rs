@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use tokwatch::model::advisor::{Advisor, AdvisorRules};
 
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -37,7 +38,17 @@ fn published(paths: &[&str]) -> Published {
     )
     .unwrap();
     let stats = ingestor.stats;
-    let snapshot = ledger.snapshot();
+    let mut snapshot = ledger.snapshot();
+    let mut advisor = Advisor::new(
+        AdvisorRules::default(),
+        BleedRules::default(),
+        ledger.prices(),
+    );
+    advisor.sync(&ledger);
+    snapshot.advice = Some(Arc::new(advisor.advice(
+        snapshot.first_ts_ms.zip(snapshot.last_ts_ms),
+        &snapshot.runs,
+    )));
     let insights = Insights::compute(
         &snapshot,
         &BleedRules::default(),
@@ -54,6 +65,7 @@ fn published(paths: &[&str]) -> Published {
         reading_backlog: false,
         live: None,
         prices: Some(Arc::new(PriceBook::embedded())),
+        advisor: Some(Arc::new(AdvisorRules::default())),
     }
 }
 
@@ -125,6 +137,42 @@ fn runs() {
 #[test]
 fn run_detail_waterfall() {
     golden_sizes("run_detail", &[Action::ScreenRuns, Action::DrillDown]);
+}
+
+#[test]
+fn advice_ranked_with_the_evidence_of_the_selected_one() {
+    golden_sizes("advice", &[Action::ScreenAdvice, Action::Down]);
+}
+
+#[test]
+fn a_run_what_if_with_every_recommendation_applied() {
+    // Enter on a recommendation opens the run it saves most in; `w` re-draws it
+    golden_sizes(
+        "run_what_if",
+        &[Action::ScreenAdvice, Action::DrillDown, Action::WhatIf],
+    );
+    let data = published(&["sample_logs"]);
+    let shown = screen(
+        &data,
+        &[Action::ScreenAdvice, Action::DrillDown, Action::WhatIf],
+        120,
+        30,
+    );
+    assert!(shown.contains("what-if (w)"), "{shown}");
+    assert!(shown.contains("claude-opus-4-6 →"), "{shown}");
+    // and `w` again: as they were
+    let back = screen(
+        &data,
+        &[
+            Action::ScreenAdvice,
+            Action::DrillDown,
+            Action::WhatIf,
+            Action::WhatIf,
+        ],
+        120,
+        30,
+    );
+    assert!(!back.contains("what-if (w)"), "{back}");
 }
 
 #[test]

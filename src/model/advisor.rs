@@ -435,7 +435,10 @@ impl Advisor {
         facts.agents = agents.into_iter().collect();
         facts.models = models.into_iter().collect();
         // what saves nothing over the whole run is no recommendation
-        facts.recs = recs.into_values().filter(|r| r.saving > Usd::ZERO).collect();
+        facts.recs = recs
+            .into_values()
+            .filter(|r| r.saving > Usd::ZERO)
+            .collect();
         facts
     }
 

@@ -43,6 +43,16 @@ impl Tab {
         }
     }
 
+    /// A shorter title for narrow terminals.
+    #[must_use]
+    pub fn short_title(self) -> &'static str {
+        match self {
+            Tab::Overview => "Over",
+            Tab::Segments => "Segs",
+            other => other.title(),
+        }
+    }
+
     #[must_use]
     pub fn index(self) -> usize {
         Tab::ALL.iter().position(|t| *t == self).unwrap_or(0)

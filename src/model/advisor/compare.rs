@@ -160,7 +160,7 @@ pub fn compare(a: Side, advice_a: &Advice, b: Side, advice_b: &Advice) -> Compar
             ),
         ),
     ];
-    differences.sort_by(|x, y| y.1.cmp(&x.1));
+    differences.sort_by_key(|d| std::cmp::Reverse(d.1));
     differences.push((
         "other",
         other,

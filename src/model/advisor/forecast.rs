@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use crate::model::ledger::{HopAgg, RunAgg};
 use crate::pricing::ModelPrice;
-use crate::types::usage::Usage;
 use crate::types::money::Usd;
+use crate::types::usage::Usage;
 
 /// A run's projected end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -80,11 +80,9 @@ pub fn forecast(
         let input = u64::try_from(last + growth * i64::from(step)).unwrap_or(0);
         tokens += input + mean_output;
         if let Some(price) = price {
-            let cached = if last_input == 0 {
-                0
-            } else {
-                input * last_hop.usage.cache_read / last_input
-            };
+            let cached = (input * last_hop.usage.cache_read)
+                .checked_div(last_input)
+                .unwrap_or(0);
             let usage = Usage {
                 input_uncached: input - cached,
                 cache_read: cached,

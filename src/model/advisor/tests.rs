@@ -108,7 +108,10 @@ fn trimming_cuts_each_hop_to_twice_the_first_hop_rounded_up() {
     };
     let advice = advise(
         rules,
-        &[hop("r", 1, "claude-opus-4-6", 2_900, 1_000), hop("r", 2, "claude-opus-4-6", 20_000, 500)],
+        &[
+            hop("r", 1, "claude-opus-4-6", 2_900, 1_000),
+            hop("r", 2, "claude-opus-4-6", 20_000, 500),
+        ],
     );
     let trim = rec(&advice, Lever::Trim);
     assert_eq!(trim.suggested_limit, Some(6_000));
@@ -132,7 +135,11 @@ fn caching_reads_the_carried_prefix_and_pays_the_write_premium() {
     let model = "claude-sonnet-4-5";
     let advice = advise(
         bare(),
-        &[hop("r", 1, model, 2_000, 100), hop("r", 2, model, 5_000, 100), hop("r", 3, model, 8_000, 100)],
+        &[
+            hop("r", 1, model, 2_000, 100),
+            hop("r", 2, model, 5_000, 100),
+            hop("r", 3, model, 8_000, 100),
+        ],
     );
     assert_eq!(advice.total.cost, micros(49_500));
     assert_eq!(advice.total.cached, micros(34_350));
@@ -148,8 +155,15 @@ fn caching_reads_the_carried_prefix_and_pays_the_write_premium() {
 fn a_prefix_under_the_providers_minimum_is_not_cached() {
     // haiku-4-5 caches from 4,096 tokens: a 2,000-token prefix is not
     let model = "claude-haiku-4-5";
-    let advice = advise(bare(), &[hop("r", 1, model, 2_000, 10), hop("r", 2, model, 2_500, 10)]);
-    assert!(advice.recommendations.is_empty(), "{:#?}", advice.recommendations);
+    let advice = advise(
+        bare(),
+        &[hop("r", 1, model, 2_000, 10), hop("r", 2, model, 2_500, 10)],
+    );
+    assert!(
+        advice.recommendations.is_empty(),
+        "{:#?}",
+        advice.recommendations
+    );
     assert_eq!(advice.total.cached, advice.total.cost);
 }
 
@@ -163,13 +177,25 @@ fn a_run_whose_cache_reads_stop_is_a_cache_break() {
         output: 10,
         ..Usage::default()
     };
-    let advice = advise(bare(), &[first, hop("r", 2, model, 5_000, 10), hop("r", 3, model, 7_000, 10)]);
+    let advice = advise(
+        bare(),
+        &[
+            first,
+            hop("r", 2, model, 5_000, 10),
+            hop("r", 3, model, 7_000, 10),
+        ],
+    );
     // hop 2 carries hop 1's 3,000 tokens and reads none of them: broken there
     let broke = rec(&advice, Lever::CacheBreak);
     assert_eq!(broke.evidence[0].hops, vec![2, 3]);
     assert_eq!(advice.cache_break_runs, 1);
     assert_eq!(advice.cache_breaks[0].hop, 2);
-    assert!(advice.recommendations.iter().all(|r| r.lever != Lever::Cache));
+    assert!(
+        advice
+            .recommendations
+            .iter()
+            .all(|r| r.lever != Lever::Cache)
+    );
 }
 
 #[test]
@@ -182,7 +208,10 @@ fn routing_picks_the_cheapest_model_of_the_same_provider_only() {
         routes: AdvisorRules::default().routes,
         ..bare()
     };
-    let advice = advise(rules, &[classify, claude, hop("t", 1, "mystery-9", 10_000, 200)]);
+    let advice = advise(
+        rules,
+        &[classify, claude, hop("t", 1, "mystery-9", 10_000, 200)],
+    );
     let routes: Vec<(&str, &str)> = advice
         .recommendations
         .iter()
@@ -191,14 +220,26 @@ fn routing_picks_the_cheapest_model_of_the_same_provider_only() {
         .collect();
     // gpt-4.1 $2/$8 → gpt-5-nano $0.05/$0.40: 500 + 80 µ$; sonnet → haiku-4-5
     assert!(routes.contains(&("gpt-4.1", "gpt-5-nano")), "{routes:?}");
-    assert!(routes.contains(&("claude-sonnet-4-5", "claude-haiku-4-5")), "{routes:?}");
-    let gpt = advice.recommendations.iter().find(|r| &*r.model == "gpt-4.1").unwrap();
+    assert!(
+        routes.contains(&("claude-sonnet-4-5", "claude-haiku-4-5")),
+        "{routes:?}"
+    );
+    let gpt = advice
+        .recommendations
+        .iter()
+        .find(|r| &*r.model == "gpt-4.1")
+        .unwrap();
     assert_eq!(gpt.saving, micros(20_000 + 1_600 - 500 - 80));
     assert_eq!(gpt.rule.as_deref(), Some("simple-task"));
     // the unpriced model is in no dollar figure, and counted as such
     assert_eq!(advice.total.unpriced_hops, 1);
     assert_eq!(advice.combined.unpriced_hops, 1);
-    assert!(advice.recommendations.iter().all(|r| &*r.model != "mystery-9"));
+    assert!(
+        advice
+            .recommendations
+            .iter()
+            .all(|r| &*r.model != "mystery-9")
+    );
 }
 
 #[test]
@@ -219,7 +260,11 @@ fn a_rule_naming_a_model_of_another_provider_routes_nothing() {
         route_targets: vec!["claude-haiku-4-5".into(), "gpt-4.1-mini".into()],
         ..bare()
     };
-    assert!(advise(across, &[hop("r", 1, "gpt-4.1", 10_000, 200)]).recommendations.is_empty());
+    assert!(
+        advise(across, &[hop("r", 1, "gpt-4.1", 10_000, 200)])
+            .recommendations
+            .is_empty()
+    );
     let within = AdvisorRules {
         routes: vec![rule("gpt-4.1-mini")],
         route_targets: vec!["claude-haiku-4-5".into(), "gpt-4.1-mini".into()],
@@ -292,7 +337,11 @@ fn a_run_forecast_follows_its_growth_to_the_expected_length() {
 #[test]
 fn kept_up_to_date_run_by_run_it_says_what_a_fresh_advisor_says() {
     let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default().unlimited());
-    let mut live = Advisor::new(AdvisorRules::default(), BleedRules::default(), &PriceBook::embedded());
+    let mut live = Advisor::new(
+        AdvisorRules::default(),
+        BleedRules::default(),
+        &PriceBook::embedded(),
+    );
     let hops = [
         hop("a", 1, "claude-opus-4-6", 2_900, 1_000),
         hop("b", 1, "gpt-4.1", 3_000, 100),
@@ -309,11 +358,18 @@ fn kept_up_to_date_run_by_run_it_says_what_a_fresh_advisor_says() {
     ledger.retract(receipts[3].as_ref().unwrap());
     live.sync(&ledger);
     let snap = ledger.snapshot();
-    let mut fresh = Advisor::new(AdvisorRules::default(), BleedRules::default(), &PriceBook::embedded());
+    let mut fresh = Advisor::new(
+        AdvisorRules::default(),
+        BleedRules::default(),
+        &PriceBook::embedded(),
+    );
     for run in &snap.runs {
         fresh.observe(run);
     }
     let span = snap.first_ts_ms.zip(snap.last_ts_ms);
-    assert_eq!(live.advice(span, &snap.runs), fresh.advice(span, &snap.runs));
+    assert_eq!(
+        live.advice(span, &snap.runs),
+        fresh.advice(span, &snap.runs)
+    );
     assert!(live.advice(span, &snap.runs).total.hops == 4);
 }

@@ -43,9 +43,11 @@ fn tabs_switch_and_cycle() {
     run(&mut view, &data, &[Action::NextScreen, Action::NextScreen]);
     assert_eq!(view.screen(), &Screen::Tab(Tab::Budgets));
     run(&mut view, &data, &[Action::NextScreen]);
+    assert_eq!(view.screen(), &Screen::Tab(Tab::Advice));
+    run(&mut view, &data, &[Action::NextScreen]);
     assert_eq!(view.screen(), &Screen::Tab(Tab::Overview), "wraps around");
     run(&mut view, &data, &[Action::PrevScreen]);
-    assert_eq!(view.screen(), &Screen::Tab(Tab::Budgets));
+    assert_eq!(view.screen(), &Screen::Tab(Tab::Advice));
 }
 
 #[test]

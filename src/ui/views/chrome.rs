@@ -17,32 +17,47 @@ use unicode_width::UnicodeWidthStr;
 
 pub(super) fn render_tabs(frame: &mut Frame, area: Rect, cx: &ViewCx) {
     let current = cx.view.screen().tab(cx.view.root);
-    let mut spans = vec![Span::styled(
-        " tokwatch ",
-        cx.theme.accent.add_modifier(Modifier::BOLD),
-    )];
-    // Fits 80 columns; wider terminals get more air.
+    // Wider terminals get more air; on narrow ones the name goes first,
+    // then tab titles are shortened: every tab and FROZEN always show.
     let pad = if area.width >= 100 { " " } else { "" };
-    for (i, tab) in Tab::ALL.iter().enumerate() {
-        let label = format!("{pad}{} {} ", i + 1, tab.title());
-        let style = if *tab == current {
-            cx.theme.selected
-        } else {
-            cx.theme.muted
-        };
-        spans.push(Span::styled(label, style));
-    }
-    if cx.view.frozen {
-        spans.push(Span::styled(
-            " FROZEN ",
-            cx.theme.warning.add_modifier(Modifier::REVERSED),
-        ));
-        // FROZEN must show: the name goes first when the line is too long
-        let used: usize = spans.iter().map(|s| s.content.width()).sum();
-        if used > usize::from(area.width) {
-            spans.remove(0);
+    let line = |brand: bool, short: bool| {
+        let mut spans = Vec::new();
+        if brand {
+            spans.push(Span::styled(
+                " tokwatch ",
+                cx.theme.accent.add_modifier(Modifier::BOLD),
+            ));
         }
-    }
+        for (i, tab) in Tab::ALL.iter().enumerate() {
+            let title = if short {
+                tab.short_title()
+            } else {
+                tab.title()
+            };
+            let label = format!("{pad}{} {title} ", i + 1);
+            let style = if *tab == current {
+                cx.theme.selected
+            } else {
+                cx.theme.muted
+            };
+            spans.push(Span::styled(label, style));
+        }
+        if cx.view.frozen {
+            spans.push(Span::styled(
+                " FROZEN ",
+                cx.theme.warning.add_modifier(Modifier::REVERSED),
+            ));
+        }
+        spans
+    };
+    let fits = |spans: &Vec<Span>| {
+        spans.iter().map(|s| s.content.width()).sum::<usize>() <= usize::from(area.width)
+    };
+    let spans = [(true, false), (false, false), (false, true)]
+        .into_iter()
+        .map(|(brand, short)| line(brand, short))
+        .find(fits)
+        .unwrap_or_else(|| line(false, true));
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 

@@ -13,7 +13,7 @@ use super::ViewCx;
 use super::widgets::{block, centered};
 
 /// Key bindings, in the order shown.
-const ENTRIES: [(Action, &str); 26] = [
+const ENTRIES: [(Action, &str); 27] = [
     (Action::Help, "this help (j/k, PgUp/PgDn scroll it)"),
     (Action::Quit, "quit"),
     (Action::NextScreen, "next screen"),
@@ -27,7 +27,7 @@ const ENTRIES: [(Action, &str); 26] = [
     (Action::ScreenBudgets, "Budgets"),
     (
         Action::ScreenAdvice,
-        "Advice: ranked recommendations (Enter: a run of the evidence)",
+        "Advice (what to change, what it saves)",
     ),
     (Action::Up, "up"),
     (Action::Down, "down"),
@@ -41,6 +41,10 @@ const ENTRIES: [(Action, &str); 26] = [
     (Action::NextSort, "next sort column (the header's arrow)"),
     (Action::ReverseSort, "reverse sort"),
     (Action::Freeze, "freeze the view (ingest continues)"),
+    (
+        Action::WhatIf,
+        "what-if: a run with every recommendation applied",
+    ),
     (Action::NextTheme, "next theme"),
     (Action::EditBudget, "edit the budget of the selection"),
 ];

@@ -133,6 +133,16 @@ pub(super) fn centered(area: Rect, width: u16, lines: usize) -> Rect {
     }
 }
 
+/// The first title that fits `width` columns of a block's top border.
+pub(super) fn title_for(width: u16, candidates: Vec<String>) -> String {
+    let room = usize::from(width).saturating_sub(4);
+    let last = candidates.last().cloned().unwrap_or_default();
+    candidates
+        .into_iter()
+        .find(|t| t.chars().count() <= room)
+        .unwrap_or(last)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -154,14 +164,4 @@ mod tests {
             "aborted\u{FFFD}[2J"
         );
     }
-}
-
-/// The first title that fits `width` columns of a block's top border.
-pub(super) fn title_for(width: u16, candidates: Vec<String>) -> String {
-    let room = usize::from(width).saturating_sub(4);
-    let last = candidates.last().cloned().unwrap_or_default();
-    candidates
-        .into_iter()
-        .find(|t| t.chars().count() <= room)
-        .unwrap_or(last)
 }

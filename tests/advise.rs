@@ -1,0 +1,151 @@
+//! The advisor end to end: `advise` and `compare` on the naive-vs-lean
+//! sample, and the `insights` object of the JSON report (golden).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use clap::Parser;
+use serde_json::Value;
+use tokwatch::cli::{Cli, Command};
+use tokwatch::model::Usd;
+
+const NOW_MS: i64 = 1_795_867_200_000;
+const NAIVE: &str = "sample_logs/teams/naive-team.jsonl";
+const LEAN: &str = "sample_logs/teams/lean-team.jsonl";
+
+fn run(argv: &[&str]) -> String {
+    let mut all = vec!["tokwatch"];
+    all.extend_from_slice(argv);
+    match Cli::try_parse_from(all).expect("valid arguments").command {
+        Some(Command::Advise(args)) => tokwatch::advise_text(&args, NOW_MS).unwrap(),
+        Some(Command::Compare(args)) => tokwatch::compare_text(&args, NOW_MS).unwrap(),
+        Some(Command::Report(args)) => tokwatch::report_text(&args, NOW_MS).unwrap(),
+        _ => panic!("advise, compare or report"),
+    }
+}
+
+fn json(argv: &[&str]) -> Value {
+    let mut all = argv.to_vec();
+    all.extend_from_slice(&["--format", "json"]);
+    serde_json::from_str(&run(&all)).expect("valid JSON")
+}
+
+fn usd(value: &Value) -> Usd {
+    Usd::parse_decimal(&value.to_string()).expect("a decimal")
+}
+
+#[test]
+fn applied_together_the_naive_teams_recommendations_predict_the_lean_teams_cost() {
+    let naive = json(&["advise", NAIVE]);
+    let lean = json(&["compare", NAIVE, LEAN]);
+    let lean_per_run = usd(&lean["b"]["cost_per_run"]);
+    let naive_per_run = usd(&lean["a"]["cost_per_run"]);
+    // about $1.40 and $0.12 a run
+    assert_eq!(naive_per_run.display_rounded(2), "1.40");
+    assert_eq!(lean_per_run.display_rounded(2), "0.12");
+    let predicted = usd(&naive["combined"]["combined_per_run"]);
+    let off = (predicted.to_f64() / lean_per_run.to_f64() - 1.0).abs();
+    assert!(
+        off <= 0.25,
+        "predicted {predicted}, lean {lean_per_run}: {:.0}% off",
+        off * 100.0
+    );
+    // the top recommendations are the three levers, priced, with evidence
+    let recs = naive["recommendations"].as_array().unwrap();
+    let levers: Vec<&str> = recs
+        .iter()
+        .take(5)
+        .map(|r| r["lever"].as_str().unwrap())
+        .collect();
+    for lever in ["cache", "trim", "route"] {
+        assert!(levers.contains(&lever), "{levers:?}");
+    }
+    for r in recs {
+        assert!(usd(&r["saving_per_run"]) > Usd::ZERO);
+        assert!(!r["evidence"].as_array().unwrap().is_empty());
+        // same provider only
+        if r["lever"] == "route" {
+            assert!(r["target"].as_str().unwrap().starts_with("claude-"), "{r}");
+        }
+    }
+}
+
+#[test]
+fn compare_names_why_the_naive_team_pays_ten_times_more() {
+    let cmp = json(&["compare", NAIVE, LEAN]);
+    assert_eq!(cmp["dearer"], "a");
+    let kinds: Vec<&str> = cmp["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.len(), 4);
+    assert_eq!(kinds[3], "other");
+    for kind in ["model_mix", "carried_context", "caching"] {
+        assert!(kinds[..3].contains(&kind), "{kinds:?}");
+    }
+    // premium model everywhere, history re-sent, no caching
+    assert_eq!(cmp["a"]["model_mix"][0][0], "claude-opus-4-6");
+    assert_eq!(cmp["a"]["model_mix"][0][1], 1.0);
+    assert_eq!(cmp["a"]["cache_hit_ratio"], 0.0);
+    assert!(
+        cmp["a"]["carried_share"].as_f64().unwrap() > cmp["b"]["carried_share"].as_f64().unwrap()
+    );
+    // the differences add up to the gap
+    let sum: Usd = cmp["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| usd(&d["explains_per_run"]))
+        .sum();
+    assert_eq!(sum, usd(&cmp["gap_per_run"]));
+    let text = run(&["compare", NAIVE, LEAN]);
+    assert!(text.contains("model mix"), "{text}");
+    assert!(text.contains("carried context"), "{text}");
+}
+
+#[test]
+fn compare_by_segment_reads_both_teams_together() {
+    let cmp = json(&[
+        "compare",
+        "sample_logs/teams",
+        "--segment",
+        "naive/free",
+        "--segment",
+        "lean/free",
+    ]);
+    assert!(cmp["a"]["runs"].as_u64().unwrap() > 0);
+    assert!(cmp["b"]["runs"].as_u64().unwrap() > 0);
+    assert_eq!(cmp["dearer"], "a");
+}
+
+#[test]
+fn compare_wants_two_sides() {
+    let cli = Cli::try_parse_from(["tokwatch", "compare", NAIVE]).unwrap();
+    let Some(Command::Compare(args)) = cli.command else {
+        panic!()
+    };
+    let err = tokwatch::compare_text(&args, NOW_MS)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("two paths"), "{err}");
+}
+
+#[test]
+fn advise_prints_a_ranked_table_and_markdown() {
+    let table = run(&["advise", NAIVE]);
+    assert!(
+        table.contains("with every recommendation applied"),
+        "{table}"
+    );
+    assert!(table.contains("per-hop limit 6000"), "{table}");
+    let markdown = run(&["advise", NAIVE, "--format", "markdown"]);
+    assert!(markdown.starts_with("# tokwatch advise"), "{markdown}");
+    assert!(markdown.contains("| 1 "), "{markdown}");
+}
+
+#[test]
+fn golden_insights_of_the_samples() {
+    let report = json(&["report", "sample_logs"]);
+    insta::assert_json_snapshot!("insights", report["insights"]);
+}
