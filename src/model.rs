@@ -4,6 +4,7 @@
 //! No I/O, no tokio, no clock reads: time arrives inside events or as
 //! arguments.
 
+pub mod anomaly;
 pub mod budget;
 pub mod counters;
 pub mod insights;
