@@ -45,6 +45,7 @@ use crate::types::event::Format;
 
 mod headless;
 mod service;
+pub mod webhook;
 
 pub use headless::{Headless, Runtimes, Serve, run_headless, run_serve};
 pub use service::{Control, LiveService, Publication, Publish};
