@@ -273,6 +273,11 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
             }
             None => None,
         },
+        alerts: live::AlertSettings {
+            rules: Some(config_settings(args.config.as_deref())?.anomalies),
+            webhooks: args.alert_webhook.clone(),
+            retry: live::RetryPolicy::default(),
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -328,11 +333,12 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
                     last: publication.last,
                     caught_up: publication.caught_up,
                 };
-                report::render_json_line(
+                report::render_live_json_line(
                     &publication.snapshot,
                     &publication.stats,
                     &options,
-                    Some(info),
+                    info,
+                    &publication.anomalies,
                 )
             },
         ));

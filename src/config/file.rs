@@ -26,6 +26,8 @@ pub struct ConfigFile {
     pub insights: Option<InsightsSection>,
     /// `[metrics]`.
     pub metrics: Option<MetricsSection>,
+    /// `[anomalies]`.
+    pub anomalies: Option<AnomaliesSection>,
     /// `[bindings]`.
     pub bindings: Option<Bindings>,
 }
@@ -134,6 +136,23 @@ pub struct InsightsSection {
     pub cost_share: Option<f64>,
     /// Least hops in a run for the cost-share rule.
     pub min_hops_for_share: Option<i64>,
+}
+
+/// `[anomalies]`: thresholds of the spike detector (`model::anomaly`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AnomaliesSection {
+    pub enabled: Option<bool>,
+    pub z: Option<f64>,
+    pub rearm_z: Option<f64>,
+    pub min_samples: Option<i64>,
+    pub half_life: Option<f64>,
+    pub min_spread: Option<f64>,
+    /// Dollars per minute.
+    pub min_rate: Option<f64>,
+    pub hop_min_tokens: Option<i64>,
+    pub hop_cooldown: Option<HumanDuration>,
+    pub max_hop_keys: Option<i64>,
 }
 
 /// A duration written as a string: `"100ms"`, `"1s"`, `"1m 30s"`.
