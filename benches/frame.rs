@@ -197,6 +197,7 @@ fn frames() {
             reading_backlog: false,
             live: None,
             prices: Some(Arc::new(prices.clone())),
+            anomalies: Arc::default(),
         });
     }
     let data = published.unwrap();

@@ -389,6 +389,7 @@ fn shown(publication: &Publication, base: &Published) -> Arc<Published> {
         reading_backlog: !publication.caught_up,
         live: None,
         prices: base.prices.clone(),
+        anomalies: publication.anomalies.clone(),
     })
 }
 

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::ingest::IngestStats;
+use crate::model::anomaly::Anomaly;
 use crate::model::insights::{BleedReason, Insights, trimmed_by_budget};
 use crate::model::ledger::{KeyedAgg, RecentKind, RunAgg};
 use crate::model::snapshot::NO_SEGMENT;
@@ -34,6 +35,8 @@ pub struct Published {
     /// The prices the ledger uses (what a trimmed hop would have cost);
     /// `None` before the first snapshot.
     pub prices: Option<Arc<PriceBook>>,
+    /// The latest anomalies, oldest first (`model::anomaly`).
+    pub anomalies: Arc<[Anomaly]>,
 }
 
 /// The row key of the Segments row of calls without a segment (`(none)`):
