@@ -218,6 +218,7 @@ async fn deliver(
                 }
             }
             Err(e) => {
+                let e = e.without_url();
                 tracing::warn!(%host, error = %e, attempt, "alert webhook: cannot send, will retry");
                 Outcome::Retry(None)
             }
