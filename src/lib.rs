@@ -273,10 +273,17 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
             }
             None => None,
         },
-        alerts: live::AlertSettings {
-            rules: Some(config_settings(args.config.as_deref())?.anomalies),
-            webhooks: args.alert_webhook.clone(),
-            retry: live::RetryPolicy::default(),
+        alerts: {
+            let rules = config_settings(args.config.as_deref())?.anomalies;
+            anyhow::ensure!(
+                rules.enabled || args.alert_webhook.is_empty(),
+                "--alert-webhook needs anomalies: the config file says [anomalies] enabled = false"
+            );
+            live::AlertSettings {
+                rules: Some(rules),
+                webhooks: args.alert_webhook.clone(),
+                retry: live::RetryPolicy::default(),
+            }
         },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

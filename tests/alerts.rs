@@ -243,3 +243,34 @@ fn jsonl_lines_carry_the_anomalies() {
     let last = tokwatch.stop();
     assert!(last["anomalies"].is_array());
 }
+
+#[test]
+fn a_webhook_must_be_http_and_anomalies_enabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("calls.jsonl");
+    std::fs::write(&log, "").unwrap();
+    let run = |config: &str, url: &str| {
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, config).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokwatch"))
+            .args(["--jsonl", "--follow", log.to_str().unwrap()])
+            .args(["--alert-webhook", url, "--exit-after", "1s"])
+            .env("TOKWATCH_CONFIG", &path)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stderr) = run("", "ftp://127.0.0.1/hook");
+    assert!(
+        !ok && stderr.contains("is not an http:// or https:// URL"),
+        "{stderr}"
+    );
+    let (ok, stderr) = run("[anomalies]\nenabled = false\n", "http://127.0.0.1:9/hook");
+    assert!(
+        !ok && stderr.contains("[anomalies] enabled = false"),
+        "{stderr}"
+    );
+}
