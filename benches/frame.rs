@@ -252,6 +252,7 @@ fn frames() {
             live: None,
             prices: Some(Arc::new(prices.clone())),
             advisor: Some(Arc::new(AdvisorRules::default())),
+            anomalies: Arc::default(),
         });
     }
     let data = published.unwrap();

@@ -70,6 +70,7 @@ fn settings() -> LiveSettings {
         otlp: tokwatch::ingest::sources::otlp::OtlpSettings::default(),
         metrics: None,
         advisor: None,
+        alerts: tokwatch::live::AlertSettings::default(),
     }
 }
 

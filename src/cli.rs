@@ -123,6 +123,10 @@ pub struct LiveArgs {
         hide_env_values = true
     )]
     pub metrics_token: Option<String>,
+    /// POST each anomaly (cost spike) as JSON to this http(s) URL, Slack-compatible
+    /// (repeatable; see docs/insights.md § Anomalies).
+    #[arg(long, value_name = "URL", value_parser = parse_webhook_url)]
+    pub alert_webhook: Vec<reqwest::Url>,
     /// Config file (default: $XDG_CONFIG_HOME/tokwatch/config.toml).
     #[arg(long, value_name = "FILE", env = "TOKWATCH_CONFIG")]
     pub config: Option<PathBuf>,
@@ -560,6 +564,14 @@ pub enum BudgetAction {
         #[command(flatten)]
         control: ControlArgs,
     },
+}
+
+fn parse_webhook_url(text: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(text).map_err(|e| format!("'{text}' is not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("'{text}' is not an http:// or https:// URL"));
+    }
+    Ok(url)
 }
 
 fn parse_metrics_addr(text: &str) -> Result<std::net::SocketAddr, String> {

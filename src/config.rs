@@ -29,8 +29,10 @@ use serde::Deserializer;
 use serde::de::{self, DeserializeSeed, Visitor};
 
 use crate::model::advisor::{AdvisorRules, Confidence, RouteRule, RouteTarget};
+use crate::model::anomaly::AnomalyRules;
 use crate::model::insights::BleedRules;
 use crate::model::ledger::SeriesCaps;
+use crate::types::money::Usd;
 
 pub use file::ConfigFile;
 pub use keys::{Action, KeyBinding, Keymap, KeymapError};
@@ -59,6 +61,8 @@ pub struct Settings {
     pub advisor: AdvisorRules,
     /// `[metrics]`: caps on what `--metrics` exports.
     pub metrics: SeriesCaps,
+    /// `[anomalies]`: the spike detector's thresholds.
+    pub anomalies: AnomalyRules,
     /// Defaults with `[bindings]` applied.
     pub keymap: Keymap,
 }
@@ -72,6 +76,7 @@ impl Default for Settings {
             insights: InsightSettings::default(),
             advisor: AdvisorRules::default(),
             metrics: SeriesCaps::default(),
+            anomalies: AnomalyRules::default(),
             keymap: Keymap::default(),
         }
     }
@@ -342,11 +347,102 @@ impl Settings {
                 }
             }
         }
+        if let Some(section) = file.anomalies {
+            settings.anomalies = anomaly_rules(&section)?;
+        }
         if let Some(bindings) = file.bindings {
             settings.keymap = Keymap::new(&bindings)?;
         }
         Ok(settings)
     }
+}
+
+/// `[anomalies]` over the defaults, validated.
+fn anomaly_rules(section: &file::AnomaliesSection) -> Result<AnomalyRules, SettingsError> {
+    let mut rules = AnomalyRules::default();
+    let out_of_range = |key, value: String, allowed| SettingsError::OutOfRange {
+        key,
+        value,
+        allowed,
+    };
+    if let Some(enabled) = section.enabled {
+        rules.enabled = enabled;
+    }
+    // Written so that NaN fails too.
+    if let Some(z) = section.z {
+        if !(z > 0.0 && z <= 1_000.0) {
+            return Err(out_of_range(
+                "[anomalies] z",
+                z.to_string(),
+                "above 0 to 1000",
+            ));
+        }
+        rules.z = z;
+    }
+    if let Some(rearm) = section.rearm_z {
+        if !(rearm >= 0.0 && rearm < rules.z) {
+            return Err(out_of_range(
+                "[anomalies] rearm-z",
+                rearm.to_string(),
+                "0 or more and below z",
+            ));
+        }
+        rules.rearm_z = rearm;
+    } else if rules.rearm_z >= rules.z {
+        rules.rearm_z = rules.z / 2.0;
+    }
+    if let Some(n) = section.min_samples {
+        rules.min_samples = in_range("[anomalies] min-samples", n, 1..=100_000, "1 to 100000")?;
+    }
+    if let Some(h) = section.half_life {
+        if !(1.0..=100_000.0).contains(&h) {
+            return Err(out_of_range(
+                "[anomalies] half-life",
+                h.to_string(),
+                "1 to 100000",
+            ));
+        }
+        rules.half_life = h;
+    }
+    if let Some(share) = section.min_spread {
+        rules.min_spread = share_in_range("[anomalies] min-spread", share)?;
+    }
+    if let Some(rate) = section.min_rate {
+        rules.min_rate = Usd::from_reported_f64(rate)
+            .ok()
+            .filter(|usd| *usd >= Usd::ZERO && rate <= 1_000_000.0)
+            .ok_or_else(|| {
+                out_of_range(
+                    "[anomalies] min-rate",
+                    rate.to_string(),
+                    "0 to 1000000 (dollars a minute)",
+                )
+            })?;
+    }
+    if let Some(n) = section.hop_min_tokens {
+        rules.hop_min_tokens =
+            in_range("[anomalies] hop-min-tokens", n, 0..=i64::MAX, "0 or more")?;
+    }
+    if let Some(cooldown) = section.hop_cooldown {
+        let cooldown = cooldown.0;
+        if cooldown > Duration::from_secs(24 * 3600) {
+            return Err(out_of_range(
+                "[anomalies] hop-cooldown",
+                format!("\"{}\"", humantime::format_duration(cooldown)),
+                "\"0s\" to \"24h\"",
+            ));
+        }
+        rules.hop_cooldown_ms = i64::try_from(cooldown.as_millis()).unwrap_or(i64::MAX);
+    }
+    if let Some(n) = section.max_hop_keys {
+        rules.max_hop_keys = in_range(
+            "[anomalies] max-hop-keys",
+            n,
+            16..=1_000_000,
+            "16 to 1000000",
+        )?;
+    }
+    Ok(rules)
 }
 
 /// Reads a table key through a check, so that an unknown name (a theme role,
@@ -746,6 +842,42 @@ mod tests {
             "[insights]\ncost-share = 0\nmin-uncached-share = 1",
         ] {
             assert!(Settings::from_toml(text).is_ok(), "{text}");
+        }
+    }
+
+    #[test]
+    fn anomalies_section() {
+        let settings = Settings::from_toml(
+            "[anomalies]\nz = 6\nmin-rate = 0.5\nhop-cooldown = \"1m\"\nmax-hop-keys = 64\n",
+        )
+        .unwrap();
+        let rules = &settings.anomalies;
+        assert!((rules.z - 6.0).abs() < f64::EPSILON);
+        assert_eq!(rules.min_rate, Usd::from_picos(500_000_000_000));
+        assert_eq!(rules.hop_cooldown_ms, 60_000);
+        assert_eq!(rules.max_hop_keys, 64);
+        assert_eq!(rules.min_samples, AnomalyRules::default().min_samples);
+        // a z at or below the default re-arm point moves it
+        let low = Settings::from_toml("[anomalies]\nz = 0.5").unwrap();
+        assert!(low.anomalies.rearm_z < low.anomalies.z);
+        for (text, needle) in [
+            ("[anomalies]\nz = 0", "[anomalies] z = 0 is out of range"),
+            ("[anomalies]\nz = nan", "[anomalies] z = NaN"),
+            ("[anomalies]\nrearm-z = 4", "below z"),
+            ("[anomalies]\nmin-samples = 0", "1 to 100000"),
+            (
+                "[anomalies]\nhalf-life = 0.5",
+                "[anomalies] half-life = 0.5",
+            ),
+            ("[anomalies]\nmin-spread = 2", "min-spread = 2"),
+            ("[anomalies]\nmin-rate = -1", "min-rate = -1"),
+            ("[anomalies]\nhop-min-tokens = -1", "hop-min-tokens = -1"),
+            ("[anomalies]\nhop-cooldown = \"2d\"", "\"0s\" to \"24h\""),
+            ("[anomalies]\nmax-hop-keys = 1", "16 to 1000000"),
+            ("[anomalies]\nthreshold = 3", "threshold"),
+        ] {
+            let message = Settings::from_toml(text).unwrap_err().to_string();
+            assert!(message.contains(needle), "{text}: {message}");
         }
     }
 }

@@ -259,6 +259,7 @@ fn run_with_dashboard(runtime: &tokio::runtime::Runtime, config: DemoConfig) -> 
         otlp: crate::ingest::sources::otlp::OtlpSettings::default(),
         metrics: None,
         advisor: Some((ui.advisor.clone(), ui.rules.clone())),
+        alerts: crate::live::AlertSettings::default(),
     };
     runtime
         .block_on(async {

@@ -279,6 +279,18 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
             let settings = config_settings(args.config.as_deref())?;
             Some((settings.advisor, settings.insights.bleed_rules()))
         },
+        alerts: {
+            let rules = config_settings(args.config.as_deref())?.anomalies;
+            anyhow::ensure!(
+                rules.enabled || args.alert_webhook.is_empty(),
+                "--alert-webhook needs anomalies: the config file says [anomalies] enabled = false"
+            );
+            live::AlertSettings {
+                rules: Some(rules),
+                webhooks: args.alert_webhook.clone(),
+                retry: live::RetryPolicy::default(),
+            }
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -334,11 +346,12 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
                     last: publication.last,
                     caught_up: publication.caught_up,
                 };
-                report::render_json_line(
+                report::render_live_json_line(
                     &publication.snapshot,
                     &publication.stats,
                     &options,
-                    Some(info),
+                    info,
+                    &publication.anomalies,
                 )
             },
         ));

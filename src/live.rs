@@ -39,15 +39,18 @@ use crate::ingest::sources::socket::{ListenAddr, ListenConfig, Listener};
 use crate::ingest::sources::tail::{FileEvent, FollowConfig, Follower, StartAt, TailSink, Target};
 use crate::ingest::stats::OtlpStats;
 use crate::ingest::{IngestStats, Ingestor, RejectKind, TimeWindow};
+use crate::model::anomaly::Anomaly;
 use crate::model::{Ledger, LedgerConfig, Snapshot};
 use crate::pricing::PriceBook;
 use crate::types::event::Format;
 
 mod headless;
 mod service;
+pub mod webhook;
 
 pub use headless::{Headless, Runtimes, Serve, run_headless, run_serve};
 pub use service::{Control, LiveService, Publication, Publish};
+pub use webhook::{AlertSink, RetryPolicy, Webhooks};
 
 /// Where live mode reads from and how, resolved from the command line (how
 /// it publishes is [`Publish`]; what `--jsonl` prints is the caller's).
@@ -78,6 +81,18 @@ pub struct LiveSettings {
         crate::model::advisor::AdvisorRules,
         crate::model::insights::BleedRules,
     )>,
+    /// Anomalies (`[anomalies]`) and `--alert-webhook`.
+    pub alerts: AlertSettings,
+}
+
+/// Anomaly detection and where alerts go.
+#[derive(Debug, Clone, Default)]
+pub struct AlertSettings {
+    /// `None`: no detection (nor alerts).
+    pub rules: Option<crate::model::anomaly::AnomalyRules>,
+    /// `--alert-webhook URL`, repeatable.
+    pub webhooks: Vec<reqwest::Url>,
+    pub retry: webhook::RetryPolicy,
 }
 
 /// `--metrics ADDR [--metrics-token T]` and the `[metrics]` caps.
@@ -127,6 +142,11 @@ pub struct Aggregator {
     /// Tests: a fold that blocks (see [`TestHold`]).
     #[cfg(test)]
     pub(crate) hold: Option<TestHold>,
+    /// New anomalies go here (`--alert-webhook`).
+    alert_sink: Option<webhook::AlertSink>,
+    /// The detector's recent anomalies as last published, and how many had
+    /// been raised then (rebuilt only when that changes).
+    anomalies: (Arc<[Anomaly]>, u64),
 }
 
 /// Tests: makes [`Aggregator::handle`] say it started (`entered`) and then
@@ -163,7 +183,60 @@ impl Aggregator {
             hold_while: None,
             #[cfg(test)]
             hold: None,
+            alert_sink: None,
+            anomalies: (Arc::from([]), 0),
         }
+    }
+
+    /// Detects anomalies by `rules` and queues new ones to `sink`. Call
+    /// after [`Aggregator::with_recent_events`] and
+    /// [`Aggregator::with_series`] (they start a new ledger), before any
+    /// event is applied.
+    #[must_use]
+    pub fn with_anomalies(
+        mut self,
+        rules: Option<crate::model::anomaly::AnomalyRules>,
+        sink: Option<webhook::AlertSink>,
+    ) -> Self {
+        if let Some(rules) = rules.filter(|r| r.enabled) {
+            self.ledger.watch_anomalies(rules);
+            self.alert_sink = sink;
+        }
+        self
+    }
+
+    /// Whether anomalies are detected (the service ticks them).
+    #[must_use]
+    pub fn watches_anomalies(&mut self) -> bool {
+        self.ledger.anomalies_mut().is_some()
+    }
+
+    /// Ticks the detector with the clock: new anomalies are queued for the
+    /// webhooks and logged; the recent ones, as published, are returned.
+    pub fn tick_anomalies(&mut self, now_ms: i64) -> Arc<[Anomaly]> {
+        let Some(detector) = self.ledger.anomalies_mut() else {
+            return self.anomalies.0.clone();
+        };
+        detector.tick(now_ms);
+        for anomaly in detector.take_new() {
+            tracing::warn!(
+                kind = anomaly.kind.name(),
+                z = anomaly.z,
+                "{}",
+                anomaly.message
+            );
+            if let Some(sink) = &self.alert_sink {
+                sink.push(&anomaly);
+            }
+        }
+        if detector.raised() != self.anomalies.1 {
+            self.anomalies = (
+                detector.recent().iter().cloned().collect(),
+                detector.raised(),
+            );
+            self.dirty = true;
+        }
+        self.anomalies.0.clone()
     }
 
     /// Shows these OTLP listeners in the statistics from the start, with

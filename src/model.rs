@@ -5,6 +5,7 @@
 //! arguments.
 
 pub mod advisor;
+pub mod anomaly;
 pub mod budget;
 pub mod counters;
 pub mod insights;

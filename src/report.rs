@@ -124,6 +124,9 @@ struct JsonReport<'a> {
     insights: Option<insights::JsonInsights<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     live: Option<LiveInfo>,
+    /// Live `--jsonl` lines only ([`render_live_json_line`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    anomalies: Option<&'a [crate::model::anomaly::Anomaly]>,
 }
 
 /// Ingest statistics with the live counters summed over sources.
@@ -426,6 +429,31 @@ pub fn render_json_line(
     })
 }
 
+/// A live `--jsonl` line: [`render_json_line`] with the latest anomalies
+/// in a top-level `anomalies` array (oldest first; `docs/report-schema.md`).
+#[must_use]
+pub fn render_live_json_line(
+    snapshot: &Snapshot,
+    ingest: &IngestStats,
+    options: &ReportOptions,
+    live: LiveInfo,
+    anomalies: &[crate::model::anomaly::Anomaly],
+) -> String {
+    let mut report = json_report(snapshot, ingest, options, Some(live));
+    report.anomalies = Some(anomalies);
+    match serde_json::to_string(&report) {
+        Ok(mut text) => {
+            text.push('\n');
+            text
+        }
+        Err(e) => {
+            let mut line = serde_json::json!({ "error": e.to_string() }).to_string();
+            line.push('\n');
+            line
+        }
+    }
+}
+
 fn json_report<'a>(
     snapshot: &'a Snapshot,
     ingest: &'a IngestStats,
@@ -487,6 +515,7 @@ fn json_report<'a>(
         },
         insights: snapshot.advice.as_deref().map(insights::json_insights),
         live,
+        anomalies: None,
     }
 }
 

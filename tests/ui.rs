@@ -66,6 +66,7 @@ fn published(paths: &[&str]) -> Published {
         live: None,
         prices: Some(Arc::new(PriceBook::embedded())),
         advisor: Some(Arc::new(AdvisorRules::default())),
+        anomalies: Arc::default(),
     }
 }
 
@@ -1497,4 +1498,115 @@ fn the_status_bar_shows_read_errors_and_the_latest_one() {
     let text = screen(&data, &[], 60, 24);
     let status = text.lines().last().unwrap();
     assert!(status.contains("1 error"), "{status}");
+}
+
+/// Two anomalies: a spend spike 3 s before the pinned clock (an agent name
+/// with an escape sequence in the hop one, 1 minute before).
+fn with_anomalies(mut data: Published) -> Published {
+    use tokwatch::model::anomaly::{Anomaly, AnomalyKind, Level};
+    use tokwatch::types::money::Usd;
+    let hop = Anomaly {
+        kind: AnomalyKind::HopTokens,
+        at_ms: NOW_MS - 60_000,
+        subject: Arc::from("evil\u{1b}[2Jbot"),
+        hop: Some(3),
+        observed: Level::Tokens(120_000),
+        expected: Level::Tokens(12_000),
+        z: 36.0,
+        message: "hop spike: evil\u{1b}[2Jbot hop 3 sent 120,000 tokens of input, usually 12,000 tokens (z 36.0)".into(),
+    };
+    let spend = Anomaly {
+        kind: AnomalyKind::Spend1m,
+        at_ms: NOW_MS - 3_000,
+        subject: Arc::from("1m"),
+        hop: None,
+        observed: Level::PerMinute(Usd::from_picos(10_000_000_000_000)),
+        expected: Level::PerMinute(Usd::from_picos(1_000_000_000_000)),
+        z: 36.0,
+        message: "spend spike: $10.00/min over the last minute, usually $1.00/min (z 36.0)".into(),
+    };
+    data.anomalies = Arc::from(vec![hop, spend]);
+    data
+}
+
+#[test]
+fn a_spike_is_a_toast_and_a_mark_in_the_status_bar() {
+    let data = with_anomalies(published(&["sample_logs"]));
+    let view = ViewState {
+        page_rows: list_rows(22),
+        ..ViewState::default()
+    };
+    for (w, h) in [(80, 24), (160, 30)] {
+        let text = draw_view(&data, &view, w, h);
+        let status = text.lines().last().unwrap().to_owned();
+        assert!(status.contains(" SPIKE ×2 "), "{status}");
+        assert!(status.contains("! spend spike: $10.00/min"), "{status}");
+        insta::assert_snapshot!(format!("spike_status_{w}x{h}"), text);
+    }
+    // The mark is in the theme's warning colour, reversed (and says SPIKE).
+    let theme = Theme::builtin("dark").unwrap();
+    let keymap = keymap();
+    let rows = Rows::compute(&data, view.screen(), &view);
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    terminal
+        .draw(|frame| {
+            render(
+                frame,
+                &ViewCx {
+                    data: &data,
+                    view: &view,
+                    theme: &theme,
+                    keymap: &keymap,
+                    rows: &rows,
+                    now_ms: NOW_MS,
+                    budgets: &BudgetBoard::default(),
+                },
+            )
+        })
+        .unwrap();
+    let cell = &terminal.backend().buffer()[(1, 23)];
+    assert_eq!(cell.symbol(), "S");
+    assert_eq!(cell.fg, theme.warning.fg.unwrap());
+    assert!(cell.modifier.contains(ratatui::style::Modifier::REVERSED));
+}
+
+#[test]
+fn a_spike_toast_goes_after_seconds_and_the_mark_after_minutes() {
+    let data = with_anomalies(published(&["sample_logs"]));
+    let view = ViewState::default();
+    let status = |now_ms| {
+        draw_view_at(&data, &view, 160, 30, now_ms)
+            .lines()
+            .last()
+            .unwrap()
+            .to_owned()
+    };
+    // 20 s later: no toast, both still marked.
+    let later = status(NOW_MS + 20_000);
+    assert!(
+        later.contains(" SPIKE ×2 ") && !later.contains("spend spike"),
+        "{later}"
+    );
+    // 4½ minutes later: the hop spike (raised a minute earlier) is 5½
+    // minutes old and no longer marked.
+    let later = status(NOW_MS + 270_000);
+    assert!(
+        later.contains(" SPIKE ") && !later.contains("SPIKE ×"),
+        "{later}"
+    );
+    let gone = status(NOW_MS + 600_000);
+    assert!(!gone.contains("SPIKE"), "{gone}");
+}
+
+#[test]
+fn a_hop_spike_toast_is_sanitized() {
+    let mut data = with_anomalies(published(&["sample_logs"]));
+    let mut list = data.anomalies.to_vec();
+    list.reverse(); // the hop spike is the newest
+    list[1].at_ms = NOW_MS - 1_000;
+    data.anomalies = Arc::from(list);
+    let text = draw_view(&data, &ViewState::default(), 200, 30);
+    let status = text.lines().last().unwrap();
+    assert!(status.contains("! hop spike: evil"), "{status}");
+    assert!(!text.contains('\u{1b}'), "{status}");
 }

@@ -28,6 +28,8 @@ pub struct ConfigFile {
     pub advisor: Option<AdvisorSection>,
     /// `[metrics]`.
     pub metrics: Option<MetricsSection>,
+    /// `[anomalies]`.
+    pub anomalies: Option<AnomaliesSection>,
     /// `[bindings]`.
     pub bindings: Option<Bindings>,
 }
@@ -179,6 +181,23 @@ pub struct RouteSection {
     pub to: String,
     /// `low`, `medium` or `high` (default `medium`).
     pub confidence: Option<String>,
+}
+
+/// `[anomalies]`: thresholds of the spike detector (`model::anomaly`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AnomaliesSection {
+    pub enabled: Option<bool>,
+    pub z: Option<f64>,
+    pub rearm_z: Option<f64>,
+    pub min_samples: Option<i64>,
+    pub half_life: Option<f64>,
+    pub min_spread: Option<f64>,
+    /// Dollars per minute.
+    pub min_rate: Option<f64>,
+    pub hop_min_tokens: Option<i64>,
+    pub hop_cooldown: Option<HumanDuration>,
+    pub max_hop_keys: Option<i64>,
 }
 
 /// A duration written as a string: `"100ms"`, `"1s"`, `"1m 30s"`.

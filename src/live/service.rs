@@ -23,12 +23,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use super::{Aggregator, LiveSettings, Sources};
+use super::webhook::Webhooks;
+use super::{Aggregator, AlertSettings, LiveSettings, Sources};
 use crate::ingest::IngestStats;
 use crate::ingest::channel::IngestMsg;
 use crate::metrics::server::{MetricsRequest, MetricsServer, RuntimeBoard};
 use crate::metrics::{MetricsView, ingest_by_kind};
 use crate::model::Snapshot;
+use crate::model::anomaly::Anomaly;
 use crate::model::insights::{BleedRules, Insights};
 use crate::pricing::PriceBook;
 
@@ -83,6 +85,9 @@ pub struct Publication {
     pub uptime: Duration,
     /// The last publication: the service stopped.
     pub last: bool,
+    /// The latest anomalies, oldest first (`model::anomaly`; empty when
+    /// not detected). Shared: rebuilt only when one is raised.
+    pub anomalies: Arc<[Anomaly]>,
 }
 
 /// Messages to the service.
@@ -109,11 +114,20 @@ pub struct LiveService {
     metrics: Option<MetricsServer>,
     /// What control links report, for the metrics (see [`LiveService::runtime_board`]).
     board: watch::Sender<Arc<RuntimeBoard>>,
+    /// `--alert-webhook` senders, while they run.
+    webhooks: Option<Webhooks>,
 }
 
 /// How long [`LiveService::stop`] waits for the aggregator thread: sources
 /// take up to 2 s to stop, records counted from text up to 10 s.
 const STOP_WAIT: Duration = Duration::from_secs(15);
+
+/// How long a stop waits for queued alerts to be delivered.
+const WEBHOOK_GRACE: Duration = Duration::from_secs(3);
+
+/// How often anomalies are checked against the clock (a spend spike is
+/// raised within this of the call that made it).
+const ANOMALY_TICK: Duration = Duration::from_secs(1);
 
 impl LiveService {
     /// Starts the sources and the aggregator thread. Must run inside a
@@ -132,6 +146,14 @@ impl LiveService {
         if let Some(m) = &settings.metrics {
             crate::metrics::server::check(m.addr, m.token.as_deref())?;
         }
+        let webhooks = match &settings.alerts {
+            AlertSettings {
+                rules: Some(_),
+                webhooks,
+                retry,
+            } if !webhooks.is_empty() => Some(Webhooks::start(webhooks, *retry)?),
+            _ => None,
+        };
         let mut sources = Sources::start(settings)?;
         let aggregator = Aggregator::new(
             prices,
@@ -142,8 +164,13 @@ impl LiveService {
         .with_input_format(settings.decoders.forced)
         .with_recent_events(publish.recent_events())
         .with_series(settings.metrics.as_ref().map(|m| m.caps))
-        .with_advisor(settings.advisor.clone());
+        .with_advisor(settings.advisor.clone())
+        .with_anomalies(
+            settings.alerts.rules.clone(),
+            webhooks.as_ref().map(Webhooks::sink),
+        );
         let mut service = Self::with_parts(sources, aggregator, publish)?;
+        service.webhooks = webhooks;
         if let Some(m) = &settings.metrics {
             service.metrics = Some(crate::metrics::server::start(
                 m.addr,
@@ -208,6 +235,7 @@ impl LiveService {
             metrics_requests,
             metrics: None,
             board: watch::channel(Arc::new(RuntimeBoard::default())).0,
+            webhooks: None,
         })
     }
 
@@ -234,7 +262,12 @@ impl LiveService {
             metrics.stop().await;
         }
         let _ = self.control.send(Control::Stop).await;
-        self.finished().await
+        let finished = self.finished().await;
+        // Alerts raised up to the last publication get a moment to go out.
+        if let Some(webhooks) = self.webhooks.take() {
+            webhooks.stop(WEBHOOK_GRACE).await;
+        }
+        finished
     }
 
     /// Waits until the service ended by itself ([`Publish::Lines`]: every
@@ -352,6 +385,8 @@ impl Publisher {
             self.lines_at_window = lines;
             self.window_start = started;
         }
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let anomalies = aggregator.tick_anomalies(now_ms);
         let (snapshot, insights) = match &self.publish {
             Publish::Dashboard { rules, .. } => {
                 let mut snapshot = aggregator.snapshot();
@@ -359,7 +394,6 @@ impl Publisher {
                 // Anchored on the wall clock, as the per-minute series is
                 // (`Ledger::set_clock`): a call timed far in the future
                 // cannot move the dashboard's burn rate out of the present.
-                let now_ms = chrono::Utc::now().timestamp_millis();
                 let insights = Insights::compute(&snapshot, rules, &self.prices, Some(now_ms));
                 (snapshot, Some(Arc::new(insights)))
             }
@@ -380,6 +414,7 @@ impl Publisher {
             caught_up: aggregator.caught_up,
             uptime: started.duration_since(self.started),
             last,
+            anomalies,
         };
         // Nobody subscribed (yet): the value is kept all the same.
         tx.send_replace(Arc::new(publication));
@@ -418,6 +453,8 @@ async fn serve(
     let mut publisher = Publisher::new(publish, aggregator.prices().clone());
     let mut sources_done = false;
     let mut failed = Ok(());
+    let anomalies = aggregator.watches_anomalies();
+    let mut anomaly_tick = tokio::time::Instant::now() + ANOMALY_TICK;
     loop {
         let deadline = publisher.deadline(&aggregator);
         let due = tokio::time::Instant::from_std(deadline.unwrap_or_else(Instant::now));
@@ -425,6 +462,11 @@ async fn serve(
             biased;
             // A dropped service stops it too.
             Some(Control::Stop) | None = control.recv() => break,
+            // Between publications too: `--headless` publishes none.
+            () = tokio::time::sleep_until(anomaly_tick), if anomalies => {
+                aggregator.tick_anomalies(chrono::Utc::now().timestamp_millis());
+                anomaly_tick = tokio::time::Instant::now() + ANOMALY_TICK;
+            }
             // A scrape reads the ledger as it is between two messages.
             Some(request) = metrics.recv() => {
                 let _ = request.reply.send(metrics_view(&aggregator, request.now_ms));

@@ -10,6 +10,7 @@ use std::hash::BuildHasher;
 use chrono::{Datelike, NaiveDate, TimeZone};
 use hashbrown::{DefaultHashBuilder, HashSet, HashTable};
 
+use super::anomaly::{AnomalyDetector, AnomalyRules};
 use super::counters::{Costing, Counters, Provenance};
 use super::snapshot::{Limits, OTHER, Snapshot, not_other};
 use crate::pricing::{PriceBook, PriceRef};
@@ -1039,6 +1040,9 @@ pub struct Ledger {
     idents: Idents,
     /// Per-series sums for the metrics (`LedgerConfig::series`).
     series: Option<Box<Series>>,
+    /// Live mode: spikes, fed each call when first counted
+    /// ([`Ledger::watch_anomalies`]).
+    anomalies: Option<Box<AnomalyDetector>>,
 }
 
 /// `run_rank` of a run whose calls were all taken back.
@@ -1271,6 +1275,7 @@ impl Ledger {
                 ..Idents::default()
             },
             series,
+            anomalies: None,
         }
     }
 
@@ -1306,6 +1311,7 @@ impl Ledger {
             EventKind::Hop => {
                 let receipt = self.apply_hop(event, None);
                 self.show_call(&receipt, event.ts_ms, None);
+                self.observe_anomalies(&receipt);
             }
             EventKind::BudgetExceeded {
                 limit_kind,
@@ -1459,8 +1465,38 @@ impl Ledger {
         self.touch_time(event.ts_ms);
         let receipt = self.apply_hop(event, None);
         self.show_call(&receipt, event.ts_ms, None);
+        self.observe_anomalies(&receipt);
         self.evict_runs();
         Some(receipt)
+    }
+
+    /// Feeds every call counted from now on to an anomaly detector
+    /// (`model::anomaly`). A call is seen once, when first counted: a later
+    /// report that replaces it or takes it back (`ingest::dedup`) changes
+    /// the totals, not the detector's history, nor an alert raised.
+    pub fn watch_anomalies(&mut self, rules: AnomalyRules) {
+        let mut detector = AnomalyDetector::new(rules);
+        if let Some(minute) = self.clock_minute {
+            detector.set_clock(minute * 60_000);
+        }
+        self.anomalies = Some(Box::new(detector));
+    }
+
+    /// The anomaly detector, when watched.
+    pub fn anomalies_mut(&mut self) -> Option<&mut AnomalyDetector> {
+        self.anomalies.as_deref_mut()
+    }
+
+    fn observe_anomalies(&mut self, r: &Receipt) {
+        let Some(detector) = self.anomalies.as_deref_mut() else {
+            return;
+        };
+        let Some(agent) = self.agents.rows.get(r.agent_ix as usize) else {
+            return;
+        };
+        let ts = (r.ts_ms != NO_TIME).then_some(r.ts_ms);
+        let cost = r.costing().effective;
+        detector.observe(ts, cost, &agent.name, r.hop, r.usage.input_total());
     }
 
     /// Sets the caller's clock (epoch milliseconds; the model reads none):
@@ -1470,6 +1506,9 @@ impl Ledger {
     /// total all the same.
     pub fn set_clock(&mut self, now_ms: i64) {
         self.clock_minute = Some(now_ms.div_euclid(60_000));
+        if let Some(detector) = &mut self.anomalies {
+            detector.set_clock(now_ms);
+        }
     }
 
     fn touch_time(&mut self, ts: Option<i64>) {

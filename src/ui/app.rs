@@ -393,6 +393,7 @@ fn shown(publication: &Publication, base: &Published) -> Arc<Published> {
         live: None,
         prices: base.prices.clone(),
         advisor: base.advisor.clone(),
+        anomalies: publication.anomalies.clone(),
     })
 }
 
@@ -649,6 +650,7 @@ mod tests {
             otlp: crate::ingest::sources::otlp::OtlpSettings::default(),
             metrics: None,
             advisor: None,
+            alerts: crate::live::AlertSettings::default(),
         };
         let sources = Sources::start(&settings).unwrap();
         let (entered_tx, entered) = std::sync::mpsc::channel();

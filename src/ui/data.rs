@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::ingest::IngestStats;
+use crate::model::anomaly::Anomaly;
 use crate::model::insights::{BleedReason, Insights, trimmed_by_budget};
 use crate::model::ledger::{KeyedAgg, RecentKind, RunAgg};
 use crate::model::snapshot::NO_SEGMENT;
@@ -36,6 +37,8 @@ pub struct Published {
     pub prices: Option<Arc<PriceBook>>,
     /// The advisor's rules (the what-if overlay re-prices a run with them).
     pub advisor: Option<Arc<crate::model::advisor::AdvisorRules>>,
+    /// The latest anomalies, oldest first (`model::anomaly`).
+    pub anomalies: Arc<[Anomaly]>,
 }
 
 /// The row key of the Segments row of calls without a segment (`(none)`):

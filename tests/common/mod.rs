@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+pub mod receiver;
 pub mod tokwatch;
 
 /// Between two checks of a condition. The tests wait on a condition with a

@@ -1081,3 +1081,32 @@ fn a_hop_is_128_bytes_and_a_single_hop_run_holds_it_inline() {
         "snapshots keep theirs"
     );
 }
+
+#[test]
+fn the_anomaly_detector_sees_each_call_once_when_first_counted() {
+    use crate::model::anomaly::AnomalyRules;
+    let mut ledger = ledger();
+    ledger.set_clock(T0);
+    ledger.watch_anomalies(AnomalyRules {
+        min_samples: 3,
+        hop_min_tokens: 1_000,
+        ..AnomalyRules::default()
+    });
+    for i in 0..3 {
+        ledger.apply(&at(hop("r", Some(1), "a", "gpt-4.1", 100, 10), T0 + i));
+    }
+    // Replaced and taken back: the detector's history keeps the first report.
+    let old = ledger
+        .apply_call(&at(hop("s", Some(1), "a", "gpt-4.1", 100, 10), T0))
+        .unwrap();
+    let new = ledger.replace(&old, &at(hop("s", Some(1), "a", "gpt-4.1", 90_000, 10), T0));
+    ledger.retract(&new);
+    let detector = ledger.anomalies_mut().unwrap();
+    assert_eq!(detector.hop_keys(), 1);
+    assert_eq!(detector.raised(), 0, "a replacing report is not observed");
+    // A new call far above the band is.
+    ledger.apply(&at(hop("t", Some(1), "a", "gpt-4.1", 90_000, 10), T0));
+    let raised = ledger.anomalies_mut().unwrap().take_new();
+    assert_eq!(raised.len(), 1);
+    assert_eq!((&*raised[0].subject, raised[0].hop), ("a", Some(1)));
+}

@@ -207,8 +207,12 @@ pub(super) fn render_status(frame: &mut Frame, area: Rect, cx: &ViewCx) {
             0,
         ));
     }
-    let width = usize::from(area.width);
+    // The mark goes first, and the rest of the bar fits beside it.
+    let (mark, spike) = anomaly_mark(cx);
+    let mark_width = mark.as_ref().map_or(0, |m| m.width());
+    let width = usize::from(area.width).saturating_sub(mark_width);
     let mut help = format!("  {} help ", cx.keymap.describe(Action::Help));
+    // A key's answer first; else a spike raised in the last seconds.
     let toast = cx.view.toast.as_ref().map(|toast| {
         let style = if toast.error {
             cx.theme.error
@@ -217,13 +221,23 @@ pub(super) fn render_status(frame: &mut Frame, area: Rect, cx: &ViewCx) {
         };
         (format!("  {}", sanitize(&toast.text)), style)
     });
+    let toast = toast.or(spike);
     // a message (the answer to a key just pressed) goes before the status
     // parts, which leave it room — all but a few cells
     let reserved = toast.as_ref().map_or(help.width(), |(text, _)| {
         text.width().min(width.saturating_sub(12))
     });
     let status = fit_status(parts, width.saturating_sub(reserved));
-    let mut spans = vec![Span::styled(status.clone(), cx.theme.status)];
+    let mut spans = Vec::new();
+    if let Some(mark) = mark {
+        spans.push(Span::styled(
+            mark,
+            cx.theme
+                .warning
+                .add_modifier(Modifier::REVERSED | Modifier::BOLD),
+        ));
+    }
+    spans.push(Span::styled(status.clone(), cx.theme.status));
     if let Some((text, style)) = toast {
         // before the help hint, shortened with `…` if need be
         let mut room = width.saturating_sub(status.width());
@@ -234,7 +248,7 @@ pub(super) fn render_status(frame: &mut Frame, area: Rect, cx: &ViewCx) {
         }
         spans.push(Span::styled(fit(&text, room), style));
     }
-    let used: usize = spans.iter().map(|s| s.content.width()).sum();
+    let used: usize = spans.iter().map(|s| s.content.width()).sum::<usize>() - mark_width;
     if used + help.width() > width {
         help.clear();
     }
@@ -248,6 +262,37 @@ pub(super) fn render_status(frame: &mut Frame, area: Rect, cx: &ViewCx) {
         Paragraph::new(Line::from(spans)).style(cx.theme.status),
         area,
     );
+}
+
+/// How long a spike shows as a toast, and as a mark in the status bar.
+pub const SPIKE_TOAST_MS: i64 = 10_000;
+pub const SPIKE_MARK_MS: i64 = 5 * 60_000;
+
+/// The status bar's mark while anomalies are recent (` SPIKE ×2 `: text,
+/// not colour alone), and the newest one as a toast for its first seconds.
+fn anomaly_mark(cx: &ViewCx) -> (Option<String>, Option<(String, ratatui::style::Style)>) {
+    let recent = |within: i64| {
+        let now = cx.now_ms;
+        move |a: &&crate::model::anomaly::Anomaly| (0..within).contains(&(now - a.at_ms))
+    };
+    let marked = cx
+        .data
+        .anomalies
+        .iter()
+        .filter(recent(SPIKE_MARK_MS))
+        .count();
+    let mark = match marked {
+        0 => None,
+        1 => Some(" SPIKE ".to_owned()),
+        n => Some(format!(" SPIKE ×{n} ")),
+    };
+    let toast = cx
+        .data
+        .anomalies
+        .iter()
+        .rfind(recent(SPIKE_TOAST_MS))
+        .map(|a| (format!("  ! {}", sanitize(&a.message)), cx.theme.warning));
+    (mark, toast)
 }
 
 /// The input formats sources were read in, by how many sources (each
