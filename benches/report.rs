@@ -5,6 +5,8 @@
 //! cargo bench --bench report                 # generates a 1,000,000-event corpus in a temp dir
 //! TOKWATCH_BENCH_FILE=path cargo bench --bench report
 
+use tokwatch::model::advisor::{Advisor, AdvisorRules};
+use tokwatch::model::insights::BleedRules;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -159,6 +161,12 @@ type ReadFiles = fn(
 ) -> Result<(), DiscoverError>;
 
 fn tokwatch_report(path: &Path, read: ReadFiles) -> anyhow::Result<(u64, u64)> {
+    tokwatch_report_with(path, read, false)
+}
+
+/// [`tokwatch_report`], with the advisor over every run when `advise`
+/// (what `tokwatch report` does for the JSON `insights`).
+fn tokwatch_report_with(path: &Path, read: ReadFiles, advise: bool) -> anyhow::Result<(u64, u64)> {
     let mut ledger = Ledger::new(
         PriceBook::embedded(),
         LedgerConfig {
@@ -177,6 +185,18 @@ fn tokwatch_report(path: &Path, read: ReadFiles) -> anyhow::Result<(u64, u64)> {
     )?;
     let events = ingestor.stats.events;
     let snapshot = ledger.snapshot();
+    if advise {
+        let mut advisor = Advisor::new(
+            AdvisorRules::default(),
+            BleedRules::default(),
+            ledger.prices(),
+        );
+        for run in &snapshot.runs {
+            advisor.observe(run);
+        }
+        let advice = advisor.advice(snapshot.first_ts_ms.zip(snapshot.last_ts_ms), &snapshot.runs);
+        std::hint::black_box(advice);
+    }
     Ok((events, snapshot.totals.total_tokens))
 }
 
@@ -347,7 +367,11 @@ fn main() -> anyhow::Result<()> {
         })
         .collect();
     let mut ledger = Best::default();
+    let mut advised = Best::all_threads();
     for _ in 0..runs {
+        if wanted("insights") {
+            advised.run(|| tokwatch_report_with(&path, pipeline::read_files, true))?;
+        }
         if wanted("baseline") {
             base.run(|| baseline(&path))?;
         }
@@ -371,6 +395,14 @@ fn main() -> anyhow::Result<()> {
     base.print("baseline split+serde typed parse:");
     ours.print("tokwatch 1 thread (1 core):");
     pipe.print("tokwatch pipelined (2 cores):");
+    advised.print("tokwatch pipelined + advisor (insights):");
+    if pipe.time.is_some() && advised.time.is_some() {
+        println!(
+            "ratio with insights / without: {:.3}x wall, {:.3}x cpu (goal <= 1.10x; best of {runs}, interleaved)",
+            advised.secs() / pipe.secs(),
+            advised.cpu_secs() / pipe.cpu_secs()
+        );
+    }
     if base.time.is_some() && ours.time.is_some() {
         println!(
             "ratio tokwatch 1 thread / baseline: {:.2}x wall, {:.2}x cpu (one core each; goal <= 1.30x; best of {runs}, interleaved)",
