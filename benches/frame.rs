@@ -17,11 +17,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use tokwatch::model::advisor::{Advisor, AdvisorRules};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokwatch::model::advisor::{Advisor, AdvisorRules};
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -155,7 +155,13 @@ fn time_both(f: impl FnOnce()) -> (f64, f64) {
 /// comparisons, changed runs analysed) and the advice; beside it the
 /// dashboard's other per-publish work (`snapshot_live` of 2,000 runs and
 /// `Insights::compute` on it).
-fn advisor_publish(ledger: &mut Ledger, lines: &[String], runs: u64, hops: u32, prices: &PriceBook) {
+fn advisor_publish(
+    ledger: &mut Ledger,
+    lines: &[String],
+    runs: u64,
+    hops: u32,
+    prices: &PriceBook,
+) {
     let mut advisor = Advisor::new(AdvisorRules::default(), BleedRules::default(), prices);
     let first = time_ms(|| advisor.sync(ledger));
     println!(
@@ -198,7 +204,10 @@ fn advisor_publish(ledger: &mut Ledger, lines: &[String], runs: u64, hops: u32, 
         ("dashboard    Insights::compute    ", insights_ms),
     ] {
         let s = stats(ms);
-        println!("{name} mean {:7.2} ms  p50 {:7.2}  max {:7.2}", s.mean, s.p50, s.max);
+        println!(
+            "{name} mean {:7.2} ms  p50 {:7.2}  max {:7.2}",
+            s.mean, s.p50, s.max
+        );
     }
 }
 

@@ -5,11 +5,11 @@
 //! cargo bench --bench report                 # generates a 1,000,000-event corpus in a temp dir
 //! TOKWATCH_BENCH_FILE=path cargo bench --bench report
 
-use tokwatch::model::advisor::{Advisor, AdvisorRules};
-use tokwatch::model::insights::BleedRules;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use tokwatch::model::advisor::{Advisor, AdvisorRules};
+use tokwatch::model::insights::BleedRules;
 
 use tokwatch::ingest::formats::native;
 use tokwatch::ingest::lines::Line;
@@ -194,7 +194,10 @@ fn tokwatch_report_with(path: &Path, read: ReadFiles, advise: bool) -> anyhow::R
         for run in &snapshot.runs {
             advisor.observe(run);
         }
-        let advice = advisor.advice(snapshot.first_ts_ms.zip(snapshot.last_ts_ms), &snapshot.runs);
+        let advice = advisor.advice(
+            snapshot.first_ts_ms.zip(snapshot.last_ts_ms),
+            &snapshot.runs,
+        );
         std::hint::black_box(advice);
     }
     Ok((events, snapshot.totals.total_tokens))

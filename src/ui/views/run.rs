@@ -329,6 +329,26 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx, run_id: &str) {
             cx,
         ),
     ];
+    // a run still going: where its growth so far takes it
+    if let Some(f) = cx
+        .data
+        .snapshot
+        .advice
+        .as_ref()
+        .and_then(|a| a.forecasts.iter().find(|f| *f.run_id == *run.run_id))
+    {
+        summary.push(kv(
+            "forecast",
+            format!(
+                "{} hops · {} tokens · {}",
+                f.forecast.hops_expected,
+                tokens(f.forecast.tokens),
+                dollars(f.forecast.cost)
+            ),
+            cx.theme.text,
+            cx,
+        ));
+    }
     if let Some(hops) = &what_if {
         let (now, then) = hops.iter().fold((Usd::ZERO, Usd::ZERO), |(a, b), w| {
             (
