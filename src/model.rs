@@ -6,6 +6,7 @@
 
 pub mod budget;
 pub mod counters;
+pub mod duplicates;
 pub mod insights;
 pub mod ledger;
 pub mod snapshot;

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::counters::Counters;
+use super::duplicates::DuplicateSummary;
 use super::ledger::{KeyedAgg, Ledger, ModelAgg, RecentEvent, RunAgg};
 use crate::types::event::Format;
 
@@ -43,6 +44,8 @@ pub struct Snapshot {
     pub periods: Vec<(String, Counters)>,
     /// Oldest first.
     pub recent: Vec<RecentEvent>,
+    /// Duplicate prompts (`None` when no call carried a prompt print).
+    pub duplicates: Option<Arc<DuplicateSummary>>,
 }
 
 /// The row that stands for the rest of a list: rows past a snapshot's
@@ -263,6 +266,7 @@ impl Snapshot {
             per_minute,
             periods,
             recent: ledger.recent.iter().cloned().collect(),
+            duplicates: ledger.duplicates().map(Arc::new),
         }
     }
 }
