@@ -69,6 +69,7 @@ fn settings() -> LiveSettings {
         decoders: std::sync::Arc::default(),
         otlp: tokwatch::ingest::sources::otlp::OtlpSettings::default(),
         metrics: None,
+        duplicates: Default::default(),
     }
 }
 

@@ -28,6 +28,7 @@ use std::time::Duration;
 use serde::Deserializer;
 use serde::de::{self, DeserializeSeed, Visitor};
 
+use crate::model::duplicates::{DuplicateRules, MAX_HAMMING};
 use crate::model::insights::BleedRules;
 use crate::model::ledger::SeriesCaps;
 
@@ -56,6 +57,9 @@ pub struct Settings {
     pub insights: InsightSettings,
     /// `[metrics]`: caps on what `--metrics` exports.
     pub metrics: SeriesCaps,
+    /// `[duplicates]`: the duplicate-prompt index's thresholds (defaults:
+    /// the model's [`DuplicateRules::default`]).
+    pub duplicates: DuplicateRules,
     /// Defaults with `[bindings]` applied.
     pub keymap: Keymap,
 }
@@ -68,6 +72,7 @@ impl Default for Settings {
             ui: UiSettings::default(),
             insights: InsightSettings::default(),
             metrics: SeriesCaps::default(),
+            duplicates: DuplicateRules::default(),
             keymap: Keymap::default(),
         }
     }
@@ -288,6 +293,25 @@ impl Settings {
                     n,
                     1..=i64::MAX,
                     "1 or more",
+                )?;
+            }
+        }
+        if let Some(duplicates) = file.duplicates {
+            let rules = &mut settings.duplicates;
+            if let Some(k) = duplicates.max_hamming {
+                rules.max_hamming = in_range(
+                    "[duplicates] max-hamming",
+                    k,
+                    0..=i64::from(MAX_HAMMING),
+                    "0 to 16",
+                )?;
+            }
+            if let Some(n) = duplicates.capacity {
+                rules.capacity = in_range(
+                    "[duplicates] capacity",
+                    n,
+                    16..=10_000_000,
+                    "16 to 10000000",
                 )?;
             }
         }
@@ -553,6 +577,11 @@ mod tests {
             .metrics;
         assert_eq!((metrics.agents, metrics.series), (7, 70));
         assert_eq!(metrics.models, SeriesCaps::DEFAULT_MODELS);
+        let duplicates = Settings::from_toml("[duplicates]\nmax-hamming = 5\n")
+            .unwrap()
+            .duplicates;
+        assert_eq!(duplicates.max_hamming, 5);
+        assert_eq!(duplicates.capacity, DuplicateRules::default().capacity);
     }
 
     #[test]
@@ -582,6 +611,16 @@ mod tests {
             ("[metrics]\nmax-series = 1000001", "1 to 1000000"),
             ("[metrics]\nmax-label-bytes = 8", "16 to 4096"),
             (
+                "[duplicates]\nmax-hamming = 17",
+                "[duplicates] max-hamming = 17 is out of range (allowed: 0 to 16)",
+            ),
+            ("[duplicates]\nmax-hamming = -1", "max-hamming = -1"),
+            ("[duplicates]\ncapacity = 15", "16 to 10000000"),
+            (
+                "[duplicates]\nmax-distance = 3",
+                "unknown field `max-distance`",
+            ),
+            (
                 "[insights]\ngrowth-over-first = nan",
                 "growth-over-first = NaN",
             ),
@@ -606,6 +645,8 @@ mod tests {
             "[ui]\nsnapshot-interval = \"20ms\"",
             "[ui]\nsnapshot-interval = \"10s\"",
             "[insights]\ncost-share = 0\nmin-uncached-share = 1",
+            "[duplicates]\nmax-hamming = 0\ncapacity = 16",
+            "[duplicates]\nmax-hamming = 16\ncapacity = 10000000",
         ] {
             assert!(Settings::from_toml(text).is_ok(), "{text}");
         }

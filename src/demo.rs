@@ -258,6 +258,7 @@ fn run_with_dashboard(runtime: &tokio::runtime::Runtime, config: DemoConfig) -> 
         decoders: std::sync::Arc::default(),
         otlp: crate::ingest::sources::otlp::OtlpSettings::default(),
         metrics: None,
+        duplicates: Default::default(),
     };
     runtime
         .block_on(async {

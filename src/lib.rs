@@ -273,6 +273,7 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
             }
             None => None,
         },
+        duplicates: config_settings(args.config.as_deref())?.duplicates,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -609,6 +610,7 @@ fn build_report_ledger(
             period,
             recent_capacity: 0,
             per_minute: false,
+            duplicates: config_settings(args.config.as_deref())?.duplicates,
             ..LedgerConfig::default().unlimited()
         },
     );

@@ -72,6 +72,8 @@ pub struct LiveSettings {
     pub otlp: OtlpSettings,
     /// `--metrics`: serve `GET /metrics` (`crate::metrics`).
     pub metrics: Option<MetricsSettings>,
+    /// `[duplicates]`: the duplicate-prompt index's thresholds.
+    pub duplicates: crate::model::duplicates::DuplicateRules,
 }
 
 /// `--metrics ADDR [--metrics-token T]` and the `[metrics]` caps.
@@ -221,6 +223,21 @@ impl Aggregator {
             prices,
             LedgerConfig {
                 series: caps,
+                ..self.ledger.config().clone()
+            },
+        );
+        self
+    }
+
+    /// Finds duplicate prompts under `rules`. Call before any event is
+    /// applied.
+    #[must_use]
+    pub fn with_duplicates(mut self, rules: crate::model::duplicates::DuplicateRules) -> Self {
+        let prices = self.ledger.prices().clone();
+        self.ledger = Ledger::new(
+            prices,
+            LedgerConfig {
+                duplicates: rules,
                 ..self.ledger.config().clone()
             },
         );

@@ -141,7 +141,8 @@ impl LiveService {
         )
         .with_input_format(settings.decoders.forced)
         .with_recent_events(publish.recent_events())
-        .with_series(settings.metrics.as_ref().map(|m| m.caps));
+        .with_series(settings.metrics.as_ref().map(|m| m.caps))
+        .with_duplicates(settings.duplicates);
         let mut service = Self::with_parts(sources, aggregator, publish)?;
         if let Some(m) = &settings.metrics {
             service.metrics = Some(crate::metrics::server::start(

@@ -643,6 +643,7 @@ mod tests {
             decoders: Arc::default(),
             otlp: crate::ingest::sources::otlp::OtlpSettings::default(),
             metrics: None,
+            duplicates: Default::default(),
         };
         let sources = Sources::start(&settings).unwrap();
         let (entered_tx, entered) = std::sync::mpsc::channel();
