@@ -318,3 +318,121 @@ fn groups_are_listed_by_avoidable_spend() {
     );
     assert_eq!(s.avoidable(), usd("9"));
 }
+
+mod through_the_ledger {
+    //! The ledger feeds the index once per counted call, and revises it
+    //! when `ingest::dedup` replaces or takes a call back.
+    use std::borrow::Cow;
+
+    use super::*;
+    use crate::ingest::dedup::{CallRegistry, Settled};
+    use crate::model::{Ledger, LedgerConfig};
+    use crate::pricing::PriceBook;
+    use crate::types::event::{CallId, EventKind, Format, Supersede, TelemetryEvent};
+    use crate::types::usage::Usage;
+
+    fn event(
+        hop: u32,
+        agent: &'static str,
+        prompt: &str,
+        cost: &str,
+        call: Option<CallId>,
+    ) -> TelemetryEvent<'static> {
+        TelemetryEvent {
+            kind: EventKind::Hop,
+            ts_ms: Some(1_772_445_600_000),
+            run_id: Cow::Borrowed("r"),
+            hop: Some(hop),
+            agent: Cow::Borrowed(agent),
+            parent_agent: None,
+            user: None,
+            segment: None,
+            task: None,
+            tool: None,
+            provider: None,
+            model: Cow::Borrowed("gpt-4.1"),
+            usage: Usage {
+                input_uncached: 100,
+                output: 10,
+                ..Usage::default()
+            },
+            reported_cost: Some(usd(cost)),
+            latency_ms: None,
+            status: None,
+            estimated: false,
+            format: Format::Otlp,
+            call,
+            prompt: Some(text(prompt)),
+        }
+    }
+
+    fn id(key: u64, rule: Supersede) -> CallId {
+        CallId {
+            key,
+            attempt: 0,
+            replay: false,
+            rule,
+            pin: false,
+        }
+    }
+
+    fn summary(ledger: &Ledger) -> DuplicateSummary {
+        ledger.snapshot().duplicates.map(|s| (*s).clone()).unwrap()
+    }
+
+    #[test]
+    fn no_prompt_no_summary() {
+        let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default());
+        let mut e = event(1, "a", "x", "1", None);
+        e.prompt = None;
+        ledger.apply(&e);
+        assert!(ledger.snapshot().duplicates.is_none());
+    }
+
+    #[test]
+    fn replaced_and_retracted_calls_never_count_twice() {
+        let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default());
+        let mut calls = CallRegistry::default();
+        let q = "What changed in the March release?";
+        ledger.apply(&event(1, "a", q, "0.10", None));
+        let largest = id(7, Supersede::Largest);
+        let first = event(2, "b", q, "0.20", Some(largest));
+        assert_eq!(
+            calls.settle(largest, &first, true, &mut ledger),
+            Settled::Counted
+        );
+        assert_eq!(summary(&ledger).avoidable(), usd("0.20"));
+        // A larger report of the same call replaces it: still one hit, at
+        // its new cost and agent (observed again, it would match itself).
+        let mut larger = event(2, "c", q, "0.30", Some(largest));
+        larger.usage.output = 20;
+        assert_eq!(
+            calls.settle(largest, &larger, true, &mut ledger),
+            Settled::Revised
+        );
+        let s = summary(&ledger);
+        assert_eq!((s.prompts, s.first, s.exact), (2, 1, 1));
+        assert_eq!(s.avoidable(), usd("0.30"));
+        assert_eq!(s.by_agent.len(), 1);
+        assert_eq!(&*s.by_agent[0].agent, "c");
+        // Taken back: the hit goes with it.
+        let retract = id(7, Supersede::Retract);
+        assert_eq!(
+            calls.settle(retract, &larger, true, &mut ledger),
+            Settled::Revised
+        );
+        let s = summary(&ledger);
+        assert_eq!((s.prompts, s.first, s.exact), (1, 1, 0));
+        assert_eq!(s.avoidable(), Usd::ZERO);
+        assert!(s.top_groups.is_empty());
+        // A plain repeat of a report already counted changes nothing.
+        let again = id(8, Supersede::Largest);
+        let e = event(3, "a", q, "0.05", Some(again));
+        calls.settle(again, &e, true, &mut ledger);
+        assert_eq!(
+            calls.settle(again, &e, true, &mut ledger),
+            Settled::Duplicate
+        );
+        assert_eq!(summary(&ledger).avoidable(), usd("0.05"));
+    }
+}
