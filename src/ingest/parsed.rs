@@ -883,3 +883,9 @@ mod tests {
         assert_eq!(sb.lines, 12);
     }
 }
+
+/// Tests: a `RelEvent`'s size (a prompt print must not grow every event).
+#[cfg(test)]
+pub(crate) fn rel_event_size() -> usize {
+    std::mem::size_of::<RelEvent>()
+}

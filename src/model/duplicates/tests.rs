@@ -436,3 +436,15 @@ mod through_the_ledger {
         assert_eq!(summary(&ledger).avoidable(), usd("0.05"));
     }
 }
+
+#[test]
+fn entries_stay_the_size_docs_insights_md_gives() {
+    // Per entry, before the hash tables' own byte and slack: exact print
+    // 8 + 40, near slot 24 (+ 8 per band of links), group 8 + 96, mark 8 + 64.
+    assert_eq!(std::mem::size_of::<Seen>(), 40);
+    assert_eq!(std::mem::size_of::<Slot>(), 24);
+    assert!(std::mem::size_of::<Group>() <= 96);
+    assert!(std::mem::size_of::<Mark>() <= 64);
+    // A decoded event in a batch has no room for a print: it holds an index.
+    assert!(crate::ingest::parsed::rel_event_size() <= 216);
+}
