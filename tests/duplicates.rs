@@ -156,3 +156,33 @@ fn max_hamming_comes_from_the_config_file() {
     assert_eq!(d["first_seen"], 11);
     assert_eq!(d["avoidable_near_cost_usd"].to_string(), "0.0022");
 }
+
+#[test]
+fn a_repeat_counted_from_its_text_is_avoidable_at_its_exact_count() {
+    // Counted roughly at once, then recounted by the estimator (a
+    // replacement): the hit follows the recount, once.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("estimated.jsonl");
+    let prompt = "Please summarize the attached contract in plain English for a customer, listing every fee.";
+    let line = format!(
+        r#"{{"run_id":"r","agent":"faq-bot","model":"gpt-4o-mini","prompt":"{prompt}","output_tokens":40}}"#
+    );
+    std::fs::write(&log, format!("{line}\n{line}\n")).unwrap();
+    let path = log.to_str().unwrap();
+    let mut all: Value =
+        serde_json::from_str(&report(&[path, "--format", "json"])).expect("valid JSON");
+    let d = all["duplicates"].take();
+    assert_eq!(
+        (d["first_seen"].as_u64(), d["exact_duplicates"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let usd = |v: &Value| tokwatch::model::Usd::parse_decimal(&v.to_string()).unwrap();
+    let total = usd(&all["totals"]["cost_usd"]);
+    let avoidable = usd(&d["avoidable_cost_usd"]);
+    assert_eq!(avoidable + avoidable, total);
+    assert_eq!(all["totals"]["estimated_events"], 2);
+    // The recount differs from the rough count (a token per 4 bytes), so
+    // the hit's amount was moved, not left at the rough one.
+    let rough = u64::try_from(prompt.len()).unwrap().div_ceil(4);
+    assert_ne!(all["totals"]["input_tokens"].as_u64(), Some(2 * rough));
+}
