@@ -152,12 +152,23 @@ pub(super) fn render_text(out: &mut String, s: &DuplicateSummary, markdown: bool
     } else {
         let _ = writeln!(out, "\n{title}");
     }
+    let prompts = match s.prompts {
+        1 => "1 fingerprinted prompt".to_owned(),
+        n => format!("{} fingerprinted prompts", tokens(n)),
+    };
+    if hits == 0 {
+        let _ = writeln!(
+            out,
+            "{prompts}, no duplicates (SimHash within {} bits)",
+            s.max_hamming
+        );
+        return;
+    }
     let _ = writeln!(
         out,
-        "{} fingerprinted prompts: {} first seen, {} exact and {} near duplicates \
+        "{prompts}: {} first seen, {} exact and {} near duplicates \
          (SimHash within {} bits) · a semantic cache would have saved {} \
          (exact {}, near {})",
-        tokens(s.prompts),
         tokens(s.first),
         tokens(s.exact),
         tokens(s.near),
@@ -166,9 +177,6 @@ pub(super) fn render_text(out: &mut String, s: &DuplicateSummary, markdown: bool
         money(s.avoidable_exact, s.exact, s.unpriced_exact),
         money(s.avoidable_near, s.near, s.unpriced_near),
     );
-    if hits == 0 {
-        return;
-    }
     if markdown {
         out.push('\n');
     }
