@@ -269,7 +269,7 @@ pub(super) fn hop_event<'a>(
         estimated: false,
         format,
         call,
-        prompt: None,
+        prompt: labels.prompt,
     }
 }
 
