@@ -780,6 +780,12 @@ impl<'b> Texts<'b> {
     }
 }
 
+/// Tests: a `RelEvent`'s size (a prompt print must not grow every event).
+#[cfg(test)]
+pub(crate) fn rel_event_size() -> usize {
+    std::mem::size_of::<RelEvent>()
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write as _;
@@ -882,10 +888,4 @@ mod tests {
         assert_eq!(sb.malformed_samples[0].location, "5");
         assert_eq!(sb.lines, 12);
     }
-}
-
-/// Tests: a `RelEvent`'s size (a prompt print must not grow every event).
-#[cfg(test)]
-pub(crate) fn rel_event_size() -> usize {
-    std::mem::size_of::<RelEvent>()
 }
