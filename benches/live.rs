@@ -71,6 +71,7 @@ fn settings() -> LiveSettings {
         metrics: None,
         advisor: None,
         alerts: tokwatch::live::AlertSettings::default(),
+        duplicates: Default::default(),
     }
 }
 

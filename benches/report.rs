@@ -134,6 +134,7 @@ fn scrape(runs: usize) -> (Duration, usize) {
             estimated: false,
             format: tokwatch::types::Format::Native,
             call: None,
+            prompt: None,
         });
     }
     let mut best = Duration::MAX;

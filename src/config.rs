@@ -30,6 +30,7 @@ use serde::de::{self, DeserializeSeed, Visitor};
 
 use crate::model::advisor::{AdvisorRules, Confidence, RouteRule, RouteTarget};
 use crate::model::anomaly::AnomalyRules;
+use crate::model::duplicates::{DuplicateRules, MAX_HAMMING};
 use crate::model::insights::BleedRules;
 use crate::model::ledger::SeriesCaps;
 use crate::types::money::Usd;
@@ -63,6 +64,9 @@ pub struct Settings {
     pub metrics: SeriesCaps,
     /// `[anomalies]`: the spike detector's thresholds.
     pub anomalies: AnomalyRules,
+    /// `[duplicates]`: the duplicate-prompt index's thresholds (defaults:
+    /// the model's [`DuplicateRules::default`]).
+    pub duplicates: DuplicateRules,
     /// Defaults with `[bindings]` applied.
     pub keymap: Keymap,
 }
@@ -77,6 +81,7 @@ impl Default for Settings {
             advisor: AdvisorRules::default(),
             metrics: SeriesCaps::default(),
             anomalies: AnomalyRules::default(),
+            duplicates: DuplicateRules::default(),
             keymap: Keymap::default(),
         }
     }
@@ -302,6 +307,25 @@ impl Settings {
         }
         if let Some(advisor) = file.advisor {
             advisor_rules(&mut settings.advisor, advisor)?;
+        }
+        if let Some(duplicates) = file.duplicates {
+            let rules = &mut settings.duplicates;
+            if let Some(k) = duplicates.max_hamming {
+                rules.max_hamming = in_range(
+                    "[duplicates] max-hamming",
+                    k,
+                    0..=i64::from(MAX_HAMMING),
+                    "0 to 16",
+                )?;
+            }
+            if let Some(n) = duplicates.capacity {
+                rules.capacity = in_range(
+                    "[duplicates] capacity",
+                    n,
+                    16..=10_000_000,
+                    "16 to 10000000",
+                )?;
+            }
         }
         if let Some(metrics) = file.metrics {
             let caps = &mut settings.metrics;
@@ -787,6 +811,11 @@ mod tests {
             .metrics;
         assert_eq!((metrics.agents, metrics.series), (7, 70));
         assert_eq!(metrics.models, SeriesCaps::DEFAULT_MODELS);
+        let duplicates = Settings::from_toml("[duplicates]\nmax-hamming = 5\n")
+            .unwrap()
+            .duplicates;
+        assert_eq!(duplicates.max_hamming, 5);
+        assert_eq!(duplicates.capacity, DuplicateRules::default().capacity);
     }
 
     #[test]
@@ -816,6 +845,16 @@ mod tests {
             ("[metrics]\nmax-series = 1000001", "1 to 1000000"),
             ("[metrics]\nmax-label-bytes = 8", "16 to 4096"),
             (
+                "[duplicates]\nmax-hamming = 17",
+                "[duplicates] max-hamming = 17 is out of range (allowed: 0 to 16)",
+            ),
+            ("[duplicates]\nmax-hamming = -1", "max-hamming = -1"),
+            ("[duplicates]\ncapacity = 15", "16 to 10000000"),
+            (
+                "[duplicates]\nmax-distance = 3",
+                "unknown field `max-distance`",
+            ),
+            (
                 "[insights]\ngrowth-over-first = nan",
                 "growth-over-first = NaN",
             ),
@@ -840,6 +879,8 @@ mod tests {
             "[ui]\nsnapshot-interval = \"20ms\"",
             "[ui]\nsnapshot-interval = \"10s\"",
             "[insights]\ncost-share = 0\nmin-uncached-share = 1",
+            "[duplicates]\nmax-hamming = 0\ncapacity = 16",
+            "[duplicates]\nmax-hamming = 16\ncapacity = 10000000",
         ] {
             assert!(Settings::from_toml(text).is_ok(), "{text}");
         }

@@ -260,6 +260,7 @@ fn run_with_dashboard(runtime: &tokio::runtime::Runtime, config: DemoConfig) -> 
         metrics: None,
         advisor: Some((ui.advisor.clone(), ui.rules.clone())),
         alerts: crate::live::AlertSettings::default(),
+        duplicates: Default::default(),
     };
     runtime
         .block_on(async {

@@ -291,6 +291,7 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
                 retry: live::RetryPolicy::default(),
             }
         },
+        duplicates: config_settings(args.config.as_deref())?.duplicates,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -630,6 +631,7 @@ fn build_report_ledger(
             period,
             recent_capacity: 0,
             per_minute: false,
+            duplicates: config_settings(args.config.as_deref())?.duplicates,
             ..LedgerConfig::default().unlimited()
         },
     );
@@ -690,7 +692,11 @@ fn advise_runs(
         advisor.observe(run);
     }
     let span = snapshot.first_ts_ms.zip(snapshot.last_ts_ms);
-    advisor.advice(span, &snapshot.runs)
+    let mut advice = advisor.advice(span, &snapshot.runs);
+    if let Some(duplicates) = &snapshot.duplicates {
+        advice.add_duplicates(duplicates, advisor.rules(), snapshot.totals.cost);
+    }
+    advice
 }
 
 /// What `advise` and `compare` read, as `report` arguments.

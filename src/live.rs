@@ -83,6 +83,8 @@ pub struct LiveSettings {
     )>,
     /// Anomalies (`[anomalies]`) and `--alert-webhook`.
     pub alerts: AlertSettings,
+    /// `[duplicates]`: the duplicate-prompt index's thresholds.
+    pub duplicates: crate::model::duplicates::DuplicateRules,
 }
 
 /// Anomaly detection and where alerts go.
@@ -309,6 +311,21 @@ impl Aggregator {
         self
     }
 
+    /// Finds duplicate prompts under `rules`. Call before any event is
+    /// applied.
+    #[must_use]
+    pub fn with_duplicates(mut self, rules: crate::model::duplicates::DuplicateRules) -> Self {
+        let prices = self.ledger.prices().clone();
+        self.ledger = Ledger::new(
+            prices,
+            LedgerConfig {
+                duplicates: rules,
+                ..self.ledger.config().clone()
+            },
+        );
+        self
+    }
+
     /// The prices the ledger uses.
     #[must_use]
     pub fn prices(&self) -> &PriceBook {
@@ -341,7 +358,11 @@ impl Aggregator {
         if let Some(advisor) = &mut self.advisor {
             advisor.sync(&self.ledger);
             let span = snapshot.first_ts_ms.zip(snapshot.last_ts_ms);
-            snapshot.advice = Some(Arc::new(advisor.advice(span, &snapshot.runs)));
+            let mut advice = advisor.advice(span, &snapshot.runs);
+            if let Some(duplicates) = &snapshot.duplicates {
+                advice.add_duplicates(duplicates, advisor.rules(), snapshot.totals.cost);
+            }
+            snapshot.advice = Some(Arc::new(advice));
         }
     }
 

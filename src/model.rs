@@ -8,6 +8,7 @@ pub mod advisor;
 pub mod anomaly;
 pub mod budget;
 pub mod counters;
+pub mod duplicates;
 pub mod insights;
 pub mod ledger;
 pub mod snapshot;

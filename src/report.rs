@@ -18,6 +18,8 @@ use crate::model::snapshot::NO_SEGMENT;
 use crate::model::{Counters, Snapshot, Usd};
 use crate::sanitize::sanitize;
 
+mod duplicates;
+
 /// Version of the JSON document; bumped only on incompatible changes.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -119,6 +121,9 @@ struct JsonReport<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     by_period: Option<Vec<JsonPeriod<'a>>>,
     runs: Vec<JsonRun<'a>>,
+    /// Only when some call carried a prompt fingerprint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duplicates: Option<duplicates::JsonDuplicates<'a>>,
     ingest: JsonIngest<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     insights: Option<insights::JsonInsights<'a>>,
@@ -509,6 +514,7 @@ fn json_report<'a>(
             })
             .map(|r| json_run(r, options.hops, &options.rules))
             .collect(),
+        duplicates: snapshot.duplicates.as_deref().map(duplicates::json),
         ingest: JsonIngest {
             stats: ingest,
             live: ingest.live_totals(),
@@ -1005,6 +1011,9 @@ fn render_text(
     }
     align_numbers(&mut models, 2);
     section(&mut out, markdown, "By model", &models);
+    if let Some(summary) = &snapshot.duplicates {
+        duplicates::render_text(&mut out, summary, markdown);
+    }
 
     render_runs(&mut out, snapshot, options, markdown);
     render_ingest(&mut out, ingest, markdown);

@@ -5,8 +5,10 @@
 
 pub mod event;
 pub mod money;
+pub mod prompt;
 pub mod usage;
 
 pub use event::{CallId, EventKind, Format, Supersede, TelemetryEvent};
 pub use money::Usd;
+pub use prompt::PromptPrint;
 pub use usage::Usage;

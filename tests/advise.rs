@@ -149,3 +149,24 @@ fn golden_insights_of_the_samples() {
     let report = json(&["report", "sample_logs"]);
     insta::assert_json_snapshot!("insights", report["insights"]);
 }
+
+#[test]
+fn repeated_prompts_are_a_semantic_cache_recommendation_worth_their_avoidable_spend() {
+    const FIXTURE: &str = "tests/fixtures/duplicate-prompts.jsonl";
+    let advice = json(&["advise", FIXTURE]);
+    let report = json(&["report", FIXTURE]);
+    let by_agent = report["duplicates"]["by_agent"].as_array().unwrap();
+    assert!(!by_agent.is_empty());
+    for agent in by_agent {
+        let name = agent["agent"].as_str().unwrap();
+        let rec = advice["recommendations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["lever"] == "semantic_cache" && r["agent"] == name)
+            .unwrap_or_else(|| panic!("no semantic cache for {name}: {advice}"));
+        assert_eq!(usd(&rec["saving"]), usd(&agent["avoidable_cost_usd"]));
+        assert_eq!(rec["hops"], agent["repeats"]);
+        assert!(!rec["evidence"].as_array().unwrap().is_empty());
+    }
+}

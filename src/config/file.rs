@@ -30,6 +30,8 @@ pub struct ConfigFile {
     pub metrics: Option<MetricsSection>,
     /// `[anomalies]`.
     pub anomalies: Option<AnomaliesSection>,
+    /// `[duplicates]`.
+    pub duplicates: Option<DuplicatesSection>,
     /// `[bindings]`.
     pub bindings: Option<Bindings>,
 }
@@ -120,6 +122,16 @@ pub struct MetricsSection {
     pub max_models: Option<i64>,
     pub max_series: Option<i64>,
     pub max_label_bytes: Option<i64>,
+}
+
+/// `[duplicates]`: thresholds of the duplicate-prompt index.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DuplicatesSection {
+    /// Most bits two near prints may differ by.
+    pub max_hamming: Option<i64>,
+    /// Entries each table of the index keeps.
+    pub capacity: Option<i64>,
 }
 
 /// `[insights]`: thresholds of the bleeding-hop rule.

@@ -24,6 +24,7 @@ use super::lines::{Line, ReadBuffer};
 use super::stats::RejectKind;
 use crate::types::event::{CallId, EventKind, Format, TelemetryEvent};
 use crate::types::money::Usd;
+use crate::types::prompt::PromptPrint;
 use crate::types::usage::Usage;
 
 /// Parsed lines and the bytes their strings live in.
@@ -50,6 +51,10 @@ pub struct ParsedLines {
     pub(super) invalid_bytes: usize,
     /// Strings that are not in the text.
     pub(super) side: String,
+    /// Prompt fingerprints of the events that have one (`RelEvent::print`
+    /// indexes it: most events have none, and an index fits in the room
+    /// a `RelEvent` has to spare where a print would grow every event).
+    pub(super) prints: Vec<PromptPrint>,
     /// One per line, in order.
     pub(super) items: Vec<Item>,
 }
@@ -80,6 +85,7 @@ impl ParsedLines {
                         text_start: base,
                         text_end: base + self.lines.len(),
                         side: &mut self.side,
+                        prints: &mut self.prints,
                     },
                     &mut self.items,
                 );
@@ -97,6 +103,7 @@ impl ParsedLines {
                         text_start: 0,
                         text_end: 0,
                         side: &mut self.side,
+                        prints: &mut self.prints,
                     },
                     &mut self.items,
                 );
@@ -113,6 +120,7 @@ impl ParsedLines {
                 text_start: 0,
                 text_end: 0,
                 side: &mut self.side,
+                prints: &mut self.prints,
             },
             &mut self.items,
         );
@@ -162,6 +170,7 @@ impl ParsedLines {
     pub fn clear(&mut self) {
         self.items.clear();
         self.side.clear();
+        self.prints.clear();
         self.lines.clear();
         self.invalid.clear();
         self.invalid_bytes = 0;
@@ -220,6 +229,7 @@ impl ParsedLines {
         self.text.len()
             + self.lines.capacity()
             + self.side.capacity()
+            + self.prints.capacity() * std::mem::size_of::<PromptPrint>()
             + self.items.capacity() * std::mem::size_of::<Item>()
     }
 
@@ -243,6 +253,7 @@ impl ParsedLines {
             invalid,
             invalid_bytes,
             side,
+            prints,
             items,
         } = self;
         let texts = if lines.is_empty() {
@@ -254,14 +265,16 @@ impl ParsedLines {
                     text: valid.as_bytes(),
                     valid,
                     side,
+                    prints,
                 },
-                None => Texts::unchecked(text.data(*filled), side),
+                None => Texts::unchecked(text.data(*filled), side, prints),
             }
         } else {
             Texts {
                 text: lines.as_bytes(),
                 valid: lines,
                 side,
+                prints,
             }
         };
         let mut result = Ok(());
@@ -324,6 +337,7 @@ impl ParsedLines {
         }
         items.clear();
         side.clear();
+        prints.clear();
         lines.clear();
         invalid.clear();
         *invalid_bytes = 0;
@@ -511,6 +525,9 @@ pub(super) struct RelEvent {
     /// million makes the event [`Item::Owned`]).
     reported_cost: i64,
     hop: Option<u32>,
+    /// Position of the event's prompt print in `ParsedLines::prints`,
+    /// [`NO_PRINT`] when it has none.
+    print: u32,
     flags: u8,
     format: Format,
     run_id: Span,
@@ -528,6 +545,7 @@ pub(super) struct RelEvent {
 
 const NO_TIME: i64 = i64::MIN;
 const NO_LATENCY: u64 = u64::MAX;
+const NO_PRINT: u32 = u32::MAX;
 /// `RelEvent::flags`: the first event of its line (counting it counts the line).
 const COUNTS_LINE: u8 = 1;
 const ESTIMATED: u8 = 2;
@@ -556,6 +574,7 @@ pub(super) struct Relocator<'s> {
     pub(super) text_start: usize,
     pub(super) text_end: usize,
     pub(super) side: &'s mut String,
+    pub(super) prints: &'s mut Vec<PromptPrint>,
 }
 
 impl Relocator<'_> {
@@ -636,6 +655,16 @@ impl Relocator<'_> {
         if cost.is_some() {
             flags |= HAS_COST;
         }
+        let print = match event.prompt {
+            None => NO_PRINT,
+            Some(print) => match u32::try_from(self.prints.len()) {
+                Ok(at) if at != NO_PRINT => {
+                    self.prints.push(print);
+                    at
+                }
+                _ => return Item::Owned(Box::new((line_no, false, event.into_owned()))),
+            },
+        };
         Item::Event(RelEvent {
             line_no,
             format: event.format,
@@ -650,6 +679,7 @@ impl Relocator<'_> {
                 other => RelKind::Other(Box::new(other)),
             },
             hop: event.hop,
+            print,
             run_id,
             agent,
             parent_agent,
@@ -681,15 +711,17 @@ struct Texts<'b> {
     /// one.
     valid: &'b str,
     side: &'b str,
+    prints: &'b [PromptPrint],
 }
 
 impl<'b> Texts<'b> {
     /// Text not known to be UTF-8: each span is checked.
-    fn unchecked(text: &'b [u8], side: &'b str) -> Self {
+    fn unchecked(text: &'b [u8], side: &'b str, prints: &'b [PromptPrint]) -> Self {
         Texts {
             text,
             valid: "",
             side,
+            prints,
         }
     }
 
@@ -740,8 +772,18 @@ impl<'b> Texts<'b> {
             estimated: event.flags & ESTIMATED != 0,
             format: event.format,
             call: event.call,
+            prompt: match event.print {
+                NO_PRINT => None,
+                at => Some(*self.prints.get(at as usize)?),
+            },
         })
     }
+}
+
+/// Tests: a `RelEvent`'s size (a prompt print must not grow every event).
+#[cfg(test)]
+pub(crate) fn rel_event_size() -> usize {
+    std::mem::size_of::<RelEvent>()
 }
 
 #[cfg(test)]

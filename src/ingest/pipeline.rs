@@ -492,7 +492,11 @@ fn produce_file(
         };
         batch.filled = read;
         let ParsedLines {
-            text, side, items, ..
+            text,
+            side,
+            prints,
+            items,
+            ..
         } = &mut batch;
         // The read is checked as UTF-8 here, once: its lines are decoded as
         // text (no check per line) and the ledger's thread takes the
@@ -509,6 +513,7 @@ fn produce_file(
                 text_start: bytes.as_ptr().addr(),
                 text_end: bytes.as_ptr().addr() + bytes.len(),
                 side,
+                prints,
             },
             items,
         );

@@ -363,6 +363,23 @@ mod tests {
     }
 
     #[test]
+    fn a_prompt_hash_is_kept_and_the_prompt_text_is_not() {
+        // The hash is a fingerprint, not text: a replay finds the same
+        // duplicates. (A recorded line that only had text loses its
+        // fingerprints with the text.)
+        let line = br#"{"model":"m","prompt_hash":"sha256:ab","input_tokens":1,"output_tokens":1}"#;
+        assert_eq!(
+            record_line(line, None).unwrap(),
+            Recorded::Line(Cow::Borrowed(&line[..]))
+        );
+        let both = recorded(
+            r#"{"model":"m","prompt":"SECRET","prompt_hash":"sha256:ab","input_tokens":1,"output_tokens":1}"#,
+        );
+        assert!(!both.contains("SECRET"), "{both}");
+        assert!(both.contains(r#""prompt_hash":"sha256:ab""#), "{both}");
+    }
+
+    #[test]
     fn stream_data_and_damaged_lines_leave_their_text_out() {
         let data = r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"SECRET"}}"#;
         let stripped = recorded(data);

@@ -168,7 +168,8 @@ impl LiveService {
         .with_anomalies(
             settings.alerts.rules.clone(),
             webhooks.as_ref().map(Webhooks::sink),
-        );
+        )
+        .with_duplicates(settings.duplicates);
         let mut service = Self::with_parts(sources, aggregator, publish)?;
         service.webhooks = webhooks;
         if let Some(m) = &settings.metrics {

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::duplicates::DuplicateSummary;
 use super::insights::BleedRules;
 use super::ledger::{Ledger, RunAgg};
 use crate::pricing::{ModelPrice, PriceBook};
@@ -41,6 +42,8 @@ pub enum Lever {
     CacheBreak,
     /// Reasoning far beyond the visible output on simple tasks.
     Reasoning,
+    /// Repeated prompts a semantic cache would answer (`model::duplicates`).
+    SemanticCache,
 }
 
 impl Lever {
@@ -52,6 +55,7 @@ impl Lever {
             Lever::Cache => "cache",
             Lever::CacheBreak => "cache_break",
             Lever::Reasoning => "reasoning",
+            Lever::SemanticCache => "semantic_cache",
         }
     }
 }
@@ -529,7 +533,9 @@ impl Advisor {
                 let base = match key.lever {
                     Lever::Route => rule.map_or(Confidence::Medium, |r| r.confidence),
                     Lever::Trim | Lever::Cache => Confidence::High,
-                    Lever::CacheBreak | Lever::Reasoning => Confidence::Medium,
+                    Lever::CacheBreak | Lever::Reasoning | Lever::SemanticCache => {
+                        Confidence::Medium
+                    }
                 };
                 let thin = sum.runs < 5 || short_span;
                 let confidence = if thin { lower(base) } else { base };
@@ -610,6 +616,87 @@ impl Advisor {
             cache_break_runs: self.breaks.len() as u64,
             recommendations,
             forecasts: self.forecasts(runs_listed),
+        }
+    }
+}
+
+impl Advice {
+    /// Adds the duplicate prompts' lever: per agent, the spend of the calls
+    /// a semantic cache would have answered (exact and near repeats;
+    /// `docs/insights.md`, "Duplicate prompts"), and ranks the list again.
+    /// Not in [`Advice::combined`]: a repeat may also be routed or trimmed.
+    /// `spend` is what the runs cost as counted (reported costs included:
+    /// the repeats' spend is counted that way).
+    pub fn add_duplicates(
+        &mut self,
+        duplicates: &DuplicateSummary,
+        rules: &AdvisorRules,
+        spend: Usd,
+    ) {
+        let min_saving = scale_f(spend, rules.min_saving_share);
+        let thin = self.runs < 5 || self.span_ms.is_none_or(|ms| ms < 86_400_000);
+        let per_month = |usd: Usd| {
+            self.runs_per_month
+                .map(|rpm| scale_f(per(usd, self.runs), rpm))
+        };
+        for agent in &duplicates.by_agent {
+            if agent.avoidable <= Usd::ZERO || agent.avoidable < min_saving {
+                continue;
+            }
+            let evidence = duplicates
+                .top_groups
+                .iter()
+                .filter(|g| g.agents.contains(&agent.agent))
+                .filter_map(|g| {
+                    g.first.as_ref().map(|(run_id, hop)| Evidence {
+                        run_id: run_id.clone(),
+                        hops: vec![*hop],
+                        saving: g.avoidable,
+                    })
+                })
+                .take(EVIDENCE_RUNS)
+                .collect();
+            let key = RecKey {
+                lever: Lever::SemanticCache,
+                agent: agent.agent.clone(),
+                model: Arc::from(""),
+                target: None,
+                rule: None,
+            };
+            self.recommendations.push(Recommendation {
+                rank: 0,
+                lever: Lever::SemanticCache,
+                title: title(&key, None, None, 0),
+                agent: agent.agent.clone(),
+                model: Arc::from(""),
+                target: None,
+                rule: None,
+                suggested_limit: None,
+                runs: 0,
+                hops: agent.repeats,
+                tokens: 0,
+                saving: agent.avoidable,
+                saving_per_run: per(agent.avoidable, self.runs),
+                saving_per_month: per_month(agent.avoidable),
+                share: ratio_usd(agent.avoidable, spend),
+                confidence: if thin {
+                    Confidence::Low
+                } else {
+                    Confidence::Medium
+                },
+                evidence,
+            });
+        }
+        self.recommendations.sort_by(|a, b| {
+            b.saving
+                .cmp(&a.saving)
+                .then(a.lever.cmp(&b.lever))
+                .then(a.agent.cmp(&b.agent))
+                .then(a.model.cmp(&b.model))
+                .then(a.target.cmp(&b.target))
+        });
+        for (i, r) in self.recommendations.iter_mut().enumerate() {
+            r.rank = i + 1;
         }
     }
 }
@@ -717,6 +804,10 @@ fn title(key: &RecKey, rule: Option<&RouteRule>, limit: Option<u64>, breaks: usi
         Lever::Reasoning => format!(
             "lower reasoning effort for {} on {}: simple tasks reason far beyond their output",
             key.agent, key.model
+        ),
+        Lever::SemanticCache => format!(
+            "answer {}'s repeated prompts from a semantic cache",
+            key.agent
         ),
     }
 }

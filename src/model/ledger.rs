@@ -12,9 +12,10 @@ use hashbrown::{DefaultHashBuilder, HashSet, HashTable};
 
 use super::anomaly::{AnomalyDetector, AnomalyRules};
 use super::counters::{Costing, Counters, Provenance};
+use super::duplicates::{CallRef, DuplicateIndex, DuplicateRules, DuplicateSummary, TOP_GROUPS};
 use super::snapshot::{Limits, OTHER, Snapshot, not_other};
 use crate::pricing::{PriceBook, PriceRef};
-use crate::types::event::{EventKind, Format, TelemetryEvent, infer_provider};
+use crate::types::event::{EventKind, Format, TelemetryEvent, UNKNOWN, infer_provider};
 use crate::types::money::Usd;
 use crate::types::usage::Usage;
 
@@ -83,6 +84,9 @@ pub struct LedgerConfig {
     /// Keep per-series sums for the Prometheus metrics, under these caps
     /// (`None`: none; see [`series`]).
     pub series: Option<SeriesCaps>,
+    /// Thresholds and capacity of the duplicate-prompt index
+    /// ([`super::duplicates`]).
+    pub duplicates: DuplicateRules,
 }
 
 impl LedgerConfig {
@@ -118,6 +122,7 @@ impl Default for LedgerConfig {
             max_labels: Self::LIVE_MAX_LABELS,
             minutes_kept: Self::LIVE_MINUTES_KEPT,
             series: None,
+            duplicates: DuplicateRules::default(),
         }
     }
 }
@@ -1043,6 +1048,8 @@ pub struct Ledger {
     /// Live mode: spikes, fed each call when first counted
     /// ([`Ledger::watch_anomalies`]).
     anomalies: Option<Box<AnomalyDetector>>,
+    /// Duplicate prompts, made at the first call with a prompt print.
+    pub(crate) duplicates: Option<Box<DuplicateIndex>>,
 }
 
 /// `run_rank` of a run whose calls were all taken back.
@@ -1195,6 +1202,42 @@ impl Receipt {
         self.cost_flags & TOO_LARGE == 0
     }
 
+    /// A 64-bit digest of everything the receipt holds: the key of its
+    /// duplicate-prompt mark (two calls with equal receipts are alike in
+    /// every sum, so one key for both loses nothing but which was a repeat).
+    fn key(&self) -> u64 {
+        use std::hash::{BuildHasher as _, Hash as _, Hasher as _};
+        let mut h = rustc_hash::FxBuildHasher.build_hasher();
+        let u = &self.usage;
+        for n in [
+            u.input_uncached,
+            u.cache_read,
+            u.cache_write_5m,
+            u.cache_write_1h,
+            u.output,
+            u.reasoning,
+        ] {
+            h.write_u64(n);
+        }
+        self.amounts.hash(&mut h);
+        h.write_i64(self.ts_ms);
+        for n in [
+            self.run_ix,
+            u32::from(self.run_gen),
+            self.hop,
+            self.agent_ix,
+            self.model_ix,
+            self.segment_ix,
+            self.user_ix,
+            self.latency_ms,
+        ] {
+            h.write_u32(n);
+        }
+        h.write_u8(self.cost_flags);
+        self.format.hash(&mut h);
+        h.finish()
+    }
+
     fn costing(&self) -> Costing {
         let [effective, computed, reported] = self.amounts;
         CompactCosting {
@@ -1276,6 +1319,7 @@ impl Ledger {
             },
             series,
             anomalies: None,
+            duplicates: None,
         }
     }
 
@@ -1310,6 +1354,7 @@ impl Ledger {
         match &event.kind {
             EventKind::Hop => {
                 let receipt = self.apply_hop(event, None);
+                self.observe_prompt(event, &receipt);
                 self.show_call(&receipt, event.ts_ms, None);
                 self.observe_anomalies(&receipt);
             }
@@ -1464,6 +1509,7 @@ impl Ledger {
         }
         self.touch_time(event.ts_ms);
         let receipt = self.apply_hop(event, None);
+        self.observe_prompt(event, &receipt);
         self.show_call(&receipt, event.ts_ms, None);
         self.observe_anomalies(&receipt);
         self.evict_runs();
@@ -1522,6 +1568,9 @@ impl Ledger {
     /// tables; a hop left without calls is removed, a run left with nothing
     /// is no longer listed).
     pub fn retract(&mut self, receipt: &Receipt) {
+        if let Some(duplicates) = &mut self.duplicates {
+            duplicates.retract(receipt.key());
+        }
         let first = self.take_back(receipt);
         if let (Some(series), Some(first)) = (&mut self.series, first) {
             series.corrected(first);
@@ -1551,12 +1600,51 @@ impl Ledger {
         let at = (event.hop.is_none() && same_run).then_some(old.hop);
         self.touch_time(event.ts_ms);
         let receipt = self.apply_hop(event, at);
+        if let Some(duplicates) = &mut self.duplicates {
+            let cost = receipt.costing().effective;
+            duplicates.replace(old.key(), receipt.key(), receipt.agent_ix, cost);
+        }
         if let (Some(series), Some(first)) = (&mut self.series, first) {
             series.corrected(first);
         }
         self.show_call(&receipt, event.ts_ms, Some(old));
         self.evict_runs();
         receipt
+    }
+
+    /// Hands a counted call's prompt print to the duplicate index (the
+    /// first report of a call only: `replace` revises, never re-observes).
+    fn observe_prompt(&mut self, event: &TelemetryEvent<'_>, receipt: &Receipt) {
+        let Some(print) = event.prompt else {
+            return;
+        };
+        let Some(run) = self.runs.rows.get(receipt.run_ix as usize) else {
+            return;
+        };
+        let call = CallRef {
+            run_id: run.run_id.clone(),
+            hop: receipt.hop,
+            agent: receipt.agent_ix,
+            cost: receipt.costing().effective,
+        };
+        let rules = self.config.duplicates;
+        let index = self
+            .duplicates
+            .get_or_insert_with(|| Box::new(DuplicateIndex::new(rules)));
+        // Only a call that may be revised keeps a mark to undo.
+        index.observe(print, &call, event.call.map(|_| receipt.key()));
+    }
+
+    /// The duplicate-prompt summary (`None` until a call had a print).
+    #[must_use]
+    pub fn duplicates(&self) -> Option<DuplicateSummary> {
+        let index = self.duplicates.as_ref()?;
+        Some(index.summary(TOP_GROUPS, |agent| {
+            self.agents
+                .rows
+                .get(agent as usize)
+                .map_or_else(|| Arc::from(UNKNOWN), |row| row.name.clone())
+        }))
     }
 
     /// The recent tail's line of a call: the last one of its run, hop,

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::counters::Counters;
+use super::duplicates::DuplicateSummary;
 use super::ledger::{KeyedAgg, Ledger, ModelAgg, RecentEvent, RunAgg};
 use crate::types::event::Format;
 
@@ -46,6 +47,8 @@ pub struct Snapshot {
     /// What the advisor says (attached by whoever keeps an
     /// [`Advisor`](super::advisor::Advisor): reports, live publications).
     pub advice: Option<std::sync::Arc<super::advisor::Advice>>,
+    /// Duplicate prompts (`None` when no call carried a prompt print).
+    pub duplicates: Option<Arc<DuplicateSummary>>,
 }
 
 /// The row that stands for the rest of a list: rows past a snapshot's
@@ -267,6 +270,7 @@ impl Snapshot {
             periods,
             recent: ledger.recent.iter().cloned().collect(),
             advice: None,
+            duplicates: ledger.duplicates().map(Arc::new),
         }
     }
 }

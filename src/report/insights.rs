@@ -265,7 +265,11 @@ pub fn advise_text(advice: &Advice, markdown: bool) -> String {
             month(r.saving_per_month),
             pct(r.share),
             r.confidence.code().to_owned(),
-            format!("{} runs: {evidence}", r.runs),
+            if r.lever == crate::model::advisor::Lever::SemanticCache {
+                format!("{} repeats: {evidence}", r.hops)
+            } else {
+                format!("{} runs: {evidence}", r.runs)
+            },
         ]);
     }
     let _ = writeln!(out, "{table}");

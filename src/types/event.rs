@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 
 use super::money::Usd;
+use super::prompt::PromptPrint;
 use super::usage::Usage;
 
 /// What a record says happened.
@@ -172,6 +173,9 @@ pub struct TelemetryEvent<'a> {
     pub format: Format,
     /// Set when the format may report this call again (see [`CallId`]).
     pub call: Option<CallId>,
+    /// Fingerprints of the call's prompt, when the record carries its text
+    /// or a `prompt_hash` (the text itself never leaves the decoder).
+    pub prompt: Option<PromptPrint>,
 }
 
 /// The largest hop index a record may give (a run has fewer than 10⁹
@@ -215,6 +219,7 @@ impl TelemetryEvent<'_> {
             estimated: self.estimated,
             format: self.format,
             call: self.call,
+            prompt: self.prompt,
         }
     }
 }

@@ -651,6 +651,7 @@ mod tests {
             metrics: None,
             advisor: None,
             alerts: crate::live::AlertSettings::default(),
+            duplicates: Default::default(),
         };
         let sources = Sources::start(&settings).unwrap();
         let (entered_tx, entered) = std::sync::mpsc::channel();

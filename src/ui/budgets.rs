@@ -961,6 +961,7 @@ mod tests {
             estimated: false,
             format: crate::types::Format::Native,
             call: None,
+            prompt: None,
         });
         ledger.snapshot()
     }

@@ -45,6 +45,7 @@ fn hop(run: &str, agent: &str, output: u64, id: CallId) -> TelemetryEvent<'stati
         estimated: false,
         format: Format::ClaudeCode,
         call: Some(id),
+        prompt: None,
     }
 }
 

@@ -241,6 +241,7 @@ fn decode_line<'a>(line: Line<'a>, cx: Context<'_>) -> Result<Option<TelemetryEv
         estimated: false,
         format: Format::ClaudeCode,
         call,
+        prompt: None,
     }))
 }
 

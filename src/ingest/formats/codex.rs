@@ -210,6 +210,7 @@ impl Codex {
             estimated: false,
             format: Format::Codex,
             call,
+            prompt: None,
         }
     }
 

@@ -32,6 +32,7 @@ use serde_json::value::RawValue;
 use super::json::{self, Str};
 use crate::types::event::MAX_HOP;
 use crate::types::money::Usd;
+use crate::types::prompt::PromptPrint;
 
 /// Labels a wrapper (or a response's own `metadata`) may carry; at the top
 /// level, also where the request and the response are. Labels are read
@@ -247,7 +248,8 @@ impl<'a> Loose<'a> {
     }
 }
 
-/// The request's own fields tokwatch reads (`model`, `user`, `metadata`).
+/// The request's own fields tokwatch reads (`model`, `user`, `metadata`;
+/// `messages` and `system` only to fingerprint the prompt).
 #[derive(Debug, Default, Deserialize)]
 pub struct Request<'a> {
     #[serde(borrow, default)]
@@ -256,6 +258,48 @@ pub struct Request<'a> {
     user: Loose<'a>,
     #[serde(borrow, default)]
     metadata: Option<Labels<'a>>,
+    /// Any JSON: read leniently (a shape tokwatch does not know gives no
+    /// fingerprint, never a rejected line).
+    #[serde(borrow, default)]
+    messages: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    system: Option<&'a RawValue>,
+}
+
+/// The prompt text of a request (OpenAI Chat Completions, Anthropic
+/// Messages): the `system` text (a string, or its parts' `text`), then each
+/// message's content (a string, or its parts' `text`: `text`,
+/// `input_text` …; images and tool calls add nothing), joined by `\n`.
+/// `None` when there is none. Only its fingerprints are kept.
+fn prompt_text(system: Option<&RawValue>, messages: Option<&RawValue>) -> Option<String> {
+    use serde_json::Value;
+    fn push(value: &Value, texts: &mut Vec<String>) {
+        match value {
+            Value::String(text) => texts.push(text.clone()),
+            Value::Array(parts) => {
+                for part in parts {
+                    if let Some(text) = part.get("text").and_then(Value::as_str) {
+                        texts.push(text.to_owned());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let parse =
+        |raw: Option<&RawValue>| raw.and_then(|r| serde_json::from_str::<Value>(r.get()).ok());
+    let mut texts = Vec::new();
+    if let Some(system) = parse(system) {
+        push(&system, &mut texts);
+    }
+    if let Some(Value::Array(messages)) = parse(messages) {
+        for message in &messages {
+            if let Some(content) = message.get("content") {
+                push(content, &mut texts);
+            }
+        }
+    }
+    (!texts.is_empty()).then(|| texts.join("\n"))
 }
 
 /// What the labels say, resolved (first found wins).
@@ -274,6 +318,8 @@ pub struct Resolved<'a> {
     pub status: Option<Cow<'a, str>>,
     /// The request's model (a response names its own, which wins).
     pub request_model: Option<Cow<'a, str>>,
+    /// Fingerprints of the request's prompt ([`prompt_text`]).
+    pub prompt: Option<PromptPrint>,
 }
 
 impl<'a> Labels<'a> {
@@ -393,6 +439,8 @@ impl<'a> Labels<'a> {
                 metadata.resolve_into(&mut out)?;
             }
             out.request_model = json::text(request.model);
+            out.prompt = prompt_text(request.system, request.messages)
+                .map(|text| PromptPrint::of_text(&text));
         }
         Ok((out, response))
     }
@@ -495,6 +543,34 @@ mod tests {
         id: Option<String>,
         usage: Option<u64>,
         status: Option<String>,
+    }
+
+    #[test]
+    fn a_request_prompt_becomes_fingerprints() {
+        let print = |line: &str| {
+            let (labels, _): (_, Body) = open(line.as_bytes()).unwrap();
+            labels.prompt
+        };
+        // OpenAI: string contents; Anthropic: a system prompt and parts.
+        let openai = print(
+            r#"{"request":{"model":"gpt-4o","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Reset my password?"}]},"response":{"id":"x"}}"#,
+        );
+        let anthropic = print(
+            r#"{"request":{"model":"claude","system":[{"type":"text","text":"Be brief."}],"messages":[{"role":"user","content":[{"type":"text","text":"Reset my password?"},{"type":"image","source":{}}]}]},"response":{"id":"x"}}"#,
+        );
+        assert_eq!(
+            openai,
+            Some(PromptPrint::of_text("Be brief.\nReset my password?"))
+        );
+        assert_eq!(openai, anthropic);
+        // Nothing to read, or a shape not known: no print, never an error.
+        for line in [
+            r#"{"request":{"model":"gpt-4o"},"response":{"id":"x"}}"#,
+            r#"{"request":{"messages":"odd","system":7},"response":{"id":"x"}}"#,
+            r#"{"request":{"messages":[{"content":[{"type":"image"}]}]},"response":{"id":"x"}}"#,
+        ] {
+            assert_eq!(print(line), None, "{line}");
+        }
     }
 
     #[test]

@@ -211,6 +211,7 @@ impl FormatDecoder for LiteLlm {
                 rule: Supersede::Largest,
                 pin: false,
             }),
+            prompt: None,
         };
         out.event(line_no, event);
         Ok(Decoded::Events)

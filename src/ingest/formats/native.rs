@@ -12,6 +12,7 @@ use serde::de::{self, Deserializer, Visitor};
 
 use crate::types::event::{EventKind, Format, MAX_HOP, TelemetryEvent, UNKNOWN};
 use crate::types::money::Usd;
+use crate::types::prompt::PromptPrint;
 use crate::types::usage::{MAX_CALL_TOKENS, Usage, implausible_tokens};
 
 /// Why a line is not a valid record. Never fatal: counted and located.
@@ -86,6 +87,9 @@ struct RawRecord<'a> {
     prompt: Option<Text<'a>>,
     #[serde(borrow, default)]
     completion: Option<Text<'a>>,
+    /// Any hash of the prompt the agent computed (an exact fingerprint).
+    #[serde(borrow, default)]
+    prompt_hash: Option<Text<'a>>,
     /// Counts were estimated from text upstream (e.g. by `--record`).
     #[serde(default)]
     estimated: Option<bool>,
@@ -305,6 +309,16 @@ fn normalize<'a>(
     } else {
         Usage::default()
     };
+    // Fingerprints only: the text goes no further than this decoder. The
+    // same `RawRecord` comes from both paths, so they agree by construction.
+    let prompt = if kind == EventKind::Hop {
+        PromptPrint::of_record(
+            raw.prompt.as_ref().map(|t| t.0.as_ref()),
+            raw.prompt_hash.as_ref().map(|t| t.0.as_ref()),
+        )
+    } else {
+        None
+    };
     Ok(TelemetryEvent {
         kind,
         ts_ms,
@@ -325,6 +339,7 @@ fn normalize<'a>(
         estimated,
         format: Format::Native,
         call: None,
+        prompt,
     })
 }
 

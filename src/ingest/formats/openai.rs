@@ -269,6 +269,7 @@ pub(super) fn hop_event<'a>(
         estimated: false,
         format,
         call,
+        prompt: labels.prompt,
     }
 }
 

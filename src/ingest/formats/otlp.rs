@@ -801,6 +801,7 @@ fn model_event(
         estimated: false,
         format: Format::Otlp,
         call: Some(call(&span.trace_id, &span.span_id, Supersede::Largest)),
+        prompt: None,
     };
     event.agent = resource_text(resource, &["service.name"])
         .map_or(Cow::Borrowed(UNKNOWN), |s| Cow::Owned(s.into_owned()));

@@ -59,6 +59,7 @@ fn event(h: &Hop) -> TelemetryEvent<'static> {
         estimated: false,
         format: crate::types::Format::Native,
         call: None,
+        prompt: None,
     }
 }
 

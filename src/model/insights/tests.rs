@@ -34,6 +34,7 @@ fn hop(
         estimated: false,
         format: crate::types::Format::Native,
         call: None,
+        prompt: None,
     }
 }
 

@@ -44,6 +44,7 @@ fn hop(
         estimated: false,
         format: crate::types::Format::Native,
         call: None,
+        prompt: None,
     }
 }
 

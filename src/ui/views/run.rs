@@ -1039,6 +1039,7 @@ mod tests {
                 estimated: false,
                 format: crate::types::Format::Native,
                 call: None,
+                prompt: None,
             });
         }
         (*ledger.snapshot().runs[0]).clone()

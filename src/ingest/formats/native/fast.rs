@@ -414,6 +414,7 @@ fn long_field_at(bytes: &[u8], start: usize, w: u64) -> Option<(usize, Option<u3
     const LIMIT_KIND: u64 = prefix(b"limit_kind");
     const ESTIMATED: u64 = prefix(b"estimated");
     const COST_USD: u64 = prefix(b"cost_usd");
+    const PROMPT_HASH: u64 = prefix(b"prompt_hash");
     match w {
         PARENT_AGENT => at(b"parent_agent", Some(5)),
         PROVIDER => at(b"provider", Some(10)),
@@ -427,6 +428,7 @@ fn long_field_at(bytes: &[u8], start: usize, w: u64) -> Option<(usize, Option<u3
         LIMIT_KIND => at(b"limit_kind", Some(22)),
         ESTIMATED => at(b"estimated", Some(26)),
         COST_USD => at(b"cost_usd", None),
+        PROMPT_HASH => at(b"prompt_hash", Some(27)),
         _ => None,
     }
 }
@@ -457,6 +459,7 @@ fn field_bytes(key: &[u8]) -> Option<u32> {
         b"completion" => 21,
         b"limit_kind" => 22,
         b"estimated" => 26,
+        b"prompt_hash" => 27,
         b"cost_usd" => return None,
         _ => IGNORED,
     })
@@ -481,6 +484,7 @@ fn text_slot<'r, 'a>(r: &'r mut RawRecord<'a>, f: u32) -> Option<&'r mut Option<
         21 => &mut r.completion,
         22 => &mut r.limit_kind,
         25 => &mut r.action,
+        27 => &mut r.prompt_hash,
         _ => return None,
     })
 }

@@ -120,6 +120,14 @@ fn unknown_key_seeds() -> Vec<Vec<u8>> {
         r#"{"model":"m","input_tokens":1,"output_tokens":1,"estimated":"true"}"#,
         r#"{"model":"m","input_tokens":1,"output_tokens":1,"estimated":trueish}"#,
         r#"{"model":"m","prompt":"count me","output_tokens":1,"estimated":false}"#,
+        r#"{"model":"m","prompt_hash":"9f86d081","input_tokens":1,"output_tokens":1}"#,
+        r#"{"model":"m","prompt_hash":" 9F86 ","prompt":"Reset  my PASSWORD?","input_tokens":1,"output_tokens":1}"#,
+        r#"{"model":"m","prompt_hash":null,"prompt":"caf\u00e9 au lait","input_tokens":1,"output_tokens":1}"#,
+        r#"{"model":"m","prompt_hash":"a\"b","input_tokens":1,"output_tokens":1}"#,
+        r#"{"model":"m","prompt_hash":12,"input_tokens":1,"output_tokens":1}"#,
+        r#"{"model":"m","prompt_hash":"","prompt":"","input_tokens":1,"output_tokens":1}"#,
+        r#"{"model":"m","prompt_hash":"x","prompt_hash":"y","input_tokens":1,"output_tokens":1}"#,
+        r#"{"type":"run_end","prompt_hash":"x","prompt":"ignored"}"#,
         r#"{"model":"m","cost_usd":"0.25","input_tokens":1,"output_tokens":1}"#,
         r#"{"model":"m","cost_usd":null,"input_tokens":1,"output_tokens":1}"#,
         r#"{"model":"m","cost_usd":3,"input_tokens":1,"output_tokens":1}"#,
@@ -316,7 +324,7 @@ fn serde_fields() -> &'static [&'static str] {
 fn the_fast_path_knows_exactly_the_keys_serde_knows() {
     // Ignoring a key serde reads would silently lose a field.
     let fields = serde_fields();
-    assert_eq!(fields.len(), 28, "{fields:?}");
+    assert_eq!(fields.len(), 29, "{fields:?}");
     let mut slots: Vec<u32> = Vec::new();
     for name in fields {
         match fast::field(name) {
@@ -326,7 +334,7 @@ fn the_fast_path_knows_exactly_the_keys_serde_knows() {
         }
     }
     slots.sort_unstable();
-    assert_eq!(slots, (0..27).collect::<Vec<_>>(), "one slot per field");
+    assert_eq!(slots, (0..28).collect::<Vec<_>>(), "one slot per field");
     for unknown in [
         "", "kind", "Model", "trace", "span_id", "ts ", "cost", "hop_", "estimate",
     ] {

@@ -431,3 +431,49 @@ fn hop_indexes_of_a_billion_or_more_are_rejected() {
     let line = r#"{"model":"m","hop":999999999,"input_tokens":1,"output_tokens":1}"#;
     assert_eq!(parse(line).unwrap().hop, Some(999_999_999));
 }
+
+#[test]
+fn prompts_become_fingerprints_and_never_text() {
+    use crate::types::prompt::PromptPrint;
+    let print = |line: &str| parse(line).unwrap().prompt;
+    // The text, escaped or not, gives the same prints (exact and SimHash).
+    let plain =
+        print(r#"{"model":"m","prompt":"Café au lait?","input_tokens":3,"output_tokens":1}"#);
+    let escaped =
+        print(r#"{"model":"m","prompt":"Caf\u00e9  AU lait?","input_tokens":3,"output_tokens":1}"#);
+    assert_eq!(plain, Some(PromptPrint::of_text("café au lait?")));
+    assert_eq!(plain, escaped);
+    assert!(plain.unwrap().near.is_some());
+    // A hash: exact only; with text too, the hash's exact print and the
+    // text's SimHash.
+    let hashed = print(r#"{"model":"m","prompt_hash":"ab12","input_tokens":3,"output_tokens":1}"#);
+    assert_eq!(hashed, PromptPrint::of_hash("ab12"));
+    let both = print(
+        r#"{"model":"m","prompt_hash":"ab12","prompt":"Café au lait?","input_tokens":3,"output_tokens":1}"#,
+    );
+    assert_eq!(
+        both,
+        PromptPrint::of_record(Some("Café au lait?"), Some("ab12"))
+    );
+    // Counted from the text, fingerprinted all the same.
+    let counted = parse(r#"{"model":"m","prompt":"Café au lait?","output_tokens":1}"#).unwrap();
+    assert!(counted.estimated);
+    assert_eq!(counted.prompt, plain);
+    // Nothing to fingerprint, or not a call.
+    assert_eq!(
+        print(r#"{"model":"m","input_tokens":3,"output_tokens":1}"#),
+        None
+    );
+    assert_eq!(
+        print(r#"{"model":"m","prompt_hash":"  ","input_tokens":3,"output_tokens":1}"#),
+        None
+    );
+    assert_eq!(
+        print(r#"{"type":"run_end","run_id":"r","prompt_hash":"ab12"}"#),
+        None
+    );
+    assert!(
+        reason(r#"{"model":"m","prompt_hash":12,"input_tokens":3,"output_tokens":1}"#)
+            .contains("invalid type: integer `12`, expected a string")
+    );
+}

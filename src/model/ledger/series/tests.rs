@@ -47,6 +47,7 @@ fn call(
         estimated: false,
         format: Format::Native,
         call: None,
+        prompt: None,
     }
 }
 
