@@ -193,7 +193,7 @@ fn tokwatch_report_with(path: &Path, read: ReadFiles, advise: bool) -> anyhow::R
             ledger.prices(),
         );
         for run in &snapshot.runs {
-            advisor.observe(run);
+            advisor.observe_final(run);
         }
         let advice = advisor.advice(
             snapshot.first_ts_ms.zip(snapshot.last_ts_ms),

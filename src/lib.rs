@@ -671,12 +671,16 @@ fn build_report_ledger(
         },
     };
     let mut snapshot = ledger.snapshot();
-    snapshot.advice = Some(Arc::new(advise_runs(
-        &snapshot,
-        settings.advisor,
-        options.rules.clone(),
-        ledger.prices(),
-    )));
+    // Only the JSON document prints the advisor's figures (`insights`):
+    // other formats do not pay for them.
+    if args.format == report::ReportFormat::Json {
+        snapshot.advice = Some(Arc::new(advise_runs(
+            &snapshot,
+            settings.advisor,
+            options.rules.clone(),
+            ledger.prices(),
+        )));
+    }
     Ok((ledger, snapshot, stats, options))
 }
 
@@ -689,7 +693,7 @@ fn advise_runs(
 ) -> model::advisor::Advice {
     let mut advisor = model::advisor::Advisor::new(rules, bleed, prices);
     for run in &snapshot.runs {
-        advisor.observe(run);
+        advisor.observe_final(run);
     }
     let span = snapshot.first_ts_ms.zip(snapshot.last_ts_ms);
     let mut advice = advisor.advice(span, &snapshot.runs);

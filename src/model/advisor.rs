@@ -14,7 +14,9 @@ pub mod rules;
 pub mod tally;
 pub mod whatif;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -91,8 +93,11 @@ struct RecSum {
     runs: u64,
     /// Trim limits of the runs, counted (the suggestion is their median).
     limits: BTreeMap<u64, u64>,
-    /// The runs, by their saving (the evidence is the largest few).
+    /// The runs, by their saving (the evidence is the largest few; only
+    /// those few when runs are final: [`Advisor::observe_final`]).
     evidence: BTreeSet<(Usd, Arc<str>)>,
+    /// The hops of the runs named as evidence, by run.
+    evidence_hops: HashMap<Arc<str>, Vec<u32>>,
 }
 
 /// One run's share of every sum.
@@ -166,14 +171,14 @@ impl Advisor {
             candidates,
             prices: PriceMemo {
                 book: prices.clone(),
-                memo: HashMap::new(),
+                memo: HashMap::default(),
             },
-            runs: HashMap::new(),
+            runs: HashMap::default(),
             total: Tally::default(),
             by_agent: Tallies::default(),
             by_segment: Tallies::default(),
             by_model: Tallies::default(),
-            recs: HashMap::new(),
+            recs: HashMap::default(),
             breaks: BTreeMap::new(),
             loop_lengths: BTreeMap::new(),
             held: Vec::new(),
@@ -193,11 +198,25 @@ impl Advisor {
         }
         let facts = self.facts(run);
         if let Some(old) = self.runs.remove(&run.run_id) {
-            self.apply(&run.run_id, &old, -1);
+            self.apply(&run.run_id, &old, -1, false);
         }
         if facts.total.hops > 0 {
-            self.apply(&run.run_id, &facts, 1);
+            self.apply(&run.run_id, &facts, 1, false);
             self.runs.insert(run.run_id.clone(), facts);
+        }
+    }
+
+    /// A run that will not change (a report): its share is added, and only
+    /// what can still be named as evidence is kept of it — memory and time
+    /// stay flat over a large report. Never mix with [`Advisor::observe`]
+    /// for the same run.
+    pub fn observe_final(&mut self, run: &RunAgg) {
+        if self.prices.memo.len() > MEMO_CAP {
+            self.prices.memo.clear();
+        }
+        let facts = self.facts(run);
+        if facts.total.hops > 0 {
+            self.apply(&run.run_id, &facts, 1, true);
         }
     }
 
@@ -238,6 +257,7 @@ impl Advisor {
             for rec in &facts.recs {
                 if let Some(sum) = self.recs.get_mut(&rec.key) {
                     sum.evidence.retain(|(_, id)| &**id != run_id);
+                    sum.evidence_hops.remove(run_id);
                 }
             }
             self.breaks.remove(run_id);
@@ -302,8 +322,9 @@ impl Advisor {
             &mut self.prices,
         );
         let mut facts = RunFacts::default();
-        let mut agents: BTreeMap<Arc<str>, Tally> = BTreeMap::new();
-        let mut models: BTreeMap<Arc<str>, Tally> = BTreeMap::new();
+        // a run has few agents and models: a short list beats a map
+        let mut agents: Vec<(Arc<str>, Tally)> = Vec::new();
+        let mut models: Vec<(Arc<str>, Tally)> = Vec::new();
         let mut recs: BTreeMap<RecKey, RunRec> = BTreeMap::new();
         let limit = {
             let first = run.hops.first();
@@ -356,7 +377,7 @@ impl Advisor {
                 None => t.unpriced_hops = 1,
                 Some(current) => {
                     let price = self.prices.price_of(&hop.model);
-                    if let Some(price) = price {
+                    if let Some(price) = &price {
                         let u = &hop.usage;
                         let r = price.rates;
                         t.cache_saved = Usd::for_tokens(u.cache_read, r.input)
@@ -374,9 +395,7 @@ impl Advisor {
                     t.cost = current;
                     let input_cost = current.saturating_sub(Usd::for_tokens(
                         hop.usage.output,
-                        self.prices
-                            .price_of(&hop.model)
-                            .map_or(0, |p| p.rates.output),
+                        price.as_ref().map_or(0, |p| p.rates.output),
                     ));
                     t.carried_cost = scale(input_cost, what.carried, hop.usage.input_total());
                     t.routed = what.routed;
@@ -421,12 +440,19 @@ impl Advisor {
                 }
             }
             facts.total.fold(&t, 1);
-            agents.entry(hop.agent.clone()).or_default().fold(&t, 1);
-            models.entry(hop.model.clone()).or_default().fold(&t, 1);
+            for (list, name) in [(&mut agents, &hop.agent), (&mut models, &hop.model)] {
+                match list
+                    .iter_mut()
+                    .find(|(n, _)| Arc::ptr_eq(n, name) || n == name)
+                {
+                    Some((_, tally)) => tally.fold(&t, 1),
+                    None => list.push((name.clone(), t)),
+                }
+            }
         }
         if facts.total.hops > 0 {
             facts.total.runs = 1;
-            for t in agents.values_mut().chain(models.values_mut()) {
+            for (_, t) in agents.iter_mut().chain(models.iter_mut()) {
                 t.runs = 1;
             }
             if let Some(segment) = &run.segment {
@@ -436,8 +462,8 @@ impl Advisor {
         if run.ended.is_some() && facts.total.hops > 0 {
             facts.ended_hops = u32::try_from(run.hops.len()).ok();
         }
-        facts.agents = agents.into_iter().collect();
-        facts.models = models.into_iter().collect();
+        facts.agents = agents;
+        facts.models = models;
         // what saves nothing over the whole run is no recommendation
         facts.recs = recs
             .into_values()
@@ -446,7 +472,7 @@ impl Advisor {
         facts
     }
 
-    fn apply(&mut self, run_id: &Arc<str>, facts: &RunFacts, sign: i8) {
+    fn apply(&mut self, run_id: &Arc<str>, facts: &RunFacts, sign: i8, last: bool) {
         self.total.fold(&facts.total, sign);
         for (name, t) in &facts.agents {
             self.by_agent.fold(name, t, sign);
@@ -468,6 +494,15 @@ impl Advisor {
                     *sum.limits.entry(limit).or_default() += 1;
                 }
                 sum.evidence.insert((rec.saving, run_id.clone()));
+                sum.evidence_hops.insert(run_id.clone(), rec.hops.clone());
+                // a final run can never leave: the largest few are all the
+                // evidence there will be
+                if last
+                    && sum.evidence.len() > EVIDENCE_RUNS
+                    && let Some((_, gone)) = sum.evidence.pop_first()
+                {
+                    sum.evidence_hops.remove(&gone);
+                }
             } else if let Some(sum) = self.recs.get_mut(&rec.key) {
                 sum.saving -= rec.saving;
                 sum.tokens = sum.tokens.saturating_sub(rec.tokens);
@@ -482,6 +517,7 @@ impl Advisor {
                     }
                 }
                 sum.evidence.remove(&(rec.saving, run_id.clone()));
+                sum.evidence_hops.remove(run_id);
                 if sum.runs == 0 {
                     self.recs.remove(&rec.key);
                 }
@@ -547,12 +583,7 @@ impl Advisor {
                     .take(EVIDENCE_RUNS)
                     .map(|(saving, run_id)| Evidence {
                         run_id: run_id.clone(),
-                        hops: self
-                            .runs
-                            .get(run_id)
-                            .and_then(|f| f.recs.iter().find(|r| r.key == *key))
-                            .map(|r| r.hops.clone())
-                            .unwrap_or_default(),
+                        hops: sum.evidence_hops.get(run_id).cloned().unwrap_or_default(),
                         saving: *saving,
                     })
                     .collect();

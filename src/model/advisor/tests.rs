@@ -374,3 +374,34 @@ fn kept_up_to_date_run_by_run_it_says_what_a_fresh_advisor_says() {
     );
     assert!(live.advice(span, &snap.runs).total.hops == 4);
 }
+
+#[test]
+fn final_runs_give_the_same_advice_keeping_only_the_evidence() {
+    let mut hops = Vec::new();
+    for (i, run) in ["a", "b", "c", "d", "e", "f", "g"].into_iter().enumerate() {
+        let extra = u64::try_from(i).unwrap() * 1_000;
+        hops.push(hop(run, 1, "claude-opus-4-6", 2_900, 1_000));
+        hops.push(hop(run, 2, "claude-opus-4-6", 9_000 + extra, 400));
+        hops.push(hop(run, 3, "claude-opus-4-6", 20_000 + extra, 400));
+    }
+    let snap = snapshot(&hops);
+    let span = snap.first_ts_ms.zip(snap.last_ts_ms);
+    let book = PriceBook::embedded();
+    let (mut live, mut last) = (
+        Advisor::new(AdvisorRules::default(), BleedRules::default(), &book),
+        Advisor::new(AdvisorRules::default(), BleedRules::default(), &book),
+    );
+    for run in &snap.runs {
+        live.observe(run);
+        last.observe_final(run);
+    }
+    let advice = live.advice(span, &snap.runs);
+    assert_eq!(advice, last.advice(span, &snap.runs));
+    assert_eq!(last.runs_held(), 0);
+    // seven runs, five named: the dearest, with their hops
+    let trim = rec(&advice, Lever::Trim);
+    assert_eq!(trim.runs, 7);
+    assert_eq!(trim.evidence.len(), EVIDENCE_RUNS);
+    assert_eq!(&*trim.evidence[0].run_id, "g");
+    assert_eq!(trim.evidence[0].hops, vec![2, 3]);
+}
