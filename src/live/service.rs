@@ -161,6 +161,8 @@ impl LiveService {
             settings.max_line_bytes,
             sources.record.take(),
         )
+        // first: it makes the ledger anew (the others configure that one)
+        .with_duplicates(settings.duplicates)
         .with_input_format(settings.decoders.forced)
         .with_recent_events(publish.recent_events())
         .with_series(settings.metrics.as_ref().map(|m| m.caps))
@@ -168,8 +170,7 @@ impl LiveService {
         .with_anomalies(
             settings.alerts.rules.clone(),
             webhooks.as_ref().map(Webhooks::sink),
-        )
-        .with_duplicates(settings.duplicates);
+        );
         let mut service = Self::with_parts(sources, aggregator, publish)?;
         service.webhooks = webhooks;
         if let Some(m) = &settings.metrics {
