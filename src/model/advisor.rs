@@ -602,7 +602,7 @@ impl Advisor {
                     saving: sum.saving,
                     saving_per_run: per_run(sum.saving),
                     saving_per_month: per_month(sum.saving),
-                    share: ratio_usd(sum.saving, self.total.cost),
+                    share: share(sum.saving, self.total.cost),
                     confidence,
                     evidence,
                 }
@@ -709,7 +709,7 @@ impl Advice {
                 saving: agent.avoidable,
                 saving_per_run: per(agent.avoidable, self.runs),
                 saving_per_month: per_month(agent.avoidable),
-                share: ratio_usd(agent.avoidable, spend),
+                share: share(agent.avoidable, spend),
                 confidence: if thin {
                     Confidence::Low
                 } else {
@@ -779,7 +779,7 @@ fn named(tallies: &Tallies) -> Vec<Named> {
 }
 
 /// `usd` × `part` ÷ `whole`, exact (rounded down).
-fn scale(usd: Usd, part: u64, whole: u64) -> Usd {
+pub(crate) fn scale(usd: Usd, part: u64, whole: u64) -> Usd {
     if whole == 0 {
         return Usd::ZERO;
     }
@@ -802,7 +802,9 @@ fn scale_f(usd: Usd, factor: f64) -> Usd {
     Usd::from_picos((usd.picos() as f64 * factor).round() as i128)
 }
 
-fn ratio_usd(a: Usd, b: Usd) -> f64 {
+/// `a` ÷ `b` as a ratio to print (0 when `b` is zero).
+#[must_use]
+pub fn share(a: Usd, b: Usd) -> f64 {
     if b == Usd::ZERO {
         0.0
     } else {

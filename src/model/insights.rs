@@ -102,8 +102,9 @@ impl fmt::Display for BleedReason {
     }
 }
 
+/// `a` ÷ `b` (0 when `b` is zero).
 #[allow(clippy::cast_precision_loss)]
-fn ratio(a: u64, b: u64) -> f64 {
+pub(crate) fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 { 0.0 } else { a as f64 / b as f64 }
 }
 

@@ -7,7 +7,9 @@ use std::fmt::Write as _;
 
 use crate::model::Usd;
 use crate::model::advisor::compare::Comparison;
-use crate::model::advisor::{Advice, CacheBreak, Combined, Named, Recommendation, RunForecast};
+use crate::model::advisor::{
+    Advice, CacheBreak, Combined, Named, Recommendation, RunForecast, share,
+};
 use crate::sanitize::sanitize;
 
 /// `insights` in the JSON report (`docs/report-schema.md`).
@@ -93,14 +95,6 @@ pub struct JsonReasoning<'a> {
     pub by_model: Vec<JsonReasoningRow<'a>>,
 }
 
-fn ratio(a: Usd, b: Usd) -> f64 {
-    if b == Usd::ZERO {
-        0.0
-    } else {
-        a.to_f64() / b.to_f64()
-    }
-}
-
 fn cache_row(n: &Named) -> JsonCacheRow<'_> {
     let t = &n.tally;
     JsonCacheRow {
@@ -121,7 +115,7 @@ fn route_row(n: &Named) -> JsonRouteRow<'_> {
         cost: t.cost,
         routed: t.routed,
         saving,
-        saving_share: ratio(saving, t.cost),
+        saving_share: share(saving, t.cost),
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::{Advice, per};
+use super::{Advice, per, share};
 use crate::model::insights::{Insights, Spread};
 use crate::types::money::Usd;
 
@@ -58,14 +58,6 @@ impl Side {
             model_mix,
             unpriced_hops: total.unpriced_hops,
         }
-    }
-}
-
-fn share(a: Usd, b: Usd) -> f64 {
-    if b == Usd::ZERO {
-        0.0
-    } else {
-        a.to_f64() / b.to_f64()
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::model::insights::ratio;
 use crate::types::money::Usd;
 
 /// Sums over hops (of an agent, a segment, a model, or all).
@@ -85,35 +86,20 @@ impl Tally {
 
     /// Cache reads ÷ input.
     #[must_use]
-    #[allow(clippy::cast_precision_loss)]
     pub fn cache_hit_ratio(&self) -> f64 {
-        if self.input_tokens == 0 {
-            0.0
-        } else {
-            self.cache_read_tokens as f64 / self.input_tokens as f64
-        }
+        ratio(self.cache_read_tokens, self.input_tokens)
     }
 
     /// Reasoning ÷ output.
     #[must_use]
-    #[allow(clippy::cast_precision_loss)]
     pub fn reasoning_share(&self) -> f64 {
-        if self.output_tokens == 0 {
-            0.0
-        } else {
-            self.reasoning_tokens as f64 / self.output_tokens as f64
-        }
+        ratio(self.reasoning_tokens, self.output_tokens)
     }
 
     /// Carried ÷ input.
     #[must_use]
-    #[allow(clippy::cast_precision_loss)]
     pub fn carried_share(&self) -> f64 {
-        if self.input_tokens == 0 {
-            0.0
-        } else {
-            self.carried_tokens as f64 / self.input_tokens as f64
-        }
+        ratio(self.carried_tokens, self.input_tokens)
     }
 }
 
