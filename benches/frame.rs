@@ -32,7 +32,7 @@ use tokwatch::ingest::formats::Decoder;
 use tokwatch::ingest::parsed::fold_lines;
 use tokwatch::ingest::{Ingestor, TimeWindow};
 use tokwatch::model::budget::{Limits, Scope};
-use tokwatch::model::insights::{BleedRules, Insights};
+use tokwatch::model::insights::{BleedRules, Insights, InsightsIndex};
 use tokwatch::model::{Ledger, LedgerConfig};
 use tokwatch::pricing::PriceBook;
 use tokwatch::ui::budgets::BudgetBoard;
@@ -149,12 +149,12 @@ fn time_both(f: impl FnOnce()) -> (f64, f64) {
 
 // ---------------------------------------------------------------- frames
 
-/// What the advisor adds to a publication: its first sync (every run
-/// analysed once), then per publish — a few new hops in live runs and a
-/// few new runs, as between two 100 ms publications — the sync (pointer
-/// comparisons, changed runs analysed) and the advice; beside it the
-/// dashboard's other per-publish work (`snapshot_live` of 2,000 runs and
-/// `Insights::compute` on it).
+/// A dashboard publication as the live service builds it: the advisor's
+/// and the insights index's first sync (every run analysed once), then per
+/// publish — a few new hops in live runs and a few new runs, as between two
+/// 100 ms publications — `snapshot_live` of 2,000 runs, the advisor (sync:
+/// pointer comparisons, changed runs analysed; advice) and the insights
+/// (the index's sync and its answer), each timed and summed.
 fn advisor_publish(
     ledger: &mut Ledger,
     lines: &[String],
@@ -168,12 +168,17 @@ fn advisor_publish(
         "advisor      first sync ({} runs)    {first:7.2} ms",
         advisor.runs_held()
     );
+    let mut index = InsightsIndex::new(BleedRules::default());
+    let first = time_ms(|| index.sync(ledger));
+    println!("insights     first sync              {first:7.2} ms");
     let extra = run_lines(200, hops, 12, "live-");
     let mut sync_ms = Vec::new();
     let mut advice_ms = Vec::new();
     let mut live_ms = Vec::new();
+    let mut index_ms = Vec::new();
     let mut insights_ms = Vec::new();
-    for (round, chunk) in extra.chunks(extra.len() / 20).enumerate() {
+    let mut total_ms = Vec::new();
+    for chunk in extra.chunks(extra.len() / 20) {
         let mut ingestor = Ingestor::new(ledger, TimeWindow::default());
         let source = ingestor.stats.source_named("bench", "bench");
         let mut decoder = Decoder::plain("bench");
@@ -183,25 +188,32 @@ fn advisor_publish(
             &mut decoder,
             (1..).zip(chunk.iter().map(|l| l.as_bytes())),
         );
-        let _ = round;
         let mut snapshot = None;
         live_ms.push(time_ms(|| snapshot = Some(ledger.snapshot_live(2_000))));
         let mut snapshot = snapshot.unwrap();
-        insights_ms.push(time_ms(|| {
-            let _ = Insights::compute(&snapshot, &BleedRules::default(), prices, None);
-        }));
         sync_ms.push(time_ms(|| advisor.sync(ledger)));
         advice_ms.push(time_ms(|| {
             let span = snapshot.first_ts_ms.zip(snapshot.last_ts_ms);
             snapshot.advice = Some(Arc::new(advisor.advice(span, &snapshot.runs)));
         }));
+        index_ms.push(time_ms(|| index.sync(ledger)));
+        let mut insights = None;
+        insights_ms.push(time_ms(|| {
+            insights = Some(index.insights(&snapshot, prices, Some(1_795_500_000_000)));
+        }));
+        let insights = insights.unwrap();
+        assert_eq!(insights.bleeding.len(), snapshot.runs.len());
+        let n = live_ms.len() - 1;
+        total_ms.push(live_ms[n] + sync_ms[n] + advice_ms[n] + index_ms[n] + insights_ms[n]);
     }
     let _ = (lines, runs);
     for (name, ms) in [
+        ("dashboard    snapshot_live(2000)  ", live_ms),
         ("advisor      sync per publish     ", sync_ms),
         ("advisor      advice per publish   ", advice_ms),
-        ("dashboard    snapshot_live(2000)  ", live_ms),
-        ("dashboard    Insights::compute    ", insights_ms),
+        ("insights     sync per publish     ", index_ms),
+        ("insights     answer per publish   ", insights_ms),
+        ("publication  all of the above     ", total_ms),
     ] {
         let s = stats(ms);
         println!(

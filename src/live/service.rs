@@ -31,7 +31,7 @@ use crate::metrics::server::{MetricsRequest, MetricsServer, RuntimeBoard};
 use crate::metrics::{MetricsView, ingest_by_kind};
 use crate::model::Snapshot;
 use crate::model::anomaly::Anomaly;
-use crate::model::insights::{BleedRules, Insights};
+use crate::model::insights::{BleedRules, Insights, InsightsIndex};
 use crate::pricing::PriceBook;
 
 /// How the service publishes.
@@ -314,12 +314,19 @@ struct Publisher {
     lines_at_window: u64,
     lines_per_sec: f64,
     last_event_ms: Option<i64>,
+    /// The dashboard's insights, kept up to date run by run.
+    insights: Option<InsightsIndex>,
 }
 
 impl Publisher {
     fn new(publish: Publish, prices: PriceBook) -> Self {
         let started = Instant::now();
+        let insights = match &publish {
+            Publish::Dashboard { rules, .. } => Some(InsightsIndex::new(rules.clone())),
+            Publish::Lines { .. } | Publish::Quiet => None,
+        };
         Publisher {
+            insights,
             publish,
             prices: Arc::new(prices),
             started,
@@ -390,14 +397,17 @@ impl Publisher {
         let now_ms = chrono::Utc::now().timestamp_millis();
         let anomalies = aggregator.tick_anomalies(now_ms);
         let (snapshot, insights) = match &self.publish {
-            Publish::Dashboard { rules, .. } => {
+            Publish::Dashboard { .. } => {
                 let mut snapshot = aggregator.snapshot();
                 aggregator.attach_advice(&mut snapshot);
                 // Anchored on the wall clock, as the per-minute series is
                 // (`Ledger::set_clock`): a call timed far in the future
                 // cannot move the dashboard's burn rate out of the present.
-                let insights = Insights::compute(&snapshot, rules, &self.prices, Some(now_ms));
-                (snapshot, Some(Arc::new(insights)))
+                let insights = self.insights.as_mut().map(|index| {
+                    index.sync(&aggregator.ledger);
+                    Arc::new(index.insights(&snapshot, &self.prices, Some(now_ms)))
+                });
+                (snapshot, insights)
             }
             Publish::Lines { top_runs, .. } => {
                 let mut snapshot = aggregator.snapshot_top(*top_runs);

@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use super::duplicates::DuplicateSummary;
 use super::insights::BleedRules;
-use super::ledger::{Ledger, RunAgg};
+use super::ledger::{Ledger, RunAgg, RunWatch};
 use crate::pricing::{ModelPrice, PriceBook};
 use crate::types::money::Usd;
 pub use rules::{AdvisorRules, Candidates, Confidence, RouteRule, RouteTarget};
@@ -153,10 +153,8 @@ pub struct Advisor {
     recs: HashMap<RecKey, RecSum>,
     /// Runs with a cache break, by run id (the hop).
     breaks: BTreeMap<Arc<str>, u32>,
-    /// The ledger's runs as last seen, by slot ([`Advisor::sync`]): holding
-    /// them makes the ledger copy a run it changes, so a changed run is a
-    /// new pointer.
-    held: Vec<Option<Arc<RunAgg>>>,
+    /// The ledger's runs as last seen ([`Advisor::sync`]).
+    watch: RunWatch,
     /// Hop counts of ended runs, counted.
     loop_lengths: BTreeMap<u64, u64>,
 }
@@ -181,7 +179,7 @@ impl Advisor {
             recs: HashMap::default(),
             breaks: BTreeMap::new(),
             loop_lengths: BTreeMap::new(),
-            held: Vec::new(),
+            watch: RunWatch::default(),
         }
     }
 
@@ -224,30 +222,18 @@ impl Advisor {
     /// one pointer comparison per run, an analysis per changed run. A run
     /// the ledger evicted is frozen ([`Advisor::freeze`]).
     pub fn sync(&mut self, ledger: &Ledger) {
-        let slots = ledger.run_slots();
-        if self.held.len() < slots {
-            self.held.resize(slots, None);
-        }
-        for i in 0..slots {
-            let now = ledger.run_slot(i);
-            let same = match (&self.held[i], now) {
-                (Some(old), Some(new)) => Arc::ptr_eq(old, new),
-                (None, None) => true,
-                _ => false,
-            };
-            if same {
-                continue;
-            }
-            if let Some(old) = self.held[i].take()
+        let mut watch = std::mem::take(&mut self.watch);
+        watch.sync(ledger, |slot, before, now| {
+            if let Some(old) = before
                 && now.is_none_or(|new| new.run_id != old.run_id)
             {
                 self.freeze(&old.run_id);
             }
-            if let Some(new) = now {
-                self.observe(&ledger.run_for_snapshot(i));
-                self.held[i] = Some(new.clone());
+            if now.is_some() {
+                self.observe(&ledger.run_for_snapshot(slot));
             }
-        }
+        });
+        self.watch = watch;
     }
 
     /// The ledger let the run go (evicted past its cap): its share stays in

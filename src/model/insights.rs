@@ -14,6 +14,10 @@ use super::snapshot::Snapshot;
 use crate::pricing::PriceBook;
 use crate::types::money::Usd;
 
+mod bag;
+mod index;
+pub use index::InsightsIndex;
+
 /// Thresholds of the bleeding-hop rule (`[insights]` in the config file).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BleedRules {
@@ -268,7 +272,7 @@ pub const RECENT_SPEND_MS: i64 = 60 * 60_000;
 pub struct Insights {
     /// Per run (same order as `Snapshot::runs`): the bleeding hops' indexes
     /// and reasons, hops trimmed by a budget included (marked `budget_enforced`).
-    pub bleeding: Vec<Vec<(usize, BleedReason)>>,
+    pub bleeding: Vec<Arc<[(usize, BleedReason)]>>,
     /// Bleeding hops, not counting those a budget trimmed (the fix, not the leak).
     pub bleeding_hops: u64,
     /// Hops a budget trimmed ([`trimmed_by_budget`]).
@@ -315,11 +319,6 @@ pub struct Insights {
     pub rules: BleedRules,
 }
 
-/// Runs, carried tokens, cost and reason counts of one (agent, hop) while summing.
-type OffenderSums = (u64, u64, Usd, BTreeMap<&'static str, u64>);
-/// Input tokens and costs of one (agent, hop) across runs.
-type PositionSamples = (Vec<u64>, Vec<Usd>);
-
 impl Insights {
     /// Derives insights; `prices` values cache savings and reasoning cost.
     /// `clock_ms` is the caller's clock (epoch ms; the model reads none):
@@ -327,6 +326,8 @@ impl Insights {
     /// after it do not move what is anchored on the newest event (burn rate,
     /// recent spend, finished runs) into the future; they are in every
     /// other figure. `None`: no clock, every event is of the present.
+    /// One pass over the runs; [`InsightsIndex`] keeps the same up to date
+    /// as runs change.
     #[must_use]
     pub fn compute(
         snapshot: &Snapshot,
@@ -334,158 +335,11 @@ impl Insights {
         prices: &PriceBook,
         clock_ms: Option<i64>,
     ) -> Insights {
-        let mut insights = Insights {
-            rules: rules.clone(),
-            ..Insights::default()
-        };
-        let mut offenders: BTreeMap<(Arc<str>, u32), OffenderSums> = BTreeMap::new();
-        let mut positions: BTreeMap<(Arc<str>, u32), PositionSamples> = BTreeMap::new();
-        let mut run_costs = Vec::with_capacity(snapshot.runs.len());
-        let mut multipliers = Vec::with_capacity(snapshot.runs.len());
-        let mut growths = Vec::with_capacity(snapshot.runs.len());
-        let last_ts_ms = newest_present(snapshot, clock_ms);
-        // the first event is of the present when any is
-        let first_ts_ms = last_ts_ms.and(snapshot.first_ts_ms);
-        let recent = last_ts_ms.map(|last| last - RECENT_SPEND_MS..=last);
-        let mut recent_spend: BTreeMap<i64, Usd> = BTreeMap::new();
-        let mut enforced: BTreeMap<(Option<&str>, Option<u64>), i64> = BTreeMap::new();
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let hundredths = |ratio: f64| (ratio * 100.0).round() as u64;
-        for run in &snapshot.runs {
-            let mut bleeding = Vec::new();
-            for (index, hop) in run.hops.iter().enumerate() {
-                let entry = positions.entry((hop.agent.clone(), hop.hop)).or_default();
-                entry.0.push(hop.usage.input_total());
-                entry.1.push(hop.cost);
-                if let Some(ts) = hop
-                    .first_ts_ms
-                    .filter(|ts| recent.as_ref().is_some_and(|r| r.contains(ts)))
-                    && hop.cost != Usd::ZERO
-                {
-                    *recent_spend.entry(ts.div_euclid(1_000)).or_default() += hop.cost;
-                }
-                if let Some(reason) = hop_bleeding(run, index, rules) {
-                    if trimmed_by_budget(hop) {
-                        insights.trimmed_hops += 1;
-                    } else {
-                        let slot = offenders.entry((hop.agent.clone(), hop.hop)).or_default();
-                        slot.0 += 1;
-                        slot.1 += carried_tokens(&run.hops, index, rules);
-                        slot.2 += hop.cost;
-                        *slot.3.entry(reason.code()).or_default() += 1;
-                        insights.bleeding_hops += 1;
-                    }
-                    bleeding.push((index, reason));
-                }
-            }
-            for hit in &run.budget_hits {
-                let at = hit
-                    .hop
-                    .and_then(|h| run.hops.binary_search_by_key(&h, |x| x.hop).ok())
-                    .and_then(|i| run.hops[i].first_ts_ms);
-                if let Some(at) = at {
-                    let first = enforced
-                        .entry((hit.limit_kind.as_deref(), hit.limit))
-                        .or_insert(at);
-                    *first = (*first).min(at);
-                }
-            }
-            insights.bleeding.push(bleeding);
-            if !run.hops.is_empty() {
-                run_costs.push(run.counters().cost);
-                multipliers.push(hundredths(run.multiplier().unwrap_or(1.0)));
-                if let Some(growth) = run.context_growth() {
-                    growths.push(hundredths(growth));
-                }
-                if let (Some(start_ms), Some(last_ms)) = (run.first_ts_ms, run.last_ts_ms) {
-                    insights.run_points.push(RunPoint {
-                        start_ms,
-                        last_ms,
-                        ended: run.ended.is_some(),
-                        cost: run.counters().cost,
-                    });
-                }
-            }
+        let mut index = InsightsIndex::new(rules.clone());
+        for (slot, run) in snapshot.runs.iter().enumerate() {
+            index.add(slot, run.clone());
         }
-        insights.run_cost = spread(run_costs);
-        insights.run_multiplier = spread(multipliers);
-        insights.run_growth = spread(growths);
-        insights
-            .run_points
-            .sort_unstable_by_key(|p| (p.start_ms, p.last_ms, p.cost));
-        if let Some(last) = last_ts_ms {
-            let durations: Vec<i64> = insights
-                .run_points
-                .iter()
-                .filter(|p| p.settled(last))
-                .map(|p| p.last_ms - p.start_ms)
-                .collect();
-            insights.run_lag_ms = spread(durations).p95;
-            let (finished, unfinished): (Vec<RunPoint>, Vec<RunPoint>) =
-                insights.run_points.iter().partition(|p| p.settled(last));
-            insights.finished_costs = finished.iter().map(|p| p.cost).collect();
-            insights.finished_costs.sort_unstable();
-            insights.unfinished = unfinished;
-        }
-        insights.recent_spend = recent_spend.into_iter().collect();
-        insights.first_ts_ms = first_ts_ms;
-        insights.last_ts_ms = last_ts_ms;
-        let mut enforcements: Vec<Enforcement> = enforced
-            .into_iter()
-            .map(|((kind, limit), at_ms)| Enforcement {
-                at_ms,
-                limit_kind: kind.map(str::to_owned),
-                limit,
-            })
-            .collect();
-        enforcements.sort_by_key(|e| e.at_ms);
-        insights.enforcements = enforcements;
-        let mut offenders: Vec<Offender> = offenders
-            .into_iter()
-            .map(|((agent, hop), (runs, carried, total, reasons))| Offender {
-                agent,
-                hop,
-                runs,
-                carried_tokens: carried / runs.max(1),
-                cost_per_run: Usd::from_picos(total.picos() / i128::from(runs.max(1))),
-                total_cost: total,
-                reason: reasons
-                    .into_iter()
-                    .max_by_key(|(_, n)| *n)
-                    .map_or("", |(r, _)| r),
-            })
-            .collect();
-        offenders.sort_by(|a, b| {
-            b.total_cost
-                .cmp(&a.total_cost)
-                .then(b.runs.cmp(&a.runs))
-                .then(a.hop.cmp(&b.hop))
-        });
-        insights.offenders = offenders;
-        for ((agent, hop), (inputs, costs)) in positions {
-            let runs = inputs.len() as u64;
-            insights
-                .positions
-                .entry(agent)
-                .or_default()
-                .push(PositionStats {
-                    hop,
-                    runs,
-                    input_tokens: spread(inputs),
-                    cost: spread(costs),
-                });
-        }
-        for model in &snapshot.by_model {
-            if let Some(price) = prices.resolve(&model.name) {
-                // Standard rates: long-context premiums scale both sides alike.
-                let rates = prices.model(price).rates;
-                let c = &model.counters;
-                insights.cache_savings += Usd::for_tokens(c.cache_read_tokens, rates.input)
-                    .saturating_sub(Usd::for_tokens(c.cache_read_tokens, rates.cache_read));
-                insights.reasoning_cost += Usd::for_tokens(c.reasoning_tokens, rates.output);
-            }
-        }
-        insights
+        index.insights(snapshot, prices, clock_ms)
     }
 
     /// Multiplier spread as a ratio (stored ×100 for ordering).

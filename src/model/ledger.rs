@@ -2245,8 +2245,10 @@ mod hops;
 pub use hops::Hops;
 
 pub mod series;
+mod watch;
 use series::{Place, Series, SeriesSums};
 pub use series::{SeriesCaps, SeriesView};
+pub use watch::RunWatch;
 
 #[cfg(test)]
 mod tests;

@@ -184,10 +184,10 @@ impl Rows {
                     Screen::Runs(scope) => Some(scope),
                     _ => None,
                 };
-                let bleeding = |i: usize| data.insights.bleeding.get(i).map_or(0, Vec::len);
+                let bleeding = |i: usize| data.insights.bleeding.get(i).map_or(0, |b| b.len());
                 let mut indexes: Vec<usize> = (0..snap.runs.len())
                     .filter(|&i| {
-                        let bled = data.insights.bleeding.get(i).map_or(&[][..], Vec::as_slice);
+                        let bled = data.insights.bleeding.get(i).map_or(&[][..], |b| &b[..]);
                         run_matches(&snap.runs[i], bled, scope, &filter)
                     })
                     .collect();

@@ -653,3 +653,80 @@ fn windows_do_not_favour_the_runs_that_happen_to_finish_first() {
     assert_eq!(later.since.runs, 21, "started 150–350 s, 100 s or more ago");
     assert_eq!(later.before, early.before);
 }
+
+/// The index kept up to date run by run says what a computation from
+/// scratch over the runs held says, through new hops, hops out of order,
+/// calls taken back, run ends, budget hits and runs evicted past the cap.
+#[test]
+fn kept_up_to_date_run_by_run_the_index_says_what_a_fresh_computation_says() {
+    let config = LedgerConfig {
+        max_runs: 12,
+        ..LedgerConfig::default()
+    };
+    let mut ledger = Ledger::new(PriceBook::embedded(), config);
+    let rules = BleedRules::default();
+    let prices = PriceBook::embedded();
+    let mut index = InsightsIndex::new(rules.clone());
+    let mut receipts = Vec::new();
+    let mut checked = 0;
+    // 30 runs of 1 to 7 hops, interleaved in threes; every seventh call is
+    // taken back later, every fourth run ends, every fifth hits a budget
+    for step in 0..150u32 {
+        let run = format!("r{}", step / 5 + (step % 3) * 10);
+        let n = (step % 7) + 1 + u32::from(step % 11 == 0) * 3;
+        let agent = ["planner", "worker", "writer"][(step % 3) as usize];
+        let mut call = hop(
+            &run,
+            n,
+            agent,
+            "claude-sonnet-4-5",
+            input(2_000 * u64::from(n) + u64::from(step), 0, 300),
+        );
+        call.ts_ms = Some(1_795_860_000_000 + i64::from(step) * 7_000);
+        receipts.push(ledger.apply_call(&call));
+        if step % 5 == 4 {
+            let mut hit = call.clone();
+            hit.usage = Usage::default();
+            hit.kind = EventKind::BudgetExceeded {
+                limit_kind: Some("per_hop".into()),
+                limit: Some(u64::from(step % 2) * 1_000 + 5_000),
+                observed: Some(9_000),
+                action: Some(if step % 10 == 4 { "trim" } else { "halt" }.into()),
+            };
+            ledger.apply(&hit);
+        }
+        if step % 20 == 19 {
+            let mut end = call.clone();
+            end.usage = Usage::default();
+            end.kind = EventKind::RunEnd;
+            ledger.apply(&end);
+        }
+        if step % 7 == 6
+            && let Some(receipt) = receipts[step as usize - 3].as_ref()
+        {
+            ledger.retract(receipt);
+        }
+        if step % 3 == 0 {
+            index.sync(&ledger);
+            let snap = ledger.snapshot();
+            let clock = Some(1_795_860_000_000 + i64::from(step) * 7_000 + 30_000);
+            assert_eq!(
+                format!("{:?}", index.insights(&snap, &prices, clock)),
+                format!("{:?}", Insights::compute(&snap, &rules, &prices, clock)),
+                "after step {step}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 50);
+    // every part was exercised: the cap was reached (evicted runs left the
+    // index), hops bled and were trimmed, runs finished and are in flight
+    let snap = ledger.snapshot();
+    assert_eq!(snap.runs.len(), 12);
+    assert!(ledger.runs_evicted > 0);
+    let last = index.insights(&snap, &prices, None);
+    assert!(last.bleeding_hops > 0 && last.trimmed_hops > 0);
+    assert!(!last.offenders.is_empty() && !last.enforcements.is_empty());
+    assert!(!last.finished_costs.is_empty() && !last.unfinished.is_empty());
+    assert!(!last.recent_spend.is_empty());
+}

@@ -50,7 +50,7 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx, scope: Option<&
     .header_style(cx.theme.header);
     for (position, index) in cx.rows.window(offset, visible) {
         let run: &RunAgg = &snap.runs[index];
-        let bleeding = cx.data.insights.bleeding.get(index).map_or(0, Vec::len);
+        let bleeding = cx.data.insights.bleeding.get(index).map_or(0, |b| b.len());
         let path: Vec<String> = run
             .agent_path()
             .iter()
