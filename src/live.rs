@@ -87,6 +87,33 @@ pub struct LiveSettings {
     pub duplicates: crate::model::duplicates::DuplicateRules,
 }
 
+#[cfg(test)]
+impl LiveSettings {
+    /// Following `paths` by polling every 100 ms, from their start, nothing
+    /// else on: the settings tests start from.
+    pub(crate) fn following(paths: &[&std::path::Path]) -> LiveSettings {
+        LiveSettings {
+            follow: paths.iter().map(|p| p.display().to_string()).collect(),
+            listen: Vec::new(),
+            listen_token: None,
+            max_clients: 8,
+            client_idle_timeout: Duration::ZERO,
+            poll: true,
+            poll_interval: Duration::from_millis(100),
+            from_end: false,
+            window: TimeWindow::default(),
+            max_line_bytes: crate::ingest::sources::files::DEFAULT_MAX_LINE_BYTES,
+            record: None,
+            decoders: Arc::default(),
+            otlp: OtlpSettings::default(),
+            metrics: None,
+            advisor: None,
+            alerts: AlertSettings::default(),
+            duplicates: crate::model::duplicates::DuplicateRules::default(),
+        }
+    }
+}
+
 /// Anomaly detection and where alerts go.
 #[derive(Debug, Clone, Default)]
 pub struct AlertSettings {

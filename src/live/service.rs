@@ -534,3 +534,75 @@ async fn serve(
     publisher.publish(&mut aggregator, true, &tx);
     failed.and(stopped)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Write as _;
+    use std::time::Duration;
+
+    use super::{LiveService, Publish};
+    use crate::live::LiveSettings;
+    use crate::model::insights::BleedRules;
+    use crate::pricing::PriceBook;
+    use crate::types::money::Usd;
+
+    /// The dashboard's insights are those of every run held, not of the
+    /// 2,000 listed: with 2,000 dear runs and 2,500 cheap ones the median
+    /// run is a cheap one (computed over the listed runs, the dearest
+    /// 2,000, it was a dear one).
+    #[test]
+    fn the_dashboard_insights_cover_every_run_not_only_the_listed_ones() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let _entered = runtime.enter();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("runs.jsonl");
+        let mut lines = String::new();
+        for run in 0..4_500 {
+            let tokens = if run < 2_000 { 100_000 } else { 1_000 };
+            writeln!(
+                lines,
+                "{{\"ts\":\"2026-11-28T{:02}:{:02}:{:02}Z\",\"run_id\":\"r{run}\",\"hop\":1,\"agent\":\"a\",\"model\":\"gpt-4o-mini\",\"input_tokens\":{tokens},\"output_tokens\":10}}",
+                10 + run / 3_600,
+                (run / 60) % 60,
+                run % 60
+            )
+            .unwrap();
+        }
+        std::fs::write(&log, lines).unwrap();
+        let service = LiveService::start(
+            &LiveSettings::following(&[&log]),
+            PriceBook::embedded(),
+            Publish::Dashboard {
+                every: Duration::from_millis(50),
+                rules: BleedRules::default(),
+                recent_events: 0,
+            },
+        )
+        .unwrap();
+        let mut published = service.subscribe();
+        let publication = runtime
+            .block_on(tokio::time::timeout(
+                Duration::from_secs(60),
+                published.wait_for(|p| p.caught_up && p.snapshot.totals.events == 4_500),
+            ))
+            .expect("never caught up with the 4,500 runs")
+            .unwrap()
+            .clone();
+        runtime.block_on(service.stop()).unwrap();
+        assert_eq!(publication.snapshot.runs.len(), 2_000);
+        let insights = publication.insights.as_ref().unwrap();
+        assert_eq!(insights.bleeding.len(), 2_000);
+        // gpt-4o-mini: $0.15/M input, $0.60/M output
+        let cheap = Usd::for_tokens(1_000, 150_000) + Usd::for_tokens(10, 600_000);
+        assert_eq!(insights.run_cost.median, cheap);
+        // one run a second: those of the last minute may still be in flight
+        assert_eq!(insights.finished_costs.len(), 4_440);
+        assert_eq!(insights.unfinished.len(), 60);
+        let positions = &insights.positions["a"];
+        assert_eq!(positions[0].runs, 4_500);
+    }
+}

@@ -634,25 +634,7 @@ mod tests {
         let log = dir.path().join("a.jsonl");
         let line = "{\"ts\":\"2026-11-28T10:00:00Z\",\"run_id\":\"r1\",\"agent\":\"a\",\"model\":\"gpt-4o-mini\",\"input_tokens\":100,\"output_tokens\":10}\n";
         std::fs::write(&log, line.repeat(3)).unwrap();
-        let settings = LiveSettings {
-            follow: vec![log.display().to_string()],
-            listen: Vec::new(),
-            listen_token: None,
-            max_clients: 8,
-            client_idle_timeout: Duration::ZERO,
-            poll: true,
-            poll_interval: Duration::from_millis(100),
-            from_end: false,
-            window: TimeWindow::default(),
-            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
-            record: None,
-            decoders: Arc::default(),
-            otlp: crate::ingest::sources::otlp::OtlpSettings::default(),
-            metrics: None,
-            advisor: None,
-            alerts: crate::live::AlertSettings::default(),
-            duplicates: Default::default(),
-        };
+        let settings = LiveSettings::following(&[&log]);
         let sources = Sources::start(&settings).unwrap();
         let (entered_tx, entered) = std::sync::mpsc::channel();
         let (release, release_rx) = std::sync::mpsc::channel::<()>();
