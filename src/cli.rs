@@ -320,16 +320,22 @@ pub struct AdviseArgs {
     pub read: ReadArgs,
 }
 
-/// `tokwatch compare A B`, or `tokwatch compare PATH… --segment X --segment Y`.
+/// `tokwatch compare A B`, `tokwatch compare PATH… --segment X --segment Y`,
+/// `tokwatch compare PATH… --agent X --agent Y` or `tokwatch compare A B --agent X`.
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// Two paths (side A and side B), or with --segment any number of
-    /// paths read together.
+    /// Two paths (side A and side B), or with --segment or two --agent any
+    /// number of paths read together.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     /// Compare these two user segments of the runs read (give it twice).
     #[arg(long, value_name = "NAME", num_args = 1)]
     pub segment: Vec<String>,
+    /// Compare these two agents' hops in the runs read (give it twice), or
+    /// once with two paths: that agent in A against that agent in B. Each
+    /// run counts with the agent's hops only.
+    #[arg(long, value_name = "NAME", num_args = 1, conflicts_with = "segment")]
+    pub agent: Vec<String>,
     #[command(flatten)]
     pub read: ReadArgs,
 }

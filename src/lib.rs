@@ -780,16 +780,17 @@ pub fn advise_text(args: &cli::AdviseArgs, now_ms: i64) -> anyhow::Result<String
     })
 }
 
-/// One side of a comparison: the runs of `snapshot` that `keep` accepts.
+/// One side of a comparison: the runs of `snapshot` as `part` takes them
+/// (whole, or the part of an agent; `None`: left out).
 fn compare_side(
     label: &str,
     snapshot: &Snapshot,
-    keep: impl Fn(&model::RunAgg) -> bool,
+    part: impl Fn(&Arc<model::RunAgg>) -> Option<Arc<model::RunAgg>>,
     settings: &config::Settings,
     prices: &PriceBook,
 ) -> (model::advisor::compare::Side, model::advisor::Advice) {
     let mut sub = snapshot.clone();
-    sub.runs.retain(|r| keep(r));
+    sub.runs = snapshot.runs.iter().filter_map(part).collect();
     let bleed = settings.insights.bleed_rules();
     let advice = advise_runs(&sub, settings.advisor.clone(), bleed.clone(), prices);
     let insights = model::insights::Insights::compute(&sub, &bleed, prices, None);
@@ -798,43 +799,83 @@ fn compare_side(
     (side, advice)
 }
 
+/// The part of `run` made by `agent`'s hops.
+fn agent_part(run: &Arc<model::RunAgg>, agent: &str) -> Option<Arc<model::RunAgg>> {
+    run.only_agent(agent).map(Arc::new)
+}
+
 /// `tokwatch compare` as text.
 ///
 /// # Errors
-/// Neither two paths nor two segments; as [`run`].
+/// Not one of the four forms (two paths; --segment twice; --agent twice;
+/// --agent once with two paths); as [`run`].
 pub fn compare_text(args: &cli::CompareArgs, now_ms: i64) -> anyhow::Result<String> {
     let settings = config_settings(args.read.config.as_deref())?;
-    let ((a, advice_a), (b, advice_b), price_table) = match (&args.segment[..], &args.paths[..]) {
-        ([x, y], _) => {
-            let (ledger, snapshot) = read_advised(args.paths.clone(), &args.read, now_ms)?;
-            let side = |name: &str| {
-                compare_side(
-                    name,
-                    &snapshot,
-                    |r| r.segment.as_deref().unwrap_or(model::snapshot::NO_SEGMENT) == name,
-                    &settings,
-                    ledger.prices(),
-                )
-            };
-            (side(x), side(y), snapshot.price_version.clone())
-        }
-        ([], [pa, pb]) => {
-            let side = |path: &PathBuf| -> anyhow::Result<_> {
-                let (ledger, snapshot) = read_advised(vec![path.clone()], &args.read, now_ms)?;
-                let label = path.display().to_string();
-                Ok((
-                    compare_side(&label, &snapshot, |_| true, &settings, ledger.prices()),
-                    snapshot.price_version.clone(),
-                ))
-            };
-            let (a, version) = side(pa)?;
-            let (b, _) = side(pb)?;
-            (a, b, version)
-        }
-        _ => anyhow::bail!(
-            "compare needs two paths (tokwatch compare A B), or --segment given twice"
-        ),
+    let read_together = || read_advised(args.paths.clone(), &args.read, now_ms);
+    let read_apart = |path: &PathBuf,
+                      part: &dyn Fn(&Arc<model::RunAgg>) -> Option<Arc<model::RunAgg>>,
+                      label: String|
+     -> anyhow::Result<_> {
+        let (ledger, snapshot) = read_advised(vec![path.clone()], &args.read, now_ms)?;
+        Ok((
+            compare_side(&label, &snapshot, part, &settings, ledger.prices()),
+            snapshot.price_version.clone(),
+        ))
     };
+    let forms = "compare needs two paths (tokwatch compare A B), --segment given twice, --agent given twice, or --agent once with two paths";
+    let ((a, advice_a), (b, advice_b), price_table) =
+        match (&args.segment[..], &args.agent[..], &args.paths[..]) {
+            ([x, y], [], _) => {
+                let (ledger, snapshot) = read_together()?;
+                let side = |name: &str| {
+                    let in_segment = |r: &Arc<model::RunAgg>| {
+                        (r.segment.as_deref().unwrap_or(model::snapshot::NO_SEGMENT) == name)
+                            .then(|| r.clone())
+                    };
+                    compare_side(name, &snapshot, in_segment, &settings, ledger.prices())
+                };
+                (side(x), side(y), snapshot.price_version.clone())
+            }
+            ([], [x, y], _) => {
+                let (ledger, snapshot) = read_together()?;
+                let side = |name: &str| {
+                    let label = format!("agent {name}");
+                    let part = |r: &Arc<model::RunAgg>| agent_part(r, name);
+                    compare_side(&label, &snapshot, part, &settings, ledger.prices())
+                };
+                for name in [x, y] {
+                    anyhow::ensure!(
+                        snapshot
+                            .runs
+                            .iter()
+                            .any(|r| r.hops.iter().any(|h| &*h.agent == name)),
+                        "no hop of agent {name:?} in what was read"
+                    );
+                }
+                (side(x), side(y), snapshot.price_version.clone())
+            }
+            ([], [agent], [pa, pb]) => {
+                let part = |r: &Arc<model::RunAgg>| agent_part(r, agent);
+                let label = |p: &PathBuf| format!("{} agent {agent}", p.display());
+                let (a, version) = read_apart(pa, &part, label(pa))?;
+                let (b, _) = read_apart(pb, &part, label(pb))?;
+                for ((side, _), path) in [(&a, pa), (&b, pb)] {
+                    anyhow::ensure!(
+                        side.runs > 0,
+                        "no hop of agent {agent:?} in {}",
+                        path.display()
+                    );
+                }
+                (a, b, version)
+            }
+            ([], [], [pa, pb]) => {
+                let whole = |r: &Arc<model::RunAgg>| Some(r.clone());
+                let (a, version) = read_apart(pa, &whole, pa.display().to_string())?;
+                let (b, _) = read_apart(pb, &whole, pb.display().to_string())?;
+                (a, b, version)
+            }
+            _ => anyhow::bail!("{forms}"),
+        };
     let comparison = model::advisor::compare::compare(a, &advice_a, b, &advice_b);
     Ok(match args.read.format {
         cli::DocFormat::Json => json_doc(&price_table, &comparison)?,

@@ -119,6 +119,90 @@ fn compare_by_segment_reads_both_teams_together() {
     assert_eq!(cmp["dearer"], "a");
 }
 
+/// An agent's cost in a report of `paths`, and its events.
+fn agent_in_report(paths: &[&str], agent: &str) -> (Usd, u64) {
+    let mut argv = vec!["report"];
+    argv.extend_from_slice(paths);
+    let report = json(&argv);
+    let row = report["by_agent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["agent"] == agent)
+        .unwrap_or_else(|| panic!("no {agent} in the report"));
+    (usd(&row["cost_usd"]), row["events"].as_u64().unwrap())
+}
+
+#[test]
+fn compare_by_agent_puts_two_agents_of_the_same_runs_side_by_side() {
+    let teams = "sample_logs/teams";
+    let cmp = json(&[
+        "compare",
+        teams,
+        "--agent",
+        "researcher",
+        "--agent",
+        "planner",
+    ]);
+    assert_eq!(cmp["a"]["label"], "agent researcher");
+    assert_eq!(cmp["b"]["label"], "agent planner");
+    // each side counts the agent's hops only, every run it took part in
+    for (side, agent) in [("a", "researcher"), ("b", "planner")] {
+        let (cost, _) = agent_in_report(&[teams], agent);
+        assert_eq!(usd(&cmp[side]["cost"]), cost, "{agent}");
+        assert_eq!(cmp[side]["runs"], 48, "{agent}");
+    }
+    // the planner plans once per run: nothing carried from a previous hop
+    assert_eq!(cmp["b"]["carried_share"], 0.0);
+    assert!(cmp["a"]["carried_share"].as_f64().unwrap() > 0.3);
+    assert_eq!(cmp["dearer"], "a");
+}
+
+#[test]
+fn compare_by_agent_across_two_paths_puts_one_agent_of_each_side_by_side() {
+    let cmp = json(&["compare", NAIVE, LEAN, "--agent", "researcher"]);
+    assert_eq!(
+        cmp["a"]["label"],
+        format!("{NAIVE} agent researcher").as_str()
+    );
+    for (side, path) in [("a", NAIVE), ("b", LEAN)] {
+        let (cost, _) = agent_in_report(&[path], "researcher");
+        assert_eq!(usd(&cmp[side]["cost"]), cost, "{path}");
+        assert_eq!(cmp[side]["runs"], 24, "{path}");
+    }
+    assert_eq!(cmp["dearer"], "a");
+    let text = run(&["compare", NAIVE, LEAN, "--agent", "researcher"]);
+    assert!(text.contains("agent researcher costs"), "{text}");
+}
+
+#[test]
+fn compare_by_agent_names_an_agent_that_is_not_there() {
+    let cli = Cli::try_parse_from([
+        "tokwatch", "compare", NAIVE, "--agent", "planner", "--agent", "nobody",
+    ])
+    .unwrap();
+    let Some(Command::Compare(args)) = cli.command else {
+        panic!()
+    };
+    let err = tokwatch::compare_text(&args, NOW_MS)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no hop of agent \"nobody\""), "{err}");
+    // --agent and --segment do not mix
+    assert!(
+        Cli::try_parse_from([
+            "tokwatch",
+            "compare",
+            NAIVE,
+            "--agent",
+            "a",
+            "--segment",
+            "s",
+        ])
+        .is_err()
+    );
+}
+
 #[test]
 fn compare_wants_two_sides() {
     let cli = Cli::try_parse_from(["tokwatch", "compare", NAIVE]).unwrap();

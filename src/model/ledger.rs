@@ -500,6 +500,45 @@ impl RunAgg {
         (first > 0).then(|| last as f64 / first as f64)
     }
 
+    /// The part of the run made of `agent`'s hops, as a run of its own (the
+    /// agent's sub-loop: its first hop is the first of these; its budget
+    /// hits are those of these hops); `None` when the agent has no hop in it.
+    #[must_use]
+    pub fn only_agent(&self, agent: &str) -> Option<RunAgg> {
+        let hops: Vec<HopAgg> = self
+            .hops
+            .iter()
+            .filter(|h| &*h.agent == agent)
+            .cloned()
+            .collect();
+        if hops.is_empty() {
+            return None;
+        }
+        let mut part = RunAgg::new(self.run_id.clone());
+        part.segment.clone_from(&self.segment);
+        part.user.clone_from(&self.user);
+        part.ended.clone_from(&self.ended);
+        part.first_ts_ms = hops.iter().filter_map(|h| h.first_ts_ms).min();
+        part.last_ts_ms = hops.iter().filter_map(|h| h.first_ts_ms).max();
+        if hops.len() > 1 {
+            let mut sum = Counters::default();
+            for hop in &hops {
+                sum.merge(&hop.counters());
+            }
+            part.sum = Some(Box::new(sum));
+        }
+        for hit in &self.budget_hits {
+            if hit
+                .hop
+                .is_some_and(|h| hops.binary_search_by_key(&h, |x| x.hop).is_ok())
+            {
+                part.record_hit(hit.clone());
+            }
+        }
+        part.hops = Hops::from(hops);
+        Some(part)
+    }
+
     /// Agents in hop order, consecutive repeats folded (`planner→researcher→writer`).
     #[must_use]
     pub fn agent_path(&self) -> Vec<Arc<str>> {

@@ -1111,3 +1111,48 @@ fn the_anomaly_detector_sees_each_call_once_when_first_counted() {
     assert_eq!(raised.len(), 1);
     assert_eq!((&*raised[0].subject, raised[0].hop), ("a", Some(1)));
 }
+
+#[test]
+fn an_agents_part_of_a_run_is_a_run_of_its_hops_alone() {
+    let mut breach = at(hop("r", Some(3), "b", "gpt-4.1", 0, 0), T0 + 3 * MINUTE);
+    breach.kind = EventKind::BudgetExceeded {
+        limit_kind: Some("per_hop".into()),
+        limit: Some(100),
+        observed: Some(120),
+        action: Some("trim".into()),
+    };
+    let mut elsewhere = breach.clone();
+    elsewhere.hop = Some(1);
+    let s = fold(
+        &mut ledger(),
+        &[
+            at(hop("r", Some(1), "a", "gpt-4.1", 1_000, 10), T0),
+            at(hop("r", Some(2), "b", "gpt-4.1", 2_000, 20), T0 + MINUTE),
+            at(
+                hop("r", Some(3), "b", "gpt-4.1", 3_000, 30),
+                T0 + 2 * MINUTE,
+            ),
+            breach,
+            elsewhere,
+        ],
+    );
+    let whole = run(&s, "r");
+    let b = whole.only_agent("b").expect("b has hops");
+    assert_eq!(b.hops.iter().map(|h| h.hop).collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(b.counters().cost, gpt41(5_000, 50));
+    assert_eq!(b.counters().events, 2);
+    assert_eq!(
+        (b.first_ts_ms, b.last_ts_ms),
+        (Some(T0 + MINUTE), Some(T0 + 2 * MINUTE))
+    );
+    // each part keeps the breaches of its own hops
+    assert_eq!(whole.budget_hits.len(), 2);
+    assert_eq!(b.budget_hits.len(), 1);
+    assert_eq!(b.budget_hits[0].hop, Some(3));
+    let a = whole.only_agent("a").expect("a has a hop");
+    assert_eq!(a.counters().cost, gpt41(1_000, 10));
+    assert_eq!(a.budget_hits.len(), 1);
+    assert_eq!(a.budget_hits[0].hop, Some(1));
+    assert_eq!(a.multiplier(), Some(1.0));
+    assert!(whole.only_agent("c").is_none());
+}
