@@ -121,17 +121,13 @@ struct JsonReport<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     by_period: Option<Vec<JsonPeriod<'a>>>,
     runs: Vec<JsonRun<'a>>,
-    /// Only when some call carried a prompt fingerprint.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    duplicates: Option<duplicates::JsonDuplicates<'a>>,
     ingest: JsonIngest<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    insights: Option<insights::JsonInsights<'a>>,
+    /// When there is advice, a prompt fingerprint, or (live `--jsonl`
+    /// lines, [`render_live_json_line`]) anomalies to report.
+    #[serde(skip_serializing_if = "insights::JsonInsights::is_empty")]
+    insights: insights::JsonInsights<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     live: Option<LiveInfo>,
-    /// Live `--jsonl` lines only ([`render_live_json_line`]).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    anomalies: Option<&'a [crate::model::anomaly::Anomaly]>,
 }
 
 /// Ingest statistics with the live counters summed over sources.
@@ -435,7 +431,7 @@ pub fn render_json_line(
 }
 
 /// A live `--jsonl` line: [`render_json_line`] with the latest anomalies
-/// in a top-level `anomalies` array (oldest first; `docs/report-schema.md`).
+/// in `insights.anomalies` (oldest first; `docs/report-schema.md`).
 #[must_use]
 pub fn render_live_json_line(
     snapshot: &Snapshot,
@@ -445,7 +441,7 @@ pub fn render_live_json_line(
     anomalies: &[crate::model::anomaly::Anomaly],
 ) -> String {
     let mut report = json_report(snapshot, ingest, options, Some(live));
-    report.anomalies = Some(anomalies);
+    report.insights.anomalies = Some(anomalies);
     match serde_json::to_string(&report) {
         Ok(mut text) => {
             text.push('\n');
@@ -514,14 +510,16 @@ fn json_report<'a>(
             })
             .map(|r| json_run(r, options.hops, &options.rules))
             .collect(),
-        duplicates: snapshot.duplicates.as_deref().map(duplicates::json),
         ingest: JsonIngest {
             stats: ingest,
             live: ingest.live_totals(),
         },
-        insights: snapshot.advice.as_deref().map(insights::json_insights),
+        insights: insights::JsonInsights {
+            advice: snapshot.advice.as_deref().map(insights::json_advice),
+            duplicates: snapshot.duplicates.as_deref().map(duplicates::json),
+            anomalies: None,
+        },
         live,
-        anomalies: None,
     }
 }
 

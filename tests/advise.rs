@@ -239,7 +239,9 @@ fn repeated_prompts_are_a_semantic_cache_recommendation_worth_their_avoidable_sp
     const FIXTURE: &str = "tests/fixtures/duplicate-prompts.jsonl";
     let advice = json(&["advise", FIXTURE]);
     let report = json(&["report", FIXTURE]);
-    let by_agent = report["duplicates"]["by_agent"].as_array().unwrap();
+    let by_agent = report["insights"]["duplicates"]["by_agent"]
+        .as_array()
+        .unwrap();
     assert!(!by_agent.is_empty());
     for agent in by_agent {
         let name = agent["agent"].as_str().unwrap();

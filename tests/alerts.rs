@@ -225,23 +225,22 @@ fn jsonl_lines_carry_the_anomalies() {
         ],
         &[("TOKWATCH_CONFIG", &empty_config(dir.path()))],
     );
-    let snapshot = tokwatch.wait_for(
-        "an anomaly",
-        Duration::from_secs(20),
-        |s| match s["anomalies"].as_array() {
-            Some(list) if !list.is_empty() => Ok(()),
-            Some(_) => Err("no anomaly yet".into()),
-            None => Err("no anomalies array".into()),
-        },
-    );
-    let anomaly = &snapshot["anomalies"][0];
+    let snapshot =
+        tokwatch.wait_for("an anomaly", Duration::from_secs(20), |s| {
+            match s["insights"]["anomalies"].as_array() {
+                Some(list) if !list.is_empty() => Ok(()),
+                Some(_) => Err("no anomaly yet".into()),
+                None => Err("no anomalies array".into()),
+            }
+        });
+    let anomaly = &snapshot["insights"]["anomalies"][0];
     assert!(
         anomaly["kind"].as_str().unwrap().starts_with("spend_"),
         "{anomaly}"
     );
     assert_eq!(anomaly["expected"], 1, "{anomaly}");
     let last = tokwatch.stop();
-    assert!(last["anomalies"].is_array());
+    assert!(last["insights"]["anomalies"].is_array());
 }
 
 #[test]

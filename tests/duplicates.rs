@@ -24,7 +24,7 @@ fn duplicates(args: &[&str]) -> Value {
     let mut all = args.to_vec();
     all.extend_from_slice(&["--format", "json"]);
     let mut report: Value = serde_json::from_str(&report(&all)).expect("valid JSON");
-    report["duplicates"].take()
+    report["insights"]["duplicates"].take()
 }
 
 /// The fixture's 22 calls, in order (A: the password question; A' the same
@@ -171,7 +171,7 @@ fn a_repeat_counted_from_its_text_is_avoidable_at_its_exact_count() {
     let path = log.to_str().unwrap();
     let mut all: Value =
         serde_json::from_str(&report(&[path, "--format", "json"])).expect("valid JSON");
-    let d = all["duplicates"].take();
+    let d = all["insights"]["duplicates"].take();
     assert_eq!(
         (d["first_seen"].as_u64(), d["exact_duplicates"].as_u64()),
         (Some(1), Some(1))

@@ -11,7 +11,7 @@ use crate::model::Usd;
 use crate::model::duplicates::{DuplicateAgent, DuplicateGroup, DuplicateSummary};
 
 /// `duplicates` in the JSON report.
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 pub(super) struct JsonDuplicates<'a> {
     max_hamming: u32,
     capacity: usize,
@@ -29,7 +29,7 @@ pub(super) struct JsonDuplicates<'a> {
     by_agent: Vec<JsonAgent<'a>>,
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 struct JsonGroup<'a> {
     print: &'a str,
     calls: u64,
@@ -43,7 +43,7 @@ struct JsonGroup<'a> {
     first_hop: Option<u32>,
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 struct JsonAgent<'a> {
     agent: &'a str,
     repeats: u64,

@@ -12,9 +12,31 @@ use crate::model::advisor::{
 };
 use crate::sanitize::sanitize;
 
-/// `insights` in the JSON report (`docs/report-schema.md`).
+/// `insights` in the JSON report and the `--jsonl` snapshots
+/// (`docs/report-schema.md`): the advisor's figures when there is advice,
+/// repeated prompts when calls carried fingerprints, the latest anomalies
+/// in live snapshots.
 #[derive(Debug, Serialize)]
 pub struct JsonInsights<'a> {
+    #[serde(flatten)]
+    pub advice: Option<JsonAdvice<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) duplicates: Option<super::duplicates::JsonDuplicates<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anomalies: Option<&'a [crate::model::anomaly::Anomaly]>,
+}
+
+impl JsonInsights<'_> {
+    /// Nothing to say.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.advice.is_none() && self.duplicates.is_none() && self.anomalies.is_none()
+    }
+}
+
+/// The advisor's part of `insights`.
+#[derive(Debug, Serialize)]
+pub struct JsonAdvice<'a> {
     pub advisor: JsonAdvisor<'a>,
     pub carried_context: Vec<JsonCarried<'a>>,
     pub caching: JsonCaching<'a>,
@@ -130,11 +152,11 @@ fn reasoning_row(n: &Named) -> JsonReasoningRow<'_> {
     }
 }
 
-/// The `insights` object of `advice` (and the forecasts of live runs).
+/// The advisor's part of the `insights` object (and the forecasts of live runs).
 #[must_use]
-pub fn json_insights(advice: &Advice) -> JsonInsights<'_> {
+pub fn json_advice(advice: &Advice) -> JsonAdvice<'_> {
     let t = &advice.total;
-    JsonInsights {
+    JsonAdvice {
         advisor: JsonAdvisor {
             runs: advice.runs,
             runs_per_month: advice.runs_per_month,
