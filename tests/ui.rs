@@ -1610,3 +1610,62 @@ fn a_hop_spike_toast_is_sanitized() {
     assert!(status.contains("! hop spike: evil"), "{status}");
     assert!(!text.contains('\u{1b}'), "{status}");
 }
+
+/// A live run's forecast is read against the run limit in force for it:
+/// the hop at which its projected tokens cross `total_run_limit`.
+#[test]
+fn a_live_runs_forecast_says_at_which_hop_it_crosses_the_run_limit() {
+    use tokwatch::model::advisor::forecast::forecast;
+    use tokwatch::model::budget::{Limits, Scope};
+    let data = published(&["sample_logs"]);
+    let run = data
+        .snapshot
+        .runs
+        .iter()
+        .find(|r| &*r.run_id == "loop-5-step")
+        .unwrap();
+    let advice = data.snapshot.advice.as_ref().unwrap();
+    let seen = advice
+        .forecasts
+        .iter()
+        .find(|f| *f.run_id == *run.run_id)
+        .expect("the sample's unfinished loop has a forecast");
+    let expected = seen.forecast.hops_expected;
+    let book = PriceBook::embedded();
+    let price = book.model(book.resolve(&run.hops.last().unwrap().model).unwrap());
+    let board = |limit: u64| {
+        let mut board = BudgetBoard::default();
+        board.desired.set(
+            Scope::Global,
+            Limits {
+                total_run_limit: Some(limit),
+                ..Default::default()
+            },
+            0,
+        );
+        board
+    };
+    let open = |board: &BudgetBoard| {
+        let mut inputs = with(vec![], &[Action::ScreenRuns]);
+        inputs.extend(filter("loop-5-step"));
+        let inputs = with(inputs, &[Action::DrillDown]);
+        draw(&data, &inputs, board, 160, 48)
+    };
+    // 40,000 tokens: passed on a projected hop
+    let crossing = forecast(run, expected, Some(40_000), None, Some(price))
+        .unwrap()
+        .crosses_token_limit_at
+        .unwrap();
+    assert!(crossing > seen.forecast.hops_seen, "{crossing}");
+    let text = open(&board(40_000));
+    assert!(text.contains("run limit"), "{text}");
+    assert!(
+        text.contains(&format!("crossed at hop {crossing}")),
+        "{text}"
+    );
+    // a limit the loop stays under
+    let text = open(&board(1_000_000));
+    assert!(text.contains("run limit under 1.00M tokens"), "{text}");
+    // no run limit: no line
+    assert!(!open(&BudgetBoard::default()).contains("run limit"));
+}

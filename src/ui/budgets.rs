@@ -475,6 +475,15 @@ impl BudgetBoard {
         }
     }
 
+    /// The limits of every scope now ([`BudgetBoard::current`]).
+    #[must_use]
+    pub fn current_limits(&self) -> BTreeMap<Scope, Limits> {
+        self.scopes()
+            .into_iter()
+            .filter_map(|scope| self.current(&scope).map(|(b, _)| (scope, b.limits)))
+            .collect()
+    }
+
     /// Every scope wanted here or in force at some runtime.
     #[must_use]
     pub fn scopes(&self) -> Vec<Scope> {

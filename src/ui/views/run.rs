@@ -11,6 +11,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Chart, Dataset, GraphType, Paragraph, Wrap};
 
 use crate::model::Usd;
+use crate::model::advisor::forecast;
 use crate::model::budget::{self, Limits, Scope};
 use crate::model::insights::{BleedReason, carried_tokens};
 use crate::model::ledger::{HopAgg, RunAgg};
@@ -63,6 +64,41 @@ pub(super) struct HopLimit {
 /// What one runtime has in force for a hop: its address, the limit and the
 /// scope that sets it, and whether it is confirmed (connected).
 type Said<'a> = (&'a str, Option<(u64, Scope)>, bool);
+
+/// Where the forecast of `run` (a loop of `expected` hops) meets the run
+/// limits now in force for it ([`BudgetBoard::current_limits`], for the
+/// agent of its last hop and its segment): the text, and whether a limit
+/// is crossed. `None` without a run limit.
+fn forecast_against_limits(run: &RunAgg, expected: u32, cx: &ViewCx) -> Option<(String, bool)> {
+    let last = run.hops.last()?;
+    let limits = budget::effective(
+        &cx.budgets.current_limits(),
+        Some(&last.agent),
+        run.segment.as_deref(),
+    );
+    let (token_limit, cost_limit) = (limits.total_run_limit, limits.run_cost_limit());
+    if token_limit.is_none() && cost_limit.is_none() {
+        return None;
+    }
+    let book = cx.data.prices.as_deref();
+    let price = book.and_then(|b| b.resolve(&last.model).map(|p| b.model(p)));
+    let f = forecast::forecast(run, expected, token_limit, cost_limit, price)?;
+    let mut parts = Vec::new();
+    if let Some(limit) = token_limit {
+        parts.push(match f.crosses_token_limit_at {
+            Some(hop) => format!("{} tokens crossed at hop {hop}", tokens(limit)),
+            None => format!("under {} tokens", tokens(limit)),
+        });
+    }
+    if let Some(limit) = cost_limit {
+        parts.push(match f.crosses_cost_limit_at {
+            Some(hop) => format!("{} crossed at hop {hop}", dollars(limit)),
+            None => format!("under {}", dollars(limit)),
+        });
+    }
+    let crosses = f.crosses_token_limit_at.is_some() || f.crosses_cost_limit_at.is_some();
+    Some((parts.join(" · "), crosses))
+}
 
 /// The per-hop limit of a hop of `agent` in `segment` under `budgets`, and
 /// the scope that sets it: agent over segment over global
@@ -348,6 +384,14 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx, run_id: &str) {
             cx.theme.text,
             cx,
         ));
+        if let Some((text, crosses)) = forecast_against_limits(run, f.forecast.hops_expected, cx) {
+            let style = if crosses {
+                cx.theme.budget_over
+            } else {
+                cx.theme.good
+            };
+            summary.push(kv("run limit", text, style, cx));
+        }
     }
     if let Some(hops) = &what_if {
         let (now, then) = hops.iter().fold((Usd::ZERO, Usd::ZERO), |(a, b), w| {
