@@ -436,7 +436,7 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx, run_id: &str) {
     );
     let limits = hop_limits(run, cx.budgets);
     if chart_height > 0 {
-        render_chart(frame, chart, cx, run, &limits);
+        render_chart(frame, chart, cx, run, &limits, what_if.as_deref());
     }
 
     let visible = list_rows(table.height);
@@ -612,13 +612,16 @@ fn chart_title(limits: &[Option<HopLimit>]) -> String {
     title
 }
 
-/// Input tokens per hop as a line, the per-hop limit as a second one.
+/// Input tokens per hop as a line, the per-hop limit as a second one;
+/// with the what-if on (`w`), the input the recommendations would send
+/// (trimmed) as a third.
 fn render_chart(
     frame: &mut Frame,
     area: Rect,
     cx: &ViewCx,
     run: &RunAgg,
     limits: &[Option<HopLimit>],
+    what_if: Option<&[crate::model::advisor::whatif::HopWhatIf]>,
 ) {
     #[allow(clippy::cast_precision_loss)]
     let input: Vec<(f64, f64)> = run
@@ -626,6 +629,24 @@ fn render_chart(
         .iter()
         .map(|h| (f64::from(h.hop), h.usage.input_total() as f64))
         .collect();
+    // unpriced hops are left as they are, as in the table
+    #[allow(clippy::cast_precision_loss)]
+    let would_send: Vec<(f64, f64)> = what_if
+        .map(|hops| {
+            run.hops
+                .iter()
+                .zip(hops)
+                .map(|(h, w)| {
+                    let input = if w.current.is_some() {
+                        w.combined_usage.input_total()
+                    } else {
+                        h.usage.input_total()
+                    };
+                    (f64::from(h.hop), input as f64)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     #[allow(clippy::cast_precision_loss)]
     let at_hops: Vec<(f64, f64)> = run
         .hops
@@ -658,6 +679,16 @@ fn render_chart(
     ];
     // the limit is named in the title and both lines in the bottom legend
     // (ratatui's legend box would hide the lines)
+    if !would_send.is_empty() {
+        datasets.push(
+            Dataset::default()
+                .name("what-if input")
+                .marker(Marker::Braille)
+                .graph_type(GraphType::Line)
+                .style(cx.theme.good)
+                .data(&would_send),
+        );
+    }
     if !limit.is_empty() {
         datasets.push(
             Dataset::default()
@@ -669,6 +700,9 @@ fn render_chart(
         );
     }
     let mut legend = vec![Span::styled(" ⠤ input tokens ", cx.theme.chart)];
+    if !would_send.is_empty() {
+        legend.push(Span::styled("⠤ what-if (trimmed) ", cx.theme.good));
+    }
     if !limit.is_empty() {
         legend.push(Span::styled("• per-hop limit ", cx.theme.budget_over));
     }
