@@ -284,17 +284,25 @@ pub enum DocFormat {
 /// What `advise` and `compare` read (as `report` does).
 #[derive(Debug, Clone, Args)]
 pub struct ReadArgs {
-    /// Config file: the advisor's rules (`[advisor]`) and the bleeding-hop
-    /// thresholds (`[insights]`); default $XDG_CONFIG_HOME/tokwatch/config.toml.
-    #[arg(long, value_name = "FILE", env = "TOKWATCH_CONFIG")]
-    pub config: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: DocFormat,
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+/// What `report`, `advise` and `compare` read, and how.
+#[derive(Debug, Clone, Args)]
+pub struct SourceArgs {
+    /// Config file: the bleeding-hop thresholds (`[insights]`), the
+    /// advisor's rules (`[advisor]`), `[duplicates]`; default
+    /// $XDG_CONFIG_HOME/tokwatch/config.toml when it exists.
+    #[arg(long, value_name = "FILE", env = "TOKWATCH_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Price override: tokwatch TOML or LiteLLM model_prices_and_context_window.json.
     #[arg(long, value_name = "FILE", env = "TOKWATCH_PRICES")]
     pub prices: Option<PathBuf>,
-    /// IANA time zone for bare dates in --since/--until (default: local).
+    /// IANA time zone for `report --group-by` and bare dates in --since/--until (default: local).
     #[arg(long, value_name = "TZ", env = "TOKWATCH_TIMEZONE")]
     pub timezone: Option<String>,
     /// Only events at or after: RFC 3339, YYYY-MM-DD, YYYYMMDD, or a duration ago (`24h`, `7d`).
@@ -358,42 +366,23 @@ pub struct ReportArgs {
     /// JSON (`ingest.errors`); the exit status stays 0.
     #[arg(required_unless_present_any = ["claude", "codex"])]
     pub paths: Vec<PathBuf>,
-    /// Config file for the bleeding-hop thresholds (`[insights]`; default:
-    /// $XDG_CONFIG_HOME/tokwatch/config.toml when it exists).
-    #[arg(long, value_name = "FILE", env = "TOKWATCH_CONFIG")]
-    pub config: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table", env = "TOKWATCH_FORMAT")]
     pub format: ReportFormat,
-    /// Price override: tokwatch TOML or LiteLLM model_prices_and_context_window.json.
-    #[arg(long, value_name = "FILE", env = "TOKWATCH_PRICES")]
-    pub prices: Option<PathBuf>,
     /// Add per-hop detail to each run.
     #[arg(long)]
     pub hops: bool,
     /// Add time buckets.
     #[arg(long, value_enum)]
     pub group_by: Option<GroupBy>,
-    /// IANA time zone for --group-by and bare dates in --since/--until (default: local).
-    #[arg(long, value_name = "TZ", env = "TOKWATCH_TIMEZONE")]
-    pub timezone: Option<String>,
-    /// Only events at or after: RFC 3339, YYYY-MM-DD, YYYYMMDD, or a duration ago (`24h`, `7d`).
-    #[arg(long, value_name = "WHEN")]
-    pub since: Option<String>,
-    /// Only events before: RFC 3339, a duration ago, or a date (inclusive: the whole day).
-    #[arg(long, value_name = "WHEN")]
-    pub until: Option<String>,
     /// Runs listed in table and Markdown output (0 = all).
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub top: usize,
-    /// Lines longer than this are skipped and counted.
-    #[arg(long, default_value_t = DEFAULT_MAX_LINE_BYTES, value_name = "BYTES", env = "TOKWATCH_MAX_LINE_BYTES")]
-    pub max_line_bytes: usize,
     /// 1: read, parse and aggregate on one thread; 2+: parse on a second thread (default: 2 with 2+ cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<std::num::NonZeroUsize>,
     #[command(flatten)]
-    pub input: InputArgs,
+    pub source: SourceArgs,
 }
 
 /// What the input is and how to read it (live mode and `report` alike).

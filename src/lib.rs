@@ -586,16 +586,18 @@ fn build_report_ledger(
     args: &ReportArgs,
     now_ms: i64,
 ) -> anyhow::Result<(Ledger, Snapshot, IngestStats, ReportOptions)> {
-    let settings = config_settings(args.config.as_deref())?;
-    let prices = load_prices(args.prices.as_deref())?;
-    let tz = resolve_timezone(args.timezone.as_deref())?;
+    let settings = config_settings(args.source.config.as_deref())?;
+    let prices = load_prices(args.source.prices.as_deref())?;
+    let tz = resolve_timezone(args.source.timezone.as_deref())?;
     let window = TimeWindow {
         since_ms: args
+            .source
             .since
             .as_deref()
             .map(|s| parse_when(s, now_ms, tz, Bound::Since))
             .transpose()?,
         until_ms: args
+            .source
             .until
             .as_deref()
             .map(|s| parse_when(s, now_ms, tz, Bound::Until))
@@ -610,7 +612,10 @@ fn build_report_ledger(
         timezone: tz,
     });
     let mut paths = args.paths.clone();
-    paths.extend(agent_log_dirs(args.input.claude, args.input.codex)?);
+    paths.extend(agent_log_dirs(
+        args.source.input.claude,
+        args.source.input.codex,
+    )?);
     let found = ingest::sources::files::discover_all(&paths)?;
     let files = found.files;
     // Records with text but no counts: counted exactly on the estimator's
@@ -620,8 +625,8 @@ fn build_report_ledger(
         let _ = estimated_tx.send(estimated);
     });
     let decoders = Arc::new(DecoderConfig {
-        forced: args.input.input_format,
-        segment_attribute: args.input.segment_attribute.clone(),
+        forced: args.source.input.input_format,
+        segment_attribute: args.source.input.segment_attribute.clone(),
         estimator: Some(estimator.clone()),
     });
     // A report never shows the live tail, so it keeps no recent events.
@@ -631,7 +636,7 @@ fn build_report_ledger(
             period,
             recent_capacity: 0,
             per_minute: false,
-            duplicates: config_settings(args.config.as_deref())?.duplicates,
+            duplicates: config_settings(args.source.config.as_deref())?.duplicates,
             ..LedgerConfig::default().unlimited()
         },
     );
@@ -639,7 +644,7 @@ fn build_report_ledger(
     ingest::sources::files::record_skipped(&mut ingestor.stats, &found.skipped);
     ingest::pipeline::read_files_threads(
         &files,
-        args.max_line_bytes,
+        args.source.max_line_bytes,
         &decoders,
         &mut ingestor,
         args.threads,
@@ -659,12 +664,13 @@ fn build_report_ledger(
         json_runs: 0,
         rules: settings.insights.bleed_rules(),
         filters: Filters {
-            since: args.since.clone(),
-            until: args.until.clone(),
+            since: args.source.since.clone(),
+            until: args.source.until.clone(),
             group_by: args.group_by.map(|g| format!("{g:?}").to_lowercase()),
             timezone: (args.group_by.is_some() || window != TimeWindow::default())
                 .then(|| tz.name().to_owned()),
             prices: args
+                .source
                 .prices
                 .as_ref()
                 .map(|p: &PathBuf| p.display().to_string()),
@@ -707,18 +713,12 @@ fn advise_runs(
 fn report_args_of(paths: Vec<PathBuf>, read: &cli::ReadArgs) -> ReportArgs {
     ReportArgs {
         paths,
-        config: read.config.clone(),
         format: report::ReportFormat::Json,
-        prices: read.prices.clone(),
         hops: false,
         group_by: None,
-        timezone: read.timezone.clone(),
-        since: read.since.clone(),
-        until: read.until.clone(),
         top: 0,
-        max_line_bytes: read.max_line_bytes,
         threads: None,
-        input: read.input.clone(),
+        source: read.source.clone(),
     }
 }
 
@@ -765,8 +765,8 @@ fn json_doc<T: serde::Serialize>(price_table: &str, body: &T) -> anyhow::Result<
 pub fn advise_text(args: &cli::AdviseArgs, now_ms: i64) -> anyhow::Result<String> {
     let mut paths = args.paths.clone();
     paths.extend(agent_log_dirs(
-        args.read.input.claude,
-        args.read.input.codex,
+        args.read.source.input.claude,
+        args.read.source.input.codex,
     )?);
     let (_ledger, snapshot) = read_advised(paths, &args.read, now_ms)?;
     let advice = snapshot
@@ -810,7 +810,7 @@ fn agent_part(run: &Arc<model::RunAgg>, agent: &str) -> Option<Arc<model::RunAgg
 /// Not one of the four forms (two paths; --segment twice; --agent twice;
 /// --agent once with two paths); as [`run`].
 pub fn compare_text(args: &cli::CompareArgs, now_ms: i64) -> anyhow::Result<String> {
-    let settings = config_settings(args.read.config.as_deref())?;
+    let settings = config_settings(args.read.source.config.as_deref())?;
     let read_together = || read_advised(args.paths.clone(), &args.read, now_ms);
     let read_apart = |path: &PathBuf,
                       part: &dyn Fn(&Arc<model::RunAgg>) -> Option<Arc<model::RunAgg>>,
