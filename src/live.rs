@@ -218,9 +218,7 @@ impl Aggregator {
     }
 
     /// Detects anomalies by `rules` and queues new ones to `sink`. Call
-    /// after [`Aggregator::with_recent_events`] and
-    /// [`Aggregator::with_series`] (they start a new ledger), before any
-    /// event is applied.
+    /// before any event is applied.
     #[must_use]
     pub fn with_anomalies(
         mut self,
@@ -312,14 +310,9 @@ impl Aggregator {
     /// Call before any event is applied.
     #[must_use]
     pub fn with_recent_events(mut self, capacity: usize) -> Self {
-        let prices = self.ledger.prices().clone();
-        self.ledger = Ledger::new(
-            prices,
-            LedgerConfig {
-                recent_capacity: capacity,
-                ..self.ledger.config().clone()
-            },
-        );
+        self.ledger = self
+            .ledger
+            .reconfigured(|config| config.recent_capacity = capacity);
         self
     }
 
@@ -327,14 +320,7 @@ impl Aggregator {
     /// Call before any event is applied.
     #[must_use]
     pub fn with_series(mut self, caps: Option<crate::model::ledger::SeriesCaps>) -> Self {
-        let prices = self.ledger.prices().clone();
-        self.ledger = Ledger::new(
-            prices,
-            LedgerConfig {
-                series: caps,
-                ..self.ledger.config().clone()
-            },
-        );
+        self.ledger = self.ledger.reconfigured(|config| config.series = caps);
         self
     }
 
@@ -342,14 +328,7 @@ impl Aggregator {
     /// applied.
     #[must_use]
     pub fn with_duplicates(mut self, rules: crate::model::duplicates::DuplicateRules) -> Self {
-        let prices = self.ledger.prices().clone();
-        self.ledger = Ledger::new(
-            prices,
-            LedgerConfig {
-                duplicates: rules,
-                ..self.ledger.config().clone()
-            },
-        );
+        self.ledger = self.ledger.reconfigured(|config| config.duplicates = rules);
         self
     }
 

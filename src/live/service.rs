@@ -161,7 +161,6 @@ impl LiveService {
             settings.max_line_bytes,
             sources.record.take(),
         )
-        // first: it makes the ledger anew (the others configure that one)
         .with_duplicates(settings.duplicates)
         .with_input_format(settings.decoders.forced)
         .with_recent_events(publish.recent_events())

@@ -1567,6 +1567,22 @@ impl Ledger {
         self.anomalies = Some(Box::new(detector));
     }
 
+    /// The same ledger, still empty, under another config: what was set
+    /// on it beside its config (the anomaly detector, the clock) is kept.
+    #[must_use]
+    pub fn reconfigured(self, change: impl FnOnce(&mut LedgerConfig)) -> Ledger {
+        debug_assert!(
+            self.totals.events == 0,
+            "reconfigured after events were applied"
+        );
+        let mut config = self.config.clone();
+        change(&mut config);
+        let mut ledger = Ledger::new(self.prices, config);
+        ledger.anomalies = self.anomalies;
+        ledger.clock_minute = self.clock_minute;
+        ledger
+    }
+
     /// The anomaly detector, when watched.
     pub fn anomalies_mut(&mut self) -> Option<&mut AnomalyDetector> {
         self.anomalies.as_deref_mut()

@@ -1156,3 +1156,14 @@ fn an_agents_part_of_a_run_is_a_run_of_its_hops_alone() {
     assert_eq!(a.multiplier(), Some(1.0));
     assert!(whole.only_agent("c").is_none());
 }
+
+#[test]
+fn a_reconfigured_ledger_keeps_its_anomaly_detector_and_clock() {
+    let mut ledger = ledger();
+    ledger.set_clock(T0);
+    ledger.watch_anomalies(crate::model::anomaly::AnomalyRules::default());
+    let mut ledger = ledger.reconfigured(|config| config.recent_capacity = 7);
+    assert_eq!(ledger.config().recent_capacity, 7);
+    assert!(ledger.anomalies_mut().is_some());
+    assert_eq!(ledger.clock_minute, Some(T0.div_euclid(60_000)));
+}
