@@ -472,8 +472,18 @@ pub(super) fn render(frame: &mut Frame, area: Rect, cx: &ViewCx, run_id: &str) {
         let reason = bleeding
             .and_then(|b| b.iter().find(|(index, _)| *index == i))
             .map(|(_, r)| r);
+        // what-if on: the inputs as they would be
+        let input_at = |j: usize| {
+            what_if
+                .as_ref()
+                .and_then(|w| w.get(j))
+                .filter(|w| w.current.is_some())
+                .map_or(run.hops[j].usage.input_total(), |w| {
+                    w.combined_usage.input_total()
+                })
+        };
         let growth = i.checked_sub(1).map(|p| {
-            let (now, before) = (hop.usage.input_total(), run.hops[p].usage.input_total());
+            let (now, before) = (input_at(i), input_at(p));
             if now >= before {
                 format!("+{}", tokens(now - before))
             } else {
