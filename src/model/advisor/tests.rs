@@ -410,15 +410,14 @@ fn final_runs_give_the_same_advice_keeping_only_the_evidence() {
 fn advisors_merged_say_what_one_advisor_over_all_runs_says() {
     // runs of two agents on three models, twins (equal savings: the
     // evidence's ties go by run id), cache breaks, more runs than evidence
-    let names = [
-        "r00", "r01", "r02", "r03", "r04", "r05", "r06", "r07", "r08", "r09", "r10", "r11", "r12",
-        "r13", "r14", "r15",
-    ];
+    let names: Vec<&'static str> = (0..32)
+        .map(|i| &*Box::leak(format!("r{i:02}").into_boxed_str()))
+        .collect();
     let mut hops = Vec::new();
     for (i, run) in names.into_iter().enumerate() {
         let n = u64::try_from(i).unwrap();
         let extra = (n % 4) * 1_000;
-        let model = ["claude-opus-4-6", "gpt-4.1", "claude-sonnet-4-5"][i % 3];
+        let model = ["claude-opus-4-6", "gpt-4.1", "claude-sonnet-4-5"][i / 2 % 3];
         let agent = if i % 2 == 0 { "planner" } else { "coder" };
         for (k, input) in [2_900, 9_000 + extra, 20_000 + extra, 30_000]
             .into_iter()
