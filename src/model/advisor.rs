@@ -119,10 +119,26 @@ struct RunFacts {
 struct PriceMemo {
     book: PriceBook,
     memo: HashMap<Arc<str>, Option<Arc<ModelPrice>>>,
+    /// The last name asked for (the hops of a run mostly share one name,
+    /// the same `Arc`): its price without hashing the name.
+    last: Option<(Arc<str>, Option<Arc<ModelPrice>>)>,
 }
 
 impl PriceOf for PriceMemo {
     fn price_of(&mut self, model: &Arc<str>) -> Option<Arc<ModelPrice>> {
+        if let Some((name, price)) = &self.last
+            && Arc::ptr_eq(name, model)
+        {
+            return price.clone();
+        }
+        let price = self.lookup(model);
+        self.last = Some((model.clone(), price.clone()));
+        price
+    }
+}
+
+impl PriceMemo {
+    fn lookup(&mut self, model: &Arc<str>) -> Option<Arc<ModelPrice>> {
         if let Some(hit) = self.memo.get(model) {
             return hit.clone();
         }
@@ -170,6 +186,7 @@ impl Advisor {
             prices: PriceMemo {
                 book: prices.clone(),
                 memo: HashMap::default(),
+                last: None,
             },
             runs: HashMap::default(),
             total: Tally::default(),
