@@ -8,7 +8,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use tokwatch::model::advisor::{Advisor, AdvisorRules};
+use tokwatch::model::advisor::AdvisorRules;
 use tokwatch::model::insights::BleedRules;
 
 use tokwatch::ingest::formats::native;
@@ -187,14 +187,19 @@ fn tokwatch_report_with(path: &Path, read: ReadFiles, advise: bool) -> anyhow::R
     let events = ingestor.stats.events;
     let snapshot = ledger.snapshot();
     if advise {
-        let mut advisor = Advisor::new(
-            AdvisorRules::default(),
-            BleedRules::default(),
+        // as `tokwatch report` does it: on every core (`TOKWATCH_BENCH_ADVISOR_THREADS`
+        // sets how many, 1 for the advisor on the aggregating thread alone)
+        let threads = std::env::var("TOKWATCH_BENCH_ADVISOR_THREADS")
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+        let advisor = tokwatch::advise_final_runs(
+            &snapshot.runs,
+            &AdvisorRules::default(),
+            &BleedRules::default(),
             ledger.prices(),
+            threads,
         );
-        for run in &snapshot.runs {
-            advisor.observe_final(run);
-        }
         let advice = advisor.advice(
             snapshot.first_ts_ms.zip(snapshot.last_ts_ms),
             &snapshot.runs,

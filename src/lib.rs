@@ -697,16 +697,106 @@ fn advise_runs(
     bleed: BleedRules,
     prices: &pricing::PriceBook,
 ) -> model::advisor::Advice {
-    let mut advisor = model::advisor::Advisor::new(rules, bleed, prices);
-    for run in &snapshot.runs {
-        advisor.observe_final(run);
-    }
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let advisor = advise_final_runs(&snapshot.runs, &rules, &bleed, prices, threads);
     let span = snapshot.first_ts_ms.zip(snapshot.last_ts_ms);
     let mut advice = advisor.advice(span, &snapshot.runs);
     if let Some(duplicates) = &snapshot.duplicates {
         advice.add_duplicates(duplicates, advisor.rules(), snapshot.totals.cost);
     }
     advice
+}
+
+/// An advisor over `runs`, all final ([`model::advisor::Advisor::observe_final`]),
+/// analysed on up to `threads` threads (the decode threads are idle once the
+/// fold ends): each takes a contiguous share of the runs with its own
+/// advisor, and the advisors are merged. The merge is exact, so the advice
+/// is the one a single advisor gives.
+pub fn advise_final_runs(
+    runs: &[Arc<model::RunAgg>],
+    rules: &model::advisor::AdvisorRules,
+    bleed: &BleedRules,
+    prices: &pricing::PriceBook,
+    threads: usize,
+) -> model::advisor::Advisor {
+    use model::advisor::Advisor;
+    /// Below this many runs per thread, one thread is quicker than starting more.
+    const MIN_RUNS_PER_THREAD: usize = 500;
+    let observe = |runs: &[Arc<model::RunAgg>]| {
+        let mut advisor = Advisor::new(rules.clone(), bleed.clone(), prices);
+        for run in runs {
+            advisor.observe_final(run);
+        }
+        advisor
+    };
+    let threads = threads.clamp(1, (runs.len() / MIN_RUNS_PER_THREAD).max(1));
+    if threads == 1 {
+        return observe(runs);
+    }
+    let chunk = runs.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let mut chunks = runs.chunks(chunk);
+        let first = chunks.next().unwrap_or_default();
+        let others: Vec<_> = chunks
+            .map(|part| scope.spawn(move || observe(part)))
+            .collect();
+        let mut advisor = observe(first);
+        for other in others {
+            match other.join() {
+                Ok(other) => advisor.merge(other),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        advisor
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod advise_tests {
+    use super::*;
+    use ingest::LineOrigin;
+    use ingest::formats::native;
+
+    #[test]
+    fn advice_on_several_threads_is_the_advice_on_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bench.jsonl");
+        workload::write_bench_corpus(&path, 30_000, 3).unwrap();
+        let text = std::fs::read(&path).unwrap();
+        let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default().unlimited());
+        for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let origin = LineOrigin {
+                source: "bench",
+                rough: false,
+            };
+            ledger.apply(&native::parse_line(line, origin).unwrap());
+        }
+        let snapshot = ledger.snapshot();
+        assert!(snapshot.runs.len() > 1_500, "{} runs", snapshot.runs.len());
+        let rules = model::advisor::AdvisorRules::default();
+        let span = snapshot.first_ts_ms.zip(snapshot.last_ts_ms);
+        let advice = |threads| {
+            let advisor = advise_final_runs(
+                &snapshot.runs,
+                &rules,
+                &BleedRules::default(),
+                ledger.prices(),
+                threads,
+            );
+            advisor.advice(span, &snapshot.runs)
+        };
+        let one = advice(1);
+        assert!(!one.recommendations.is_empty());
+        assert!(
+            one.recommendations
+                .iter()
+                .any(|r| r.evidence.len() == model::advisor::EVIDENCE_RUNS)
+        );
+        for threads in [2, 3, 64] {
+            assert_eq!(advice(threads), one, "{threads} threads");
+        }
+    }
 }
 
 /// What `advise` and `compare` read, as `report` arguments.

@@ -119,10 +119,26 @@ struct RunFacts {
 struct PriceMemo {
     book: PriceBook,
     memo: HashMap<Arc<str>, Option<Arc<ModelPrice>>>,
+    /// The last name asked for (the hops of a run mostly share one name,
+    /// the same `Arc`): its price without hashing the name.
+    last: Option<(Arc<str>, Option<Arc<ModelPrice>>)>,
 }
 
 impl PriceOf for PriceMemo {
     fn price_of(&mut self, model: &Arc<str>) -> Option<Arc<ModelPrice>> {
+        if let Some((name, price)) = &self.last
+            && Arc::ptr_eq(name, model)
+        {
+            return price.clone();
+        }
+        let price = self.lookup(model);
+        self.last = Some((model.clone(), price.clone()));
+        price
+    }
+}
+
+impl PriceMemo {
+    fn lookup(&mut self, model: &Arc<str>) -> Option<Arc<ModelPrice>> {
         if let Some(hit) = self.memo.get(model) {
             return hit.clone();
         }
@@ -170,6 +186,7 @@ impl Advisor {
             prices: PriceMemo {
                 book: prices.clone(),
                 memo: HashMap::default(),
+                last: None,
             },
             runs: HashMap::default(),
             total: Tally::default(),
@@ -215,6 +232,47 @@ impl Advisor {
         let facts = self.facts(run);
         if facts.total.hops > 0 {
             self.apply(&run.run_id, &facts, 1, true);
+        }
+    }
+
+    /// Adds what `other` saw: afterwards `self` says what one advisor fed
+    /// both advisors' runs would say, in any order and however the runs
+    /// were split (sums are additive, evidence is ordered by saving and run
+    /// id). For advisors fed with [`Advisor::observe_final`] only (a report
+    /// analysed on several threads), with the same rules, over distinct runs.
+    pub fn merge(&mut self, other: Advisor) {
+        debug_assert!(self.runs.is_empty() && other.runs.is_empty());
+        self.total.fold(&other.total, 1);
+        for (mine, theirs) in [
+            (&mut self.by_agent, other.by_agent),
+            (&mut self.by_segment, other.by_segment),
+            (&mut self.by_model, other.by_model),
+        ] {
+            for (name, t) in &theirs.0 {
+                mine.fold(name, t, 1);
+            }
+        }
+        for (key, theirs) in other.recs {
+            let sum = self.recs.entry(key).or_default();
+            sum.saving += theirs.saving;
+            sum.tokens += theirs.tokens;
+            sum.hops += theirs.hops;
+            sum.runs += theirs.runs;
+            for (limit, n) in theirs.limits {
+                *sum.limits.entry(limit).or_default() += n;
+            }
+            sum.evidence.extend(theirs.evidence);
+            sum.evidence_hops.extend(theirs.evidence_hops);
+            // final runs: the largest few of both are the largest few of all
+            while sum.evidence.len() > EVIDENCE_RUNS
+                && let Some((_, gone)) = sum.evidence.pop_first()
+            {
+                sum.evidence_hops.remove(&gone);
+            }
+        }
+        self.breaks.extend(other.breaks);
+        for (n, count) in other.loop_lengths {
+            *self.loop_lengths.entry(n).or_default() += count;
         }
     }
 
@@ -311,7 +369,7 @@ impl Advisor {
         // a run has few agents and models: a short list beats a map
         let mut agents: Vec<(Arc<str>, Tally)> = Vec::new();
         let mut models: Vec<(Arc<str>, Tally)> = Vec::new();
-        let mut recs: BTreeMap<RecKey, RunRec> = BTreeMap::new();
+        let mut recs: Vec<RunRec> = Vec::new();
         let limit = {
             let first = run.hops.first();
             let per_call = first.map_or(0, |h| h.usage.input_total() / u64::from(h.calls.max(1)));
@@ -329,7 +387,7 @@ impl Advisor {
                 ..Tally::default()
             };
             let mut add_rec = |lever: Lever,
-                               target: Option<(usize, Arc<str>)>,
+                               target: Option<(usize, &str)>,
                                saving: Usd,
                                tokens: u64,
                                limit: Option<u64>| {
@@ -341,20 +399,35 @@ impl Advisor {
                     Some((rule, target)) => (Some(rule), Some(target)),
                     None => (None, None),
                 };
-                let key = RecKey {
-                    lever,
-                    agent: hop.agent.clone(),
-                    model: hop.model.clone(),
-                    target,
-                    rule,
+                // a run has few keys: a short list, the names counted again
+                // (`Arc` clones) only for a new key
+                let same = |r: &RunRec| {
+                    r.key.lever == lever
+                        && r.key.rule == rule
+                        && r.key.target.as_deref() == target
+                        && (Arc::ptr_eq(&r.key.agent, &hop.agent) || r.key.agent == hop.agent)
+                        && (Arc::ptr_eq(&r.key.model, &hop.model) || r.key.model == hop.model)
                 };
-                let entry = recs.entry(key.clone()).or_insert_with(|| RunRec {
-                    key,
-                    saving: Usd::ZERO,
-                    tokens: 0,
-                    hops: Vec::new(),
-                    limit,
-                });
+                let entry = match recs.iter().position(same) {
+                    Some(i) => &mut recs[i],
+                    None => {
+                        recs.push(RunRec {
+                            key: RecKey {
+                                lever,
+                                agent: hop.agent.clone(),
+                                model: hop.model.clone(),
+                                target: target.map(Arc::from),
+                                rule,
+                            },
+                            saving: Usd::ZERO,
+                            tokens: 0,
+                            hops: Vec::new(),
+                            limit,
+                        });
+                        let last = recs.len() - 1;
+                        &mut recs[last]
+                    }
+                };
                 entry.saving += saving;
                 entry.tokens += tokens;
                 entry.hops.push(hop.hop);
@@ -392,7 +465,7 @@ impl Advisor {
                     if let Some((rule, target)) = &what.route {
                         add_rec(
                             Lever::Route,
-                            Some((*rule, Arc::from(target.name.as_str()))),
+                            Some((*rule, target.name.as_str())),
                             current - what.routed,
                             hop.usage.total(),
                             None,
@@ -451,10 +524,9 @@ impl Advisor {
         facts.agents = agents;
         facts.models = models;
         // what saves nothing over the whole run is no recommendation
-        facts.recs = recs
-            .into_values()
-            .filter(|r| r.saving > Usd::ZERO)
-            .collect();
+        recs.retain(|r| r.saving > Usd::ZERO);
+        recs.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        facts.recs = recs;
         facts
     }
 
@@ -471,7 +543,14 @@ impl Advisor {
         }
         for rec in &facts.recs {
             if sign > 0 {
-                let sum = self.recs.entry(rec.key.clone()).or_default();
+                // the key is cloned (its names counted again) once per key,
+                // not once per run
+                if !self.recs.contains_key(&rec.key) {
+                    self.recs.insert(rec.key.clone(), RecSum::default());
+                }
+                let Some(sum) = self.recs.get_mut(&rec.key) else {
+                    continue;
+                };
                 sum.saving += rec.saving;
                 sum.tokens += rec.tokens;
                 sum.hops += rec.hops.len() as u64;
@@ -479,10 +558,20 @@ impl Advisor {
                 if let Some(limit) = rec.limit {
                     *sum.limits.entry(limit).or_default() += 1;
                 }
+                // a final run can never leave: the largest few are all the
+                // evidence there will be (one below the smallest of a full
+                // list would go again at once)
+                if last
+                    && sum.evidence.len() >= EVIDENCE_RUNS
+                    && sum
+                        .evidence
+                        .first()
+                        .is_some_and(|(saving, id)| (rec.saving, run_id) < (*saving, id))
+                {
+                    continue;
+                }
                 sum.evidence.insert((rec.saving, run_id.clone()));
                 sum.evidence_hops.insert(run_id.clone(), rec.hops.clone());
-                // a final run can never leave: the largest few are all the
-                // evidence there will be
                 if last
                     && sum.evidence.len() > EVIDENCE_RUNS
                     && let Some((_, gone)) = sum.evidence.pop_first()
@@ -546,9 +635,12 @@ impl Advisor {
         let per_run = |usd: Usd| per(usd, runs);
         let per_month = |usd: Usd| runs_per_month.map(|rpm| scale_f(per_run(usd), rpm));
         let min_saving = scale_f(self.total.cost, self.rules.min_saving_share);
-        let mut recommendations: Vec<Recommendation> = self
-            .recs
-            .iter()
+        // in key order: ties in the ranking below do not depend on how the
+        // map was filled (one advisor or several merged)
+        let mut recs: Vec<(&RecKey, &RecSum)> = self.recs.iter().collect();
+        recs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut recommendations: Vec<Recommendation> = recs
+            .into_iter()
             .filter(|(_, sum)| sum.saving > Usd::ZERO && sum.saving >= min_saving)
             .map(|(key, sum)| {
                 let rule = key.rule.and_then(|i| self.rules.routes.get(i));

@@ -110,7 +110,13 @@ pub struct Tallies(pub BTreeMap<Arc<str>, Tally>);
 impl Tallies {
     pub fn fold(&mut self, name: &Arc<str>, tally: &Tally, sign: i8) {
         if sign > 0 {
-            self.0.entry(name.clone()).or_default().fold(tally, 1);
+            // the name is counted again (an `Arc` clone) only when new
+            match self.0.get_mut(name) {
+                Some(slot) => slot.fold(tally, 1),
+                None => {
+                    self.0.insert(name.clone(), *tally);
+                }
+            }
         } else if let Some(slot) = self.0.get_mut(name) {
             slot.fold(tally, -1);
             if slot.is_empty() {

@@ -405,3 +405,78 @@ fn final_runs_give_the_same_advice_keeping_only_the_evidence() {
     assert_eq!(&*trim.evidence[0].run_id, "g");
     assert_eq!(trim.evidence[0].hops, vec![2, 3]);
 }
+
+#[test]
+fn advisors_merged_say_what_one_advisor_over_all_runs_says() {
+    // runs of two agents on three models, twins (equal savings: the
+    // evidence's ties go by run id), cache breaks, more runs than evidence
+    let names: Vec<&'static str> = (0..32)
+        .map(|i| &*Box::leak(format!("r{i:02}").into_boxed_str()))
+        .collect();
+    let mut hops = Vec::new();
+    for (i, run) in names.into_iter().enumerate() {
+        let n = u64::try_from(i).unwrap();
+        let extra = (n % 4) * 1_000;
+        let model = ["claude-opus-4-6", "gpt-4.1", "claude-sonnet-4-5"][i / 2 % 3];
+        let agent = if i % 2 == 0 { "planner" } else { "coder" };
+        for (k, input) in [2_900, 9_000 + extra, 20_000 + extra, 30_000]
+            .into_iter()
+            .enumerate()
+        {
+            let mut h = hop(run, u32::try_from(k).unwrap() + 1, model, input, 400);
+            h.agent = agent;
+            if i % 5 == 0 && k == 1 {
+                h.usage.cache_read = 2_000;
+            }
+            if i % 4 == 1 {
+                h.task = Some("classify");
+                h.usage.reasoning = 300;
+            }
+            hops.push(h);
+        }
+    }
+    let snap = snapshot(&hops);
+    let span = snap.first_ts_ms.zip(snap.last_ts_ms);
+    let book = PriceBook::embedded();
+    let rules = AdvisorRules {
+        min_saving_share: 0.0,
+        ..AdvisorRules::default()
+    };
+    let fed = |runs: &[Arc<RunAgg>]| {
+        let mut advisor = Advisor::new(rules.clone(), BleedRules::default(), &book);
+        for run in runs {
+            advisor.observe_final(run);
+        }
+        advisor
+    };
+    let one = fed(&snap.runs).advice(span, &snap.runs);
+    assert!(one.recommendations.len() > 3);
+    assert!(one.cache_break_runs > 0);
+    assert!(
+        one.recommendations
+            .iter()
+            .any(|r| r.runs > EVIDENCE_RUNS as u64)
+    );
+    for cut in 0..=snap.runs.len() {
+        let (a, b) = snap.runs.split_at(cut);
+        let mut merged = fed(a);
+        merged.merge(fed(b));
+        assert_eq!(merged.advice(span, &snap.runs), one, "cut at {cut}");
+        // in the other order
+        let mut merged = fed(b);
+        merged.merge(fed(a));
+        assert_eq!(
+            merged.advice(span, &snap.runs),
+            one,
+            "cut at {cut}, reversed"
+        );
+    }
+    // three ways, interleaved
+    let parts: Vec<Vec<Arc<RunAgg>>> = (0..3)
+        .map(|p| snap.runs.iter().skip(p).step_by(3).cloned().collect())
+        .collect();
+    let mut merged = fed(&parts[2]);
+    merged.merge(fed(&parts[0]));
+    merged.merge(fed(&parts[1]));
+    assert_eq!(merged.advice(span, &snap.runs), one);
+}
