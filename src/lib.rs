@@ -685,19 +685,24 @@ fn build_report_ledger(
             settings.advisor,
             options.rules.clone(),
             ledger.prices(),
+            args.threads,
         )));
     }
     Ok((ledger, snapshot, stats, options))
 }
 
-/// The advice on every run of `snapshot`.
+/// The advice on every run of `snapshot`, on `threads` threads (`report
+/// --threads`; default: one per core).
 fn advise_runs(
     snapshot: &Snapshot,
     rules: model::advisor::AdvisorRules,
     bleed: BleedRules,
     prices: &pricing::PriceBook,
+    threads: Option<std::num::NonZeroUsize>,
 ) -> model::advisor::Advice {
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let threads = threads
+        .or_else(|| std::thread::available_parallelism().ok())
+        .map_or(1, std::num::NonZero::get);
     let advisor = advise_final_runs(&snapshot.runs, &rules, &bleed, prices, threads);
     let span = snapshot.first_ts_ms.zip(snapshot.last_ts_ms);
     let mut advice = advisor.advice(span, &snapshot.runs);
@@ -882,7 +887,7 @@ fn compare_side(
     let mut sub = snapshot.clone();
     sub.runs = snapshot.runs.iter().filter_map(part).collect();
     let bleed = settings.insights.bleed_rules();
-    let advice = advise_runs(&sub, settings.advisor.clone(), bleed.clone(), prices);
+    let advice = advise_runs(&sub, settings.advisor.clone(), bleed.clone(), prices, None);
     let insights = model::insights::Insights::compute(&sub, &bleed, prices, None);
     let cost = sub.runs.iter().map(|r| r.counters().cost).sum();
     let side = model::advisor::compare::Side::new(label, &insights, &advice, cost);
