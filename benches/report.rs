@@ -322,6 +322,57 @@ impl Best {
     }
 }
 
+/// The advisor's pass over a folded report alone, on one thread, best of
+/// `TOKWATCH_BENCH_RUNS` (`TOKWATCH_BENCH_ONLY=advisor`): the part of the
+/// insights' cost that is theirs, without the fold's noise around it.
+fn advisor_alone(path: &Path) -> anyhow::Result<()> {
+    let runs: usize = std::env::var("TOKWATCH_BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(7);
+    let mut ledger = Ledger::new(
+        PriceBook::embedded(),
+        LedgerConfig {
+            recent_capacity: 0,
+            period: None,
+            per_minute: true,
+            ..LedgerConfig::default()
+        },
+    );
+    let mut ingestor = Ingestor::new(&mut ledger, TimeWindow::default());
+    pipeline::read_files(
+        &[path.to_path_buf()],
+        files::DEFAULT_MAX_LINE_BYTES,
+        &std::sync::Arc::default(),
+        &mut ingestor,
+    )?;
+    let snapshot = ledger.snapshot();
+    let hops: usize = snapshot.runs.iter().map(|r| r.hops.len()).sum();
+    let mut best = Duration::MAX;
+    for _ in 0..runs {
+        let start = Instant::now();
+        let advisor = tokwatch::advise_final_runs(
+            &snapshot.runs,
+            &AdvisorRules::default(),
+            &BleedRules::default(),
+            ledger.prices(),
+            1,
+        );
+        std::hint::black_box(advisor.advice(
+            snapshot.first_ts_ms.zip(snapshot.last_ts_ms),
+            &snapshot.runs,
+        ));
+        best = best.min(start.elapsed());
+    }
+    println!(
+        "advisor alone, one thread: {:.3} s for {} runs, {hops} hops: {:.0} ns per hop (best of {runs})",
+        best.as_secs_f64(),
+        snapshot.runs.len(),
+        best.as_secs_f64() * 1e9 / hops as f64
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     if std::env::var("TOKWATCH_BENCH_ONLY").as_deref() == Ok("scrape") {
         let (best, size) = scrape(7);
@@ -341,11 +392,14 @@ fn main() -> anyhow::Result<()> {
             path
         }
     };
+    if std::env::var("TOKWATCH_BENCH_ONLY").as_deref() == Ok("advisor") {
+        return advisor_alone(&path);
+    }
     let runs: usize = std::env::var("TOKWATCH_BENCH_RUNS")
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(7);
-    // `TOKWATCH_BENCH_ONLY=baseline|ours|pipe|parse|ledger|scrape` runs one part (for perf).
+    // `TOKWATCH_BENCH_ONLY=baseline|ours|pipe|parse|ledger|scrape|advisor` runs one part (for perf).
     let only = std::env::var("TOKWATCH_BENCH_ONLY").ok();
     let parts = std::env::var_os("TOKWATCH_BENCH_PARTS").is_some()
         || matches!(only.as_deref(), Some("parse" | "ledger"));

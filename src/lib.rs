@@ -729,9 +729,7 @@ pub fn advise_final_runs(
     const MIN_RUNS_PER_THREAD: usize = 500;
     let observe = |runs: &[Arc<model::RunAgg>]| {
         let mut advisor = Advisor::new(rules.clone(), bleed.clone(), prices);
-        for run in runs {
-            advisor.observe_final(run);
-        }
+        advisor.observe_final(runs.iter().map(|run| &**run));
         advisor
     };
     let threads = threads.clamp(1, (runs.len() / MIN_RUNS_PER_THREAD).max(1));

@@ -21,7 +21,7 @@ pub use table::{LongContext, ModelPrice, PriceTable, PriceTableError, Rates};
 pub const EMBEDDED_TABLE: &str = include_str!("pricing/prices.toml");
 
 /// Where a resolved price lives: `(table, model)` positions in a [`PriceBook`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PriceRef {
     table: usize,
     model: usize,

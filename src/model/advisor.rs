@@ -24,11 +24,11 @@ use serde::Serialize;
 use super::duplicates::DuplicateSummary;
 use super::insights::BleedRules;
 use super::ledger::{Ledger, RunAgg, RunWatch};
-use crate::pricing::{ModelPrice, PriceBook};
+use crate::pricing::PriceBook;
 use crate::types::money::Usd;
-pub use rules::{AdvisorRules, Candidates, Confidence, RouteRule, RouteTarget};
+pub use rules::{AdvisorRules, Confidence, RouteRule, RouteTarget};
 pub use tally::{Tallies, Tally};
-use whatif::{HopWhatIf, PriceOf};
+use whatif::{HopLevers, HopWhatIf, Pricer, Scan};
 
 /// The kind of fix a recommendation is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -114,53 +114,141 @@ struct RunFacts {
     ended_hops: Option<u32>,
 }
 
-/// Model prices resolved once per name.
-#[derive(Debug, Clone)]
-struct PriceMemo {
-    book: PriceBook,
-    memo: HashMap<Arc<str>, Option<Arc<ModelPrice>>>,
-    /// The last name asked for (the hops of a run mostly share one name,
-    /// the same `Arc`): its price without hashing the name.
-    last: Option<(Arc<str>, Option<Arc<ModelPrice>>)>,
+/// Buffers [`Advisor::facts_of`] reuses from run to run.
+#[derive(Debug, Clone, Default)]
+struct Spare {
+    /// Emptied hop lists of recommendations.
+    hops: Vec<Vec<u32>>,
+    /// The routing target of each of the run's recommendations.
+    targets: Vec<Option<u32>>,
 }
 
-impl PriceOf for PriceMemo {
-    fn price_of(&mut self, model: &Arc<str>) -> Option<Arc<ModelPrice>> {
-        if let Some((name, price)) = &self.last
-            && Arc::ptr_eq(name, model)
+impl RecSum {
+    /// Adds one run's part (not its evidence).
+    fn add(&mut self, rec: &RunRec) {
+        self.saving += rec.saving;
+        self.tokens += rec.tokens;
+        self.hops += rec.hops.len() as u64;
+        self.runs += 1;
+        if let Some(limit) = rec.limit {
+            *self.limits.entry(limit).or_default() += 1;
+        }
+    }
+
+    /// Names a final run as evidence if it is among the largest few: a
+    /// final run can never leave, so the largest few are all the evidence
+    /// there will be (one below the smallest of a full list would go again
+    /// at once, and costs no clone).
+    fn offer_final(&mut self, run_id: &Arc<str>, rec: &RunRec) {
+        if self.evidence.len() >= EVIDENCE_RUNS
+            && self
+                .evidence
+                .first()
+                .is_some_and(|(saving, id)| (rec.saving, run_id) < (*saving, id))
         {
-            return price.clone();
+            return;
         }
-        let price = self.lookup(model);
-        self.last = Some((model.clone(), price.clone()));
-        price
+        self.evidence.insert((rec.saving, run_id.clone()));
+        self.evidence_hops.insert(run_id.clone(), rec.hops.clone());
+        self.keep_largest();
+    }
+
+    /// Adds the sums of other final runs.
+    fn absorb(&mut self, other: RecSum) {
+        self.saving += other.saving;
+        self.tokens += other.tokens;
+        self.hops += other.hops;
+        self.runs += other.runs;
+        for (limit, n) in other.limits {
+            *self.limits.entry(limit).or_default() += n;
+        }
+        self.evidence.extend(other.evidence);
+        self.evidence_hops.extend(other.evidence_hops);
+        // final runs: the largest few of both are the largest few of all
+        self.keep_largest();
+    }
+
+    fn keep_largest(&mut self) {
+        while self.evidence.len() > EVIDENCE_RUNS
+            && let Some((_, gone)) = self.evidence.pop_first()
+        {
+            self.evidence_hops.remove(&gone);
+        }
     }
 }
 
-impl PriceMemo {
-    fn lookup(&mut self, model: &Arc<str>) -> Option<Arc<ModelPrice>> {
-        if let Some(hit) = self.memo.get(model) {
-            return hit.clone();
-        }
-        let price = self
-            .book
-            .resolve(model)
-            .map(|p| Arc::new(self.book.model(p).clone()));
-        self.memo.insert(model.clone(), price.clone());
-        price
-    }
+/// A recommendation's key by the addresses of its names, each held by the
+/// [`RecKey`] beside it in a [`Batch`] (so no address is reused meanwhile).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct StagedKey {
+    lever: Lever,
+    rule: Option<usize>,
+    agent: usize,
+    model: usize,
+    target: Option<usize>,
 }
 
-/// Bound on the price memo: names are read from the input.
-const MEMO_CAP: usize = 4_096;
+/// Sums of final runs keyed by the addresses of their names instead of
+/// the names: hashing a word per name once per run, where the advisor's
+/// sums compare names. Folded into those sums by name at the end
+/// ([`Advisor::absorb`]); names that are equal but not shared meet there.
+#[derive(Debug, Default)]
+struct Batch {
+    total: Tally,
+    agents: HashMap<usize, (Arc<str>, Tally)>,
+    models: HashMap<usize, (Arc<str>, Tally)>,
+    segments: HashMap<usize, (Arc<str>, Tally)>,
+    recs: HashMap<StagedKey, (RecKey, RecSum)>,
+}
+
+fn address(name: &Arc<str>) -> usize {
+    Arc::as_ptr(name).cast::<u8>() as usize
+}
+
+impl Batch {
+    fn add(&mut self, run_id: &Arc<str>, facts: &RunFacts) {
+        self.total.fold(&facts.total, 1);
+        for (map, named) in [
+            (&mut self.agents, &facts.agents[..]),
+            (&mut self.models, &facts.models[..]),
+            (&mut self.segments, facts.segment.as_slice()),
+        ] {
+            for (name, tally) in named {
+                map.entry(address(name))
+                    .and_modify(|(_, sum)| sum.fold(tally, 1))
+                    .or_insert_with(|| (name.clone(), *tally));
+            }
+        }
+        for rec in &facts.recs {
+            let key = &rec.key;
+            let staged = StagedKey {
+                lever: key.lever,
+                rule: key.rule,
+                agent: address(&key.agent),
+                model: address(&key.model),
+                target: key.target.as_ref().map(address),
+            };
+            let (_, sum) = self
+                .recs
+                .entry(staged)
+                .or_insert_with(|| (key.clone(), RecSum::default()));
+            sum.add(rec);
+            sum.offer_final(run_id, rec);
+        }
+    }
+}
 
 /// The incremental advisor (see the module documentation).
 #[derive(Debug, Clone)]
 pub struct Advisor {
     rules: AdvisorRules,
     bleed: BleedRules,
-    candidates: Candidates,
-    prices: PriceMemo,
+    pricer: Pricer,
+    /// Buffers of the per-run analysis, reused: the hops under each lever,
+    /// the run's share, spare hop lists.
+    scan: Scan,
+    facts: RunFacts,
+    spare: Spare,
     runs: HashMap<Arc<str>, RunFacts>,
     total: Tally,
     by_agent: Tallies,
@@ -178,16 +266,13 @@ pub struct Advisor {
 impl Advisor {
     #[must_use]
     pub fn new(rules: AdvisorRules, bleed: BleedRules, prices: &PriceBook) -> Advisor {
-        let candidates = Candidates::new(&rules, prices);
         Advisor {
+            pricer: Pricer::new(&rules, prices),
+            scan: Scan::default(),
+            facts: RunFacts::default(),
+            spare: Spare::default(),
             rules,
             bleed,
-            candidates,
-            prices: PriceMemo {
-                book: prices.clone(),
-                memo: HashMap::default(),
-                last: None,
-            },
             runs: HashMap::default(),
             total: Tally::default(),
             by_agent: Tallies::default(),
@@ -208,31 +293,39 @@ impl Advisor {
     /// The run as it is now replaces what was seen of it before (a run
     /// without hops takes its share back).
     pub fn observe(&mut self, run: &RunAgg) {
-        if self.prices.memo.len() > MEMO_CAP {
-            self.prices.memo.clear();
+        if self.pricer.memo_full() {
+            self.pricer.forget();
         }
-        let facts = self.facts(run);
+        self.fill_facts(run);
         if let Some(old) = self.runs.remove(&run.run_id) {
-            self.apply(&run.run_id, &old, -1, false);
+            self.apply(&run.run_id, &old, -1);
         }
-        if facts.total.hops > 0 {
-            self.apply(&run.run_id, &facts, 1, false);
+        if self.facts.total.hops > 0 {
+            let facts = self.facts.clone();
+            self.apply(&run.run_id, &facts, 1);
             self.runs.insert(run.run_id.clone(), facts);
         }
     }
 
-    /// A run that will not change (a report): its share is added, and only
-    /// what can still be named as evidence is kept of it — memory and time
-    /// stay flat over a large report. Never mix with [`Advisor::observe`]
-    /// for the same run.
-    pub fn observe_final(&mut self, run: &RunAgg) {
-        if self.prices.memo.len() > MEMO_CAP {
-            self.prices.memo.clear();
+    /// Runs that will not change (a report): their shares are added, and
+    /// only what can still be named as evidence is kept of them — memory
+    /// and time stay flat over a large report. Never mix with
+    /// [`Advisor::observe`] for the same run.
+    pub fn observe_final<'a>(&mut self, runs: impl IntoIterator<Item = &'a RunAgg>) {
+        let mut batch = Batch::default();
+        for run in runs {
+            if self.pricer.memo_full() {
+                // the batch holds the names it is keyed by: it can go on
+                self.pricer.forget();
+            }
+            self.fill_facts(run);
+            if self.facts.total.hops > 0 {
+                batch.add(&run.run_id, &self.facts);
+                let (ended, broke) = (self.facts.ended_hops, self.facts.cache_broke_at);
+                self.count_run(&run.run_id, ended, broke, 1);
+            }
         }
-        let facts = self.facts(run);
-        if facts.total.hops > 0 {
-            self.apply(&run.run_id, &facts, 1, true);
-        }
+        self.absorb(batch);
     }
 
     /// Adds what `other` saw: afterwards `self` says what one advisor fed
@@ -253,26 +346,28 @@ impl Advisor {
             }
         }
         for (key, theirs) in other.recs {
-            let sum = self.recs.entry(key).or_default();
-            sum.saving += theirs.saving;
-            sum.tokens += theirs.tokens;
-            sum.hops += theirs.hops;
-            sum.runs += theirs.runs;
-            for (limit, n) in theirs.limits {
-                *sum.limits.entry(limit).or_default() += n;
-            }
-            sum.evidence.extend(theirs.evidence);
-            sum.evidence_hops.extend(theirs.evidence_hops);
-            // final runs: the largest few of both are the largest few of all
-            while sum.evidence.len() > EVIDENCE_RUNS
-                && let Some((_, gone)) = sum.evidence.pop_first()
-            {
-                sum.evidence_hops.remove(&gone);
-            }
+            self.recs.entry(key).or_default().absorb(theirs);
         }
         self.breaks.extend(other.breaks);
         for (n, count) in other.loop_lengths {
             *self.loop_lengths.entry(n).or_default() += count;
+        }
+    }
+
+    /// Folds a batch of final runs into the sums, by name.
+    fn absorb(&mut self, batch: Batch) {
+        self.total.fold(&batch.total, 1);
+        for (mine, theirs) in [
+            (&mut self.by_agent, batch.agents),
+            (&mut self.by_model, batch.models),
+            (&mut self.by_segment, batch.segments),
+        ] {
+            for (_, (name, t)) in theirs {
+                mine.fold(&name, &t, 1);
+            }
+        }
+        for (_, (key, theirs)) in batch.recs {
+            self.recs.entry(key).or_default().absorb(theirs);
         }
     }
 
@@ -330,7 +425,7 @@ impl Advisor {
         runs.iter()
             .filter(|r| r.ended.is_none())
             .filter_map(|r| {
-                let book = &self.prices.book;
+                let book = self.pricer.book();
                 let price = r
                     .hops
                     .last()
@@ -348,34 +443,59 @@ impl Advisor {
     /// The run's hops under each lever (for the what-if overlay).
     #[must_use]
     pub fn what_if(&mut self, run: &RunAgg) -> Vec<HopWhatIf> {
-        whatif::analyze(
-            run,
-            &self.rules,
-            &self.bleed,
-            &self.candidates,
-            &mut self.prices,
-        )
+        whatif::analyze(run, &self.rules, &self.bleed, &mut self.pricer)
     }
 
-    fn facts(&mut self, run: &RunAgg) -> RunFacts {
-        let hops = whatif::analyze(
-            run,
-            &self.rules,
-            &self.bleed,
-            &self.candidates,
-            &mut self.prices,
-        );
-        let mut facts = RunFacts::default();
+    /// `self.facts` becomes `run`'s share of every sum.
+    fn fill_facts(&mut self, run: &RunAgg) {
+        let mut scan = std::mem::take(&mut self.scan);
+        let mut facts = std::mem::take(&mut self.facts);
+        let mut spare = std::mem::take(&mut self.spare);
+        whatif::scan(run, &self.rules, &self.bleed, &mut self.pricer, &mut scan);
+        self.facts_of(run, &scan.hops, &mut facts, &mut spare);
+        self.scan = scan;
+        self.facts = facts;
+        self.spare = spare;
+    }
+
+    /// The run's share of every sum, from its hops under each lever, into
+    /// `facts` (its buffers reused; `spare` keeps the hop lists' buffers).
+    fn facts_of(
+        &self,
+        run: &RunAgg,
+        levers: &[HopLevers],
+        facts: &mut RunFacts,
+        spare: &mut Spare,
+    ) {
+        let pricer = &self.pricer;
+        facts.total = Tally::default();
+        facts.segment = None;
+        facts.cache_broke_at = None;
+        facts.ended_hops = None;
         // a run has few agents and models: a short list beats a map
-        let mut agents: Vec<(Arc<str>, Tally)> = Vec::new();
-        let mut models: Vec<(Arc<str>, Tally)> = Vec::new();
-        let mut recs: Vec<RunRec> = Vec::new();
+        let agents = &mut facts.agents;
+        let models = &mut facts.models;
+        agents.clear();
+        models.clear();
+        for mut rec in facts.recs.drain(..) {
+            rec.hops.clear();
+            spare.hops.push(rec.hops);
+        }
+        let recs = &mut facts.recs;
+        // each rec's routing target's index, compared without the name
+        let targets = &mut spare.targets;
+        targets.clear();
+        let same_target = |a: Option<u32>, b: Option<u32>| match (a, b) {
+            (Some(a), Some(b)) => a == b || pricer.model(a).name == pricer.model(b).name,
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        let mut cache_broke_at = None;
         let limit = {
             let first = run.hops.first();
             let per_call = first.map_or(0, |h| h.usage.input_total() / u64::from(h.calls.max(1)));
             self.rules.trim_limit(per_call)
         };
-        for (hop, what) in run.hops.iter().zip(&hops) {
+        for (hop, what) in run.hops.iter().zip(levers) {
             let mut t = Tally {
                 hops: 1,
                 input_tokens: hop.usage.input_total(),
@@ -387,7 +507,7 @@ impl Advisor {
                 ..Tally::default()
             };
             let mut add_rec = |lever: Lever,
-                               target: Option<(usize, &str)>,
+                               target: Option<(usize, u32)>,
                                saving: Usd,
                                tokens: u64,
                                limit: Option<u64>| {
@@ -395,33 +515,33 @@ impl Advisor {
                 if saving == Usd::ZERO && tokens == 0 {
                     return;
                 }
-                let (rule, target) = match target {
-                    Some((rule, target)) => (Some(rule), Some(target)),
-                    None => (None, None),
-                };
-                // a run has few keys: a short list, the names counted again
-                // (`Arc` clones) only for a new key
+                let rule = target.map(|(rule, _)| rule);
+                let target = target.map(|(_, model)| model);
                 let same = |r: &RunRec| {
                     r.key.lever == lever
                         && r.key.rule == rule
-                        && r.key.target.as_deref() == target
                         && (Arc::ptr_eq(&r.key.agent, &hop.agent) || r.key.agent == hop.agent)
                         && (Arc::ptr_eq(&r.key.model, &hop.model) || r.key.model == hop.model)
                 };
-                let entry = match recs.iter().position(same) {
+                let found = recs
+                    .iter()
+                    .zip(targets.iter())
+                    .position(|(r, ix)| same(r) && same_target(*ix, target));
+                let entry = match found {
                     Some(i) => &mut recs[i],
                     None => {
+                        targets.push(target);
                         recs.push(RunRec {
                             key: RecKey {
                                 lever,
                                 agent: hop.agent.clone(),
                                 model: hop.model.clone(),
-                                target: target.map(Arc::from),
+                                target: target.map(|m| pricer.model(m).name.clone()),
                                 rule,
                             },
                             saving: Usd::ZERO,
                             tokens: 0,
-                            hops: Vec::new(),
+                            hops: spare.hops.pop().unwrap_or_default(),
                             limit,
                         });
                         let last = recs.len() - 1;
@@ -432,42 +552,43 @@ impl Advisor {
                 entry.tokens += tokens;
                 entry.hops.push(hop.hop);
             };
-            match what.current {
+            match what.model {
                 None => t.unpriced_hops = 1,
-                Some(current) => {
-                    let price = self.prices.price_of(&hop.model);
-                    if let Some(price) = &price {
-                        let u = &hop.usage;
-                        let r = price.rates;
-                        t.cache_saved = Usd::for_tokens(u.cache_read, r.input)
-                            .saturating_sub(Usd::for_tokens(u.cache_read, r.cache_read))
-                            - Usd::for_tokens(
-                                u.cache_write_5m,
-                                r.cache_write_5m.saturating_sub(r.input),
-                            )
-                            - Usd::for_tokens(
-                                u.cache_write_1h,
-                                r.cache_write_1h.saturating_sub(r.input),
-                            );
-                        t.reasoning_cost = Usd::for_tokens(u.reasoning, r.output);
-                    }
+                Some(model) => {
+                    let current = what.current;
+                    let u = &hop.usage;
+                    let r = pricer.model(model).price.rates;
+                    t.cache_saved = Usd::for_tokens(u.cache_read, r.input)
+                        .saturating_sub(Usd::for_tokens(u.cache_read, r.cache_read))
+                        - Usd::for_tokens(
+                            u.cache_write_5m,
+                            r.cache_write_5m.saturating_sub(r.input),
+                        )
+                        - Usd::for_tokens(
+                            u.cache_write_1h,
+                            r.cache_write_1h.saturating_sub(r.input),
+                        );
+                    t.reasoning_cost = Usd::for_tokens(u.reasoning, r.output);
                     t.cost = current;
-                    let input_cost = current.saturating_sub(Usd::for_tokens(
-                        hop.usage.output,
-                        price.as_ref().map_or(0, |p| p.rates.output),
-                    ));
-                    t.carried_cost = scale(input_cost, what.carried, hop.usage.input_total());
+                    let input_cost = current.saturating_sub(Usd::for_tokens(u.output, r.output));
+                    t.carried_cost = if what.carried == 0 {
+                        Usd::ZERO
+                    } else if what.carried == u.input_total() {
+                        input_cost
+                    } else {
+                        scale(input_cost, what.carried, u.input_total())
+                    };
                     t.routed = what.routed;
                     t.trimmed = what.trimmed;
                     t.cached = what.cached;
                     t.routed_trimmed = what.routed_trimmed;
                     t.combined = what.combined;
-                    if let Some((rule, target)) = &what.route {
+                    if let Some(route) = what.route {
                         add_rec(
                             Lever::Route,
-                            Some((*rule, target.name.as_str())),
+                            Some(route),
                             current - what.routed,
-                            hop.usage.total(),
+                            u.total(),
                             None,
                         );
                     }
@@ -493,21 +614,25 @@ impl Advisor {
                         what.reasoning_excess,
                         None,
                     );
-                    if what.cache_broke && what.cache_tokens > 0 && facts.cache_broke_at.is_none() {
-                        facts.cache_broke_at = Some(hop.hop);
+                    if what.cache_broke && what.cache_tokens > 0 && cache_broke_at.is_none() {
+                        cache_broke_at = Some(hop.hop);
                     }
                 }
             }
-            facts.total.fold(&t, 1);
-            for (list, name) in [(&mut agents, &hop.agent), (&mut models, &hop.model)] {
-                match list
-                    .iter_mut()
-                    .find(|(n, _)| Arc::ptr_eq(n, name) || n == name)
-                {
-                    Some((_, tally)) => tally.fold(&t, 1),
+            for (list, name) in [(&mut *agents, &hop.agent), (&mut *models, &hop.model)] {
+                let at = list
+                    .iter()
+                    .position(|(n, _)| Arc::ptr_eq(n, name))
+                    .or_else(|| list.iter().position(|(n, _)| n == name));
+                match at {
+                    Some(i) => list[i].1.fold(&t, 1),
                     None => list.push((name.clone(), t)),
                 }
             }
+        }
+        // the agents partition the hops: their sum is the run's
+        for (_, t) in agents.iter() {
+            facts.total.fold(t, 1);
         }
         if facts.total.hops > 0 {
             facts.total.runs = 1;
@@ -517,20 +642,26 @@ impl Advisor {
             if let Some(segment) = &run.segment {
                 facts.segment = Some((segment.clone(), facts.total));
             }
+            if run.ended.is_some() {
+                facts.ended_hops = u32::try_from(run.hops.len()).ok();
+            }
         }
-        if run.ended.is_some() && facts.total.hops > 0 {
-            facts.ended_hops = u32::try_from(run.hops.len()).ok();
-        }
-        facts.agents = agents;
-        facts.models = models;
+        facts.cache_broke_at = cache_broke_at;
         // what saves nothing over the whole run is no recommendation
-        recs.retain(|r| r.saving > Usd::ZERO);
-        recs.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-        facts.recs = recs;
-        facts
+        let mut i = 0;
+        while i < recs.len() {
+            if recs[i].saving > Usd::ZERO {
+                i += 1;
+            } else {
+                let mut gone = recs.swap_remove(i);
+                gone.hops.clear();
+                spare.hops.push(gone.hops);
+            }
+        }
     }
 
-    fn apply(&mut self, run_id: &Arc<str>, facts: &RunFacts, sign: i8, last: bool) {
+    /// Adds (`sign` 1) or takes back (-1) a run's share, by name.
+    fn apply(&mut self, run_id: &Arc<str>, facts: &RunFacts, sign: i8) {
         self.total.fold(&facts.total, sign);
         for (name, t) in &facts.agents {
             self.by_agent.fold(name, t, sign);
@@ -551,33 +682,9 @@ impl Advisor {
                 let Some(sum) = self.recs.get_mut(&rec.key) else {
                     continue;
                 };
-                sum.saving += rec.saving;
-                sum.tokens += rec.tokens;
-                sum.hops += rec.hops.len() as u64;
-                sum.runs += 1;
-                if let Some(limit) = rec.limit {
-                    *sum.limits.entry(limit).or_default() += 1;
-                }
-                // a final run can never leave: the largest few are all the
-                // evidence there will be (one below the smallest of a full
-                // list would go again at once)
-                if last
-                    && sum.evidence.len() >= EVIDENCE_RUNS
-                    && sum
-                        .evidence
-                        .first()
-                        .is_some_and(|(saving, id)| (rec.saving, run_id) < (*saving, id))
-                {
-                    continue;
-                }
+                sum.add(rec);
                 sum.evidence.insert((rec.saving, run_id.clone()));
                 sum.evidence_hops.insert(run_id.clone(), rec.hops.clone());
-                if last
-                    && sum.evidence.len() > EVIDENCE_RUNS
-                    && let Some((_, gone)) = sum.evidence.pop_first()
-                {
-                    sum.evidence_hops.remove(&gone);
-                }
             } else if let Some(sum) = self.recs.get_mut(&rec.key) {
                 sum.saving -= rec.saving;
                 sum.tokens = sum.tokens.saturating_sub(rec.tokens);
@@ -598,7 +705,18 @@ impl Advisor {
                 }
             }
         }
-        if let Some(n) = facts.ended_hops {
+        self.count_run(run_id, facts.ended_hops, facts.cache_broke_at, sign);
+    }
+
+    /// A run's loop length (when it ended) and cache break, added or taken back.
+    fn count_run(
+        &mut self,
+        run_id: &Arc<str>,
+        ended_hops: Option<u32>,
+        cache_broke_at: Option<u32>,
+        sign: i8,
+    ) {
+        if let Some(n) = ended_hops {
             let slot = self.loop_lengths.entry(u64::from(n)).or_default();
             if sign > 0 {
                 *slot += 1;
@@ -609,7 +727,7 @@ impl Advisor {
                 }
             }
         }
-        match (sign > 0, facts.cache_broke_at) {
+        match (sign > 0, cache_broke_at) {
             (true, Some(hop)) => {
                 self.breaks.insert(run_id.clone(), hop);
             }

@@ -553,6 +553,13 @@ impl RunAgg {
 }
 
 impl HopAgg {
+    /// The hop's interned identity (agent, model, labels): hops that share
+    /// it share this `Arc`, so per-identity work can be done once.
+    #[must_use]
+    pub fn ident(&self) -> &Arc<HopIdent> {
+        &self.ident
+    }
+
     fn new(hop: u32, ident: Arc<HopIdent>) -> Self {
         HopAgg {
             usage: Usage::default(),

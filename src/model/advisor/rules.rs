@@ -2,9 +2,7 @@
 //! routed, the trim limit, the providers' caching rules. Defaults here; the
 //! config file's `[advisor]` section overrides them (`docs/config.md`).
 
-use std::sync::Arc;
-
-use crate::pricing::{ModelPrice, PriceBook};
+use crate::pricing::ModelPrice;
 
 /// Where a routing rule sends the hops it matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,55 +229,5 @@ impl AdvisorRules {
     #[must_use]
     pub fn is_simple(&self, task: Option<&str>) -> bool {
         task.is_some_and(|t| self.simple_tasks.iter().any(|s| s.eq_ignore_ascii_case(t)))
-    }
-}
-
-/// The routing candidates: the rules' targets, priced, grouped by
-/// provider. Built once per price book.
-#[derive(Debug, Clone, Default)]
-pub struct Candidates {
-    /// (provider, model prices), models in table order.
-    by_provider: Vec<(String, Vec<Arc<ModelPrice>>)>,
-}
-
-impl Candidates {
-    /// The targets of `rules` that the book prices and that name a
-    /// provider (a model without one is never a target).
-    #[must_use]
-    pub fn new(rules: &AdvisorRules, prices: &PriceBook) -> Candidates {
-        let mut candidates = Candidates::default();
-        for name in &rules.route_targets {
-            let Some(price) = prices.resolve(name).map(|p| prices.model(p)) else {
-                continue;
-            };
-            let Some(provider) = price.provider.clone() else {
-                continue;
-            };
-            let i = match candidates
-                .by_provider
-                .iter()
-                .position(|(p, _)| *p == provider)
-            {
-                Some(i) => i,
-                None => {
-                    candidates.by_provider.push((provider, Vec::new()));
-                    candidates.by_provider.len() - 1
-                }
-            };
-            let slot = &mut candidates.by_provider[i].1;
-            if !slot.iter().any(|m| m.name == price.name) {
-                slot.push(Arc::new(price.clone()));
-            }
-        }
-        candidates
-    }
-
-    /// Candidate models of `provider`.
-    #[must_use]
-    pub fn of(&self, provider: &str) -> &[Arc<ModelPrice>] {
-        self.by_provider
-            .iter()
-            .find(|(p, _)| p == provider)
-            .map_or(&[], |(_, models)| models)
     }
 }

@@ -393,7 +393,7 @@ fn final_runs_give_the_same_advice_keeping_only_the_evidence() {
     );
     for run in &snap.runs {
         live.observe(run);
-        last.observe_final(run);
+        last.observe_final([&**run]);
     }
     let advice = live.advice(span, &snap.runs);
     assert_eq!(advice, last.advice(span, &snap.runs));
@@ -444,9 +444,7 @@ fn advisors_merged_say_what_one_advisor_over_all_runs_says() {
     };
     let fed = |runs: &[Arc<RunAgg>]| {
         let mut advisor = Advisor::new(rules.clone(), BleedRules::default(), &book);
-        for run in runs {
-            advisor.observe_final(run);
-        }
+        advisor.observe_final(runs.iter().map(|run| &**run));
         advisor
     };
     let one = fed(&snap.runs).advice(span, &snap.runs);

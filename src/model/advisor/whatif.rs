@@ -2,31 +2,202 @@
 //! routing, trimming carried context, caching the carried prefix — alone
 //! and all together. Pure arithmetic on a run's hops (`docs/insights.md`,
 //! "Advisor").
+//!
+//! A report analyses every hop it read, so the per-hop path names models by
+//! index ([`Pricer`]) and works in buffers reused from run to run
+//! ([`Scan`]): no allocation, no reference count and no string comparison
+//! per hop.
 
 use std::sync::Arc;
 
-use super::rules::{AdvisorRules, Candidates, RouteTarget};
+use rustc_hash::FxHashMap as HashMap;
+
+use super::rules::{AdvisorRules, RouteRule, RouteTarget};
 use crate::model::insights::{BleedRules, carried_tokens};
-use crate::model::ledger::{HopAgg, RunAgg};
-use crate::pricing::{ModelPrice, Rates};
+use crate::model::ledger::{HopAgg, HopIdent, RunAgg};
+use crate::pricing::{ModelPrice, PriceBook, PriceRef, Rates};
 use crate::types::money::Usd;
 use crate::types::usage::Usage;
 
-/// What the hops' models cost: resolved once per model name by the caller.
-pub trait PriceOf {
-    /// The price of `model`, `None` when unpriced.
-    fn price_of(&mut self, model: &Arc<str>) -> Option<Arc<ModelPrice>>;
+/// A model a [`Pricer`] resolved: its price and what the rules say of it.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub price: Arc<ModelPrice>,
+    /// The canonical name, shared (a recommendation's key holds it).
+    pub name: Arc<str>,
+    /// The least cacheable prefix ([`AdvisorRules::cache_min`]).
+    cache_min: u64,
+    /// The routing candidates of its provider other than itself, in the
+    /// order of the rules' targets.
+    pool: Vec<u32>,
 }
 
-/// Prices straight from a book, resolved on each call (one run at a time:
-/// the what-if overlay).
-pub struct BookPrices<'a>(pub &'a crate::pricing::PriceBook);
+/// What the rules say of one interned hop identity (agent, model, labels).
+#[derive(Debug, Clone, Copy)]
+struct IdentFacts {
+    model: Option<u32>,
+    /// Bit `i`: route rule `i`'s task and agent conditions hold (the first
+    /// [`MASKED_RULES`] rules; later ones are tested per hop).
+    rules: u64,
+    simple: bool,
+}
 
-impl PriceOf for BookPrices<'_> {
-    fn price_of(&mut self, model: &Arc<str>) -> Option<Arc<ModelPrice>> {
-        self.0
-            .resolve(model)
-            .map(|p| Arc::new(self.0.model(p).clone()))
+const MASKED_RULES: usize = 64;
+
+/// Bound on the memo of names and identities: both are read from the input.
+const MEMO_CAP: usize = 4_096;
+
+/// Prices resolved once per model (names by index from then on), the
+/// routing candidates, and the rules' verdicts once per hop identity.
+#[derive(Debug, Clone)]
+pub struct Pricer {
+    book: PriceBook,
+    models: Vec<Resolved>,
+    /// The first `kept` models are the routing candidates: kept when the
+    /// memo is reset.
+    kept: usize,
+    by_ref: HashMap<PriceRef, u32>,
+    /// (provider, candidate models), in the order of the rules' targets.
+    candidates: Vec<(String, Vec<u32>)>,
+    by_name: HashMap<Arc<str>, Option<u32>>,
+    /// Keyed by the identity's address; the `Arc` is held so that the
+    /// address is not reused while the entry lives.
+    by_ident: HashMap<usize, (Arc<HopIdent>, IdentFacts)>,
+}
+
+impl Pricer {
+    /// The targets of `rules` that the book prices and that name a
+    /// provider are the routing candidates (a model without one is never a
+    /// target).
+    #[must_use]
+    pub fn new(rules: &AdvisorRules, book: &PriceBook) -> Pricer {
+        let mut pricer = Pricer {
+            book: book.clone(),
+            models: Vec::new(),
+            kept: 0,
+            by_ref: HashMap::default(),
+            candidates: Vec::new(),
+            by_name: HashMap::default(),
+            by_ident: HashMap::default(),
+        };
+        for name in &rules.route_targets {
+            let Some(found) = pricer.book.resolve(name) else {
+                continue;
+            };
+            let Some(provider) = pricer.book.model(found).provider.clone() else {
+                continue;
+            };
+            let ix = pricer.intern(found, rules);
+            let i = match pricer.candidates.iter().position(|(p, _)| *p == provider) {
+                Some(i) => i,
+                None => {
+                    pricer.candidates.push((provider, Vec::new()));
+                    pricer.candidates.len() - 1
+                }
+            };
+            let slot = &mut pricer.candidates[i].1;
+            let name = &pricer.models[ix as usize].price.name;
+            if !slot
+                .iter()
+                .any(|m| pricer.models[*m as usize].price.name == *name)
+            {
+                slot.push(ix);
+            }
+        }
+        pricer.kept = pricer.models.len();
+        for ix in 0..pricer.kept {
+            pricer.models[ix].pool = pricer.pool_of(&pricer.models[ix].price);
+        }
+        pricer
+    }
+
+    #[must_use]
+    pub fn book(&self) -> &PriceBook {
+        &self.book
+    }
+
+    /// The model at `ix` (an index this pricer gave).
+    #[must_use]
+    pub fn model(&self, ix: u32) -> &Resolved {
+        &self.models[ix as usize]
+    }
+
+    /// The price of `model`, `None` when unpriced.
+    pub fn resolve(&mut self, model: &Arc<str>, rules: &AdvisorRules) -> Option<u32> {
+        if let Some(hit) = self.by_name.get(model) {
+            return *hit;
+        }
+        let ix = self.book.resolve(model).map(|p| self.intern(p, rules));
+        self.by_name.insert(model.clone(), ix);
+        ix
+    }
+
+    /// Whether the memo of names and identities reached its bound.
+    #[must_use]
+    pub fn memo_full(&self) -> bool {
+        self.by_name.len() + self.by_ident.len() > MEMO_CAP
+    }
+
+    /// Forgets the models and identities seen but the routing candidates
+    /// (call between runs: the indices of the run analysed last go).
+    pub fn forget(&mut self) {
+        self.by_name.clear();
+        self.by_ident.clear();
+        self.models.truncate(self.kept);
+        let kept = u32::try_from(self.kept).unwrap_or(u32::MAX);
+        self.by_ref.retain(|_, ix| *ix < kept);
+    }
+
+    fn intern(&mut self, found: PriceRef, rules: &AdvisorRules) -> u32 {
+        if let Some(ix) = self.by_ref.get(&found) {
+            return *ix;
+        }
+        let price = self.book.model(found).clone();
+        let pool = self.pool_of(&price);
+        let ix = u32::try_from(self.models.len()).unwrap_or(u32::MAX);
+        self.models.push(Resolved {
+            name: Arc::from(price.name.as_str()),
+            cache_min: rules.cache_min(&price),
+            price: Arc::new(price),
+            pool,
+        });
+        self.by_ref.insert(found, ix);
+        ix
+    }
+
+    fn pool_of(&self, price: &ModelPrice) -> Vec<u32> {
+        let Some(provider) = price.provider.as_deref() else {
+            return Vec::new();
+        };
+        self.candidates
+            .iter()
+            .find(|(p, _)| p == provider)
+            .map_or(&[][..], |(_, models)| models)
+            .iter()
+            .copied()
+            .filter(|m| self.models[*m as usize].price.name != price.name)
+            .collect()
+    }
+
+    fn ident(&mut self, hop: &HopAgg, rules: &AdvisorRules) -> IdentFacts {
+        let ident = hop.ident();
+        let key = Arc::as_ptr(ident) as usize;
+        if let Some((_, facts)) = self.by_ident.get(&key) {
+            return *facts;
+        }
+        let mut mask = 0_u64;
+        for (i, rule) in rules.routes.iter().enumerate().take(MASKED_RULES) {
+            if fixed_conditions(rule, hop) {
+                mask |= 1 << i;
+            }
+        }
+        let facts = IdentFacts {
+            model: self.resolve(&hop.model, rules),
+            rules: mask,
+            simple: rules.is_simple(hop.labels.task.as_deref()),
+        };
+        self.by_ident.insert(key, (ident.clone(), facts));
+        facts
     }
 }
 
@@ -62,6 +233,52 @@ pub struct HopWhatIf {
     /// simple task, and its cost at the model's output price.
     pub reasoning_excess: u64,
     pub reasoning_excess_cost: Usd,
+}
+
+/// [`HopWhatIf`] with models as [`Pricer`] indices: what [`scan`] fills.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HopLevers {
+    /// The hop's own model; `None` when unpriced (then nothing below is set
+    /// but `carried` and `combined_usage`).
+    pub model: Option<u32>,
+    pub current: Usd,
+    pub carried: u64,
+    pub route: Option<(usize, u32)>,
+    pub routed: Usd,
+    pub trimmed_tokens: u64,
+    pub trimmed: Usd,
+    pub cached: Usd,
+    pub cache_tokens: u64,
+    pub cache_broke: bool,
+    pub routed_trimmed: Usd,
+    pub combined: Usd,
+    pub combined_usage: Usage,
+    pub combined_model: Option<u32>,
+    pub reasoning_excess: u64,
+    pub reasoning_excess_cost: Usd,
+}
+
+/// One priced hop as a lever left it, for the caching pass.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    model: u32,
+    usage: Usage,
+    calls: u32,
+    carried: u64,
+}
+
+/// Buffers of [`scan`], reused from run to run.
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    /// One per hop of the run scanned last.
+    pub hops: Vec<HopLevers>,
+    /// Per priced hop: its index in `hops`; the hop under the levers alone,
+    /// and under routing and trimming together.
+    priced: Vec<usize>,
+    alone: Vec<Slot>,
+    together: Vec<Slot>,
+    read: Vec<u64>,
+    writer: Vec<bool>,
 }
 
 /// The rates `usage` is billed at: long-context tier when one call's
@@ -103,67 +320,91 @@ pub fn trim(mut usage: Usage, cut: u64) -> Usage {
     usage
 }
 
-/// The model a rule sends `hop` to, if one is cheaper for it.
-fn route_hop(
-    hop: &HopAgg,
-    price: &ModelPrice,
-    rules: &AdvisorRules,
-    candidates: &Candidates,
-) -> Option<(usize, Arc<ModelPrice>)> {
-    let calls = u64::from(hop.calls.max(1));
-    let u = &hop.usage;
-    let provider = price.provider.as_deref()?;
-    let (index, rule) = rules.routes.iter().enumerate().find(|(_, rule)| {
-        let task_ok = rule.tasks.is_empty()
-            || hop
-                .labels
-                .task
-                .as_deref()
-                .is_some_and(|t| rule.tasks.iter().any(|x| x.eq_ignore_ascii_case(t)));
-        let agent_ok = rule.agents.is_empty() || rule.agents.iter().any(|a| **a == *hop.agent);
-        let output_ok = rule
-            .max_output_tokens
-            .is_none_or(|max| u.output / calls <= max);
-        #[allow(clippy::cast_precision_loss)]
-        let reasoning_ok = rule
-            .max_reasoning_share
-            .is_none_or(|max| u.output == 0 || u.reasoning as f64 / u.output as f64 <= max);
-        task_ok && agent_ok && output_ok && reasoning_ok
-    })?;
-    let here = cost(price, u, hop.calls);
-    let cheaper = candidates
-        .of(provider)
-        .iter()
-        .filter(|m| m.name != price.name)
-        .map(|m| (cost(m, u, hop.calls), m))
-        .filter(|(c, _)| *c < here);
-    let chosen = match &rule.to {
-        RouteTarget::Cheapest => cheaper.min_by(|a, b| a.0.cmp(&b.0).then(a.1.name.cmp(&b.1.name))),
-        RouteTarget::NextCheaper => {
-            cheaper.max_by(|a, b| a.0.cmp(&b.0).then(b.1.name.cmp(&a.1.name)))
-        }
-        RouteTarget::Model(name) => cheaper
-            .into_iter()
-            .find(|(_, m)| m.name.eq_ignore_ascii_case(name)),
-    }?;
-    Some((index, chosen.1.clone()))
+/// A rule's conditions on the hop's identity: its task and its agent.
+fn fixed_conditions(rule: &RouteRule, hop: &HopAgg) -> bool {
+    let task_ok = rule.tasks.is_empty()
+        || hop
+            .labels
+            .task
+            .as_deref()
+            .is_some_and(|t| rule.tasks.iter().any(|x| x.eq_ignore_ascii_case(t)));
+    let agent_ok = rule.agents.is_empty() || rule.agents.iter().any(|a| **a == *hop.agent);
+    task_ok && agent_ok
 }
 
-/// What caching the carried prefixes would do to a run's hops (each
-/// `(model, usage, calls, carried)` as the other levers left it): per hop,
-/// the usage with the prefix read from cache and, where a later hop of the
-/// same model reads what this hop sent, the write premium. Hops that
-/// already read or write a cache are left as they are.
-fn with_cache(hops: &mut [(Arc<ModelPrice>, Usage, u32, u64)], rules: &AdvisorRules) -> Vec<u64> {
-    let n = hops.len();
-    let mut read = vec![0_u64; n];
-    let mut writer = vec![false; n];
+/// The model the first rule matching `hop` sends it to, if one is cheaper
+/// for it than `here` (its cost on its own model).
+fn route_hop(
+    hop: &HopAgg,
+    own: &Resolved,
+    facts: IdentFacts,
+    here: Usd,
+    rules: &AdvisorRules,
+    pricer: &Pricer,
+) -> Option<(usize, u32)> {
+    own.price.provider.as_deref()?;
+    let calls = u64::from(hop.calls.max(1));
+    let u = &hop.usage;
+    let (index, rule) = rules.routes.iter().enumerate().find(|(i, rule)| {
+        let fixed = if *i < MASKED_RULES {
+            facts.rules >> i & 1 == 1
+        } else {
+            fixed_conditions(rule, hop)
+        };
+        let output_ok = || {
+            rule.max_output_tokens
+                .is_none_or(|max| u.output / calls <= max)
+        };
+        #[allow(clippy::cast_precision_loss)]
+        let reasoning_ok = || {
+            rule.max_reasoning_share
+                .is_none_or(|max| u.output == 0 || u.reasoning as f64 / u.output as f64 <= max)
+        };
+        fixed && output_ok() && reasoning_ok()
+    })?;
+    let name = |m: u32| pricer.model(m).price.name.as_str();
+    let cheaper = own
+        .pool
+        .iter()
+        .map(|&m| (cost(&pricer.model(m).price, u, hop.calls), m))
+        .filter(|(c, _)| *c < here);
+    let chosen = match &rule.to {
+        RouteTarget::Cheapest => {
+            cheaper.min_by(|a, b| a.0.cmp(&b.0).then(name(a.1).cmp(name(b.1))))
+        }
+        RouteTarget::NextCheaper => {
+            cheaper.max_by(|a, b| a.0.cmp(&b.0).then(name(b.1).cmp(name(a.1))))
+        }
+        RouteTarget::Model(target) => cheaper
+            .into_iter()
+            .find(|(_, m)| name(*m).eq_ignore_ascii_case(target)),
+    }?;
+    Some((index, chosen.1))
+}
+
+/// What caching the carried prefixes would do to a run's priced hops (as
+/// the other levers left them): per hop, the usage with the prefix read
+/// from cache and, where a later hop of the same model reads what this hop
+/// sent, the write premium. Hops that already read or write a cache are
+/// left as they are. `read` gets the tokens each hop would read.
+fn with_cache(slots: &mut [Slot], read: &mut Vec<u64>, writer: &mut Vec<bool>, pricer: &Pricer) {
+    let n = slots.len();
+    read.clear();
+    read.resize(n, 0);
+    writer.clear();
+    writer.resize(n, false);
+    let same_model =
+        |a: u32, b: u32| a == b || pricer.model(a).price.name == pricer.model(b).price.name;
     for k in 0..n {
-        let (model, usage, calls, _) = &hops[k];
-        if usage.cache_read > 0
-            || usage.cache_write() > 0
-            || model.rates.cache_read >= model.rates.input
-        {
+        let Slot {
+            model,
+            usage,
+            calls,
+            ..
+        } = slots[k];
+        let resolved = pricer.model(model);
+        let rates = resolved.price.rates;
+        if usage.cache_read > 0 || usage.cache_write() > 0 || rates.cache_read >= rates.input {
             continue;
         }
         // The last earlier hop on the same model, the chain of carried
@@ -171,102 +412,112 @@ fn with_cache(hops: &mut [(Arc<ModelPrice>, Usage, u32, u64)], rules: &AdvisorRu
         let mut prefix = u64::MAX;
         let mut from = None;
         for j in (0..k).rev() {
-            prefix = prefix.min(hops[j + 1].3);
+            prefix = prefix.min(slots[j + 1].carried);
             if prefix == 0 {
                 break;
             }
-            if hops[j].0.name == model.name {
+            if same_model(slots[j].model, model) {
                 from = Some(j);
-                prefix = prefix.min(hops[j].1.input_total());
+                prefix = prefix.min(slots[j].usage.input_total());
                 break;
             }
         }
         let Some(j) = from else { continue };
         let tokens = prefix.min(usage.input_uncached);
-        if tokens / u64::from((*calls).max(1)) < rules.cache_min(model) {
+        if tokens / u64::from(calls.max(1)) < resolved.cache_min {
             continue;
         }
         read[k] = tokens;
         writer[j] = true;
     }
-    for k in 0..n {
-        let (model, usage, _, _) = &mut hops[k];
-        let r = read[k];
-        usage.input_uncached -= r;
-        usage.cache_read += r;
-        if writer[k] && model.rates.cache_write_5m > model.rates.input {
+    for (k, slot) in slots.iter_mut().enumerate() {
+        let rates = pricer.model(slot.model).price.rates;
+        let usage = &mut slot.usage;
+        usage.input_uncached -= read[k];
+        usage.cache_read += read[k];
+        if writer[k] && rates.cache_write_5m > rates.input {
             // explicit caching (Anthropic): what was not read is written
             usage.cache_write_5m += usage.input_uncached;
             usage.input_uncached = 0;
         }
     }
-    read
 }
 
-/// Every hop of `run` under each lever. Hops of unpriced models are
-/// listed with `current: None` and change nothing.
-pub fn analyze(
+/// Every hop of `run` under each lever, into `out.hops` (one per hop, in
+/// order). Hops of unpriced models have `model: None` and change nothing.
+pub fn scan(
     run: &RunAgg,
     rules: &AdvisorRules,
     bleed: &BleedRules,
-    candidates: &Candidates,
-    prices: &mut impl PriceOf,
-) -> Vec<HopWhatIf> {
+    pricer: &mut Pricer,
+    out: &mut Scan,
+) {
     let hops = &run.hops;
     let first_per_call = hops
         .first()
         .map_or(0, |h| h.usage.input_total() / u64::from(h.calls.max(1)));
     let limit = rules.trim_limit(first_per_call);
-    let mut out: Vec<HopWhatIf> = Vec::with_capacity(hops.len());
-    // per lever: (model, usage, calls, carried) for the caching pass
-    let mut alone: Vec<(Arc<ModelPrice>, Usage, u32, u64)> = Vec::with_capacity(hops.len());
-    let mut together: Vec<(Arc<ModelPrice>, Usage, u32, u64)> = Vec::with_capacity(hops.len());
-    let mut priced: Vec<usize> = Vec::with_capacity(hops.len());
+    out.hops.clear();
+    out.priced.clear();
+    out.alone.clear();
+    out.together.clear();
     let mut seen_cache = false;
     for (i, hop) in hops.iter().enumerate() {
         let carried = carried_tokens(hops, i, bleed);
-        let price = prices.price_of(&hop.model);
-        let mut what = HopWhatIf {
-            hop: hop.hop,
-            current: None,
+        let facts = pricer.ident(hop, rules);
+        let mut what = HopLevers {
             carried,
-            route: None,
-            routed: Usd::ZERO,
-            trimmed_tokens: 0,
-            trimmed: Usd::ZERO,
-            cached: Usd::ZERO,
-            cache_tokens: 0,
-            cache_broke: false,
-            routed_trimmed: Usd::ZERO,
-            combined: Usd::ZERO,
             combined_usage: hop.usage,
-            combined_model: None,
-            reasoning_excess: 0,
-            reasoning_excess_cost: Usd::ZERO,
+            ..HopLevers::default()
         };
-        let Some(price) = price else {
-            out.push(what);
+        let Some(model) = facts.model else {
+            out.hops.push(what);
             continue;
         };
+        let own = pricer.model(model);
         let u = hop.usage;
-        let current = cost(&price, &u, hop.calls);
-        what.current = Some(current);
+        let current = cost(&own.price, &u, hop.calls);
+        what.model = Some(model);
+        what.current = current;
         what.cache_broke = seen_cache && u.cache_read == 0;
         seen_cache |= u.cache_read > 0;
-        what.route = route_hop(hop, &price, rules, candidates);
-        let routed_model = what.route.as_ref().map_or(&price, |(_, m)| m).clone();
-        what.routed = cost(&routed_model, &u, hop.calls);
+        what.route = route_hop(hop, own, facts, current, rules, pricer);
+        let routed_model = what.route.map_or(model, |(_, m)| m);
+        let routed_price = &pricer.model(routed_model).price;
+        what.routed = if what.route.is_some() {
+            cost(routed_price, &u, hop.calls)
+        } else {
+            current
+        };
         let allowed = limit.saturating_mul(u64::from(hop.calls.max(1)));
         what.trimmed_tokens = u.input_total().saturating_sub(allowed);
         let trimmed_usage = trim(u, what.trimmed_tokens);
-        what.trimmed = cost(&price, &trimmed_usage, hop.calls);
+        what.trimmed = if what.trimmed_tokens == 0 {
+            current
+        } else {
+            cost(&own.price, &trimmed_usage, hop.calls)
+        };
         // carried after trimming: a trimmed context keeps a stable head
-        let before = together.last().map_or(0, |p| p.1.input_total());
+        let before = out.together.last().map_or(0, |p| p.usage.input_total());
         let carried_trimmed = carried.min(trimmed_usage.input_total()).min(before);
-        what.routed_trimmed = cost(&routed_model, &trimmed_usage, hop.calls);
-        alone.push((price.clone(), u, hop.calls, carried));
-        together.push((routed_model, trimmed_usage, hop.calls, carried_trimmed));
-        if rules.is_simple(hop.labels.task.as_deref()) {
+        what.routed_trimmed = if what.trimmed_tokens == 0 {
+            what.routed
+        } else {
+            cost(routed_price, &trimmed_usage, hop.calls)
+        };
+        out.alone.push(Slot {
+            model,
+            usage: u,
+            calls: hop.calls,
+            carried,
+        });
+        out.together.push(Slot {
+            model: routed_model,
+            usage: trimmed_usage,
+            calls: hop.calls,
+            carried: carried_trimmed,
+        });
+        if facts.simple {
             let calls = u64::from(hop.calls.max(1));
             let visible = u.output.saturating_sub(u.reasoning);
             #[allow(
@@ -279,24 +530,73 @@ pub fn analyze(
                 what.reasoning_excess = u.reasoning - allowed;
                 what.reasoning_excess_cost = Usd::for_tokens(
                     what.reasoning_excess,
-                    rates_for(&price, &u, hop.calls).output,
+                    rates_for(&own.price, &u, hop.calls).output,
                 );
             }
         }
-        priced.push(out.len());
-        out.push(what);
+        out.priced.push(out.hops.len());
+        out.hops.push(what);
     }
-    let cached_reads = with_cache(&mut alone, rules);
-    with_cache(&mut together, rules);
-    for (k, &i) in priced.iter().enumerate() {
-        let what = &mut out[i];
-        let (model, usage, calls, _) = &alone[k];
-        what.cache_tokens = cached_reads[k];
-        what.cached = cost(model, usage, *calls);
-        let (model, usage, calls, _) = &together[k];
-        what.combined = cost(model, usage, *calls);
-        what.combined_usage = *usage;
-        what.combined_model = Some(model.clone());
+    let pricer = &*pricer;
+    with_cache(&mut out.alone, &mut out.read, &mut out.writer, pricer);
+    for (k, &i) in out.priced.iter().enumerate() {
+        let slot = &out.alone[k];
+        let what = &mut out.hops[i];
+        what.cache_tokens = out.read[k];
+        what.cached = if what.cache_tokens == 0 && !out.writer[k] {
+            what.current
+        } else {
+            cost(&pricer.model(slot.model).price, &slot.usage, slot.calls)
+        };
     }
-    out
+    with_cache(&mut out.together, &mut out.read, &mut out.writer, pricer);
+    for (k, &i) in out.priced.iter().enumerate() {
+        let slot = &out.together[k];
+        let what = &mut out.hops[i];
+        what.combined = if out.read[k] == 0 && !out.writer[k] {
+            what.routed_trimmed
+        } else {
+            cost(&pricer.model(slot.model).price, &slot.usage, slot.calls)
+        };
+        what.combined_usage = slot.usage;
+        what.combined_model = Some(slot.model);
+    }
+}
+
+/// Every hop of `run` under each lever, with the models named (the what-if
+/// overlay: one run at a time).
+pub fn analyze(
+    run: &RunAgg,
+    rules: &AdvisorRules,
+    bleed: &BleedRules,
+    pricer: &mut Pricer,
+) -> Vec<HopWhatIf> {
+    let mut out = Scan::default();
+    scan(run, rules, bleed, pricer, &mut out);
+    let price = |m: u32| pricer.model(m).price.clone();
+    run.hops
+        .iter()
+        .zip(&out.hops)
+        .map(|(hop, what)| {
+            let priced = what.model.is_some();
+            HopWhatIf {
+                hop: hop.hop,
+                current: what.model.map(|_| what.current),
+                carried: what.carried,
+                route: what.route.map(|(rule, m)| (rule, price(m))),
+                routed: what.routed,
+                trimmed_tokens: what.trimmed_tokens,
+                trimmed: what.trimmed,
+                cached: what.cached,
+                cache_tokens: what.cache_tokens,
+                cache_broke: priced && what.cache_broke,
+                routed_trimmed: what.routed_trimmed,
+                combined: what.combined,
+                combined_usage: what.combined_usage,
+                combined_model: what.combined_model.map(price),
+                reasoning_excess: what.reasoning_excess,
+                reasoning_excess_cost: what.reasoning_excess_cost,
+            }
+        })
+        .collect()
 }

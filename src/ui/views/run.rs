@@ -287,19 +287,18 @@ pub(super) fn trim_saving(
 /// The run's hops under every recommendation together, when `w` is on
 /// (and prices and rules are known).
 fn what_if(cx: &ViewCx, run: &RunAgg) -> Option<Vec<crate::model::advisor::whatif::HopWhatIf>> {
-    use crate::model::advisor::{Candidates, whatif};
+    use crate::model::advisor::whatif;
     if !cx.view.what_if {
         return None;
     }
     let prices = cx.data.prices.as_deref()?;
     let rules = cx.data.advisor.as_deref()?;
-    let candidates = Candidates::new(rules, prices);
+    let mut pricer = whatif::Pricer::new(rules, prices);
     Some(whatif::analyze(
         run,
         rules,
         &cx.data.insights.rules,
-        &candidates,
-        &mut whatif::BookPrices(prices),
+        &mut pricer,
     ))
 }
 
