@@ -727,11 +727,18 @@ pub fn advise_final_runs(
     use model::advisor::Advisor;
     /// Below this many runs per thread, one thread is quicker than starting more.
     const MIN_RUNS_PER_THREAD: usize = 500;
-    let observe = |runs: &[Arc<model::RunAgg>]| {
+    let observe = |runs: &[&model::RunAgg]| {
         let mut advisor = Advisor::new(rules.clone(), bleed.clone(), prices);
-        advisor.observe_final(runs.iter().map(|run| &**run));
+        advisor.observe_final(runs.iter().copied());
         advisor
     };
+    // By address: the ledger allocated runs as they came, so this order
+    // reads memory forward (the listed order, by cost, jumps about it and
+    // waits on each run; measured in BENCHMARKS.md). Any order gives the
+    // same advice.
+    let mut runs: Vec<&model::RunAgg> = runs.iter().map(|run| &**run).collect();
+    runs.sort_unstable_by_key(|run| std::ptr::from_ref(*run) as usize);
+    let runs = &runs[..];
     let threads = threads.clamp(1, (runs.len() / MIN_RUNS_PER_THREAD).max(1));
     if threads == 1 {
         return observe(runs);

@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use super::duplicates::DuplicateSummary;
 use super::insights::BleedRules;
-use super::ledger::{Ledger, RunAgg, RunWatch};
+use super::ledger::{HopAgg, Ledger, RunAgg, RunWatch};
 use crate::pricing::PriceBook;
 use crate::types::money::Usd;
 pub use rules::{AdvisorRules, Confidence, RouteRule, RouteTarget};
@@ -114,23 +114,93 @@ struct RunFacts {
     ended_hops: Option<u32>,
 }
 
+/// One run's share as [`Advisor::facts_of`] finds it: names are the
+/// positions of hops that carry them, resolved to names only where they
+/// are kept ([`RunShare::to_facts`], [`Batch::add`]).
+#[derive(Debug, Clone, Default)]
+struct RunShare {
+    total: Tally,
+    agents: Vec<(usize, Tally)>,
+    models: Vec<(usize, Tally)>,
+    recs: Vec<ShareRec>,
+    cache_broke_at: Option<u32>,
+    ended_hops: Option<u32>,
+}
+
+/// One run's part of a recommendation: agent and model by a hop's
+/// position, the routing target by its index in the [`Pricer`].
+#[derive(Debug, Clone)]
+struct ShareRec {
+    lever: Lever,
+    rule: Option<usize>,
+    agent: usize,
+    model: usize,
+    target: Option<u32>,
+    saving: Usd,
+    tokens: u64,
+    hops: Vec<u32>,
+    limit: Option<u64>,
+}
+
+impl RunShare {
+    /// With its names, to be kept (a live run can be taken back).
+    fn to_facts(&self, run: &RunAgg, pricer: &Pricer) -> RunFacts {
+        let named = |list: &[(usize, Tally)], name: fn(&HopAgg) -> &Arc<str>| {
+            list.iter()
+                .map(|(at, t)| (name(&run.hops[*at]).clone(), *t))
+                .collect()
+        };
+        RunFacts {
+            total: self.total,
+            segment: (self.total.hops > 0)
+                .then(|| run.segment.clone().map(|s| (s, self.total)))
+                .flatten(),
+            agents: named(&self.agents, agent_of),
+            models: named(&self.models, model_of),
+            recs: self
+                .recs
+                .iter()
+                .map(|rec| RunRec {
+                    key: rec.key(run, pricer),
+                    saving: rec.saving,
+                    tokens: rec.tokens,
+                    hops: rec.hops.clone(),
+                    limit: rec.limit,
+                })
+                .collect(),
+            cache_broke_at: self.cache_broke_at,
+            ended_hops: self.ended_hops,
+        }
+    }
+}
+
+impl ShareRec {
+    fn key(&self, run: &RunAgg, pricer: &Pricer) -> RecKey {
+        RecKey {
+            lever: self.lever,
+            agent: run.hops[self.agent].agent.clone(),
+            model: run.hops[self.model].model.clone(),
+            target: self.target.map(|m| pricer.model(m).name.clone()),
+            rule: self.rule,
+        }
+    }
+}
+
 /// Buffers [`Advisor::facts_of`] reuses from run to run.
 #[derive(Debug, Clone, Default)]
 struct Spare {
     /// Emptied hop lists of recommendations.
     hops: Vec<Vec<u32>>,
-    /// The routing target of each of the run's recommendations.
-    targets: Vec<Option<u32>>,
 }
 
 impl RecSum {
     /// Adds one run's part (not its evidence).
-    fn add(&mut self, rec: &RunRec) {
-        self.saving += rec.saving;
-        self.tokens += rec.tokens;
-        self.hops += rec.hops.len() as u64;
+    fn add(&mut self, saving: Usd, tokens: u64, hops: &[u32], limit: Option<u64>) {
+        self.saving += saving;
+        self.tokens += tokens;
+        self.hops += hops.len() as u64;
         self.runs += 1;
-        if let Some(limit) = rec.limit {
+        if let Some(limit) = limit {
             *self.limits.entry(limit).or_default() += 1;
         }
     }
@@ -139,17 +209,17 @@ impl RecSum {
     /// final run can never leave, so the largest few are all the evidence
     /// there will be (one below the smallest of a full list would go again
     /// at once, and costs no clone).
-    fn offer_final(&mut self, run_id: &Arc<str>, rec: &RunRec) {
+    fn offer_final(&mut self, run_id: &Arc<str>, saving: Usd, hops: &[u32]) {
         if self.evidence.len() >= EVIDENCE_RUNS
             && self
                 .evidence
                 .first()
-                .is_some_and(|(saving, id)| (rec.saving, run_id) < (*saving, id))
+                .is_some_and(|(least, id)| (saving, run_id) < (*least, id))
         {
             return;
         }
-        self.evidence.insert((rec.saving, run_id.clone()));
-        self.evidence_hops.insert(run_id.clone(), rec.hops.clone());
+        self.evidence.insert((saving, run_id.clone()));
+        self.evidence_hops.insert(run_id.clone(), hops.to_vec());
         self.keep_largest();
     }
 
@@ -201,39 +271,57 @@ struct Batch {
     recs: HashMap<StagedKey, (RecKey, RecSum)>,
 }
 
+fn agent_of(hop: &HopAgg) -> &Arc<str> {
+    &hop.agent
+}
+
+fn model_of(hop: &HopAgg) -> &Arc<str> {
+    &hop.model
+}
+
 fn address(name: &Arc<str>) -> usize {
     Arc::as_ptr(name).cast::<u8>() as usize
 }
 
 impl Batch {
-    fn add(&mut self, run_id: &Arc<str>, facts: &RunFacts) {
-        self.total.fold(&facts.total, 1);
-        for (map, named) in [
-            (&mut self.agents, &facts.agents[..]),
-            (&mut self.models, &facts.models[..]),
-            (&mut self.segments, facts.segment.as_slice()),
+    fn add(&mut self, run: &RunAgg, share: &RunShare, pricer: &Pricer) {
+        self.total.fold(&share.total, 1);
+        let hops = &run.hops;
+        for (map, list, name) in [
+            (
+                &mut self.agents,
+                &share.agents,
+                agent_of as fn(&HopAgg) -> &Arc<str>,
+            ),
+            (&mut self.models, &share.models, model_of),
         ] {
-            for (name, tally) in named {
+            for (at, tally) in list {
+                let name = name(&hops[*at]);
                 map.entry(address(name))
                     .and_modify(|(_, sum)| sum.fold(tally, 1))
                     .or_insert_with(|| (name.clone(), *tally));
             }
         }
-        for rec in &facts.recs {
-            let key = &rec.key;
+        if let Some(segment) = &run.segment {
+            self.segments
+                .entry(address(segment))
+                .and_modify(|(_, sum)| sum.fold(&share.total, 1))
+                .or_insert_with(|| (segment.clone(), share.total));
+        }
+        for rec in &share.recs {
             let staged = StagedKey {
-                lever: key.lever,
-                rule: key.rule,
-                agent: address(&key.agent),
-                model: address(&key.model),
-                target: key.target.as_ref().map(address),
+                lever: rec.lever,
+                rule: rec.rule,
+                agent: address(&hops[rec.agent].agent),
+                model: address(&hops[rec.model].model),
+                target: rec.target.map(|m| address(&pricer.model(m).name)),
             };
             let (_, sum) = self
                 .recs
                 .entry(staged)
-                .or_insert_with(|| (key.clone(), RecSum::default()));
-            sum.add(rec);
-            sum.offer_final(run_id, rec);
+                .or_insert_with(|| (rec.key(run, pricer), RecSum::default()));
+            sum.add(rec.saving, rec.tokens, &rec.hops, rec.limit);
+            sum.offer_final(&run.run_id, rec.saving, &rec.hops);
         }
     }
 }
@@ -247,7 +335,7 @@ pub struct Advisor {
     /// Buffers of the per-run analysis, reused: the hops under each lever,
     /// the run's share, spare hop lists.
     scan: Scan,
-    facts: RunFacts,
+    share: RunShare,
     spare: Spare,
     runs: HashMap<Arc<str>, RunFacts>,
     total: Tally,
@@ -269,7 +357,7 @@ impl Advisor {
         Advisor {
             pricer: Pricer::new(&rules, prices),
             scan: Scan::default(),
-            facts: RunFacts::default(),
+            share: RunShare::default(),
             spare: Spare::default(),
             rules,
             bleed,
@@ -300,8 +388,8 @@ impl Advisor {
         if let Some(old) = self.runs.remove(&run.run_id) {
             self.apply(&run.run_id, &old, -1);
         }
-        if self.facts.total.hops > 0 {
-            let facts = self.facts.clone();
+        if self.share.total.hops > 0 {
+            let facts = self.share.to_facts(run, &self.pricer);
             self.apply(&run.run_id, &facts, 1);
             self.runs.insert(run.run_id.clone(), facts);
         }
@@ -319,9 +407,9 @@ impl Advisor {
                 self.pricer.forget();
             }
             self.fill_facts(run);
-            if self.facts.total.hops > 0 {
-                batch.add(&run.run_id, &self.facts);
-                let (ended, broke) = (self.facts.ended_hops, self.facts.cache_broke_at);
+            if self.share.total.hops > 0 {
+                batch.add(run, &self.share, &self.pricer);
+                let (ended, broke) = (self.share.ended_hops, self.share.cache_broke_at);
                 self.count_run(&run.run_id, ended, broke, 1);
             }
         }
@@ -446,15 +534,15 @@ impl Advisor {
         whatif::analyze(run, &self.rules, &self.bleed, &mut self.pricer)
     }
 
-    /// `self.facts` becomes `run`'s share of every sum.
+    /// `self.share` becomes `run`'s share of every sum.
     fn fill_facts(&mut self, run: &RunAgg) {
         let mut scan = std::mem::take(&mut self.scan);
-        let mut facts = std::mem::take(&mut self.facts);
+        let mut facts = std::mem::take(&mut self.share);
         let mut spare = std::mem::take(&mut self.spare);
         whatif::scan(run, &self.rules, &self.bleed, &mut self.pricer, &mut scan);
         self.facts_of(run, &scan.hops, &mut facts, &mut spare);
         self.scan = scan;
-        self.facts = facts;
+        self.share = facts;
         self.spare = spare;
     }
 
@@ -464,12 +552,11 @@ impl Advisor {
         &self,
         run: &RunAgg,
         levers: &[HopLevers],
-        facts: &mut RunFacts,
+        facts: &mut RunShare,
         spare: &mut Spare,
     ) {
         let pricer = &self.pricer;
         facts.total = Tally::default();
-        facts.segment = None;
         facts.cache_broke_at = None;
         facts.ended_hops = None;
         // a run has few agents and models: a short list beats a map
@@ -482,20 +569,19 @@ impl Advisor {
             spare.hops.push(rec.hops);
         }
         let recs = &mut facts.recs;
-        // each rec's routing target's index, compared without the name
-        let targets = &mut spare.targets;
-        targets.clear();
         let same_target = |a: Option<u32>, b: Option<u32>| match (a, b) {
             (Some(a), Some(b)) => a == b || pricer.model(a).name == pricer.model(b).name,
             (a, b) => a.is_none() && b.is_none(),
         };
+        let hops = &run.hops;
+        let same_name = |a: &Arc<str>, b: &Arc<str>| Arc::ptr_eq(a, b) || a == b;
         let mut cache_broke_at = None;
         let limit = {
             let first = run.hops.first();
             let per_call = first.map_or(0, |h| h.usage.input_total() / u64::from(h.calls.max(1)));
             self.rules.trim_limit(per_call)
         };
-        for (hop, what) in run.hops.iter().zip(levers) {
+        for (at, (hop, what)) in run.hops.iter().zip(levers).enumerate() {
             let mut t = Tally {
                 hops: 1,
                 input_tokens: hop.usage.input_total(),
@@ -517,28 +603,22 @@ impl Advisor {
                 }
                 let rule = target.map(|(rule, _)| rule);
                 let target = target.map(|(_, model)| model);
-                let same = |r: &RunRec| {
-                    r.key.lever == lever
-                        && r.key.rule == rule
-                        && (Arc::ptr_eq(&r.key.agent, &hop.agent) || r.key.agent == hop.agent)
-                        && (Arc::ptr_eq(&r.key.model, &hop.model) || r.key.model == hop.model)
+                let same = |r: &ShareRec| {
+                    r.lever == lever
+                        && r.rule == rule
+                        && same_target(r.target, target)
+                        && same_name(&hops[r.agent].agent, &hop.agent)
+                        && same_name(&hops[r.model].model, &hop.model)
                 };
-                let found = recs
-                    .iter()
-                    .zip(targets.iter())
-                    .position(|(r, ix)| same(r) && same_target(*ix, target));
-                let entry = match found {
+                let entry = match recs.iter().position(same) {
                     Some(i) => &mut recs[i],
                     None => {
-                        targets.push(target);
-                        recs.push(RunRec {
-                            key: RecKey {
-                                lever,
-                                agent: hop.agent.clone(),
-                                model: hop.model.clone(),
-                                target: target.map(|m| pricer.model(m).name.clone()),
-                                rule,
-                            },
+                        recs.push(ShareRec {
+                            lever,
+                            rule,
+                            agent: at,
+                            model: at,
+                            target,
                             saving: Usd::ZERO,
                             tokens: 0,
                             hops: spare.hops.pop().unwrap_or_default(),
@@ -619,14 +699,21 @@ impl Advisor {
                     }
                 }
             }
-            for (list, name) in [(&mut *agents, &hop.agent), (&mut *models, &hop.model)] {
-                let at = list
+            for (list, name) in [
+                (&mut *agents, agent_of as fn(&HopAgg) -> &Arc<str>),
+                (&mut *models, model_of),
+            ] {
+                let mine = name(hop);
+                let found = list
                     .iter()
-                    .position(|(n, _)| Arc::ptr_eq(n, name))
-                    .or_else(|| list.iter().position(|(n, _)| n == name));
-                match at {
+                    .position(|(other, _)| Arc::ptr_eq(name(&hops[*other]), mine))
+                    .or_else(|| {
+                        list.iter()
+                            .position(|(other, _)| name(&hops[*other]) == mine)
+                    });
+                match found {
                     Some(i) => list[i].1.fold(&t, 1),
-                    None => list.push((name.clone(), t)),
+                    None => list.push((at, t)),
                 }
             }
         }
@@ -638,9 +725,6 @@ impl Advisor {
             facts.total.runs = 1;
             for (_, t) in agents.iter_mut().chain(models.iter_mut()) {
                 t.runs = 1;
-            }
-            if let Some(segment) = &run.segment {
-                facts.segment = Some((segment.clone(), facts.total));
             }
             if run.ended.is_some() {
                 facts.ended_hops = u32::try_from(run.hops.len()).ok();
@@ -682,7 +766,7 @@ impl Advisor {
                 let Some(sum) = self.recs.get_mut(&rec.key) else {
                     continue;
                 };
-                sum.add(rec);
+                sum.add(rec.saving, rec.tokens, &rec.hops, rec.limit);
                 sum.evidence.insert((rec.saving, run_id.clone()));
                 sum.evidence_hops.insert(run_id.clone(), rec.hops.clone());
             } else if let Some(sum) = self.recs.get_mut(&rec.key) {
