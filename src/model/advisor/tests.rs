@@ -478,3 +478,57 @@ fn advisors_merged_say_what_one_advisor_over_all_runs_says() {
     merged.merge(fed(&parts[1]));
     assert_eq!(merged.advice(span, &snap.runs), one);
 }
+
+/// A report's batch keys its sums by the addresses of names: names equal
+/// in text but not shared (two ledgers) must still meet, and a batch that
+/// outgrows the price memo (distinct identities past its bound) must lose
+/// nothing when the memo is forgotten between runs.
+#[test]
+fn a_batch_of_final_runs_adds_up_by_name_past_the_memo_bound() {
+    let mut first = Vec::new();
+    let mut second = Vec::new();
+    for i in 0..4_400_u32 {
+        let run: &'static str = Box::leak(format!("r{i}").into_boxed_str());
+        let agent: &'static str = Box::leak(format!("agent-{}", i % 4_000).into_boxed_str());
+        let model = if i % 3 == 0 {
+            "claude-opus-4-6"
+        } else {
+            "gpt-4.1"
+        };
+        let hops = if i % 2 == 0 { &mut first } else { &mut second };
+        for (n, input) in [(1, 3_000), (2, 9_000 + u64::from(i)), (3, 21_000)] {
+            hops.push(Hop {
+                agent,
+                task: (i % 5 == 0).then_some("classify"),
+                ..hop(run, n, model, input, 300)
+            });
+        }
+    }
+    let (a, b) = (snapshot(&first), snapshot(&second));
+    let runs: Vec<Arc<RunAgg>> = a.runs.iter().chain(&b.runs).cloned().collect();
+    let shared = |name: fn(&HopAgg) -> &Arc<str>| {
+        a.runs
+            .iter()
+            .zip(&b.runs)
+            .any(|(x, y)| Arc::ptr_eq(name(&x.hops[0]), name(&y.hops[0])))
+    };
+    assert!(!shared(model_of), "two ledgers: the names are not shared");
+    let span = Some((T0, T0 + 3_000));
+    let book = PriceBook::embedded();
+    let rules = AdvisorRules {
+        min_saving_share: 0.0,
+        ..AdvisorRules::default()
+    };
+    let mut live = Advisor::new(rules.clone(), BleedRules::default(), &book);
+    for run in &runs {
+        live.observe(run);
+    }
+    let mut batch = Advisor::new(rules, BleedRules::default(), &book);
+    batch.observe_final(runs.iter().map(|run| &**run));
+    assert!(batch.pricer.forgot > 0, "the memo bound was passed");
+    let (live, batch) = (live.advice(span, &runs), batch.advice(span, &runs));
+    assert_eq!(live.total.runs, 4_400);
+    assert_eq!(live.by_agent.len(), 4_000);
+    assert!(live.recommendations.len() > 3);
+    assert_eq!(live, batch);
+}

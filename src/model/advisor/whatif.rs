@@ -63,6 +63,8 @@ pub struct Pricer {
     /// Keyed by the identity's address; the `Arc` is held so that the
     /// address is not reused while the entry lives.
     by_ident: HashMap<usize, (Arc<HopIdent>, IdentFacts)>,
+    /// How many times the memo was forgotten.
+    pub(super) forgot: u64,
 }
 
 impl Pricer {
@@ -79,6 +81,7 @@ impl Pricer {
             candidates: Vec::new(),
             by_name: HashMap::default(),
             by_ident: HashMap::default(),
+            forgot: 0,
         };
         for name in &rules.route_targets {
             let Some(found) = pricer.book.resolve(name) else {
@@ -141,6 +144,7 @@ impl Pricer {
     /// Forgets the models and identities seen but the routing candidates
     /// (call between runs: the indices of the run analysed last go).
     pub fn forget(&mut self) {
+        self.forgot += 1;
         self.by_name.clear();
         self.by_ident.clear();
         self.models.truncate(self.kept);
