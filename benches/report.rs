@@ -165,9 +165,8 @@ fn tokwatch_report(path: &Path, read: ReadFiles) -> anyhow::Result<(u64, u64)> {
     tokwatch_report_with(path, read, false)
 }
 
-/// [`tokwatch_report`], with the advisor over every run when `advise`
-/// (what `tokwatch report` does for the JSON `insights`).
-fn tokwatch_report_with(path: &Path, read: ReadFiles, advise: bool) -> anyhow::Result<(u64, u64)> {
+/// The report's ledger after `read` folded `path` into it, and the events read.
+fn fold_report(path: &Path, read: ReadFiles) -> Result<(Ledger, u64), DiscoverError> {
     let mut ledger = Ledger::new(
         PriceBook::embedded(),
         LedgerConfig {
@@ -185,6 +184,13 @@ fn tokwatch_report_with(path: &Path, read: ReadFiles, advise: bool) -> anyhow::R
         &mut ingestor,
     )?;
     let events = ingestor.stats.events;
+    Ok((ledger, events))
+}
+
+/// [`tokwatch_report`], with the advisor over every run when `advise`
+/// (what `tokwatch report` does for the JSON `insights`).
+fn tokwatch_report_with(path: &Path, read: ReadFiles, advise: bool) -> anyhow::Result<(u64, u64)> {
+    let (ledger, events) = fold_report(path, read)?;
     let snapshot = ledger.snapshot();
     if advise {
         // as `tokwatch report` does it: on every core (`TOKWATCH_BENCH_ADVISOR_THREADS`
@@ -330,22 +336,7 @@ fn advisor_alone(path: &Path) -> anyhow::Result<()> {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(7);
-    let mut ledger = Ledger::new(
-        PriceBook::embedded(),
-        LedgerConfig {
-            recent_capacity: 0,
-            period: None,
-            per_minute: true,
-            ..LedgerConfig::default()
-        },
-    );
-    let mut ingestor = Ingestor::new(&mut ledger, TimeWindow::default());
-    pipeline::read_files(
-        &[path.to_path_buf()],
-        files::DEFAULT_MAX_LINE_BYTES,
-        &std::sync::Arc::default(),
-        &mut ingestor,
-    )?;
+    let (ledger, _) = fold_report(path, pipeline::read_files)?;
     let snapshot = ledger.snapshot();
     let hops: usize = snapshot.runs.iter().map(|r| r.hops.len()).sum();
     let mut best = Duration::MAX;
