@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 use tokwatch::model::advisor::AdvisorRules;
 use tokwatch::model::insights::BleedRules;
 
+use tokwatch::advise::EarlyAdvisor;
 use tokwatch::ingest::formats::native;
 use tokwatch::ingest::lines::Line;
 use tokwatch::ingest::sources::files;
 use tokwatch::ingest::sources::files::DiscoverError;
-use tokwatch::ingest::{Ingestor, LineOrigin, TimeWindow, pipeline};
+use tokwatch::ingest::{EndedRuns, Ingestor, LineOrigin, TimeWindow, pipeline};
 use tokwatch::model::{Ledger, LedgerConfig};
 use tokwatch::pricing::PriceBook;
 
@@ -165,50 +166,67 @@ fn tokwatch_report(path: &Path, read: ReadFiles) -> anyhow::Result<(u64, u64)> {
     tokwatch_report_with(path, read, false)
 }
 
-/// The report's ledger after `read` folded `path` into it, and the events read.
-fn fold_report(path: &Path, read: ReadFiles) -> Result<(Ledger, u64), DiscoverError> {
+/// The report's ledger after `read` folded `path` into it, and the events
+/// read; with `early`, the advisor that read the runs as they ended
+/// (`tokwatch report --format json` on more than one core).
+fn fold_report(
+    path: &Path,
+    read: ReadFiles,
+    early: bool,
+) -> Result<(Ledger, u64, Option<Early>), DiscoverError> {
     let mut ledger = Ledger::new(
         PriceBook::embedded(),
         LedgerConfig {
             recent_capacity: 0,
             period: None,
             per_minute: true,
-            ..LedgerConfig::default()
+            ..LedgerConfig::default().unlimited()
         },
     );
+    let early = early.then(|| {
+        ledger.note_ended_runs();
+        EarlyAdvisor::start(
+            AdvisorRules::default(),
+            BleedRules::default(),
+            ledger.prices().clone(),
+        )
+    });
+    let (early, ended) = early.unzip();
     let mut ingestor = Ingestor::new(&mut ledger, TimeWindow::default());
+    ingestor.ended = ended;
     read(
         &[path.to_path_buf()],
         files::DEFAULT_MAX_LINE_BYTES,
         &std::sync::Arc::default(),
         &mut ingestor,
     )?;
+    let sent = ingestor.ended.take().map(EndedRuns::finish);
     let events = ingestor.stats.events;
-    Ok((ledger, events))
+    Ok((ledger, events, early.zip(sent)))
 }
+
+/// An advisor started during the fold, and the runs it was sent.
+type Early = (EarlyAdvisor, Vec<usize>);
 
 /// [`tokwatch_report`], with the advisor over every run when `advise`
 /// (what `tokwatch report` does for the JSON `insights`).
 fn tokwatch_report_with(path: &Path, read: ReadFiles, advise: bool) -> anyhow::Result<(u64, u64)> {
-    let (ledger, events) = fold_report(path, read)?;
+    // as `tokwatch report` does it: on every core (`TOKWATCH_BENCH_ADVISOR_THREADS`
+    // sets how many, 1 for the advisor on the aggregating thread alone)
+    let threads = std::env::var("TOKWATCH_BENCH_ADVISOR_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let (ledger, events, early) = fold_report(path, read, advise && threads > 1)?;
     let snapshot = ledger.snapshot();
     if advise {
-        // as `tokwatch report` does it: on every core (`TOKWATCH_BENCH_ADVISOR_THREADS`
-        // sets how many, 1 for the advisor on the aggregating thread alone)
-        let threads = std::env::var("TOKWATCH_BENCH_ADVISOR_THREADS")
-            .ok()
-            .and_then(|t| t.parse().ok())
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-        let advisor = tokwatch::advise_final_runs(
-            &snapshot.runs,
-            &AdvisorRules::default(),
-            &BleedRules::default(),
+        let advice = tokwatch::advise::advise_runs(
+            &snapshot,
+            AdvisorRules::default(),
+            BleedRules::default(),
             ledger.prices(),
-            threads,
-        );
-        let advice = advisor.advice(
-            snapshot.first_ts_ms.zip(snapshot.last_ts_ms),
-            &snapshot.runs,
+            std::num::NonZeroUsize::new(threads),
+            early,
         );
         std::hint::black_box(advice);
     }
@@ -336,13 +354,13 @@ fn advisor_alone(path: &Path) -> anyhow::Result<()> {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(7);
-    let (ledger, _) = fold_report(path, pipeline::read_files)?;
+    let (ledger, _, _) = fold_report(path, pipeline::read_files, false)?;
     let snapshot = ledger.snapshot();
     let hops: usize = snapshot.runs.iter().map(|r| r.hops.len()).sum();
     let mut best = Duration::MAX;
     for _ in 0..runs {
         let start = Instant::now();
-        let advisor = tokwatch::advise_final_runs(
+        let advisor = tokwatch::advise::advise_final_runs(
             &snapshot.runs,
             &AdvisorRules::default(),
             &BleedRules::default(),

@@ -20,11 +20,14 @@ pub mod record;
 pub mod sources;
 pub mod stats;
 
-use crate::model::Ledger;
+use crate::model::{Ledger, RunAgg};
 use crate::types::event::{EventKind, TelemetryEvent};
 use dedup::{CallRegistry, Settled};
 pub use formats::native::{LineOrigin, ParseError};
 pub use stats::{IngestStats, RejectKind};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::mpsc::{SyncSender, TrySendError};
 
 /// Keeps events whose timestamp falls in `[since, until)` (epoch ms). When
 /// either bound is set, events without a timestamp are filtered out too.
@@ -57,6 +60,8 @@ pub struct Ingestor<'l> {
     pub stats: IngestStats,
     pub window: TimeWindow,
     pub calls: CallRegistry,
+    /// Where runs that ended go while the fold goes on (a report's advisor).
+    pub ended: Option<EndedRuns>,
 }
 
 impl<'l> Ingestor<'l> {
@@ -67,6 +72,15 @@ impl<'l> Ingestor<'l> {
             stats: IngestStats::default(),
             window,
             calls: CallRegistry::default(),
+            ended: None,
+        }
+    }
+
+    /// Hands the runs that ended since the last call to `ended`'s reader
+    /// (once every decoded batch is folded).
+    pub fn hand_off_ended_runs(&mut self) {
+        if let Some(ended) = &mut self.ended {
+            ended.take_from(self.ledger);
         }
     }
 
@@ -98,4 +112,65 @@ impl<'l> Ingestor<'l> {
         }
         self.stats.forgotten_calls = self.calls.forgotten;
     }
+}
+
+/// Runs that ended ([`Ledger::take_ended_runs`]) on their way to a reader
+/// on another thread, [`EndedRuns::BATCH`] at a time. The fold never waits
+/// for the reader: while its queue is full, batches are held here (a run
+/// held when the fold ends is never sent; the reader's owner reads it from
+/// the snapshot).
+pub struct EndedRuns {
+    to: SyncSender<Vec<Arc<RunAgg>>>,
+    filling: Vec<Arc<RunAgg>>,
+    held: VecDeque<Vec<Arc<RunAgg>>>,
+    /// The address of every run sent, in the order sent.
+    sent: Vec<usize>,
+}
+
+impl EndedRuns {
+    /// Runs per message: a reader's work per message outweighs the send.
+    pub const BATCH: usize = 1024;
+
+    #[must_use]
+    pub fn new(to: SyncSender<Vec<Arc<RunAgg>>>) -> Self {
+        EndedRuns {
+            to,
+            filling: Vec::with_capacity(Self::BATCH),
+            held: VecDeque::new(),
+            sent: Vec::new(),
+        }
+    }
+
+    fn take_from(&mut self, ledger: &mut Ledger) {
+        ledger.take_ended_runs(&mut self.filling);
+        while self.filling.len() >= Self::BATCH {
+            let rest = self.filling.split_off(Self::BATCH);
+            self.held
+                .push_back(std::mem::replace(&mut self.filling, rest));
+        }
+        while let Some(batch) = self.held.pop_front() {
+            let addresses = batch.iter().map(run_address).collect::<Vec<_>>();
+            match self.to.try_send(batch) {
+                Ok(()) => self.sent.extend(addresses),
+                Err(TrySendError::Full(batch) | TrySendError::Disconnected(batch)) => {
+                    self.held.push_front(batch);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Closes the queue (the reader ends once it has read what was sent)
+    /// and returns the address of every run sent: the reader holds each
+    /// until it ends, so no other run can take its address before then.
+    #[must_use]
+    pub fn finish(self) -> Vec<usize> {
+        self.sent
+    }
+}
+
+/// A run's identity while it is held: where its `Arc` points.
+#[must_use]
+pub fn run_address(run: &Arc<RunAgg>) -> usize {
+    Arc::as_ptr(run) as usize
 }

@@ -16,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod advise;
 pub mod cli;
 pub mod config;
 pub mod control;
@@ -640,7 +641,21 @@ fn build_report_ledger(
             ..LedgerConfig::default().unlimited()
         },
     );
+    // Only the JSON document prints the advisor's figures (`insights`):
+    // other formats do not pay for them. With a core to spare, runs that
+    // end while the fold goes on are advised on then.
+    let advise = args.format == report::ReportFormat::Json;
+    let early = (advise && advise::advisor_threads(args.threads) > 1).then(|| {
+        ledger.note_ended_runs();
+        advise::EarlyAdvisor::start(
+            settings.advisor.clone(),
+            settings.insights.bleed_rules(),
+            ledger.prices().clone(),
+        )
+    });
+    let (early, ended) = early.unzip();
     let mut ingestor = Ingestor::new(&mut ledger, window);
+    ingestor.ended = ended;
     ingest::sources::files::record_skipped(&mut ingestor.stats, &found.skipped);
     ingest::pipeline::read_files_threads(
         &files,
@@ -656,6 +671,7 @@ fn build_report_ledger(
             .source_named(&estimated.source, &estimated.origin);
         ingest::estimate::fold_estimated(&mut ingestor, source, &estimated);
     }
+    let sent = ingestor.ended.take().map(ingest::EndedRuns::finish);
     let stats = ingestor.stats;
     let options = ReportOptions {
         format: args.format,
@@ -677,136 +693,17 @@ fn build_report_ledger(
         },
     };
     let mut snapshot = ledger.snapshot();
-    // Only the JSON document prints the advisor's figures (`insights`):
-    // other formats do not pay for them.
-    if args.format == report::ReportFormat::Json {
-        snapshot.advice = Some(Arc::new(advise_runs(
+    if advise {
+        snapshot.advice = Some(Arc::new(advise::advise_runs(
             &snapshot,
             settings.advisor,
             options.rules.clone(),
             ledger.prices(),
             args.threads,
+            early.zip(sent),
         )));
     }
     Ok((ledger, snapshot, stats, options))
-}
-
-/// The advice on every run of `snapshot`, on `threads` threads (`report
-/// --threads`; default: one per core).
-fn advise_runs(
-    snapshot: &Snapshot,
-    rules: model::advisor::AdvisorRules,
-    bleed: BleedRules,
-    prices: &pricing::PriceBook,
-    threads: Option<std::num::NonZeroUsize>,
-) -> model::advisor::Advice {
-    let threads = threads
-        .or_else(|| std::thread::available_parallelism().ok())
-        .map_or(1, std::num::NonZero::get);
-    let advisor = advise_final_runs(&snapshot.runs, &rules, &bleed, prices, threads);
-    let span = snapshot.first_ts_ms.zip(snapshot.last_ts_ms);
-    let mut advice = advisor.advice(span, &snapshot.runs);
-    if let Some(duplicates) = &snapshot.duplicates {
-        advice.add_duplicates(duplicates, advisor.rules(), snapshot.totals.cost);
-    }
-    advice
-}
-
-/// An advisor over `runs`, all final ([`model::advisor::Advisor::observe_final`]),
-/// analysed on up to `threads` threads (the decode threads are idle once the
-/// fold ends): each takes a contiguous share of the runs with its own
-/// advisor, and the advisors are merged. The merge is exact, so the advice
-/// is the one a single advisor gives.
-pub fn advise_final_runs(
-    runs: &[Arc<model::RunAgg>],
-    rules: &model::advisor::AdvisorRules,
-    bleed: &BleedRules,
-    prices: &pricing::PriceBook,
-    threads: usize,
-) -> model::advisor::Advisor {
-    use model::advisor::Advisor;
-    /// Below this many runs per thread, one thread is quicker than starting more.
-    const MIN_RUNS_PER_THREAD: usize = 500;
-    let observe = |runs: &[&model::RunAgg]| {
-        let mut advisor = Advisor::new(rules.clone(), bleed.clone(), prices);
-        advisor.observe_final(runs.iter().copied());
-        advisor
-    };
-    // By address: the ledger allocated runs as they came, so this order
-    // reads memory forward (the listed order, by cost, jumps about it and
-    // waits on each run; measured in BENCHMARKS.md). Any order gives the
-    // same advice.
-    let mut runs: Vec<&model::RunAgg> = runs.iter().map(|run| &**run).collect();
-    runs.sort_unstable_by_key(|run| std::ptr::from_ref(*run) as usize);
-    let runs = &runs[..];
-    let threads = threads.clamp(1, (runs.len() / MIN_RUNS_PER_THREAD).max(1));
-    if threads == 1 {
-        return observe(runs);
-    }
-    let chunk = runs.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let mut chunks = runs.chunks(chunk);
-        let first = chunks.next().unwrap_or_default();
-        let others: Vec<_> = chunks
-            .map(|part| scope.spawn(move || observe(part)))
-            .collect();
-        let mut advisor = observe(first);
-        for other in others {
-            match other.join() {
-                Ok(other) => advisor.merge(other),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        advisor
-    })
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod advise_tests {
-    use super::*;
-    use ingest::LineOrigin;
-    use ingest::formats::native;
-
-    #[test]
-    fn advice_on_several_threads_is_the_advice_on_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bench.jsonl");
-        workload::write_bench_corpus(&path, 30_000, 3).unwrap();
-        let text = std::fs::read(&path).unwrap();
-        let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default().unlimited());
-        for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            let origin = LineOrigin {
-                source: "bench",
-                rough: false,
-            };
-            ledger.apply(&native::parse_line(line, origin).unwrap());
-        }
-        let snapshot = ledger.snapshot();
-        assert!(snapshot.runs.len() > 1_500, "{} runs", snapshot.runs.len());
-        let rules = model::advisor::AdvisorRules::default();
-        let span = snapshot.first_ts_ms.zip(snapshot.last_ts_ms);
-        let advice = |threads| {
-            let advisor = advise_final_runs(
-                &snapshot.runs,
-                &rules,
-                &BleedRules::default(),
-                ledger.prices(),
-                threads,
-            );
-            advisor.advice(span, &snapshot.runs)
-        };
-        let one = advice(1);
-        assert!(!one.recommendations.is_empty());
-        assert!(
-            one.recommendations
-                .iter()
-                .any(|r| r.evidence.len() == model::advisor::EVIDENCE_RUNS)
-        );
-        for threads in [2, 3, 64] {
-            assert_eq!(advice(threads), one, "{threads} threads");
-        }
-    }
 }
 
 /// What `advise` and `compare` read, as `report` arguments.
@@ -892,7 +789,14 @@ fn compare_side(
     let mut sub = snapshot.clone();
     sub.runs = snapshot.runs.iter().filter_map(part).collect();
     let bleed = settings.insights.bleed_rules();
-    let advice = advise_runs(&sub, settings.advisor.clone(), bleed.clone(), prices, None);
+    let advice = advise::advise_runs(
+        &sub,
+        settings.advisor.clone(),
+        bleed.clone(),
+        prices,
+        None,
+        None,
+    );
     let insights = model::insights::Insights::compute(&sub, &bleed, prices, None);
     let cost = sub.runs.iter().map(|r| r.counters().cost).sum();
     let side = model::advisor::compare::Side::new(label, &insights, &advice, cost);

@@ -540,6 +540,7 @@ impl Aggregator {
             stats: std::mem::take(&mut self.stats),
             window: self.window,
             calls: std::mem::take(&mut self.calls),
+            ended: None,
         };
         let applied = lines.apply(index, self.max_line_bytes, &mut ingestor, |line_no| {
             source.location(line_no)
@@ -624,6 +625,7 @@ impl Aggregator {
             stats: std::mem::take(&mut self.stats),
             window: self.window,
             calls: std::mem::take(&mut self.calls),
+            ended: None,
         };
         fold_estimated(&mut ingestor, index, estimated);
         self.stats = ingestor.stats;

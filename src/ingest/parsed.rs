@@ -342,6 +342,7 @@ impl ParsedLines {
         invalid.clear();
         *invalid_bytes = 0;
         *filled = 0;
+        ingestor.hand_off_ended_runs();
         result
     }
 }

@@ -1096,6 +1096,9 @@ pub struct Ledger {
     anomalies: Option<Box<AnomalyDetector>>,
     /// Duplicate prompts, made at the first call with a prompt print.
     pub(crate) duplicates: Option<Box<DuplicateIndex>>,
+    /// Positions of the runs whose first `run_end` arrived since the last
+    /// [`Ledger::take_ended_runs`]; `None` unless [`Ledger::note_ended_runs`].
+    ended_runs: Option<Vec<usize>>,
 }
 
 /// `run_rank` of a run whose calls were all taken back.
@@ -1365,6 +1368,7 @@ impl Ledger {
             },
             series,
             anomalies: None,
+            ended_runs: None,
             duplicates: None,
         }
     }
@@ -1440,8 +1444,14 @@ impl Ledger {
             EventKind::RunEnd => {
                 self.run_ends += 1;
                 let status = self.idents.label(event.status.as_deref().unwrap_or("ok"));
-                let run = self.run_mut(&event.run_id);
+                let run_ix = self.active_run(&event.run_id);
+                let run = Arc::make_mut(&mut self.runs.rows[run_ix]);
                 touch_run_time(run, event.ts_ms);
+                if run.ended.is_none()
+                    && let Some(ended) = &mut self.ended_runs
+                {
+                    ended.push(run_ix);
+                }
                 run.ended = Some(status.clone());
                 let ended = Box::new(RunEnded {
                     status,
@@ -1465,12 +1475,18 @@ impl Ledger {
     /// The run named `run_id` (created when new), for events that do not
     /// change its counters.
     fn run_mut(&mut self, run_id: &str) -> &mut RunAgg {
+        let run_ix = self.active_run(run_id);
+        Arc::make_mut(&mut self.runs.rows[run_ix])
+    }
+
+    /// The position of run `run_id` (created when new), no longer vacant.
+    fn active_run(&mut self, run_id: &str) -> usize {
         let run_ix = self.locate_run(run_id);
         if self.run_rank[run_ix] == VACANT {
             self.run_rank[run_ix] = (0, 0);
             self.vacant_runs -= 1;
         }
-        Arc::make_mut(&mut self.runs.rows[run_ix])
+        run_ix
     }
 
     /// The position of run `run_id` (created when new, in the position of
@@ -1574,6 +1590,29 @@ impl Ledger {
         self.anomalies = Some(Box::new(detector));
     }
 
+    /// Notes each run whose `run_end` arrives from now on, for
+    /// [`Ledger::take_ended_runs`].
+    pub fn note_ended_runs(&mut self) {
+        self.ended_runs.get_or_insert_default();
+    }
+
+    /// The runs whose first `run_end` arrived since the last call (with
+    /// [`Ledger::note_ended_runs`]), shared: a run changed later is
+    /// copied on write, so a caller holding it can tell (its `Arc` is then
+    /// no longer the ledger's).
+    pub fn take_ended_runs(&mut self, out: &mut Vec<Arc<RunAgg>>) {
+        let Some(ended) = &mut self.ended_runs else {
+            return;
+        };
+        for run_ix in ended.drain(..) {
+            let run = &self.runs.rows[run_ix];
+            // An evicted run's position may hold another run by now.
+            if run.ended.is_some() {
+                out.push(Arc::clone(run));
+            }
+        }
+    }
+
     /// The same ledger, still empty, under another config: what was set
     /// on it beside its config (the anomaly detector, the clock) is kept.
     #[must_use]
@@ -1587,6 +1626,7 @@ impl Ledger {
         let mut ledger = Ledger::new(self.prices, config);
         ledger.anomalies = self.anomalies;
         ledger.clock_minute = self.clock_minute;
+        ledger.ended_runs = self.ended_runs;
         ledger
     }
 

@@ -1,0 +1,334 @@
+//! The advisor over a report's runs: on every core once the fold ends, and
+//! on a thread of its own for the runs that end while the fold goes on
+//! ([`EarlyAdvisor`]). However the runs are split, the advice is the one a
+//! single advisor gives over all of them (merges are exact sums).
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::sync::mpsc::sync_channel;
+use std::thread::JoinHandle;
+
+use crate::ingest::{EndedRuns, run_address};
+use crate::model::advisor::{Advice, Advisor, AdvisorRules};
+use crate::model::insights::BleedRules;
+use crate::model::{RunAgg, Snapshot};
+use crate::pricing::PriceBook;
+
+/// How many threads the advisor takes: `threads` (`report --threads`), or
+/// one per core.
+#[must_use]
+pub fn advisor_threads(threads: Option<NonZeroUsize>) -> usize {
+    threads
+        .or_else(|| std::thread::available_parallelism().ok())
+        .map_or(1, NonZeroUsize::get)
+}
+
+/// The advice on every run of `snapshot`, on `threads` threads (see
+/// [`advisor_threads`]), with what `early` read while the fold went on.
+#[must_use]
+pub fn advise_runs(
+    snapshot: &Snapshot,
+    rules: AdvisorRules,
+    bleed: BleedRules,
+    prices: &PriceBook,
+    threads: Option<NonZeroUsize>,
+    early: Option<(EarlyAdvisor, Vec<usize>)>,
+) -> Advice {
+    let threads = advisor_threads(threads);
+    let advisor = match early {
+        Some((early, sent)) => {
+            let (advisor, kept) =
+                early.finish(&snapshot.runs, &sent, &rules, &bleed, prices, threads);
+            tracing::debug!(
+                kept,
+                sent = sent.len(),
+                "runs advised while the fold went on"
+            );
+            advisor
+        }
+        None => advise_final_runs(&snapshot.runs, &rules, &bleed, prices, threads),
+    };
+    let span = snapshot.first_ts_ms.zip(snapshot.last_ts_ms);
+    let mut advice = advisor.advice(span, &snapshot.runs);
+    if let Some(duplicates) = &snapshot.duplicates {
+        advice.add_duplicates(duplicates, advisor.rules(), snapshot.totals.cost);
+    }
+    advice
+}
+
+/// An advisor over `runs`, all final ([`Advisor::observe_final`]),
+/// analysed on up to `threads` threads (the decode threads are idle once the
+/// fold ends): each takes a contiguous share of the runs with its own
+/// advisor, and the advisors are merged. The merge is exact, so the advice
+/// is the one a single advisor gives.
+#[must_use]
+pub fn advise_final_runs(
+    runs: &[Arc<RunAgg>],
+    rules: &AdvisorRules,
+    bleed: &BleedRules,
+    prices: &PriceBook,
+    threads: usize,
+) -> Advisor {
+    let runs = runs.iter().map(|run| &**run).collect();
+    advise_each(runs, rules, bleed, prices, threads)
+}
+
+fn advise_each(
+    mut runs: Vec<&RunAgg>,
+    rules: &AdvisorRules,
+    bleed: &BleedRules,
+    prices: &PriceBook,
+    threads: usize,
+) -> Advisor {
+    /// Below this many runs per thread, one thread is quicker than starting more.
+    const MIN_RUNS_PER_THREAD: usize = 500;
+    let observe = |runs: &[&RunAgg]| {
+        let mut advisor = Advisor::new(rules.clone(), bleed.clone(), prices);
+        advisor.observe_final(runs.iter().copied());
+        advisor
+    };
+    // By address: the ledger allocated runs as they came, so this order
+    // reads memory forward (the listed order, by cost, jumps about it and
+    // waits on each run; measured in BENCHMARKS.md). Any order gives the
+    // same advice.
+    runs.sort_unstable_by_key(|run| std::ptr::from_ref(*run) as usize);
+    let runs = &runs[..];
+    let threads = threads.clamp(1, (runs.len() / MIN_RUNS_PER_THREAD).max(1));
+    if threads == 1 {
+        return observe(runs);
+    }
+    let chunk = runs.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let mut chunks = runs.chunks(chunk);
+        let first = chunks.next().unwrap_or_default();
+        let others: Vec<_> = chunks
+            .map(|part| scope.spawn(move || observe(part)))
+            .collect();
+        let mut advisor = observe(first);
+        for other in others {
+            match other.join() {
+                Ok(other) => advisor.merge(other),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        advisor
+    })
+}
+
+/// Lowers this thread's priority to the least (`SCHED_IDLE` on Linux): it
+/// runs on what the others leave idle. Best effort: where that is refused,
+/// it keeps its priority.
+fn run_when_idle() {
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::{
+            NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+            set_thread_priority_and_policy, thread_native_id,
+        };
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        if let Err(error) =
+            set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle)
+        {
+            tracing::debug!("advisor thread keeps its priority: {error:?}");
+        }
+    }
+}
+
+/// An advisor on a thread of its own, fed the runs that end while a report
+/// folds its input ([`EndedRuns`], [`crate::model::Ledger::note_ended_runs`]):
+/// their advice is done by the time the fold is. The fold is the report's
+/// bottleneck and never waits for it; the decode thread leaves a core
+/// partly idle, which this thread takes.
+pub struct EarlyAdvisor {
+    reader: JoinHandle<(Advisor, Vec<Vec<Arc<RunAgg>>>)>,
+}
+
+impl EarlyAdvisor {
+    /// Messages queued before the fold holds them back itself.
+    const QUEUE: usize = 4;
+
+    /// The advisor, started, and the fold's end of its queue (for
+    /// [`crate::ingest::Ingestor::ended`]).
+    #[must_use]
+    pub fn start(rules: AdvisorRules, bleed: BleedRules, prices: PriceBook) -> (Self, EndedRuns) {
+        let (to, from_fold) = sync_channel::<Vec<Arc<RunAgg>>>(Self::QUEUE);
+        let reader = std::thread::spawn(move || {
+            run_when_idle();
+            let mut advisor = Advisor::new(rules, bleed, &prices);
+            // Every run read is kept until the report has matched them
+            // (see `finish`): no other run can take their addresses.
+            let mut read = Vec::new();
+            for runs in from_fold {
+                advisor.observe_final(runs.iter().map(|run| &**run));
+                read.push(runs);
+            }
+            (advisor, read)
+        });
+        (EarlyAdvisor { reader }, EndedRuns::new(to))
+    }
+
+    /// The advisor over every run of `runs` (a report's, all final), where
+    /// `sent` are the runs handed to this one ([`EndedRuns::finish`]): the
+    /// others are read here, on `threads - 1` threads while this one ends.
+    /// A run sent and changed later (a call after its `run_end`) is no
+    /// longer among `runs` (the ledger copied it on write): what was read
+    /// early is then dropped and every run is read again, so the advice is
+    /// exact either way. Also returns how many runs' early reading was
+    /// kept.
+    #[must_use]
+    pub fn finish(
+        self,
+        runs: &[Arc<RunAgg>],
+        sent: &[usize],
+        rules: &AdvisorRules,
+        bleed: &BleedRules,
+        prices: &PriceBook,
+        threads: usize,
+    ) -> (Advisor, usize) {
+        let mut sent = sent.to_vec();
+        sent.sort_unstable();
+        let mut current = 0;
+        let rest: Vec<&RunAgg> = runs
+            .iter()
+            .filter(|run| {
+                let early = sent.binary_search(&run_address(run)).is_ok();
+                current += usize::from(early);
+                !early
+            })
+            .map(|run| &**run)
+            .collect();
+        if current != sent.len() {
+            drop(self.join());
+            return (advise_final_runs(runs, rules, bleed, prices, threads), 0);
+        }
+        let rest = advise_each(rest, rules, bleed, prices, threads);
+        let (mut early, _read) = self.join();
+        early.merge(rest);
+        (early, current)
+    }
+
+    fn join(self) -> (Advisor, Vec<Vec<Arc<RunAgg>>>) {
+        match self.reader.join() {
+            Ok(done) => done,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::ingest::formats::native;
+    use crate::ingest::{Ingestor, LineOrigin, TimeWindow};
+    use crate::model::{Ledger, LedgerConfig};
+    use crate::workload;
+
+    #[test]
+    fn advice_on_several_threads_is_the_advice_on_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bench.jsonl");
+        workload::write_bench_corpus(&path, 30_000, 3).unwrap();
+        let text = std::fs::read(&path).unwrap();
+        let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default().unlimited());
+        for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let origin = LineOrigin {
+                source: "bench",
+                rough: false,
+            };
+            ledger.apply(&native::parse_line(line, origin).unwrap());
+        }
+        let snapshot = ledger.snapshot();
+        assert!(snapshot.runs.len() > 1_500, "{} runs", snapshot.runs.len());
+        let rules = AdvisorRules::default();
+        let span = snapshot.first_ts_ms.zip(snapshot.last_ts_ms);
+        let advice = |threads| {
+            let advisor = advise_final_runs(
+                &snapshot.runs,
+                &rules,
+                &BleedRules::default(),
+                ledger.prices(),
+                threads,
+            );
+            advisor.advice(span, &snapshot.runs)
+        };
+        let one = advice(1);
+        assert!(!one.recommendations.is_empty());
+        assert!(
+            one.recommendations
+                .iter()
+                .any(|r| r.evidence.len() == crate::model::advisor::EVIDENCE_RUNS)
+        );
+        for threads in [2, 3, 64] {
+            assert_eq!(advice(threads), one, "{threads} threads");
+        }
+    }
+
+    /// The bench corpus folded with its ended runs handed to an early
+    /// advisor every 500 lines, then `late` (lines after the runs ended);
+    /// the advice of the early path, how many runs it kept, and the advice
+    /// of the final pass alone over the same snapshot.
+    fn early_and_final(late: &[&str]) -> (Advice, usize, usize, Advice) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bench.jsonl");
+        workload::write_bench_corpus(&path, 20_000, 5).unwrap();
+        let text = std::fs::read(&path).unwrap();
+        let lines = text
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .chain(late.iter().map(|l| l.as_bytes()));
+        let (rules, bleed) = (AdvisorRules::default(), BleedRules::default());
+        let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default().unlimited());
+        ledger.note_ended_runs();
+        let (early, ended) =
+            EarlyAdvisor::start(rules.clone(), bleed.clone(), PriceBook::embedded());
+        let mut ingestor = Ingestor::new(&mut ledger, TimeWindow::default());
+        ingestor.ended = Some(ended);
+        for (i, line) in lines.enumerate() {
+            let origin = LineOrigin {
+                source: "bench",
+                rough: false,
+            };
+            ingestor
+                .ledger
+                .apply(&native::parse_line(line, origin).unwrap());
+            if i % 500 == 499 {
+                ingestor.hand_off_ended_runs();
+            }
+        }
+        ingestor.hand_off_ended_runs();
+        let sent = ingestor.ended.take().unwrap().finish();
+        let snapshot = ledger.snapshot();
+        let span = snapshot.first_ts_ms.zip(snapshot.last_ts_ms);
+        let (advisor, kept) =
+            early.finish(&snapshot.runs, &sent, &rules, &bleed, ledger.prices(), 2);
+        let alone = advise_final_runs(&snapshot.runs, &rules, &bleed, ledger.prices(), 1);
+        (
+            advisor.advice(span, &snapshot.runs),
+            kept,
+            sent.len(),
+            alone.advice(span, &snapshot.runs),
+        )
+    }
+
+    #[test]
+    fn runs_advised_as_they_end_give_the_advice_of_one_pass_at_the_end() {
+        let (early, kept, sent, alone) = early_and_final(&[]);
+        assert!(sent > 1_000, "{sent} runs sent");
+        assert_eq!(kept, sent, "every run sent was read early and kept");
+        assert!(!alone.recommendations.is_empty());
+        assert_eq!(early, alone);
+    }
+
+    #[test]
+    fn a_call_after_a_run_ended_drops_the_early_reading() {
+        // run 1 ended in the first lines (and was sent); a call comes after
+        let late = r#"{"ts":"2026-11-23T09:00:00Z","run_id":"bench-00000001","hop":9,"agent":"writer","model":"claude-sonnet-4-5","input_tokens":90000,"output_tokens":4000}"#;
+        let (early, kept, sent, alone) = early_and_final(&[late]);
+        assert!(sent > 1_000, "{sent} runs sent");
+        assert_eq!(early, alone);
+        assert_eq!(kept, 0, "the early reading is stale");
+        let (before, ..) = early_and_final(&[]);
+        assert_ne!(early, before, "the late call changes the advice");
+    }
+}
