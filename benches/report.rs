@@ -217,7 +217,9 @@ fn tokwatch_report_with(path: &Path, read: ReadFiles, advise: bool) -> anyhow::R
         .ok()
         .and_then(|t| t.parse().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-    let (ledger, events, early) = fold_report(path, read, advise && threads > 1)?;
+    // `TOKWATCH_BENCH_EARLY=0`: no advisor during the fold (all of it after)
+    let early = std::env::var("TOKWATCH_BENCH_EARLY").map_or(true, |e| e != "0");
+    let (ledger, events, early) = fold_report(path, read, advise && early && threads > 1)?;
     let snapshot = ledger.snapshot();
     if advise {
         let advice = tokwatch::advise::advise_runs(

@@ -355,7 +355,7 @@ impl Advisor {
     #[must_use]
     pub fn new(rules: AdvisorRules, bleed: BleedRules, prices: &PriceBook) -> Advisor {
         Advisor {
-            pricer: Pricer::new(&rules, prices),
+            pricer: Pricer::new(&rules, Arc::new(prices.clone())),
             scan: Scan::default(),
             share: RunShare::default(),
             spare: Spare::default(),

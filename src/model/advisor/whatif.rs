@@ -51,7 +51,7 @@ const MEMO_CAP: usize = 4_096;
 /// routing candidates, and the rules' verdicts once per hop identity.
 #[derive(Debug, Clone)]
 pub struct Pricer {
-    book: PriceBook,
+    book: Arc<PriceBook>,
     models: Vec<Resolved>,
     /// The first `kept` models are the routing candidates: kept when the
     /// memo is reset.
@@ -70,11 +70,11 @@ pub struct Pricer {
 impl Pricer {
     /// The targets of `rules` that the book prices and that name a
     /// provider are the routing candidates (a model without one is never a
-    /// target).
+    /// target). The book is shared, not copied (a view builds one per draw).
     #[must_use]
-    pub fn new(rules: &AdvisorRules, book: &PriceBook) -> Pricer {
+    pub fn new(rules: &AdvisorRules, book: Arc<PriceBook>) -> Pricer {
         let mut pricer = Pricer {
-            book: book.clone(),
+            book,
             models: Vec::new(),
             kept: 0,
             by_ref: HashMap::default(),
@@ -126,7 +126,7 @@ impl Pricer {
     }
 
     /// The price of `model`, `None` when unpriced.
-    pub fn resolve(&mut self, model: &Arc<str>, rules: &AdvisorRules) -> Option<u32> {
+    fn resolve(&mut self, model: &Arc<str>, rules: &AdvisorRules) -> Option<u32> {
         if let Some(hit) = self.by_name.get(model) {
             return *hit;
         }

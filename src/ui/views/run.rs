@@ -291,7 +291,7 @@ fn what_if(cx: &ViewCx, run: &RunAgg) -> Option<Vec<crate::model::advisor::whati
     if !cx.view.what_if {
         return None;
     }
-    let prices = cx.data.prices.as_deref()?;
+    let prices = cx.data.prices.clone()?;
     let rules = cx.data.advisor.as_deref()?;
     let mut pricer = whatif::Pricer::new(rules, prices);
     Some(whatif::analyze(
