@@ -10,7 +10,9 @@
 //!   counting and locating rejected lines.
 //! - Model (pure): [`model`] (the [`model::Ledger`] and its immutable
 //!   [`model::Snapshot`]) and [`pricing`] (price tables and the cost rules).
-//! - Output: [`report`] renders a snapshot as a table, JSON, CSV or Markdown.
+//! - Output: [`report`] renders a snapshot as a table, JSON, CSV or Markdown;
+//!   [`advise`] runs the advisor over a report's runs (on every core, and
+//!   while the fold goes on).
 //! - Glue: [`cli`], [`when`] (time arguments), [`workload`] (deterministic
 //!   sample and benchmark workloads), [`sanitize`] (untrusted text).
 
