@@ -16,7 +16,7 @@ use tokwatch::ingest::formats::native;
 use tokwatch::ingest::lines::Line;
 use tokwatch::ingest::sources::files;
 use tokwatch::ingest::sources::files::DiscoverError;
-use tokwatch::ingest::{EndedRuns, Ingestor, LineOrigin, TimeWindow, pipeline};
+use tokwatch::ingest::{Ingestor, LineOrigin, TimeWindow, pipeline};
 use tokwatch::model::{Ledger, LedgerConfig};
 use tokwatch::pricing::PriceBook;
 
@@ -173,7 +173,7 @@ fn fold_report(
     path: &Path,
     read: ReadFiles,
     early: bool,
-) -> Result<(Ledger, u64, Option<Early>), DiscoverError> {
+) -> Result<(Ledger, u64, Option<EarlyAdvisor>), DiscoverError> {
     let mut ledger = Ledger::new(
         PriceBook::embedded(),
         LedgerConfig {
@@ -200,13 +200,9 @@ fn fold_report(
         &std::sync::Arc::default(),
         &mut ingestor,
     )?;
-    let sent = ingestor.ended.take().map(EndedRuns::finish);
     let events = ingestor.stats.events;
-    Ok((ledger, events, early.zip(sent)))
+    Ok((ledger, events, early))
 }
-
-/// An advisor started during the fold, and the runs it was sent.
-type Early = (EarlyAdvisor, Vec<usize>);
 
 /// [`tokwatch_report`], with the advisor over every run when `advise`
 /// (what `tokwatch report` does for the JSON `insights`).

@@ -5,10 +5,9 @@
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::sync::mpsc::sync_channel;
 use std::thread::JoinHandle;
 
-use crate::ingest::{EndedRuns, run_address};
+use crate::ingest::{EndedQueue, EndedRuns, run_address};
 use crate::model::advisor::{Advice, Advisor, AdvisorRules};
 use crate::model::insights::BleedRules;
 use crate::model::{RunAgg, Snapshot};
@@ -32,19 +31,14 @@ pub fn advise_runs(
     bleed: BleedRules,
     prices: &PriceBook,
     threads: Option<NonZeroUsize>,
-    early: Option<(EarlyAdvisor, Vec<usize>)>,
+    early: Option<EarlyAdvisor>,
 ) -> Advice {
     let threads = advisor_threads(threads);
     let advisor = match early {
-        Some((early, sent)) => {
-            let (advisor, kept) =
-                early.finish(&snapshot.runs, &sent, &rules, &bleed, prices, threads);
-            tracing::debug!(
-                kept,
-                sent = sent.len(),
-                "runs advised while the fold went on"
-            );
-            advisor
+        Some(early) => {
+            early
+                .finish(&snapshot.runs, &rules, &bleed, prices, threads)
+                .0
         }
         None => advise_final_runs(&snapshot.runs, &rules, &bleed, prices, threads),
     };
@@ -136,82 +130,100 @@ fn run_when_idle() {
 
 /// An advisor on a thread of its own, fed the runs that end while a report
 /// folds its input ([`EndedRuns`], [`crate::model::Ledger::note_ended_runs`]):
-/// their advice is done by the time the fold is. The fold is the report's
-/// bottleneck and never waits for it; the decode thread leaves a core
-/// partly idle, which this thread takes.
+/// their advice is mostly done by the time the fold is. The fold is the
+/// report's bottleneck and never waits for it; the decode thread leaves a
+/// core partly idle, which this thread takes at idle priority. When the fold
+/// ends, [`EarlyAdvisor::finish`] takes back what it has not read, so the
+/// report waits for one batch at most, not for a thread the scheduler
+/// serves last.
 pub struct EarlyAdvisor {
-    reader: JoinHandle<(Advisor, Vec<Vec<Arc<RunAgg>>>)>,
+    queue: Arc<EndedQueue>,
+    reader: Option<JoinHandle<ReadEarly>>,
 }
 
-impl EarlyAdvisor {
-    /// Messages queued before the fold holds them back itself.
-    const QUEUE: usize = 4;
+/// The early advisor, and the batches of runs it read.
+type ReadEarly = (Advisor, Vec<Vec<Arc<RunAgg>>>);
 
+impl EarlyAdvisor {
     /// The advisor, started, and the fold's end of its queue (for
     /// [`crate::ingest::Ingestor::ended`]).
     #[must_use]
     pub fn start(rules: AdvisorRules, bleed: BleedRules, prices: PriceBook) -> (Self, EndedRuns) {
-        let (to, from_fold) = sync_channel::<Vec<Arc<RunAgg>>>(Self::QUEUE);
+        let queue = Arc::new(EndedQueue::default());
+        let from_fold = Arc::clone(&queue);
         let reader = std::thread::spawn(move || {
             run_when_idle();
             let mut advisor = Advisor::new(rules, bleed, &prices);
             // Every run read is kept until the report has matched them
             // (see `finish`): no other run can take their addresses.
             let mut read = Vec::new();
-            for runs in from_fold {
+            while let Some(runs) = from_fold.next() {
                 advisor.observe_final(runs.iter().map(|run| &**run));
                 read.push(runs);
             }
             (advisor, read)
         });
-        (EarlyAdvisor { reader }, EndedRuns::new(to))
+        let early = EarlyAdvisor {
+            queue: Arc::clone(&queue),
+            reader: Some(reader),
+        };
+        (early, EndedRuns::new(queue))
     }
 
-    /// The advisor over every run of `runs` (a report's, all final), where
-    /// `sent` are the runs handed to this one ([`EndedRuns::finish`]): the
-    /// others are read here, on `threads - 1` threads while this one ends.
-    /// A run sent and changed later (a call after its `run_end`) is no
-    /// longer among `runs` (the ledger copied it on write): what was read
-    /// early is then dropped and every run is read again, so the advice is
-    /// exact either way. Also returns how many runs' early reading was
-    /// kept.
+    /// The advisor over every run of `runs` (a report's, all final): the
+    /// runs this one has read, merged with the others read here on
+    /// `threads` threads. A run read early and changed later (a call after
+    /// its `run_end`) is no longer among `runs` (the ledger copied it on
+    /// write): what was read early is then dropped and every run is read
+    /// again, so the advice is exact either way. Also returns how many runs'
+    /// early reading was kept.
     #[must_use]
     pub fn finish(
-        self,
+        mut self,
         runs: &[Arc<RunAgg>],
-        sent: &[usize],
         rules: &AdvisorRules,
         bleed: &BleedRules,
         prices: &PriceBook,
         threads: usize,
     ) -> (Advisor, usize) {
-        let mut sent = sent.to_vec();
-        sent.sort_unstable();
+        let unread = self.queue.waiting();
+        self.queue.close();
+        let (early, read) = match self.reader.take().map(JoinHandle::join) {
+            Some(Ok(done)) => done,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            None => return (advise_final_runs(runs, rules, bleed, prices, threads), 0),
+        };
+        let mut read: Vec<usize> = read.iter().flatten().map(run_address).collect();
+        read.sort_unstable();
         let mut current = 0;
         let rest: Vec<&RunAgg> = runs
             .iter()
             .filter(|run| {
-                let early = sent.binary_search(&run_address(run)).is_ok();
+                let early = read.binary_search(&run_address(run)).is_ok();
                 current += usize::from(early);
                 !early
             })
             .map(|run| &**run)
             .collect();
-        if current != sent.len() {
-            drop(self.join());
+        tracing::debug!(
+            read = read.len(),
+            unread_batches = unread,
+            "runs advised while the fold went on"
+        );
+        if current != read.len() {
             return (advise_final_runs(runs, rules, bleed, prices, threads), 0);
         }
         let rest = advise_each(rest, rules, bleed, prices, threads);
-        let (mut early, _read) = self.join();
+        let mut early = early;
         early.merge(rest);
         (early, current)
     }
+}
 
-    fn join(self) -> (Advisor, Vec<Vec<Arc<RunAgg>>>) {
-        match self.reader.join() {
-            Ok(done) => done,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
+impl Drop for EarlyAdvisor {
+    /// A report that stops early (an error) ends the reader too.
+    fn drop(&mut self) {
+        self.queue.close();
     }
 }
 
@@ -297,25 +309,34 @@ mod tests {
             }
         }
         ingestor.hand_off_ended_runs();
-        let sent = ingestor.ended.take().unwrap().finish();
+        // every batch handed off taken by the reader (then read in full)
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while early.queue.waiting() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the reader took no batch"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let snapshot = ledger.snapshot();
+        let ended = snapshot.runs.iter().filter(|r| r.ended.is_some()).count();
         let span = snapshot.first_ts_ms.zip(snapshot.last_ts_ms);
-        let (advisor, kept) =
-            early.finish(&snapshot.runs, &sent, &rules, &bleed, ledger.prices(), 2);
+        let (advisor, kept) = early.finish(&snapshot.runs, &rules, &bleed, ledger.prices(), 2);
         let alone = advise_final_runs(&snapshot.runs, &rules, &bleed, ledger.prices(), 1);
         (
             advisor.advice(span, &snapshot.runs),
             kept,
-            sent.len(),
+            ended,
             alone.advice(span, &snapshot.runs),
         )
     }
 
     #[test]
     fn runs_advised_as_they_end_give_the_advice_of_one_pass_at_the_end() {
-        let (early, kept, sent, alone) = early_and_final(&[]);
-        assert!(sent > 1_000, "{sent} runs sent");
-        assert_eq!(kept, sent, "every run sent was read early and kept");
+        let (early, kept, ended, alone) = early_and_final(&[]);
+        assert!(ended > 1_000, "{ended} runs ended");
+        // all but those short of a whole batch when the fold ended
+        assert_eq!(kept, ended / EndedRuns::BATCH * EndedRuns::BATCH);
         assert!(!alone.recommendations.is_empty());
         assert_eq!(early, alone);
     }
@@ -324,8 +345,8 @@ mod tests {
     fn a_call_after_a_run_ended_drops_the_early_reading() {
         // run 1 ended in the first lines (and was sent); a call comes after
         let late = r#"{"ts":"2026-11-23T09:00:00Z","run_id":"bench-00000001","hop":9,"agent":"writer","model":"claude-sonnet-4-5","input_tokens":90000,"output_tokens":4000}"#;
-        let (early, kept, sent, alone) = early_and_final(&[late]);
-        assert!(sent > 1_000, "{sent} runs sent");
+        let (early, kept, ended, alone) = early_and_final(&[late]);
+        assert!(ended > 1_000, "{ended} runs ended");
         assert_eq!(early, alone);
         assert_eq!(kept, 0, "the early reading is stale");
         let (before, ..) = early_and_final(&[]);

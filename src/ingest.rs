@@ -26,8 +26,7 @@ use dedup::{CallRegistry, Settled};
 pub use formats::native::{LineOrigin, ParseError};
 pub use stats::{IngestStats, RejectKind};
 use std::collections::VecDeque;
-use std::sync::Arc;
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 /// Keeps events whose timestamp falls in `[since, until)` (epoch ms). When
 /// either bound is set, events without a timestamp are filtered out too.
@@ -115,29 +114,24 @@ impl<'l> Ingestor<'l> {
 }
 
 /// Runs that ended ([`Ledger::take_ended_runs`]) on their way to a reader
-/// on another thread, [`EndedRuns::BATCH`] at a time. The fold never waits
-/// for the reader: while its queue is full, batches are held here (a run
-/// held when the fold ends is never sent; the reader's owner reads it from
-/// the snapshot).
+/// on another thread, [`EndedRuns::BATCH`] at a time through an
+/// [`EndedQueue`]. The fold never waits for the reader.
 pub struct EndedRuns {
-    to: SyncSender<Vec<Arc<RunAgg>>>,
+    queue: Arc<EndedQueue>,
     filling: Vec<Arc<RunAgg>>,
-    held: VecDeque<Vec<Arc<RunAgg>>>,
-    /// The address of every run sent, in the order sent.
-    sent: Vec<usize>,
 }
 
 impl EndedRuns {
-    /// Runs per message: a reader's work per message outweighs the send.
-    pub const BATCH: usize = 1024;
+    /// Runs per batch: enough that a batch's work outweighs the hand-off,
+    /// few enough that the reader's batch in hand is soon done when the
+    /// queue is closed (a fraction of a millisecond).
+    pub const BATCH: usize = 256;
 
     #[must_use]
-    pub fn new(to: SyncSender<Vec<Arc<RunAgg>>>) -> Self {
+    pub fn new(queue: Arc<EndedQueue>) -> Self {
         EndedRuns {
-            to,
+            queue,
             filling: Vec::with_capacity(Self::BATCH),
-            held: VecDeque::new(),
-            sent: Vec::new(),
         }
     }
 
@@ -145,27 +139,71 @@ impl EndedRuns {
         ledger.take_ended_runs(&mut self.filling);
         while self.filling.len() >= Self::BATCH {
             let rest = self.filling.split_off(Self::BATCH);
-            self.held
-                .push_back(std::mem::replace(&mut self.filling, rest));
+            self.queue.push(std::mem::replace(&mut self.filling, rest));
         }
-        while let Some(batch) = self.held.pop_front() {
-            let addresses = batch.iter().map(run_address).collect::<Vec<_>>();
-            match self.to.try_send(batch) {
-                Ok(()) => self.sent.extend(addresses),
-                Err(TrySendError::Full(batch) | TrySendError::Disconnected(batch)) => {
-                    self.held.push_front(batch);
-                    break;
-                }
-            }
+    }
+}
+
+/// Batches of runs that ended, from the fold to one reader. Not bounded:
+/// each run is queued at most once (at its first `run_end`), so it holds
+/// at most one pointer per run the ledger holds; the fold must never wait.
+/// Closing it drops what the reader has not taken, and the reader's next
+/// [`EndedQueue::next`] is `None`: whoever closes it reads those runs itself.
+#[derive(Debug, Default)]
+pub struct EndedQueue {
+    state: Mutex<EndedState>,
+    ready: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct EndedState {
+    batches: VecDeque<Vec<Arc<RunAgg>>>,
+    closed: bool,
+}
+
+impl EndedQueue {
+    fn lock(&self) -> MutexGuard<'_, EndedState> {
+        // the state is whole after any panic (a push or a pop)
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn push(&self, batch: Vec<Arc<RunAgg>>) {
+        let mut state = self.lock();
+        if !state.closed {
+            state.batches.push_back(batch);
+            self.ready.notify_one();
         }
     }
 
-    /// Closes the queue (the reader ends once it has read what was sent)
-    /// and returns the address of every run sent: the reader holds each
-    /// until it ends, so no other run can take its address before then.
+    /// The next batch, waiting for one; `None` once the queue is closed.
+    pub fn next(&self) -> Option<Vec<Arc<RunAgg>>> {
+        let mut state = self.lock();
+        loop {
+            if state.closed {
+                return None;
+            }
+            if let Some(batch) = state.batches.pop_front() {
+                return Some(batch);
+            }
+            state = self
+                .ready
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Batches not yet taken.
     #[must_use]
-    pub fn finish(self) -> Vec<usize> {
-        self.sent
+    pub fn waiting(&self) -> usize {
+        self.lock().batches.len()
+    }
+
+    /// Closes the queue, dropping the batches not taken.
+    pub fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        state.batches.clear();
+        self.ready.notify_all();
     }
 }
 

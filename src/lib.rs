@@ -673,7 +673,6 @@ fn build_report_ledger(
             .source_named(&estimated.source, &estimated.origin);
         ingest::estimate::fold_estimated(&mut ingestor, source, &estimated);
     }
-    let sent = ingestor.ended.take().map(ingest::EndedRuns::finish);
     let stats = ingestor.stats;
     let options = ReportOptions {
         format: args.format,
@@ -702,7 +701,7 @@ fn build_report_ledger(
             options.rules.clone(),
             ledger.prices(),
             args.threads,
-            early.zip(sent),
+            early,
         )));
     }
     Ok((ledger, snapshot, stats, options))
