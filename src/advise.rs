@@ -7,11 +7,17 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crate::ingest::{EndedQueue, EndedRuns, run_address};
+use crate::ingest::{EndedQueue, EndedRuns};
 use crate::model::advisor::{Advice, Advisor, AdvisorRules};
 use crate::model::insights::BleedRules;
 use crate::model::{RunAgg, Snapshot};
 use crate::pricing::PriceBook;
+
+/// A run's identity while it is held: where it is. Also the order that
+/// reads the ledger's runs forward in memory (allocated as they came).
+fn address(run: &RunAgg) -> usize {
+    std::ptr::from_ref(run) as usize
+}
 
 /// How many threads the advisor takes: `threads` (`report --threads`), or
 /// one per core.
@@ -85,7 +91,7 @@ fn advise_each(
     // reads memory forward (the listed order, by cost, jumps about it and
     // waits on each run; measured in BENCHMARKS.md). Any order gives the
     // same advice.
-    runs.sort_unstable_by_key(|run| std::ptr::from_ref(*run) as usize);
+    runs.sort_unstable_by_key(|run| address(run));
     let runs = &runs[..];
     let threads = threads.clamp(1, (runs.len() / MIN_RUNS_PER_THREAD).max(1));
     if threads == 1 {
@@ -188,18 +194,18 @@ impl EarlyAdvisor {
     ) -> (Advisor, usize) {
         let unread = self.queue.waiting();
         self.queue.close();
-        let (early, read) = match self.reader.take().map(JoinHandle::join) {
+        let (mut early, read) = match self.reader.take().map(JoinHandle::join) {
             Some(Ok(done)) => done,
             Some(Err(panic)) => std::panic::resume_unwind(panic),
             None => return (advise_final_runs(runs, rules, bleed, prices, threads), 0),
         };
-        let mut read: Vec<usize> = read.iter().flatten().map(run_address).collect();
+        let mut read: Vec<usize> = read.iter().flatten().map(|run| address(run)).collect();
         read.sort_unstable();
         let mut current = 0;
         let rest: Vec<&RunAgg> = runs
             .iter()
             .filter(|run| {
-                let early = read.binary_search(&run_address(run)).is_ok();
+                let early = read.binary_search(&address(run)).is_ok();
                 current += usize::from(early);
                 !early
             })
@@ -214,7 +220,6 @@ impl EarlyAdvisor {
             return (advise_final_runs(runs, rules, bleed, prices, threads), 0);
         }
         let rest = advise_each(rest, rules, bleed, prices, threads);
-        let mut early = early;
         early.merge(rest);
         (early, current)
     }

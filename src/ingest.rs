@@ -206,9 +206,3 @@ impl EndedQueue {
         self.ready.notify_all();
     }
 }
-
-/// A run's identity while it is held: where its `Arc` points.
-#[must_use]
-pub fn run_address(run: &Arc<RunAgg>) -> usize {
-    Arc::as_ptr(run) as usize
-}
