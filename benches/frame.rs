@@ -3,6 +3,7 @@
 //! ```text
 //! cargo bench --bench frame                 # every part, short defaults
 //! cargo bench --bench frame -- frames       # goal: a frame < 2 ms at 250x70, 10k runs / 100k hops
+//! cargo bench --bench frame -- publish      # goal: a publication < 5 ms at 10k runs / 100k hops (also in frames)
 //! cargo bench --bench frame -- onscreen     # goal: an appended line is on screen within 100 ms (tmux)
 //! cargo bench --bench frame -- idle         # goal: idle CPU <= 0.25 % of a core (tmux + --jsonl)
 //! ```
@@ -10,6 +11,8 @@
 //! Environment:
 //! - `TOKWATCH_BENCH_RUNS` (10000) and `TOKWATCH_BENCH_HOPS_PER_RUN` (10): ledger size for `frames`;
 //! - `TOKWATCH_BENCH_FRAMES` (300): frames timed per screen;
+//! - `TOKWATCH_BENCH_PUBLISHES` (20): publications timed by `frames`, each
+//!   after about ten runs' worth of new lines;
 //! - `TOKWATCH_BENCH_APPENDS` (40): appends timed by `onscreen`;
 //! - `TOKWATCH_BENCH_ONSCREEN_RUNS` (0): generated runs already in the followed
 //!   directory for `onscreen` (besides the sample logs), to see a big ledger's publish cost;
@@ -30,7 +33,7 @@ use ratatui::backend::TestBackend;
 use tokwatch::config::keys::{Action, Bindings, Keymap};
 use tokwatch::ingest::formats::Decoder;
 use tokwatch::ingest::parsed::fold_lines;
-use tokwatch::ingest::{Ingestor, TimeWindow};
+use tokwatch::ingest::{IngestStats, Ingestor, TimeWindow};
 use tokwatch::model::budget::{Limits, Scope};
 use tokwatch::model::insights::{BleedRules, Insights, InsightsIndex};
 use tokwatch::model::{Ledger, LedgerConfig};
@@ -171,14 +174,15 @@ fn advisor_publish(
     let mut index = InsightsIndex::new(BleedRules::default());
     let first = time_ms(|| index.sync(ledger));
     println!("insights     first sync              {first:7.2} ms");
-    let extra = run_lines(200, hops, 12, "live-");
+    let publishes: usize = env_or("TOKWATCH_BENCH_PUBLISHES", 20).max(1);
+    let extra = run_lines(10 * publishes as u64, hops, 12, "live-");
     let mut sync_ms = Vec::new();
     let mut advice_ms = Vec::new();
     let mut live_ms = Vec::new();
     let mut index_ms = Vec::new();
     let mut insights_ms = Vec::new();
     let mut total_ms = Vec::new();
-    for chunk in extra.chunks(extra.len() / 20) {
+    for chunk in extra.chunks(extra.len() / publishes) {
         let mut ingestor = Ingestor::new(ledger, TimeWindow::default());
         let source = ingestor.stats.source_named("bench", "bench");
         let mut decoder = Decoder::plain("bench");
@@ -223,15 +227,10 @@ fn advisor_publish(
     }
 }
 
-fn frames() {
-    let runs: u64 = env_or("TOKWATCH_BENCH_RUNS", 10_000);
-    let hops: u32 = env_or("TOKWATCH_BENCH_HOPS_PER_RUN", 10);
-    let n: usize = env_or("TOKWATCH_BENCH_FRAMES", 300);
-    let (width, height) = (250_u16, 70_u16);
-
+/// The `frames` ledger: `runs` generated runs of `hops` hops folded.
+fn bench_ledger(runs: u64, hops: u32) -> (Vec<String>, Ledger, IngestStats) {
     let lines = run_lines(runs, hops, 11, "r-");
-    let prices = PriceBook::embedded();
-    let mut ledger = Ledger::new(prices.clone(), LedgerConfig::default());
+    let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default());
     let mut ingestor = Ingestor::new(&mut ledger, TimeWindow::default());
     let source = ingestor.stats.source_named("bench", "bench");
     let mut decoder = Decoder::plain("bench");
@@ -243,6 +242,25 @@ fn frames() {
     );
     let ingest = ingestor.stats;
     assert_eq!(ingest.malformed, 0);
+    (lines, ledger, ingest)
+}
+
+/// The publications of `frames` alone (for a profiler).
+fn publish() {
+    let runs: u64 = env_or("TOKWATCH_BENCH_RUNS", 10_000);
+    let hops: u32 = env_or("TOKWATCH_BENCH_HOPS_PER_RUN", 10);
+    let (lines, mut ledger, _) = bench_ledger(runs, hops);
+    advisor_publish(&mut ledger, &lines, runs, hops, &PriceBook::embedded());
+}
+
+fn frames() {
+    let runs: u64 = env_or("TOKWATCH_BENCH_RUNS", 10_000);
+    let hops: u32 = env_or("TOKWATCH_BENCH_HOPS_PER_RUN", 10);
+    let n: usize = env_or("TOKWATCH_BENCH_FRAMES", 300);
+    let (width, height) = (250_u16, 70_u16);
+
+    let prices = PriceBook::embedded();
+    let (lines, mut ledger, ingest) = bench_ledger(runs, hops);
 
     // What the aggregator does per publish (at most every snapshot_interval).
     let mut snapshot_ms = Vec::new();
@@ -743,6 +761,9 @@ fn main() {
     );
     if wanted("frames") {
         frames();
+    }
+    if parts.iter().any(|a| a == "publish") {
+        publish();
     }
     if wanted("onscreen") {
         onscreen();

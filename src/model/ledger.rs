@@ -2189,25 +2189,37 @@ impl Ledger {
         let id = |i: usize| &*self.runs.rows[i].run_id;
         let live = (0..rank.len()).filter(|&i| rank[i] != VACANT && rank[i] != FREE);
         let mut kept: Vec<usize> = if limit > 0 && limit < rank.len() {
-            // Keep the `limit` first keys in a max-heap: one comparison
-            // with its top rejects almost every run, and a run's id is read
-            // only on a tie.
-            type Key<'a> = (std::cmp::Reverse<Rank>, &'a str, usize);
-            let mut top: std::collections::BinaryHeap<Key<'_>> =
+            // The `limit` best ranks in a max-heap: one comparison with its
+            // top rejects almost every run, and no run is read (a run's id
+            // is a cache miss away). Runs ranked above the worst rank kept
+            // are all in; of those tied with it, the smallest ids.
+            type Key = (std::cmp::Reverse<Rank>, usize);
+            let mut top: std::collections::BinaryHeap<Key> =
                 std::collections::BinaryHeap::with_capacity(limit + 1);
-            for i in live {
+            for i in live.clone() {
+                let key = (std::cmp::Reverse(rank[i]), i);
                 if top.len() < limit {
-                    top.push((std::cmp::Reverse(rank[i]), id(i), i));
+                    top.push(key);
                 } else if let Some(mut worst) = top.peek_mut()
-                    && std::cmp::Reverse(rank[i]) <= worst.0
+                    && key.0 < worst.0
                 {
-                    let candidate = (std::cmp::Reverse(rank[i]), id(i), i);
-                    if candidate < *worst {
-                        *worst = candidate;
-                    }
+                    *worst = key;
                 }
             }
-            top.into_iter().map(|(_, _, i)| i).collect()
+            let edge = top.peek().map(|(std::cmp::Reverse(r), _)| *r);
+            let mut kept: Vec<usize> = top
+                .into_iter()
+                .filter(|(std::cmp::Reverse(r), _)| Some(*r) != edge)
+                .map(|(_, i)| i)
+                .collect();
+            let wanted = limit - kept.len();
+            let mut tied: Vec<usize> = live.filter(|&i| Some(rank[i]) == edge).collect();
+            if tied.len() > wanted {
+                tied.select_nth_unstable_by(wanted, |&a, &b| id(a).cmp(id(b)));
+                tied.truncate(wanted);
+            }
+            kept.extend(tied);
+            kept
         } else {
             live.collect()
         };

@@ -615,11 +615,13 @@ fn a_limited_snapshot_lists_the_same_first_runs_and_counts_them_all() {
         "r00", "r01", "r02", "r03", "r04", "r05", "r06", "r07", "r08", "r09", "r10", "r11",
     ];
     let mut ledger = ledger();
-    // Equal costs for some runs, so ties are broken by run id.
+    // Equal costs for some runs, so ties are broken by run id; the runs
+    // arrive out of id order, so the ledger's order breaks no tie.
     let events: Vec<_> = IDS
         .iter()
         .enumerate()
         .map(|(i, id)| hop(id, Some(1), "a", "gpt-4.1", 100 * (i as u64 % 5), 1))
+        .rev()
         .collect();
     // Runs created by a run end or a budget report count too (at no cost).
     let mut end = hop("zz-ended", None, "a", "gpt-4.1", 0, 0);
