@@ -599,7 +599,7 @@ mod tests {
         let cheap = Usd::for_tokens(1_000, 150_000) + Usd::for_tokens(10, 600_000);
         assert_eq!(insights.run_cost.median, cheap);
         // one run a second: those of the last minute may still be in flight
-        assert_eq!(insights.finished_costs.len(), 4_440);
+        assert_eq!(insights.finished_costs().len(), 4_440);
         assert_eq!(insights.unfinished.len(), 60);
         let positions = &insights.positions["a"];
         assert_eq!(positions[0].runs, 4_500);

@@ -16,6 +16,7 @@ use crate::types::money::Usd;
 
 mod bag;
 mod index;
+pub use bag::SortedBag;
 pub use index::InsightsIndex;
 
 /// Thresholds of the bleeding-hop rule (`[insights]` in the config file).
@@ -230,16 +231,17 @@ pub struct PositionStats {
     pub cost: Spread<Usd>,
 }
 
-/// One run's place in time, for the windows over recent runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One run's place in time, for the windows over recent runs (in order of
+/// start, then last event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct RunPoint {
     /// Its first event.
     pub start_ms: i64,
     /// Its last event.
     pub last_ms: i64,
+    pub cost: Usd,
     /// A `run_end` was seen.
     pub ended: bool,
-    pub cost: Usd,
 }
 
 impl RunPoint {
@@ -286,10 +288,13 @@ pub struct Insights {
     /// ordering like the multiplier; runs whose first hop has input).
     pub run_growth: Spread<u64>,
     /// Runs with at least one hop and a timestamp, by start (oldest first).
-    pub run_points: Vec<RunPoint>,
-    /// The cost of the runs finished by the last event (ended, or without
-    /// events for [`SETTLED_AFTER_MS`]), cheapest first: the distribution.
-    pub finished_costs: Vec<Usd>,
+    /// Shared with the index that keeps them, not copied per publication.
+    pub run_points: SortedBag<RunPoint>,
+    /// Their costs, cheapest first: the distribution of the runs finished
+    /// by the last event (ended, or without events for [`SETTLED_AFTER_MS`])
+    /// is this without the [`Insights::unfinished`] ones
+    /// ([`Insights::finished_costs`]).
+    pub run_costs: SortedBag<Usd>,
     /// Runs not finished by the last event (in flight then): they join the
     /// distribution once finished at the time it is drawn.
     pub unfinished: Vec<RunPoint>,
@@ -340,6 +345,25 @@ impl Insights {
             index.add(slot, run.clone());
         }
         index.insights(snapshot, prices, clock_ms)
+    }
+
+    /// The cost of the runs finished by the last event, cheapest first (a
+    /// copy: [`cost_histogram`] reads the distribution without one).
+    #[must_use]
+    pub fn finished_costs(&self) -> Vec<Usd> {
+        let mut unfinished: Vec<Usd> = self.unfinished.iter().map(|p| p.cost).collect();
+        unfinished.sort_unstable();
+        let mut taken = unfinished.iter().peekable();
+        self.run_costs
+            .iter()
+            .filter(|c| {
+                let skip = taken.peek().is_some_and(|t| *t == c);
+                if skip {
+                    taken.next();
+                }
+                !skip
+            })
+            .collect()
     }
 
     /// Multiplier spread as a ratio (stored ×100 for ordering).
@@ -538,16 +562,17 @@ pub const RECENT_RUNS: usize = 50;
 pub fn recent_run_cost(insights: &Insights, now_ms: i64, change_ms: Option<i64>) -> RecentRunCost {
     let points = &insights.run_points;
     let lag = insights.run_lag_ms;
+    let all = points.len();
     let judged = |p: &RunPoint| p.settled(now_ms) && p.start_ms <= now_ms - lag;
     let recent_from = points.partition_point(|p| p.start_ms < now_ms - RECENT_WINDOW_MS);
     let since_change = change_ms.map(|at_ms| {
         let split = points.partition_point(|p| p.start_ms < at_ms);
         SinceChange {
             at_ms,
-            since: cost_window(points[split..].iter().rev(), judged, usize::MAX),
+            since: cost_window(points.range(split, all).rev(), judged, usize::MAX),
             before: cost_window(
-                points[..split]
-                    .iter()
+                points
+                    .range(0, split)
                     .rev()
                     .filter(|p| p.last_ms < at_ms && p.start_ms <= at_ms - lag),
                 |_| true,
@@ -556,8 +581,8 @@ pub fn recent_run_cost(insights: &Insights, now_ms: i64, change_ms: Option<i64>)
         }
     });
     RecentRunCost {
-        last_minutes: cost_window(points[recent_from..].iter().rev(), judged, usize::MAX),
-        last_runs: cost_window(points.iter().rev(), judged, RECENT_RUNS),
+        last_minutes: cost_window(points.range(recent_from, all).rev(), judged, usize::MAX),
+        last_runs: cost_window(points.range(0, all).rev(), judged, RECENT_RUNS),
         since_change,
     }
 }
@@ -591,24 +616,24 @@ impl Histogram {
     }
 }
 
-/// The distribution of `sorted` (cheapest first: [`Insights::finished_costs`])
-/// and a few more costs in any order (`extra`: runs finished since the last
-/// event) in `buckets` logarithmic buckets from the cheapest to the dearest
-/// cost above zero (a bucket holds its lower edge; the last one also its
-/// upper edge). O(buckets × log runs + extra): drawn per frame. `None`
-/// without a cost above zero.
+/// The distribution of `costs` without `left_out` (sorted, one cost of
+/// `costs` for each: the runs [`Insights::run_costs`] holds that are still
+/// in flight when it is drawn) in `buckets` logarithmic buckets from the
+/// cheapest to the dearest cost above zero (a bucket holds its lower edge;
+/// the last one also its upper edge). O(buckets × (chunks + log runs)): drawn
+/// per frame. `None` without a cost above zero.
 #[must_use]
-pub fn cost_histogram(sorted: &[Usd], extra: &[Usd], buckets: usize) -> Option<Histogram> {
+pub fn cost_histogram(
+    costs: &SortedBag<Usd>,
+    left_out: &[Usd],
+    buckets: usize,
+) -> Option<Histogram> {
     let buckets = buckets.max(1);
-    let positive = |c: &Usd| *c > Usd::ZERO;
-    let low = sorted
-        .iter()
-        .find(|c| positive(c))
-        .into_iter()
-        .chain(extra.iter().filter(|c| positive(c)))
-        .min()
-        .copied()?;
-    let high = sorted.last().into_iter().chain(extra).max().copied()?;
+    let remaining = costs.len().checked_sub(left_out.len())?;
+    let free = costs.partition_point(|c| *c <= Usd::ZERO)
+        - left_out.partition_point(|c| *c <= Usd::ZERO);
+    let low = costs.nth_without(free, left_out)?;
+    let high = costs.nth_without(remaining.checked_sub(1)?, left_out)?;
     let mut histogram = Histogram {
         low,
         high,
@@ -617,19 +642,13 @@ pub fn cost_histogram(sorted: &[Usd], extra: &[Usd], buckets: usize) -> Option<H
     let mut from = 0;
     for i in 0..buckets {
         let to = if i + 1 == buckets {
-            sorted.len()
+            remaining
         } else {
             let edge = histogram.edge(i + 1);
-            sorted.partition_point(|c| *c < edge)
+            costs.partition_point(|c| *c < edge) - left_out.partition_point(|c| *c < edge)
         };
         histogram.counts[i] = (to.max(from) - from) as u64;
         from = to.max(from);
-    }
-    for cost in extra {
-        let i = (1..buckets)
-            .position(|i| *cost < histogram.edge(i))
-            .unwrap_or(buckets - 1);
-        histogram.counts[i] += 1;
     }
     Some(histogram)
 }

@@ -10,10 +10,9 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use super::bag::SortedBag;
 use super::{
     BleedReason, BleedRules, Enforcement, Insights, Offender, PositionStats, RECENT_SPEND_MS,
-    RunPoint, SETTLED_AFTER_MS, Spread, carried_tokens, hop_bleeding, newest_present,
+    RunPoint, SETTLED_AFTER_MS, SortedBag, Spread, carried_tokens, hop_bleeding, newest_present,
     trimmed_by_budget,
 };
 use crate::model::ledger::{Ledger, RunAgg, RunWatch};
@@ -61,16 +60,17 @@ enum Sign {
     Remove,
 }
 
-/// The place of a run in time with its slot: points in order, ties kept apart.
-type PointKey = (i64, i64, Usd, usize);
-
 /// The incremental insights of a set of runs (see the module documentation).
 #[derive(Debug, Clone)]
 pub struct InsightsIndex {
     rules: BleedRules,
     watch: RunWatch,
     held: Vec<Option<Held>>,
-    slot_of: HashMap<Arc<str>, usize>,
+    /// The slot of each run held, by the address of its `Arc` (held, so
+    /// not reused): a snapshot's run is looked up without reading it.
+    slot_of: HashMap<usize, usize>,
+    /// The bleeding of every run without any, shared.
+    no_bleeding: Arc<[(usize, BleedReason)]>,
     bleeding_hops: u64,
     trimmed_hops: u64,
     offenders: HashMap<(Arc<str>, u32), OffenderSum>,
@@ -78,9 +78,8 @@ pub struct InsightsIndex {
     run_cost: SortedBag<Usd>,
     run_multiplier: SortedBag<u64>,
     run_growth: SortedBag<u64>,
-    /// Runs with hops and both timestamps, by (start, last, cost, slot):
-    /// whether they ended.
-    points: BTreeMap<PointKey, bool>,
+    /// Runs with hops and both timestamps, in order.
+    points: SortedBag<RunPoint>,
     /// Those of them not ended, by their last event: the ones that may
     /// still be in flight are the newest.
     open: BTreeSet<(i64, usize)>,
@@ -102,6 +101,7 @@ impl InsightsIndex {
             watch: RunWatch::default(),
             held: Vec::new(),
             slot_of: HashMap::default(),
+            no_bleeding: Arc::new([]),
             bleeding_hops: 0,
             trimmed_hops: 0,
             offenders: HashMap::default(),
@@ -109,7 +109,7 @@ impl InsightsIndex {
             run_cost: SortedBag::default(),
             run_multiplier: SortedBag::default(),
             run_growth: SortedBag::default(),
-            points: BTreeMap::new(),
+            points: SortedBag::default(),
             open: BTreeSet::new(),
             point_costs: SortedBag::default(),
             point_durations: SortedBag::default(),
@@ -140,20 +140,20 @@ impl InsightsIndex {
             self.held.resize(slot + 1, None);
         }
         let bleeding = self.apply(slot, &run, Sign::Add);
-        self.slot_of.insert(run.run_id.clone(), slot);
-        self.held[slot] = Some(Held {
-            run,
-            bleeding: bleeding.into(),
-        });
+        let bleeding = if bleeding.is_empty() {
+            self.no_bleeding.clone()
+        } else {
+            bleeding.into()
+        };
+        self.slot_of.insert(Arc::as_ptr(&run).addr(), slot);
+        self.held[slot] = Some(Held { run, bleeding });
     }
 
     /// Takes back the run in `slot`, if any.
     pub fn remove(&mut self, slot: usize) {
         if let Some(held) = self.held.get_mut(slot).and_then(Option::take) {
             self.apply(slot, &held.run, Sign::Remove);
-            if self.slot_of.get(&held.run.run_id) == Some(&slot) {
-                self.slot_of.remove(&held.run.run_id);
-            }
+            self.slot_of.remove(&Arc::as_ptr(&held.run).addr());
         }
     }
 
@@ -246,21 +246,20 @@ impl InsightsIndex {
         let cost = run.counters().cost;
         let multiplier = hundredths(run.multiplier().unwrap_or(1.0));
         let growth = run.context_growth().map(hundredths);
-        let point = run.first_ts_ms.zip(run.last_ts_ms);
+        let point = run_point(run, cost);
         if add {
             self.run_cost.insert(cost);
             self.run_multiplier.insert(multiplier);
             if let Some(growth) = growth {
                 self.run_growth.insert(growth);
             }
-            if let Some((start_ms, last_ms)) = point {
-                self.points
-                    .insert((start_ms, last_ms, cost, slot), run.ended.is_some());
-                if run.ended.is_none() {
-                    self.open.insert((last_ms, slot));
+            if let Some(point) = point {
+                self.points.insert(point);
+                if !point.ended {
+                    self.open.insert((point.last_ms, slot));
                 }
                 self.point_costs.insert(cost);
-                self.point_durations.insert(last_ms - start_ms);
+                self.point_durations.insert(point.last_ms - point.start_ms);
             }
         } else {
             self.run_cost.remove(cost);
@@ -268,11 +267,11 @@ impl InsightsIndex {
             if let Some(growth) = growth {
                 self.run_growth.remove(growth);
             }
-            if let Some((start_ms, last_ms)) = point {
-                self.points.remove(&(start_ms, last_ms, cost, slot));
-                self.open.remove(&(last_ms, slot));
+            if let Some(point) = point {
+                self.points.remove(point);
+                self.open.remove(&(point.last_ms, slot));
                 self.point_costs.remove(cost);
-                self.point_durations.remove(last_ms - start_ms);
+                self.point_durations.remove(point.last_ms - point.start_ms);
             }
         }
         bleeding
@@ -305,28 +304,21 @@ impl InsightsIndex {
         insights.bleeding = snapshot
             .runs
             .iter()
-            .map(|run| match self.slot_of.get(&run.run_id) {
+            .map(|run| match self.slot_of.get(&Arc::as_ptr(run).addr()) {
                 Some(&slot) => self.held[slot]
                     .as_ref()
                     .map(|held| held.bleeding.clone())
                     .unwrap_or_default(),
-                // not held (a snapshot of other runs): judged on the spot
+                // not held (a snapshot of other runs, or a copy with hops
+                // merged): judged on the spot
                 None => (0..run.hops.len())
                     .filter_map(|i| hop_bleeding(run, i, rules).map(|r| (i, r)))
                     .collect::<Vec<_>>()
                     .into(),
             })
             .collect();
-        insights.run_points = self
-            .points
-            .iter()
-            .map(|(&(start_ms, last_ms, cost, _), &ended)| RunPoint {
-                start_ms,
-                last_ms,
-                ended,
-                cost,
-            })
-            .collect();
+        insights.run_points = self.points.clone();
+        insights.run_costs = self.point_costs.clone();
         if let Some(last) = last_ts_ms {
             self.split_finished(&mut insights, last);
             insights.recent_spend = self
@@ -386,24 +378,19 @@ impl InsightsIndex {
             .filter(|p| !p.settled(last))
             .collect();
         unfinished.sort_unstable_by_key(|p| (p.start_ms, p.last_ms, p.cost));
-        let mut costs: Vec<Usd> = unfinished.iter().map(|p| p.cost).collect();
-        costs.sort_unstable();
-        insights.finished_costs = without(self.point_costs.iter(), &costs);
         let mut durations: Vec<i64> = unfinished.iter().map(|p| p.last_ms - p.start_ms).collect();
         durations.sort_unstable();
-        let finished_durations = without(self.point_durations.iter(), &durations);
-        insights.run_lag_ms = super::spread(finished_durations).p95;
+        let finished = self.point_durations.len() - durations.len();
+        insights.run_lag_ms = self
+            .point_durations
+            .nth_without(p95_rank(finished), &durations)
+            .unwrap_or_default();
         insights.unfinished = unfinished;
     }
 
     fn point(&self, slot: usize) -> Option<RunPoint> {
         let run = &self.held.get(slot)?.as_ref()?.run;
-        Some(RunPoint {
-            start_ms: run.first_ts_ms?,
-            last_ms: run.last_ts_ms?,
-            ended: run.ended.is_some(),
-            cost: run.counters().cost,
-        })
+        run_point(run, run.counters().cost)
     }
 
     /// Worst first: by total cost, then runs, then hop position.
@@ -437,19 +424,19 @@ impl InsightsIndex {
     }
 }
 
-/// The values of `all` (sorted) without one of each of `taken` (sorted, a
-/// sub-multiset of `all`).
-fn without<T: Ord + Copy>(all: impl Iterator<Item = T>, taken: &[T]) -> Vec<T> {
-    let mut taken = taken.iter().peekable();
-    all.filter(|v| {
-        if taken.peek().is_some_and(|t| *t == v) {
-            taken.next();
-            false
-        } else {
-            true
-        }
+/// A run's place in time (costing `cost`), when it has both timestamps.
+fn run_point(run: &RunAgg, cost: Usd) -> Option<RunPoint> {
+    Some(RunPoint {
+        start_ms: run.first_ts_ms?,
+        last_ms: run.last_ts_ms?,
+        cost,
+        ended: run.ended.is_some(),
     })
-    .collect()
+}
+
+/// The rank (from 0) of the 95th percentile of `n` values, nearest rank.
+fn p95_rank(n: usize) -> usize {
+    (n * 95).div_ceil(100).saturating_sub(1)
 }
 
 /// Median and 95th percentile (nearest rank) of a bag.

@@ -419,7 +419,7 @@ fn a_call_timed_in_the_future_leaves_the_burn_rate_of_the_present() {
     assert_eq!(both.last_ts_ms, Some(now - 30_000));
     assert_eq!(both.recent_spend, one.recent_spend);
     // the present run is still in flight (not settled at the year 2200)
-    assert_eq!(both.finished_costs, one.finished_costs);
+    assert_eq!(both.finished_costs(), one.finished_costs());
     assert_eq!(both.run_lag_ms, one.run_lag_ms);
     // a view drawn later still reads the present, not the year 2200
     let later = now + 90_000;
@@ -568,7 +568,8 @@ fn the_cost_histogram_is_logarithmic_so_two_teams_make_two_humps() {
     .map(d)
     .collect();
     costs.sort_unstable();
-    let h = cost_histogram(&costs, &[], 10).unwrap();
+    let bag = |costs: &[Usd]| costs.iter().copied().collect::<SortedBag<Usd>>();
+    let h = cost_histogram(&bag(&costs), &[], 10).unwrap();
     assert_eq!(h.low, d("0.10"));
     assert_eq!(h.high, d("2.0"));
     assert_eq!(h.counts.iter().sum::<u64>(), 13);
@@ -578,19 +579,21 @@ fn the_cost_histogram_is_logarithmic_so_two_teams_make_two_humps() {
     assert_eq!(h.edge(0), h.low);
     assert_eq!(h.edge(10), h.high);
     assert!(h.edge(5) > d("0.44") && h.edge(5) < d("0.45"));
-    assert_eq!(cost_histogram(&[Usd::ZERO], &[], 10), None);
-    assert_eq!(cost_histogram(&[], &[], 10), None);
+    assert_eq!(cost_histogram(&bag(&[Usd::ZERO]), &[], 10), None);
+    assert_eq!(cost_histogram(&bag(&[]), &[], 10), None);
     // one cost: one bucket holds it
     assert_eq!(
-        cost_histogram(&[d("1")], &[], 3).unwrap().counts,
+        cost_histogram(&bag(&[d("1")]), &[], 3).unwrap().counts,
         vec![0, 0, 1]
     );
-    // costs finished since the last event count the same, and may widen the scale
-    let (sorted, extra) = costs.split_at(9);
-    let mut extra = extra.to_vec();
-    extra.reverse();
-    assert_eq!(cost_histogram(sorted, &extra, 10).unwrap(), h);
-    let wider = cost_histogram(&costs, &[d("0.01")], 10).unwrap();
+    // runs still in flight are left out, whatever their cost (a free one, the
+    // cheapest, the dearest, one equal to a finished run's)
+    let in_flight = [Usd::ZERO, d("0.01"), d("0.12"), d("9")];
+    let all: Vec<Usd> = costs.iter().chain(&in_flight).copied().collect();
+    assert_eq!(cost_histogram(&bag(&all), &in_flight, 10).unwrap(), h);
+    assert_eq!(cost_histogram(&bag(&in_flight), &in_flight, 10), None);
+    // once finished they count, and may widen the scale
+    let wider = cost_histogram(&bag(&all), &[Usd::ZERO, d("0.12"), d("9")], 10).unwrap();
     assert_eq!((wider.low, wider.counts[0]), (d("0.01"), 2));
 }
 
@@ -605,7 +608,7 @@ fn only_runs_finished_by_the_last_event_are_in_the_distribution() {
     let insights = Insights::compute(&snap, &BleedRules::default(), &prices, None);
     // "idle" has had no event for 61 s at the last event; "running" is in flight
     assert_eq!(
-        insights.finished_costs,
+        insights.finished_costs(),
         vec![Usd::parse_decimal("2.5").unwrap(); 2]
     );
 }
@@ -727,6 +730,6 @@ fn kept_up_to_date_run_by_run_the_index_says_what_a_fresh_computation_says() {
     let last = index.insights(&snap, &prices, None);
     assert!(last.bleeding_hops > 0 && last.trimmed_hops > 0);
     assert!(!last.offenders.is_empty() && !last.enforcements.is_empty());
-    assert!(!last.finished_costs.is_empty() && !last.unfinished.is_empty());
+    assert!(!last.finished_costs().is_empty() && !last.unfinished.is_empty());
     assert!(!last.recent_spend.is_empty());
 }

@@ -700,14 +700,15 @@ fn render_histogram(frame: &mut Frame, area: Rect, cx: &ViewCx) {
     let inner_w = area.width.saturating_sub(2);
     let buckets = usize::from((inner_w / 2).clamp(8, 40));
     let insights = &cx.data.insights;
-    // runs in flight at the last event that have finished since
-    let since: Vec<Usd> = insights
+    // runs in flight at the last event that are still in flight now
+    let mut in_flight: Vec<Usd> = insights
         .unfinished
         .iter()
-        .filter(|p| p.settled(cx.view_now()))
+        .filter(|p| !p.settled(cx.view_now()))
         .map(|p| p.cost)
         .collect();
-    let Some(h) = cost_histogram(&insights.finished_costs, &since, buckets) else {
+    in_flight.sort_unstable();
+    let Some(h) = cost_histogram(&insights.run_costs, &in_flight, buckets) else {
         frame.render_widget(
             Paragraph::new(Line::styled("no run with a cost yet", cx.theme.muted))
                 .block(block("Cost per finished run".into(), cx)),
