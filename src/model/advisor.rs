@@ -337,7 +337,9 @@ pub struct Advisor {
     scan: Scan,
     share: RunShare,
     spare: Spare,
-    runs: HashMap<Arc<str>, RunFacts>,
+    /// Boxed: a share is hundreds of bytes, and growing the map moves
+    /// every entry at once (a publication that would stall for ms).
+    runs: HashMap<Arc<str>, Box<RunFacts>>,
     total: Tally,
     by_agent: Tallies,
     by_segment: Tallies,
@@ -391,7 +393,7 @@ impl Advisor {
         if self.share.total.hops > 0 {
             let facts = self.share.to_facts(run, &self.pricer);
             self.apply(&run.run_id, &facts, 1);
-            self.runs.insert(run.run_id.clone(), facts);
+            self.runs.insert(run.run_id.clone(), Box::new(facts));
         }
     }
 
