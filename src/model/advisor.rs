@@ -14,7 +14,7 @@ pub mod rules;
 pub mod tally;
 pub mod whatif;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
@@ -93,11 +93,11 @@ struct RecSum {
     runs: u64,
     /// Trim limits of the runs, counted (the suggestion is their median).
     limits: BTreeMap<u64, u64>,
-    /// The runs, by their saving (the evidence is the largest few; only
-    /// those few when runs are final: [`Advisor::observe_final`]).
-    evidence: BTreeSet<(Usd, Arc<str>)>,
-    /// The hops of the runs named as evidence, by run.
-    evidence_hops: HashMap<Arc<str>, Vec<u32>>,
+    /// The runs, by their saving, with the hops concerned (the evidence is
+    /// the largest few; only those few when runs are final:
+    /// [`Advisor::observe_final`]). A tree, not a hash map: it holds every
+    /// live run, and a hash map grows by moving all of them at once.
+    evidence: BTreeMap<(Usd, Arc<str>), Vec<u32>>,
 }
 
 /// One run's share of every sum.
@@ -213,13 +213,13 @@ impl RecSum {
         if self.evidence.len() >= EVIDENCE_RUNS
             && self
                 .evidence
-                .first()
-                .is_some_and(|(least, id)| (saving, run_id) < (*least, id))
+                .first_key_value()
+                .is_some_and(|((least, id), _)| (saving, run_id) < (*least, id))
         {
             return;
         }
-        self.evidence.insert((saving, run_id.clone()));
-        self.evidence_hops.insert(run_id.clone(), hops.to_vec());
+        self.evidence
+            .insert((saving, run_id.clone()), hops.to_vec());
         self.keep_largest();
     }
 
@@ -233,16 +233,13 @@ impl RecSum {
             *self.limits.entry(limit).or_default() += n;
         }
         self.evidence.extend(other.evidence);
-        self.evidence_hops.extend(other.evidence_hops);
         // final runs: the largest few of both are the largest few of all
         self.keep_largest();
     }
 
     fn keep_largest(&mut self) {
-        while self.evidence.len() > EVIDENCE_RUNS
-            && let Some((_, gone)) = self.evidence.pop_first()
-        {
-            self.evidence_hops.remove(&gone);
+        while self.evidence.len() > EVIDENCE_RUNS {
+            self.evidence.pop_first();
         }
     }
 }
@@ -482,13 +479,13 @@ impl Advisor {
     /// The ledger let the run go (evicted past its cap): its share stays in
     /// every sum, but it can no longer change (nor be named as evidence).
     pub fn freeze(&mut self, run_id: &str) {
-        if let Some(facts) = self.runs.remove(run_id) {
+        if let Some((run_id, facts)) = self.runs.remove_entry(run_id) {
             for rec in &facts.recs {
                 if let Some(sum) = self.recs.get_mut(&rec.key) {
-                    sum.evidence.retain(|(_, id)| &**id != run_id);
-                    sum.evidence_hops.remove(run_id);
+                    sum.evidence.remove(&(rec.saving, run_id.clone()));
                 }
             }
+            let run_id = &*run_id;
             self.breaks.remove(run_id);
         }
     }
@@ -769,8 +766,8 @@ impl Advisor {
                     continue;
                 };
                 sum.add(rec.saving, rec.tokens, &rec.hops, rec.limit);
-                sum.evidence.insert((rec.saving, run_id.clone()));
-                sum.evidence_hops.insert(run_id.clone(), rec.hops.clone());
+                sum.evidence
+                    .insert((rec.saving, run_id.clone()), rec.hops.clone());
             } else if let Some(sum) = self.recs.get_mut(&rec.key) {
                 sum.saving -= rec.saving;
                 sum.tokens = sum.tokens.saturating_sub(rec.tokens);
@@ -785,7 +782,6 @@ impl Advisor {
                     }
                 }
                 sum.evidence.remove(&(rec.saving, run_id.clone()));
-                sum.evidence_hops.remove(run_id);
                 if sum.runs == 0 {
                     self.recs.remove(&rec.key);
                 }
@@ -863,9 +859,9 @@ impl Advisor {
                     .iter()
                     .rev()
                     .take(EVIDENCE_RUNS)
-                    .map(|(saving, run_id)| Evidence {
+                    .map(|((saving, run_id), hops)| Evidence {
                         run_id: run_id.clone(),
-                        hops: sum.evidence_hops.get(run_id).cloned().unwrap_or_default(),
+                        hops: hops.clone(),
                         saving: *saving,
                     })
                     .collect();

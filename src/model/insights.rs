@@ -630,8 +630,8 @@ pub fn cost_histogram(
 ) -> Option<Histogram> {
     let buckets = buckets.max(1);
     let remaining = costs.len().checked_sub(left_out.len())?;
-    let free = costs.partition_point(|c| *c <= Usd::ZERO)
-        - left_out.partition_point(|c| *c <= Usd::ZERO);
+    let free =
+        costs.partition_point(|c| *c <= Usd::ZERO) - left_out.partition_point(|c| *c <= Usd::ZERO);
     let low = costs.nth_without(free, left_out)?;
     let high = costs.nth_without(remaining.checked_sub(1)?, left_out)?;
     let mut histogram = Histogram {

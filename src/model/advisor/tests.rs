@@ -406,6 +406,51 @@ fn final_runs_give_the_same_advice_keeping_only_the_evidence() {
     assert_eq!(trim.evidence[0].hops, vec![2, 3]);
 }
 
+/// A run the ledger let go stays in every sum but is no longer named as
+/// evidence, in every recommendation it was part of; the others still are.
+#[test]
+fn a_frozen_run_stays_in_the_sums_and_leaves_the_evidence() {
+    let mut hops = Vec::new();
+    for (i, run) in ["a", "b", "c"].into_iter().enumerate() {
+        let extra = u64::try_from(i).unwrap() * 1_000;
+        hops.push(hop(run, 1, "claude-opus-4-6", 2_900, 1_000));
+        hops.push(hop(run, 2, "claude-opus-4-6", 9_000 + extra, 400));
+        hops.push(hop(run, 3, "claude-opus-4-6", 20_000 + extra, 400));
+    }
+    let snap = snapshot(&hops);
+    let span = snap.first_ts_ms.zip(snap.last_ts_ms);
+    let mut advisor = Advisor::new(
+        AdvisorRules::default(),
+        BleedRules::default(),
+        &PriceBook::embedded(),
+    );
+    for run in &snap.runs {
+        advisor.observe(run);
+    }
+    let before = advisor.advice(span, &snap.runs);
+    let named = |advice: &Advice| -> Vec<Vec<String>> {
+        advice
+            .recommendations
+            .iter()
+            .map(|r| r.evidence.iter().map(|e| e.run_id.to_string()).collect())
+            .collect()
+    };
+    assert!(
+        named(&before)
+            .iter()
+            .any(|ids| ids.contains(&"c".to_owned()))
+    );
+    advisor.freeze("c");
+    assert_eq!(advisor.runs_held(), 2);
+    let after = advisor.advice(span, &snap.runs);
+    assert_eq!(after.total, before.total);
+    for (was, now) in named(&before).into_iter().zip(named(&after)) {
+        let kept: Vec<String> = was.into_iter().filter(|id| id != "c").collect();
+        assert_eq!(now, kept);
+    }
+    assert_eq!(rec(&after, Lever::Trim).runs, 3);
+}
+
 #[test]
 fn advisors_merged_say_what_one_advisor_over_all_runs_says() {
     // runs of two agents on three models, twins (equal savings: the

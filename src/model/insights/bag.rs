@@ -43,10 +43,7 @@ impl<T: Ord + Copy> FromIterator<T> for SortedBag<T> {
         values.sort_unstable();
         SortedBag {
             len: values.len(),
-            chunks: values
-                .chunks(CHUNK)
-                .map(|c| Arc::new(c.to_vec()))
-                .collect(),
+            chunks: values.chunks(CHUNK).map(|c| Arc::new(c.to_vec())).collect(),
         }
     }
 }
@@ -131,7 +128,11 @@ impl<T: Ord + Copy> SortedBag<T> {
             .chunks
             .partition_point(|chunk| chunk.last().is_some_and(&mut pred));
         let before: usize = self.chunks[..c].iter().map(|chunk| chunk.len()).sum();
-        before + self.chunks.get(c).map_or(0, |chunk| chunk.partition_point(pred))
+        before
+            + self
+                .chunks
+                .get(c)
+                .map_or(0, |chunk| chunk.partition_point(pred))
     }
 
     /// Every value, smallest first.
@@ -180,9 +181,8 @@ impl<T: Ord + Copy> SortedBag<T> {
             return None;
         }
         // values <= v left once `taken` is out; grows with v
-        let left_up_to = |v: T| {
-            self.partition_point(|x| *x <= v) - taken.partition_point(|x| *x <= v)
-        };
+        let left_up_to =
+            |v: T| self.partition_point(|x| *x <= v) - taken.partition_point(|x| *x <= v);
         // the first rank j of the bag (k <= j <= k + taken) with k + 1
         // values left up to its value: that value is the k-th left
         let (mut lo, mut hi) = (k, k + taken.len());
