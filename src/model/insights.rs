@@ -630,8 +630,14 @@ pub fn cost_histogram(
 ) -> Option<Histogram> {
     let buckets = buckets.max(1);
     let remaining = costs.len().checked_sub(left_out.len())?;
-    let free =
-        costs.partition_point(|c| *c <= Usd::ZERO) - left_out.partition_point(|c| *c <= Usd::ZERO);
+    // counts of `costs` less those left out below a value (saturating:
+    // a cost left out that `costs` lacks is not a run to take back)
+    let below = |pred: &dyn Fn(&Usd) -> bool| {
+        costs
+            .partition_point(pred)
+            .saturating_sub(left_out.partition_point(pred))
+    };
+    let free = below(&|c| *c <= Usd::ZERO);
     let low = costs.nth_without(free, left_out)?;
     let high = costs.nth_without(remaining.checked_sub(1)?, left_out)?;
     let mut histogram = Histogram {
@@ -645,7 +651,7 @@ pub fn cost_histogram(
             remaining
         } else {
             let edge = histogram.edge(i + 1);
-            costs.partition_point(|c| *c < edge) - left_out.partition_point(|c| *c < edge)
+            below(&|c| *c < edge)
         };
         histogram.counts[i] = (to.max(from) - from) as u64;
         from = to.max(from);

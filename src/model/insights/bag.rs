@@ -181,8 +181,9 @@ impl<T: Ord + Copy> SortedBag<T> {
             return None;
         }
         // values <= v left once `taken` is out; grows with v
-        let left_up_to =
-            |v: T| self.partition_point(|x| *x <= v) - taken.partition_point(|x| *x <= v);
+        let left_up_to = |v: T| {
+            (self.partition_point(|x| *x <= v)).saturating_sub(taken.partition_point(|x| *x <= v))
+        };
         // the first rank j of the bag (k <= j <= k + taken) with k + 1
         // values left up to its value: that value is the k-th left
         let (mut lo, mut hi) = (k, k + taken.len());
