@@ -13,12 +13,6 @@ use crate::model::insights::BleedRules;
 use crate::model::{RunAgg, Snapshot};
 use crate::pricing::PriceBook;
 
-/// A run's identity while it is held: where it is. Also the order that
-/// reads the ledger's runs forward in memory (allocated as they came).
-fn address(run: &RunAgg) -> usize {
-    std::ptr::from_ref(run) as usize
-}
-
 /// How many threads the advisor takes: `threads` (`report --threads`), or
 /// one per core.
 #[must_use]
@@ -91,7 +85,7 @@ fn advise_each(
     // reads memory forward (the listed order, by cost, jumps about it and
     // waits on each run; measured in BENCHMARKS.md). Any order gives the
     // same advice.
-    runs.sort_unstable_by_key(|run| address(run));
+    runs.sort_unstable_by_key(|run| run.address());
     let runs = &runs[..];
     let threads = threads.clamp(1, (runs.len() / MIN_RUNS_PER_THREAD).max(1));
     if threads == 1 {
@@ -199,13 +193,13 @@ impl EarlyAdvisor {
             Some(Err(panic)) => std::panic::resume_unwind(panic),
             None => return (advise_final_runs(runs, rules, bleed, prices, threads), 0),
         };
-        let mut read: Vec<usize> = read.iter().flatten().map(|run| address(run)).collect();
+        let mut read: Vec<usize> = read.iter().flatten().map(|run| run.address()).collect();
         read.sort_unstable();
         let mut current = 0;
         let rest: Vec<&RunAgg> = runs
             .iter()
             .filter(|run| {
-                let early = read.binary_search(&address(run)).is_ok();
+                let early = read.binary_search(&run.address()).is_ok();
                 current += usize::from(early);
                 !early
             })

@@ -485,8 +485,7 @@ impl Advisor {
                     sum.evidence.remove(&(rec.saving, run_id.clone()));
                 }
             }
-            let run_id = &*run_id;
-            self.breaks.remove(run_id);
+            self.breaks.remove(&run_id);
         }
     }
 

@@ -372,6 +372,13 @@ struct HitIndex {
 const SCANNED_HITS: usize = 8;
 
 impl RunAgg {
+    /// Where this run is: its identity while it is held (an `Arc` held
+    /// keeps its address from being reused), read without touching it.
+    #[must_use]
+    pub fn address(&self) -> usize {
+        std::ptr::from_ref(self).addr()
+    }
+
     /// A run without calls.
     #[must_use]
     pub fn new(run_id: Arc<str>) -> Self {

@@ -375,16 +375,22 @@ fn kept_up_to_date_run_by_run_it_says_what_a_fresh_advisor_says() {
     assert!(live.advice(span, &snap.runs).total.hops == 4);
 }
 
-#[test]
-fn final_runs_give_the_same_advice_keeping_only_the_evidence() {
+/// Three-hop runs on a premium model whose context grows (trimming pays),
+/// each a little dearer than the one before.
+fn growing_runs(ids: &[&'static str]) -> Vec<Hop> {
     let mut hops = Vec::new();
-    for (i, run) in ["a", "b", "c", "d", "e", "f", "g"].into_iter().enumerate() {
+    for (i, run) in ids.iter().enumerate() {
         let extra = u64::try_from(i).unwrap() * 1_000;
         hops.push(hop(run, 1, "claude-opus-4-6", 2_900, 1_000));
         hops.push(hop(run, 2, "claude-opus-4-6", 9_000 + extra, 400));
         hops.push(hop(run, 3, "claude-opus-4-6", 20_000 + extra, 400));
     }
-    let snap = snapshot(&hops);
+    hops
+}
+
+#[test]
+fn final_runs_give_the_same_advice_keeping_only_the_evidence() {
+    let snap = snapshot(&growing_runs(&["a", "b", "c", "d", "e", "f", "g"]));
     let span = snap.first_ts_ms.zip(snap.last_ts_ms);
     let book = PriceBook::embedded();
     let (mut live, mut last) = (
@@ -410,14 +416,7 @@ fn final_runs_give_the_same_advice_keeping_only_the_evidence() {
 /// evidence, in every recommendation it was part of; the others still are.
 #[test]
 fn a_frozen_run_stays_in_the_sums_and_leaves_the_evidence() {
-    let mut hops = Vec::new();
-    for (i, run) in ["a", "b", "c"].into_iter().enumerate() {
-        let extra = u64::try_from(i).unwrap() * 1_000;
-        hops.push(hop(run, 1, "claude-opus-4-6", 2_900, 1_000));
-        hops.push(hop(run, 2, "claude-opus-4-6", 9_000 + extra, 400));
-        hops.push(hop(run, 3, "claude-opus-4-6", 20_000 + extra, 400));
-    }
-    let snap = snapshot(&hops);
+    let snap = snapshot(&growing_runs(&["a", "b", "c"]));
     let span = snap.first_ts_ms.zip(snap.last_ts_ms);
     let mut advisor = Advisor::new(
         AdvisorRules::default(),

@@ -145,7 +145,7 @@ impl InsightsIndex {
         } else {
             bleeding.into()
         };
-        self.slot_of.insert(Arc::as_ptr(&run).addr(), slot);
+        self.slot_of.insert(run.address(), slot);
         self.held[slot] = Some(Held { run, bleeding });
     }
 
@@ -153,7 +153,7 @@ impl InsightsIndex {
     pub fn remove(&mut self, slot: usize) {
         if let Some(held) = self.held.get_mut(slot).and_then(Option::take) {
             self.apply(slot, &held.run, Sign::Remove);
-            self.slot_of.remove(&Arc::as_ptr(&held.run).addr());
+            self.slot_of.remove(&held.run.address());
         }
     }
 
@@ -304,7 +304,7 @@ impl InsightsIndex {
         insights.bleeding = snapshot
             .runs
             .iter()
-            .map(|run| match self.slot_of.get(&Arc::as_ptr(run).addr()) {
+            .map(|run| match self.slot_of.get(&run.address()) {
                 Some(&slot) => self.held[slot]
                     .as_ref()
                     .map(|held| held.bleeding.clone())
