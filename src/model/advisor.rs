@@ -132,6 +132,8 @@ struct RunShare {
 #[derive(Debug, Clone)]
 struct ShareRec {
     lever: Lever,
+    /// Its (agent, model) in [`Spare::groups`].
+    group: usize,
     rule: Option<usize>,
     agent: usize,
     model: usize,
@@ -191,6 +193,43 @@ impl ShareRec {
 struct Spare {
     /// Emptied hop lists of recommendations.
     hops: Vec<Vec<u32>>,
+    /// The run's hop identities met so far, and its (agent, model) pairs.
+    places: Vec<IdentPlace>,
+    groups: Vec<RecGroup>,
+}
+
+/// Where the hops of one identity (by its address) add up in the run
+/// being read: their agent's and model's places in [`RunShare`]'s lists,
+/// and their (agent, model) pair in [`Spare::groups`]. Found once per
+/// identity, so a hop costs no name comparison.
+#[derive(Debug, Clone, Copy)]
+struct IdentPlace {
+    ident: usize,
+    agent: usize,
+    model: usize,
+    group: usize,
+}
+
+/// The run's recommendations of one (agent, model): for each lever but
+/// routing, its index in [`RunShare::recs`] once it has one (routing is
+/// also keyed by rule and target, and searched).
+#[derive(Debug, Clone, Copy)]
+struct RecGroup {
+    agent: usize,
+    model: usize,
+    levers: [Option<usize>; 4],
+}
+
+/// The slot of `lever` in [`RecGroup::levers`] (`None`: routing, and the
+/// levers no hop feeds).
+fn lever_slot(lever: Lever) -> Option<usize> {
+    match lever {
+        Lever::Trim => Some(0),
+        Lever::Cache => Some(1),
+        Lever::CacheBreak => Some(2),
+        Lever::Reasoning => Some(3),
+        Lever::Route | Lever::SemanticCache => None,
+    }
 }
 
 impl RecSum {
@@ -567,12 +606,18 @@ impl Advisor {
             spare.hops.push(rec.hops);
         }
         let recs = &mut facts.recs;
+        let Spare {
+            hops: spare_hops,
+            places,
+            groups,
+        } = spare;
+        places.clear();
+        groups.clear();
         let same_target = |a: Option<u32>, b: Option<u32>| match (a, b) {
             (Some(a), Some(b)) => a == b || pricer.model(a).name == pricer.model(b).name,
             (a, b) => a.is_none() && b.is_none(),
         };
         let hops = &run.hops;
-        let same_name = |a: &Arc<str>, b: &Arc<str>| Arc::ptr_eq(a, b) || a == b;
         let mut cache_broke_at = None;
         let limit = {
             let first = run.hops.first();
@@ -580,6 +625,47 @@ impl Advisor {
             self.rules.trim_limit(per_call)
         };
         for (at, (hop, what)) in run.hops.iter().zip(levers).enumerate() {
+            let ident = Arc::as_ptr(hop.ident()).addr();
+            let place = match places.iter().find(|p| p.ident == ident) {
+                Some(place) => *place,
+                None => {
+                    let place_in =
+                        |list: &mut Vec<(usize, Tally)>, name: fn(&HopAgg) -> &Arc<str>| {
+                            let mine = name(hop);
+                            list.iter()
+                                .position(|(other, _)| Arc::ptr_eq(name(&hops[*other]), mine))
+                                .or_else(|| {
+                                    list.iter()
+                                        .position(|(other, _)| name(&hops[*other]) == mine)
+                                })
+                                .unwrap_or_else(|| {
+                                    list.push((at, Tally::default()));
+                                    list.len() - 1
+                                })
+                        };
+                    let agent = place_in(agents, agent_of);
+                    let model = place_in(models, model_of);
+                    let group = groups
+                        .iter()
+                        .position(|g| g.agent == agent && g.model == model)
+                        .unwrap_or_else(|| {
+                            groups.push(RecGroup {
+                                agent,
+                                model,
+                                levers: [None; 4],
+                            });
+                            groups.len() - 1
+                        });
+                    let place = IdentPlace {
+                        ident,
+                        agent,
+                        model,
+                        group,
+                    };
+                    places.push(place);
+                    place
+                }
+            };
             let mut t = Tally {
                 hops: 1,
                 input_tokens: hop.usage.input_total(),
@@ -601,28 +687,36 @@ impl Advisor {
                 }
                 let rule = target.map(|(rule, _)| rule);
                 let target = target.map(|(_, model)| model);
-                let same = |r: &ShareRec| {
-                    r.lever == lever
-                        && r.rule == rule
-                        && same_target(r.target, target)
-                        && same_name(&hops[r.agent].agent, &hop.agent)
-                        && same_name(&hops[r.model].model, &hop.model)
+                let group = &mut groups[place.group];
+                let slot = lever_slot(lever);
+                let found = match slot {
+                    Some(slot) => group.levers[slot],
+                    None => recs.iter().position(|r| {
+                        r.lever == lever
+                            && r.group == place.group
+                            && r.rule == rule
+                            && same_target(r.target, target)
+                    }),
                 };
-                let entry = match recs.iter().position(same) {
+                let entry = match found {
                     Some(i) => &mut recs[i],
                     None => {
                         recs.push(ShareRec {
                             lever,
+                            group: place.group,
                             rule,
-                            agent: at,
-                            model: at,
+                            agent: agents[group.agent].0,
+                            model: models[group.model].0,
                             target,
                             saving: Usd::ZERO,
                             tokens: 0,
-                            hops: spare.hops.pop().unwrap_or_default(),
+                            hops: spare_hops.pop().unwrap_or_default(),
                             limit,
                         });
                         let last = recs.len() - 1;
+                        if let Some(slot) = slot {
+                            group.levers[slot] = Some(last);
+                        }
                         &mut recs[last]
                     }
                 };
@@ -635,7 +729,7 @@ impl Advisor {
                 Some(model) => {
                     let current = what.current;
                     let u = &hop.usage;
-                    let r = pricer.model(model).price.rates;
+                    let r = pricer.model(model).rates();
                     t.cache_saved = Usd::for_tokens(u.cache_read, r.input)
                         .saturating_sub(Usd::for_tokens(u.cache_read, r.cache_read))
                         - Usd::for_tokens(
@@ -697,23 +791,8 @@ impl Advisor {
                     }
                 }
             }
-            for (list, name) in [
-                (&mut *agents, agent_of as fn(&HopAgg) -> &Arc<str>),
-                (&mut *models, model_of),
-            ] {
-                let mine = name(hop);
-                let found = list
-                    .iter()
-                    .position(|(other, _)| Arc::ptr_eq(name(&hops[*other]), mine))
-                    .or_else(|| {
-                        list.iter()
-                            .position(|(other, _)| name(&hops[*other]) == mine)
-                    });
-                match found {
-                    Some(i) => list[i].1.fold(&t, 1),
-                    None => list.push((at, t)),
-                }
-            }
+            agents[place.agent].1.fold(&t, 1);
+            models[place.model].1.fold(&t, 1);
         }
         // the agents partition the hops: their sum is the run's
         for (_, t) in agents.iter() {
@@ -737,7 +816,7 @@ impl Advisor {
             } else {
                 let mut gone = recs.swap_remove(i);
                 gone.hops.clear();
-                spare.hops.push(gone.hops);
+                spare_hops.push(gone.hops);
             }
         }
     }

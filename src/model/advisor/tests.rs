@@ -125,6 +125,75 @@ fn trimming_cuts_each_hop_to_twice_the_first_hop_rounded_up() {
 }
 
 #[test]
+fn hops_of_one_agent_and_model_under_several_tasks_make_one_recommendation() {
+    // limit 6,000 as above; the "writer" hops (two tasks: two hop
+    // identities, one agent and model) lose 14,000 + 4,000 uncached tokens
+    // at $5/M: $0.09 in one recommendation; the other agent's hop 3 loses
+    // 2,000 ($0.01) in its own
+    let rules = AdvisorRules {
+        trim_limit: None,
+        ..bare()
+    };
+    let task = |mut h: Hop, agent: &'static str, task: &'static str| {
+        h.agent = agent;
+        h.task = Some(task);
+        h
+    };
+    let advice = advise(
+        rules,
+        &[
+            task(
+                hop("r", 1, "claude-opus-4-6", 2_900, 1_000),
+                "writer",
+                "draft",
+            ),
+            task(
+                hop("r", 2, "claude-opus-4-6", 20_000, 500),
+                "writer",
+                "edit",
+            ),
+            task(
+                hop("r", 3, "claude-opus-4-6", 8_000, 500),
+                "critic",
+                "review",
+            ),
+            task(
+                hop("r", 4, "claude-opus-4-6", 10_000, 500),
+                "writer",
+                "draft",
+            ),
+        ],
+    );
+    let trims: Vec<_> = advice
+        .recommendations
+        .iter()
+        .filter(|r| r.lever == Lever::Trim)
+        .map(|r| {
+            (
+                &*r.agent,
+                r.saving,
+                r.tokens,
+                r.hops,
+                r.evidence[0].hops.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        trims,
+        vec![
+            ("writer", micros(90_000), 18_000, 2, vec![2, 4]),
+            ("critic", micros(10_000), 2_000, 1, vec![3]),
+        ]
+    );
+    let hops: Vec<_> = advice
+        .by_agent
+        .iter()
+        .map(|a| (&*a.name, a.tally.hops))
+        .collect();
+    assert_eq!(hops, vec![("writer", 3), ("critic", 1)]);
+}
+
+#[test]
 fn caching_reads_the_carried_prefix_and_pays_the_write_premium() {
     // sonnet-4-5: input $3, cache read $0.30, 5-minute write $3.75, output $15 (per M).
     // hop 1 (2,000 in): written for hop 2: 2,000 × 3.75 + 100 × 15 = 9,000 µ$

@@ -15,7 +15,7 @@ use rustc_hash::FxHashMap as HashMap;
 use super::rules::{AdvisorRules, RouteRule, RouteTarget};
 use crate::model::insights::{BleedRules, carried_tokens};
 use crate::model::ledger::{HopAgg, HopIdent, RunAgg};
-use crate::pricing::{ModelPrice, PriceBook, PriceRef, Rates};
+use crate::pricing::{LongContext, ModelPrice, PriceBook, PriceRef, Rates};
 use crate::types::money::Usd;
 use crate::types::usage::Usage;
 
@@ -23,6 +23,10 @@ use crate::types::usage::Usage;
 #[derive(Debug, Clone)]
 pub struct Resolved {
     pub price: Arc<ModelPrice>,
+    /// The price's rates and long-context tier, held here: the per-hop
+    /// path prices with them without following `price`.
+    rates: Rates,
+    long_context: Option<LongContext>,
     /// The canonical name, shared (a recommendation's key holds it).
     pub name: Arc<str>,
     /// The least cacheable prefix ([`AdvisorRules::cache_min`]).
@@ -160,6 +164,8 @@ impl Pricer {
         let pool = self.pool_of(&price);
         let ix = u32::try_from(self.models.len()).unwrap_or(u32::MAX);
         self.models.push(Resolved {
+            rates: price.rates,
+            long_context: price.long_context,
             name: Arc::from(price.name.as_str()),
             cache_min: rules.cache_min(&price),
             price: Arc::new(price),
@@ -202,6 +208,22 @@ impl Pricer {
         };
         self.by_ident.insert(key, (ident.clone(), facts));
         facts
+    }
+}
+
+impl Resolved {
+    /// Its base rates (the price's, held here).
+    #[must_use]
+    pub fn rates(&self) -> Rates {
+        self.rates
+    }
+
+    /// Cost of `usage` (`calls` calls) at this model's prices ([`cost`]).
+    fn cost(&self, usage: &Usage, calls: u32) -> Usd {
+        cost_at(
+            billed_rates(self.rates, self.long_context, usage, calls),
+            usage,
+        )
     }
 }
 
@@ -288,21 +310,28 @@ pub struct Scan {
 /// The rates `usage` is billed at: long-context tier when one call's
 /// input (the mean of the hop's calls) passes the threshold.
 fn rates_for(price: &ModelPrice, usage: &Usage, calls: u32) -> Rates {
-    match price.long_context {
+    billed_rates(price.rates, price.long_context, usage, calls)
+}
+
+fn billed_rates(rates: Rates, long: Option<LongContext>, usage: &Usage, calls: u32) -> Rates {
+    match long {
         Some(tier) if usage.input_total() / u64::from(calls.max(1)) > tier.threshold => tier.rates,
-        _ => price.rates,
+        _ => rates,
     }
 }
 
-/// Cost of `usage` (`calls` calls) under `price`.
-#[must_use]
-pub fn cost(price: &ModelPrice, usage: &Usage, calls: u32) -> Usd {
-    let r = rates_for(price, usage, calls);
+fn cost_at(r: Rates, usage: &Usage) -> Usd {
     Usd::for_tokens(usage.input_uncached, r.input)
         + Usd::for_tokens(usage.cache_read, r.cache_read)
         + Usd::for_tokens(usage.cache_write_5m, r.cache_write_5m)
         + Usd::for_tokens(usage.cache_write_1h, r.cache_write_1h)
         + Usd::for_tokens(usage.output, r.output)
+}
+
+/// Cost of `usage` (`calls` calls) under `price`.
+#[must_use]
+pub fn cost(price: &ModelPrice, usage: &Usage, calls: u32) -> Usd {
+    cost_at(rates_for(price, usage, calls), usage)
 }
 
 /// `usage` with `cut` input tokens taken out: uncached first (carried
@@ -337,7 +366,8 @@ fn fixed_conditions(rule: &RouteRule, hop: &HopAgg) -> bool {
 }
 
 /// The model the first rule matching `hop` sends it to, if one is cheaper
-/// for it than `here` (its cost on its own model).
+/// for it than `here` (its cost on its own model): the rule, the model and
+/// the hop's cost there.
 fn route_hop(
     hop: &HopAgg,
     own: &Resolved,
@@ -345,8 +375,11 @@ fn route_hop(
     here: Usd,
     rules: &AdvisorRules,
     pricer: &Pricer,
-) -> Option<(usize, u32)> {
-    own.price.provider.as_deref()?;
+) -> Option<(usize, u32, Usd)> {
+    // no candidate of its provider (or no provider): nothing to route to
+    if own.pool.is_empty() {
+        return None;
+    }
     let calls = u64::from(hop.calls.max(1));
     let u = &hop.usage;
     let (index, rule) = rules.routes.iter().enumerate().find(|(i, rule)| {
@@ -370,20 +403,20 @@ fn route_hop(
     let cheaper = own
         .pool
         .iter()
-        .map(|&m| (cost(&pricer.model(m).price, u, hop.calls), m))
+        .map(|&m| (pricer.model(m).cost(u, hop.calls), m))
         .filter(|(c, _)| *c < here);
     let chosen = match &rule.to {
         RouteTarget::Cheapest => {
-            cheaper.min_by(|a, b| a.0.cmp(&b.0).then(name(a.1).cmp(name(b.1))))
+            cheaper.min_by(|a, b| a.0.cmp(&b.0).then_with(|| name(a.1).cmp(name(b.1))))
         }
         RouteTarget::NextCheaper => {
-            cheaper.max_by(|a, b| a.0.cmp(&b.0).then(name(b.1).cmp(name(a.1))))
+            cheaper.max_by(|a, b| a.0.cmp(&b.0).then_with(|| name(b.1).cmp(name(a.1))))
         }
         RouteTarget::Model(target) => cheaper
             .into_iter()
             .find(|(_, m)| name(*m).eq_ignore_ascii_case(target)),
     }?;
-    Some((index, chosen.1))
+    Some((index, chosen.1, chosen.0))
 }
 
 /// What caching the carried prefixes would do to a run's priced hops (as
@@ -407,7 +440,7 @@ fn with_cache(slots: &mut [Slot], read: &mut Vec<u64>, writer: &mut Vec<bool>, p
             ..
         } = slots[k];
         let resolved = pricer.model(model);
-        let rates = resolved.price.rates;
+        let rates = resolved.rates;
         if usage.cache_read > 0 || usage.cache_write() > 0 || rates.cache_read >= rates.input {
             continue;
         }
@@ -435,7 +468,7 @@ fn with_cache(slots: &mut [Slot], read: &mut Vec<u64>, writer: &mut Vec<bool>, p
         writer[j] = true;
     }
     for (k, slot) in slots.iter_mut().enumerate() {
-        let rates = pricer.model(slot.model).price.rates;
+        let rates = pricer.model(slot.model).rates;
         let usage = &mut slot.usage;
         usage.input_uncached -= read[k];
         usage.cache_read += read[k];
@@ -480,26 +513,23 @@ pub fn scan(
         };
         let own = pricer.model(model);
         let u = hop.usage;
-        let current = cost(&own.price, &u, hop.calls);
+        let current = own.cost(&u, hop.calls);
         what.model = Some(model);
         what.current = current;
         what.cache_broke = seen_cache && u.cache_read == 0;
         seen_cache |= u.cache_read > 0;
-        what.route = route_hop(hop, own, facts, current, rules, pricer);
-        let routed_model = what.route.map_or(model, |(_, m)| m);
-        let routed_price = &pricer.model(routed_model).price;
-        what.routed = if what.route.is_some() {
-            cost(routed_price, &u, hop.calls)
-        } else {
-            current
-        };
+        let route = route_hop(hop, own, facts, current, rules, pricer);
+        what.route = route.map(|(rule, m, _)| (rule, m));
+        what.routed = route.map_or(current, |(_, _, routed)| routed);
+        let routed_model = route.map_or(model, |(_, m, _)| m);
+        let routed_to = pricer.model(routed_model);
         let allowed = limit.saturating_mul(u64::from(hop.calls.max(1)));
         what.trimmed_tokens = u.input_total().saturating_sub(allowed);
         let trimmed_usage = trim(u, what.trimmed_tokens);
         what.trimmed = if what.trimmed_tokens == 0 {
             current
         } else {
-            cost(&own.price, &trimmed_usage, hop.calls)
+            own.cost(&trimmed_usage, hop.calls)
         };
         // carried after trimming: a trimmed context keeps a stable head
         let before = out.together.last().map_or(0, |p| p.usage.input_total());
@@ -507,7 +537,7 @@ pub fn scan(
         what.routed_trimmed = if what.trimmed_tokens == 0 {
             what.routed
         } else {
-            cost(routed_price, &trimmed_usage, hop.calls)
+            routed_to.cost(&trimmed_usage, hop.calls)
         };
         out.alone.push(Slot {
             model,
@@ -534,7 +564,7 @@ pub fn scan(
                 what.reasoning_excess = u.reasoning - allowed;
                 what.reasoning_excess_cost = Usd::for_tokens(
                     what.reasoning_excess,
-                    rates_for(&own.price, &u, hop.calls).output,
+                    billed_rates(own.rates, own.long_context, &u, hop.calls).output,
                 );
             }
         }
@@ -550,7 +580,7 @@ pub fn scan(
         what.cached = if what.cache_tokens == 0 && !out.writer[k] {
             what.current
         } else {
-            cost(&pricer.model(slot.model).price, &slot.usage, slot.calls)
+            pricer.model(slot.model).cost(&slot.usage, slot.calls)
         };
     }
     with_cache(&mut out.together, &mut out.read, &mut out.writer, pricer);
@@ -560,7 +590,7 @@ pub fn scan(
         what.combined = if out.read[k] == 0 && !out.writer[k] {
             what.routed_trimmed
         } else {
-            cost(&pricer.model(slot.model).price, &slot.usage, slot.calls)
+            pricer.model(slot.model).cost(&slot.usage, slot.calls)
         };
         what.combined_usage = slot.usage;
         what.combined_model = Some(slot.model);
