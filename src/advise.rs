@@ -7,6 +7,8 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use rustc_hash::FxHashSet;
+
 use crate::ingest::{EndedQueue, EndedRuns};
 use crate::model::advisor::{Advice, Advisor, AdvisorRules};
 use crate::model::insights::BleedRules;
@@ -141,8 +143,10 @@ pub struct EarlyAdvisor {
     reader: Option<JoinHandle<ReadEarly>>,
 }
 
-/// The early advisor, and the batches of runs it read.
-type ReadEarly = (Advisor, Vec<Vec<Arc<RunAgg>>>);
+/// The early advisor, the batches of runs it read, and their addresses
+/// (gathered there, off the report's critical path: `finish` only looks
+/// them up).
+type ReadEarly = (Advisor, Vec<Vec<Arc<RunAgg>>>, FxHashSet<usize>);
 
 impl EarlyAdvisor {
     /// The advisor, started, and the fold's end of its queue (for
@@ -157,11 +161,13 @@ impl EarlyAdvisor {
             // Every run read is kept until the report has matched them
             // (see `finish`): no other run can take their addresses.
             let mut read = Vec::new();
+            let mut addresses = FxHashSet::default();
             while let Some(runs) = from_fold.next() {
                 advisor.observe_final(runs.iter().map(|run| &**run));
+                addresses.extend(runs.iter().map(|run| run.address()));
                 read.push(runs);
             }
-            (advisor, read)
+            (advisor, read, addresses)
         });
         let early = EarlyAdvisor {
             queue: Arc::clone(&queue),
@@ -188,29 +194,29 @@ impl EarlyAdvisor {
     ) -> (Advisor, usize) {
         let unread = self.queue.waiting();
         self.queue.close();
-        let (mut early, read) = match self.reader.take().map(JoinHandle::join) {
+        let (mut early, read, addresses) = match self.reader.take().map(JoinHandle::join) {
             Some(Ok(done)) => done,
             Some(Err(panic)) => std::panic::resume_unwind(panic),
             None => return (advise_final_runs(runs, rules, bleed, prices, threads), 0),
         };
-        let mut read: Vec<usize> = read.iter().flatten().map(|run| run.address()).collect();
-        read.sort_unstable();
         let mut current = 0;
         let rest: Vec<&RunAgg> = runs
             .iter()
             .filter(|run| {
-                let early = read.binary_search(&run.address()).is_ok();
+                let early = addresses.contains(&run.address());
                 current += usize::from(early);
                 !early
             })
             .map(|run| &**run)
             .collect();
         tracing::debug!(
-            read = read.len(),
+            read = addresses.len(),
             unread_batches = unread,
             "runs advised while the fold went on"
         );
-        if current != read.len() {
+        // `read` holds every run read, so none of their addresses was reused
+        drop(read);
+        if current != addresses.len() {
             return (advise_final_runs(runs, rules, bleed, prices, threads), 0);
         }
         let rest = advise_each(rest, rules, bleed, prices, threads);
