@@ -380,13 +380,18 @@ pub fn compare_text(cmp: &Comparison, markdown: bool) -> String {
         cmp.ratio
     );
     for d in &cmp.differences {
+        // a surplus (levers saving more than the gap) is no share of it
+        let of_gap = if d.share < 0.0 {
+            "beyond the gap".to_owned()
+        } else {
+            format!("{} of the gap", pct(d.share))
+        };
         let _ = writeln!(
             out,
-            "{}{}. {} ({} of the gap)",
+            "{}{}. {} ({of_gap})",
             if markdown { "" } else { "  " },
             d.rank,
             sanitize(&d.message),
-            pct(d.share)
         );
     }
     out

@@ -153,14 +153,22 @@ pub fn compare(a: Side, advice_a: &Advice, b: Side, advice_b: &Advice) -> Compar
         ),
     ];
     differences.sort_by_key(|d| std::cmp::Reverse(d.1));
-    differences.push((
-        "other",
-        other,
+    let other_message = if other < Usd::ZERO {
+        // the sum still makes the gap: the surplus is told as such, never
+        // as a negative amount left to explain
+        format!(
+            "other: the levers explain ${}/run more than the gap: applied to {}'s hops they would make it cheaper than {} is now (whose own hops can save too)",
+            (Usd::ZERO - other).display_significant(4),
+            dear.label,
+            cheap.label
+        )
+    } else {
         format!(
             "other: ${}/run the levers do not explain (different work, outputs, or cheaper models than the rules route to)",
             other.display_significant(4)
-        ),
-    ));
+        )
+    };
+    differences.push(("other", other, other_message));
     let differences = differences
         .into_iter()
         .enumerate()
@@ -179,5 +187,103 @@ pub fn compare(a: Side, advice_a: &Advice, b: Side, advice_b: &Advice) -> Compar
         differences,
         a,
         b,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::model::advisor::{Combined, Tally};
+
+    fn side(label: &str, cost_per_run: Usd) -> Side {
+        Side {
+            label: label.to_owned(),
+            runs: 10,
+            cost: Usd::from_picos(cost_per_run.picos() * 10),
+            cost_per_run,
+            cost_per_run_median: cost_per_run,
+            cost_per_run_p95: cost_per_run,
+            multiplier: 1.0,
+            growth: 1.0,
+            cache_hit_ratio: 0.0,
+            reasoning_share: 0.0,
+            carried_share: 0.0,
+            model_mix: Vec::new(),
+            unpriced_hops: 0,
+        }
+    }
+
+    /// Ten runs costing `cost` in all, `routed` routed, and so on.
+    fn advice(cost: i128, routed: i128, trimmed: i128, combined: i128) -> Advice {
+        let usd = |d: i128| Usd::from_picos(d * 1_000_000_000_000);
+        Advice {
+            runs: 10,
+            span_ms: None,
+            runs_per_month: None,
+            total: Tally {
+                runs: 10,
+                cost: usd(cost),
+                routed: usd(routed),
+                routed_trimmed: usd(trimmed),
+                combined: usd(combined),
+                ..Tally::default()
+            },
+            by_agent: Vec::new(),
+            by_segment: Vec::new(),
+            by_model: Vec::new(),
+            recommendations: Vec::new(),
+            combined: Combined {
+                cost_per_run: Usd::ZERO,
+                combined_per_run: Usd::ZERO,
+                saving_per_run: Usd::ZERO,
+                saving_per_month: None,
+                unpriced_hops: 0,
+            },
+            cache_breaks: Vec::new(),
+            cache_break_runs: 0,
+            forecasts: Vec::new(),
+        }
+    }
+
+    fn dollars(n: i128) -> Usd {
+        Usd::from_picos(n * 1_000_000_000_000)
+    }
+
+    #[test]
+    fn levers_that_explain_more_than_the_gap_are_told_as_a_surplus() {
+        // a: $10/run, b: $8/run; the levers take a from $100 to $40 in all
+        // ($6/run: $4 routing, $1 trimming, $1 caching): $4/run beyond the gap
+        let a = side("a", dollars(10));
+        let b = side("b", dollars(8));
+        let cmp = compare(a, &advice(100, 60, 50, 40), b, &advice(80, 80, 80, 80));
+        assert_eq!(cmp.gap_per_run, dollars(2));
+        let other = cmp.differences.last().unwrap();
+        assert_eq!(other.kind, "other");
+        assert_eq!(other.explains_per_run, dollars(-4));
+        let sum: Usd = cmp.differences.iter().map(|d| d.explains_per_run).sum();
+        assert_eq!(sum, cmp.gap_per_run);
+        assert!(!other.message.contains('-'), "{}", other.message);
+        assert!(
+            other.message.contains("$4.0000/run more than the gap"),
+            "{}",
+            other.message
+        );
+    }
+
+    #[test]
+    fn what_the_levers_leave_of_the_gap_is_other() {
+        let a = side("a", dollars(10));
+        let b = side("b", dollars(2));
+        let cmp = compare(a, &advice(100, 60, 50, 40), b, &advice(20, 20, 20, 20));
+        let other = cmp.differences.last().unwrap();
+        assert_eq!(other.explains_per_run, dollars(2));
+        assert!(
+            other
+                .message
+                .starts_with("other: $2.0000/run the levers do not explain"),
+            "{}",
+            other.message
+        );
     }
 }
