@@ -155,23 +155,40 @@ impl EarlyAdvisor {
     pub fn start(rules: AdvisorRules, bleed: BleedRules, prices: PriceBook) -> (Self, EndedRuns) {
         let queue = Arc::new(EndedQueue::default());
         let from_fold = Arc::clone(&queue);
-        let reader = std::thread::spawn(move || {
-            run_when_idle();
-            let mut advisor = Advisor::new(rules, bleed, &prices);
-            // Every run read is kept until the report has matched them
-            // (see `finish`): no other run can take their addresses.
-            let mut read = Vec::new();
-            let mut addresses = FxHashSet::default();
-            while let Some(runs) = from_fold.next() {
-                advisor.observe_final(runs.iter().map(|run| &**run));
-                addresses.extend(runs.iter().map(|run| run.address()));
-                read.push(runs);
-            }
-            (advisor, read, addresses)
-        });
+        let reader = std::thread::Builder::new()
+            .name("early-advisor".into())
+            .spawn(move || {
+                run_when_idle();
+                let mut advisor = Advisor::with_book(rules, bleed, Arc::new(prices));
+                // Every run read is kept until the report has matched them
+                // (see `finish`): no other run can take their addresses.
+                let mut read = Vec::new();
+                let mut addresses = FxHashSet::default();
+                while let Some(runs) = from_fold.next() {
+                    advisor.observe_final(runs.iter().map(|run| &**run));
+                    addresses.extend(runs.iter().map(|run| run.address()));
+                    read.push(runs);
+                }
+                (advisor, read, addresses)
+            });
+        Self::with_reader(queue, reader)
+    }
+
+    /// Without a thread (the system refused one) the fold queues nothing
+    /// and `finish` reads every run.
+    fn with_reader(
+        queue: Arc<EndedQueue>,
+        reader: std::io::Result<JoinHandle<ReadEarly>>,
+    ) -> (Self, EndedRuns) {
+        let reader = reader
+            .inspect_err(|error| {
+                tracing::debug!("no early advisor thread: {error}");
+                queue.close();
+            })
+            .ok();
         let early = EarlyAdvisor {
             queue: Arc::clone(&queue),
-            reader: Some(reader),
+            reader,
         };
         (early, EndedRuns::new(queue))
     }
@@ -344,6 +361,42 @@ mod tests {
         assert_eq!(kept, ended / EndedRuns::BATCH * EndedRuns::BATCH);
         assert!(!alone.recommendations.is_empty());
         assert_eq!(early, alone);
+    }
+
+    #[test]
+    fn without_a_thread_for_it_the_report_reads_every_run_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bench.jsonl");
+        workload::write_bench_corpus(&path, 5_000, 5).unwrap();
+        let text = std::fs::read(&path).unwrap();
+        let (rules, bleed) = (AdvisorRules::default(), BleedRules::default());
+        let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default().unlimited());
+        ledger.note_ended_runs();
+        let queue = Arc::new(EndedQueue::default());
+        let (early, ended) =
+            EarlyAdvisor::with_reader(Arc::clone(&queue), Err(std::io::Error::other("no thread")));
+        let mut ingestor = Ingestor::new(&mut ledger, TimeWindow::default());
+        ingestor.ended = Some(ended);
+        for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let origin = LineOrigin {
+                source: "bench",
+                rough: false,
+            };
+            ingestor
+                .ledger
+                .apply(&native::parse_line(line, origin).unwrap());
+            ingestor.hand_off_ended_runs();
+        }
+        assert_eq!(queue.waiting(), 0, "nothing is queued for no reader");
+        let snapshot = ledger.snapshot();
+        assert!(snapshot.runs.iter().filter(|r| r.ended.is_some()).count() > EndedRuns::BATCH);
+        let span = snapshot.first_ts_ms.zip(snapshot.last_ts_ms);
+        let (advisor, kept) = early.finish(&snapshot.runs, &rules, &bleed, ledger.prices(), 2);
+        assert_eq!(kept, 0);
+        let alone = advise_final_runs(&snapshot.runs, &rules, &bleed, ledger.prices(), 1);
+        let advice = advisor.advice(span, &snapshot.runs);
+        assert!(!advice.recommendations.is_empty());
+        assert_eq!(advice, alone.advice(span, &snapshot.runs));
     }
 
     #[test]

@@ -392,8 +392,14 @@ pub struct Advisor {
 impl Advisor {
     #[must_use]
     pub fn new(rules: AdvisorRules, bleed: BleedRules, prices: &PriceBook) -> Advisor {
+        Advisor::with_book(rules, bleed, Arc::new(prices.clone()))
+    }
+
+    /// [`Advisor::new`] with a book it shares instead of copying.
+    #[must_use]
+    pub fn with_book(rules: AdvisorRules, bleed: BleedRules, book: Arc<PriceBook>) -> Advisor {
         Advisor {
-            pricer: Pricer::new(&rules, Arc::new(prices.clone())),
+            pricer: Pricer::new(&rules, book),
             scan: Scan::default(),
             share: RunShare::default(),
             spare: Spare::default(),
