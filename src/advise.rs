@@ -298,24 +298,20 @@ mod tests {
         }
     }
 
-    /// The bench corpus folded with its ended runs handed to an early
-    /// advisor every 500 lines, then `late` (lines after the runs ended);
-    /// the advice of the early path, how many runs it kept, and the advice
-    /// of the final pass alone over the same snapshot.
-    fn early_and_final(late: &[&str]) -> (Advice, usize, usize, Advice) {
+    /// The bench corpus (`events` lines, then `late`: lines after the runs
+    /// ended) folded into a ledger that hands its ended runs to `ended`
+    /// every 500 lines.
+    fn fold_handing_off(events: u64, late: &[&str], ended: EndedRuns) -> Ledger {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bench.jsonl");
-        workload::write_bench_corpus(&path, 20_000, 5).unwrap();
+        workload::write_bench_corpus(&path, events, 5).unwrap();
         let text = std::fs::read(&path).unwrap();
         let lines = text
             .split(|b| *b == b'\n')
             .filter(|l| !l.is_empty())
             .chain(late.iter().map(|l| l.as_bytes()));
-        let (rules, bleed) = (AdvisorRules::default(), BleedRules::default());
         let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default().unlimited());
         ledger.note_ended_runs();
-        let (early, ended) =
-            EarlyAdvisor::start(rules.clone(), bleed.clone(), PriceBook::embedded());
         let mut ingestor = Ingestor::new(&mut ledger, TimeWindow::default());
         ingestor.ended = Some(ended);
         for (i, line) in lines.enumerate() {
@@ -331,15 +327,14 @@ mod tests {
             }
         }
         ingestor.hand_off_ended_runs();
-        // every batch handed off taken by the reader (then read in full)
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while early.queue.waiting() > 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the reader took no batch"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        ledger
+    }
+
+    /// The advice of `early` finished over `ledger`'s runs, how many runs'
+    /// early reading it kept, how many runs ended, and the advice of the
+    /// final pass alone over the same snapshot.
+    fn finish_and_alone(early: EarlyAdvisor, ledger: &Ledger) -> (Advice, usize, usize, Advice) {
+        let (rules, bleed) = (AdvisorRules::default(), BleedRules::default());
         let snapshot = ledger.snapshot();
         let ended = snapshot.runs.iter().filter(|r| r.ended.is_some()).count();
         let span = snapshot.first_ts_ms.zip(snapshot.last_ts_ms);
@@ -351,6 +346,27 @@ mod tests {
             ended,
             alone.advice(span, &snapshot.runs),
         )
+    }
+
+    /// [`fold_handing_off`] 20,000 lines to an early advisor, waiting until
+    /// it took every batch, then [`finish_and_alone`].
+    fn early_and_final(late: &[&str]) -> (Advice, usize, usize, Advice) {
+        let (early, ended) = EarlyAdvisor::start(
+            AdvisorRules::default(),
+            BleedRules::default(),
+            PriceBook::embedded(),
+        );
+        let ledger = fold_handing_off(20_000, late, ended);
+        // every batch handed off taken by the reader (then read in full)
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while early.queue.waiting() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the reader took no batch"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        finish_and_alone(early, &ledger)
     }
 
     #[test]
@@ -365,38 +381,16 @@ mod tests {
 
     #[test]
     fn without_a_thread_for_it_the_report_reads_every_run_itself() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bench.jsonl");
-        workload::write_bench_corpus(&path, 5_000, 5).unwrap();
-        let text = std::fs::read(&path).unwrap();
-        let (rules, bleed) = (AdvisorRules::default(), BleedRules::default());
-        let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default().unlimited());
-        ledger.note_ended_runs();
         let queue = Arc::new(EndedQueue::default());
         let (early, ended) =
             EarlyAdvisor::with_reader(Arc::clone(&queue), Err(std::io::Error::other("no thread")));
-        let mut ingestor = Ingestor::new(&mut ledger, TimeWindow::default());
-        ingestor.ended = Some(ended);
-        for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            let origin = LineOrigin {
-                source: "bench",
-                rough: false,
-            };
-            ingestor
-                .ledger
-                .apply(&native::parse_line(line, origin).unwrap());
-            ingestor.hand_off_ended_runs();
-        }
+        let ledger = fold_handing_off(5_000, &[], ended);
         assert_eq!(queue.waiting(), 0, "nothing is queued for no reader");
-        let snapshot = ledger.snapshot();
-        assert!(snapshot.runs.iter().filter(|r| r.ended.is_some()).count() > EndedRuns::BATCH);
-        let span = snapshot.first_ts_ms.zip(snapshot.last_ts_ms);
-        let (advisor, kept) = early.finish(&snapshot.runs, &rules, &bleed, ledger.prices(), 2);
+        let (advice, kept, ended, alone) = finish_and_alone(early, &ledger);
+        assert!(ended > EndedRuns::BATCH, "{ended} runs ended");
         assert_eq!(kept, 0);
-        let alone = advise_final_runs(&snapshot.runs, &rules, &bleed, ledger.prices(), 1);
-        let advice = advisor.advice(span, &snapshot.runs);
         assert!(!advice.recommendations.is_empty());
-        assert_eq!(advice, alone.advice(span, &snapshot.runs));
+        assert_eq!(advice, alone);
     }
 
     #[test]

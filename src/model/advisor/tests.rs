@@ -134,34 +134,18 @@ fn hops_of_one_agent_and_model_under_several_tasks_make_one_recommendation() {
         trim_limit: None,
         ..bare()
     };
-    let task = |mut h: Hop, agent: &'static str, task: &'static str| {
-        h.agent = agent;
-        h.task = Some(task);
-        h
+    let opus = |n, input, agent, task| Hop {
+        agent,
+        task: Some(task),
+        ..hop("r", n, "claude-opus-4-6", input, 500)
     };
     let advice = advise(
         rules,
         &[
-            task(
-                hop("r", 1, "claude-opus-4-6", 2_900, 1_000),
-                "writer",
-                "draft",
-            ),
-            task(
-                hop("r", 2, "claude-opus-4-6", 20_000, 500),
-                "writer",
-                "edit",
-            ),
-            task(
-                hop("r", 3, "claude-opus-4-6", 8_000, 500),
-                "critic",
-                "review",
-            ),
-            task(
-                hop("r", 4, "claude-opus-4-6", 10_000, 500),
-                "writer",
-                "draft",
-            ),
+            opus(1, 2_900, "writer", "draft"),
+            opus(2, 20_000, "writer", "edit"),
+            opus(3, 8_000, "critic", "review"),
+            opus(4, 10_000, "writer", "draft"),
         ],
     );
     let trims: Vec<_> = advice
