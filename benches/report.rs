@@ -215,8 +215,10 @@ fn tokwatch_report_with(path: &Path, read: ReadFiles, advise: bool) -> anyhow::R
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
     // `TOKWATCH_BENCH_EARLY=0`: no advisor during the fold (all of it after)
     let early = std::env::var("TOKWATCH_BENCH_EARLY").map_or(true, |e| e != "0");
+    let start = Instant::now();
     let (ledger, events, early) = fold_report(path, read, advise && early && threads > 1)?;
     let snapshot = ledger.snapshot();
+    let folded = start.elapsed();
     if advise {
         let advice = tokwatch::advise::advise_runs(
             &snapshot,
@@ -227,8 +229,49 @@ fn tokwatch_report_with(path: &Path, read: ReadFiles, advise: bool) -> anyhow::R
             early,
         );
         std::hint::black_box(advice);
+        let waited = start.elapsed().saturating_sub(folded);
+        AFTER_THE_FOLD
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((folded, waited));
     }
     Ok((events, snapshot.totals.total_tokens))
+}
+
+/// Per report with insights: the fold (with its snapshot) and the wait for
+/// the advice after it. The early advisor does not slow the fold (it runs
+/// at idle priority), so the wait over the fold is the insights' cost
+/// measured within one report, where the ratio of two reports' walls also
+/// carries the noise between them.
+static AFTER_THE_FOLD: std::sync::Mutex<Vec<(Duration, Duration)>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn print_after_the_fold() {
+    let mut seen = AFTER_THE_FOLD
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    if seen.is_empty() {
+        return;
+    }
+    let share = |(fold, wait): &(Duration, Duration)| wait.as_secs_f64() / fold.as_secs_f64();
+    seen.sort_by(|a, b| share(a).total_cmp(&share(b)));
+    let list: Vec<String> = seen
+        .iter()
+        .map(|(fold, wait)| {
+            format!(
+                "{:.0} ms after {:.3} s",
+                wait.as_secs_f64() * 1e3,
+                fold.as_secs_f64()
+            )
+        })
+        .collect();
+    println!("advice after the fold, each report: {}", list.join(", "));
+    println!(
+        "wait after the fold / fold: median {:.3}, worst {:.3} (goal <= 0.10)",
+        share(&seen[seen.len() / 2]),
+        share(&seen[seen.len() - 1])
+    );
 }
 
 /// Best (minimum) time of several runs.
@@ -466,6 +509,7 @@ fn main() -> anyhow::Result<()> {
     ours.print("tokwatch 1 thread (1 core):");
     pipe.print("tokwatch pipelined (2 cores):");
     advised.print("tokwatch pipelined + advisor (insights):");
+    print_after_the_fold();
     if pipe.time.is_some() && advised.time.is_some() {
         println!(
             "ratio with insights / without: {:.3}x wall, {:.3}x cpu (goal <= 1.10x; best of {runs}, interleaved)",
