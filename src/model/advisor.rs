@@ -1140,12 +1140,26 @@ fn named(tallies: &Tallies) -> Vec<Named> {
     out
 }
 
-/// `usd` × `part` ÷ `whole`, exact (rounded down).
+/// `usd` × `part` ÷ `whole`, exact (rounded toward zero), for a part of
+/// a whole (`part` ≤ `whole`): where the product would leave i128, as
+/// quotient and remainder, so that no amount is too large (a greater
+/// `part` saturates).
 pub(crate) fn scale(usd: Usd, part: u64, whole: u64) -> Usd {
     if whole == 0 {
         return Usd::ZERO;
     }
-    Usd::from_picos(usd.picos() * i128::from(part) / i128::from(whole))
+    let picos = usd.picos();
+    if let Some(product) = picos.checked_mul(i128::from(part)) {
+        return Usd::from_picos(product / i128::from(whole));
+    }
+    let quotient = picos / i128::from(whole);
+    let remainder = picos % i128::from(whole);
+    // |remainder| < whole: |remainder| × part fits u128; the fraction is below part
+    let fraction = remainder.unsigned_abs() * u128::from(part) / u128::from(whole);
+    let fraction = i128::try_from(fraction).unwrap_or(i128::MAX);
+    let fraction = if remainder < 0 { -fraction } else { fraction };
+    let whole_part = quotient.saturating_mul(i128::from(part));
+    Usd::from_picos(whole_part.saturating_add(fraction))
 }
 
 /// `usd` ÷ `n`, exact (rounded down); zero when `n` is 0.

@@ -629,3 +629,48 @@ fn a_batch_of_final_runs_adds_up_by_name_past_the_memo_bound() {
     assert!(live.recommendations.len() > 3);
     assert_eq!(live, batch);
 }
+
+#[test]
+fn scaling_a_large_amount_to_a_part_of_it_is_exact_where_the_product_overflows() {
+    // the hostile hop: input worth 2^100 picodollars, nearly all of it carried
+    let input_cost = Usd::from_picos(1 << 100);
+    let whole = u64::MAX;
+    let part = u64::MAX - 1;
+    // 2^100 × (whole - 1) ÷ whole = 2^100 - 2^100 ÷ whole, where 2^100 ÷ whole is a
+    // little over 2^36: toward zero, 2^100 - 2^36 - 1
+    let expected = (1_i128 << 100) - (1 << 36) - 1;
+    assert_eq!(scale(input_cost, part, whole), Usd::from_picos(expected));
+    assert_eq!(scale(input_cost, whole, whole), input_cost);
+    assert_eq!(
+        scale(Usd::from_picos(-(1 << 100)), part, whole),
+        Usd::from_picos(-expected)
+    );
+    assert_eq!(
+        scale(Usd::from_picos(i128::MAX), 1, 1),
+        Usd::from_picos(i128::MAX)
+    );
+}
+
+#[test]
+fn scaling_an_amount_is_the_product_over_the_whole_toward_zero() {
+    for (picos, part, whole) in [
+        (1_000_i128, 1_u64, 3_u64),
+        (1_000, 2, 3),
+        (-1_000, 2, 3),
+        (7, 0, 5),
+        (123_456_789, 4_000, 10_000),
+        (-123_456_789, 9_999, 10_000),
+        (5, 3, 0),
+    ] {
+        let expected = if whole == 0 {
+            0
+        } else {
+            picos * i128::from(part) / i128::from(whole)
+        };
+        assert_eq!(
+            scale(Usd::from_picos(picos), part, whole),
+            Usd::from_picos(expected),
+            "{picos} × {part} ÷ {whole}"
+        );
+    }
+}
