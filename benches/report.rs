@@ -163,7 +163,7 @@ type ReadFiles = fn(
 ) -> Result<(), DiscoverError>;
 
 fn tokwatch_report(path: &Path, read: ReadFiles) -> anyhow::Result<(u64, u64)> {
-    tokwatch_report_with(path, read, false)
+    tokwatch_report_with(path, read, None)
 }
 
 /// The report's ledger after `read` folded `path` into it, and the events
@@ -204,9 +204,14 @@ fn fold_report(
     Ok((ledger, events, early))
 }
 
-/// [`tokwatch_report`], with the advisor over every run when `advise`
-/// (what `tokwatch report` does for the JSON `insights`).
-fn tokwatch_report_with(path: &Path, read: ReadFiles, advise: bool) -> anyhow::Result<(u64, u64)> {
+/// [`tokwatch_report`], with the advisor over every run when `advised` is
+/// given (what `tokwatch report` does for the JSON `insights`): it gets the
+/// fold's time (with the snapshot) and the wait for the advice after it.
+fn tokwatch_report_with(
+    path: &Path,
+    read: ReadFiles,
+    advised: Option<&mut Vec<FoldAndWait>>,
+) -> anyhow::Result<(u64, u64)> {
     // as `tokwatch report` does it: on every core (`TOKWATCH_BENCH_ADVISOR_THREADS`
     // sets how many, 1 for the advisor on the aggregating thread alone)
     let threads = std::env::var("TOKWATCH_BENCH_ADVISOR_THREADS")
@@ -216,10 +221,11 @@ fn tokwatch_report_with(path: &Path, read: ReadFiles, advise: bool) -> anyhow::R
     // `TOKWATCH_BENCH_EARLY=0`: no advisor during the fold (all of it after)
     let early = std::env::var("TOKWATCH_BENCH_EARLY").map_or(true, |e| e != "0");
     let start = Instant::now();
-    let (ledger, events, early) = fold_report(path, read, advise && early && threads > 1)?;
+    let (ledger, events, early) =
+        fold_report(path, read, advised.is_some() && early && threads > 1)?;
     let snapshot = ledger.snapshot();
     let folded = start.elapsed();
-    if advise {
+    if let Some(advised) = advised {
         let advice = tokwatch::advise::advise_runs(
             &snapshot,
             AdvisorRules::default(),
@@ -229,32 +235,24 @@ fn tokwatch_report_with(path: &Path, read: ReadFiles, advise: bool) -> anyhow::R
             early,
         );
         std::hint::black_box(advice);
-        let waited = start.elapsed().saturating_sub(folded);
-        AFTER_THE_FOLD
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push((folded, waited));
+        advised.push((folded, start.elapsed().saturating_sub(folded)));
     }
     Ok((events, snapshot.totals.total_tokens))
 }
 
-/// Per report with insights: the fold (with its snapshot) and the wait for
-/// the advice after it. The early advisor does not slow the fold (it runs
-/// at idle priority), so the wait over the fold is the insights' cost
-/// measured within one report, where the ratio of two reports' walls also
-/// carries the noise between them.
-static AFTER_THE_FOLD: std::sync::Mutex<Vec<(Duration, Duration)>> =
-    std::sync::Mutex::new(Vec::new());
+/// A report with insights: its fold (with the snapshot), and the wait for
+/// the advice after it.
+type FoldAndWait = (Duration, Duration);
 
-fn print_after_the_fold() {
-    let mut seen = AFTER_THE_FOLD
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
+/// The early advisor does not slow the fold (it runs at idle priority), so
+/// the wait over the fold is the insights' cost measured within one
+/// report, where the ratio of two reports' walls also carries the noise
+/// between them.
+fn print_after_the_fold(seen: &mut [FoldAndWait]) {
     if seen.is_empty() {
         return;
     }
-    let share = |(fold, wait): &(Duration, Duration)| wait.as_secs_f64() / fold.as_secs_f64();
+    let share = |(fold, wait): &FoldAndWait| wait.as_secs_f64() / fold.as_secs_f64();
     seen.sort_by(|a, b| share(a).total_cmp(&share(b)));
     let list: Vec<String> = seen
         .iter()
@@ -481,9 +479,12 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let mut ledger = Best::default();
     let mut advised = Best::all_threads();
+    let mut fold_and_wait = Vec::new();
     for _ in 0..runs {
         if wanted("insights") {
-            advised.run(|| tokwatch_report_with(&path, pipeline::read_files, true))?;
+            advised.run(|| {
+                tokwatch_report_with(&path, pipeline::read_files, Some(&mut fold_and_wait))
+            })?;
         }
         if wanted("baseline") {
             base.run(|| baseline(&path))?;
@@ -509,7 +510,7 @@ fn main() -> anyhow::Result<()> {
     ours.print("tokwatch 1 thread (1 core):");
     pipe.print("tokwatch pipelined (2 cores):");
     advised.print("tokwatch pipelined + advisor (insights):");
-    print_after_the_fold();
+    print_after_the_fold(&mut fold_and_wait);
     if pipe.time.is_some() && advised.time.is_some() {
         println!(
             "ratio with insights / without: {:.3}x wall, {:.3}x cpu (goal <= 1.10x; best of {runs}, interleaved)",

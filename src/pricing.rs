@@ -134,12 +134,22 @@ pub fn quote_model(model: &ModelPrice, usage: &Usage) -> Quote {
         Some(tier) if usage.input_total() > tier.threshold => (tier.rates, true),
         _ => (model.rates, false),
     };
-    let cost = Usd::for_tokens(usage.input_uncached, rates.input)
-        + Usd::for_tokens(usage.cache_read, rates.cache_read)
-        + Usd::for_tokens(usage.cache_write_5m, rates.cache_write_5m)
-        + Usd::for_tokens(usage.cache_write_1h, rates.cache_write_1h)
-        + Usd::for_tokens(usage.output, rates.output);
-    Quote { cost, long_context }
+    Quote {
+        cost: rates.cost(usage),
+        long_context,
+    }
+}
+
+impl Rates {
+    /// Cost of `usage`, every token at these rates (the tier already chosen).
+    #[must_use]
+    pub fn cost(&self, usage: &Usage) -> Usd {
+        Usd::for_tokens(usage.input_uncached, self.input)
+            + Usd::for_tokens(usage.cache_read, self.cache_read)
+            + Usd::for_tokens(usage.cache_write_5m, self.cache_write_5m)
+            + Usd::for_tokens(usage.cache_write_1h, self.cache_write_1h)
+            + Usd::for_tokens(usage.output, self.output)
+    }
 }
 
 /// Names to try, in order: as given, without a provider prefix, without a

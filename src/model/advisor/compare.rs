@@ -216,17 +216,16 @@ mod tests {
 
     /// Ten runs costing `cost` in all, `routed` routed, and so on.
     fn advice(cost: i128, routed: i128, trimmed: i128, combined: i128) -> Advice {
-        let usd = |d: i128| Usd::from_picos(d * 1_000_000_000_000);
         Advice {
             runs: 10,
             span_ms: None,
             runs_per_month: None,
             total: Tally {
                 runs: 10,
-                cost: usd(cost),
-                routed: usd(routed),
-                routed_trimmed: usd(trimmed),
-                combined: usd(combined),
+                cost: dollars(cost),
+                routed: dollars(routed),
+                routed_trimmed: dollars(trimmed),
+                combined: dollars(combined),
                 ..Tally::default()
             },
             by_agent: Vec::new(),

@@ -220,10 +220,7 @@ impl Resolved {
 
     /// Cost of `usage` (`calls` calls) at this model's prices ([`cost`]).
     fn cost(&self, usage: &Usage, calls: u32) -> Usd {
-        cost_at(
-            billed_rates(self.rates, self.long_context, usage, calls),
-            usage,
-        )
+        billed_rates(self.rates, self.long_context, usage, calls).cost(usage)
     }
 }
 
@@ -307,12 +304,8 @@ pub struct Scan {
     writer: Vec<bool>,
 }
 
-/// The rates `usage` is billed at: long-context tier when one call's
-/// input (the mean of the hop's calls) passes the threshold.
-fn rates_for(price: &ModelPrice, usage: &Usage, calls: u32) -> Rates {
-    billed_rates(price.rates, price.long_context, usage, calls)
-}
-
+/// The rates `usage` (`calls` calls) is billed at: the long-context tier
+/// when one call's input (the mean of the hop's calls) passes the threshold.
 fn billed_rates(rates: Rates, long: Option<LongContext>, usage: &Usage, calls: u32) -> Rates {
     match long {
         Some(tier) if usage.input_total() / u64::from(calls.max(1)) > tier.threshold => tier.rates,
@@ -320,18 +313,10 @@ fn billed_rates(rates: Rates, long: Option<LongContext>, usage: &Usage, calls: u
     }
 }
 
-fn cost_at(r: Rates, usage: &Usage) -> Usd {
-    Usd::for_tokens(usage.input_uncached, r.input)
-        + Usd::for_tokens(usage.cache_read, r.cache_read)
-        + Usd::for_tokens(usage.cache_write_5m, r.cache_write_5m)
-        + Usd::for_tokens(usage.cache_write_1h, r.cache_write_1h)
-        + Usd::for_tokens(usage.output, r.output)
-}
-
 /// Cost of `usage` (`calls` calls) under `price`.
 #[must_use]
 pub fn cost(price: &ModelPrice, usage: &Usage, calls: u32) -> Usd {
-    cost_at(rates_for(price, usage, calls), usage)
+    billed_rates(price.rates, price.long_context, usage, calls).cost(usage)
 }
 
 /// `usage` with `cut` input tokens taken out: uncached first (carried
