@@ -143,12 +143,36 @@ pub fn quote_model(model: &ModelPrice, usage: &Usage) -> Quote {
 impl Rates {
     /// Cost of `usage`, every token at these rates (the tier already chosen).
     #[must_use]
+    #[inline]
     pub fn cost(&self, usage: &Usage) -> Usd {
-        Usd::for_tokens(usage.input_uncached, self.input)
-            + Usd::for_tokens(usage.cache_read, self.cache_read)
-            + Usd::for_tokens(usage.cache_write_5m, self.cache_write_5m)
-            + Usd::for_tokens(usage.cache_write_1h, self.cache_write_1h)
-            + Usd::for_tokens(usage.output, self.output)
+        let u = usage;
+        // Every count and rate below 2^61: each product is below 2^122 and
+        // their sum below 2^125, so plain arithmetic is exact and cannot
+        // saturate (a hot path: the advisor prices each hop several times).
+        let any = u.input_uncached
+            | u.cache_read
+            | u.cache_write_5m
+            | u.cache_write_1h
+            | u.output
+            | self.input
+            | self.cache_read
+            | self.cache_write_5m
+            | self.cache_write_1h
+            | self.output;
+        if any >> 61 == 0 {
+            let wide = |n: u64, rate: u64| u128::from(n) * u128::from(rate);
+            let picos = wide(u.input_uncached, self.input)
+                + wide(u.cache_read, self.cache_read)
+                + wide(u.cache_write_5m, self.cache_write_5m)
+                + wide(u.cache_write_1h, self.cache_write_1h)
+                + wide(u.output, self.output);
+            return Usd::from_picos(i128::try_from(picos).unwrap_or(i128::MAX));
+        }
+        Usd::for_tokens(u.input_uncached, self.input)
+            + Usd::for_tokens(u.cache_read, self.cache_read)
+            + Usd::for_tokens(u.cache_write_5m, self.cache_write_5m)
+            + Usd::for_tokens(u.cache_write_1h, self.cache_write_1h)
+            + Usd::for_tokens(u.output, self.output)
     }
 }
 

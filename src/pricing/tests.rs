@@ -274,3 +274,45 @@ fn zero_usage_costs_zero_but_is_still_priced() {
         Some(Usd::ZERO)
     );
 }
+
+/// The sum of the five products, computed wide (the reference).
+fn wide_cost(rates: &Rates, u: &Usage) -> i128 {
+    let picos: u128 = [
+        (u.input_uncached, rates.input),
+        (u.cache_read, rates.cache_read),
+        (u.cache_write_5m, rates.cache_write_5m),
+        (u.cache_write_1h, rates.cache_write_1h),
+        (u.output, rates.output),
+    ]
+    .iter()
+    .map(|&(n, r)| u128::from(n) * u128::from(r))
+    .fold(0_u128, u128::saturating_add);
+    i128::try_from(picos).unwrap_or(i128::MAX)
+}
+
+#[test]
+fn rates_cost_is_exact_on_both_sides_of_its_fast_path_and_saturates_past_i128() {
+    let rates = |r: u64| Rates {
+        input: r,
+        output: r - 1,
+        cache_read: r / 3,
+        cache_write_5m: r / 2,
+        cache_write_1h: r,
+    };
+    let limit = 1_u64 << 61;
+    for (n, r) in [
+        (3_000, 2_500_000),
+        (limit - 1, limit - 1),
+        (limit, 7),
+        (7, limit),
+        (u64::MAX / 2, 1_000_000_000_000),
+        (1 << 62, 1 << 62),
+    ] {
+        let u = usage(n, n / 2, n / 3, n / 5, n - 1);
+        let rates = rates(r);
+        assert_eq!(rates.cost(&u).picos(), wide_cost(&rates, &u), "{n} × {r}");
+    }
+    // past i128: saturated, never wrapped
+    let u = usage(u64::MAX, u64::MAX, u64::MAX, u64::MAX, u64::MAX);
+    assert_eq!(rates(u64::MAX).cost(&u), Usd::from_picos(i128::MAX));
+}
