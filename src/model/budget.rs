@@ -232,43 +232,75 @@ fn in_scope(scope: &Scope, agent: &str, segment: Option<&str>) -> bool {
 /// Usage of `scope` in `snapshot` against `limits` (what would have breached).
 #[must_use]
 pub fn usage(snapshot: &Snapshot, scope: &Scope, limits: &Limits) -> Usage {
-    let mut usage = Usage::default();
-    let cost_limit = limits.run_cost_limit();
+    usage_each(snapshot, &[(scope, limits)])
+        .pop()
+        .unwrap_or_default()
+}
+
+/// [`usage`] of each scope against its limits, in one pass over the runs
+/// (the Budgets screen measures every budget listed once per snapshot:
+/// at 10k runs, reading the hops once instead of once per budget is most
+/// of the cost). A run outside a segment's scope is told apart without
+/// reading its hops.
+#[must_use]
+pub fn usage_each(snapshot: &Snapshot, scopes: &[(&Scope, &Limits)]) -> Vec<Usage> {
+    let mut out = vec![Usage::default(); scopes.len()];
+    let cost_limits: Vec<Option<Usd>> = scopes.iter().map(|(_, l)| l.run_cost_limit()).collect();
+    // per scope, for the run being read: whether it may hold hops in scope,
+    // and how many it does
+    let mut open = vec![false; scopes.len()];
+    let mut hops_in = vec![0_u64; scopes.len()];
     for run in &snapshot.runs {
         let segment = run.segment.as_deref();
-        let hops: Vec<_> = run
-            .hops
-            .iter()
-            .filter(|h| in_scope(scope, &h.agent, segment))
-            .collect();
-        if hops.is_empty() {
+        for (i, (scope, _)) in scopes.iter().enumerate() {
+            open[i] = match scope {
+                Scope::Segment(name) => segment == Some(name.as_str()),
+                Scope::Global | Scope::Agent(_) => true,
+            };
+            hops_in[i] = 0;
+        }
+        if !open.contains(&true) {
             continue;
         }
-        usage.runs = usage.runs.saturating_add(1);
-        for hop in &hops {
-            usage.hops = usage.hops.saturating_add(1);
+        for hop in &run.hops {
             let input = hop.usage.input_total();
-            if input > usage.largest_hop {
-                usage.largest_hop = input;
-                usage.largest_hop_at = Some((run.run_id.clone(), hop.hop));
-            }
-            if limits.per_hop_limit.is_some_and(|l| input > l) {
-                usage.hops_over = usage.hops_over.saturating_add(1);
+            for (i, (scope, limits)) in scopes.iter().enumerate() {
+                if !open[i] || !in_scope(scope, &hop.agent, segment) {
+                    continue;
+                }
+                hops_in[i] += 1;
+                let usage = &mut out[i];
+                if input > usage.largest_hop {
+                    usage.largest_hop = input;
+                    usage.largest_hop_at = Some((run.run_id.clone(), hop.hop));
+                }
+                if limits.per_hop_limit.is_some_and(|l| input > l) {
+                    usage.hops_over = usage.hops_over.saturating_add(1);
+                }
             }
         }
-        let tokens = run.counters().total_tokens;
-        if tokens > usage.worst_run_tokens {
-            usage.worst_run_tokens = tokens;
-            usage.worst_run = Some(run.run_id.clone());
-        }
-        usage.worst_run_cost = usage.worst_run_cost.max(run.counters().cost);
-        if limits.total_run_limit.is_some_and(|l| tokens > l)
-            || cost_limit.is_some_and(|l| run.counters().cost > l)
-        {
-            usage.runs_over = usage.runs_over.saturating_add(1);
+        let counters = run.counters();
+        let (tokens, cost) = (counters.total_tokens, counters.cost);
+        for (i, (_, limits)) in scopes.iter().enumerate() {
+            if hops_in[i] == 0 {
+                continue;
+            }
+            let usage = &mut out[i];
+            usage.hops = usage.hops.saturating_add(hops_in[i]);
+            usage.runs = usage.runs.saturating_add(1);
+            if tokens > usage.worst_run_tokens {
+                usage.worst_run_tokens = tokens;
+                usage.worst_run = Some(run.run_id.clone());
+            }
+            usage.worst_run_cost = usage.worst_run_cost.max(cost);
+            if limits.total_run_limit.is_some_and(|l| tokens > l)
+                || cost_limits[i].is_some_and(|l| cost > l)
+            {
+                usage.runs_over = usage.runs_over.saturating_add(1);
+            }
         }
     }
-    usage
+    out
 }
 
 #[cfg(test)]
@@ -368,5 +400,95 @@ mod tests {
             };
             assert_eq!(l.describe(), shown);
         }
+    }
+
+    /// Runs `a` (segment s1: writer 100 + 900 input, planner 50) and `b`
+    /// (segment s2: writer 300), each hop with 10 output tokens.
+    fn two_runs() -> Snapshot {
+        use crate::model::{EventKind, Ledger, LedgerConfig, TelemetryEvent};
+        use crate::pricing::PriceBook;
+        use std::borrow::Cow;
+        let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default().unlimited());
+        let hops = [
+            ("a", 1, "writer", "s1", 100),
+            ("a", 2, "planner", "s1", 50),
+            ("a", 3, "writer", "s1", 900),
+            ("b", 1, "writer", "s2", 300),
+        ];
+        for (run, hop, agent, segment, input) in hops {
+            ledger.apply(&TelemetryEvent {
+                kind: EventKind::Hop,
+                ts_ms: Some(1_764_000_000_000 + i64::from(hop) * 1_000),
+                run_id: Cow::Borrowed(run),
+                hop: Some(hop),
+                agent: Cow::Borrowed(agent),
+                parent_agent: None,
+                user: None,
+                segment: Some(Cow::Borrowed(segment)),
+                task: None,
+                tool: None,
+                provider: None,
+                model: Cow::Borrowed("gpt-4o-mini"),
+                usage: crate::types::usage::Usage {
+                    input_uncached: input,
+                    output: 10,
+                    ..Default::default()
+                },
+                reported_cost: None,
+                latency_ms: None,
+                status: None,
+                estimated: false,
+                format: crate::types::Format::Native,
+                call: None,
+                prompt: None,
+            });
+        }
+        ledger.snapshot()
+    }
+
+    #[test]
+    fn usage_counts_the_runs_and_hops_of_each_scope_against_its_limits() {
+        let snap = two_runs();
+        let loose = limits(Some(200), Some(1_000));
+        let global = usage(&snap, &Scope::Global, &loose);
+        assert_eq!((global.runs, global.hops), (2, 4));
+        assert_eq!((global.hops_over, global.runs_over), (2, 1));
+        assert_eq!(global.largest_hop, 900);
+        assert_eq!(global.largest_hop_at, Some((Arc::from("a"), 3)));
+        // the worst run is the whole run the scope's hops are in
+        assert_eq!(global.worst_run_tokens, 1_080);
+        assert_eq!(global.worst_run.as_deref(), Some("a"));
+
+        let writer = usage(&snap, &Scope::Agent("writer".into()), &loose);
+        assert_eq!((writer.runs, writer.hops), (2, 3));
+        assert_eq!((writer.hops_over, writer.runs_over), (2, 1));
+        let planner = usage(&snap, &Scope::Agent("planner".into()), &loose);
+        assert_eq!((planner.runs, planner.hops, planner.hops_over), (1, 1, 0));
+        assert_eq!(planner.largest_hop_at, Some((Arc::from("a"), 2)));
+        assert_eq!(planner.worst_run_tokens, 1_080);
+
+        let s2 = usage(&snap, &Scope::Segment("s2".into()), &loose);
+        assert_eq!((s2.runs, s2.hops, s2.hops_over, s2.runs_over), (1, 1, 1, 0));
+        assert_eq!(s2.worst_run.as_deref(), Some("b"));
+        let none = usage(&snap, &Scope::Segment("s3".into()), &loose);
+        assert_eq!(none, Usage::default());
+
+        // all at once: the same as one by one
+        let scopes = [
+            Scope::Global,
+            Scope::Agent("writer".into()),
+            Scope::Segment("s2".into()),
+            Scope::Agent("planner".into()),
+            Scope::Segment("s3".into()),
+        ];
+        let tight = limits(Some(60), None);
+        let each: Vec<(&Scope, &Limits)> = scopes
+            .iter()
+            .zip([&loose, &tight, &loose, &tight, &loose])
+            .collect();
+        let one_by_one: Vec<Usage> = each.iter().map(|(s, l)| usage(&snap, s, l)).collect();
+        assert_eq!(usage_each(&snap, &each), one_by_one);
+        assert_eq!(one_by_one[1].hops_over, 3);
+        assert_eq!(one_by_one[2], s2);
     }
 }

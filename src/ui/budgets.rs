@@ -385,18 +385,18 @@ impl BudgetBoard {
     /// ([`BudgetBoard::listed`]), against its current limits
     /// ([`BudgetBoard::current`]).
     pub fn refresh_usage(&mut self, snapshot: &Snapshot) {
-        self.usage = self
-            .listed()
-            .into_iter()
+        let scopes = self.listed();
+        let limits: Vec<Limits> = scopes
+            .iter()
             .map(|scope| {
-                let limits = self
-                    .current(&scope)
+                self.current(scope)
                     .map(|(b, _)| b.limits)
-                    .unwrap_or_default();
-                let usage = budget::usage(snapshot, &scope, &limits);
-                (scope, usage)
+                    .unwrap_or_default()
             })
             .collect();
+        let each: Vec<(&Scope, &Limits)> = scopes.iter().zip(&limits).collect();
+        let usage = budget::usage_each(snapshot, &each);
+        self.usage = scopes.into_iter().zip(usage).collect();
     }
 
     /// The newest version any runtime has (or last had) in force for `scope`.
