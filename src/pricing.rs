@@ -145,34 +145,27 @@ impl Rates {
     #[must_use]
     #[inline]
     pub fn cost(&self, usage: &Usage) -> Usd {
-        let u = usage;
+        let terms = [
+            (usage.input_uncached, self.input),
+            (usage.cache_read, self.cache_read),
+            (usage.cache_write_5m, self.cache_write_5m),
+            (usage.cache_write_1h, self.cache_write_1h),
+            (usage.output, self.output),
+        ];
         // Every count and rate below 2^61: each product is below 2^122 and
         // their sum below 2^125, so plain arithmetic is exact and cannot
         // saturate (a hot path: the advisor prices each hop several times).
-        let any = u.input_uncached
-            | u.cache_read
-            | u.cache_write_5m
-            | u.cache_write_1h
-            | u.output
-            | self.input
-            | self.cache_read
-            | self.cache_write_5m
-            | self.cache_write_1h
-            | self.output;
-        if any >> 61 == 0 {
-            let wide = |n: u64, rate: u64| u128::from(n) * u128::from(rate);
-            let picos = wide(u.input_uncached, self.input)
-                + wide(u.cache_read, self.cache_read)
-                + wide(u.cache_write_5m, self.cache_write_5m)
-                + wide(u.cache_write_1h, self.cache_write_1h)
-                + wide(u.output, self.output);
+        if terms.iter().all(|(n, rate)| (n | rate) >> 61 == 0) {
+            let picos: u128 = terms
+                .iter()
+                .map(|&(n, rate)| u128::from(n) * u128::from(rate))
+                .sum();
             return Usd::from_picos(i128::try_from(picos).unwrap_or(i128::MAX));
         }
-        Usd::for_tokens(u.input_uncached, self.input)
-            + Usd::for_tokens(u.cache_read, self.cache_read)
-            + Usd::for_tokens(u.cache_write_5m, self.cache_write_5m)
-            + Usd::for_tokens(u.cache_write_1h, self.cache_write_1h)
-            + Usd::for_tokens(u.output, self.output)
+        terms
+            .iter()
+            .map(|&(n, rate)| Usd::for_tokens(n, rate))
+            .fold(Usd::ZERO, |sum, part| sum + part)
     }
 }
 
