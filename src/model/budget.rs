@@ -221,14 +221,6 @@ pub struct Usage {
     pub runs: u64,
 }
 
-fn in_scope(scope: &Scope, agent: &str, segment: Option<&str>) -> bool {
-    match scope {
-        Scope::Global => true,
-        Scope::Agent(name) => name == agent,
-        Scope::Segment(name) => segment == Some(name.as_str()),
-    }
-}
-
 /// Usage of `scope` in `snapshot` against `limits` (what would have breached).
 #[must_use]
 pub fn usage(snapshot: &Snapshot, scope: &Scope, limits: &Limits) -> Usage {
@@ -265,7 +257,13 @@ pub fn usage_each(snapshot: &Snapshot, scopes: &[(&Scope, &Limits)]) -> Vec<Usag
         for hop in &run.hops {
             let input = hop.usage.input_total();
             for (i, (scope, limits)) in scopes.iter().enumerate() {
-                if !open[i] || !in_scope(scope, &hop.agent, segment) {
+                // `open` decided the global and segment scopes for the run
+                let in_scope = open[i]
+                    && match scope {
+                        Scope::Agent(name) => **name == *hop.agent,
+                        Scope::Global | Scope::Segment(_) => true,
+                    };
+                if !in_scope {
                     continue;
                 }
                 hops_in[i] += 1;
@@ -405,7 +403,7 @@ mod tests {
     /// Runs `a` (segment s1: writer 100 + 900 input, planner 50) and `b`
     /// (segment s2: writer 300), each hop with 10 output tokens.
     fn two_runs() -> Snapshot {
-        use crate::model::{EventKind, Ledger, LedgerConfig, TelemetryEvent};
+        use crate::model::{Ledger, LedgerConfig, TelemetryEvent};
         use crate::pricing::PriceBook;
         use std::borrow::Cow;
         let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default().unlimited());
@@ -416,31 +414,14 @@ mod tests {
             ("b", 1, "writer", "s2", 300),
         ];
         for (run, hop, agent, segment, input) in hops {
+            let usage = crate::types::usage::Usage {
+                input_uncached: input,
+                output: 10,
+                ..Default::default()
+            };
             ledger.apply(&TelemetryEvent {
-                kind: EventKind::Hop,
-                ts_ms: Some(1_764_000_000_000 + i64::from(hop) * 1_000),
-                run_id: Cow::Borrowed(run),
-                hop: Some(hop),
-                agent: Cow::Borrowed(agent),
-                parent_agent: None,
-                user: None,
                 segment: Some(Cow::Borrowed(segment)),
-                task: None,
-                tool: None,
-                provider: None,
-                model: Cow::Borrowed("gpt-4o-mini"),
-                usage: crate::types::usage::Usage {
-                    input_uncached: input,
-                    output: 10,
-                    ..Default::default()
-                },
-                reported_cost: None,
-                latency_ms: None,
-                status: None,
-                estimated: false,
-                format: crate::types::Format::Native,
-                call: None,
-                prompt: None,
+                ..TelemetryEvent::hop_for_test(run, hop, agent, "gpt-4o-mini", usage)
             });
         }
         ledger.snapshot()

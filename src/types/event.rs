@@ -224,6 +224,42 @@ impl TelemetryEvent<'_> {
     }
 }
 
+#[cfg(test)]
+impl TelemetryEvent<'static> {
+    /// A native hop of `run` by `agent` on `model`, with nothing else set:
+    /// tests set what they need with struct update syntax.
+    pub(crate) fn hop_for_test(
+        run: &'static str,
+        hop: u32,
+        agent: &'static str,
+        model: &'static str,
+        usage: Usage,
+    ) -> Self {
+        TelemetryEvent {
+            kind: EventKind::Hop,
+            ts_ms: None,
+            run_id: Cow::Borrowed(run),
+            hop: Some(hop),
+            agent: Cow::Borrowed(agent),
+            parent_agent: None,
+            user: None,
+            segment: None,
+            task: None,
+            tool: None,
+            provider: None,
+            model: Cow::Borrowed(model),
+            usage,
+            reported_cost: None,
+            latency_ms: None,
+            status: None,
+            estimated: false,
+            format: crate::types::Format::Native,
+            call: None,
+            prompt: None,
+        }
+    }
+}
+
 /// The provider a model name implies, when the record does not say.
 #[must_use]
 pub fn infer_provider(model: &str) -> Option<&'static str> {

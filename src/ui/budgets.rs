@@ -942,35 +942,18 @@ mod tests {
     fn snapshot_with_hop(input: u64) -> Snapshot {
         use crate::model::{Ledger, LedgerConfig};
         use crate::pricing::PriceBook;
-        use crate::types::event::{EventKind, TelemetryEvent};
+        use crate::types::event::TelemetryEvent;
         use crate::types::usage::Usage;
         use std::borrow::Cow;
         let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default());
+        let usage = Usage {
+            input_uncached: input,
+            output: 10,
+            ..Usage::default()
+        };
         ledger.apply(&TelemetryEvent {
-            kind: EventKind::Hop,
-            ts_ms: None,
-            run_id: Cow::Borrowed("r"),
-            hop: Some(1),
-            agent: Cow::Borrowed("writer"),
-            parent_agent: None,
-            user: None,
             segment: Some(Cow::Borrowed("pro")),
-            task: None,
-            tool: None,
-            provider: None,
-            model: Cow::Borrowed("gpt-4o"),
-            usage: Usage {
-                input_uncached: input,
-                output: 10,
-                ..Usage::default()
-            },
-            reported_cost: None,
-            latency_ms: None,
-            status: None,
-            estimated: false,
-            format: crate::types::Format::Native,
-            call: None,
-            prompt: None,
+            ..TelemetryEvent::hop_for_test("r", 1, "writer", "gpt-4o", usage)
         });
         ledger.snapshot()
     }
