@@ -38,7 +38,7 @@ use tokwatch::model::budget::{Limits, Scope};
 use tokwatch::model::insights::{BleedRules, Insights, InsightsIndex};
 use tokwatch::model::{Ledger, LedgerConfig};
 use tokwatch::pricing::PriceBook;
-use tokwatch::ui::budgets::BudgetBoard;
+use tokwatch::ui::budgets::{BudgetBoard, BudgetEditor, EditorInput};
 use tokwatch::ui::data::{Published, Rows};
 use tokwatch::ui::state::ViewState;
 use tokwatch::ui::theme::Theme;
@@ -341,9 +341,15 @@ fn frames() {
     );
     let empty_board = BudgetBoard::default();
 
-    let screens: Vec<(&str, Vec<Input>, bool)> = vec![
-        ("overview", vec![], false),
-        ("runs", vec![Input::Action(Action::ScreenRuns)], false),
+    // (name, keys, with the 3 budgets, with the budget editor open in review)
+    let screens: Vec<(&str, Vec<Input>, bool, bool)> = vec![
+        ("overview", vec![], false, false),
+        (
+            "runs",
+            vec![Input::Action(Action::ScreenRuns)],
+            false,
+            false,
+        ),
         (
             "runs, sorted by name",
             vec![
@@ -355,6 +361,7 @@ fn frames() {
                 Input::Action(Action::NextSort),
                 Input::Action(Action::NextSort),
             ],
+            false,
             false,
         ),
         (
@@ -368,6 +375,7 @@ fn frames() {
             .chain([Input::FilterCommit])
             .collect(),
             false,
+            false,
         ),
         (
             "run waterfall",
@@ -375,6 +383,7 @@ fn frames() {
                 Input::Action(Action::ScreenRuns),
                 Input::Action(Action::DrillDown),
             ],
+            false,
             false,
         ),
         (
@@ -384,23 +393,48 @@ fn frames() {
                 Input::Action(Action::DrillDown),
             ],
             false,
+            false,
         ),
-        ("agents", vec![Input::Action(Action::ScreenAgents)], false),
+        (
+            "agents",
+            vec![Input::Action(Action::ScreenAgents)],
+            false,
+            false,
+        ),
         (
             "segments",
             vec![Input::Action(Action::ScreenSegments)],
             false,
+            false,
         ),
-        ("models", vec![Input::Action(Action::ScreenModels)], false),
-        ("events", vec![Input::Action(Action::ScreenEvents)], false),
+        (
+            "models",
+            vec![Input::Action(Action::ScreenModels)],
+            false,
+            false,
+        ),
+        (
+            "events",
+            vec![Input::Action(Action::ScreenEvents)],
+            false,
+            false,
+        ),
         (
             "budgets (none set)",
             vec![Input::Action(Action::ScreenBudgets)],
+            false,
             false,
         ),
         (
             "budgets (3 scopes)",
             vec![Input::Action(Action::ScreenBudgets)],
+            true,
+            false,
+        ),
+        (
+            "budget editor, review (3 scopes)",
+            vec![Input::Action(Action::ScreenBudgets)],
+            true,
             true,
         ),
         (
@@ -409,6 +443,7 @@ fn frames() {
                 Input::Action(Action::ScreenRuns),
                 Input::Action(Action::Help),
             ],
+            false,
             false,
         ),
     ];
@@ -427,7 +462,7 @@ fn frames() {
         "fcpu p99",
         "render"
     );
-    for (name, inputs, scoped) in screens {
+    for (name, inputs, scoped, review) in screens {
         let mut view = ViewState {
             page_rows: list_rows(height - 2),
             ..ViewState::default()
@@ -435,6 +470,13 @@ fn frames() {
         let board = if scoped { &board_scoped } else { &empty_board };
         for input in inputs {
             update(&mut view, input, &data, board);
+        }
+        if review {
+            // what `b` then Enter on the global budget opens (the app opens
+            // the editor as an effect of `update`)
+            let mut editor = BudgetEditor::new(Scope::Global, board.editor_start(&Scope::Global));
+            editor.input(EditorInput::Enter, &data.snapshot);
+            view.editor = Some(editor);
         }
         let mut rows = Rows::default();
         let rows_ms = stats(

@@ -26,6 +26,7 @@ use crate::control::ControlAddr;
 use crate::control::client::{ClientEvent, REFRESH, run_runtime_link};
 use crate::control::store::{self, DesiredState};
 use crate::live::{LiveService, LiveSettings, Publication, Publish};
+use crate::model::Snapshot;
 use crate::model::budget::{Limits, Scope};
 use crate::model::insights::BleedRules;
 use crate::pricing::PriceBook;
@@ -381,6 +382,15 @@ pub async fn run_tui(
 }
 
 /// What the dashboard shows of a publication.
+/// The budgets' usage follows the data shown: the board's, and the open
+/// editor's review (measured here, never while drawing).
+fn measure_budgets(board: &mut BudgetBoard, view: &mut ViewState, snapshot: &Snapshot) {
+    board.refresh_usage(snapshot);
+    if let Some(editor) = &mut view.editor {
+        editor.measure(snapshot);
+    }
+}
+
 fn shown(publication: &Publication, base: &Published) -> Arc<Published> {
     Arc::new(Published {
         snapshot: publication.snapshot.clone(),
@@ -461,7 +471,7 @@ where
                                     view.budget_changed(now_ms);
                                 }
                                 view.toast = Some(toast);
-                                control.board.refresh_usage(&data.snapshot);
+                                measure_budgets(&mut control.board, &mut view, &data.snapshot);
                             }
                             None => {}
                         }
@@ -469,7 +479,7 @@ where
                         if !view.frozen && data.live.is_some() {
                             // resumed: back to the latest state at once
                             data = shown(&published.borrow(), base);
-                            control.board.refresh_usage(&data.snapshot);
+                            measure_budgets(&mut control.board, &mut view, &data.snapshot);
                         }
                         rows = Rows::compute(&data, view.screen(), &view);
                         dirty = true;
@@ -494,7 +504,7 @@ where
                     data = Arc::new(held);
                 } else {
                     data = latest;
-                    control.board.refresh_usage(&data.snapshot);
+                    measure_budgets(&mut control.board, &mut view, &data.snapshot);
                     rows = Rows::compute(&data, view.screen(), &view);
                 }
                 dirty = true;
@@ -507,9 +517,7 @@ where
                 if control.board.changed_elsewhere != elsewhere {
                     view.budget_changed(chrono::Utc::now().timestamp_millis());
                 }
-                if control.board.usage.len() != control.board.listed().len() {
-                    control.board.refresh_usage(&data.snapshot);
-                }
+                control.board.refresh_usage_if_changed(&data.snapshot);
                 dirty = true;
             },
             _ = clock.tick() => dirty = true,

@@ -51,6 +51,8 @@ pub struct BudgetBoard {
     /// Usage of each scope against its current limits, computed once per
     /// snapshot and per change (scanning every hop is too slow per frame).
     pub usage: BTreeMap<Scope, budget::Usage>,
+    /// The scopes and limits `usage` was measured against.
+    pub measured: Vec<(Scope, Limits)>,
     /// Changes another controller made, seen as they happened (a connected
     /// runtime's refresh showed a new version that is not ours): the app
     /// marks them on the Overview like its own pushes.
@@ -385,18 +387,34 @@ impl BudgetBoard {
     /// ([`BudgetBoard::listed`]), against its current limits
     /// ([`BudgetBoard::current`]).
     pub fn refresh_usage(&mut self, snapshot: &Snapshot) {
-        let scopes = self.listed();
-        let limits: Vec<Limits> = scopes
-            .iter()
-            .map(|scope| {
-                self.current(scope)
-                    .map(|(b, _)| b.limits)
-                    .unwrap_or_default()
-            })
-            .collect();
-        let each: Vec<(&Scope, &Limits)> = scopes.iter().zip(&limits).collect();
+        let wanted = self.to_measure();
+        let each: Vec<(&Scope, &Limits)> = wanted.iter().map(|(s, l)| (s, l)).collect();
         let usage = budget::usage_each(snapshot, &each);
-        self.usage = scopes.into_iter().zip(usage).collect();
+        self.usage = wanted.iter().map(|(s, _)| s.clone()).zip(usage).collect();
+        self.measured = wanted;
+    }
+
+    /// [`BudgetBoard::refresh_usage`] when the scopes listed or their
+    /// current limits changed since it last ran (a runtime's state, a
+    /// refusal): the same snapshot, measured against what is now in force.
+    pub fn refresh_usage_if_changed(&mut self, snapshot: &Snapshot) {
+        if self.to_measure() != self.measured {
+            self.refresh_usage(snapshot);
+        }
+    }
+
+    /// Every listed scope with its current limits.
+    fn to_measure(&self) -> Vec<(Scope, Limits)> {
+        self.listed()
+            .into_iter()
+            .map(|scope| {
+                let limits = self
+                    .current(&scope)
+                    .map(|(b, _)| b.limits)
+                    .unwrap_or_default();
+                (scope, limits)
+            })
+            .collect()
     }
 
     /// The newest version any runtime has (or last had) in force for `scope`.
@@ -656,9 +674,13 @@ pub const FIELDS: [&str; 5] = [
 pub enum Stage {
     Editing,
     /// The diff is shown; `strict` when the new limits are below current
-    /// usage (confirm with `Y`, not `y`).
+    /// usage (confirm with `Y`, not `y`). `usage` is what the new limits
+    /// would have breached: measured on entering the review and again on
+    /// each snapshot ([`BudgetEditor::measure`]), never while drawing (at
+    /// 10k runs one measure costs more than a frame's budget).
     Review {
         strict: bool,
+        usage: Box<budget::Usage>,
     },
 }
 
@@ -804,7 +826,7 @@ impl BudgetEditor {
     /// Handles a key; returns the limits to push when confirmed.
     pub fn input(&mut self, input: EditorInput, snapshot: &Snapshot) -> Option<Limits> {
         self.error = None;
-        if let Stage::Review { strict } = self.stage {
+        if let Stage::Review { strict, .. } = self.stage {
             return match input {
                 EditorInput::Confirm {
                     strict: typed_strict,
@@ -846,6 +868,7 @@ impl BudgetEditor {
                 Ok(limits) => {
                     self.stage = Stage::Review {
                         strict: below_usage(snapshot, &self.scope, &self.replaced(), &limits),
+                        usage: Box::new(budget::usage(snapshot, &self.scope, &limits)),
                     }
                 }
                 Err(e) => self.error = Some(e),
@@ -853,6 +876,24 @@ impl BudgetEditor {
             _ => {}
         }
         None
+    }
+
+    /// Measures the review's usage again on `snapshot` (the data shown
+    /// changed); nothing while editing.
+    pub fn measure(&mut self, snapshot: &Snapshot) {
+        if !matches!(self.stage, Stage::Review { .. }) {
+            return;
+        }
+        let Ok(limits) = self.limits() else { return };
+        if let Stage::Review { usage, .. } = &mut self.stage {
+            **usage = budget::usage(snapshot, &self.scope, &limits);
+        }
+    }
+
+    /// In review, and below current usage (`Y` confirms, not `y`).
+    #[must_use]
+    pub fn strict(&self) -> bool {
+        matches!(self.stage, Stage::Review { strict: true, .. })
     }
 
     /// The limits the change replaces for the scope: its own now, and for
@@ -1006,7 +1047,7 @@ mod tests {
         editor.input(EditorInput::Cycle, &snap);
         assert_eq!(editor.hop_action, BreachAction::Abort);
         assert_eq!(editor.input(EditorInput::Enter, &snap), None);
-        assert_eq!(editor.stage, Stage::Review { strict: false });
+        assert!(matches!(editor.stage, Stage::Review { strict: false, .. }));
         let limits = editor
             .input(EditorInput::Confirm { strict: false }, &snap)
             .unwrap();
@@ -1017,12 +1058,61 @@ mod tests {
     }
 
     #[test]
+    fn the_review_measures_on_entering_and_on_each_snapshot_only() {
+        let mut editor = BudgetEditor::new(Scope::Segment("pro".into()), EditorStart::default());
+        editor.values[0] = "9000".into();
+        let usage = |editor: &BudgetEditor| match &editor.stage {
+            Stage::Review { usage, .. } => Some((usage.hops, usage.hops_over, usage.largest_hop)),
+            Stage::Editing => None,
+        };
+        // editing measures nothing
+        editor.measure(&snapshot_with_hop(50_000));
+        assert_eq!(usage(&editor), None);
+        editor.input(EditorInput::Enter, &snapshot_with_hop(50_000));
+        assert_eq!(usage(&editor), Some((1, 1, 50_000)));
+        assert!(editor.strict());
+        // a new snapshot: the preview follows it (strict is what the user
+        // was shown on entering, and stays)
+        editor.measure(&snapshot_with_hop(100));
+        assert_eq!(usage(&editor), Some((1, 0, 100)));
+        assert!(editor.strict());
+        // back to editing, then a review again: measured anew
+        editor.input(EditorInput::Backspace, &snapshot_with_hop(100));
+        assert_eq!(usage(&editor), None);
+        editor.input(EditorInput::Enter, &snapshot_with_hop(100));
+        assert_eq!(usage(&editor), Some((1, 0, 100)));
+        assert!(!editor.strict());
+    }
+
+    #[test]
+    fn the_board_measures_again_when_the_limits_in_force_change() {
+        let snap = snapshot_with_hop(5_000);
+        let mut board = BudgetBoard::default();
+        board.desired.set(Scope::Global, hop_limit(9_000), 1);
+        board.refresh_usage(&snap);
+        assert_eq!(board.usage[&Scope::Global].hops_over, 0);
+        // nothing changed: the measure stands
+        board.usage.get_mut(&Scope::Global).unwrap().hops = 77;
+        board.refresh_usage_if_changed(&snap);
+        assert_eq!(board.usage[&Scope::Global].hops, 77);
+        // a runtime has a lower limit in force (another controller): the
+        // same snapshot, measured against it
+        connect(
+            &mut board,
+            vec![in_force(Scope::Global, 5, "other", hop_limit(4_000))],
+        );
+        board.refresh_usage_if_changed(&snap);
+        assert_eq!(board.usage[&Scope::Global].hops, 1);
+        assert_eq!(board.usage[&Scope::Global].hops_over, 1);
+    }
+
+    #[test]
     fn lowering_below_current_usage_needs_explicit_confirmation() {
         let snap = snapshot_with_hop(50_000);
         let mut editor = BudgetEditor::new(Scope::Segment("pro".into()), EditorStart::default());
         editor.values[0] = "9000".into();
         editor.input(EditorInput::Enter, &snap);
-        assert_eq!(editor.stage, Stage::Review { strict: true });
+        assert!(matches!(editor.stage, Stage::Review { strict: true, .. }));
         assert_eq!(
             editor.input(EditorInput::Confirm { strict: false }, &snap),
             None
@@ -1055,9 +1145,13 @@ mod tests {
             let mut editor = BudgetEditor::new(Scope::Global, start(from));
             editor.values[0] = to.to_string();
             editor.input(EditorInput::Enter, &snap);
+            assert!(
+                matches!(editor.stage, Stage::Review { .. }),
+                "per-hop {from} → {to}"
+            );
             assert_eq!(
-                editor.stage,
-                Stage::Review { strict },
+                editor.strict(),
+                strict,
                 "per-hop {from} → {to} with a hop of 50000"
             );
         }
@@ -1073,7 +1167,7 @@ mod tests {
         );
         editor.values[0] = "20000".into();
         editor.input(EditorInput::Enter, &snap);
-        assert_eq!(editor.stage, Stage::Review { strict: false });
+        assert!(matches!(editor.stage, Stage::Review { strict: false, .. }));
         // A cost limit compared in dollars: raising stays ordinary, a new
         // one below the run's cost is strong.
         let cost = |usd: &str| Limits {

@@ -506,7 +506,7 @@ fn editor_lines<'a>(
     let focus_line = first_field + editor.focus;
     let mut footer = Vec::new();
     match (&editor.stage, editor.limits()) {
-        (Stage::Review { strict }, Ok(after)) => {
+        (Stage::Review { strict, usage }, Ok(after)) => {
             body.push(Line::from(""));
             let before = editor.before.as_ref().map_or_else(
                 || "no budget".to_owned(),
@@ -525,7 +525,6 @@ fn editor_lines<'a>(
                 Span::styled("after   ", cx.theme.muted),
                 Span::styled(after.describe(), cx.theme.accent),
             ]));
-            let usage = budget::usage(&cx.data.snapshot, &editor.scope, &after);
             // The worst run in the unit of the run limits set: tokens,
             // dollars, or both.
             let mut worst = Vec::new();
@@ -1113,6 +1112,45 @@ mod tests {
             insta::assert_snapshot!(format!("editor_inherited_{w}x{h}"), screen);
             assert!(screen.contains("20000 (from global)"), "{size:?}\n{screen}");
         }
+    }
+
+    /// Drawing shows the usage the review measured, and measures nothing:
+    /// drawn over data without a single run, a review measured on the
+    /// sample still shows the sample's breaches (measuring while drawing
+    /// cost more than a frame at 10k runs, every frame of the review).
+    #[test]
+    fn the_review_draws_what_was_measured_not_what_drawing_would_measure() {
+        let data = published();
+        let board = board(&data);
+        let mut keys = vec![EditorInput::Backspace; 5];
+        keys.extend(typed("1000"));
+        keys.push(EditorInput::Enter);
+        let view = editor(&data, &board, Scope::Global, &keys);
+        let measured = draw(&data, &board, &view, (200, 60));
+        assert!(
+            measured.contains("would have breached 395 of 396 hops"),
+            "{measured}"
+        );
+        let mut empty = published();
+        empty.snapshot = crate::model::Ledger::new(
+            crate::pricing::PriceBook::embedded(),
+            crate::model::LedgerConfig::default(),
+        )
+        .snapshot()
+        .into();
+        let screen = draw(&empty, &board, &view, (200, 60));
+        assert!(
+            screen.contains("would have breached 395 of 396 hops"),
+            "{screen}"
+        );
+        // measured again on the new data: now it says so
+        let mut view = view;
+        view.editor.as_mut().unwrap().measure(&empty.snapshot);
+        let screen = draw(&empty, &board, &view, (200, 60));
+        assert!(
+            screen.contains("would have breached 0 of 0 hops and 0 of 0 runs"),
+            "{screen}"
+        );
     }
 
     #[test]
