@@ -789,6 +789,10 @@ fn compare_side(
 ) -> (model::advisor::compare::Side, model::advisor::Advice) {
     let mut sub = snapshot.clone();
     sub.runs = snapshot.runs.iter().filter_map(part).collect();
+    // The duplicate prompts are summed over the whole reading and cannot be
+    // split by side: a side's advice has no semantic-cache lever (compare
+    // ranks its differences from the levers on each side's own hops).
+    sub.duplicates = None;
     let bleed = settings.insights.bleed_rules();
     let advice = advise::advise_runs(
         &sub,
