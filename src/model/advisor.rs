@@ -1149,6 +1149,13 @@ pub(crate) fn scale(usd: Usd, part: u64, whole: u64) -> Usd {
         return Usd::ZERO;
     }
     let picos = usd.picos();
+    // the common case (a hop's cost, a token count): plain 64-bit
+    // arithmetic, where the 128-bit division is a library call
+    if let Ok(small) = u64::try_from(picos)
+        && let Some(product) = small.checked_mul(part)
+    {
+        return Usd::from_picos(i128::from(product / whole));
+    }
     if let Some(product) = picos.checked_mul(i128::from(part)) {
         return Usd::from_picos(product / i128::from(whole));
     }

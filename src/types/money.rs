@@ -58,10 +58,15 @@ impl Usd {
         self.0
     }
 
-    /// `tokens × picodollars-per-token`, exact.
+    /// `tokens × picodollars-per-token`, exact (saturating past `i128`).
+    /// Two `u64`s multiply in `u128` without overflow, so the product
+    /// needs no overflow test, only a bound (a signed `i128` multiply
+    /// tests for overflow at several times the cost, per token bucket).
     #[must_use]
+    #[inline]
     pub fn for_tokens(tokens: u64, picos_per_token: u64) -> Self {
-        Usd(i128::from(tokens).saturating_mul(i128::from(picos_per_token)))
+        let product = u128::from(tokens) * u128::from(picos_per_token);
+        Usd(i128::try_from(product).unwrap_or(i128::MAX))
     }
 
     #[must_use]
@@ -594,5 +599,13 @@ mod tests {
         // 4096 cache reads at $0.075/MTok = 75_000 picodollars each.
         assert_eq!(Usd::for_tokens(4096, 75_000).picos(), 307_200_000);
         assert_eq!(Usd::for_tokens(0, 75_000), Usd::ZERO);
+        // at and past the edge of i128: exact below it, saturated past it
+        assert_eq!(Usd::for_tokens(1 << 63, 1 << 63).picos(), 1 << 126);
+        assert_eq!(
+            Usd::for_tokens(u64::MAX, 1 << 63).picos(),
+            i128::from(u64::MAX) << 63
+        );
+        assert_eq!(Usd::for_tokens(u64::MAX, u64::MAX).picos(), i128::MAX);
+        assert_eq!(Usd::for_tokens(u64::MAX, 0), Usd::ZERO);
     }
 }

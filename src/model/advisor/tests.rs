@@ -661,6 +661,11 @@ fn scaling_an_amount_is_the_product_over_the_whole_toward_zero() {
         (123_456_789, 4_000, 10_000),
         (-123_456_789, 9_999, 10_000),
         (5, 3, 0),
+        // either side of 64 bits: the amount, and the product
+        (i128::from(u64::MAX), 1, 3),
+        (i128::from(u64::MAX) + 1, 2, 3),
+        (1 << 40, 1 << 30, 7),
+        ((1 << 40) - 1, (1 << 24) - 1, 1 << 24),
     ] {
         let expected = if whole == 0 {
             0
