@@ -70,6 +70,7 @@ fn settings() -> LiveSettings {
         otlp: tokwatch::ingest::sources::otlp::OtlpSettings::default(),
         metrics: None,
         advisor: None,
+        run_limits: std::collections::BTreeMap::new(),
         alerts: tokwatch::live::AlertSettings::default(),
         duplicates: Default::default(),
     }

@@ -228,11 +228,11 @@ fn tokwatch_report_with(
     if let Some(advised) = advised {
         let advice = tokwatch::advise::advise_runs(
             &snapshot,
-            AdvisorRules::default(),
-            BleedRules::default(),
+            (AdvisorRules::default(), BleedRules::default()),
             ledger.prices(),
             std::num::NonZeroUsize::new(threads),
             early,
+            std::collections::BTreeMap::new(),
         );
         std::hint::black_box(advice);
         advised.push((folded, start.elapsed().saturating_sub(folded)));

@@ -3,6 +3,7 @@
 //! ([`EarlyAdvisor`]). However the runs are split, the advice is the one a
 //! single advisor gives over all of them (merges are exact sums).
 
+use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -11,6 +12,7 @@ use rustc_hash::FxHashSet;
 
 use crate::ingest::{EndedQueue, EndedRuns};
 use crate::model::advisor::{Advice, Advisor, AdvisorRules};
+use crate::model::budget::{Limits, Scope};
 use crate::model::insights::BleedRules;
 use crate::model::{RunAgg, Snapshot};
 use crate::pricing::PriceBook;
@@ -25,18 +27,20 @@ pub fn advisor_threads(threads: Option<NonZeroUsize>) -> usize {
 }
 
 /// The advice on every run of `snapshot`, on `threads` threads (see
-/// [`advisor_threads`]), with what `early` read while the fold went on.
+/// [`advisor_threads`]), with what `early` read while the fold went on;
+/// the forecasts of runs still going against `run_limits`
+/// ([`Advisor::set_run_limits`]).
 #[must_use]
 pub fn advise_runs(
     snapshot: &Snapshot,
-    rules: AdvisorRules,
-    bleed: BleedRules,
+    (rules, bleed): (AdvisorRules, BleedRules),
     prices: &PriceBook,
     threads: Option<NonZeroUsize>,
     early: Option<EarlyAdvisor>,
+    run_limits: BTreeMap<Scope, Limits>,
 ) -> Advice {
     let threads = advisor_threads(threads);
-    let advisor = match early {
+    let mut advisor = match early {
         Some(early) => {
             early
                 .finish(&snapshot.runs, &rules, &bleed, prices, threads)
@@ -44,6 +48,7 @@ pub fn advise_runs(
         }
         None => advise_final_runs(&snapshot.runs, &rules, &bleed, prices, threads),
     };
+    advisor.set_run_limits(run_limits);
     let span = snapshot.first_ts_ms.zip(snapshot.last_ts_ms);
     let mut advice = advisor.advice(span, &snapshot.runs);
     if let Some(duplicates) = &snapshot.duplicates {

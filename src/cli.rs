@@ -314,6 +314,11 @@ pub struct SourceArgs {
     /// Lines longer than this are skipped and counted.
     #[arg(long, default_value_t = DEFAULT_MAX_LINE_BYTES, value_name = "BYTES", env = "TOKWATCH_MAX_LINE_BYTES")]
     pub max_line_bytes: usize,
+    /// A desired-budgets file (as `tokwatch budget` and the dashboard
+    /// write it): the forecasts of runs still going say at which hop they
+    /// cross its run limits (`--format json`). None by default.
+    #[arg(long, value_name = "FILE")]
+    pub budgets: Option<PathBuf>,
     #[command(flatten)]
     pub input: InputArgs,
 }

@@ -259,6 +259,8 @@ fn run_with_dashboard(runtime: &tokio::runtime::Runtime, config: DemoConfig) -> 
         otlp: crate::ingest::sources::otlp::OtlpSettings::default(),
         metrics: None,
         advisor: Some((ui.advisor.clone(), ui.rules.clone())),
+        // the dashboard measures forecasts against the limits it shows
+        run_limits: std::collections::BTreeMap::new(),
         alerts: crate::live::AlertSettings::default(),
         duplicates: Default::default(),
     };

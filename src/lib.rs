@@ -36,6 +36,7 @@ pub mod ui;
 pub mod when;
 pub mod workload;
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -281,6 +282,17 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
         advisor: {
             let settings = config_settings(args.config.as_deref())?;
             Some((settings.advisor, settings.insights.bleed_rules()))
+        },
+        // `--jsonl` forecasts against the budgets the dashboard would show
+        // (its store, read once); the dashboard measures its own, live
+        run_limits: if args.jsonl {
+            let path = args.budgets.clone().or_else(control::store::default_path);
+            match path {
+                Some(path) => control::store::DesiredState::load(&path)?.limits(),
+                None => BTreeMap::new(),
+            }
+        } else {
+            BTreeMap::new()
         },
         alerts: {
             let rules = config_settings(args.config.as_deref())?.anomalies;
@@ -572,6 +584,27 @@ pub fn load_prices(path: Option<&Path>) -> anyhow::Result<PriceBook> {
     Ok(book.with_override(table))
 }
 
+/// The run limits of the budgets file `path` (`--budgets`), by scope;
+/// none without one.
+///
+/// # Errors
+/// The file named is missing, unreadable or not a budgets file.
+fn run_limits(
+    path: Option<&Path>,
+) -> anyhow::Result<BTreeMap<model::budget::Scope, model::budget::Limits>> {
+    let Some(path) = path else {
+        return Ok(BTreeMap::new());
+    };
+    // A missing store is an empty one to the dashboard; a file named here
+    // that is not there is a mistake to say.
+    anyhow::ensure!(
+        path.is_file(),
+        "budgets file '{}' not found",
+        path.display()
+    );
+    Ok(control::store::DesiredState::load(path)?.limits())
+}
+
 /// Reads the report's inputs once and returns what it shows.
 ///
 /// # Errors
@@ -591,6 +624,7 @@ fn build_report_ledger(
 ) -> anyhow::Result<(Ledger, Snapshot, IngestStats, ReportOptions)> {
     let settings = config_settings(args.source.config.as_deref())?;
     let prices = load_prices(args.source.prices.as_deref())?;
+    let run_limits = run_limits(args.source.budgets.as_deref())?;
     let tz = resolve_timezone(args.source.timezone.as_deref())?;
     let window = TimeWindow {
         since_ms: args
@@ -697,11 +731,11 @@ fn build_report_ledger(
     if advise {
         snapshot.advice = Some(Arc::new(advise::advise_runs(
             &snapshot,
-            settings.advisor,
-            options.rules.clone(),
+            (settings.advisor, options.rules.clone()),
             ledger.prices(),
             args.threads,
             early,
+            run_limits,
         )));
     }
     Ok((ledger, snapshot, stats, options))
@@ -794,13 +828,14 @@ fn compare_side(
     // ranks its differences from the levers on each side's own hops).
     sub.duplicates = None;
     let bleed = settings.insights.bleed_rules();
+    // (compare shows no forecasts: no run limits)
     let advice = advise::advise_runs(
         &sub,
-        settings.advisor.clone(),
-        bleed.clone(),
+        (settings.advisor.clone(), bleed.clone()),
         prices,
         None,
         None,
+        BTreeMap::new(),
     );
     let insights = model::insights::Insights::compute(&sub, &bleed, prices, None);
     let cost = sub.runs.iter().map(|r| r.counters().cost).sum();

@@ -81,6 +81,10 @@ pub struct LiveSettings {
         crate::model::advisor::AdvisorRules,
         crate::model::insights::BleedRules,
     )>,
+    /// The run limits the advisor's forecasts are measured against (the
+    /// desired budgets as `--jsonl` starts), by scope.
+    pub run_limits:
+        std::collections::BTreeMap<crate::model::budget::Scope, crate::model::budget::Limits>,
     /// Anomalies (`[anomalies]`) and `--alert-webhook`.
     pub alerts: AlertSettings,
     /// `[duplicates]`: the duplicate-prompt index's thresholds.
@@ -108,6 +112,7 @@ impl LiveSettings {
             otlp: OtlpSettings::default(),
             metrics: None,
             advisor: None,
+            run_limits: std::collections::BTreeMap::new(),
             alerts: AlertSettings::default(),
             duplicates: crate::model::duplicates::DuplicateRules::default(),
         }
@@ -355,6 +360,22 @@ impl Aggregator {
         self.advisor = rules.map(|(advisor, bleed)| {
             crate::model::advisor::Advisor::new(advisor, bleed, self.ledger.prices())
         });
+        self
+    }
+
+    /// The run limits the advisor's forecasts are measured against
+    /// ([`crate::model::advisor::Advisor::set_run_limits`]).
+    #[must_use]
+    pub fn with_run_limits(
+        mut self,
+        limits: std::collections::BTreeMap<
+            crate::model::budget::Scope,
+            crate::model::budget::Limits,
+        >,
+    ) -> Self {
+        if let Some(advisor) = &mut self.advisor {
+            advisor.set_run_limits(limits);
+        }
         self
     }
 

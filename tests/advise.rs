@@ -256,3 +256,120 @@ fn repeated_prompts_are_a_semantic_cache_recommendation_worth_their_avoidable_sp
         assert!(!rec["evidence"].as_array().unwrap().is_empty());
     }
 }
+
+/// A log with two runs of 5 hops that ended and one still going (3 hops,
+/// +1,000 input a hop from 1,000, 100 output each: 6,300 tokens seen,
+/// 10,400 after hop 4, 15,500 after hop 5).
+fn log_with_a_live_run(dir: &std::path::Path) -> String {
+    let mut lines = Vec::new();
+    for (run, hops, ended) in [("done-1", 5, true), ("done-2", 5, true), ("live", 3, false)] {
+        for hop in 1..=hops {
+            lines.push(format!(
+                r#"{{"ts":"2026-11-23T08:00:{:02}Z","run_id":"{run}","hop":{hop},"agent":"writer","segment":"pro","model":"gpt-4.1","input_tokens":{},"output_tokens":100}}"#,
+                hop * 2,
+                hop * 1_000
+            ));
+        }
+        if ended {
+            lines.push(format!(
+                r#"{{"type":"run_end","ts":"2026-11-23T08:00:59Z","run_id":"{run}","status":"ok"}}"#
+            ));
+        }
+    }
+    let path = dir.join("runs.jsonl");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path.display().to_string()
+}
+
+/// A budgets file: 12,000 tokens a run for everyone, 10,000 in segment
+/// `pro` (passed at hop 4 by [`log_with_a_live_run`]'s live run).
+fn budgets_file(dir: &std::path::Path) -> String {
+    use tokwatch::control::store::DesiredState;
+    use tokwatch::model::budget::{BreachAction, Limits, Scope};
+    let path = dir.join("budgets.toml");
+    let mut desired = DesiredState::default();
+    for (scope, limit) in [
+        (Scope::Global, 12_000),
+        (Scope::Segment("pro".into()), 10_000),
+    ] {
+        desired.set(
+            scope,
+            Limits {
+                total_run_limit: Some(limit),
+                on_run_breach: Some(BreachAction::Abort),
+                ..Limits::default()
+            },
+            0,
+        );
+    }
+    desired.save(&path).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn forecasts_say_where_a_live_run_crosses_the_run_limits_of_a_budgets_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_with_a_live_run(dir.path());
+    let budgets = budgets_file(dir.path());
+    let forecast = |doc: &Value| {
+        let list = doc["forecasts"].as_array().unwrap().clone();
+        assert_eq!(list.len(), 1, "{list:?}");
+        assert_eq!(list[0]["run_id"], "live");
+        assert_eq!(list[0]["hops_expected"], 5);
+        assert_eq!(list[0]["tokens"], 15_500);
+        list[0]["crosses_token_limit_at"].clone()
+    };
+    // without the file: no limits, nothing crossed
+    assert_eq!(forecast(&json(&["advise", &log])), Value::Null);
+    assert_eq!(
+        forecast(&json(&["advise", &log, "--budgets", &budgets])),
+        4
+    );
+    let report = json(&["report", &log, "--budgets", &budgets]);
+    assert_eq!(forecast(&report["insights"]), 4);
+    // a file named that is not there is said, not taken for no limits
+    let mut all = vec!["tokwatch", "advise", &log, "--budgets"];
+    let missing = dir.path().join("nope.toml").display().to_string();
+    all.push(&missing);
+    let Some(Command::Advise(args)) = Cli::try_parse_from(all).unwrap().command else {
+        panic!("advise");
+    };
+    let err = format!("{:#}", tokwatch::advise_text(&args, NOW_MS).unwrap_err());
+    assert!(err.contains("budgets file") && err.contains("not found"), "{err}");
+}
+
+#[test]
+fn jsonl_snapshots_forecast_against_the_budgets_file() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::{Command as Process, Stdio};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_with_a_live_run(dir.path());
+    let budgets = budgets_file(dir.path());
+    let mut child = Process::new(env!("CARGO_BIN_EXE_tokwatch"))
+        .args(["--follow", &log, "--jsonl", "--budgets", &budgets])
+        .args(["--interval", "100ms", "--exit-after", "60s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut found = None;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        assert!(Instant::now() < deadline, "no snapshot with the forecast");
+        let snapshot: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        // every line read: the live run's three hops and the two ends
+        if snapshot["live"]["caught_up"] == true {
+            found = Some(snapshot["insights"]["forecasts"].clone());
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let forecasts = found.expect("a snapshot with the forecast");
+    assert_eq!(forecasts.as_array().map(Vec::len), Some(1), "{forecasts}");
+    assert_eq!(forecasts[0]["run_id"], "live");
+    assert_eq!(forecasts[0]["tokens"], 15_500);
+    assert_eq!(forecasts[0]["crosses_token_limit_at"], 4);
+}

@@ -166,6 +166,7 @@ impl LiveService {
         .with_recent_events(publish.recent_events())
         .with_series(settings.metrics.as_ref().map(|m| m.caps))
         .with_advisor(settings.advisor.clone())
+        .with_run_limits(settings.run_limits.clone())
         .with_anomalies(
             settings.alerts.rules.clone(),
             webhooks.as_ref().map(Webhooks::sink),

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::budget::{self, Limits, Scope};
 use super::duplicates::DuplicateSummary;
 use super::insights::BleedRules;
 use super::ledger::{HopAgg, Ledger, RunAgg, RunWatch};
@@ -387,6 +388,9 @@ pub struct Advisor {
     watch: RunWatch,
     /// Hop counts of ended runs, counted.
     loop_lengths: BTreeMap<u64, u64>,
+    /// The run limits forecasts are measured against, by scope
+    /// ([`Advisor::set_run_limits`]).
+    run_limits: BTreeMap<Scope, Limits>,
 }
 
 impl Advisor {
@@ -414,6 +418,7 @@ impl Advisor {
             breaks: BTreeMap::new(),
             loop_lengths: BTreeMap::new(),
             watch: RunWatch::default(),
+            run_limits: BTreeMap::new(),
         }
     }
 
@@ -546,8 +551,17 @@ impl Advisor {
         median_of(&self.loop_lengths).and_then(|n| u32::try_from(n).ok())
     }
 
+    /// The budgets whose run limits forecasts are measured against: a
+    /// run's are those of the agent of its last hop, its segment and the
+    /// global scope, the narrowest first ([`budget::effective`], as a
+    /// runtime applies them).
+    pub fn set_run_limits(&mut self, limits: BTreeMap<Scope, Limits>) {
+        self.run_limits = limits;
+    }
+
     /// Forecasts of the runs of `runs` still going (no `run_end`), the
-    /// first [`FORECAST_RUNS`] of them, for loops of [`Advisor::expected_hops`].
+    /// first [`FORECAST_RUNS`] of them, for loops of [`Advisor::expected_hops`],
+    /// against their run limits ([`Advisor::set_run_limits`]).
     #[must_use]
     pub fn forecasts(&self, runs: &[Arc<RunAgg>]) -> Vec<RunForecast> {
         let Some(expected) = self.expected_hops() else {
@@ -557,12 +571,12 @@ impl Advisor {
             .filter(|r| r.ended.is_none())
             .filter_map(|r| {
                 let book = self.pricer.book();
-                let price = r
-                    .hops
-                    .last()
-                    .and_then(|h| book.resolve(&h.model))
-                    .map(|p| book.model(p));
-                forecast::forecast(r, expected, None, None, price).map(|f| RunForecast {
+                let last = r.hops.last()?;
+                let price = book.resolve(&last.model).map(|p| book.model(p));
+                let limits =
+                    budget::effective(&self.run_limits, Some(&last.agent), r.segment.as_deref());
+                let (tokens, cost) = (limits.total_run_limit, limits.run_cost_limit());
+                forecast::forecast(r, expected, tokens, cost, price).map(|f| RunForecast {
                     run_id: r.run_id.clone(),
                     forecast: f,
                 })

@@ -389,6 +389,96 @@ fn a_run_forecast_follows_its_growth_to_the_expected_length() {
 }
 
 #[test]
+fn forecasts_cross_the_run_limits_of_the_runs_agent_over_its_segment_over_global() {
+    // Two runs of 5 hops ended (loops run 5 hops); three still going, each
+    // growing +1,000 input a hop from 1,000 (100 output): 6,300 tokens seen
+    // after 3 hops, 10,400 after hop 4, 15,500 after hop 5.
+    let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default().unlimited());
+    let mut apply = |run: &'static str, agent: &'static str, segment: Option<&'static str>, n: u32| {
+        for i in 1..=n {
+            let mut e = event(&Hop {
+                agent,
+                ..hop(run, i, "gpt-4.1", u64::from(i) * 1_000, 100)
+            });
+            e.segment = segment.map(Cow::Borrowed);
+            ledger.apply(&e);
+        }
+    };
+    apply("done-1", "writer", None, 5);
+    apply("done-2", "writer", None, 5);
+    apply("live-global", "writer", None, 3);
+    apply("live-segment", "writer", Some("pro"), 3);
+    apply("live-agent", "critic", Some("pro"), 3);
+    for run in ["done-1", "done-2"] {
+        let mut end = event(&hop(run, 6, "gpt-4.1", 0, 0));
+        end.kind = EventKind::RunEnd;
+        ledger.apply(&end);
+    }
+    let snap = ledger.snapshot();
+    let tokens = |n: u64| Limits {
+        total_run_limit: Some(n),
+        on_run_breach: Some(budget::BreachAction::Abort),
+        ..Limits::default()
+    };
+    let mut advisor = Advisor::new(
+        AdvisorRules::default(),
+        BleedRules::default(),
+        &PriceBook::embedded(),
+    );
+    for run in &snap.runs {
+        advisor.observe(run);
+    }
+    let crossing = |advisor: &Advisor| -> Vec<(String, Option<u32>, Option<u32>)> {
+        let mut list: Vec<_> = advisor
+            .forecasts(&snap.runs)
+            .into_iter()
+            .map(|f| {
+                (
+                    f.run_id.to_string(),
+                    f.forecast.crosses_token_limit_at,
+                    f.forecast.crosses_cost_limit_at,
+                )
+            })
+            .collect();
+        list.sort();
+        list
+    };
+    // no limits: nothing to cross
+    assert_eq!(
+        crossing(&advisor),
+        [
+            ("live-agent".into(), None, None),
+            ("live-global".into(), None, None),
+            ("live-segment".into(), None, None),
+        ]
+    );
+    advisor.set_run_limits(BTreeMap::from([
+        // everyone: 12,000 tokens, passed at hop 5
+        (Scope::Global, tokens(12_000)),
+        // segment pro: 10,000, passed at hop 4; and $0.0235, passed at hop 5
+        // (gpt-4.1, $2/M in, $8/M out: 14,400 µ$ seen, +8,800 at hop 4,
+        // +10,800 at hop 5)
+        (
+            Scope::Segment("pro".into()),
+            Limits {
+                run_cost_limit_usd: Some("0.0235".into()),
+                ..tokens(10_000)
+            },
+        ),
+        // the critic: 20,000, never passed (its segment's cost limit still is)
+        (Scope::Agent("critic".into()), tokens(20_000)),
+    ]));
+    assert_eq!(
+        crossing(&advisor),
+        [
+            ("live-agent".into(), None, Some(5)),
+            ("live-global".into(), Some(5), None),
+            ("live-segment".into(), Some(4), Some(5)),
+        ]
+    );
+}
+
+#[test]
 fn kept_up_to_date_run_by_run_it_says_what_a_fresh_advisor_says() {
     let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default().unlimited());
     let mut live = Advisor::new(
