@@ -321,10 +321,7 @@ fn forecasts_say_where_a_live_run_crosses_the_run_limits_of_a_budgets_file() {
     };
     // without the file: no limits, nothing crossed
     assert_eq!(forecast(&json(&["advise", &log])), Value::Null);
-    assert_eq!(
-        forecast(&json(&["advise", &log, "--budgets", &budgets])),
-        4
-    );
+    assert_eq!(forecast(&json(&["advise", &log, "--budgets", &budgets])), 4);
     let report = json(&["report", &log, "--budgets", &budgets]);
     assert_eq!(forecast(&report["insights"]), 4);
     // a file named that is not there is said, not taken for no limits
@@ -335,7 +332,10 @@ fn forecasts_say_where_a_live_run_crosses_the_run_limits_of_a_budgets_file() {
         panic!("advise");
     };
     let err = format!("{:#}", tokwatch::advise_text(&args, NOW_MS).unwrap_err());
-    assert!(err.contains("budgets file") && err.contains("not found"), "{err}");
+    assert!(
+        err.contains("budgets file") && err.contains("not found"),
+        "{err}"
+    );
 }
 
 #[test]

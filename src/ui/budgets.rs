@@ -878,16 +878,19 @@ impl BudgetEditor {
         None
     }
 
-    /// Measures the review's usage again on `snapshot` (the data shown
-    /// changed); nothing while editing.
+    /// Measures the review again on `snapshot` (the data shown changed):
+    /// what it would have breached, and whether that takes `Y` (a change
+    /// that became below usage while shown asks for it); nothing while
+    /// editing.
     pub fn measure(&mut self, snapshot: &Snapshot) {
         if !matches!(self.stage, Stage::Review { .. }) {
             return;
         }
         let Ok(limits) = self.limits() else { return };
-        if let Stage::Review { usage, .. } = &mut self.stage {
-            **usage = budget::usage(snapshot, &self.scope, &limits);
-        }
+        self.stage = Stage::Review {
+            strict: below_usage(snapshot, &self.scope, &self.replaced(), &limits),
+            usage: Box::new(budget::usage(snapshot, &self.scope, &limits)),
+        };
     }
 
     /// In review, and below current usage (`Y` confirms, not `y`).
@@ -1071,11 +1074,21 @@ mod tests {
         editor.input(EditorInput::Enter, &snapshot_with_hop(50_000));
         assert_eq!(usage(&editor), Some((1, 1, 50_000)));
         assert!(editor.strict());
-        // a new snapshot: the preview follows it (strict is what the user
-        // was shown on entering, and stays)
+        // a new snapshot: the preview and the confirmation it takes follow
+        // it, both ways
         editor.measure(&snapshot_with_hop(100));
         assert_eq!(usage(&editor), Some((1, 0, 100)));
+        assert!(!editor.strict());
+        editor.measure(&snapshot_with_hop(20_000));
+        assert_eq!(usage(&editor), Some((1, 1, 20_000)));
         assert!(editor.strict());
+        assert_eq!(
+            editor.input(
+                EditorInput::Confirm { strict: false },
+                &snapshot_with_hop(20_000)
+            ),
+            None
+        );
         // back to editing, then a review again: measured anew
         editor.input(EditorInput::Backspace, &snapshot_with_hop(100));
         assert_eq!(usage(&editor), None);

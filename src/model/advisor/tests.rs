@@ -394,16 +394,17 @@ fn forecasts_cross_the_run_limits_of_the_runs_agent_over_its_segment_over_global
     // growing +1,000 input a hop from 1,000 (100 output): 6,300 tokens seen
     // after 3 hops, 10,400 after hop 4, 15,500 after hop 5.
     let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default().unlimited());
-    let mut apply = |run: &'static str, agent: &'static str, segment: Option<&'static str>, n: u32| {
-        for i in 1..=n {
-            let mut e = event(&Hop {
-                agent,
-                ..hop(run, i, "gpt-4.1", u64::from(i) * 1_000, 100)
-            });
-            e.segment = segment.map(Cow::Borrowed);
-            ledger.apply(&e);
-        }
-    };
+    let mut apply =
+        |run: &'static str, agent: &'static str, segment: Option<&'static str>, n: u32| {
+            for i in 1..=n {
+                let mut e = event(&Hop {
+                    agent,
+                    ..hop(run, i, "gpt-4.1", u64::from(i) * 1_000, 100)
+                });
+                e.segment = segment.map(Cow::Borrowed);
+                ledger.apply(&e);
+            }
+        };
     apply("done-1", "writer", None, 5);
     apply("done-2", "writer", None, 5);
     apply("live-global", "writer", None, 3);
