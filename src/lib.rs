@@ -286,11 +286,7 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
         // `--jsonl` forecasts against the budgets the dashboard would show
         // (its store, read once); the dashboard measures its own, live
         run_limits: if args.jsonl {
-            let path = args.budgets.clone().or_else(control::store::default_path);
-            match path {
-                Some(path) => control::store::DesiredState::load(&path)?.limits(),
-                None => BTreeMap::new(),
-            }
+            jsonl_run_limits(args.budgets.as_deref())?
         } else {
             BTreeMap::new()
         },
@@ -603,6 +599,31 @@ fn run_limits(
         path.display()
     );
     Ok(control::store::DesiredState::load(path)?.limits())
+}
+
+/// The run limits `--jsonl` forecasts against: those of `--budgets FILE`
+/// (which must be a budgets file), else of the dashboard's store when it
+/// has one. A store that cannot be read is said and left out: it is not
+/// what `--jsonl` was asked to read.
+///
+/// # Errors
+/// `--budgets FILE` is not a budgets file.
+fn jsonl_run_limits(
+    named: Option<&Path>,
+) -> anyhow::Result<BTreeMap<model::budget::Scope, model::budget::Limits>> {
+    if let Some(path) = named {
+        return Ok(control::store::DesiredState::load(path)?.limits());
+    }
+    let Some(path) = control::store::default_path() else {
+        return Ok(BTreeMap::new());
+    };
+    Ok(match control::store::DesiredState::load(&path) {
+        Ok(state) => state.limits(),
+        Err(e) => {
+            eprintln!("tokwatch: warning: forecasts without run limits: {e:#}");
+            BTreeMap::new()
+        }
+    })
 }
 
 /// Reads the report's inputs once and returns what it shows.

@@ -338,26 +338,30 @@ fn forecasts_say_where_a_live_run_crosses_the_run_limits_of_a_budgets_file() {
     );
 }
 
-#[test]
-fn jsonl_snapshots_forecast_against_the_budgets_file() {
-    use std::io::{BufRead as _, BufReader};
+/// The forecasts of the first `--jsonl` snapshot with every line read, of
+/// `tokwatch --follow log --jsonl` with `args` and a state home of its own
+/// (where the dashboard's budgets file is), and what it said on stderr.
+fn jsonl_forecasts(log: &str, state_home: &std::path::Path, args: &[&str]) -> (Value, String) {
+    use std::io::{BufRead as _, BufReader, Read as _};
     use std::process::{Command as Process, Stdio};
     use std::time::{Duration, Instant};
-    let dir = tempfile::tempdir().unwrap();
-    let log = log_with_a_live_run(dir.path());
-    let budgets = budgets_file(dir.path());
     let mut child = Process::new(env!("CARGO_BIN_EXE_tokwatch"))
-        .args(["--follow", &log, "--jsonl", "--budgets", &budgets])
+        .args(["--follow", log, "--jsonl"])
+        .args(args)
         .args(["--interval", "100ms", "--exit-after", "60s"])
+        .env("XDG_STATE_HOME", state_home)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut found = None;
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        assert!(Instant::now() < deadline, "no snapshot with the forecast");
+        assert!(
+            Instant::now() < deadline,
+            "no snapshot with every line read"
+        );
         let snapshot: Value = serde_json::from_str(&line.unwrap()).unwrap();
         // every line read: the live run's three hops and the two ends
         if snapshot["live"]["caught_up"] == true {
@@ -367,9 +371,45 @@ fn jsonl_snapshots_forecast_against_the_budgets_file() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let forecasts = found.expect("a snapshot with the forecast");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let forecasts = found.expect("a snapshot with every line read");
     assert_eq!(forecasts.as_array().map(Vec::len), Some(1), "{forecasts}");
     assert_eq!(forecasts[0]["run_id"], "live");
     assert_eq!(forecasts[0]["tokens"], 15_500);
-    assert_eq!(forecasts[0]["crosses_token_limit_at"], 4);
+    (forecasts[0]["crosses_token_limit_at"].clone(), stderr)
+}
+
+#[test]
+fn jsonl_snapshots_forecast_against_the_budgets_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_with_a_live_run(dir.path());
+    let budgets = budgets_file(dir.path());
+    // named
+    let state = tempfile::tempdir().unwrap();
+    let (crosses, _) = jsonl_forecasts(&log, state.path(), &["--budgets", &budgets]);
+    assert_eq!(crosses, 4);
+    // none: no limits
+    let (crosses, stderr) = jsonl_forecasts(&log, state.path(), &[]);
+    assert_eq!(crosses, Value::Null);
+    assert!(!stderr.contains("warning"), "{stderr}");
+    // the dashboard's store, where it keeps it
+    let store = state.path().join("tokwatch");
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::copy(&budgets, store.join("budgets.toml")).unwrap();
+    let (crosses, _) = jsonl_forecasts(&log, state.path(), &[]);
+    assert_eq!(crosses, 4);
+    // a store that cannot be read is said, and left out
+    std::fs::write(store.join("budgets.toml"), "not = [a store").unwrap();
+    let (crosses, stderr) = jsonl_forecasts(&log, state.path(), &[]);
+    assert_eq!(crosses, Value::Null);
+    assert!(
+        stderr.contains("warning: forecasts without run limits"),
+        "{stderr}"
+    );
 }
