@@ -3,7 +3,6 @@
 //! ([`EarlyAdvisor`]). However the runs are split, the advice is the one a
 //! single advisor gives over all of them (merges are exact sums).
 
-use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -12,7 +11,7 @@ use rustc_hash::FxHashSet;
 
 use crate::ingest::{EndedQueue, EndedRuns};
 use crate::model::advisor::{Advice, Advisor, AdvisorRules};
-use crate::model::budget::{Limits, Scope};
+use crate::model::budget::LimitsByScope;
 use crate::model::insights::BleedRules;
 use crate::model::{RunAgg, Snapshot};
 use crate::pricing::PriceBook;
@@ -37,7 +36,7 @@ pub fn advise_runs(
     prices: &PriceBook,
     threads: Option<NonZeroUsize>,
     early: Option<EarlyAdvisor>,
-    run_limits: BTreeMap<Scope, Limits>,
+    run_limits: LimitsByScope,
 ) -> Advice {
     let threads = advisor_threads(threads);
     let mut advisor = match early {

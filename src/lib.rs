@@ -585,9 +585,7 @@ pub fn load_prices(path: Option<&Path>) -> anyhow::Result<PriceBook> {
 ///
 /// # Errors
 /// The file named is missing, unreadable or not a budgets file.
-fn run_limits(
-    path: Option<&Path>,
-) -> anyhow::Result<BTreeMap<model::budget::Scope, model::budget::Limits>> {
+fn run_limits(path: Option<&Path>) -> anyhow::Result<model::budget::LimitsByScope> {
     let Some(path) = path else {
         return Ok(BTreeMap::new());
     };
@@ -608,9 +606,7 @@ fn run_limits(
 ///
 /// # Errors
 /// `--budgets FILE` is not a budgets file.
-fn jsonl_run_limits(
-    named: Option<&Path>,
-) -> anyhow::Result<BTreeMap<model::budget::Scope, model::budget::Limits>> {
+fn jsonl_run_limits(named: Option<&Path>) -> anyhow::Result<model::budget::LimitsByScope> {
     if let Some(path) = named {
         return Ok(control::store::DesiredState::load(path)?.limits());
     }

@@ -83,8 +83,7 @@ pub struct LiveSettings {
     )>,
     /// The run limits the advisor's forecasts are measured against (the
     /// desired budgets as `--jsonl` starts), by scope.
-    pub run_limits:
-        std::collections::BTreeMap<crate::model::budget::Scope, crate::model::budget::Limits>,
+    pub run_limits: crate::model::budget::LimitsByScope,
     /// Anomalies (`[anomalies]`) and `--alert-webhook`.
     pub alerts: AlertSettings,
     /// `[duplicates]`: the duplicate-prompt index's thresholds.
@@ -366,13 +365,7 @@ impl Aggregator {
     /// The run limits the advisor's forecasts are measured against
     /// ([`crate::model::advisor::Advisor::set_run_limits`]).
     #[must_use]
-    pub fn with_run_limits(
-        mut self,
-        limits: std::collections::BTreeMap<
-            crate::model::budget::Scope,
-            crate::model::budget::Limits,
-        >,
-    ) -> Self {
+    pub fn with_run_limits(mut self, limits: crate::model::budget::LimitsByScope) -> Self {
         if let Some(advisor) = &mut self.advisor {
             advisor.set_run_limits(limits);
         }

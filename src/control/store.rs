@@ -251,7 +251,7 @@ impl DesiredState {
     }
 
     #[must_use]
-    pub fn limits(&self) -> BTreeMap<Scope, Limits> {
+    pub fn limits(&self) -> crate::model::budget::LimitsByScope {
         self.budgets
             .iter()
             .map(|(s, b)| (s.clone(), b.limits.clone()))

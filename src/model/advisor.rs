@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::budget::{self, Limits, Scope};
+use super::budget::{self, LimitsByScope};
 use super::duplicates::DuplicateSummary;
 use super::insights::BleedRules;
 use super::ledger::{HopAgg, Ledger, RunAgg, RunWatch};
@@ -390,7 +390,7 @@ pub struct Advisor {
     loop_lengths: BTreeMap<u64, u64>,
     /// The run limits forecasts are measured against, by scope
     /// ([`Advisor::set_run_limits`]).
-    run_limits: BTreeMap<Scope, Limits>,
+    run_limits: LimitsByScope,
 }
 
 impl Advisor {
@@ -555,7 +555,7 @@ impl Advisor {
     /// run's are those of the agent of its last hop, its segment and the
     /// global scope, the narrowest first ([`budget::effective`], as a
     /// runtime applies them).
-    pub fn set_run_limits(&mut self, limits: BTreeMap<Scope, Limits>) {
+    pub fn set_run_limits(&mut self, limits: LimitsByScope) {
         self.run_limits = limits;
     }
 

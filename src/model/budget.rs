@@ -184,14 +184,14 @@ pub fn money_text(usd: Usd) -> String {
     }
 }
 
+/// Limits by scope: a budgets store's, the limits a dashboard shows, the
+/// run limits a report's forecasts are measured against.
+pub type LimitsByScope = BTreeMap<Scope, Limits>;
+
 /// The effective limits for a hop of `agent` in `segment`, from a set of
 /// scoped limits (agent over segment over global, per limit).
 #[must_use]
-pub fn effective(
-    budgets: &BTreeMap<Scope, Limits>,
-    agent: Option<&str>,
-    segment: Option<&str>,
-) -> Limits {
+pub fn effective(budgets: &LimitsByScope, agent: Option<&str>, segment: Option<&str>) -> Limits {
     let global = budgets.get(&Scope::Global).cloned().unwrap_or_default();
     let segment = segment
         .and_then(|s| budgets.get(&Scope::Segment(s.to_owned())))

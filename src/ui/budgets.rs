@@ -495,7 +495,7 @@ impl BudgetBoard {
 
     /// The limits of every scope now ([`BudgetBoard::current`]).
     #[must_use]
-    pub fn current_limits(&self) -> BTreeMap<Scope, Limits> {
+    pub fn current_limits(&self) -> budget::LimitsByScope {
         self.scopes()
             .into_iter()
             .filter_map(|scope| self.current(&scope).map(|(b, _)| (scope, b.limits)))

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 
 use super::forecast::forecast;
 use super::*;
+use crate::model::budget::{Limits, Scope};
 use crate::model::{EventKind, LedgerConfig, Snapshot, TelemetryEvent, Usage};
 
 const T0: i64 = 1_772_445_600_000;
