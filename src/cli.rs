@@ -314,11 +314,6 @@ pub struct SourceArgs {
     /// Lines longer than this are skipped and counted.
     #[arg(long, default_value_t = DEFAULT_MAX_LINE_BYTES, value_name = "BYTES", env = "TOKWATCH_MAX_LINE_BYTES")]
     pub max_line_bytes: usize,
-    /// A desired-budgets file (as `tokwatch budget` and the dashboard
-    /// write it): the forecasts of runs still going say at which hop they
-    /// cross its run limits (`--format json`). None by default.
-    #[arg(long, value_name = "FILE")]
-    pub budgets: Option<PathBuf>,
     #[command(flatten)]
     pub input: InputArgs,
 }
@@ -329,6 +324,11 @@ pub struct AdviseArgs {
     /// JSONL files, or directories searched recursively for `*.jsonl`.
     #[arg(required_unless_present_any = ["claude", "codex"])]
     pub paths: Vec<PathBuf>,
+    /// A desired-budgets file (as `tokwatch budget` and the dashboard
+    /// write it): the forecasts of runs still going say at which hop they
+    /// cross its run limits (`--format json`). None by default.
+    #[arg(long, value_name = "FILE")]
+    pub budgets: Option<PathBuf>,
     #[command(flatten)]
     pub read: ReadArgs,
 }
@@ -387,6 +387,11 @@ pub struct ReportArgs {
     /// With `--format json`, the advisor's analysis of the runs uses this many threads too (default: one per core).
     #[arg(long, value_name = "N")]
     pub threads: Option<std::num::NonZeroUsize>,
+    /// A desired-budgets file (as `tokwatch budget` and the dashboard
+    /// write it): the forecasts of runs still going say at which hop they
+    /// cross its run limits (`--format json`). None by default.
+    #[arg(long, value_name = "FILE")]
+    pub budgets: Option<PathBuf>,
     #[command(flatten)]
     pub source: SourceArgs,
 }

@@ -641,7 +641,7 @@ fn build_report_ledger(
 ) -> anyhow::Result<(Ledger, Snapshot, IngestStats, ReportOptions)> {
     let settings = config_settings(args.source.config.as_deref())?;
     let prices = load_prices(args.source.prices.as_deref())?;
-    let run_limits = run_limits(args.source.budgets.as_deref())?;
+    let run_limits = run_limits(args.budgets.as_deref())?;
     let tz = resolve_timezone(args.source.timezone.as_deref())?;
     let window = TimeWindow {
         since_ms: args
@@ -759,7 +759,7 @@ fn build_report_ledger(
 }
 
 /// What `advise` and `compare` read, as `report` arguments.
-fn report_args_of(paths: Vec<PathBuf>, read: &cli::ReadArgs) -> ReportArgs {
+fn report_args_of(paths: Vec<PathBuf>, read: &cli::ReadArgs, budgets: Option<&Path>) -> ReportArgs {
     ReportArgs {
         paths,
         format: report::ReportFormat::Json,
@@ -767,6 +767,7 @@ fn report_args_of(paths: Vec<PathBuf>, read: &cli::ReadArgs) -> ReportArgs {
         group_by: None,
         top: 0,
         threads: None,
+        budgets: budgets.map(Path::to_path_buf),
         source: read.source.clone(),
     }
 }
@@ -776,9 +777,11 @@ fn report_args_of(paths: Vec<PathBuf>, read: &cli::ReadArgs) -> ReportArgs {
 fn read_advised(
     paths: Vec<PathBuf>,
     read: &cli::ReadArgs,
+    budgets: Option<&Path>,
     now_ms: i64,
 ) -> anyhow::Result<(Ledger, Snapshot)> {
-    let (ledger, snapshot, stats, _) = build_report_ledger(&report_args_of(paths, read), now_ms)?;
+    let args = report_args_of(paths, read, budgets);
+    let (ledger, snapshot, stats, _) = build_report_ledger(&args, now_ms)?;
     for warning in report::unreadable_warnings(&stats) {
         eprintln!("tokwatch: warning: {warning}");
     }
@@ -817,7 +820,7 @@ pub fn advise_text(args: &cli::AdviseArgs, now_ms: i64) -> anyhow::Result<String
         args.read.source.input.claude,
         args.read.source.input.codex,
     )?);
-    let (_ledger, snapshot) = read_advised(paths, &args.read, now_ms)?;
+    let (_ledger, snapshot) = read_advised(paths, &args.read, args.budgets.as_deref(), now_ms)?;
     let advice = snapshot
         .advice
         .clone()
@@ -872,12 +875,13 @@ fn agent_part(run: &Arc<model::RunAgg>, agent: &str) -> Option<Arc<model::RunAgg
 /// --agent once with two paths); as [`run`].
 pub fn compare_text(args: &cli::CompareArgs, now_ms: i64) -> anyhow::Result<String> {
     let settings = config_settings(args.read.source.config.as_deref())?;
-    let read_together = || read_advised(args.paths.clone(), &args.read, now_ms);
+    // compare shows no forecasts: no budgets to read
+    let read_together = || read_advised(args.paths.clone(), &args.read, None, now_ms);
     let read_apart = |path: &PathBuf,
                       part: &dyn Fn(&Arc<model::RunAgg>) -> Option<Arc<model::RunAgg>>,
                       label: String|
      -> anyhow::Result<_> {
-        let (ledger, snapshot) = read_advised(vec![path.clone()], &args.read, now_ms)?;
+        let (ledger, snapshot) = read_advised(vec![path.clone()], &args.read, None, now_ms)?;
         Ok((
             compare_side(&label, &snapshot, part, &settings, ledger.prices()),
             snapshot.price_version.clone(),
