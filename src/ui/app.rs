@@ -381,7 +381,6 @@ pub async fn run_tui(
     result
 }
 
-/// What the dashboard shows of a publication.
 /// The budgets' usage follows the data shown: the board's, and the open
 /// editor's review (measured here, never while drawing).
 fn measure_budgets(board: &mut BudgetBoard, view: &mut ViewState, snapshot: &Snapshot) {
@@ -391,6 +390,7 @@ fn measure_budgets(board: &mut BudgetBoard, view: &mut ViewState, snapshot: &Sna
     }
 }
 
+/// What the dashboard shows of a publication.
 fn shown(publication: &Publication, base: &Published) -> Arc<Published> {
     Arc::new(Published {
         snapshot: publication.snapshot.clone(),
