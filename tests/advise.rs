@@ -3,7 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use std::time::Duration;
+
 use clap::Parser;
+use common::tokwatch::Tokwatch;
 use serde_json::Value;
 use tokwatch::cli::{Cli, Command};
 use tokwatch::model::Usd;
@@ -340,49 +345,24 @@ fn forecasts_say_where_a_live_run_crosses_the_run_limits_of_a_budgets_file() {
 
 /// The forecasts of the first `--jsonl` snapshot with every line read, of
 /// `tokwatch --follow log --jsonl` with `args` and a state home of its own
-/// (where the dashboard's budgets file is), and what it said on stderr.
-fn jsonl_forecasts(log: &str, state_home: &std::path::Path, args: &[&str]) -> (Value, String) {
-    use std::io::{BufRead as _, BufReader, Read as _};
-    use std::process::{Command as Process, Stdio};
-    use std::time::{Duration, Instant};
-    let mut child = Process::new(env!("CARGO_BIN_EXE_tokwatch"))
-        .args(["--follow", log, "--jsonl"])
-        .args(args)
-        .args(["--interval", "100ms", "--exit-after", "60s"])
-        .env("XDG_STATE_HOME", state_home)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut found = None;
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        assert!(
-            Instant::now() < deadline,
-            "no snapshot with every line read"
-        );
-        let snapshot: Value = serde_json::from_str(&line.unwrap()).unwrap();
-        // every line read: the live run's three hops and the two ends
-        if snapshot["live"]["caught_up"] == true {
-            found = Some(snapshot["insights"]["forecasts"].clone());
-            break;
+/// (where the dashboard's budgets file is), and tokwatch, still running.
+fn jsonl_forecasts(log: &str, state_home: &std::path::Path, args: &[&str]) -> (Value, Tokwatch) {
+    let mut argv = vec!["--follow", log, "--jsonl", "--interval", "100ms"];
+    argv.extend_from_slice(args);
+    let mut tokwatch = Tokwatch::spawn(&argv, &[("XDG_STATE_HOME", state_home)]);
+    // every line read: the live run's three hops and the two ends
+    let snapshot = tokwatch.wait_for("every line read", Duration::from_secs(30), |s| {
+        if s["live"]["caught_up"] == true {
+            Ok(())
+        } else {
+            Err("not caught up".into())
         }
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    let forecasts = found.expect("a snapshot with every line read");
+    });
+    let forecasts = &snapshot["insights"]["forecasts"];
     assert_eq!(forecasts.as_array().map(Vec::len), Some(1), "{forecasts}");
     assert_eq!(forecasts[0]["run_id"], "live");
     assert_eq!(forecasts[0]["tokens"], 15_500);
-    (forecasts[0]["crosses_token_limit_at"].clone(), stderr)
+    (forecasts[0]["crosses_token_limit_at"].clone(), tokwatch)
 }
 
 #[test]
@@ -395,9 +375,10 @@ fn jsonl_snapshots_forecast_against_the_budgets_file() {
     let (crosses, _) = jsonl_forecasts(&log, state.path(), &["--budgets", &budgets]);
     assert_eq!(crosses, 4);
     // none: no limits
-    let (crosses, stderr) = jsonl_forecasts(&log, state.path(), &[]);
+    let (crosses, mut tokwatch) = jsonl_forecasts(&log, state.path(), &[]);
     assert_eq!(crosses, Value::Null);
-    assert!(!stderr.contains("warning"), "{stderr}");
+    let stderr = tokwatch.stderr();
+    assert!(!stderr.iter().any(|l| l.contains("warning")), "{stderr:?}");
     // the dashboard's store, where it keeps it
     let store = state.path().join("tokwatch");
     std::fs::create_dir_all(&store).unwrap();
@@ -406,10 +387,15 @@ fn jsonl_snapshots_forecast_against_the_budgets_file() {
     assert_eq!(crosses, 4);
     // a store that cannot be read is said, and left out
     std::fs::write(store.join("budgets.toml"), "not = [a store").unwrap();
-    let (crosses, stderr) = jsonl_forecasts(&log, state.path(), &[]);
+    let (crosses, mut tokwatch) = jsonl_forecasts(&log, state.path(), &[]);
     assert_eq!(crosses, Value::Null);
-    assert!(
-        stderr.contains("warning: forecasts without run limits"),
-        "{stderr}"
-    );
+    common::until(Duration::from_secs(10), || {
+        let stderr = tokwatch.stderr();
+        stderr
+            .iter()
+            .any(|l| l.contains("warning: forecasts without run limits"))
+            .then_some(())
+            .ok_or(format!("no warning: {stderr:?}"))
+    })
+    .unwrap();
 }
