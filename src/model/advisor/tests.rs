@@ -41,26 +41,9 @@ fn hop(run: &'static str, hop: u32, model: &'static str, input: u64, output: u64
 
 fn event(h: &Hop) -> TelemetryEvent<'static> {
     TelemetryEvent {
-        kind: EventKind::Hop,
         ts_ms: Some(T0 + i64::from(h.hop) * 1_000),
-        run_id: Cow::Borrowed(h.run),
-        hop: Some(h.hop),
-        agent: Cow::Borrowed(h.agent),
-        parent_agent: None,
-        user: None,
-        segment: None,
         task: h.task.map(Cow::Borrowed),
-        tool: None,
-        provider: None,
-        model: Cow::Borrowed(h.model),
-        usage: h.usage,
-        reported_cost: None,
-        latency_ms: None,
-        status: None,
-        estimated: false,
-        format: crate::types::Format::Native,
-        call: None,
-        prompt: None,
+        ..TelemetryEvent::hop_for_test(h.run, h.hop, h.agent, h.model, h.usage)
     }
 }
 
@@ -72,13 +55,18 @@ fn snapshot(hops: &[Hop]) -> Snapshot {
     ledger.snapshot()
 }
 
-fn advise(rules: AdvisorRules, hops: &[Hop]) -> Advice {
-    let snap = snapshot(hops);
+/// An advisor with `rules` that observed every run of `snap`.
+fn observing(rules: AdvisorRules, snap: &Snapshot) -> Advisor {
     let mut advisor = Advisor::new(rules, BleedRules::default(), &PriceBook::embedded());
     for run in &snap.runs {
         advisor.observe(run);
     }
-    advisor.advice(snap.first_ts_ms.zip(snap.last_ts_ms), &snap.runs)
+    advisor
+}
+
+fn advise(rules: AdvisorRules, hops: &[Hop]) -> Advice {
+    let snap = snapshot(hops);
+    observing(rules, &snap).advice(snap.first_ts_ms.zip(snap.last_ts_ms), &snap.runs)
 }
 
 fn rec(advice: &Advice, lever: Lever) -> &Recommendation {
@@ -422,14 +410,7 @@ fn forecasts_cross_the_run_limits_of_the_runs_agent_over_its_segment_over_global
         on_run_breach: Some(budget::BreachAction::Abort),
         ..Limits::default()
     };
-    let mut advisor = Advisor::new(
-        AdvisorRules::default(),
-        BleedRules::default(),
-        &PriceBook::embedded(),
-    );
-    for run in &snap.runs {
-        advisor.observe(run);
-    }
+    let mut advisor = observing(AdvisorRules::default(), &snap);
     let crossing = |advisor: &Advisor| -> Vec<(String, Option<u32>, Option<u32>)> {
         let mut list: Vec<_> = advisor
             .forecasts(&snap.runs)
@@ -504,14 +485,7 @@ fn kept_up_to_date_run_by_run_it_says_what_a_fresh_advisor_says() {
     ledger.retract(receipts[3].as_ref().unwrap());
     live.sync(&ledger);
     let snap = ledger.snapshot();
-    let mut fresh = Advisor::new(
-        AdvisorRules::default(),
-        BleedRules::default(),
-        &PriceBook::embedded(),
-    );
-    for run in &snap.runs {
-        fresh.observe(run);
-    }
+    let fresh = observing(AdvisorRules::default(), &snap);
     let span = snap.first_ts_ms.zip(snap.last_ts_ms);
     assert_eq!(
         live.advice(span, &snap.runs),
@@ -563,14 +537,7 @@ fn final_runs_give_the_same_advice_keeping_only_the_evidence() {
 fn a_frozen_run_stays_in_the_sums_and_leaves_the_evidence() {
     let snap = snapshot(&growing_runs(&["a", "b", "c"]));
     let span = snap.first_ts_ms.zip(snap.last_ts_ms);
-    let mut advisor = Advisor::new(
-        AdvisorRules::default(),
-        BleedRules::default(),
-        &PriceBook::embedded(),
-    );
-    for run in &snap.runs {
-        advisor.observe(run);
-    }
+    let mut advisor = observing(AdvisorRules::default(), &snap);
     let before = advisor.advice(span, &snap.runs);
     let named = |advice: &Advice| -> Vec<Vec<String>> {
         advice

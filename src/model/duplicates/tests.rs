@@ -322,13 +322,12 @@ fn groups_are_listed_by_avoidable_spend() {
 mod through_the_ledger {
     //! The ledger feeds the index once per counted call, and revises it
     //! when `ingest::dedup` replaces or takes a call back.
-    use std::borrow::Cow;
 
     use super::*;
     use crate::ingest::dedup::{CallRegistry, Settled};
     use crate::model::{Ledger, LedgerConfig};
     use crate::pricing::PriceBook;
-    use crate::types::event::{CallId, EventKind, Format, Supersede, TelemetryEvent};
+    use crate::types::event::{CallId, Format, Supersede, TelemetryEvent};
     use crate::types::usage::Usage;
 
     fn event(
@@ -338,31 +337,18 @@ mod through_the_ledger {
         cost: &str,
         call: Option<CallId>,
     ) -> TelemetryEvent<'static> {
+        let usage = Usage {
+            input_uncached: 100,
+            output: 10,
+            ..Usage::default()
+        };
         TelemetryEvent {
-            kind: EventKind::Hop,
             ts_ms: Some(1_772_445_600_000),
-            run_id: Cow::Borrowed("r"),
-            hop: Some(hop),
-            agent: Cow::Borrowed(agent),
-            parent_agent: None,
-            user: None,
-            segment: None,
-            task: None,
-            tool: None,
-            provider: None,
-            model: Cow::Borrowed("gpt-4.1"),
-            usage: Usage {
-                input_uncached: 100,
-                output: 10,
-                ..Usage::default()
-            },
             reported_cost: Some(usd(cost)),
-            latency_ms: None,
-            status: None,
-            estimated: false,
             format: Format::Otlp,
             call,
             prompt: Some(text(prompt)),
+            ..TelemetryEvent::hop_for_test("r", hop, agent, "gpt-4.1", usage)
         }
     }
 

@@ -15,26 +15,9 @@ fn hop(
     usage: Usage,
 ) -> TelemetryEvent<'static> {
     TelemetryEvent {
-        kind: EventKind::Hop,
         ts_ms: Some(1_795_860_000_000 + i64::from(n) * 1_000),
         run_id: Cow::Owned(run.to_owned()),
-        hop: Some(n),
-        agent: Cow::Borrowed(agent),
-        parent_agent: None,
-        user: None,
-        segment: None,
-        task: None,
-        tool: None,
-        provider: None,
-        model: Cow::Borrowed(model),
-        usage,
-        reported_cost: None,
-        latency_ms: None,
-        status: None,
-        estimated: false,
-        format: crate::types::Format::Native,
-        call: None,
-        prompt: None,
+        ..TelemetryEvent::hop_for_test("", n, agent, model, usage)
     }
 }
 

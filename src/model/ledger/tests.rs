@@ -20,31 +20,15 @@ fn hop(
     input: u64,
     output: u64,
 ) -> TelemetryEvent<'static> {
+    let usage = Usage {
+        input_uncached: input,
+        output,
+        ..Usage::default()
+    };
     TelemetryEvent {
-        kind: EventKind::Hop,
         ts_ms: Some(T0),
-        run_id: Cow::Borrowed(run),
         hop,
-        agent: Cow::Borrowed(agent),
-        parent_agent: None,
-        user: None,
-        segment: None,
-        task: None,
-        tool: None,
-        provider: None,
-        model: Cow::Borrowed(model),
-        usage: Usage {
-            input_uncached: input,
-            output,
-            ..Usage::default()
-        },
-        reported_cost: None,
-        latency_ms: None,
-        status: None,
-        estimated: false,
-        format: crate::types::Format::Native,
-        call: None,
-        prompt: None,
+        ..TelemetryEvent::hop_for_test(run, 0, agent, model, usage)
     }
 }
 

@@ -1103,30 +1103,15 @@ mod tests {
         let mut ledger =
             crate::model::Ledger::new(PriceBook::embedded(), crate::model::LedgerConfig::default());
         for (n, agent) in (1..).zip(agents) {
+            let usage = Usage {
+                input_uncached: 100,
+                ..Usage::default()
+            };
             ledger.apply(&crate::types::TelemetryEvent {
-                kind: crate::types::EventKind::Hop,
                 ts_ms: Some(0),
-                run_id: "r".into(),
-                hop: Some(n),
-                agent: (*agent).into(),
-                parent_agent: None,
-                user: None,
+                agent: (*agent).to_owned().into(),
                 segment: Some("pro".into()),
-                task: None,
-                tool: None,
-                provider: None,
-                model: "gpt-4.1".into(),
-                usage: Usage {
-                    input_uncached: 100,
-                    ..Usage::default()
-                },
-                reported_cost: None,
-                latency_ms: None,
-                status: None,
-                estimated: false,
-                format: crate::types::Format::Native,
-                call: None,
-                prompt: None,
+                ..crate::types::TelemetryEvent::hop_for_test("r", n, "", "gpt-4.1", usage)
             });
         }
         (*ledger.snapshot().runs[0]).clone()
