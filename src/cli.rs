@@ -145,7 +145,9 @@ pub struct LiveArgs {
         hide_env_values = true
     )]
     pub control_token: Option<String>,
-    /// Desired-budgets file (default: $XDG_STATE_HOME/tokwatch/budgets.toml).
+    /// Desired-budgets file: the dashboard's store, and with --jsonl the
+    /// run limits forecasts are measured against (default:
+    /// $XDG_STATE_HOME/tokwatch/budgets.toml).
     #[arg(long, value_name = "FILE", env = "TOKWATCH_BUDGETS")]
     pub budgets: Option<PathBuf>,
     /// Show budgets but never change them.

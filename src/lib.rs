@@ -600,15 +600,15 @@ fn run_limits(path: Option<&Path>) -> anyhow::Result<model::budget::LimitsByScop
 }
 
 /// The run limits `--jsonl` forecasts against: those of `--budgets FILE`
-/// (which must be a budgets file), else of the dashboard's store when it
-/// has one. A store that cannot be read is said and left out: it is not
-/// what `--jsonl` was asked to read.
+/// (as [`run_limits`]: it must be there, `--jsonl` never writes it), else
+/// of the dashboard's store when it has one. A store that cannot be read
+/// is said and left out: it is not what `--jsonl` was asked to read.
 ///
 /// # Errors
-/// `--budgets FILE` is not a budgets file.
+/// `--budgets FILE` is missing or not a budgets file.
 fn jsonl_run_limits(named: Option<&Path>) -> anyhow::Result<model::budget::LimitsByScope> {
-    if let Some(path) = named {
-        return Ok(control::store::DesiredState::load(path)?.limits());
+    if named.is_some() {
+        return run_limits(named);
     }
     let Some(path) = control::store::default_path() else {
         return Ok(BTreeMap::new());

@@ -385,6 +385,27 @@ fn jsonl_snapshots_forecast_against_the_budgets_file() {
     std::fs::copy(&budgets, store.join("budgets.toml")).unwrap();
     let (crosses, _) = jsonl_forecasts(&log, state.path(), &[]);
     assert_eq!(crosses, 4);
+    // a file named that is not there is said, and nothing starts
+    let missing = dir.path().join("nope.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokwatch"))
+        .args([
+            "--follow",
+            &log,
+            "--jsonl",
+            "--exit-after",
+            "30s",
+            "--budgets",
+        ])
+        .arg(&missing)
+        .env("XDG_STATE_HOME", state.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("budgets file") && stderr.contains("not found"),
+        "{stderr}"
+    );
     // a store that cannot be read is said, and left out
     std::fs::write(store.join("budgets.toml"), "not = [a store").unwrap();
     let (crosses, mut tokwatch) = jsonl_forecasts(&log, state.path(), &[]);
