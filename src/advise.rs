@@ -4,7 +4,7 @@
 //! single advisor gives over all of them (merges are exact sums).
 
 use std::num::NonZeroUsize;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 
 use rustc_hash::FxHashSet;
@@ -54,6 +54,107 @@ pub fn advise_runs(
         advice.add_duplicates(duplicates, advisor.rules(), snapshot.totals.cost);
     }
     advice
+}
+
+/// What a report needs to advise on its runs once they are read: the rules,
+/// the prices, the threads, the advisor that read runs while the fold went
+/// on, and the run limits forecasts are measured against.
+pub struct AdviceJob {
+    pub rules: AdvisorRules,
+    pub bleed: BleedRules,
+    pub prices: PriceBook,
+    pub threads: Option<NonZeroUsize>,
+    pub early: Option<EarlyAdvisor>,
+    pub run_limits: LimitsByScope,
+}
+
+impl AdviceJob {
+    /// The advice on every run of `snapshot`, now ([`advise_runs`]).
+    #[must_use]
+    pub fn run(self, snapshot: &Snapshot) -> Advice {
+        advise_runs(
+            snapshot,
+            (self.rules, self.bleed),
+            &self.prices,
+            self.threads,
+            self.early,
+            self.run_limits,
+        )
+    }
+
+    /// The advice on every run of `snapshot`, on a thread of its own while
+    /// the caller goes on (renders the report on its core): the advisor
+    /// takes one thread fewer than [`advisor_threads`], so that the
+    /// rendering is never the one waiting for a core. With one thread
+    /// (`--threads 1`, one core), or without a thread (the system refused
+    /// one), now.
+    #[must_use]
+    pub fn spawn(mut self, snapshot: Arc<Snapshot>) -> PendingAdvice {
+        let threads = advisor_threads(self.threads);
+        if threads <= 1 {
+            return PendingAdvice {
+                thread: Mutex::new(None),
+                advice: OnceLock::from(Some(self.run(&snapshot))),
+            };
+        }
+        self.threads = NonZeroUsize::new(threads - 1);
+        let job = Arc::new(Mutex::new(Some(self)));
+        let on_thread = Arc::clone(&job);
+        let runs = Arc::clone(&snapshot);
+        let spawned = std::thread::Builder::new()
+            .name("advisor".into())
+            .spawn(move || {
+                let job = on_thread
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
+                job.map(|job| job.run(&runs))
+            });
+        match spawned {
+            Ok(thread) => PendingAdvice {
+                thread: Mutex::new(Some(thread)),
+                advice: OnceLock::new(),
+            },
+            Err(error) => {
+                tracing::debug!("no thread for the advisor: {error}");
+                let job = job.lock().unwrap_or_else(PoisonError::into_inner).take();
+                PendingAdvice {
+                    thread: Mutex::new(None),
+                    advice: OnceLock::from(job.map(|job| job.run(&snapshot))),
+                }
+            }
+        }
+    }
+}
+
+/// Advice being worked out on a thread of its own ([`AdviceJob::spawn`]):
+/// a report renders everything else meanwhile and waits for it only where
+/// it writes `insights`, last.
+pub struct PendingAdvice {
+    thread: Mutex<Option<JoinHandle<Option<Advice>>>>,
+    advice: OnceLock<Option<Advice>>,
+}
+
+impl PendingAdvice {
+    /// The advice, once its thread is done (waits for it). A panic on that
+    /// thread is resumed here; `None` only when a wait before resumed one.
+    #[must_use]
+    pub fn wait(&self) -> Option<&Advice> {
+        self.advice
+            .get_or_init(|| {
+                let thread = self
+                    .thread
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
+                match thread.map(JoinHandle::join) {
+                    Some(Ok(advice)) => advice,
+                    Some(Err(panic)) => std::panic::resume_unwind(panic),
+                    None => None,
+                }
+            })
+            .as_ref()
+    }
 }
 
 /// An advisor over `runs`, all final ([`Advisor::observe_final`]),
@@ -299,6 +400,39 @@ mod tests {
         );
         for threads in [2, 3, 64] {
             assert_eq!(advice(threads), one, "{threads} threads");
+        }
+    }
+
+    #[test]
+    fn advice_worked_out_on_a_thread_of_its_own_is_the_advice_worked_out_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bench.jsonl");
+        workload::write_bench_corpus(&path, 10_000, 11).unwrap();
+        let text = std::fs::read(&path).unwrap();
+        let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default().unlimited());
+        for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let origin = LineOrigin {
+                source: "bench",
+                rough: false,
+            };
+            ledger.apply(&native::parse_line(line, origin).unwrap());
+        }
+        let snapshot = Arc::new(ledger.snapshot());
+        let job = |threads| AdviceJob {
+            rules: AdvisorRules::default(),
+            bleed: BleedRules::default(),
+            prices: ledger.prices().clone(),
+            threads: NonZeroUsize::new(threads),
+            early: None,
+            run_limits: LimitsByScope::new(),
+        };
+        let now = job(1).run(&snapshot);
+        assert!(!now.recommendations.is_empty());
+        // one thread: worked out at once; more: on a thread of its own
+        for threads in [1, 2, 3] {
+            let pending = job(threads).spawn(Arc::clone(&snapshot));
+            assert_eq!(pending.wait(), Some(&now), "{threads} threads");
+            assert_eq!(pending.wait(), Some(&now), "asked again");
         }
     }
 

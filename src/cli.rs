@@ -394,6 +394,11 @@ pub struct ReportArgs {
     /// cross its run limits (`--format json`). None by default.
     #[arg(long, value_name = "FILE")]
     pub budgets: Option<PathBuf>,
+    /// With `--format json`: leave `insights` (the advisor's analysis and
+    /// the repeated prompts) out of the document, and do not work it out.
+    /// The other formats never do.
+    #[arg(long)]
+    pub no_insights: bool,
     #[command(flatten)]
     pub source: SourceArgs,
 }

@@ -64,18 +64,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         None => run_live(cli.live)?,
         Some(Command::Report(args)) => {
-            let (ledger, snapshot, stats, options) = build_report_ledger(&args, now_ms())?;
+            let (text, read) = rendered_report(&args, now_ms())?;
             // Entries that could not be read were skipped: said once each
             // on stderr (and listed in the report), never fatal.
-            for warning in report::unreadable_warnings(&stats) {
+            for warning in report::unreadable_warnings(&read.2) {
                 eprintln!("tokwatch: warning: {warning}");
             }
-            let text = report::render(&snapshot, &stats, &options)?;
             print_stdout(&text).context("cannot write the report")?;
             // The process ends here: freeing every run, hop and label one by
             // one would cost more than the system reclaiming the memory at
             // exit (5–6 % of a large report's time).
-            std::mem::forget((ledger, snapshot, stats));
+            std::mem::forget(read);
         }
         Some(Command::Advise(args)) => print_stdout(&advise_text(&args, now_ms())?)?,
         Some(Command::Compare(args)) => print_stdout(&compare_text(&args, now_ms())?)?,
@@ -630,15 +629,46 @@ pub fn build_report(
     args: &ReportArgs,
     now_ms: i64,
 ) -> anyhow::Result<(Snapshot, IngestStats, ReportOptions)> {
-    let (_ledger, snapshot, stats, options) = build_report_ledger(args, now_ms)?;
+    let (_ledger, mut snapshot, stats, options, advice) =
+        build_report_ledger(args, now_ms, AdviseWhen::WhileFolding)?;
+    if let Some(job) = advice {
+        snapshot.advice = Some(Arc::new(job.run(&snapshot)));
+    }
     Ok((snapshot, stats, options))
 }
 
-/// [`build_report`], with the ledger the snapshot was taken from.
+/// When a report's advice is worked out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AdviseWhen {
+    /// Once the fold is done, on its own thread while the document is
+    /// rendered (`report`): the rendering hides it, and nothing competes
+    /// with the fold for the cores.
+    WhileRendering,
+    /// As runs end, on what the fold leaves idle, then the rest at once
+    /// (`advise`, `compare`: nothing is rendered meanwhile). With one core,
+    /// all of it once the fold is done.
+    WhileFolding,
+}
+
+/// What [`build_report_ledger`] read: the ledger, its snapshot, how the
+/// reading went, how to render it, and (a JSON report with insights) the
+/// advice still to work out on the snapshot's runs.
+type ReportLedger = (
+    Ledger,
+    Snapshot,
+    IngestStats,
+    ReportOptions,
+    Option<advise::AdviceJob>,
+);
+
+/// [`build_report`], with the ledger the snapshot was taken from, and the
+/// advice left to the caller (to work out now, or on a thread while the
+/// report is rendered).
 fn build_report_ledger(
     args: &ReportArgs,
     now_ms: i64,
-) -> anyhow::Result<(Ledger, Snapshot, IngestStats, ReportOptions)> {
+    when: AdviseWhen,
+) -> anyhow::Result<ReportLedger> {
     let settings = config_settings(args.source.config.as_deref())?;
     let prices = load_prices(args.source.prices.as_deref())?;
     let run_limits = run_limits(args.budgets.as_deref())?;
@@ -695,17 +725,18 @@ fn build_report_ledger(
         },
     );
     // Only the JSON document prints the advisor's figures (`insights`):
-    // other formats do not pay for them. With a core to spare, runs that
-    // end while the fold goes on are advised on then.
-    let advise = args.format == report::ReportFormat::Json;
-    let early = (advise && advise::advisor_threads(args.threads) > 1).then(|| {
-        ledger.note_ended_runs();
-        advise::EarlyAdvisor::start(
-            settings.advisor.clone(),
-            settings.insights.bleed_rules(),
-            ledger.prices().clone(),
-        )
-    });
+    // other formats do not pay for them.
+    let advise = args.format == report::ReportFormat::Json && !args.no_insights;
+    let early =
+        (advise && when == AdviseWhen::WhileFolding && advise::advisor_threads(args.threads) > 1)
+            .then(|| {
+                ledger.note_ended_runs();
+                advise::EarlyAdvisor::start(
+                    settings.advisor.clone(),
+                    settings.insights.bleed_rules(),
+                    ledger.prices().clone(),
+                )
+            });
     let (early, ended) = early.unzip();
     let mut ingestor = Ingestor::new(&mut ledger, window);
     ingestor.ended = ended;
@@ -745,17 +776,19 @@ fn build_report_ledger(
         },
     };
     let mut snapshot = ledger.snapshot();
-    if advise {
-        snapshot.advice = Some(Arc::new(advise::advise_runs(
-            &snapshot,
-            (settings.advisor, options.rules.clone()),
-            ledger.prices(),
-            args.threads,
-            early,
-            run_limits,
-        )));
+    if args.no_insights && args.format == report::ReportFormat::Json {
+        // the ledger counted them; the document leaves `insights` out
+        snapshot.duplicates = None;
     }
-    Ok((ledger, snapshot, stats, options))
+    let advice = advise.then(|| advise::AdviceJob {
+        rules: settings.advisor,
+        bleed: options.rules.clone(),
+        prices: ledger.prices().clone(),
+        threads: args.threads,
+        early,
+        run_limits,
+    });
+    Ok((ledger, snapshot, stats, options, advice))
 }
 
 /// What `advise` and `compare` read, as `report` arguments.
@@ -768,6 +801,7 @@ fn report_args_of(paths: Vec<PathBuf>, read: &cli::ReadArgs, budgets: Option<&Pa
         top: 0,
         threads: None,
         budgets: budgets.map(Path::to_path_buf),
+        no_insights: false,
         source: read.source.clone(),
     }
 }
@@ -781,7 +815,11 @@ fn read_advised(
     now_ms: i64,
 ) -> anyhow::Result<(Ledger, Snapshot)> {
     let args = report_args_of(paths, read, budgets);
-    let (ledger, snapshot, stats, _) = build_report_ledger(&args, now_ms)?;
+    let (ledger, mut snapshot, stats, _, advice) =
+        build_report_ledger(&args, now_ms, AdviseWhen::WhileFolding)?;
+    if let Some(job) = advice {
+        snapshot.advice = Some(Arc::new(job.run(&snapshot)));
+    }
     for warning in report::unreadable_warnings(&stats) {
         eprintln!("tokwatch: warning: {warning}");
     }
@@ -954,6 +992,26 @@ pub fn compare_text(args: &cli::CompareArgs, now_ms: i64) -> anyhow::Result<Stri
 /// # Errors
 /// As [`run`].
 pub fn report_text(args: &ReportArgs, now_ms: i64) -> anyhow::Result<String> {
-    let (snapshot, stats, options) = build_report(args, now_ms)?;
-    report::render(&snapshot, &stats, &options)
+    Ok(rendered_report(args, now_ms)?.0)
+}
+
+/// What a report was rendered from: freeing it costs time a process about
+/// to end can skip.
+type ReportRead = (
+    Ledger,
+    Arc<Snapshot>,
+    IngestStats,
+    Option<advise::PendingAdvice>,
+);
+
+/// The report as text, and what it was rendered from. The advisor finishes
+/// on a thread of its own while the document is rendered here: JSON writes
+/// `insights` last and waits for the advice only there.
+fn rendered_report(args: &ReportArgs, now_ms: i64) -> anyhow::Result<(String, ReportRead)> {
+    let (ledger, snapshot, stats, options, advice) =
+        build_report_ledger(args, now_ms, AdviseWhen::WhileRendering)?;
+    let snapshot = Arc::new(snapshot);
+    let advice = advice.map(|job| job.spawn(Arc::clone(&snapshot)));
+    let text = report::render_with_late_advice(&snapshot, &stats, &options, advice.as_ref())?;
+    Ok((text, (ledger, snapshot, stats, advice)))
 }

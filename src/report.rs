@@ -10,6 +10,7 @@ use comfy_table::presets::{ASCII_MARKDOWN, UTF8_FULL_CONDENSED};
 use comfy_table::{CellAlignment, ContentArrangement, Table};
 use serde::Serialize;
 
+use crate::advise::PendingAdvice;
 use crate::ingest::IngestStats;
 use crate::ingest::stats::LiveStats;
 use crate::model::insights::{BleedReason, BleedRules, hop_bleeding};
@@ -66,8 +67,24 @@ pub fn render(
     ingest: &IngestStats,
     options: &ReportOptions,
 ) -> anyhow::Result<String> {
+    render_with_late_advice(snapshot, ingest, options, None)
+}
+
+/// [`render`], with the advice `late` works out on a thread of its own:
+/// the JSON document writes `insights` last and waits for it only there,
+/// so the advisor finishes while the rest is rendered. (The other formats
+/// show no advice.)
+///
+/// # Errors
+/// As [`render`]; also when the advisor failed.
+pub fn render_with_late_advice(
+    snapshot: &Snapshot,
+    ingest: &IngestStats,
+    options: &ReportOptions,
+    late: Option<&PendingAdvice>,
+) -> anyhow::Result<String> {
     Ok(match options.format {
-        ReportFormat::Json => render_json(snapshot, ingest, options)?,
+        ReportFormat::Json => render_json(snapshot, ingest, options, late)?,
         ReportFormat::Csv => render_csv(snapshot, options)?,
         ReportFormat::Table => render_text(snapshot, ingest, options, false),
         ReportFormat::Markdown => render_text(snapshot, ingest, options, true),
@@ -390,8 +407,10 @@ fn render_json(
     snapshot: &Snapshot,
     ingest: &IngestStats,
     options: &ReportOptions,
+    late: Option<&PendingAdvice>,
 ) -> serde_json::Result<String> {
-    let report = json_report(snapshot, ingest, options, None);
+    let mut report = json_report(snapshot, ingest, options, None);
+    report.insights.late_advice = late.map(insights::LateAdvice);
     let mut text = serde_json::to_string_pretty(&report)?;
     text.push('\n');
     Ok(text)
@@ -517,6 +536,7 @@ fn json_report<'a>(
         insights: insights::JsonInsights {
             advice: snapshot.advice.as_deref().map(insights::json_advice),
             duplicates: snapshot.duplicates.as_deref().map(duplicates::json),
+            late_advice: None,
             anomalies: None,
         },
         live,

@@ -240,6 +240,54 @@ fn golden_insights_of_the_samples() {
 }
 
 #[test]
+fn the_report_written_while_the_advisor_finishes_is_the_report_written_after_it() {
+    let args = |argv: &[&str]| {
+        let mut all = vec!["tokwatch", "report", "--format", "json"];
+        all.extend_from_slice(argv);
+        match Cli::try_parse_from(all).unwrap().command {
+            Some(Command::Report(args)) => args,
+            _ => panic!("report"),
+        }
+    };
+    for paths in [&["sample_logs"][..], &[NAIVE, LEAN], &["tests/fixtures"]] {
+        let args = args(paths);
+        // the advice worked out first, then the document rendered
+        let (snapshot, stats, options) = tokwatch::build_report(&args, NOW_MS).unwrap();
+        assert!(snapshot.advice.is_some(), "{paths:?}");
+        let after = tokwatch::report::render(&snapshot, &stats, &options).unwrap();
+        // the advice worked out on its own thread while the document is
+        let meanwhile = tokwatch::report_text(&args, NOW_MS).unwrap();
+        assert_eq!(meanwhile, after, "{paths:?}");
+        let report: Value = serde_json::from_str(&meanwhile).unwrap();
+        let advisor = &report["insights"]["advisor"];
+        assert!(
+            advisor["runs"].as_u64().unwrap() > 0,
+            "{paths:?}: {advisor}"
+        );
+    }
+}
+
+#[test]
+fn a_report_without_insights_leaves_them_out_and_keeps_the_rest() {
+    let with = json(&["report", "sample_logs"]);
+    let without = json(&["report", "sample_logs", "--no-insights"]);
+    assert!(with["insights"]["advisor"]["recommendations"][0].is_object());
+    assert!(with["insights"]["duplicates"].is_object());
+    assert_eq!(without.get("insights"), None, "{without}");
+    let mut rest = with.as_object().unwrap().clone();
+    rest.remove("insights");
+    assert_eq!(&rest, without.as_object().unwrap());
+    // the other formats never had them
+    for format in ["table", "csv", "markdown"] {
+        assert_eq!(
+            run(&["report", "sample_logs", "--format", format, "--no-insights"]),
+            run(&["report", "sample_logs", "--format", format]),
+            "{format}"
+        );
+    }
+}
+
+#[test]
 fn repeated_prompts_are_a_semantic_cache_recommendation_worth_their_avoidable_spend() {
     const FIXTURE: &str = "tests/fixtures/duplicate-prompts.jsonl";
     let advice = json(&["advise", FIXTURE]);

@@ -1,10 +1,12 @@
 //! The `insights` object of the JSON report and the `--jsonl` snapshots,
 //! and the `advise` and `compare` documents (table, JSON, Markdown).
-//! Pure: returns values or text.
+//! Pure: returns values or text ([`LateAdvice`] waits for the advisor's
+//! thread where it is written).
 
 use serde::Serialize;
 use std::fmt::Write as _;
 
+use crate::advise::PendingAdvice;
 use crate::model::Usd;
 use crate::model::advisor::compare::Comparison;
 use crate::model::advisor::{
@@ -16,10 +18,14 @@ use crate::sanitize::sanitize;
 /// (`docs/report-schema.md`): the advisor's figures when there is advice,
 /// repeated prompts when calls carried fingerprints, the latest anomalies
 /// in live snapshots.
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 pub struct JsonInsights<'a> {
     #[serde(flatten)]
     pub advice: Option<JsonAdvice<'a>>,
+    /// Or the advice still being worked out, written when ready (in
+    /// `advice`'s place: a report has one or the other).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub late_advice: Option<LateAdvice<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) duplicates: Option<super::duplicates::JsonDuplicates<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -30,7 +36,25 @@ impl JsonInsights<'_> {
     /// Nothing to say.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.advice.is_none() && self.duplicates.is_none() && self.anomalies.is_none()
+        self.advice.is_none()
+            && self.late_advice.is_none()
+            && self.duplicates.is_none()
+            && self.anomalies.is_none()
+    }
+}
+
+/// Advice a report waits for only where it writes it ([`PendingAdvice`]):
+/// `insights` comes last in the document, so the advisor finishes on a
+/// thread of its own while everything before it is rendered.
+#[derive(Clone, Copy)]
+pub struct LateAdvice<'a>(pub &'a PendingAdvice);
+
+impl Serialize for LateAdvice<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0.wait() {
+            Some(advice) => json_advice(advice).serialize(serializer),
+            None => Err(serde::ser::Error::custom("the advisor failed")),
+        }
     }
 }
 
