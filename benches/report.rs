@@ -169,7 +169,7 @@ fn tokwatch_report(path: &Path, read: ReadFiles) -> anyhow::Result<(u64, u64)> {
 
 /// The report's ledger after `read` folded `path` into it, and the events
 /// read; with `early`, the advisor that read the runs as they ended
-/// (`tokwatch report --format json` on more than one core).
+/// (`tokwatch advise` and `compare` on more than one core).
 fn fold_report(
     path: &Path,
     read: ReadFiles,
@@ -528,8 +528,16 @@ fn main() -> anyhow::Result<()> {
     let (mut json_with, mut json_without) = (Vec::new(), Vec::new());
     for _ in 0..runs {
         if wanted("json") {
-            json_with.push(json_report_process(&path, true)?);
-            json_without.push(json_report_process(&path, false)?);
+            // in turn first, so that neither always follows the other
+            let first_with = json_with.len() % 2 == 0;
+            for insights in [first_with, !first_with] {
+                let wall = json_report_process(&path, insights)?;
+                if insights {
+                    json_with.push(wall);
+                } else {
+                    json_without.push(wall);
+                }
+            }
         }
         if wanted("insights") {
             advised.run(|| {

@@ -100,7 +100,7 @@ impl AdviceJob {
         self.threads = NonZeroUsize::new(threads - 1);
         let job = Arc::new(Mutex::new(Some(self)));
         let on_thread = Arc::clone(&job);
-        let runs = Arc::clone(&snapshot);
+        let shared = Arc::clone(&snapshot);
         let spawned = std::thread::Builder::new()
             .name("advisor".into())
             .spawn(move || {
@@ -108,7 +108,7 @@ impl AdviceJob {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .take();
-                job.map(|job| job.run(&runs))
+                job.map(|job| job.run(&shared))
             });
         match spawned {
             Ok(thread) => PendingAdvice {
@@ -363,11 +363,11 @@ mod tests {
     use crate::model::{Ledger, LedgerConfig};
     use crate::workload;
 
-    #[test]
-    fn advice_on_several_threads_is_the_advice_on_one() {
+    /// A ledger with `events` lines of the bench corpus (seed `seed`).
+    fn bench_ledger(events: u64, seed: u64) -> Ledger {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bench.jsonl");
-        workload::write_bench_corpus(&path, 30_000, 3).unwrap();
+        workload::write_bench_corpus(&path, events, seed).unwrap();
         let text = std::fs::read(&path).unwrap();
         let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default().unlimited());
         for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
@@ -377,6 +377,12 @@ mod tests {
             };
             ledger.apply(&native::parse_line(line, origin).unwrap());
         }
+        ledger
+    }
+
+    #[test]
+    fn advice_on_several_threads_is_the_advice_on_one() {
+        let ledger = bench_ledger(30_000, 3);
         let snapshot = ledger.snapshot();
         assert!(snapshot.runs.len() > 1_500, "{} runs", snapshot.runs.len());
         let rules = AdvisorRules::default();
@@ -405,18 +411,7 @@ mod tests {
 
     #[test]
     fn advice_worked_out_on_a_thread_of_its_own_is_the_advice_worked_out_now() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bench.jsonl");
-        workload::write_bench_corpus(&path, 10_000, 11).unwrap();
-        let text = std::fs::read(&path).unwrap();
-        let mut ledger = Ledger::new(PriceBook::embedded(), LedgerConfig::default().unlimited());
-        for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            let origin = LineOrigin {
-                source: "bench",
-                rough: false,
-            };
-            ledger.apply(&native::parse_line(line, origin).unwrap());
-        }
+        let ledger = bench_ledger(10_000, 11);
         let snapshot = Arc::new(ledger.snapshot());
         let job = |threads| AdviceJob {
             rules: AdvisorRules::default(),
@@ -434,6 +429,27 @@ mod tests {
             assert_eq!(pending.wait(), Some(&now), "{threads} threads");
             assert_eq!(pending.wait(), Some(&now), "asked again");
         }
+    }
+
+    #[test]
+    fn a_panic_on_the_advisors_thread_reaches_the_one_waiting_and_the_document_fails() {
+        let thread = std::thread::spawn(|| -> Option<Advice> {
+            std::panic::panic_any("the advisor broke");
+        });
+        let pending = PendingAdvice {
+            thread: Mutex::new(Some(thread)),
+            advice: OnceLock::new(),
+        };
+        let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pending.wait()));
+        let panic = waited.expect_err("the panic is resumed");
+        assert_eq!(panic.downcast_ref::<&str>(), Some(&"the advisor broke"));
+        // asked again: no advice, and a document cannot be written with none
+        assert_eq!(pending.wait(), None);
+        let written = serde_json::to_string(&crate::report::insights::LateAdvice(&pending));
+        assert!(
+            written.is_err_and(|e| e.to_string().contains("the advisor failed")),
+            "no insights without advice"
+        );
     }
 
     /// The bench corpus (`events` lines, then `late`: lines after the runs

@@ -395,8 +395,9 @@ pub struct ReportArgs {
     #[arg(long, value_name = "FILE")]
     pub budgets: Option<PathBuf>,
     /// With `--format json`: leave `insights` (the advisor's analysis and
-    /// the repeated prompts) out of the document, and do not work it out.
-    /// The other formats never do.
+    /// the repeated prompts) out of the document, and skip the advisor.
+    /// (Repeated prompts are still counted; table and Markdown show them.
+    /// No other format runs the advisor.)
     #[arg(long)]
     pub no_insights: bool,
     #[command(flatten)]

@@ -64,12 +64,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         None => run_live(cli.live)?,
         Some(Command::Report(args)) => {
-            let (text, read) = rendered_report(&args, now_ms())?;
             // Entries that could not be read were skipped: said once each
             // on stderr (and listed in the report), never fatal.
-            for warning in report::unreadable_warnings(&read.2) {
-                eprintln!("tokwatch: warning: {warning}");
-            }
+            let warn = |stats: &IngestStats| {
+                for warning in report::unreadable_warnings(stats) {
+                    eprintln!("tokwatch: warning: {warning}");
+                }
+            };
+            let (text, read) = rendered_report(&args, now_ms(), warn)?;
             print_stdout(&text).context("cannot write the report")?;
             // The process ends here: freeing every run, hop and label one by
             // one would cost more than the system reclaiming the memory at
@@ -992,7 +994,7 @@ pub fn compare_text(args: &cli::CompareArgs, now_ms: i64) -> anyhow::Result<Stri
 /// # Errors
 /// As [`run`].
 pub fn report_text(args: &ReportArgs, now_ms: i64) -> anyhow::Result<String> {
-    Ok(rendered_report(args, now_ms)?.0)
+    Ok(rendered_report(args, now_ms, |_| {})?.0)
 }
 
 /// What a report was rendered from: freeing it costs time a process about
@@ -1004,12 +1006,18 @@ type ReportRead = (
     Option<advise::PendingAdvice>,
 );
 
-/// The report as text, and what it was rendered from. The advisor finishes
-/// on a thread of its own while the document is rendered here: JSON writes
+/// The report as text, and what it was rendered from; `read` is told how
+/// the reading went before the rendering starts. The advisor finishes on a
+/// thread of its own while the document is rendered here: JSON writes
 /// `insights` last and waits for the advice only there.
-fn rendered_report(args: &ReportArgs, now_ms: i64) -> anyhow::Result<(String, ReportRead)> {
+fn rendered_report(
+    args: &ReportArgs,
+    now_ms: i64,
+    read: impl FnOnce(&IngestStats),
+) -> anyhow::Result<(String, ReportRead)> {
     let (ledger, snapshot, stats, options, advice) =
         build_report_ledger(args, now_ms, AdviseWhen::WhileRendering)?;
+    read(&stats);
     let snapshot = Arc::new(snapshot);
     let advice = advice.map(|job| job.spawn(Arc::clone(&snapshot)));
     let text = report::render_with_late_advice(&snapshot, &stats, &options, advice.as_ref())?;

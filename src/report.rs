@@ -76,7 +76,7 @@ pub fn render(
 /// show no advice.)
 ///
 /// # Errors
-/// As [`render`]; also when the advisor failed.
+/// As [`render`]. (A panic on the advisor's thread is resumed here.)
 pub fn render_with_late_advice(
     snapshot: &Snapshot,
     ingest: &IngestStats,
@@ -410,7 +410,11 @@ fn render_json(
     late: Option<&PendingAdvice>,
 ) -> serde_json::Result<String> {
     let mut report = json_report(snapshot, ingest, options, None);
-    report.insights.late_advice = late.map(insights::LateAdvice);
+    if let Some(late) = late {
+        // the advice comes from `late` alone, written once
+        report.insights.advice = None;
+        report.insights.late_advice = Some(insights::LateAdvice(late));
+    }
     let mut text = serde_json::to_string_pretty(&report)?;
     text.push('\n');
     Ok(text)

@@ -241,7 +241,13 @@ fn golden_insights_of_the_samples() {
 
 #[test]
 fn the_report_written_while_the_advisor_finishes_is_the_report_written_after_it() {
-    let args = |argv: &[&str]| {
+    // more runs than one hand-off of ended runs: `build_report`'s early
+    // advisor reads some of them while the fold goes on
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("bench.jsonl");
+    tokwatch::workload::write_bench_corpus(&corpus, 8_000, 5).unwrap();
+    let corpus = corpus.to_str().unwrap();
+    let report_args = |argv: &[&str]| {
         let mut all = vec!["tokwatch", "report", "--format", "json"];
         all.extend_from_slice(argv);
         match Cli::try_parse_from(all).unwrap().command {
@@ -249,21 +255,27 @@ fn the_report_written_while_the_advisor_finishes_is_the_report_written_after_it(
             _ => panic!("report"),
         }
     };
-    for paths in [&["sample_logs"][..], &[NAIVE, LEAN], &["tests/fixtures"]] {
-        let args = args(paths);
+    let inputs = [
+        &["sample_logs"][..],
+        &[NAIVE, LEAN],
+        &["tests/fixtures"],
+        &[corpus],
+    ];
+    // 1 thread: the advice now, then the document; 3: on a thread of its own
+    for (paths, threads) in inputs.iter().flat_map(|p| [(p, "1"), (p, "3")]) {
+        let mut argv = paths.to_vec();
+        argv.extend_from_slice(&["--threads", threads]);
+        let args = report_args(&argv);
         // the advice worked out first, then the document rendered
         let (snapshot, stats, options) = tokwatch::build_report(&args, NOW_MS).unwrap();
-        assert!(snapshot.advice.is_some(), "{paths:?}");
+        assert!(snapshot.advice.is_some(), "{argv:?}");
         let after = tokwatch::report::render(&snapshot, &stats, &options).unwrap();
-        // the advice worked out on its own thread while the document is
+        // the advice worked out while the document is
         let meanwhile = tokwatch::report_text(&args, NOW_MS).unwrap();
-        assert_eq!(meanwhile, after, "{paths:?}");
+        assert_eq!(meanwhile, after, "{argv:?}");
         let report: Value = serde_json::from_str(&meanwhile).unwrap();
         let advisor = &report["insights"]["advisor"];
-        assert!(
-            advisor["runs"].as_u64().unwrap() > 0,
-            "{paths:?}: {advisor}"
-        );
+        assert!(advisor["runs"].as_u64().unwrap() > 0, "{argv:?}: {advisor}");
     }
 }
 

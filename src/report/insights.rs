@@ -24,7 +24,7 @@ pub struct JsonInsights<'a> {
     pub advice: Option<JsonAdvice<'a>>,
     /// Or the advice still being worked out, written when ready (in
     /// `advice`'s place: a report has one or the other).
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    #[serde(flatten)]
     pub late_advice: Option<LateAdvice<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) duplicates: Option<super::duplicates::JsonDuplicates<'a>>,
