@@ -602,16 +602,24 @@ fn run_limits(path: Option<&Path>) -> anyhow::Result<model::budget::LimitsByScop
 
 /// The run limits `--jsonl` forecasts against: those of `--budgets FILE`
 /// (as [`run_limits`]: it must be there, `--jsonl` never writes it), else
-/// of the dashboard's store when it has one. A store that cannot be read
-/// is said and left out: it is not what `--jsonl` was asked to read.
+/// of the dashboard's store when it has one: `$TOKWATCH_BUDGETS`, or its
+/// default place. A store the dashboard has not saved yet holds no limits;
+/// one that cannot be read is said and left out: it is not what `--jsonl`
+/// was asked to read.
 ///
 /// # Errors
 /// `--budgets FILE` is missing or not a budgets file.
 fn jsonl_run_limits(named: Option<&Path>) -> anyhow::Result<model::budget::LimitsByScope> {
-    if named.is_some() {
-        return run_limits(named);
-    }
-    let Some(path) = control::store::default_path() else {
+    // (clap gives the variable's value as if named: told apart here)
+    let from_env = std::env::var_os("TOKWATCH_BUDGETS");
+    let store = match named {
+        Some(path) if from_env.as_deref() != Some(path.as_os_str()) => {
+            return run_limits(named);
+        }
+        Some(path) => Some(path.to_path_buf()),
+        None => control::store::default_path(),
+    };
+    let Some(path) = store else {
         return Ok(BTreeMap::new());
     };
     Ok(match control::store::DesiredState::load(&path) {

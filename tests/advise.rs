@@ -407,9 +407,18 @@ fn forecasts_say_where_a_live_run_crosses_the_run_limits_of_a_budgets_file() {
 /// `tokwatch --follow log --jsonl` with `args` and a state home of its own
 /// (where the dashboard's budgets file is), and tokwatch, still running.
 fn jsonl_forecasts(log: &str, state_home: &std::path::Path, args: &[&str]) -> (Value, Tokwatch) {
+    jsonl_forecasts_env(log, &[("XDG_STATE_HOME", state_home)], args)
+}
+
+/// [`jsonl_forecasts`] with the environment `env`.
+fn jsonl_forecasts_env(
+    log: &str,
+    env: &[(&str, &std::path::Path)],
+    args: &[&str],
+) -> (Value, Tokwatch) {
     let mut argv = vec!["--follow", log, "--jsonl", "--interval", "100ms"];
     argv.extend_from_slice(args);
-    let mut tokwatch = Tokwatch::spawn(&argv, &[("XDG_STATE_HOME", state_home)]);
+    let mut tokwatch = Tokwatch::spawn(&argv, env);
     // every line read: the live run's three hops and the two ends
     let snapshot = tokwatch.wait_for("every line read", Duration::from_secs(30), |s| {
         if s["live"]["caught_up"] == true {
@@ -445,6 +454,17 @@ fn jsonl_snapshots_forecast_against_the_budgets_file() {
     std::fs::copy(&budgets, store.join("budgets.toml")).unwrap();
     let (crosses, _) = jsonl_forecasts(&log, state.path(), &[]);
     assert_eq!(crosses, 4);
+    // the store `$TOKWATCH_BUDGETS` names; not saved yet, it holds no limits
+    let named_store = |path: &std::path::Path| {
+        let env = [("XDG_STATE_HOME", state.path()), ("TOKWATCH_BUDGETS", path)];
+        jsonl_forecasts_env(&log, &env, &[])
+    };
+    let (crosses, _) = named_store(std::path::Path::new(&budgets));
+    assert_eq!(crosses, 4);
+    let (crosses, mut tokwatch) = named_store(&dir.path().join("not-saved-yet.toml"));
+    assert_eq!(crosses, Value::Null);
+    let stderr = tokwatch.stderr();
+    assert!(!stderr.iter().any(|l| l.contains("warning")), "{stderr:?}");
     // a file named that is not there is said, and nothing starts
     let missing = dir.path().join("nope.toml");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokwatch"))
