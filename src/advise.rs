@@ -1,7 +1,9 @@
-//! The advisor over a report's runs: on every core once the fold ends, and
-//! on a thread of its own for the runs that end while the fold goes on
-//! ([`EarlyAdvisor`]). However the runs are split, the advice is the one a
-//! single advisor gives over all of them (merges are exact sums).
+//! The advisor over a report's runs: on every core once the fold ends, on a
+//! thread of its own while `report` renders its document ([`AdviceJob`],
+//! [`PendingAdvice`]), and, for `advise` and `compare`, on a thread of its
+//! own for the runs that end while the fold goes on ([`EarlyAdvisor`]).
+//! However the runs are split, the advice is the one a single advisor gives
+//! over all of them (merges are exact sums).
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -235,9 +237,9 @@ fn run_when_idle() {
     }
 }
 
-/// An advisor on a thread of its own, fed the runs that end while a report
-/// folds its input ([`EndedRuns`], [`crate::model::Ledger::note_ended_runs`]):
-/// their advice is mostly done by the time the fold is. The fold is the
+/// An advisor on a thread of its own, fed the runs that end while `advise`
+/// or `compare` folds its input ([`EndedRuns`],
+/// [`crate::model::Ledger::note_ended_runs`]): their advice is mostly done by the time the fold is. The fold is the
 /// report's bottleneck and never waits for it; the decode thread leaves a
 /// core partly idle, which this thread takes at idle priority. When the fold
 /// ends, [`EarlyAdvisor::finish`] takes back what it has not read, so the
