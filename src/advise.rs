@@ -239,12 +239,12 @@ fn run_when_idle() {
 
 /// An advisor on a thread of its own, fed the runs that end while `advise`
 /// or `compare` folds its input ([`EndedRuns`],
-/// [`crate::model::Ledger::note_ended_runs`]): their advice is mostly done by the time the fold is. The fold is the
-/// report's bottleneck and never waits for it; the decode thread leaves a
-/// core partly idle, which this thread takes at idle priority. When the fold
-/// ends, [`EarlyAdvisor::finish`] takes back what it has not read, so the
-/// report waits for one batch at most, not for a thread the scheduler
-/// serves last.
+/// [`crate::model::Ledger::note_ended_runs`]): their advice is mostly done
+/// by the time the fold is. The fold is the bottleneck and never waits for
+/// it; the decode thread leaves a core partly idle, which this thread takes
+/// at idle priority. When the fold ends, [`EarlyAdvisor::finish`] takes back
+/// what it has not read, so the advice waits for one batch at most, not for
+/// a thread the scheduler serves last.
 pub struct EarlyAdvisor {
     queue: Arc<EndedQueue>,
     reader: Option<JoinHandle<ReadEarly>>,
