@@ -387,7 +387,7 @@ pub struct ReportArgs {
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub top: usize,
     /// 1: read, parse and aggregate on one thread; 2+: parse on a second thread (default: 2 with 2+ cores).
-    /// With `--format json`, the advisor's analysis of the runs uses this many threads too (default: one per core).
+    /// With `--format json`, the advisor's analysis of the runs uses one fewer (at least one) while the document is rendered.
     #[arg(long, value_name = "N")]
     pub threads: Option<std::num::NonZeroUsize>,
     /// A desired-budgets file (as `tokwatch budget` and the dashboard
