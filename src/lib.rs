@@ -639,12 +639,22 @@ pub fn build_report(
     args: &ReportArgs,
     now_ms: i64,
 ) -> anyhow::Result<(Snapshot, IngestStats, ReportOptions)> {
-    let (_ledger, mut snapshot, stats, options, advice) =
+    let (_ledger, snapshot, stats, options) = advised_report_ledger(args, now_ms)?;
+    Ok((snapshot, stats, options))
+}
+
+/// [`build_report_ledger`] with the advice (when the report has one) worked
+/// out at once, with the early advisor: nothing is rendered meanwhile.
+fn advised_report_ledger(
+    args: &ReportArgs,
+    now_ms: i64,
+) -> anyhow::Result<(Ledger, Snapshot, IngestStats, ReportOptions)> {
+    let (ledger, mut snapshot, stats, options, advice) =
         build_report_ledger(args, now_ms, AdviseWhen::WhileFolding)?;
     if let Some(job) = advice {
         snapshot.advice = Some(Arc::new(job.run(&snapshot)));
     }
-    Ok((snapshot, stats, options))
+    Ok((ledger, snapshot, stats, options))
 }
 
 /// When a report's advice is worked out.
@@ -825,11 +835,7 @@ fn read_advised(
     now_ms: i64,
 ) -> anyhow::Result<(Ledger, Snapshot)> {
     let args = report_args_of(paths, read, budgets);
-    let (ledger, mut snapshot, stats, _, advice) =
-        build_report_ledger(&args, now_ms, AdviseWhen::WhileFolding)?;
-    if let Some(job) = advice {
-        snapshot.advice = Some(Arc::new(job.run(&snapshot)));
-    }
+    let (ledger, snapshot, stats, _) = advised_report_ledger(&args, now_ms)?;
     for warning in report::unreadable_warnings(&stats) {
         eprintln!("tokwatch: warning: {warning}");
     }
