@@ -146,10 +146,10 @@ pub struct LiveArgs {
     )]
     pub control_token: Option<String>,
     /// Desired-budgets file: the dashboard's store, and with --jsonl the
-    /// run limits forecasts are measured against (default:
-    /// $XDG_STATE_HOME/tokwatch/budgets.toml). With --jsonl, a file named
-    /// here must exist; the store $TOKWATCH_BUDGETS names may be unsaved yet.
-    #[arg(long, value_name = "FILE", env = "TOKWATCH_BUDGETS")]
+    /// run limits forecasts are measured against (then it must exist).
+    /// Default: the store $TOKWATCH_BUDGETS names, else
+    /// $XDG_STATE_HOME/tokwatch/budgets.toml (either may be unsaved yet).
+    #[arg(long, value_name = "FILE")]
     pub budgets: Option<PathBuf>,
     /// Show budgets but never change them.
     #[arg(long)]

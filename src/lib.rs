@@ -377,8 +377,8 @@ fn run_live(mut args: LiveArgs) -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     ui.control_token = args.control_token.clone();
     ui.readonly = args.readonly;
-    if let Some(path) = &args.budgets {
-        ui.budgets_path = Some(path.clone());
+    if let Some(path) = args.budgets.clone().or_else(budgets_store_from_env) {
+        ui.budgets_path = Some(path);
     }
     let _log = logging::init_file(args.log_file.as_deref())?;
     logging::install_panic_hook();
@@ -600,26 +600,28 @@ fn run_limits(path: Option<&Path>) -> anyhow::Result<model::budget::LimitsByScop
     Ok(control::store::DesiredState::load(path)?.limits())
 }
 
+/// The dashboard's store `$TOKWATCH_BUDGETS` names, if it names one. (A
+/// store, not a file named: the dashboard creates it on its first save.)
+fn budgets_store_from_env() -> Option<PathBuf> {
+    std::env::var_os("TOKWATCH_BUDGETS")
+        .filter(|path| !path.is_empty())
+        .map(PathBuf::from)
+}
+
 /// The run limits `--jsonl` forecasts against: those of `--budgets FILE`
 /// (as [`run_limits`]: it must be there, `--jsonl` never writes it), else
-/// of the dashboard's store when it has one: `$TOKWATCH_BUDGETS`, or its
-/// default place. A store the dashboard has not saved yet holds no limits;
-/// one that cannot be read is said and left out: it is not what `--jsonl`
-/// was asked to read.
+/// of the dashboard's store when it has one ([`budgets_store_from_env`],
+/// else its default place). A store the dashboard has not saved yet holds
+/// no limits; one that cannot be read is said and left out: it is not what
+/// `--jsonl` was asked to read.
 ///
 /// # Errors
 /// `--budgets FILE` is missing or not a budgets file.
 fn jsonl_run_limits(named: Option<&Path>) -> anyhow::Result<model::budget::LimitsByScope> {
-    // (clap gives the variable's value as if named: told apart here)
-    let from_env = std::env::var_os("TOKWATCH_BUDGETS");
-    let store = match named {
-        Some(path) if from_env.as_deref() != Some(path.as_os_str()) => {
-            return run_limits(named);
-        }
-        Some(path) => Some(path.to_path_buf()),
-        None => control::store::default_path(),
-    };
-    let Some(path) = store else {
+    if named.is_some() {
+        return run_limits(named);
+    }
+    let Some(path) = budgets_store_from_env().or_else(control::store::default_path) else {
         return Ok(BTreeMap::new());
     };
     Ok(match control::store::DesiredState::load(&path) {
