@@ -447,7 +447,8 @@ mod tests {
         assert_eq!(panic.downcast_ref::<&str>(), Some(&"the advisor broke"));
         // asked again: no advice, and a document cannot be written with none
         assert_eq!(pending.wait(), None);
-        let written = serde_json::to_string(&crate::report::insights::LateAdvice(&pending));
+        let late = crate::report::insights::AdviceToWrite::Late(&pending);
+        let written = serde_json::to_string(&late);
         assert!(
             written.is_err_and(|e| e.to_string().contains("the advisor failed")),
             "no insights without advice"

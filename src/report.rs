@@ -411,9 +411,7 @@ fn render_json(
 ) -> serde_json::Result<String> {
     let mut report = json_report(snapshot, ingest, options, None);
     if let Some(late) = late {
-        // the advice comes from `late` alone, written once
-        report.insights.advice = None;
-        report.insights.late_advice = Some(insights::LateAdvice(late));
+        report.insights.advice = Some(insights::AdviceToWrite::Late(late));
     }
     let mut text = serde_json::to_string_pretty(&report)?;
     text.push('\n');
@@ -538,9 +536,11 @@ fn json_report<'a>(
             live: ingest.live_totals(),
         },
         insights: insights::JsonInsights {
-            advice: snapshot.advice.as_deref().map(insights::json_advice),
+            advice: snapshot
+                .advice
+                .as_deref()
+                .map(insights::AdviceToWrite::Ready),
             duplicates: snapshot.duplicates.as_deref().map(duplicates::json),
-            late_advice: None,
             anomalies: None,
         },
         live,

@@ -1,7 +1,7 @@
 //! The `insights` object of the JSON report and the `--jsonl` snapshots,
 //! and the `advise` and `compare` documents (table, JSON, Markdown).
-//! Pure: returns values or text ([`LateAdvice`] waits for the advisor's
-//! thread where it is written).
+//! Pure: returns values or text ([`AdviceToWrite::Late`] waits for the
+//! advisor's thread where it is written).
 
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -21,11 +21,7 @@ use crate::sanitize::sanitize;
 #[derive(Serialize)]
 pub struct JsonInsights<'a> {
     #[serde(flatten)]
-    pub advice: Option<JsonAdvice<'a>>,
-    /// Or the advice still being worked out, written when ready (in
-    /// `advice`'s place: a report has one or the other).
-    #[serde(flatten)]
-    pub late_advice: Option<LateAdvice<'a>>,
+    pub advice: Option<AdviceToWrite<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) duplicates: Option<super::duplicates::JsonDuplicates<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -36,25 +32,29 @@ impl JsonInsights<'_> {
     /// Nothing to say.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.advice.is_none()
-            && self.late_advice.is_none()
-            && self.duplicates.is_none()
-            && self.anomalies.is_none()
+        self.advice.is_none() && self.duplicates.is_none() && self.anomalies.is_none()
     }
 }
 
-/// Advice a report waits for only where it writes it ([`PendingAdvice`]):
-/// `insights` comes last in the document, so the advisor finishes on a
-/// thread of its own while everything before it is rendered.
+/// The advice `insights` writes: at hand, or still being worked out on a
+/// thread of its own ([`PendingAdvice`]) — then waited for only where it
+/// is written: `insights` comes last in a report, so the advisor finishes
+/// while everything before it is rendered.
 #[derive(Clone, Copy)]
-pub struct LateAdvice<'a>(pub &'a PendingAdvice);
+pub enum AdviceToWrite<'a> {
+    Ready(&'a Advice),
+    Late(&'a PendingAdvice),
+}
 
-impl Serialize for LateAdvice<'_> {
+impl Serialize for AdviceToWrite<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.0.wait() {
-            Some(advice) => json_advice(advice).serialize(serializer),
-            None => Err(serde::ser::Error::custom("the advisor failed")),
-        }
+        let advice = match self {
+            AdviceToWrite::Ready(advice) => advice,
+            AdviceToWrite::Late(pending) => pending
+                .wait()
+                .ok_or_else(|| serde::ser::Error::custom("the advisor failed"))?,
+        };
+        json_advice(advice).serialize(serializer)
     }
 }
 
@@ -178,7 +178,7 @@ fn reasoning_row(n: &Named) -> JsonReasoningRow<'_> {
 
 /// The advisor's part of the `insights` object (and the forecasts of live runs).
 #[must_use]
-pub fn json_advice(advice: &Advice) -> JsonAdvice<'_> {
+fn json_advice(advice: &Advice) -> JsonAdvice<'_> {
     let t = &advice.total;
     JsonAdvice {
         advisor: JsonAdvisor {
